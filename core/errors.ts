@@ -1,0 +1,101 @@
+/**
+ * The error catalogue. Each process owns one prefix (CORE_ERR_* for the shared domain,
+ * VND_ERR_* for the vendor server); codes are stable and documented in docs/ERRORS.md.
+ * The message here is the default plain sentence; a thrown error may carry a more
+ * specific one ("not enough ACME tokens: 120 short").
+ */
+export interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const CORE_ERRORS = {
+  CORE_ERR_VALIDATION: { status: 400, message: 'the request is not valid' },
+  CORE_ERR_AMOUNT: { status: 400, message: 'an amount must be a whole number of units, not negative' },
+  CORE_ERR_OVERFLOW: { status: 400, message: 'an amount is too large' },
+  CORE_ERR_CODE_MALFORMED: { status: 400, message: 'this code cannot be read' },
+  CORE_ERR_CHECK_DIGIT: { status: 400, message: 'this code has a wrong check digit: scan it again' },
+  CORE_ERR_CODE_UNKNOWN_KIND: { status: 400, message: 'this code is neither a product, a customer card nor a receipt' },
+  CORE_ERR_UNBALANCED: { status: 500, message: 'postings do not balance' },
+  CORE_ERR_INSUFFICIENT_TOKENS: { status: 409, message: 'not enough tokens' },
+  CORE_ERR_TOKEN_UNKNOWN: { status: 404, message: 'unknown token type' },
+  CORE_ERR_TOKEN_NOT_ACCEPTED: { status: 409, message: 'this token type is not accepted here' },
+  CORE_ERR_TOKEN_EXPIRED: { status: 409, message: 'these tokens have expired' },
+  CORE_ERR_PRODUCT_NOT_ELIGIBLE: { status: 409, message: 'these tokens only buy listed products' },
+  CORE_ERR_TENDER_EXCESS: { status: 409, message: 'more tokens offered than the cart can take' },
+  CORE_ERR_CASH_SHORT: { status: 409, message: 'not enough cash tendered' },
+  CORE_ERR_EMPTY_CART: { status: 400, message: 'the cart is empty' },
+  CORE_ERR_TENDER_WITHOUT_CUSTOMER: { status: 409, message: 'scan the customer card before paying with tokens' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export const VND_ERRORS = {
+  VND_ERR_UNAUTHENTICATED: { status: 401, message: 'not signed in' },
+  VND_ERR_FORBIDDEN: { status: 403, message: 'not allowed' },
+  VND_ERR_TERMINAL_REVOKED: { status: 403, message: 'this terminal has been revoked' },
+  VND_ERR_PAIRING_CODE: { status: 403, message: 'the pairing code is wrong, used or expired' },
+  VND_ERR_PRODUCT_UNKNOWN: { status: 404, message: 'unknown product' },
+  VND_ERR_CUSTOMER_UNKNOWN: { status: 404, message: 'unknown customer card' },
+  VND_ERR_SALE_UNKNOWN: { status: 404, message: 'unknown sale' },
+  VND_ERR_TERMINAL_UNKNOWN: { status: 404, message: 'unknown terminal' },
+  VND_ERR_STAFF_UNKNOWN: { status: 404, message: 'unknown staff member' },
+  VND_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  VND_ERR_CARD_IN_USE: { status: 409, message: 'this card number belongs to another customer' },
+  VND_ERR_ALREADY_REFUNDED: { status: 409, message: 'this sale was already refunded' },
+  VND_ERR_IDEMPOTENCY_CONFLICT: { status: 409, message: 'this request key was already used for a different request' },
+  VND_ERR_IDEMPOTENCY_KEY: { status: 400, message: 'a money-changing request needs an idempotency key' },
+  VND_ERR_SUPERVISOR_REQUIRED: { status: 403, message: 'a supervisor must approve this' },
+  VND_ERR_PIN: { status: 403, message: 'wrong staff id or PIN' },
+  VND_ERR_PAYLOAD_TOO_LARGE: { status: 413, message: 'the request is too large' },
+  VND_ERR_RATE_LIMITED: { status: 429, message: 'too many attempts: wait a moment' },
+  VND_ERR_JOURNAL_CORRUPT: { status: 500, message: 'the journal is corrupt' },
+  VND_ERR_STATE_CORRUPT: { status: 500, message: 'the state file is corrupt' },
+  VND_ERR_CONFIG: { status: 500, message: 'the vendor server is not set up' },
+  VND_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
+  VND_ERR_SHUTTING_DOWN: { status: 503, message: 'the store server is shutting down' },
+  VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export const ERRORS = { ...CORE_ERRORS, ...VND_ERRORS } as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The shape of an error on the wire (socket acks and HTTP bodies). */
+export interface WireError {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/** An expected failure with a stable code: handled where it means something, never a crash. */
+export class MallposError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+    super(message ?? ERRORS[code].message);
+    this.name = 'MallposError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+
+  toWire(): WireError {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+export function fail(code: ErrorCode, message?: string, details?: Record<string, unknown>): never {
+  throw new MallposError(code, message, details);
+}
+
+export function isMallposError(err: unknown): err is MallposError {
+  return err instanceof MallposError;
+}
+
+/** A broken invariant is a programmer error: crash rather than carry on with bad state. */
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}

@@ -1,0 +1,85 @@
+import type { Posting } from './ledger.ts';
+import type { Allocation, PricedLine, Product } from './pricing.ts';
+import type { TokenType } from './token-types.ts';
+
+/**
+ * Events of a vendor's journal. Each carries what the mall needs later, so a batch can
+ * ship events exactly as they were journalled: the vendor, the event seq and the hash
+ * of the previous event (set by the journal), time, terminal and cashier, the type,
+ * postings where money moved, and the idempotency key with the hash of the request.
+ */
+export const EVENT_VERSION = 1;
+
+export interface EventBase {
+  seq: number;
+  prev: string;
+  v: typeof EVENT_VERSION;
+  vendor: string;
+  at: string;
+  terminal: string | null;
+  cashier: string | null;
+  key: string | null;
+  bodyHash: string | null;
+}
+
+export interface SaleData {
+  saleId: string;
+  customer: string | null;
+  currency: string;
+  lines: PricedLine[];
+  allocations: Allocation[];
+  debits: Record<string, number>;
+  totalMinor: number;
+  cash: { dueMinor: number; tenderedMinor: number; changeMinor: number };
+  balancesAfter: Record<string, number> | null;
+}
+
+export interface ReversalData {
+  refundId: string;
+  saleId: string;
+  saleSeq: number;
+  customer: string | null;
+  reason: string;
+  supervisor: string;
+  cashRefundMinor: number;
+  balancesAfter: Record<string, number> | null;
+}
+
+export interface AllotmentData {
+  token: string;
+  units: number;
+  issuer: string;
+  reference: string;
+}
+
+export interface IssuanceData {
+  customer: string;
+  token: string;
+  units: number;
+  reason: 'purchase' | 'reward';
+  cashMinor: number;
+  balancesAfter: Record<string, number>;
+}
+
+export interface CustomerData {
+  id: string;
+  card: string;
+  name: string;
+}
+
+export type JournalEvent = EventBase &
+  (
+    | { type: 'sale'; postings: Posting[]; data: SaleData }
+    | { type: 'reversal'; postings: Posting[]; data: ReversalData }
+    | { type: 'allotment'; postings: Posting[]; data: AllotmentData }
+    | { type: 'issuance'; postings: Posting[]; data: IssuanceData }
+    | { type: 'customer.registered'; postings: []; data: CustomerData }
+    | { type: 'product.upserted'; postings: []; data: Product }
+    | { type: 'token-type.upserted'; postings: []; data: TokenType }
+  );
+
+export type EventType = JournalEvent['type'];
+export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance'];
+
+/** Distributes Omit over the union so each event type keeps its own data shape. */
+export type NewEvent = JournalEvent extends infer E ? (E extends JournalEvent ? Omit<E, 'prev'> : never) : never;

@@ -1,0 +1,124 @@
+import type { WireError } from './errors.ts';
+import type { Allocation, PricedCart, PricedLine } from './pricing.ts';
+
+/**
+ * The terminal <-> vendor-server socket.io protocol. Every request is acknowledged with
+ * an Ack; money-changing requests (sale:commit, sale:refund) carry an idempotency key
+ * made by the terminal before its first send (terminal id + ':' + UUID). Documented in
+ * docs/PROTOCOL.md.
+ */
+export type Ack<T> = { ok: true; data: T } | { ok: false; error: WireError };
+
+export interface ProductView {
+  gtin: string;
+  name: string;
+  priceMinor: number;
+  currency: string;
+  tokenPrices: Record<string, number>;
+}
+
+export interface TokenBalance {
+  token: string;
+  name: string;
+  kind: string;
+  units: number;
+  /** Whether these tokens can be spent in this store now. */
+  spendable: boolean;
+}
+
+export interface CustomerView {
+  id: string;
+  card: string;
+  name: string;
+  balances: TokenBalance[];
+}
+
+export interface SaleResult {
+  saleId: string;
+  seq: number;
+  at: string;
+  terminal: string | null;
+  cashier: string | null;
+  customer: { id: string; name: string; card: string } | null;
+  currency: string;
+  lines: PricedLine[];
+  allocations: Allocation[];
+  debits: Record<string, number>;
+  totalMinor: number;
+  cash: { dueMinor: number; tenderedMinor: number; changeMinor: number };
+  balancesAfter: Record<string, number> | null;
+  refunded: boolean;
+}
+
+export interface RefundResult {
+  refundId: string;
+  seq: number;
+  at: string;
+  saleId: string;
+  credited: Record<string, number>;
+  cashRefundMinor: number;
+  balancesAfter: Record<string, number> | null;
+}
+
+export interface ReceiptData {
+  store: { vendorId: string; name: string; address: string[] };
+  sale: SaleResult;
+  refund: RefundResult | null;
+}
+
+export type KeyStatus =
+  | { state: 'unknown' }
+  | { state: 'committed'; kind: 'sale'; result: SaleResult }
+  | { state: 'committed'; kind: 'refund'; result: RefundResult };
+
+export interface ServerStatus {
+  vendorId: string;
+  storeName: string;
+  at: string;
+  journalSeq: number;
+}
+
+export interface CashierView {
+  staffId: string;
+  name: string;
+  role: 'cashier' | 'supervisor';
+}
+
+type Handler<Req, Res> = (req: Req, ack: (res: Ack<Res>) => void) => void;
+
+export interface ClientToServerEvents {
+  'product:lookup': Handler<{ code: string }, ProductView>;
+  'customer:lookup': Handler<{ card: string }, CustomerView>;
+  'balance:inquiry': Handler<{ card: string }, CustomerView>;
+  'cart:price': Handler<
+    { lines: { code: string; qty: number }[]; card?: string | null; tenders?: { token: string; units?: number }[] },
+    PricedCart
+  >;
+  'sale:commit': Handler<
+    {
+      key: string;
+      lines: { code: string; qty: number }[];
+      card: string | null;
+      tenders: { token: string; units?: number }[];
+      cashTenderedMinor: number;
+    },
+    SaleResult
+  >;
+  'sale:refund': Handler<
+    { key: string; saleId: string; reason: string; supervisor: { staffId: string; pin: string } },
+    RefundResult
+  >;
+  'sale:status': Handler<{ key: string }, KeyStatus>;
+  'receipt:get': Handler<{ saleId: string }, ReceiptData>;
+  'cashier:login': Handler<{ staffId: string; pin: string }, CashierView>;
+  'cashier:logout': Handler<Record<string, never>, null>;
+}
+
+export interface ServerToClientEvents {
+  'server:status': (status: ServerStatus) => void;
+  'terminal:revoked': (info: { terminalId: string; message: string }) => void;
+}
+
+/** Limits both sides agree on. */
+export const SOCKET_PAYLOAD_BYTES_MAX = 64 * 1024;
+export const ACK_TIMEOUT_MS = 5_000;

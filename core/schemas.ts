@@ -1,0 +1,148 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+import { z } from 'zod';
+import { MallposError, type ErrorCode } from './errors.ts';
+import { checkAmount } from './money.ts';
+import { CART_LINES_MAX, LINE_QTY_MAX } from './pricing.ts';
+import { TOKEN_KINDS } from './token-types.ts';
+
+/**
+ * zod schemas for every payload that crosses a boundary. Objects are strict: an unknown
+ * field is an error rather than silently ignored. Amounts go through checkAmount so a
+ * negative, fractional, huge or string amount gets CORE_ERR_AMOUNT / CORE_ERR_OVERFLOW.
+ */
+export const amount = (field: string) =>
+  z.unknown().transform((v, ctx) => {
+    try {
+      return checkAmount(v, field);
+    } catch (err) {
+      const e = err as MallposError;
+      ctx.addIssue({ code: 'custom', message: e.message, params: { errorCode: e.code } });
+      return z.NEVER;
+    }
+  });
+
+export const TENDERS_MAX = 8;
+
+export const idempotencyKey = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/, 'an idempotency key is 8-128 letters, digits or . _ : -');
+export const scanCode = z.string().min(1).max(64);
+export const tokenCode = z.string().regex(/^[A-Z][A-Z0-9]{1,11}$/, 'a token code is 2-12 capital letters or digits');
+export const entityId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'an id is 1-40 lower-case letters, digits or -');
+export const personName = z.string().trim().min(1).max(80);
+export const isoDate = z.iso.datetime({ offset: true });
+
+export const cartLine = z.strictObject({
+  code: scanCode,
+  qty: amount('quantity').refine((n) => n >= 1 && n <= LINE_QTY_MAX, `quantity must be between 1 and ${LINE_QTY_MAX}`),
+});
+
+export const tokenTender = z.strictObject({
+  token: tokenCode,
+  units: amount('token units').optional(),
+});
+
+export const productLookupRequest = z.strictObject({ code: scanCode });
+export const customerLookupRequest = z.strictObject({ card: scanCode });
+
+export const cartPriceRequest = z.strictObject({
+  lines: z.array(cartLine).min(1).max(CART_LINES_MAX),
+  card: scanCode.nullable().optional(),
+  tenders: z.array(tokenTender).max(TENDERS_MAX).optional(),
+});
+
+export const saleCommitRequest = z.strictObject({
+  key: idempotencyKey,
+  lines: z.array(cartLine).min(1).max(CART_LINES_MAX),
+  card: scanCode.nullable(),
+  tenders: z.array(tokenTender).max(TENDERS_MAX),
+  cashTenderedMinor: amount('cash tendered'),
+});
+
+export const staffCredential = z.strictObject({
+  staffId: entityId,
+  pin: z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits'),
+});
+
+export const saleRefundRequest = z.strictObject({
+  key: idempotencyKey,
+  saleId: scanCode,
+  reason: z.string().trim().min(1).max(200),
+  supervisor: staffCredential,
+});
+
+export const saleStatusRequest = z.strictObject({ key: idempotencyKey });
+export const receiptRequest = z.strictObject({ saleId: scanCode });
+export const cashierLoginRequest = staffCredential;
+
+// Operator API payloads.
+export const productUpsert = z.strictObject({
+  code: scanCode,
+  name: personName,
+  priceMinor: amount('price'),
+  tokenPrices: z.record(tokenCode, amount('token price')).refine((r) => Object.keys(r).length <= 16, 'at most 16 token prices'),
+});
+
+export const customerRegister = z.strictObject({
+  card: scanCode.optional(),
+  name: personName,
+});
+
+export const allotmentRequest = z.strictObject({
+  token: tokenCode,
+  units: amount('units').refine((n) => n > 0, 'units must be at least 1'),
+  reference: z.string().trim().min(1).max(80),
+});
+
+export const issuanceRequest = z.strictObject({
+  customerId: entityId,
+  token: tokenCode,
+  units: amount('units').refine((n) => n > 0, 'units must be at least 1'),
+  reason: z.enum(['purchase', 'reward']),
+  cashMinor: amount('cash received').optional(),
+});
+
+export const tokenTypeSchema = z.strictObject({
+  code: tokenCode,
+  name: personName,
+  kind: z.enum(TOKEN_KINDS),
+  issuer: entityId,
+  faceValueMinor: amount('face value').refine((n) => n > 0, 'face value must be at least 1'),
+  currency: z.string().regex(/^[A-Z]{3}$/),
+  acceptedBy: z.union([z.literal('*'), z.array(entityId).max(1000)]),
+  products: z.array(z.string().regex(/^[0-9]{8,14}$/)).max(10_000).optional(),
+  expiresAt: isoDate.optional(),
+});
+
+export const terminalCreate = z.strictObject({ name: personName });
+export const pairRequest = z.strictObject({ code: z.string().min(4).max(32) });
+export const staffUpsert = z.strictObject({
+  id: entityId,
+  name: personName,
+  role: z.enum(['cashier', 'supervisor']),
+  pin: z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits'),
+});
+
+/** Parses untrusted input; any problem becomes one typed error naming the field. */
+export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const params = (issue as { params?: { errorCode?: ErrorCode } } | undefined)?.params;
+  const code: ErrorCode = params?.errorCode ?? 'CORE_ERR_VALIDATION';
+  const path = issue?.path.join('.') ?? '';
+  const message = issue === undefined ? 'the request is not valid' : path === '' ? issue.message : `${path}: ${issue.message}`;
+  throw new MallposError(code, message, {
+    issues: result.error.issues.slice(0, 5).map((i) => ({ path: i.path.join('.'), message: i.message })),
+  });
+}
+
+/** The hash of a request body, independent of key order; secrets must be removed first. */
+export function bodyHash(body: unknown): string {
+  return createHash('sha256').update(canonicalize(body) ?? 'null').digest('hex');
+}
+
+export type SaleCommitRequest = z.output<typeof saleCommitRequest>;
+export type SaleRefundRequest = z.output<typeof saleRefundRequest>;
+export type CartPriceRequest = z.output<typeof cartPriceRequest>;
