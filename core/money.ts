@@ -78,14 +78,17 @@ export function bpsOf(amount: number, bps: number): number {
 }
 
 const CURRENCY_SYMBOLS: Record<string, string> = { EUR: '€', USD: '$', GBP: '£', JPY: '¥', CHF: 'CHF ' };
+// ISO 4217 currencies whose minor unit is the whole unit (no decimals): 350 JPY is "¥350".
+const ZERO_DECIMAL_CURRENCIES = new Set(['JPY']);
 
 /** Formats minor units for a person ("€3.50"); no floating point is involved. */
 export function formatMinor(minor: number, currency: string): string {
   const negative = minor < 0;
   const abs = Math.abs(minor);
+  const symbol = CURRENCY_SYMBOLS[currency] ?? `${currency} `;
+  if (ZERO_DECIMAL_CURRENCIES.has(currency)) return `${negative ? '-' : ''}${symbol}${abs}`;
   const whole = Math.floor(abs / 100);
   const cents = String(abs % 100).padStart(2, '0');
-  const symbol = CURRENCY_SYMBOLS[currency] ?? `${currency} `;
   return `${negative ? '-' : ''}${symbol}${whole}.${cents}`;
 }
 

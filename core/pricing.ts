@@ -119,7 +119,7 @@ export function priceCart(input: PricingInput): PricedCart {
     const eligible = lines.filter((l) => !paidLines.has(l.lineNo) && l.unitTokenPrices[tt.code] !== undefined && mayBuy(tt, l.gtin));
     const capacity = sum(eligible.map((l) => mul(l.unitTokenPrices[tt.code] ?? 0, l.qty)));
     if (capacity === 0) {
-      if (tt.kind === 'manufacturer') fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `${tt.code} tokens only buy listed products`, { token: tt.code });
+      if (tt.kind === 'manufacturer') fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `this ${tt.code} token only buys listed products`, { token: tt.code });
       fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `no item left in this cart can be paid with ${tt.code} tokens`, { token: tt.code });
     }
     if (requested !== undefined && requested > capacity) {

@@ -1,0 +1,178 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import { io, type Socket } from 'socket.io-client';
+import type { Ack, SaleResult } from '../../core/index.ts';
+import { GENESIS_HASH } from '../../vendor-server/storage/index.ts';
+import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
+import { tempDir } from '../helpers/vendor.ts';
+
+const CLIENTS = 20;
+const ROUNDS = 20;
+const PRODUCTS = ['4006381333931', '5901234123457', '9001001000014'];
+
+interface Attempt {
+  key: string;
+  body: Record<string, unknown>;
+  acked: SaleResult | null;
+}
+
+/**
+ * The vendor server as a child process, 20 terminals committing sales concurrently,
+ * SIGKILL at a random moment, restart; 20 rounds. After each restart: every acknowledged
+ * sale is in the journal exactly once, balances equal a replay of the journal's
+ * postings, nothing is negative, and the hash chain verifies.
+ */
+describe('e2e: vendor server survives SIGKILL at any moment', function () {
+  this.timeout(240_000);
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let operatorToken: string;
+  let server: ChildServer | null = null;
+
+  before(async () => {
+    ({ dir, cleanup } = await tempDir('mallpos-crash-'));
+    const init = await runCli(['init', '--data-dir', dir, '--demo']);
+    expect(init.code, init.stderr).to.equal(0);
+    operatorToken = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
+    expect(operatorToken).to.match(/^mpo_/);
+  });
+  after(async () => {
+    if (server !== null) await killHard(server.child);
+    await cleanup();
+  });
+
+  const op = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    if (server === null) throw new Error('no server');
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, text: await res.text() };
+  };
+
+  it(`keeps every acknowledged sale exactly once over ${ROUNDS} kills`, async () => {
+    server = await spawnVendorServer(dir);
+    // One customer per terminal, each with plenty of tokens.
+    const cards: string[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      const c = JSON.parse((await op('POST', '/api/customers', { name: `Crash customer ${i}` })).text) as { id: string; card: string };
+      const issued = await op('POST', '/api/issuances', { customerId: c.id, token: 'ACME', units: 20_000, reason: 'reward' }, { 'idempotency-key': randomUUID() });
+      expect(issued.status, issued.text).to.equal(200);
+      cards.push(c.card);
+    }
+    const credentials: { terminalId: string; credential: string }[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      const created = JSON.parse((await op('POST', '/api/terminals', { name: `Crash till ${i}` })).text) as { pairingCode: string };
+      const res = await fetch(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
+      credentials.push((await res.json()) as { terminalId: string; credential: string });
+    }
+
+    const attempts: Attempt[] = [];
+    let totalAcked = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const url = server.url;
+      const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, transports: ['websocket'], reconnection: false, forceNew: true }));
+      let stop = false;
+      const loops = sockets.map(async (socket, i) => {
+        await new Promise<void>((resolve) => {
+          socket.once('connect', () => resolve());
+          socket.once('connect_error', () => resolve());
+        });
+        // Unfinished attempts of earlier rounds are retried with their key and body first.
+        const mine = attempts.filter((a) => a.acked === null && a.key.startsWith(`${credentials[i]?.terminalId}:`));
+        while (!stop && socket.connected) {
+          const retry = mine.shift();
+          const attempt: Attempt = retry ?? {
+            key: `${credentials[i]?.terminalId}:${randomUUID()}`,
+            body: {
+              lines: PRODUCTS.map((code, j) => ({ code, qty: 1 + ((i + j) % 3) })),
+              card: cards[i],
+              tenders: [{ token: 'ACME', units: 1 + Math.floor(Math.random() * 50) }],
+              cashTenderedMinor: 10_000,
+            },
+            acked: null,
+          };
+          if (retry === undefined) attempts.push(attempt);
+          try {
+            const ack = (await socket.timeout(3000).emitWithAck('sale:commit', { key: attempt.key, ...attempt.body })) as Ack<SaleResult>;
+            if (!ack.ok) throw new Error(`sale refused: ${ack.error.code} ${ack.error.message}`);
+            attempt.acked = ack.data;
+            totalAcked += 1;
+          } catch (err) {
+            if ((err as Error).message.startsWith('sale refused')) throw err;
+            return; // The server died: the outcome of this attempt is unknown until a retry.
+          }
+        }
+      });
+      await new Promise((r) => setTimeout(r, 150 + Math.random() * 500));
+      await killHard(server.child);
+      stop = true;
+      await Promise.all(loops);
+      for (const s of sockets) s.disconnect();
+
+      server = await spawnVendorServer(dir);
+      await checkLedger(attempts, cards);
+    }
+    expect(totalAcked).to.be.greaterThan(ROUNDS * CLIENTS);
+
+    // Retry every unfinished attempt once more: each is committed exactly once.
+    const socket = io(server.url, { auth: { token: credentials[0]?.credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    for (const a of attempts.filter((x) => x.acked === null && x.key.startsWith(`${credentials[0]?.terminalId}:`))) {
+      const ack = (await socket.timeout(3000).emitWithAck('sale:commit', { key: a.key, ...a.body })) as Ack<SaleResult>;
+      expect(ack.ok).to.equal(true);
+      if (ack.ok) a.acked = ack.data;
+    }
+    socket.disconnect();
+    await checkLedger(attempts, cards);
+    const verify = await runCliAfterStop();
+    expect(verify.code, verify.stderr).to.equal(0);
+    expect(JSON.parse(verify.stdout).ok).to.equal(true);
+  });
+
+  async function runCliAfterStop() {
+    if (server !== null) {
+      server.child.kill('SIGTERM');
+      await new Promise((r) => server?.child.once('exit', r));
+      server = null;
+    }
+    return runCli(['verify', '--data-dir', dir]);
+  }
+
+  async function checkLedger(attempts: Attempt[], cards: string[]): Promise<void> {
+    const exported = await op('GET', '/api/ledger/export?format=jsonl');
+    expect(exported.status).to.equal(200);
+    const lines = exported.text.trim().split('\n');
+    const byKey = new Map<string, number>();
+    const balances = new Map<string, number>();
+    let prev = GENESIS_HASH;
+    for (const [i, line] of lines.entries()) {
+      const { hash, event } = JSON.parse(line) as { hash: string; event: { seq: number; prev: string; key: string | null; postings: { account: string; token: string; units: number }[] } };
+      expect(event.seq).to.equal(i + 1);
+      expect(event.prev).to.equal(prev);
+      const text = line.slice(line.indexOf('"event":') + 8, -1);
+      expect(createHash('sha256').update(text).digest('hex')).to.equal(hash);
+      prev = hash;
+      if (event.key !== null) byKey.set(event.key, (byKey.get(event.key) ?? 0) + 1);
+      for (const p of event.postings) balances.set(`${p.account}/${p.token}`, (balances.get(`${p.account}/${p.token}`) ?? 0) + p.units);
+    }
+    for (const a of attempts) {
+      const n = byKey.get(a.key) ?? 0;
+      if (a.acked !== null) expect(n, `acknowledged ${a.acked.saleId}`).to.equal(1);
+      else expect(n).to.be.at.most(1);
+    }
+    for (const [k, units] of balances) {
+      if (k.startsWith('customer:') || k.startsWith('float/')) expect(units, k).to.be.at.least(0);
+    }
+    for (const card of cards) {
+      const res = JSON.parse((await op('GET', `/api/customers?card=${card}`)).text) as { id: string; balances: { token: string; units: number }[] }[];
+      const c = res[0];
+      if (c === undefined) throw new Error(`customer ${card}`);
+      for (const b of c.balances) expect(b.units, `${c.id} ${b.token}`).to.equal(balances.get(`customer:${c.id}/${b.token}`));
+      expect(c.balances.find((b) => b.token === 'ACME')?.units ?? 0).to.equal(balances.get(`customer:${c.id}/ACME`) ?? 0);
+    }
+    const float = JSON.parse((await op('GET', '/api/float')).text) as Record<string, number>;
+    for (const [token, units] of Object.entries(float)) expect(units).to.equal(balances.get(`float/${token}`));
+  }
+});

@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A fresh directory per test, so tests can run in parallel and leave nothing behind. */
+export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mallpos-storage-'));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** Segment files of a journal directory, in seq order. */
+export async function segmentFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => /^journal-\d{16}\.jsonl$/.test(n)).sort();
+}
+
+/** Name and content hash of every file, to prove that a failed open changed nothing. */
+export async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(dir)).sort()) out[name] = sha256(await readFile(join(dir, name)));
+  return out;
+}
+
+export interface ParsedLine {
+  /** Byte offset of the line within its segment. */
+  offset: number;
+  line: string;
+  h: string;
+  eventText: string;
+}
+
+/**
+ * Splits a segment into lines with an independent parser (a regex over the text), so the
+ * tests do not trust the journal's own reader to check the format it wrote.
+ */
+export function parseSegment(content: Buffer): ParsedLine[] {
+  const out: ParsedLine[] = [];
+  let offset = 0;
+  while (offset < content.length) {
+    const nl = content.indexOf(0x0a, offset);
+    if (nl === -1) throw new Error('segment ends without a newline');
+    const line = content.toString('utf8', offset, nl);
+    const m = /^\{"h":"([0-9a-f]{64})","e":(.*)\}$/s.exec(line);
+    if (m === null) throw new Error(`not a journal line at ${offset}: ${line.slice(0, 80)}`);
+    out.push({ offset, line, h: m[1] as string, eventText: m[2] as string });
+    offset = nl + 1;
+  }
+  return out;
+}
+
+/** Builds a well-formed line for an event text, as a forger who recomputes hashes would. */
+export function lineFor(eventText: string): string {
+  return `{"h":"${sha256(eventText)}","e":${eventText}}\n`;
+}
+
+export function saleFields(seq: number, extra: Record<string, unknown> = {}) {
+  return {
+    seq,
+    type: 'sale',
+    terminal: `T-${seq % 5}`,
+    key: `T-${seq % 5}:${seq.toString(16).padStart(8, '0')}`,
+    lines: [{ sku: `SKU-${seq % 97}`, qty: 1 + (seq % 3), unit: 1250 }],
+    total: 1250 * (1 + (seq % 3)),
+    note: 'café ☕',
+    ...extra,
+  };
+}
+
+/** The error a promise rejects with; fails the test when it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected the promise to reject');
+}

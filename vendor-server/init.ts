@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import { fail, withGs1CheckDigit, type TokenType } from '../core/index.ts';
+import { AccessStore } from './access.ts';
+import { createKeys, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
+import { LedgerService } from './ledger/service.ts';
+import { openLedger } from './ledger/store.ts';
+
+export interface InitOptions {
+  dataDir: string;
+  vendorId?: string;
+  storeName?: string;
+  demo?: boolean;
+  port?: number;
+  host?: string;
+}
+
+export interface InitResult {
+  config: VendorConfig;
+  kid: string;
+  operatorToken: string;
+  demo: DemoSummary | null;
+}
+
+/**
+ * Creates a vendor server's data directory: config, Ed25519 key pair, an operator
+ * credential (returned once, stored as a hash), and with `demo` a believable store.
+ */
+export async function initVendor(opts: InitOptions): Promise<InitResult> {
+  if (await isInitialised(opts.dataDir)) {
+    fail('VND_ERR_CONFIG', `${opts.dataDir} already holds a vendor server: choose another --data-dir`);
+  }
+  const config = defaultConfig(opts.vendorId ?? (opts.demo === true ? 'acme' : 'store'), opts.storeName ?? (opts.demo === true ? 'ACME Market' : 'My store'));
+  if (opts.port !== undefined) config.port = opts.port;
+  if (opts.host !== undefined) config.host = opts.host;
+  if (opts.demo === true) config.address = ['Mall Street 1, Unit 12', '1010 Vienna'];
+  const keys = await createKeys(opts.dataDir);
+  const access = await AccessStore.open(dataPaths(opts.dataDir).access);
+  const operatorToken = await access.addOperator();
+  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access) : null;
+  // The config is written last: a directory without it is not a half-made store.
+  await writeConfig(opts.dataDir, config);
+  return { config, kid: keys.kid, operatorToken, demo };
+}
+
+export interface DemoSummary {
+  tokenTypes: string[];
+  products: { code: string; name: string }[];
+  customers: { id: string; card: string; name: string }[];
+  staff: { id: string; role: string; pin: string }[];
+}
+
+const GTIN = (body: string) => withGs1CheckDigit(body);
+
+export const DEMO_PRODUCTS: { code: string; name: string; priceMinor: number; tokens: Record<string, number> }[] = [
+  { code: '4006381333931', name: 'Stabilo pen, 4 colours', priceMinor: 450, tokens: { ACME: 90, MALL: 45 } },
+  { code: '5901234123457', name: 'Baltic rye bread', priceMinor: 289, tokens: { ACME: 58, MALL: 29 } },
+  { code: GTIN('900100100001'), name: 'Müsli Classic 750 g', priceMinor: 399, tokens: { ACME: 80, MALL: 40, SUNNY: 40 } },
+  { code: GTIN('900100100002'), name: 'Sunny orange juice 1 l', priceMinor: 249, tokens: { ACME: 50, MALL: 25, SUNNY: 25 } },
+  { code: GTIN('900100100003'), name: 'Sunny oat drink 1 l', priceMinor: 229, tokens: { ACME: 46, MALL: 23, SUNNY: 23 } },
+  { code: GTIN('900100100004'), name: 'Crème fraîche 200 g', priceMinor: 139, tokens: { ACME: 28, MALL: 14 } },
+  { code: GTIN('900100100005'), name: 'Smørrebrød rye slices', priceMinor: 319, tokens: { ACME: 64, MALL: 32 } },
+  { code: GTIN('900100100006'), name: 'Jalapeño salsa 300 g', priceMinor: 259, tokens: { ACME: 52, MALL: 26 } },
+  { code: GTIN('900100100007'), name: 'Café crème beans 500 g', priceMinor: 899, tokens: { ACME: 180, MALL: 90 } },
+  { code: GTIN('900100100008'), name: 'Pâté de campagne 180 g', priceMinor: 349, tokens: { ACME: 70, MALL: 35 } },
+  { code: GTIN('900100100009'), name: 'Gâteau au chocolat', priceMinor: 1290, tokens: { ACME: 258, MALL: 129 } },
+  { code: GTIN('900100100010'), name: 'Äpfel Gala 1 kg', priceMinor: 299, tokens: { ACME: 60, MALL: 30 } },
+  { code: GTIN('900100100011'), name: 'Bananas 1 kg', priceMinor: 179, tokens: { ACME: 36, MALL: 18 } },
+  { code: GTIN('900100100012'), name: 'Free-range eggs x10', priceMinor: 389, tokens: { ACME: 78, MALL: 39 } },
+  { code: GTIN('900100100013'), name: 'Whole milk 1 l', priceMinor: 129, tokens: { ACME: 26, MALL: 13 } },
+  { code: GTIN('900100100014'), name: 'Señorío olive oil 500 ml', priceMinor: 749, tokens: { ACME: 150, MALL: 75 } },
+  { code: GTIN('900100100015'), name: 'Gruyère AOP 200 g', priceMinor: 529, tokens: { ACME: 106, MALL: 53 } },
+  { code: GTIN('9001001'), name: 'Chewing gum mint', priceMinor: 99, tokens: { ACME: 20 } },
+  { code: '036000291452', name: 'Paper tissues x10', priceMinor: 159, tokens: { ACME: 32, MALL: 16 } },
+  { code: GTIN('900100100016'), name: 'Sunny granola bar', priceMinor: 119, tokens: { ACME: 24, MALL: 12, SUNNY: 12 } },
+];
+
+export const DEMO_CUSTOMERS = [
+  'Anna Berger', 'Bülent Yılmaz', 'Chloé Martin', 'David Novák', 'Eva Lindqvist',
+  'François Dubois', 'Grete Müller', 'Hiroshi Tanaka', 'Inés García', 'Jonas Weber',
+];
+
+function demoTokenTypes(vendorId: string, products: string[]): TokenType[] {
+  return [
+    { code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' },
+    { code: 'ACME', name: 'ACME token', kind: 'vendor', issuer: vendorId, faceValueMinor: 5, currency: 'EUR', acceptedBy: [vendorId] },
+    { code: 'SUNNY', name: 'Sunny Foods coupon', kind: 'manufacturer', issuer: 'sunny-foods', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*', products },
+  ];
+}
+
+async function seedDemo(dataDir: string, config: VendorConfig, access: AccessStore): Promise<DemoSummary> {
+  const opened = await openLedger({ dataDir: dataPaths(dataDir).ledgerDir, vendorId: config.vendorId, segmentBytesMax: config.segmentBytesMax });
+  const ledger = new LedgerService(
+    { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
+    opened.state,
+    opened.journal,
+  );
+  const op = { terminal: null, cashier: null };
+  const sunnyProducts = DEMO_PRODUCTS.filter((p) => p.tokens['SUNNY'] !== undefined).map((p) => (p.code.length === 12 ? `0${p.code}` : p.code));
+  const types = demoTokenTypes(config.vendorId, sunnyProducts);
+  for (const tt of types) await ledger.upsertTokenType(op, tt);
+  for (const p of DEMO_PRODUCTS) await ledger.upsertProduct(op, { code: p.code, name: p.name, priceMinor: p.priceMinor, tokenPrices: p.tokens });
+  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'MALL', units: 200_000, reference: 'opening allotment from the mall' });
+  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'ACME', units: 500_000, reference: 'own tokens minted for loyalty' });
+  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'SUNNY', units: 20_000, reference: 'Sunny Foods spring campaign' });
+  const customers: DemoSummary['customers'] = [];
+  for (const [i, name] of DEMO_CUSTOMERS.entries()) {
+    const c = await ledger.registerCustomer(op, { name });
+    customers.push({ id: c.id, card: c.card, name: c.name });
+    await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'ACME', units: 200 + 150 * i, reason: 'reward' });
+    await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'MALL', units: 100 + 40 * i, reason: 'purchase' });
+    if (i % 3 === 0) await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'SUNNY', units: 60, reason: 'reward' });
+  }
+  const staff = [
+    { id: 'ana', name: 'Ana (cashier)', role: 'cashier' as const, pin: '1234' },
+    { id: 'sam', name: 'Sam (supervisor)', role: 'supervisor' as const, pin: '9999' },
+  ];
+  for (const s of staff) await access.upsertStaff(s);
+  await opened.checkpoints.now();
+  await opened.journal.close();
+  return {
+    tokenTypes: types.map((t) => t.code),
+    products: DEMO_PRODUCTS.map((p) => ({ code: p.code, name: p.name })),
+    customers,
+    staff: staff.map((s) => ({ id: s.id, role: s.role, pin: s.pin })),
+  };
+}

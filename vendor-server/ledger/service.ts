@@ -1,0 +1,465 @@
+import {
+  allotmentPostings,
+  assert,
+  bodyHash,
+  checkSpendable,
+  customerAccount,
+  EVENT_VERSION,
+  fail,
+  formatMinor,
+  issuancePostings,
+  lookupTokenType,
+  makeCardNumber,
+  makeSaleId,
+  MallposError,
+  parseCardNumber,
+  parseSaleId,
+  parseScan,
+  planPostings,
+  priceCart,
+  redemptionPostings,
+  reversePostings,
+  settleCash,
+  isAcceptedAt,
+  isExpired,
+  type CustomerView,
+  type JournalEvent,
+  type KeyStatus,
+  type NewEvent,
+  type PricedCart,
+  type Product,
+  type ProductView,
+  type RefundResult,
+  type SaleResult,
+  type TokenType,
+} from '../../core/index.ts';
+import type { Journal } from '../storage/index.ts';
+import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
+
+export interface Actor {
+  terminal: string | null;
+  cashier: string | null;
+}
+
+export interface StoreInfo {
+  vendorId: string;
+  name: string;
+  address: string[];
+  currency: string;
+}
+
+export interface SaleInput {
+  key: string;
+  lines: { code: string; qty: number }[];
+  card: string | null;
+  tenders: { token: string; units?: number | undefined }[];
+  cashTenderedMinor: number;
+}
+
+export interface RefundInput {
+  key: string;
+  saleId: string;
+  reason: string;
+  supervisorId: string;
+}
+
+export interface LedgerHooks {
+  /** Called after an event is durable (metrics, live status). */
+  onCommitted?: (event: JournalEvent, latencyMs: number) => void;
+}
+
+/**
+ * The vendor's ledger: every change is validated against the current state, journalled
+ * (group-committed), applied, and answered only once the journal's fsync covers it.
+ * Everything between validation and append is synchronous, so two concurrent requests
+ * can never both spend the same balance.
+ */
+export class LedgerService {
+  private readonly inflight = new Map<string, Promise<unknown>>();
+  private closing = false;
+
+  constructor(
+    readonly store: StoreInfo,
+    readonly state: LedgerState,
+    readonly journal: Journal,
+    private readonly hooks: LedgerHooks = {},
+    private readonly clock: () => Date = () => new Date(),
+    private readonly keysMax?: number,
+  ) {
+    assert(journal.lastSeq === state.seq, `journal tail ${journal.lastSeq} equals state seq ${state.seq}`);
+  }
+
+  get tokenTypes(): ReadonlyMap<string, TokenType> {
+    return new Map(Object.entries(this.state.tokenTypes));
+  }
+
+  stopAccepting(): void {
+    this.closing = true;
+  }
+
+  /** Journals an event, applies it, and resolves once it is durable. */
+  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+    const started = performance.now();
+    const rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+    const full = { ...event, prev: this.state.hash } as JournalEvent;
+    applyEvent(this.state, full, rec.hash, this.keysMax);
+    await rec.durable;
+    this.hooks.onCommitted?.(full, performance.now() - started);
+    return { event: full, hash: rec.hash };
+  }
+
+  private base(actor: Actor, key: string | null, hash: string | null) {
+    if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
+    return {
+      seq: this.journal.nextSeq,
+      v: EVENT_VERSION,
+      vendor: this.store.vendorId,
+      at: this.clock().toISOString(),
+      terminal: actor.terminal,
+      cashier: actor.cashier,
+      key,
+      bodyHash: hash,
+    } as const;
+  }
+
+  /**
+   * Idempotency: a key seen before with the same body returns the original outcome
+   * (waiting for it if it is still in flight); with another body it is a conflict.
+   * This check is synchronous so that nothing can slip in between it and the append.
+   */
+  private seen(key: string, hash: string): number | null {
+    const entry = this.state.keys.get(key);
+    if (entry === undefined) return null;
+    if (entry.bodyHash !== hash) {
+      fail('VND_ERR_IDEMPOTENCY_CONFLICT', 'this request key was already used for a different request', { key });
+    }
+    return entry.seq;
+  }
+
+  private async settled(key: string): Promise<void> {
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) await pending.catch(() => undefined);
+  }
+
+  private async once<T>(key: string, run: () => Promise<T>): Promise<T> {
+    const p = run();
+    this.inflight.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.inflight.delete(key);
+    }
+  }
+
+  async readEvent(seq: number): Promise<JournalEvent> {
+    const rec = await this.journal.read(seq);
+    return JSON.parse(rec.text) as JournalEvent;
+  }
+
+  // ---- lookups ---------------------------------------------------------------------
+
+  product(code: string): Product {
+    const scan = parseScan(code);
+    if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
+    const p = this.state.products[scan.gtin];
+    if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${scan.gtin} in this store`, { gtin: scan.gtin });
+    return p;
+  }
+
+  productView(code: string): ProductView {
+    const p = this.product(code);
+    return { gtin: p.gtin, name: p.name, priceMinor: p.priceMinor, currency: this.store.currency, tokenPrices: { ...p.tokenPrices } };
+  }
+
+  customerIdByCard(card: string): string {
+    const normalised = parseCardNumber(card);
+    const id = this.state.cards[normalised];
+    if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${normalised}`, { card: normalised });
+    return id;
+  }
+
+  customerView(customerId: string): CustomerView {
+    const c = this.state.customers[customerId];
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    const now = this.clock();
+    const balances = Object.entries(customerBalances(this.state, c.id))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([token, units]) => {
+        const tt = this.state.tokenTypes[token];
+        return {
+          token,
+          name: tt?.name ?? token,
+          kind: tt?.kind ?? 'unknown',
+          units,
+          spendable: tt !== undefined && isAcceptedAt(tt, this.store.vendorId) && !isExpired(tt, now),
+        };
+      });
+    return { id: c.id, card: c.card, name: c.name, balances };
+  }
+
+  // ---- pricing and sales -----------------------------------------------------------
+
+  price(input: { lines: { code: string; qty: number }[]; card: string | null; tenders: SaleInput['tenders'] }): PricedCart {
+    const lines = input.lines.map((l) => ({ product: this.product(l.code), qty: l.qty }));
+    const customerId = input.card === null ? null : this.customerIdByCard(input.card);
+    return priceCart({
+      vendorId: this.store.vendorId,
+      currency: this.store.currency,
+      now: this.clock(),
+      lines,
+      tokenTypes: this.tokenTypes,
+      tenders: input.tenders,
+      balances: customerId === null ? null : customerBalances(this.state, customerId),
+    });
+  }
+
+  async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
+    const hash = bodyHash({ lines: input.lines, card: input.card, tenders: input.tenders, cash: input.cashTenderedMinor });
+    const earlier = this.seen(input.key, hash);
+    if (earlier !== null) {
+      await this.settled(input.key);
+      return this.saleResult(earlier);
+    }
+
+    const customerId = input.card === null ? null : this.customerIdByCard(input.card);
+    const priced = this.price(input);
+    const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
+    if (postings.length > 0) planPostings(bookOf(this.state), postings);
+
+    const base = this.base(actor, input.key, hash);
+    const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
+    if (balancesAfter !== null) {
+      for (const [token, units] of Object.entries(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - units;
+    }
+    const event: NewEvent = {
+      ...base,
+      type: 'sale',
+      postings,
+      data: {
+        saleId: makeSaleId(base.seq),
+        customer: customerId,
+        currency: priced.currency,
+        lines: priced.lines,
+        allocations: priced.allocations,
+        debits: priced.debits,
+        totalMinor: priced.totalMinor,
+        cash: { dueMinor: priced.cashDueMinor, tenderedMinor: input.cashTenderedMinor, changeMinor },
+        balancesAfter,
+      },
+    };
+    return this.once(input.key, async () => {
+      const { event: done } = await this.commit(event);
+      return this.toSaleResult(done);
+    });
+  }
+
+  private toSaleResult(event: JournalEvent): SaleResult {
+    if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
+    const d = event.data;
+    const c = d.customer === null ? undefined : this.state.customers[d.customer];
+    return {
+      saleId: d.saleId,
+      seq: event.seq,
+      at: event.at,
+      terminal: event.terminal,
+      cashier: event.cashier,
+      customer: c === undefined ? null : { id: c.id, name: c.name, card: c.card },
+      currency: d.currency,
+      lines: d.lines,
+      allocations: d.allocations,
+      debits: d.debits,
+      totalMinor: d.totalMinor,
+      cash: d.cash,
+      balancesAfter: d.balancesAfter,
+      refunded: this.state.refunds[event.seq] !== undefined,
+    };
+  }
+
+  async saleResult(seq: number): Promise<SaleResult> {
+    if (seq < 1 || seq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN');
+    return this.toSaleResult(await this.readEvent(seq));
+  }
+
+  async saleBySaleId(saleId: string): Promise<SaleResult> {
+    const { seq } = parseSaleId(saleId);
+    if (seq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
+    const event = await this.readEvent(seq);
+    if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
+    return this.toSaleResult(event);
+  }
+
+  async refundResult(seq: number): Promise<RefundResult> {
+    const event = await this.readEvent(seq);
+    assert(event.type === 'reversal', `seq ${seq} is a reversal`);
+    const credited: Record<string, number> = {};
+    for (const p of event.postings) if (p.account.startsWith('customer:')) credited[p.token] = p.units;
+    return {
+      refundId: event.data.refundId,
+      seq: event.seq,
+      at: event.at,
+      saleId: event.data.saleId,
+      credited,
+      cashRefundMinor: event.data.cashRefundMinor,
+      balancesAfter: event.data.balancesAfter,
+    };
+  }
+
+  async refundSale(actor: Actor, input: RefundInput): Promise<RefundResult> {
+    const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
+    const earlier = this.seen(input.key, hash);
+    if (earlier !== null) {
+      await this.settled(input.key);
+      return this.refundResult(earlier);
+    }
+
+    const { seq: saleSeq, saleId } = parseSaleId(input.saleId);
+    if (saleSeq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
+    const sale = await this.readEvent(saleSeq);
+    if (sale.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
+    // Reading the sale awaited I/O: everything from here to the append is synchronous.
+    const again = this.seen(input.key, hash);
+    if (again !== null) {
+      await this.settled(input.key);
+      return this.refundResult(again);
+    }
+    if (this.state.refunds[saleSeq] !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
+
+    const postings = reversePostings(sale.postings);
+    if (postings.length > 0) planPostings(bookOf(this.state), postings);
+    const customerId = sale.data.customer;
+    const base = this.base(actor, input.key, hash);
+    const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
+    if (balancesAfter !== null) {
+      for (const p of postings) if (p.account === customerAccount(customerId ?? '')) balancesAfter[p.token] = (balancesAfter[p.token] ?? 0) + p.units;
+    }
+    const event: NewEvent = {
+      ...base,
+      type: 'reversal',
+      postings,
+      data: {
+        refundId: makeSaleId(base.seq),
+        saleId,
+        saleSeq,
+        customer: customerId,
+        reason: input.reason,
+        supervisor: input.supervisorId,
+        cashRefundMinor: sale.data.cash.dueMinor,
+        balancesAfter,
+      },
+    };
+    return this.once(input.key, async () => {
+      const { event: done } = await this.commit(event);
+      return this.refundResult(done.seq);
+    });
+  }
+
+  async keyStatus(key: string): Promise<KeyStatus> {
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) await pending.catch(() => undefined);
+    const entry = this.state.keys.get(key);
+    if (entry === undefined) return { state: 'unknown' };
+    const event = await this.readEvent(entry.seq);
+    if (event.type === 'sale') return { state: 'committed', kind: 'sale', result: this.toSaleResult(event) };
+    if (event.type === 'reversal') return { state: 'committed', kind: 'refund', result: await this.refundResult(event.seq) };
+    return { state: 'unknown' };
+  }
+
+  // ---- back office ------------------------------------------------------------------
+
+  async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number> }): Promise<Product> {
+    const scan = parseScan(input.code);
+    if (scan.kind !== 'product') fail('CORE_ERR_CODE_MALFORMED', 'a product needs an EAN-13, EAN-8 or UPC-A code');
+    for (const token of Object.keys(input.tokenPrices)) lookupTokenType(this.tokenTypes, token);
+    const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices: { ...input.tokenPrices } };
+    await this.commit({ ...this.base(actor, null, null), type: 'product.upserted', postings: [], data: product });
+    return product;
+  }
+
+  async upsertTokenType(actor: Actor, tt: TokenType): Promise<TokenType> {
+    await this.commit({ ...this.base(actor, null, null), type: 'token-type.upserted', postings: [], data: tt });
+    return tt;
+  }
+
+  async registerCustomer(actor: Actor, input: { card?: string | undefined; name: string }): Promise<CustomerView> {
+    const card = input.card === undefined ? makeCardNumber(this.state.customerSerial + 1) : parseCardNumber(input.card);
+    if (this.state.cards[card] !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${card} belongs to another customer`);
+    const id = `cust-${String(this.state.customerSerial + 1).padStart(6, '0')}`;
+    assert(this.state.customers[id] === undefined, `customer id ${id} is new`);
+    await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data: { id, card, name: input.name } });
+    return this.customerView(id);
+  }
+
+  async recordAllotment(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
+    const hash = bodyHash(input);
+    const earlier = this.seen(key, hash);
+    if (earlier !== null) {
+      await this.settled(key);
+      return { seq: earlier, float: this.float() };
+    }
+    const tt = lookupTokenType(this.tokenTypes, input.token);
+    const postings = allotmentPostings(tt.issuer, tt.code, input.units);
+    planPostings(bookOf(this.state), postings);
+    const event: NewEvent = {
+      ...this.base(actor, key, hash),
+      type: 'allotment',
+      postings,
+      data: { token: tt.code, units: input.units, issuer: tt.issuer, reference: input.reference },
+    };
+    return this.once(key, async () => {
+      const { event: done } = await this.commit(event);
+      return { seq: done.seq, float: this.float() };
+    });
+  }
+
+  async issueTokens(
+    actor: Actor,
+    key: string,
+    input: { customerId: string; token: string; units: number; reason: 'purchase' | 'reward'; cashMinor?: number | undefined },
+  ): Promise<{ seq: number; customer: CustomerView }> {
+    const hash = bodyHash(input);
+    const earlier = this.seen(key, hash);
+    if (earlier !== null) {
+      await this.settled(key);
+      return { seq: earlier, customer: this.customerView(input.customerId) };
+    }
+    const c = this.state.customers[input.customerId];
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${input.customerId}`);
+    const tt = lookupTokenType(this.tokenTypes, input.token);
+    checkSpendable(tt, this.store.vendorId, this.clock());
+    // Tokens bought for cash cost their face value: the predetermined rate of exchange.
+    const cashMinor = input.reason === 'purchase' ? tt.faceValueMinor * input.units : 0;
+    if (!Number.isSafeInteger(cashMinor)) fail('CORE_ERR_OVERFLOW', 'the purchase price is too large');
+    if (input.cashMinor !== undefined && input.cashMinor !== cashMinor) {
+      fail('CORE_ERR_VALIDATION', `${input.units} ${tt.code} tokens cost ${formatMinor(cashMinor, tt.currency)}, not ${formatMinor(input.cashMinor, tt.currency)}`);
+    }
+    const postings = issuancePostings(c.id, tt.code, input.units);
+    planPostings(bookOf(this.state), postings);
+    const balancesAfter = customerBalances(this.state, c.id);
+    balancesAfter[tt.code] = (balancesAfter[tt.code] ?? 0) + input.units;
+    const event: NewEvent = {
+      ...this.base(actor, key, hash),
+      type: 'issuance',
+      postings,
+      data: { customer: c.id, token: tt.code, units: input.units, reason: input.reason, cashMinor, balancesAfter },
+    };
+    return this.once(key, async () => {
+      const { event: done } = await this.commit(event);
+      return { seq: done.seq, customer: this.customerView(c.id) };
+    });
+  }
+
+  float(): Record<string, number> {
+    return { ...(this.state.balances['float'] ?? {}) };
+  }
+
+  async customerHistory(customerId: string): Promise<JournalEvent[]> {
+    const c = this.state.customers[customerId];
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
+  }
+
+  static isTyped(err: unknown): err is MallposError {
+    return err instanceof MallposError;
+  }
+}

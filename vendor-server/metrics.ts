@@ -1,0 +1,35 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one vendor server (one registry per instance, so tests can run several). */
+export class VendorMetrics {
+  readonly registry = new Registry();
+  readonly sales = new Counter({ name: 'mallpos_sales_total', help: 'Committed sales', registers: [this.registry] });
+  readonly refunds = new Counter({ name: 'mallpos_refunds_total', help: 'Committed refunds', registers: [this.registry] });
+  readonly events = new Counter({ name: 'mallpos_journal_events_total', help: 'Journal events committed since start', labelNames: ['type'], registers: [this.registry] });
+  readonly rejected = new Counter({ name: 'mallpos_requests_rejected_total', help: 'Requests refused with a typed error', labelNames: ['code'], registers: [this.registry] });
+  readonly commitLatency = new Histogram({
+    name: 'mallpos_commit_latency_seconds',
+    help: 'From journal append to durable, per event',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly fsync = new Histogram({
+    name: 'mallpos_journal_fsync_seconds',
+    help: 'Duration of one journal group commit (write + fdatasync)',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+  readonly fsyncLines = new Histogram({
+    name: 'mallpos_journal_group_commit_events',
+    help: 'Events covered by one fsync',
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+    registers: [this.registry],
+  });
+  readonly journalBytes = new Gauge({ name: 'mallpos_journal_bytes', help: 'Journal size on disk', registers: [this.registry] });
+  readonly journalSeq = new Gauge({ name: 'mallpos_journal_seq', help: 'Last journal seq', registers: [this.registry] });
+  readonly terminals = new Gauge({ name: 'mallpos_terminals_connected', help: 'Connected terminals', registers: [this.registry] });
+
+  constructor(defaults = false) {
+    if (defaults) collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,281 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import {
+  allotmentRequest,
+  customerRegister,
+  fail,
+  idempotencyKey,
+  issuanceRequest,
+  MallposError,
+  pairRequest,
+  parse,
+  productUpsert,
+  staffUpsert,
+  terminalCreate,
+  tokenTypeSchema,
+  type JournalEvent,
+} from '../core/index.ts';
+import type { AccessStore } from './access.ts';
+import type { VendorConfig, VendorKeys } from './config.ts';
+import { issueTerminalCredential } from './credentials.ts';
+import type { LedgerService } from './ledger/service.ts';
+import type { Logger } from './logger.ts';
+import type { VendorMetrics } from './metrics.ts';
+import type { TerminalGateway } from './terminal-socket.ts';
+import { toWireError } from './terminal-socket.ts';
+
+export interface OperatorApiDeps {
+  config: VendorConfig;
+  ledger: LedgerService;
+  access: AccessStore;
+  keys: VendorKeys;
+  logger: Logger;
+  metrics: VendorMetrics;
+  gateway: () => TerminalGateway;
+  startedAt: number;
+}
+
+export const HTTP_BODY_BYTES_MAX = 64 * 1024;
+const PAIR_ATTEMPTS_PER_MINUTE = 20;
+
+type Handler = (req: Request, res: Response) => Promise<unknown> | unknown;
+
+/** Wraps a handler: its result is the JSON body; a typed error becomes its status and code. */
+function route(run: Handler) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => run(req, res))
+      .then((body) => {
+        if (!res.headersSent) res.json(body);
+      }, next);
+  };
+}
+
+function keyOf(req: Request): string {
+  const raw = req.header('idempotency-key');
+  if (raw === undefined) fail('VND_ERR_IDEMPOTENCY_KEY', 'send an Idempotency-Key header with every money-changing request');
+  return `op:${parse(idempotencyKey, raw)}`;
+}
+
+function param(req: Request, name: string): string {
+  const v = req.params[name];
+  if (typeof v !== 'string') fail('CORE_ERR_VALIDATION', `missing ${name}`);
+  return v;
+}
+
+const CSV_HEADER = 'seq,at,type,terminal,cashier,reference,account,token,units';
+
+function csvField(v: string | number | null): string {
+  const s = v === null ? '' : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** One CSV row per posting; events without postings get one row naming them. */
+export function eventCsvRows(e: JournalEvent): string[] {
+  const reference =
+    e.type === 'sale' ? e.data.saleId
+    : e.type === 'reversal' ? `${e.data.refundId} reverses ${e.data.saleId}`
+    : e.type === 'allotment' ? e.data.reference
+    : e.type === 'issuance' ? `${e.data.reason} ${e.data.customer}`
+    : e.type === 'customer.registered' ? e.data.id
+    : e.type === 'product.upserted' ? e.data.gtin
+    : e.data.code;
+  const head = [e.seq, e.at, e.type, e.terminal, e.cashier, reference].map(csvField).join(',');
+  if (e.postings.length === 0) return [`${head},,,`];
+  return e.postings.map((p) => `${head},${csvField(p.account)},${csvField(p.token)},${p.units}`);
+}
+
+export function createOperatorApi(deps: OperatorApiDeps): express.Express {
+  const { ledger, access, logger, metrics, config } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  app.use(express.json({ limit: HTTP_BODY_BYTES_MAX, strict: true }));
+
+  const op = { terminal: null, cashier: null };
+
+  // Unauthenticated: health, metrics (no secrets in them) and pairing by one-time code.
+  app.get(
+    '/health',
+    route(() => ({
+      ok: true,
+      vendorId: config.vendorId,
+      storeName: config.storeName,
+      journalSeq: ledger.state.seq,
+      journalBytes: ledger.journal.bytes,
+      uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
+    })),
+  );
+  app.get(
+    '/metrics',
+    route(async (_req, res) => {
+      metrics.journalBytes.set(ledger.journal.bytes);
+      metrics.journalSeq.set(ledger.state.seq);
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    }),
+  );
+
+  const pairAttempts = new Map<string, { windowStart: number; n: number }>();
+  app.post(
+    '/pair',
+    route(async (req) => {
+      const who = req.socket.remoteAddress ?? 'unknown';
+      const now = Date.now();
+      const slot = pairAttempts.get(who);
+      if (slot === undefined || now - slot.windowStart > 60_000) pairAttempts.set(who, { windowStart: now, n: 1 });
+      else if (++slot.n > PAIR_ATTEMPTS_PER_MINUTE) fail('VND_ERR_RATE_LIMITED');
+      const { code } = parse(pairRequest, req.body);
+      const { terminal, credentialId } = await access.redeemCode(code);
+      const credential = await issueTerminalCredential(deps.keys, config.vendorId, terminal.id, credentialId);
+      logger.info({ terminal: terminal.id }, 'terminal paired');
+      return { terminalId: terminal.id, name: terminal.name, vendorId: config.vendorId, storeName: config.storeName, credential };
+    }),
+  );
+
+  const api = express.Router();
+  api.use((req, _res, next) => {
+    const header = req.header('authorization') ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (token === '' || !access.isOperator(token)) {
+      next(new MallposError('VND_ERR_UNAUTHENTICATED', 'send the operator credential as "Authorization: Bearer <token>"'));
+      return;
+    }
+    next();
+  });
+
+  api.get('/products', route(() => Object.values(ledger.state.products)));
+  api.get('/products/:code', route((req) => ledger.productView(param(req, 'code'))));
+  api.put(
+    '/products/:code',
+    route((req) => {
+      const body = parse(productUpsert, { ...(req.body as object), code: param(req, 'code') });
+      return ledger.upsertProduct(op, body);
+    }),
+  );
+
+  api.get('/token-types', route(() => Object.values(ledger.state.tokenTypes)));
+  api.put(
+    '/token-types/:code',
+    route((req) => ledger.upsertTokenType(op, parse(tokenTypeSchema, { ...(req.body as object), code: param(req, 'code') }))),
+  );
+
+  api.get(
+    '/customers',
+    route((req) => {
+      const card = req.query['card'];
+      if (typeof card === 'string') return [ledger.customerView(ledger.customerIdByCard(card))];
+      return Object.values(ledger.state.customers).slice(0, 1000).map((c) => ({ id: c.id, card: c.card, name: c.name }));
+    }),
+  );
+  api.post('/customers', route((req) => ledger.registerCustomer(op, parse(customerRegister, req.body))));
+  api.get('/customers/:id', route((req) => ledger.customerView(param(req, 'id'))));
+  api.get('/customers/:id/history', route((req) => ledger.customerHistory(param(req, 'id'))));
+
+  api.post('/allotments', route((req) => ledger.recordAllotment(op, keyOf(req), parse(allotmentRequest, req.body))));
+  api.post('/issuances', route((req) => ledger.issueTokens(op, keyOf(req), parse(issuanceRequest, req.body))));
+  api.get('/float', route(() => ledger.float()));
+  api.get(
+    '/totals',
+    route((req) => {
+      const date = typeof req.query['date'] === 'string' ? req.query['date'] : new Date().toISOString().slice(0, 10);
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) fail('CORE_ERR_VALIDATION', 'date must be YYYY-MM-DD');
+      return { date, ...(ledger.state.days[date] ?? { sales: 0, refunds: 0, cashMinor: 0, grossMinor: 0, tokens: {} }) };
+    }),
+  );
+  api.get('/sales/:saleId', route((req) => ledger.saleBySaleId(param(req, 'saleId'))));
+
+  const ttlMs = config.pairingCodeTtlMinutes * 60_000;
+  api.get(
+    '/terminals',
+    route(() =>
+      Object.values(access.data.terminals).map((t) => ({
+        id: t.id,
+        name: t.name,
+        createdAt: t.createdAt,
+        pairedAt: t.pairedAt,
+        revokedAt: t.revokedAt,
+        pairingPendingUntil: t.pairing?.expiresAt ?? null,
+      })),
+    ),
+  );
+  api.post(
+    '/terminals',
+    route(async (req) => {
+      const { name } = parse(terminalCreate, req.body);
+      const { terminal, code } = await access.createTerminal(name, ttlMs);
+      return { terminalId: terminal.id, name: terminal.name, pairingCode: code, expiresAt: terminal.pairing?.expiresAt };
+    }),
+  );
+  api.post(
+    '/terminals/:id/pairing-code',
+    route(async (req) => {
+      const code = await access.newCode(param(req, 'id'), ttlMs);
+      return { terminalId: param(req, 'id'), pairingCode: code, expiresAt: access.terminal(param(req, 'id')).pairing?.expiresAt };
+    }),
+  );
+  api.post(
+    '/terminals/:id/revoke',
+    route(async (req) => {
+      const t = await access.revokeTerminal(param(req, 'id'));
+      const disconnected = await deps.gateway().disconnectTerminal(t.id);
+      logger.info({ terminal: t.id, disconnected }, 'terminal revoked');
+      return { terminalId: t.id, revokedAt: t.revokedAt, disconnected };
+    }),
+  );
+
+  api.get('/staff', route(() => Object.values(access.data.staff).map((s) => ({ id: s.id, name: s.name, role: s.role }))));
+  api.put(
+    '/staff/:id',
+    route(async (req) => {
+      const s = await access.upsertStaff(parse(staffUpsert, { ...(req.body as object), id: param(req, 'id') }));
+      return { id: s.id, name: s.name, role: s.role };
+    }),
+  );
+
+  api.get(
+    '/ledger/export',
+    route(async (req, res) => {
+      const format = req.query['format'] ?? 'jsonl';
+      if (format !== 'jsonl' && format !== 'csv') fail('CORE_ERR_VALIDATION', 'format must be jsonl or csv');
+      const from = Number(req.query['from'] ?? 1);
+      const to = Number(req.query['to'] ?? ledger.state.seq);
+      if (!Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1) fail('CORE_ERR_VALIDATION', 'from and to are event seqs');
+      res.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
+      res.setHeader('content-disposition', `attachment; filename="${config.vendorId}-ledger.${format}"`);
+      if (format === 'csv') res.write(`${CSV_HEADER}\n`);
+      const last = Math.min(to, ledger.state.seq);
+      if (from <= last) {
+        for await (const rec of ledger.journal.iterate(from, last)) {
+          const chunk = format === 'jsonl' ? `{"hash":"${rec.hash}","event":${rec.text}}\n` : `${eventCsvRows(JSON.parse(rec.text) as JournalEvent).join('\n')}\n`;
+          if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+        }
+      }
+      res.end();
+    }),
+  );
+
+  app.use('/api', api);
+
+  app.use((_req, _res, next) => next(new MallposError('VND_ERR_NOT_FOUND', 'no such endpoint')));
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { type?: string; status?: number };
+    let wire;
+    let status: number;
+    if (e.type === 'entity.too.large') {
+      wire = { code: 'VND_ERR_PAYLOAD_TOO_LARGE', message: `the request is larger than ${HTTP_BODY_BYTES_MAX} bytes` };
+      status = 413;
+    } else if (e.type === 'entity.parse.failed') {
+      wire = { code: 'CORE_ERR_VALIDATION', message: 'the request body is not valid JSON' };
+      status = 400;
+    } else {
+      wire = toWireError(err, logger);
+      status = err instanceof MallposError ? err.status : 500;
+    }
+    metrics.rejected.inc({ code: wire.code });
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(status).json({ error: wire });
+  });
+  return app;
+}

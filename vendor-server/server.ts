@@ -1,0 +1,159 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fail, MallposError } from '../core/index.ts';
+import { AccessStore } from './access.ts';
+import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
+import { LedgerService } from './ledger/service.ts';
+import { openLedger, type OpenedLedger } from './ledger/store.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { VendorMetrics } from './metrics.ts';
+import { createOperatorApi } from './operator-api.ts';
+import { TerminalGateway } from './terminal-socket.ts';
+
+export interface StartOptions {
+  dataDir: string;
+  port?: number;
+  host?: string;
+  logger?: Logger;
+  /** Overrides of the config's checkpoint policy (tests, benchmarks). */
+  checkpointEveryEvents?: number;
+  defaultMetrics?: boolean;
+}
+
+export interface RunningVendorServer {
+  url: string;
+  port: number;
+  config: VendorConfig;
+  keys: VendorKeys;
+  ledger: LedgerService;
+  access: AccessStore;
+  gateway: TerminalGateway;
+  opened: OpenedLedger;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+function listen(http: HttpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      http.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') reject(new MallposError('VND_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use: stop the other process or choose --port`));
+      else if (err.code === 'EACCES') reject(new MallposError('VND_ERR_PORT_IN_USE', `not allowed to listen on ${host}:${port}`));
+      else reject(err);
+    };
+    const onListening = () => {
+      http.off('error', onError);
+      resolve();
+    };
+    http.once('error', onError);
+    http.once('listening', onListening);
+    http.listen(port, host);
+  });
+}
+
+/**
+ * Starts a vendor server from its data directory: config, keys, access store, then the
+ * ledger (checkpoint + journal replay), then HTTP and socket.io. Any problem is a typed
+ * error with a message a person can act on.
+ */
+export async function startVendorServer(opts: StartOptions): Promise<RunningVendorServer> {
+  const config = await loadConfig(opts.dataDir);
+  const logger = opts.logger ?? createLogger();
+  const keys = await loadKeys(opts.dataDir);
+  const access = await AccessStore.open(dataPaths(opts.dataDir).access);
+  const metrics = new VendorMetrics(opts.defaultMetrics ?? true);
+
+  let opened: OpenedLedger;
+  try {
+    opened = await openLedger({
+      dataDir: dataPaths(opts.dataDir).ledgerDir,
+      vendorId: config.vendorId,
+      segmentBytesMax: config.segmentBytesMax,
+      keysMax: config.idempotencyKeysMax,
+      onFsync: (ms, lines) => {
+        metrics.fsync.observe(ms / 1000);
+        metrics.fsyncLines.observe(lines);
+      },
+      onFatal: (err) => {
+        logger.fatal({ err }, 'journal write failed: stopping so that no unacknowledged state is served');
+        process.exit(70);
+      },
+    });
+  } catch (err) {
+    const e = err as { code?: string; message: string };
+    if (e.code === 'VND_ERR_JOURNAL_CORRUPT') fail('VND_ERR_JOURNAL_CORRUPT', e.message);
+    if (e.code === 'VND_ERR_STATE_CORRUPT') fail('VND_ERR_STATE_CORRUPT', e.message);
+    throw err;
+  }
+  const { journal, state } = opened;
+  if (opened.report.truncated !== undefined && opened.report.truncated !== null) {
+    logger.warn({ torn: opened.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');
+  }
+  logger.info({ seq: state.seq, checkpointSeq: opened.checkpointSeq, replayed: opened.replayed, ms: Math.round(opened.recoveryMs) }, 'ledger recovered');
+
+  const checkpointEvery = opts.checkpointEveryEvents ?? config.checkpointEveryEvents;
+  const ledger = new LedgerService(
+    { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
+    state,
+    journal,
+    {
+      onCommitted: (event, ms) => {
+        metrics.events.inc({ type: event.type });
+        metrics.commitLatency.observe(ms / 1000);
+        if (event.type === 'sale') metrics.sales.inc();
+        if (event.type === 'reversal') metrics.refunds.inc();
+        if (state.seq - opened.checkpoints.seq >= checkpointEvery) {
+          opened.checkpoints.now().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
+        }
+      },
+    },
+    undefined,
+    config.idempotencyKeysMax,
+  );
+  opened.checkpoints.startTimer();
+
+  const startedAt = Date.now();
+  let gateway: TerminalGateway | null = null;
+  const app = createOperatorApi({
+    config,
+    ledger,
+    access,
+    keys,
+    logger,
+    metrics,
+    startedAt,
+    gateway: () => {
+      if (gateway === null) throw new Error('assertion failed: gateway started');
+      return gateway;
+    },
+  });
+  const http = createServer(app);
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics });
+
+  const host = opts.host ?? config.host;
+  try {
+    await listen(http, opts.port ?? config.port, host);
+  } catch (err) {
+    await journal.close();
+    throw err;
+  }
+  const port = (http.address() as AddressInfo).port;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info({ url, vendorId: config.vendorId }, 'vendor server listening');
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      ledger.stopAccepting();
+      await gateway.close();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+      await journal.flushed();
+      await opened.checkpoints.close();
+      await journal.close();
+      logger.info('vendor server stopped');
+    })();
+    return closing;
+  };
+
+  return { url, port, config, keys, ledger, access, gateway, opened, logger, close };
+}
