@@ -88,6 +88,7 @@ export function parseScan(raw: string): ScanCode {
     fail('CORE_ERR_CODE_MALFORMED', 'this code cannot be read');
   }
   const code = raw.trim();
+  if (code.length === 0) fail('CORE_ERR_CODE_MALFORMED', 'this code cannot be read');
   const first = code.charAt(0).toUpperCase();
   if (first >= '0' && first <= '9') return { kind: 'product', ...parseProductCode(code) };
   if (first === 'C') return { kind: 'customer', card: parseCardNumber(code) };

@@ -35,7 +35,7 @@ export interface JournalOptions {
   pendingBytesMax?: number;
   /** Closed segments whose offset index is kept in memory for read(); older ones are rebuilt on demand. Default 8. */
   indexSegmentsMax?: number;
-  /** Called after every fdatasync of journal data with its duration and the lines it made durable. Must not throw. */
+  /** Called after every write + fdatasync of journal data with the milliseconds both took and the lines made durable. Must not throw. */
   onFsync?: (ms: number, lines: number) => void;
   /**
    * Called once when a write or fsync fails. The in-memory tail then no longer matches the
@@ -82,7 +82,8 @@ const SEGMENT_BYTES_MAX_DEFAULT = 64 * MiB;
 const EVENT_BYTES_MAX_DEFAULT = 1 * MiB;
 const PENDING_BYTES_MAX_DEFAULT = 64 * MiB;
 const INDEX_SEGMENTS_MAX_DEFAULT = 8;
-// Offsets are kept in Uint32Arrays, so a segment may never reach 4 GiB.
+// Offsets are kept in Uint32Arrays, so segments must stay below 4 GiB: a segment holds at
+// most segmentBytesMax, or a single line when that line alone is larger.
 const SEGMENT_BYTES_LIMIT = 2 ** 31;
 const READ_CHUNK_BYTES = 4 * MiB;
 const STAGING_BYTES_INITIAL = 64 * 1024;

@@ -192,6 +192,16 @@ describe('vendor-server/storage/journal recovery', () => {
       expect(await snapshot(dir)).to.deep.equal(before);
     });
 
+    it('a forged first line of a closed segment breaks the chain at the segment boundary', async () => {
+      await writeEvents(97);
+      const seq = (await seqsOf(2))[0] as number;
+      const at = await locate(seq);
+      const forged = at.line.eventText.replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${'cd'.repeat(32)}"`);
+      const { name, offset } = await rewriteLine(seq, lineFor(forged));
+      expect(offset).to.equal(0);
+      expect(await corruptError(openJournal())).to.include({ segment: name, offset: 0, seq, reason: 'chain-break' });
+    });
+
     it('a removed line in the last segment is a seq gap at open', async () => {
       await writeEvents(97);
       const seq = await innerSeq(-1);

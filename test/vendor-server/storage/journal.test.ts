@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GENESIS_HASH, Journal, segmentName } from '../../../vendor-server/storage/index.ts';
+import { GENESIS_HASH, Journal, JournalBacklogError, segmentName } from '../../../vendor-server/storage/index.ts';
 import type { AppendResult, JournalRecord } from '../../../vendor-server/storage/index.ts';
 import { parseSegment, rejection, saleFields, segmentFiles, sha256, tempDir } from './helpers.ts';
 
@@ -167,6 +167,36 @@ describe('vendor-server/storage/journal', () => {
     });
   });
 
+  it('iterates and reads while appends keep rotating segments, yielding only durable events', async () => {
+    const { journal } = await Journal.open({ dir, segmentBytesMax: 1024, indexSegmentsMax: 2 });
+    const hashes = new Map<number, string>();
+    let stop = false;
+    const writers = Array.from({ length: 5 }, async () => {
+      while (!stop) {
+        const r = journal.append(saleFields(journal.nextSeq));
+        hashes.set(r.seq, r.hash);
+        await r.durable;
+      }
+    });
+    let from = 1;
+    for (let round = 0; round < 20; round++) {
+      await new Promise((r) => setImmediate(r));
+      for await (const rec of journal.iterate(from)) {
+        expect(rec.seq).to.equal(from);
+        expect(rec.seq).to.be.at.most(journal.durableSeq);
+        expect(rec.hash).to.equal(hashes.get(rec.seq));
+        from += 1;
+      }
+      const seq = 1 + Math.floor(Math.random() * journal.lastSeq);
+      expect((await journal.read(seq)).hash).to.equal(hashes.get(seq));
+    }
+    stop = true;
+    await Promise.all(writers);
+    expect(from).to.be.greaterThan(20);
+    expect((await segmentFiles(dir)).length).to.be.greaterThan(3);
+    await journal.close();
+  });
+
   describe('group commit', () => {
     it('shares fsyncs between 200 concurrent appends and resolves every durable', async () => {
       let fsyncs = 0;
@@ -251,6 +281,26 @@ describe('vendor-server/storage/journal', () => {
       await journal.close();
       expect(() => journal.append(saleFields(3))).to.throw(/closed/);
       expect((await segmentFiles(dir)).length).to.equal(1);
+    });
+
+    it('refuses appends with JournalBacklogError while too many bytes wait for the disk', async () => {
+      const { journal } = await Journal.open({ dir, pendingBytesMax: 2000 });
+      const queued = [];
+      let refused: unknown = null;
+      while (refused === null) {
+        try {
+          queued.push(journal.append(saleFields(journal.nextSeq)));
+        } catch (err) {
+          refused = err;
+        }
+      }
+      expect(refused).to.be.instanceOf(JournalBacklogError);
+      expect(refused).to.include({ code: 'VND_ERR_JOURNAL_BACKLOG' });
+      expect(queued.length).to.be.within(3, 10);
+      await Promise.all(queued.map((r) => r.durable));
+      // Once the disk caught up the same append goes through.
+      await journal.append(saleFields(journal.nextSeq)).durable;
+      await journal.close();
     });
 
     it('rejects invalid limits', async () => {

@@ -1,0 +1,171 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Output kept per child for error messages; a server logging every sale must not grow the bench's heap. */
+const OUTPUT_KEEP_CHARS = 16 * 1024;
+const STARTUP_OUTPUT_CHARS_MAX = 1024 * 1024;
+
+export interface Child {
+  name: string;
+  proc: ChildProcess;
+  pid: number;
+  /** Wall-clock ms from spawn until the child said it was listening. */
+  startMs: number;
+  /** The line that announced readiness, parsed as JSON. */
+  ready: Record<string, unknown>;
+  /** Lines before readiness that parse as JSON (the vendor server's start-up log). */
+  startupLog: Record<string, unknown>[];
+  url: string;
+  tail: () => string;
+}
+
+// Every child ever started, so that any exit path of the bench can kill what is left.
+const live = new Set<ChildProcess>();
+
+export function killAllChildren(): void {
+  for (const proc of live) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }
+  live.clear();
+}
+
+export interface SpawnOptions {
+  name: string;
+  args: string[];
+  env?: Record<string, string>;
+  /** Picks the ready line and returns the URL to connect to, or null to keep waiting. */
+  readyUrl: (line: Record<string, unknown>) => string | null;
+  timeoutMs: number;
+}
+
+function parseLine(line: string): Record<string, unknown> | null {
+  if (!line.startsWith('{')) return null;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts a node child and resolves once one of its stdout lines says where it listens.
+ * The child's stdout keeps being drained afterwards, because a server that logs every
+ * sale would otherwise block on a full pipe.
+ */
+export function spawnChild(opts: SpawnOptions): Promise<Child> {
+  const started = performance.now();
+  const proc = spawn(process.execPath, opts.args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+  });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  let tail = '';
+  const keep = (text: string) => {
+    tail = (tail + text).slice(-OUTPUT_KEEP_CHARS);
+  };
+  proc.stderr?.setEncoding('utf8');
+  proc.stderr?.on('data', keep);
+  proc.stdout?.setEncoding('utf8');
+
+  return new Promise((resolve, reject) => {
+    let pending = '';
+    let seen = 0;
+    let done = false;
+    const startupLog: Record<string, unknown>[] = [];
+    const finish = (err: Error | null, child?: Child) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      proc.stdout?.off('data', onStartup);
+      proc.stdout?.on('data', keep);
+      if (err !== null) {
+        proc.kill('SIGKILL');
+        reject(err);
+      } else if (child !== undefined) {
+        resolve(child);
+      }
+    };
+    const onStartup = (chunk: string) => {
+      keep(chunk);
+      seen += chunk.length;
+      pending += chunk;
+      let nl = pending.indexOf('\n');
+      while (nl !== -1) {
+        const line = parseLine(pending.slice(0, nl));
+        pending = pending.slice(nl + 1);
+        nl = pending.indexOf('\n');
+        if (line === null) continue;
+        startupLog.push(line);
+        const url = opts.readyUrl(line);
+        if (url !== null) {
+          const pid = proc.pid;
+          if (pid === undefined) throw new Error(`assertion failed: ${opts.name} has a pid`);
+          finish(null, { name: opts.name, proc, pid, startMs: performance.now() - started, ready: line, startupLog, url, tail: () => tail });
+          return;
+        }
+      }
+      if (seen > STARTUP_OUTPUT_CHARS_MAX) finish(new Error(`${opts.name} wrote ${seen} characters without saying where it listens:\n${tail}`));
+    };
+    proc.stdout?.on('data', onStartup);
+    const timer = setTimeout(() => finish(new Error(`${opts.name} did not start within ${opts.timeoutMs} ms:\n${tail}`)), opts.timeoutMs);
+    proc.once('exit', (code, signal) => finish(new Error(`${opts.name} exited with ${code ?? signal} before listening:\n${tail}`)));
+  });
+}
+
+/** The vendor server as an operator runs it: `bin/vendor-server.js start`. */
+export function spawnMallpos(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[]; env?: Record<string, string> }): Promise<Child> {
+  return spawnChild({
+    name,
+    args: [...(opts.nodeArgs ?? []), 'bin/vendor-server.js', 'start', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'],
+    ...(opts.env === undefined ? {} : { env: opts.env }),
+    timeoutMs: opts.timeoutMs,
+    readyUrl: (line) => (line['msg'] === 'vendor server listening' && typeof line['url'] === 'string' ? line['url'] : null),
+  });
+}
+
+/** A bench server script; it prints `{"port":N}` once it listens on 127.0.0.1. */
+export function spawnScript(name: string, script: string, args: string[], timeoutMs: number): Promise<Child> {
+  return spawnChild({
+    name,
+    args: ['--import', 'tsx', script, ...args],
+    timeoutMs,
+    readyUrl: (line) => (typeof line['port'] === 'number' ? `http://127.0.0.1:${line['port']}` : null),
+  });
+}
+
+/**
+ * Stops a child: SIGTERM lets the vendor server write its closing checkpoint (and a
+ * profiler its profile); SIGKILL follows when it takes longer than graceMs.
+ */
+export function stopChild(child: Child, graceMs: number): Promise<{ ms: number; code: number | null; signal: string | null }> {
+  const started = performance.now();
+  const proc = child.proc;
+  return new Promise((resolve) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      resolve({ ms: 0, code: proc.exitCode, signal: proc.signalCode });
+      return;
+    }
+    const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ ms: performance.now() - started, code, signal });
+    });
+    proc.kill('SIGTERM');
+  });
+}
+
+/** Peak resident set size of a live process in MiB (VmHWM), or null where /proc does not say. */
+export async function peakRssMb(pid: number): Promise<number | null> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status);
+    return m?.[1] === undefined ? null : Number(m[1]) / 1024;
+  } catch {
+    return null;
+  }
+}

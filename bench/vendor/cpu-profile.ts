@@ -1,0 +1,67 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { ROOT } from './children.ts';
+
+/**
+ * Summarises a V8 .cpuprofile (written by `node --cpu-prof`) as self time per function
+ * and per file, so the bench can say where a server's time goes without a viewer.
+ */
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+interface CpuProfile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+function place(url: string): string {
+  if (url === '') return '(native)';
+  const path = url.startsWith('file://') ? new URL(url).pathname : url;
+  return path.startsWith(ROOT) ? relative(ROOT, path) : path;
+}
+
+export interface ProfileSummary {
+  totalMs: number;
+  functions: { name: string; ms: number; share: number }[];
+  files: { name: string; ms: number; share: number }[];
+}
+
+export function summarise(profile: CpuProfile, top: number): ProfileSummary {
+  const byId = new Map<number, ProfileNode>();
+  for (const n of profile.nodes) byId.set(n.id, n);
+  const selfUs = new Map<number, number>();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i] as number;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  }
+  const fns = new Map<string, number>();
+  const files = new Map<string, number>();
+  let total = 0;
+  for (const [id, us] of selfUs) {
+    const f = byId.get(id)?.callFrame;
+    if (f === undefined) continue;
+    total += us;
+    const file = place(f.url);
+    const name = `${f.functionName === '' ? '(anonymous)' : f.functionName} ${file}${f.url === '' ? '' : `:${f.lineNumber + 1}`}`;
+    fns.set(name, (fns.get(name) ?? 0) + us);
+    const bucket = file.includes('node_modules/') ? file.replace(/^.*node_modules\/((?:@[^/]+\/)?[^/]+).*$/, 'node_modules/$1') : file;
+    files.set(bucket, (files.get(bucket) ?? 0) + us);
+  }
+  const rank = (m: Map<string, number>) =>
+    [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => ({ name, ms: us / 1000, share: us / total }));
+  return { totalMs: total / 1000, functions: rank(fns), files: rank(files) };
+}
+
+/** Reads the newest .cpuprofile in dir. */
+export async function readProfile(dir: string): Promise<CpuProfile | null> {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.cpuprofile')).sort();
+  const last = names[names.length - 1];
+  if (last === undefined) return null;
+  return JSON.parse(await readFile(join(dir, last), 'utf8')) as CpuProfile;
+}

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { io, type Socket } from 'socket.io-client';
+import { ACK_TIMEOUT_MS, type Ack, type ClientToServerEvents, type ServerToClientEvents } from '../../core/index.ts';
+
+/**
+ * The load generator: terminals that each run a closed loop (send a sale, await its
+ * ack, send the next), the same payloads for every server under test.
+ */
+
+export type TerminalSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export interface BenchTerminal {
+  id: string;
+  credential: string;
+  /** Customer cards this terminal pays with, in turn. */
+  cards: string[];
+}
+
+/** Three products priced in ACME tokens in the demo catalog, so every line is paid in tokens. */
+export const SALE_PRODUCTS = ['4006381333931', '5901234123457', '9001001000014'] as const;
+export const SALE_TOKEN = 'ACME';
+/** The most ACME units one sale can cost: each product at the largest quantity the payloads use. */
+export const SALE_UNITS_MAX = (90 + 58 + 80) * 3;
+
+const CONNECT_TIMEOUT_MS = 10_000;
+// Bounded so that a very fast server cannot make a run grow the bench's heap without end.
+const LATENCIES_MAX = 4_000_000;
+
+export interface SalePayload {
+  key: string;
+  lines: { code: string; qty: number }[];
+  card: string;
+  tenders: { token: string }[];
+  cashTenderedMinor: number;
+}
+
+/** The k-th sale of a terminal: 3 lines, quantities cycling 1..3, paid with tokens only. */
+export function salePayload(terminal: BenchTerminal, k: number): SalePayload {
+  const card = terminal.cards[k % terminal.cards.length];
+  if (card === undefined) throw new Error(`assertion failed: terminal ${terminal.id} has cards`);
+  return {
+    key: `${terminal.id}:${randomUUID()}`,
+    lines: SALE_PRODUCTS.map((code, i) => ({ code, qty: 1 + ((k + i) % 3) })),
+    card,
+    tenders: [{ token: SALE_TOKEN }],
+    cashTenderedMinor: 0,
+  };
+}
+
+export async function connectTerminals(url: string, terminals: BenchTerminal[]): Promise<TerminalSocket[]> {
+  return Promise.all(
+    terminals.map(
+      (t) =>
+        new Promise<TerminalSocket>((resolve, reject) => {
+          const socket: TerminalSocket = io(url, {
+            auth: { token: t.credential },
+            transports: ['websocket'],
+            reconnection: false,
+            forceNew: true,
+            timeout: CONNECT_TIMEOUT_MS,
+          });
+          socket.once('connect', () => resolve(socket));
+          socket.once('connect_error', (err) => {
+            socket.disconnect();
+            reject(new Error(`terminal ${t.id} could not connect to ${url}: ${err.message}`));
+          });
+        }),
+    ),
+  );
+}
+
+export function disconnectAll(sockets: TerminalSocket[]): void {
+  for (const s of sockets) s.disconnect();
+}
+
+export interface LoadResult {
+  sales: number;
+  salesPerS: number;
+  /** Mean wall-clock time per sale under this load: the measured window divided by the sales in it. */
+  msPerSale: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  errors: number;
+  firstError: string | null;
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i] as number;
+}
+
+/**
+ * Runs every terminal's closed loop for warmupMs + measureMs. Only sales sent after the
+ * warm-up and acknowledged before the window closes count; requests still in flight at
+ * the end are awaited but not counted, so every terminal has stopped when this returns.
+ */
+export async function runLoad(
+  sockets: TerminalSocket[],
+  terminals: BenchTerminal[],
+  opts: { warmupMs: number; measureMs: number; counter: { next: number } },
+): Promise<LoadResult> {
+  let lat = new Float64Array(64 * 1024);
+  let n = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  const t0 = performance.now();
+  const measureFrom = t0 + opts.warmupMs;
+  const measureTo = measureFrom + opts.measureMs;
+
+  const loop = async (socket: TerminalSocket, terminal: BenchTerminal) => {
+    const emit = socket.timeout(ACK_TIMEOUT_MS);
+    while (performance.now() < measureTo) {
+      const payload = salePayload(terminal, opts.counter.next++);
+      const sent = performance.now();
+      let ok = false;
+      try {
+        const ack = (await emit.emitWithAck('sale:commit', payload)) as Ack<unknown>;
+        ok = ack.ok;
+        if (!ack.ok) firstError ??= `${ack.error.code}: ${ack.error.message}`;
+      } catch (err) {
+        firstError ??= (err as Error).message;
+      }
+      const done = performance.now();
+      if (sent < measureFrom || done > measureTo) continue;
+      if (!ok) {
+        errors += 1;
+        continue;
+      }
+      if (n === lat.length && lat.length < LATENCIES_MAX) {
+        const grown = new Float64Array(Math.min(LATENCIES_MAX, lat.length * 2));
+        grown.set(lat);
+        lat = grown;
+      }
+      if (n < lat.length) lat[n] = done - sent;
+      n += 1;
+    }
+  };
+  await Promise.all(sockets.map((s, i) => loop(s, terminals[i] as BenchTerminal)));
+
+  const kept = lat.subarray(0, Math.min(n, lat.length)).sort();
+  let total = 0;
+  for (const v of kept) total += v;
+  const seconds = opts.measureMs / 1000;
+  return {
+    sales: n,
+    salesPerS: n / seconds,
+    msPerSale: n === 0 ? Number.POSITIVE_INFINITY : opts.measureMs / n,
+    meanMs: kept.length === 0 ? Number.NaN : total / kept.length,
+    p50Ms: quantile(kept, 0.5),
+    p99Ms: quantile(kept, 0.99),
+    maxMs: kept.length === 0 ? Number.NaN : (kept[kept.length - 1] as number),
+    errors,
+    firstError,
+  };
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+export function describe(r: LoadResult): string {
+  const err = r.errors === 0 ? '' : `, ${r.errors} errors (first: ${r.firstError ?? '?'})`;
+  return `${Math.round(r.salesPerS)} sales/s, ${r.msPerSale.toFixed(3)} ms/sale, latency mean ${r.meanMs.toFixed(2)} p50 ${r.p50Ms.toFixed(2)} p99 ${r.p99Ms.toFixed(2)} max ${r.maxMs.toFixed(1)} ms${err}`;
+}
