@@ -48,6 +48,7 @@ export const VND_ERRORS = {
   VND_ERR_PAYLOAD_TOO_LARGE: { status: 413, message: 'the request is too large' },
   VND_ERR_RATE_LIMITED: { status: 429, message: 'too many attempts: wait a moment' },
   VND_ERR_JOURNAL_CORRUPT: { status: 500, message: 'the journal is corrupt' },
+  VND_ERR_JOURNAL_BACKLOG: { status: 503, message: 'the store server is waiting for its disk: try again in a moment' },
   VND_ERR_STATE_CORRUPT: { status: 500, message: 'the state file is corrupt' },
   VND_ERR_CONFIG: { status: 500, message: 'the vendor server is not set up' },
   VND_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },

@@ -33,7 +33,7 @@ import {
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
-import type { Journal } from '../storage/index.ts';
+import { JournalBacklogError, type Journal } from '../storage/index.ts';
 import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
 
 export interface Actor {
@@ -100,7 +100,14 @@ export class LedgerService {
   /** Journals an event, applies it, and resolves once it is durable. */
   private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
     const started = performance.now();
-    const rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+    let rec;
+    try {
+      rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+    } catch (err) {
+      // A full backlog refuses the event before anything changed: the client may retry.
+      if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
+      throw err;
+    }
     const full = { ...event, prev: this.state.hash } as JournalEvent;
     applyEvent(this.state, full, rec.hash, this.keysMax);
     await rec.durable;

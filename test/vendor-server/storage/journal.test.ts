@@ -165,36 +165,36 @@ describe('vendor-server/storage/journal', () => {
       expect(empty).to.deep.equal([]);
       await journal.close();
     });
-  });
 
-  it('iterates and reads while appends keep rotating segments, yielding only durable events', async () => {
-    const { journal } = await Journal.open({ dir, segmentBytesMax: 1024, indexSegmentsMax: 2 });
-    const hashes = new Map<number, string>();
-    let stop = false;
-    const writers = Array.from({ length: 5 }, async () => {
-      while (!stop) {
-        const r = journal.append(saleFields(journal.nextSeq));
-        hashes.set(r.seq, r.hash);
-        await r.durable;
+    it('iterates and reads while appends keep rotating segments, yielding only durable events', async () => {
+      const { journal } = await Journal.open({ dir, segmentBytesMax: 1024, indexSegmentsMax: 2 });
+      const hashes = new Map<number, string>();
+      let stop = false;
+      const writers = Array.from({ length: 5 }, async () => {
+        while (!stop) {
+          const r = journal.append(saleFields(journal.nextSeq));
+          hashes.set(r.seq, r.hash);
+          await r.durable;
+        }
+      });
+      let from = 1;
+      for (let round = 0; round < 20; round++) {
+        await new Promise((r) => setImmediate(r));
+        for await (const rec of journal.iterate(from)) {
+          expect(rec.seq).to.equal(from);
+          expect(rec.seq).to.be.at.most(journal.durableSeq);
+          expect(rec.hash).to.equal(hashes.get(rec.seq));
+          from += 1;
+        }
+        const seq = 1 + Math.floor(Math.random() * journal.lastSeq);
+        expect((await journal.read(seq)).hash).to.equal(hashes.get(seq));
       }
+      stop = true;
+      await Promise.all(writers);
+      expect(from).to.be.greaterThan(20);
+      expect((await segmentFiles(dir)).length).to.be.greaterThan(3);
+      await journal.close();
     });
-    let from = 1;
-    for (let round = 0; round < 20; round++) {
-      await new Promise((r) => setImmediate(r));
-      for await (const rec of journal.iterate(from)) {
-        expect(rec.seq).to.equal(from);
-        expect(rec.seq).to.be.at.most(journal.durableSeq);
-        expect(rec.hash).to.equal(hashes.get(rec.seq));
-        from += 1;
-      }
-      const seq = 1 + Math.floor(Math.random() * journal.lastSeq);
-      expect((await journal.read(seq)).hash).to.equal(hashes.get(seq));
-    }
-    stop = true;
-    await Promise.all(writers);
-    expect(from).to.be.greaterThan(20);
-    expect((await segmentFiles(dir)).length).to.be.greaterThan(3);
-    await journal.close();
   });
 
   describe('group commit', () => {
