@@ -1,7 +1,7 @@
 /**
- * Typed errors of the vendor server's storage layer. Each carries a stable code so the
- * process error catalogue and the operator's runbook can key on it, and a message that
- * says where the problem is and what to do about it.
+ * Typed errors of the vendor server's storage layer. Each carries a stable code from the
+ * process error catalogue (core/errors.ts), and a message that says where the problem is
+ * and what to do about it.
  */
 
 /** Why a journal line was rejected. */
@@ -110,10 +110,3 @@ export class StateFileError extends Error {
     this.file = file;
   }
 }
-
-/** Codes raised by this layer, for the vendor server's error catalogue. */
-export const storageErrorCodes = {
-  VND_ERR_JOURNAL_CORRUPT: { httpStatus: 500, summary: 'the journal holds a line that cannot be trusted' },
-  VND_ERR_JOURNAL_BACKLOG: { httpStatus: 503, summary: 'too many journal writes are waiting for the disk' },
-  VND_ERR_STATE_CORRUPT: { httpStatus: 500, summary: 'a state file cannot be read or parsed' },
-} as const;

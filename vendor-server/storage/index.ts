@@ -1,5 +1,5 @@
 export { GENESIS_HASH, Journal, segmentName } from './journal.ts';
 export type { AppendResult, JournalOptions, JournalRecord, OpenReport, TornTail } from './journal.ts';
 export { DurableJSONFile, fsyncDir, writeFileDurable } from './durable-file.ts';
-export { JournalBacklogError, JournalCorruptError, StateFileError, storageErrorCodes } from './errors.ts';
+export { JournalBacklogError, JournalCorruptError, StateFileError } from './errors.ts';
 export type { JournalCorruptDetails, JournalCorruptReason } from './errors.ts';

@@ -1,0 +1,332 @@
+/**
+ * Vendor server benchmark: 20 socket.io terminals committing 3-line token sales, durable,
+ * against three servers side by side, each its own child process on 127.0.0.1:
+ *   mallpos  - `bin/vendor-server.js start` (journal + group commit + lowdb checkpoints)
+ *   sqlite   - bench/vendor/sqlite-server.ts (better-sqlite3, one transaction per sale, WAL, synchronous=FULL)
+ *   ceiling  - bench/vendor/ceiling-server.ts (acknowledges without doing anything)
+ * then the cost of a sale on a small and a large journal, recovery time of the large
+ * journal without a checkpoint, and the peak RSS of a store with 100,000 customers.
+ *
+ *   npm run bench:vendor [-- --quick] [-- --profile]
+ *
+ * Progress goes to stderr; the last line of stdout is one JSON object.
+ */
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { killAllChildren, peakRssMb, spawnMallpos, spawnScript, stopChild, type Child } from './children.ts';
+import { readProfile, summarise } from './cpu-profile.ts';
+import { connectTerminals, describe, disconnectAll, median, runLoad, SALE_UNITS_MAX, type BenchTerminal, type LoadResult, type TerminalSocket } from './load.ts';
+import { buildStore, histogram, pairTerminals, TERMINALS, writeSqliteSeed, type BuiltStore } from './stores.ts';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const profile = args.includes('--profile');
+
+interface Mode {
+  warmupMs: number;
+  /** A short warm-up before every measured run: the server sat idle while the others were measured. */
+  rewarmMs: number;
+  measureMs: number;
+  runs: number;
+  customers: number;
+  smallEvents: number;
+  largeEvents: number;
+  ratioRuns: number;
+  ratioMeasureMs: number;
+  rssCustomers: number;
+  rssLoadMs: number;
+  /** The whole run is abandoned (children killed, files removed) after this long. */
+  limitMs: number;
+}
+
+const MODE: Mode = quick
+  ? {
+      warmupMs: 1_000, rewarmMs: 300, measureMs: 4_000, runs: 1, customers: 100,
+      smallEvents: 1_000, largeEvents: 100_000, ratioRuns: 1, ratioMeasureMs: 3_000,
+      rssCustomers: 100_000, rssLoadMs: 2_000, limitMs: 170_000,
+    }
+  : {
+      warmupMs: 2_000, rewarmMs: 500, measureMs: 10_000, runs: 3, customers: 100,
+      smallEvents: 1_000, largeEvents: 1_000_000, ratioRuns: 3, ratioMeasureMs: 5_000,
+      rssCustomers: 100_000, rssLoadMs: 5_000, limitMs: 15 * 60_000,
+    };
+
+/** Generous: no run of this bench comes near spending this many ACME units of one customer. */
+const UNITS_PER_CUSTOMER = 1_000_000_000;
+const RSS_UNITS_PER_CUSTOMER = 1_000_000;
+const START_TIMEOUT_MS = 60_000;
+const RECOVERY_TIMEOUT_MS = 180_000;
+const STOP_GRACE_MS = 120_000;
+
+const t0 = performance.now();
+function log(text: string): void {
+  process.stderr.write(`[bench:vendor ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${text}\n`);
+}
+
+const CLOCK_TICKS_PER_S = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / CLOCK_TICKS_PER_S;
+}
+
+interface Target {
+  name: string;
+  child: Child;
+  sockets: TerminalSocket[];
+  terminals: BenchTerminal[];
+}
+
+/** One measured run, with the CPU the server and the load generator used during it. */
+async function measure(target: Target, warmupMs: number, measureMs: number, counter: { next: number }): Promise<LoadResult> {
+  const serverCpu0 = await cpuSeconds(target.child.pid);
+  const benchCpu0 = process.cpuUsage();
+  const started = performance.now();
+  const r = await runLoad(target.sockets, target.terminals, { warmupMs, measureMs, counter });
+  const wall = (performance.now() - started) / 1000;
+  const serverCpu = ((await cpuSeconds(target.child.pid)) - serverCpu0) / wall;
+  const benchCpuUs = process.cpuUsage(benchCpu0);
+  const benchCpu = (benchCpuUs.user + benchCpuUs.system) / 1e6 / wall;
+  log(`  ${target.name.padEnd(14)} ${describe(r)}; cpu server ${(serverCpu * 100).toFixed(0)}%, terminals ${(benchCpu * 100).toFixed(0)}%`);
+  return r;
+}
+
+function cardsOf(cards: string[], t: number): string[] {
+  return cards.filter((_, i) => i % TERMINALS === t);
+}
+
+function recoveredLine(child: Child): { replayed: number; ms: number; checkpointSeq: number; seq: number } {
+  const line = child.startupLog.find((l) => l['msg'] === 'ledger recovered');
+  if (line === undefined) throw new Error(`${child.name} did not log "ledger recovered"`);
+  return { replayed: Number(line['replayed']), ms: Number(line['ms']), checkpointSeq: Number(line['checkpointSeq']), seq: Number(line['seq']) };
+}
+
+function checkErrors(name: string, results: LoadResult[]): void {
+  const errors = results.reduce((s, r) => s + r.errors, 0);
+  if (errors > 0) throw new Error(`${name}: ${errors} sales were refused or timed out (first: ${results.find((r) => r.firstError !== null)?.firstError ?? '?'})`);
+}
+
+async function logGroupCommit(url: string): Promise<void> {
+  const events = await histogram(url, 'mallpos_journal_group_commit_events');
+  const fsync = await histogram(url, 'mallpos_journal_fsync_seconds');
+  const commit = await histogram(url, 'mallpos_commit_latency_seconds');
+  if (events === null || fsync === null || commit === null) {
+    log('  (no journal metrics in /metrics)');
+    return;
+  }
+  log(
+    `  mallpos journal since start: ${fsync.count} group commits, ${(events.sum / Math.max(1, events.count)).toFixed(1)} events each, ` +
+      `write+fdatasync ${((fsync.sum / Math.max(1, fsync.count)) * 1000).toFixed(2)} ms each, ` +
+      `append-to-durable ${((commit.sum / Math.max(1, commit.count)) * 1000).toFixed(2)} ms per event`,
+  );
+}
+
+// ---- (a) (b) (c) side by side ------------------------------------------------------
+
+async function sideBySide(root: string) {
+  log(`side by side: ${TERMINALS} terminals, closed loop, ${MODE.runs} run(s) of ${MODE.measureMs / 1000} s per server after ${MODE.warmupMs / 1000} s warm-up`);
+  const store = await buildStore(join(root, 'mallpos'), { customers: MODE.customers, unitsPerCustomer: UNITS_PER_CUSTOMER, eventsTarget: MODE.smallEvents, checkpoint: true });
+  log(`  mallpos store: ${store.events} journal events, ${MODE.customers} customers (${(store.buildMs / 1000).toFixed(1)} s)`);
+  const seed = join(root, 'sqlite-seed.json');
+  await writeSqliteSeed(seed, store.cards, UNITS_PER_CUSTOMER);
+  await mkdir(join(root, 'sqlite'));
+  const profileDir = join(root, 'profile');
+  const [mallpos, sqlite, ceiling] = await Promise.all([
+    spawnMallpos('mallpos', store.dir, { timeoutMs: START_TIMEOUT_MS, ...(profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}) }),
+    spawnScript('sqlite', 'bench/vendor/sqlite-server.ts', ['--db', join(root, 'sqlite', 'ledger.db'), '--seed', seed], START_TIMEOUT_MS),
+    spawnScript('ceiling', 'bench/vendor/ceiling-server.ts', [], START_TIMEOUT_MS),
+  ]);
+  log(`  started: mallpos in ${mallpos.startMs.toFixed(0)} ms, sqlite in ${sqlite.startMs.toFixed(0)} ms, ceiling in ${ceiling.startMs.toFixed(0)} ms`);
+  const terminals = await pairTerminals(mallpos.url, store.operatorToken, (t) => cardsOf(store.cards, t));
+  const targets: Target[] = [];
+  for (const child of [mallpos, sqlite, ceiling]) {
+    targets.push({ name: child.name, child, sockets: await connectTerminals(child.url, terminals), terminals });
+  }
+  const counter = { next: 0 };
+  const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
+  try {
+    log('  warm-up');
+    for (const t of targets) await runLoad(t.sockets, t.terminals, { warmupMs: 0, measureMs: MODE.warmupMs, counter });
+    for (let run = 0; run < MODE.runs; run++) {
+      log(`  run ${run + 1} of ${MODE.runs}`);
+      // Rotating the order keeps any drift of the machine from always favouring one server.
+      for (let k = 0; k < targets.length; k++) {
+        const t = targets[(run + k) % targets.length] as Target;
+        (results.get(t.name) as LoadResult[]).push(await measure(t, MODE.rewarmMs, MODE.measureMs, counter));
+      }
+    }
+    await logGroupCommit(mallpos.url);
+  } finally {
+    for (const t of targets) disconnectAll(t.sockets);
+  }
+  for (const [name, rs] of results) checkErrors(name, rs);
+  const stopped = await Promise.all(targets.map((t) => stopChild(t.child, STOP_GRACE_MS)));
+  log(`  mallpos stopped in ${(stopped[0]?.ms ?? 0).toFixed(0)} ms (closing checkpoint)`);
+  if (profile) await logProfile(profileDir);
+
+  const summary = (name: string) => {
+    const rs = results.get(name) as LoadResult[];
+    return { salesPerS: median(rs.map((r) => r.salesPerS)), p99Ms: median(rs.map((r) => r.p99Ms)), msPerSale: median(rs.map((r) => r.msPerSale)) };
+  };
+  return { mallpos: summary('mallpos'), sqlite: summary('sqlite'), ceiling: summary('ceiling'), bootMs: mallpos.startMs };
+}
+
+async function logProfile(dir: string): Promise<void> {
+  const p = await readProfile(dir);
+  if (p === null) {
+    log('  no CPU profile was written');
+    return;
+  }
+  // Idle time is the event loop waiting (for fsync, for requests): not work.
+  const busy = { ...p, nodes: p.nodes.filter((n) => n.callFrame.functionName !== '(idle)') };
+  const s = summarise(busy, 25);
+  log(`  mallpos CPU profile: ${(s.totalMs / 1000).toFixed(1)} s on the main thread, by file:`);
+  for (const f of s.files.slice(0, 15)) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+  log('  by function (self time):');
+  for (const f of s.functions) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+}
+
+// ---- cost on a small vs a large journal, and recovery ------------------------------
+
+async function largeJournal(root: string, bootMs: number) {
+  log(`journal size: stores with ${MODE.smallEvents} and ${MODE.largeEvents} prior events`);
+  const small = await buildStore(join(root, 'small'), { customers: MODE.customers, unitsPerCustomer: UNITS_PER_CUSTOMER, eventsTarget: MODE.smallEvents, checkpoint: true });
+  const large = await buildStore(join(root, 'large'), {
+    customers: MODE.customers,
+    unitsPerCustomer: UNITS_PER_CUSTOMER,
+    eventsTarget: MODE.largeEvents,
+    checkpoint: false,
+    progress: (text) => log(`  ${text}`),
+  });
+  log(`  large store: ${large.events} events in ${(large.buildMs / 1000).toFixed(1)} s (${Math.round(large.events / (large.buildMs / 1000))} events/s in-process), checkpoint only at seq ${large.checkpointSeq}`);
+  if (large.events * SALE_UNITS_MAX > MODE.customers * UNITS_PER_CUSTOMER) throw new Error('assertion failed: customers can pay for every sale of the build');
+
+  // Recovery, worst case: no checkpoint covers the sales, so start-up replays them all.
+  const cold = await spawnMallpos('mallpos-recover', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
+  const coldLog = recoveredLine(cold);
+  log(
+    `  recovery without checkpoint: listening ${(cold.startMs / 1000).toFixed(2)} s after spawn; openLedger ${(coldLog.ms / 1000).toFixed(2)} s ` +
+      `replaying ${coldLog.replayed} events (checkpoint seq ${coldLog.checkpointSeq}); process boot on a small store ${(bootMs / 1000).toFixed(2)} s`,
+  );
+  const rssAfterReplay = await peakRssMb(cold.pid);
+  log(`  peak RSS after replaying ${coldLog.replayed} events: ${rssAfterReplay?.toFixed(0) ?? '?'} MB`);
+  const closed = await stopChild(cold, STOP_GRACE_MS);
+  log(`  stopped in ${(closed.ms / 1000).toFixed(2)} s (writes the closing checkpoint of ${coldLog.seq} events)`);
+
+  const [warm, smallChild] = await Promise.all([
+    spawnMallpos('mallpos-large', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS }),
+    spawnMallpos('mallpos-small', small.dir, { timeoutMs: START_TIMEOUT_MS }),
+  ]);
+  const warmLog = recoveredLine(warm);
+  log(`  recovery with a checkpoint at seq ${warmLog.checkpointSeq}: listening ${(warm.startMs / 1000).toFixed(2)} s after spawn; openLedger ${(warmLog.ms / 1000).toFixed(2)} s replaying ${warmLog.replayed} events`);
+
+  const targets: Target[] = [];
+  for (const [child, store] of [[smallChild, small], [warm, large]] as [Child, BuiltStore][]) {
+    const terminals = await pairTerminals(child.url, store.operatorToken, (t) => cardsOf(store.cards, t));
+    targets.push({ name: `${child.name === 'mallpos-large' ? 'large' : 'small'} (${store.events})`, child, sockets: await connectTerminals(child.url, terminals), terminals });
+  }
+  const counter = { next: 1_000_000_000 };
+  const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
+  try {
+    for (const t of targets) await runLoad(t.sockets, t.terminals, { warmupMs: 0, measureMs: MODE.warmupMs, counter });
+    for (let run = 0; run < MODE.ratioRuns; run++) {
+      log(`  run ${run + 1} of ${MODE.ratioRuns}`);
+      for (let k = 0; k < targets.length; k++) {
+        const t = targets[(run + k) % targets.length] as Target;
+        (results.get(t.name) as LoadResult[]).push(await measure(t, MODE.rewarmMs, MODE.ratioMeasureMs, counter));
+      }
+    }
+  } finally {
+    for (const t of targets) disconnectAll(t.sockets);
+  }
+  for (const [name, rs] of results) checkErrors(name, rs);
+  await Promise.all(targets.map((t) => stopChild(t.child, STOP_GRACE_MS)));
+  const [smallRs, largeRs] = [...results.values()] as [LoadResult[], LoadResult[]];
+  const smallCost = median(smallRs.map((r) => r.msPerSale));
+  const largeCost = median(largeRs.map((r) => r.msPerSale));
+  log(`  cost per sale (window / sales, ${TERMINALS} terminals): small ${smallCost.toFixed(4)} ms, large ${largeCost.toFixed(4)} ms, ratio ${(largeCost / smallCost).toFixed(3)}`);
+  await Promise.all([rm(small.dir, { recursive: true, force: true }), rm(large.dir, { recursive: true, force: true })]);
+  return { ratio: largeCost / smallCost, recoveryS: cold.startMs / 1000, events: coldLog.replayed };
+}
+
+// ---- peak RSS with many customers --------------------------------------------------
+
+async function peakRss(root: string): Promise<number> {
+  log(`memory: a store with ${MODE.rssCustomers} customers holding balances`);
+  const store = await buildStore(join(root, 'rss'), { customers: MODE.rssCustomers, unitsPerCustomer: RSS_UNITS_PER_CUSTOMER, eventsTarget: 0, checkpoint: true });
+  log(`  built: ${store.events} events in ${(store.buildMs / 1000).toFixed(1)} s`);
+  const child = await spawnMallpos('mallpos-rss', store.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
+  log(`  started in ${(child.startMs / 1000).toFixed(2)} s, peak RSS so far ${(await peakRssMb(child.pid))?.toFixed(0) ?? '?'} MB`);
+  const terminals = await pairTerminals(child.url, store.operatorToken, (t) => cardsOf(store.cards, t));
+  const target: Target = { name: 'mallpos-rss', child, sockets: await connectTerminals(child.url, terminals), terminals };
+  let r: LoadResult;
+  try {
+    r = await measure(target, 0, MODE.rssLoadMs, { next: 0 });
+  } finally {
+    disconnectAll(target.sockets);
+  }
+  checkErrors('mallpos-rss', [r]);
+  const peak = await peakRssMb(child.pid);
+  await stopChild(child, STOP_GRACE_MS);
+  await rm(store.dir, { recursive: true, force: true });
+  if (peak === null) throw new Error('cannot read VmHWM from /proc: peak RSS needs Linux');
+  log(`  peak RSS (VmHWM) after ${r.sales} sales across ${MODE.rssCustomers} customers: ${peak.toFixed(0)} MB`);
+  return peak;
+}
+
+// ---- main ---------------------------------------------------------------------------
+
+const root = await mkdtemp(join(tmpdir(), 'mallpos-bench-vendor-'));
+const abandon = (why: string, code: number) => {
+  log(why);
+  killAllChildren();
+  rmSync(root, { recursive: true, force: true });
+  process.exit(code);
+};
+process.once('SIGINT', () => abandon('interrupted', 130));
+process.once('SIGTERM', () => abandon('terminated', 143));
+const limit = setTimeout(() => abandon(`gave up after ${MODE.limitMs / 1000} s`, 2), MODE.limitMs);
+limit.unref();
+
+try {
+  log(`${quick ? 'quick' : 'full'} mode; data in ${root}`);
+  const side = await sideBySide(root);
+  const big = await largeJournal(root, side.bootMs);
+  const rssMb = await peakRss(root);
+  const round = (n: number, digits: number) => Number(n.toFixed(digits));
+  const result = {
+    sales_per_s: { mallpos: Math.round(side.mallpos.salesPerS), sqlite: Math.round(side.sqlite.salesPerS), ceiling: Math.round(side.ceiling.salesPerS) },
+    p99_ms: { mallpos: round(side.mallpos.p99Ms, 2), sqlite: round(side.sqlite.p99Ms, 2), ceiling: round(side.ceiling.p99Ms, 2) },
+    cost_ratio_large_vs_small: round(big.ratio, 3),
+    recovery_s: round(big.recoveryS, 2),
+    events_for_recovery: big.events,
+    rss_mb: Math.round(rssMb),
+  };
+  const check = (label: string, ok: boolean, detail: string) => log(`  ${ok ? 'meets ' : 'MISSES'} ${label}: ${detail}`);
+  log(`targets (stated for full mode; this was ${quick ? 'quick' : 'full'} mode):`);
+  check('mallpos >= 2x sqlite', side.mallpos.salesPerS >= 2 * side.sqlite.salesPerS, `${(side.mallpos.salesPerS / side.sqlite.salesPerS).toFixed(2)}x`);
+  check('mallpos >= 0.33x ceiling', side.mallpos.salesPerS >= 0.33 * side.ceiling.salesPerS, `${(side.mallpos.salesPerS / side.ceiling.salesPerS).toFixed(3)}x`);
+  check('p99 <= 25 ms', side.mallpos.p99Ms <= 25, `${side.mallpos.p99Ms.toFixed(2)} ms`);
+  check('cost ratio <= 1.2', big.ratio <= 1.2, big.ratio.toFixed(3));
+  check(`recovery of ${big.events} events <= 5 s`, big.recoveryS <= 5, `${big.recoveryS.toFixed(2)} s`);
+  check('RSS <= 300 MB', rssMb <= 300, `${rssMb.toFixed(0)} MB`);
+  console.log(JSON.stringify(result));
+} catch (err) {
+  log(`failed: ${(err as Error).stack ?? String(err)}`);
+  process.exitCode = 1;
+} finally {
+  clearTimeout(limit);
+  killAllChildren();
+  await rm(root, { recursive: true, force: true });
+}
