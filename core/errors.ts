@@ -56,7 +56,20 @@ export const VND_ERRORS = {
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
-export const ERRORS = { ...CORE_ERRORS, ...VND_ERRORS } as const;
+export const POS_ERRORS = {
+  POS_ERR_NOT_PAIRED: { status: 401, message: 'this terminal is not paired with a store server' },
+  POS_ERR_OFFLINE: { status: 503, message: 'the store server is unreachable: the cart is kept, nothing was charged' },
+  POS_ERR_BUSY: { status: 409, message: 'a sale is being completed: wait for it to finish' },
+  POS_ERR_CART_EMPTY: { status: 400, message: 'the cart is empty' },
+  POS_ERR_NO_CUSTOMER: { status: 409, message: 'scan the customer card first' },
+  POS_ERR_LINE_UNKNOWN: { status: 404, message: 'there is no such line in the cart' },
+  POS_ERR_NO_SALE: { status: 409, message: 'no sale to show: scan a receipt first' },
+  POS_ERR_NOTHING_TO_REPRINT: { status: 409, message: 'there is no receipt to reprint yet' },
+  POS_ERR_CONFIG: { status: 500, message: 'the terminal is not set up' },
+  POS_ERR_COMMAND: { status: 400, message: 'unknown command' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export const ERRORS = { ...CORE_ERRORS, ...VND_ERRORS, ...POS_ERRORS } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
 

@@ -74,6 +74,10 @@ export type KeyStatus =
 export interface ServerStatus {
   vendorId: string;
   storeName: string;
+  storeAddress: string[];
+  currency: string;
+  /** Names of the token types, for screens and receipts. */
+  tokenNames: Record<string, string>;
   at: string;
   journalSeq: number;
 }

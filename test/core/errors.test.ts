@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { CORE_ERRORS, ERRORS, MallposError, VND_ERRORS, assert, fail, isMallposError, type ErrorCode } from '../../core/errors.ts';
+import { CORE_ERRORS, ERRORS, MallposError, POS_ERRORS, VND_ERRORS, assert, fail, isMallposError, type ErrorCode } from '../../core/errors.ts';
 
 const ERRORS_MD = fileURLToPath(new URL('../../docs/ERRORS.md', import.meta.url));
 
@@ -29,8 +29,9 @@ describe('core/errors', () => {
     it('keeps one prefix per catalogue and merges them without collisions', () => {
       for (const code of Object.keys(CORE_ERRORS)) expect(code).to.match(/^CORE_ERR_[A-Z][A-Z0-9_]*$/);
       for (const code of Object.keys(VND_ERRORS)) expect(code).to.match(/^VND_ERR_[A-Z][A-Z0-9_]*$/);
-      expect(Object.keys(ERRORS)).to.have.length(Object.keys(CORE_ERRORS).length + Object.keys(VND_ERRORS).length);
-      expect(ERRORS).to.deep.include(CORE_ERRORS).and.deep.include(VND_ERRORS);
+      for (const code of Object.keys(POS_ERRORS)) expect(code).to.match(/^POS_ERR_[A-Z][A-Z0-9_]*$/);
+      expect(Object.keys(ERRORS)).to.have.length(Object.keys(CORE_ERRORS).length + Object.keys(VND_ERRORS).length + Object.keys(POS_ERRORS).length);
+      expect(ERRORS).to.deep.include(CORE_ERRORS).and.deep.include(VND_ERRORS).and.deep.include(POS_ERRORS);
     });
 
     it('gives every code an HTTP error status and a plain message', () => {
@@ -150,6 +151,7 @@ describe('core/errors', () => {
     for (const [name, catalogue] of [
       ['CORE_ERRORS', CORE_ERRORS],
       ['VND_ERRORS', VND_ERRORS],
+      ['POS_ERRORS', POS_ERRORS],
     ] as const) {
       it(`documents every code of ${name} as a heading or a table row`, () => {
         const lines = headingsAndRows(readErrorsDoc());
@@ -158,9 +160,9 @@ describe('core/errors', () => {
       });
     }
 
-    it('documents no CORE_ERR_* or VND_ERR_* code that the catalogue does not have', () => {
+    it('documents no CORE_ERR_*, VND_ERR_* or POS_ERR_* code that the catalogue does not have', () => {
       const lines = headingsAndRows(readErrorsDoc());
-      const mentioned = new Set(lines.flatMap((line) => line.match(/\b(?:CORE|VND)_ERR_[A-Z][A-Z0-9_]*/g) ?? []));
+      const mentioned = new Set(lines.flatMap((line) => line.match(/\b(?:CORE|VND|POS)_ERR_[A-Z][A-Z0-9_]*/g) ?? []));
       const stale = [...mentioned].filter((code) => !(code in ERRORS));
       expect(stale, `codes in docs/ERRORS.md that no longer exist: ${stale.join(', ')}`).to.deep.equal([]);
     });

@@ -1,0 +1,478 @@
+import { randomUUID } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  fail,
+  formatMinor,
+  MallposError,
+  parseScan,
+  type CustomerView,
+  type KeyStatus,
+  type PricedCart,
+  type ProductView,
+  type ReceiptData,
+  type RefundResult,
+  type SaleResult,
+  type WireError,
+} from '../core/index.ts';
+import type { PrintQueue, PrintQueueStatus } from '../hardware/printer/index.ts';
+import type { Scanner, ScannerStatus } from '../hardware/scanner/index.ts';
+import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import * as carts from './cart.ts';
+import type { Cart, TenderChoice } from './cart.ts';
+import type { TerminalCredential } from './credential.ts';
+import { toReceipt } from './receipts.ts';
+import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
+
+export interface ScreenMessage {
+  kind: 'error' | 'info' | 'success';
+  text: string;
+  code?: string;
+  at: string;
+}
+
+/** Everything the cashier screen shows; pushed to the page on every change. */
+export interface ScreenState {
+  terminal: { id: string; name: string };
+  store: { vendorId: string; name: string; currency: string };
+  status: {
+    server: LinkStatus;
+    scanner: ScannerStatus | { state: 'none' };
+    printer: PrintQueueStatus;
+  };
+  cashier: { staffId: string; name: string } | null;
+  cart: Cart;
+  priced: PricedCart | null;
+  pricingError: WireError | null;
+  tokenNames: Record<string, string>;
+  completing: { key: string; since: string } | null;
+  lastSale: SaleResult | null;
+  refund: { sale: SaleResult; refunded: RefundResult | null } | null;
+  message: ScreenMessage | null;
+  version: number;
+}
+
+export interface PendingSale {
+  key: string;
+  body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number };
+  startedAt: string;
+}
+
+export type Command =
+  | { type: 'scan'; code: string }
+  | { type: 'setQty'; lineNo: number; qty: number }
+  | { type: 'voidLine'; lineNo: number }
+  | { type: 'cancelSale' }
+  | { type: 'removeCustomer' }
+  | { type: 'setTenders'; tenders: TenderChoice[] }
+  | { type: 'setCash'; cashTenderedMinor: number }
+  | { type: 'complete' }
+  | { type: 'refund'; staffId: string; pin: string; reason: string }
+  | { type: 'closeRefund' }
+  | { type: 'reprint' }
+  | { type: 'login'; staffId: string; pin: string }
+  | { type: 'logout' }
+  | { type: 'dismiss' };
+
+export interface TerminalAppOptions {
+  dataDir: string;
+  credential: TerminalCredential;
+  scanner: Scanner | null;
+  printQueue: PrintQueue;
+  ackTimeoutMs?: number;
+  /** How long a completion waits for the store server before it tries again. */
+  reconnectWaitMs?: number;
+}
+
+const SCAN_QUEUE_MAX = 64;
+
+/**
+ * The terminal: cart, scans, completion and receipts. It never decides a balance; the
+ * store server prices and commits. A sale's idempotency key and body are written to
+ * disk before the first send, so a restart in the middle of completing learns the
+ * outcome by sending the same key again and never charges twice.
+ */
+export class TerminalApp {
+  private cart: Cart = carts.emptyCart();
+  private priced: PricedCart | null = null;
+  private pricingError: WireError | null = null;
+  private priceVersion = 0;
+  private completing: PendingSale | null = null;
+  private lastSale: SaleResult | null = null;
+  private refund: ScreenState['refund'] = null;
+  private message: ScreenMessage | null = null;
+  private cashier: { staffId: string; name: string; pin: string } | null = null;
+  private version = 0;
+  private closed = false;
+  private readonly listeners = new Set<(s: ScreenState) => void>();
+  private scanChain: Promise<void> = Promise.resolve();
+  private scansQueued = 0;
+  private readonly unsubscribe: (() => void)[] = [];
+  readonly link: StoreLink;
+  private completion: Promise<void> | null = null;
+
+  private constructor(private readonly opts: TerminalAppOptions) {
+    this.link = new StoreLink(opts.credential.server, opts.credential.credential, opts.ackTimeoutMs);
+  }
+
+  static async open(opts: TerminalAppOptions): Promise<TerminalApp> {
+    const app = new TerminalApp(opts);
+    app.unsubscribe.push(
+      app.link.onStatus((s) => {
+        if (s.state === 'connected') app.onConnected();
+        app.changed();
+      }),
+      opts.printQueue.onChange(() => app.changed()),
+    );
+    if (opts.scanner !== null) {
+      app.unsubscribe.push(
+        opts.scanner.onScan((scan) => app.scan(scan.code)),
+        opts.scanner.onStatus(() => app.changed()),
+        opts.scanner.onWarning((w) => app.say('info', `scanner: ${w.message}`)),
+      );
+    }
+    const pending = await app.readPending();
+    if (pending !== null) {
+      app.completing = pending;
+      app.say('info', 'finishing the sale that was being completed when the terminal stopped');
+      app.completion = app.runCompletion(pending);
+    }
+    return app;
+  }
+
+  private get pendingFile(): string {
+    return join(this.opts.dataDir, 'pending-sale.json');
+  }
+
+  private async readPending(): Promise<PendingSale | null> {
+    try {
+      return JSON.parse(await readFile(this.pendingFile, 'utf8')) as PendingSale;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new MallposError('POS_ERR_CONFIG', `${this.pendingFile} cannot be read: ${(err as Error).message}`);
+    }
+  }
+
+  // ---- state for the screen ----------------------------------------------------------
+
+  state(): ScreenState {
+    const server = this.link.status();
+    return {
+      terminal: { id: this.opts.credential.terminalId, name: this.opts.credential.name },
+      store: { vendorId: this.opts.credential.vendorId, name: server.server?.storeName ?? this.opts.credential.storeName, currency: server.server?.currency ?? 'EUR' },
+      status: {
+        server,
+        scanner: this.opts.scanner?.status() ?? { state: 'none' },
+        printer: this.opts.printQueue.status(),
+      },
+      cashier: this.cashier === null ? null : { staffId: this.cashier.staffId, name: this.cashier.name },
+      cart: this.cart,
+      priced: this.priced,
+      pricingError: this.pricingError,
+      tokenNames: server.server?.tokenNames ?? {},
+      completing: this.completing === null ? null : { key: this.completing.key, since: this.completing.startedAt },
+      lastSale: this.lastSale,
+      refund: this.refund,
+      message: this.message,
+      version: this.version,
+    };
+  }
+
+  onState(cb: (s: ScreenState) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  private changed(): void {
+    this.version += 1;
+    if (this.listeners.size === 0) return;
+    const s = this.state();
+    for (const cb of this.listeners) cb(s);
+  }
+
+  private say(kind: ScreenMessage['kind'], text: string, code?: string): void {
+    this.message = { kind, text, ...(code === undefined ? {} : { code }), at: new Date().toISOString() };
+    this.changed();
+  }
+
+  private sayError(err: unknown): void {
+    const w = wireOf(err);
+    this.say('error', w.message, w.code);
+  }
+
+  private onConnected(): void {
+    // The server forgets the cashier of a dropped connection: sign in again.
+    if (this.cashier !== null) {
+      const { staffId, pin } = this.cashier;
+      this.link.request('cashier:login', { staffId, pin }).catch(() => undefined);
+    }
+    void this.reprice();
+  }
+
+  // ---- scans -------------------------------------------------------------------------
+
+  /** Scans are handled one at a time, in order, whether from the serial scanner or the page. */
+  scan(code: string): Promise<void> {
+    if (this.scansQueued >= SCAN_QUEUE_MAX) {
+      this.say('error', 'too many scans waiting: slow down');
+      return Promise.resolve();
+    }
+    this.scansQueued += 1;
+    const run = this.scanChain.then(() => this.handleScan(code)).finally(() => (this.scansQueued -= 1));
+    this.scanChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async handleScan(raw: string): Promise<void> {
+    try {
+      if (this.completing !== null) fail('POS_ERR_BUSY');
+      const scan = parseScan(raw);
+      if (scan.kind === 'product') {
+        const product = await this.link.request<ProductView>('product:lookup', { code: scan.gtin }).catch((err: unknown) => {
+          if (err instanceof LinkDownError) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
+          throw err;
+        });
+        this.cart = carts.addProduct(this.cart, product, raw);
+        this.refund = null;
+        this.lastSale = null;
+        this.say('info', `${product.name}: ${this.priceText(product)}`);
+        await this.reprice();
+      } else if (scan.kind === 'customer') {
+        const customer = await this.link.request<CustomerView>('customer:lookup', { card: scan.card });
+        this.cart = carts.setCustomer(this.cart, customer);
+        this.say('info', `customer ${customer.name}: ${customer.balances.map((b) => `${b.units} ${b.token}`).join(', ') || 'no tokens'}`);
+        await this.reprice();
+      } else {
+        const receipt = await this.link.request<ReceiptData>('receipt:get', { saleId: scan.saleId });
+        this.refund = { sale: receipt.sale, refunded: receipt.refund };
+        this.say('info', receipt.refund === null ? `sale ${receipt.sale.saleId}: refund it with a supervisor` : `sale ${receipt.sale.saleId} was already refunded`);
+      }
+    } catch (err) {
+      this.sayError(err);
+    }
+  }
+
+  private priceText(p: ProductView): string {
+    const tokens = Object.entries(p.tokenPrices).map(([t, u]) => `${u} ${t}`);
+    return [...tokens, formatMinor(p.priceMinor, p.currency)].join(' or ');
+  }
+
+  /** Asks the server to price the cart; a newer change supersedes an older answer. */
+  private async reprice(): Promise<void> {
+    const version = ++this.priceVersion;
+    if (this.cart.lines.length === 0) {
+      this.priced = null;
+      this.pricingError = null;
+      this.changed();
+      return;
+    }
+    try {
+      const priced = await this.link.request<PricedCart>('cart:price', {
+        lines: carts.requestLines(this.cart),
+        card: this.cart.customer?.card ?? null,
+        tenders: this.cart.tenders,
+      });
+      if (version !== this.priceVersion) return;
+      this.priced = priced;
+      this.pricingError = null;
+    } catch (err) {
+      if (version !== this.priceVersion) return;
+      this.pricingError = wireOf(err);
+      if (!(err instanceof LinkDownError)) this.priced = null;
+    }
+    this.changed();
+  }
+
+  // ---- commands from the screen ------------------------------------------------------
+
+  async command(cmd: Command): Promise<void> {
+    try {
+      switch (cmd.type) {
+        case 'scan':
+          return await this.scan(cmd.code);
+        case 'setQty':
+          this.guardIdle();
+          this.cart = carts.setQty(this.cart, cmd.lineNo, cmd.qty);
+          return await this.reprice();
+        case 'voidLine':
+          this.guardIdle();
+          this.cart = carts.voidLine(this.cart, cmd.lineNo);
+          this.say('info', 'line voided');
+          return await this.reprice();
+        case 'cancelSale':
+          this.guardIdle();
+          this.cart = carts.emptyCart();
+          this.say('info', 'sale cancelled: nothing was charged');
+          return await this.reprice();
+        case 'removeCustomer':
+          this.guardIdle();
+          this.cart = carts.setCustomer(this.cart, null);
+          return await this.reprice();
+        case 'setTenders':
+          this.guardIdle();
+          this.cart = carts.setTenders(this.cart, cmd.tenders);
+          return await this.reprice();
+        case 'setCash':
+          this.guardIdle();
+          this.cart = carts.setCash(this.cart, cmd.cashTenderedMinor);
+          this.changed();
+          return;
+        case 'complete':
+          return await this.complete();
+        case 'refund':
+          return await this.refundSale(cmd.staffId, cmd.pin, cmd.reason);
+        case 'closeRefund':
+          this.refund = null;
+          this.changed();
+          return;
+        case 'reprint':
+          return await this.reprint();
+        case 'login': {
+          const who = await this.link.request<{ staffId: string; name: string }>('cashier:login', { staffId: cmd.staffId, pin: cmd.pin });
+          this.cashier = { staffId: who.staffId, name: who.name, pin: cmd.pin };
+          this.say('success', `signed in: ${who.name}`);
+          return;
+        }
+        case 'logout':
+          if (this.link.connected) await this.link.request('cashier:logout', {});
+          this.cashier = null;
+          this.say('info', 'signed out');
+          return;
+        case 'dismiss':
+          this.message = null;
+          this.changed();
+          return;
+        default:
+          fail('POS_ERR_COMMAND');
+      }
+    } catch (err) {
+      this.sayError(err);
+    }
+  }
+
+  private guardIdle(): void {
+    if (this.completing !== null) fail('POS_ERR_BUSY');
+  }
+
+  /** Completes the sale: key and body on disk first, then sent until the outcome is known. */
+  private async complete(): Promise<void> {
+    this.guardIdle();
+    if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
+    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+    const pending: PendingSale = {
+      key: `${this.opts.credential.terminalId}:${randomUUID()}`,
+      body: {
+        lines: carts.requestLines(this.cart),
+        card: this.cart.customer?.card ?? null,
+        tenders: this.cart.tenders,
+        cashTenderedMinor: this.cart.cashTenderedMinor,
+      },
+      startedAt: new Date().toISOString(),
+    };
+    await writeFileDurable(this.pendingFile, JSON.stringify(pending));
+    this.completing = pending;
+    this.changed();
+    this.completion = this.runCompletion(pending);
+    await this.completion;
+  }
+
+  /** Resolves when the sale is committed or refused; completions after a restart go through here too. */
+  whenIdle(): Promise<void> {
+    return this.completion ?? Promise.resolve();
+  }
+
+  private async runCompletion(pending: PendingSale): Promise<void> {
+    let result: SaleResult | null = null;
+    while (!this.closed && result === null) {
+      try {
+        result = await this.link.request<SaleResult>('sale:commit', { key: pending.key, ...pending.body });
+      } catch (err) {
+        if (err instanceof RemoteError) {
+          // A typed refusal: nothing was committed. The cart stays for the cashier to fix.
+          await rm(this.pendingFile, { force: true });
+          this.completing = null;
+          this.completion = null;
+          this.sayError(err);
+          return;
+        }
+        // No answer: the outcome is unknown until the same key is sent again.
+        this.say('info', 'waiting for the store server to confirm the sale: it will not be charged twice');
+        await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+      }
+    }
+    if (result === null) return;
+    await this.finishSale(result);
+  }
+
+  private async finishSale(result: SaleResult): Promise<void> {
+    const server = this.link.status().server;
+    const receipt = toReceipt(
+      {
+        store: { vendorId: this.opts.credential.vendorId, name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
+        sale: result,
+        refund: null,
+      },
+      { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? result.cashier ?? '-', tokenNames: server?.tokenNames ?? {} },
+    );
+    // The receipt is on disk in the print queue before the pending sale is forgotten.
+    const printing = this.opts.printQueue.enqueue(receipt);
+    await rm(this.pendingFile, { force: true });
+    this.completing = null;
+    this.completion = null;
+    this.lastSale = result;
+    this.cart = carts.emptyCart();
+    this.priced = null;
+    this.pricingError = null;
+    const change = result.cash.changeMinor > 0 ? `, change ${formatMinor(result.cash.changeMinor, result.currency)}` : '';
+    this.say('success', `sale ${result.saleId} complete${change}`);
+    const printed = await printing;
+    if (!printed.ok) this.say('error', `sale ${result.saleId} complete; receipt not printed: ${printed.message}`);
+  }
+
+  private async refundSale(staffId: string, pin: string, reason: string): Promise<void> {
+    this.guardIdle();
+    if (this.refund === null) fail('POS_ERR_NO_SALE');
+    const sale = this.refund.sale;
+    const key = `${this.opts.credential.terminalId}:${randomUUID()}`;
+    let refunded: RefundResult | null = null;
+    // Retries use the same key; a refund is also refused if the sale was already refunded.
+    for (let attempt = 0; attempt < 5 && refunded === null; attempt++) {
+      try {
+        refunded = await this.link.request<RefundResult>('sale:refund', { key, saleId: sale.saleId, reason, supervisor: { staffId, pin } });
+      } catch (err) {
+        if (!(err instanceof LinkDownError) || attempt === 4) throw err;
+        await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+      }
+    }
+    if (refunded === null) return;
+    this.refund = { sale: { ...sale, refunded: true }, refunded };
+    const server = this.link.status().server;
+    const receipt = toReceipt(
+      { store: { vendorId: this.opts.credential.vendorId, name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] }, sale, refund: refunded },
+      { kind: 'refund', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? '-', tokenNames: server?.tokenNames ?? {} },
+    );
+    const cash = refunded.cashRefundMinor > 0 ? `; give back ${formatMinor(refunded.cashRefundMinor, sale.currency)} in cash` : '';
+    this.say('success', `sale ${sale.saleId} refunded as ${refunded.refundId}${cash}`);
+    const printed = await this.opts.printQueue.enqueue(receipt);
+    if (!printed.ok) this.say('error', `refund done; receipt not printed: ${printed.message}`);
+  }
+
+  private async reprint(): Promise<void> {
+    const result = await this.opts.printQueue.reprintLast();
+    if (result.ok) this.say('success', 'receipt reprinted');
+    else this.say('error', result.message);
+  }
+
+  /** Status of a key at the server (used after a restart when the pending file is gone). */
+  keyStatus(key: string): Promise<KeyStatus> {
+    return this.link.request<KeyStatus>('sale:status', { key });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const u of this.unsubscribe) u();
+    this.listeners.clear();
+    this.link.close();
+    await this.scanChain;
+  }
+}

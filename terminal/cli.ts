@@ -1,0 +1,72 @@
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { MallposError } from '../core/index.ts';
+import { pairTerminal } from './credential.ts';
+import { startTerminal } from './run.ts';
+
+const DEFAULT_DATA_DIR = './data/pos-terminal';
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
+  return n;
+}
+
+function die(err: unknown): never {
+  if (err instanceof MallposError) console.error(`pos-terminal: ${err.message} [${err.code}]`);
+  else console.error(`pos-terminal: ${(err as Error).message ?? String(err)}`);
+  process.exit(1);
+}
+
+const program = new Command().name('pos-terminal').description('mallpos POS terminal: scanner, receipt printer and the cashier screen').showHelpAfterError();
+
+program
+  .command('pair')
+  .description('pair this terminal with a store server using a one-time code from its operator')
+  .requiredOption('--server <url>', 'the store server, e.g. http://127.0.0.1:8600')
+  .requiredOption('--code <code>', 'the one-time pairing code')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .action(async (o: { server: string; code: string; dataDir: string }) => {
+    try {
+      const c = await pairTerminal(resolve(o.dataDir), o.server, o.code);
+      console.log(`Paired as terminal ${c.terminalId} ("${c.name}") of ${c.storeName}. Start it with: pos-terminal start --data-dir ${o.dataDir}`);
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('start')
+  .description('start the terminal and its cashier screen')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .option('--scanner <path|sim|none>', 'serial scanner device, "sim" for a virtual scanner, or "none"', 'sim')
+  .option('--baud <rate>', 'scanner baud rate (default 9600)', (v) => Number(v))
+  .option('--printer <url|path|sim>', 'tcp://host:port, a device path, or "sim" for the printer simulator', 'sim')
+  .addOption(new Option('--printer-type <type>', 'ESC/POS dialect').choices(['epson', 'star']).default('epson'))
+  .addOption(new Option('--columns <n>', 'receipt width in characters').choices(['32', '42', '48']).default('42'))
+  .option('--port <port>', 'cashier screen port (default 8500)', portNumber)
+  .action(async (o: { dataDir: string; scanner: string; baud?: number; printer: string; printerType: 'epson' | 'star'; columns: string; port?: number }) => {
+    try {
+      const t = await startTerminal({
+        dataDir: resolve(o.dataDir),
+        scanner: o.scanner,
+        printer: o.printer,
+        printerType: o.printerType,
+        columns: Number(o.columns) as 32 | 42 | 48,
+        ...(o.baud === undefined ? {} : { scannerBaudRate: o.baud }),
+        ...(o.port === undefined ? {} : { port: o.port }),
+      });
+      console.log(`Cashier screen: ${t.screen.url}`);
+      if (t.virtualScanner !== null) console.log(`Virtual scanner: scan from another shell with "npm run scan -- 4006381333931" (device ${t.virtualScanner.devicePath})`);
+      if (t.receiptsFile !== null) console.log(`Printed receipts are written to ${t.receiptsFile}`);
+      const stop = () => {
+        t.close().then(() => process.exit(0), () => process.exit(1));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    } catch (err) {
+      die(err);
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,51 @@
+import { formatMinor, formatUnits, type ReceiptData, type SaleResult } from '../core/index.ts';
+import type { Receipt } from '../hardware/printer/index.ts';
+
+/**
+ * Turns a committed sale (and its refund, if any) into the display-ready receipt the
+ * printer lays out: every amount becomes text here, so the printer never does money.
+ */
+export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; terminalName: string; cashierName: string; tokenNames: Record<string, string> }): Receipt {
+  const sale: SaleResult = data.sale;
+  const money = (m: number) => formatMinor(m, sale.currency);
+  const tokenLabel = (t: string) => `${opts.tokenNames[t] ?? t}s`;
+  const byLine = new Map(sale.allocations.map((a) => [a.lineNo, a]));
+  const lines = sale.lines.map((l) => {
+    const a = byLine.get(l.lineNo);
+    const unitTokens = a === undefined ? undefined : l.unitTokenPrices[a.token];
+    return {
+      name: l.name,
+      qty: l.qty,
+      price: a !== undefined && unitTokens !== undefined ? formatUnits(unitTokens, a.token) : money(l.unitPriceMinor),
+      total: a !== undefined ? (a.coversMinor === l.totalMinor ? formatUnits(a.units, a.token) : `${formatUnits(a.units, a.token)} + ${money(l.totalMinor - a.coversMinor)}`) : money(l.totalMinor),
+    };
+  });
+  const tenders = Object.entries(sale.debits).map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) }));
+  if (sale.cash.dueMinor > 0) tenders.push({ label: 'Cash', amount: money(sale.cash.dueMinor) });
+  const balancesSource = data.refund?.balancesAfter ?? sale.balancesAfter ?? {};
+  const footer: string[] = [];
+  if (sale.customer !== null) footer.push(`Customer: ${sale.customer.name} (${sale.customer.card})`);
+  if (data.refund !== null) {
+    footer.push(`REFUNDED as ${data.refund.refundId}`);
+    for (const [token, units] of Object.entries(data.refund.credited)) footer.push(`Credited back: ${formatUnits(units, token)}`);
+    if (data.refund.cashRefundMinor > 0) footer.push(`Cash refunded: ${money(data.refund.cashRefundMinor)}`);
+  }
+  footer.push(`Total value ${money(sale.totalMinor)}`, 'Thank you for shopping with tokens!');
+  return {
+    store: { name: data.store.name, address: data.store.address },
+    terminal: opts.terminalName,
+    cashier: opts.cashierName,
+    at: sale.at,
+    saleId: data.refund === null ? sale.saleId : data.refund.refundId,
+    kind: opts.kind,
+    lines,
+    tenders,
+    ...(sale.cash.dueMinor > 0 || sale.cash.tenderedMinor > 0
+      ? { cash: { due: money(sale.cash.dueMinor), tendered: money(sale.cash.tenderedMinor), change: money(sale.cash.changeMinor) } }
+      : {}),
+    balances: Object.entries(balancesSource).map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) })),
+    footer,
+    qr: `mallpos:${data.store.vendorId}:${sale.saleId}`,
+    barcode: sale.saleId,
+  };
+}

@@ -1,0 +1,91 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns } from '../hardware/printer/index.ts';
+import { SerialScanner, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
+import { TerminalApp } from './app.ts';
+import { loadCredential } from './credential.ts';
+import { startScreen, type RunningScreen } from './screen-server.ts';
+
+export interface StartTerminalOptions {
+  dataDir: string;
+  /** A serial device path, 'sim' for a virtual scanner on a pty pair, or 'none'. */
+  scanner: string;
+  scannerBaudRate?: number;
+  /** `tcp://host:port`, a device path, or 'sim' for the printer simulator. */
+  printer: string;
+  printerType?: 'epson' | 'star';
+  columns?: Columns;
+  port?: number;
+  host?: string;
+  /** Where the simulated scanner's links go (tests use their own directory). */
+  scannerSimDir?: string;
+  /** Port of the simulated printer; 9100 by default. */
+  printerSimPort?: number;
+  ackTimeoutMs?: number;
+}
+
+export interface RunningTerminal {
+  app: TerminalApp;
+  screen: RunningScreen;
+  virtualScanner: VirtualScanner | null;
+  printerSim: PrinterSimulator | null;
+  receiptsFile: string | null;
+  close(): Promise<void>;
+}
+
+/** Starts a pos-terminal: devices (real or simulated), the app and the cashier screen. */
+export async function startTerminal(opts: StartTerminalOptions): Promise<RunningTerminal> {
+  const credential = await loadCredential(opts.dataDir);
+  await mkdir(opts.dataDir, { recursive: true });
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    let virtualScanner: VirtualScanner | null = null;
+    let scanner: Scanner | null = null;
+    if (opts.scanner === 'sim') {
+      virtualScanner = await VirtualScanner.create({ dir: opts.scannerSimDir ?? VIRTUAL_SCANNER_DIR_DEFAULT });
+      const vs = virtualScanner;
+      cleanups.push(() => vs.close());
+      scanner = new SerialScanner({ path: virtualScanner.devicePath });
+    } else if (opts.scanner !== 'none') {
+      scanner = new SerialScanner({ path: opts.scanner, ...(opts.scannerBaudRate === undefined ? {} : { baudRate: opts.scannerBaudRate }) });
+    }
+
+    let printerSim: PrinterSimulator | null = null;
+    let printerUrl = opts.printer;
+    let receiptsFile: string | null = null;
+    if (opts.printer === 'sim') {
+      receiptsFile = join(opts.dataDir, 'printed-receipts.txt');
+      printerSim = new PrinterSimulator({ port: opts.printerSimPort ?? 9100, host: '127.0.0.1', outFile: receiptsFile, columns: opts.columns ?? 42 });
+      const started = await printerSim.start();
+      const sim = printerSim;
+      cleanups.push(() => sim.stop());
+      printerUrl = `tcp://127.0.0.1:${started.port}`;
+    }
+    const printer = new ThermalReceiptPrinter({ type: opts.printerType ?? 'epson', interface: printerUrl, columns: opts.columns ?? 42 });
+    cleanups.push(() => printer.close());
+    const printQueue = await PrintQueue.open({ printer, file: join(opts.dataDir, 'print-queue.json') });
+    cleanups.push(() => printQueue.close());
+
+    const app = await TerminalApp.open({ dataDir: opts.dataDir, credential, scanner, printQueue, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
+    cleanups.push(() => app.close());
+    if (scanner !== null) {
+      await scanner.start();
+      const s = scanner;
+      cleanups.push(() => s.stop());
+    }
+    const screen = await startScreen(app, { ...(opts.port === undefined ? {} : { port: opts.port }), ...(opts.host === undefined ? {} : { host: opts.host }) });
+    cleanups.push(() => screen.close());
+
+    let closing: Promise<void> | null = null;
+    const close = () => {
+      closing ??= (async () => {
+        for (const c of cleanups.reverse()) await c().catch(() => undefined);
+      })();
+      return closing;
+    };
+    return { app, screen, virtualScanner, printerSim, receiptsFile, close };
+  } catch (err) {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    throw err;
+  }
+}

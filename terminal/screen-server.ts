@@ -1,0 +1,106 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import express from 'express';
+import { Server } from 'socket.io';
+import { z } from 'zod';
+import { MallposError, parse } from '../core/index.ts';
+import type { Command, ScreenState, TerminalApp } from './app.ts';
+
+export const DEFAULT_SCREEN_PORT = 8500;
+
+const tender = z.strictObject({ token: z.string().min(1).max(12), units: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional() });
+const pin = z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits');
+const staffId = z.string().min(1).max(40);
+
+/** Commands the page may send; everything else is refused. */
+export const commandSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('scan'), code: z.string().min(1).max(64) }),
+  z.strictObject({ type: z.literal('setQty'), lineNo: z.number().int().min(1), qty: z.number().int().min(1).max(9_999) }),
+  z.strictObject({ type: z.literal('voidLine'), lineNo: z.number().int().min(1) }),
+  z.strictObject({ type: z.literal('cancelSale') }),
+  z.strictObject({ type: z.literal('removeCustomer') }),
+  z.strictObject({ type: z.literal('setTenders'), tenders: z.array(tender).max(8) }),
+  z.strictObject({ type: z.literal('setCash'), cashTenderedMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
+  z.strictObject({ type: z.literal('complete') }),
+  z.strictObject({ type: z.literal('refund'), staffId, pin, reason: z.string().trim().min(1).max(200) }),
+  z.strictObject({ type: z.literal('closeRefund') }),
+  z.strictObject({ type: z.literal('reprint') }),
+  z.strictObject({ type: z.literal('login'), staffId, pin }),
+  z.strictObject({ type: z.literal('logout') }),
+  z.strictObject({ type: z.literal('dismiss') }),
+]);
+
+interface ScreenClientEvents {
+  command: (cmd: unknown, ack: (res: { ok: boolean; error?: { code: string; message: string } }) => void) => void;
+}
+interface ScreenServerEvents {
+  state: (s: ScreenState) => void;
+}
+
+export interface RunningScreen {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The cashier screen: a page for a kiosk browser on 127.0.0.1, kept live over socket.io.
+ * The page sends commands; the terminal answers by pushing its whole state.
+ */
+export async function startScreen(app: TerminalApp, opts: { port?: number; host?: string } = {}): Promise<RunningScreen> {
+  const web = express();
+  web.disable('x-powered-by');
+  web.use(express.static(fileURLToPath(new URL('./screen/', import.meta.url)), { index: 'index.html', maxAge: 0 }));
+  web.get('/state', (_req, res) => res.json(app.state()));
+  const http = createServer(web);
+  const io = new Server<ScreenClientEvents, ScreenServerEvents>(http, { serveClient: true, maxHttpBufferSize: 16 * 1024, cors: { origin: false } });
+
+  // State pushes are coalesced to one per tick so a burst of changes costs one render.
+  let scheduled = false;
+  const push = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      io.emit('state', app.state());
+    });
+  };
+  const unsubscribe = app.onState(push);
+
+  io.on('connection', (socket) => {
+    socket.emit('state', app.state());
+    socket.on('command', (raw, ack) => {
+      const reply = typeof ack === 'function' ? ack : () => undefined;
+      let cmd: Command;
+      try {
+        cmd = parse(commandSchema, raw) as Command;
+      } catch (err) {
+        const e = err as MallposError;
+        reply({ ok: false, error: { code: e.code, message: e.message } });
+        return;
+      }
+      app.command(cmd).then(
+        () => reply({ ok: true }),
+        (err: unknown) => reply({ ok: false, error: { code: 'POS_ERR_COMMAND', message: (err as Error).message } }),
+      );
+    });
+  });
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'EADDRINUSE' ? new MallposError('POS_ERR_CONFIG', `port ${opts.port ?? DEFAULT_SCREEN_PORT} is already in use: choose --port`) : err),
+    );
+    http.listen(opts.port ?? DEFAULT_SCREEN_PORT, host, () => resolve());
+  });
+  const port = (http.address() as AddressInfo).port;
+  return {
+    url: `http://${host}:${port}/`,
+    port,
+    close: async () => {
+      unsubscribe();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    },
+  };
+}

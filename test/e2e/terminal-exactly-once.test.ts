@@ -1,0 +1,210 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { io, type Socket } from 'socket.io-client';
+import { PrinterSimulator } from '../../hardware/printer/index.ts';
+import type { ScreenState } from '../../terminal/app.ts';
+import { pairTerminal } from '../../terminal/credential.ts';
+import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
+import { tempDir } from '../helpers/vendor.ts';
+
+const PEN = '4006381333931';
+const CARD = 'C0000000018';
+
+/** A TCP proxy that can drop everything the server sends: a request arrives, its answer is lost. */
+async function blackholeProxy(targetPort: () => number): Promise<{ port: number; blackhole: (on: boolean) => void; close: () => Promise<void> }> {
+  const { createServer, connect } = await import('node:net');
+  let dropping = false;
+  const sockets = new Set<import('node:net').Socket>();
+  const srv = createServer((client) => {
+    const upstream = connect(targetPort(), '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d) => upstream.write(d));
+    upstream.on('data', (d) => {
+      if (!dropping) client.write(d);
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
+  const address = srv.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    blackhole: (on) => (dropping = on),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
+interface Store {
+  dir: string;
+  port: number;
+  token: string;
+  server: ChildServer;
+}
+
+async function op(store: Store, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${store.server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${store.token}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  return { status: res.status, text: await res.text() };
+}
+
+async function eventsWithKey(store: Store, key: string): Promise<number> {
+  const exported = await op(store, 'GET', '/api/ledger/export?format=jsonl');
+  return exported.text
+    .trim()
+    .split('\n')
+    .filter((l) => (JSON.parse(l) as { event: { key: string | null } }).event.key === key).length;
+}
+
+async function acmeBalance(store: Store): Promise<number> {
+  const c = JSON.parse((await op(store, 'GET', `/api/customers?card=${CARD}`)).text) as { balances: { token: string; units: number }[] }[];
+  return c[0]?.balances.find((b) => b.token === 'ACME')?.units ?? 0;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/**
+ * A sale must be charged exactly once whatever dies in the middle of completing it:
+ * the vendor server (SIGKILL while the request is in flight, then a restart on the same
+ * port) or the terminal itself (SIGKILL after it wrote the pending sale, then a restart).
+ */
+describe('e2e: completing a sale is exactly once across crashes', function () {
+  this.timeout(120_000);
+  let store: Store;
+  let cleanups: (() => Promise<void>)[] = [];
+  let printer: PrinterSimulator;
+
+  beforeEach(async () => {
+    cleanups = [];
+    const { dir, cleanup } = await tempDir('mallpos-once-');
+    cleanups.push(cleanup);
+    const init = await runCli(['init', '--data-dir', join(dir, 'vendor'), '--demo']);
+    expect(init.code, init.stderr).to.equal(0);
+    const token = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
+    const port = await freePort();
+    const server = await spawnVendorServer(join(dir, 'vendor'), 20_000, port);
+    store = { dir, port, token, server };
+    cleanups.unshift(async () => killHard(store.server.child));
+    printer = new PrinterSimulator({ port: 0 });
+    await printer.start();
+    cleanups.unshift(() => printer.stop());
+  });
+  afterEach(async () => {
+    for (const c of cleanups) await c().catch(() => undefined);
+  });
+
+  async function pairedTerminalDir(): Promise<string> {
+    // Pairs through the server's own address.
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, store.server.url, created.pairingCode);
+    return dir;
+  }
+
+  it('finishes the sale once when the vendor server is killed mid-completion and restarted', async () => {
+    // The terminal reaches the server through a proxy that can lose the server's answers.
+    const proxy = await blackholeProxy(() => store.port);
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    expect(app.state().cart.lines).to.have.length(1);
+    const before = await acmeBalance(store);
+
+    // The sale reaches the server and is committed, but the acknowledgement is lost.
+    proxy.blackhole(true);
+    const completing = app.command({ type: 'complete' });
+    const key = await until('pending key', () => app.state().completing?.key);
+    await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(app.state().completing?.key, 'still waiting for an answer').to.equal(key);
+
+    // Then the server dies; it comes back on the same port and answers again.
+    await killHard(store.server.child);
+    proxy.blackhole(false);
+    await until('offline status', () => (app.state().status.server.state === 'offline' ? true : undefined));
+    expect(app.state().completing?.key).to.equal(key);
+    store.server = await spawnVendorServer(join(store.dir, 'vendor'), 20_000, store.port);
+    await completing;
+    await app.whenIdle();
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
+    expect(s.message?.kind).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    const receipts = await printer.waitForReceipts(1, 5_000);
+    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+    expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+  });
+
+  it('finishes the sale once when the terminal is killed mid-completion and restarted', async () => {
+    const dir = await pairedTerminalDir();
+    const args = ['--data-dir', dir, '--scanner', 'none', '--printer', `tcp://127.0.0.1:${printer.port}`, '--port', '0'];
+    let terminal = await spawnTerminal(args);
+    cleanups.unshift(async () => killHard(terminal.child));
+    const screen = (url: string) => io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
+    let page: Socket = screen(terminal.url);
+    let latest: ScreenState | null = null;
+    page.on('state', (s: ScreenState) => (latest = s));
+    const command = (cmd: unknown) => page.timeout(10_000).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
+    await until('terminal online', () => ((latest as ScreenState | null)?.status.server.state === 'connected' ? true : undefined));
+    await command({ type: 'scan', code: PEN });
+    await command({ type: 'scan', code: CARD });
+    await command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    await until('priced cart', () => ((latest as ScreenState | null)?.priced?.debits['ACME'] === 90 ? true : undefined));
+    const before = await acmeBalance(store);
+
+    // The server holds the request; the terminal dies after writing its pending sale.
+    store.server.child.kill('SIGSTOP');
+    void command({ type: 'complete' }).catch(() => undefined);
+    const key = await until('pending key', () => (latest as ScreenState | null)?.completing?.key);
+    await killHard(terminal.child);
+    page.disconnect();
+    store.server.child.kill('SIGCONT');
+    // The request was already in the server's socket buffer: it commits the sale for a terminal that is gone.
+    await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
+    terminal = await spawnTerminal(args);
+    page = screen(terminal.url);
+    latest = null;
+    page.on('state', (s: ScreenState) => (latest = s));
+    const done = await until('sale finished after restart', () => {
+      const s = latest as ScreenState | null;
+      return s !== null && s.completing === null && s.lastSale !== null ? s : undefined;
+    });
+    page.disconnect();
+    expect(done.lastSale?.debits).to.deep.equal({ ACME: 90 });
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+    const receipts = await printer.waitForReceipts(1, 5_000);
+    expect(receipts.length).to.be.at.least(1);
+  });
+});
