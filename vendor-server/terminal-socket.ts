@@ -190,7 +190,17 @@ export class TerminalGateway {
 
   status(): ServerStatus {
     const { ledger } = this.deps;
-    return { vendorId: ledger.store.vendorId, storeName: ledger.store.name, at: new Date().toISOString(), journalSeq: ledger.state.seq };
+    const tokenNames: Record<string, string> = {};
+    for (const tt of Object.values(ledger.state.tokenTypes)) tokenNames[tt.code] = tt.name;
+    return {
+      vendorId: ledger.store.vendorId,
+      storeName: ledger.store.name,
+      storeAddress: ledger.store.address,
+      currency: ledger.store.currency,
+      tokenNames,
+      at: new Date().toISOString(),
+      journalSeq: ledger.state.seq,
+    };
   }
 
   /** Cuts off every connection of a revoked terminal. */

@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { ROOT } from './children.ts';
 
@@ -58,10 +58,17 @@ export function summarise(profile: CpuProfile, top: number): ProfileSummary {
   return { totalMs: total / 1000, functions: rank(fns), files: rank(files) };
 }
 
-/** Reads the newest .cpuprofile in dir. */
+/**
+ * Reads the largest .cpuprofile in dir. A process started through tsx also profiles its
+ * module-loader thread, which writes a small profile of its own next to the main one.
+ */
 export async function readProfile(dir: string): Promise<CpuProfile | null> {
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.cpuprofile')).sort();
-  const last = names[names.length - 1];
-  if (last === undefined) return null;
-  return JSON.parse(await readFile(join(dir, last), 'utf8')) as CpuProfile;
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.cpuprofile'));
+  let best: { name: string; size: number } | null = null;
+  for (const name of names) {
+    const { size } = await stat(join(dir, name));
+    if (best === null || size > best.size) best = { name, size };
+  }
+  if (best === null) return null;
+  return JSON.parse(await readFile(join(dir, best.name), 'utf8')) as CpuProfile;
 }

@@ -117,7 +117,7 @@ function checkErrors(name: string, results: LoadResult[]): void {
   if (errors > 0) throw new Error(`${name}: ${errors} sales were refused or timed out (first: ${results.find((r) => r.firstError !== null)?.firstError ?? '?'})`);
 }
 
-async function logGroupCommit(url: string): Promise<void> {
+async function logGroupCommit(url: string, name: string): Promise<void> {
   const events = await histogram(url, 'mallpos_journal_group_commit_events');
   const fsync = await histogram(url, 'mallpos_journal_fsync_seconds');
   const commit = await histogram(url, 'mallpos_commit_latency_seconds');
@@ -126,7 +126,7 @@ async function logGroupCommit(url: string): Promise<void> {
     return;
   }
   log(
-    `  mallpos journal since start: ${fsync.count} group commits, ${(events.sum / Math.max(1, events.count)).toFixed(1)} events each, ` +
+    `  ${name} journal since start: ${fsync.count} group commits, ${(events.sum / Math.max(1, events.count)).toFixed(1)} events each, ` +
       `write+fdatasync ${((fsync.sum / Math.max(1, fsync.count)) * 1000).toFixed(2)} ms each, ` +
       `append-to-durable ${((commit.sum / Math.max(1, commit.count)) * 1000).toFixed(2)} ms per event`,
   );
@@ -166,7 +166,8 @@ async function sideBySide(root: string) {
         (results.get(t.name) as LoadResult[]).push(await measure(t, MODE.rewarmMs, MODE.measureMs, counter));
       }
     }
-    await logGroupCommit(mallpos.url);
+    await logGroupCommit(mallpos.url, 'mallpos');
+    log(`  mallpos peak RSS ${(await peakRssMb(mallpos.pid))?.toFixed(0) ?? '?'} MB`);
   } finally {
     for (const t of targets) disconnectAll(t.sockets);
   }
@@ -213,28 +214,19 @@ async function largeJournal(root: string, bootMs: number) {
   if (large.events * SALE_UNITS_MAX > MODE.customers * UNITS_PER_CUSTOMER) throw new Error('assertion failed: customers can pay for every sale of the build');
 
   // Recovery, worst case: no checkpoint covers the sales, so start-up replays them all.
-  const cold = await spawnMallpos('mallpos-recover', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
+  const cold = await spawnMallpos('mallpos-large', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
   const coldLog = recoveredLine(cold);
   log(
     `  recovery without checkpoint: listening ${(cold.startMs / 1000).toFixed(2)} s after spawn; openLedger ${(coldLog.ms / 1000).toFixed(2)} s ` +
       `replaying ${coldLog.replayed} events (checkpoint seq ${coldLog.checkpointSeq}); process boot on a small store ${(bootMs / 1000).toFixed(2)} s`,
   );
-  const rssAfterReplay = await peakRssMb(cold.pid);
-  log(`  peak RSS after replaying ${coldLog.replayed} events: ${rssAfterReplay?.toFixed(0) ?? '?'} MB`);
-  const closed = await stopChild(cold, STOP_GRACE_MS);
-  log(`  stopped in ${(closed.ms / 1000).toFixed(2)} s (writes the closing checkpoint of ${coldLog.seq} events)`);
-
-  const [warm, smallChild] = await Promise.all([
-    spawnMallpos('mallpos-large', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS }),
-    spawnMallpos('mallpos-small', small.dir, { timeoutMs: START_TIMEOUT_MS }),
-  ]);
-  const warmLog = recoveredLine(warm);
-  log(`  recovery with a checkpoint at seq ${warmLog.checkpointSeq}: listening ${(warm.startMs / 1000).toFixed(2)} s after spawn; openLedger ${(warmLog.ms / 1000).toFixed(2)} s replaying ${warmLog.replayed} events`);
+  log(`  peak RSS after replaying ${coldLog.replayed} events: ${(await peakRssMb(cold.pid))?.toFixed(0) ?? '?'} MB`);
+  const smallChild = await spawnMallpos('mallpos-small', small.dir, { timeoutMs: START_TIMEOUT_MS });
 
   const targets: Target[] = [];
-  for (const [child, store] of [[smallChild, small], [warm, large]] as [Child, BuiltStore][]) {
+  for (const [child, store] of [[smallChild, small], [cold, large]] as [Child, BuiltStore][]) {
     const terminals = await pairTerminals(child.url, store.operatorToken, (t) => cardsOf(store.cards, t));
-    targets.push({ name: `${child.name === 'mallpos-large' ? 'large' : 'small'} (${store.events})`, child, sockets: await connectTerminals(child.url, terminals), terminals });
+    targets.push({ name: `${child === cold ? 'large' : 'small'} (${store.events})`, child, sockets: await connectTerminals(child.url, terminals), terminals });
   }
   const counter = { next: 1_000_000_000 };
   const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
@@ -247,11 +239,22 @@ async function largeJournal(root: string, bootMs: number) {
         (results.get(t.name) as LoadResult[]).push(await measure(t, MODE.rewarmMs, MODE.ratioMeasureMs, counter));
       }
     }
+    for (const t of targets) await logGroupCommit(t.child.url, t.name);
   } finally {
     for (const t of targets) disconnectAll(t.sockets);
   }
   for (const [name, rs] of results) checkErrors(name, rs);
-  await Promise.all(targets.map((t) => stopChild(t.child, STOP_GRACE_MS)));
+  const [, closed] = await Promise.all([stopChild(smallChild, STOP_GRACE_MS), stopChild(cold, STOP_GRACE_MS)]);
+  log(`  large store stopped in ${(closed.ms / 1000).toFixed(2)} s (writes its closing checkpoint)`);
+
+  const warm = await spawnMallpos('mallpos-large-again', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
+  const warmLog = recoveredLine(warm);
+  log(
+    `  recovery with a checkpoint at seq ${warmLog.checkpointSeq}: listening ${(warm.startMs / 1000).toFixed(2)} s after spawn; ` +
+      `openLedger ${(warmLog.ms / 1000).toFixed(2)} s replaying ${warmLog.replayed} events; peak RSS ${(await peakRssMb(warm.pid))?.toFixed(0) ?? '?'} MB`,
+  );
+  await stopChild(warm, STOP_GRACE_MS);
+
   const [smallRs, largeRs] = [...results.values()] as [LoadResult[], LoadResult[]];
   const smallCost = median(smallRs.map((r) => r.msPerSale));
   const largeCost = median(largeRs.map((r) => r.msPerSale));

@@ -1,7 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { io, type Socket } from 'socket.io-client';
+import { createServer, connect, type Socket } from 'node:net';
+import { io, type Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
@@ -14,9 +15,8 @@ const CARD = 'C0000000018';
 
 /** A TCP proxy that can drop everything the server sends: a request arrives, its answer is lost. */
 async function blackholeProxy(targetPort: () => number): Promise<{ port: number; blackhole: (on: boolean) => void; close: () => Promise<void> }> {
-  const { createServer, connect } = await import('node:net');
   let dropping = false;
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const srv = createServer((client) => {
     const upstream = connect(targetPort(), '127.0.0.1');
     sockets.add(client).add(upstream);
@@ -171,7 +171,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     let terminal = await spawnTerminal(args);
     cleanups.unshift(async () => killHard(terminal.child));
     const screen = (url: string) => io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
-    let page: Socket = screen(terminal.url);
+    let page: ClientSocket = screen(terminal.url);
     let latest: ScreenState | null = null;
     page.on('state', (s: ScreenState) => (latest = s));
     const command = (cmd: unknown) => page.timeout(10_000).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
