@@ -5,14 +5,18 @@ import { isInitialised } from '../vendor-server/config.ts';
 import { initVendor } from '../vendor-server/init.ts';
 import { createLogger } from '../vendor-server/logger.ts';
 import { startVendorServer } from '../vendor-server/server.ts';
+import { loadCredential, pairTerminal } from '../terminal/credential.ts';
+import { startTerminal } from '../terminal/run.ts';
 
 /**
- * `npm start`: a demo store on this machine. The first run creates it under
- * ./data/demo; later runs continue with the same ledger.
+ * `npm start`: a demo store on this machine: the vendor server and one terminal on a
+ * simulated scanner and printer. The first run creates it under ./data/demo; later
+ * runs continue with the same ledger.
  */
 const root = resolve(process.env['MALLPOS_DEMO_DIR'] ?? 'data/demo');
 const vendorDir = join(root, 'vendor-server');
 const tokenFile = join(root, 'operator-token.txt');
+const terminalDir = join(root, 'pos-terminal');
 
 try {
   if (!(await isInitialised(vendorDir))) {
@@ -23,31 +27,35 @@ try {
   }
   const operatorToken = (await readFile(tokenFile, 'utf8')).trim();
   const server = await startVendorServer({ dataDir: vendorDir, logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' }) });
-  const till = Object.values(server.access.data.terminals).find((t) => t.name === 'Demo till' && t.revokedAt === null);
-  const code = till === undefined ? (await server.access.createTerminal('Demo till', 10 * 60_000)).code : await server.access.newCode(till.id, 10 * 60_000);
+  // The demo terminal pairs itself once, like a cashier would with a code from the operator.
+  const paired = await loadCredential(terminalDir).then(() => true, () => false);
+  if (!paired) {
+    const { code } = await server.access.createTerminal('Till 1', 10 * 60_000);
+    await pairTerminal(terminalDir, server.url, code);
+  }
+  const terminal = await startTerminal({ dataDir: terminalDir, scanner: 'sim', printer: 'sim', port: Number(process.env['MALLPOS_SCREEN_PORT'] ?? 8500) });
   const customers = Object.values(server.ledger.state.customers).slice(0, 3);
-  const products = Object.values(server.ledger.state.products).slice(0, 3);
+  const products = Object.values(server.ledger.state.products).slice(0, 4);
   console.log(`
-mallpos demo store "${server.config.storeName}" (vendor ${server.config.vendorId}) is running at ${server.url}
+mallpos demo: "${server.config.storeName}" (vendor ${server.config.vendorId})
 
-  health:          curl ${server.url}/health
-  metrics:         curl ${server.url}/metrics
-  operator API:    curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/products
-  float:           curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
-  ledger export:   curl -H "Authorization: Bearer ${operatorToken}" "${server.url}/api/ledger/export?format=csv"
+  Cashier screen:   ${terminal.screen.url}      (open it in a browser)
+  Scan a code:      npm run scan -- 4006381333931      (from another shell; the virtual scanner is ${terminal.virtualScanner?.devicePath ?? '-'})
+  Receipts:         ${terminal.receiptsFile ?? '-'}  (the printer simulator writes each receipt there)
+  Store server:     ${server.url}   (health: ${server.url}/health, metrics: ${server.url}/metrics)
+  Operator API:     curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
 
-Pair a terminal with the one-time code ${code} (valid 10 minutes):
-  curl -X POST -H "content-type: application/json" -d '{"code":"${code}"}' ${server.url}/pair
-then connect socket.io to ${server.url} with auth { token: <credential> } (see docs/PROTOCOL.md).
-
-Demo products:  ${products.map((p) => `${p.gtin} ${p.name}`).join('; ')}
-Demo cards:     ${customers.map((c) => `${c.card} ${c.name}`).join('; ')}
-Demo staff:     ana (cashier, PIN 1234), sam (supervisor, PIN 9999)
+  Products:   ${products.map((p) => `${p.gtin} ${p.name}`).join('; ')}
+  Cards:      ${customers.map((c) => `${c.card} ${c.name}`).join('; ')}
+  Staff:      ana (cashier, PIN 1234), sam (supervisor, PIN 9999)
 
 Stop with Ctrl-C. Data stays in ${root}; delete it to start over.
 `);
   const stop = () => {
-    server.close().then(() => process.exit(0), () => process.exit(1));
+    terminal
+      .close()
+      .then(() => server.close())
+      .then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
