@@ -52,6 +52,9 @@ export const VND_ERRORS = {
   VND_ERR_STATE_CORRUPT: { status: 500, message: 'the state file is corrupt' },
   VND_ERR_CONFIG: { status: 500, message: 'the vendor server is not set up' },
   VND_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
+  VND_ERR_MALL_SIGNATURE: { status: 502, message: 'a document from the mall does not carry a valid mall signature' },
+  VND_ERR_MALL_UNREACHABLE: { status: 502, message: 'the mall is unreachable' },
+  VND_ERR_SNAPSHOT_STALE: { status: 409, message: 'the store has not heard from the mall for too long to take these tokens' },
   VND_ERR_SHUTTING_DOWN: { status: 503, message: 'the store server is shutting down' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
@@ -69,7 +72,29 @@ export const POS_ERRORS = {
   POS_ERR_COMMAND: { status: 400, message: 'unknown command' },
 } as const satisfies Record<string, ErrorSpec>;
 
-export const ERRORS = { ...CORE_ERRORS, ...VND_ERRORS, ...POS_ERRORS } as const;
+export const MALL_ERRORS = {
+  MALL_ERR_UNAUTHENTICATED: { status: 401, message: 'send the mall admin credential' },
+  MALL_ERR_MALFORMED: { status: 400, message: 'the batch is not a well-formed JWS with a valid payload' },
+  MALL_ERR_TOO_LARGE: { status: 413, message: 'the batch is too large' },
+  MALL_ERR_VENDOR_UNKNOWN: { status: 404, message: 'unknown vendor' },
+  MALL_ERR_KEY_UNKNOWN: { status: 401, message: 'the batch is signed with a key the mall does not know for this vendor' },
+  MALL_ERR_KEY_REVOKED: { status: 401, message: 'the batch is signed with a revoked key' },
+  MALL_ERR_SIGNATURE: { status: 401, message: 'the batch signature does not verify' },
+  MALL_ERR_BATCH_GAP: { status: 409, message: 'a batch is missing before this one' },
+  MALL_ERR_BATCH_FORK: { status: 409, message: 'a different batch with this seq was already ingested' },
+  MALL_ERR_BATCH_CHAIN: { status: 409, message: 'the batch does not link to the previous batch' },
+  MALL_ERR_EVENT_CHAIN: { status: 409, message: 'the events do not continue the vendor\'s journal chain' },
+  MALL_ERR_TOTALS: { status: 409, message: 'the batch totals do not match its events' },
+  MALL_ERR_EXISTS: { status: 409, message: 'already exists' },
+  MALL_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  MALL_ERR_VALIDATION: { status: 400, message: 'the request is not valid' },
+  MALL_ERR_STORE: { status: 500, message: 'the mall store cannot be used' },
+  MALL_ERR_CONFIG: { status: 500, message: 'the mall is not set up' },
+  MALL_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
+  MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export const ERRORS = { ...CORE_ERRORS, ...VND_ERRORS, ...POS_ERRORS, ...MALL_ERRORS } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
 

@@ -7,3 +7,4 @@ export * from './pricing.ts';
 export * from './events.ts';
 export * from './schemas.ts';
 export * from './protocol.ts';
+export * from './batch.ts';

@@ -80,6 +80,15 @@ export interface ServerStatus {
   tokenNames: Record<string, string>;
   at: string;
   journalSeq: number;
+  /** The store's sync with the mall, for the terminal's status bar. */
+  sync: {
+    configured: boolean;
+    eventsWaiting: number;
+    oldestWaitingAgeS: number | null;
+    lastAckAt: string | null;
+    lastError: string | null;
+    snapshotStale: boolean;
+  };
 }
 
 export interface CashierView {

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { MallposError } from '../core/index.ts';
-import { dataPaths, loadConfig } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, writeConfig } from './config.ts';
 import { initVendor } from './init.ts';
 import { openLedger } from './ledger/store.ts';
 import { startVendorServer } from './server.ts';
@@ -63,10 +63,11 @@ program
   .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
   .option('--port <port>', 'port to listen on (default: the config\'s, 8600)', portNumber)
   .option('--host [host]', 'address to listen on (default 127.0.0.1; --host alone means all interfaces)')
-  .action(async (o: { dataDir: string; port?: number; host?: string | boolean }) => {
+  .option('--mall-url <url>', 'sync with the mall at this URL (overrides the config)')
+  .action(async (o: { dataDir: string; port?: number; host?: string | boolean; mallUrl?: string }) => {
     try {
       const host = o.host === true ? '0.0.0.0' : typeof o.host === 'string' ? o.host : undefined;
-      const server = await startVendorServer({ dataDir: resolve(o.dataDir), port: o.port, host });
+      const server = await startVendorServer({ dataDir: resolve(o.dataDir), port: o.port, host, ...(o.mallUrl === undefined ? {} : { mallUrl: o.mallUrl }) });
       const stop = (signal: string) => {
         server.logger.info({ signal }, 'stopping');
         server.close().then(() => process.exit(0), (err: unknown) => die(err));
@@ -89,6 +90,58 @@ program
       const all = await opened.journal.verifyAll();
       await opened.journal.close();
       console.log(JSON.stringify({ ok: true, events: all.count, lastSeq: all.lastSeq, lastHash: all.lastHash, checkpointSeq: opened.checkpointSeq }));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('key')
+  .description('print this vendor\'s public key (JWK) to register it at the mall')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      const config = await loadConfig(resolve(o.dataDir));
+      const keys = await loadKeys(resolve(o.dataDir));
+      console.log(JSON.stringify({ vendorId: config.vendorId, kid: keys.kid, jwk: keys.publicJwk }, null, 2));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('link-mall')
+  .description('sync this store with a mall (takes effect at the next start)')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .requiredOption('--url <url>', 'the mall, e.g. http://127.0.0.1:8700')
+  .option('--snapshot-max-age-hours <h>', 'refuse mall-dependent tokens when the cached snapshot is older', (v) => Number(v), 72)
+  .action(async (o: { dataDir: string; url: string; snapshotMaxAgeHours: number }) => {
+    try {
+      const config = await loadConfig(resolve(o.dataDir));
+      await writeConfig(resolve(o.dataDir), { ...config, mall: { url: o.url, snapshotMaxAgeHours: o.snapshotMaxAgeHours, batchEventsMax: 500, batchAgeMs: 1000 } });
+      console.log(`This store will sync with the mall at ${o.url} from its next start.`);
+    } catch (err) {
+      die(err);
+    }
+  });
+
+const sync = program.command('sync').description('the store\'s sync with the mall');
+sync
+  .command('status')
+  .description('events waiting for the mall, age of the oldest, last ack, last error (asks the running server)')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .option('--url <url>', 'the running vendor server (default: from the config)')
+  .action(async (o: { dataDir: string; url?: string }) => {
+    try {
+      const config = await loadConfig(resolve(o.dataDir));
+      const url = o.url ?? `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`;
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+      if (res === null || !res.ok) {
+        console.error(`vendor-server: no vendor server answers at ${url}: is it running?`);
+        process.exit(1);
+      }
+      const health = (await res.json()) as { sync: Record<string, unknown> };
+      console.log(JSON.stringify(health.sync, null, 2));
     } catch (err) {
       die(err);
     }

@@ -21,6 +21,16 @@ export const configSchema = z.strictObject({
   checkpointEveryEvents: z.number().int().min(1),
   checkpointEveryMs: z.number().int().min(1000),
   idempotencyKeysMax: z.number().int().min(1000),
+  mall: z
+    .strictObject({
+      url: z.string().url(),
+      /** The mall's public key, pinned; fetched once from the mall when left out. */
+      jwk: z.record(z.string(), z.unknown()).optional(),
+      snapshotMaxAgeHours: z.number().int().min(1).max(24 * 365).default(72),
+      batchEventsMax: z.number().int().min(1).max(2000).default(500),
+      batchAgeMs: z.number().int().min(0).max(3_600_000).default(1000),
+    })
+    .optional(),
 });
 
 export type VendorConfig = z.output<typeof configSchema>;

@@ -27,6 +27,9 @@ export class VendorMetrics {
   });
   readonly journalBytes = new Gauge({ name: 'mallpos_journal_bytes', help: 'Journal size on disk', registers: [this.registry] });
   readonly journalSeq = new Gauge({ name: 'mallpos_journal_seq', help: 'Last journal seq', registers: [this.registry] });
+  readonly syncWaiting = new Gauge({ name: 'mallpos_sync_events_waiting', help: 'Journal events not yet acknowledged by the mall', registers: [this.registry] });
+  readonly syncOldestAge = new Gauge({ name: 'mallpos_sync_oldest_waiting_age_seconds', help: 'Age of the oldest event waiting for the mall', registers: [this.registry] });
+  readonly syncLastAck = new Gauge({ name: 'mallpos_sync_last_ack_timestamp_seconds', help: 'Time of the last ack from the mall (0: never)', registers: [this.registry] });
   readonly terminals = new Gauge({ name: 'mallpos_terminals_connected', help: 'Connected terminals', registers: [this.registry] });
 
   constructor(defaults = false) {

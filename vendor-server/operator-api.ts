@@ -21,6 +21,7 @@ import type { LedgerService } from './ledger/service.ts';
 import type { Logger } from './logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
+import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import { toWireError } from './terminal-socket.ts';
 
 export interface OperatorApiDeps {
@@ -31,6 +32,7 @@ export interface OperatorApiDeps {
   logger: Logger;
   metrics: VendorMetrics;
   gateway: () => TerminalGateway;
+  sync: () => MallSync | null;
   startedAt: number;
 }
 
@@ -92,24 +94,36 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   app.use(express.json({ limit: HTTP_BODY_BYTES_MAX, strict: true }));
 
   const op = { terminal: null, cashier: null };
+  const syncStatus = () => {
+    const sync = deps.sync();
+    return sync === null ? Promise.resolve(unconfiguredStatus(ledger.state.seq)) : sync.status();
+  };
 
   // Unauthenticated: health, metrics (no secrets in them) and pairing by one-time code.
   app.get(
     '/health',
-    route(() => ({
-      ok: true,
-      vendorId: config.vendorId,
-      storeName: config.storeName,
-      journalSeq: ledger.state.seq,
-      journalBytes: ledger.journal.bytes,
-      uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
-    })),
+    route(async () => {
+      const sync = await syncStatus();
+      return {
+        ok: true,
+        vendorId: config.vendorId,
+        storeName: config.storeName,
+        journalSeq: ledger.state.seq,
+        journalBytes: ledger.journal.bytes,
+        uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
+        sync: { configured: sync.configured, eventsWaiting: sync.eventsWaiting, oldestWaitingAgeS: sync.oldestWaitingAgeS, lastAckAt: sync.lastAckAt, lastError: sync.lastError },
+      };
+    }),
   );
   app.get(
     '/metrics',
     route(async (_req, res) => {
       metrics.journalBytes.set(ledger.journal.bytes);
       metrics.journalSeq.set(ledger.state.seq);
+      const sync = await syncStatus();
+      metrics.syncWaiting.set(sync.eventsWaiting);
+      metrics.syncOldestAge.set(sync.oldestWaitingAgeS ?? 0);
+      metrics.syncLastAck.set(sync.lastAckAt === null ? 0 : Date.parse(sync.lastAckAt) / 1000);
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     }),
   );
@@ -179,6 +193,32 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       const date = typeof req.query['date'] === 'string' ? req.query['date'] : new Date().toISOString().slice(0, 10);
       if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) fail('CORE_ERR_VALIDATION', 'date must be YYYY-MM-DD');
       return { date, ...(ledger.state.days[date] ?? { sales: 0, refunds: 0, cashMinor: 0, grossMinor: 0, tokens: {} }) };
+    }),
+  );
+  api.get('/sync', route(() => syncStatus()));
+  api.post(
+    '/sync/push',
+    route(async () => {
+      const sync = deps.sync();
+      if (sync === null) fail('VND_ERR_CONFIG', 'this store is not linked to a mall: set "mall.url" in the config or start with --mall-url');
+      const drained = await sync.drain(15_000);
+      return { drained, ...(await sync.status()) };
+    }),
+  );
+  api.get(
+    '/mall/statements',
+    route(async (req) => {
+      const sync = deps.sync();
+      if (sync === null) fail('VND_ERR_CONFIG', 'this store is not linked to a mall');
+      const from = String(req.query['from'] ?? '');
+      const to = String(req.query['to'] ?? '');
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(from) || !/^\d{4}-\d{2}-\d{2}$/.test(to)) fail('CORE_ERR_VALIDATION', 'from and to must be YYYY-MM-DD');
+      try {
+        return await sync.fetchStatement(from, to);
+      } catch (err) {
+        if (err instanceof MallposError) throw err;
+        return fail('VND_ERR_MALL_UNREACHABLE', (err as Error).message);
+      }
     }),
   );
   api.get('/sales/:saleId', route((req) => ledger.saleBySaleId(param(req, 'saleId'))));

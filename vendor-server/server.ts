@@ -9,6 +9,7 @@ import { createLogger, type Logger } from './logger.ts';
 import { VendorMetrics } from './metrics.ts';
 import { createOperatorApi } from './operator-api.ts';
 import { TerminalGateway } from './terminal-socket.ts';
+import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -18,6 +19,10 @@ export interface StartOptions {
   /** Overrides of the config's checkpoint policy (tests, benchmarks). */
   checkpointEveryEvents?: number;
   defaultMetrics?: boolean;
+  /** The mall's URL, overriding the config's (tests, demo). */
+  mallUrl?: string;
+  /** Sync tuning for tests. */
+  syncOverrides?: Partial<typeof SYNC_DEFAULTS>;
 }
 
 export interface RunningVendorServer {
@@ -30,6 +35,7 @@ export interface RunningVendorServer {
   gateway: TerminalGateway;
   opened: OpenedLedger;
   logger: Logger;
+  sync: MallSync | null;
   close(): Promise<void>;
 }
 
@@ -112,6 +118,27 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   );
   opened.checkpoints.startTimer();
 
+  const mallUrl = opts.mallUrl ?? config.mall?.url;
+  let sync: MallSync | null = null;
+  if (mallUrl !== undefined) {
+    sync = await MallSync.open(
+      dataPaths(opts.dataDir).ledgerDir,
+      {
+        ...SYNC_DEFAULTS,
+        mallUrl: mallUrl.replace(/\/+$/, ''),
+        mallJwk: config.mall?.jwk as never,
+        ...(config.mall === undefined ? {} : { batchEventsMax: config.mall.batchEventsMax, batchAgeMs: config.mall.batchAgeMs, snapshotMaxAgeHours: config.mall.snapshotMaxAgeHours }),
+        ...opts.syncOverrides,
+      },
+      ledger,
+      keys,
+      logger,
+    );
+    const s = sync;
+    ledger.tokenGate = (token) => s.checkRegistryFresh(token);
+    sync.start();
+  }
+
   const startedAt = Date.now();
   let gateway: TerminalGateway | null = null;
   const app = createOperatorApi({
@@ -122,13 +149,15 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     logger,
     metrics,
     startedAt,
+    sync: () => sync,
     gateway: () => {
       if (gateway === null) throw new Error('assertion failed: gateway started');
       return gateway;
     },
   });
   const http = createServer(app);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics });
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync });
+  gateway.startStatusBroadcast();
 
   const host = opts.host ?? config.host;
   try {
@@ -145,6 +174,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const close = () => {
     closing ??= (async () => {
       ledger.stopAccepting();
+      await sync?.stop();
       await gateway.close();
       await new Promise<void>((resolve) => http.close(() => resolve()));
       await journal.flushed();
@@ -155,5 +185,5 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     return closing;
   };
 
-  return { url, port, config, keys, ledger, access, gateway, opened, logger, close };
+  return { url, port, config, keys, ledger, access, gateway, opened, logger, sync, close };
 }

@@ -25,6 +25,7 @@ import { verifyTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
 import type { Logger } from './logger.ts';
 import type { VendorMetrics } from './metrics.ts';
+import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 
 interface SocketData {
   terminalId: string;
@@ -40,7 +41,10 @@ export interface TerminalGatewayDeps {
   keys: VendorKeys;
   logger: Logger;
   metrics: VendorMetrics;
+  sync?: () => MallSync | null;
 }
+
+export const STATUS_BROADCAST_MS = 5_000;
 
 export function toWireError(err: unknown, logger: Logger): WireError {
   if (err instanceof MallposError) return err.toWire();
@@ -96,7 +100,7 @@ export class TerminalGateway {
       metrics.terminals.dec();
       logger.info({ terminal: socket.data.terminalId, reason }, 'terminal disconnected');
     });
-    socket.emit('server:status', this.status());
+    void this.status().then((s) => socket.emit('server:status', s));
 
     const actor = () => ({ terminal: socket.data.terminalId, cashier: socket.data.cashier?.staffId ?? null });
     const handle = <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => {
@@ -188,8 +192,20 @@ export class TerminalGateway {
     );
   }
 
-  status(): ServerStatus {
+  private broadcast: NodeJS.Timeout | null = null;
+
+  /** Keeps every terminal's status bar current (sync backlog, store state). */
+  startStatusBroadcast(everyMs = STATUS_BROADCAST_MS): void {
+    this.broadcast = setInterval(() => {
+      void this.status().then((s) => this.io.emit('server:status', s));
+    }, everyMs);
+    this.broadcast.unref();
+  }
+
+  async status(): Promise<ServerStatus> {
     const { ledger } = this.deps;
+    const sync = this.deps.sync?.() ?? null;
+    const st = sync === null ? unconfiguredStatus(ledger.state.seq) : await sync.status();
     const tokenNames: Record<string, string> = {};
     for (const tt of Object.values(ledger.state.tokenTypes)) tokenNames[tt.code] = tt.name;
     return {
@@ -200,6 +216,14 @@ export class TerminalGateway {
       tokenNames,
       at: new Date().toISOString(),
       journalSeq: ledger.state.seq,
+      sync: {
+        configured: st.configured,
+        eventsWaiting: st.eventsWaiting,
+        oldestWaitingAgeS: st.oldestWaitingAgeS,
+        lastAckAt: st.lastAckAt,
+        lastError: st.lastError,
+        snapshotStale: st.snapshotStale,
+      },
     };
   }
 
@@ -216,6 +240,7 @@ export class TerminalGateway {
   }
 
   close(): Promise<void> {
+    if (this.broadcast !== null) clearInterval(this.broadcast);
     return new Promise((resolve) => {
       this.io.close(() => resolve());
     });

@@ -76,6 +76,8 @@ export interface LedgerHooks {
  */
 export class LedgerService {
   private readonly inflight = new Map<string, Promise<unknown>>();
+  /** Refuses tokens whose rules come from the mall when the cached registry is too old. */
+  tokenGate: ((token: string) => void) | null = null;
   private closing = false;
 
   constructor(
@@ -208,6 +210,7 @@ export class LedgerService {
 
   price(input: { lines: { code: string; qty: number }[]; card: string | null; tenders: SaleInput['tenders'] }): PricedCart {
     const lines = input.lines.map((l) => ({ product: this.product(l.code), qty: l.qty }));
+    if (this.tokenGate !== null) for (const t of input.tenders) this.tokenGate(t.token);
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     return priceCart({
       vendorId: this.store.vendorId,
