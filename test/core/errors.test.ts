@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { CORE_ERRORS, ERRORS, MallposError, POS_ERRORS, VND_ERRORS, assert, fail, isMallposError, type ErrorCode } from '../../core/errors.ts';
+import { CORE_ERRORS, ERRORS, MallposError, MALL_ERRORS, POS_ERRORS, VND_ERRORS, assert, fail, isMallposError, type ErrorCode } from '../../core/errors.ts';
 
 const ERRORS_MD = fileURLToPath(new URL('../../docs/ERRORS.md', import.meta.url));
 
@@ -30,8 +30,10 @@ describe('core/errors', () => {
       for (const code of Object.keys(CORE_ERRORS)) expect(code).to.match(/^CORE_ERR_[A-Z][A-Z0-9_]*$/);
       for (const code of Object.keys(VND_ERRORS)) expect(code).to.match(/^VND_ERR_[A-Z][A-Z0-9_]*$/);
       for (const code of Object.keys(POS_ERRORS)) expect(code).to.match(/^POS_ERR_[A-Z][A-Z0-9_]*$/);
-      expect(Object.keys(ERRORS)).to.have.length(Object.keys(CORE_ERRORS).length + Object.keys(VND_ERRORS).length + Object.keys(POS_ERRORS).length);
-      expect(ERRORS).to.deep.include(CORE_ERRORS).and.deep.include(VND_ERRORS).and.deep.include(POS_ERRORS);
+      for (const code of Object.keys(MALL_ERRORS)) expect(code).to.match(/^MALL_ERR_[A-Z][A-Z0-9_]*$/);
+      const total = [CORE_ERRORS, VND_ERRORS, POS_ERRORS, MALL_ERRORS].reduce((n, c) => n + Object.keys(c).length, 0);
+      expect(Object.keys(ERRORS)).to.have.length(total);
+      expect(ERRORS).to.deep.include(CORE_ERRORS).and.deep.include(VND_ERRORS).and.deep.include(POS_ERRORS).and.deep.include(MALL_ERRORS);
     });
 
     it('gives every code an HTTP error status and a plain message', () => {
@@ -152,6 +154,7 @@ describe('core/errors', () => {
       ['CORE_ERRORS', CORE_ERRORS],
       ['VND_ERRORS', VND_ERRORS],
       ['POS_ERRORS', POS_ERRORS],
+      ['MALL_ERRORS', MALL_ERRORS],
     ] as const) {
       it(`documents every code of ${name} as a heading or a table row`, () => {
         const lines = headingsAndRows(readErrorsDoc());
@@ -160,9 +163,9 @@ describe('core/errors', () => {
       });
     }
 
-    it('documents no CORE_ERR_*, VND_ERR_* or POS_ERR_* code that the catalogue does not have', () => {
+    it('documents no CORE_ERR_*, VND_ERR_*, POS_ERR_* or MALL_ERR_* code that the catalogue does not have', () => {
       const lines = headingsAndRows(readErrorsDoc());
-      const mentioned = new Set(lines.flatMap((line) => line.match(/\b(?:CORE|VND|POS)_ERR_[A-Z][A-Z0-9_]*/g) ?? []));
+      const mentioned = new Set(lines.flatMap((line) => line.match(/\b(?:CORE|VND|POS|MALL)_ERR_[A-Z][A-Z0-9_]*/g) ?? []));
       const stale = [...mentioned].filter((code) => !(code in ERRORS));
       expect(stale, `codes in docs/ERRORS.md that no longer exist: ${stale.join(', ')}`).to.deep.equal([]);
     });
