@@ -10,6 +10,11 @@ export interface InitOptions {
   vendorId?: string;
   storeName?: string;
   demo?: boolean;
+  /**
+   * The demo's mall and manufacturer floats come from a mall's allotments (issue them
+   * at the mall); only the store's own tokens are seeded here.
+   */
+  mallFloat?: boolean;
   port?: number;
   host?: string;
 }
@@ -36,7 +41,7 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   const keys = await createKeys(opts.dataDir);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const operatorToken = await access.addOperator();
-  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access) : null;
+  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat === true) : null;
   // The config is written last: a directory without it is not a half-made store.
   await writeConfig(opts.dataDir, config);
   return { config, kid: keys.kid, operatorToken, demo };
@@ -79,7 +84,7 @@ export const DEMO_CUSTOMERS = [
   'François Dubois', 'Grete Müller', 'Hiroshi Tanaka', 'Inés García', 'Jonas Weber',
 ];
 
-function demoTokenTypes(vendorId: string, products: string[]): TokenType[] {
+export function demoTokenTypes(vendorId: string, products: string[] = demoSunnyProducts()): TokenType[] {
   return [
     { code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' },
     { code: 'ACME', name: 'ACME token', kind: 'vendor', issuer: vendorId, faceValueMinor: 5, currency: 'EUR', acceptedBy: [vendorId] },
@@ -87,7 +92,12 @@ function demoTokenTypes(vendorId: string, products: string[]): TokenType[] {
   ];
 }
 
-async function seedDemo(dataDir: string, config: VendorConfig, access: AccessStore): Promise<DemoSummary> {
+/** The GTINs the demo's manufacturer coupon may buy. */
+export function demoSunnyProducts(): string[] {
+  return DEMO_PRODUCTS.filter((p) => p.tokens['SUNNY'] !== undefined).map((p) => (p.code.length === 12 ? `0${p.code}` : p.code));
+}
+
+async function seedDemo(dataDir: string, config: VendorConfig, access: AccessStore, mallFloat: boolean): Promise<DemoSummary> {
   const opened = await openLedger({ dataDir: dataPaths(dataDir).ledgerDir, vendorId: config.vendorId, segmentBytesMax: config.segmentBytesMax });
   const ledger = new LedgerService(
     { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
@@ -95,20 +105,23 @@ async function seedDemo(dataDir: string, config: VendorConfig, access: AccessSto
     opened.journal,
   );
   const op = { terminal: null, cashier: null };
-  const sunnyProducts = DEMO_PRODUCTS.filter((p) => p.tokens['SUNNY'] !== undefined).map((p) => (p.code.length === 12 ? `0${p.code}` : p.code));
-  const types = demoTokenTypes(config.vendorId, sunnyProducts);
+  const types = demoTokenTypes(config.vendorId);
   for (const tt of types) await ledger.upsertTokenType(op, tt);
   for (const p of DEMO_PRODUCTS) await ledger.upsertProduct(op, { code: p.code, name: p.name, priceMinor: p.priceMinor, tokenPrices: p.tokens });
-  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'MALL', units: 200_000, reference: 'opening allotment from the mall' });
   await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'ACME', units: 500_000, reference: 'own tokens minted for loyalty' });
-  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'SUNNY', units: 20_000, reference: 'Sunny Foods spring campaign' });
+  if (!mallFloat) {
+    await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'MALL', units: 200_000, reference: 'opening allotment from the mall' });
+    await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'SUNNY', units: 20_000, reference: 'Sunny Foods spring campaign' });
+  }
   const customers: DemoSummary['customers'] = [];
   for (const [i, name] of DEMO_CUSTOMERS.entries()) {
     const c = await ledger.registerCustomer(op, { name });
     customers.push({ id: c.id, card: c.card, name: c.name });
     await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'ACME', units: 200 + 150 * i, reason: 'reward' });
-    await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'MALL', units: 100 + 40 * i, reason: 'purchase' });
-    if (i % 3 === 0) await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'SUNNY', units: 60, reason: 'reward' });
+    if (!mallFloat) {
+      await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'MALL', units: 100 + 40 * i, reason: 'purchase' });
+      if (i % 3 === 0) await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'SUNNY', units: 60, reason: 'reward' });
+    }
   }
   const staff = [
     { id: 'ana', name: 'Ana (cashier)', role: 'cashier' as const, pin: '1234' },
