@@ -7,11 +7,16 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Output kept per child for error messages; a server logging every sale must not grow the bench's heap. */
 const OUTPUT_KEEP_CHARS = 16 * 1024;
 const STARTUP_OUTPUT_CHARS_MAX = 1024 * 1024;
+const NOTABLE_LINES_MAX = 40;
+// Log lines worth keeping among thousands of "sale committed": warnings, errors, and terminals coming and going.
+const NOTABLE = /"level":(?:[4-6]\d)|terminal (?:dis)?connected|checkpoint/;
 
 export interface Child {
   name: string;
   proc: ChildProcess;
   pid: number;
+  /** performance.now() of the bench when the child was spawned. */
+  spawnedAt: number;
   /** Wall-clock ms from spawn until the child said it was listening. */
   startMs: number;
   /** The line that announced readiness, parsed as JSON. */
@@ -20,6 +25,8 @@ export interface Child {
   startupLog: Record<string, unknown>[];
   url: string;
   tail: () => string;
+  /** The last warnings, errors and connection changes the child logged. */
+  notable: () => string[];
 }
 
 // Every child ever started, so that any exit path of the bench can kill what is left.
@@ -65,11 +72,24 @@ export function spawnChild(opts: SpawnOptions): Promise<Child> {
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
   let tail = '';
-  const keep = (text: string) => {
-    tail = (tail + text).slice(-OUTPUT_KEEP_CHARS);
+  const notable: string[] = [];
+  // One per stream, so that a line split across chunks is joined with its own stream's rest.
+  const keeper = () => {
+    let partial = '';
+    return (text: string) => {
+      tail = (tail + text).slice(-OUTPUT_KEEP_CHARS);
+      const lines = (partial + text).split('\n');
+      partial = (lines.pop() ?? '').slice(-OUTPUT_KEEP_CHARS);
+      for (const line of lines) {
+        if (!NOTABLE.test(line)) continue;
+        notable.push(line.slice(0, 500));
+        if (notable.length > NOTABLE_LINES_MAX) notable.shift();
+      }
+    };
   };
+  const keep = keeper();
   proc.stderr?.setEncoding('utf8');
-  proc.stderr?.on('data', keep);
+  proc.stderr?.on('data', keeper());
   proc.stdout?.setEncoding('utf8');
 
   return new Promise((resolve, reject) => {
@@ -105,7 +125,7 @@ export function spawnChild(opts: SpawnOptions): Promise<Child> {
         if (url !== null) {
           const pid = proc.pid;
           if (pid === undefined) throw new Error(`assertion failed: ${opts.name} has a pid`);
-          finish(null, { name: opts.name, proc, pid, startMs: performance.now() - started, ready: line, startupLog, url, tail: () => tail });
+          finish(null, { name: opts.name, proc, pid, spawnedAt: started, startMs: performance.now() - started, ready: line, startupLog, url, tail: () => tail, notable: () => [...notable] });
           return;
         }
       }

@@ -32,20 +32,28 @@ export interface ProfileSummary {
   files: { name: string; ms: number; share: number }[];
 }
 
-export function summarise(profile: CpuProfile, top: number): ProfileSummary {
+/**
+ * Self time of the samples taken from skipMs after the profile started on, leaving out
+ * the idle samples (the event loop waiting for I/O or requests is not work).
+ */
+export function summarise(profile: CpuProfile, top: number, skipMs: number): ProfileSummary {
   const byId = new Map<number, ProfileNode>();
   for (const n of profile.nodes) byId.set(n.id, n);
   const selfUs = new Map<number, number>();
+  let at = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i] as number;
-    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (at < skipMs * 1000) continue;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
   }
   const fns = new Map<string, number>();
   const files = new Map<string, number>();
   let total = 0;
   for (const [id, us] of selfUs) {
     const f = byId.get(id)?.callFrame;
-    if (f === undefined) continue;
+    if (f === undefined || f.functionName === '(idle)') continue;
     total += us;
     const file = place(f.url);
     const name = `${f.functionName === '' ? '(anonymous)' : f.functionName} ${file}${f.url === '' ? '' : `:${f.lineNumber + 1}`}`;

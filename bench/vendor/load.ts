@@ -47,6 +47,9 @@ export function salePayload(terminal: BenchTerminal, k: number): SalePayload {
   };
 }
 
+/** Why each socket that closed was closed, so a run that loses a terminal can say why. */
+const closedBecause = new WeakMap<TerminalSocket, string>();
+
 export async function connectTerminals(url: string, terminals: BenchTerminal[]): Promise<TerminalSocket[]> {
   return Promise.all(
     terminals.map(
@@ -60,6 +63,7 @@ export async function connectTerminals(url: string, terminals: BenchTerminal[]):
             timeout: CONNECT_TIMEOUT_MS,
           });
           socket.once('connect', () => resolve(socket));
+          socket.once('disconnect', (reason) => closedBecause.set(socket, `${t.id} disconnected at ${new Date().toISOString()}: ${reason}`));
           socket.once('connect_error', (err) => {
             socket.disconnect();
             reject(new Error(`terminal ${t.id} could not connect to ${url}: ${err.message}`));
@@ -110,14 +114,18 @@ export async function runLoad(
   const measureFrom = t0 + opts.warmupMs;
   const measureTo = measureFrom + opts.measureMs;
 
+  const lost = sockets.map((s) => closedBecause.get(s)).filter((r) => r !== undefined);
+  if (lost.length > 0) throw new Error(`terminals lost their connection before the run: ${lost.join('; ')}`);
+
   const loop = async (socket: TerminalSocket, terminal: BenchTerminal) => {
-    const emit = socket.timeout(ACK_TIMEOUT_MS);
     while (performance.now() < measureTo) {
+      if (!socket.connected) throw new Error(`terminal lost its connection during the run: ${closedBecause.get(socket) ?? terminal.id}`);
       const payload = salePayload(terminal, opts.counter.next++);
       const sent = performance.now();
       let ok = false;
       try {
-        const ack = (await emit.emitWithAck('sale:commit', payload)) as Ack<unknown>;
+        // The timeout flag applies to one emit only, so it is set again for every sale.
+        const ack = (await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('sale:commit', payload)) as Ack<unknown>;
         ok = ack.ok;
         if (!ack.ok) firstError ??= `${ack.error.code}: ${ack.error.message}`;
       } catch (err) {

@@ -88,12 +88,21 @@ interface Target {
   terminals: BenchTerminal[];
 }
 
+/** Runs the load; a failure names the server and carries what it last logged. */
+async function loadOn(target: Target, warmupMs: number, measureMs: number, counter: { next: number }): Promise<LoadResult> {
+  try {
+    return await runLoad(target.sockets, target.terminals, { warmupMs, measureMs, counter });
+  } catch (err) {
+    throw new Error(`${target.name}: ${(err as Error).message}\n  its last notable log lines:\n    ${target.child.notable().join('\n    ')}`, { cause: err });
+  }
+}
+
 /** One measured run, with the CPU the server and the load generator used during it. */
 async function measure(target: Target, warmupMs: number, measureMs: number, counter: { next: number }): Promise<LoadResult> {
   const serverCpu0 = await cpuSeconds(target.child.pid);
   const benchCpu0 = process.cpuUsage();
   const started = performance.now();
-  const r = await runLoad(target.sockets, target.terminals, { warmupMs, measureMs, counter });
+  const r = await loadOn(target, warmupMs, measureMs, counter);
   const wall = (performance.now() - started) / 1000;
   const serverCpu = ((await cpuSeconds(target.child.pid)) - serverCpu0) / wall;
   const benchCpuUs = process.cpuUsage(benchCpu0);
@@ -155,9 +164,12 @@ async function sideBySide(root: string) {
   }
   const counter = { next: 0 };
   const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
+  // Start-up (module loading, pairing) is left out of the profile: only serving counts.
+  let measuredFrom = performance.now();
   try {
     log('  warm-up');
-    for (const t of targets) await runLoad(t.sockets, t.terminals, { warmupMs: 0, measureMs: MODE.warmupMs, counter });
+    measuredFrom = performance.now();
+    for (const t of targets) await loadOn(t, 0, MODE.warmupMs, counter);
     for (let run = 0; run < MODE.runs; run++) {
       log(`  run ${run + 1} of ${MODE.runs}`);
       // Rotating the order keeps any drift of the machine from always favouring one server.
@@ -174,7 +186,7 @@ async function sideBySide(root: string) {
   for (const [name, rs] of results) checkErrors(name, rs);
   const stopped = await Promise.all(targets.map((t) => stopChild(t.child, STOP_GRACE_MS)));
   log(`  mallpos stopped in ${(stopped[0]?.ms ?? 0).toFixed(0)} ms (closing checkpoint)`);
-  if (profile) await logProfile(profileDir);
+  if (profile) await logProfile(profileDir, measuredFrom - mallpos.spawnedAt);
 
   const summary = (name: string) => {
     const rs = results.get(name) as LoadResult[];
@@ -183,16 +195,14 @@ async function sideBySide(root: string) {
   return { mallpos: summary('mallpos'), sqlite: summary('sqlite'), ceiling: summary('ceiling'), bootMs: mallpos.startMs };
 }
 
-async function logProfile(dir: string): Promise<void> {
+async function logProfile(dir: string, skipMs: number): Promise<void> {
   const p = await readProfile(dir);
   if (p === null) {
     log('  no CPU profile was written');
     return;
   }
-  // Idle time is the event loop waiting (for fsync, for requests): not work.
-  const busy = { ...p, nodes: p.nodes.filter((n) => n.callFrame.functionName !== '(idle)') };
-  const s = summarise(busy, 25);
-  log(`  mallpos CPU profile: ${(s.totalMs / 1000).toFixed(1)} s on the main thread, by file:`);
+  const s = summarise(p, 30, skipMs);
+  log(`  mallpos CPU profile while serving: ${(s.totalMs / 1000).toFixed(1)} s busy on the main thread, by file:`);
   for (const f of s.files.slice(0, 15)) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
   log('  by function (self time):');
   for (const f of s.functions) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
@@ -231,7 +241,7 @@ async function largeJournal(root: string, bootMs: number) {
   const counter = { next: 1_000_000_000 };
   const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
   try {
-    for (const t of targets) await runLoad(t.sockets, t.terminals, { warmupMs: 0, measureMs: MODE.warmupMs, counter });
+    for (const t of targets) await loadOn(t, 0, MODE.warmupMs, counter);
     for (let run = 0; run < MODE.ratioRuns; run++) {
       log(`  run ${run + 1} of ${MODE.ratioRuns}`);
       for (let k = 0; k < targets.length; k++) {

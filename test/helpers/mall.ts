@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { FeeSchedule } from '../../core/index.ts';
-import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import type { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { initMall } from '../../mall-sync/init.ts';
 import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
 import { loadKeys } from '../../vendor-server/config.ts';
