@@ -1,32 +1,65 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MallposError } from '../core/index.ts';
-import { isInitialised } from '../vendor-server/config.ts';
-import { initVendor } from '../vendor-server/init.ts';
+import { isInitialised, loadKeys } from '../vendor-server/config.ts';
+import { demoTokenTypes, initVendor } from '../vendor-server/init.ts';
+import { MallAdminClient } from '../mall-sync/admin-client.ts';
+import { isInitialised as isMallInitialised } from '../mall-sync/config.ts';
+import { initMall } from '../mall-sync/init.ts';
+import { startMallServer } from '../mall-sync/server.ts';
 import { createLogger } from '../vendor-server/logger.ts';
 import { startVendorServer } from '../vendor-server/server.ts';
 import { loadCredential, pairTerminal } from '../terminal/credential.ts';
 import { startTerminal } from '../terminal/run.ts';
 
 /**
- * `npm start`: a demo store on this machine: the vendor server and one terminal on a
- * simulated scanner and printer. The first run creates it under ./data/demo; later
- * runs continue with the same ledger.
+ * `npm start`: a demo mall with one store on this machine: the mall, the store's vendor
+ * server (registered at the mall and syncing with it) and one terminal on a simulated
+ * scanner and printer. The first run creates everything under ./data/demo; later runs
+ * continue with the same ledgers.
  */
 const root = resolve(process.env['MALLPOS_DEMO_DIR'] ?? 'data/demo');
 const vendorDir = join(root, 'vendor-server');
 const tokenFile = join(root, 'operator-token.txt');
 const terminalDir = join(root, 'pos-terminal');
+const mallDir = join(root, 'mall');
+const mallTokenFile = join(root, 'mall-admin-token.txt');
+const logger = createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' });
 
 try {
+  // The mall first: the store's mall tokens and coupons are allotted by it.
+  if (!(await isMallInitialised(mallDir))) {
+    const init = await initMall({ dataDir: mallDir, name: 'Riverside Mall' });
+    // Only the demo keeps credentials in files, so that a newcomer can use them.
+    await writeFile(mallTokenFile, `${init.adminToken}\n`, { mode: 0o600 });
+  }
+  const mallToken = (await readFile(mallTokenFile, 'utf8')).trim();
+  const mall = await startMallServer({ dataDir: mallDir, port: Number(process.env['MALLPOS_MALL_PORT'] ?? 8700), logger });
+  const admin = new MallAdminClient(mall.url, mallToken);
+
   if (!(await isInitialised(vendorDir))) {
-    const init = await initVendor({ dataDir: vendorDir, demo: true });
-    // Only the demo keeps the operator credential in a file, so that a newcomer can use it.
+    const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true });
     await writeFile(tokenFile, `${init.operatorToken}\n`, { mode: 0o600 });
-    console.log(`Created the demo store "${init.config.storeName}" in ${vendorDir}`);
+    const keys = await loadKeys(vendorDir);
+    await admin.registerVendor({ id: init.config.vendorId, name: init.config.storeName, jwk: keys.publicJwk as Record<string, unknown> });
+    await admin.addParty({ id: 'sunny-foods', name: 'Sunny Foods', kind: 'manufacturer' });
+    for (const tt of demoTokenTypes(init.config.vendorId)) await admin.upsertTokenType(tt);
+    await admin.setFees({ royaltyBps: 150, royaltyBpsByVendor: {}, royaltyBpsByToken: { SUNNY: 0 }, reimbursementTollMinor: 2, customerDataTollMinor: 10, exchangeServiceBps: 100 });
+    await admin.allot({ vendor: init.config.vendorId, token: 'MALL', units: 200_000, reference: 'opening float' }, 'demo-allot-mall');
+    await admin.allot({ vendor: init.config.vendorId, token: 'SUNNY', units: 20_000, reference: 'Sunny Foods spring campaign' }, 'demo-allot-sunny');
+    console.log(`Created the demo mall and the store "${init.config.storeName}" in ${root}`);
   }
   const operatorToken = (await readFile(tokenFile, 'utf8')).trim();
-  const server = await startVendorServer({ dataDir: vendorDir, logger: createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' }) });
+  const server = await startVendorServer({ dataDir: vendorDir, logger, mallUrl: mall.url });
+  // The demo customers get mall tokens and coupons once the mall's allotments are in the float.
+  for (let i = 0; i < 100 && (server.ledger.float()['MALL'] === undefined || server.ledger.float()['SUNNY'] === undefined); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const op = { terminal: null, cashier: null };
+  for (const [i, c] of Object.values(server.ledger.state.customers).slice(0, 10).entries()) {
+    await server.ledger.issueTokens(op, `op:demo-mall-${c.id}`, { customerId: c.id, token: 'MALL', units: 100 + 40 * i, reason: 'purchase' }).catch(() => undefined);
+    if (i % 3 === 0) await server.ledger.issueTokens(op, `op:demo-sunny-${c.id}`, { customerId: c.id, token: 'SUNNY', units: 60, reason: 'reward' }).catch(() => undefined);
+  }
   // The demo terminal pairs itself once, like a cashier would with a code from the operator.
   const paired = await loadCredential(terminalDir).then(() => true, () => false);
   if (!paired) {
@@ -44,6 +77,9 @@ mallpos demo: "${server.config.storeName}" (vendor ${server.config.vendorId})
   Receipts:         ${terminal.receiptsFile ?? '-'}  (the printer simulator writes each receipt there)
   Store server:     ${server.url}   (health: ${server.url}/health, metrics: ${server.url}/metrics)
   Operator API:     curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
+  Sync with mall:   curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/sync
+  Mall:             ${mall.url}   (admin: curl -H "Authorization: Bearer ${mallToken}" ${mall.url}/admin/positions)
+  Reconcile:        npx mall-sync reconcile --data-dir ${mallDir} --from ${new Date().toISOString().slice(0, 10)} --to ${new Date().toISOString().slice(0, 10)}   (while the demo runs)
 
   Products:   ${products.map((p) => `${p.gtin} ${p.name}`).join('; ')}
   Cards:      ${customers.map((c) => `${c.card} ${c.name}`).join('; ')}
@@ -55,6 +91,7 @@ Stop with Ctrl-C. Data stays in ${root}; delete it to start over.
     terminal
       .close()
       .then(() => server.close())
+      .then(() => mall.close())
       .then(() => process.exit(0), () => process.exit(1));
   };
   process.once('SIGINT', stop);
