@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import { ERRORS, MallposError, type ErrorCode, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { createLogger } from '../vendor-server/logger.ts';
+import { loadMallConfig } from './config.ts';
+import type { PartyKind, PublicJwk } from './events.ts';
+import { liveOwner } from './lock.ts';
+import { startMallServer } from './server.ts';
+import type { Cursor, SignedStatement, VendorView } from './service.ts';
+import type { AlarmRecord, AllotmentRecord, KeyRecord } from './store/index.ts';
+import type { FlaggedRecord } from './events.ts';
+
+/**
+ * A typed client of the mall's admin API (and its public read endpoints), for the CLI,
+ * tests and tools. Errors come back as MallposError with the mall's code.
+ */
+export class MallAdminClient {
+  constructor(
+    readonly url: string,
+    private readonly token: string,
+    private readonly timeoutMs = 30_000,
+  ) {}
+
+  async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw new MallposError('MALL_ERR_INTERNAL', `the mall at ${this.url} is unreachable: ${(err as Error).message}`);
+    }
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+    if (!res.ok) {
+      const e = (json as { error?: { code?: string; message?: string; details?: Record<string, unknown> } } | null)?.error;
+      const code = (e?.code !== undefined && e.code in ERRORS ? e.code : 'MALL_ERR_INTERNAL') as ErrorCode;
+      throw new MallposError(code, e?.message ?? `HTTP ${res.status}`, e?.details);
+    }
+    return json as T;
+  }
+
+  vendors(): Promise<VendorView[]> {
+    return this.request('GET', '/admin/vendors');
+  }
+
+  vendor(id: string): Promise<VendorView> {
+    return this.request('GET', `/admin/vendors/${encodeURIComponent(id)}`);
+  }
+
+  registerVendor(input: { id: string; name: string; jwk: Record<string, unknown> }): Promise<VendorView> {
+    return this.request('POST', '/admin/vendors', input);
+  }
+
+  /** Adds a key; the vendor's active key becomes retired (it still verifies batches). */
+  addKey(vendor: string, jwk: Record<string, unknown>): Promise<KeyRecord> {
+    return this.request('POST', `/admin/vendors/${encodeURIComponent(vendor)}/keys`, { jwk });
+  }
+
+  retireKey(vendor: string, kid: string): Promise<KeyRecord> {
+    return this.request('POST', `/admin/vendors/${encodeURIComponent(vendor)}/keys/${encodeURIComponent(kid)}/retire`, {});
+  }
+
+  revokeKey(vendor: string, kid: string, reason?: string): Promise<KeyRecord> {
+    return this.request('POST', `/admin/vendors/${encodeURIComponent(vendor)}/keys/${encodeURIComponent(kid)}/revoke`, reason === undefined ? {} : { reason });
+  }
+
+  tokenTypes(): Promise<TokenType[]> {
+    return this.request('GET', '/admin/token-types');
+  }
+
+  upsertTokenType(tt: TokenType): Promise<TokenType> {
+    const { code, ...rest } = tt;
+    return this.request('PUT', `/admin/token-types/${encodeURIComponent(code)}`, rest);
+  }
+
+  fees(): Promise<FeeSchedule> {
+    return this.request('GET', '/admin/fees');
+  }
+
+  setFees(fees: FeeSchedule): Promise<FeeSchedule> {
+    return this.request('PUT', '/admin/fees', fees);
+  }
+
+  addParty(input: { id: string; name: string; kind: PartyKind }): Promise<{ id: string; name: string; kind: PartyKind }> {
+    return this.request('POST', '/admin/parties', input);
+  }
+
+  /** Issues an allotment; `key` makes retries safe (the same key and body return the same allotment). */
+  allot(input: { vendor: string; token: string; units: number; reference: string }, key = `allot-${randomUUID()}`): Promise<AllotmentRecord> {
+    return this.request('POST', '/admin/allotments', input, { 'idempotency-key': key });
+  }
+
+  allotments(vendor?: string): Promise<AllotmentRecord[]> {
+    return this.request('GET', `/admin/allotments${vendor === undefined ? '' : `?vendor=${encodeURIComponent(vendor)}`}`);
+  }
+
+  positions(): Promise<{ currency: string; positions: Record<string, number>; sumMinor: number }> {
+    return this.request('GET', '/admin/positions');
+  }
+
+  alarms(): Promise<AlarmRecord[]> {
+    return this.request('GET', '/admin/alarms');
+  }
+
+  flagged(vendor?: string): Promise<FlaggedRecord[]> {
+    return this.request('GET', `/admin/flagged${vendor === undefined ? '' : `?vendor=${encodeURIComponent(vendor)}`}`);
+  }
+
+  async statements(from: string, to: string): Promise<SignedStatement[]> {
+    const body = await this.request<{ statements: SignedStatement[] }>('GET', `/admin/statements?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+    return body.statements;
+  }
+
+  cursor(vendor: string): Promise<Cursor> {
+    return this.request('GET', `/v1/vendors/${encodeURIComponent(vendor)}/cursor`);
+  }
+
+  mallKey(): Promise<{ kid: string; jwk: PublicJwk }> {
+    return this.request('GET', '/v1/mall-key');
+  }
+}
+
+/**
+ * Runs `fn` with an admin client for the mall in `dataDir`: the running mall-sync that
+ * owns the directory when there is one (through its local control token), or else a
+ * mall started in this process on a loopback ephemeral port for the duration.
+ */
+export async function withMallAdmin<T>(dataDir: string, fn: (client: MallAdminClient) => Promise<T>): Promise<T> {
+  await loadMallConfig(dataDir);
+  const owner = await liveOwner(dataDir);
+  if (owner !== null) {
+    if (owner.url === null) throw new MallposError('MALL_ERR_STORE', `the mall-sync process (pid ${owner.pid}) using ${dataDir} is still starting: try again in a moment`);
+    return fn(new MallAdminClient(owner.url, owner.controlToken));
+  }
+  const mall = await startMallServer({ dataDir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'silent', name: 'mall-sync' }), defaultMetrics: false });
+  try {
+    return await fn(new MallAdminClient(mall.url, mall.controlToken));
+  } finally {
+    await mall.close();
+  }
+}

@@ -1,0 +1,273 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { isMallposError, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
+import { DEFAULT_DATA_DIR } from './config.ts';
+import { initMall } from './init.ts';
+import { describeStatement, reconcile } from './reconcile.ts';
+import { startMallServer } from './server.ts';
+
+/** Exit status when reconcile finds a gap or a tamper alarm. */
+export const EXIT_PROBLEMS = 2;
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
+  return n;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('a whole number of at least 1');
+  return n;
+}
+
+/** Prints a typed error as one plain line and exits non-zero. */
+function die(err: unknown): never {
+  if (isMallposError(err)) console.error(`mall-sync: ${err.message} [${err.code}]`);
+  else console.error(`mall-sync: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+}
+
+function print(value: unknown): void {
+  console.log(JSON.stringify(value, null, 2));
+}
+
+/** Reads JSON from a file, from stdin ('-'), or inline when the text starts with '{'. */
+async function readJsonArg(arg: string, what: string): Promise<unknown> {
+  let text: string;
+  if (arg.trim().startsWith('{')) text = arg;
+  else if (arg === '-') text = await readFile('/dev/stdin', 'utf8');
+  else {
+    try {
+      text = await readFile(resolve(arg), 'utf8');
+    } catch (err) {
+      throw new InvalidArgumentError(`cannot read ${what} from ${arg}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError(`${what} in ${arg.slice(0, 60)} is not JSON`);
+  }
+}
+
+/** A JWK, or the output of `vendor-server key` ({ vendorId, kid, jwk }). */
+async function readJwk(arg: string): Promise<Record<string, unknown>> {
+  const json = (await readJsonArg(arg, 'the public key')) as Record<string, unknown> | null;
+  if (json === null || typeof json !== 'object') throw new InvalidArgumentError('the public key must be a JSON object');
+  const inner = json['jwk'];
+  return (typeof inner === 'object' && inner !== null ? inner : json) as Record<string, unknown>;
+}
+
+const program = new Command()
+  .name('mall-sync')
+  .description('mallpos mall sync: registry of vendors, keys and token types; ingests signed batches; clears and reconciles')
+  .showHelpAfterError();
+
+const dataDirOption = ['--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR] as const;
+
+program
+  .command('init')
+  .description('create the mall key pair, an admin credential and a config in a new data directory')
+  .option(...dataDirOption)
+  .option('--name <name>', 'the mall\'s name (default "Mall")')
+  .option('--currency <code>', 'currency of all clearing amounts, ISO 4217 (default EUR)')
+  .option('--port <port>', 'port to listen on (default 8700)', portNumber)
+  .option('--host <host>', 'address to listen on (default 127.0.0.1)')
+  .action(async (o: { dataDir: string; name?: string; currency?: string; port?: number; host?: string }) => {
+    try {
+      const r = await initMall({ dataDir: resolve(o.dataDir), name: o.name, currency: o.currency, port: o.port, host: o.host });
+      console.log(`Created mall "${r.config.name}" (${r.config.currency}) in ${resolve(o.dataDir)}`);
+      console.log(`Mall key id (kid): ${r.kid}`);
+      console.log('');
+      console.log('Admin credential (shown only this once; keep it safe):');
+      console.log(`  ${r.adminToken}`);
+      console.log('');
+      console.log(`Start it with: mall-sync serve --data-dir ${o.dataDir}`);
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('serve')
+  .description('serve the vendor <-> mall API (batches, snapshots, cursors, statements) and the admin API')
+  .option(...dataDirOption)
+  .option('--port <port>', 'port to listen on (default: the config\'s, 8700)', portNumber)
+  .option('--host [host]', 'address to listen on (default 127.0.0.1; --host alone means all interfaces)')
+  .action(async (o: { dataDir: string; port?: number; host?: string | boolean }) => {
+    try {
+      const host = o.host === true ? '0.0.0.0' : typeof o.host === 'string' ? o.host : undefined;
+      const mall = await startMallServer({ dataDir: resolve(o.dataDir), port: o.port, host });
+      const stop = (signal: string) => {
+        mall.logger.info({ signal }, 'stopping');
+        mall.close().then(() => process.exit(0), (err: unknown) => die(err));
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('reconcile')
+  .description(`write every vendor's statement for a range of UTC days as CSV, JSON and signed JSON; exits ${EXIT_PROBLEMS} on a gap or a tamper alarm`)
+  .option(...dataDirOption)
+  .requiredOption('--from <day>', 'first day, YYYY-MM-DD (UTC, by event time)')
+  .requiredOption('--to <day>', 'last day, YYYY-MM-DD (inclusive)')
+  .option('--out <dir>', 'where to write the statements (default <data-dir>/statements/<from>_<to>)')
+  .action(async (o: { dataDir: string; from: string; to: string; out?: string }) => {
+    try {
+      const r = await reconcile(resolve(o.dataDir), o.from, o.to, o.out === undefined ? undefined : resolve(o.out));
+      for (const s of r.statements) console.log(describeStatement(s));
+      console.log(`${r.statements.length} statements written to ${r.outDir}`);
+      if (r.problems.length > 0) {
+        for (const p of r.problems) console.error(p);
+        process.exit(EXIT_PROBLEMS);
+      }
+    } catch (err) {
+      die(err);
+    }
+  });
+
+const vendor = program.command('vendor').description('register vendors and manage their keys');
+vendor
+  .command('add')
+  .description('register a vendor with its public key (a JWK, or the output of "vendor-server key")')
+  .option(...dataDirOption)
+  .requiredOption('--id <id>', 'the vendor id (lower-case letters, digits, -)')
+  .requiredOption('--name <name>', 'the vendor\'s name')
+  .requiredOption('--jwk <file|json|->', 'the vendor\'s Ed25519 public key')
+  .action(async (o: { dataDir: string; id: string; name: string; jwk: string }) => {
+    try {
+      const jwk = await readJwk(o.jwk);
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.registerVendor({ id: o.id, name: o.name, jwk })));
+    } catch (err) {
+      die(err);
+    }
+  });
+vendor
+  .command('list')
+  .description('list vendors with their keys and completeness (last batch, gaps, staleness)')
+  .option(...dataDirOption)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.vendors()));
+    } catch (err) {
+      die(err);
+    }
+  });
+vendor
+  .command('key-add')
+  .description('add (rotate to) a new key: the active key becomes retired and still verifies batches')
+  .option(...dataDirOption)
+  .requiredOption('--id <id>', 'the vendor id')
+  .requiredOption('--jwk <file|json|->', 'the new Ed25519 public key')
+  .action(async (o: { dataDir: string; id: string; jwk: string }) => {
+    try {
+      const jwk = await readJwk(o.jwk);
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.addKey(o.id, jwk)));
+    } catch (err) {
+      die(err);
+    }
+  });
+vendor
+  .command('key-revoke')
+  .description('revoke a key: batches signed with it never verify again')
+  .option(...dataDirOption)
+  .requiredOption('--id <id>', 'the vendor id')
+  .requiredOption('--kid <kid>', 'the key id (JWK thumbprint)')
+  .option('--reason <text>', 'why (kept with the key)')
+  .action(async (o: { dataDir: string; id: string; kid: string; reason?: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.revokeKey(o.id, o.kid, o.reason)));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('allot')
+  .description('issue tokens to a vendor; mall tokens are bought at face value (the vendor owes units x face value)')
+  .option(...dataDirOption)
+  .requiredOption('--vendor <id>', 'the vendor')
+  .requiredOption('--token <code>', 'the token type')
+  .requiredOption('--units <n>', 'how many tokens', positiveInt)
+  .requiredOption('--reference <text>', 'a note kept with the allotment (e.g. "float 2026-11")')
+  .option('--key <key>', 'idempotency key: run again with the same key to retry safely (default: a new one)')
+  .action(async (o: { dataDir: string; vendor: string; token: string; units: number; reference: string; key?: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.allot({ vendor: o.vendor, token: o.token, units: o.units, reference: o.reference }, o.key)));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('token-type')
+  .description('register or change token types from JSON (code, name, kind, issuer, faceValueMinor, currency, acceptedBy, products, expiresAt)')
+  .option(...dataDirOption)
+  .requiredOption('--file <file|json|->', 'a token type as JSON, or an array of them')
+  .action(async (o: { dataDir: string; file: string }) => {
+    try {
+      const json = await readJsonArg(o.file, 'the token types');
+      const types = (Array.isArray(json) ? json : [json]) as TokenType[];
+      print(
+        await withMallAdmin(resolve(o.dataDir), async (c) => {
+          const done: TokenType[] = [];
+          for (const tt of types) done.push(await c.upsertTokenType(tt));
+          return Array.isArray(json) ? done : done[0];
+        }),
+      );
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('fees')
+  .description('set the fee schedule from a JSON file (royaltyBps, royaltyBpsByVendor, royaltyBpsByToken, reimbursementTollMinor, ...)')
+  .option(...dataDirOption)
+  .requiredOption('--file <file|json|->', 'the fee schedule as JSON')
+  .action(async (o: { dataDir: string; file: string }) => {
+    try {
+      const fees = (await readJsonArg(o.file, 'the fee schedule')) as FeeSchedule;
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.setFees(fees)));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('party')
+  .description('register a party that is not a vendor (a manufacturer or another issuer)')
+  .option(...dataDirOption)
+  .requiredOption('--id <id>', 'the party id')
+  .requiredOption('--name <name>', 'its name')
+  .option('--kind <kind>', 'manufacturer or issuer', 'manufacturer')
+  .action(async (o: { dataDir: string; id: string; name: string; kind: string }) => {
+    try {
+      if (o.kind !== 'manufacturer' && o.kind !== 'issuer') throw new InvalidArgumentError('--kind is manufacturer or issuer');
+      const kind = o.kind;
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.addParty({ id: o.id, name: o.name, kind })));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('positions')
+  .description('clearing positions of all parties (they sum to zero)')
+  .option(...dataDirOption)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.positions()));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+await program.parseAsync(process.argv);

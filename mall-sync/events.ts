@@ -1,0 +1,147 @@
+import type { FeeSchedule, FlattenedJws, TokenType } from '../core/index.ts';
+
+/**
+ * Events of the mall's journal. Every change of the mall's state is one of these,
+ * appended to a hash-chained journal (the same Journal the vendor server uses) and then
+ * applied to the materialised state by `applyMallEvent`, live and on replay alike.
+ * An event carries everything its application needs (the clearing transfers of a batch
+ * are computed once, at ingestion, and stored), so a replay never re-reads a registry
+ * that may have changed since.
+ */
+export const MALL_EVENT_VERSION = 1;
+
+/** Clearing accounts: `mall`, `vendor:<id>`, `issuer:<party>` (a party that is not a vendor). */
+export const MALL_ACCOUNT = 'mall';
+
+export function vendorAccount(vendorId: string): string {
+  return `vendor:${vendorId}`;
+}
+
+export function issuerPartyAccount(party: string): string {
+  return `issuer:${party}`;
+}
+
+export type TransferKind = 'royalty' | 'reimbursement' | 'toll' | 'allotment';
+
+/**
+ * One double-entry movement of fiat minor units: `from` owes `to` `amountMinor`.
+ * A reversal stores the original transfers with negated amounts and units, so
+ * aggregates net out and positions return exactly to where they were.
+ */
+export interface Transfer {
+  kind: TransferKind;
+  from: string;
+  to: string;
+  amountMinor: number;
+  /** The token type the transfer is about (null for a toll covering a whole reimbursement). */
+  token: string | null;
+  /** Tokens exchanged in the transaction (claim 29); 0 for a toll. */
+  units: number;
+  /** The royalty rate applied, for royalties. */
+  bps?: number;
+}
+
+/** What the mall cleared for one vendor event (a redemption or its reversal). */
+export interface ClearingRecord {
+  eventSeq: number;
+  at: string;
+  type: 'sale' | 'reversal';
+  /** The reversed sale's event seq (reversals only). */
+  saleSeq: number | null;
+  /** Tokens redeemed by type; negative for a reversal. */
+  tokens: Record<string, number>;
+  /** Face value of the tokens redeemed; negative for a reversal. */
+  grossMinor: number;
+  transfers: Transfer[];
+}
+
+/** A vendor event the mall did not clear, and why. */
+export interface FlaggedRecord {
+  vendor: string;
+  batchSeq: number;
+  eventSeq: number;
+  /** The event's own time, or the ingestion time when the event's time is unreadable. */
+  at: string;
+  type: string;
+  reason: string;
+}
+
+export interface PublicJwk {
+  kty: 'OKP';
+  crv: 'Ed25519';
+  x: string;
+  kid: string;
+  alg: 'EdDSA';
+  use: 'sig';
+}
+
+export type PartyKind = 'manufacturer' | 'issuer';
+
+export interface AlarmData {
+  id: string;
+  kind: 'fork';
+  vendor: string;
+  batchSeq: number;
+  storedHash: string;
+  receivedHash: string;
+  kid: string;
+  message: string;
+}
+
+export interface BatchIngestedData {
+  vendor: string;
+  seq: number;
+  hash: string;
+  kid: string;
+  fromSeq: number;
+  toSeq: number;
+  createdAt: string;
+  lastEventSeq: number;
+  lastEventHash: string;
+  /** The signed ack exactly as sent, so a replay returns the same bytes. */
+  ack: FlattenedJws;
+  clearing: ClearingRecord[];
+  flagged: FlaggedRecord[];
+  /** Mall allotments this batch took into the vendor's float: id -> event seq. */
+  allotmentsUsed: { id: string; eventSeq: number }[];
+}
+
+export interface AllotmentIssuedData {
+  id: string;
+  vendor: string;
+  token: string;
+  units: number;
+  reference: string;
+  faceValueMinor: number;
+  /** What the vendor owes for the tokens (mall tokens are bought at face value); 0 otherwise. */
+  purchaseMinor: number;
+  transfers: Transfer[];
+  key: string;
+  bodyHash: string;
+}
+
+export interface MallEventBase {
+  seq: number;
+  prev: string;
+  v: typeof MALL_EVENT_VERSION;
+  at: string;
+}
+
+export type MallEvent = MallEventBase &
+  (
+    | { type: 'vendor.registered'; data: { id: string; name: string } }
+    | { type: 'key.added'; data: { vendor: string; kid: string; jwk: PublicJwk; retired: string | null } }
+    | { type: 'key.retired'; data: { vendor: string; kid: string } }
+    | { type: 'key.revoked'; data: { vendor: string; kid: string; reason: string } }
+    | { type: 'token-type.upserted'; data: TokenType }
+    | { type: 'fees.set'; data: FeeSchedule }
+    | { type: 'party.added'; data: { id: string; name: string; kind: PartyKind } }
+    | { type: 'allotment.issued'; data: AllotmentIssuedData }
+    | { type: 'batch.ingested'; data: BatchIngestedData }
+    | { type: 'alarm.recorded'; data: AlarmData }
+  );
+
+export type MallEventType = MallEvent['type'];
+
+/** Distributes Omit over the union so each event type keeps its own data shape. */
+export type NewMallEvent = MallEvent extends infer E ? (E extends MallEvent ? Omit<E, 'prev' | 'seq' | 'v'> : never) : never;

@@ -1,0 +1,228 @@
+import { timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { fail, isMallposError, MallposError, type WireError } from '../core/index.ts';
+import type { Logger } from '../vendor-server/logger.ts';
+import { matchesHash, type MallConfig } from './config.ts';
+import type { BatchIngestor } from './ingest.ts';
+import type { MallMetrics } from './metrics.ts';
+import { idempotencyKeySchema, parseAdmin } from './schemas.ts';
+import type { MallService } from './service.ts';
+
+export interface MallApiDeps {
+  config: MallConfig;
+  service: MallService;
+  ingestor: BatchIngestor;
+  metrics: MallMetrics;
+  logger: Logger;
+  /** The token of the process that owns the data directory (for local CLI commands). */
+  controlToken: string;
+  startedAt: number;
+}
+
+/** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
+export const ADMIN_BODY_BYTES_MAX = 1024 * 1024;
+
+type Handler = (req: Request, res: Response) => Promise<unknown> | unknown;
+
+/** Wraps a handler: its result is the JSON body; a typed error becomes its status and code. */
+function route(run: Handler) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => run(req, res))
+      .then((body) => {
+        if (!res.headersSent) res.json(body);
+      }, next);
+  };
+}
+
+function param(req: Request, name: string): string {
+  const v = req.params[name];
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128) fail('MALL_ERR_VALIDATION', `missing or over-long ${name}`);
+  return v;
+}
+
+function query(req: Request, name: string): string | undefined {
+  const v = req.query[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function wireOf(err: unknown, logger: Logger): { status: number; wire: WireError } {
+  if (isMallposError(err)) return { status: err.status, wire: err.toWire() };
+  logger.error({ err }, 'unexpected error');
+  return { status: 500, wire: { code: 'MALL_ERR_INTERNAL', message: 'internal error' } };
+}
+
+/**
+ * The mall's HTTP interface. Public (the vendor <-> mall contract, docs/PROTOCOL.md):
+ * POST /v1/batches, GET /v1/vendors/:vendor/{snapshot,cursor,statements},
+ * GET /v1/mall-key, /health, /metrics. Admin (Bearer admin credential): /admin/...
+ * Errors are `{ "error": { code, message, details? } }` with the catalogue's status.
+ */
+export function createMallApi(deps: MallApiDeps): express.Express {
+  const { service, ingestor, metrics, logger, config } = deps;
+  const store = service.store;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  // ---- vendor <-> mall ------------------------------------------------------------
+
+  const batchBody = express.json({ limit: config.batchBodyBytesMax, strict: true, type: () => true });
+  app.post('/v1/batches', batchBody, (req: Request, res: Response, next: NextFunction) => {
+    const started = performance.now();
+    ingestor.ingest(req.body).then(
+      (result) => {
+        metrics.ingestLatency.observe((performance.now() - started) / 1000);
+        if (result.replayed) metrics.replays.inc();
+        res.status(200).type('application/json').send(`{"ack":${result.ackText},"replayed":${result.replayed}}`);
+      },
+      (err: unknown) => next(err),
+    );
+  });
+
+  app.get(
+    '/v1/vendors/:vendor/snapshot',
+    route(async (req) => {
+      await store.flushed();
+      return { snapshot: await service.signedSnapshot(param(req, 'vendor')) };
+    }),
+  );
+  app.get(
+    '/v1/vendors/:vendor/cursor',
+    route(async (req) => {
+      await store.flushed();
+      return service.cursor(param(req, 'vendor'));
+    }),
+  );
+  app.get(
+    '/v1/vendors/:vendor/statements',
+    route(async (req) => {
+      await store.flushed();
+      return { statement: (await service.signedStatement(param(req, 'vendor'), query(req, 'from'), query(req, 'to'))).jws };
+    }),
+  );
+  app.get('/v1/mall-key', route(() => ({ kid: service.keys.kid, jwk: service.keys.publicJwk })));
+  app.get(
+    '/health',
+    route(() => ({
+      ok: true,
+      name: config.name,
+      currency: config.currency,
+      kid: service.keys.kid,
+      journalSeq: store.state.seq,
+      vendors: Object.keys(store.state.vendors).length,
+      batches: store.state.totals.batches,
+      events: store.state.totals.events,
+      alarms: store.state.totals.alarms,
+      uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
+    })),
+  );
+  app.get(
+    '/metrics',
+    route(async (_req, res) => {
+      metrics.journalSeq.set(store.state.seq);
+      res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    }),
+  );
+
+  // ---- admin -----------------------------------------------------------------------
+
+  const admin = express.Router();
+  admin.use((req, _res, next) => {
+    const header = req.header('authorization') ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    if (token === '' || token.length > 200 || !(matchesHash(token, config.adminTokenHash) || sameSecret(token, deps.controlToken))) {
+      next(new MallposError('MALL_ERR_UNAUTHENTICATED', 'send the mall admin credential as "Authorization: Bearer <token>"'));
+      return;
+    }
+    next();
+  });
+  admin.use(express.json({ limit: ADMIN_BODY_BYTES_MAX, strict: true }));
+  // Reads answer only with what is durable.
+  admin.use((req, _res, next) => {
+    if (req.method === 'GET') store.flushed().then(() => next(), next);
+    else next();
+  });
+
+  admin.get('/vendors', route(() => service.vendors()));
+  admin.post('/vendors', route((req) => service.registerVendor(req.body)));
+  admin.get('/vendors/:vendor', route((req) => service.vendorView(param(req, 'vendor'))));
+  admin.post('/vendors/:vendor/keys', route((req) => service.addKey(param(req, 'vendor'), req.body)));
+  admin.post('/vendors/:vendor/keys/:kid/retire', route((req) => service.retireKey(param(req, 'vendor'), param(req, 'kid'))));
+  admin.post('/vendors/:vendor/keys/:kid/revoke', route((req) => service.revokeKey(param(req, 'vendor'), param(req, 'kid'), req.body)));
+
+  admin.get('/token-types', route(() => Object.values(store.state.tokenTypes)));
+  admin.put('/token-types/:code', route((req) => service.upsertTokenType(param(req, 'code'), req.body)));
+  admin.get('/fees', route(() => store.state.fees));
+  admin.put('/fees', route((req) => service.setFees(req.body)));
+  admin.get('/parties', route(() => Object.values(store.state.parties)));
+  admin.post('/parties', route((req) => service.addParty(req.body)));
+
+  admin.get(
+    '/allotments',
+    route((req) => {
+      const vendor = query(req, 'vendor');
+      return Object.values(store.state.allotments).filter((a) => vendor === undefined || a.vendor === vendor);
+    }),
+  );
+  admin.post(
+    '/allotments',
+    route((req) => {
+      const raw = req.header('idempotency-key');
+      if (raw === undefined) fail('MALL_ERR_VALIDATION', 'send an Idempotency-Key header with every allotment');
+      return service.allot(parseAdmin(idempotencyKeySchema, raw), req.body);
+    }),
+  );
+
+  admin.get('/positions', route(() => service.positions()));
+  admin.get('/alarms', route(() => store.state.alarms));
+  admin.get(
+    '/flagged',
+    route((req) => {
+      const vendor = query(req, 'vendor');
+      const vendors = vendor === undefined ? Object.values(store.state.vendors) : [store.state.vendors[vendor]].filter((v) => v !== undefined);
+      return vendors.flatMap((v) => v.flagged);
+    }),
+  );
+  admin.get('/statements', route(async (req) => ({ statements: await service.statements(query(req, 'from'), query(req, 'to')) })));
+
+  app.use('/admin', admin);
+
+  app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const isBatch = req.path === '/v1/batches';
+    const e = err as { type?: string };
+    let status: number;
+    let wire: WireError;
+    if (e.type === 'entity.too.large') {
+      status = 413;
+      wire = { code: 'MALL_ERR_TOO_LARGE', message: `the ${isBatch ? 'batch' : 'request'} is larger than ${isBatch ? config.batchBodyBytesMax : ADMIN_BODY_BYTES_MAX} bytes` };
+    } else if (e.type === 'entity.parse.failed' || e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
+      status = 400;
+      wire = { code: isBatch ? 'MALL_ERR_MALFORMED' : 'MALL_ERR_VALIDATION', message: 'the request body is not valid JSON' };
+    } else if (e.type === 'request.aborted') {
+      res.end();
+      return;
+    } else {
+      ({ status, wire } = wireOf(err, logger));
+    }
+    if (isBatch) {
+      metrics.rejected.inc({ code: wire.code });
+      logger.info({ code: wire.code, message: wire.message }, 'batch refused');
+    } else {
+      metrics.requestsRejected.inc({ code: wire.code });
+    }
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    res.status(status).json({ error: wire });
+  });
+  return app;
+}

@@ -1,0 +1,309 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { flattenedVerify, importJWK, type CryptoKey, type JWK } from 'jose';
+import { z } from 'zod';
+import {
+  ACK_TYP,
+  assert,
+  BATCH_BYTES_MAX,
+  BATCH_TYP,
+  batchPayloadSchema,
+  fail,
+  isMallposError,
+  MallposError,
+  sha256Hex,
+  verifyBatchEvents,
+  type AckPayload,
+  type BatchPayload,
+  type FlattenedJws,
+} from '../core/index.ts';
+import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import type { MallKeys } from './config.ts';
+import type { BatchIngestedData, MallEvent } from './events.ts';
+import { batchIndexOf, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
+import { fromBase64url, signJson, utf8 } from './jws.ts';
+import type { Observations } from './observations.ts';
+import type { MallStore } from './store/store.ts';
+
+export interface IngestResult {
+  /** The ack's exact JSON text (the same bytes on every replay). */
+  ackText: string;
+  ack: AckPayload;
+  replayed: boolean;
+}
+
+export interface IngestHooks {
+  onIngested?: (vendor: string, events: number, flagged: number) => void;
+  onReplayed?: (vendor: string) => void;
+  onAlarm?: (vendor: string, message: string) => void;
+}
+
+const jwsShape = z.strictObject({
+  protected: z.string().min(1).max(4096),
+  payload: z.string().min(1),
+  signature: z.string().min(1).max(512),
+});
+
+const protectedHeader = z.object({
+  alg: z.string(),
+  kid: z.string().min(1).max(128),
+  typ: z.string().optional(),
+  crit: z.unknown().optional(),
+});
+
+function malformed(message: string, details?: Record<string, unknown>): never {
+  throw new MallposError('MALL_ERR_MALFORMED', message, details);
+}
+
+/** Runs one task per vendor at a time; different vendors proceed in parallel. */
+class PerVendorQueue {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(vendor: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(vendor) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const tail = next.catch(() => undefined);
+    this.tails.set(vendor, tail);
+    void tail.then(() => {
+      if (this.tails.get(vendor) === tail) this.tails.delete(vendor);
+    });
+    return next;
+  }
+}
+
+/**
+ * Ingests vendor batches exactly once. The checks, in order (the first failure answers):
+ *  1. JSON and JWS shape, protected header {alg: EdDSA, kid, typ: mallpos-batch+jws},
+ *     payload bytes within BATCH_BYTES_MAX ........................ MALFORMED / TOO_LARGE
+ *  2. the kid names a key of the vendor the payload claims ...... KEY_UNKNOWN / KEY_REVOKED
+ *  3. the signature (jose flattenedVerify, EdDSA only) ........................ SIGNATURE
+ *  4. the payload schema ...................................................... MALFORMED
+ *  5. the vendor is registered ........................................... VENDOR_UNKNOWN
+ *  6. by seq: below the next expected seq, the same bytes are a replay (the stored ack,
+ *     nothing recorded) and other bytes a fork (BATCH_FORK, a tamper alarm recorded);
+ *     above it, BATCH_GAP {expectedSeq}; at it, prevBatchHash must be the last batch's
+ *     hash (BATCH_CHAIN) and the events must continue the vendor's chain and match the
+ *     totals (EVENT_CHAIN / TOTALS / MALFORMED).
+ * Then each event is judged against the registry (judge.ts), the ack is signed, and the
+ * batch.ingested event is committed; the ack is returned only once that is durable.
+ * A refused batch records nothing, except the alarm of a fork.
+ */
+export class BatchIngestor {
+  private readonly queue = new PerVendorQueue();
+  private readonly keyCache = new Map<string, CryptoKey>();
+
+  constructor(
+    private readonly store: MallStore,
+    private readonly mallKeys: MallKeys,
+    private readonly observations: Observations,
+    private readonly archiveDir: string,
+    private readonly hooks: IngestHooks = {},
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  private async publicKey(kid: string, jwk: JWK): Promise<CryptoKey> {
+    const cached = this.keyCache.get(kid);
+    if (cached !== undefined) return cached;
+    const key = (await importJWK(jwk, 'EdDSA')) as CryptoKey;
+    this.keyCache.set(kid, key);
+    return key;
+  }
+
+  async ingest(body: unknown): Promise<IngestResult> {
+    // 1. shape
+    const shape = jwsShape.safeParse(body);
+    if (!shape.success) malformed('the body must be a flattened JWS: {"protected","payload","signature"} and nothing else');
+    const jws = shape.data;
+    const headerBytes = fromBase64url(jws.protected);
+    const headerText = headerBytes === null ? null : utf8(headerBytes);
+    let headerJson: unknown = null;
+    try {
+      headerJson = headerText === null ? null : JSON.parse(headerText);
+    } catch {
+      headerJson = null;
+    }
+    const header = protectedHeader.safeParse(headerJson);
+    if (!header.success) malformed('the protected header must be base64url JSON with alg and kid');
+    if (header.data.alg !== 'EdDSA') malformed(`the batch must be signed with alg EdDSA, not ${header.data.alg.slice(0, 20)}`);
+    if (header.data.typ !== BATCH_TYP) malformed(`the protected header must say typ ${BATCH_TYP}`);
+    if (header.data.crit !== undefined) malformed('the protected header must not carry crit');
+    if (jws.payload.length > Math.ceil((BATCH_BYTES_MAX * 4) / 3) + 4) fail('MALL_ERR_TOO_LARGE', `a batch payload is at most ${BATCH_BYTES_MAX} bytes`);
+    const payloadBytes = fromBase64url(jws.payload);
+    if (payloadBytes === null) malformed('the payload is not base64url');
+    if (payloadBytes.length > BATCH_BYTES_MAX) fail('MALL_ERR_TOO_LARGE', `a batch payload is at most ${BATCH_BYTES_MAX} bytes`);
+    const payloadText = utf8(payloadBytes);
+    let claimed: unknown = null;
+    try {
+      claimed = payloadText === null ? null : JSON.parse(payloadText);
+    } catch {
+      claimed = null;
+    }
+    if (typeof claimed !== 'object' || claimed === null || Array.isArray(claimed)) malformed('the payload is not a JSON object');
+    const claimedVendor = (claimed as { vendor?: unknown }).vendor;
+    if (typeof claimedVendor !== 'string') malformed('the payload names no vendor');
+
+    // 2. key
+    const kid = header.data.kid;
+    const key = this.store.state.keys[kid];
+    if (key === undefined || key.vendor !== claimedVendor) {
+      fail('MALL_ERR_KEY_UNKNOWN', `the mall knows no key ${kid.slice(0, 64)} for vendor ${claimedVendor.slice(0, 40)}`, { kid: kid.slice(0, 64) });
+    }
+    if (key.status === 'revoked') fail('MALL_ERR_KEY_REVOKED', `key ${kid} of ${key.vendor} was revoked at ${key.revokedAt ?? '?'}`, { kid });
+
+    // 3. signature
+    try {
+      await flattenedVerify(jws, await this.publicKey(kid, key.jwk as unknown as JWK), { algorithms: ['EdDSA'] });
+    } catch {
+      fail('MALL_ERR_SIGNATURE', `the batch signature does not verify with key ${kid}`, { kid });
+    }
+
+    // 4. schema (the vendor is authenticated from here on)
+    const parsed = batchPayloadSchema.safeParse(claimed);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return this.refuse(claimedVendor, null, new MallposError('MALL_ERR_MALFORMED', `the batch payload is not valid: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim()));
+    }
+    const payload = parsed.data as BatchPayload;
+
+    // 5. vendor
+    if (this.store.state.vendors[payload.vendor] === undefined) fail('MALL_ERR_VENDOR_UNKNOWN', `no vendor ${payload.vendor} at this mall`);
+
+    // 6. in order, one batch of a vendor at a time
+    const hash = sha256Hex(payloadBytes);
+    return this.queue.run(payload.vendor, () => this.ingestInOrder(jws, payload, hash, kid));
+  }
+
+  /** Notes a refusal of an authenticated batch for reconcile, then throws it. */
+  private async refuse(vendor: string, seq: number | null, err: MallposError): Promise<never> {
+    const v = this.store.state.vendors[vendor];
+    if (v !== undefined) await this.observations.note(vendor, err.code, seq ?? 0, v.lastSeq + 1).catch(() => undefined);
+    throw err;
+  }
+
+  private async ingestInOrder(jws: FlattenedJws, payload: BatchPayload, hash: string, kid: string): Promise<IngestResult> {
+    const vendor = this.store.state.vendors[payload.vendor];
+    assert(vendor !== undefined, `vendor ${payload.vendor} registered`);
+    const expectedSeq = vendor.lastSeq + 1;
+
+    if (payload.seq < expectedSeq) {
+      const storedHash = vendor.batchHashes[payload.seq - 1];
+      const mallSeq = vendor.batchMallSeqs[payload.seq - 1];
+      assert(storedHash !== undefined && mallSeq !== undefined, `batch ${payload.seq} of ${vendor.id} is indexed`);
+      if (storedHash === hash) {
+        const event = await this.store.read(mallSeq);
+        assert(event.type === 'batch.ingested' && event.data.vendor === vendor.id && event.data.seq === payload.seq, `mall event ${mallSeq} is batch ${payload.seq} of ${vendor.id}`);
+        this.hooks.onReplayed?.(vendor.id);
+        const ackText = JSON.stringify(event.data.ack);
+        return { ackText, ack: this.ackPayloadOf(event.data.ack), replayed: true };
+      }
+      await this.recordFork(vendor.id, payload.seq, storedHash, hash, kid);
+      throw new MallposError('MALL_ERR_BATCH_FORK', `batch ${payload.seq} of ${vendor.id} was already ingested with other content: a tamper alarm was recorded`, {
+        seq: payload.seq,
+        storedHash,
+        receivedHash: hash,
+      });
+    }
+    if (payload.seq > expectedSeq) {
+      return this.refuse(vendor.id, payload.seq, new MallposError('MALL_ERR_BATCH_GAP', `batch ${payload.seq} of ${vendor.id} came before batch ${expectedSeq}: send batch ${expectedSeq} first`, { expectedSeq }));
+    }
+    if (payload.prevBatchHash !== vendor.lastBatchHash) {
+      return this.refuse(vendor.id, payload.seq, new MallposError('MALL_ERR_BATCH_CHAIN', `batch ${payload.seq} does not link to batch ${vendor.lastSeq}`, { expectedPrevBatchHash: vendor.lastBatchHash }));
+    }
+    if (payload.fromSeq !== vendor.lastEventSeq + 1) {
+      return this.refuse(vendor.id, payload.seq, new MallposError('MALL_ERR_EVENT_CHAIN', `batch ${payload.seq} starts at event ${payload.fromSeq}, the mall expects event ${vendor.lastEventSeq + 1}`, { expectedFromSeq: vendor.lastEventSeq + 1 }));
+    }
+    let verified;
+    try {
+      verified = verifyBatchEvents(payload, vendor.lastEventHash);
+    } catch (err) {
+      if (isMallposError(err)) return this.refuse(vendor.id, payload.seq, err);
+      throw err;
+    }
+
+    const ingestedAt = this.clock().toISOString();
+    const earlierSales = await this.earlierSales(vendor.id, verified.events, payload.fromSeq);
+    // The queue keeps this vendor's state still while we awaited; check it anyway.
+    assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next`);
+    const judgement = judgeBatch({ vendor: vendor.id, batchSeq: payload.seq, ingestedAt, events: verified.events, state: this.store.state, earlierSales });
+    const ack: AckPayload = {
+      v: 1,
+      vendor: vendor.id,
+      seq: payload.seq,
+      batchHash: hash,
+      lastEventSeq: payload.toSeq,
+      lastEventHash: verified.lastHash,
+      events: verified.events.length,
+      flagged: judgement.flagged.map((f) => ({ eventSeq: f.eventSeq, reason: f.reason })),
+      ingestedAt,
+    };
+    const signedAck = await signJson(ack, this.mallKeys.privateKey, this.mallKeys.kid, ACK_TYP);
+    // The signed batch itself is kept as evidence before the mall commits to it.
+    await this.archive(vendor.id, payload.seq, jws);
+    assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
+    const data: BatchIngestedData = {
+      vendor: vendor.id,
+      seq: payload.seq,
+      hash,
+      kid,
+      fromSeq: payload.fromSeq,
+      toSeq: payload.toSeq,
+      createdAt: payload.createdAt,
+      lastEventSeq: payload.toSeq,
+      lastEventHash: verified.lastHash,
+      ack: signedAck,
+      clearing: judgement.clearing,
+      flagged: judgement.flagged,
+      allotmentsUsed: judgement.allotmentsUsed,
+    };
+    await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
+    this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
+    return { ackText: JSON.stringify(signedAck), ack, replayed: false };
+  }
+
+  private ackPayloadOf(jws: FlattenedJws): AckPayload {
+    return JSON.parse(Buffer.from(jws.payload, 'base64url').toString('utf8')) as AckPayload;
+  }
+
+  /** How the earlier sales named by this batch's reversals ended, read from the batches that held them. */
+  private async earlierSales(vendorId: string, events: readonly { type: string; data: unknown }[], fromSeq: number): Promise<Map<number, SaleOutcome>> {
+    const out = new Map<number, SaleOutcome>();
+    const v = this.store.state.vendors[vendorId];
+    assert(v !== undefined, `vendor ${vendorId} registered`);
+    const read = new Map<number, MallEvent>();
+    for (const e of events) {
+      if (e.type !== 'reversal') continue;
+      const saleSeq = (e.data as { saleSeq?: unknown } | null)?.saleSeq;
+      if (typeof saleSeq !== 'number' || !Number.isSafeInteger(saleSeq) || saleSeq < 1 || saleSeq >= fromSeq || out.has(saleSeq)) continue;
+      const k = batchIndexOf(v.batchFromSeqs, saleSeq);
+      const mallSeq = v.batchMallSeqs[k];
+      if (k < 0 || mallSeq === undefined) continue;
+      let event = read.get(mallSeq);
+      if (event === undefined) {
+        event = await this.store.read(mallSeq);
+        read.set(mallSeq, event);
+      }
+      assert(event.type === 'batch.ingested' && event.data.vendor === vendorId, `mall event ${mallSeq} is a batch of ${vendorId}`);
+      out.set(saleSeq, saleOutcomeIn(event.data, saleSeq));
+    }
+    return out;
+  }
+
+  private async recordFork(vendor: string, batchSeq: number, storedHash: string, receivedHash: string, kid: string): Promise<void> {
+    // A pusher retrying the same forged batch raises one alarm, not one per retry.
+    const seen = this.store.state.alarms.some((a) => a.vendor === vendor && a.batchSeq === batchSeq && a.receivedHash === receivedHash);
+    if (seen) return;
+    const message = `vendor ${vendor} sent a different batch ${batchSeq} (sha256 ${receivedHash.slice(0, 12)}...) than the one ingested (sha256 ${storedHash.slice(0, 12)}...), signed with key ${kid}`;
+    await this.store.commit({
+      type: 'alarm.recorded',
+      at: this.clock().toISOString(),
+      data: { id: `alarm-${String(this.store.state.alarmSerial + 1).padStart(6, '0')}`, kind: 'fork', vendor, batchSeq, storedHash, receivedHash, kid, message },
+    });
+    this.hooks.onAlarm?.(vendor, message);
+  }
+
+  private async archive(vendor: string, seq: number, jws: FlattenedJws): Promise<void> {
+    const dir = join(this.archiveDir, vendor);
+    await mkdir(dir, { recursive: true });
+    await writeFileDurable(join(dir, `batch-${String(seq).padStart(10, '0')}.jws.json`), JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }));
+  }
+}

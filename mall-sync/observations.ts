@@ -1,0 +1,65 @@
+import { DurableJSONFile } from '../vendor-server/storage/index.ts';
+
+/**
+ * What the mall has seen of batches it refused, per vendor: not part of the ledger (a
+ * refused batch changes nothing there), but what reconcile needs to say "batches are
+ * missing". Only refusals from a vendor's own, valid signature are noted, so nobody
+ * else can fake a gap. Kept in a small durable file, written in the background.
+ */
+export interface VendorObservation {
+  /** Highest batch seq seen ahead of the next expected one (MALL_ERR_BATCH_GAP). */
+  aheadSeq: number;
+  aheadAt: string | null;
+  /** Refusals by code. */
+  rejections: Record<string, number>;
+  lastRejectionAt: string | null;
+  lastRejectionCode: string | null;
+}
+
+export interface ObservationData {
+  format: 1;
+  vendors: Record<string, VendorObservation>;
+}
+
+export class Observations {
+  private constructor(
+    private readonly file: DurableJSONFile<ObservationData>,
+    readonly data: ObservationData,
+  ) {}
+
+  static async open(path: string): Promise<Observations> {
+    const file = new DurableJSONFile<ObservationData>(path);
+    let data: ObservationData | null = null;
+    try {
+      data = await file.read();
+    } catch {
+      // A damaged note file loses only monitoring notes, never ledger data: start afresh.
+      data = null;
+    }
+    return new Observations(file, data ?? { format: 1, vendors: {} });
+  }
+
+  of(vendor: string): VendorObservation | null {
+    return this.data.vendors[vendor] ?? null;
+  }
+
+  /** Notes a refusal of an authenticated batch; resolves once the note is on disk. */
+  note(vendor: string, code: string, batchSeq: number, expectedSeq: number): Promise<void> {
+    const o = (this.data.vendors[vendor] ??= { aheadSeq: 0, aheadAt: null, rejections: {}, lastRejectionAt: null, lastRejectionCode: null });
+    const now = new Date().toISOString();
+    o.rejections[code] = (o.rejections[code] ?? 0) + 1;
+    o.lastRejectionAt = now;
+    o.lastRejectionCode = code;
+    if (batchSeq > expectedSeq && batchSeq > o.aheadSeq) {
+      o.aheadSeq = batchSeq;
+      o.aheadAt = now;
+    }
+    return this.file.write(this.data);
+  }
+}
+
+/** A gap is open while a batch was seen ahead of what the mall has ingested. */
+export function openGap(o: VendorObservation | null, nextExpectedSeq: number): { expectedSeq: number; seenSeq: number; seenAt: string | null } | null {
+  if (o === null || o.aheadSeq < nextExpectedSeq) return null;
+  return { expectedSeq: nextExpectedSeq, seenSeq: o.aheadSeq, seenAt: o.aheadAt };
+}

@@ -1,0 +1,150 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isMallposError, MallposError } from '../core/index.ts';
+import { createLogger, type Logger } from '../vendor-server/logger.ts';
+import { loadMallConfig, loadMallKeys, mallPaths, type MallConfig, type MallKeys } from './config.ts';
+import { createMallApi } from './http-api.ts';
+import { BatchIngestor } from './ingest.ts';
+import { DataDirLock } from './lock.ts';
+import { MallMetrics } from './metrics.ts';
+import { Observations } from './observations.ts';
+import { MallService } from './service.ts';
+import { EmbeddedMallStore } from './store/index.ts';
+
+export interface StartMallOptions {
+  dataDir: string;
+  port?: number | undefined;
+  host?: string | undefined;
+  logger?: Logger | undefined;
+  /** Collect Node process metrics too (default true; tests running several malls turn it off). */
+  defaultMetrics?: boolean | undefined;
+  /** The mall's clock (tests). */
+  clock?: (() => Date) | undefined;
+}
+
+export interface RunningMall {
+  url: string;
+  port: number;
+  config: MallConfig;
+  keys: MallKeys;
+  store: EmbeddedMallStore;
+  service: MallService;
+  ingestor: BatchIngestor;
+  metrics: MallMetrics;
+  logger: Logger;
+  /** A token the admin API accepts, valid while this process runs (local CLI commands use it). */
+  controlToken: string;
+  close(): Promise<void>;
+}
+
+function listen(http: HttpServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      http.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') reject(new MallposError('MALL_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use: stop the other process or choose --port`));
+      else if (err.code === 'EACCES') reject(new MallposError('MALL_ERR_PORT_IN_USE', `not allowed to listen on ${host}:${port}`));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new MallposError('MALL_ERR_CONFIG', `cannot listen on ${host}: no such local address`));
+      else reject(err);
+    };
+    const onListening = () => {
+      http.off('error', onError);
+      resolve();
+    };
+    http.once('error', onError);
+    http.once('listening', onListening);
+    http.listen(port, host);
+  });
+}
+
+/** A URL a local client can reach (a wildcard address is reached through loopback). */
+function localUrl(host: string, port: number): string {
+  const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+}
+
+/**
+ * Starts the mall from its data directory: config and key, the data directory lock, the
+ * store (checkpoint + journal replay), then HTTP. Any start-up problem is a typed
+ * MALL_ERR_* error with a message a person can act on, and leaves nothing held.
+ */
+export async function startMallServer(opts: StartMallOptions): Promise<RunningMall> {
+  const config = await loadMallConfig(opts.dataDir);
+  const keys = await loadMallKeys(opts.dataDir);
+  const logger = opts.logger ?? createLogger({ name: 'mall-sync' });
+  const paths = mallPaths(opts.dataDir);
+  const lock = await DataDirLock.acquire(opts.dataDir);
+  const metrics = new MallMetrics(opts.defaultMetrics ?? true);
+  let store: EmbeddedMallStore | null = null;
+  try {
+    store = await EmbeddedMallStore.open({
+      dir: paths.storeDir,
+      segmentBytesMax: config.segmentBytesMax,
+      checkpointEveryEvents: config.checkpointEveryEvents,
+      checkpointEveryMs: config.checkpointEveryMs,
+      onFsync: (ms) => metrics.fsync.observe(ms / 1000),
+      onFatal: (err) => {
+        logger.fatal({ err }, 'mall journal write failed: stopping so that no unacknowledged state is served');
+        process.exit(70);
+      },
+    });
+    if (store.report.truncated !== null) {
+      logger.warn({ torn: store.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');
+    }
+    logger.info({ seq: store.state.seq, checkpointSeq: store.report.checkpointSeq, replayed: store.report.replayed, ms: Math.round(store.report.recoveryMs) }, 'mall store recovered');
+
+    const observations = await Observations.open(paths.observations);
+    const clock = opts.clock ?? (() => new Date());
+    const service = new MallService(store, config, keys, observations, clock);
+    const ingestor = new BatchIngestor(
+      store,
+      keys,
+      observations,
+      paths.archiveDir,
+      {
+        onIngested: (vendor, events, flagged) => {
+          metrics.batches.inc({ vendor });
+          metrics.events.inc(events);
+          metrics.flagged.inc(flagged);
+        },
+        onAlarm: (vendor, message) => {
+          metrics.alarms.inc();
+          logger.error({ vendor, alarm: message }, 'tamper alarm');
+        },
+      },
+      clock,
+    );
+    const startedAt = Date.now();
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, startedAt });
+    const http = createServer(app);
+    // Slow clients must not hold sockets forever.
+    http.requestTimeout = 60_000;
+    http.headersTimeout = 20_000;
+    const host = opts.host ?? config.host;
+    await listen(http, opts.port ?? config.port, host);
+    const port = (http.address() as AddressInfo).port;
+    const url = localUrl(host, port);
+    await lock.setUrl(url);
+    logger.info({ url, kid: keys.kid }, 'mall-sync listening');
+
+    const opened = store;
+    let closing: Promise<void> | null = null;
+    const close = () => {
+      closing ??= (async () => {
+        await new Promise<void>((resolve) => {
+          http.close(() => resolve());
+          http.closeIdleConnections();
+        });
+        await opened.close();
+        await lock.release();
+        logger.info('mall-sync stopped');
+      })();
+      return closing;
+    };
+    return { url, port, config, keys, store: opened, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, close };
+  } catch (err) {
+    await store?.close().catch(() => undefined);
+    await lock.release();
+    if (isMallposError(err)) throw err;
+    throw new MallposError('MALL_ERR_STORE', `the mall cannot start: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,170 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Low } from 'lowdb';
+import { assert, fail } from '../../core/index.ts';
+import { DurableJSONFile, Journal, JournalBacklogError, type OpenReport } from '../../vendor-server/storage/index.ts';
+import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent } from '../events.ts';
+import { applyMallEvent, emptyMallState, type MallState } from './state.ts';
+import type { MallStore } from './store.ts';
+
+export interface EmbeddedStoreOptions {
+  /** Directory of the store: `journal/` and `state/checkpoint.json` go in it. */
+  dir: string;
+  segmentBytesMax?: number;
+  /** A checkpoint is written after this many events or this much time with new events. */
+  checkpointEveryEvents?: number;
+  checkpointEveryMs?: number;
+  onFsync?: (ms: number, lines: number) => void;
+  /** Called when the journal cannot write: the default exits the process (status 70). */
+  onFatal?: (err: Error) => void;
+}
+
+export function storePaths(dir: string) {
+  return { journalDir: join(dir, 'journal'), stateDir: join(dir, 'state'), checkpointFile: join(dir, 'state', 'checkpoint.json') };
+}
+
+// A batch.ingested event carries the clearing of up to BATCH_EVENTS_MAX vendor events.
+const EVENT_BYTES_MAX = 32 * 1024 * 1024;
+
+/**
+ * The mall's default store: the vendor server's append-only, hash-chained,
+ * group-committed Journal (imported, not copied) holding mall events, the materialised
+ * state in memory, and a lowdb checkpoint written durably in the background. On open:
+ * state = last checkpoint + replay of the journal after it, chain verified.
+ */
+export class EmbeddedMallStore implements MallStore {
+  private checkpointRunning: Promise<void> | null = null;
+  private checkpointSeq: number;
+  private checkpointAt = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(
+    readonly state: MallState,
+    readonly journal: Journal,
+    private readonly db: Low<MallState | null>,
+    readonly report: OpenReport & { replayed: number; checkpointSeq: number; recoveryMs: number },
+    private readonly everyEvents: number,
+    private readonly everyMs: number,
+  ) {
+    this.checkpointSeq = state.seq;
+  }
+
+  static async open(opts: EmbeddedStoreOptions): Promise<EmbeddedMallStore> {
+    const started = performance.now();
+    const paths = storePaths(opts.dir);
+    await mkdir(paths.journalDir, { recursive: true });
+    await mkdir(paths.stateDir, { recursive: true });
+
+    const db = new Low<MallState | null>(new DurableJSONFile<MallState | null>(paths.checkpointFile), null);
+    try {
+      await db.read();
+    } catch (err) {
+      fail('MALL_ERR_STORE', (err as Error).message);
+    }
+    const state = db.data ?? emptyMallState();
+    if (state.format !== 1) fail('MALL_ERR_STORE', `${paths.checkpointFile} has format ${String(state.format)}, this mall reads format 1`);
+    const checkpointSeq = state.seq;
+
+    let journal: Journal;
+    let report: OpenReport;
+    try {
+      ({ journal, report } = await Journal.open({
+        dir: paths.journalDir,
+        eventBytesMax: EVENT_BYTES_MAX,
+        ...(opts.segmentBytesMax === undefined ? {} : { segmentBytesMax: opts.segmentBytesMax }),
+        ...(opts.onFsync === undefined ? {} : { onFsync: opts.onFsync }),
+        ...(opts.onFatal === undefined ? {} : { onFatal: opts.onFatal }),
+      }));
+    } catch (err) {
+      fail('MALL_ERR_STORE', `the mall journal cannot be opened: ${(err as Error).message}`);
+    }
+    if (journal.lastSeq < state.seq) {
+      await journal.close();
+      fail('MALL_ERR_STORE', `the mall journal ends at seq ${journal.lastSeq} but the checkpoint covers seq ${state.seq}: journal segments are missing`);
+    }
+    let replayed = 0;
+    try {
+      ({ count: replayed } = await journal.replay(state.seq + 1, state.hash, (rec, event: MallEvent) => {
+        applyMallEvent(state, event, rec.hash);
+      }));
+    } catch (err) {
+      await journal.close().catch(() => undefined);
+      fail('MALL_ERR_STORE', `the mall journal cannot be replayed: ${(err as Error).message}`);
+    }
+    assert(state.seq === journal.lastSeq, `state seq ${state.seq} equals the journal tail ${journal.lastSeq}`);
+    const store = new EmbeddedMallStore(
+      state,
+      journal,
+      db,
+      { ...report, replayed, checkpointSeq, recoveryMs: performance.now() - started },
+      opts.checkpointEveryEvents ?? 10_000,
+      opts.checkpointEveryMs ?? 10 * 60_000,
+    );
+    store.timer = setInterval(() => void store.maybeCheckpoint(), Math.min(store.everyMs, 60_000));
+    store.timer.unref();
+    return store;
+  }
+
+  commit(event: NewMallEvent): Promise<MallEvent> {
+    if (this.closed) fail('MALL_ERR_STORE', 'the mall store is closed');
+    const seq = this.journal.nextSeq;
+    const fields = { seq, v: MALL_EVENT_VERSION, ...event };
+    let rec;
+    try {
+      rec = this.journal.append(fields as Record<string, unknown> & { seq: number });
+    } catch (err) {
+      if (err instanceof JournalBacklogError) fail('MALL_ERR_STORE', err.message);
+      throw err;
+    }
+    const full = { ...fields, prev: this.state.hash } as MallEvent;
+    applyMallEvent(this.state, full, rec.hash);
+    if (this.state.seq - this.checkpointSeq >= this.everyEvents) void this.checkpoint().catch(() => undefined);
+    return rec.durable.then(() => full);
+  }
+
+  async read(seq: number): Promise<MallEvent> {
+    const rec = await this.journal.read(seq);
+    return JSON.parse(rec.text) as MallEvent;
+  }
+
+  flushed(): Promise<void> {
+    return this.journal.flushed();
+  }
+
+  private maybeCheckpoint(): Promise<void> {
+    const due = this.state.seq > this.checkpointSeq && Date.now() - this.checkpointAt >= this.everyMs;
+    return due ? this.checkpoint().catch(() => undefined) : Promise.resolve();
+  }
+
+  /**
+   * Writes the state as of now. The snapshot is taken synchronously at seq S and written
+   * only after the journal is durable up to S, so a checkpoint never claims an event the
+   * journal could still lose.
+   */
+  async checkpoint(): Promise<void> {
+    if (this.checkpointRunning !== null) await this.checkpointRunning;
+    if (this.state.seq === this.checkpointSeq) return;
+    const seq = this.state.seq;
+    const snapshot = structuredClone(this.state);
+    this.checkpointRunning = (async () => {
+      await this.journal.flushed();
+      this.db.data = snapshot;
+      await this.db.write();
+      this.checkpointSeq = seq;
+      this.checkpointAt = Date.now();
+    })().finally(() => {
+      this.checkpointRunning = null;
+    });
+    return this.checkpointRunning;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.journal.flushed();
+    await this.checkpoint();
+    await this.journal.close();
+  }
+}

@@ -1,0 +1,397 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, type CryptoKey } from 'jose';
+import {
+  BATCH_TYP,
+  BATCH_VERSION,
+  batchTotals,
+  sha256Hex,
+  ZERO_HASH,
+  type BatchPayload,
+  type FeeSchedule,
+  type FlattenedJws,
+  type JournalEvent,
+  type TokenType,
+} from '../../core/index.ts';
+import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import { initMall, type InitMallResult } from '../../mall-sync/init.ts';
+import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
+import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config.ts';
+import { initVendor } from '../../vendor-server/init.ts';
+import { LedgerService } from '../../vendor-server/ledger/service.ts';
+import { openLedger, type OpenedLedger } from '../../vendor-server/ledger/store.ts';
+import { createLogger } from '../../vendor-server/logger.ts';
+import type { Journal } from '../../vendor-server/storage/index.ts';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field in tests
+export type Json = any;
+
+export async function tempDir(prefix = 'mallpos-mall-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export const silentLogger = () => createLogger({ level: 'silent', name: 'mall-sync' });
+
+export interface HttpResult {
+  status: number;
+  body: Json;
+  text: string;
+}
+
+export async function http(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
+  const res = await fetch(url, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = null;
+  }
+  return { status: res.status, body: parsed, text };
+}
+
+export interface MallRig {
+  dir: string;
+  init: InitMallResult;
+  mall: RunningMall;
+  admin: MallAdminClient;
+  postBatch: (body: unknown) => Promise<HttpResult>;
+  get: (path: string) => Promise<HttpResult>;
+  restart: () => Promise<void>;
+  close: () => Promise<void>;
+}
+
+/** A mall on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
+export async function startMall(opts: { clock?: () => Date } = {}): Promise<MallRig> {
+  const { dir, cleanup } = await tempDir();
+  const init = await initMall({ dataDir: dir });
+  const start = () => startMallServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: opts.clock });
+  const rig: MallRig = {
+    dir,
+    init,
+    mall: await start(),
+    admin: null as unknown as MallAdminClient,
+    postBatch: (body) => http(`${rig.mall.url}/v1/batches`, 'POST', body),
+    get: (path) => http(`${rig.mall.url}${path}`, 'GET'),
+    async restart() {
+      await rig.mall.close();
+      rig.mall = await start();
+      rig.admin = new MallAdminClient(rig.mall.url, init.adminToken);
+    },
+    async close() {
+      await rig.mall.close();
+      await cleanup();
+    },
+  };
+  rig.admin = new MallAdminClient(rig.mall.url, init.adminToken);
+  return rig;
+}
+
+/** Everything of the store that must not change when a batch is refused. */
+export function storeFingerprint(mall: RunningMall): string {
+  return JSON.stringify({ state: mall.store.state, journalSeq: mall.store.journal.lastSeq });
+}
+
+// ---- vendors and batches ---------------------------------------------------------------
+
+export interface TestKey {
+  privateKey: CryptoKey;
+  kid: string;
+  publicJwk: Record<string, unknown>;
+}
+
+/** A fresh Ed25519 key as a vendor would have: kid = JWK thumbprint. */
+export async function newKey(): Promise<TestKey> {
+  const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  return { privateKey, kid, publicJwk: { kty: 'OKP', crv: 'Ed25519', x: jwk.x as string, kid, alg: 'EdDSA', use: 'sig' } };
+}
+
+export interface BatchCut {
+  payload: BatchPayload;
+  /** The exact payload bytes that are signed and hashed. */
+  text: string;
+  hash: string;
+  jws: FlattenedJws;
+  lastEventHash: string;
+}
+
+export async function signText(text: string, key: CryptoKey, header: Record<string, unknown>): Promise<FlattenedJws> {
+  const jws = await new FlattenedSign(new TextEncoder().encode(text)).setProtectedHeader(header as { alg: string }).sign(key);
+  return { protected: jws.protected as string, payload: jws.payload, signature: jws.signature };
+}
+
+export function signBatch(payload: BatchPayload | string, keys: { privateKey: CryptoKey; kid: string }): Promise<FlattenedJws> {
+  const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  return signText(text, keys.privateKey, { alg: 'EdDSA', kid: keys.kid, typ: BATCH_TYP });
+}
+
+/**
+ * Cuts batches from a vendor journal as the vendor's pusher does: contiguous durable
+ * events, totals from their postings, chained to the previous batch, signed with the
+ * vendor's key. `accept` moves the cursor once the mall acked.
+ */
+export class Batcher {
+  batchSeq = 0;
+  batchHash = ZERO_HASH;
+  eventSeq = 0;
+  eventHash = ZERO_HASH;
+
+  constructor(
+    readonly journal: Journal,
+    readonly vendorId: string,
+    public keys: { privateKey: CryptoKey; kid: string },
+  ) {}
+
+  /** The events after the cursor (at most `max`), or null when none wait. */
+  async cut(max = 2000, createdAt = new Date().toISOString()): Promise<BatchCut | null> {
+    const from = this.eventSeq + 1;
+    const last = Math.min(this.journal.durableSeq, from + max - 1);
+    if (from > last) return null;
+    const texts: string[] = [];
+    const events: JournalEvent[] = [];
+    let lastHash = this.eventHash;
+    for await (const rec of this.journal.iterate(from, last)) {
+      texts.push(rec.text);
+      events.push(JSON.parse(rec.text) as JournalEvent);
+      lastHash = rec.hash;
+    }
+    const payload: BatchPayload = {
+      v: BATCH_VERSION,
+      vendor: this.vendorId,
+      seq: this.batchSeq + 1,
+      prevBatchHash: this.batchHash,
+      fromSeq: from,
+      toSeq: last,
+      createdAt,
+      totals: batchTotals(events),
+      events: texts,
+    };
+    const text = JSON.stringify(payload);
+    return { payload, text, hash: sha256Hex(text), jws: await signBatch(text, this.keys), lastEventHash: lastHash };
+  }
+
+  accept(cut: BatchCut): void {
+    this.batchSeq = cut.payload.seq;
+    this.batchHash = cut.hash;
+    this.eventSeq = cut.payload.toSeq;
+    this.eventHash = cut.lastEventHash;
+  }
+}
+
+export interface VendorRig {
+  dir: string;
+  vendorId: string;
+  keys: VendorKeys;
+  opened: OpenedLedger;
+  ledger: LedgerService;
+  batcher: Batcher;
+  op: { terminal: string | null; cashier: string | null };
+  close: () => Promise<void>;
+}
+
+/** A real vendor ledger (initVendor + openLedger + LedgerService) without a server. */
+export async function startVendor(vendorId = 'acme', demo = false): Promise<VendorRig> {
+  const { dir, cleanup } = await tempDir('mallpos-vendor-');
+  await initVendor({ dataDir: dir, vendorId, storeName: `${vendorId} store`, demo });
+  const keys = await loadKeys(dir);
+  const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId });
+  const ledger = new LedgerService({ vendorId, name: `${vendorId} store`, address: [], currency: 'EUR' }, opened.state, opened.journal);
+  return {
+    dir,
+    vendorId,
+    keys,
+    opened,
+    ledger,
+    batcher: new Batcher(opened.journal, vendorId, keys),
+    op: { terminal: 't001', cashier: null },
+    async close() {
+      await opened.journal.close();
+      await cleanup();
+    },
+  };
+}
+
+// ---- a known registry --------------------------------------------------------------------
+
+/** GTINs of the scenario's products. */
+export const P_PEN = '4006381333931';
+export const P_BREAD = '5901234123457';
+export const P_JUICE = '9001001000021';
+
+export const SCENARIO_FEES: FeeSchedule = {
+  royaltyBps: 250,
+  royaltyBpsByVendor: {},
+  royaltyBpsByToken: { BOB: 100 },
+  reimbursementTollMinor: 7,
+  customerDataTollMinor: 0,
+  exchangeServiceBps: 0,
+};
+
+export function scenarioTokenTypes(): TokenType[] {
+  return [
+    { code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' },
+    { code: 'ACME', name: 'ACME token', kind: 'vendor', issuer: 'acme', faceValueMinor: 5, currency: 'EUR', acceptedBy: ['acme'] },
+    { code: 'BOB', name: 'Bob\'s token', kind: 'vendor', issuer: 'bobs', faceValueMinor: 20, currency: 'EUR', acceptedBy: ['acme', 'bobs'] },
+    { code: 'SUNNY', name: 'Sunny coupon', kind: 'manufacturer', issuer: 'sunny-foods', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*', products: [P_JUICE] },
+  ];
+}
+
+/**
+ * Registers at the mall: vendor acme (the rig's key), vendor bobs (a throwaway key), the
+ * manufacturer sunny-foods, the four token types and the fee schedule.
+ */
+export async function registerScenario(mall: MallRig, vendor: VendorRig, bobsJwk: Record<string, unknown>): Promise<void> {
+  await mall.admin.registerVendor({ id: vendor.vendorId, name: 'ACME Market', jwk: vendor.keys.publicJwk as Record<string, unknown> });
+  await mall.admin.registerVendor({ id: 'bobs', name: 'Bob\'s Books', jwk: bobsJwk });
+  await mall.admin.addParty({ id: 'sunny-foods', name: 'Sunny Foods', kind: 'manufacturer' });
+  for (const tt of scenarioTokenTypes()) await mall.admin.upsertTokenType(tt);
+  await mall.admin.setFees(SCENARIO_FEES);
+}
+
+/** The vendor's catalog and its local copy of the token types. */
+export async function seedVendorCatalog(v: VendorRig, types: TokenType[] = scenarioTokenTypes()): Promise<void> {
+  for (const tt of types) await v.ledger.upsertTokenType(v.op, tt);
+  await v.ledger.upsertProduct(v.op, { code: P_PEN, name: 'Pen', priceMinor: 450, tokenPrices: { ACME: 90, MALL: 45, BOB: 23 } });
+  await v.ledger.upsertProduct(v.op, { code: P_BREAD, name: 'Bread', priceMinor: 289, tokenPrices: { ACME: 58, MALL: 29, SUNNY: 29 } });
+  await v.ledger.upsertProduct(v.op, { code: P_JUICE, name: 'Juice', priceMinor: 249, tokenPrices: { ACME: 50, MALL: 25, SUNNY: 25 } });
+}
+
+let keyCounter = 0;
+export function opKey(prefix = 'op'): string {
+  keyCounter += 1;
+  return `${prefix}:test-${process.pid}-${keyCounter}-${Date.now()}`;
+}
+
+export async function sell(v: VendorRig, card: string, lines: { code: string; qty: number }[], tenders: { token: string; units?: number }[], cashTenderedMinor = 10_000) {
+  return v.ledger.commitSale(v.op, { key: `t001:${opKey('sale')}`, lines, card, tenders, cashTenderedMinor });
+}
+
+/** Cuts the next batch (all waiting events), posts it, and moves the cursor on success. */
+export async function pushAll(mall: MallRig, v: VendorRig): Promise<{ res: HttpResult; cut: BatchCut }> {
+  const cut = await v.batcher.cut();
+  if (cut === null) throw new Error('nothing to push');
+  const res = await mall.postBatch(cut.jws);
+  if (res.status === 200) v.batcher.accept(cut);
+  return { res, cut };
+}
+
+// ---- python jwcrypto -------------------------------------------------------------------------
+
+let pythonCache: string | null | undefined;
+
+/** A python3 that can import jwcrypto (Debian's python3-jwcrypto lives in /usr/bin/python3). */
+export function pythonWithJwcrypto(): string | null {
+  if (pythonCache !== undefined) return pythonCache;
+  pythonCache = null;
+  for (const candidate of ['python3', '/usr/bin/python3', 'python']) {
+    const r = spawnSync(candidate, ['-c', 'import jwcrypto'], { stdio: 'ignore' });
+    if (r.status === 0) {
+      pythonCache = candidate;
+      break;
+    }
+  }
+  return pythonCache;
+}
+
+const VERIFY_PY = `
+import json, sys
+from jwcrypto import jwk, jws
+req = json.load(sys.stdin)
+out = []
+for item in req:
+    token = jws.JWS()
+    token.deserialize(json.dumps(item['jws']))
+    try:
+        token.verify(jwk.JWK(**item['jwk']))
+        out.append({'ok': True, 'payload': token.payload.decode('utf-8'), 'header': token.jose_header})
+    except Exception as e:
+        out.append({'ok': False, 'error': type(e).__name__})
+print(json.dumps(out))
+`;
+
+/** Verifies flattened JWS documents with python's jwcrypto in a child process. */
+export function verifyWithJwcrypto(items: { jws: FlattenedJws; jwk: Record<string, unknown> }[]): { ok: boolean; payload?: string; header?: Record<string, unknown>; error?: string }[] {
+  const python = pythonWithJwcrypto();
+  if (python === null) throw new Error('no python3 with jwcrypto: install python3-jwcrypto (Debian) for the interoperability test');
+  const r = spawnSync(python, ['-c', VERIFY_PY], { input: JSON.stringify(items), encoding: 'utf8', timeout: 20_000 });
+  if (r.status !== 0) throw new Error(`jwcrypto verification failed to run: ${r.stderr}`);
+  return JSON.parse(r.stdout) as { ok: boolean; payload?: string; header?: Record<string, unknown>; error?: string }[];
+}
+
+// ---- child processes ---------------------------------------------------------------------
+
+export interface MallChild {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+}
+
+/** Starts `mall-sync serve` as a child process on an ephemeral port and waits for its URL. */
+export function spawnMall(dataDir: string, timeoutMs = 20_000): Promise<MallChild> {
+  const child = spawn(process.execPath, ['bin/mall-sync.js', 'serve', '--data-dir', dataDir, '--port', '0'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_LEVEL: 'info' },
+  });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mall-sync did not start:\n${out}`));
+    }, timeoutMs);
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`mall-sync exited with ${code}:\n${out}`));
+    };
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (m?.[1] !== undefined) {
+        clearTimeout(timer);
+        child.off('exit', onExit);
+        resolve({ child, url: m[1], output: () => out });
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', onExit);
+  });
+}
+
+export function killHard(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      resolve();
+      return;
+    }
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+/** Runs the mall-sync CLI to completion. */
+export function runMallCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['bin/mall-sync.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
