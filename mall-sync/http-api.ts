@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
 import { fail, isMallposError, MallposError, type WireError } from '../core/index.ts';
 import type { Logger } from '../vendor-server/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
@@ -64,6 +65,8 @@ function wireOf(err: unknown, logger: Logger): { status: number; wire: WireError
  * GET /v1/mall-key, /health, /metrics. Admin (Bearer admin credential): /admin/...
  * Errors are `{ "error": { code, message, details? } }` with the catalogue's status.
  */
+export const VENDOR_REQUEST_AUDIENCE = 'mallpos-mall';
+
 export function createMallApi(deps: MallApiDeps): express.Express {
   const { service, ingestor, metrics, logger, config } = deps;
   const store = service.store;
@@ -100,9 +103,37 @@ export function createMallApi(deps: MallApiDeps): express.Express {
       return service.cursor(param(req, 'vendor'));
     }),
   );
+  /**
+   * A statement is the vendor's business: the request carries a short-lived JWT signed by
+   * one of the vendor's registered, unrevoked keys (aud "mallpos-mall", sub the vendor).
+   */
+  const vendorAuth = async (req: Request, vendor: string): Promise<void> => {
+    const header = req.header('authorization') ?? '';
+    const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    function refuse(why: string): never {
+      return fail('MALL_ERR_UNAUTHENTICATED', `a vendor-signed request is needed: ${why}`);
+    }
+    if (token === '' || token.length > 4096) refuse('no token');
+    let kid: string | undefined;
+    try {
+      kid = decodeProtectedHeader(token).kid;
+    } catch {
+      refuse('the token is malformed');
+    }
+    const key = kid === undefined ? undefined : service.state.keys[kid];
+    if (key === undefined || key.vendor !== vendor) refuse(`the key is not one of ${vendor}'s`);
+    if (key.status === 'revoked') refuse('the key is revoked');
+    try {
+      await jwtVerify(token, await importJWK(key.jwk as JWK, 'EdDSA'), { algorithms: ['EdDSA'], audience: VENDOR_REQUEST_AUDIENCE, subject: vendor, maxTokenAge: '5m' });
+    } catch {
+      refuse('the token does not verify or has expired');
+    }
+  };
+
   app.get(
     '/v1/vendors/:vendor/statements',
     route(async (req) => {
+      await vendorAuth(req, param(req, 'vendor'));
       await store.flushed();
       return { statement: (await service.signedStatement(param(req, 'vendor'), query(req, 'from'), query(req, 'to'))).jws };
     }),

@@ -19,6 +19,7 @@ import {
   type Json,
   type MallRig,
   type VendorRig,
+  vendorAuth,
 } from './helpers.ts';
 
 const today = () => new Date().toISOString().slice(0, 10);
@@ -168,7 +169,7 @@ describe('mall-sync: clearing and flagging what a real vendor ledger sends', fun
     expect(flagged.map((f) => f.eventSeq).sort((a, b) => a - b)).to.deep.equal(Object.values(flaggedSeqs).sort((a, b) => a - b));
     expect(flagged.find((f) => f.eventSeq === notAccepted.seq)).to.include({ vendor: 'acme', type: 'sale', batchSeq: 2 });
     // The statement reports them, signed.
-    const signed = await mall.get(`/v1/vendors/acme/statements?from=${today()}&to=${today()}`);
+    const signed = await mall.get(`/v1/vendors/acme/statements?from=${today()}&to=${today()}`, await vendorAuth(v.keys, 'acme'));
     expect(signed.status, signed.text).to.equal(200);
     const st = await verifyJson<StatementPayload>(signed.body.statement, mallKey, STATEMENT_TYP);
     expect(st.completeness.flaggedEvents).to.equal(Object.keys(flaggedSeqs).length);
@@ -208,11 +209,24 @@ describe('mall-sync: clearing and flagging what a real vendor ledger sends', fun
     expect((await mall.admin.positions()).positions).to.deep.equal(before.positions);
   });
 
+  it('gives a statement only to a request signed by the vendor', async () => {
+    const url = `/v1/vendors/acme/statements?from=${today()}&to=${today()}`;
+    const none = await mall.get(url);
+    expect([none.status, none.body.error.code]).to.deep.equal([401, 'MALL_ERR_UNAUTHENTICATED']);
+    const stranger = await newKey();
+    const forged = await mall.get(url, await vendorAuth(stranger, 'acme'));
+    expect([forged.status, forged.body.error.code]).to.deep.equal([401, 'MALL_ERR_UNAUTHENTICATED']);
+    const wrongAudience = await mall.get(url, await vendorAuth(v.keys, 'acme', 'someone-else'));
+    expect(wrongAudience.status).to.equal(401);
+    const ok = await mall.get(url, await vendorAuth(v.keys, 'acme'));
+    expect(ok.status, ok.text).to.equal(200);
+  });
+
   it('refuses a statement request with a bad range and an unknown vendor', async () => {
-    expect((await mall.get('/v1/vendors/acme/statements?from=2026-13-01&to=2026-12-01')).body.error.code).to.equal('MALL_ERR_VALIDATION');
-    expect((await mall.get('/v1/vendors/acme/statements?from=2026-12-02&to=2026-12-01')).body.error.code).to.equal('MALL_ERR_VALIDATION');
-    expect((await mall.get('/v1/vendors/acme/statements')).body.error.code).to.equal('MALL_ERR_VALIDATION');
-    const unknown = await mall.get('/v1/vendors/nobody/statements?from=2026-12-01&to=2026-12-01');
-    expect([unknown.status, unknown.body.error.code]).to.deep.equal([404, 'MALL_ERR_VENDOR_UNKNOWN']);
+    expect((await mall.get('/v1/vendors/acme/statements?from=2026-13-01&to=2026-12-01', await vendorAuth(v.keys, 'acme'))).body.error.code).to.equal('MALL_ERR_VALIDATION');
+    expect((await mall.get('/v1/vendors/acme/statements?from=2026-12-02&to=2026-12-01', await vendorAuth(v.keys, 'acme'))).body.error.code).to.equal('MALL_ERR_VALIDATION');
+    expect((await mall.get('/v1/vendors/acme/statements', await vendorAuth(v.keys, 'acme'))).body.error.code).to.equal('MALL_ERR_VALIDATION');
+    const unknown = await mall.get('/v1/vendors/nobody/statements?from=2026-12-01&to=2026-12-01', await vendorAuth(v.keys, 'nobody'));
+    expect([unknown.status, unknown.body.error.code]).to.deep.equal([401, 'MALL_ERR_UNAUTHENTICATED']);
   });
 });

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, type CryptoKey } from 'jose';
+import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import {
   BATCH_TYP,
   BATCH_VERSION,
@@ -66,7 +66,7 @@ export interface MallRig {
   mall: RunningMall;
   admin: MallAdminClient;
   postBatch: (body: unknown) => Promise<HttpResult>;
-  get: (path: string) => Promise<HttpResult>;
+  get: (path: string, headers?: Record<string, string>) => Promise<HttpResult>;
   restart: () => Promise<void>;
   close: () => Promise<void>;
 }
@@ -82,7 +82,7 @@ export async function startMall(opts: { clock?: () => Date } = {}): Promise<Mall
     mall: await start(),
     admin: null as unknown as MallAdminClient,
     postBatch: (body) => http(`${rig.mall.url}/v1/batches`, 'POST', body),
-    get: (path) => http(`${rig.mall.url}${path}`, 'GET'),
+    get: (path, headers = {}) => http(`${rig.mall.url}${path}`, 'GET', undefined, headers),
     async restart() {
       await rig.mall.close();
       rig.mall = await start();
@@ -394,4 +394,16 @@ export function runMallCli(args: string[], timeoutMs = 30_000): Promise<{ code: 
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The header of a vendor-signed request (statements are given only to their vendor). */
+export async function vendorAuth(keys: { privateKey: CryptoKey; kid: string }, vendorId: string, audience = 'mallpos-mall'): Promise<Record<string, string>> {
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: 'JWT' })
+    .setSubject(vendorId)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(keys.privateKey);
+  return { authorization: `Bearer ${token}` };
 }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ACK_TYP, BATCH_TYP, SNAPSHOT_TYP, STATEMENT_TYP, sha256Hex } from '../../core/index.ts';
-import { P_PEN, newKey, opKey, pushAll, registerScenario, seedVendorCatalog, sell, startMall, startVendor, verifyWithJwcrypto, type MallRig, type VendorRig } from './helpers.ts';
+import { P_PEN, newKey, opKey, pushAll, registerScenario, seedVendorCatalog, sell, startMall, startVendor, verifyWithJwcrypto, type MallRig, type VendorRig , vendorAuth } from './helpers.ts';
 
 describe('mall-sync: interoperability with another JOSE library (python jwcrypto)', function () {
   this.timeout(60_000);
@@ -29,7 +29,7 @@ describe('mall-sync: interoperability with another JOSE library (python jwcrypto
     const mallJwk = (await mall.get('/v1/mall-key')).body.jwk as Record<string, unknown>;
     const snapshot = (await mall.get('/v1/vendors/acme/snapshot')).body.snapshot;
     const day = new Date().toISOString().slice(0, 10);
-    const statement = (await mall.get(`/v1/vendors/acme/statements?from=${day}&to=${day}`)).body.statement;
+    const statement = (await mall.get(`/v1/vendors/acme/statements?from=${day}&to=${day}`, await vendorAuth(v.keys, 'acme'))).body.statement;
     const tamperedAck = { ...res.body.ack, payload: Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(res.body.ack.payload, 'base64url').toString()), seq: 99 })).toString('base64url') };
     const results = verifyWithJwcrypto([
       { jws: cut.jws, jwk: v.keys.publicJwk as Record<string, unknown> },

@@ -1,6 +1,6 @@
 import { appendFile, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FlattenedSign, flattenedVerify, importJWK, type CryptoKey, type JWK } from 'jose';
+import { FlattenedSign, flattenedVerify, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import {
   ACK_TYP,
   BATCH_EVENTS_MAX,
@@ -382,7 +382,17 @@ export class MallSync {
   }
 
   async fetchStatement(from: string, to: string): Promise<unknown> {
-    const body = (await this.fetchJson(`/v1/vendors/${this.ledger.store.vendorId}/statements?from=${from}&to=${to}`)) as { statement: FlattenedJws };
+    // The mall gives a statement only to its vendor: the request is signed with the vendor key.
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'EdDSA', kid: this.keys.kid, typ: 'JWT' })
+      .setSubject(this.ledger.store.vendorId)
+      .setAudience('mallpos-mall')
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(this.keys.privateKey);
+    const body = (await this.fetchJson(`/v1/vendors/${this.ledger.store.vendorId}/statements?from=${from}&to=${to}`, {
+      headers: { authorization: `Bearer ${token}` },
+    })) as { statement: FlattenedJws };
     return this.verifyMall(body.statement, STATEMENT_TYP);
   }
 
