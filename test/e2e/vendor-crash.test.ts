@@ -54,10 +54,12 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
   it(`keeps every acknowledged sale exactly once over ${ROUNDS} kills`, async () => {
     server = await spawnVendorServer(dir);
     // One customer per terminal, each with plenty of tokens.
+    const allotted = await op('POST', '/api/allotments', { token: 'ACME', units: 100_000_000, reference: 'own tokens for the crash test' }, { 'idempotency-key': randomUUID() });
+    expect(allotted.status, allotted.text).to.equal(200);
     const cards: string[] = [];
     for (let i = 0; i < CLIENTS; i++) {
       const c = JSON.parse((await op('POST', '/api/customers', { name: `Crash customer ${i}` })).text) as { id: string; card: string };
-      const issued = await op('POST', '/api/issuances', { customerId: c.id, token: 'ACME', units: 20_000, reason: 'reward' }, { 'idempotency-key': randomUUID() });
+      const issued = await op('POST', '/api/issuances', { customerId: c.id, token: 'ACME', units: 2_000_000, reason: 'reward' }, { 'idempotency-key': randomUUID() });
       expect(issued.status, issued.text).to.equal(200);
       cards.push(c.card);
     }
