@@ -1,0 +1,108 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { pairTerminal } from '../../terminal/credential.ts';
+import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { startDemoStore, type DemoStore } from './vendor.ts';
+
+/** Debian's chromium; playwright-core ships no browser of its own. */
+export const CHROMIUM_PATH = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+  // A kiosk page in a background tab must still render at full speed (tests, bench).
+  '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding',
+  '--disable-backgrounding-occluded-windows',
+];
+
+/**
+ * Launches headless Debian chromium. Callers close it in an `after` hook; a browser
+ * left open keeps mocha (and the bench) from exiting.
+ */
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+}
+
+export const VIEWPORT_DESKTOP = { width: 1024, height: 768 } as const;
+export const VIEWPORT_SMALL = { width: 390, height: 760 } as const;
+
+/** Opens the cashier screen and waits until it has drawn the terminal's first state. */
+export async function openScreen(browser: Browser, url: string, viewport: { width: number; height: number } = VIEWPORT_DESKTOP): Promise<Page> {
+  const page = await browser.newPage({ viewport });
+  await page.goto(url);
+  await page.waitForSelector('body[data-state-version]', { timeout: 10_000 });
+  return page;
+}
+
+export interface TerminalRig {
+  store: DemoStore;
+  terminal: RunningTerminal;
+  terminalId: string;
+  dataDir: string;
+  /** Stops the terminal (scanner, printer simulator, screen) and the store; removes temp dirs. */
+  close(): Promise<void>;
+}
+
+/**
+ * A demo store and a terminal paired with it the way `pos-terminal pair` does, with the
+ * simulated scanner (socat pty read by the real serialport binding) and the printer
+ * simulator (ESC/POS over TCP), everything on ephemeral ports and temp directories.
+ */
+export async function startTerminalRig(opts: { ackTimeoutMs?: number } = {}): Promise<TerminalRig> {
+  const store = await startDemoStore();
+  const dataDir = await mkdtemp(join(tmpdir(), 'mallpos-term-'));
+  const scanDir = await mkdtemp(join(tmpdir(), 'mallpos-scan-'));
+  let terminal: RunningTerminal | null = null;
+  try {
+    const created = await store.operator('POST', '/api/terminals', { name: 'Till 1' });
+    if (created.status !== 200) throw new Error(`create terminal: ${created.text}`);
+    const credential = await pairTerminal(dataDir, store.server.url, created.body.pairingCode as string);
+    terminal = await startTerminal({
+      dataDir,
+      scanner: 'sim',
+      scannerSimDir: scanDir,
+      printer: 'sim',
+      printerSimPort: 0,
+      port: 0,
+      ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+    });
+    const running = terminal;
+    await waitFor(() => running.app.state().status.server.state === 'connected' && running.app.state().status.scanner.state === 'connected', 10_000, 'terminal connected to store and scanner');
+    return {
+      store,
+      terminal: running,
+      terminalId: credential.terminalId,
+      dataDir,
+      async close() {
+        await running.close();
+        await store.close();
+        await rm(dataDir, { recursive: true, force: true });
+        await rm(scanDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await terminal?.close();
+    await store.close();
+    await rm(dataDir, { recursive: true, force: true });
+    await rm(scanDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** Polls a condition every few milliseconds; throws with `what` after the timeout. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
