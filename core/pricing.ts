@@ -23,7 +23,7 @@ export interface PricedLine {
   unitTokenPrices: Record<string, number>;
 }
 
-/** A tender of tokens: `units` exactly, or as many as the cart can take when omitted. */
+/** A tender of tokens: `units` exactly, or when omitted as many as the customer holds, up to what the cart can take. */
 export interface TokenTender {
   token: string;
   units?: number | undefined;
@@ -70,6 +70,8 @@ export const LINE_QTY_MAX = 9_999;
  *    cover is paid in cash;
  *  - a token type pays only for lines priced in it, where it is accepted, not expired,
  *    and (manufacturer tokens) only for its listed products;
+ *  - a tender without a count takes what the customer holds, up to what the lines it may
+ *    pay can take; with none held it is refused with the shortfall;
  *  - part of a line paid with k of its n token units covers round(total * k / n) minor
  *    units by the rounding rule in money.ts.
  */
@@ -125,7 +127,8 @@ export function priceCart(input: PricingInput): PricedCart {
     if (requested !== undefined && requested > capacity) {
       fail('CORE_ERR_TENDER_EXCESS', `${tt.code} tokens can pay at most ${capacity} here`, { token: tt.code, maxUnits: capacity });
     }
-    const wanted = requested ?? capacity;
+    // Without a count, the tender takes what the customer holds, up to what the cart can take.
+    const wanted = requested ?? (balance > 0 ? Math.min(capacity, balance) : capacity);
     if (wanted > balance) {
       fail('CORE_ERR_INSUFFICIENT_TOKENS', `not enough ${tt.code} tokens: ${sub(wanted, balance)} short`, {
         token: tt.code,

@@ -85,6 +85,8 @@ export interface TerminalAppOptions {
 }
 
 const SCAN_QUEUE_MAX = 64;
+const PRODUCT_CACHE_MAX = 500;
+const PRODUCT_CACHE_MS = 60_000;
 
 /**
  * The terminal: cart, scans, completion and receipts. It never decides a balance; the
@@ -110,6 +112,8 @@ export class TerminalApp {
   private readonly unsubscribe: (() => void)[] = [];
   readonly link: StoreLink;
   private completion: Promise<void> | null = null;
+  /** Products seen lately: a repeat scan shows at once; the server still prices the cart. */
+  private readonly products = new Map<string, { product: ProductView; at: number }>();
 
   private constructor(private readonly opts: TerminalAppOptions) {
     this.link = new StoreLink(opts.credential.server, opts.credential.credential, opts.ackTimeoutMs);
@@ -228,10 +232,19 @@ export class TerminalApp {
       if (this.completing !== null) fail('POS_ERR_BUSY');
       const scan = parseScan(raw);
       if (scan.kind === 'product') {
-        const product = await this.link.request<ProductView>('product:lookup', { code: scan.gtin }).catch((err: unknown) => {
-          if (err instanceof LinkDownError) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
-          throw err;
-        });
+        const cached = this.products.get(scan.gtin);
+        const fresh = cached !== undefined && Date.now() - cached.at < PRODUCT_CACHE_MS && this.link.connected;
+        const product = fresh
+          ? cached.product
+          : await this.link.request<ProductView>('product:lookup', { code: scan.gtin }).catch((err: unknown) => {
+              if (err instanceof LinkDownError) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
+              throw err;
+            });
+        if (!fresh) {
+          this.products.delete(scan.gtin);
+          this.products.set(scan.gtin, { product, at: Date.now() });
+          if (this.products.size > PRODUCT_CACHE_MAX) this.products.delete(this.products.keys().next().value as string);
+        }
         this.cart = carts.addProduct(this.cart, product, raw);
         this.refund = null;
         this.lastSale = null;

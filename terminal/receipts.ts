@@ -24,6 +24,7 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
   if (sale.cash.dueMinor > 0) tenders.push({ label: 'Cash', amount: money(sale.cash.dueMinor) });
   const balancesSource = data.refund?.balancesAfter ?? sale.balancesAfter ?? {};
   const footer: string[] = [];
+  if (data.refund !== null) footer.push(`Refund of sale ${sale.saleId} (${sale.at.slice(0, 10)})`);
   if (sale.customer !== null) footer.push(`Customer: ${sale.customer.name} (${sale.customer.card})`);
   if (data.refund !== null) {
     footer.push(`REFUNDED as ${data.refund.refundId}`);

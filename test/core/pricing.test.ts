@@ -257,20 +257,28 @@ describe('core/pricing', () => {
         [COFFEE, 2],
         [CHOC, 5],
       ]; // 70 + 100 = 170 ACME
-      for (const tenders of [[{ token: 'ACME' }], [{ token: 'ACME', units: 170 }]]) {
-        const e = expectCode(() => priceCart(input(lines, tenders, { ACME: 50 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
+      {
+        const e = expectCode(() => priceCart(input(lines, [{ token: 'ACME', units: 170 }], { ACME: 50 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
         expect(e.message).to.equal('not enough ACME tokens: 120 short');
         expect(e.details).to.deep.equal({ token: 'ACME', shortUnits: 120 });
       }
+      // Without a count the tender takes what is held, and the rest is cash.
+      const held = priceCart(input(lines, [{ token: 'ACME' }], { ACME: 50 }));
+      expect(held.debits).to.deep.equal({ ACME: 50 });
+      expect(held.cashDueMinor).to.be.above(0);
+      // With nothing held, the shortfall is everything the cart could take.
+      const empty = expectCode(() => priceCart(input(lines, [{ token: 'ACME' }], { ACME: 0 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
+      expect(empty.message).to.equal('not enough ACME tokens: 170 short');
       const e = expectCode(() => priceCart(input(lines, [{ token: 'ACME', units: 60 }], { ACME: 50 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
       expect(e.details?.shortUnits).to.equal(10);
       // At the boundary: a balance of exactly what is wanted pays; one unit less is 1 short.
       expect(priceCart(input(lines, [{ token: 'ACME' }], { ACME: 170 })).debits).to.deep.equal({ ACME: 170 });
       expect(priceCart(input(lines, [{ token: 'ACME', units: 60 }], { ACME: 60 })).debits).to.deep.equal({ ACME: 60 });
-      for (const tenders of [[{ token: 'ACME' }], [{ token: 'ACME', units: 170 }]]) {
-        const one = expectCode(() => priceCart(input(lines, tenders, { ACME: 169 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
+      {
+        const one = expectCode(() => priceCart(input(lines, [{ token: 'ACME', units: 170 }], { ACME: 169 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
         expect(one.message).to.equal('not enough ACME tokens: 1 short');
         expect(one.details).to.deep.equal({ token: 'ACME', shortUnits: 1 });
+        expect(priceCart(input(lines, [{ token: 'ACME' }], { ACME: 169 })).debits).to.deep.equal({ ACME: 169 });
       }
       // No balance at all in that token.
       const none = expectCode(() => priceCart(input(lines, [{ token: 'MALL', units: 7 }], { ACME: 50 })), 'CORE_ERR_INSUFFICIENT_TOKENS');
@@ -434,6 +442,7 @@ describe('core/pricing', () => {
               const shortUnits = e.details?.shortUnits as number;
               expect(shortUnits).to.be.above(0);
               if (tender?.units !== undefined) expect(shortUnits).to.equal(tender.units - (balances[token] ?? 0));
+              else expect(balances[token] ?? 0, 'a tender without a count fails only when nothing is held').to.equal(0);
               expect(e.message).to.equal(`not enough ${token} tokens: ${shortUnits} short`);
             }
             if (e.code === 'CORE_ERR_TENDER_EXCESS') expect(tender?.units).to.be.above(e.details?.maxUnits as number);
@@ -502,9 +511,14 @@ describe('core/pricing', () => {
               else if (a.units < full) partial++;
             });
           }
-          // A tender with units omitted takes every line it may pay that no earlier tender touched.
+          // A tender with units omitted takes every line it may pay that no earlier tender
+          // touched, unless the customer's balance runs out first: then it takes all of it.
           const before = new Set<number>();
           for (const t of s.tenders) {
+            if (t.units === undefined && cart.debits[t.token] !== undefined && cart.debits[t.token] === (balances[t.token] ?? 0)) {
+              for (const a of cart.allocations) if (a.token === t.token) before.add(a.lineNo);
+              continue;
+            }
             if (t.units === undefined) {
               s.lines.forEach((l, i) => {
                 const mayPay = l.product.tokenPrices[t.token] !== undefined && (t.token !== 'MFR' || s.mfrProducts.includes(l.product.gtin));
