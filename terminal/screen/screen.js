@@ -208,6 +208,12 @@ function render() {
 const SERVER_TEXT = { connecting: 'connecting…', connected: 'connected', offline: 'unreachable', revoked: 'revoked', unauthorised: 'not paired' };
 const PRINTER_TEXT = { ready: 'ready', 'paper-out': 'out of paper', 'cover-open': 'cover open', offline: 'offline', unreachable: 'unreachable' };
 
+function formatAge(seconds) {
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${Math.round(seconds / 3600)} h`;
+}
+
 function setStatus(testid, level, value, title) {
   const li = byTestId(testid);
   li.dataset.state = level;
@@ -234,12 +240,25 @@ function renderHeader(s) {
   setStatus('status-printer', printer.printer === 'ready' ? 'ok' : 'bad', PRINTER_TEXT[printer.printer] ?? printer.printer, printer.lastError);
   setStatus('status-receipts', printer.waiting > 0 ? 'warn' : 'ok', String(printer.waiting));
 
+  // The store's sync with the mall: sales keep working while it waits.
+  const sync = server.server?.sync;
+  const mall = byTestId('status-mall');
+  mall.hidden = sync === undefined || !sync.configured;
+  if (sync !== undefined && sync.configured) {
+    const age = sync.oldestWaitingAgeS;
+    const behind = sync.eventsWaiting > 0 && age !== null && age > 60;
+    const level = sync.snapshotStale ? 'bad' : behind || sync.lastError !== null ? 'warn' : 'ok';
+    const value = sync.eventsWaiting === 0 ? 'up to date' : `${sync.eventsWaiting} waiting${age !== null && age > 5 ? `, oldest ${formatAge(age)}` : ''}`;
+    setStatus('status-mall', level, value, sync.lastError ?? '');
+  }
+
   // The problems in words, so that nobody has to hover to learn what to do.
   const problems = [];
   if (server.state !== 'connected' && server.state !== 'connecting') problems.push(server.detail ?? 'the store server is unreachable');
   if (scanner.state === 'disconnected') problems.push(`scanner disconnected${scanner.error ? `: ${scanner.error}` : ''}${scanner.retryInMs ? `; retrying in ${Math.ceil(scanner.retryInMs / 1000)} s` : ''}`);
   if (printer.printer !== 'ready') problems.push(printer.lastError ?? `printer ${PRINTER_TEXT[printer.printer] ?? printer.printer}`);
   if (printer.waiting > 0) problems.push(`${printer.waiting} receipt${printer.waiting === 1 ? '' : 's'} waiting to print`);
+  if (sync?.configured && sync.snapshotStale) problems.push('the store has not heard from the mall for too long: mall tokens and coupons cannot be taken until it does');
   const detail = byTestId('status-detail');
   detail.hidden = problems.length === 0;
   detail.textContent = problems.map(sentence).join(' ');
