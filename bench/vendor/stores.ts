@@ -16,6 +16,7 @@ export const TERMINALS = 20;
 
 /** Commits in flight at once while building: enough for group commit to batch them, few enough to bound memory. */
 const BUILD_CONCURRENCY = 4_000;
+const HTTP_TIMEOUT_MS = 10_000;
 const OPERATOR: Actor = { terminal: null, cashier: null };
 
 export interface BuiltStore {
@@ -136,6 +137,7 @@ export async function pairTerminals(url: string, operatorToken: string, cardsFor
       method: 'POST',
       headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name: `Bench till ${t + 1}` }),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
     });
     const body = (await created.json()) as { pairingCode?: string };
     if (!created.ok || body.pairingCode === undefined) throw new Error(`creating a terminal failed: ${created.status} ${JSON.stringify(body)}`);
@@ -143,6 +145,7 @@ export async function pairTerminals(url: string, operatorToken: string, cardsFor
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ code: body.pairingCode }),
+      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
     });
     const p = (await paired.json()) as { terminalId?: string; credential?: string };
     if (!paired.ok || p.terminalId === undefined || p.credential === undefined) throw new Error(`pairing failed: ${paired.status} ${JSON.stringify(p)}`);
@@ -167,7 +170,7 @@ export async function writeSqliteSeed(path: string, cards: string[], unitsPerCus
 
 /** Scrapes a Prometheus histogram's sum and count from /metrics. */
 export async function histogram(url: string, name: string): Promise<{ sum: number; count: number } | null> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) })).text();
   const sum = new RegExp(`^${name}_sum(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   const count = new RegExp(`^${name}_count(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   return sum === undefined || count === undefined ? null : { sum: Number(sum), count: Number(count) };
