@@ -108,7 +108,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
         metrics.commitLatency.observe(ms / 1000);
         if (event.type === 'sale') metrics.sales.inc();
         if (event.type === 'reversal') metrics.refunds.inc();
-        if (state.seq - opened.checkpoints.seq >= checkpointEvery) {
+        if (!opened.checkpoints.writing && state.seq - opened.checkpoints.seq >= checkpointEvery) {
           opened.checkpoints.now().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
         }
       },

@@ -56,6 +56,22 @@ export interface LedgerState {
 export const CUSTOMER_RECENT_MAX = 50;
 export const KEYS_MAX_DEFAULT = 1_000_000;
 
+/**
+ * One long-lived iterator per key map: a fresh `keys()` iterator would walk past every
+ * entry deleted so far, making each eviction slower than the last. A Map iterator stays
+ * valid across deletions and sees insertions at the end, which is exactly FIFO order.
+ */
+const keyIterators = new WeakMap<Map<string, IdempotencyEntry>, Iterator<string>>();
+
+function oldestKeys(keys: Map<string, IdempotencyEntry>): Iterator<string> {
+  let it = keyIterators.get(keys);
+  if (it === undefined) {
+    it = keys.keys();
+    keyIterators.set(keys, it);
+  }
+  return it;
+}
+
 export function emptyState(vendorId: string, genesisHash: string): LedgerState {
   return {
     format: 1,
@@ -151,7 +167,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
   if (event.key !== null && event.bodyHash !== null) {
     state.keys.set(event.key, { seq: event.seq, bodyHash: event.bodyHash });
     if (state.keys.size > keysMax) {
-      const oldest = state.keys.keys().next();
+      const oldest = oldestKeys(state.keys).next();
       if (oldest.done !== true) state.keys.delete(oldest.value);
     }
   }

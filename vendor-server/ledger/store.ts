@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { fail, type JournalEvent } from '../../core/index.ts';
-import { DurableJSONFile, GENESIS_HASH, Journal, type OpenReport } from '../storage/index.ts';
+import { DurableJSONFile, GENESIS_HASH, Journal, writeFileDurable, type OpenReport } from '../storage/index.ts';
 import { applyEvent, emptyState, fromSnapshot, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 
 export interface OpenLedgerOptions {
@@ -61,7 +61,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: JournalEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
   });
-  const checkpoints = new Checkpointer(db, state, journal);
+  const checkpoints = new Checkpointer(paths.checkpointFile, db, state, journal, CHECKPOINT_DEFAULTS, checkpointSeq);
   return { journal, state, checkpoints, report, replayed: count, checkpointSeq, recoveryMs: performance.now() - started };
 }
 
@@ -84,16 +84,24 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
+    private readonly file: string,
     private readonly db: Low<StateSnapshot | null>,
     private readonly state: LedgerState,
     private readonly journal: Journal,
     private readonly policy: CheckpointPolicy = CHECKPOINT_DEFAULTS,
+    /** The seq the checkpoint on disk covers (events replayed after it are not yet in it). */
+    checkpointSeq: number = state.seq,
   ) {
-    this.lastSeq = state.seq;
+    this.lastSeq = checkpointSeq;
   }
 
   get seq(): number {
     return this.lastSeq;
+  }
+
+  /** Whether a checkpoint is being written now (callers do not queue another). */
+  get writing(): boolean {
+    return this.running !== null;
   }
 
   startTimer(): void {
@@ -109,7 +117,9 @@ export class Checkpointer {
   }
 
   async now(): Promise<void> {
-    if (this.running !== null) await this.running;
+    // One checkpoint at a time: callers that arrive while one is written wait for it and
+    // start at most one more, never a queue of full copies of the state.
+    while (this.running !== null) await this.running;
     if (this.state.seq === this.lastSeq) return;
     this.running = this.write().finally(() => {
       this.running = null;
@@ -119,16 +129,27 @@ export class Checkpointer {
 
   private async write(): Promise<void> {
     const seq = this.state.seq;
-    const snapshot = JSON.parse(JSON.stringify(toSnapshot(this.state))) as StateSnapshot;
+    // Serialised once, synchronously, at seq S; written only once the journal is durable
+    // up to S. Non-ASCII is escaped so the file reads back as a compact one-byte string.
+    const text = asciiJson(toSnapshot(this.state));
     await this.journal.flushed();
-    this.db.data = snapshot;
-    await this.db.write();
+    await writeFileDurable(this.file, text);
     this.lastSeq = seq;
     this.lastAt = Date.now();
+  }
+
+  /** The lowdb handle of the checkpoint (read at start-up through the durable adapter). */
+  get store(): Low<StateSnapshot | null> {
+    return this.db;
   }
 
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     await this.now();
   }
+}
+
+/** JSON with every non-ASCII character escaped as \uXXXX (still plain JSON). */
+export function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -1,0 +1,69 @@
+import { readFile } from 'node:fs/promises';
+import { expect } from 'chai';
+import { EVENT_VERSION, type JournalEvent } from '../../core/index.ts';
+import { applyEvent, emptyState } from '../../vendor-server/ledger/state.ts';
+import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
+import { GENESIS_HASH } from '../../vendor-server/storage/index.ts';
+import { tempDir } from '../helpers/vendor.ts';
+
+function productEvent(seq: number, key: string | null): JournalEvent {
+  return {
+    seq,
+    prev: '',
+    v: EVENT_VERSION,
+    vendor: 'acme',
+    at: '2026-11-28T10:00:00.000Z',
+    terminal: null,
+    cashier: null,
+    key,
+    bodyHash: key === null ? null : 'h',
+    type: 'product.upserted',
+    postings: [],
+    data: { gtin: '4006381333931', name: `Pen ${seq} Müsli`, priceMinor: 450, tokenPrices: { ACME: 90 } },
+  };
+}
+
+describe('vendor-server: ledger state and checkpoints', () => {
+  it('keeps the newest idempotency keys and drops the oldest first', () => {
+    const state = emptyState('acme', GENESIS_HASH);
+    for (let seq = 1; seq <= 3_000; seq++) applyEvent(state, productEvent(seq, `t001:k${seq}`), `h${seq}`, 1_000);
+    expect(state.keys.size).to.equal(1_000);
+    expect(state.keys.has('t001:k2000')).to.equal(false);
+    expect(state.keys.has('t001:k2001')).to.equal(true);
+    expect(state.keys.get('t001:k3000')?.seq).to.equal(3_000);
+  });
+
+  it('serves many concurrent checkpoint requests with one write, counts from the checkpoint on disk, and writes ASCII', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      let opened = await openLedger({ dataDir: dir, vendorId: 'acme' });
+      for (let seq = 1; seq <= 50; seq++) {
+        const { prev: _prev, ...fields } = productEvent(seq, null);
+        const rec = opened.journal.append(fields as Record<string, unknown> & { seq: number });
+        applyEvent(opened.state, { ...productEvent(seq, null), prev: opened.state.hash }, rec.hash);
+      }
+      await opened.journal.flushed();
+      await opened.journal.close();
+
+      // Reopened: 50 events replayed, none in a checkpoint yet.
+      opened = await openLedger({ dataDir: dir, vendorId: 'acme' });
+      expect(opened.replayed).to.equal(50);
+      expect(opened.checkpoints.seq).to.equal(0);
+      const calls = Array.from({ length: 50 }, () => opened.checkpoints.now());
+      expect(opened.checkpoints.writing).to.equal(true);
+      await Promise.all(calls);
+      expect(opened.checkpoints.seq).to.equal(50);
+      const text = await readFile(ledgerPaths(dir).checkpointFile, 'utf8');
+      expect([...text].every((c) => c.charCodeAt(0) < 128)).to.equal(true);
+      expect(JSON.parse(text).products['4006381333931'].name).to.equal('Pen 50 Müsli');
+      await opened.journal.close();
+
+      opened = await openLedger({ dataDir: dir, vendorId: 'acme' });
+      expect(opened.replayed).to.equal(0);
+      expect(opened.state.seq).to.equal(50);
+      await opened.journal.close();
+    } finally {
+      await cleanup();
+    }
+  });
+});
