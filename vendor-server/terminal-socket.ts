@@ -145,7 +145,7 @@ export class TerminalGateway {
         const req = parse(saleCommitRequest, p);
         checkKeyOwner(req.key, socket.data.terminalId);
         const result = await ledger.commitSale(actor(), req);
-        logger.info({ terminal: socket.data.terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
+        logger.debug({ terminal: socket.data.terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
         return result;
       }),
     );

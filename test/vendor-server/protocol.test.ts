@@ -153,7 +153,7 @@ describe('vendor server: terminal protocol over socket.io', function () {
     it('never lets two concurrent sales spend the same tokens', async () => {
       const units = balance('ACME');
       const big = Math.floor(units / 90) >= 1 ? Math.ceil((units / 90) * 0.6) : 1;
-      const sale = () => call<SaleResult>(socket, 'sale:commit', { key: key(), lines: [{ code: PEN, qty: big }], card, tenders: [{ token: 'ACME' }], cashTenderedMinor: 0 });
+      const sale = () => call<SaleResult>(socket, 'sale:commit', { key: key(), lines: [{ code: PEN, qty: big }], card, tenders: [{ token: 'ACME', units: 90 * big }], cashTenderedMinor: 0 });
       const results = await Promise.all([sale(), sale()]);
       const oks = results.filter((r) => r.ok);
       expect(oks).to.have.length(1);

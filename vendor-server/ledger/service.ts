@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   allotmentPostings,
   assert,
@@ -91,8 +92,11 @@ export class LedgerService {
     assert(journal.lastSeq === state.seq, `journal tail ${journal.lastSeq} equals state seq ${state.seq}`);
   }
 
+  private tokenTypeMap: Map<string, TokenType> | null = null;
+
   get tokenTypes(): ReadonlyMap<string, TokenType> {
-    return new Map(Object.entries(this.state.tokenTypes));
+    this.tokenTypeMap ??= new Map(Object.entries(this.state.tokenTypes));
+    return this.tokenTypeMap;
   }
 
   stopAccepting(): void {
@@ -100,7 +104,7 @@ export class LedgerService {
   }
 
   /** Journals an event, applies it, and resolves once it is durable. */
-  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+  private async commit(event: NewEvent, plan?: Map<string, number>): Promise<{ event: JournalEvent; hash: string }> {
     const started = performance.now();
     let rec;
     try {
@@ -111,7 +115,8 @@ export class LedgerService {
       throw err;
     }
     const full = { ...event, prev: this.state.hash } as JournalEvent;
-    applyEvent(this.state, full, rec.hash, this.keysMax);
+    applyEvent(this.state, full, rec.hash, this.keysMax, plan);
+    if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
     await rec.durable;
     this.hooks.onCommitted?.(full, performance.now() - started);
     return { event: full, hash: rec.hash };
@@ -224,7 +229,7 @@ export class LedgerService {
   }
 
   async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
-    const hash = bodyHash({ lines: input.lines, card: input.card, tenders: input.tenders, cash: input.cashTenderedMinor });
+    const hash = saleBodyHash(input);
     const earlier = this.seen(input.key, hash);
     if (earlier !== null) {
       await this.settled(input.key);
@@ -235,7 +240,7 @@ export class LedgerService {
     const priced = this.price(input);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
-    if (postings.length > 0) planPostings(bookOf(this.state), postings);
+    const plan = postings.length > 0 ? planPostings(bookOf(this.state), postings) : undefined;
 
     const base = this.base(actor, input.key, hash);
     const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
@@ -259,7 +264,7 @@ export class LedgerService {
       },
     };
     return this.once(input.key, async () => {
-      const { event: done } = await this.commit(event);
+      const { event: done } = await this.commit(event, plan);
       return this.toSaleResult(done);
     });
   }
@@ -472,4 +477,18 @@ export class LedgerService {
   static isTyped(err: unknown): err is MallposError {
     return err instanceof MallposError;
   }
+}
+
+/**
+ * The hash of a sale request, over its fields in a fixed order. The request was already
+ * validated, so its shape is known and no general canonicalisation is needed.
+ */
+export function saleBodyHash(input: SaleInput): string {
+  const body = {
+    lines: input.lines.map((l) => ({ code: l.code, qty: l.qty })),
+    card: input.card,
+    tenders: input.tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })),
+    cash: input.cashTenderedMinor,
+  };
+  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
 }

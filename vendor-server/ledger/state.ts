@@ -116,10 +116,18 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
  * any failure here means the journal and the rules disagree: an assertion, not a
  * typed error.
  */
-export function applyEvent(state: LedgerState, event: JournalEvent, hash: string, keysMax = KEYS_MAX_DEFAULT): void {
+export function applyEvent(state: LedgerState, event: JournalEvent, hash: string, keysMax = KEYS_MAX_DEFAULT, plan?: Map<string, number>): void {
   assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
   assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
-  if (event.postings.length > 0) applyPostings(bookOf(state), event.postings);
+  if (plan !== undefined) {
+    // The caller planned exactly these postings against this state a moment ago (no
+    // yield in between), so the planned balances are the result.
+    const book = bookOf(state);
+    for (const [k, units] of plan) {
+      const i = k.indexOf('\u0000');
+      book.set(k.slice(0, i), k.slice(i + 1), units);
+    }
+  } else if (event.postings.length > 0) applyPostings(bookOf(state), event.postings);
 
   switch (event.type) {
     case 'sale': {
