@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
-import { openLedger } from '../../vendor-server/ledger/store.ts';
+import { CHECKPOINT_DEFAULTS, openLedger } from '../../vendor-server/ledger/store.ts';
 import { salePayload, SALE_TOKEN, type BenchTerminal } from './load.ts';
 
 /**
@@ -37,8 +37,11 @@ export interface BuildOptions {
   unitsPerCustomer: number;
   /** Sales are committed until the journal holds this many events (0: none). */
   eventsTarget: number;
-  /** Whether to write a checkpoint covering everything at the end. */
-  checkpoint: boolean;
+  /**
+   * true: a checkpoint covering everything at the end; 'policy': checkpoints every
+   * 100,000 events while building, as the server does, so the last one lags behind.
+   */
+  checkpoint: boolean | 'policy';
   progress?: (text: string) => void;
 }
 
@@ -104,7 +107,11 @@ export async function buildStore(dir: string, opts: BuildOptions): Promise<Built
         sales,
         (i) => {
           const terminal = terminals[i % TERMINALS] as BenchTerminal;
-          return ledger.commitSale({ terminal: terminal.id, cashier: null }, salePayload(terminal, Math.floor(i / TERMINALS)));
+          const done = ledger.commitSale({ terminal: terminal.id, cashier: null }, salePayload(terminal, Math.floor(i / TERMINALS)));
+          if (opts.checkpoint === 'policy' && !opened.checkpoints.writing && ledger.state.seq - opened.checkpoints.seq >= CHECKPOINT_DEFAULTS.everyEvents) {
+            void opened.checkpoints.now();
+          }
+          return done;
         },
         (done) => {
           if (opts.progress !== undefined && performance.now() - lastReport > 5_000) {
@@ -114,7 +121,8 @@ export async function buildStore(dir: string, opts: BuildOptions): Promise<Built
         },
       );
     }
-    if (opts.checkpoint) await opened.checkpoints.now();
+    if (opts.checkpoint === true) await opened.checkpoints.now();
+    while (opened.checkpoints.writing) await new Promise((r) => setTimeout(r, 20));
     return {
       dir,
       operatorToken: init.operatorToken,
