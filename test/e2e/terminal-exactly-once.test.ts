@@ -7,7 +7,7 @@ import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
-import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
+import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
@@ -71,16 +71,6 @@ async function eventsWithKey(store: Store, key: string): Promise<number> {
 async function acmeBalance(store: Store): Promise<number> {
   const c = JSON.parse((await op(store, 'GET', `/api/customers?card=${CARD}`)).text) as { balances: { token: string; units: number }[] }[];
   return c[0]?.balances.find((b) => b.token === 'ACME')?.units ?? 0;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /**

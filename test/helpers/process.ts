@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -9,34 +10,52 @@ export interface ChildServer {
   output: () => string;
 }
 
-/** Starts `vendor-server start` as a child process on an ephemeral port and waits for its URL. */
-export function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['bin/vendor-server.js', 'start', '--data-dir', dataDir, '--port', String(port)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LOG_LEVEL: 'info' },
-  });
+/** The URL a server logs as JSON when it listens ({"url":"http://..."}). */
+export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
+
+/**
+ * Starts one of the project's executables as a child process and waits until its output
+ * matches `ready` (whose first group is the URL it serves).
+ */
+export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildServer> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`vendor server did not start:\n${out}`));
+      reject(new Error(`${bin} did not start:\n${out}`));
     }, timeoutMs);
-    const onData = (d: Buffer) => {
+    const onExit = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited with ${code}:\n${out}`));
+    };
+    child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      const m = ready.exec(out);
       if (m?.[1] !== undefined) {
         clearTimeout(timer);
+        child.off('exit', onExit);
         resolve({ child, url: m[1], output: () => out });
       }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`vendor server exited with ${code}:\n${out}`));
     });
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', onExit);
   });
+}
+
+/** Starts `vendor-server start` as a child process and waits for its URL. */
+export function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer> {
+  return spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+}
+
+/** Starts `pos-terminal start` as a child process and waits for its screen URL. */
+export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
+  return spawnUntil('bin/pos-terminal.js', ['start', ...args], /Cashier screen: (http:\/\/\S+)/, timeoutMs);
+}
+
+/** Starts `mall-sync serve` as a child process and waits for its URL. */
+export function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer> {
+  return spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
 }
 
 export function killHard(child: ChildProcess): Promise<void> {
@@ -50,9 +69,9 @@ export function killHard(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Runs the vendor-server CLI to completion. */
-export function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['bin/vendor-server.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs one of the project's executables to completion. */
+export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -66,9 +85,13 @@ export function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: numb
   });
 }
 
+/** Runs the vendor-server CLI to completion. */
+export function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return runBin('bin/vendor-server.js', args, timeoutMs);
+}
+
 /** A port that was free a moment ago (for a server that must come back on the same port). */
 export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -80,28 +103,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `pos-terminal start` as a child process and waits for its screen URL. */
-export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, ['bin/pos-terminal.js', 'start', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`terminal did not start:\n${out}`));
-    }, timeoutMs);
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /Cashier screen: (http:\/\/\S+)/.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1], output: () => out });
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`terminal exited with ${code}:\n${out}`));
-    });
-  });
+/** Polls until `probe` returns something other than undefined, or fails after the timeout. */
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

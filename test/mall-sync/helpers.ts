@@ -1,8 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runBin, spawnMall as spawnMallOn } from '../helpers/process.ts';
 import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import {
   BATCH_TYP,
@@ -332,68 +333,17 @@ export function verifyWithJwcrypto(items: { jws: FlattenedJws; jwk: Record<strin
 
 // ---- child processes ---------------------------------------------------------------------
 
-export interface MallChild {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
+export type { ChildServer as MallChild } from '../helpers/process.ts';
+export { killHard } from '../helpers/process.ts';
 
 /** Starts `mall-sync serve` as a child process on an ephemeral port and waits for its URL. */
-export function spawnMall(dataDir: string, timeoutMs = 20_000): Promise<MallChild> {
-  const child = spawn(process.execPath, ['bin/mall-sync.js', 'serve', '--data-dir', dataDir, '--port', '0'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LOG_LEVEL: 'info' },
-  });
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mall-sync did not start:\n${out}`));
-    }, timeoutMs);
-    const onExit = (code: number | null) => {
-      clearTimeout(timer);
-      reject(new Error(`mall-sync exited with ${code}:\n${out}`));
-    };
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
-      if (m?.[1] !== undefined) {
-        clearTimeout(timer);
-        child.off('exit', onExit);
-        resolve({ child, url: m[1], output: () => out });
-      }
-    });
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', onExit);
-  });
-}
-
-export function killHard(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve();
-      return;
-    }
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
+export function spawnMall(dataDir: string, timeoutMs = 20_000) {
+  return spawnMallOn(dataDir, 0, timeoutMs);
 }
 
 /** Runs the mall-sync CLI to completion. */
-export function runMallCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['bin/mall-sync.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+export function runMallCli(args: string[], timeoutMs = 30_000) {
+  return runBin('bin/mall-sync.js', args, timeoutMs);
 }
 
 /** The header of a vendor-signed request (statements are given only to their vendor). */
