@@ -67,6 +67,9 @@ function wireOf(err: unknown, logger: Logger): { status: number; wire: WireError
  */
 export const VENDOR_REQUEST_AUDIENCE = 'mallpos-mall';
 
+/** The raw body of a batch request, between the body parser and the handler. */
+const rawBodies = new WeakMap<object, Buffer>();
+
 export function createMallApi(deps: MallApiDeps): express.Express {
   const { service, ingestor, metrics, logger, config } = deps;
   const store = service.store;
@@ -76,10 +79,20 @@ export function createMallApi(deps: MallApiDeps): express.Express {
 
   // ---- vendor <-> mall ------------------------------------------------------------
 
-  const batchBody = express.json({ limit: config.batchBodyBytesMax, strict: true, type: () => true });
+  // `verify` only keeps the body's bytes (after any Content-Encoding), for the archive.
+  const batchBody = express.json({
+    limit: config.batchBodyBytesMax,
+    strict: true,
+    type: () => true,
+    verify: (req, _res, buf) => {
+      rawBodies.set(req, buf);
+    },
+  });
   app.post('/v1/batches', batchBody, (req: Request, res: Response, next: NextFunction) => {
     const started = performance.now();
-    ingestor.ingest(req.body).then(
+    const raw = rawBodies.get(req);
+    rawBodies.delete(req);
+    ingestor.ingest(req.body, raw).then(
       (result) => {
         metrics.ingestLatency.observe((performance.now() - started) / 1000);
         if (result.replayed) metrics.replays.inc();

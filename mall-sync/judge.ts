@@ -49,6 +49,7 @@ const saleData = z.object({
   allocations: z.array(z.object({ lineNo: posInt, token: z.string().max(20), units: posInt })).max(10_000),
   debits: z.record(z.string().max(20), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)),
 });
+type SaleData = z.output<typeof saleData>;
 const reversalData = z.object({ saleSeq: posInt });
 const allotmentData = z.object({ token: z.string().max(20), units: posInt, issuer: z.string().max(80), reference: z.string().max(200) });
 const issuanceData = z.object({ token: z.string().max(20), units: posInt });
@@ -63,6 +64,35 @@ const ALLOWED_ACCOUNTS: Record<string, (account: string) => boolean> = {
   allotment: (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:'),
   issuance: (a) => a === FLOAT_ACCOUNT || customer(a),
 };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
+const isCode = (v: unknown): v is string => typeof v === 'string' && v.length <= 20;
+
+/**
+ * The sale data when it plainly passes `saleData` (the common case), checked by hand: the
+ * same values zod would give back, without its copies. Null when it does not, or when it
+ * has anything zod treats specially (a `__proto__` key, an object that is not plain): the
+ * caller then asks the schema, for the data or for the message.
+ */
+function plainSaleData(data: unknown): SaleData | null {
+  if (!isObject(data)) return null;
+  const { lines, allocations, debits } = data;
+  if (!Array.isArray(lines) || lines.length > 10_000) return null;
+  for (const l of lines as unknown[]) {
+    if (!isObject(l) || !isPosInt(l.lineNo) || !isCode(l.gtin)) return null;
+  }
+  if (!Array.isArray(allocations) || allocations.length > 10_000) return null;
+  for (const a of allocations as unknown[]) {
+    if (!isObject(a) || !isPosInt(a.lineNo) || !isCode(a.token) || !isPosInt(a.units)) return null;
+  }
+  if (!isObject(debits) || Object.getPrototypeOf(debits) !== Object.prototype) return null;
+  for (const token of Object.keys(debits)) {
+    const n = debits[token];
+    if (token === '__proto__' || token === 'constructor' || token.length > 20 || typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return null;
+  }
+  return data as SaleData;
+}
 
 class Flag extends Error {}
 
@@ -83,9 +113,23 @@ function positiveUnits(postings: JournalEvent['postings'], account: string | nul
   return out;
 }
 
+/** Whether `a` holds exactly the non-zero entries of `b`. */
 function sameTally(a: Map<string, number>, b: Record<string, number>): boolean {
-  const bb = Object.entries(b).filter(([, n]) => n !== 0);
-  return a.size === bb.length && bb.every(([t, n]) => a.get(t) === n);
+  let nonZero = 0;
+  for (const t of Object.keys(b)) {
+    const n = b[t];
+    if (n === 0) continue;
+    if (a.get(t) !== n) return false;
+    nonZero += 1;
+  }
+  return a.size === nonZero;
+}
+
+/** The own enumerable entries of a record as a map. */
+function mapOf(record: Record<string, number>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const k of Object.keys(record)) out.set(k, record[k] as number);
+  return out;
 }
 
 export function judgeBatch(input: JudgeInput): Judgement {
@@ -114,7 +158,8 @@ export function judgeBatch(input: JudgeInput): Judgement {
 
   for (const e of input.events) {
     const atMs = typeof e.at === 'string' ? Date.parse(e.at) : Number.NaN;
-    const at = Number.isNaN(atMs) ? input.ingestedAt : new Date(atMs).toISOString();
+    const when = new Date(atMs);
+    const at = Number.isNaN(atMs) ? input.ingestedAt : when.toISOString();
     try {
       if (Number.isNaN(atMs)) flag('the event has no valid time');
       if (!KNOWN_TYPES.has(e.type)) flag(`unknown event type ${String(e.type).slice(0, 40)}`);
@@ -129,30 +174,42 @@ export function judgeBatch(input: JudgeInput): Judgement {
           throw err;
         }
       }
-      const when = new Date(atMs);
       switch (e.type) {
         case 'sale': {
-          const parsed = saleData.safeParse(e.data);
-          if (!parsed.success) flag(`the sale data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
-          const d = parsed.data;
-          const debits = Object.fromEntries(Object.entries(d.debits).filter(([, n]) => n > 0));
-          if (Object.keys(debits).length === 0) {
+          let d = plainSaleData(e.data);
+          if (d === null) {
+            const parsed = saleData.safeParse(e.data);
+            if (!parsed.success) flag(`the sale data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+            d = parsed.data;
+          }
+          const debits: Record<string, number> = {};
+          let debited = 0;
+          for (const token of Object.keys(d.debits)) {
+            const n = d.debits[token] as number;
+            if (n > 0) {
+              debits[token] = n;
+              debited += 1;
+            }
+          }
+          if (debited === 0) {
             // A cash-only sale moves no tokens: nothing for the mall to clear.
             salesHere.set(e.seq, { kind: 'none' });
             break;
           }
           const allocated: Record<string, number> = {};
           for (const a of d.allocations) allocated[a.token] = (allocated[a.token] ?? 0) + a.units;
-          if (!sameTally(new Map(Object.entries(allocated)), debits)) flag('the sale\'s allocations do not add up to its debits');
+          if (!sameTally(mapOf(allocated), debits)) flag('the sale\'s allocations do not add up to its debits');
           if (!sameTally(positiveUnits(e.postings, REDEEMED_ACCOUNT), debits)) flag('the sale\'s postings do not take the tokens it debits');
           for (const token of Object.keys(debits)) spendable(token, when, true);
-          const lines = new Map(d.lines.map((l) => [l.lineNo, l.gtin]));
+          let lines: Map<number, string> | null = null;
           for (const a of d.allocations) {
             const tt = tokenType(a.token);
             if (tt.kind !== 'manufacturer') continue;
+            lines ??= new Map(d.lines.map((l) => [l.lineNo, l.gtin]));
             const gtin = lines.get(a.lineNo);
             if (gtin === undefined) flag(`allocation to line ${a.lineNo}, which the sale does not have`);
-            const listed = (tt.products ?? []).some((p) => gtin14(p) === gtin14(gtin));
+            const wanted = gtin14(gtin);
+            const listed = (tt.products ?? []).some((p) => gtin14(p) === wanted);
             if (!listed) flag(`${a.token} tokens paid for product ${gtin}, which is not on ${tt.issuer}'s product list`);
           }
           const record = redemptionClearing({ vendor, eventSeq: e.seq, at, debits, tokenTypes: state.tokenTypes, fees: state.fees, isVendor });

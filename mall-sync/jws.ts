@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { FlattenedSign, flattenedVerify, type CryptoKey, type JWK } from 'jose';
 import type { FlattenedJws } from '../core/index.ts';
 
@@ -37,11 +38,14 @@ export function fromBase64url(text: string): Buffer | null {
   return Buffer.from(text, 'base64url');
 }
 
-/** Decodes UTF-8 strictly; null for invalid sequences. */
+/**
+ * Decodes UTF-8 strictly; null for invalid sequences. Like a fatal TextDecoder (which it
+ * replaces, being several times faster on a large batch), a leading byte order mark is
+ * dropped.
+ */
 export function utf8(bytes: Uint8Array): string | null {
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    return null;
-  }
+  if (!isUtf8(bytes)) return null;
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const bom = buf.length >= 3 && buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf;
+  return buf.toString('utf8', bom ? 3 : 0);
 }

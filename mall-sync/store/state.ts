@@ -179,14 +179,28 @@ export function emptyDay(): DayTotals {
   };
 }
 
+/**
+ * A time already in `Date.prototype.toISOString` form on a date that exists (years 0000-9999,
+ * day 29 and 30 in every month but February, 31 only in the long months; a 29 February
+ * falls back to Date.parse): its day is its first ten characters, exactly what the
+ * Date.parse path gives. Every time the mall writes is in this form.
+ */
+const CANONICAL_ISO_TIME =
+  /^\d{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+
 /** The UTC day of an ISO time. */
 export function utcDay(at: string): string {
+  if (CANONICAL_ISO_TIME.test(at)) return at.slice(0, 10);
   return new Date(Date.parse(at)).toISOString().slice(0, 10);
 }
 
 function dayOf(state: MallState, vendor: string, at: string): DayTotals {
+  return dayTotals(state, vendor, utcDay(at));
+}
+
+function dayTotals(state: MallState, vendor: string, day: string): DayTotals {
   const byDay = (state.days[vendor] ??= {});
-  return (byDay[utcDay(at)] ??= emptyDay());
+  return (byDay[day] ??= emptyDay());
 }
 
 function addTo(record: Record<string, number>, key: string, n: number): void {
@@ -204,13 +218,18 @@ function vendorOf(state: MallState, account: string): string | null {
 
 /** Posts one transfer to the positions and to the day totals of the vendors it touches. */
 export function applyTransfer(state: MallState, t: Transfer, at: string): void {
+  transferOnDay(state, t, at, null);
+}
+
+/** `applyTransfer` with the UTC day of `at` already worked out, when the caller has it. */
+function transferOnDay(state: MallState, t: Transfer, at: string, day: string | null): void {
   assert(Number.isSafeInteger(t.amountMinor), 'transfer amount is a safe integer');
   assert(t.from !== t.to, `transfer ${t.kind} between different accounts`);
   state.positions[t.from] = sub(state.positions[t.from] ?? 0, t.amountMinor);
   state.positions[t.to] = add(state.positions[t.to] ?? 0, t.amountMinor);
   const payer = vendorOf(state, t.from);
   if (payer !== null) {
-    const d = dayOf(state, payer, at);
+    const d = dayTotals(state, payer, (day ??= utcDay(at)));
     if (t.kind === 'royalty') d.royaltyMinor = add(d.royaltyMinor, t.amountMinor);
     else if (t.kind === 'toll') d.tollMinor = add(d.tollMinor, t.amountMinor);
     else if (t.kind === 'reimbursement') d.reimbursementPayableMinor = add(d.reimbursementPayableMinor, t.amountMinor);
@@ -219,7 +238,7 @@ export function applyTransfer(state: MallState, t: Transfer, at: string): void {
   }
   const payee = vendorOf(state, t.to);
   if (payee !== null) {
-    const d = dayOf(state, payee, at);
+    const d = dayTotals(state, payee, (day ??= utcDay(at)));
     if (t.kind === 'reimbursement') d.reimbursementReceivableMinor = add(d.reimbursementReceivableMinor, t.amountMinor);
     d.netMinor = add(d.netMinor, t.amountMinor);
   }
@@ -231,7 +250,8 @@ function tally(v: VendorRecord, token: string): TokenTally {
 
 /** Applies what the mall cleared for one vendor event. */
 export function applyClearing(state: MallState, vendor: VendorRecord, c: ClearingRecord): void {
-  const d = dayOf(state, vendor.id, c.at);
+  const day = utcDay(c.at);
+  const d = dayTotals(state, vendor.id, day);
   if (c.type === 'sale') {
     d.transactions += 1;
     d.grossMinor = add(d.grossMinor, c.grossMinor);
@@ -248,7 +268,7 @@ export function applyClearing(state: MallState, vendor: VendorRecord, c: Clearin
     const t = tally(vendor, token);
     t.redeemedUnits = add(t.redeemedUnits, units);
   }
-  for (const t of c.transfers) applyTransfer(state, t, c.at);
+  for (const t of c.transfers) transferOnDay(state, t, c.at, day);
 }
 
 /**
