@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
 import { fail, isMallposError, MallposError, type WireError } from '../core/index.ts';
+import { route } from '../vendor-server/http-util.ts';
 import type { Logger } from '../vendor-server/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
 import type { BatchIngestor } from './ingest.ts';
@@ -22,19 +23,6 @@ export interface MallApiDeps {
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
 export const ADMIN_BODY_BYTES_MAX = 1024 * 1024;
-
-type Handler = (req: Request, res: Response) => Promise<unknown> | unknown;
-
-/** Wraps a handler: its result is the JSON body; a typed error becomes its status and code. */
-function route(run: Handler) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    Promise.resolve()
-      .then(() => run(req, res))
-      .then((body) => {
-        if (!res.headersSent) res.json(body);
-      }, next);
-  };
-}
 
 function param(req: Request, name: string): string {
   const v = req.params[name];

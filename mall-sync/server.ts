@@ -1,7 +1,8 @@
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isMallposError, MallposError } from '../core/index.ts';
 import { createLogger, type Logger } from '../vendor-server/logger.ts';
+import { listen } from '../vendor-server/http-util.ts';
 import { loadMallConfig, loadMallKeys, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
@@ -35,25 +36,6 @@ export interface RunningMall {
   /** A token the admin API accepts, valid while this process runs (local CLI commands use it). */
   controlToken: string;
   close(): Promise<void>;
-}
-
-function listen(http: HttpServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      http.off('listening', onListening);
-      if (err.code === 'EADDRINUSE') reject(new MallposError('MALL_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use: stop the other process or choose --port`));
-      else if (err.code === 'EACCES') reject(new MallposError('MALL_ERR_PORT_IN_USE', `not allowed to listen on ${host}:${port}`));
-      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new MallposError('MALL_ERR_CONFIG', `cannot listen on ${host}: no such local address`));
-      else reject(err);
-    };
-    const onListening = () => {
-      http.off('error', onError);
-      resolve();
-    };
-    http.once('error', onError);
-    http.once('listening', onListening);
-    http.listen(port, host);
-  });
 }
 
 /** A URL a local client can reach (a wildcard address is reached through loopback). */
@@ -120,7 +102,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     http.requestTimeout = 60_000;
     http.headersTimeout = 20_000;
     const host = opts.host ?? config.host;
-    await listen(http, opts.port ?? config.port, host);
+    await listen(http, opts.port ?? config.port, host, { inUse: 'MALL_ERR_PORT_IN_USE', badHost: 'MALL_ERR_CONFIG' });
     const port = (http.address() as AddressInfo).port;
     const url = localUrl(host, port);
     await lock.setUrl(url);

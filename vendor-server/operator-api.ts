@@ -15,6 +15,7 @@ import {
   type JournalEvent,
 } from '../core/index.ts';
 import type { AccessStore } from './access.ts';
+import { route } from './http-util.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import { issueTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
@@ -38,19 +39,6 @@ export interface OperatorApiDeps {
 
 export const HTTP_BODY_BYTES_MAX = 64 * 1024;
 const PAIR_ATTEMPTS_PER_MINUTE = 20;
-
-type Handler = (req: Request, res: Response) => Promise<unknown> | unknown;
-
-/** Wraps a handler: its result is the JSON body; a typed error becomes its status and code. */
-function route(run: Handler) {
-  return (req: Request, res: Response, next: NextFunction) => {
-    Promise.resolve()
-      .then(() => run(req, res))
-      .then((body) => {
-        if (!res.headersSent) res.json(body);
-      }, next);
-  };
-}
 
 function keyOf(req: Request): string {
   const raw = req.header('idempotency-key');

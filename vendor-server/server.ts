@@ -1,7 +1,8 @@
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fail, MallposError } from '../core/index.ts';
+import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
+import { listen } from './http-util.ts';
 import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { openLedger, type OpenedLedger } from './ledger/store.ts';
@@ -37,24 +38,6 @@ export interface RunningVendorServer {
   logger: Logger;
   sync: MallSync | null;
   close(): Promise<void>;
-}
-
-function listen(http: HttpServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      http.off('listening', onListening);
-      if (err.code === 'EADDRINUSE') reject(new MallposError('VND_ERR_PORT_IN_USE', `port ${port} on ${host} is already in use: stop the other process or choose --port`));
-      else if (err.code === 'EACCES') reject(new MallposError('VND_ERR_PORT_IN_USE', `not allowed to listen on ${host}:${port}`));
-      else reject(err);
-    };
-    const onListening = () => {
-      http.off('error', onError);
-      resolve();
-    };
-    http.once('error', onError);
-    http.once('listening', onListening);
-    http.listen(port, host);
-  });
 }
 
 /**
@@ -161,7 +144,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
 
   const host = opts.host ?? config.host;
   try {
-    await listen(http, opts.port ?? config.port, host);
+    await listen(http, opts.port ?? config.port, host, { inUse: 'VND_ERR_PORT_IN_USE', badHost: 'VND_ERR_CONFIG' });
   } catch (err) {
     await journal.close();
     throw err;

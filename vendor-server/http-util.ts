@@ -1,0 +1,40 @@
+import type { Server as HttpServer } from 'node:http';
+import type { NextFunction, Request, Response } from 'express';
+import { MallposError, type ErrorCode } from '../core/index.ts';
+
+type Handler = (req: Request, res: Response) => Promise<unknown> | unknown;
+
+/**
+ * Wraps an express handler: its result is the JSON body; a thrown typed error goes to
+ * the error handler, which answers with its status and code. Used by the vendor server
+ * and the mall alike.
+ */
+export function route(run: Handler) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    Promise.resolve()
+      .then(() => run(req, res))
+      .then((body) => {
+        if (!res.headersSent) res.json(body);
+      }, next);
+  };
+}
+
+/** Listens, turning the usual start-up failures into typed errors a person can act on. */
+export function listen(http: HttpServer, port: number, host: string, codes: { inUse: ErrorCode; badHost: ErrorCode }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      http.off('listening', onListening);
+      if (err.code === 'EADDRINUSE') reject(new MallposError(codes.inUse, `port ${port} on ${host} is already in use: stop the other process or choose --port`));
+      else if (err.code === 'EACCES') reject(new MallposError(codes.inUse, `not allowed to listen on ${host}:${port}`));
+      else if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') reject(new MallposError(codes.badHost, `cannot listen on ${host}: no such local address`));
+      else reject(err);
+    };
+    const onListening = () => {
+      http.off('error', onError);
+      resolve();
+    };
+    http.once('error', onError);
+    http.once('listening', onListening);
+    http.listen(port, host);
+  });
+}
