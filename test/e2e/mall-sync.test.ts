@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { bpsOf, type JournalEvent } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
-import type { RunningMall } from '../../mall-sync/server.ts';
+import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
 import { freePort, killHard, type ChildServer } from '../helpers/process.ts';
 import { initMallAndVendor, registerDemoVendor, spawnMall, startTestMall, TEST_FEES, until, type MallAndVendor } from '../helpers/mall.ts';
@@ -110,6 +110,56 @@ describe('e2e: the vendor server syncs with the mall', function () {
     expect(statement.completeness.flaggedEvents).to.equal(0);
     const positions = await admin.positions();
     expect(positions.sumMinor).to.equal(0);
+  });
+
+  it('keeps selling on the cached snapshot while the mall is away, and refuses mall tokens once it is too old', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-offline-');
+    cleanups.push(cleanup);
+    const setup = await initMallAndVendor(dir);
+    // A mall whose clock runs 100 hours behind signs snapshots that are already old.
+    let lagHours = 0;
+    const mall = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
+    cleanups.unshift(() => mall.close());
+    const admin = new MallAdminClient(mall.url, setup.adminToken);
+    await registerDemoVendor(admin, setup.vendorDir);
+    await admin.allot({ vendor: 'acme', token: 'MALL', units: 10_000, reference: 'float' });
+    const start = () => startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    let vendor = await start();
+    await until('allotment in the float', () => (vendor.ledger.float()['MALL'] === 10_000 ? true : undefined));
+    const customer = setup.vendorInit.demo?.customers[1];
+    if (customer === undefined) throw new Error('demo customer');
+    await vendor.ledger.issueTokens(op, `op:${randomUUID()}`, { customerId: customer.id, token: 'MALL', units: 500, reason: 'purchase' });
+    const sell = (token: string) => vendor.ledger.commitSale({ terminal: 't001', cashier: null }, { key: `t001:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card: customer.card, tenders: [{ token }], cashTenderedMinor: 0 });
+
+    // The mall goes away: the store restarts on its cached snapshot and keeps selling.
+    await vendor.close();
+    await mall.close();
+    vendor = await start();
+    cleanups.unshift(() => vendor.close());
+    const offline = await vendor.sync?.status();
+    expect(offline?.snapshotIssuedAt).to.be.a('string');
+    expect(offline?.snapshotStale).to.equal(false);
+    expect((await sell('MALL')).debits).to.deep.equal({ MALL: 45 });
+    await until('the outage is visible', async () => ((await vendor.sync?.status())?.lastError ?? undefined));
+
+    // A snapshot older than 72 hours: mall tokens are refused with a plain reason; own tokens still sell.
+    await vendor.close();
+    lagHours = 100;
+    const lagging = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
+    cleanups.unshift(() => lagging.close());
+    vendor = await startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    await until('an old snapshot', async () => ((await vendor.sync?.status())?.snapshotStale === true ? true : undefined));
+    const before = vendor.ledger.state.seq;
+    let refused: { code?: string; message: string } | null = null;
+    try {
+      await sell('MALL');
+    } catch (err) {
+      refused = err as { code?: string; message: string };
+    }
+    expect(refused?.code).to.equal('VND_ERR_SNAPSHOT_STALE');
+    expect(refused?.message).to.match(/MALL tokens cannot be taken now: the store has not heard from the mall for more than 72 hours/);
+    expect(vendor.ledger.state.seq, 'nothing journalled for the refusal').to.equal(before);
+    expect((await sell('ACME')).debits).to.deep.equal({ ACME: 90 });
   });
 
   it('delivers every batch exactly once across a mall outage during 10,000 sales', async () => {

@@ -137,17 +137,25 @@ export class LedgerService {
   }
 
   /**
-   * Idempotency: a key seen before with the same body returns the original outcome
-   * (waiting for it if it is still in flight); with another body it is a conflict.
-   * This check is synchronous so that nothing can slip in between it and the append.
+   * Idempotency: the seq of the event a key produced, or null for a new key. This check
+   * is synchronous so that nothing can slip in between it and the append. A key seen
+   * before then goes through `replay`.
    */
-  private seen(key: string, hash: string): number | null {
-    const entry = this.state.keys.get(key);
-    if (entry === undefined) return null;
-    if (entry.bodyHash !== hash) {
+  private seen(key: string): number | null {
+    return this.state.keys.get(key) ?? null;
+  }
+
+  /**
+   * A key seen before: the same body gets the original outcome (after it is durable);
+   * another body is a conflict. The body's hash is kept in the journalled event, so
+   * memory holds only key -> seq.
+   */
+  private async replay(key: string, hash: string, seq: number): Promise<void> {
+    await this.settled(key);
+    const event = await this.readEvent(seq);
+    if (event.bodyHash !== hash) {
       fail('VND_ERR_IDEMPOTENCY_CONFLICT', 'this request key was already used for a different request', { key });
     }
-    return entry.seq;
   }
 
   private async settled(key: string): Promise<void> {
@@ -230,9 +238,9 @@ export class LedgerService {
 
   async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
     const hash = saleBodyHash(input);
-    const earlier = this.seen(input.key, hash);
+    const earlier = this.seen(input.key);
     if (earlier !== null) {
-      await this.settled(input.key);
+      await this.replay(input.key, hash, earlier);
       return this.saleResult(earlier);
     }
 
@@ -322,9 +330,9 @@ export class LedgerService {
 
   async refundSale(actor: Actor, input: RefundInput): Promise<RefundResult> {
     const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
-    const earlier = this.seen(input.key, hash);
+    const earlier = this.seen(input.key);
     if (earlier !== null) {
-      await this.settled(input.key);
+      await this.replay(input.key, hash, earlier);
       return this.refundResult(earlier);
     }
 
@@ -333,9 +341,9 @@ export class LedgerService {
     const sale = await this.readEvent(saleSeq);
     if (sale.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
     // Reading the sale awaited I/O: everything from here to the append is synchronous.
-    const again = this.seen(input.key, hash);
+    const again = this.seen(input.key);
     if (again !== null) {
-      await this.settled(input.key);
+      await this.replay(input.key, hash, again);
       return this.refundResult(again);
     }
     if (this.state.refunds[saleSeq] !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
@@ -372,9 +380,9 @@ export class LedgerService {
   async keyStatus(key: string): Promise<KeyStatus> {
     const pending = this.inflight.get(key);
     if (pending !== undefined) await pending.catch(() => undefined);
-    const entry = this.state.keys.get(key);
-    if (entry === undefined) return { state: 'unknown' };
-    const event = await this.readEvent(entry.seq);
+    const seq = this.state.keys.get(key);
+    if (seq === undefined) return { state: 'unknown' };
+    const event = await this.readEvent(seq);
     if (event.type === 'sale') return { state: 'committed', kind: 'sale', result: this.toSaleResult(event) };
     if (event.type === 'reversal') return { state: 'committed', kind: 'refund', result: await this.refundResult(event.seq) };
     return { state: 'unknown' };
@@ -407,9 +415,9 @@ export class LedgerService {
 
   async recordAllotment(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
     const hash = bodyHash(input);
-    const earlier = this.seen(key, hash);
+    const earlier = this.seen(key);
     if (earlier !== null) {
-      await this.settled(key);
+      await this.replay(key, hash, earlier);
       return { seq: earlier, float: this.float() };
     }
     const tt = lookupTokenType(this.tokenTypes, input.token);
@@ -433,9 +441,9 @@ export class LedgerService {
     input: { customerId: string; token: string; units: number; reason: 'purchase' | 'reward'; cashMinor?: number | undefined },
   ): Promise<{ seq: number; customer: CustomerView }> {
     const hash = bodyHash(input);
-    const earlier = this.seen(key, hash);
+    const earlier = this.seen(key);
     if (earlier !== null) {
-      await this.settled(key);
+      await this.replay(key, hash, earlier);
       return { seq: earlier, customer: this.customerView(input.customerId) };
     }
     const c = this.state.customers[input.customerId];

@@ -30,11 +30,6 @@ export interface DayTotals {
   tokens: Record<string, number>;
 }
 
-export interface IdempotencyEntry {
-  seq: number;
-  bodyHash: string;
-}
-
 export interface LedgerState {
   format: 1;
   vendorId: string;
@@ -49,8 +44,11 @@ export interface LedgerState {
   /** Refunded sale seq -> seq of the reversal. */
   refunds: Record<string, number>;
   days: Record<string, DayTotals>;
-  /** Idempotency keys in insertion order, bounded by `keysMax` (oldest dropped first). */
-  keys: Map<string, IdempotencyEntry>;
+  /**
+   * Idempotency keys -> the seq of the event they produced, in insertion order, bounded
+   * by `keysMax` (oldest dropped first). The request's hash lives in that event.
+   */
+  keys: Map<string, number>;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -61,9 +59,9 @@ export const KEYS_MAX_DEFAULT = 1_000_000;
  * entry deleted so far, making each eviction slower than the last. A Map iterator stays
  * valid across deletions and sees insertions at the end, which is exactly FIFO order.
  */
-const keyIterators = new WeakMap<Map<string, IdempotencyEntry>, Iterator<string>>();
+const keyIterators = new WeakMap<Map<string, number>, Iterator<string>>();
 
-function oldestKeys(keys: Map<string, IdempotencyEntry>): Iterator<string> {
+function oldestKeys(keys: Map<string, number>): Iterator<string> {
   let it = keyIterators.get(keys);
   if (it === undefined) {
     it = keys.keys();
@@ -173,7 +171,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
   }
 
   if (event.key !== null && event.bodyHash !== null) {
-    state.keys.set(event.key, { seq: event.seq, bodyHash: event.bodyHash });
+    state.keys.set(event.key, event.seq);
     if (state.keys.size > keysMax) {
       const oldest = oldestKeys(state.keys).next();
       if (oldest.done !== true) state.keys.delete(oldest.value);
@@ -185,18 +183,14 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 
 /** The checkpoint form of the state (plain JSON). */
 export interface StateSnapshot extends Omit<LedgerState, 'keys'> {
-  keys: [string, number, string][];
+  keys: [string, number][];
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
-  const keys: [string, number, string][] = [];
-  for (const [k, v] of state.keys) keys.push([k, v.seq, v.bodyHash]);
-  return { ...state, keys };
+  return { ...state, keys: [...state.keys] };
 }
 
 export function fromSnapshot(s: StateSnapshot): LedgerState {
   assert(s.format === 1, `state format ${String(s.format)} is 1`);
-  const keys = new Map<string, IdempotencyEntry>();
-  for (const [k, seq, bodyHash] of s.keys) keys.set(k, { seq, bodyHash });
-  return { ...s, keys };
+  return { ...s, keys: new Map(s.keys) };
 }
