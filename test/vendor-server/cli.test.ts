@@ -2,7 +2,7 @@ import { createServer } from 'node:net';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { runBin, runCli } from '../helpers/process.ts';
+import { killHard, runBin, runCli, spawnVendorServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 /** The executables' help, and a clear message with a non-zero exit on each start-up problem. */
@@ -98,5 +98,15 @@ describe('vendor-server and pos-terminal CLIs', function () {
     const status = await runCli(['sync', 'status', '--data-dir', join(dir, 'store'), '--url', 'http://127.0.0.1:9']);
     expect(status.code).to.equal(1);
     expect(status.stderr).to.match(/no vendor server answers/);
+    const server = await spawnVendorServer(join(dir, 'store'));
+    try {
+      const running = await runCli(['sync', 'status', '--data-dir', join(dir, 'store'), '--url', server.url]);
+      expect(running.code, running.stderr).to.equal(0);
+      const sync = JSON.parse(running.stdout) as { configured: boolean; eventsWaiting: number };
+      expect(sync.configured).to.equal(false);
+      expect(sync.eventsWaiting).to.be.greaterThan(0);
+    } finally {
+      await killHard(server.child);
+    }
   });
 });
