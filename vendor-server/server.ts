@@ -17,8 +17,6 @@ export interface StartOptions {
   port?: number;
   host?: string;
   logger?: Logger;
-  /** Overrides of the config's checkpoint policy (tests, benchmarks). */
-  checkpointEveryEvents?: number;
   defaultMetrics?: boolean;
   /** The mall's URL, overriding the config's (tests, demo). */
   mallUrl?: string;
@@ -59,6 +57,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
       vendorId: config.vendorId,
       segmentBytesMax: config.segmentBytesMax,
       keysMax: config.idempotencyKeysMax,
+      checkpoint: { everyEvents: config.checkpointEveryEvents, everyMs: config.checkpointEveryMs },
       onFsync: (ms, lines) => {
         metrics.fsync.observe(ms / 1000);
         metrics.fsyncLines.observe(lines);
@@ -80,7 +79,6 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   }
   logger.info({ seq: state.seq, checkpointSeq: opened.checkpointSeq, replayed: opened.replayed, ms: Math.round(opened.recoveryMs) }, 'ledger recovered');
 
-  const checkpointEvery = opts.checkpointEveryEvents ?? config.checkpointEveryEvents;
   const ledger = new LedgerService(
     { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
     state,
@@ -91,9 +89,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
         metrics.commitLatency.observe(ms / 1000);
         if (event.type === 'sale') metrics.sales.inc();
         if (event.type === 'reversal') metrics.refunds.inc();
-        if (!opened.checkpoints.writing && state.seq - opened.checkpoints.seq >= checkpointEvery) {
-          opened.checkpoints.now().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
-        }
+        opened.checkpoints.maybe().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
       },
     },
     undefined,

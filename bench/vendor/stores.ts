@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
-import { CHECKPOINT_DEFAULTS, openLedger } from '../../vendor-server/ledger/store.ts';
+import { openLedger } from '../../vendor-server/ledger/store.ts';
 import { salePayload, SALE_TOKEN, type BenchTerminal } from './load.ts';
 
 /**
@@ -108,9 +108,7 @@ export async function buildStore(dir: string, opts: BuildOptions): Promise<Built
         (i) => {
           const terminal = terminals[i % TERMINALS] as BenchTerminal;
           const done = ledger.commitSale({ terminal: terminal.id, cashier: null }, salePayload(terminal, Math.floor(i / TERMINALS)));
-          if (opts.checkpoint === 'policy' && !opened.checkpoints.writing && ledger.state.seq - opened.checkpoints.seq >= CHECKPOINT_DEFAULTS.everyEvents) {
-            void opened.checkpoints.now();
-          }
+          if (opts.checkpoint === 'policy') void opened.checkpoints.maybe();
           return done;
         },
         (done) => {

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { assert, fail } from '../../core/index.ts';
-import { DurableJSONFile, Journal, JournalBacklogError, type OpenReport } from '../../vendor-server/storage/index.ts';
+import { asciiJson, Checkpointer, DurableJSONFile, Journal, JournalBacklogError, type CheckpointPolicy, type OpenReport } from '../../vendor-server/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent } from '../events.ts';
 import { applyMallEvent, emptyMallState, type MallState } from './state.ts';
 import type { MallStore } from './store.ts';
@@ -33,21 +33,17 @@ const EVENT_BYTES_MAX = 32 * 1024 * 1024;
  * state = last checkpoint + replay of the journal after it, chain verified.
  */
 export class EmbeddedMallStore implements MallStore {
-  private checkpointRunning: Promise<void> | null = null;
-  private checkpointSeq: number;
-  private checkpointAt = Date.now();
-  private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly checkpoints: Checkpointer;
 
   private constructor(
     readonly state: MallState,
     readonly journal: Journal,
-    private readonly db: Low<MallState | null>,
+    checkpointFile: string,
     readonly report: OpenReport & { replayed: number; checkpointSeq: number; recoveryMs: number },
-    private readonly everyEvents: number,
-    private readonly everyMs: number,
+    policy: CheckpointPolicy,
   ) {
-    this.checkpointSeq = state.seq;
+    this.checkpoints = new Checkpointer(checkpointFile, { seq: () => state.seq, serialize: () => asciiJson(state) }, journal, policy, report.checkpointSeq);
   }
 
   static async open(opts: EmbeddedStoreOptions): Promise<EmbeddedMallStore> {
@@ -96,13 +92,11 @@ export class EmbeddedMallStore implements MallStore {
     const store = new EmbeddedMallStore(
       state,
       journal,
-      db,
+      paths.checkpointFile,
       { ...report, replayed, checkpointSeq, recoveryMs: performance.now() - started },
-      opts.checkpointEveryEvents ?? 10_000,
-      opts.checkpointEveryMs ?? 10 * 60_000,
+      { everyEvents: opts.checkpointEveryEvents ?? 10_000, everyMs: opts.checkpointEveryMs ?? 10 * 60_000 },
     );
-    store.timer = setInterval(() => void store.maybeCheckpoint(), Math.min(store.everyMs, 60_000));
-    store.timer.unref();
+    store.checkpoints.startTimer();
     return store;
   }
 
@@ -119,7 +113,7 @@ export class EmbeddedMallStore implements MallStore {
     }
     const full = { ...fields, prev: this.state.hash } as MallEvent;
     applyMallEvent(this.state, full, rec.hash);
-    if (this.state.seq - this.checkpointSeq >= this.everyEvents) void this.checkpoint().catch(() => undefined);
+    void this.checkpoints.maybe().catch(() => undefined);
     return rec.durable.then(() => full);
   }
 
@@ -132,39 +126,16 @@ export class EmbeddedMallStore implements MallStore {
     return this.journal.flushed();
   }
 
-  private maybeCheckpoint(): Promise<void> {
-    const due = this.state.seq > this.checkpointSeq && Date.now() - this.checkpointAt >= this.everyMs;
-    return due ? this.checkpoint().catch(() => undefined) : Promise.resolve();
-  }
-
-  /**
-   * Writes the state as of now. The snapshot is taken synchronously at seq S and written
-   * only after the journal is durable up to S, so a checkpoint never claims an event the
-   * journal could still lose.
-   */
-  async checkpoint(): Promise<void> {
-    if (this.checkpointRunning !== null) await this.checkpointRunning;
-    if (this.state.seq === this.checkpointSeq) return;
-    const seq = this.state.seq;
-    const snapshot = structuredClone(this.state);
-    this.checkpointRunning = (async () => {
-      await this.journal.flushed();
-      this.db.data = snapshot;
-      await this.db.write();
-      this.checkpointSeq = seq;
-      this.checkpointAt = Date.now();
-    })().finally(() => {
-      this.checkpointRunning = null;
-    });
-    return this.checkpointRunning;
+  /** Writes the state as of now (see Checkpointer: never ahead of the durable journal). */
+  checkpoint(): Promise<void> {
+    return this.checkpoints.now();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== null) clearInterval(this.timer);
     await this.journal.flushed();
-    await this.checkpoint();
+    await this.checkpoints.close();
     await this.journal.close();
   }
 }

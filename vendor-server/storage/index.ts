@@ -3,3 +3,5 @@ export type { AppendResult, JournalOptions, JournalRecord, OpenReport, TornTail 
 export { DurableJSONFile, fsyncDir, writeFileDurable } from './durable-file.ts';
 export { JournalBacklogError, JournalCorruptError, StateFileError } from './errors.ts';
 export type { JournalCorruptDetails, JournalCorruptReason } from './errors.ts';
+export { asciiJson, Checkpointer } from './checkpointer.ts';
+export type { CheckpointPolicy, CheckpointSource } from './checkpointer.ts';
