@@ -7,7 +7,6 @@ import {
   MallposError,
   parseScan,
   type CustomerView,
-  type KeyStatus,
   type PricedCart,
   type ProductView,
   type ReceiptData,
@@ -474,11 +473,6 @@ export class TerminalApp {
     const result = await this.opts.printQueue.reprintLast();
     if (result.ok) this.say('success', 'receipt reprinted');
     else this.say('error', result.message);
-  }
-
-  /** Status of a key at the server (used after a restart when the pending file is gone). */
-  keyStatus(key: string): Promise<KeyStatus> {
-    return this.link.request<KeyStatus>('sale:status', { key });
   }
 
   async close(): Promise<void> {

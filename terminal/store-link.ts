@@ -133,8 +133,8 @@ export class StoreLink {
     if (!this.socket.connected) throw new LinkDownError(this.current.detail ?? 'the store server is unreachable');
     let ack: Ack<T>;
     try {
-      const emit = this.socket.timeout(timeoutMs).emitWithAck as unknown as (e: string, p: unknown) => Promise<Ack<T>>;
-      ack = await emit.call(this.socket.timeout(timeoutMs), event, payload);
+      const timed = this.socket.timeout(timeoutMs);
+      ack = await (timed.emitWithAck as unknown as (e: string, p: unknown) => Promise<Ack<T>>).call(timed, event, payload);
     } catch {
       throw new LinkDownError('the store server did not answer in time');
     }

@@ -1,6 +1,5 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { listen } from './http-util.ts';
 import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
@@ -50,9 +49,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const metrics = new VendorMetrics(opts.defaultMetrics ?? true);
 
-  let opened: OpenedLedger;
-  try {
-    opened = await openLedger({
+  const opened = await openLedger({
       dataDir: dataPaths(opts.dataDir).ledgerDir,
       vendorId: config.vendorId,
       segmentBytesMax: config.segmentBytesMax,
@@ -67,12 +64,6 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
         process.exit(70);
       },
     });
-  } catch (err) {
-    const e = err as { code?: string; message: string };
-    if (e.code === 'VND_ERR_JOURNAL_CORRUPT') fail('VND_ERR_JOURNAL_CORRUPT', e.message);
-    if (e.code === 'VND_ERR_STATE_CORRUPT') fail('VND_ERR_STATE_CORRUPT', e.message);
-    throw err;
-  }
   const { journal, state } = opened;
   if (opened.report.truncated !== undefined && opened.report.truncated !== null) {
     logger.warn({ torn: opened.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');

@@ -90,8 +90,8 @@ export async function startDemoStore(): Promise<DemoStore> {
 
 /** Emits an event and waits for its acknowledgement. */
 export async function call<T>(socket: TerminalClient, event: keyof ClientToServerEvents, payload: unknown): Promise<Ack<T>> {
-  const emit = socket.timeout(5000).emitWithAck as unknown as (e: string, p: unknown) => Promise<Ack<T>>;
-  return emit.call(socket.timeout(5000), event, payload);
+  const timed = socket.timeout(5000);
+  return (timed.emitWithAck as unknown as (e: string, p: unknown) => Promise<Ack<T>>).call(timed, event, payload);
 }
 
 export function expectOk<T>(ack: Ack<T>): T {

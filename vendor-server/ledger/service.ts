@@ -12,7 +12,6 @@ import {
   lookupTokenType,
   makeCardNumber,
   makeSaleId,
-  MallposError,
   parseCardNumber,
   parseSaleId,
   parseScan,
@@ -480,10 +479,6 @@ export class LedgerService {
     const c = this.state.customers[customerId];
     if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
     return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
-  }
-
-  static isTyped(err: unknown): err is MallposError {
-    return err instanceof MallposError;
   }
 }
 
