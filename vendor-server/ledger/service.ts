@@ -221,17 +221,27 @@ export class LedgerService {
   // ---- pricing and sales -----------------------------------------------------------
 
   price(input: { lines: { code: string; qty: number }[]; card: string | null; tenders: SaleInput['tenders'] }): PricedCart {
+    const lines = this.cartLines(input);
+    const customerId = input.card === null ? null : this.customerIdByCard(input.card);
+    return this.priceFor(lines, customerId === null ? null : customerBalances(this.state, customerId), input.tenders);
+  }
+
+  /** The cart's products, and the tenders checked against the mall's registry when it is too old. */
+  private cartLines(input: { lines: { code: string; qty: number }[]; tenders: SaleInput['tenders'] }): { product: Product; qty: number }[] {
     const lines = input.lines.map((l) => ({ product: this.product(l.code), qty: l.qty }));
     if (this.tokenGate !== null) for (const t of input.tenders) this.tokenGate(t.token);
-    const customerId = input.card === null ? null : this.customerIdByCard(input.card);
+    return lines;
+  }
+
+  private priceFor(lines: { product: Product; qty: number }[], balances: Record<string, number> | null, tenders: SaleInput['tenders']): PricedCart {
     return priceCart({
       vendorId: this.store.vendorId,
       currency: this.store.currency,
       now: this.clock(),
       lines,
       tokenTypes: this.tokenTypes,
-      tenders: input.tenders,
-      balances: customerId === null ? null : customerBalances(this.state, customerId),
+      tenders,
+      balances,
     });
   }
 
@@ -244,13 +254,15 @@ export class LedgerService {
     }
 
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
-    const priced = this.price(input);
+    const balances = customerId === null ? null : customerBalances(this.state, customerId);
+    const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
     const plan = postings.length > 0 ? planPostings(bookOf(this.state), postings) : undefined;
 
     const base = this.base(actor, input.key, hash);
-    const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
+    // The same balances the cart was priced against: nothing ran in between.
+    const balancesAfter = balances;
     if (balancesAfter !== null) {
       for (const [token, units] of Object.entries(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - units;
     }
