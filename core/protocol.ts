@@ -1,5 +1,6 @@
 import type { WireError } from './errors.ts';
-import type { Allocation, PricedCart, PricedLine } from './pricing.ts';
+import type { SaleData } from './events.ts';
+import type { PricedCart } from './pricing.ts';
 
 /**
  * The terminal <-> vendor-server socket.io protocol. Every request is acknowledged with
@@ -33,20 +34,13 @@ export interface CustomerView {
   balances: TokenBalance[];
 }
 
-export interface SaleResult {
-  saleId: string;
+/** A committed sale as the terminal sees it: the journalled sale data, with the customer named. */
+export interface SaleResult extends Omit<SaleData, 'customer'> {
   seq: number;
   at: string;
   terminal: string | null;
   cashier: string | null;
   customer: { id: string; name: string; card: string } | null;
-  currency: string;
-  lines: PricedLine[];
-  allocations: Allocation[];
-  debits: Record<string, number>;
-  totalMinor: number;
-  cash: { dueMinor: number; tenderedMinor: number; changeMinor: number };
-  balancesAfter: Record<string, number> | null;
   refunded: boolean;
 }
 
