@@ -1,33 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { isMallposError, type FeeSchedule, type TokenType } from '../core/index.ts';
+import type { FeeSchedule, TokenType } from '../core/index.ts';
 import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
 import { initMall } from './init.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
+import { dieWith, portNumber } from '../vendor-server/cli-util.ts';
 import { startMallServer } from './server.ts';
 
 /** Exit status when reconcile finds a gap or a tamper alarm. */
 export const EXIT_PROBLEMS = 2;
 
-function portNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
-  return n;
-}
-
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('a whole number of at least 1');
   return n;
-}
-
-/** Prints a typed error as one plain line and exits non-zero. */
-function die(err: unknown): never {
-  if (isMallposError(err)) console.error(`mall-sync: ${err.message} [${err.code}]`);
-  else console.error(`mall-sync: ${(err as Error).stack ?? String(err)}`);
-  process.exit(1);
 }
 
 function print(value: unknown): void {
@@ -60,6 +48,8 @@ async function readJwk(arg: string): Promise<Record<string, unknown>> {
   const inner = json['jwk'];
   return (typeof inner === 'object' && inner !== null ? inner : json) as Record<string, unknown>;
 }
+
+const die = dieWith('mall-sync');
 
 const program = new Command()
   .name('mall-sync')

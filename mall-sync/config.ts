@@ -1,11 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { z } from 'zod';
-import { fail, MallposError, personName } from '../core/index.ts';
+import { personName, sha256Hex } from '../core/index.ts';
+import { createSigningKey, ed25519Thumbprint, loadJsonConfig, loadSigningKey, type SigningKey } from '../vendor-server/data-dir.ts';
 import { writeFileDurable } from '../vendor-server/storage/index.ts';
-import type { PublicJwk } from './events.ts';
 
 export const DEFAULT_PORT = 8700;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -63,17 +62,13 @@ export function defaultMallConfig(adminTokenHash: string): MallConfig {
   };
 }
 
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
 export function newAdminToken(): string {
   return `mma_${randomBytes(32).toString('base64url')}`;
 }
 
 /** Compares a presented secret with a stored sha256 hex, in constant time. */
 export function matchesHash(secret: string, storedHex: string): boolean {
-  const a = Buffer.from(sha256(secret), 'hex');
+  const a = Buffer.from(sha256Hex(secret), 'hex');
   const b = Buffer.from(storedHex, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
 }
@@ -87,71 +82,18 @@ export async function writeMallConfig(dataDir: string, config: MallConfig): Prom
   await writeFileDurable(mallPaths(dataDir).config, `${JSON.stringify(mallConfigSchema.parse(config), null, 2)}\n`);
 }
 
-export async function loadMallConfig(dataDir: string): Promise<MallConfig> {
-  const path = mallPaths(dataDir).config;
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    fail('MALL_ERR_CONFIG', `no mall in ${dataDir}: run "mall-sync init --data-dir ${dataDir}" first`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    fail('MALL_ERR_CONFIG', `${path} is not valid JSON: ${(err as Error).message}`);
-  }
-  const parsed = mallConfigSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    fail('MALL_ERR_CONFIG', `${path}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid'}`.trim());
-  }
-  return parsed.data;
+export function loadMallConfig(dataDir: string): Promise<MallConfig> {
+  return loadJsonConfig(mallPaths(dataDir).config, mallConfigSchema, 'MALL_ERR_CONFIG', `no mall in ${dataDir}: run "mall-sync init --data-dir ${dataDir}" first`);
 }
 
-export interface MallKeys {
-  kid: string;
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
-  publicJwk: PublicJwk;
+export type MallKeys = SigningKey;
+export { ed25519Thumbprint };
+
+/** Creates the mall's Ed25519 key pair (EdDSA). */
+export function createMallKeys(dataDir: string): Promise<MallKeys> {
+  return createSigningKey(mallPaths(dataDir).privateKey, 'mall key', 'MALL_ERR_CONFIG');
 }
 
-/** The RFC 7638 thumbprint of an Ed25519 public key: the kid both sides use. */
-export function ed25519Thumbprint(x: string): Promise<string> {
-  return calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x } as JWK);
-}
-
-/** Creates the mall's Ed25519 key pair (EdDSA); the private JWK is readable by its owner only. */
-export async function createMallKeys(dataDir: string): Promise<MallKeys> {
-  const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-  const jwk = await exportJWK(privateKey);
-  const kid = await ed25519Thumbprint(jwk.x as string);
-  const path = mallPaths(dataDir).privateKey;
-  await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 });
-  await writeFileDurable(path, `${JSON.stringify({ ...jwk, kid, alg: 'EdDSA', use: 'sig' }, null, 2)}\n`);
-  await chmod(path, 0o600);
-  return loadMallKeys(dataDir);
-}
-
-export async function loadMallKeys(dataDir: string): Promise<MallKeys> {
-  const path = mallPaths(dataDir).privateKey;
-  let jwk: JWK;
-  try {
-    jwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    fail('MALL_ERR_CONFIG', missing ? `the mall key ${path} is missing` : `the mall key ${path} cannot be read: ${(err as Error).message}`);
-  }
-  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string' || typeof jwk.x !== 'string' || typeof jwk.kid !== 'string') {
-    fail('MALL_ERR_CONFIG', `the mall key ${path} is not an Ed25519 private key`);
-  }
-  try {
-    const privateKey = (await importJWK(jwk, 'EdDSA')) as CryptoKey;
-    const publicJwk: PublicJwk = { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: jwk.kid, alg: 'EdDSA', use: 'sig' };
-    const publicKey = (await importJWK(publicJwk as unknown as JWK, 'EdDSA')) as CryptoKey;
-    return { kid: jwk.kid, privateKey, publicKey, publicJwk };
-  } catch (err) {
-    if (err instanceof MallposError) throw err;
-    return fail('MALL_ERR_CONFIG', `the mall key ${path} cannot be used: ${(err as Error).message}`);
-  }
+export function loadMallKeys(dataDir: string): Promise<MallKeys> {
+  return loadSigningKey(mallPaths(dataDir).privateKey, 'mall key', 'MALL_ERR_CONFIG');
 }

@@ -1,4 +1,5 @@
 import type { FeeSchedule, FlattenedJws, TokenType } from '../core/index.ts';
+import type { PublicSigningJwk } from '../vendor-server/data-dir.ts';
 
 /**
  * Events of the mall's journal. Every change of the mall's state is one of these,
@@ -66,14 +67,7 @@ export interface FlaggedRecord {
   reason: string;
 }
 
-export interface PublicJwk {
-  kty: 'OKP';
-  crv: 'Ed25519';
-  x: string;
-  kid: string;
-  alg: 'EdDSA';
-  use: 'sig';
-}
+export type PublicJwk = PublicSigningJwk;
 
 export type PartyKind = 'manufacturer' | 'issuer';
 

@@ -1,5 +1,5 @@
-import { fail } from '../core/index.ts';
-import { createMallKeys, defaultMallConfig, isInitialised, mallConfigSchema, newAdminToken, sha256, writeMallConfig, type MallConfig } from './config.ts';
+import { fail, sha256Hex } from '../core/index.ts';
+import { createMallKeys, defaultMallConfig, isInitialised, mallConfigSchema, newAdminToken, writeMallConfig, type MallConfig } from './config.ts';
 
 export interface InitMallOptions {
   dataDir: string;
@@ -22,7 +22,7 @@ export async function initMall(opts: InitMallOptions): Promise<InitMallResult> {
     fail('MALL_ERR_CONFIG', `${opts.dataDir} already holds a mall: choose another --data-dir`);
   }
   const adminToken = newAdminToken();
-  const config = defaultMallConfig(sha256(adminToken));
+  const config = defaultMallConfig(sha256Hex(adminToken));
   if (opts.name !== undefined) config.name = opts.name;
   if (opts.currency !== undefined) config.currency = opts.currency;
   if (opts.port !== undefined) config.port = opts.port;

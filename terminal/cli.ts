@@ -1,22 +1,12 @@
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { MallposError } from '../core/index.ts';
+import { Command, Option } from 'commander';
 import { pairTerminal } from './credential.ts';
+import { dieWith, portNumber } from '../vendor-server/cli-util.ts';
 import { startTerminal } from './run.ts';
 
 const DEFAULT_DATA_DIR = './data/pos-terminal';
 
-function portNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
-  return n;
-}
-
-function die(err: unknown): never {
-  if (err instanceof MallposError) console.error(`pos-terminal: ${err.message} [${err.code}]`);
-  else console.error(`pos-terminal: ${(err as Error).message ?? String(err)}`);
-  process.exit(1);
-}
+const die = dieWith('pos-terminal', { stack: false });
 
 const program = new Command().name('pos-terminal').description('mallpos POS terminal: scanner, receipt printer and the cashier screen').showHelpAfterError();
 

@@ -1,7 +1,7 @@
-import { createHash, randomBytes, randomInt, randomUUID, scrypt, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomInt, randomUUID, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 import { Low } from 'lowdb';
-import { fail } from '../core/index.ts';
+import { fail, sha256Hex } from '../core/index.ts';
 import { DurableJSONFile } from './storage/index.ts';
 
 const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number) => Promise<Buffer>;
@@ -40,10 +40,6 @@ export interface AccessData {
 
 export const PAIRING_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 export const PAIRING_CODE_LENGTH = 8;
-
-export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
 
 function equalHex(a: string, b: string): boolean {
   const x = Buffer.from(a, 'hex');
@@ -93,13 +89,13 @@ export class AccessStore {
 
   async addOperator(): Promise<string> {
     const token = newOperatorToken();
-    this.db.data.operators.push({ id: randomUUID(), tokenHash: sha256(token), createdAt: new Date().toISOString() });
+    this.db.data.operators.push({ id: randomUUID(), tokenHash: sha256Hex(token), createdAt: new Date().toISOString() });
     await this.save();
     return token;
   }
 
   isOperator(token: string): boolean {
-    const h = sha256(token);
+    const h = sha256Hex(token);
     return this.db.data.operators.some((o) => equalHex(o.tokenHash, h));
   }
 
@@ -112,7 +108,7 @@ export class AccessStore {
       id,
       name,
       createdAt: now.toISOString(),
-      pairing: { codeHash: sha256(code), expiresAt: new Date(now.getTime() + ttlMs).toISOString() },
+      pairing: { codeHash: sha256Hex(code), expiresAt: new Date(now.getTime() + ttlMs).toISOString() },
       pairedAt: null,
       credentialId: null,
       revokedAt: null,
@@ -128,14 +124,14 @@ export class AccessStore {
     const t = this.terminal(terminalId);
     if (t.revokedAt !== null) fail('VND_ERR_TERMINAL_REVOKED', `terminal ${t.id} is revoked`);
     const code = newPairingCode();
-    t.pairing = { codeHash: sha256(code), expiresAt: new Date(now.getTime() + ttlMs).toISOString() };
+    t.pairing = { codeHash: sha256Hex(code), expiresAt: new Date(now.getTime() + ttlMs).toISOString() };
     await this.save();
     return code;
   }
 
   /** Exchanges a pairing code for the terminal it belongs to; the code is used up. */
   async redeemCode(code: string, now = new Date()): Promise<{ terminal: TerminalRecord; credentialId: string }> {
-    const h = sha256(code.trim().toUpperCase());
+    const h = sha256Hex(code.trim().toUpperCase());
     const t = Object.values(this.db.data.terminals).find((x) => x.pairing !== null && equalHex(x.pairing.codeHash, h));
     if (t === undefined || t.pairing === null || t.revokedAt !== null || Date.parse(t.pairing.expiresAt) <= now.getTime()) {
       fail('VND_ERR_PAIRING_CODE');

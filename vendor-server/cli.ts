@@ -1,26 +1,14 @@
 import { resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
-import { MallposError } from '../core/index.ts';
+import { Command } from 'commander';
 import { dataPaths, loadConfig, loadKeys, writeConfig } from './config.ts';
 import { initVendor } from './init.ts';
 import { openLedger } from './ledger/store.ts';
+import { dieWith, portNumber } from './cli-util.ts';
 import { startVendorServer } from './server.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
-function portNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a whole number from 0 to 65535');
-  return n;
-}
-
-/** Prints a typed error as one plain line and exits non-zero. */
-function die(err: unknown): never {
-  if (err instanceof MallposError) console.error(`vendor-server: ${err.message} [${err.code}]`);
-  else if ((err as { code?: string }).code?.startsWith('VND_ERR_') === true) console.error(`vendor-server: ${(err as Error).message} [${(err as { code: string }).code}]`);
-  else console.error(`vendor-server: ${(err as Error).stack ?? String(err)}`);
-  process.exit(1);
-}
+const die = dieWith('vendor-server');
 
 const program = new Command()
   .name('vendor-server')

@@ -1,8 +1,8 @@
-import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
 import { z } from 'zod';
-import { entityId, fail, MallposError, personName } from '../core/index.ts';
+import { entityId, personName } from '../core/index.ts';
+import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from './data-dir.ts';
 import { writeFileDurable } from './storage/index.ts';
 
 export const DEFAULT_PORT = 8600;
@@ -74,66 +74,17 @@ export async function writeConfig(dataDir: string, config: VendorConfig): Promis
   await writeFileDurable(dataPaths(dataDir).config, `${JSON.stringify(configSchema.parse(config), null, 2)}\n`);
 }
 
-export async function loadConfig(dataDir: string): Promise<VendorConfig> {
-  const path = dataPaths(dataDir).config;
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    fail('VND_ERR_CONFIG', `no vendor server in ${dataDir}: run "vendor-server init --data-dir ${dataDir}" first`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    fail('VND_ERR_CONFIG', `${path} is not valid JSON: ${(err as Error).message}`);
-  }
-  const parsed = configSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    fail('VND_ERR_CONFIG', `${path}: ${issue?.path.join('.') ?? ''} ${issue?.message ?? 'invalid'}`.trim());
-  }
-  return parsed.data;
+export function loadConfig(dataDir: string): Promise<VendorConfig> {
+  return loadJsonConfig(dataPaths(dataDir).config, configSchema, 'VND_ERR_CONFIG', `no vendor server in ${dataDir}: run "vendor-server init --data-dir ${dataDir}" first`);
 }
 
-export interface VendorKeys {
-  kid: string;
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
-  publicJwk: JWK;
+export type VendorKeys = SigningKey;
+
+/** Creates the vendor's Ed25519 key pair (EdDSA). */
+export function createKeys(dataDir: string): Promise<VendorKeys> {
+  return createSigningKey(dataPaths(dataDir).privateKey, 'vendor key', 'VND_ERR_CONFIG');
 }
 
-/** Creates the vendor's Ed25519 key pair (EdDSA); the private JWK is readable by its owner only. */
-export async function createKeys(dataDir: string): Promise<VendorKeys> {
-  const { privateKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
-  const jwk = await exportJWK(privateKey);
-  const kid = await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x } as JWK);
-  const path = dataPaths(dataDir).privateKey;
-  await mkdir(join(dataDir, 'keys'), { recursive: true, mode: 0o700 });
-  await writeFileDurable(path, `${JSON.stringify({ ...jwk, kid, alg: 'EdDSA', use: 'sig' }, null, 2)}\n`);
-  await chmod(path, 0o600);
-  return loadKeys(dataDir);
-}
-
-export async function loadKeys(dataDir: string): Promise<VendorKeys> {
-  const path = dataPaths(dataDir).privateKey;
-  let jwk: JWK;
-  try {
-    jwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    fail('VND_ERR_CONFIG', missing ? `the vendor key ${path} is missing` : `the vendor key ${path} cannot be read: ${(err as Error).message}`);
-  }
-  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.d !== 'string' || typeof jwk.kid !== 'string') {
-    fail('VND_ERR_CONFIG', `the vendor key ${path} is not an Ed25519 private key`);
-  }
-  try {
-    const privateKey = (await importJWK(jwk, 'EdDSA')) as CryptoKey;
-    const publicJwk: JWK = { kty: 'OKP', crv: 'Ed25519', x: jwk.x, kid: jwk.kid, alg: 'EdDSA', use: 'sig' };
-    const publicKey = (await importJWK(publicJwk, 'EdDSA')) as CryptoKey;
-    return { kid: jwk.kid, privateKey, publicKey, publicJwk };
-  } catch (err) {
-    if (err instanceof MallposError) throw err;
-    return fail('VND_ERR_CONFIG', `the vendor key ${path} cannot be used: ${(err as Error).message}`);
-  }
+export function loadKeys(dataDir: string): Promise<VendorKeys> {
+  return loadSigningKey(dataPaths(dataDir).privateKey, 'vendor key', 'VND_ERR_CONFIG');
 }
