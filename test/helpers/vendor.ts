@@ -1,21 +1,14 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../../core/index.ts';
 import { initVendor, type InitResult } from '../../vendor-server/init.ts';
 import { createLogger } from '../../vendor-server/logger.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
-
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field in tests
-type Json = any;
+import { http, type HttpResult } from './http.ts';
+import { tempDir } from './temp.ts';
 
 export type TerminalClient = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-export async function tempDir(prefix = 'mallpos-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
+export { tempDir };
 
 export const silentLogger = () => createLogger({ level: 'silent' });
 
@@ -23,7 +16,7 @@ export interface DemoStore {
   dir: string;
   init: InitResult;
   server: RunningVendorServer;
-  operator: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; body: Json; text: string }>;
+  operator: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<HttpResult>;
   pairTerminal: (name?: string) => Promise<{ terminalId: string; credential: string }>;
   connect: (credential: string) => Promise<TerminalClient>;
   restart: () => Promise<void>;
@@ -39,20 +32,8 @@ export async function startDemoStore(): Promise<DemoStore> {
     dir,
     init,
     server: await startVendorServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }),
-    async operator(method, path, body, headers = {}) {
-      const res = await fetch(`${store.server.url}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${init.operatorToken}`, 'content-type': 'application/json', ...headers },
-        ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      let parsed: unknown = null;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = null;
-      }
-      return { status: res.status, body: parsed, text };
+    operator(method, path, body, headers = {}) {
+      return http(`${store.server.url}${path}`, method, body, { authorization: `Bearer ${init.operatorToken}`, ...headers });
     },
     async pairTerminal(name = 'Till 1') {
       const created = await store.operator('POST', '/api/terminals', { name });

@@ -1,9 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { http, type HttpResult, type Json } from '../helpers/http.ts';
 import { runBin, spawnMall as spawnMallOn } from '../helpers/process.ts';
+import { tempDir as makeTempDir } from '../helpers/temp.ts';
 import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import {
   BATCH_TYP,
@@ -29,37 +28,12 @@ import type { Journal } from '../../vendor-server/storage/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field in tests
-export type Json = any;
 
-export async function tempDir(prefix = 'mallpos-mall-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
+export const tempDir = (prefix = 'mallpos-mall-') => makeTempDir(prefix);
 
 export const silentLogger = () => createLogger({ level: 'silent', name: 'mall-sync' });
 
-export interface HttpResult {
-  status: number;
-  body: Json;
-  text: string;
-}
-
-export async function http(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<HttpResult> {
-  const res = await fetch(url, {
-    method,
-    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = null;
-  }
-  return { status: res.status, body: parsed, text };
-}
+export { http, type HttpResult, type Json };
 
 export interface MallRig {
   dir: string;

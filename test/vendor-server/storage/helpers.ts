@@ -1,13 +1,9 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
+import { tempDir as makeTempDir } from '../../helpers/temp.ts';
 import { join } from 'node:path';
 
-/** A fresh directory per test, so tests can run in parallel and leave nothing behind. */
-export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'mallpos-storage-'));
-  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
+export const tempDir = () => makeTempDir('mallpos-storage-');
 
 export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
