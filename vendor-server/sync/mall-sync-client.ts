@@ -118,6 +118,7 @@ export class MallSync {
   private running: Promise<void> | null = null;
   private stopped = false;
   private lastSnapshotPull = 0;
+  private oldest: { seq: number; at: string } | null = null;
   private readonly cursorFile: DurableJSONFile<SyncCursor>;
 
   private constructor(
@@ -244,6 +245,18 @@ export class MallSync {
     return JSON.parse(new TextDecoder().decode(payload)) as T;
   }
 
+  /**
+   * The time of the oldest waiting event. Every tick and every status asks for it, and it
+   * changes only when a batch is acknowledged, so it is read from the journal once per seq.
+   */
+  private async eventTime(seq: number): Promise<string> {
+    if (this.oldest?.seq !== seq) {
+      const at = (JSON.parse((await this.ledger.journal.read(seq)).text) as JournalEvent).at;
+      this.oldest = { seq, at };
+    }
+    return this.oldest.at;
+  }
+
   /** Cuts the next batch from durable events, when enough have waited long enough. */
   private async cut(): Promise<boolean> {
     const journal = this.ledger.journal;
@@ -252,8 +265,7 @@ export class MallSync {
     if (from > durable) return false;
     const waiting = durable - from + 1;
     if (waiting < this.opts.batchEventsMax) {
-      const oldest = JSON.parse((await journal.read(from)).text) as JournalEvent;
-      if (Date.now() - Date.parse(oldest.at) < this.opts.batchAgeMs) return false;
+      if (Date.now() - Date.parse(await this.eventTime(from)) < this.opts.batchAgeMs) return false;
     }
     const texts: string[] = [];
     const events: JournalEvent[] = [];
@@ -401,7 +413,7 @@ export class MallSync {
     const waiting = Math.max(0, journal.lastSeq - this.cursor.eventSeq);
     let oldestAt: string | null = null;
     if (waiting > 0 && this.cursor.eventSeq + 1 <= journal.durableSeq) {
-      oldestAt = (JSON.parse((await journal.read(this.cursor.eventSeq + 1)).text) as JournalEvent).at;
+      oldestAt = await this.eventTime(this.cursor.eventSeq + 1);
     }
     return {
       configured: true,
