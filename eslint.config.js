@@ -1,8 +1,38 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * Imports flow one way (DESIGN.md): core/ imports nothing of ours; platform/ only core/;
+ * hardware/ only core/ and platform/; terminal/ only those three; vendor-server/ and
+ * mall-sync/ only core/ and platform/. Nothing imports bench/ or test/.
+ */
+const folders = ['core', 'platform', 'hardware', 'terminal', 'vendor-server', 'mall-sync', 'bench', 'test'];
+const mayImport = {
+  core: [],
+  platform: ['core'],
+  hardware: ['core', 'platform'],
+  terminal: ['core', 'platform', 'hardware'],
+  'vendor-server': ['core', 'platform'],
+  'mall-sync': ['core', 'platform'],
+};
+
+function layerRule(folder) {
+  const forbidden = folders.filter((f) => f !== folder && !mayImport[folder].includes(f));
+  return {
+    files: [`${folder}/**/*.ts`, `${folder}/**/*.js`],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          regex: `^(\\.\\./)+(${forbidden.join('|')})(/|$)`,
+          message: `${folder}/ may import only ${mayImport[folder].length === 0 ? 'its own files' : mayImport[folder].map((f) => `${f}/`).join(', ')} (DESIGN.md: imports flow one way).`,
+        }],
+      }],
+    },
+  };
+}
+
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'coverage/**', '**/*.min.js'] },
+  { ignores: ['node_modules/**', 'data/**', 'dist/**', 'coverage/**', '**/*.min.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -21,4 +51,5 @@ export default tseslint.config(
       eqeqeq: ['error', 'always'],
     },
   },
+  ...Object.keys(mayImport).map(layerRule),
 );

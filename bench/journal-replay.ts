@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GENESIS_HASH, Journal } from '../vendor-server/storage/index.ts';
+import { GENESIS_HASH, Journal } from '../platform/storage/index.ts';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 // Awaiting durability every so often keeps the write queue, and so memory, bounded.

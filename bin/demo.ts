@@ -7,7 +7,7 @@ import { MallAdminClient } from '../mall-sync/admin-client.ts';
 import { isInitialised as isMallInitialised } from '../mall-sync/config.ts';
 import { initMall } from '../mall-sync/init.ts';
 import { startMallServer } from '../mall-sync/server.ts';
-import { createLogger } from '../vendor-server/logger.ts';
+import { createLogger } from '../platform/logger.ts';
 import { startVendorServer } from '../vendor-server/server.ts';
 import { loadCredential, pairTerminal } from '../terminal/credential.ts';
 import { startTerminal } from '../terminal/run.ts';

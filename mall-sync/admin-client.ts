@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { ERRORS, MallposError, type ErrorCode, type FeeSchedule, type TokenType } from '../core/index.ts';
-import { createLogger } from '../vendor-server/logger.ts';
+import { createLogger } from '../platform/logger.ts';
 import { loadMallConfig } from './config.ts';
 import type { PartyKind, PublicJwk } from './events.ts';
-import { liveOwner } from './lock.ts';
+import { liveOwner } from '../platform/lock.ts';
 import { startMallServer } from './server.ts';
 import type { Cursor, SignedStatement, VendorView } from './service.ts';
 import type { AlarmRecord, AllotmentRecord, KeyRecord } from './store/index.ts';

@@ -6,7 +6,7 @@ import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
 import { initMall } from './init.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
-import { dieWith, portNumber } from '../vendor-server/cli-util.ts';
+import { dieWith, portNumber } from '../platform/cli.ts';
 import { startMallServer } from './server.ts';
 
 /** Exit status when reconcile finds a gap or a tamper alarm. */

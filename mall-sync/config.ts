@@ -3,8 +3,8 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { personName, sha256Hex } from '../core/index.ts';
-import { createSigningKey, ed25519Thumbprint, loadJsonConfig, loadSigningKey, type SigningKey } from '../vendor-server/data-dir.ts';
-import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import { createSigningKey, ed25519Thumbprint, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 
 export const DEFAULT_PORT = 8700;
 export const DEFAULT_HOST = '127.0.0.1';

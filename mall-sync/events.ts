@@ -1,5 +1,5 @@
 import type { FeeSchedule, FlattenedJws, TokenType } from '../core/index.ts';
-import type { PublicSigningJwk } from '../vendor-server/data-dir.ts';
+import type { PublicSigningJwk } from '../platform/key-files.ts';
 
 /**
  * Events of the mall's journal. Every change of the mall's state is one of these,

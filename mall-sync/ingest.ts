@@ -18,7 +18,7 @@ import {
   type BatchPayload,
   type FlattenedJws,
 } from '../core/index.ts';
-import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 import type { MallKeys } from './config.ts';
 import type { BatchIngestedData, MallEvent, PublicJwk } from './events.ts';
 import { batchIndexOf, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';

@@ -1,4 +1,4 @@
-import { DurableJSONFile } from '../vendor-server/storage/index.ts';
+import { DurableJSONFile } from '../platform/storage/index.ts';
 
 /**
  * What the mall has seen of batches it refused, per vendor: not part of the ledger (a

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatMinor } from '../core/index.ts';
-import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 import { withMallAdmin } from './admin-client.ts';
 import { mallPaths } from './config.ts';
 import type { SignedStatement } from './service.ts';

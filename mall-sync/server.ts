@@ -1,12 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isMallposError, MallposError } from '../core/index.ts';
-import { createLogger, type Logger } from '../vendor-server/logger.ts';
-import { listen } from '../vendor-server/http-util.ts';
+import { createLogger, type Logger } from '../platform/logger.ts';
+import { listen } from '../platform/http.ts';
 import { loadMallConfig, loadMallKeys, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
-import { DataDirLock } from './lock.ts';
+import { DataDirLock } from '../platform/lock.ts';
 import { MallMetrics } from './metrics.ts';
 import { Observations } from './observations.ts';
 import { MallService } from './service.ts';
@@ -54,7 +54,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
   const keys = await loadMallKeys(opts.dataDir);
   const logger = opts.logger ?? createLogger({ name: 'mall-sync' });
   const paths = mallPaths(opts.dataDir);
-  const lock = await DataDirLock.acquire(opts.dataDir);
+  const lock = await DataDirLock.acquire(opts.dataDir, 'mall-sync', 'MALL_ERR_STORE');
   const metrics = new MallMetrics(opts.defaultMetrics ?? true);
   let store: EmbeddedMallStore | null = null;
   try {

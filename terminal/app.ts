@@ -16,7 +16,7 @@ import {
 } from '../core/index.ts';
 import type { PrintQueue, PrintQueueStatus } from '../hardware/printer/index.ts';
 import type { Scanner, ScannerStatus } from '../hardware/scanner/index.ts';
-import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 import * as carts from './cart.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';

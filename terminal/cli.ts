@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { pairTerminal } from './credential.ts';
-import { dieWith, portNumber } from '../vendor-server/cli-util.ts';
+import { dieWith, portNumber } from '../platform/cli.ts';
 import { startTerminal } from './run.ts';
 
 const DEFAULT_DATA_DIR = './data/pos-terminal';

@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { fail } from '../core/index.ts';
-import { writeFileDurable } from '../vendor-server/storage/index.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 
 /** What pairing leaves on the terminal's disk: the server and the signed credential. */
 export const credentialSchema = z.strictObject({

@@ -2,7 +2,7 @@ import { randomBytes, randomInt, randomUUID, scrypt, timingSafeEqual } from 'nod
 import { promisify } from 'node:util';
 import { Low } from 'lowdb';
 import { fail, sha256Hex } from '../core/index.ts';
-import { DurableJSONFile } from './storage/index.ts';
+import { DurableJSONFile } from '../platform/storage/index.ts';
 
 const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number) => Promise<Buffer>;
 

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { dataPaths, loadConfig, loadKeys, writeConfig } from './config.ts';
 import { initVendor } from './init.ts';
 import { openLedger } from './ledger/store.ts';
-import { dieWith, portNumber } from './cli-util.ts';
+import { dieWith, portNumber } from '../platform/cli.ts';
 import { startVendorServer } from './server.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';

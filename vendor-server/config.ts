@@ -2,8 +2,8 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { entityId, personName } from '../core/index.ts';
-import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from './data-dir.ts';
-import { writeFileDurable } from './storage/index.ts';
+import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
+import { writeFileDurable } from '../platform/storage/index.ts';
 
 export const DEFAULT_PORT = 8600;
 export const DEFAULT_HOST = '127.0.0.1';

@@ -15,11 +15,11 @@ import {
   type JournalEvent,
 } from '../core/index.ts';
 import type { AccessStore } from './access.ts';
-import { route } from './http-util.ts';
+import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import { issueTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';

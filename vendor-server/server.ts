@@ -1,11 +1,11 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AccessStore } from './access.ts';
-import { listen } from './http-util.ts';
+import { listen } from '../platform/http.ts';
 import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { openLedger, type OpenedLedger } from './ledger/store.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, type Logger } from '../platform/logger.ts';
 import { VendorMetrics } from './metrics.ts';
 import { createOperatorApi } from './operator-api.ts';
 import { TerminalGateway } from './terminal-socket.ts';

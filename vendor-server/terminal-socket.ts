@@ -23,7 +23,7 @@ import type { AccessStore } from './access.ts';
 import type { VendorKeys } from './config.ts';
 import { verifyTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 

@@ -271,7 +271,7 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
   const fromSeq = v.eventSeq + 1;
   for (let seq = fromSeq; seq < fromSeq + count; seq++) {
     const { seq: s, ...rest } = nextSale(v, seq);
-    // The journal writes seq and prev first (vendor-server/storage/journal.ts).
+    // The journal writes seq and prev first (platform/storage/journal.ts).
     const event = { seq: s, prev, ...rest } as SaleEvent;
     const text = JSON.stringify(event);
     texts.push(text);

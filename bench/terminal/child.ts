@@ -9,7 +9,7 @@
  * bench is killed outright.
  */
 import { startTerminal } from '../../terminal/run.ts';
-import { createLogger } from '../../vendor-server/logger.ts';
+import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer } from '../../vendor-server/server.ts';
 
 const CLOSE_WAIT_MS = 2_000;

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { assert, fail } from '../../core/index.ts';
-import { asciiJson, Checkpointer, DurableJSONFile, Journal, JournalBacklogError, type CheckpointPolicy, type OpenReport } from '../../vendor-server/storage/index.ts';
+import { asciiJson, Checkpointer, DurableJSONFile, Journal, JournalBacklogError, type CheckpointPolicy, type OpenReport } from '../../platform/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent } from '../events.ts';
 import { applyMallEvent, emptyMallState, type MallState } from './state.ts';
 import type { MallStore } from './store.ts';

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, SaleResult } from '../../core/index.ts';
-import { GENESIS_HASH } from '../../vendor-server/storage/index.ts';
+import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 

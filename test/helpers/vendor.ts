@@ -1,7 +1,7 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../../core/index.ts';
 import { initVendor, type InitResult } from '../../vendor-server/init.ts';
-import { createLogger } from '../../vendor-server/logger.ts';
+import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
 import { http, type HttpResult } from './http.ts';
 import { tempDir } from './temp.ts';

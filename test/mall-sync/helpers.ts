@@ -23,8 +23,8 @@ import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
 import { openLedger, type OpenedLedger } from '../../vendor-server/ledger/store.ts';
-import { createLogger } from '../../vendor-server/logger.ts';
-import type { Journal } from '../../vendor-server/storage/index.ts';
+import { createLogger } from '../../platform/logger.ts';
+import type { Journal } from '../../platform/storage/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 

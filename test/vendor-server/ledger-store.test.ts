@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { EVENT_VERSION, type JournalEvent } from '../../core/index.ts';
 import { applyEvent, emptyState } from '../../vendor-server/ledger/state.ts';
 import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
-import { GENESIS_HASH } from '../../vendor-server/storage/index.ts';
+import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 function productEvent(seq: number, key: string | null): JournalEvent {

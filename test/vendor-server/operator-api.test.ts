@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
-import { GENESIS_HASH } from '../../vendor-server/storage/index.ts';
-import { createLogger } from '../../vendor-server/logger.ts';
+import { GENESIS_HASH } from '../../platform/storage/index.ts';
+import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer } from '../../vendor-server/server.ts';
 import { call, expectOk, startDemoStore, type DemoStore } from '../helpers/vendor.ts';
 import type { SaleResult } from '../../core/index.ts';

@@ -33,7 +33,7 @@ import {
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
-import { JournalBacklogError, type Journal } from '../storage/index.ts';
+import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
 
 export interface Actor {

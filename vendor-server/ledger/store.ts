@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { fail, type JournalEvent } from '../../core/index.ts';
-import { asciiJson, Checkpointer, DurableJSONFile, GENESIS_HASH, Journal, type CheckpointPolicy, type OpenReport } from '../storage/index.ts';
+import { asciiJson, Checkpointer, DurableJSONFile, GENESIS_HASH, Journal, type CheckpointPolicy, type OpenReport } from '../../platform/storage/index.ts';
 import { applyEvent, emptyState, fromSnapshot, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 
 export interface OpenLedgerOptions {

@@ -21,8 +21,8 @@ import {
 } from '../../core/index.ts';
 import type { VendorKeys } from '../config.ts';
 import type { LedgerService } from '../ledger/service.ts';
-import type { Logger } from '../logger.ts';
-import { DurableJSONFile, writeFileDurable } from '../storage/index.ts';
+import type { Logger } from '../../platform/logger.ts';
+import { DurableJSONFile, writeFileDurable } from '../../platform/storage/index.ts';
 
 export interface SyncOptions {
   mallUrl: string;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Low } from 'lowdb';
-import { DurableJSONFile, fsyncDir, StateFileError, writeFileDurable } from '../../../vendor-server/storage/index.ts';
+import { DurableJSONFile, fsyncDir, StateFileError, writeFileDurable } from '../../../platform/storage/index.ts';
 import { rejection, tempDir } from './helpers.ts';
 
 interface State {
@@ -10,7 +10,7 @@ interface State {
   accounts: Record<string, number>;
 }
 
-describe('vendor-server/storage/durable-file', () => {
+describe('platform/storage/durable-file', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
 

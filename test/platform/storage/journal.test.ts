@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GENESIS_HASH, Journal, JournalBacklogError, segmentName } from '../../../vendor-server/storage/index.ts';
-import type { AppendResult, JournalRecord } from '../../../vendor-server/storage/index.ts';
+import { GENESIS_HASH, Journal, JournalBacklogError, segmentName } from '../../../platform/storage/index.ts';
+import type { AppendResult, JournalRecord } from '../../../platform/storage/index.ts';
 import { parseSegment, rejection, saleFields, segmentFiles, sha256, tempDir } from './helpers.ts';
 
-describe('vendor-server/storage/journal', () => {
+describe('platform/storage/journal', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
 

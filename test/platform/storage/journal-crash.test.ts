@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { GENESIS_HASH, Journal } from '../../../vendor-server/storage/index.ts';
+import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import { segmentFiles, tempDir } from './helpers.ts';
 
 const writer = fileURLToPath(new URL('./fixtures/journal-writer.ts', import.meta.url));
@@ -65,7 +65,7 @@ function runAndKill(dir: string): Promise<Round> {
   });
 }
 
-describe('vendor-server/storage/journal crash safety', function () {
+describe('platform/storage/journal crash safety', function () {
   this.timeout(120_000);
 
   it(`keeps every acknowledged event through ${ROUNDS} SIGKILLs of a writer with 20 concurrent loops`, async () => {

@@ -1,13 +1,13 @@
 import { expect } from 'chai';
 import { appendFile, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GENESIS_HASH, Journal, JournalCorruptError, segmentName } from '../../../vendor-server/storage/index.ts';
-import type { AppendResult } from '../../../vendor-server/storage/index.ts';
+import { GENESIS_HASH, Journal, JournalCorruptError, segmentName } from '../../../platform/storage/index.ts';
+import type { AppendResult } from '../../../platform/storage/index.ts';
 import { lineFor, parseSegment, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
 const SEGMENT_BYTES = 2048;
 
-describe('vendor-server/storage/journal recovery', () => {
+describe('platform/storage/journal recovery', () => {
   let dir: string;
   let cleanup: () => Promise<void>;
 

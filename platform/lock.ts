@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readFile, unlink } from 'node:fs/promises';
-import { fail } from '../core/index.ts';
-import { fsyncDir, writeFileDurable } from '../vendor-server/storage/index.ts';
-import { mallPaths } from './config.ts';
+import { join } from 'node:path';
+import { fail, type ErrorCode } from '../core/index.ts';
+import { fsyncDir, writeFileDurable } from './storage/index.ts';
 
 /**
- * One process owns a mall data directory at a time (the journal allows one writer).
+ * One process owns a data directory at a time (the journal allows one writer).
  * The owner holds `run/owner.json`, created exclusively, naming its pid, its URL once it
  * listens, and a control token. The file is readable by its owner only: a CLI command on
  * the same machine and account (reconcile, vendor add, allot) that finds a live owner
@@ -28,9 +28,14 @@ function alive(pid: number): boolean {
   }
 }
 
+function ownerPaths(dataDir: string): { runDir: string; owner: string } {
+  const runDir = join(dataDir, 'run');
+  return { runDir, owner: join(runDir, 'owner.json') };
+}
+
 export async function readOwner(dataDir: string): Promise<OwnerInfo | null> {
   try {
-    const info = JSON.parse(await readFile(mallPaths(dataDir).owner, 'utf8')) as OwnerInfo;
+    const info = JSON.parse(await readFile(ownerPaths(dataDir).owner, 'utf8')) as OwnerInfo;
     return Number.isSafeInteger(info.pid) && typeof info.controlToken === 'string' ? info : null;
   } catch {
     return null;
@@ -51,9 +56,12 @@ export class DataDirLock {
     readonly info: OwnerInfo,
   ) {}
 
-  /** Takes the directory, or fails with MALL_ERR_STORE naming the live owner. */
-  static async acquire(dataDir: string): Promise<DataDirLock> {
-    const paths = mallPaths(dataDir);
+  /**
+   * Takes the directory, or fails with `code` naming the live owner. `program` names
+   * the kind of process in that message ("another mall-sync process ...").
+   */
+  static async acquire(dataDir: string, program: string, code: ErrorCode): Promise<DataDirLock> {
+    const paths = ownerPaths(dataDir);
     await mkdir(paths.runDir, { recursive: true, mode: 0o700 });
     const info: OwnerInfo = { pid: process.pid, startedAt: new Date().toISOString(), url: null, controlToken: `mmc_${randomBytes(32).toString('base64url')}` };
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -72,24 +80,24 @@ export class DataDirLock {
       }
       const owner = await readOwner(dataDir);
       if (owner !== null && alive(owner.pid)) {
-        fail('MALL_ERR_STORE', `another mall-sync process (pid ${owner.pid}${owner.url === null ? '' : `, ${owner.url}`}) is using ${dataDir}`, { pid: owner.pid });
+        fail(code, `another ${program} process (pid ${owner.pid}${owner.url === null ? '' : `, ${owner.url}`}) is using ${dataDir}`, { pid: owner.pid });
       }
       // The owner is gone without cleaning up: its file is stale.
       await unlink(paths.owner).catch(() => undefined);
     }
-    return fail('MALL_ERR_STORE', `cannot take ${dataDir}: ${paths.owner} keeps reappearing`);
+    return fail(code, `cannot take ${dataDir}: ${paths.owner} keeps reappearing`);
   }
 
   async setUrl(url: string): Promise<void> {
     this.info.url = url;
-    await writeFileDurable(mallPaths(this.dataDir).owner, JSON.stringify(this.info));
-    await chmod(mallPaths(this.dataDir).owner, 0o600);
+    await writeFileDurable(ownerPaths(this.dataDir).owner, JSON.stringify(this.info));
+    await chmod(ownerPaths(this.dataDir).owner, 0o600);
   }
 
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
     const current = await readOwner(this.dataDir);
-    if (current?.controlToken === this.info.controlToken) await unlink(mallPaths(this.dataDir).owner).catch(() => undefined);
+    if (current?.controlToken === this.info.controlToken) await unlink(ownerPaths(this.dataDir).owner).catch(() => undefined);
   }
 }
