@@ -70,6 +70,7 @@ export const POS_ERRORS = {
   POS_ERR_NOTHING_TO_REPRINT: { status: 409, message: 'there is no receipt to reprint yet' },
   POS_ERR_CONFIG: { status: 500, message: 'the terminal is not set up' },
   POS_ERR_COMMAND: { status: 400, message: 'unknown command' },
+  POS_ERR_SCREEN_FORBIDDEN: { status: 403, message: 'only the cashier screen this terminal served may use it' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export const MALL_ERRORS = {

@@ -1,11 +1,14 @@
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import { Server } from 'socket.io';
 import { z } from 'zod';
-import { MallposError, parse } from '../core/index.ts';
+import { ERRORS, MallposError, parse } from '../core/index.ts';
 import type { Command, ScreenState, TerminalApp } from './app.ts';
+import { createScreenGuard, type ScreenGuard } from './screen-guard.ts';
 
 export const DEFAULT_SCREEN_PORT = 8500;
 
@@ -44,17 +47,60 @@ export interface RunningScreen {
   close(): Promise<void>;
 }
 
+const SCREEN_DIR = fileURLToPath(new URL('./screen/', import.meta.url));
+// The page loads socket.io's browser client from here, through the same checks as its own files.
+const SOCKET_IO_CLIENT = join(dirname(createRequire(import.meta.url).resolve('socket.io/package.json')), 'client-dist', 'socket.io.min.js');
+
+/** Headers on every answer: the page is never framed, cached or sent as a referrer. */
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': "frame-ancestors 'none'",
+  'X-Frame-Options': 'DENY',
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  'Cache-Control': 'no-store',
+};
+
 /**
  * The cashier screen: a page for a kiosk browser on 127.0.0.1, kept live over socket.io.
- * The page sends commands; the terminal answers by pushing its whole state.
+ * The page sends commands; the terminal answers by pushing its whole state. Only the page
+ * this terminal served may do either (see screen-guard.ts): every HTTP request and the
+ * socket handshake are checked for Host, Origin and the per-launch secret.
  */
 export async function startScreen(app: TerminalApp, opts: { port?: number; host?: string } = {}): Promise<RunningScreen> {
+  // The guard needs the port the screen listens on; no request is answered before it is known.
+  let guard: ScreenGuard | null = null;
+  const refusal = (problem: string) => ({ error: { code: 'POS_ERR_SCREEN_FORBIDDEN', message: `${ERRORS.POS_ERR_SCREEN_FORBIDDEN.message}: ${problem}` } });
+
   const web = express();
   web.disable('x-powered-by');
-  web.use(express.static(fileURLToPath(new URL('./screen/', import.meta.url)), { index: 'index.html', maxAge: 0 }));
+  web.disable('etag');
+  web.use((req, res, next) => {
+    res.set(SECURITY_HEADERS);
+    const problem = guard === null ? 'the screen is starting' : guard.problem(req.headers, req.method === 'GET' && req.path === '/' ? 'page' : 'asset');
+    if (problem !== null) {
+      res.status(403).json(refusal(problem));
+      return;
+    }
+    next();
+  });
+  web.get('/', (_req, res) => {
+    res.set('Set-Cookie', (guard as ScreenGuard).cookie());
+    res.sendFile(join(SCREEN_DIR, 'index.html'));
+  });
   web.get('/state', (_req, res) => res.json(app.state()));
+  web.get('/vendor/socket.io.min.js', (_req, res) => res.sendFile(SOCKET_IO_CLIENT));
+  web.use(express.static(SCREEN_DIR, { index: false, etag: false, maxAge: 0 }));
   const http = createServer(web);
-  const io = new Server<ScreenClientEvents, ScreenServerEvents>(http, { serveClient: true, maxHttpBufferSize: 16 * 1024, cors: { origin: false } });
+  const io = new Server<ScreenClientEvents, ScreenServerEvents>(http, {
+    serveClient: false,
+    transports: ['websocket'],
+    maxHttpBufferSize: 16 * 1024,
+    cors: { origin: false },
+    allowRequest: (req, callback) => {
+      const problem = guard === null ? 'the screen is starting' : guard.problem(req.headers, 'socket');
+      callback(problem, problem === null);
+    },
+  });
 
   // State pushes are coalesced to one per tick so a burst of changes costs one render.
   let scheduled = false;
@@ -95,6 +141,7 @@ export async function startScreen(app: TerminalApp, opts: { port?: number; host?
     http.listen(opts.port ?? DEFAULT_SCREEN_PORT, host, () => resolve());
   });
   const port = (http.address() as AddressInfo).port;
+  guard = createScreenGuard(port);
   return {
     url: `http://${host}:${port}/`,
     port,

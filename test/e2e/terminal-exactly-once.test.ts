@@ -2,13 +2,14 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
-import { io, type Socket as ClientSocket } from 'socket.io-client';
+import type { Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { screenSocket } from '../helpers/browser.ts';
 
 const PEN = '4006381333931';
 const CARD = 'C0000000018';
@@ -160,8 +161,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     const args = ['--data-dir', dir, '--scanner', 'none', '--printer', `tcp://127.0.0.1:${printer.port}`, '--port', '0'];
     let terminal = await spawnTerminal(args);
     cleanups.unshift(async () => killHard(terminal.child));
-    const screen = (url: string) => io(url, { transports: ['websocket'], reconnection: false, forceNew: true });
-    let page: ClientSocket = screen(terminal.url);
+    let page: ClientSocket = await screenSocket(terminal.url);
     let latest: ScreenState | null = null;
     page.on('state', (s: ScreenState) => (latest = s));
     const command = (cmd: unknown) => page.timeout(10_000).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
@@ -182,7 +182,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // The request was already in the server's socket buffer: it commits the sale for a terminal that is gone.
     await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
     terminal = await spawnTerminal(args);
-    page = screen(terminal.url);
+    page = await screenSocket(terminal.url);
     latest = null;
     page.on('state', (s: ScreenState) => (latest = s));
     const done = await until('sale finished after restart', () => {

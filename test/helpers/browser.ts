@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { io, type Socket } from 'socket.io-client';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { startDemoStore, type DemoStore } from './vendor.ts';
@@ -28,8 +29,8 @@ const CHROMIUM_ARGS = [
  * Launches headless Debian chromium. Callers close it in an `after` hook; a browser
  * left open keeps mocha (and the bench) from exiting.
  */
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
 }
 
 export const VIEWPORT_DESKTOP = { width: 1024, height: 768 } as const;
@@ -41,6 +42,19 @@ export async function openScreen(browser: Browser, url: string, viewport: { widt
   await page.goto(url);
   await page.waitForSelector('body[data-state-version]', { timeout: 10_000 });
   return page;
+}
+
+/**
+ * A socket.io client that uses the cashier screen as its page does, for tests that drive
+ * the terminal without a browser: it loads `/` for the screen's per-launch secret
+ * (a cookie) and sends it with the page's Origin on the handshake.
+ */
+export async function screenSocket(url: string): Promise<Socket> {
+  const res = await fetch(url);
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  await res.arrayBuffer();
+  if (res.status !== 200 || cookie === '') throw new Error(`the screen at ${url} gave no secret (HTTP ${res.status})`);
+  return io(url, { transports: ['websocket'], reconnection: false, forceNew: true, extraHeaders: { cookie, origin: new URL(url).origin } });
 }
 
 export interface TerminalRig {
