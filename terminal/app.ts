@@ -21,6 +21,7 @@ import * as carts from './cart.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
 import { toReceipt } from './receipts.ts';
+import { isDefiniteSaleRefusal } from './refusals.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
 
 export interface ScreenMessage {
@@ -86,6 +87,8 @@ export interface TerminalAppOptions {
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
+const RETRY_DELAY_MIN_MS = 250;
+const RETRY_DELAY_MAX_MS = 5_000;
 
 /**
  * The terminal: cart, scans, completion and receipts. It never decides a balance; the
@@ -395,25 +398,40 @@ export class TerminalApp {
 
   private async runCompletion(pending: PendingSale): Promise<void> {
     let result: SaleResult | null = null;
+    let retryDelayMs = RETRY_DELAY_MIN_MS;
     while (!this.closed && result === null) {
       try {
         result = await this.link.request<SaleResult>('sale:commit', { key: pending.key, ...pending.body });
       } catch (err) {
-        if (err instanceof RemoteError) {
-          // A typed refusal: nothing was committed. The cart stays for the cashier to fix.
+        if (err instanceof RemoteError && isDefiniteSaleRefusal(err.wire.code)) {
+          // The server judged the sale and refused it: nothing is committed under its
+          // key. The cart stays for the cashier to fix.
           await rm(this.pendingFile, { force: true });
           this.completing = null;
           this.completion = null;
           this.sayError(err);
           return;
         }
-        // No answer: the outcome is unknown until the same key is sent again.
-        this.say('info', 'waiting for the store server to confirm the sale: it will not be charged twice');
-        await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+        // Anything else leaves the outcome unknown (the server may have journalled the
+        // sale before it failed): the same key is sent again until the server says.
+        const why = err instanceof RemoteError ? ` (${err.wire.message})` : '';
+        this.say('info', `waiting for the store server to confirm the sale${why}: it is sent again as the same sale and will not be charged twice`);
+        if (err instanceof RemoteError) {
+          // The server answered at once: wait before asking again, longer each time.
+          await this.pause(retryDelayMs);
+          retryDelayMs = Math.min(retryDelayMs * 2, RETRY_DELAY_MAX_MS);
+        } else {
+          await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+        }
       }
     }
     if (result === null) return;
     await this.finishSale(result);
+  }
+
+  /** Sleeps between retries; the timer does not keep a closing process alive. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => setTimeout(resolve, ms).unref());
   }
 
   private async finishSale(result: SaleResult): Promise<void> {

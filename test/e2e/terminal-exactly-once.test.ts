@@ -45,6 +45,84 @@ async function blackholeProxy(targetPort: () => number): Promise<{ port: number;
   };
 }
 
+/**
+ * A TCP proxy in front of a socket.io server that can replace the text of WebSocket
+ * frames the server sends (socket.io sends each packet as one unmasked, uncompressed
+ * text frame). `rewrite` returns the new text, or null to pass a frame on unchanged.
+ */
+async function rewritingProxy(targetPort: number, rewrite: (text: string) => string | null): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const frame = (text: string): Buffer => {
+    const payload = Buffer.from(text, 'utf8');
+    const n = payload.length;
+    const head = n < 126 ? Buffer.from([0x81, n]) : n < 65_536 ? Buffer.from([0x81, 126, n >> 8, n & 0xff]) : Buffer.concat([Buffer.from([0x81, 127]), Buffer.from(new BigUint64Array([BigInt(n)]).buffer).reverse()]);
+    return Buffer.concat([head, payload]);
+  };
+  const srv = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (d) => upstream.write(d));
+    let buf = Buffer.alloc(0);
+    let mode: 'head' | 'frames' | 'raw' = 'head';
+    upstream.on('data', (d: Buffer) => {
+      if (mode === 'raw') {
+        client.write(d);
+        return;
+      }
+      buf = Buffer.concat([buf, d]);
+      if (mode === 'head') {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        // Only a WebSocket upgrade carries frames; any other answer passes as it is.
+        mode = buf.subarray(0, 12).toString('latin1') === 'HTTP/1.1 101' ? 'frames' : 'raw';
+        if (mode === 'raw') {
+          client.write(buf);
+          return;
+        }
+        client.write(buf.subarray(0, end + 4));
+        buf = buf.subarray(end + 4);
+      }
+      for (;;) {
+        if (buf.length < 2) return;
+        const b0 = buf[0] ?? 0;
+        const b1 = buf[1] ?? 0;
+        let len = b1 & 0x7f;
+        let offset = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          offset = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          offset = 10;
+        }
+        if (buf.length < offset + len) return;
+        const whole = buf.subarray(0, offset + len);
+        const replaced = (b0 & 0x0f) === 1 && (b0 & 0x80) !== 0 ? rewrite(buf.subarray(offset, offset + len).toString('utf8')) : null;
+        client.write(replaced === null ? whole : frame(replaced));
+        buf = buf.subarray(offset + len);
+      }
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', () => resolve()));
+  const address = srv.address();
+  return {
+    port: typeof address === 'object' && address !== null ? address.port : 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
 interface Store {
   dir: string;
   port: number;
@@ -153,6 +231,72 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await acmeBalance(store)).to.equal(before - 90);
     const receipts = await printer.waitForReceipts(1, 5_000);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+    expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+  });
+
+  it('keeps the key and sends it again when the server answers an internal error for a sale it committed', async () => {
+    // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
+    // applying an appended event fails): the terminal must not take that as a refusal.
+    let replaced = 0;
+    const proxy = await rewritingProxy(store.port, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_INTERNAL","message":"internal error in the store server"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    const messages: string[] = [];
+    let key = '';
+    app.onState((st) => {
+      if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
+      if (st.completing !== null && key === '') key = st.completing.key;
+    });
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(key).to.match(/^t\d+:/);
+    expect(replaced, 'the first answer was replaced by an internal error').to.equal(1);
+    expect(messages.some((m) => m.includes('internal error in the store server') && m.includes('will not be charged twice')), messages.join(' | ')).to.equal(true);
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
+    expect(s.cart.lines).to.deep.equal([]);
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+    const receipts = await printer.waitForReceipts(1, 5_000);
+    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+  });
+
+  it('drops the pending sale on a definite refusal, and charges nothing', async () => {
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    const before = await acmeBalance(store);
+    for (let i = 0; i < 4; i++) await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME', units: before + 1 }] });
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.code).to.equal('CORE_ERR_INSUFFICIENT_TOKENS');
+    expect(s.cart.lines).to.have.length(1);
+    expect(await acmeBalance(store)).to.equal(before);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
   });
 
