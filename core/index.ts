@@ -1,6 +1,7 @@
 export * from './errors.ts';
 export * from './money.ts';
 export * from './codes.ts';
+export * from './card-mask.ts';
 export * from './token-types.ts';
 export * from './ledger.ts';
 export * from './pricing.ts';

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import {
   fail,
   formatMinor,
+  maskCard,
+  maskCardsInText,
   MallposError,
   parseScan,
   type CustomerView,
@@ -82,6 +84,22 @@ export interface TerminalAppOptions {
   ackTimeoutMs?: number;
   /** How long a completion waits for the store server before it tries again. */
   reconnectWaitMs?: number;
+}
+
+function maskedCustomer<C extends { card: string }>(c: C): C {
+  return { ...c, card: maskCard(c.card) };
+}
+
+function maskedSale(sale: SaleResult): SaleResult {
+  return sale.customer === null ? sale : { ...sale, customer: maskedCustomer(sale.customer) };
+}
+
+/** A refusal as the screen shows it: card numbers masked in its message and details. */
+function maskedWire(w: WireError): WireError {
+  const message = maskCardsInText(w.message);
+  if (w.details === undefined) return { ...w, message };
+  const details = Object.fromEntries(Object.entries(w.details).map(([k, v]) => [k, typeof v === 'string' ? maskCardsInText(v) : v]));
+  return { ...w, message, details };
 }
 
 const SCAN_QUEUE_MAX = 64;
@@ -172,13 +190,14 @@ export class TerminalApp {
         printer: this.opts.printQueue.status(),
       },
       cashier: this.cashier === null ? null : { staffId: this.cashier.staffId, name: this.cashier.name },
-      cart: this.cart,
+      // Card numbers are bearer credentials: the screen shows them masked.
+      cart: this.cart.customer === null ? this.cart : { ...this.cart, customer: maskedCustomer(this.cart.customer) },
       priced: this.priced,
-      pricingError: this.pricingError,
+      pricingError: this.pricingError === null ? null : maskedWire(this.pricingError),
       tokenNames: server.server?.tokenNames ?? {},
       completing: this.completing === null ? null : { key: this.completing.key, since: this.completing.startedAt },
-      lastSale: this.lastSale,
-      refund: this.refund,
+      lastSale: this.lastSale === null ? null : maskedSale(this.lastSale),
+      refund: this.refund === null ? null : { sale: maskedSale(this.refund.sale), refunded: this.refund.refunded },
       message: this.message,
       version: this.version,
     };
@@ -197,7 +216,7 @@ export class TerminalApp {
   }
 
   private say(kind: ScreenMessage['kind'], text: string, code?: string): void {
-    this.message = { kind, text, ...(code === undefined ? {} : { code }), at: new Date().toISOString() };
+    this.message = { kind, text: maskCardsInText(text), ...(code === undefined ? {} : { code }), at: new Date().toISOString() };
     this.changed();
   }
 

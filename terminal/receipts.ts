@@ -1,4 +1,4 @@
-import { formatMinor, formatUnits, type ReceiptData, type SaleResult } from '../core/index.ts';
+import { formatMinor, formatUnits, maskCard, type ReceiptData, type SaleResult } from '../core/index.ts';
 import type { Receipt } from '../hardware/printer/index.ts';
 
 /**
@@ -25,7 +25,8 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
   const balancesSource = data.refund?.balancesAfter ?? sale.balancesAfter ?? {};
   const footer: string[] = [];
   if (data.refund !== null) footer.push(`Refund of sale ${sale.saleId} (${sale.at.slice(0, 10)})`);
-  if (sale.customer !== null) footer.push(`Customer: ${sale.customer.name} (${sale.customer.card})`);
+  // The card number is a bearer credential: the receipt shows only its last digits.
+  if (sale.customer !== null) footer.push(`Customer: ${sale.customer.name} (${maskCard(sale.customer.card)})`);
   if (data.refund !== null) {
     footer.push(`REFUNDED as ${data.refund.refundId}`);
     for (const [token, units] of Object.entries(data.refund.credited)) footer.push(`Credited back: ${formatUnits(units, token)}`);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { maskCardsInText } from '../../core/index.ts';
 
 /**
  * A receipt as the terminal hands it to a printer: every amount is already a
@@ -130,11 +131,13 @@ export function layoutReceipt(r: Receipt, columns: Columns): ReceiptLine[] {
   if (!COLUMNS.includes(columns)) throw new RangeError(`columns must be 32, 42 or 48, got ${String(columns)}`);
   const n = columns;
   const out: ReceiptLine[] = [];
+  // A card number is a bearer credential: whatever text the caller hands over, no line
+  // prints one whole. The mask keeps the length, so the layout does not change.
   const left = (t: string, bold = false): void => {
-    out.push({ text: t, align: 'left', bold });
+    out.push({ text: maskCardsInText(t), align: 'left', bold });
   };
   const centre = (t: string, bold = false): void => {
-    for (const part of wrap(t, n, 2)) out.push({ text: part, align: 'center', bold });
+    for (const part of wrap(t, n, 2)) out.push({ text: maskCardsInText(part), align: 'center', bold });
   };
   const pairs = (label: string, value: string, bold = false): void => {
     for (const t of pair(label, value, n)) left(t, bold);
