@@ -4,6 +4,9 @@ import { byTestId } from './dom.js';
 import { applyState, showLocal } from './state.js';
 
 const COMMAND_ACK_TIMEOUT_MS = 30_000;
+// A page whose secret keeps being refused reloads at most this often.
+const RELOAD_INTERVAL_MIN_MS = 10_000;
+const RELOADED_AT = 'mallpos-screen-reloaded-at';
 
 let socket = null;
 
@@ -17,6 +20,26 @@ export function connect() {
     byTestId('screen-link').hidden = false;
   });
   socket.on('state', applyState);
+  socket.on('connect_error', () => void reloadIfSecretStale());
+}
+
+/**
+ * The terminal draws a new secret at every start, so after a restart this page's cookie
+ * is refused. When the terminal answers again and refuses this page, loading the page
+ * again fetches the new secret; while it does not answer, socket.io keeps trying.
+ */
+async function reloadIfSecretStale() {
+  let status;
+  try {
+    status = (await fetch('/state', { cache: 'no-store' })).status;
+  } catch {
+    return;
+  }
+  if (status !== 403) return;
+  const last = Number(window.sessionStorage.getItem(RELOADED_AT) ?? 0);
+  if (Date.now() - last < RELOAD_INTERVAL_MIN_MS) return;
+  window.sessionStorage.setItem(RELOADED_AT, String(Date.now()));
+  window.location.reload();
 }
 
 /** Sends a command; the terminal pushes the resulting state, the ack only reports bad commands. */

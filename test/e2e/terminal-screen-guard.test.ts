@@ -5,6 +5,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import type { ScreenState } from '../../terminal/app.ts';
 import { createScreenGuard } from '../../terminal/screen-guard.ts';
+import { startScreen, type RunningScreen } from '../../terminal/screen-server.ts';
 import { launchBrowser, screenSocket, startTerminalRig, VIEWPORT_DESKTOP, waitFor, type TerminalRig } from '../helpers/browser.ts';
 
 const PEN = { code: '4006381333931', name: 'Stabilo pen, 4 colours' };
@@ -106,6 +107,7 @@ describe('e2e: only the cashier screen this terminal served can use it', functio
   let screen: Page;
   let attacker: Server | null = null;
   let attackerPort = 0;
+  let relaunched: RunningScreen | null = null;
 
   const the = (): TerminalRig => {
     if (rig === null) throw new Error('no rig');
@@ -136,6 +138,7 @@ describe('e2e: only the cashier screen this terminal served can use it', functio
   });
   after(async () => {
     await browser?.close();
+    await relaunched?.close();
     await new Promise<void>((resolve) => (attacker === null ? resolve() : attacker.close(() => resolve())));
     await rig?.close();
   });
@@ -245,6 +248,24 @@ describe('e2e: only the cashier screen this terminal served can use it', functio
     expect(await socketWith(url, { cookie, origin: `http://127.0.0.1:${attackerPort}` })).to.match(/^refused/);
     const helper = await screenSocket(url);
     helper.disconnect();
+  });
+
+  it('a screen left open while the terminal restarts picks up the new secret and works again', async () => {
+    const port = screenPort();
+    const name = `mallpos_screen_${port}`;
+    const oldSecret = (await context.cookies(the().terminal.screen.url)).find((c) => c.name === name)?.value;
+    await the().terminal.screen.close();
+    await screen.waitForSelector('[data-testid="screen-link"]:not([hidden])', { timeout: UI_WAIT_MS });
+    relaunched = await startScreen(the().terminal.app, { port });
+    await waitFor(async () => {
+      const now = (await context.cookies(the().terminal.screen.url)).find((c) => c.name === name)?.value;
+      return now !== undefined && now !== oldSecret;
+    }, 10_000, 'the page to load the new secret');
+    await screen.waitForSelector('body[data-state-version] [data-testid="screen-link"][hidden]', { state: 'attached', timeout: 10_000 });
+    await screen.focus('[data-testid="scan-input"]');
+    await screen.keyboard.type(PEN.code, { delay: 2 });
+    await screen.keyboard.press('Enter');
+    await screen.locator('[data-testid="line-name"]', { hasText: PEN.name }).waitFor({ timeout: UI_WAIT_MS });
   });
 
   it('draws a new secret at every launch', () => {
