@@ -435,12 +435,12 @@ export class TerminalApp {
         // sale before it failed): the same key is sent again until the server says.
         const why = err instanceof RemoteError ? ` (${err.wire.message})` : '';
         this.say('info', `waiting for the store server to confirm the sale${why}: it is sent again as the same sale and will not be charged twice`);
-        if (err instanceof RemoteError) {
-          // The server answered at once: wait before asking again, longer each time.
+        if (err instanceof LinkDownError) {
+          await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+        } else {
+          // The server answered, at once: wait before asking again, longer each time.
           await this.pause(retryDelayMs);
           retryDelayMs = Math.min(retryDelayMs * 2, RETRY_DELAY_MAX_MS);
-        } else {
-          await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
         }
       }
     }
