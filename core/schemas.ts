@@ -146,3 +146,14 @@ export function bodyHash(body: unknown): string {
 export type SaleCommitRequest = z.output<typeof saleCommitRequest>;
 export type SaleRefundRequest = z.output<typeof saleRefundRequest>;
 export type CartPriceRequest = z.output<typeof cartPriceRequest>;
+
+// Identifiers that cross the vendor <-> mall boundary, each with one strict pattern, so
+// that no name from outside (`__proto__`, `constructor`, a path) is ever used as a key.
+/** A key id: the RFC 7638 thumbprint of an Ed25519 JWK, 43 base64url characters. */
+export const keyId = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key id is a 43-character JWK thumbprint');
+/** A product's GTIN as the vendor records it: 8 to 14 digits. */
+export const productGtin = z.string().regex(/^[0-9]{8,14}$/, 'a GTIN is 8-14 digits');
+/** An account of a vendor's token ledger (core/ledger.ts). */
+export const ledgerAccount = z.string().regex(/^(?:float|redeemed|customer:[a-z0-9][a-z0-9-]{0,39}|issuer:[a-z0-9][a-z0-9-]{0,39})$/, 'an account is float, redeemed, customer:<id> or issuer:<id>');
+/** A sale or refund id: `S` and the 10-digit journal seq. */
+export const saleIdCode = z.string().regex(/^S[0-9]{10}$/, 'a sale id is S and 10 digits');
