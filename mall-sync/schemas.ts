@@ -37,6 +37,12 @@ export const allotmentIssue = z.strictObject({
   reference: z.string().trim().min(1).max(80),
 });
 
+export const gapDecide = z.strictObject({
+  decision: z.enum(['wait', 'resend']),
+  resendFromSeq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  note: z.string().trim().min(1).max(200).optional(),
+});
+
 export const idempotencyKeySchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/, 'an Idempotency-Key is 8-128 letters, digits or . _ : -');
 
 /** Parses untrusted admin input; a problem is MALL_ERR_VALIDATION (amounts keep CORE_ERR_AMOUNT / CORE_ERR_OVERFLOW). */
