@@ -26,6 +26,22 @@ const units = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const positive = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const TOKENS_PER_LINE_MAX = 64;
 
+/**
+ * A record keyed by token codes. Every own key is checked, `__proto__` included (a plain
+ * zod record would leave such a key out silently), so a sale that carries one is refused.
+ */
+function tokenRecord<T extends z.ZodType>(value: T) {
+  return z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return;
+      const keys = Object.keys(v);
+      if (keys.length > TOKENS_PER_LINE_MAX) ctx.addIssue({ code: 'custom', message: `at most ${TOKENS_PER_LINE_MAX} token codes` });
+      for (const k of keys) if (!tokenCode.safeParse(k).success) ctx.addIssue({ code: 'custom', message: `${k.slice(0, 20)} is not a token code`, path: [k.slice(0, 20)] });
+    })
+    .pipe(z.record(tokenCode, value));
+}
+
 export const saleLineSchema = z.strictObject({
   lineNo: positive,
   gtin: productGtin,
@@ -33,7 +49,7 @@ export const saleLineSchema = z.strictObject({
   qty: z.number().int().min(1).max(LINE_QTY_MAX),
   unitPriceMinor: units,
   totalMinor: units,
-  unitTokenPrices: z.record(tokenCode, units).refine((r) => Object.keys(r).length <= TOKENS_PER_LINE_MAX, 'too many token prices'),
+  unitTokenPrices: tokenRecord(units),
 });
 
 export const saleAllocationSchema = z.strictObject({ lineNo: positive, token: tokenCode, units: positive, coversMinor: units });
@@ -44,10 +60,10 @@ export const saleDataSchema = z.strictObject({
   currency: z.string().regex(/^[A-Z]{3}$/),
   lines: z.array(saleLineSchema).min(1).max(CART_LINES_MAX),
   allocations: z.array(saleAllocationSchema).max(CART_LINES_MAX),
-  debits: z.record(tokenCode, positive).refine((r) => Object.keys(r).length <= TOKENS_PER_LINE_MAX, 'too many debits'),
+  debits: tokenRecord(positive),
   totalMinor: units,
   cash: z.strictObject({ dueMinor: units, tenderedMinor: units, changeMinor: units }),
-  balancesAfter: z.record(tokenCode, units).nullable(),
+  balancesAfter: tokenRecord(units).nullable(),
 });
 
 export const salePostingSchema = z.strictObject({ account: ledgerAccount, token: tokenCode, units: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER) });
