@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { z } from 'zod';
 import { fail } from './errors.ts';
-import { entityId, tokenCode } from './schemas.ts';
+import { entityId, strictRecord, tokenCode } from './schemas.ts';
 import type { JournalEvent } from './events.ts';
 import type { TokenType } from './token-types.ts';
 
@@ -60,7 +60,7 @@ export const batchPayloadSchema = z.strictObject({
   fromSeq: seq,
   toSeq: seq,
   createdAt: z.iso.datetime({ offset: true }),
-  totals: z.record(tokenCode, z.strictObject({ units: z.number().int().min(0), events: z.number().int().min(0) })),
+  totals: strictRecord(tokenCode, z.strictObject({ units: z.number().int().min(0), events: z.number().int().min(0) })),
   events: z.array(z.string().min(2).max(1024 * 1024)).min(1).max(BATCH_EVENTS_MAX),
 });
 

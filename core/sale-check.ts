@@ -3,7 +3,7 @@ import { MallposError } from './errors.ts';
 import { customerAccount, REDEEMED_ACCOUNT } from './ledger.ts';
 import { add, mul, mulDivRound, sub } from './money.ts';
 import { CART_LINES_MAX, LINE_QTY_MAX } from './pricing.ts';
-import { entityId, ledgerAccount, productGtin, saleIdCode, tokenCode } from './schemas.ts';
+import { entityId, ledgerAccount, productGtin, saleIdCode, strictRecord, tokenCode } from './schemas.ts';
 
 /**
  * The one validator of a sale, used by the vendor server before it journals a sale and
@@ -26,21 +26,7 @@ const units = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const positive = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const TOKENS_PER_LINE_MAX = 64;
 
-/**
- * A record keyed by token codes. Every own key is checked, `__proto__` included (a plain
- * zod record would leave such a key out silently), so a sale that carries one is refused.
- */
-function tokenRecord<T extends z.ZodType>(value: T) {
-  return z
-    .unknown()
-    .superRefine((v, ctx) => {
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) return;
-      const keys = Object.keys(v);
-      if (keys.length > TOKENS_PER_LINE_MAX) ctx.addIssue({ code: 'custom', message: `at most ${TOKENS_PER_LINE_MAX} token codes` });
-      for (const k of keys) if (!tokenCode.safeParse(k).success) ctx.addIssue({ code: 'custom', message: `${k.slice(0, 20)} is not a token code`, path: [k.slice(0, 20)] });
-    })
-    .pipe(z.record(tokenCode, value));
-}
+const tokenRecord = <T extends z.ZodType>(value: T) => strictRecord(tokenCode, value, TOKENS_PER_LINE_MAX);
 
 export const saleLineSchema = z.strictObject({
   lineNo: positive,

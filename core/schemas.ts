@@ -157,3 +157,19 @@ export const productGtin = z.string().regex(/^[0-9]{8,14}$/, 'a GTIN is 8-14 dig
 export const ledgerAccount = z.string().regex(/^(?:float|redeemed|customer:[a-z0-9][a-z0-9-]{0,39}|issuer:[a-z0-9][a-z0-9-]{0,39})$/, 'an account is float, redeemed, customer:<id> or issuer:<id>');
 /** A sale or refund id: `S` and the 10-digit journal seq. */
 export const saleIdCode = z.string().regex(/^S[0-9]{10}$/, 'a sale id is S and 10 digits');
+
+/**
+ * A record whose every own key must match `key`. A plain zod record leaves a `__proto__`
+ * key out silently; this refuses it, like any other key outside the pattern.
+ */
+export function strictRecord<K extends z.ZodType<string>, V extends z.ZodType>(key: K, value: V, keysMax = 10_000) {
+  return z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return;
+      const keys = Object.keys(v);
+      if (keys.length > keysMax) ctx.addIssue({ code: 'custom', message: `at most ${keysMax} entries` });
+      for (const k of keys) if (!key.safeParse(k).success) ctx.addIssue({ code: 'custom', message: `${k.slice(0, 40)} is not a valid key here`, path: [k.slice(0, 40)] });
+    })
+    .pipe(z.record(key, value));
+}

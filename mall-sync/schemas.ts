@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { amount, entityId, isMallposError, MallposError, parse, personName, tokenCode } from '../core/index.ts';
+import { amount, entityId, isMallposError, MallposError, parse, personName, strictRecord, tokenCode } from '../core/index.ts';
 
 /** Payloads of the mall's admin API, checked at the edge. Objects are strict. */
 const bps = z.number().int().min(0).max(10_000);
@@ -21,8 +21,8 @@ export const keyRevoke = z.strictObject({ reason: z.string().trim().min(1).max(2
 
 export const feeScheduleSchema = z.strictObject({
   royaltyBps: bps,
-  royaltyBpsByVendor: z.record(entityId, bps).refine((r) => Object.keys(r).length <= 10_000, 'at most 10,000 vendor rates'),
-  royaltyBpsByToken: z.record(tokenCode, bps).refine((r) => Object.keys(r).length <= 10_000, 'at most 10,000 token rates'),
+  royaltyBpsByVendor: strictRecord(entityId, bps),
+  royaltyBpsByToken: strictRecord(tokenCode, bps),
   reimbursementTollMinor: amount('reimbursement toll'),
   customerDataTollMinor: amount('customer data toll'),
   exchangeServiceBps: bps,
