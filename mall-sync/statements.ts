@@ -1,7 +1,7 @@
 import { add, fail } from '../core/index.ts';
 import { vendorAccount, type FlaggedRecord } from './events.ts';
 import { openGap, type VendorObservation } from './observations.ts';
-import { own } from './store/dict.ts';
+import { dict, own } from './store/dict.ts';
 import { emptyDay, type AlarmRecord, type DayTotals, type GapDecisionRecord, type MallState } from './store/state.ts';
 
 /**
@@ -78,11 +78,13 @@ export function checkRange(from: unknown, to: unknown): { from: string; to: stri
 }
 
 function addCounts(into: Record<string, number>, from: Record<string, number>): void {
-  for (const [k, n] of Object.entries(from)) into[k] = add(into[k] ?? 0, n);
+  for (const [k, n] of Object.entries(from)) into[k] = add(own(into, k) ?? 0, n);
 }
 
 export function sumDays(a: DayTotals, b: DayTotals): DayTotals {
   const out = structuredClone(a);
+  out.tokensRedeemed = dict(out.tokensRedeemed);
+  out.tokensReturned = dict(out.tokensReturned);
   out.transactions += b.transactions;
   out.refunds += b.refunds;
   addCounts(out.tokensRedeemed, b.tokensRedeemed);

@@ -461,6 +461,14 @@ describe('mall-sync: a vendor holding its own valid key cannot make the mall pay
       }
     });
 
+    it('documents every fee field in mall-sync fees --help', async () => {
+      const help = await runMallCli(['fees', '--help']);
+      expect(help.code).to.equal(0);
+      for (const field of ['royaltyBps', 'royaltyBpsByVendor', 'royaltyBpsByToken', 'reimbursementTollMinor', 'customerDataTollMinor', 'exchangeServiceBps']) {
+        expect(help.stdout).to.match(new RegExp(`\\n  ${field} +\\S`), field);
+      }
+    });
+
     it('demo stores get their mall and manufacturer float from the mall only', async () => {
       const { dir, cleanup } = await tempDir('mallpos-demo-');
       try {

@@ -261,6 +261,8 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(again.body.error.code).to.equal('MALL_ERR_BATCH_FORK');
     expect(mall.mall.store.state.totals.alarms).to.equal(1);
     expect((await mall.admin.alarms()).map((a) => a.kind)).to.deep.equal(['fork']);
+    // Forks are counted with the other refusals of the vendor's signed batches.
+    expect((await mall.admin.vendor('acme')).rejections['MALL_ERR_BATCH_FORK']).to.equal(2);
   });
 
   it('keeps verifying the in-flight batch signed with a retired key, none after it, and none after revocation', async () => {
