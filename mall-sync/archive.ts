@@ -103,8 +103,8 @@ export class MallArchive {
   /** Keeps a batch (the request body exactly as received) and the ack the mall signed for it. */
   async batch(vendor: string, seq: number, body: string | Buffer, ack: FlattenedJws): Promise<void> {
     const dir = this.paths.vendorDir(vendor);
-    await this.write(this.paths.batchFile(vendor, seq), dir, body);
-    await this.write(this.paths.ackFile(vendor, seq), dir, `${JSON.stringify(ack)}\n`);
+    // Both files are durable before the batch is committed; they are written side by side.
+    await Promise.all([this.write(this.paths.batchFile(vendor, seq), dir, body), this.write(this.paths.ackFile(vendor, seq), dir, `${JSON.stringify(ack)}\n`)]);
   }
 
   /** Keeps a statement the mall signed, so an audit can check its figures. */

@@ -60,7 +60,6 @@ interface ArchivedBatch {
   seq: number;
   jws: FlattenedJws;
   payloadBytes: Buffer;
-  raw: string;
   ack: AckPayload;
   ackJws: FlattenedJws;
 }
@@ -255,7 +254,7 @@ export async function auditArchive(dir: string, opts: { mallJwk?: JWK } = {}): P
         const payloadBytes = Buffer.from(jws.payload, 'base64url');
         if (ack.vendor !== vendor || ack.seq !== seq) differences.push(`${where}: the ack names batch ${ack.seq} of ${ack.vendor}`);
         if (ack.batchHash !== sha256Hex(payloadBytes)) differences.push(`${where}: the archived batch is not the one the mall acknowledged (sha256 differs)`);
-        else batches.push({ vendor, seq, jws, payloadBytes, raw, ack, ackJws });
+        else batches.push({ vendor, seq, jws, payloadBytes, ack, ackJws });
       } catch (err) {
         differences.push(`${where}: cannot be read or its ack does not verify (${(err as Error).message})`);
         break;

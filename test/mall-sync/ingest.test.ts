@@ -76,6 +76,10 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(res.status).to.equal(200);
     expect(res.body).to.deep.equal({ lastSeq: 0, lastBatchHash: ZERO_HASH, lastEventSeq: 0, lastEventHash: ZERO_HASH, resendFromSeq: null });
     expect((await mall.get('/v1/vendors/nobody/cursor')).body.error.code).to.equal('MALL_ERR_VENDOR_UNKNOWN');
+    // Not without a signed request, nor with another vendor's key.
+    expect((await mall.get('/v1/vendors/acme/cursor')).body.error.code).to.equal('MALL_ERR_UNAUTHENTICATED');
+    expect((await mall.get('/v1/vendors/acme/cursor', await vendorAuth(bobs, 'acme'))).body.error.code).to.equal('MALL_ERR_UNAUTHENTICATED');
+    expect((await mall.get('/v1/vendors/acme/snapshot', await vendorAuth(bobs, 'bobs'))).body.error.code).to.equal('MALL_ERR_UNAUTHENTICATED');
   });
 
   it('ingests the first batch and answers a signed ack naming it', async () => {
