@@ -17,8 +17,8 @@ import {
   type FlattenedJws,
 } from '../core/index.ts';
 import { archivePaths, REGISTRY_TYP, type RegistryEntry } from './archive.ts';
-import { clearedByAccount } from './clearing.ts';
-import type { BatchIngestedData, MallEvent } from './events.ts';
+import { allotmentPurchase, clearedByAccount } from './clearing.ts';
+import type { AllotmentIssuedData, BatchIngestedData, MallEvent } from './events.ts';
 import { judgeBatch, type SaleOutcome } from './judge.ts';
 import { buildStatement, type StatementPayload } from './statements.ts';
 import { own } from './store/dict.ts';
@@ -116,6 +116,15 @@ async function replay(
     if (r < lastRegistry) {
       const entry = registry[r];
       if (entry === undefined) break;
+      if (entry.type === 'allotment.issued') {
+        // What the vendor owes for an allotment is recomputed, not taken from the entry.
+        const a = entry.data as AllotmentIssuedData;
+        const tt = own(state.tokenTypes, a.token);
+        const expected = tt === undefined ? null : allotmentPurchase(a.vendor, tt, a.units);
+        if (expected === null || expected.purchaseMinor !== a.purchaseMinor || !same(expected.transfers, a.transfers)) {
+          note(`registry entry ${entry.seq}: allotment ${a.id} charges ${a.purchaseMinor}, the rules charge ${expected?.purchaseMinor ?? 'nothing (unknown token type)'}`);
+        }
+      }
       apply({ type: entry.type, at: entry.at, data: entry.data } as Omit<MallEvent, 'seq' | 'prev' | 'v'>);
     }
   }
