@@ -469,6 +469,33 @@ describe('mall-sync: a vendor holding its own valid key cannot make the mall pay
       }
     });
 
+    it('the vendor server journals no sale whose parts disagree (the same validator as the mall\'s)', async () => {
+      const v = await startVendor('acme');
+      try {
+        await seedVendorCatalog(v);
+        const c = await v.ledger.registerCustomer(v.op, { name: 'Vera Vendor' });
+        await v.ledger.recordAllotment(v.op, opKey(), { token: 'ACME', units: 1000, reference: 'own tokens' });
+        await v.ledger.issueTokens(v.op, opKey(), { customerId: c.id, token: 'ACME', units: 500, reason: 'reward' });
+        // A pricing fault that would debit one token more than the allocations take.
+        const ledger = v.ledger as unknown as { priceFor: (...args: unknown[]) => { debits: Record<string, number> } };
+        const honest = ledger.priceFor.bind(v.ledger);
+        ledger.priceFor = (...args: unknown[]) => {
+          const cart = honest(...args);
+          for (const t of Object.keys(cart.debits)) cart.debits[t] = (cart.debits[t] as number) + 1;
+          return cart;
+        };
+        const seq = v.opened.journal.lastSeq;
+        const err = await sell(v, c.card, [{ code: P_PEN, qty: 1 }], [{ token: 'ACME' }]).then(() => null, (e: unknown) => e as { code?: string; message: string });
+        expect(err?.code).to.equal('CORE_ERR_SALE_INCONSISTENT');
+        expect(err?.message).to.match(/the sale does not add up: the debit of 91 ACME is not what the allocations take, 90/);
+        expect(v.opened.journal.lastSeq, 'nothing journalled').to.equal(seq);
+        ledger.priceFor = honest;
+        expect((await sell(v, c.card, [{ code: P_PEN, qty: 1 }], [{ token: 'ACME' }])).debits).to.deep.equal({ ACME: 90 });
+      } finally {
+        await v.close();
+      }
+    });
+
     it('demo stores get their mall and manufacturer float from the mall only', async () => {
       const { dir, cleanup } = await tempDir('mallpos-demo-');
       try {
