@@ -15,11 +15,6 @@ export function dict<T>(from?: Readonly<Record<string, T>> | null): Dict<T> {
   return out;
 }
 
-/** Whether a map holds an own entry for `key` (works on null-prototype and plain objects alike). */
-export function has(d: Readonly<Record<string, unknown>>, key: string): boolean {
-  return Object.hasOwn(d, key);
-}
-
 /** The own entry for `key`, never something inherited. */
 export function own<T>(d: Readonly<Record<string, T>>, key: string): T | undefined {
   return Object.hasOwn(d, key) ? d[key] : undefined;
