@@ -1,4 +1,5 @@
-import { bpsOf, mul, sum, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { add, bpsOf, mul, sub, sum, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { dict, own } from './store/dict.ts';
 import { issuerPartyAccount, MALL_ACCOUNT, vendorAccount, type ClearingRecord, type Transfer } from './events.ts';
 
 /**
@@ -25,7 +26,7 @@ export function partyAccount(party: string, isVendor: (id: string) => boolean): 
 }
 
 export function royaltyBpsFor(fees: FeeSchedule, vendor: string, token: string): number {
-  return fees.royaltyBpsByVendor[vendor] ?? fees.royaltyBpsByToken[token] ?? fees.royaltyBps;
+  return own(fees.royaltyBpsByVendor, vendor) ?? own(fees.royaltyBpsByToken, token) ?? fees.royaltyBps;
 }
 
 export interface RedemptionInput {
@@ -45,9 +46,9 @@ export function redemptionClearing(input: RedemptionInput): ClearingRecord {
   const transfers: Transfer[] = [];
   const tolled: string[] = [];
   const grosses: number[] = [];
-  const tokens: Record<string, number> = {};
+  const tokens = dict<number>();
   for (const [token, units] of Object.entries(input.debits)) {
-    const tt = input.tokenTypes[token];
+    const tt = own(input.tokenTypes, token);
     if (tt === undefined) throw new Error(`assertion failed: token type ${token} checked before clearing`);
     if (units <= 0) continue;
     tokens[token] = units;
@@ -71,7 +72,7 @@ export function redemptionClearing(input: RedemptionInput): ClearingRecord {
 
 /** A reversal undoes exactly what its sale cleared: every figure negated. */
 export function reversalClearing(sale: ClearingRecord, eventSeq: number, at: string): ClearingRecord {
-  const tokens: Record<string, number> = {};
+  const tokens = dict<number>();
   for (const [token, units] of Object.entries(sale.tokens)) tokens[token] = 0 - units;
   return {
     eventSeq,
@@ -93,4 +94,21 @@ export function allotmentPurchase(vendor: string, tt: TokenType, units: number):
     purchaseMinor,
     transfers: [{ kind: 'allotment', from: vendorAccount(vendor), to: MALL_ACCOUNT, amountMinor: purchaseMinor, token: tt.code, units }],
   };
+}
+
+/** The change of each clearing account's position over a batch's clearing (accounts sorted, zeros left out). */
+export function clearedByAccount(clearing: readonly ClearingRecord[]): Record<string, number> {
+  const net = new Map<string, number>();
+  for (const c of clearing) {
+    for (const t of c.transfers) {
+      net.set(t.from, sub(net.get(t.from) ?? 0, t.amountMinor));
+      net.set(t.to, add(net.get(t.to) ?? 0, t.amountMinor));
+    }
+  }
+  const out = Object.create(null) as Record<string, number>;
+  for (const account of [...net.keys()].sort()) {
+    const n = net.get(account) as number;
+    if (n !== 0) out[account] = n;
+  }
+  return out;
 }

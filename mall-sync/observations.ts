@@ -1,4 +1,5 @@
 import { DurableJSONFile } from '../platform/storage/index.ts';
+import { dict, own } from './store/dict.ts';
 
 /**
  * What the mall has seen of batches it refused, per vendor: not part of the ledger (a
@@ -36,18 +37,21 @@ export class Observations {
       // A damaged note file loses only monitoring notes, never ledger data: start afresh.
       data = null;
     }
-    return new Observations(file, data ?? { format: 1, vendors: {} });
+    // Keyed by vendor ids and error codes: null-prototype maps, whatever the file held.
+    const vendors = dict<VendorObservation>();
+    for (const [id, o] of Object.entries(data?.vendors ?? {})) vendors[id] = { ...o, rejections: dict(o.rejections) };
+    return new Observations(file, { format: 1, vendors });
   }
 
   of(vendor: string): VendorObservation | null {
-    return this.data.vendors[vendor] ?? null;
+    return own(this.data.vendors, vendor) ?? null;
   }
 
   /** Notes a refusal of an authenticated batch; resolves once the note is on disk. */
   note(vendor: string, code: string, batchSeq: number, expectedSeq: number): Promise<void> {
-    const o = (this.data.vendors[vendor] ??= { aheadSeq: 0, aheadAt: null, rejections: {}, lastRejectionAt: null, lastRejectionCode: null });
+    const o = own(this.data.vendors, vendor) ?? (this.data.vendors[vendor] = { aheadSeq: 0, aheadAt: null, rejections: dict(), lastRejectionAt: null, lastRejectionCode: null });
     const now = new Date().toISOString();
-    o.rejections[code] = (o.rejections[code] ?? 0) + 1;
+    o.rejections[code] = (own(o.rejections, code) ?? 0) + 1;
     o.lastRejectionAt = now;
     o.lastRejectionCode = code;
     if (batchSeq > expectedSeq && batchSeq > o.aheadSeq) {

@@ -137,6 +137,10 @@ async function register(url: string, adminToken: string, vendors: readonly SimVe
   await admin.addParty(MANUFACTURER);
   for (const tt of benchTokenTypes(vendors)) await admin.upsertTokenType(tt);
   await admin.setFees(BENCH_FEES);
+  // The mall pays for other issuers' tokens only up to what it allotted: allot plenty of each a vendor takes.
+  for (const v of vendors) {
+    for (const token of ['MALL', 'SUNNY', v.neighbourToken]) await admin.allot({ vendor: v.id, token, units: 1_000_000_000, reference: 'bench float' }, `bench-${v.id}-${token}`);
+  }
 }
 
 async function startMall(name: string, dir: string, adminToken: string, nodeArgs: string[] = []): Promise<Mall> {

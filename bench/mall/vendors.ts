@@ -3,6 +3,7 @@ import {
   BATCH_EVENTS_MAX,
   BATCH_TYP,
   BATCH_VERSION,
+  batchPayloadText,
   batchTotals,
   REDEEMED_ACCOUNT,
   sha256Hex,
@@ -290,7 +291,8 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
     totals: batchTotals(events),
     events: texts,
   };
-  const bytes = encoder.encode(JSON.stringify(payload));
+  // RFC 8785 canonical JSON: the only payload text the mall accepts.
+  const bytes = encoder.encode(batchPayloadText(payload));
   const jws = await new FlattenedSign(bytes).setProtectedHeader({ alg: 'EdDSA', kid: v.kid, typ: BATCH_TYP }).sign(v.privateKey);
   const hash = sha256Hex(bytes);
   v.batchSeq = payload.seq;
