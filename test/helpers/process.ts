@@ -1,8 +1,20 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { createServer } from 'node:net';
+import { delimiter, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Starts one of the project's executables (`bin/*.js`) the way an operator does: the file
+ * itself, so the compiled code in dist/ runs with the V8 flags on its #! line. The node
+ * running the tests comes first on the PATH, so `env node` finds the same one.
+ */
+export function spawnExecutable(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcessByStdio<null, Readable, Readable> {
+  const path = `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`;
+  return spawn(join(ROOT, bin), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path, ...env } });
+}
 
 export interface ChildServer {
   child: ChildProcess;
@@ -18,7 +30,7 @@ export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
  * matches `ready` (whose first group is the URL it serves).
  */
 export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } });
+  const child = spawnExecutable(bin, args, { LOG_LEVEL: 'info' });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -71,7 +83,7 @@ export function killHard(child: ChildProcess): Promise<void> {
 
 /** Runs one of the project's executables to completion. */
 export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawnExecutable(bin, args);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
