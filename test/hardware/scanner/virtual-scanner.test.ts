@@ -72,8 +72,8 @@ describe('VirtualScanner', () => {
       });
       expect(await processesMentioning(dir)).to.not.deep.equal([]);
       child.kill('SIGKILL');
-      await until('socat to go', async () => (await processesMentioning(dir)).length === 0, 3000);
-      await until('links to go', async () => !(await exists(join(dir, 'device'))), 3000);
+      await until('socat to go', async () => (await processesMentioning(dir)).length === 0);
+      await until('links to go', async () => !(await exists(join(dir, 'device'))));
     } finally {
       child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });
