@@ -22,6 +22,9 @@ export interface ChildServer {
   output: () => string;
 }
 
+/** How long a child gets to say it is up: a bound on a hang, generous for a busy machine. */
+export const START_DEADLINE_MS = 60_000;
+
 /** The URL a server logs as JSON when it listens ({"url":"http://..."}). */
 export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
 
@@ -29,7 +32,7 @@ export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
  * Starts one of the project's executables as a child process and waits until its output
  * matches `ready` (whose first group is the URL it serves).
  */
-export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildServer> {
+export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
   const child = spawnExecutable(bin, args, { LOG_LEVEL: 'info' });
   let out = '';
   return new Promise((resolve, reject) => {
@@ -56,17 +59,17 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
 }
 
 /** Starts `vendor-server start` as a child process and waits for its URL. */
-export function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer> {
+export function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0): Promise<ChildServer> {
   return spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
 }
 
 /** Starts `pos-terminal start` as a child process and waits for its screen URL. */
-export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
+export function spawnTerminal(args: string[], timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
   return spawnUntil('bin/pos-terminal.js', ['start', ...args], /Cashier screen: (http:\/\/\S+)/, timeoutMs);
 }
 
 /** Starts `mall-sync serve` as a child process and waits for its URL. */
-export function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer> {
+export function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
   return spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
 }
 
@@ -82,7 +85,7 @@ export function killHard(child: ChildProcess): Promise<void> {
 }
 
 /** Runs one of the project's executables to completion. */
-export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runBin(bin: string, args: string[], timeoutMs = START_DEADLINE_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawnExecutable(bin, args);
   let stdout = '';
   let stderr = '';
@@ -98,7 +101,7 @@ export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise
 }
 
 /** Runs the vendor-server CLI to completion. */
-export function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], timeoutMs = START_DEADLINE_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runBin('bin/vendor-server.js', args, timeoutMs);
 }
 
@@ -116,7 +119,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls until `probe` returns something other than undefined, or fails after the timeout. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = START_DEADLINE_MS): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
