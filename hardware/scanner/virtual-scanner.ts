@@ -100,7 +100,6 @@ function installExitHook(): void {
 
 /** socat is not on the PATH, so no pseudo-terminal pair can be made. */
 export class SocatMissingError extends Error {
-  readonly code = 'SOCAT_MISSING';
   constructor() {
     super('socat is not installed (on Debian: apt-get install socat), so there is no virtual serial scanner');
     this.name = 'SocatMissingError';
