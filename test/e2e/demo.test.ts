@@ -1,8 +1,9 @@
-import { mkdir, symlink } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
+import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { spawnExecutable, until } from '../helpers/process.ts';
+import { killHard, ROOT, runCli, spawnExecutable, spawnVendorServer, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 /** Where the demo is told to put everything, so it runs beside another copy and on any free ports. */
@@ -25,11 +26,9 @@ async function nodeOnlyPath(root: string): Promise<string> {
   return bin;
 }
 
-function exited(child: ReturnType<typeof spawnExecutable>): Promise<number | null> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
-    else child.once('exit', (code) => resolve(code));
-  });
+/** The exit code once the child has exited and its output is all read; call it right after spawning. */
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('close', (code) => resolve(code)));
 }
 
 /**
@@ -57,7 +56,8 @@ describe('e2e: the demo (npm start) on a machine with only Node', function () {
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let exitCode: number | null | undefined;
-    void exited(child).then((code) => (exitCode = code));
+    const closed = exited(child);
+    void closed.then((code) => (exitCode = code));
 
     await until('the demo to say it is ready', () => {
       if (exitCode !== undefined) throw new Error(`the demo exited with ${exitCode}:\n${stdout}\n${stderr}`);
@@ -79,7 +79,7 @@ describe('e2e: the demo (npm start) on a machine with only Node', function () {
     for (const asset of assets) expect((await fetch(asset)).status, asset).to.equal(200);
 
     child.kill('SIGTERM');
-    expect(await exited(child)).to.equal(0);
+    expect(await closed).to.equal(0);
   });
 
   it('says a start-up problem in one plain line, not a stack', async () => {
@@ -93,12 +93,67 @@ describe('e2e: the demo (npm start) on a machine with only Node', function () {
     const port = typeof address === 'object' && address !== null ? address.port : 0;
 
     const child = spawnExecutable('bin/demo.js', [], demoEnv(dir, await nodeOnlyPath(dir), { mall: port }));
+    const closed = exited(child);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    expect(await exited(child)).to.equal(1);
+    expect(await closed).to.equal(1);
     const lines = stderr.trim().split('\n');
     expect(lines, stderr).to.have.length(1);
     expect(lines[0]).to.match(/^mallpos demo: /);
     expect(lines[0]).to.include(String(port));
+  });
+});
+
+/** Whether something accepts TCP connections at this URL's port on 127.0.0.1. */
+function accepts(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('e2e: the executables run compiled JavaScript', function () {
+  this.timeout(180_000);
+
+  it('run dist/ as one process with the V8 flags of their #! line, so SIGKILL to that pid stops the server', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-exec-');
+    try {
+      const init = await runCli(['init', '--data-dir', dir, '--demo']);
+      expect(init.code, init.stderr).to.equal(0);
+      const server = await spawnVendorServer(dir);
+      const pid = server.child.pid as number;
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      expect(argv).to.include('--max-semi-space-size=8');
+      expect(argv.some((a) => a.endsWith('bin/vendor-server.js'))).to.equal(true);
+      expect(argv.join(' '), 'no TypeScript loader in production').to.not.match(/tsx/);
+      expect(await accepts(server.url)).to.equal(true);
+      await killHard(server.child);
+      expect(await accepts(server.url), 'nothing left serving after SIGKILL').to.equal(false);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('say in one line that dist/ is missing rather than fall back to the sources', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-nodist-');
+    try {
+      // A copy of the executables in a checkout that was never built.
+      await mkdir(join(dir, 'bin'));
+      for (const file of ['vendor-server.js', 'compiled.js']) await copyFile(join(ROOT, 'bin', file), join(dir, 'bin', file));
+      const child = spawn(process.execPath, [join(dir, 'bin', 'vendor-server.js'), '--help'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const closed = exited(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await closed).to.equal(1);
+      expect(out.trim().split('\n'), out).to.have.length(1);
+      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.js is missing; build it with "npm run build"/);
+    } finally {
+      await cleanup();
+    }
   });
 });
