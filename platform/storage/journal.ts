@@ -1010,6 +1010,10 @@ export class Journal {
       if (!isTail) this.remember(seg);
       return seg.index;
     }
+    // A closed segment is indexed whole, but a group commit that rotated may still be
+    // writing its last lines: a reader of an earlier, durable seq waits for them.
+    const next = this.segments[k + 1];
+    if (next !== undefined) await this.waitDurable(next.firstSeq - 1);
     seg.indexLoading ??= this.buildIndex(k).finally(() => {
       seg.indexLoading = null;
     });
