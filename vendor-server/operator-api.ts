@@ -19,6 +19,7 @@ import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import { issueTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
+import type { IntegrityStatus } from './ledger/store.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
@@ -35,6 +36,8 @@ export interface OperatorApiDeps {
   gateway: () => TerminalGateway;
   sync: () => MallSync | null;
   startedAt: number;
+  /** The ledger's integrity audit; damage makes /health say degraded. */
+  integrity?: () => IntegrityStatus;
 }
 
 export const HTTP_BODY_BYTES_MAX = 64 * 1024;
@@ -92,8 +95,11 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
     '/health',
     route(async () => {
       const sync = await syncStatus();
+      const integrity = deps.integrity?.() ?? null;
       return {
-        ok: true,
+        ok: integrity?.state !== 'damaged',
+        status: integrity?.state === 'damaged' ? 'degraded' : 'ok',
+        integrity,
         vendorId: config.vendorId,
         storeName: config.storeName,
         journalSeq: ledger.state.seq,

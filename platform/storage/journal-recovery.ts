@@ -14,7 +14,7 @@ import { ChunkReader, newSegment, OffsetIndex, READ_CHUNK_BYTES, readTailLine, t
 export interface TornTail {
   /** Segment file name. */
   segment: string;
-  /** Byte offset where the incomplete line began; the segment now ends here. */
+  /** Byte offset where the incomplete line began; the segment ends here once it is cut. */
   offset: number;
   bytesDropped: number;
 }
@@ -110,8 +110,15 @@ async function checkLast(handle: FileHandle, seg: Segment, expectedSeq: number, 
 }
 
 /** Lists the segment files of `dir` in seq order, with their sizes. */
-async function listSegments(dir: string): Promise<Segment[]> {
-  const names = (await readdir(dir)).filter((n) => SEGMENT_NAME.test(n)).sort();
+async function listSegments(dir: string, missingIsEmpty: boolean): Promise<Segment[]> {
+  let all: string[];
+  try {
+    all = await readdir(dir);
+  } catch (err) {
+    if (missingIsEmpty && (err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const names = all.filter((n) => SEGMENT_NAME.test(n)).sort();
   const segments: Segment[] = [];
   for (const name of names) {
     const firstSeq = Number(SEGMENT_NAME.exec(name)?.[1]);
@@ -134,8 +141,8 @@ async function listSegments(dir: string): Promise<Segment[]> {
  * Finds the tail of the journal in `dir`, verifying what opening promises to verify.
  * Anything wrong with a complete line throws JournalCorruptError; the files are only read.
  */
-export async function recoverSegments(dir: string, lineBytesMax: number): Promise<Recovered> {
-  const segments = await listSegments(dir);
+export async function recoverSegments(dir: string, lineBytesMax: number, missingIsEmpty = false): Promise<Recovered> {
+  const segments = await listSegments(dir, missingIsEmpty);
   let lastSeq = 0;
   let lastHash = GENESIS_HASH;
   let torn: TornTail | null = null;

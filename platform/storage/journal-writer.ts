@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { fsyncDir } from './durable-file.ts';
+import { FILE_MODE, fsyncDir } from './durable-file.ts';
 import { assert } from './journal-format.ts';
 import type { Segment } from './segment-reader.ts';
 
@@ -185,7 +185,7 @@ export class GroupCommitWriter {
       handle = await open(seg.path, 'r+');
     } else {
       // 'wx' because a file already there would mean two writers or a stale segment table.
-      handle = await open(seg.path, 'wx');
+      handle = await open(seg.path, 'wx', FILE_MODE);
       seg.created = true;
       await fsyncDir(this.dir);
     }

@@ -1,6 +1,6 @@
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { fsyncDir } from './durable-file.ts';
+import { DIR_MODE, fsyncDir } from './durable-file.ts';
 import { JournalBacklogError, JournalCorruptError } from './errors.ts';
 import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
@@ -37,6 +37,12 @@ export interface JournalOptions {
    * restarts and recovers from the journal.
    */
   onFatal?: (err: Error) => void;
+  /**
+   * Opens without changing anything: no directory is created, a torn last line is
+   * reported (OpenReport.torn) but left in place, and append is refused. Safe while
+   * another process writes the journal: it sees the lines complete when it looked.
+   */
+  readOnly?: boolean;
 }
 
 export interface JournalRecord {
@@ -53,6 +59,8 @@ export interface OpenReport {
   lastHash: string;
   /** The incomplete final line that open cut off, if any. It had no newline, so it was never acknowledged. */
   truncated: TornTail | null;
+  /** The incomplete final line found, whether cut off (writable open) or left in place (read-only open). */
+  torn: TornTail | null;
 }
 
 export interface AppendResult {
@@ -109,6 +117,7 @@ export class Journal {
   readonly dir: string;
   private readonly limits: Limits;
   private readonly onFatal: (err: Error) => void;
+  private readonly readOnly: boolean;
 
   private readonly segments: Segment[];
   private tailSeq: number;
@@ -124,6 +133,7 @@ export class Journal {
     this.dir = dir;
     this.limits = limits;
     this.onFatal = opts.onFatal ?? defaultOnFatal;
+    this.readOnly = opts.readOnly === true;
     this.segments = segments;
     this.tailSeq = lastSeq;
     this.tailHash = lastHash;
@@ -144,7 +154,8 @@ export class Journal {
   static async open(opts: JournalOptions): Promise<{ journal: Journal; report: OpenReport }> {
     const limits = resolveLimits(opts);
     const dir = resolve(opts.dir);
-    const created = await mkdir(dir, { recursive: true });
+    const readOnly = opts.readOnly === true;
+    const created = readOnly ? undefined : await mkdir(dir, { recursive: true, mode: DIR_MODE });
     if (created !== undefined) {
       // Each newly created directory must be durable in its parent.
       for (let d = dir; ; d = dirname(d)) {
@@ -153,14 +164,23 @@ export class Journal {
       }
     }
 
-    const found = await recoverSegments(dir, limits.lineBytesMax);
+    const found = await recoverSegments(dir, limits.lineBytesMax, readOnly);
     const { segments } = found;
     const tail = segments[segments.length - 1];
-    // Everything complete has been verified; only now may the torn fragment go.
-    if (found.torn !== null && tail !== undefined) await cutTornTail(tail, found.torn);
+    if (found.torn !== null && tail !== undefined) {
+      if (readOnly) {
+        // Readers stop before the fragment: it may be a line another process is writing now.
+        tail.bytes = found.torn.offset;
+        tail.durableBytes = found.torn.offset;
+      } else {
+        // Everything complete has been verified; only now may the torn fragment go.
+        await cutTornTail(tail, found.torn);
+      }
+    }
     if (tail !== undefined) tail.index = found.tailIndex;
     const journal = new Journal(dir, opts, limits, segments, found.lastSeq, found.lastHash);
-    return { journal, report: { segments: segments.length, lastSeq: found.lastSeq, lastHash: found.lastHash, truncated: found.torn } };
+    const report = { segments: segments.length, lastSeq: found.lastSeq, lastHash: found.lastHash, truncated: readOnly ? null : found.torn, torn: found.torn };
+    return { journal, report };
   }
 
   get lastSeq(): number {
@@ -196,6 +216,7 @@ export class Journal {
    */
   append(fields: Record<string, unknown> & { seq: number }): AppendResult {
     if (this.state !== 'open') throw this.fatal ?? new Error('journal is closed');
+    if (this.readOnly) throw new Error('journal append: the journal was opened read-only');
     const seq = fields.seq;
     if (seq !== this.tailSeq + 1) throw new Error(`journal append: seq ${String(seq)} is not the next seq ${this.tailSeq + 1}`);
     if ('prev' in fields) throw new Error('journal append: prev is set by the journal, not the caller');

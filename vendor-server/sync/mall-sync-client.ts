@@ -117,6 +117,8 @@ export class MallSync {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
+  /** Why shipping to the mall was stopped (the ledger on disk failed its integrity check), or null. */
+  private halted: string | null = null;
   private lastSnapshotPull = 0;
   private oldest: { seq: number; at: string } | null = null;
   private readonly cursorFile: DurableJSONFile<SyncCursor>;
@@ -164,6 +166,20 @@ export class MallSync {
     await this.running;
   }
 
+  /**
+   * Stops shipping batches to the mall for the rest of the process's life: a ledger
+   * whose history failed its integrity check must not be claimed to the mall.
+   */
+  halt(reason: string): void {
+    this.halted = reason;
+    this.lastError = { message: `shipping to the mall stopped: ${reason}`, at: new Date().toISOString() };
+  }
+
+  /** Why shipping was stopped, or null while it runs. */
+  get haltedReason(): string | null {
+    return this.halted;
+  }
+
   /** One round: pull the snapshot when due, then push whatever is waiting. */
   tick(): Promise<void> {
     if (this.running !== null || this.stopped) return this.running ?? Promise.resolve();
@@ -192,6 +208,7 @@ export class MallSync {
       this.lastSnapshotPull = Date.now();
       await this.pullSnapshot().catch((err: unknown) => this.noteError(err));
     }
+    if (this.halted !== null) return;
     if (this.retryAt !== null && Date.now() < this.retryAt) return;
     for (let i = 0; i < 100 && !this.stopped; i++) {
       if (this.pending === null && !(await this.cut())) return;
