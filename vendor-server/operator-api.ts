@@ -277,12 +277,28 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       res.setHeader('content-disposition', `attachment; filename="${config.vendorId}-ledger.${format}"`);
       if (format === 'csv') res.write(`${CSV_HEADER}\n`);
       const last = Math.min(to, ledger.state.seq);
-      if (from <= last) {
-        for await (const rec of ledger.journal.iterate(from, last)) {
-          const chunk = format === 'jsonl' ? `{"hash":"${rec.hash}","event":${rec.text}}\n` : `${eventCsvRows(JSON.parse(rec.text) as JournalEvent).join('\n')}\n`;
-          if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+      let count = 0;
+      let lastSeq = from - 1;
+      let lastHash: string | null = null;
+      try {
+        if (from <= last) {
+          for await (const rec of ledger.journal.iterate(from, last)) {
+            const chunk = format === 'jsonl' ? `{"hash":"${rec.hash}","event":${rec.text}}\n` : `${eventCsvRows(JSON.parse(rec.text) as JournalEvent).join('\n')}\n`;
+            count += 1;
+            lastSeq = rec.seq;
+            lastHash = rec.hash;
+            if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+          }
         }
+      } catch (err) {
+        // Never a clean end after a failure: the consumer must see a broken transfer, not a short export.
+        logger.error({ err, from, lastSeq }, 'ledger export aborted: a journal read failed mid-stream');
+        res.destroy(err instanceof Error ? err : new Error(String(err)));
+        return;
       }
+      // The trailer says what a complete export holds; without it the export is incomplete.
+      if (format === 'jsonl') res.write(`${JSON.stringify({ trailer: { count, fromSeq: from, lastSeq, lastHash } })}\n`);
+      else res.write(`${lastSeq},,end,,,${csvField(`${count} events; last hash ${lastHash ?? 'none'}`)},,,\n`);
       res.end();
     }),
   );
