@@ -137,7 +137,7 @@ export class MallSync {
 
   static async open(dataDir: string, opts: SyncOptions, ledger: LedgerService, keys: VendorKeys, logger: Logger): Promise<MallSync> {
     const dir = join(dataDir, 'sync');
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const cursor = (await new DurableJSONFile<SyncCursor>(join(dir, 'cursor.json')).read()) ?? {
       batchSeq: 0,
       batchHash: ZERO_HASH,
@@ -359,7 +359,7 @@ export class MallSync {
 
   private async storeAck(jws: FlattenedJws, ack: AckPayload): Promise<void> {
     const file = join(this.dir, 'acks.jsonl');
-    await appendFile(file, `${JSON.stringify({ seq: ack.seq, ack: jws })}\n`);
+    await appendFile(file, `${JSON.stringify({ seq: ack.seq, ack: jws })}\n`, { mode: 0o600 });
     const handle = await open(file, 'r');
     try {
       await handle.sync();
