@@ -204,7 +204,13 @@ async function readManifest(dir: string): Promise<BackupManifest> {
   } catch {
     return fail('VND_ERR_STATE_CORRUPT', `${dir} has no ${MANIFEST}: it is not a backup, or the backup did not finish`);
   }
-  const parsed = manifestSchema.safeParse(JSON.parse(text));
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  const parsed = manifestSchema.safeParse(json);
   if (!parsed.success) fail('VND_ERR_STATE_CORRUPT', `${join(dir, MANIFEST)} is not a backup manifest`);
   for (const f of parsed.data.files) {
     if (f.path.split('/').some((p) => p === '..' || p === '' || p === '.') || f.path.startsWith('/')) fail('VND_ERR_STATE_CORRUPT', `the manifest names a path outside the backup: ${f.path}`);
