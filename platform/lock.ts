@@ -21,6 +21,9 @@ export interface OwnerInfo {
   controlToken: string;
 }
 
+/** Control tokens of the locks this process holds, to tell its own lock from a stale one left by an earlier life of its pid. */
+const heldHere = new Set<string>();
+
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null where there is no /proc. */
 async function pidStartTime(pid: number): Promise<string | null> {
   try {
@@ -35,11 +38,12 @@ async function pidStartTime(pid: number): Promise<string | null> {
 
 /**
  * Whether the process named in an owner file still runs. A pid can be reused after a
- * crash or a reboot (in a container the server is often pid 1 every time), so a pid
- * that is our own, or whose start time differs from the recorded one, is not the owner.
+ * crash or a reboot (in a container the server is often pid 1 every time), so our own
+ * pid owns the file only if this process holds that lock now, and another pid whose
+ * start time differs from the recorded one is not the owner.
  */
 async function alive(info: OwnerInfo): Promise<boolean> {
-  if (info.pid === process.pid) return false;
+  if (info.pid === process.pid) return heldHere.has(info.controlToken);
   try {
     process.kill(info.pid, 0);
   } catch (err) {
@@ -107,6 +111,7 @@ export class DataDirLock {
           await handle.close();
         }
         await fsyncDir(paths.runDir);
+        heldHere.add(info.controlToken);
         return new DataDirLock(dataDir, info);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -133,6 +138,7 @@ export class DataDirLock {
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.info.controlToken);
     const current = await readOwner(this.dataDir);
     if (current?.controlToken === this.info.controlToken) await unlink(ownerPaths(this.dataDir).owner).catch(() => undefined);
   }

@@ -56,6 +56,8 @@ describe('platform/lock: one process per data directory', function () {
     const lock = await DataDirLock.acquire(dir, 'vendor-server', 'VND_ERR_DATA_DIR_IN_USE');
     const owner = join(dir, 'run', 'owner.json');
     const info = JSON.parse(await readFile(owner, 'utf8')) as { pid: number; pidStart: string | null };
+    // Held by this process: refused, even though the pid is our own.
+    expect((await refusal(DataDirLock.acquire(dir, 'vendor-server', 'VND_ERR_DATA_DIR_IN_USE'))).code).to.equal('VND_ERR_DATA_DIR_IN_USE');
     // Left by an earlier life of this very pid (a container restarts as pid 1 each time).
     await writeFile(owner, JSON.stringify({ ...info, controlToken: 'mmc_old' }));
     const again = await DataDirLock.acquire(dir, 'vendor-server', 'VND_ERR_DATA_DIR_IN_USE');

@@ -53,6 +53,12 @@ describe('vendor-server: one writer per data directory, and a read-only verify',
     const store = join(dir, 'store');
     const init = await initVendor({ dataDir: store, demo: true });
     const server = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+    // A second server in the same process is refused as well.
+    const twin = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }).then(
+      () => null,
+      (e: unknown) => e as { code?: string },
+    );
+    expect(twin?.code).to.equal('VND_ERR_DATA_DIR_IN_USE');
     const acked: number[] = [];
     let writing = true;
     const writer = (async () => {
