@@ -234,7 +234,7 @@ export async function auditLedger(
       if (windowSeqs.has(rec.seq) && typeof event.key === 'string') keyOfSeq.set(rec.seq, event.key);
       lastHash = rec.hash;
       if (rec.seq === checkpointSeq) compare();
-      if (opts.background === true && ++n % 256 === 0) await nextTurn();
+      if (opts.background === true && ++n % 128 === 0) await nextTurn();
     }
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
