@@ -53,6 +53,7 @@ export const VND_ERRORS = {
   VND_ERR_STATE_CORRUPT: { status: 500, message: 'the state file is corrupt' },
   VND_ERR_CONFIG: { status: 500, message: 'the vendor server is not set up' },
   VND_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
+  VND_ERR_DATA_DIR_IN_USE: { status: 500, message: 'another vendor server is using this data directory' },
   VND_ERR_MALL_SIGNATURE: { status: 502, message: 'a document from the mall does not carry a valid mall signature' },
   VND_ERR_MALL_UNREACHABLE: { status: 502, message: 'the mall is unreachable' },
   VND_ERR_SNAPSHOT_STALE: { status: 409, message: 'the store has not heard from the mall for too long to take these tokens' },
@@ -70,6 +71,7 @@ export const POS_ERRORS = {
   POS_ERR_NO_SALE: { status: 409, message: 'no sale to show: scan a receipt first' },
   POS_ERR_NOTHING_TO_REPRINT: { status: 409, message: 'there is no receipt to reprint yet' },
   POS_ERR_CONFIG: { status: 500, message: 'the terminal is not set up' },
+  POS_ERR_DATA_DIR_IN_USE: { status: 500, message: 'another terminal process is using this data directory' },
   POS_ERR_COMMAND: { status: 400, message: 'unknown command' },
   POS_ERR_SCREEN_FORBIDDEN: { status: 403, message: 'only the cashier screen this terminal served may use it' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { z } from 'zod';
@@ -61,8 +61,8 @@ export async function createSigningKey(path: string, label: string, code: ErrorC
   const jwk = await exportJWK(privateKey);
   const kid = await ed25519Thumbprint(jwk.x as string);
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  // writeFileDurable creates the file owner-only: the private key is never readable by others.
   await writeFileDurable(path, `${JSON.stringify({ ...jwk, kid, alg: 'EdDSA', use: 'sig' }, null, 2)}\n`);
-  await chmod(path, 0o600);
   return loadSigningKey(path, label, code);
 }
 

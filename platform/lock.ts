@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail, type ErrorCode } from '../core/index.ts';
 import { fsyncDir, writeFileDurable } from './storage/index.ts';
@@ -14,17 +14,54 @@ import { fsyncDir, writeFileDurable } from './storage/index.ts';
  */
 export interface OwnerInfo {
   pid: number;
+  /** The kernel's start time of that pid (Linux /proc), so a reused pid is not taken for the owner. */
+  pidStart?: string | null;
   startedAt: string;
   url: string | null;
   controlToken: string;
 }
 
-function alive(pid: number): boolean {
+/** Control tokens of the locks this process holds, to tell its own lock from a stale one left by an earlier life of its pid. */
+const heldHere = new Set<string>();
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null where there is no /proc. */
+async function pidStartTime(pid: number): Promise<string | null> {
   try {
-    process.kill(pid, 0);
-    return true;
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses; fields after it are plain.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the process named in an owner file still runs. A pid can be reused after a
+ * crash or a reboot (in a container the server is often pid 1 every time), so our own
+ * pid owns the file only if this process holds that lock now, and another pid whose
+ * start time differs from the recorded one is not the owner.
+ */
+async function alive(info: OwnerInfo): Promise<boolean> {
+  if (info.pid === process.pid) return heldHere.has(info.controlToken);
+  try {
+    process.kill(info.pid, 0);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (typeof info.pidStart !== 'string') return true;
+  const now = await pidStartTime(info.pid);
+  return now === null || now === info.pidStart;
+}
+
+// An owner file that cannot be read yet is someone's lock being written, not a stale one, for this long.
+const OWNER_WRITE_GRACE_MS = 5000;
+
+async function youngerThan(path: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs < ms;
+  } catch {
+    return false;
   }
 }
 
@@ -45,7 +82,7 @@ export async function readOwner(dataDir: string): Promise<OwnerInfo | null> {
 /** The live process that owns the directory, if any. */
 export async function liveOwner(dataDir: string): Promise<OwnerInfo | null> {
   const info = await readOwner(dataDir);
-  return info !== null && alive(info.pid) ? info : null;
+  return info !== null && (await alive(info)) ? info : null;
 }
 
 export class DataDirLock {
@@ -63,7 +100,7 @@ export class DataDirLock {
   static async acquire(dataDir: string, program: string, code: ErrorCode): Promise<DataDirLock> {
     const paths = ownerPaths(dataDir);
     await mkdir(paths.runDir, { recursive: true, mode: 0o700 });
-    const info: OwnerInfo = { pid: process.pid, startedAt: new Date().toISOString(), url: null, controlToken: `mmc_${randomBytes(32).toString('base64url')}` };
+    const info: OwnerInfo = { pid: process.pid, pidStart: await pidStartTime(process.pid), startedAt: new Date().toISOString(), url: null, controlToken: `mmc_${randomBytes(32).toString('base64url')}` };
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const handle = await open(paths.owner, 'wx', 0o600);
@@ -74,13 +111,18 @@ export class DataDirLock {
           await handle.close();
         }
         await fsyncDir(paths.runDir);
+        heldHere.add(info.controlToken);
         return new DataDirLock(dataDir, info);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const owner = await readOwner(dataDir);
-      if (owner !== null && alive(owner.pid)) {
+      if (owner !== null && (await alive(owner))) {
         fail(code, `another ${program} process (pid ${owner.pid}${owner.url === null ? '' : `, ${owner.url}`}) is using ${dataDir}`, { pid: owner.pid });
+      }
+      if (owner === null && (await youngerThan(paths.owner, OWNER_WRITE_GRACE_MS))) {
+        // Another process created the file a moment ago and is still writing it.
+        fail(code, `another ${program} process is taking ${dataDir} right now`);
       }
       // The owner is gone without cleaning up: its file is stale.
       await unlink(paths.owner).catch(() => undefined);
@@ -91,12 +133,12 @@ export class DataDirLock {
   async setUrl(url: string): Promise<void> {
     this.info.url = url;
     await writeFileDurable(ownerPaths(this.dataDir).owner, JSON.stringify(this.info));
-    await chmod(ownerPaths(this.dataDir).owner, 0o600);
   }
 
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.info.controlToken);
     const current = await readOwner(this.dataDir);
     if (current?.controlToken === this.info.controlToken) await unlink(ownerPaths(this.dataDir).owner).catch(() => undefined);
   }

@@ -1,20 +1,33 @@
 import { pino, type Logger } from 'pino';
 
 /**
- * JSON logs. Anything that could hold a secret is redacted by path, so a credential,
- * PIN, pairing code or operator token never reaches a log line.
+ * JSON logs. Secrets are redacted by field name, from an explicit list, wherever such a
+ * field appears at the top of a log object or up to two levels inside it, so a
+ * credential, PIN, pairing code or operator token never reaches a log line. Only named
+ * fields are redacted: a catch-all such as every `code` would also hide error codes
+ * (ENOSPC, VND_ERR_*) that an operator needs to read.
  */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  '*.authorization',
-  '*.pin',
-  '*.*.pin',
-  '*.credential',
-  '*.token',
-  '*.code',
-  '*.operatorToken',
-  '*.pairingCode',
-];
+export const SECRET_FIELDS = [
+  'authorization',
+  'cookie',
+  'pin',
+  'newPin',
+  'supervisorPin',
+  'token',
+  'accessToken',
+  'refreshToken',
+  'operatorToken',
+  'adminToken',
+  'controlToken',
+  'credential',
+  'pairingCode',
+  'password',
+  'secret',
+  'pepper',
+  'privateKey',
+] as const;
+
+export const REDACT_PATHS = SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
 
 export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
   return pino(

@@ -4,6 +4,7 @@ import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns } fro
 import { SerialScanner, socatAvailable, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
 import { TerminalApp } from './app.ts';
 import { loadCredential } from './credential.ts';
+import { DataDirLock } from '../platform/lock.ts';
 import { startScreen, type RunningScreen } from './screen-server.ts';
 
 export interface StartTerminalOptions {
@@ -38,8 +39,10 @@ export interface RunningTerminal {
 /** Starts a pos-terminal: devices (real or simulated), the app and the cashier screen. */
 export async function startTerminal(opts: StartTerminalOptions): Promise<RunningTerminal> {
   const credential = await loadCredential(opts.dataDir);
-  await mkdir(opts.dataDir, { recursive: true });
-  const cleanups: (() => Promise<void>)[] = [];
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  // One terminal process per data directory: two would share one pending sale and print queue.
+  const lock = await DataDirLock.acquire(opts.dataDir, 'pos-terminal', 'POS_ERR_DATA_DIR_IN_USE');
+  const cleanups: (() => Promise<void>)[] = [() => lock.release()];
   try {
     let virtualScanner: VirtualScanner | null = null;
     let scanner: Scanner | null = null;

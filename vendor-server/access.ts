@@ -1,15 +1,14 @@
-import { randomBytes, randomInt, randomUUID, scrypt, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
+import { randomBytes, randomInt, randomUUID, timingSafeEqual } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import { Low } from 'lowdb';
 import { fail, sha256Hex } from '../core/index.ts';
+import { PinHasher } from '../platform/pin-hash.ts';
 import { DurableJSONFile } from '../platform/storage/index.ts';
-
-const scryptAsync = promisify(scrypt) as (pw: string, salt: Buffer, len: number) => Promise<Buffer>;
 
 /**
  * Who may do what: operator credentials, terminals with their pairing codes, and staff
  * with PINs. Secrets are stored only as hashes (sha256 for high-entropy tokens and
- * codes, scrypt for short PINs). Kept out of the journal so that no secret, not even
+ * codes; PINs keyed with a pepper from the keys directory, see platform/pin-hash.ts). Kept out of the journal so that no secret, not even
  * a hash, travels to the mall with the batches; every change is written durably.
  */
 export interface TerminalRecord {
@@ -47,19 +46,6 @@ function equalHex(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-export async function hashPin(pin: string): Promise<string> {
-  const salt = randomBytes(16);
-  const hash = await scryptAsync(pin, salt, 32);
-  return `scrypt$${salt.toString('hex')}$${hash.toString('hex')}`;
-}
-
-export async function verifyPin(pin: string, stored: string): Promise<boolean> {
-  const [scheme, saltHex, hashHex] = stored.split('$');
-  if (scheme !== 'scrypt' || saltHex === undefined || hashHex === undefined) return false;
-  const hash = await scryptAsync(pin, Buffer.from(saltHex, 'hex'), 32);
-  return equalHex(hash.toString('hex'), hashHex);
-}
-
 export function newOperatorToken(): string {
   return `mpo_${randomBytes(32).toString('base64url')}`;
 }
@@ -71,12 +57,16 @@ export function newPairingCode(): string {
 }
 
 export class AccessStore {
-  private constructor(private readonly db: Low<AccessData>) {}
+  private constructor(
+    private readonly db: Low<AccessData>,
+    private readonly pins: PinHasher,
+  ) {}
 
-  static async open(file: string): Promise<AccessStore> {
+  /** Opens the access file; the PIN pepper lives in the keys directory beside it unless `pepperFile` says otherwise. */
+  static async open(file: string, pepperFile = join(dirname(file), 'keys', 'pin-pepper.key')): Promise<AccessStore> {
     const db = new Low<AccessData>(new DurableJSONFile<AccessData>(file), { operators: [], terminals: {}, staff: {}, terminalSerial: 0 });
     await db.read();
-    return new AccessStore(db);
+    return new AccessStore(db, await PinHasher.open(pepperFile));
   }
 
   get data(): AccessData {
@@ -167,7 +157,7 @@ export class AccessStore {
   }
 
   async upsertStaff(input: { id: string; name: string; role: 'cashier' | 'supervisor'; pin: string }): Promise<StaffRecord> {
-    const record: StaffRecord = { id: input.id, name: input.name, role: input.role, pinHash: await hashPin(input.pin), updatedAt: new Date().toISOString() };
+    const record: StaffRecord = { id: input.id, name: input.name, role: input.role, pinHash: await this.pins.hash(input.pin), updatedAt: new Date().toISOString() };
     this.db.data.staff[input.id] = record;
     await this.save();
     return record;
@@ -176,7 +166,7 @@ export class AccessStore {
   /** Checks a staff id and PIN; the same error for an unknown id and a wrong PIN. */
   async authenticateStaff(staffId: string, pin: string): Promise<StaffRecord> {
     const s = this.db.data.staff[staffId];
-    const ok = s !== undefined && (await verifyPin(pin, s.pinHash));
+    const ok = s !== undefined && (await this.pins.verify(pin, s.pinHash));
     if (!ok || s === undefined) fail('VND_ERR_PIN');
     return s;
   }

@@ -70,7 +70,7 @@ export async function isInitialised(dataDir: string): Promise<boolean> {
 }
 
 export async function writeConfig(dataDir: string, config: VendorConfig): Promise<void> {
-  await mkdir(dataDir, { recursive: true });
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await writeFileDurable(dataPaths(dataDir).config, `${JSON.stringify(configSchema.parse(config), null, 2)}\n`);
 }
 

@@ -30,9 +30,16 @@ export class VendorMetrics {
   readonly syncWaiting = new Gauge({ name: 'mallpos_sync_events_waiting', help: 'Journal events not yet acknowledged by the mall', registers: [this.registry] });
   readonly syncOldestAge = new Gauge({ name: 'mallpos_sync_oldest_waiting_age_seconds', help: 'Age of the oldest event waiting for the mall', registers: [this.registry] });
   readonly syncLastAck = new Gauge({ name: 'mallpos_sync_last_ack_timestamp_seconds', help: 'Time of the last ack from the mall (0: never)', registers: [this.registry] });
+  readonly ledgerIntact = new Gauge({
+    name: 'mallpos_ledger_integrity_ok',
+    help: '1 while the journal chain and checkpoint are intact or being checked, 0 once the integrity audit found damage',
+    registers: [this.registry],
+  });
+  readonly ledgerDamage = new Counter({ name: 'mallpos_ledger_integrity_alarms_total', help: 'Integrity audits that found the ledger on disk damaged', registers: [this.registry] });
   readonly terminals = new Gauge({ name: 'mallpos_terminals_connected', help: 'Connected terminals', registers: [this.registry] });
 
   constructor(defaults = false) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
+    this.ledgerIntact.set(1);
   }
 }

@@ -19,6 +19,7 @@ import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import { issueTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
+import type { IntegrityStatus } from './ledger/store.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
@@ -35,6 +36,8 @@ export interface OperatorApiDeps {
   gateway: () => TerminalGateway;
   sync: () => MallSync | null;
   startedAt: number;
+  /** The ledger's integrity audit; damage makes /health say degraded. */
+  integrity?: () => IntegrityStatus;
 }
 
 export const HTTP_BODY_BYTES_MAX = 64 * 1024;
@@ -92,8 +95,11 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
     '/health',
     route(async () => {
       const sync = await syncStatus();
+      const integrity = deps.integrity?.() ?? null;
       return {
-        ok: true,
+        ok: integrity?.state !== 'damaged',
+        status: integrity?.state === 'damaged' ? 'degraded' : 'ok',
+        integrity,
         vendorId: config.vendorId,
         storeName: config.storeName,
         journalSeq: ledger.state.seq,
@@ -271,12 +277,28 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       res.setHeader('content-disposition', `attachment; filename="${config.vendorId}-ledger.${format}"`);
       if (format === 'csv') res.write(`${CSV_HEADER}\n`);
       const last = Math.min(to, ledger.state.seq);
-      if (from <= last) {
-        for await (const rec of ledger.journal.iterate(from, last)) {
-          const chunk = format === 'jsonl' ? `{"hash":"${rec.hash}","event":${rec.text}}\n` : `${eventCsvRows(JSON.parse(rec.text) as JournalEvent).join('\n')}\n`;
-          if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+      let count = 0;
+      let lastSeq = from - 1;
+      let lastHash: string | null = null;
+      try {
+        if (from <= last) {
+          for await (const rec of ledger.journal.iterate(from, last)) {
+            const chunk = format === 'jsonl' ? `{"hash":"${rec.hash}","event":${rec.text}}\n` : `${eventCsvRows(JSON.parse(rec.text) as JournalEvent).join('\n')}\n`;
+            count += 1;
+            lastSeq = rec.seq;
+            lastHash = rec.hash;
+            if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+          }
         }
+      } catch (err) {
+        // Never a clean end after a failure: the consumer must see a broken transfer, not a short export.
+        logger.error({ err, from, lastSeq }, 'ledger export aborted: a journal read failed mid-stream');
+        res.destroy(err instanceof Error ? err : new Error(String(err)));
+        return;
       }
+      // The trailer says what a complete export holds; without it the export is incomplete.
+      if (format === 'jsonl') res.write(`${JSON.stringify({ trailer: { count, fromSeq: from, lastSeq, lastHash } })}\n`);
+      else res.write(`${lastSeq},,end,,,${csvField(`${count} events; last hash ${lastHash ?? 'none'}`)},,,\n`);
       res.end();
     }),
   );

@@ -4,7 +4,8 @@ import { AccessStore } from './access.ts';
 import { listen } from '../platform/http.ts';
 import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
-import { openLedger, type OpenedLedger } from './ledger/store.ts';
+import { IntegrityAudit, openLedger, type OpenedLedger } from './ledger/store.ts';
+import { DataDirLock } from '../platform/lock.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { VendorMetrics } from './metrics.ts';
 import { createOperatorApi } from './operator-api.ts';
@@ -34,6 +35,8 @@ export interface RunningVendorServer {
   opened: OpenedLedger;
   logger: Logger;
   sync: MallSync | null;
+  /** The background check of the whole journal and the checkpoint started after start. */
+  audit: IntegrityAudit;
   close(): Promise<void>;
 }
 
@@ -44,6 +47,17 @@ export interface RunningVendorServer {
  */
 export async function startVendorServer(opts: StartOptions): Promise<RunningVendorServer> {
   const config = await loadConfig(opts.dataDir);
+  // One writer per data directory for the process's whole life: the journal allows one.
+  const lock = await DataDirLock.acquire(opts.dataDir, 'vendor-server', 'VND_ERR_DATA_DIR_IN_USE');
+  try {
+    return await startLocked(opts, config, lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+}
+
+async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataDirLock): Promise<RunningVendorServer> {
   const logger = opts.logger ?? createLogger();
   const keys = await loadKeys(opts.dataDir);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
@@ -109,6 +123,18 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     sync.start();
   }
 
+  const audit = new IntegrityAudit(opened, {
+    vendorId: config.vendorId,
+    keysMax: config.idempotencyKeysMax,
+    onOk: (r, ms) => logger.info({ throughSeq: r.lastSeq, checkpointSeq: r.checkpointSeq, ms: Math.round(ms) }, 'ledger integrity confirmed: journal chain and checkpoint'),
+    onDamage: (detail) => {
+      metrics.ledgerIntact.set(0);
+      metrics.ledgerDamage.inc();
+      logger.error({ detail }, 'ledger integrity alarm: the data on disk is damaged; shipping to the mall is stopped; restore from a backup');
+      sync?.halt(detail);
+    },
+  });
+
   const startedAt = Date.now();
   let gateway: TerminalGateway | null = null;
   const app = createOperatorApi({
@@ -120,6 +146,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     metrics,
     startedAt,
     sync: () => sync,
+    integrity: () => audit.status,
     gateway: () => {
       if (gateway === null) throw new Error('assertion failed: gateway started');
       return gateway;
@@ -139,21 +166,25 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const port = (http.address() as AddressInfo).port;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   logger.info({ url, vendorId: config.vendorId }, 'vendor server listening');
+  await lock.setUrl(url);
+  audit.start();
 
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
       ledger.stopAccepting();
+      audit.stop();
       await sync?.stop();
       await gateway.close();
       await new Promise<void>((resolve) => http.close(() => resolve()));
       await journal.flushed();
       await opened.checkpoints.close();
       await journal.close();
+      await lock.release();
       logger.info('vendor server stopped');
     })();
     return closing;
   };
 
-  return { url, port, config, keys, ledger, access, gateway, opened, logger, sync, close };
+  return { url, port, config, keys, ledger, access, gateway, opened, logger, sync, audit, close };
 }

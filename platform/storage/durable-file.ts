@@ -16,21 +16,28 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** Data files are readable by their owner only, from the moment they exist. */
+export const FILE_MODE = 0o600;
+/** Data directories are private to their owner. */
+export const DIR_MODE = 0o700;
+
 let tempCounter = 0;
 
 /**
  * Replaces `path` with `data` so that after a crash at any instant the file holds either
  * the old or the new content, never a mix: the data goes to a temp file in the same
  * directory (rename is only atomic within one file system), is synced, is renamed over
- * the target, and the directory is synced so the rename itself survives.
+ * the target, and the directory is synced so the rename itself survives. The file is
+ * created with `mode` (owner-only by default), never widened and narrowed later.
  */
-export async function writeFileDurable(path: string, data: string | Buffer): Promise<void> {
+export async function writeFileDurable(path: string, data: string | Buffer, mode = FILE_MODE): Promise<void> {
   const dir = dirname(path);
   tempCounter += 1;
   const temp = join(dir, `.${basename(path)}.tmp-${process.pid}-${tempCounter}`);
   let renamed = false;
   try {
-    const handle = await open(temp, 'wx');
+    // The mode is set at creation, so the data is never readable by others, not even briefly.
+    const handle = await open(temp, 'wx', mode);
     try {
       await handle.writeFile(data);
       await handle.sync();

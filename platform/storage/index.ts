@@ -1,7 +1,11 @@
 export { GENESIS_HASH, Journal, segmentName } from './journal.ts';
 export type { AppendResult, JournalOptions, JournalRecord, OpenReport, TornTail } from './journal.ts';
-export { DurableJSONFile, fsyncDir, writeFileDurable } from './durable-file.ts';
+export { DIR_MODE, DurableJSONFile, FILE_MODE, fsyncDir, writeFileDurable } from './durable-file.ts';
 export { JournalBacklogError, JournalCorruptError, StateFileError } from './errors.ts';
 export type { JournalCorruptDetails, JournalCorruptReason } from './errors.ts';
 export { asciiJson, Checkpointer } from './checkpointer.ts';
 export type { CheckpointPolicy, CheckpointSource } from './checkpointer.ts';
+export { readCheckpoint, sealCheckpoint, stateDigest, unsealCheckpoint } from './checkpoint-file.ts';
+export type { CheckpointHeader } from './checkpoint-file.ts';
+export { KeyFilter } from './key-filter.ts';
+export type { KeyFilterSnapshot } from './key-filter.ts';

@@ -144,7 +144,7 @@ async function eventsWithKey(store: Store, key: string): Promise<number> {
   return exported.text
     .trim()
     .split('\n')
-    .filter((l) => (JSON.parse(l) as { event: { key: string | null } }).event.key === key).length;
+    .filter((l) => (JSON.parse(l) as { event?: { key: string | null } }).event?.key === key).length;
 }
 
 async function acmeBalance(store: Store): Promise<number> {

@@ -168,6 +168,9 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     const exported = await op('GET', '/api/ledger/export?format=jsonl');
     expect(exported.status).to.equal(200);
     const lines = exported.text.trim().split('\n');
+    // The export ends with its trailer: how many events it holds and where it ends.
+    const trailer = JSON.parse(lines.pop() ?? '') as { trailer: { count: number; lastSeq: number } };
+    expect(trailer.trailer.count).to.equal(lines.length);
     const byKey = new Map<string, number>();
     const balances = new Map<string, number>();
     let prev = GENESIS_HASH;

@@ -55,7 +55,7 @@ describe('vendor-server: ledger state and checkpoints', () => {
       expect(opened.checkpoints.seq).to.equal(50);
       const text = await readFile(ledgerPaths(dir).checkpointFile, 'utf8');
       expect([...text].every((c) => c.charCodeAt(0) < 128)).to.equal(true);
-      expect(JSON.parse(text).products['4006381333931'].name).to.equal('Pen 50 Müsli');
+      expect(JSON.parse(text).state.products['4006381333931'].name).to.equal('Pen 50 Müsli');
       await opened.journal.close();
 
       opened = await openLedger({ dataDir: dir, vendorId: 'acme' });

@@ -84,7 +84,10 @@ describe('vendor server: operator HTTP API', function () {
 
     const jsonl = await store.operator('GET', '/api/ledger/export?format=jsonl');
     expect(jsonl.status).to.equal(200);
-    const lines = jsonl.text.trim().split('\n').map((l) => JSON.parse(l) as { hash: string; event: { seq: number; prev: string } });
+    const all = jsonl.text.trim().split('\n');
+    const trailer = JSON.parse(all.pop() ?? '') as { trailer: { count: number; lastSeq: number; lastHash: string } };
+    const lines = all.map((l) => JSON.parse(l) as { hash: string; event: { seq: number; prev: string } });
+    expect(trailer.trailer).to.include({ count: lines.length, lastSeq: lines.length, lastHash: lines.at(-1)?.hash });
     expect(lines).to.have.length(store.server.ledger.state.seq);
     let prev = GENESIS_HASH;
     for (const [i, l] of lines.entries()) {
@@ -93,7 +96,7 @@ describe('vendor server: operator HTTP API', function () {
       prev = l.hash;
     }
     // Each hash covers the event's exact bytes as journalled.
-    const raw = jsonl.text.trim().split('\n').at(-1) ?? '';
+    const raw = all.at(-1) ?? '';
     const eventText = raw.slice(raw.indexOf('"event":') + 8, -1);
     expect(createHash('sha256').update(eventText).digest('hex')).to.equal(lines.at(-1)?.hash);
 

@@ -36,6 +36,7 @@ import {
 import { checkSale } from '../../core/sale-check.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
+import { evictedKeySeq } from './store.ts';
 
 export interface Actor {
   terminal: string | null;
@@ -146,6 +147,15 @@ export class LedgerService {
   }
 
   /**
+   * A key no longer in the in-memory window may still have been used: its event is
+   * looked up in the journal, so a late retry is answered, never charged again. Checked
+   * again after the lookup, since another request may have used the key meanwhile.
+   */
+  private async seenBefore(key: string): Promise<number | null> {
+    return (await evictedKeySeq(this.state, this.journal, key)) ?? this.seen(key);
+  }
+
+  /**
    * A key seen before: the same body gets the original outcome (after it is durable);
    * another body is a conflict. The body's hash is kept in the journalled event, so
    * memory holds only key -> seq.
@@ -248,7 +258,7 @@ export class LedgerService {
 
   async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
     const hash = saleBodyHash(input);
-    const earlier = this.seen(input.key);
+    const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
       return this.saleResult(earlier);
@@ -344,7 +354,7 @@ export class LedgerService {
 
   async refundSale(actor: Actor, input: RefundInput): Promise<RefundResult> {
     const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
-    const earlier = this.seen(input.key);
+    const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
       return this.refundResult(earlier);
@@ -394,8 +404,8 @@ export class LedgerService {
   async keyStatus(key: string): Promise<KeyStatus> {
     const pending = this.inflight.get(key);
     if (pending !== undefined) await pending.catch(() => undefined);
-    const seq = this.state.keys.get(key);
-    if (seq === undefined) return { state: 'unknown' };
+    const seq = this.seen(key) ?? (this.state.evicted.mayHave(key) ? await this.seenBefore(key) : null);
+    if (seq === null) return { state: 'unknown' };
     const event = await this.readEvent(seq);
     if (event.type === 'sale') return { state: 'committed', kind: 'sale', result: this.toSaleResult(event) };
     if (event.type === 'reversal') return { state: 'committed', kind: 'refund', result: await this.refundResult(event.seq) };
@@ -429,7 +439,7 @@ export class LedgerService {
 
   async recordAllotment(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
     const hash = bodyHash(input);
-    const earlier = this.seen(key);
+    const earlier = this.seen(key) ?? (this.state.evicted.mayHave(key) ? await this.seenBefore(key) : null);
     if (earlier !== null) {
       await this.replay(key, hash, earlier);
       return { seq: earlier, float: this.float() };
@@ -455,7 +465,7 @@ export class LedgerService {
     input: { customerId: string; token: string; units: number; reason: 'purchase' | 'reward'; cashMinor?: number | undefined },
   ): Promise<{ seq: number; customer: CustomerView }> {
     const hash = bodyHash(input);
-    const earlier = this.seen(key);
+    const earlier = this.seen(key) ?? (this.state.evicted.mayHave(key) ? await this.seenBefore(key) : null);
     if (earlier !== null) {
       await this.replay(key, hash, earlier);
       return { seq: earlier, customer: this.customerView(input.customerId) };

@@ -7,6 +7,7 @@ import {
   type Product,
   type TokenType,
 } from '../../core/index.ts';
+import { KeyFilter, type KeyFilterSnapshot } from '../../platform/storage/index.ts';
 
 /**
  * The vendor's materialised state: what the journal's events add up to. It is rebuilt
@@ -49,6 +50,8 @@ export interface LedgerState {
    * by `keysMax` (oldest dropped first). The request's hash lives in that event.
    */
   keys: Map<string, number>;
+  /** Every key dropped from `keys`: a retry of one is answered from the journal, never charged again. */
+  evicted: KeyFilter;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -85,6 +88,7 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     refunds: {},
     days: {},
     keys: new Map(),
+    evicted: new KeyFilter(),
   };
 }
 
@@ -174,7 +178,10 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     state.keys.set(event.key, event.seq);
     if (state.keys.size > keysMax) {
       const oldest = oldestKeys(state.keys).next();
-      if (oldest.done !== true) state.keys.delete(oldest.value);
+      if (oldest.done !== true) {
+        state.keys.delete(oldest.value);
+        state.evicted.add(oldest.value);
+      }
     }
   }
   state.seq = event.seq;
@@ -182,15 +189,16 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted'> {
   keys: [string, number][];
+  evicted: KeyFilterSnapshot;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
-  return { ...state, keys: [...state.keys] };
+  return { ...state, keys: [...state.keys], evicted: state.evicted.toSnapshot() };
 }
 
 export function fromSnapshot(s: StateSnapshot): LedgerState {
   assert(s.format === 1, `state format ${String(s.format)} is 1`);
-  return { ...s, keys: new Map(s.keys) };
+  return { ...s, keys: new Map(s.keys), evicted: new KeyFilter(s.evicted) };
 }

@@ -118,6 +118,8 @@ export class MallSync {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;
+  /** Why shipping to the mall was stopped (the ledger on disk failed its integrity check), or null. */
+  private halted: string | null = null;
   private lastSnapshotPull = 0;
   private oldest: { seq: number; at: string } | null = null;
   private readonly cursorFile: DurableJSONFile<SyncCursor>;
@@ -136,7 +138,7 @@ export class MallSync {
 
   static async open(dataDir: string, opts: SyncOptions, ledger: LedgerService, keys: VendorKeys, logger: Logger): Promise<MallSync> {
     const dir = join(dataDir, 'sync');
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const cursor = (await new DurableJSONFile<SyncCursor>(join(dir, 'cursor.json')).read()) ?? {
       batchSeq: 0,
       batchHash: ZERO_HASH,
@@ -163,6 +165,20 @@ export class MallSync {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     await this.running;
+  }
+
+  /**
+   * Stops shipping batches to the mall for the rest of the process's life: a ledger
+   * whose history failed its integrity check must not be claimed to the mall.
+   */
+  halt(reason: string): void {
+    this.halted = reason;
+    this.lastError = { message: `shipping to the mall stopped: ${reason}`, at: new Date().toISOString() };
+  }
+
+  /** Why shipping was stopped, or null while it runs. */
+  get haltedReason(): string | null {
+    return this.halted;
   }
 
   /** One round: pull the snapshot when due, then push whatever is waiting. */
@@ -193,6 +209,7 @@ export class MallSync {
       this.lastSnapshotPull = Date.now();
       await this.pullSnapshot().catch((err: unknown) => this.noteError(err));
     }
+    if (this.halted !== null) return;
     if (this.retryAt !== null && Date.now() < this.retryAt) return;
     for (let i = 0; i < 100 && !this.stopped; i++) {
       if (this.pending === null && !(await this.cut())) return;
@@ -344,7 +361,7 @@ export class MallSync {
 
   private async storeAck(jws: FlattenedJws, ack: AckPayload): Promise<void> {
     const file = join(this.dir, 'acks.jsonl');
-    await appendFile(file, `${JSON.stringify({ seq: ack.seq, ack: jws })}\n`);
+    await appendFile(file, `${JSON.stringify({ seq: ack.seq, ack: jws })}\n`, { mode: 0o600 });
     const handle = await open(file, 'r');
     try {
       await handle.sync();

@@ -51,7 +51,7 @@ describe('platform/storage/journal', () => {
       expect(seq - 1).to.equal(300);
 
       const { journal, report } = await Journal.open({ dir, segmentBytesMax: 2048 });
-      expect(report).to.deep.equal({ segments: names.length, lastSeq: 300, lastHash: prev, truncated: null });
+      expect(report).to.deep.equal({ segments: names.length, lastSeq: 300, lastHash: prev, truncated: null, torn: null });
       expect(journal.lastSeq).to.equal(300);
       expect(journal.nextSeq).to.equal(301);
       expect(journal.lastHash).to.equal(prev);

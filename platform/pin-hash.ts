@@ -1,0 +1,91 @@
+import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { DIR_MODE, writeFileDurable } from './storage/index.ts';
+
+/**
+ * Stored hashes of short secrets (staff PINs). A 4-digit PIN has 10,000 values, so no
+ * cost setting alone keeps its hash from being searched once the file is read. The
+ * hash is therefore keyed with a pepper: 32 random bytes kept in the keys directory
+ * (owner-only, apart from the access file) and never stored next to the hashes. A
+ * readable access file alone then reveals nothing: each guess needs the pepper. With
+ * both files no cost saves a 4-digit PIN (10,000 guesses at any per-guess cost a login
+ * can afford take minutes), so the cost stays at scrypt N=2^14, r=8 (16 MiB, a few tens
+ * of milliseconds) and the defence is the pepper's separate, owner-only file; the online
+ * guessing that remains is for the lockout to stop.
+ *
+ *     scrypt-hmac$<N>$<r>$<p>$<salt hex>$<hash hex>     scrypt(HMAC-SHA256(pepper, pin), salt)
+ *
+ * Hashes of the older form `scrypt$<salt>$<hash>` (no pepper) still verify, so existing
+ * staff can sign in; setting a PIN stores the new form.
+ */
+
+const PEPPER_BYTES = 32;
+const SCRYPT_N = 2 ** 14;
+const SCRYPT_R = 8;
+const SCRYPT_P = 1;
+const HASH_BYTES = 32;
+// scrypt needs 128 * N * r bytes; room for that with headroom.
+const SCRYPT_MAXMEM = 64 * 1024 * 1024;
+
+function scryptAsync(input: Buffer | string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    scrypt(input, salt, HASH_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM }, (err, key) => (err === null ? resolve(key) : reject(err)));
+  });
+}
+
+function equalBytes(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export class PinHasher {
+  private constructor(private readonly pepper: Buffer) {}
+
+  /** Loads the pepper from `path`, creating it (owner-only, in an owner-only directory) the first time. */
+  static async open(path: string): Promise<PinHasher> {
+    let text: string | null = null;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (text === null) {
+      await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
+      const pepper = randomBytes(PEPPER_BYTES);
+      await writeFileDurable(path, `${pepper.toString('base64')}\n`);
+      return new PinHasher(pepper);
+    }
+    const pepper = Buffer.from(text.trim(), 'base64');
+    if (pepper.length !== PEPPER_BYTES) throw new Error(`${path} does not hold a ${PEPPER_BYTES}-byte PIN pepper`);
+    return new PinHasher(pepper);
+  }
+
+  private keyed(pin: string): Buffer {
+    return createHmac('sha256', this.pepper).update(pin, 'utf8').digest();
+  }
+
+  async hash(pin: string): Promise<string> {
+    const salt = randomBytes(16);
+    const hash = await scryptAsync(this.keyed(pin), salt, SCRYPT_N, SCRYPT_R, SCRYPT_P);
+    return `scrypt-hmac$${SCRYPT_N}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString('hex')}$${hash.toString('hex')}`;
+  }
+
+  /** Whether `pin` matches `stored`, compared in constant time; false for anything malformed. */
+  async verify(pin: string, stored: string): Promise<boolean> {
+    const parts = stored.split('$');
+    if (parts[0] === 'scrypt-hmac' && parts.length === 6) {
+      const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+      // Only the parameters this code writes: a stored hash must not choose its own cost.
+      if (n !== SCRYPT_N || r !== SCRYPT_R || p !== SCRYPT_P) return false;
+      const expected = Buffer.from(parts[5] as string, 'hex');
+      const actual = await scryptAsync(this.keyed(pin), Buffer.from(parts[4] as string, 'hex'), n, r, p);
+      return equalBytes(actual, expected);
+    }
+    if (parts[0] === 'scrypt' && parts.length === 3) {
+      const expected = Buffer.from(parts[2] as string, 'hex');
+      const actual = await scryptAsync(pin, Buffer.from(parts[1] as string, 'hex'), 2 ** 14, 8, 1);
+      return equalBytes(actual, expected);
+    }
+    return false;
+  }
+}
