@@ -1,13 +1,15 @@
-import { createServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import express from 'express';
 import { AccessStore } from './access.ts';
 import { listen } from '../platform/http.ts';
-import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, loadStoreTls, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { openLedger, type OpenedLedger } from './ledger/store.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { VendorMetrics } from './metrics.ts';
 import { createOperatorApi } from './operator-api.ts';
+import { terminalAuthRouter } from './terminal-auth.ts';
 import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 
@@ -17,15 +19,18 @@ export interface StartOptions {
   host?: string;
   logger?: Logger;
   defaultMetrics?: boolean;
-  /** The mall's URL, overriding the config's (tests, demo). */
+  /** The mall's URL, overriding the config's (tests, demo); its key and authority still come from the config. */
   mallUrl?: string;
   /** Sync tuning for tests. */
   syncOverrides?: Partial<typeof SYNC_DEFAULTS>;
 }
 
 export interface RunningVendorServer {
+  /** https://host:port */
   url: string;
   port: number;
+  /** The store's certificate authority (PEM): what terminals pin. */
+  caPem: string;
   config: VendorConfig;
   keys: VendorKeys;
   ledger: LedgerService;
@@ -46,6 +51,8 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const config = await loadConfig(opts.dataDir);
   const logger = opts.logger ?? createLogger();
   const keys = await loadKeys(opts.dataDir);
+  const tls = await loadStoreTls(opts.dataDir, config);
+  if (tls.reissued) logger.info({ names: tls.names }, 'TLS server certificate issued for the configured names');
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const metrics = new VendorMetrics(opts.defaultMetrics ?? true);
 
@@ -125,7 +132,12 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
       return gateway;
     },
   });
-  const http = createServer(app);
+  // Pairing and credential renewal first; everything else is the operator API.
+  const root = express();
+  root.disable('x-powered-by');
+  root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
+  root.use(app);
+  const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
   gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync });
   gateway.startStatusBroadcast();
 
@@ -137,7 +149,8 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     throw err;
   }
   const port = (http.address() as AddressInfo).port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const url = `https://${local.includes(':') ? `[${local}]` : local}:${port}`;
   logger.info({ url, vendorId: config.vendorId }, 'vendor server listening');
 
   let closing: Promise<void> | null = null;
@@ -155,5 +168,5 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     return closing;
   };
 
-  return { url, port, config, keys, ledger, access, gateway, opened, logger, sync, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, access, gateway, opened, logger, sync, close };
 }

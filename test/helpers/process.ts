@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { trustAuthority } from './http.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -10,8 +13,8 @@ export interface ChildServer {
   output: () => string;
 }
 
-/** The URL a server logs as JSON when it listens ({"url":"http://..."}). */
-export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
+/** The URL a server logs as JSON when it listens ({"url":"https://..."}). */
+export const LOGGED_URL = /"url":"(https?:\/\/[^"]+)"/;
 
 /**
  * Starts one of the project's executables as a child process and waits until its output
@@ -43,9 +46,12 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
   });
 }
 
-/** Starts `vendor-server start` as a child process and waits for its URL. */
-export function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer> {
-  return spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+/** Starts `vendor-server start` as a child process and waits for its URL; its authority is trusted by the test helpers. */
+export async function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+  const caPem = await readFile(join(dataDir, 'tls', 'ca-cert.pem'), 'utf8');
+  trustAuthority(server.url, caPem);
+  return { ...server, caPem };
 }
 
 /** Starts `pos-terminal start` as a child process and waits for its screen URL. */
