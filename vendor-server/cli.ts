@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { dataPaths, loadConfig, loadKeys, writeConfig } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, loadStoreTls, writeConfig } from './config.ts';
+import { spkiSha256, tlsRequest } from '../platform/tls.ts';
 import { initVendor } from './init.ts';
 import { openLedger } from './ledger/store.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
@@ -24,11 +25,13 @@ program
   .option('--port <port>', 'port to listen on (default 8600)', portNumber)
   .option('--host <host>', 'address to listen on (default 127.0.0.1)')
   .option('--demo', 'seed a demo store: products, customers with balances, float, staff')
-  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean }) => {
+  .option('--tls-name <name...>', 'host names or IP addresses terminals use to reach this store (localhost and 127.0.0.1 always)')
+  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[] }) => {
     try {
-      const r = await initVendor({ dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo });
+      const r = await initVendor({ dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo, ...(o.tlsName === undefined ? {} : { tlsNames: o.tlsName }) });
       console.log(`Created vendor server "${r.config.storeName}" (vendor id ${r.config.vendorId}) in ${resolve(o.dataDir)}`);
       console.log(`Vendor key id (kid): ${r.kid}`);
+      console.log(`Store certificate authority: ${dataPaths(resolve(o.dataDir)).tlsDir}/ca-cert.pem (SHA-256 of its key ${spkiSha256(r.caPem)}); terminals pin it when they pair`);
       console.log('');
       console.log('Operator credential (shown only this once; keep it safe):');
       console.log(`  ${r.operatorToken}`);
@@ -122,13 +125,15 @@ sync
   .action(async (o: { dataDir: string; url?: string }) => {
     try {
       const config = await loadConfig(resolve(o.dataDir));
-      const url = o.url ?? `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`;
-      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+      const url = o.url ?? `https://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`;
+      // The running server is this store's: trust only its authority.
+      const { caPem } = await loadStoreTls(resolve(o.dataDir), config);
+      const res = url.startsWith('https://') ? await tlsRequest(`${url}/health`, { ca: caPem, timeoutMs: 5000 }).catch(() => null) : null;
       if (res === null || !res.ok) {
         console.error(`vendor-server: no vendor server answers at ${url}: is it running?`);
         process.exit(1);
       }
-      const health = (await res.json()) as { sync: Record<string, unknown> };
+      const health = res.json<{ sync: Record<string, unknown> }>();
       console.log(JSON.stringify(health.sync, null, 2));
     } catch (err) {
       die(err);
