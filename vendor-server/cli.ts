@@ -6,6 +6,9 @@ import { initVendor } from './init.ts';
 import { openLedger } from './ledger/store.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { startVendorServer } from './server.ts';
+import { checkMallIdentity } from './sync/mall-sync-client.ts';
+import { readFile } from 'node:fs/promises';
+import { fail } from '../core/index.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
@@ -102,15 +105,33 @@ program
 
 program
   .command('link-mall')
-  .description('sync this store with a mall (takes effect at the next start)')
+  .description('sync this store with a mall (takes effect at the next start); the mall\'s key and certificate authority are pinned, never trusted on first use')
   .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
-  .requiredOption('--url <url>', 'the mall, e.g. http://127.0.0.1:8700')
+  .requiredOption('--url <url>', 'the mall, e.g. https://127.0.0.1:8700')
+  .requiredOption('--mall-ca <file>', 'the mall\'s certificate authority (PEM), from the mall\'s operator (its tls/ca-cert.pem)')
+  .option('--mall-key <file>', 'the mall\'s public key (a JWK file, or the mall\'s /v1/mall-key answer saved from a trusted source)')
+  .option('--mall-key-thumbprint <kid>', 'or only the RFC 7638 thumbprint of the mall\'s key (the kid "mall-sync init" prints)')
   .option('--snapshot-max-age-hours <h>', 'refuse mall-dependent tokens when the cached snapshot is older', (v) => Number(v), 72)
-  .action(async (o: { dataDir: string; url: string; snapshotMaxAgeHours: number }) => {
+  .action(async (o: { dataDir: string; url: string; mallCa: string; mallKey?: string; mallKeyThumbprint?: string; snapshotMaxAgeHours: number }) => {
     try {
       const config = await loadConfig(resolve(o.dataDir));
-      await writeConfig(resolve(o.dataDir), { ...config, mall: { url: o.url, snapshotMaxAgeHours: o.snapshotMaxAgeHours, batchEventsMax: 500, batchAgeMs: 1000 } });
-      console.log(`This store will sync with the mall at ${o.url} from its next start.`);
+      if ((o.mallKey === undefined) === (o.mallKeyThumbprint === undefined)) fail('VND_ERR_CONFIG', 'give the mall\'s key with exactly one of --mall-key FILE or --mall-key-thumbprint KID');
+      const caPem = await readFile(resolve(o.mallCa), 'utf8').catch((err: Error) => fail('VND_ERR_CONFIG', `cannot read ${o.mallCa}: ${err.message}`));
+      let jwk: Record<string, unknown> | undefined;
+      if (o.mallKey !== undefined) {
+        const text = await readFile(resolve(o.mallKey), 'utf8').catch((err: Error) => fail('VND_ERR_CONFIG', `cannot read ${o.mallKey}: ${err.message}`));
+        try {
+          const parsed = JSON.parse(text) as Record<string, unknown>;
+          // The mall's /v1/mall-key answer is { kid, jwk }; a bare JWK is accepted too.
+          jwk = typeof parsed['jwk'] === 'object' && parsed['jwk'] !== null ? (parsed['jwk'] as Record<string, unknown>) : parsed;
+        } catch {
+          fail('VND_ERR_CONFIG', `${o.mallKey} is not JSON`);
+        }
+      }
+      const url = o.url.replace(/\/+$/, '');
+      const mall = await checkMallIdentity({ url, caPem, jwk, thumbprint: o.mallKeyThumbprint });
+      await writeConfig(resolve(o.dataDir), { ...config, mall: { url, jwk: mall.jwk, caPem, snapshotMaxAgeHours: o.snapshotMaxAgeHours, batchEventsMax: 500, batchAgeMs: 1000 } });
+      console.log(`This store will sync with the mall at ${url} from its next start (mall key ${mall.kid}, certificate authority ${spkiSha256(caPem)}).`);
     } catch (err) {
       die(err);
     }

@@ -1,6 +1,8 @@
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import type { JWK } from 'jose';
+import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { listen } from '../platform/http.ts';
 import { dataPaths, loadConfig, loadKeys, loadStoreTls, type VendorConfig, type VendorKeys } from './config.ts';
@@ -98,12 +100,23 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const mallUrl = opts.mallUrl ?? config.mall?.url;
   let sync: MallSync | null = null;
   if (mallUrl !== undefined) {
+    // No trust on first use: the mall's key and authority come from link-mall only.
+    const pinned = config.mall;
+    if (pinned?.jwk === undefined || pinned.caPem === undefined) {
+      await journal.close();
+      fail('VND_ERR_CONFIG', 'this store does not know the mall\'s key and certificate: run "vendor-server link-mall" with the mall\'s key and certificate authority first');
+    }
+    if (!mallUrl.startsWith('https://')) {
+      await journal.close();
+      fail('VND_ERR_CONFIG', `the mall is reached over TLS: ${mallUrl} is not an https:// address`);
+    }
     sync = await MallSync.open(
       dataPaths(opts.dataDir).ledgerDir,
       {
         ...SYNC_DEFAULTS,
         mallUrl: mallUrl.replace(/\/+$/, ''),
-        mallJwk: config.mall?.jwk as never,
+        mallJwk: pinned.jwk as JWK,
+        mallCaPem: pinned.caPem,
         ...(config.mall === undefined ? {} : { batchEventsMax: config.mall.batchEventsMax, batchAgeMs: config.mall.batchAgeMs, snapshotMaxAgeHours: config.mall.snapshotMaxAgeHours }),
         ...opts.syncOverrides,
       },

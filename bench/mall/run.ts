@@ -19,7 +19,7 @@
  * on every way out (the children also exit by themselves when the bench is gone).
  */
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
@@ -131,8 +131,8 @@ async function newMallDir(name: string): Promise<{ dir: string; adminToken: stri
 }
 
 /** The registry the vendors' batches need: the vendors with their keys, the manufacturer, token types and fees. */
-async function register(url: string, adminToken: string, vendors: readonly SimVendor[]): Promise<void> {
-  const admin = new MallAdminClient(url, adminToken);
+async function register(url: string, dir: string, adminToken: string, vendors: readonly SimVendor[]): Promise<void> {
+  const admin = new MallAdminClient(url, adminToken, await readFile(join(dir, 'tls', 'ca-cert.pem'), 'utf8'));
   for (const v of vendors) await admin.registerVendor({ id: v.id, name: v.name, jwk: v.publicJwk });
   await admin.addParty(MANUFACTURER);
   for (const tt of benchTokenTypes(vendors)) await admin.upsertTokenType(tt);
@@ -222,7 +222,7 @@ async function throughput(vendors: SimVendor[]): Promise<{ mallpos: number; ceil
   // The profile starts with the child; its samples before the measured runs are left out.
   const spawnedAt = performance.now();
   const mall = await startMall('mallpos', dir, adminToken, profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
-  await register(mall.child.url, adminToken, vendors);
+  await register(mall.child.url, dir, adminToken, vendors);
   const keysFile = join(root, 'vendor-keys.json');
   await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
   const ceiling = await spawnCeiling(keysFile, START_TIMEOUT_MS);
@@ -294,7 +294,7 @@ async function costRatio(vendors: SimVendor[]): Promise<number> {
   const large = await newMallDir('large');
   const largeVendors = freshChains(vendors);
   let mall = await startMall('large', large.dir, large.adminToken);
-  await register(mall.child.url, large.adminToken, largeVendors);
+  await register(mall.child.url, large.dir, large.adminToken, largeVendors);
   const filled = await fill(mallTarget(mall), largeVendors, MODE.largeEvents);
   log(`  large: filled with ${fmt(filled.events)} events in ${(filled.ms / 1000).toFixed(1)} s (${fmt(filled.events / (filled.ms / 1000))} events/s); ${await metricsLine(mall.child.url)}`);
   await stopMall(mall);
@@ -312,7 +312,7 @@ async function costRatio(vendors: SimVendor[]): Promise<number> {
     const smallVendors = freshChains(vendors);
     mall = await startMall('small', s.dir, s.adminToken);
     try {
-      await register(mall.child.url, s.adminToken, smallVendors);
+      await register(mall.child.url, s.dir, s.adminToken, smallVendors);
       small.push(await costWindow(mall, smallVendors, MODE.smallEvents));
     } finally {
       await stopMall(mall);

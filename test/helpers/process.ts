@@ -59,9 +59,12 @@ export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<Child
   return spawnUntil('bin/pos-terminal.js', ['start', ...args], /Cashier screen: (http:\/\/\S+)/, timeoutMs);
 }
 
-/** Starts `mall-sync serve` as a child process and waits for its URL. */
-export function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer> {
-  return spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+/** Starts `mall-sync serve` as a child process and waits for its URL; its authority is trusted by the test helpers. */
+export async function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+  const caPem = await readFile(join(dataDir, 'tls', 'ca-cert.pem'), 'utf8');
+  trustAuthority(server.url, caPem);
+  return { ...server, caPem };
 }
 
 export function killHard(child: ChildProcess): Promise<void> {

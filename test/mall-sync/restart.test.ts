@@ -129,7 +129,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       try {
         const init = await initMall({ dataDir: dir });
         child = await spawnMall(dir);
-        const admin = new MallAdminClient(child.url, init.adminToken);
+        const admin = new MallAdminClient(child.url, init.adminToken, child.caPem);
         const rig = { admin, postBatch: (body: unknown) => http(`${child?.url}/v1/batches`, 'POST', body) } as unknown as MallRig;
         await registerScenario(rig, v, (await newKey()).publicJwk);
         await busyVendor(v);
@@ -149,7 +149,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
         // The owner file of the killed process is stale: the next start takes over.
         await access(mallPaths(dir).owner);
         child = await spawnMall(dir);
-        const admin2 = new MallAdminClient(child.url, init.adminToken);
+        const admin2 = new MallAdminClient(child.url, init.adminToken, child.caPem);
         expect(await admin2.cursor('acme')).to.deep.equal(cursor);
         expect(await admin2.positions()).to.deep.equal(positions);
         for (const [i, cut] of cuts.entries()) {
