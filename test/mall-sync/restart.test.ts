@@ -107,7 +107,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       const { startMallServer } = await import('../../mall-sync/server.ts');
       const err = await startMallServer({ dataDir: mall.dir, port: 0, host: '127.0.0.1', logger: silentLogger() }).catch((e: unknown) => e as { code: string; message: string });
       expect(err).to.include({ code: 'MALL_ERR_STORE' });
-      expect((err as { message: string }).message).to.match(/another mall-sync process \(pid \d+, http:\/\/127\.0\.0\.1:\d+\) is using/);
+      expect((err as { message: string }).message).to.match(/another mall-sync process \(pid \d+, https:\/\/127\.0\.0\.1:\d+\) is using/);
       const other = await tempDir();
       try {
         await initMall({ dataDir: other.dir });
