@@ -3,11 +3,11 @@ import { expect } from 'chai';
 import { bpsOf, type JournalEvent } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
-import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
+import type { RunningVendorServer } from '../../vendor-server/server.ts';
 import { freePort, killHard, type ChildServer } from '../helpers/process.ts';
 import { initMallAndVendor, registerDemoVendor, spawnMall, startTestMall, TEST_FEES, until, type MallAndVendor } from '../helpers/mall.ts';
 import { fetchTls } from '../helpers/http.ts';
-import { silentLogger, tempDir } from '../helpers/vendor.ts';
+import { silentLogger, startTestVendor, tempDir } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 const MUESLI = '9001001000014';
@@ -58,7 +58,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const allotment = await admin.allot({ vendor: 'acme', token: 'MALL', units: 50_000, reference: 'float 2026-11' });
 
     const start = () =>
-      startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 500 } });
+      startTestVendor(setup.vendorDir, { mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 500 } });
     let vendor = await start();
     cleanups.unshift(() => vendor.close());
     await until('allotment in the float', () => (vendor.ledger.float()['MALL'] === 50_000 ? true : undefined));
@@ -124,7 +124,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const admin = new MallAdminClient(mall.url, setup.adminToken, mall.caPem);
     await registerDemoVendor(admin, setup.vendorDir);
     await admin.allot({ vendor: 'acme', token: 'MALL', units: 10_000, reference: 'float' });
-    const start = () => startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    const start = () => startTestVendor(setup.vendorDir, { mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
     let vendor = await start();
     await until('allotment in the float', () => (vendor.ledger.float()['MALL'] === 10_000 ? true : undefined));
     const customer = setup.vendorInit.demo?.customers[1];
@@ -148,7 +148,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     lagHours = 100;
     const lagging = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
     cleanups.unshift(() => lagging.close());
-    vendor = await startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    vendor = await startTestVendor(setup.vendorDir, { mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
     await until('an old snapshot', async () => ((await vendor.sync?.status())?.snapshotStale === true ? true : undefined));
     const before = vendor.ledger.state.seq;
     let refused: { code?: string; message: string } | null = null;
@@ -173,7 +173,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const admin = new MallAdminClient(mallChild.url, setup.adminToken, setup.mallCaPem);
     await registerDemoVendor(admin, setup.vendorDir);
 
-    const vendor = await startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mallChild.url, syncOverrides: { snapshotEveryMs: 500, batchAgeMs: 50, backoffBaseMs: 50, backoffMaxMs: 1_000 } });
+    const vendor = await startTestVendor(setup.vendorDir, { mallUrl: mallChild.url, syncOverrides: { snapshotEveryMs: 500, batchAgeMs: 50, backoffBaseMs: 50, backoffMaxMs: 1_000 } });
     cleanups.unshift(() => vendor.close());
     await vendor.ledger.recordAllotment(op, `op:${randomUUID()}`, { token: 'ACME', units: 50_000_000, reference: 'more own tokens' });
     const customers = setup.vendorInit.demo?.customers ?? [];
