@@ -19,7 +19,8 @@
  * on every way out (the children also exit by themselves when the bench is gone).
  */
 import { rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { authorityFor, authorityIfKnown, fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
@@ -131,8 +132,8 @@ async function newMallDir(name: string): Promise<{ dir: string; adminToken: stri
 }
 
 /** The registry the vendors' batches need: the vendors with their keys, the manufacturer, token types and fees. */
-async function register(url: string, dir: string, adminToken: string, vendors: readonly SimVendor[]): Promise<void> {
-  const admin = new MallAdminClient(url, adminToken, await readFile(join(dir, 'tls', 'ca-cert.pem'), 'utf8'));
+async function register(url: string, adminToken: string, vendors: readonly SimVendor[]): Promise<void> {
+  const admin = new MallAdminClient(url, adminToken, authorityFor(url));
   for (const v of vendors) await admin.registerVendor({ id: v.id, name: v.name, jwk: v.publicJwk });
   await admin.addParty(MANUFACTURER);
   for (const tt of benchTokenTypes(vendors)) await admin.upsertTokenType(tt);
@@ -141,6 +142,8 @@ async function register(url: string, dir: string, adminToken: string, vendors: r
 
 async function startMall(name: string, dir: string, adminToken: string, nodeArgs: string[] = []): Promise<Mall> {
   const child = await spawnMall(name, dir, { timeoutMs: START_TIMEOUT_MS, nodeArgs });
+  // The mall speaks TLS only: the bench trusts the mall's own authority, as a linked store does.
+  await trustDataDir(child.url, dir);
   return { dir, adminToken, child };
 }
 
@@ -150,7 +153,7 @@ async function stopMall(mall: Mall): Promise<void> {
 }
 
 function mallTarget(mall: Mall): Target {
-  return { name: mall.child.name, url: mall.child.url, check: checkMallAck };
+  return { name: mall.child.name, url: mall.child.url, ca: authorityIfKnown(mall.child.url), check: checkMallAck };
 }
 
 /** Vendors with the same keys and the same invented history, from batch 1: one set per mall. */
@@ -200,7 +203,7 @@ async function fill(target: Target, vendors: readonly SimVendor[], events: numbe
 
 async function metricsLine(url: string): Promise<string> {
   try {
-    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
     const fsyncs = value('mallpos_mall_journal_fsync_seconds_count');
     const fsyncS = value('mallpos_mall_journal_fsync_seconds_sum');
@@ -222,7 +225,7 @@ async function throughput(vendors: SimVendor[]): Promise<{ mallpos: number; ceil
   // The profile starts with the child; its samples before the measured runs are left out.
   const spawnedAt = performance.now();
   const mall = await startMall('mallpos', dir, adminToken, profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
-  await register(mall.child.url, dir, adminToken, vendors);
+  await register(mall.child.url, adminToken, vendors);
   const keysFile = join(root, 'vendor-keys.json');
   await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
   const ceiling = await spawnCeiling(keysFile, START_TIMEOUT_MS);
@@ -294,7 +297,7 @@ async function costRatio(vendors: SimVendor[]): Promise<number> {
   const large = await newMallDir('large');
   const largeVendors = freshChains(vendors);
   let mall = await startMall('large', large.dir, large.adminToken);
-  await register(mall.child.url, large.dir, large.adminToken, largeVendors);
+  await register(mall.child.url, large.adminToken, largeVendors);
   const filled = await fill(mallTarget(mall), largeVendors, MODE.largeEvents);
   log(`  large: filled with ${fmt(filled.events)} events in ${(filled.ms / 1000).toFixed(1)} s (${fmt(filled.events / (filled.ms / 1000))} events/s); ${await metricsLine(mall.child.url)}`);
   await stopMall(mall);
@@ -312,7 +315,7 @@ async function costRatio(vendors: SimVendor[]): Promise<number> {
     const smallVendors = freshChains(vendors);
     mall = await startMall('small', s.dir, s.adminToken);
     try {
-      await register(mall.child.url, s.dir, s.adminToken, smallVendors);
+      await register(mall.child.url, s.adminToken, smallVendors);
       small.push(await costWindow(mall, smallVendors, MODE.smallEvents));
     } finally {
       await stopMall(mall);

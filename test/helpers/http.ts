@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tlsRequest } from '../../platform/tls.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field in tests
@@ -27,6 +29,18 @@ export function authorityFor(url: string): string {
   return ca;
 }
 
+/** The authority registered for the URL's origin, if any (plain-HTTP comparison servers have none). */
+export function authorityIfKnown(url: string): string | undefined {
+  return authorities.get(new URL(url).origin);
+}
+
+/** Trusts the authority a server keeps in `<dataDir>/tls/ca-cert.pem` for its URL. */
+export async function trustDataDir(url: string, dataDir: string): Promise<string> {
+  const caPem = await readFile(join(dataDir, 'tls', 'ca-cert.pem'), 'utf8');
+  trustAuthority(url, caPem);
+  return caPem;
+}
+
 /** A Response-like answer, so tests read HTTPS answers as they would fetch's. */
 export interface TlsFetchResponse {
   status: number;
@@ -36,8 +50,12 @@ export interface TlsFetchResponse {
   json(): Promise<Json>;
 }
 
-/** `fetch` for the project's HTTPS servers: trusts only the authority registered for the URL's origin. */
+/**
+ * `fetch` for the project's HTTPS servers: trusts only the authority registered for the
+ * URL's origin. Plain http:// (the benchmarks' comparison servers) goes to fetch.
+ */
 export async function fetchTls(url: string, init: { method?: string; headers?: Record<string, string>; body?: string; signal?: AbortSignal } = {}): Promise<TlsFetchResponse> {
+  if (url.startsWith('http://')) return fetch(url, init);
   const res = await tlsRequest(url, {
     method: init.method ?? 'GET',
     headers: init.headers ?? {},

@@ -1,9 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { trustAuthority } from './http.ts';
+import { trustDataDir } from './http.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -49,9 +47,7 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
 /** Starts `vendor-server start` as a child process and waits for its URL; its authority is trusted by the test helpers. */
 export async function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer & { caPem: string }> {
   const server = await spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
-  const caPem = await readFile(join(dataDir, 'tls', 'ca-cert.pem'), 'utf8');
-  trustAuthority(server.url, caPem);
-  return { ...server, caPem };
+  return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 
 /** Starts `pos-terminal start` as a child process and waits for its screen URL. */
@@ -62,9 +58,7 @@ export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<Child
 /** Starts `mall-sync serve` as a child process and waits for its URL; its authority is trusted by the test helpers. */
 export async function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer & { caPem: string }> {
   const server = await spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
-  const caPem = await readFile(join(dataDir, 'tls', 'ca-cert.pem'), 'utf8');
-  trustAuthority(server.url, caPem);
-  return { ...server, caPem };
+  return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 
 export function killHard(child: ChildProcess): Promise<void> {
