@@ -45,6 +45,21 @@ export interface RunningVendorServer {
 }
 
 /**
+ * The mall this store syncs with, or null. No trust on first use: the mall's key and
+ * certificate authority come from link-mall only, and the mall is reached over TLS.
+ */
+function pinnedMall(config: VendorConfig, urlOverride: string | undefined): { url: string; jwk: JWK; caPem: string } | null {
+  const url = urlOverride ?? config.mall?.url;
+  if (url === undefined) return null;
+  const pinned = config.mall;
+  if (pinned?.jwk === undefined || pinned.caPem === undefined) {
+    fail('VND_ERR_CONFIG', 'this store does not know the mall\'s key and certificate: run "vendor-server link-mall" with the mall\'s key and certificate authority first');
+  }
+  if (!url.startsWith('https://')) fail('VND_ERR_CONFIG', `the mall is reached over TLS: ${url} is not an https:// address`);
+  return { url: url.replace(/\/+$/, ''), jwk: pinned.jwk as JWK, caPem: pinned.caPem };
+}
+
+/**
  * Starts a vendor server from its data directory: config, keys, access store, then the
  * ledger (checkpoint + journal replay), then HTTP and socket.io. Any problem is a typed
  * error with a message a person can act on.
@@ -53,6 +68,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   const config = await loadConfig(opts.dataDir);
   const logger = opts.logger ?? createLogger();
   const keys = await loadKeys(opts.dataDir);
+  const mall = pinnedMall(config, opts.mallUrl);
   const tls = await loadStoreTls(opts.dataDir, config);
   if (tls.reissued) logger.info({ names: tls.names }, 'TLS server certificate issued for the configured names');
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
@@ -97,26 +113,15 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
   );
   opened.checkpoints.startTimer();
 
-  const mallUrl = opts.mallUrl ?? config.mall?.url;
   let sync: MallSync | null = null;
-  if (mallUrl !== undefined) {
-    // No trust on first use: the mall's key and authority come from link-mall only.
-    const pinned = config.mall;
-    if (pinned?.jwk === undefined || pinned.caPem === undefined) {
-      await journal.close();
-      fail('VND_ERR_CONFIG', 'this store does not know the mall\'s key and certificate: run "vendor-server link-mall" with the mall\'s key and certificate authority first');
-    }
-    if (!mallUrl.startsWith('https://')) {
-      await journal.close();
-      fail('VND_ERR_CONFIG', `the mall is reached over TLS: ${mallUrl} is not an https:// address`);
-    }
+  if (mall !== null) {
     sync = await MallSync.open(
       dataPaths(opts.dataDir).ledgerDir,
       {
         ...SYNC_DEFAULTS,
-        mallUrl: mallUrl.replace(/\/+$/, ''),
-        mallJwk: pinned.jwk as JWK,
-        mallCaPem: pinned.caPem,
+        mallUrl: mall.url,
+        mallJwk: mall.jwk,
+        mallCaPem: mall.caPem,
         ...(config.mall === undefined ? {} : { batchEventsMax: config.mall.batchEventsMax, batchAgeMs: config.mall.batchAgeMs, snapshotMaxAgeHours: config.mall.snapshotMaxAgeHours }),
         ...opts.syncOverrides,
       },

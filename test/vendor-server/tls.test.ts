@@ -148,6 +148,22 @@ describe('vendor server: TLS and terminal credentials', function () {
       expect(JSON.stringify(store.server.ledger.state.balances)).to.equal(balances);
     });
 
+    it('pairing again replaces both credentials: the old ones are refused', async () => {
+      const first = await store.pairTerminal('Till again');
+      const code = await store.operator('POST', `/api/terminals/${first.terminalId}/pairing-code`);
+      expect(code.status).to.equal(200);
+      const res = await tlsRequest(`${store.server.url}/pair`, { method: 'POST', ca: store.server.caPem, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: code.body.pairingCode }) });
+      expect(res.status).to.equal(200);
+      const old = await renewWith(store, first.device);
+      expect(old.status).to.equal(401);
+      expect(old.json<{ error: { code: string } }>().error.code).to.equal('VND_ERR_UNAUTHENTICATED');
+      const fresh = await renewWith(store, res.json<{ device: string }>().device);
+      expect(fresh.status).to.equal(200);
+      const again = terminalSocket(store.server, first.credential);
+      expect(await connectError(again)).to.be.oneOf(['VND_ERR_UNAUTHENTICATED', 'VND_ERR_CREDENTIAL_EXPIRED']);
+      again.disconnect();
+    });
+
     it('the terminal link renews by itself and stays connected across several lifetimes, until revoked', async () => {
       const paired = await store.pairTerminal('Till link');
       const link = new StoreLink(store.server.url, { caPem: store.server.caPem, device: paired.device, credential: paired.credential, expiresAt: paired.expiresAt });
