@@ -3,9 +3,7 @@ import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-// @peculiar/x509 needs the Reflect metadata API, which Node does not have; it must load first.
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { fail, MallposError, type ErrorCode } from '../core/index.ts';
 import { fsyncDir } from './storage/index.ts';
 
@@ -18,7 +16,24 @@ import { fsyncDir } from './storage/index.ts';
  * millisecond, so tests can make fresh authorities freely.
  */
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+type X509Lib = typeof X509;
+let x509Loading: Promise<X509Lib> | null = null;
+
+/**
+ * @peculiar/x509 is loaded only where certificates are made (init, re-issue): it takes
+ * most of a second to load, and servers and terminals that only read certificates (with
+ * node:crypto) should not pay for it at every start. It needs the Reflect metadata API,
+ * which Node does not have, loaded first.
+ */
+function x509Lib(): Promise<X509Lib> {
+  x509Loading ??= (async () => {
+    await import('reflect-metadata');
+    const lib = await import('@peculiar/x509');
+    lib.cryptoProvider.set(webcrypto as unknown as Crypto);
+    return lib;
+  })();
+  return x509Loading;
+}
 
 const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const DAY_MS = 86_400_000;
@@ -66,11 +81,11 @@ function serial(): string {
 
 async function exportKeyPem(key: CryptoKey): Promise<string> {
   const der = await webcrypto.subtle.exportKey('pkcs8', key as webcrypto.CryptoKey);
-  return x509.PemConverter.encode(der, 'PRIVATE KEY');
+  return (await x509Lib()).PemConverter.encode(der, 'PRIVATE KEY');
 }
 
 async function importKeyPem(pem: string): Promise<CryptoKey> {
-  const der = x509.PemConverter.decode(pem)[0];
+  const der = (await x509Lib()).PemConverter.decode(pem)[0];
   if (der === undefined) throw new Error('no PEM block');
   return (await webcrypto.subtle.importKey('pkcs8', der, EC_ALGORITHM, false, ['sign'])) as unknown as CryptoKey;
 }
@@ -81,6 +96,7 @@ function generateKeyPair(): Promise<CryptoKeyPair> {
 
 /** A new self-signed certificate authority that may sign server certificates only. */
 export async function createCertificateAuthority(commonName: string, now = new Date()): Promise<PemPair> {
+  const x509 = await x509Lib();
   const keys = await generateKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
@@ -114,6 +130,7 @@ export function serverNames(configured: readonly string[]): string[] {
 
 /** A server certificate for `names` (host names and IP addresses), signed by the authority. */
 export async function issueServerCertificate(ca: PemPair, names: readonly string[], now = new Date()): Promise<PemPair> {
+  const x509 = await x509Lib();
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await importKeyPem(ca.keyPem);
   const keys = await generateKeyPair();
