@@ -104,8 +104,8 @@ export class StoreLink {
         this.access.expiresAtMs = 0;
         this.set({ state: 'offline', detail: 'renewing the access credential' });
         setTimeout(() => {
-          if (!this.closed) this.socket.connect();
-        }, 250).unref();
+          if (!this.closed && this.current.state === 'offline') this.socket.connect();
+        }, RENEW_RETRY_MS).unref();
       } else {
         this.set({ state: 'offline', detail: 'the store server is unreachable' });
       }
@@ -137,16 +137,18 @@ export class StoreLink {
     return this.access.credential;
   }
 
-  /** One renewal at a time; a refusal (revoked, paired again) ends the link. */
+  /** One renewal at a time; a definite refusal (revoked, paired again) ends the link, anything else is retried. */
   private renew(): Promise<void> {
     this.renewing ??= renewAccessCredential(this.url, this.creds, this.ackTimeoutMs)
       .then((fresh) => {
         this.access = { credential: fresh.credential, obtainedAtMs: Date.now(), expiresAtMs: fresh.expiresAtMs };
       })
       .catch((err: unknown) => {
-        if (err instanceof RenewRefused) {
-          const revoked = err.code === 'VND_ERR_TERMINAL_REVOKED';
-          this.set(revoked ? { state: 'revoked', detail: 'this terminal has been revoked by the store: pair it again' } : { state: 'unauthorised', detail: `${err.message}: pair the terminal again` });
+        if (err instanceof RenewRefused && err.code === 'VND_ERR_TERMINAL_REVOKED') {
+          this.set({ state: 'revoked', detail: 'this terminal has been revoked by the store: pair it again' });
+          this.socket.disconnect();
+        } else if (err instanceof RenewRefused && err.code === 'VND_ERR_UNAUTHENTICATED') {
+          this.set({ state: 'unauthorised', detail: `${err.message}: pair the terminal again` });
           this.socket.disconnect();
         }
         throw err;

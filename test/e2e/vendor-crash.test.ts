@@ -78,9 +78,11 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, ca: authorityFor(url), transports: ['websocket'], reconnection: false, forceNew: true }));
       let stop = false;
       const loops = sockets.map(async (socket, i) => {
+        // A socket whose handshake was cut by the kill ends with 'disconnect', not 'connect_error'.
         await new Promise<void>((resolve) => {
           socket.once('connect', () => resolve());
           socket.once('connect_error', () => resolve());
+          socket.once('disconnect', () => resolve());
         });
         // Unfinished attempts of earlier rounds are retried with their key and body first.
         const mine = attempts.filter((a) => a.acked === null && a.key.startsWith(`${credentials[i]?.terminalId}:`));
