@@ -105,7 +105,7 @@ export function loadMallKeys(dataDir: string): Promise<MallKeys> {
 
 /** The mall's certificate authority and server certificate, created by `init`. */
 export function createMallTls(dataDir: string, config: MallConfig): Promise<TlsIdentity> {
-  return createTlsIdentity(mallPaths(dataDir).tlsDir, `${config.name} mall authority`, mallTlsNames(config), 'MALL_ERR_CONFIG');
+  return createTlsIdentity(mallPaths(dataDir).tlsDir, `${config.name} mall authority`, mallTlsNames(config));
 }
 
 /** Loads the mall's TLS files, re-issuing the server certificate when the names changed. */

@@ -215,11 +215,11 @@ export function isSelfSignedAuthority(certPem: string): boolean {
 
 /**
  * Creates the authority and a server certificate for `names` in `dir`: keys 0600,
- * certificates 0644. Refuses to overwrite an existing authority.
+ * certificates 0644. Callers refuse an initialised data directory first; files left by
+ * an init that did not finish are replaced, like the signing key.
  */
-export async function createTlsIdentity(dir: string, commonName: string, names: readonly string[], code: ErrorCode): Promise<TlsIdentity> {
+export async function createTlsIdentity(dir: string, commonName: string, names: readonly string[]): Promise<TlsIdentity> {
   const paths = tlsPaths(dir);
-  if (await readFile(paths.caKey).then(() => true, () => false)) fail(code, `${paths.caKey} already exists: a store keeps its certificate authority`);
   const ca = await createCertificateAuthority(commonName);
   const all = serverNames(names);
   const server = await issueServerCertificate(ca, all);

@@ -101,7 +101,7 @@ export function loadKeys(dataDir: string): Promise<VendorKeys> {
 
 /** The store's certificate authority and server certificate, created by `init`. */
 export function createStoreTls(dataDir: string, config: VendorConfig): Promise<TlsIdentity> {
-  return createTlsIdentity(dataPaths(dataDir).tlsDir, `${config.storeName} (${config.vendorId}) store authority`, storeTlsNames(config), 'VND_ERR_CONFIG');
+  return createTlsIdentity(dataPaths(dataDir).tlsDir, `${config.storeName} (${config.vendorId}) store authority`, storeTlsNames(config));
 }
 
 /** Loads the store's TLS files, re-issuing the server certificate when the names changed. */
