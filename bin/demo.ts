@@ -1,10 +1,11 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MallposError } from '../core/index.ts';
-import { isInitialised, loadKeys } from '../vendor-server/config.ts';
+import { createStoreTls, isInitialised, loadConfig, loadKeys, writeConfig } from '../vendor-server/config.ts';
+import { checkMallIdentity } from '../vendor-server/sync/mall-sync-client.ts';
 import { demoTokenTypes, initVendor } from '../vendor-server/init.ts';
 import { MallAdminClient } from '../mall-sync/admin-client.ts';
-import { isInitialised as isMallInitialised } from '../mall-sync/config.ts';
+import { createMallTls, isInitialised as isMallInitialised, loadMallConfig } from '../mall-sync/config.ts';
 import { initMall } from '../mall-sync/init.ts';
 import { startMallServer } from '../mall-sync/server.ts';
 import { createLogger } from '../platform/logger.ts';
@@ -24,6 +25,7 @@ const tokenFile = join(root, 'operator-token.txt');
 const terminalDir = join(root, 'pos-terminal');
 const mallDir = join(root, 'mall');
 const mallTokenFile = join(root, 'mall-admin-token.txt');
+const exists = (path: string) => stat(path).then(() => true, () => false);
 const logger = createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' });
 /** Ports can be moved (0: any free port), so the demo runs next to another copy or a test. */
 const envPort = (name: string): number | undefined => (process.env[name] === undefined ? undefined : Number(process.env[name]));
@@ -36,8 +38,10 @@ try {
     await writeFile(mallTokenFile, `${init.adminToken}\n`, { mode: 0o600 });
   }
   const mallToken = (await readFile(mallTokenFile, 'utf8')).trim();
+  // Demo data made before TLS gets what a fresh init would create.
+  if (!(await exists(join(mallDir, 'tls', 'ca-key.pem')))) await createMallTls(mallDir, await loadMallConfig(mallDir));
   const mall = await startMallServer({ dataDir: mallDir, port: envPort('MALLPOS_MALL_PORT') ?? 8700, logger });
-  const admin = new MallAdminClient(mall.url, mallToken);
+  const admin = new MallAdminClient(mall.url, mallToken, mall.caPem);
 
   if (!(await isInitialised(vendorDir))) {
     const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true });
@@ -52,7 +56,13 @@ try {
     console.log(`Created the demo mall and the store "${init.config.storeName}" in ${root}`);
   }
   const operatorToken = (await readFile(tokenFile, 'utf8')).trim();
-  const server = await startVendorServer({ dataDir: vendorDir, port: envPort('MALLPOS_VENDOR_PORT'), logger, mallUrl: mall.url });
+  const vendorConfig = await loadConfig(vendorDir);
+  if (!(await exists(join(vendorDir, 'tls', 'ca-key.pem')))) await createStoreTls(vendorDir, vendorConfig);
+  // The store links to the mall as an operator would with "vendor-server link-mall": the
+  // mall's authority and key thumbprint come from the mall's own files, not from the network.
+  const linked = await checkMallIdentity({ url: mall.url, caPem: mall.caPem, thumbprint: mall.keys.kid });
+  await writeConfig(vendorDir, { ...vendorConfig, mall: { snapshotMaxAgeHours: 72, batchEventsMax: 500, batchAgeMs: 1000, ...vendorConfig.mall, url: mall.url, jwk: linked.jwk, caPem: mall.caPem } });
+  const server = await startVendorServer({ dataDir: vendorDir, port: envPort('MALLPOS_VENDOR_PORT'), logger });
   // The demo customers get mall tokens and coupons once the mall's allotments are in the float.
   for (let i = 0; i < 100 && (server.ledger.float()['MALL'] === undefined || server.ledger.float()['SUNNY'] === undefined); i++) {
     await new Promise((r) => setTimeout(r, 100));
@@ -69,6 +79,8 @@ try {
     await pairTerminal(terminalDir, server.url, code);
   }
   const terminal = await startTerminal({ dataDir: terminalDir, scanner: 'sim', printer: 'sim', port: envPort('MALLPOS_SCREEN_PORT') ?? 8500, printerSimPort: envPort('MALLPOS_PRINTER_PORT') ?? 9100 });
+  const storeCa = join(vendorDir, 'tls', 'ca-cert.pem');
+  const mallCa = join(mallDir, 'tls', 'ca-cert.pem');
   const customers = Object.values(server.ledger.state.customers).slice(0, 3);
   const products = Object.values(server.ledger.state.products).slice(0, 4);
   console.log(`
@@ -77,10 +89,11 @@ mallpos demo: "${server.config.storeName}" (vendor ${server.config.vendorId})
   Cashier screen:   ${terminal.screen.url}      (open it in a browser)
   Scan a code:      ${terminal.scannerFallback ?? `npm run scan -- 4006381333931      (from another shell; the virtual scanner is ${terminal.virtualScanner?.devicePath ?? '-'})`}
   Receipts:         ${terminal.receiptsFile ?? '-'}  (the printer simulator writes each receipt there)
-  Store server:     ${server.url}   (health: ${server.url}/health, metrics: ${server.url}/metrics)
-  Operator API:     curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
-  Sync with mall:   curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/sync
-  Mall:             ${mall.url}   (admin: curl -H "Authorization: Bearer ${mallToken}" ${mall.url}/admin/positions)
+  Store server:     ${server.url}   (TLS by the store's own authority: ${storeCa})
+  Health:           curl --cacert ${storeCa} ${server.url}/health
+  Operator API:     curl --cacert ${storeCa} -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
+  Sync with mall:   curl --cacert ${storeCa} -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/sync
+  Mall:             ${mall.url}   (admin: curl --cacert ${mallCa} -H "Authorization: Bearer ${mallToken}" ${mall.url}/admin/positions)
   Reconcile:        npx mall-sync reconcile --data-dir ${mallDir} --from ${new Date().toISOString().slice(0, 10)} --to ${new Date().toISOString().slice(0, 10)}   (while the demo runs)
 
   Products:   ${products.map((p) => `${p.gtin} ${p.name}`).join('; ')}

@@ -33,6 +33,7 @@ export const VND_ERRORS = {
   VND_ERR_UNAUTHENTICATED: { status: 401, message: 'not signed in' },
   VND_ERR_FORBIDDEN: { status: 403, message: 'not allowed' },
   VND_ERR_TERMINAL_REVOKED: { status: 403, message: 'this terminal has been revoked' },
+  VND_ERR_CREDENTIAL_EXPIRED: { status: 401, message: 'the terminal\'s access credential has expired' },
   VND_ERR_PAIRING_CODE: { status: 403, message: 'the pairing code is wrong, used or expired' },
   VND_ERR_PRODUCT_UNKNOWN: { status: 404, message: 'unknown product' },
   VND_ERR_CUSTOMER_UNKNOWN: { status: 404, message: 'unknown customer card' },
@@ -56,6 +57,7 @@ export const VND_ERRORS = {
   VND_ERR_DATA_DIR_IN_USE: { status: 500, message: 'another vendor server is using this data directory' },
   VND_ERR_MALL_SIGNATURE: { status: 502, message: 'a document from the mall does not carry a valid mall signature' },
   VND_ERR_MALL_UNREACHABLE: { status: 502, message: 'the mall is unreachable' },
+  VND_ERR_MALL_IDENTITY: { status: 502, message: 'the mall does not present the key or certificate it was linked with' },
   VND_ERR_SNAPSHOT_STALE: { status: 409, message: 'the store has not heard from the mall for too long to take these tokens' },
   VND_ERR_SHUTTING_DOWN: { status: 503, message: 'the store server is shutting down' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
@@ -63,6 +65,7 @@ export const VND_ERRORS = {
 
 export const POS_ERRORS = {
   POS_ERR_NOT_PAIRED: { status: 401, message: 'this terminal is not paired with a store server' },
+  POS_ERR_STORE_IDENTITY: { status: 502, message: 'the server could not prove it is the store that issued this pairing code' },
   POS_ERR_OFFLINE: { status: 503, message: 'the store server is unreachable: the cart is kept, nothing was charged' },
   POS_ERR_BUSY: { status: 409, message: 'a sale is being completed: wait for it to finish' },
   POS_ERR_CART_EMPTY: { status: 400, message: 'the cart is empty' },

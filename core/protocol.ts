@@ -119,6 +119,8 @@ export interface ClientToServerEvents {
   'receipt:get': Handler<{ saleId: string }, ReceiptData>;
   'cashier:login': Handler<{ staffId: string; pin: string }, CashierView>;
   'cashier:logout': Handler<Record<string, never>, null>;
+  /** Presents a newer access credential of the same pairing before the current one expires. */
+  'credential:renew': Handler<{ credential: string }, { expiresAt: string }>;
 }
 
 export interface ServerToClientEvents {

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { ERRORS, MallposError, type ErrorCode, type FeeSchedule, type TokenType } from '../core/index.ts';
 import { createLogger } from '../platform/logger.ts';
-import { loadMallConfig } from './config.ts';
+import { readFile } from 'node:fs/promises';
+import { loadMallConfig, mallPaths } from './config.ts';
+import { tlsPaths, tlsRequest, type TlsResponse } from '../platform/tls.ts';
 import type { PartyKind, PublicJwk } from './events.ts';
 import { liveOwner } from '../platform/lock.ts';
 import { startMallServer } from './server.ts';
@@ -14,25 +16,28 @@ import type { FlaggedRecord } from './events.ts';
  * tests and tools. Errors come back as MallposError with the mall's code.
  */
 export class MallAdminClient {
+  /** `caPem` is the mall's certificate authority: the only one this client trusts. */
   constructor(
     readonly url: string,
     private readonly token: string,
+    private readonly caPem: string,
     private readonly timeoutMs = 30_000,
   ) {}
 
   async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
-    let res: Response;
+    let res: TlsResponse;
     try {
-      res = await fetch(`${this.url}${path}`, {
+      res = await tlsRequest(`${this.url}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        ca: this.caPem,
+        timeoutMs: this.timeoutMs,
       });
     } catch (err) {
       throw new MallposError('MALL_ERR_INTERNAL', `the mall at ${this.url} is unreachable: ${(err as Error).message}`);
     }
-    const text = await res.text();
+    const text = res.text;
     let json: unknown = null;
     try {
       json = JSON.parse(text);
@@ -143,11 +148,12 @@ export async function withMallAdmin<T>(dataDir: string, fn: (client: MallAdminCl
   const owner = await liveOwner(dataDir);
   if (owner !== null) {
     if (owner.url === null) throw new MallposError('MALL_ERR_STORE', `the mall-sync process (pid ${owner.pid}) using ${dataDir} is still starting: try again in a moment`);
-    return fn(new MallAdminClient(owner.url, owner.controlToken));
+    const caPem = await readFile(tlsPaths(mallPaths(dataDir).tlsDir).caCert, 'utf8');
+    return fn(new MallAdminClient(owner.url, owner.controlToken, caPem));
   }
   const mall = await startMallServer({ dataDir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'silent', name: 'mall-sync' }), defaultMetrics: false });
   try {
-    return await fn(new MallAdminClient(mall.url, mall.controlToken));
+    return await fn(new MallAdminClient(mall.url, mall.controlToken, mall.caPem));
   } finally {
     await mall.close();
   }

@@ -73,6 +73,7 @@ program
       const r = await initMall({ dataDir: resolve(o.dataDir), name: o.name, currency: o.currency, port: o.port, host: o.host });
       console.log(`Created mall "${r.config.name}" (${r.config.currency}) in ${resolve(o.dataDir)}`);
       console.log(`Mall key id (kid): ${r.kid}`);
+      console.log(`Mall certificate authority: ${resolve(o.dataDir)}/tls/ca-cert.pem (stores link with: vendor-server link-mall --url https://HOST:PORT --mall-ca FILE --mall-key-thumbprint ${r.kid})`);
       console.log('');
       console.log('Admin credential (shown only this once; keep it safe):');
       console.log(`  ${r.adminToken}`);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { personName, sha256Hex } from '../core/index.ts';
 import { createSigningKey, ed25519Thumbprint, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
+import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
 
 export const DEFAULT_PORT = 8700;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -29,6 +30,8 @@ export const mallConfigSchema = z.strictObject({
   batchBodyBytesMax: z.number().int().min(64 * 1024).max(64 * 1024 * 1024),
   /** A vendor without a batch for this long is reported as stale. */
   staleAfterHours: z.number().int().min(1).max(24 * 365),
+  /** Extra host names and IP addresses the mall's TLS certificate lists (localhost and loopback always). */
+  tlsNames: z.array(z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/)).max(32).default([]),
 });
 
 export type MallConfig = z.output<typeof mallConfigSchema>;
@@ -37,6 +40,7 @@ export function mallPaths(dataDir: string) {
   return {
     config: join(dataDir, 'config.json'),
     privateKey: join(dataDir, 'keys', 'mall-key.jwk.json'),
+    tlsDir: join(dataDir, 'tls'),
     storeDir: join(dataDir, 'store'),
     observations: join(dataDir, 'store', 'state', 'observations.json'),
     archiveDir: join(dataDir, 'archive'),
@@ -59,6 +63,7 @@ export function defaultMallConfig(adminTokenHash: string): MallConfig {
     checkpointEveryMs: 10 * 60_000,
     batchBodyBytesMax: BATCH_BODY_BYTES_MAX,
     staleAfterHours: 24,
+    tlsNames: [],
   };
 }
 
@@ -96,4 +101,19 @@ export function createMallKeys(dataDir: string): Promise<MallKeys> {
 
 export function loadMallKeys(dataDir: string): Promise<MallKeys> {
   return loadSigningKey(mallPaths(dataDir).privateKey, 'mall key', 'MALL_ERR_CONFIG');
+}
+
+/** The mall's certificate authority and server certificate, created by `init`. */
+export function createMallTls(dataDir: string, config: MallConfig): Promise<TlsIdentity> {
+  return createTlsIdentity(mallPaths(dataDir).tlsDir, `${config.name} mall authority`, mallTlsNames(config));
+}
+
+/** Loads the mall's TLS files, re-issuing the server certificate when the names changed. */
+export function loadMallTls(dataDir: string, config: MallConfig): Promise<TlsIdentity & { reissued: boolean }> {
+  return loadTlsIdentity(mallPaths(dataDir).tlsDir, mallTlsNames(config), 'MALL_ERR_CONFIG');
+}
+
+function mallTlsNames(config: MallConfig): string[] {
+  const wildcard = config.host === '0.0.0.0' || config.host === '::';
+  return wildcard ? config.tlsNames : [config.host, ...config.tlsNames];
 }

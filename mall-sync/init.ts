@@ -1,5 +1,5 @@
 import { fail, sha256Hex } from '../core/index.ts';
-import { createMallKeys, defaultMallConfig, isInitialised, mallConfigSchema, newAdminToken, writeMallConfig, type MallConfig } from './config.ts';
+import { createMallKeys, createMallTls, defaultMallConfig, isInitialised, mallConfigSchema, newAdminToken, writeMallConfig, type MallConfig } from './config.ts';
 
 export interface InitMallOptions {
   dataDir: string;
@@ -7,6 +7,8 @@ export interface InitMallOptions {
   currency?: string | undefined;
   port?: number | undefined;
   host?: string | undefined;
+  /** Extra host names and IP addresses for the mall's TLS certificate. */
+  tlsNames?: string[] | undefined;
 }
 
 export interface InitMallResult {
@@ -14,6 +16,8 @@ export interface InitMallResult {
   kid: string;
   /** The admin credential: shown once, stored only as its sha256. */
   adminToken: string;
+  /** The mall's certificate authority (PEM): what vendors pin when they link. */
+  caPem: string;
 }
 
 /** Creates a mall's data directory: the mall's Ed25519 key pair, an admin credential and a config. */
@@ -27,13 +31,21 @@ export async function initMall(opts: InitMallOptions): Promise<InitMallResult> {
   if (opts.currency !== undefined) config.currency = opts.currency;
   if (opts.port !== undefined) config.port = opts.port;
   if (opts.host !== undefined) config.host = opts.host;
+  if (opts.tlsNames !== undefined) config.tlsNames = opts.tlsNames;
   const checked = mallConfigSchema.safeParse(config);
   if (!checked.success) {
     const issue = checked.error.issues[0];
     fail('MALL_ERR_CONFIG', `${issue?.path.join('.') ?? 'config'}: ${issue?.message ?? 'not valid'}`);
   }
   const keys = await createMallKeys(opts.dataDir);
+  const caPem = await initMallTls(opts.dataDir, config);
   // The config is written last: a directory without it is not a half-made mall.
   await writeMallConfig(opts.dataDir, config);
-  return { config, kid: keys.kid, adminToken };
+  return { config, kid: keys.kid, adminToken, caPem };
+}
+
+/** Creates the mall's certificate authority and a server certificate for its names. */
+async function initMallTls(dataDir: string, config: MallConfig): Promise<string> {
+  const tls = await createMallTls(dataDir, config);
+  return tls.caPem;
 }

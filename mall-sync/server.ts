@@ -1,9 +1,9 @@
-import { createServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isMallposError, MallposError } from '../core/index.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { listen } from '../platform/http.ts';
-import { loadMallConfig, loadMallKeys, mallPaths, type MallConfig, type MallKeys } from './config.ts';
+import { loadMallConfig, loadMallKeys, loadMallTls, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
 import { MallArchive } from './archive.ts';
@@ -25,8 +25,11 @@ export interface StartMallOptions {
 }
 
 export interface RunningMall {
+  /** https://host:port */
   url: string;
   port: number;
+  /** The mall's certificate authority (PEM): what vendors and admin clients pin. */
+  caPem: string;
   config: MallConfig;
   keys: MallKeys;
   store: EmbeddedMallStore;
@@ -42,7 +45,7 @@ export interface RunningMall {
 /** A URL a local client can reach (a wildcard address is reached through loopback). */
 function localUrl(host: string, port: number): string {
   const h = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
-  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
+  return `https://${h.includes(':') ? `[${h}]` : h}:${port}`;
 }
 
 /**
@@ -53,6 +56,7 @@ function localUrl(host: string, port: number): string {
 export async function startMallServer(opts: StartMallOptions): Promise<RunningMall> {
   const config = await loadMallConfig(opts.dataDir);
   const keys = await loadMallKeys(opts.dataDir);
+  const tls = await loadMallTls(opts.dataDir, config);
   const logger = opts.logger ?? createLogger({ name: 'mall-sync' });
   const paths = mallPaths(opts.dataDir);
   const lock = await DataDirLock.acquire(opts.dataDir, 'mall-sync', 'MALL_ERR_STORE');
@@ -100,7 +104,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     );
     const startedAt = Date.now();
     const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, startedAt });
-    const http = createServer(app);
+    const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;
     http.headersTimeout = 20_000;
@@ -125,7 +129,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       })();
       return closing;
     };
-    return { url, port, config, keys, store: opened, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, close };
+    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, close };
   } catch (err) {
     await store?.close().catch(() => undefined);
     await lock.release();

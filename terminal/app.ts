@@ -136,7 +136,7 @@ export class TerminalApp {
   private readonly products = new Map<string, { product: ProductView; at: number }>();
 
   private constructor(private readonly opts: TerminalAppOptions) {
-    this.link = new StoreLink(opts.credential.server, opts.credential.credential, opts.ackTimeoutMs);
+    this.link = new StoreLink(opts.credential.server, opts.credential, opts.ackTimeoutMs);
   }
 
   static async open(opts: TerminalAppOptions): Promise<TerminalApp> {

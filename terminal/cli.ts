@@ -13,7 +13,7 @@ const program = new Command().name('pos-terminal').description('mallpos POS term
 program
   .command('pair')
   .description('pair this terminal with a store server using a one-time code from its operator')
-  .requiredOption('--server <url>', 'the store server, e.g. http://127.0.0.1:8600')
+  .requiredOption('--server <url>', 'the store server, e.g. https://127.0.0.1:8600 (its certificate is pinned at pairing)')
   .requiredOption('--code <code>', 'the one-time pairing code')
   .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
   .action(async (o: { server: string; code: string; dataDir: string }) => {

@@ -8,6 +8,7 @@ import {
   type ServerToClientEvents,
   type WireError,
 } from '../core/index.ts';
+import { renewAccessCredential, RenewRefused, type LinkCredentials } from './credential.ts';
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'revoked' | 'unauthorised';
 
@@ -36,29 +37,53 @@ export class RemoteError extends Error {
 
 type EventName = keyof ClientToServerEvents;
 
+/** Renew an access credential once this share of its lifetime has passed. */
+const RENEW_AT_SHARE = 2 / 3;
+/** After a failed renewal, try again this soon (it is still valid for a while). */
+const RENEW_RETRY_MS = 2_000;
+
 /**
- * The terminal's connection to its store's vendor server. It reconnects by itself
- * (socket.io backoff, bounded delay) and says at once when the server is unreachable.
- * `request` never waits for a connection: it fails with LinkDownError while offline.
+ * The terminal's connection to its store's vendor server, over TLS that trusts only the
+ * store's certificate authority pinned at pairing. It reconnects by itself (socket.io
+ * backoff, bounded delay) and says at once when the server is unreachable. `request`
+ * never waits for a connection: it fails with LinkDownError while offline.
+ *
+ * The access credential is short-lived: the link renews it with the device credential
+ * (HTTPS) before it expires, presents the new one on the open socket, and fetches a
+ * fresh one before any reconnect that would present an expired one.
  */
 export class StoreLink {
   private readonly socket: Socket<ServerToClientEvents, ClientToServerEvents>;
   private current: LinkStatus = { state: 'connecting', since: new Date().toISOString() };
   private readonly listeners = new Set<(s: LinkStatus) => void>();
+  private access: { credential: string; obtainedAtMs: number; expiresAtMs: number };
+  private renewTimer: NodeJS.Timeout | null = null;
+  private renewing: Promise<void> | null = null;
+  private closed = false;
 
   constructor(
     readonly url: string,
-    credential: string,
+    private readonly creds: LinkCredentials,
     private readonly ackTimeoutMs = ACK_TIMEOUT_MS,
   ) {
+    this.access = { credential: creds.credential, obtainedAtMs: Date.now(), expiresAtMs: Date.parse(creds.expiresAt) };
     this.socket = io(url, {
-      auth: { token: credential },
+      // Called before every (re)connect: never present a credential about to expire.
+      auth: (cb) => {
+        this.freshCredential().then(
+          (token) => cb({ token }),
+          () => cb({ token: this.access.credential }),
+        );
+      },
+      ca: creds.caPem,
+      rejectUnauthorized: true,
       transports: ['websocket'],
       reconnection: true,
       reconnectionDelay: 250,
       reconnectionDelayMax: 2_000,
       timeout: 3_000,
     });
+    this.socket.on('connect', () => this.scheduleRenewal());
     this.socket.on('connect', () => this.set({ state: 'connected' }));
     this.socket.on('disconnect', (reason) => {
       if (this.current.state === 'revoked') return;
@@ -74,6 +99,13 @@ export class StoreLink {
       } else if (code === 'VND_ERR_UNAUTHENTICATED') {
         this.set({ state: 'unauthorised', detail: `${err.data?.message ?? 'not paired'}: pair the terminal again` });
         this.socket.disconnect();
+      } else if (code === 'VND_ERR_CREDENTIAL_EXPIRED') {
+        // A refusal by the server does not reconnect by itself; the next attempt renews first.
+        this.access.expiresAtMs = 0;
+        this.set({ state: 'offline', detail: 'renewing the access credential' });
+        setTimeout(() => {
+          if (!this.closed && this.current.state === 'offline') this.socket.connect();
+        }, RENEW_RETRY_MS).unref();
       } else {
         this.set({ state: 'offline', detail: 'the store server is unreachable' });
       }
@@ -87,6 +119,66 @@ export class StoreLink {
 
   status(): LinkStatus {
     return this.current;
+  }
+
+  /** The access credential's expiry (ms since the epoch), for status and tests. */
+  get accessExpiresAtMs(): number {
+    return this.access.expiresAtMs;
+  }
+
+  private renewDueMs(): number {
+    const { obtainedAtMs, expiresAtMs } = this.access;
+    return obtainedAtMs + (expiresAtMs - obtainedAtMs) * RENEW_AT_SHARE;
+  }
+
+  /** The current access credential, renewed first when it is due. */
+  private async freshCredential(): Promise<string> {
+    if (Date.now() >= this.renewDueMs()) await this.renew();
+    return this.access.credential;
+  }
+
+  /** One renewal at a time; a definite refusal (revoked, paired again) ends the link, anything else is retried. */
+  private renew(): Promise<void> {
+    this.renewing ??= renewAccessCredential(this.url, this.creds, this.ackTimeoutMs)
+      .then((fresh) => {
+        this.access = { credential: fresh.credential, obtainedAtMs: Date.now(), expiresAtMs: fresh.expiresAtMs };
+      })
+      .catch((err: unknown) => {
+        if (err instanceof RenewRefused && err.code === 'VND_ERR_TERMINAL_REVOKED') {
+          this.set({ state: 'revoked', detail: 'this terminal has been revoked by the store: pair it again' });
+          this.socket.disconnect();
+        } else if (err instanceof RenewRefused && err.code === 'VND_ERR_UNAUTHENTICATED') {
+          this.set({ state: 'unauthorised', detail: `${err.message}: pair the terminal again` });
+          this.socket.disconnect();
+        }
+        throw err;
+      })
+      .finally(() => {
+        this.renewing = null;
+      });
+    return this.renewing;
+  }
+
+  /** While connected, renews before expiry and hands the new credential to the open socket. */
+  private scheduleRenewal(): void {
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
+    if (this.closed) return;
+    const waitMs = Math.max(0, this.renewDueMs() - Date.now());
+    this.renewTimer = setTimeout(() => {
+      this.renewTimer = null;
+      if (!this.socket.connected) return;
+      this.renew()
+        .then(() => this.request<{ expiresAt: string }>('credential:renew', { credential: this.access.credential }))
+        .then(
+          () => this.scheduleRenewal(),
+          () => {
+            if (this.closed || !this.socket.connected) return;
+            this.renewTimer = setTimeout(() => this.scheduleRenewal(), RENEW_RETRY_MS);
+            this.renewTimer.unref();
+          },
+        );
+    }, Math.min(waitMs, 2 ** 31 - 1));
+    this.renewTimer.unref();
   }
 
   get connected(): boolean {
@@ -143,6 +235,8 @@ export class StoreLink {
   }
 
   close(): void {
+    this.closed = true;
+    if (this.renewTimer !== null) clearTimeout(this.renewTimer);
     this.socket.disconnect();
     this.listeners.clear();
   }

@@ -1,10 +1,14 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { loadConfig, loadKeys, writeConfig } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, loadStoreTls, writeConfig } from './config.ts';
+import { spkiSha256, tlsRequest } from '../platform/tls.ts';
 import { initVendor } from './init.ts';
 import { backupStore, restoreStore, verifyBackup, verifyStore } from './backup.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { startVendorServer } from './server.ts';
+import { checkMallIdentity } from './sync/mall-sync-client.ts';
+import { readFile } from 'node:fs/promises';
+import { fail } from '../core/index.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
@@ -24,11 +28,13 @@ program
   .option('--port <port>', 'port to listen on (default 8600)', portNumber)
   .option('--host <host>', 'address to listen on (default 127.0.0.1)')
   .option('--demo', 'seed a demo store: products, customers with balances, float, staff')
-  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean }) => {
+  .option('--tls-name <name...>', 'host names or IP addresses terminals use to reach this store (localhost and 127.0.0.1 always)')
+  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[] }) => {
     try {
-      const r = await initVendor({ dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo });
+      const r = await initVendor({ dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo, ...(o.tlsName === undefined ? {} : { tlsNames: o.tlsName }) });
       console.log(`Created vendor server "${r.config.storeName}" (vendor id ${r.config.vendorId}) in ${resolve(o.dataDir)}`);
       console.log(`Vendor key id (kid): ${r.kid}`);
+      console.log(`Store certificate authority: ${dataPaths(resolve(o.dataDir)).tlsDir}/ca-cert.pem (SHA-256 of its key ${spkiSha256(r.caPem)}); terminals pin it when they pair`);
       console.log('');
       console.log('Operator credential (shown only this once; keep it safe):');
       console.log(`  ${r.operatorToken}`);
@@ -144,15 +150,33 @@ program
 
 program
   .command('link-mall')
-  .description('sync this store with a mall (takes effect at the next start)')
+  .description('sync this store with a mall (takes effect at the next start); the mall\'s key and certificate authority are pinned, never trusted on first use')
   .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
-  .requiredOption('--url <url>', 'the mall, e.g. http://127.0.0.1:8700')
+  .requiredOption('--url <url>', 'the mall, e.g. https://127.0.0.1:8700')
+  .requiredOption('--mall-ca <file>', 'the mall\'s certificate authority (PEM), from the mall\'s operator (its tls/ca-cert.pem)')
+  .option('--mall-key <file>', 'the mall\'s public key (a JWK file, or the mall\'s /v1/mall-key answer saved from a trusted source)')
+  .option('--mall-key-thumbprint <kid>', 'or only the RFC 7638 thumbprint of the mall\'s key (the kid "mall-sync init" prints)')
   .option('--snapshot-max-age-hours <h>', 'refuse mall-dependent tokens when the cached snapshot is older', (v) => Number(v), 72)
-  .action(async (o: { dataDir: string; url: string; snapshotMaxAgeHours: number }) => {
+  .action(async (o: { dataDir: string; url: string; mallCa: string; mallKey?: string; mallKeyThumbprint?: string; snapshotMaxAgeHours: number }) => {
     try {
       const config = await loadConfig(resolve(o.dataDir));
-      await writeConfig(resolve(o.dataDir), { ...config, mall: { url: o.url, snapshotMaxAgeHours: o.snapshotMaxAgeHours, batchEventsMax: 500, batchAgeMs: 1000 } });
-      console.log(`This store will sync with the mall at ${o.url} from its next start.`);
+      if ((o.mallKey === undefined) === (o.mallKeyThumbprint === undefined)) fail('VND_ERR_CONFIG', 'give the mall\'s key with exactly one of --mall-key FILE or --mall-key-thumbprint KID');
+      const caPem = await readFile(resolve(o.mallCa), 'utf8').catch((err: Error) => fail('VND_ERR_CONFIG', `cannot read ${o.mallCa}: ${err.message}`));
+      let jwk: Record<string, unknown> | undefined;
+      if (o.mallKey !== undefined) {
+        const text = await readFile(resolve(o.mallKey), 'utf8').catch((err: Error) => fail('VND_ERR_CONFIG', `cannot read ${o.mallKey}: ${err.message}`));
+        try {
+          const parsed = JSON.parse(text) as Record<string, unknown>;
+          // The mall's /v1/mall-key answer is { kid, jwk }; a bare JWK is accepted too.
+          jwk = typeof parsed['jwk'] === 'object' && parsed['jwk'] !== null ? (parsed['jwk'] as Record<string, unknown>) : parsed;
+        } catch {
+          fail('VND_ERR_CONFIG', `${o.mallKey} is not JSON`);
+        }
+      }
+      const url = o.url.replace(/\/+$/, '');
+      const mall = await checkMallIdentity({ url, caPem, jwk, thumbprint: o.mallKeyThumbprint });
+      await writeConfig(resolve(o.dataDir), { ...config, mall: { url, jwk: mall.jwk, caPem, snapshotMaxAgeHours: o.snapshotMaxAgeHours, batchEventsMax: 500, batchAgeMs: 1000 } });
+      console.log(`This store will sync with the mall at ${url} from its next start (mall key ${mall.kid}, certificate authority ${spkiSha256(caPem)}).`);
     } catch (err) {
       die(err);
     }
@@ -167,13 +191,15 @@ sync
   .action(async (o: { dataDir: string; url?: string }) => {
     try {
       const config = await loadConfig(resolve(o.dataDir));
-      const url = o.url ?? `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`;
-      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+      const url = o.url ?? `https://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${config.port}`;
+      // The running server is this store's: trust only its authority.
+      const { caPem } = await loadStoreTls(resolve(o.dataDir), config);
+      const res = url.startsWith('https://') ? await tlsRequest(`${url}/health`, { ca: caPem, timeoutMs: 5000 }).catch(() => null) : null;
       if (res === null || !res.ok) {
         console.error(`vendor-server: no vendor server answers at ${url}: is it running?`);
         process.exit(1);
       }
-      const health = (await res.json()) as { sync: Record<string, unknown> };
+      const health = res.json<{ sync: Record<string, unknown> }>();
       console.log(JSON.stringify(health.sync, null, 2));
     } catch (err) {
       die(err);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { entityId, personName } from '../core/index.ts';
 import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
+import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
 
 export const DEFAULT_PORT = 8600;
 export const DEFAULT_HOST = '127.0.0.1';
@@ -17,6 +18,10 @@ export const configSchema = z.strictObject({
   port: z.number().int().min(0).max(65535),
   host: z.string().min(1).max(255),
   pairingCodeTtlMinutes: z.number().int().min(1).max(24 * 60),
+  /** Extra host names and IP addresses the store's TLS certificate lists (localhost and loopback always). */
+  tlsNames: z.array(z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/)).max(32).default([]),
+  /** Lifetime of a terminal's access credential; the terminal renews it with its device credential. */
+  accessTtlSeconds: z.number().int().min(1).max(24 * 3600).default(900),
   segmentBytesMax: z.number().int().min(4096).max(1 << 30),
   checkpointEveryEvents: z.number().int().min(1),
   checkpointEveryMs: z.number().int().min(1000),
@@ -24,8 +29,10 @@ export const configSchema = z.strictObject({
   mall: z
     .strictObject({
       url: z.string().url(),
-      /** The mall's public key, pinned; fetched once from the mall when left out. */
+      /** The mall's public key, pinned at link time. */
       jwk: z.record(z.string(), z.unknown()).optional(),
+      /** The mall's TLS certificate authority (PEM), pinned at link time. */
+      caPem: z.string().max(16 * 1024).optional(),
       snapshotMaxAgeHours: z.number().int().min(1).max(24 * 365).default(72),
       batchEventsMax: z.number().int().min(1).max(2000).default(500),
       batchAgeMs: z.number().int().min(0).max(3_600_000).default(1000),
@@ -40,6 +47,7 @@ export function dataPaths(dataDir: string) {
     config: join(dataDir, 'config.json'),
     privateKey: join(dataDir, 'keys', 'vendor-key.jwk.json'),
     access: join(dataDir, 'access.json'),
+    tlsDir: join(dataDir, 'tls'),
     ledgerDir: join(dataDir, 'ledger'),
   };
 }
@@ -54,6 +62,8 @@ export function defaultConfig(vendorId: string, storeName: string): VendorConfig
     port: DEFAULT_PORT,
     host: DEFAULT_HOST,
     pairingCodeTtlMinutes: 10,
+    tlsNames: [],
+    accessTtlSeconds: 900,
     segmentBytesMax: 64 * 1024 * 1024,
     checkpointEveryEvents: 100_000,
     checkpointEveryMs: 10 * 60_000,
@@ -87,4 +97,20 @@ export function createKeys(dataDir: string): Promise<VendorKeys> {
 
 export function loadKeys(dataDir: string): Promise<VendorKeys> {
   return loadSigningKey(dataPaths(dataDir).privateKey, 'vendor key', 'VND_ERR_CONFIG');
+}
+
+/** The store's certificate authority and server certificate, created by `init`. */
+export function createStoreTls(dataDir: string, config: VendorConfig): Promise<TlsIdentity> {
+  return createTlsIdentity(dataPaths(dataDir).tlsDir, `${config.storeName} (${config.vendorId}) store authority`, storeTlsNames(config));
+}
+
+/** Loads the store's TLS files, re-issuing the server certificate when the names changed. */
+export function loadStoreTls(dataDir: string, config: VendorConfig): Promise<TlsIdentity & { reissued: boolean }> {
+  return loadTlsIdentity(dataPaths(dataDir).tlsDir, storeTlsNames(config), 'VND_ERR_CONFIG');
+}
+
+/** The listen address is a name clients use too, unless it is a wildcard. */
+function storeTlsNames(config: VendorConfig): string[] {
+  const wildcard = config.host === '0.0.0.0' || config.host === '::';
+  return wildcard ? config.tlsNames : [config.host, ...config.tlsNames];
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { fail, withGs1CheckDigit, type TokenType } from '../core/index.ts';
 import { AccessStore } from './access.ts';
-import { createKeys, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
+import { createKeys, createStoreTls, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { openLedger } from './ledger/store.ts';
 
@@ -19,12 +19,16 @@ export interface InitOptions {
   mallFloat?: boolean;
   port?: number;
   host?: string;
+  /** Extra host names and IP addresses for the store's TLS certificate. */
+  tlsNames?: string[];
 }
 
 export interface InitResult {
   config: VendorConfig;
   kid: string;
   operatorToken: string;
+  /** The store's certificate authority (PEM): what terminals pin when they pair. */
+  caPem: string;
   demo: DemoSummary | null;
 }
 
@@ -41,12 +45,20 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   if (opts.host !== undefined) config.host = opts.host;
   if (opts.demo === true) config.address = ['Mall Street 1, Unit 12', '1010 Vienna'];
   const keys = await createKeys(opts.dataDir);
+  const caPem = await initStoreTls(opts.dataDir, config, opts.tlsNames);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const operatorToken = await access.addOperator();
   const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat !== false) : null;
   // The config is written last: a directory without it is not a half-made store.
   await writeConfig(opts.dataDir, config);
-  return { config, kid: keys.kid, operatorToken, demo };
+  return { config, kid: keys.kid, operatorToken, caPem, demo };
+}
+
+/** Creates the store's certificate authority and a server certificate for its names. */
+async function initStoreTls(dataDir: string, config: VendorConfig, tlsNames: string[] | undefined): Promise<string> {
+  if (tlsNames !== undefined) config.tlsNames = tlsNames;
+  const tls = await createStoreTls(dataDir, config);
+  return tls.caPem;
 }
 
 export interface DemoSummary {

@@ -17,11 +17,11 @@ import {
 import type { AccessStore } from './access.ts';
 import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
-import { issueTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
 import type { IntegrityStatus } from './ledger/store.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
+import { pairedCredentials } from './terminal-auth.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import { toWireError } from './terminal-socket.ts';
@@ -133,9 +133,8 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       else if (++slot.n > PAIR_ATTEMPTS_PER_MINUTE) fail('VND_ERR_RATE_LIMITED');
       const { code } = parse(pairRequest, req.body);
       const { terminal, credentialId } = await access.redeemCode(code);
-      const credential = await issueTerminalCredential(deps.keys, config.vendorId, terminal.id, credentialId);
       logger.info({ terminal: terminal.id }, 'terminal paired');
-      return { terminalId: terminal.id, name: terminal.name, vendorId: config.vendorId, storeName: config.storeName, credential };
+      return pairedCredentials(deps, terminal, credentialId);
     }),
   );
 

@@ -1,14 +1,18 @@
-import { createServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import express from 'express';
+import type { JWK } from 'jose';
+import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { listen } from '../platform/http.ts';
-import { dataPaths, loadConfig, loadKeys, type VendorConfig, type VendorKeys } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, loadStoreTls, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { IntegrityAudit, openLedger, type OpenedLedger } from './ledger/store.ts';
 import { DataDirLock } from '../platform/lock.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { VendorMetrics } from './metrics.ts';
 import { createOperatorApi } from './operator-api.ts';
+import { terminalAuthRouter } from './terminal-auth.ts';
 import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 
@@ -18,15 +22,18 @@ export interface StartOptions {
   host?: string;
   logger?: Logger;
   defaultMetrics?: boolean;
-  /** The mall's URL, overriding the config's (tests, demo). */
+  /** The mall's URL, overriding the config's (tests, demo); its key and authority still come from the config. */
   mallUrl?: string;
   /** Sync tuning for tests. */
   syncOverrides?: Partial<typeof SYNC_DEFAULTS>;
 }
 
 export interface RunningVendorServer {
+  /** https://host:port */
   url: string;
   port: number;
+  /** The store's certificate authority (PEM): what terminals pin. */
+  caPem: string;
   config: VendorConfig;
   keys: VendorKeys;
   ledger: LedgerService;
@@ -38,6 +45,21 @@ export interface RunningVendorServer {
   /** The background check of the whole journal and the checkpoint started after start. */
   audit: IntegrityAudit;
   close(): Promise<void>;
+}
+
+/**
+ * The mall this store syncs with, or null. No trust on first use: the mall's key and
+ * certificate authority come from link-mall only, and the mall is reached over TLS.
+ */
+function pinnedMall(config: VendorConfig, urlOverride: string | undefined): { url: string; jwk: JWK; caPem: string } | null {
+  const url = urlOverride ?? config.mall?.url;
+  if (url === undefined) return null;
+  const pinned = config.mall;
+  if (pinned?.jwk === undefined || pinned.caPem === undefined) {
+    fail('VND_ERR_CONFIG', 'this store does not know the mall\'s key and certificate: run "vendor-server link-mall" with the mall\'s key and certificate authority first');
+  }
+  if (!url.startsWith('https://')) fail('VND_ERR_CONFIG', `the mall is reached over TLS: ${url} is not an https:// address`);
+  return { url: url.replace(/\/+$/, ''), jwk: pinned.jwk as JWK, caPem: pinned.caPem };
 }
 
 /**
@@ -60,6 +82,9 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
 async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataDirLock): Promise<RunningVendorServer> {
   const logger = opts.logger ?? createLogger();
   const keys = await loadKeys(opts.dataDir);
+  const mall = pinnedMall(config, opts.mallUrl);
+  const tls = await loadStoreTls(opts.dataDir, config);
+  if (tls.reissued) logger.info({ names: tls.names }, 'TLS server certificate issued for the configured names');
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const metrics = new VendorMetrics(opts.defaultMetrics ?? true);
 
@@ -102,15 +127,15 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   );
   opened.checkpoints.startTimer();
 
-  const mallUrl = opts.mallUrl ?? config.mall?.url;
   let sync: MallSync | null = null;
-  if (mallUrl !== undefined) {
+  if (mall !== null) {
     sync = await MallSync.open(
       dataPaths(opts.dataDir).ledgerDir,
       {
         ...SYNC_DEFAULTS,
-        mallUrl: mallUrl.replace(/\/+$/, ''),
-        mallJwk: config.mall?.jwk as never,
+        mallUrl: mall.url,
+        mallJwk: mall.jwk,
+        mallCaPem: mall.caPem,
         ...(config.mall === undefined ? {} : { batchEventsMax: config.mall.batchEventsMax, batchAgeMs: config.mall.batchAgeMs, snapshotMaxAgeHours: config.mall.snapshotMaxAgeHours }),
         ...opts.syncOverrides,
       },
@@ -152,7 +177,12 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
       return gateway;
     },
   });
-  const http = createServer(app);
+  // Pairing and credential renewal first; everything else is the operator API.
+  const root = express();
+  root.disable('x-powered-by');
+  root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
+  root.use(app);
+  const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
   gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync });
   gateway.startStatusBroadcast();
 
@@ -164,7 +194,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     throw err;
   }
   const port = (http.address() as AddressInfo).port;
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const local = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const url = `https://${local.includes(':') ? `[${local}]` : local}:${port}`;
   logger.info({ url, vendorId: config.vendorId }, 'vendor server listening');
   await lock.setUrl(url);
   audit.start();
@@ -186,5 +217,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, config, keys, ledger, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, access, gateway, opened, logger, sync, audit, close };
 }

@@ -21,7 +21,7 @@ import {
 } from '../core/index.ts';
 import type { AccessStore } from './access.ts';
 import type { VendorKeys } from './config.ts';
-import { verifyTerminalCredential } from './credentials.ts';
+import { authenticateTerminal, checkCredentialLive, cutOffAtExpiry, renewCredential } from './terminal-auth.ts';
 import type { LedgerService } from './ledger/service.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
@@ -30,6 +30,8 @@ import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 interface SocketData {
   terminalId: string;
   credentialId: string;
+  /** When the access credential expires; `credential:renew` moves it on. */
+  expiresAtMs: number;
   cashier: { staffId: string; name: string; role: 'cashier' | 'supervisor' } | null;
 }
 
@@ -72,14 +74,9 @@ export class TerminalGateway {
       cors: { origin: false },
     });
     this.io.use((socket, next) => {
-      verifyTerminalCredential(deps.keys, deps.ledger.store.vendorId, socket.handshake.auth['token'])
-        .then(({ terminalId, credentialId }) => {
-          if (!deps.access.credentialValid(terminalId, credentialId)) {
-            const t = deps.access.data.terminals[terminalId];
-            const revoked = t?.revokedAt !== null && t?.revokedAt !== undefined;
-            fail(revoked ? 'VND_ERR_TERMINAL_REVOKED' : 'VND_ERR_UNAUTHENTICATED', revoked ? `terminal ${terminalId} has been revoked` : 'this credential was replaced: pair the terminal again');
-          }
-          socket.data = { terminalId, credentialId, cashier: null };
+      authenticateTerminal(deps, deps.ledger.store.vendorId, socket.handshake.auth['token'])
+        .then(({ terminalId, credentialId, expiresAtMs }) => {
+          socket.data = { terminalId, credentialId, expiresAtMs, cashier: null };
           next();
         })
         .catch((err: unknown) => {
@@ -96,7 +93,13 @@ export class TerminalGateway {
     const { ledger, access, logger, metrics } = this.deps;
     metrics.terminals.inc();
     logger.info({ terminal: socket.data.terminalId }, 'terminal connected');
+    // An access credential that expires without renewal ends the connection.
+    const stopWatching = cutOffAtExpiry(socket.data, () => {
+      logger.info({ terminal: socket.data.terminalId }, 'terminal access credential expired');
+      socket.disconnect(true);
+    });
     socket.on('disconnect', (reason) => {
+      stopWatching();
       metrics.terminals.dec();
       logger.info({ terminal: socket.data.terminalId, reason }, 'terminal disconnected');
     });
@@ -113,8 +116,8 @@ export class TerminalGateway {
         Promise.resolve()
           .then(() => {
             // A terminal revoked while connected is refused on its next request even if
-            // the disconnect has not reached it yet.
-            if (!access.credentialValid(socket.data.terminalId, socket.data.credentialId)) fail('VND_ERR_TERMINAL_REVOKED');
+            // the disconnect has not reached it yet; so is an expired access credential.
+            checkCredentialLive(access, socket.data);
             return run(payload);
           })
           .then(
@@ -128,6 +131,7 @@ export class TerminalGateway {
       };
     };
 
+    socket.on('credential:renew', handle('credential:renew', (p) => renewCredential(this.deps, ledger.store.vendorId, socket.data, p)));
     socket.on('product:lookup', handle('product:lookup', (p) => ledger.productView(parse(productLookupRequest, p).code)));
     const customer = (p: unknown) => ledger.customerView(ledger.customerIdByCard(parse(customerLookupRequest, p).card));
     socket.on('customer:lookup', handle('customer:lookup', customer));

@@ -1,4 +1,5 @@
 import { Agent, request } from 'node:http';
+import { Agent as TlsAgent, request as tlsRequest } from 'node:https';
 import { nextBatch, type SignedBatch, type SimVendor } from './vendors.ts';
 
 /**
@@ -15,6 +16,8 @@ const RESPONSE_CHARS_MAX = 64 * 1024;
 export interface Target {
   name: string;
   url: string;
+  /** The certificate authority an https:// target is trusted by (the mall serves TLS only). */
+  ca?: string | undefined;
   /** Throws when the answer is not the one this target gives to an accepted batch. */
   check: (batch: SignedBatch, status: number, text: string) => void;
 }
@@ -49,7 +52,7 @@ export interface Sent {
 
 function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(
+    const req = (url.protocol === 'https:' ? tlsRequest : request)(
       url,
       { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length }, timeout: REQUEST_TIMEOUT_MS },
       (res) => {
@@ -75,7 +78,7 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; t
 export async function drive(target: Target, sources: readonly BatchSource[], concurrency: number): Promise<Sent> {
   if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new Error(`assertion failed: concurrency ${concurrency} is a positive integer`);
   const url = new URL('/v1/batches', target.url);
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
+  const agent = url.protocol === 'https:' ? new TlsAgent({ keepAlive: true, maxSockets: concurrency, ca: target.ca }) : new Agent({ keepAlive: true, maxSockets: concurrency });
   const ready = sources.map((_, i) => i);
   let batches = 0;
   let events = 0;

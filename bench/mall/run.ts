@@ -20,6 +20,7 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { authorityFor, authorityIfKnown, fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
@@ -132,7 +133,7 @@ async function newMallDir(name: string): Promise<{ dir: string; adminToken: stri
 
 /** The registry the vendors' batches need: the vendors with their keys, the manufacturer, token types and fees. */
 async function register(url: string, adminToken: string, vendors: readonly SimVendor[]): Promise<void> {
-  const admin = new MallAdminClient(url, adminToken);
+  const admin = new MallAdminClient(url, adminToken, authorityFor(url));
   for (const v of vendors) await admin.registerVendor({ id: v.id, name: v.name, jwk: v.publicJwk });
   await admin.addParty(MANUFACTURER);
   for (const tt of benchTokenTypes(vendors)) await admin.upsertTokenType(tt);
@@ -145,6 +146,8 @@ async function register(url: string, adminToken: string, vendors: readonly SimVe
 
 async function startMall(name: string, dir: string, adminToken: string, nodeArgs: string[] = []): Promise<Mall> {
   const child = await spawnMall(name, dir, { timeoutMs: START_TIMEOUT_MS, nodeArgs });
+  // The mall speaks TLS only: the bench trusts the mall's own authority, as a linked store does.
+  await trustDataDir(child.url, dir);
   return { dir, adminToken, child };
 }
 
@@ -154,7 +157,7 @@ async function stopMall(mall: Mall): Promise<void> {
 }
 
 function mallTarget(mall: Mall): Target {
-  return { name: mall.child.name, url: mall.child.url, check: checkMallAck };
+  return { name: mall.child.name, url: mall.child.url, ca: authorityIfKnown(mall.child.url), check: checkMallAck };
 }
 
 /** Vendors with the same keys and the same invented history, from batch 1: one set per mall. */
@@ -204,7 +207,7 @@ async function fill(target: Target, vendors: readonly SimVendor[], events: numbe
 
 async function metricsLine(url: string): Promise<string> {
   try {
-    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
     const fsyncs = value('mallpos_mall_journal_fsync_seconds_count');
     const fsyncS = value('mallpos_mall_journal_fsync_seconds_sum');

@@ -44,6 +44,7 @@ import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { VirtualScanner } from '../../hardware/scanner/index.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { launchBrowser, openScreen } from '../../test/helpers/browser.ts';
+import { fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -230,8 +231,9 @@ async function main(): Promise<void> {
   const init = await initVendor({ dataDir: vendorDir, demo: true });
   const vendor = await spawnChild('vendor', ['vendor', vendorDir]);
   cleanups.push(() => stopChild(vendor.proc));
+  await trustDataDir(vendor.url, vendorDir);
   const op = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const res = await fetch(`${vendor.url}${path}`, {
+    const res = await fetchTls(`${vendor.url}${path}`, {
       method,
       headers: { authorization: `Bearer ${init.operatorToken}`, 'content-type': 'application/json', ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),

@@ -1,3 +1,4 @@
+import { trustDataDir } from '../../test/helpers/http.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -155,15 +156,18 @@ export function shebangNodeArgs(bin: string): string[] {
  * The vendor server as an operator runs it: `bin/vendor-server.js start`, the compiled
  * code in dist/ with the V8 flags of its #! line.
  */
-export function spawnMallpos(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[]; env?: Record<string, string> }): Promise<Child> {
+export async function spawnMallpos(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[]; env?: Record<string, string> }): Promise<Child> {
   const bin = 'bin/vendor-server.js';
-  return spawnChild({
+  const child = await spawnChild({
     name,
     args: [...shebangNodeArgs(bin), ...(opts.nodeArgs ?? []), bin, 'start', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'],
     ...(opts.env === undefined ? {} : { env: opts.env }),
     timeoutMs: opts.timeoutMs,
     readyUrl: (line) => (line['msg'] === 'vendor server listening' && typeof line['url'] === 'string' ? line['url'] : null),
   });
+  // The vendor server speaks TLS only: the bench trusts the store's own authority, as a paired terminal does.
+  await trustDataDir(child.url, dataDir);
+  return child;
 }
 
 /** A bench server script; it prints `{"port":N}` once it listens on 127.0.0.1. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { fetchTls } from '../../test/helpers/http.ts';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
@@ -139,7 +140,7 @@ export async function buildStore(dir: string, opts: BuildOptions): Promise<Built
 export async function pairTerminals(url: string, operatorToken: string, cardsFor: (t: number) => string[]): Promise<BenchTerminal[]> {
   const terminals: BenchTerminal[] = [];
   for (let t = 0; t < TERMINALS; t++) {
-    const created = await fetch(`${url}/api/terminals`, {
+    const created = await fetchTls(`${url}/api/terminals`, {
       method: 'POST',
       headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name: `Bench till ${t + 1}` }),
@@ -147,7 +148,7 @@ export async function pairTerminals(url: string, operatorToken: string, cardsFor
     });
     const body = (await created.json()) as { pairingCode?: string };
     if (!created.ok || body.pairingCode === undefined) throw new Error(`creating a terminal failed: ${created.status} ${JSON.stringify(body)}`);
-    const paired = await fetch(`${url}/pair`, {
+    const paired = await fetchTls(`${url}/pair`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ code: body.pairingCode }),
@@ -176,7 +177,7 @@ export async function writeSqliteSeed(path: string, cards: string[], unitsPerCus
 
 /** Scrapes a Prometheus histogram's sum and count from /metrics. */
 export async function histogram(url: string, name: string): Promise<{ sum: number; count: number } | null> {
-  const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) })).text();
+  const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) })).text();
   const sum = new RegExp(`^${name}_sum(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   const count = new RegExp(`^${name}_count(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   return sum === undefined || count === undefined ? null : { sum: Number(sum), count: Number(count) };

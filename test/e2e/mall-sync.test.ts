@@ -5,10 +5,11 @@ import { bpsOf, type JournalEvent } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { auditArchive } from '../../mall-sync/audit.ts';
 import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
-import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
+import type { RunningVendorServer } from '../../vendor-server/server.ts';
 import { freePort, killHard, type ChildServer } from '../helpers/process.ts';
 import { initMallAndVendor, registerDemoVendor, spawnMall, startTestMall, TEST_FEES, until, type MallAndVendor } from '../helpers/mall.ts';
-import { silentLogger, tempDir } from '../helpers/vendor.ts';
+import { fetchTls } from '../helpers/http.ts';
+import { silentLogger, startTestVendor, tempDir } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 const MUESLI = '9001001000014';
@@ -54,12 +55,12 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const setup: MallAndVendor = await initMallAndVendor(dir);
     const mall: RunningMall = await startTestMall(setup.mallDir);
     cleanups.unshift(() => mall.close());
-    const admin = new MallAdminClient(mall.url, setup.adminToken);
+    const admin = new MallAdminClient(mall.url, setup.adminToken, mall.caPem);
     await registerDemoVendor(admin, setup.vendorDir);
     const allotment = await admin.allot({ vendor: 'acme', token: 'MALL', units: 50_000, reference: 'float 2026-11' });
 
     const start = () =>
-      startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 500 } });
+      startTestVendor(setup.vendorDir, { mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 500 } });
     let vendor = await start();
     cleanups.unshift(() => vendor.close());
     await until('allotment in the float', () => (vendor.ledger.float()['MALL'] === 50_000 ? true : undefined));
@@ -100,7 +101,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     expect(allotmentEvents).to.have.length(1);
 
     // The statement, fetched and verified by the vendor server, equals its own ledger.
-    const res = await fetch(`${vendor.url}/api/mall/statements?from=${today()}&to=${today()}`, { headers: { authorization: `Bearer ${setup.vendorInit.operatorToken}` } });
+    const res = await fetchTls(`${vendor.url}/api/mall/statements?from=${today()}&to=${today()}`, { headers: { authorization: `Bearer ${setup.vendorInit.operatorToken}` } });
     expect(res.status).to.equal(200);
     const statement = (await res.json()) as { vendor: string; totals: { transactions: number; refunds: number; tokensRedeemed: Record<string, number>; grossMinor: number; royaltyMinor: number; reimbursementReceivableMinor: number }; completeness: { gap: unknown; alarms: unknown[]; flaggedEvents: number } };
     const events = await vendorEvents(vendor);
@@ -135,10 +136,10 @@ describe('e2e: the vendor server syncs with the mall', function () {
     let lagHours = 0;
     const mall = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
     cleanups.unshift(() => mall.close());
-    const admin = new MallAdminClient(mall.url, setup.adminToken);
+    const admin = new MallAdminClient(mall.url, setup.adminToken, mall.caPem);
     await registerDemoVendor(admin, setup.vendorDir);
     await admin.allot({ vendor: 'acme', token: 'MALL', units: 10_000, reference: 'float' });
-    const start = () => startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    const start = () => startTestVendor(setup.vendorDir, { mallUrl: mall.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
     let vendor = await start();
     await until('allotment in the float', () => (vendor.ledger.float()['MALL'] === 10_000 ? true : undefined));
     const customer = setup.vendorInit.demo?.customers[1];
@@ -162,7 +163,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     lagHours = 100;
     const lagging = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
     cleanups.unshift(() => lagging.close());
-    vendor = await startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    vendor = await startTestVendor(setup.vendorDir, { mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
     await until('an old snapshot', async () => ((await vendor.sync?.status())?.snapshotStale === true ? true : undefined));
     const before = vendor.ledger.state.seq;
     let refused: { code?: string; message: string } | null = null;
@@ -184,10 +185,10 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const port = await freePort();
     let mallChild: ChildServer = await spawnMall(setup.mallDir, port);
     cleanups.unshift(async () => killHard(mallChild.child));
-    const admin = new MallAdminClient(mallChild.url, setup.adminToken);
+    const admin = new MallAdminClient(mallChild.url, setup.adminToken, setup.mallCaPem);
     await registerDemoVendor(admin, setup.vendorDir);
 
-    const vendor = await startVendorServer({ dataDir: setup.vendorDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, mallUrl: mallChild.url, syncOverrides: { snapshotEveryMs: 500, batchAgeMs: 50, backoffBaseMs: 50, backoffMaxMs: 1_000 } });
+    const vendor = await startTestVendor(setup.vendorDir, { mallUrl: mallChild.url, syncOverrides: { snapshotEveryMs: 500, batchAgeMs: 50, backoffBaseMs: 50, backoffMaxMs: 1_000 } });
     cleanups.unshift(() => vendor.close());
     await vendor.ledger.recordAllotment(op, `op:${randomUUID()}`, { token: 'ACME', units: 50_000_000, reference: 'more own tokens' });
     const customers = setup.vendorInit.demo?.customers ?? [];
@@ -221,7 +222,7 @@ describe('e2e: the vendor server syncs with the mall', function () {
     expect(cursor.lastEventSeq).to.equal(vendor.ledger.state.seq);
     expect(cursor.lastSeq).to.equal(vendorSync?.lastAckSeq);
     expect(await admin.alarms()).to.deep.equal([]);
-    const metrics = await (await fetch(`${mallChild.url}/metrics`)).text();
+    const metrics = await (await fetchTls(`${mallChild.url}/metrics`)).text();
     // Batches ingested by this second mall process plus those before the kill equal the cursor: no batch twice.
     expect(metrics).to.not.match(/mallpos_mall_batches_rejected_total\{code="MALL_ERR_BATCH_FORK"\}/);
 

@@ -8,6 +8,7 @@ import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, START_DEADLINE_MS, until, type ChildServer } from '../helpers/process.ts';
+import { fetchTls } from '../helpers/http.ts';
 import { tempDir } from '../helpers/vendor.ts';
 import { screenSocket } from '../helpers/browser.ts';
 
@@ -131,7 +132,7 @@ interface Store {
 }
 
 async function op(store: Store, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${store.server.url}${path}`, {
+  const res = await fetchTls(`${store.server.url}${path}`, {
     method,
     headers: { authorization: `Bearer ${store.token}`, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -196,7 +197,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;

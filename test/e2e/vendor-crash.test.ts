@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, SaleResult } from '../../core/index.ts';
 import { GENESIS_HASH } from '../../platform/storage/index.ts';
+import { authorityFor, fetchTls } from '../helpers/http.ts';
 import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
@@ -52,7 +53,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
 
   const op = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
     if (server === null) throw new Error('no server');
-    const res = await fetch(`${server.url}${path}`, {
+    const res = await fetchTls(`${server.url}${path}`, {
       method,
       headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json', ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -75,7 +76,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     const credentials: { terminalId: string; credential: string }[] = [];
     for (let i = 0; i < CLIENTS; i++) {
       const created = JSON.parse((await op('POST', '/api/terminals', { name: `Crash till ${i}` })).text) as { pairingCode: string };
-      const res = await fetch(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
+      const res = await fetchTls(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
       credentials.push((await res.json()) as { terminalId: string; credential: string });
     }
 
@@ -83,7 +84,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     let totalAcked = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const url = server.url;
-      const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, transports: ['websocket'], reconnection: false, forceNew: true }));
+      const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, ca: authorityFor(url), transports: ['websocket'], reconnection: false, forceNew: true }));
       let stop = false;
       const killAt = 1 + Math.floor(Math.random() * 3 * CLIENTS);
       let roundAcked = 0;
@@ -141,7 +142,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     expect(totalAcked).to.be.at.least(ROUNDS);
 
     // Retry every unfinished attempt once more: each is committed exactly once.
-    const socket = io(server.url, { auth: { token: credentials[0]?.credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+    const socket = io(server.url, { auth: { token: credentials[0]?.credential }, ca: authorityFor(server.url), transports: ['websocket'], reconnection: false, forceNew: true });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     for (const a of attempts.filter((x) => x.acked === null && x.key.startsWith(`${credentials[0]?.terminalId}:`))) {
       const ack = (await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('sale:commit', { key: a.key, ...a.body })) as Ack<SaleResult>;

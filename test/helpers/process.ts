@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { trustDataDir } from './http.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -25,8 +26,8 @@ export interface ChildServer {
 /** How long a child gets to say it is up: a bound on a hang, generous for a busy machine. */
 export const START_DEADLINE_MS = 60_000;
 
-/** The URL a server logs as JSON when it listens ({"url":"http://..."}). */
-export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
+/** The URL a server logs as JSON when it listens ({"url":"https://..."}). */
+export const LOGGED_URL = /"url":"(https?:\/\/[^"]+)"/;
 
 /**
  * Starts one of the project's executables as a child process and waits until its output
@@ -58,9 +59,10 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
   });
 }
 
-/** Starts `vendor-server start` as a child process and waits for its URL. */
-export function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0): Promise<ChildServer> {
-  return spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+/** Starts `vendor-server start` as a child process and waits for its URL; its authority is trusted by the test helpers. */
+export async function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+  return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 
 /** Starts `pos-terminal start` as a child process and waits for its screen URL. */
@@ -68,9 +70,10 @@ export function spawnTerminal(args: string[], timeoutMs = START_DEADLINE_MS): Pr
   return spawnUntil('bin/pos-terminal.js', ['start', ...args], /Cashier screen: (http:\/\/\S+)/, timeoutMs);
 }
 
-/** Starts `mall-sync serve` as a child process and waits for its URL. */
-export function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
-  return spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+/** Starts `mall-sync serve` as a child process and waits for its URL; its authority is trusted by the test helpers. */
+export async function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+  return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 
 export function killHard(child: ChildProcess): Promise<void> {

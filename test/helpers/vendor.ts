@@ -1,9 +1,10 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../../core/index.ts';
+import { writeConfig } from '../../vendor-server/config.ts';
 import { initVendor, type InitResult } from '../../vendor-server/init.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
-import { http, type HttpResult } from './http.ts';
+import { fetchTls, http, trustAuthority, type HttpResult } from './http.ts';
 import { tempDir } from './temp.ts';
 
 export type TerminalClient = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -17,37 +18,50 @@ export interface DemoStore {
   init: InitResult;
   server: RunningVendorServer;
   operator: (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<HttpResult>;
-  pairTerminal: (name?: string) => Promise<{ terminalId: string; credential: string }>;
+  /** Pairs a terminal by its code over TLS that trusts the store's authority: `credential` is the access credential, `device` renews it. */
+  pairTerminal: (name?: string) => Promise<{ terminalId: string; credential: string; device: string; expiresAt: string }>;
   connect: (credential: string) => Promise<TerminalClient>;
   restart: () => Promise<void>;
   close: () => Promise<void>;
 }
 
+/** Starts a vendor server on 127.0.0.1, port 0, and trusts its authority in the test helpers. */
+export async function startTestVendor(dataDir: string, opts: Partial<Parameters<typeof startVendorServer>[0]> = {}): Promise<RunningVendorServer> {
+  const server = await startVendorServer({ dataDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, ...opts });
+  trustAuthority(server.url, server.caPem);
+  return server;
+}
+
+/** Opens a terminal socket over TLS that trusts only the store's authority. */
+export function terminalSocket(server: { url: string; caPem: string }, token?: string): TerminalClient {
+  return io(server.url, { auth: token === undefined ? {} : { token }, ca: server.caPem, transports: ['websocket'], reconnection: false, forceNew: true });
+}
+
 /** A demo store on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startDemoStore(): Promise<DemoStore> {
+export async function startDemoStore(opts: { accessTtlSeconds?: number } = {}): Promise<DemoStore> {
   const { dir, cleanup } = await tempDir('mallpos-vendor-');
   const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
+  if (opts.accessTtlSeconds !== undefined) await writeConfig(dir, { ...init.config, accessTtlSeconds: opts.accessTtlSeconds });
   const sockets: TerminalClient[] = [];
   const store: DemoStore = {
     dir,
     init,
-    server: await startVendorServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }),
+    server: await startTestVendor(dir),
     operator(method, path, body, headers = {}) {
       return http(`${store.server.url}${path}`, method, body, { authorization: `Bearer ${init.operatorToken}`, ...headers });
     },
     async pairTerminal(name = 'Till 1') {
       const created = await store.operator('POST', '/api/terminals', { name });
       if (created.status !== 200) throw new Error(`create terminal: ${created.text}`);
-      const res = await fetch(`${store.server.url}/pair`, {
+      const res = await fetchTls(`${store.server.url}/pair`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ code: created.body.pairingCode }),
       });
-      const paired = (await res.json()) as { terminalId: string; credential: string };
-      return paired;
+      return (await res.json()) as { terminalId: string; credential: string; device: string; expiresAt: string };
     },
     async connect(credential) {
-      const socket: TerminalClient = io(store.server.url, { auth: { token: credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const socket = terminalSocket(store.server, credential);
       sockets.push(socket);
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', () => resolve());
@@ -58,7 +72,7 @@ export async function startDemoStore(): Promise<DemoStore> {
     async restart() {
       for (const s of sockets) s.disconnect();
       await store.server.close();
-      store.server = await startVendorServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+      store.server = await startTestVendor(dir);
     },
     async close() {
       for (const s of sockets) s.disconnect();

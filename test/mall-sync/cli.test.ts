@@ -6,7 +6,8 @@ import { STATEMENT_TYP } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { loadMallKeys } from '../../mall-sync/config.ts';
 import { verifyJson } from '../../mall-sync/jws.ts';
-import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
+import type { RunningMall } from '../../mall-sync/server.ts';
+import { startTestMall } from '../helpers/mall.ts';
 import type { StatementPayload } from '../../mall-sync/statements.ts';
 import {
   Batcher,
@@ -18,7 +19,6 @@ import {
   SCENARIO_FEES,
   seedVendorCatalog,
   sell,
-  silentLogger,
   startVendor,
   tempDir,
   type BatchCut,
@@ -91,14 +91,14 @@ describe('mall-sync CLI', function () {
   });
 
   it('reconciles through a running mall and on its own: exit 0 when complete, 2 on a gap or a fork', async () => {
-    let mall: RunningMall | null = await startMallServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+    let mall: RunningMall | null = await startTestMall(dir);
     const post = (cut: BatchCut) => http(`${mall?.url}/v1/batches`, 'POST', cut.jws);
     try {
       // A running mall owns the directory: CLI commands go through it.
       const list = await runMallCli(['vendor', 'list', '--data-dir', dir]);
       expect(list.code, list.stderr).to.equal(0);
       expect(JSON.parse(list.stdout).map((x: { id: string }) => x.id)).to.deep.equal(['acme']);
-      await new MallAdminClient(mall.url, adminToken).positions();
+      await new MallAdminClient(mall.url, adminToken, mall.caPem).positions();
 
       await seedVendorCatalog(v);
       const c = await v.ledger.registerCustomer(v.op, { name: 'Eva Lindqvist' });
@@ -157,7 +157,7 @@ describe('mall-sync CLI', function () {
       expect(alone.stdout).to.match(/acme: net .* \(3 transactions/);
 
       // A fork of batch 1: a tamper alarm, and reconcile says so.
-      mall = await startMallServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+      mall = await startTestMall(dir);
       const fork = (await new Batcher(v.opened.journal, 'acme', v.keys).cut(b1.payload.toSeq, '2020-02-02T00:00:00.000Z')) as BatchCut;
       expect((await post(fork)).body.error.code).to.equal('MALL_ERR_BATCH_FORK');
       const alarm = await runMallCli(['reconcile', '--data-dir', dir, '--from', today, '--to', today]);

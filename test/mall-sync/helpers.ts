@@ -19,7 +19,8 @@ import {
 } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { initMall, type InitMallResult } from '../../mall-sync/init.ts';
-import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
+import type { RunningMall } from '../../mall-sync/server.ts';
+import { startTestMall } from '../helpers/mall.ts';
 import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
@@ -51,7 +52,7 @@ export interface MallRig {
 export async function startMall(opts: { clock?: () => Date } = {}): Promise<MallRig> {
   const { dir, cleanup } = await tempDir();
   const init = await initMall({ dataDir: dir });
-  const start = () => startMallServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: opts.clock });
+  const start = () => startTestMall(dir, 0, { clock: opts.clock });
   const rig: MallRig = {
     dir,
     init,
@@ -62,14 +63,14 @@ export async function startMall(opts: { clock?: () => Date } = {}): Promise<Mall
     async restart() {
       await rig.mall.close();
       rig.mall = await start();
-      rig.admin = new MallAdminClient(rig.mall.url, init.adminToken);
+      rig.admin = new MallAdminClient(rig.mall.url, init.adminToken, rig.mall.caPem);
     },
     async close() {
       await rig.mall.close();
       await cleanup();
     },
   };
-  rig.admin = new MallAdminClient(rig.mall.url, init.adminToken);
+  rig.admin = new MallAdminClient(rig.mall.url, init.adminToken, rig.mall.caPem);
   return rig;
 }
 

@@ -108,7 +108,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       const { startMallServer } = await import('../../mall-sync/server.ts');
       const err = await startMallServer({ dataDir: mall.dir, port: 0, host: '127.0.0.1', logger: silentLogger() }).catch((e: unknown) => e as { code: string; message: string });
       expect(err).to.include({ code: 'MALL_ERR_STORE' });
-      expect((err as { message: string }).message).to.match(/another mall-sync process \(pid \d+, http:\/\/127\.0\.0\.1:\d+\) is using/);
+      expect((err as { message: string }).message).to.match(/another mall-sync process \(pid \d+, https:\/\/127\.0\.0\.1:\d+\) is using/);
       const other = await tempDir();
       try {
         await initMall({ dataDir: other.dir });
@@ -130,7 +130,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       try {
         const init = await initMall({ dataDir: dir });
         child = await spawnMall(dir);
-        const admin = new MallAdminClient(child.url, init.adminToken);
+        const admin = new MallAdminClient(child.url, init.adminToken, child.caPem);
         const rig = { admin, postBatch: (body: unknown) => http(`${child?.url}/v1/batches`, 'POST', body) } as unknown as MallRig;
         await registerScenario(rig, v, (await newKey()).publicJwk);
         await busyVendor(v);
@@ -150,7 +150,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
         // The owner file of the killed process is stale: the next start takes over.
         await access(mallPaths(dir).owner);
         child = await spawnMall(dir);
-        const admin2 = new MallAdminClient(child.url, init.adminToken);
+        const admin2 = new MallAdminClient(child.url, init.adminToken, child.caPem);
         expect(await admin2.cursor('acme')).to.deep.equal(cursor);
         expect(await admin2.positions()).to.deep.equal(positions);
         for (const [i, cut] of cuts.entries()) {

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { io } from 'socket.io-client';
-import { call, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 
@@ -98,7 +97,7 @@ describe('vendor server: bad input gets a typed error and changes nothing', func
 
   it('an unauthenticated socket cannot send anything', async () => {
     const before = fingerprint(store);
-    const s = io(store.server.url, { transports: ['websocket'], reconnection: false, forceNew: true });
+    const s = terminalSocket(store.server);
     const err = await new Promise<Error & { data?: { code: string } }>((resolve) => s.once('connect_error', resolve));
     s.disconnect();
     expect(err.data?.code).to.equal('VND_ERR_UNAUTHENTICATED');

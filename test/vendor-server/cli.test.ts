@@ -95,7 +95,7 @@ describe('vendor-server and pos-terminal CLIs', function () {
     expect(printed.vendorId).to.equal('acme');
     expect(printed.jwk).to.include({ kty: 'OKP', crv: 'Ed25519' });
     expect(printed.jwk.d, 'never the private part').to.equal(undefined);
-    const status = await runCli(['sync', 'status', '--data-dir', join(dir, 'store'), '--url', 'http://127.0.0.1:9']);
+    const status = await runCli(['sync', 'status', '--data-dir', join(dir, 'store'), '--url', 'https://127.0.0.1:9']);
     expect(status.code).to.equal(1);
     expect(status.stderr).to.match(/no vendor server answers/);
     const server = await spawnVendorServer(join(dir, 'store'));

@@ -3,8 +3,8 @@ import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { createLogger } from '../../platform/logger.ts';
-import { startVendorServer } from '../../vendor-server/server.ts';
-import { call, expectOk, startDemoStore, type DemoStore } from '../helpers/vendor.ts';
+import { fetchTls } from '../helpers/http.ts';
+import { call, expectOk, startDemoStore, startTestVendor, type DemoStore } from '../helpers/vendor.ts';
 import type { SaleResult } from '../../core/index.ts';
 
 describe('vendor server: operator HTTP API', function () {
@@ -16,12 +16,12 @@ describe('vendor server: operator HTTP API', function () {
   after(async () => store.close());
 
   it('answers health and Prometheus metrics without a credential', async () => {
-    const health = await fetch(`${store.server.url}/health`);
+    const health = await fetchTls(`${store.server.url}/health`);
     expect(health.status).to.equal(200);
     const h = (await health.json()) as { ok: boolean; vendorId: string; journalSeq: number };
     expect(h).to.include({ ok: true, vendorId: 'acme' });
     expect(h.journalSeq).to.equal(store.server.ledger.state.seq);
-    const metrics = await (await fetch(`${store.server.url}/metrics`)).text();
+    const metrics = await (await fetchTls(`${store.server.url}/metrics`)).text();
     expect(metrics).to.match(/^mallpos_sales_total \d+$/m);
     expect(metrics).to.match(/^mallpos_journal_bytes [1-9]\d*$/m);
     expect(metrics).to.include('mallpos_journal_fsync_seconds_bucket');
@@ -125,9 +125,9 @@ describe('vendor server: operator HTTP API', function () {
     let logged = '';
     out.on('data', (d: Buffer) => (logged += d.toString()));
     await store.server.close();
-    store.server = await startVendorServer({ dataDir: store.dir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'debug', destination: out }), defaultMetrics: false });
+    store.server = await startTestVendor(store.dir, { logger: createLogger({ level: 'debug', destination: out }) });
     const created = await store.operator('POST', '/api/terminals', { name: 'Till 8' });
-    const paired = await (await fetch(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.body.pairingCode }) })).json() as { terminalId: string; credential: string };
+    const paired = await (await fetchTls(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.body.pairingCode }) })).json() as { terminalId: string; credential: string };
     const socket = await store.connect(paired.credential);
     await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' });
     const staff = await store.operator('PUT', '/api/staff/sup2', { name: 'Second supervisor', role: 'supervisor', pin: '48151623' });

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { io } from 'socket.io-client';
 import type { CustomerView, KeyStatus, PricedCart, ProductView, ReceiptData, RefundResult, SaleResult } from '../../core/index.ts';
-import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { fetchTls } from '../helpers/http.ts';
+import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 const MUESLI = '9001001000014';
@@ -34,7 +34,7 @@ describe('vendor server: terminal protocol over socket.io', function () {
     it('a pairing code works once only', async () => {
       const created = await store.operator('POST', '/api/terminals', { name: 'Till 9' });
       const pair = (code: string) =>
-        fetch(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
+        fetchTls(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
       const first = await pair(created.body.pairingCode);
       expect(first.status).to.equal(200);
       const second = await pair(created.body.pairingCode);
@@ -44,13 +44,13 @@ describe('vendor server: terminal protocol over socket.io', function () {
 
     it('an expired pairing code is refused', async () => {
       const { code } = await store.server.access.createTerminal('Till old', 60_000, new Date(Date.now() - 120_000));
-      const res = await fetch(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
+      const res = await fetchTls(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
       expect(res.status).to.equal(403);
     });
 
     it('refuses a handshake without or with a forged credential', async () => {
       for (const token of [undefined, 'not-a-jwt', `${credential.slice(0, -4)}AAAA`]) {
-        const s = io(store.server.url, { auth: token === undefined ? {} : { token }, transports: ['websocket'], reconnection: false, forceNew: true });
+        const s = terminalSocket(store.server, token);
         const err = await new Promise<Error & { data?: { code: string } }>((resolve) => s.once('connect_error', resolve));
         s.disconnect();
         expect(err.data?.code).to.equal('VND_ERR_UNAUTHENTICATED');
@@ -66,7 +66,7 @@ describe('vendor server: terminal protocol over socket.io', function () {
       expect(res.status).to.equal(200);
       expect((await revoked).terminalId).to.equal(other.terminalId);
       await disconnected;
-      const again = io(store.server.url, { auth: { token: other.credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const again = terminalSocket(store.server, other.credential);
       const err = await new Promise<Error & { data?: { code: string } }>((resolve) => again.once('connect_error', resolve));
       again.disconnect();
       expect(err.data?.code).to.equal('VND_ERR_TERMINAL_REVOKED');

@@ -24,11 +24,15 @@ import type { VendorKeys } from '../config.ts';
 import type { LedgerService } from '../ledger/service.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { DurableJSONFile, writeFileDurable } from '../../platform/storage/index.ts';
+import { ed25519Thumbprint, type PublicSigningJwk } from '../../platform/key-files.ts';
+import { isCertificateError, isSelfSignedAuthority, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
 
 export interface SyncOptions {
   mallUrl: string;
-  /** Pinned mall key; when absent the key is fetched once and pinned (trust on first use). */
-  mallJwk?: JWK | undefined;
+  /** The mall's signing key, pinned at link time: nothing the mall signs is believed without it. */
+  mallJwk: JWK;
+  /** The mall's TLS certificate authority (PEM), pinned at link time: the only one trusted. */
+  mallCaPem: string;
   batchEventsMax: number;
   batchBytesMax: number;
   batchAgeMs: number;
@@ -39,7 +43,7 @@ export interface SyncOptions {
   requestTimeoutMs: number;
 }
 
-export const SYNC_DEFAULTS: Omit<SyncOptions, 'mallUrl'> = {
+export const SYNC_DEFAULTS: Omit<SyncOptions, 'mallUrl' | 'mallJwk' | 'mallCaPem'> = {
   batchEventsMax: 500,
   batchBytesMax: 1024 * 1024,
   batchAgeMs: 1_000,
@@ -227,14 +231,20 @@ export class MallSync {
     this.logger.warn({ err: message, retryInMs: this.retryAt - Date.now() }, 'mall sync failed; will retry');
   }
 
-  private async fetchJson(path: string, init: RequestInit = {}): Promise<unknown> {
-    let res: Response;
+  private async fetchJson(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<unknown> {
+    let res: TlsResponse;
     try {
-      res = await fetch(`${this.opts.mallUrl}${path}`, { ...init, signal: AbortSignal.timeout(this.opts.requestTimeoutMs) });
+      res = await tlsRequest(`${this.opts.mallUrl}${path}`, { ...init, ca: this.opts.mallCaPem, timeoutMs: this.opts.requestTimeoutMs });
     } catch (err) {
-      throw new HttpError(0, 'NETWORK', `the mall is unreachable: ${(err as Error).message}`);
+      const what = isCertificateError(err) ? 'the mall does not present the certificate it was linked with' : 'the mall is unreachable';
+      throw new HttpError(0, 'NETWORK', `${what}: ${(err as Error).message}`);
     }
-    const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string; details?: Record<string, unknown> } } | null;
+    let body: { error?: { code: string; message: string; details?: Record<string, unknown> } } | null = null;
+    try {
+      body = res.json();
+    } catch {
+      body = null;
+    }
     if (!res.ok) {
       throw new HttpError(res.status, body?.error?.code ?? `HTTP_${res.status}`, `the mall refused: ${body?.error?.message ?? `HTTP ${res.status}`} [${body?.error?.code ?? res.status}]`, body?.error?.details);
     }
@@ -243,14 +253,7 @@ export class MallSync {
 
   private async key(): Promise<CryptoKey> {
     if (this.mallKey !== null) return this.mallKey;
-    let jwk = this.opts.mallJwk ?? this.cursor.mallJwk;
-    if (jwk === null || jwk === undefined) {
-      const fetched = (await this.fetchJson('/v1/mall-key')) as { jwk: JWK };
-      jwk = fetched.jwk;
-      this.cursor = { ...this.cursor, mallJwk: jwk };
-      await this.cursorFile.write(this.cursor);
-    }
-    this.mallKey = (await importJWK(jwk, 'EdDSA')) as CryptoKey;
+    this.mallKey = (await importJWK(this.opts.mallJwk, 'EdDSA')) as CryptoKey;
     return this.mallKey;
   }
 
@@ -475,4 +478,54 @@ export function unconfiguredStatus(journalLastSeq: number): SyncStatus {
     snapshotStale: false,
     flaggedEvents: 0,
   };
+}
+
+export interface LinkMallInput {
+  url: string;
+  /** The mall's certificate authority (PEM), from the mall's operator. */
+  caPem: string;
+  /** The mall's public key (JWK), or only its RFC 7638 thumbprint; one of the two. */
+  jwk?: Record<string, unknown> | undefined;
+  thumbprint?: string | undefined;
+  timeoutMs?: number;
+}
+
+/**
+ * Checks a mall before a store links to it: it must present a certificate from the given
+ * authority, and serve exactly the given key (or a key with the given thumbprint). No
+ * trust on first use: a wrong key or certificate is VND_ERR_MALL_IDENTITY and nothing
+ * is linked. Returns the public key to pin.
+ */
+export async function checkMallIdentity(input: LinkMallInput): Promise<{ jwk: PublicSigningJwk; kid: string }> {
+  const url = input.url.replace(/\/+$/, '');
+  if (!url.startsWith('https://')) fail('VND_ERR_CONFIG', `the mall is reached over TLS: ${url} is not an https:// address`);
+  if (!isSelfSignedAuthority(input.caPem)) fail('VND_ERR_CONFIG', 'the mall certificate authority given is not a certificate authority (PEM)');
+  let expected: string;
+  if (input.jwk !== undefined) {
+    const x = input.jwk['x'];
+    if (input.jwk['kty'] !== 'OKP' || input.jwk['crv'] !== 'Ed25519' || typeof x !== 'string' || 'd' in input.jwk) fail('VND_ERR_CONFIG', 'the mall key given is not an Ed25519 public key (JWK)');
+    expected = await ed25519Thumbprint(x);
+  } else if (input.thumbprint !== undefined) {
+    expected = input.thumbprint.trim();
+  } else {
+    return fail('VND_ERR_CONFIG', 'give the mall\'s key: a JWK file or its thumbprint');
+  }
+  let res: TlsResponse;
+  try {
+    res = await tlsRequest(`${url}/v1/mall-key`, { ca: input.caPem, timeoutMs: input.timeoutMs ?? 10_000, bodyBytesMax: 64 * 1024 });
+  } catch (err) {
+    if (isCertificateError(err)) fail('VND_ERR_MALL_IDENTITY', `the server at ${url} does not present a certificate from the given mall authority: ${(err as Error).message}`);
+    return fail('VND_ERR_MALL_UNREACHABLE', `cannot reach the mall at ${url}: ${(err as Error).message}`);
+  }
+  let served: { jwk?: { kty?: unknown; crv?: unknown; x?: unknown } } = {};
+  try {
+    served = res.json();
+  } catch {
+    served = {};
+  }
+  const x = served.jwk?.x;
+  if (!res.ok || served.jwk?.kty !== 'OKP' || served.jwk.crv !== 'Ed25519' || typeof x !== 'string') fail('VND_ERR_MALL_IDENTITY', `${url} did not answer with a mall key`);
+  const kid = await ed25519Thumbprint(x);
+  if (kid !== expected) fail('VND_ERR_MALL_IDENTITY', `the mall at ${url} serves key ${kid}, not the key ${expected} it was given`);
+  return { jwk: { kty: 'OKP', crv: 'Ed25519', x, kid, alg: 'EdDSA', use: 'sig' }, kid };
 }

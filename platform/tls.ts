@@ -1,0 +1,403 @@
+import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import type * as X509 from '@peculiar/x509';
+import { fail, MallposError, type ErrorCode } from '../core/index.ts';
+import { fsyncDir } from './storage/index.ts';
+
+/**
+ * TLS for the store network: a certificate authority per process that serves TLS (the
+ * vendor server, the mall), a server certificate it signs for the configured host names
+ * and addresses, and the pieces a client needs to pin that authority.
+ *
+ * Keys are ECDSA P-256: every TLS stack speaks it, and a key pair costs well under a
+ * millisecond, so tests can make fresh authorities freely.
+ */
+
+type X509Lib = typeof X509;
+let x509Loading: Promise<X509Lib> | null = null;
+
+/**
+ * @peculiar/x509 is loaded only where certificates are made (init, re-issue): it takes
+ * most of a second to load, and servers and terminals that only read certificates (with
+ * node:crypto) should not pay for it at every start. It needs the Reflect metadata API,
+ * which Node does not have, loaded first.
+ */
+function x509Lib(): Promise<X509Lib> {
+  x509Loading ??= (async () => {
+    await import('reflect-metadata');
+    const lib = await import('@peculiar/x509');
+    lib.cryptoProvider.set(webcrypto as unknown as Crypto);
+    return lib;
+  })();
+  return x509Loading;
+}
+
+const EC_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const DAY_MS = 86_400_000;
+/** Long enough that a store never has to think about it; the authority key stays on the store's disk. */
+export const CA_VALID_DAYS = 20 * 365;
+/** Server certificates are re-issued from the authority at start when they come this close to expiry. */
+export const SERVER_CERT_VALID_DAYS = 397;
+export const SERVER_CERT_RENEW_DAYS = 30;
+
+export interface PemPair {
+  certPem: string;
+  keyPem: string;
+}
+
+export interface TlsPaths {
+  caCert: string;
+  caKey: string;
+  cert: string;
+  key: string;
+}
+
+export function tlsPaths(dir: string): TlsPaths {
+  return {
+    caCert: join(dir, 'ca-cert.pem'),
+    caKey: join(dir, 'ca-key.pem'),
+    cert: join(dir, 'server-cert.pem'),
+    key: join(dir, 'server-key.pem'),
+  };
+}
+
+/** What a server needs to listen with TLS, and the authority its clients pin. */
+export interface TlsIdentity {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  names: string[];
+}
+
+function serial(): string {
+  // A positive 128-bit serial: the high bit cleared so that DER never reads it as negative.
+  const b = randomBytes(16);
+  b[0] = (b[0] ?? 0) & 0x7f;
+  return b.toString('hex');
+}
+
+async function exportKeyPem(key: CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', key as webcrypto.CryptoKey);
+  return (await x509Lib()).PemConverter.encode(der, 'PRIVATE KEY');
+}
+
+async function importKeyPem(pem: string): Promise<CryptoKey> {
+  const der = (await x509Lib()).PemConverter.decode(pem)[0];
+  if (der === undefined) throw new Error('no PEM block');
+  return (await webcrypto.subtle.importKey('pkcs8', der, EC_ALGORITHM, false, ['sign'])) as unknown as CryptoKey;
+}
+
+function generateKeyPair(): Promise<CryptoKeyPair> {
+  return webcrypto.subtle.generateKey(EC_ALGORITHM, true, ['sign', 'verify']) as unknown as Promise<CryptoKeyPair>;
+}
+
+/** A new self-signed certificate authority that may sign server certificates only. */
+export async function createCertificateAuthority(commonName: string, now = new Date()): Promise<PemPair> {
+  const x509 = await x509Lib();
+  const keys = await generateKeyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: [{ CN: [commonName] }],
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + CA_VALID_DAYS * DAY_MS),
+    signingAlgorithm: EC_ALGORITHM,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: cert.toString('pem'), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/** The names a server certificate always lists, so that local clients and tests can reach it. */
+export const LOCAL_NAMES = ['localhost', '127.0.0.1', '::1'];
+
+/** One spelling per name: lower case, IPv6 addresses compressed as URLs write them. */
+function normaliseName(name: string): string {
+  const n = name.trim().toLowerCase();
+  return isIP(n) === 6 ? new URL(`http://[${n}]/`).hostname.slice(1, -1) : n;
+}
+
+/** Sorted, de-duplicated names: the local ones plus the configured ones. */
+export function serverNames(configured: readonly string[]): string[] {
+  return [...new Set([...LOCAL_NAMES, ...configured].map(normaliseName))].sort();
+}
+
+/** A server certificate for `names` (host names and IP addresses), signed by the authority. */
+export async function issueServerCertificate(ca: PemPair, names: readonly string[], now = new Date()): Promise<PemPair> {
+  const x509 = await x509Lib();
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const caKey = await importKeyPem(ca.keyPem);
+  const keys = await generateKeyPair();
+  const first = names.find((n) => isIP(n) === 0) ?? names[0] ?? 'localhost';
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: [{ CN: [first] }],
+    issuer: caCert.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + SERVER_CERT_VALID_DAYS * DAY_MS),
+    signingAlgorithm: EC_ALGORITHM,
+    publicKey: keys.publicKey,
+    signingKey: caKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
+      new x509.SubjectAlternativeNameExtension(names.map((n) => (isIP(n) === 0 ? { type: 'dns' as const, value: n } : { type: 'ip' as const, value: n }))),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return { certPem: cert.toString('pem'), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/**
+ * Writes a file that only its owner may read, durably: it is created 0600 (never
+ * readable by others, not even for a moment), synced, renamed into place, and its
+ * directory synced.
+ */
+export async function writeSecretFile(path: string, data: string): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const temp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let renamed = false;
+  try {
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+    renamed = true;
+    await fsyncDir(dir);
+  } finally {
+    if (!renamed) await unlink(temp).catch(() => undefined);
+  }
+}
+
+/** The names (DNS and IP) a certificate is valid for, lower-case and sorted. */
+export function certificateNames(certPem: string): string[] {
+  const alt = new X509Certificate(certPem).subjectAltName ?? '';
+  return alt
+    .split(', ')
+    .map((part) => part.replace(/^(DNS|IP Address):/, ''))
+    .filter((n) => n !== '')
+    .map(normaliseName)
+    .sort();
+}
+
+/** The SHA-256 of a certificate's SubjectPublicKeyInfo (base64url): what a pin names. */
+export function spkiSha256(certPem: string): string {
+  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64url');
+}
+
+/** The certificate in DER: what pairing proofs are computed over. */
+export function certificateDer(certPem: string): Buffer {
+  return new X509Certificate(certPem).raw;
+}
+
+/** Whether `certPem` is a certificate authority and its signature verifies with its own key. */
+export function isSelfSignedAuthority(certPem: string): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    return cert.ca && cert.verify(cert.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Creates the authority and a server certificate for `names` in `dir`: keys 0600,
+ * certificates 0644. Callers refuse an initialised data directory first; files left by
+ * an init that did not finish are replaced, like the signing key.
+ */
+export async function createTlsIdentity(dir: string, commonName: string, names: readonly string[]): Promise<TlsIdentity> {
+  const paths = tlsPaths(dir);
+  const ca = await createCertificateAuthority(commonName);
+  const all = serverNames(names);
+  const server = await issueServerCertificate(ca, all);
+  await writeSecretFile(paths.caKey, ca.keyPem);
+  await writeSecretFile(paths.key, server.keyPem);
+  await writePublicFile(paths.caCert, ca.certPem);
+  await writePublicFile(paths.cert, server.certPem);
+  return { caPem: ca.certPem, certPem: server.certPem, keyPem: server.keyPem, names: all };
+}
+
+async function writePublicFile(path: string, data: string): Promise<void> {
+  await writeSecretFile(path, data);
+  await chmod(path, 0o644);
+}
+
+async function readPem(path: string, label: string, code: ErrorCode): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+    return fail(code, missing ? `the ${label} ${path} is missing` : `the ${label} ${path} cannot be read: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Loads the TLS files of `dir`. The server certificate is re-issued from the authority
+ * when the configured names changed or it is close to expiry, so a store never serves
+ * a certificate its terminals would refuse for a reason the operator cannot see.
+ */
+export async function loadTlsIdentity(dir: string, configuredNames: readonly string[], code: ErrorCode, now = new Date()): Promise<TlsIdentity & { reissued: boolean }> {
+  const paths = tlsPaths(dir);
+  const caPem = await readPem(paths.caCert, 'certificate authority', code);
+  let certPem = await readPem(paths.cert, 'server certificate', code);
+  let keyPem = await readPem(paths.key, 'server key', code);
+  const names = serverNames(configuredNames);
+  let current: X509Certificate;
+  try {
+    current = new X509Certificate(certPem);
+    const ca = new X509Certificate(caPem);
+    if (!ca.ca || !current.checkIssued(ca) || !current.verify(ca.publicKey)) fail(code, `${paths.cert} is not signed by ${paths.caCert}`);
+  } catch (err) {
+    if (err instanceof MallposError) throw err;
+    return fail(code, `the TLS files in ${dir} cannot be used: ${(err as Error).message}`);
+  }
+  const sameNames = JSON.stringify(certificateNames(certPem)) === JSON.stringify(names);
+  const fresh = Date.parse(current.validTo) - now.getTime() > SERVER_CERT_RENEW_DAYS * DAY_MS;
+  if (sameNames && fresh) return { caPem, certPem, keyPem, names, reissued: false };
+  const caKeyPem = await readPem(paths.caKey, 'certificate authority key', code);
+  const issued = await issueServerCertificate({ certPem: caPem, keyPem: caKeyPem }, names, now);
+  await writeSecretFile(paths.key, issued.keyPem);
+  await writePublicFile(paths.cert, issued.certPem);
+  certPem = issued.certPem;
+  keyPem = issued.keyPem;
+  return { caPem, certPem, keyPem, names, reissued: true };
+}
+
+// ---------------------------------------------------------------------------------------
+// Pairing proof: how a terminal learns which authority to pin without trusting the network.
+
+const PAIRING_LABEL = 'mallpos pairing v1';
+/** scrypt cost: each guess of a pairing code costs an attacker this much, offline or not. */
+const PAIRING_SCRYPT = { N: 1 << 14, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+
+/**
+ * The key a pairing proof is made with, derived from the code's SHA-256 (what the store
+ * keeps) with scrypt, salted with the authority's certificate. Anyone may ask for a
+ * proof, so the code must be expensive to guess from one: 40 bits times one scrypt.
+ */
+export function pairingProofKey(codeSha256Hex: string, caPem: string): Promise<Buffer> {
+  const salt = createHash('sha256').update(PAIRING_LABEL).update(certificateDer(caPem)).digest();
+  return new Promise((resolve, reject) => {
+    scrypt(Buffer.from(codeSha256Hex, 'hex'), salt, 32, PAIRING_SCRYPT, (err, key) => (err === null ? resolve(key) : reject(err)));
+  });
+}
+
+/** The proof that whoever sends `caPem` knows the pairing code: an HMAC over the certificate. */
+export function pairingProof(key: Buffer, caPem: string): string {
+  return createHmac('sha256', key).update(PAIRING_LABEL).update(certificateDer(caPem)).digest('base64url');
+}
+
+export function proofMatches(expected: string, presented: string): boolean {
+  const a = Buffer.from(expected, 'base64url');
+  const b = Buffer.from(presented, 'base64url');
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+// ---------------------------------------------------------------------------------------
+// A small HTTPS client: Node's fetch cannot be given a certificate authority to pin.
+
+export interface TlsRequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** The only authority trusted for this request (PEM). */
+  ca?: string;
+  /**
+   * Accept any certificate: only for the first step of pairing, which sends nothing
+   * secret and checks what it gets by other means. Returns the peer's certificate chain.
+   */
+  insecure?: boolean;
+  timeoutMs?: number;
+  /** Largest answer read, in bytes. */
+  bodyBytesMax?: number;
+}
+
+export interface TlsResponse {
+  status: number;
+  ok: boolean;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json<T = unknown>(): T;
+}
+
+/** Raised when no answer could be had: refused, timed out, or the certificate did not verify. */
+export class TlsRequestError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+    this.name = 'TlsRequestError';
+  }
+}
+
+export const TLS_BODY_BYTES_MAX = 16 * 1024 * 1024;
+
+/**
+ * One HTTPS request that trusts only `ca` (or nothing, with `insecure`). The answer is
+ * read whole, up to `bodyBytesMax`.
+ */
+export function tlsRequest(url: string, opts: TlsRequestOptions = {}): Promise<TlsResponse> {
+  const target = new URL(url);
+  if (target.protocol !== 'https:') return Promise.reject(new TlsRequestError(`${target.origin} is not an https:// address`, 'ERR_NOT_HTTPS'));
+  if (opts.insecure !== true && opts.ca === undefined) return Promise.reject(new TlsRequestError('no certificate authority to trust', 'ERR_NO_CA'));
+  const limit = opts.bodyBytesMax ?? TLS_BODY_BYTES_MAX;
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      target,
+      {
+        method: opts.method ?? 'GET',
+        headers: { ...(opts.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(opts.body)) }), ...opts.headers },
+        agent: false,
+        ...(opts.insecure === true ? { rejectUnauthorized: false } : { ca: opts.ca, rejectUnauthorized: true }),
+        timeout: opts.timeoutMs ?? 10_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > limit) {
+            req.destroy(new TlsRequestError(`the answer from ${target.origin} is larger than ${limit} bytes`, 'ERR_TOO_LARGE'));
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('error', reject);
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          resolve({
+            status,
+            ok: status >= 200 && status < 300,
+            headers: res.headers,
+            text,
+            json: <T>() => JSON.parse(text) as T,
+          });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new TlsRequestError(`${target.origin} did not answer in time`, 'ETIMEDOUT')));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof TlsRequestError ? err : new TlsRequestError(err.message, err.code)));
+    req.end(opts.body);
+  });
+}
+
+/** Whether a request failed because the peer's certificate did not verify (wrong authority, name or signature). */
+export function isCertificateError(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return /CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS_CERT_ALTNAME_INVALID|HOSTNAME|SIGNATURE/.test(code);
+}
