@@ -243,18 +243,17 @@ export async function auditLedger(
 /**
  * Whether a request key, absent from the in-memory window, was used by an event that
  * was evicted from it: the filter rules out almost every new key at once; a key it
- * cannot rule out is looked up in the journal before the window's oldest event.
+ * cannot rule out is looked up in the journal, only in the seq ranges the filter names
+ * (each at most a million events, newest first).
  */
 export async function evictedKeySeq(state: LedgerState, journal: Journal, key: string): Promise<number | null> {
-  if (!state.evicted.mayHave(key)) return null;
-  const oldest = state.keys.values().next();
-  const before = oldest.done === true ? state.seq + 1 : oldest.value;
-  if (before <= 1) return null;
   const needle = `"key":${JSON.stringify(key)},`;
-  for await (const rec of journal.iterate(1, before - 1)) {
-    if (!rec.text.includes(needle)) continue;
-    const event = JSON.parse(rec.text) as { key?: unknown };
-    if (event.key === key) return rec.seq;
+  for (const range of state.evicted.ranges(key)) {
+    for await (const rec of journal.iterate(range.fromSeq, range.toSeq)) {
+      if (!rec.text.includes(needle)) continue;
+      const event = JSON.parse(rec.text) as { key?: unknown };
+      if (event.key === key) return rec.seq;
+    }
   }
   return null;
 }
