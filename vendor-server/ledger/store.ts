@@ -197,7 +197,7 @@ export function checkpointDifference(checkpoint: StateSnapshot, replayed: Ledger
  */
 export async function auditLedger(
   journal: Journal,
-  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean },
+  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean; stopped?: () => boolean },
 ): Promise<AuditResult> {
   const toSeq = opts.toSeq ?? journal.durableSeq;
   const checkpoint = opts.checkpoint === null ? null : (JSON.parse(opts.checkpoint) as StateSnapshot);
@@ -234,7 +234,10 @@ export async function auditLedger(
       if (windowSeqs.has(rec.seq) && typeof event.key === 'string') keyOfSeq.set(rec.seq, event.key);
       lastHash = rec.hash;
       if (rec.seq === checkpointSeq) compare();
-      if (opts.background === true && ++n % 128 === 0) await nextTurn();
+      if (opts.background === true && ++n % 128 === 0) {
+        await nextTurn();
+        if (opts.stopped?.() === true) throw new Error('the audit was stopped');
+      }
     }
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
@@ -287,13 +290,17 @@ export class IntegrityAudit {
 
   start(): void {
     const started = performance.now();
-    this.running = auditLedger(this.opened.journal, {
+    const audit = auditLedger(this.opened.journal, {
       vendorId: this.opts.vendorId,
       checkpoint: this.opened.checkpointState,
       toSeq: this.status.throughSeq,
       background: true,
+      stopped: () => this.stopped,
       ...(this.opts.keysMax === undefined ? {} : { keysMax: this.opts.keysMax }),
-    }).then(
+    });
+    // The audit parsed the checkpoint text before its first await: the text need not stay in memory.
+    this.opened.checkpointState = null;
+    this.running = audit.then(
       (r) => {
         if (this.stopped) return;
         this.status.state = 'ok';
