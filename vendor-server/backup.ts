@@ -143,10 +143,13 @@ export async function backupStore(dataDir: string, to: string, progress?: Progre
     checkpointSeq = (await readCheckpoint(join(to, checkpointRel)))?.header.seq ?? 0;
   }
 
-  // 2. Every other small file: config, keys, access, sync cursor and cached snapshot.
+  // 2. Every other small file: config, keys, access, sync cursor, cached snapshot and ack log.
   for (const rel of await listFiles(dataDir)) {
     if (rel === checkpointRel || rel.startsWith(journalRel + sep) || rel.startsWith(relative(dataDir, ledger.stateDir) + sep)) continue;
-    files.push(await writeCopy(to, rel, await readFile(join(dataDir, rel))));
+    let data = await readFile(join(dataDir, rel));
+    // Append-only logs (the mall's acks) may be caught mid-append: keep their complete lines.
+    if (rel.endsWith('.jsonl')) data = data.subarray(0, data.lastIndexOf(0x0a) + 1);
+    files.push(await writeCopy(to, rel, data));
   }
 
   // 3. The journal up to seq S: what a read-only open finds complete now.

@@ -2,29 +2,35 @@ import { createHash } from 'node:crypto';
 
 /**
  * A scalable Bloom filter of strings (idempotency keys). It answers "certainly never
- * added" or "perhaps added" in constant time and about two bytes per key, so a store
+ * added" or "perhaps added" in constant time and three bytes per key, so a store
  * can remember every key it ever let go of from its in-memory window without keeping
  * the keys themselves. A "perhaps" is settled by looking in the journal.
  *
- * The filter is a list of Bloom filters, each twice the capacity of the one before, so
- * a store that never evicts a key pays nothing and a busy one grows in a few steps.
- * Each holds 16 bits per key with 11 probes: a false positive about once in 2,000
- * lookups per filter.
+ * The filter is a list of Bloom filters (parts), each twice the capacity of the one
+ * before up to a million keys, so a store that never evicts a key pays nothing and a
+ * busy one grows in a few steps. Keys are added in the order they leave the window, so
+ * each part also records the range of seqs its keys came from: a "perhaps" names the
+ * journal ranges to search, each at most a part's worth of events. Each part holds 24
+ * bits per key with 16 probes: a false positive about once in 100,000 lookups per part.
  */
 
-const BITS_PER_KEY = 16;
-const PROBES = 11;
+const BITS_PER_KEY = 24;
+const PROBES = 16;
 const FIRST_CAPACITY = 4096;
+const CAPACITY_MAX = 1 << 20;
 
 interface Part {
   capacity: number;
   count: number;
   bits: Uint8Array;
+  /** Lowest and highest seq of the events whose keys this part holds. */
+  fromSeq: number;
+  toSeq: number;
 }
 
-/** The checkpoint form: capacity, count and the bits in base64, per part. */
+/** The checkpoint form: capacity, count, seq range and the bits in base64, per part. */
 export interface KeyFilterSnapshot {
-  parts: { capacity: number; count: number; bits: string }[];
+  parts: { capacity: number; count: number; fromSeq: number; toSeq: number; bits: string }[];
 }
 
 function probes(key: string): [number, number] {
@@ -61,7 +67,7 @@ export class KeyFilter {
       if (!Number.isSafeInteger(p.capacity) || bits.length !== (p.capacity * BITS_PER_KEY) / 8 || !Number.isSafeInteger(p.count)) {
         throw new RangeError('key filter snapshot does not match its capacity');
       }
-      return { capacity: p.capacity, count: p.count, bits };
+      return { capacity: p.capacity, count: p.count, fromSeq: p.fromSeq, toSeq: p.toSeq, bits };
     });
   }
 
@@ -70,16 +76,19 @@ export class KeyFilter {
     return this.parts.reduce((n, p) => n + p.count, 0);
   }
 
-  add(key: string): void {
+  /** Adds the key of the event at `seq`. */
+  add(key: string, seq: number): void {
     let part = this.parts[this.parts.length - 1];
     if (part === undefined || part.count >= part.capacity) {
-      const capacity = part === undefined ? FIRST_CAPACITY : part.capacity * 2;
-      part = { capacity, count: 0, bits: new Uint8Array((capacity * BITS_PER_KEY) / 8) };
+      const capacity = part === undefined ? FIRST_CAPACITY : Math.min(part.capacity * 2, CAPACITY_MAX);
+      part = { capacity, count: 0, bits: new Uint8Array((capacity * BITS_PER_KEY) / 8), fromSeq: seq, toSeq: seq };
       this.parts.push(part);
     }
     const [h1, h2] = probes(key);
     setIn(part, h1, h2);
     part.count += 1;
+    part.fromSeq = Math.min(part.fromSeq, seq);
+    part.toSeq = Math.max(part.toSeq, seq);
   }
 
   /** False: the key was certainly never added. True: it perhaps was. */
@@ -90,7 +99,19 @@ export class KeyFilter {
     return false;
   }
 
+  /** The seq ranges, newest first, in which the key's event may be: empty when it was certainly never added. */
+  ranges(key: string): { fromSeq: number; toSeq: number }[] {
+    if (this.parts.length === 0) return [];
+    const [h1, h2] = probes(key);
+    const out: { fromSeq: number; toSeq: number }[] = [];
+    for (let i = this.parts.length - 1; i >= 0; i--) {
+      const part = this.parts[i] as Part;
+      if (hasIn(part, h1, h2)) out.push({ fromSeq: part.fromSeq, toSeq: part.toSeq });
+    }
+    return out;
+  }
+
   toSnapshot(): KeyFilterSnapshot {
-    return { parts: this.parts.map((p) => ({ capacity: p.capacity, count: p.count, bits: Buffer.from(p.bits).toString('base64') })) };
+    return { parts: this.parts.map((p) => ({ capacity: p.capacity, count: p.count, fromSeq: p.fromSeq, toSeq: p.toSeq, bits: Buffer.from(p.bits).toString('base64') })) };
   }
 }

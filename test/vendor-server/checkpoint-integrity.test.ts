@@ -79,6 +79,16 @@ describe('vendor-server: checkpoint and journal integrity', function () {
     expect(after).to.deep.equal(before);
   });
 
+  it('refuses a resealed checkpoint whose chain hash is not the journal\'s at its seq', async () => {
+    const file = await checkpointFile(store);
+    const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));
+    const forged = 'f'.repeat(64);
+    await writeFile(file, sealCheckpoint(header.seq, forged, stateText.replace(`"hash":"${header.hash}"`, `"hash":"${forged}"`)));
+    const started = await runCli(['start', '--data-dir', store, '--port', '0']);
+    expect(started.code).to.equal(1);
+    expect(started.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include(`chain hash at seq ${header.seq} is ${forged}`).and.include(header.hash);
+  });
+
   it('an edited balance with a recomputed seal starts, then raises the alarm and stops shipping; verify names the balance', async () => {
     const file = await checkpointFile(store);
     const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));

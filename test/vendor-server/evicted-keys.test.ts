@@ -85,13 +85,17 @@ describe('vendor-server: a retry whose key left the in-memory window is never ch
     }
   });
 
-  it('the key filter never forgets a key and rules out almost every other one', () => {
+  it('the key filter never forgets a key, rules out almost every other one, and names the seq range to search', () => {
     const filter = new KeyFilter();
-    for (let i = 0; i < 20_000; i++) filter.add(`t001:${i}`);
+    for (let i = 0; i < 20_000; i++) filter.add(`t001:${i}`, 100 + i);
     for (let i = 0; i < 20_000; i++) expect(filter.mayHave(`t001:${i}`)).to.equal(true);
     let falsePositives = 0;
     for (let i = 0; i < 20_000; i++) if (filter.mayHave(`t002:${i}`)) falsePositives += 1;
-    expect(falsePositives).to.be.below(100);
+    expect(falsePositives).to.be.below(5);
+    // Parts of 4096, 8192, then the rest: the first key lies in the oldest part's range only.
+    const ranges = filter.ranges('t001:0');
+    expect(ranges.at(-1)).to.deep.equal({ fromSeq: 100, toSeq: 100 + 4095 });
+    for (const r of ranges) expect(r.toSeq - r.fromSeq).to.be.below(20_000);
     const copy = new KeyFilter(JSON.parse(JSON.stringify(filter.toSnapshot())));
     for (let i = 0; i < 20_000; i += 97) expect(copy.mayHave(`t001:${i}`)).to.equal(true);
     expect(copy.size).to.equal(20_000);

@@ -179,8 +179,9 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     if (state.keys.size > keysMax) {
       const oldest = oldestKeys(state.keys).next();
       if (oldest.done !== true) {
+        const seq = state.keys.get(oldest.value) as number;
         state.keys.delete(oldest.value);
-        state.evicted.add(oldest.value);
+        state.evicted.add(oldest.value, seq);
       }
     }
   }

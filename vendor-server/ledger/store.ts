@@ -197,7 +197,7 @@ export function checkpointDifference(checkpoint: StateSnapshot, replayed: Ledger
  */
 export async function auditLedger(
   journal: Journal,
-  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean },
+  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean; stopped?: () => boolean },
 ): Promise<AuditResult> {
   const toSeq = opts.toSeq ?? journal.durableSeq;
   const checkpoint = opts.checkpoint === null ? null : (JSON.parse(opts.checkpoint) as StateSnapshot);
@@ -234,7 +234,10 @@ export async function auditLedger(
       if (windowSeqs.has(rec.seq) && typeof event.key === 'string') keyOfSeq.set(rec.seq, event.key);
       lastHash = rec.hash;
       if (rec.seq === checkpointSeq) compare();
-      if (opts.background === true && ++n % 128 === 0) await nextTurn();
+      if (opts.background === true && ++n % 128 === 0) {
+        await nextTurn();
+        if (opts.stopped?.() === true) throw new Error('the audit was stopped');
+      }
     }
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
@@ -243,18 +246,17 @@ export async function auditLedger(
 /**
  * Whether a request key, absent from the in-memory window, was used by an event that
  * was evicted from it: the filter rules out almost every new key at once; a key it
- * cannot rule out is looked up in the journal before the window's oldest event.
+ * cannot rule out is looked up in the journal, only in the seq ranges the filter names
+ * (each at most a million events, newest first).
  */
 export async function evictedKeySeq(state: LedgerState, journal: Journal, key: string): Promise<number | null> {
-  if (!state.evicted.mayHave(key)) return null;
-  const oldest = state.keys.values().next();
-  const before = oldest.done === true ? state.seq + 1 : oldest.value;
-  if (before <= 1) return null;
   const needle = `"key":${JSON.stringify(key)},`;
-  for await (const rec of journal.iterate(1, before - 1)) {
-    if (!rec.text.includes(needle)) continue;
-    const event = JSON.parse(rec.text) as { key?: unknown };
-    if (event.key === key) return rec.seq;
+  for (const range of state.evicted.ranges(key)) {
+    for await (const rec of journal.iterate(range.fromSeq, range.toSeq)) {
+      if (!rec.text.includes(needle)) continue;
+      const event = JSON.parse(rec.text) as { key?: unknown };
+      if (event.key === key) return rec.seq;
+    }
   }
   return null;
 }
@@ -288,13 +290,17 @@ export class IntegrityAudit {
 
   start(): void {
     const started = performance.now();
-    this.running = auditLedger(this.opened.journal, {
+    const audit = auditLedger(this.opened.journal, {
       vendorId: this.opts.vendorId,
       checkpoint: this.opened.checkpointState,
       toSeq: this.status.throughSeq,
       background: true,
+      stopped: () => this.stopped,
       ...(this.opts.keysMax === undefined ? {} : { keysMax: this.opts.keysMax }),
-    }).then(
+    });
+    // The audit parsed the checkpoint text before its first await: the text need not stay in memory.
+    this.opened.checkpointState = null;
+    this.running = audit.then(
       (r) => {
         if (this.stopped) return;
         this.status.state = 'ok';
