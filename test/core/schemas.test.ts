@@ -276,9 +276,11 @@ describe('core/schemas', () => {
     it('a __proto__ key from JSON is refused in a strict object and never reaches a prototype through a record', () => {
       const body = JSON.parse(`{"key":"${KEY}","lines":[{"code":"1","qty":1}],"card":null,"tenders":[],"cashTenderedMinor":0,"__proto__":{"admin":true}}`) as unknown;
       expectParseError(saleCommitRequest, body, 'CORE_ERR_VALIDATION');
-      const product = parse(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"__proto__":{"ACME":1},"ACME":2}') as unknown });
-      expect(product.tokenPrices).to.deep.equal({ ACME: 2 });
-      expect(Object.getPrototypeOf(product.tokenPrices)).to.equal(Object.prototype);
+      // A record key that is not a token code is refused, __proto__ included, rather than dropped.
+      expectParseError(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"__proto__":{"ACME":1},"ACME":2}') as unknown }, 'CORE_ERR_VALIDATION', 'tokenPrices.__proto__');
+      const product = parse(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"ACME":2}') as unknown });
+      expect({ ...product.tokenPrices }).to.deep.equal({ ACME: 2 });
+      expect(Object.getPrototypeOf(product.tokenPrices)).to.equal(null);
       expect(({} as Record<string, unknown>).ACME).to.equal(undefined);
     });
 

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import {
   allotmentPostings,
   assert,
@@ -12,6 +12,8 @@ import {
   lookupTokenType,
   makeCardNumber,
   makeSaleId,
+  maskCard,
+  mul,
   parseCardNumber,
   parseSaleId,
   parseScan,
@@ -34,7 +36,7 @@ import {
   type TokenType,
 } from '../../core/index.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
-import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
+import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 
 export interface Actor {
   terminal: string | null;
@@ -66,6 +68,22 @@ export interface RefundInput {
 export interface LedgerHooks {
   /** Called after an event is durable (metrics, live status). */
   onCommitted?: (event: JournalEvent, latencyMs: number) => void;
+  /**
+   * Called when something fails after an event was appended to the journal: memory no
+   * longer matches the journal, so the process must stop and let a restart replay it.
+   * The default prints the error and exits with status 70.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/** How many random card numbers are tried before the store gives up finding a free one. */
+export const CARD_ATTEMPTS_MAX = 32;
+/** Card numbers hold 9 random digits (then a check digit). */
+export const CARD_SERIAL_SPACE = 1_000_000_000;
+
+function exitOnFatal(err: Error): void {
+  process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: 'the ledger failed after a journal append: stopping so that a restart replays the journal', err: { message: err.message, stack: err.stack } })}\n`);
+  process.exit(70);
 }
 
 /**
@@ -79,6 +97,10 @@ export class LedgerService {
   /** Refuses tokens whose rules come from the mall when the cached registry is too old. */
   tokenGate: ((token: string) => void) | null = null;
   private closing = false;
+  /** Set once a failure after an append left memory behind the journal: nothing more is served. */
+  private broken: Error | null = null;
+  /** The source of card numbers; random so that a card cannot be guessed from another. */
+  cardSerial: () => number = () => randomInt(CARD_SERIAL_SPACE);
 
   constructor(
     readonly store: StoreInfo,
@@ -102,9 +124,17 @@ export class LedgerService {
     this.closing = true;
   }
 
-  /** Journals an event, applies it, and resolves once it is durable. */
-  private async commit(event: NewEvent, plan?: Map<string, number>): Promise<{ event: JournalEvent; hash: string }> {
+  /**
+   * Journals an event, applies it, and resolves once it is durable. The event is checked
+   * and planned against the state before it is appended, so a refusal leaves the journal
+   * untouched; after the append nothing may fail, and if anything does the process stops
+   * (the journal is the truth, and a restart replays it).
+   */
+  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
     const started = performance.now();
+    if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
+    const full = { ...event, prev: this.state.hash } as JournalEvent;
+    const planned = planEvent(this.state, full);
     let rec;
     try {
       rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
@@ -113,11 +143,18 @@ export class LedgerService {
       if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
       throw err;
     }
-    const full = { ...event, prev: this.state.hash } as JournalEvent;
-    applyEvent(this.state, full, rec.hash, this.keysMax, plan);
-    if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
-    await rec.durable;
-    this.hooks.onCommitted?.(full, performance.now() - started);
+    try {
+      applyEvent(this.state, full, rec.hash, this.keysMax, planned);
+      if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
+      await rec.durable;
+      this.hooks.onCommitted?.(full, performance.now() - started);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      this.broken = e;
+      this.closing = true;
+      (this.hooks.onFatal ?? exitOnFatal)(e);
+      throw e;
+    }
     return { event: full, hash: rec.hash };
   }
 
@@ -182,7 +219,7 @@ export class LedgerService {
   product(code: string): Product {
     const scan = parseScan(code);
     if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
-    const p = this.state.products[scan.gtin];
+    const p = own(this.state.products, scan.gtin);
     if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${scan.gtin} in this store`, { gtin: scan.gtin });
     return p;
   }
@@ -194,19 +231,19 @@ export class LedgerService {
 
   customerIdByCard(card: string): string {
     const normalised = parseCardNumber(card);
-    const id = this.state.cards[normalised];
-    if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${normalised}`, { card: normalised });
+    const id = own(this.state.cards, normalised);
+    if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${maskCard(normalised)}`, { card: maskCard(normalised) });
     return id;
   }
 
   customerView(customerId: string): CustomerView {
-    const c = this.state.customers[customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    const c = own(this.state.customers, customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     const now = this.clock();
     const balances = Object.entries(customerBalances(this.state, c.id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([token, units]) => {
-        const tt = this.state.tokenTypes[token];
+        const tt = own(this.state.tokenTypes, token);
         return {
           token,
           name: tt?.name ?? token,
@@ -257,8 +294,8 @@ export class LedgerService {
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    // The postings are planned against the balances in commit, before the append.
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
-    const plan = postings.length > 0 ? planPostings(bookOf(this.state), postings) : undefined;
 
     const base = this.base(actor, input.key, hash);
     // The same balances the cart was priced against: nothing ran in between.
@@ -283,7 +320,7 @@ export class LedgerService {
       },
     };
     return this.once(input.key, async () => {
-      const { event: done } = await this.commit(event, plan);
+      const { event: done } = await this.commit(event);
       return this.toSaleResult(done);
     });
   }
@@ -291,7 +328,7 @@ export class LedgerService {
   private toSaleResult(event: JournalEvent): SaleResult {
     if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
     const d = event.data;
-    const c = d.customer === null ? undefined : this.state.customers[d.customer];
+    const c = d.customer === null ? undefined : own(this.state.customers, d.customer);
     return {
       saleId: d.saleId,
       seq: event.seq,
@@ -306,7 +343,7 @@ export class LedgerService {
       totalMinor: d.totalMinor,
       cash: d.cash,
       balancesAfter: d.balancesAfter,
-      refunded: this.state.refunds[event.seq] !== undefined,
+      refunded: this.refundOf(event.seq) !== undefined,
     };
   }
 
@@ -357,7 +394,7 @@ export class LedgerService {
       await this.replay(input.key, hash, again);
       return this.refundResult(again);
     }
-    if (this.state.refunds[saleSeq] !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
+    if (this.refundOf(saleSeq) !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
 
     const postings = reversePostings(sale.postings);
     if (postings.length > 0) planPostings(bookOf(this.state), postings);
@@ -404,8 +441,9 @@ export class LedgerService {
   async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number> }): Promise<Product> {
     const scan = parseScan(input.code);
     if (scan.kind !== 'product') fail('CORE_ERR_CODE_MALFORMED', 'a product needs an EAN-13, EAN-8 or UPC-A code');
-    for (const token of Object.keys(input.tokenPrices)) lookupTokenType(this.tokenTypes, token);
-    const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices: { ...input.tokenPrices } };
+    const tokenPrices = dict<number>();
+    for (const [token, units] of Object.entries(input.tokenPrices)) tokenPrices[lookupTokenType(this.tokenTypes, token).code] = units;
+    const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices };
     await this.commit({ ...this.base(actor, null, null), type: 'product.upserted', postings: [], data: product });
     return product;
   }
@@ -416,12 +454,40 @@ export class LedgerService {
   }
 
   async registerCustomer(actor: Actor, input: { card?: string | undefined; name: string }): Promise<CustomerView> {
-    const card = input.card === undefined ? makeCardNumber(this.state.customerSerial + 1) : parseCardNumber(input.card);
-    if (this.state.cards[card] !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${card} belongs to another customer`);
+    const card = input.card === undefined ? this.newCardNumber() : parseCardNumber(input.card);
+    if (own(this.state.cards, card) !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${maskCard(card)} belongs to another customer`);
     const id = `cust-${String(this.state.customerSerial + 1).padStart(6, '0')}`;
-    assert(this.state.customers[id] === undefined, `customer id ${id} is new`);
+    assert(own(this.state.customers, id) === undefined, `customer id ${id} is new`);
     await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data: { id, card, name: input.name } });
     return this.customerView(id);
+  }
+
+  /**
+   * A card number nobody holds: 9 random digits and a check digit. Cards are bearer
+   * credentials at the till, so they must not follow one another; a number in use is
+   * drawn again.
+   */
+  private newCardNumber(): string {
+    for (let i = 0; i < CARD_ATTEMPTS_MAX; i++) {
+      const card = makeCardNumber(this.cardSerial());
+      if (own(this.state.cards, card) === undefined) return card;
+    }
+    return fail('VND_ERR_CARD_IN_USE', 'no free card number was found: try again');
+  }
+
+  /**
+   * An allotment the store makes of its own tokens (the operator API). Tokens of another
+   * issuer, the mall's above all, enter the float only from the mall's signed snapshot.
+   */
+  async allotOwnTokens(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
+    const earlier = this.seen(key);
+    if (earlier === null) {
+      const tt = lookupTokenType(this.tokenTypes, input.token);
+      if (tt.issuer !== this.store.vendorId) {
+        fail('VND_ERR_NOT_OWN_TOKEN', `${tt.code} tokens are issued by ${tt.issuer}: they reach the float only through the mall's allotments`, { token: tt.code, issuer: tt.issuer });
+      }
+    }
+    return this.recordAllotment(actor, key, input);
   }
 
   async recordAllotment(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
@@ -457,13 +523,12 @@ export class LedgerService {
       await this.replay(key, hash, earlier);
       return { seq: earlier, customer: this.customerView(input.customerId) };
     }
-    const c = this.state.customers[input.customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${input.customerId}`);
+    const c = own(this.state.customers, input.customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${input.customerId.slice(0, 40)}`);
     const tt = lookupTokenType(this.tokenTypes, input.token);
     checkSpendable(tt, this.store.vendorId, this.clock());
     // Tokens bought for cash cost their face value: the predetermined rate of exchange.
-    const cashMinor = input.reason === 'purchase' ? tt.faceValueMinor * input.units : 0;
-    if (!Number.isSafeInteger(cashMinor)) fail('CORE_ERR_OVERFLOW', 'the purchase price is too large');
+    const cashMinor = input.reason === 'purchase' ? mul(tt.faceValueMinor, input.units) : 0;
     if (input.cashMinor !== undefined && input.cashMinor !== cashMinor) {
       fail('CORE_ERR_VALIDATION', `${input.units} ${tt.code} tokens cost ${formatMinor(cashMinor, tt.currency)}, not ${formatMinor(input.cashMinor, tt.currency)}`);
     }
@@ -484,12 +549,17 @@ export class LedgerService {
   }
 
   float(): Record<string, number> {
-    return { ...(this.state.balances['float'] ?? {}) };
+    return { ...(own(this.state.balances, 'float') ?? {}) };
+  }
+
+  /** The seq of the reversal of a sale, if it was refunded. */
+  refundOf(saleSeq: number): number | undefined {
+    return own(this.state.refunds, String(saleSeq));
   }
 
   async customerHistory(customerId: string): Promise<JournalEvent[]> {
-    const c = this.state.customers[customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    const c = own(this.state.customers, customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
   }
 }
