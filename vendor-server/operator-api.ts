@@ -215,11 +215,10 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.get(
     '/mall/statements',
     route(async (req) => {
+      const from = parse(dayDate, req.query['from']);
+      const to = parse(dayDate, req.query['to']);
       const sync = deps.sync();
       if (sync === null) fail('VND_ERR_CONFIG', 'this store is not linked to a mall');
-      const from = String(req.query['from'] ?? '');
-      const to = String(req.query['to'] ?? '');
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(from) || !/^\d{4}-\d{2}-\d{2}$/.test(to)) fail('CORE_ERR_VALIDATION', 'from and to must be YYYY-MM-DD');
       try {
         return await sync.fetchStatement(from, to);
       } catch (err) {
@@ -332,6 +331,11 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       status = 413;
     } else if (e.type === 'entity.parse.failed') {
       wire = { code: 'CORE_ERR_VALIDATION', message: 'the request body is not valid JSON' };
+      status = 400;
+    } else if (!(err instanceof MallposError) && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      // express's own refusals of a malformed request (a path that is not valid UTF-8,
+      // an unsupported body encoding) are the client's fault, not an internal error.
+      wire = { code: 'CORE_ERR_VALIDATION', message: 'the request is not valid (its path or body cannot be read)' };
       status = 400;
     } else {
       wire = toWireError(err, logger);
