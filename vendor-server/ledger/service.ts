@@ -152,6 +152,9 @@ export class LedgerService {
       const e = err instanceof Error ? err : new Error(String(err));
       this.broken = e;
       this.closing = true;
+      // Let the event reach the disk first, so that the restart replays it rather than
+      // the client's retry committing it afresh; either is exactly once.
+      await rec.durable.catch(() => undefined);
       (this.hooks.onFatal ?? exitOnFatal)(e);
       throw e;
     }
