@@ -137,10 +137,12 @@ export class TerminalGateway {
     // A sign-in in progress: money-changing events wait for it, so a terminal that signs
     // in again after a reconnect and then retries its sale is not refused in between.
     let signingIn: Promise<unknown> = Promise.resolve();
-    const needCashier = async () => {
+    // A retry of a key already used moves no money: it gets the original outcome (or a
+    // conflict) whoever is signed in, so a terminal restarted in the middle of a sale
+    // learns that it went through instead of being told that nothing was charged.
+    const needCashier = async (key: string) => {
       await signingIn.catch(() => undefined);
-      if (socket.data.cashier === null) fail('VND_ERR_CASHIER_REQUIRED');
-      return socket.data.cashier;
+      if (socket.data.cashier === null && !ledger.knowsKey(key)) fail('VND_ERR_CASHIER_REQUIRED');
     };
     const handle = <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => {
       return (first: unknown, second: unknown) => {
@@ -195,7 +197,7 @@ export class TerminalGateway {
       handle('sale:commit', async (p) => {
         const req = parse(saleCommitRequest, p);
         checkKeyOwner(req.key, terminalId);
-        await needCashier();
+        await needCashier(req.key);
         const result = await ledger.commitSale(actor(), req);
         logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
         return result;
@@ -206,7 +208,7 @@ export class TerminalGateway {
       handle('sale:refund', async (p) => {
         const req = parse(saleRefundRequest, p);
         checkKeyOwner(req.key, terminalId);
-        await needCashier();
+        await needCashier(req.key);
         const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
         const result = await ledger.refundSale(actor(), { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id });

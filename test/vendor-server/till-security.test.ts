@@ -155,6 +155,10 @@ describe('vendor server: people at the till', function () {
       const before2 = fingerprint(store);
       expect(codeOf(await call(socket, 'sale:commit', { ...sale, key: `${terminalId}:${randomUUID()}` }))).to.equal('VND_ERR_CASHIER_REQUIRED');
       expect(fingerprint(store)).to.equal(before2);
+      // A retry of the committed sale (a terminal restarted mid-sale) still learns its outcome.
+      expect(expectOk(await call<SaleResult>(socket, 'sale:commit', sale)).saleId).to.equal(done.saleId);
+      expect(codeOf(await call(socket, 'sale:commit', { ...sale, cashTenderedMinor: 5 }))).to.equal('VND_ERR_IDEMPOTENCY_CONFLICT');
+      expect(fingerprint(store)).to.equal(before2);
     });
 
     it('a refund needs a supervisor\'s PIN besides the signed-in cashier', async () => {

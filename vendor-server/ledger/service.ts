@@ -197,6 +197,11 @@ export class LedgerService {
     }
   }
 
+  /** Whether a key was used already (committed, or in flight): its retry changes no money. */
+  knowsKey(key: string): boolean {
+    return this.state.keys.has(key) || this.inflight.has(key);
+  }
+
   private async settled(key: string): Promise<void> {
     const pending = this.inflight.get(key);
     if (pending !== undefined) await pending.catch(() => undefined);
