@@ -133,6 +133,8 @@ export const saleCommitRequest = z.strictObject({
   card: scanCode.nullable(),
   tenders: z.array(tokenTender).max(TENDERS_MAX),
   cashTenderedMinor: amount('cash tendered'),
+  /** The customer's PIN, for token payments above the store's limit; not part of the request's hash. */
+  customerPin: pinCode.optional(),
 });
 
 export const staffCredential = z.strictObject({
@@ -191,6 +193,7 @@ export const tokenTypeSchema = z.strictObject({
   expiresAt: isoDate.optional(),
 });
 
+export const customerPinSet = z.strictObject({ pin: pinCode });
 export const terminalCreate = z.strictObject({ name: personName });
 export const pairRequest = z.strictObject({ code: z.string().regex(/^[A-Za-z0-9 -]{4,32}$/, 'a pairing code is 4-32 letters or digits') });
 export const staffUpsert = z.strictObject({

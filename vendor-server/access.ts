@@ -66,18 +66,30 @@ export const PIN_POLICY_DEFAULT: PinPolicy = {
 
 /** What a sign-in attempt did, for the log. No PIN is ever part of it. */
 export interface PinAuditEntry {
-  event: 'pin.wrong' | 'pin.refused' | 'staff.locked' | 'terminal.locked';
-  staffId: string;
+  event: 'pin.wrong' | 'pin.refused' | 'staff.locked' | 'terminal.locked' | 'customer-pin.wrong' | 'customer-pin.refused' | 'customer.locked';
+  staffId?: string;
+  customerId?: string;
   terminalId: string | null;
   staffFailures?: number;
   terminalFailures?: number;
   code?: string;
 }
 
+/** A customer's optional PIN for token payments above the store's limit. */
+export interface CustomerPinRecord {
+  pinHash: string;
+  updatedAt: string;
+  pinFailures: number;
+  pinFailedAt: string | null;
+  lockedAt: string | null;
+}
+
 export interface AccessData {
   operators: { id: string; tokenHash: string; createdAt: string }[];
   terminals: Record<string, TerminalRecord>;
   staff: Record<string, StaffRecord>;
+  /** Customer PINs by customer id; a secret, so kept here and never in the journal. */
+  customerPins?: Record<string, CustomerPinRecord>;
   terminalSerial: number;
 }
 
@@ -135,6 +147,7 @@ export class AccessStore {
     // Terminal and staff ids come from requests: look them up only among own entries.
     db.data.terminals = nullProto(db.data.terminals);
     db.data.staff = nullProto(db.data.staff);
+    db.data.customerPins = nullProto(db.data.customerPins);
     return new AccessStore(db);
   }
 
@@ -280,6 +293,90 @@ export class AccessStore {
     t.pinLockedAt = null;
     await this.save();
     return t;
+  }
+
+  private customerPin(customerId: string): CustomerPinRecord | undefined {
+    const pins = this.db.data.customerPins ?? {};
+    return Object.hasOwn(pins, customerId) ? pins[customerId] : undefined;
+  }
+
+  /** Whether the customer chose a PIN for token payments above the store's limit. */
+  customerHasPin(customerId: string): boolean {
+    return this.customerPin(customerId) !== undefined;
+  }
+
+  async setCustomerPin(customerId: string, pin: string): Promise<void> {
+    const pins = (this.db.data.customerPins ??= Object.create(null) as Record<string, CustomerPinRecord>);
+    pins[customerId] = { pinHash: await hashPin(pin), updatedAt: new Date().toISOString(), pinFailures: 0, pinFailedAt: null, lockedAt: null };
+    await this.save();
+  }
+
+  async unlockCustomer(customerId: string): Promise<void> {
+    const c = this.customerPin(customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', 'this customer has no PIN');
+    c.pinFailures = 0;
+    c.pinFailedAt = null;
+    c.lockedAt = null;
+    await this.save();
+  }
+
+  /**
+   * Checks a customer's PIN entered at a till, with the same backoff and lockout as staff
+   * PINs (the customer's limit is `staffLockFailures`); wrong PINs also count against the
+   * till.
+   */
+  async verifyCustomerPin(customerId: string, pin: string, at: { terminalId: string | null; audit?: (entry: PinAuditEntry) => void; now?: Date }): Promise<void> {
+    const now = at.now ?? new Date();
+    const c = this.customerPin(customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_PIN', 'this customer has no PIN');
+    const terminal = at.terminalId === null ? undefined : this.findTerminal(at.terminalId);
+    const refuse = (code: 'VND_ERR_TERMINAL_LOCKED' | 'VND_ERR_CUSTOMER_LOCKED' | 'VND_ERR_RATE_LIMITED', details?: Record<string, unknown>): never => {
+      at.audit?.({ event: 'customer-pin.refused', customerId, terminalId: at.terminalId, code });
+      return fail(code, undefined, details);
+    };
+    if (terminal !== undefined && (terminal.pinLockedAt ?? null) !== null) refuse('VND_ERR_TERMINAL_LOCKED');
+    if (c.lockedAt !== null) refuse('VND_ERR_CUSTOMER_LOCKED');
+    const waitMs = Math.max(this.waitMs(c.pinFailures, c.pinFailedAt, now), this.waitMs(terminal?.pinFailures, terminal?.pinFailedAt, now));
+    if (waitMs > 0) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: waitMs });
+    const subjects = [`customer:${customerId}`, ...(at.terminalId === null ? [] : [`terminal:${at.terminalId}`])];
+    if (subjects.some((x) => this.checking.has(x))) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
+    for (const x of subjects) this.checking.add(x);
+    let ok: boolean;
+    try {
+      ok = await verifyPin(pin, c.pinHash);
+    } finally {
+      for (const x of subjects) this.checking.delete(x);
+    }
+    if (ok) {
+      if (c.pinFailures > 0) {
+        c.pinFailures = 0;
+        c.pinFailedAt = null;
+        await this.save();
+      }
+      return;
+    }
+    const stamp = now.toISOString();
+    c.pinFailures += 1;
+    c.pinFailedAt = stamp;
+    const entry: PinAuditEntry = { event: 'customer-pin.wrong', customerId, terminalId: at.terminalId };
+    const locked: PinAuditEntry['event'][] = [];
+    if (c.pinFailures >= this.pinPolicy.staffLockFailures) {
+      c.lockedAt = stamp;
+      locked.push('customer.locked');
+    }
+    if (terminal !== undefined) {
+      terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
+      terminal.pinFailedAt = stamp;
+      entry.terminalFailures = terminal.pinFailures;
+      if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
+        terminal.pinLockedAt = stamp;
+        locked.push('terminal.locked');
+      }
+    }
+    await this.save();
+    at.audit?.(entry);
+    for (const event of locked) at.audit?.({ ...entry, event });
+    fail('VND_ERR_CUSTOMER_PIN');
   }
 
   /** How long after its last failure a subject with this many failures must wait. */

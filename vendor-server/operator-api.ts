@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
   allotmentRequest,
+  customerPinSet,
   customerRegister,
   dayDate,
   entityId,
@@ -190,6 +191,24 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.post('/customers', route((req) => ledger.registerCustomer(op, parse(customerRegister, req.body))));
   api.get('/customers/:id', route((req) => ledger.customerView(idParam(req, 'id'))));
   api.get('/customers/:id/history', route((req) => ledger.customerHistory(idParam(req, 'id'))));
+  api.put(
+    '/customers/:id/pin',
+    route(async (req) => {
+      const customer = ledger.customerView(idParam(req, 'id'));
+      await access.setCustomerPin(customer.id, parse(customerPinSet, req.body).pin);
+      logger.info({ customer: customer.id }, 'customer PIN set');
+      return { id: customer.id, pin: true };
+    }),
+  );
+  api.post(
+    '/customers/:id/unlock',
+    route(async (req) => {
+      const customer = ledger.customerView(idParam(req, 'id'));
+      await access.unlockCustomer(customer.id);
+      logger.info({ customer: customer.id }, 'customer PIN unlocked by the operator');
+      return { id: customer.id, lockedAt: null };
+    }),
+  );
 
   api.post('/allotments', route((req) => ledger.allotOwnTokens(op, keyOf(req), parse(allotmentRequest, req.body))));
   api.post('/issuances', route((req) => ledger.issueTokens(op, keyOf(req), parse(issuanceRequest, req.body))));

@@ -48,6 +48,16 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   'cashier:logout',
 ]);
 
+const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
+  'pin.wrong': 'wrong staff PIN',
+  'pin.refused': 'staff PIN attempt refused',
+  'staff.locked': 'staff member locked out after wrong PINs',
+  'terminal.locked': 'till locked for sign-ins after wrong PINs',
+  'customer-pin.wrong': 'wrong customer PIN',
+  'customer-pin.refused': 'customer PIN attempt refused',
+  'customer.locked': 'card locked for token payments after wrong PINs',
+};
+
 /** How long a till may show its own receipts without a supervisor signed in. */
 export const RECEIPT_RECENT_MS = 24 * 60 * 60_000;
 
@@ -130,10 +140,7 @@ export class TerminalGateway {
 
     const actor = () => ({ terminal: socket.data.terminalId, cashier: socket.data.cashier?.staffId ?? null });
     const terminalId = socket.data.terminalId;
-    const audit = (entry: PinAuditEntry) => {
-      if (entry.event === 'staff.locked' || entry.event === 'terminal.locked') logger.warn(entry, entry.event === 'staff.locked' ? 'staff member locked out after wrong PINs' : 'till locked for sign-ins after wrong PINs');
-      else logger.warn(entry, entry.event === 'pin.wrong' ? 'wrong staff PIN' : 'staff PIN attempt refused');
-    };
+    const audit = (entry: PinAuditEntry) => logger.warn(entry, AUDIT_MESSAGES[entry.event]);
     // A sign-in in progress: money-changing events wait for it, so a terminal that signs
     // in again after a reconnect and then retries its sale is not refused in between.
     let signingIn: Promise<unknown> = Promise.resolve();
@@ -198,7 +205,17 @@ export class TerminalGateway {
         const req = parse(saleCommitRequest, p);
         checkKeyOwner(req.key, terminalId);
         await needCashier(req.key);
-        const result = await ledger.commitSale(actor(), req);
+        // Token payments above the store's limit need the PIN of a customer who chose one.
+        let tokenValueLimitMinor: number | null = null;
+        const limit = ledger.customerPinAboveMinor;
+        if (limit !== null && req.card !== null && !ledger.knowsKey(req.key)) {
+          const customerId = ledger.customerIdByCard(req.card);
+          if (access.customerHasPin(customerId)) {
+            if (req.customerPin === undefined) tokenValueLimitMinor = limit;
+            else await access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit });
+          }
+        }
+        const result = await ledger.commitSale(actor(), req, { tokenValueLimitMinor });
         logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
         return result;
       }),

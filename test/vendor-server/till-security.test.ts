@@ -25,13 +25,17 @@ describe('vendor server: people at the till', function () {
   let store: DemoStore;
   let logged = '';
 
-  before(async () => {
-    store = await startDemoStore();
-    // Restart with a logger we can read, to check that lockouts reach the log.
+  /** Restarts the server with a logger we can read, to check that lockouts reach the log. */
+  async function restartLogged(): Promise<void> {
     const out = new PassThrough();
     out.on('data', (d: Buffer) => (logged += d.toString()));
     await store.server.close();
     store.server = await startVendorServer({ dataDir: store.dir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'info', destination: out }), defaultMetrics: false });
+  }
+
+  before(async () => {
+    store = await startDemoStore();
+    await restartLogged();
   });
   after(async () => store.close());
 
@@ -82,7 +86,7 @@ describe('vendor server: people at the till', function () {
 
       // A restart keeps the lockout: it is stored, not only held in memory.
       const policy = store.server.access.pinPolicy;
-      await store.restart();
+      await restartLogged();
       store.server.access.pinPolicy = policy;
       const again = await till('Till after restart');
       expect(codeOf(await call(again.socket, 'cashier:login', { staffId: 'sam', pin: '9999' }))).to.equal('VND_ERR_STAFF_LOCKED');
@@ -228,6 +232,53 @@ describe('vendor server: people at the till', function () {
         expect(res.body.card).to.equal(`C000424242${luhnCheckDigit('000424242')}`);
       } finally {
         ledger.cardSerial = saved;
+      }
+    });
+  });
+
+  describe('a customer PIN above the store\'s limit', () => {
+    it('token payments above the limit need the PIN of a customer who set one; wrong PINs lock the card', async () => {
+      store.server.access.pinPolicy = { freeFailures: 1, backoffBaseMs: 10, backoffMaxMs: 20, staffLockFailures: 3, terminalLockFailures: 50 };
+      store.server.ledger.customerPinAboveMinor = 400;
+      try {
+        const { socket, terminalId } = await till('Till customer PIN');
+        expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+        const [withPin, withoutPin] = [store.init.demo?.customers[6], store.init.demo?.customers[7]];
+        if (withPin === undefined || withoutPin === undefined) throw new Error('demo customers');
+        expect((await store.operator('PUT', `/api/customers/${withPin.id}/pin`, { pin: '4711' })).status).to.equal(200);
+        // A pen is 450 minor: 90 ACME at face value 5 is worth 450, above the limit of 400.
+        const sale = (c: { card: string }, extra: Record<string, unknown> = {}) => ({ key: `${terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card: c.card, tenders: [{ token: 'ACME' }], cashTenderedMinor: 0, ...extra });
+
+        const before = fingerprint(store);
+        const missing = await call(socket, 'sale:commit', sale(withPin));
+        expect(codeOf(missing)).to.equal('VND_ERR_CUSTOMER_PIN_REQUIRED');
+        expect(codeOf(await call(socket, 'sale:commit', sale(withPin, { customerPin: '0000' })))).to.equal('VND_ERR_CUSTOMER_PIN');
+        expect(fingerprint(store)).to.equal(before);
+        // Below the limit no PIN is asked: 40 ACME are worth 200.
+        expectOk(await call(socket, 'sale:commit', sale(withPin, { tenders: [{ token: 'ACME', units: 40 }], cashTenderedMinor: 250 })));
+        // A customer who chose no PIN pays as before.
+        expectOk(await call(socket, 'sale:commit', sale(withoutPin)));
+        // The right PIN pays above the limit.
+        await until('the backoff to pass', async () => {
+          const res = await call(socket, 'sale:commit', sale(withPin, { customerPin: '4711' }));
+          return res.ok ? true : codeOf(res) === 'VND_ERR_RATE_LIMITED' ? undefined : expect.fail(JSON.stringify(res));
+        });
+
+        // Guessing locks the card for token payments until the operator unlocks it.
+        const locked = await until('the card lockout', async () => {
+          const res = await call(socket, 'sale:commit', sale(withPin, { customerPin: '0001' }));
+          return codeOf(res) === 'VND_ERR_CUSTOMER_LOCKED' ? true : undefined;
+        });
+        expect(locked).to.equal(true);
+        const before2 = fingerprint(store);
+        expect(codeOf(await call(socket, 'sale:commit', sale(withPin, { customerPin: '4711' })))).to.equal('VND_ERR_CUSTOMER_LOCKED');
+        expect(fingerprint(store)).to.equal(before2);
+        await until('the lockout in the log', () => (logged.includes('"event":"customer.locked"') ? true : undefined));
+        expect(logged).to.not.include('4711');
+        expect((await store.operator('POST', `/api/customers/${withPin.id}/unlock`)).status).to.equal(200);
+        expectOk(await call(socket, 'sale:commit', sale(withPin, { customerPin: '4711' })));
+      } finally {
+        store.server.ledger.customerPinAboveMinor = null;
       }
     });
   });

@@ -12,6 +12,7 @@ import {
   lookupTokenType,
   makeCardNumber,
   makeSaleId,
+  add,
   maskCard,
   mul,
   parseCardNumber,
@@ -99,6 +100,12 @@ export class LedgerService {
   private closing = false;
   /** Set once a failure after an append left memory behind the journal: nothing more is served. */
   private broken: Error | null = null;
+  /**
+   * Token payments worth more than this (fiat minor units, at face value) need the PIN of
+   * a customer who chose one; null when the store sets no limit (config
+   * `customerPinAboveMinor`).
+   */
+  customerPinAboveMinor: number | null = null;
   /** The source of card numbers; random so that a card cannot be guessed from another. */
   cardSerial: () => number = () => randomInt(CARD_SERIAL_SPACE);
 
@@ -290,7 +297,12 @@ export class LedgerService {
     });
   }
 
-  async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
+  /**
+   * Commits a sale. With `tokenValueLimitMinor`, a sale whose token debits are worth more
+   * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
+   * it when the customer has a PIN that was not given.
+   */
+  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<SaleResult> {
     const hash = saleBodyHash(input);
     const earlier = this.seen(input.key);
     if (earlier !== null) {
@@ -302,6 +314,13 @@ export class LedgerService {
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    const limit = opts.tokenValueLimitMinor ?? null;
+    if (limit !== null) {
+      const valueMinor = this.tokenValueMinor(priced.debits);
+      if (valueMinor > limit) {
+        fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.store.currency)} need the customer's PIN (above ${formatMinor(limit, this.store.currency)})`, { valueMinor, limitMinor: limit });
+      }
+    }
     // The postings are planned against the balances in commit, before the append.
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
 
@@ -558,6 +577,13 @@ export class LedgerService {
 
   float(): Record<string, number> {
     return { ...(own(this.state.balances, 'float') ?? {}) };
+  }
+
+  /** What token debits are worth at their face values, in fiat minor units. */
+  tokenValueMinor(debits: Readonly<Record<string, number>>): number {
+    let total = 0;
+    for (const [token, units] of Object.entries(debits)) total = add(total, mul(lookupTokenType(this.tokenTypes, token).faceValueMinor, units));
+    return total;
   }
 
   /** The seq of the reversal of a sale, if it was refunded. */
