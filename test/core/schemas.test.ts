@@ -284,6 +284,22 @@ describe('core/schemas', () => {
       expect(({} as Record<string, unknown>).ACME).to.equal(undefined);
     });
 
+    it('no identifier may be a built-in property name, and no string may hold a lone surrogate', () => {
+      for (const name of ['constructor', 'prototype', '__proto__', 'toString', 'valueOf', 'hasOwnProperty']) {
+        expect(() => parse(issuanceRequest, { ...ISSUANCE, customerId: name })).to.throw(MallposError);
+        expect(() => parse(cashierLoginRequest, { staffId: name, pin: '1234' })).to.throw(MallposError);
+      }
+      for (const broken of ['\ud800', 'a\udfffb', 'x\ud83d']) {
+        expectParseError(customerRegister, { name: broken }, 'CORE_ERR_VALIDATION', 'name');
+        expectParseError(saleRefundRequest, { ...REFUND, reason: broken }, 'CORE_ERR_VALIDATION', 'reason');
+        expectParseError(allotmentRequest, { ...ALLOTMENT, reference: broken }, 'CORE_ERR_VALIDATION', 'reference');
+        expectParseError(productLookupRequest, { code: broken }, 'CORE_ERR_VALIDATION', 'code');
+      }
+      // A pair of surrogates is one ordinary character and stays welcome.
+      expect(parse(customerRegister, { name: 'Zoë 😀' }).name).to.equal('Zoë 😀');
+      expectParseError(customerRegister, { name: 'Zoë\u0000' }, 'CORE_ERR_VALIDATION', 'name');
+    });
+
     it('entity ids are 1-40 lower-case letters, digits or -', () => {
       for (const customerId of ['a', 'cust-1', 'a'.repeat(40)]) expect(parse(issuanceRequest, { ...ISSUANCE, customerId }).customerId).to.equal(customerId);
       for (const customerId of ['', 'Cust-1', '-cust', 'cust_1', 'a'.repeat(41), 'cust 1', '../etc']) {
