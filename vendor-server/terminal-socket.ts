@@ -294,7 +294,7 @@ export class TerminalGateway {
     const { ledger } = this.deps;
     const sync = this.deps.sync?.() ?? null;
     const st = sync === null ? unconfiguredStatus(ledger.state.seq) : await sync.status();
-    const tokenNames: Record<string, string> = {};
+    const tokenNames = Object.create(null) as Record<string, string>;
     for (const tt of Object.values(ledger.state.tokenTypes)) tokenNames[tt.code] = tt.name;
     return {
       vendorId: ledger.store.vendorId,

@@ -390,7 +390,7 @@ export class LedgerService {
   async refundResult(seq: number): Promise<RefundResult> {
     const event = await this.readEvent(seq);
     assert(event.type === 'reversal', `seq ${seq} is a reversal`);
-    const credited: Record<string, number> = {};
+    const credited = dict<number>();
     for (const p of event.postings) if (p.account.startsWith('customer:')) credited[p.token] = p.units;
     return {
       refundId: event.data.refundId,
