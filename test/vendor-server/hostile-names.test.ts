@@ -214,6 +214,28 @@ describe('vendor server: built-in property names and lone surrogates change noth
     expect(fingerprint(store)).to.equal(before);
   });
 
+  it('behind the schemas, the ledger and the access store find no built-in names either', async () => {
+    const { ledger, access } = store.server;
+    const before = fingerprint(store);
+    const op = { terminal: null, cashier: null };
+    for (const x of BUILT_IN_NAMES) {
+      const refusals = [
+        () => ledger.issueTokens(op, `op:${randomUUID()}`, { customerId: x, token: 'ACME', units: 1, reason: 'reward' }),
+        () => ledger.customerHistory(x),
+        async () => ledger.customerView(x),
+        () => ledger.allotOwnTokens(op, `op:${randomUUID()}`, { token: x, units: 1, reference: 'r' }),
+        () => access.authenticateStaff(x, '1234', { terminalId: x }),
+        () => access.unlockStaff(x),
+        () => access.revokeTerminal(x),
+      ];
+      for (const [i, refuse] of refusals.entries()) {
+        const err = await refuse().then(() => null, (e: unknown) => e as { code?: string });
+        expectTyped4xx(err?.code, `call ${i} with ${x}`);
+      }
+    }
+    expect(fingerprint(store)).to.equal(before);
+  });
+
   it('a built-in name is plain text in a name: stored verbatim under the customer\'s own id', async () => {
     for (const name of BUILT_IN_NAMES) {
       const created = await store.operator('POST', '/api/customers', { name });
