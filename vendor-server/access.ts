@@ -136,8 +136,31 @@ let decoyPinHash: Promise<string> | null = null;
 
 export class AccessStore {
   pinPolicy: PinPolicy = { ...PIN_POLICY_DEFAULT };
-  /** Staff members and tills with a PIN check in progress: one attempt at a time each. */
-  private readonly checking = new Set<string>();
+  /**
+   * PIN checks in progress per staff member, customer and till. A check in flight counts
+   * as a failure until it is decided: while the failures so far plus those in flight
+   * reach `freeFailures`, further attempts wait, so a burst of guesses sent at once gets
+   * no more tries than guesses sent one by one (while the same staff member signing in at
+   * two tills at once still works).
+   */
+  private readonly checking = new Map<string, number>();
+
+  /** Reserves a PIN check for each subject; null when one has no free try left. */
+  private beginCheck(subjects: { key: string; failures: number }[]): (() => void) | null {
+    const busy = subjects.some(({ key, failures }) => {
+      const inFlight = this.checking.get(key) ?? 0;
+      return inFlight > 0 && failures + inFlight >= this.pinPolicy.freeFailures;
+    });
+    if (busy) return null;
+    for (const { key } of subjects) this.checking.set(key, (this.checking.get(key) ?? 0) + 1);
+    return () => {
+      for (const { key } of subjects) {
+        const n = (this.checking.get(key) ?? 1) - 1;
+        if (n === 0) this.checking.delete(key);
+        else this.checking.set(key, n);
+      }
+    };
+  }
 
   private constructor(private readonly db: Low<AccessData>) {}
 
@@ -338,14 +361,14 @@ export class AccessStore {
     if (c.lockedAt !== null) refuse('VND_ERR_CUSTOMER_LOCKED');
     const waitMs = Math.max(this.waitMs(c.pinFailures, c.pinFailedAt, now), this.waitMs(terminal?.pinFailures, terminal?.pinFailedAt, now));
     if (waitMs > 0) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: waitMs });
-    const subjects = [`customer:${customerId}`, ...(at.terminalId === null ? [] : [`terminal:${at.terminalId}`])];
-    if (subjects.some((x) => this.checking.has(x))) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
-    for (const x of subjects) this.checking.add(x);
+    const subjects = [{ key: `customer:${customerId}`, failures: c.pinFailures }];
+    if (at.terminalId !== null) subjects.push({ key: `terminal:${at.terminalId}`, failures: terminal?.pinFailures ?? 0 });
+    const done = this.beginCheck(subjects) ?? refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
     let ok: boolean;
     try {
       ok = await verifyPin(pin, c.pinHash);
     } finally {
-      for (const x of subjects) this.checking.delete(x);
+      done();
     }
     if (ok) {
       if (c.pinFailures > 0) {
@@ -413,16 +436,16 @@ export class AccessStore {
     if (staff !== undefined && (staff.lockedAt ?? null) !== null) refuse('VND_ERR_STAFF_LOCKED');
     const waitMs = Math.max(this.waitMs(staff?.pinFailures, staff?.pinFailedAt, now), this.waitMs(terminal?.pinFailures, terminal?.pinFailedAt, now));
     if (waitMs > 0) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: waitMs });
-    const subjects = [`staff:${staffId}`, ...(at.terminalId === null ? [] : [`terminal:${at.terminalId}`])];
-    if (subjects.some((x) => this.checking.has(x))) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
-    for (const x of subjects) this.checking.add(x);
+    const subjects = [{ key: `staff:${staffId}`, failures: staff?.pinFailures ?? 0 }];
+    if (at.terminalId !== null) subjects.push({ key: `terminal:${at.terminalId}`, failures: terminal?.pinFailures ?? 0 });
+    const done = this.beginCheck(subjects) ?? refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
     let ok: boolean;
     try {
       decoyPinHash ??= hashPin('0000');
       ok = await verifyPin(pin, staff?.pinHash ?? (await decoyPinHash));
       ok = ok && staff !== undefined;
     } finally {
-      for (const x of subjects) this.checking.delete(x);
+      done();
     }
     if (ok && staff !== undefined) {
       if ((staff.pinFailures ?? 0) > 0 || (terminal?.pinFailures ?? 0) > 0) {

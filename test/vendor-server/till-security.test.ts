@@ -97,6 +97,13 @@ describe('vendor server: people at the till', function () {
       expect(expectOk(await call<{ role: string }>(again.socket, 'cashier:login', { staffId: 'sam', pin: '9999' })).role).to.equal('supervisor');
     });
 
+    it('the same staff member signing in at two tills at once is not taken for guessing', async () => {
+      const [a, b] = [await till('Till twin 1'), await till('Till twin 2')];
+      const [x, y] = await Promise.all([call(a.socket, 'cashier:login', { staffId: 'ana', pin: '1234' }), call(b.socket, 'cashier:login', { staffId: 'ana', pin: '1234' })]);
+      expectOk(x);
+      expectOk(y);
+    });
+
     it('guessing across staff ids locks the till itself', async () => {
       const { socket, terminalId } = await till('Till spray');
       let wrong = 0;
