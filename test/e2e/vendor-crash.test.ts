@@ -64,6 +64,15 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       cards.push(c.card);
     }
     const credentials: { terminalId: string; credential: string }[] = [];
+    // One cashier per till: sales need a signed-in cashier on each connection.
+    for (let i = 0; i < CLIENTS; i++) {
+      const staff = await op('PUT', `/api/staff/crash-${i}`, { name: `Crash cashier ${i}`, role: 'cashier', pin: '2468' });
+      expect(staff.status, staff.text).to.equal(200);
+    }
+    const signIn = async (socket: Socket, i: number) => {
+      const ack = (await socket.timeout(3000).emitWithAck('cashier:login', { staffId: `crash-${i}`, pin: '2468' })) as Ack<unknown>;
+      if (!ack.ok) throw new Error(`sign-in refused: ${ack.error.code}`);
+    };
     for (let i = 0; i < CLIENTS; i++) {
       const created = JSON.parse((await op('POST', '/api/terminals', { name: `Crash till ${i}` })).text) as { pairingCode: string };
       const res = await fetch(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
@@ -76,11 +85,26 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       const url = server.url;
       const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, transports: ['websocket'], reconnection: false, forceNew: true }));
       let stop = false;
+      // The kill comes at a random moment after every till has signed its cashier in.
+      const ready: Promise<void>[] = [];
       const loops = sockets.map(async (socket, i) => {
-        await new Promise<void>((resolve) => {
-          socket.once('connect', () => resolve());
-          socket.once('connect_error', () => resolve());
-        });
+        let signedIn = () => undefined as void;
+        ready.push(new Promise<void>((resolve) => (signedIn = resolve)));
+        try {
+          await new Promise<void>((resolve) => {
+            socket.once('connect', () => resolve());
+            socket.once('connect_error', () => resolve());
+          });
+          if (!socket.connected) return;
+          try {
+            await signIn(socket, i);
+          } catch (err) {
+            if ((err as Error).message.startsWith('sign-in refused')) throw err;
+            return; // The server died before the sign-in was answered.
+          }
+        } finally {
+          signedIn();
+        }
         // Unfinished attempts of earlier rounds are retried with their key and body first.
         const mine = attempts.filter((a) => a.acked === null && a.key.startsWith(`${credentials[i]?.terminalId}:`));
         while (!stop && socket.connected) {
@@ -107,6 +131,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
           }
         }
       });
+      await Promise.all(ready);
       await new Promise((r) => setTimeout(r, 150 + Math.random() * 500));
       await killHard(server.child);
       stop = true;
@@ -121,6 +146,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     // Retry every unfinished attempt once more: each is committed exactly once.
     const socket = io(server.url, { auth: { token: credentials[0]?.credential }, transports: ['websocket'], reconnection: false, forceNew: true });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    await signIn(socket, 0);
     for (const a of attempts.filter((x) => x.acked === null && x.key.startsWith(`${credentials[0]?.terminalId}:`))) {
       const ack = (await socket.timeout(3000).emitWithAck('sale:commit', { key: a.key, ...a.body })) as Ack<SaleResult>;
       expect(ack.ok).to.equal(true);
