@@ -94,7 +94,8 @@ export function priceCart(input: PricingInput): PricedCart {
   });
   const totalMinor = sum(lines.map((l) => l.totalMinor));
 
-  const totalsByToken: Record<string, number> = {};
+  // Keyed by token codes: null-prototype records, like every map keyed by outside data.
+  const totalsByToken = Object.create(null) as Record<string, number>;
   const firstPrices = lines[0]?.unitTokenPrices ?? {};
   for (const token of Object.keys(firstPrices)) {
     if (lines.every((l) => l.unitTokenPrices[token] !== undefined)) {
@@ -103,7 +104,7 @@ export function priceCart(input: PricingInput): PricedCart {
   }
 
   const allocations: Allocation[] = [];
-  const debits: Record<string, number> = {};
+  const debits = Object.create(null) as Record<string, number>;
   const paidLines = new Set<number>();
   const seen = new Set<string>();
 

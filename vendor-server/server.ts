@@ -125,6 +125,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     undefined,
     config.idempotencyKeysMax,
   );
+  ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
   opened.checkpoints.startTimer();
 
   let sync: MallSync | null = null;

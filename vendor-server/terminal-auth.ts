@@ -43,13 +43,16 @@ export const PENDING_PROOFS_MAX = 64;
 export const deviceCredentialRequest = z.strictObject({ device: z.string().min(1).max(4096) });
 export const renewRequest = z.strictObject({ credential: z.string().min(1).max(4096) });
 
-/** Refuses a credential of a revoked terminal, or one replaced by pairing again. */
-function checkPairing(access: AccessStore, terminalId: string, credentialId: string): void {
-  if (access.credentialValid(terminalId, credentialId)) return;
-  const t = access.data.terminals[terminalId];
-  const revoked = t?.revokedAt !== null && t?.revokedAt !== undefined;
-  if (revoked) fail('VND_ERR_TERMINAL_REVOKED', `terminal ${terminalId} has been revoked`);
-  fail('VND_ERR_UNAUTHENTICATED', 'this credential was replaced: pair the terminal again');
+const CREDENTIAL_REFUSALS = {
+  revoked: ['VND_ERR_TERMINAL_REVOKED', 'this terminal has been revoked'],
+  replaced: ['VND_ERR_CREDENTIAL_REPLACED', 'this terminal was paired again: this credential is no longer valid'],
+  unknown: ['VND_ERR_UNAUTHENTICATED', 'this terminal is not known to the store'],
+} as const;
+
+/** Refuses a credential that is not (or no longer) the valid one, saying why: revoked, replaced by pairing again, unknown. */
+export function checkPairing(access: AccessStore, terminalId: string, credentialId: string): void {
+  const state = access.credentialState(terminalId, credentialId);
+  if (state !== 'valid') fail(CREDENTIAL_REFUSALS[state][0], CREDENTIAL_REFUSALS[state][1]);
 }
 
 /** Checks the access credential a socket presents in its handshake. */
@@ -61,7 +64,7 @@ export async function authenticateTerminal(deps: Pick<TerminalAuthDeps, 'keys' |
 
 /** Before every request: the pairing still stands and the access credential has not expired. */
 export function checkCredentialLive(access: AccessStore, holder: CredentialHolder, nowMs = Date.now()): void {
-  if (!access.credentialValid(holder.terminalId, holder.credentialId)) fail('VND_ERR_TERMINAL_REVOKED');
+  checkPairing(access, holder.terminalId, holder.credentialId);
   if (nowMs >= holder.expiresAtMs) fail('VND_ERR_CREDENTIAL_EXPIRED', 'the access credential has expired: renew it');
 }
 

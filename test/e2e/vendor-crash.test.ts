@@ -74,6 +74,15 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       cards.push(c.card);
     }
     const credentials: { terminalId: string; credential: string }[] = [];
+    // One cashier per till: sales need a signed-in cashier on each connection.
+    for (let i = 0; i < CLIENTS; i++) {
+      const staff = await op('PUT', `/api/staff/crash-${i}`, { name: `Crash cashier ${i}`, role: 'cashier', pin: '2468' });
+      expect(staff.status, staff.text).to.equal(200);
+    }
+    const signIn = async (socket: Socket, i: number) => {
+      const ack = (await socket.timeout(3000).emitWithAck('cashier:login', { staffId: `crash-${i}`, pin: '2468' })) as Ack<unknown>;
+      if (!ack.ok) throw new Error(`sign-in refused: ${ack.error.code}`);
+    };
     for (let i = 0; i < CLIENTS; i++) {
       const created = JSON.parse((await op('POST', '/api/terminals', { name: `Crash till ${i}` })).text) as { pairingCode: string };
       const res = await fetchTls(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
@@ -97,6 +106,13 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
           socket.once('connect_error', () => resolve());
           socket.once('disconnect', () => resolve());
         });
+        if (!socket.connected) return;
+        try {
+          await signIn(socket, i);
+        } catch (err) {
+          if ((err as Error).message.startsWith('sign-in refused')) throw err;
+          return; // The server died before the sign-in was answered.
+        }
         // Unfinished attempts of earlier rounds are retried with their key and body first.
         const mine = attempts.filter((a) => a.acked === null && a.key.startsWith(`${credentials[i]?.terminalId}:`));
         while (!stop && socket.connected) {
@@ -144,6 +160,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     // Retry every unfinished attempt once more: each is committed exactly once.
     const socket = io(server.url, { auth: { token: credentials[0]?.credential }, ca: authorityFor(server.url), transports: ['websocket'], reconnection: false, forceNew: true });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    await signIn(socket, 0);
     for (const a of attempts.filter((x) => x.acked === null && x.key.startsWith(`${credentials[0]?.terminalId}:`))) {
       const ack = (await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('sale:commit', { key: a.key, ...a.body })) as Ack<SaleResult>;
       expect(ack.ok).to.equal(true);

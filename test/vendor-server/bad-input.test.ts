@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { call, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 
@@ -22,6 +22,7 @@ describe('vendor server: bad input gets a typed error and changes nothing', func
     const paired = await store.pairTerminal();
     terminalId = paired.terminalId;
     socket = await store.connect(paired.credential);
+    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
     card = store.init.demo?.customers[1]?.card ?? '';
   });
   after(async () => store.close());
