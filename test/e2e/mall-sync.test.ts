@@ -42,7 +42,7 @@ function expectedFromLedger(events: JournalEvent[], faceValues: Record<string, n
 }
 
 describe('e2e: the vendor server syncs with the mall', function () {
-  this.timeout(600_000);
+  this.timeout(300_000);
   let cleanups: (() => Promise<void>)[] = [];
   afterEach(async () => {
     for (const c of cleanups) await c().catch(() => undefined);
@@ -164,6 +164,8 @@ describe('e2e: the vendor server syncs with the mall', function () {
     const lagging = await startMallServer({ dataDir: setup.mallDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: () => new Date(Date.now() - lagHours * 3_600_000) });
     cleanups.unshift(() => lagging.close());
     vendor = await startTestVendor(setup.vendorDir, { mallUrl: lagging.url, syncOverrides: { snapshotEveryMs: 100, batchAgeMs: 20, backoffBaseMs: 50, backoffMaxMs: 200, snapshotMaxAgeHours: 72 } });
+    // The vendor stops polling before the mall closes: a keep-alive connection kept busy every 100 ms would hold the mall's close forever.
+    cleanups.unshift(() => vendor.close());
     await until('an old snapshot', async () => ((await vendor.sync?.status())?.snapshotStale === true ? true : undefined));
     const before = vendor.ledger.state.seq;
     let refused: { code?: string; message: string } | null = null;
