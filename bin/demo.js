@@ -1,5 +1,12 @@
-#!/usr/bin/env node
-import { register } from 'tsx/esm/api';
+#!/usr/bin/env -S node --max-semi-space-size=8
+// `npm start`: compiles dist/ first when it is missing or older than a source, then runs the demo from it.
+import { buildIfStale } from './build.js';
+import { runCompiled } from './compiled.js';
 
-register();
-await import('./demo.ts');
+try {
+  buildIfStale('mallpos demo');
+} catch (err) {
+  console.error(`mallpos demo: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
+await runCompiled('mallpos demo', 'bin/demo.js');

@@ -25,6 +25,8 @@ const terminalDir = join(root, 'pos-terminal');
 const mallDir = join(root, 'mall');
 const mallTokenFile = join(root, 'mall-admin-token.txt');
 const logger = createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' });
+/** Ports can be moved (0: any free port), so the demo runs next to another copy or a test. */
+const envPort = (name: string): number | undefined => (process.env[name] === undefined ? undefined : Number(process.env[name]));
 
 try {
   // The mall first: the store's mall tokens and coupons are allotted by it.
@@ -34,7 +36,7 @@ try {
     await writeFile(mallTokenFile, `${init.adminToken}\n`, { mode: 0o600 });
   }
   const mallToken = (await readFile(mallTokenFile, 'utf8')).trim();
-  const mall = await startMallServer({ dataDir: mallDir, port: Number(process.env['MALLPOS_MALL_PORT'] ?? 8700), logger });
+  const mall = await startMallServer({ dataDir: mallDir, port: envPort('MALLPOS_MALL_PORT') ?? 8700, logger });
   const admin = new MallAdminClient(mall.url, mallToken);
 
   if (!(await isInitialised(vendorDir))) {
@@ -50,7 +52,7 @@ try {
     console.log(`Created the demo mall and the store "${init.config.storeName}" in ${root}`);
   }
   const operatorToken = (await readFile(tokenFile, 'utf8')).trim();
-  const server = await startVendorServer({ dataDir: vendorDir, logger, mallUrl: mall.url });
+  const server = await startVendorServer({ dataDir: vendorDir, port: envPort('MALLPOS_VENDOR_PORT'), logger, mallUrl: mall.url });
   // The demo customers get mall tokens and coupons once the mall's allotments are in the float.
   for (let i = 0; i < 100 && (server.ledger.float()['MALL'] === undefined || server.ledger.float()['SUNNY'] === undefined); i++) {
     await new Promise((r) => setTimeout(r, 100));
@@ -66,14 +68,14 @@ try {
     const { code } = await server.access.createTerminal('Till 1', 10 * 60_000);
     await pairTerminal(terminalDir, server.url, code);
   }
-  const terminal = await startTerminal({ dataDir: terminalDir, scanner: 'sim', printer: 'sim', port: Number(process.env['MALLPOS_SCREEN_PORT'] ?? 8500) });
+  const terminal = await startTerminal({ dataDir: terminalDir, scanner: 'sim', printer: 'sim', port: envPort('MALLPOS_SCREEN_PORT') ?? 8500, printerSimPort: envPort('MALLPOS_PRINTER_PORT') ?? 9100 });
   const customers = Object.values(server.ledger.state.customers).slice(0, 3);
   const products = Object.values(server.ledger.state.products).slice(0, 4);
   console.log(`
 mallpos demo: "${server.config.storeName}" (vendor ${server.config.vendorId})
 
   Cashier screen:   ${terminal.screen.url}      (open it in a browser)
-  Scan a code:      npm run scan -- 4006381333931      (from another shell; the virtual scanner is ${terminal.virtualScanner?.devicePath ?? '-'})
+  Scan a code:      ${terminal.scannerFallback ?? `npm run scan -- 4006381333931      (from another shell; the virtual scanner is ${terminal.virtualScanner?.devicePath ?? '-'})`}
   Receipts:         ${terminal.receiptsFile ?? '-'}  (the printer simulator writes each receipt there)
   Store server:     ${server.url}   (health: ${server.url}/health, metrics: ${server.url}/metrics)
   Operator API:     curl -H "Authorization: Bearer ${operatorToken}" ${server.url}/api/float
@@ -97,7 +99,8 @@ Stop with Ctrl-C. Data stays in ${root}; delete it to start over.
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 } catch (err) {
+  // A start-up problem is one plain line (a port in use, a locked data directory, ...), not a stack.
   if (err instanceof MallposError) console.error(`mallpos demo: ${err.message} [${err.code}]`);
-  else console.error(err);
+  else console.error(`mallpos demo: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }

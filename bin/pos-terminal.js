@@ -1,5 +1,5 @@
-#!/usr/bin/env node
-import { register } from 'tsx/esm/api';
+#!/usr/bin/env -S node --max-semi-space-size=8
+// V8 flags live on the line above, not in a wrapper process, so that a signal sent to this pid (SIGKILL included) reaches the server itself.
+import { runCompiled } from './compiled.js';
 
-register();
-await import('../terminal/cli.ts');
+await runCompiled('pos-terminal', 'terminal/cli.js');

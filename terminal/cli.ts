@@ -47,6 +47,7 @@ program
         ...(o.port === undefined ? {} : { port: o.port }),
       });
       console.log(`Cashier screen: ${t.screen.url}`);
+      if (t.scannerFallback !== null) console.log(`Scanner: ${t.scannerFallback}`);
       if (t.virtualScanner !== null) console.log(`Virtual scanner: scan from another shell with "npm run scan -- 4006381333931" (device ${t.virtualScanner.devicePath})`);
       if (t.receiptsFile !== null) console.log(`Printed receipts are written to ${t.receiptsFile}`);
       const stop = () => {

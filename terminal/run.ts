@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns } from '../hardware/printer/index.ts';
-import { SerialScanner, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
+import { SerialScanner, socatAvailable, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
 import { TerminalApp } from './app.ts';
 import { loadCredential } from './credential.ts';
 import { startScreen, type RunningScreen } from './screen-server.ts';
@@ -28,6 +28,8 @@ export interface RunningTerminal {
   app: TerminalApp;
   screen: RunningScreen;
   virtualScanner: VirtualScanner | null;
+  /** Why `scanner: 'sim'` runs without a virtual scanner (no socat), as one line for the operator; null otherwise. */
+  scannerFallback: string | null;
   printerSim: PrinterSimulator | null;
   receiptsFile: string | null;
   close(): Promise<void>;
@@ -41,7 +43,11 @@ export async function startTerminal(opts: StartTerminalOptions): Promise<Running
   try {
     let virtualScanner: VirtualScanner | null = null;
     let scanner: Scanner | null = null;
-    if (opts.scanner === 'sim') {
+    let scannerFallback: string | null = null;
+    if (opts.scanner === 'sim' && !(await socatAvailable())) {
+      // A machine with only Node still gets a working till: codes typed (or sent by a USB scanner in keyboard mode) into the screen.
+      scannerFallback = 'socat is not installed, so there is no virtual serial scanner: type a code and Enter in the cashier screen (keyboard-wedge mode)';
+    } else if (opts.scanner === 'sim') {
       virtualScanner = await VirtualScanner.create({ dir: opts.scannerSimDir ?? VIRTUAL_SCANNER_DIR_DEFAULT });
       const vs = virtualScanner;
       cleanups.push(() => vs.close());
@@ -83,7 +89,7 @@ export async function startTerminal(opts: StartTerminalOptions): Promise<Running
       })();
       return closing;
     };
-    return { app, screen, virtualScanner, printerSim, receiptsFile, close };
+    return { app, screen, virtualScanner, scannerFallback, printerSim, receiptsFile, close };
   } catch (err) {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     throw err;

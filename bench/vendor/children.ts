@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -137,11 +139,27 @@ export function spawnChild(opts: SpawnOptions): Promise<Child> {
   });
 }
 
-/** The vendor server as an operator runs it: `bin/vendor-server.js start`. */
+/**
+ * The node options on an executable's `#!/usr/bin/env -S node ...` line. The bench runs
+ * the executable with them, as the kernel would, and can add its own (a profiler's
+ * `--cpu-prof` is not allowed in NODE_OPTIONS) while still measuring this node binary.
+ */
+export function shebangNodeArgs(bin: string): string[] {
+  const first = readFileSync(join(ROOT, bin), 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*env(?: -S)? node((?: \S+)*)\s*$/.exec(first);
+  if (m === null) throw new Error(`${bin} does not start with "#!/usr/bin/env -S node ...": ${first}`);
+  return (m[1] ?? '').split(' ').filter((a) => a !== '');
+}
+
+/**
+ * The vendor server as an operator runs it: `bin/vendor-server.js start`, the compiled
+ * code in dist/ with the V8 flags of its #! line.
+ */
 export function spawnMallpos(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[]; env?: Record<string, string> }): Promise<Child> {
+  const bin = 'bin/vendor-server.js';
   return spawnChild({
     name,
-    args: [...(opts.nodeArgs ?? []), 'bin/vendor-server.js', 'start', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'],
+    args: [...shebangNodeArgs(bin), ...(opts.nodeArgs ?? []), bin, 'start', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'],
     ...(opts.env === undefined ? {} : { env: opts.env }),
     timeoutMs: opts.timeoutMs,
     readyUrl: (line) => (line['msg'] === 'vendor server listening' && typeof line['url'] === 'string' ? line['url'] : null),

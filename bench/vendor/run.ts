@@ -405,7 +405,7 @@ try {
   check('p99 <= 25 ms', side.mallpos.p99Ms <= 25, `${side.mallpos.p99Ms.toFixed(2)} ms`);
   check('cost ratio <= 1.2', big.ratio <= 1.2, big.ratio.toFixed(3));
   check(`recovery of ${big.events} events <= 5 s`, big.recoveryS <= 5, `${big.recoveryS.toFixed(2)} s (checkpoint + tail; with no checkpoint at all: ${big.worstCaseS.toFixed(2)} s)`);
-  check('RSS <= 300 MB', rssMb <= 300, `${rssMb.toFixed(0)} MB`);
+  check('RSS <= 250 MB', rssMb <= 250, `${rssMb.toFixed(0)} MB`);
   if (warnings.length > 0) log(`${warnings.length} warnings: the numbers above include failed sales or stalls:\n  ${warnings.join('\n  ')}`);
   console.log(JSON.stringify(result));
 } catch (err) {

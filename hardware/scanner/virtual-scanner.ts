@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
-import { lstat, mkdir, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, open, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
@@ -13,6 +13,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *
  * `unplug()` stops socat, so `devicePath` disappears and an open port sees the same
  * hang-up as a pulled USB cable; `replug()` brings both paths back.
+ *
+ * Without socat there is no virtual serial scanner: `create()` refuses with
+ * `SocatMissingError`, and callers that only need some way to scan (the demo, a
+ * terminal started with `--scanner sim`) check `socatAvailable()` first and fall back
+ * to the cashier screen's keyboard-wedge input.
  */
 
 /** Where the demo's virtual scanner lives, so `scan-cli` finds it without options. */
@@ -93,6 +98,28 @@ function installExitHook(): void {
   });
 }
 
+/** socat is not on the PATH, so no pseudo-terminal pair can be made. */
+export class SocatMissingError extends Error {
+  constructor() {
+    super('socat is not installed (on Debian: apt-get install socat), so there is no virtual serial scanner');
+    this.name = 'SocatMissingError';
+  }
+}
+
+/** Whether an executable `socat` is on the PATH, as /bin/sh would find it. */
+export async function socatAvailable(path = process.env['PATH'] ?? ''): Promise<boolean> {
+  for (const dir of path.split(delimiter)) {
+    if (dir === '') continue;
+    try {
+      await access(join(dir, 'socat'), fsConstants.X_OK);
+      return true;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return false;
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await lstat(path);
@@ -152,8 +179,9 @@ export class VirtualScanner {
     this.#startTimeoutMs = startTimeoutMs;
   }
 
-  /** Starts socat and resolves once both links exist. */
+  /** Starts socat and resolves once both links exist; SocatMissingError when there is no socat. */
   static async create(options: VirtualScannerOptions = {}): Promise<VirtualScanner> {
+    if (!(await socatAvailable())) throw new SocatMissingError();
     let dir = options.dir;
     const ownsDir = dir === undefined;
     if (dir === undefined) dir = await mkdtemp(join(tmpdir(), 'mallpos-vscan-'));

@@ -7,7 +7,7 @@ import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
-import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
+import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, START_DEADLINE_MS, until, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 import { screenSocket } from '../helpers/browser.ts';
 
@@ -158,7 +158,7 @@ async function acmeBalance(store: Store): Promise<number> {
  * port) or the terminal itself (SIGKILL after it wrote the pending sale, then a restart).
  */
 describe('e2e: completing a sale is exactly once across crashes', function () {
-  this.timeout(120_000);
+  this.timeout(300_000);
   let store: Store;
   let cleanups: (() => Promise<void>)[] = [];
   let printer: PrinterSimulator;
@@ -171,7 +171,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(init.code, init.stderr).to.equal(0);
     const token = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
     const port = await freePort();
-    const server = await spawnVendorServer(join(dir, 'vendor'), 20_000, port);
+    const server = await spawnVendorServer(join(dir, 'vendor'), START_DEADLINE_MS, port);
     store = { dir, port, token, server };
     cleanups.unshift(async () => killHard(store.server.child));
     printer = new PrinterSimulator({ port: 0 });
@@ -212,7 +212,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     const completing = app.command({ type: 'complete' });
     const key = await until('pending key', () => app.state().completing?.key);
     await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
-    await new Promise((r) => setTimeout(r, 1_500));
+    // The terminal's wait for the lost answer times out; it keeps the sale and will send the same key again.
+    await until('the ack to time out', () => (app.state().message?.text.includes('waiting for the store server to confirm the sale') === true ? true : undefined));
     expect(app.state().completing?.key, 'still waiting for an answer').to.equal(key);
 
     // Then the server dies; it comes back on the same port and answers again.
@@ -220,7 +221,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     proxy.blackhole(false);
     await until('offline status', () => (app.state().status.server.state === 'offline' ? true : undefined));
     expect(app.state().completing?.key).to.equal(key);
-    store.server = await spawnVendorServer(join(store.dir, 'vendor'), 20_000, store.port);
+    store.server = await spawnVendorServer(join(store.dir, 'vendor'), START_DEADLINE_MS, store.port);
     await completing;
     await app.whenIdle();
     const s: ScreenState = app.state();
@@ -229,7 +230,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(s.message?.kind).to.equal('success');
     expect(await eventsWithKey(store, key)).to.equal(1);
     expect(await acmeBalance(store)).to.equal(before - 90);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
   });
@@ -308,7 +309,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     let page: ClientSocket = await screenSocket(terminal.url);
     let latest: ScreenState | null = null;
     page.on('state', (s: ScreenState) => (latest = s));
-    const command = (cmd: unknown) => page.timeout(10_000).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
+    const command = (cmd: unknown) => page.timeout(START_DEADLINE_MS).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
     await until('terminal online', () => ((latest as ScreenState | null)?.status.server.state === 'connected' ? true : undefined));
     await command({ type: 'scan', code: PEN });
     await command({ type: 'scan', code: CARD });
@@ -338,7 +339,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await eventsWithKey(store, key)).to.equal(1);
     expect(await acmeBalance(store)).to.equal(before - 90);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.length).to.be.at.least(1);
   });
 });

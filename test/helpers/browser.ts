@@ -40,7 +40,7 @@ export const VIEWPORT_SMALL = { width: 390, height: 760 } as const;
 export async function openScreen(browser: Browser, url: string, viewport: { width: number; height: number } = VIEWPORT_DESKTOP): Promise<Page> {
   const page = await browser.newPage({ viewport });
   await page.goto(url);
-  await page.waitForSelector('body[data-state-version]', { timeout: 10_000 });
+  await page.waitForSelector('body[data-state-version]', { timeout: 30_000 });
   return page;
 }
 
@@ -90,7 +90,7 @@ export async function startTerminalRig(opts: { ackTimeoutMs?: number } = {}): Pr
       ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
     });
     const running = terminal;
-    await waitFor(() => running.app.state().status.server.state === 'connected' && running.app.state().status.scanner.state === 'connected', 10_000, 'terminal connected to store and scanner');
+    await waitFor(() => running.app.state().status.server.state === 'connected' && running.app.state().status.scanner.state === 'connected', 30_000, 'terminal connected to store and scanner');
     return {
       store,
       terminal: running,

@@ -1,14 +1,29 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessByStdio } from 'node:child_process';
 import { createServer } from 'node:net';
+import { delimiter, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Starts one of the project's executables (`bin/*.js`) the way an operator does: the file
+ * itself, so the compiled code in dist/ runs with the V8 flags on its #! line. The node
+ * running the tests comes first on the PATH, so `env node` finds the same one.
+ */
+export function spawnExecutable(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcessByStdio<null, Readable, Readable> {
+  const path = `${dirname(process.execPath)}${delimiter}${process.env['PATH'] ?? ''}`;
+  return spawn(join(ROOT, bin), args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: path, ...env } });
+}
 
 export interface ChildServer {
   child: ChildProcess;
   url: string;
   output: () => string;
 }
+
+/** How long a child gets to say it is up: a bound on a hang, generous for a busy machine. */
+export const START_DEADLINE_MS = 60_000;
 
 /** The URL a server logs as JSON when it listens ({"url":"http://..."}). */
 export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
@@ -17,8 +32,8 @@ export const LOGGED_URL = /"url":"(http:\/\/[^"]+)"/;
  * Starts one of the project's executables as a child process and waits until its output
  * matches `ready` (whose first group is the URL it serves).
  */
-export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildServer> {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'info' } });
+export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
+  const child = spawnExecutable(bin, args, { LOG_LEVEL: 'info' });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -44,17 +59,17 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
 }
 
 /** Starts `vendor-server start` as a child process and waits for its URL. */
-export function spawnVendorServer(dataDir: string, timeoutMs = 20_000, port = 0): Promise<ChildServer> {
+export function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0): Promise<ChildServer> {
   return spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
 }
 
 /** Starts `pos-terminal start` as a child process and waits for its screen URL. */
-export function spawnTerminal(args: string[], timeoutMs = 20_000): Promise<ChildServer> {
+export function spawnTerminal(args: string[], timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
   return spawnUntil('bin/pos-terminal.js', ['start', ...args], /Cashier screen: (http:\/\/\S+)/, timeoutMs);
 }
 
 /** Starts `mall-sync serve` as a child process and waits for its URL. */
-export function spawnMall(dataDir: string, port = 0, timeoutMs = 20_000): Promise<ChildServer> {
+export function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
   return spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
 }
 
@@ -70,8 +85,8 @@ export function killHard(child: ChildProcess): Promise<void> {
 }
 
 /** Runs one of the project's executables to completion. */
-export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [bin, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function runBin(bin: string, args: string[], timeoutMs = START_DEADLINE_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnExecutable(bin, args);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -86,7 +101,7 @@ export function runBin(bin: string, args: string[], timeoutMs = 30_000): Promise
 }
 
 /** Runs the vendor-server CLI to completion. */
-export function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runCli(args: string[], timeoutMs = START_DEADLINE_MS): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return runBin('bin/vendor-server.js', args, timeoutMs);
 }
 
@@ -104,7 +119,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls until `probe` returns something other than undefined, or fails after the timeout. */
-export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+export async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = START_DEADLINE_MS): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();

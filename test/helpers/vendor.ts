@@ -71,7 +71,7 @@ export async function startDemoStore(): Promise<DemoStore> {
 
 /** Emits an event and waits for its acknowledgement. */
 export async function call<T>(socket: TerminalClient, event: keyof ClientToServerEvents, payload: unknown): Promise<Ack<T>> {
-  const timed = socket.timeout(5000);
+  const timed = socket.timeout(30_000);
   return (timed.emitWithAck as unknown as (e: string, p: unknown) => Promise<Ack<T>>).call(timed, event, payload);
 }
 

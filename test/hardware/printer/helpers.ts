@@ -11,7 +11,7 @@ export async function closedPort(): Promise<number> {
 }
 
 /** A TCP server that accepts connections and never answers: a hung printer. */
-export async function silentServer(): Promise<{ port: number; close: () => Promise<void> }> {
+export async function silentServer(): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
     sockets.add(s);
@@ -22,6 +22,7 @@ export async function silentServer(): Promise<{ port: number; close: () => Promi
   if (address === null || typeof address === 'string') throw new Error('no TCP address');
   return {
     port: address.port,
+    connections: () => sockets.size,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { mock } from 'node:test';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,12 +11,18 @@ import { ThermalReceiptPrinter } from '../../../hardware/printer/thermal-printer
 import { sampleReceipt } from './fixtures.ts';
 
 const fast = { retryMinMs: 20, retryMaxMs: 100, idlePollMs: 0 };
+/**
+ * Deadlines for what must happen, not how fast: generous, so a machine busy with other
+ * work passes too. A step of the printer (a status query over loopback) gets as long.
+ */
+const DEADLINE_MS = 30_000;
+const PRINTER_STEP_TIMEOUT_MS = 10_000;
 
 function sale(id: string): Receipt {
   return sampleReceipt({ saleId: id, qr: `mallpos:sale:${id}`, barcode: `R-${id}` });
 }
 
-async function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
+async function until(check: () => boolean, timeoutMs = DEADLINE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
@@ -23,8 +30,11 @@ async function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
   }
 }
 
+/** Lets the callbacks of settled promises and I/O run, without waiting for any time to pass. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 describe('hardware/printer PrintQueue with the simulator', function () {
-  this.timeout(8000);
+  this.timeout(2 * DEADLINE_MS);
   let dir: string;
   let file: string;
   let sim: PrinterSimulator;
@@ -42,10 +52,11 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     file = path.join(dir, 'spool', 'print-queue.json');
     sim = new PrinterSimulator({ port: 0 });
     await sim.start();
-    printer = new ThermalReceiptPrinter({ type: 'epson', interface: sim.url, columns: 42, timeoutMs: 500 });
+    printer = new ThermalReceiptPrinter({ type: 'epson', interface: sim.url, columns: 42, timeoutMs: PRINTER_STEP_TIMEOUT_MS });
   });
 
   afterEach(async () => {
+    mock.timers.reset();
     for (const q of queues.splice(0)) await q.close();
     await printer.close();
     await sim.stop();
@@ -56,7 +67,7 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     const q = await open();
     expect(await q.enqueue(sale('S-1'))).to.deep.equal({ ok: true });
     expect(q.status()).to.deep.equal({ printer: 'ready', waiting: 0 });
-    expect((await sim.waitForReceipts(1, 1000))[0]?.qr).to.deep.equal(['mallpos:sale:S-1']);
+    expect((await sim.waitForReceipts(1, DEADLINE_MS))[0]?.qr).to.deep.equal(['mallpos:sale:S-1']);
   });
 
   it('keeps a receipt through paper out, prints it by itself when paper is back, and reprints it', async () => {
@@ -75,7 +86,7 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     expect(saved.waiting.map((e) => e.receipt.saleId)).to.deep.equal(['S-2']);
 
     sim.setState('ready');
-    const [printed] = await sim.waitForReceipts(1, 2000);
+    const [printed] = await sim.waitForReceipts(1, DEADLINE_MS);
     expect(printed?.qr).to.deep.equal(['mallpos:sale:S-2']);
     await until(() => q.status().waiting === 0);
     expect(q.status()).to.deep.equal({ printer: 'ready', waiting: 0 });
@@ -84,7 +95,7 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     off();
 
     expect(await q.reprintLast()).to.deep.equal({ ok: true });
-    const again = await sim.waitForReceipts(2, 1000);
+    const again = await sim.waitForReceipts(2, DEADLINE_MS);
     expect(again[1]?.lines.map((l) => l.text)).to.include('*** REPRINT ***');
     expect(again[1]?.qr).to.deep.equal(['mallpos:sale:S-2']);
   });
@@ -96,7 +107,7 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     for (const r of results) expect(r).to.deep.include({ ok: false, state: 'paper-out' });
     expect(q.status().waiting).to.equal(3);
     sim.setState('ready');
-    const got = await sim.waitForReceipts(3, 3000);
+    const got = await sim.waitForReceipts(3, DEADLINE_MS);
     expect(got.map((r) => r.qr[0])).to.deep.equal(['S-a', 'S-b', 'S-c'].map((id) => `mallpos:sale:${id}`));
   });
 
@@ -108,7 +119,7 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     expect(await q.reprintLast()).to.deep.include({ ok: false, canRetry: true, state: 'cover-open' });
     expect(q.status().waiting).to.equal(1);
     sim.setState('ready');
-    const got = await sim.waitForReceipts(2, 2000);
+    const got = await sim.waitForReceipts(2, DEADLINE_MS);
     expect(got[1]?.lines.map((l) => l.text)).to.include('*** REPRINT ***');
   });
 
@@ -130,10 +141,11 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     await sim.stop();
     const started = Date.now();
     expect(await q.enqueue(sale('S-4'))).to.deep.include({ ok: false, canRetry: true, state: 'unreachable' });
-    expect(Date.now() - started).to.be.below(500);
+    // A refused connection is answered when it is refused, not after the printer's timeout.
+    expect(Date.now() - started).to.be.below(PRINTER_STEP_TIMEOUT_MS);
     sim = new PrinterSimulator({ port });
     await sim.start();
-    const [got] = await sim.waitForReceipts(1, 2000);
+    const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
     expect(got?.qr).to.deep.equal(['mallpos:sale:S-4']);
     await until(() => q.status().waiting === 0);
   });
@@ -147,15 +159,16 @@ describe('hardware/printer PrintQueue with the simulator', function () {
     const q2 = await open();
     expect(q2.status()).to.deep.include({ printer: 'paper-out', waiting: 1 });
     sim.setState('ready');
-    const [got] = await sim.waitForReceipts(1, 2000);
+    const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
     expect(got?.qr).to.deep.equal(['mallpos:sale:S-5']);
     await until(() => q2.status().waiting === 0);
+    // The count drops when the receipt has printed; the file follows with the write that close() waits for.
+    await q2.close();
     const saved = JSON.parse(await readFile(file, 'utf8')) as { waiting: unknown[]; last: Receipt };
     expect(saved.waiting).to.deep.equal([]);
     expect(saved.last.saleId).to.equal('S-5');
     expect((await readdir(path.dirname(file))).filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
     // The last receipt survives a restart too, so a reprint still works.
-    await q2.close();
     const q3 = await open();
     expect(await q3.reprintLast()).to.deep.equal({ ok: true });
   });
@@ -177,14 +190,27 @@ describe('hardware/printer PrintQueue with the simulator', function () {
   });
 
   it('stops cleanly with receipts waiting', async () => {
+    // Fake timers: the queue's backoff timers fire when the test says, so "no poll after close" needs no waiting.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    let statusCalls = 0;
+    const counting: ReceiptPrinter = {
+      print: (r) => printer.print(r),
+      status: () => {
+        statusCalls += 1;
+        return printer.status();
+      },
+      close: () => printer.close(),
+    };
     sim.setState('offline');
-    const q = await open();
-    await q.enqueue(sale('S-10'));
+    const q = await open({ printer: counting });
+    expect(await q.enqueue(sale('S-10'))).to.deep.include({ ok: false, canRetry: true, state: 'offline' });
+    await settle();
     await q.close();
     expect(await q.enqueue(sale('S-11'))).to.deep.include({ ok: false, canRetry: false });
-    const statsBefore = sim.stats().statusQueries;
-    await new Promise((resolve) => setTimeout(resolve, 150));
-    expect(sim.stats().statusQueries).to.equal(statsBefore);
+    const before = statusCalls;
+    mock.timers.tick(60 * fast.retryMaxMs);
+    await settle();
+    expect(statusCalls).to.equal(before);
   });
 
   it('refuses to start on a corrupt queue file', async () => {
@@ -243,16 +269,28 @@ describe('hardware/printer PrintQueue rules with a scripted printer', () => {
   });
 
   it('backs off between status polls while the printer stays down', async () => {
-    const p = new ScriptedPrinter();
-    const q = await PrintQueue.open({ printer: p, file: path.join(dir, 'q.json'), retryMinMs: 20, retryMaxMs: 80, idlePollMs: 0 });
-    p.state = 'unreachable';
-    await q.enqueue(sale('A'));
-    const before = p.statusCalls;
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const polls = p.statusCalls - before;
-    // 20, 40, 80, 80, … ms: about 5-6 polls in 400 ms, far fewer than one per 20 ms.
-    expect(polls).to.be.within(3, 9);
-    await q.close();
+    // Fake timers: the backoff is about time, so the test moves the clock itself.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      const p = new ScriptedPrinter();
+      const q = await PrintQueue.open({ printer: p, file: path.join(dir, 'q.json'), retryMinMs: 20, retryMaxMs: 80, idlePollMs: 0 });
+      p.state = 'unreachable';
+      await q.enqueue(sale('A'));
+      await settle();
+      // Each wait doubles from 20 ms up to 80 ms: no poll a millisecond early, one poll when it is due.
+      for (const delayMs of [20, 40, 80, 80, 80]) {
+        const before = p.statusCalls;
+        mock.timers.tick(delayMs - 1);
+        await settle();
+        expect(p.statusCalls, `no poll before ${delayMs} ms`).to.equal(before);
+        mock.timers.tick(1);
+        await settle();
+        expect(p.statusCalls, `one poll after ${delayMs} ms`).to.equal(before + 1);
+      }
+      await q.close();
+    } finally {
+      mock.timers.reset();
+    }
   });
 
   it('refreshes the printer state when idle so the screen stays current', async () => {

@@ -1,12 +1,24 @@
 import { expect } from 'chai';
+import { mock } from 'node:test';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PrinterSimulator, type SimulatorState, epsonStatusByte } from '../../../hardware/printer/simulator.ts';
 
+/** A bound on waiting for what must happen, generous enough for a machine busy with other work. */
+const DEADLINE_MS = 30_000;
+
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** Sends bytes on one connection and collects what comes back until the simulator has answered `expect` bytes. */
-function exchange(port: number, bytes: Buffer, expectBytes: number, timeoutMs = 1000): Promise<Buffer> {
+function exchange(port: number, bytes: Buffer, expectBytes: number, timeoutMs = DEADLINE_MS): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const got: Buffer[] = [];
     let total = 0;
@@ -37,7 +49,8 @@ function exchange(port: number, bytes: Buffer, expectBytes: number, timeoutMs = 
 
 const job = Buffer.concat([Buffer.from([0x1b, 0x40, 0x1b, 0x74, 19]), Buffer.from([0x4d, 0x81, 0x73, 0x6c, 0x69, 0x20, 0xd5, 0x0a]), Buffer.from([0x1d, 0x56, 0x00])]);
 
-describe('hardware/printer PrinterSimulator', () => {
+describe('hardware/printer PrinterSimulator', function () {
+  this.timeout(2 * DEADLINE_MS);
   let sim: PrinterSimulator;
   let dir: string;
 
@@ -80,7 +93,7 @@ describe('hardware/printer PrinterSimulator', () => {
     const seen: string[] = [];
     const off = sim.onReceipt((r) => seen.push(r.lines[0]?.text ?? ''));
     await exchange(sim.port, job, 0);
-    const [r] = await sim.waitForReceipts(1, 1000);
+    const [r] = await sim.waitForReceipts(1, DEADLINE_MS);
     off();
     expect(r?.lines.map((l) => l.text)).to.deep.equal(['Müsli €']);
     expect(r?.cut).to.equal(true);
@@ -94,7 +107,7 @@ describe('hardware/printer PrinterSimulator', () => {
     it(`prints nothing while ${state}`, async () => {
       sim.setState(state);
       await exchange(sim.port, job, 0);
-      await new Promise((r) => setTimeout(r, 50));
+      await until('the job to be handled', () => sim.stats().discarded + sim.receipts().length > 0);
       expect(sim.receipts()).to.deep.equal([]);
       expect(sim.stats().discarded).to.equal(1);
     });
@@ -103,7 +116,7 @@ describe('hardware/printer PrinterSimulator', () => {
   it('runs out of paper after the receipts left on the roll', async () => {
     sim.paperLeftFor(1);
     await exchange(sim.port, job, 0);
-    await sim.waitForReceipts(1, 1000);
+    await sim.waitForReceipts(1, DEADLINE_MS);
     expect(sim.getState()).to.equal('paper-out');
   });
 
@@ -117,13 +130,22 @@ describe('hardware/printer PrinterSimulator', () => {
   });
 
   it('rejects waitForReceipts after its timeout', async () => {
-    const started = Date.now();
-    let failed = false;
-    await sim.waitForReceipts(1, 50).catch(() => {
-      failed = true;
-    });
-    expect(failed).to.equal(true);
-    expect(Date.now() - started).to.be.below(500);
+    // Fake timers: the rejection is due at 50 ms exactly, not at whatever a busy machine manages.
+    mock.timers.enable({ apis: ['setTimeout'] });
+    try {
+      let failed = false;
+      const waiting = sim.waitForReceipts(1, 50).catch(() => {
+        failed = true;
+      });
+      mock.timers.tick(49);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(failed).to.equal(false);
+      mock.timers.tick(1);
+      await waiting;
+      expect(failed).to.equal(true);
+    } finally {
+      mock.timers.reset();
+    }
   });
 
   it('does not answer DLE EOT in Star line mode', async () => {

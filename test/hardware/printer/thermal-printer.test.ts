@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { mock } from 'node:test';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,18 @@ import { PrinterSimulator } from '../../../hardware/printer/simulator.ts';
 import { ThermalReceiptPrinter, parseInterface, stateFromEpsonStatus } from '../../../hardware/printer/thermal-printer.ts';
 import { sampleReceipt } from './fixtures.ts';
 import { closedPort, silentServer } from './helpers.ts';
+
+/** A bound on waiting for what must happen, generous enough for a machine busy with other work. */
+const DEADLINE_MS = 30_000;
+
+/** Polls with setImmediate, which the fake timers of some tests leave alone. */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 
 /** Checks a decoded receipt line by line against the layout, and the codes and cut after it. */
 function expectPrinted(got: DecodedReceipt, r: Receipt, columns: Columns): void {
@@ -27,7 +40,7 @@ function expectPrinted(got: DecodedReceipt, r: Receipt, columns: Columns): void 
 }
 
 describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', function () {
-  this.timeout(5000);
+  this.timeout(2 * DEADLINE_MS);
   let sim: PrinterSimulator;
 
   afterEach(async () => {
@@ -41,7 +54,7 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
       const printer = new ThermalReceiptPrinter({ type: 'epson', interface: sim.url, columns });
       const r = sampleReceipt();
       expect(await printer.print(r)).to.deep.equal({ ok: true });
-      const [got] = await sim.waitForReceipts(1, 2000);
+      const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
       const printed = (got as DecodedReceipt).lines.map((l) => l.text);
 
       expect(printed[0]).to.equal('Bäckerei Müller');
@@ -64,7 +77,7 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
     const printer = new ThermalReceiptPrinter({ type: 'star', interface: sim.url, columns: 48 });
     const r = sampleReceipt({ kind: 'refund' });
     expect(await printer.print(r)).to.deep.equal({ ok: true });
-    const [got] = await sim.waitForReceipts(1, 2000);
+    const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
     expectPrinted(got as DecodedReceipt, r, 48);
     expect(await printer.status()).to.equal('ready');
   });
@@ -75,7 +88,7 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
     const printer = new ThermalReceiptPrinter({ type: 'epson', interface: sim.url, columns: 42, codePage: 'WPC1252' });
     const r = sampleReceipt();
     expect(await printer.print(r)).to.deep.equal({ ok: true });
-    const [got] = await sim.waitForReceipts(1, 2000);
+    const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
     expectPrinted(got as DecodedReceipt, r, 42);
     expect(got?.codePages).to.deep.equal(['WPC1252']);
   });
@@ -86,7 +99,7 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
     const printer = new ThermalReceiptPrinter({ type: 'epson', interface: sim.url, columns: 42 });
     const r = sampleReceipt({ lines: [{ name: 'Żubrówka Gödöllő 漢', qty: 1, price: '9 ACME', total: '9 ACME' }] });
     expect(await printer.print(r)).to.deep.equal({ ok: true });
-    const [got] = await sim.waitForReceipts(1, 2000);
+    const [got] = await sim.waitForReceipts(1, DEADLINE_MS);
     expect(got?.lines.map((l) => l.text)).to.include('Zubrówka Gödöllo ?');
     expect(got?.codePages).to.deep.equal(['PC858']);
   });
@@ -110,7 +123,10 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
       const result = await printer.print(sampleReceipt());
       expect(result).to.deep.include({ ok: false, canRetry: true, state });
       if (!result.ok) expect(result.message).to.match(/^The printer /);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // One more status query: the simulator accepts connections in order, so a job sent
+      // before it would have been accepted (and counted) before this one is answered.
+      expect(await printer.status()).to.equal(state);
+      expect(sim.stats().connections, 'two status queries and no job').to.equal(2);
       expect(sim.receipts()).to.deep.equal([]);
       expect(sim.stats().discarded).to.equal(0);
     });
@@ -126,24 +142,36 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
     if (!result.ok) expect(result.message).to.include('may not have printed completely');
   });
 
-  it('reports unreachable fast when nothing listens', async () => {
+  it('reports unreachable when nothing listens, without waiting for its timeout', async () => {
     sim = new PrinterSimulator({ port: 0 });
-    const printer = new ThermalReceiptPrinter({ type: 'epson', interface: `tcp://127.0.0.1:${await closedPort()}`, columns: 48 });
+    const timeoutMs = DEADLINE_MS / 2;
+    const printer = new ThermalReceiptPrinter({ type: 'epson', interface: `tcp://127.0.0.1:${await closedPort()}`, columns: 48, timeoutMs });
     const started = Date.now();
     expect(await printer.status()).to.equal('unreachable');
     expect(await printer.print(sampleReceipt())).to.deep.include({ ok: false, canRetry: true, state: 'unreachable' });
-    expect(Date.now() - started).to.be.below(500);
+    // Two refused connections take no time; each would take the whole timeout if they were waited out.
+    expect(Date.now() - started).to.be.below(timeoutMs);
   });
 
   it('reports unreachable when a printer accepts but never answers, within its timeout', async () => {
     sim = new PrinterSimulator({ port: 0 });
     const hung = await silentServer();
+    // Fake timers: the printer gives up when its 200 ms are up by the clock the test moves.
+    mock.timers.enable({ apis: ['setTimeout'] });
     try {
       const printer = new ThermalReceiptPrinter({ type: 'epson', interface: `tcp://127.0.0.1:${hung.port}`, columns: 48, timeoutMs: 200 });
-      const started = Date.now();
-      expect(await printer.print(sampleReceipt())).to.deep.include({ ok: false, state: 'unreachable' });
-      expect(Date.now() - started).to.be.within(150, 1000);
+      let result: unknown;
+      const printing = printer.print(sampleReceipt()).then((r) => (result = r));
+      // The status query connects and waits for an answer that never comes.
+      await until('the printer to connect', () => hung.connections() > 0);
+      mock.timers.tick(199);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(result, 'still waiting before its timeout').to.equal(undefined);
+      mock.timers.tick(1);
+      await printing;
+      expect(result).to.deep.include({ ok: false, state: 'unreachable' });
     } finally {
+      mock.timers.reset();
       await hung.close();
     }
   });
@@ -155,7 +183,7 @@ describe('hardware/printer ThermalReceiptPrinter over TCP to the simulator', fun
     const ids = ['S-1', 'S-2', 'S-3'];
     const results = await Promise.all(ids.map((id) => printer.print(sampleReceipt({ saleId: id, qr: `sale:${id}` }))));
     expect(results.every((x) => x.ok)).to.equal(true);
-    const got = await sim.waitForReceipts(3, 2000);
+    const got = await sim.waitForReceipts(3, DEADLINE_MS);
     expect(got.map((r) => r.qr[0])).to.deep.equal(ids.map((id) => `sale:${id}`));
   });
 

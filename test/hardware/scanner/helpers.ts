@@ -22,12 +22,12 @@ export class Recorder {
 /**
  * Polls until `check` returns something other than undefined or false. Device events
  * arrive asynchronously through the kernel and socat, so a fixed sleep would be either
- * slow or flaky.
+ * slow or flaky. The deadline is generous: it bounds a hang, not how fast a busy machine is.
  */
 export async function until<T>(
   what: string,
   check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 2000,
+  timeoutMs = 30_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

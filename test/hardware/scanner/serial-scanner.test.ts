@@ -1,11 +1,14 @@
 import { expect } from 'chai';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { SerialPort, SerialPortMock } from 'serialport';
 import { findScannerPath, SerialScanner, type SerialScannerOptions } from '../../../hardware/scanner/serial-scanner.ts';
 import { VirtualScanner } from '../../../hardware/scanner/virtual-scanner.ts';
 import { Recorder, until } from './helpers.ts';
 
-describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', () => {
+/** Lets queued callbacks run once, without waiting for any time to pass. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', function () {
+  this.timeout(60_000);
   let virtual: VirtualScanner;
   let scanner: SerialScanner | undefined;
 
@@ -38,8 +41,10 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
         expect(scan).to.deep.include({ code: '4006381333931' });
         expect(scan?.symbology).to.equal(undefined);
         expect(scan?.at).to.be.within(before, Date.now());
-        await sleep(30);
-        expect(seen.codes, 'a CRLF must not yield a second, empty scan').to.have.length(1);
+        // Whatever the ending left behind is read before the next code.
+        await virtual.scan('42', { ending });
+        await until('the next scan', () => seen.scans.length >= 2);
+        expect(seen.codes, 'a CRLF must not yield a second, empty scan').to.deep.equal(['4006381333931', '42']);
         expect(seen.warnings).to.deep.equal([]);
       });
     }
@@ -56,17 +61,18 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
     });
 
     it('joins a code that arrives in many delayed writes', async () => {
-      const { scanner: s, seen } = await started();
+      // The idle bound is far beyond any pause a busy machine puts between the writes.
+      const { scanner: s, seen } = await started({ lineIdleMs: 60_000 });
       await virtual.scan('4006381333931', { aim: ']E0', ending: 'CRLF', chunks: 8, chunkDelayMs: 15 });
-      await until('a scan', () => seen.scans.length === 1);
-      await sleep(30);
-      expect(seen.codes).to.deep.equal(['4006381333931']);
+      await virtual.scan('42');
+      await until('two scans', () => seen.scans.length >= 2);
+      expect(seen.codes).to.deep.equal(['4006381333931', '42']);
       expect(seen.warnings).to.deep.equal([]);
-      expect(s.stats.codes).to.equal(1);
+      expect(s.stats.codes).to.equal(2);
     });
 
     it('drops noise bytes, warns about them, and still delivers the code', async () => {
-      const { scanner: s, seen } = await started();
+      const { scanner: s, seen } = await started({ lineIdleMs: 60_000 });
       await virtual.scan('5901234123457', { noise: true, chunks: 3, chunkDelayMs: 10 });
       await until('a scan', () => seen.scans.length === 1);
       expect(seen.codes).to.deep.equal(['5901234123457']);
@@ -103,7 +109,7 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
       s.onScan(async (scan) => {
         busy += 1;
         busyMax = Math.max(busyMax, busy);
-        await sleep(10);
+        await settle();
         handled.push(scan.code);
         busy -= 1;
       });
@@ -151,23 +157,33 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
   });
 
   describe('double reads', () => {
+    // The window is about time, so the scanner reads a clock the test moves.
+    let clock = 0;
+    const now = () => clock;
+    beforeEach(() => {
+      clock = 1_000_000;
+    });
+
     it('suppresses the same code read again within the window', async () => {
-      const { seen } = await started({ duplicateWindowMs: 200 });
+      const { seen } = await started({ duplicateWindowMs: 200, now });
       await virtual.writeRaw('4006381333931\r');
-      await sleep(40);
+      await until('a scan', () => seen.scans.length === 1);
+      clock += 40;
       await virtual.writeRaw('4006381333931\r');
-      await sleep(100);
-      expect(seen.codes).to.deep.equal(['4006381333931']);
+      // A different code after it: once that is delivered, the double read was handled.
+      await virtual.writeRaw('777\r');
+      await until('the next code', () => seen.codes.includes('777'));
+      expect(seen.codes).to.deep.equal(['4006381333931', '777']);
     });
 
     it('delivers the same code again after the window: a second item', async () => {
-      const { seen } = await started({ duplicateWindowMs: 200 });
+      const { seen } = await started({ duplicateWindowMs: 200, now });
       await virtual.scan('4006381333931');
       await until('a scan', () => seen.scans.length === 1);
-      await sleep(260);
+      clock += 260;
       await virtual.scan('4006381333931');
       await until('a second scan', () => seen.scans.length === 2);
-      expect(seen.scans[1]!.at - seen.scans[0]!.at).to.be.at.least(200);
+      expect(seen.scans[1]!.at - seen.scans[0]!.at).to.equal(260);
     });
 
     it('does not suppress a code that follows a different one', async () => {
@@ -179,21 +195,20 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
   });
 
   describe('unplug and replug', () => {
-    it('goes disconnected within a second of an unplug and comes back by itself on replug', async () => {
+    it('goes disconnected when unplugged, told by the port itself, and comes back by itself on replug', async () => {
       const { scanner: s, seen } = await started();
       await virtual.scan('1');
       await until('a scan', () => seen.scans.length === 1);
 
-      const unpluggedAt = Date.now();
       await virtual.unplug();
-      const lost = await until('disconnected', () => seen.statuses.find((st) => st.state === 'disconnected'), 1000);
-      expect(Date.now() - unpluggedAt).to.be.below(1000);
+      const lost = await until('disconnected', () => seen.statuses.find((st) => st.state === 'disconnected'));
+      // "device lost" comes from the port's hang-up; nothing polls an open port.
       expect(lost.error).to.match(/device lost/);
       expect(lost.retryInMs).to.equal(100);
       expect(s.status().state).to.equal('disconnected');
 
       await virtual.replug();
-      await until('connected again', () => s.status().state === 'connected', 3000);
+      await until('connected again', () => s.status().state === 'connected');
       await virtual.scan('2', { aim: ']E0' });
       await until('the next scan', () => seen.scans.length === 2);
       expect(seen.codes).to.deep.equal(['1', '2']);
@@ -208,7 +223,7 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
       expect(status.error).to.match(/No such file or directory/);
       expect(status.retryInMs).to.equal(100);
       await virtual.replug();
-      await until('connected', () => s.status().state === 'connected', 3000);
+      await until('connected', () => s.status().state === 'connected');
       await virtual.scan('42');
       await until('a scan', () => seen.scans.length === 1);
     });
@@ -227,16 +242,24 @@ describe('SerialScanner on a socat pseudo-terminal (real serialport binding)', (
       expect(s.status().state).to.equal('disconnected');
       expect(s.status().error).to.match(/lock/i);
       await new Promise<void>((resolve) => holder.close(() => resolve()));
-      await until('connected', () => s.status().state === 'connected', 3000);
+      await until('connected', () => s.status().state === 'connected');
     });
 
     it('stops retrying after stop() and can be started again', async () => {
       await virtual.unplug();
-      const { scanner: s, seen } = await started();
+      const delays = { reconnectDelayMinMs: 10, reconnectDelayMaxMs: 10 };
+      const { scanner: s, seen } = await started(delays);
       await s.stop();
       expect(s.status()).to.deep.equal({ state: 'stopped', path: virtual.devicePath });
       const count = seen.statuses.length;
-      await sleep(250);
+      // A twin with the same delays, started after the stop, retries three times. Timers of
+      // equal length fire in the order they were set, so a retry the stop had missed would
+      // have come first: no fixed sleep needs to guess how long is long enough.
+      const twin = new SerialScanner({ path: virtual.devicePath, ...delays });
+      const twinSeen = new Recorder(twin);
+      await twin.start();
+      await until('three retries of the twin', () => twinSeen.statuses.length >= 4);
+      await twin.stop();
       expect(seen.statuses).to.have.length(count);
 
       await virtual.replug();

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scanCommand, sendScans } from '../../../hardware/scanner/scan-cli.ts';
 import { SerialScanner } from '../../../hardware/scanner/serial-scanner.ts';
-import { encodeScan, splitChunks, VirtualScanner } from '../../../hardware/scanner/virtual-scanner.ts';
+import { encodeScan, socatAvailable, SocatMissingError, splitChunks, VirtualScanner } from '../../../hardware/scanner/virtual-scanner.ts';
 import { processesMentioning, Recorder, until } from './helpers.ts';
 
 const exists = (path: string): Promise<boolean> => lstat(path).then(() => true, () => false);
@@ -41,6 +41,28 @@ describe('VirtualScanner', () => {
     expect(await processesMentioning(dir)).to.deep.equal([]);
   });
 
+  it('says plainly that socat is missing, and starts nothing, on a machine without it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mallpos-vscan-nosocat-'));
+    const saved = process.env['PATH'];
+    process.env['PATH'] = join(dir, 'bin');
+    let failure: unknown;
+    try {
+      expect(await socatAvailable()).to.equal(false);
+      await VirtualScanner.create({ dir }).catch((error: unknown) => (failure = error));
+    } finally {
+      process.env['PATH'] = saved;
+    }
+    try {
+      expect(failure).to.be.instanceOf(SocatMissingError);
+      expect((failure as Error).message).to.match(/^socat is not installed/);
+      expect(await exists(join(dir, 'device'))).to.equal(false);
+      expect(await processesMentioning(dir)).to.deep.equal([]);
+      expect(await socatAvailable()).to.equal(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to write while unplugged', async () => {
     const virtual = await VirtualScanner.create();
     try {
@@ -72,8 +94,8 @@ describe('VirtualScanner', () => {
       });
       expect(await processesMentioning(dir)).to.not.deep.equal([]);
       child.kill('SIGKILL');
-      await until('socat to go', async () => (await processesMentioning(dir)).length === 0, 3000);
-      await until('links to go', async () => !(await exists(join(dir, 'device'))), 3000);
+      await until('socat to go', async () => (await processesMentioning(dir)).length === 0);
+      await until('links to go', async () => !(await exists(join(dir, 'device'))));
     } finally {
       child.kill('SIGKILL');
       await rm(dir, { recursive: true, force: true });

@@ -27,7 +27,8 @@ function runAndKill(dir: string): Promise<Round> {
     let out = '';
     let err = '';
     let armed = false;
-    const timeout = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    // A bound on a hang (a writer that never acknowledges), generous for a busy machine.
+    const timeout = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.stdout.setEncoding('utf8');
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {

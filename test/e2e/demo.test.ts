@@ -1,0 +1,159 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
+import { connect, createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { killHard, ROOT, runCli, spawnExecutable, spawnVendorServer, until } from '../helpers/process.ts';
+import { tempDir } from '../helpers/temp.ts';
+
+/** Where the demo is told to put everything, so it runs beside another copy and on any free ports. */
+function demoEnv(root: string, nodeOnlyPath: string, ports: { mall?: number } = {}): NodeJS.ProcessEnv {
+  return {
+    MALLPOS_DEMO_DIR: join(root, 'demo'),
+    MALLPOS_MALL_PORT: String(ports.mall ?? 0),
+    MALLPOS_VENDOR_PORT: '0',
+    MALLPOS_SCREEN_PORT: '0',
+    MALLPOS_PRINTER_PORT: '0',
+    PATH: nodeOnlyPath,
+  };
+}
+
+/** A PATH on which there is node and nothing else: no socat, as on a fresh machine. */
+async function nodeOnlyPath(root: string): Promise<string> {
+  const bin = join(root, 'bin');
+  await mkdir(bin);
+  await symlink(process.execPath, join(bin, 'node'));
+  return bin;
+}
+
+/** The exit code once the child has exited and its output is all read; call it right after spawning. */
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once('close', (code) => resolve(code)));
+}
+
+/**
+ * `npm ci && npm start` as a newcomer runs it: the compiled demo executable, with only
+ * node on the PATH. It must come up without socat and say so in one line, serve the
+ * cashier screen's files from dist/, and report a start-up problem as one plain line.
+ */
+describe('e2e: the demo (npm start) on a machine with only Node', function () {
+  this.timeout(180_000);
+  let cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups) await c().catch(() => undefined);
+    cleanups = [];
+  });
+
+  it('comes up without socat, says so in one line, serves the cashier screen and stops cleanly', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-demo-');
+    cleanups.push(cleanup);
+    const child = spawnExecutable('bin/demo.js', [], demoEnv(dir, await nodeOnlyPath(dir)));
+    cleanups.unshift(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    let exitCode: number | null | undefined;
+    const closed = exited(child);
+    void closed.then((code) => (exitCode = code));
+
+    await until('the demo to say it is ready', () => {
+      if (exitCode !== undefined) throw new Error(`the demo exited with ${exitCode}:\n${stdout}\n${stderr}`);
+      return stdout.includes('Stop with Ctrl-C') ? true : undefined;
+    }, 150_000);
+    const fallback = stdout.split('\n').filter((l) => /socat/.test(l));
+    expect(fallback, stdout).to.have.length(1);
+    expect(fallback[0]).to.match(/socat is not installed.*type a code and Enter in the cashier screen/);
+    expect(stderr, 'nothing on stderr').to.equal('');
+
+    // The page and every file it loads come from dist/, where the compiled screen server looks.
+    const screenUrl = /Cashier screen:\s+(\S+)/.exec(stdout)?.[1];
+    if (screenUrl === undefined) throw new Error(`no cashier screen URL in:\n${stdout}`);
+    const page = await fetch(screenUrl);
+    expect(page.status).to.equal(200);
+    const html = await page.text();
+    const assets = [...html.matchAll(/(?:src|href)="([^"#:]+)"/g)].map((m) => new URL(m[1] as string, screenUrl).href);
+    expect(assets.length, html).to.be.greaterThan(0);
+    for (const asset of assets) expect((await fetch(asset)).status, asset).to.equal(200);
+
+    child.kill('SIGTERM');
+    expect(await closed).to.equal(0);
+  });
+
+  it('says a start-up problem in one plain line, not a stack', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-demo-');
+    cleanups.push(cleanup);
+    // The mall's port is taken by someone else.
+    const squatter: Server = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.unshift(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+    const address = squatter.address();
+    const port = typeof address === 'object' && address !== null ? address.port : 0;
+
+    const child = spawnExecutable('bin/demo.js', [], demoEnv(dir, await nodeOnlyPath(dir), { mall: port }));
+    const closed = exited(child);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    expect(await closed).to.equal(1);
+    const lines = stderr.trim().split('\n');
+    expect(lines, stderr).to.have.length(1);
+    expect(lines[0]).to.match(/^mallpos demo: /);
+    expect(lines[0]).to.include(String(port));
+  });
+});
+
+/** Whether something accepts TCP connections at this URL's port on 127.0.0.1. */
+function accepts(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('e2e: the executables run compiled JavaScript', function () {
+  this.timeout(180_000);
+
+  it('run dist/ as one process with the V8 flags of their #! line, so SIGKILL to that pid stops the server', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-exec-');
+    try {
+      const init = await runCli(['init', '--data-dir', dir, '--demo']);
+      expect(init.code, init.stderr).to.equal(0);
+      const server = await spawnVendorServer(dir);
+      const pid = server.child.pid as number;
+      const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+      expect(argv).to.include('--max-semi-space-size=8');
+      expect(argv.some((a) => a.endsWith('bin/vendor-server.js'))).to.equal(true);
+      expect(argv.join(' '), 'no TypeScript loader in production').to.not.match(/tsx/);
+      expect(await accepts(server.url)).to.equal(true);
+      await killHard(server.child);
+      expect(await accepts(server.url), 'nothing left serving after SIGKILL').to.equal(false);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('say in one line that dist/ is missing rather than fall back to the sources', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-nodist-');
+    try {
+      // A copy of the executables in a checkout that was never built.
+      await mkdir(join(dir, 'bin'));
+      for (const file of ['vendor-server.js', 'compiled.js']) await copyFile(join(ROOT, 'bin', file), join(dir, 'bin', file));
+      const child = spawn(process.execPath, [join(dir, 'bin', 'vendor-server.js'), '--help'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const closed = exited(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await closed).to.equal(1);
+      expect(out.trim().split('\n'), out).to.have.length(1);
+      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.js is missing; build it with "npm run build"/);
+    } finally {
+      await cleanup();
+    }
+  });
+});
