@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
 import { z } from 'zod';
 import { fail } from './errors.ts';
+import { entityId, strictRecord, tokenCode } from './schemas.ts';
 import type { JournalEvent } from './events.ts';
 import type { TokenType } from './token-types.ts';
 
@@ -52,13 +54,13 @@ const seq = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 
 export const batchPayloadSchema = z.strictObject({
   v: z.literal(BATCH_VERSION),
-  vendor: z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/),
+  vendor: entityId,
   seq,
   prevBatchHash: hex64,
   fromSeq: seq,
   toSeq: seq,
   createdAt: z.iso.datetime({ offset: true }),
-  totals: z.record(z.string().min(1).max(12), z.strictObject({ units: z.number().int().min(0), events: z.number().int().min(0) })),
+  totals: strictRecord(tokenCode, z.strictObject({ units: z.number().int().min(0), events: z.number().int().min(0) })),
   events: z.array(z.string().min(2).max(1024 * 1024)).min(1).max(BATCH_EVENTS_MAX),
 });
 
@@ -75,13 +77,35 @@ export function sha256Hex(data: string | Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-/** The totals both sides compute from the events' postings. */
+/**
+ * The payload text of a batch: its RFC 8785 canonical JSON (keys sorted, no whitespace,
+ * numbers in their shortest form). The mall refuses any other text, so that every JSON
+ * parser reads the signed bytes the same way (no duplicate keys, no byte order mark).
+ */
+export function batchPayloadText(payload: BatchPayload): string {
+  const text = canonicalize(payload);
+  if (text === undefined) throw new Error('assertion failed: a batch payload canonicalizes');
+  return text;
+}
+
+/** The value of a JSON text that is RFC 8785 canonical; null for any other text. */
+export function parseCanonicalJson(text: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+    return canonicalize(value) === text ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The totals both sides compute from the events' postings (a null-prototype map: token codes come from outside). */
 export function batchTotals(events: readonly Pick<JournalEvent, 'postings'>[]): Record<string, TokenTotals> {
-  const totals: Record<string, TokenTotals> = {};
+  const totals = Object.create(null) as Record<string, TokenTotals>;
   for (const e of events) {
     const touched = new Set<string>();
     for (const p of e.postings) {
-      const t = (totals[p.token] ??= { units: 0, events: 0 });
+      const t = (Object.hasOwn(totals, p.token) ? totals[p.token] : undefined) ?? (totals[p.token] = { units: 0, events: 0 });
       if (p.units > 0) t.units += p.units;
       touched.add(p.token);
     }
@@ -155,7 +179,12 @@ export interface AckPayload {
   lastEventHash: string;
   events: number;
   flagged: FlaggedEvent[];
+  /** When the batch arrived: the mall judges event times against it. */
   ingestedAt: string;
+  /** How many registry events (token types, fees, allotments, keys, ...) the batch was judged against. */
+  registrySeq: number;
+  /** What the batch cleared: the change of each clearing account's position, in minor units (accounts sorted). */
+  cleared: Record<string, number>;
 }
 
 export interface FeeSchedule {

@@ -26,6 +26,7 @@ export const CORE_ERRORS = {
   CORE_ERR_CASH_SHORT: { status: 409, message: 'not enough cash tendered' },
   CORE_ERR_EMPTY_CART: { status: 400, message: 'the cart is empty' },
   CORE_ERR_TENDER_WITHOUT_CUSTOMER: { status: 409, message: 'scan the customer card before paying with tokens' },
+  CORE_ERR_SALE_INCONSISTENT: { status: 500, message: 'the sale\'s lines, allocations, debits and postings do not agree' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export const VND_ERRORS = {
@@ -80,6 +81,7 @@ export const MALL_ERRORS = {
   MALL_ERR_VENDOR_UNKNOWN: { status: 404, message: 'unknown vendor' },
   MALL_ERR_KEY_UNKNOWN: { status: 401, message: 'the batch is signed with a key the mall does not know for this vendor' },
   MALL_ERR_KEY_REVOKED: { status: 401, message: 'the batch is signed with a revoked key' },
+  MALL_ERR_KEY_RETIRED: { status: 401, message: 'the batch is signed with a key retired before this batch' },
   MALL_ERR_SIGNATURE: { status: 401, message: 'the batch signature does not verify' },
   MALL_ERR_BATCH_GAP: { status: 409, message: 'a batch is missing before this one' },
   MALL_ERR_BATCH_FORK: { status: 409, message: 'a different batch with this seq was already ingested' },

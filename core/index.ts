@@ -9,3 +9,4 @@ export * from './events.ts';
 export * from './schemas.ts';
 export * from './protocol.ts';
 export * from './batch.ts';
+export * from './sale-check.ts';

@@ -146,3 +146,30 @@ export function bodyHash(body: unknown): string {
 export type SaleCommitRequest = z.output<typeof saleCommitRequest>;
 export type SaleRefundRequest = z.output<typeof saleRefundRequest>;
 export type CartPriceRequest = z.output<typeof cartPriceRequest>;
+
+// Identifiers that cross the vendor <-> mall boundary, each with one strict pattern, so
+// that no name from outside (`__proto__`, `constructor`, a path) is ever used as a key.
+/** A key id: the RFC 7638 thumbprint of an Ed25519 JWK, 43 base64url characters. */
+export const keyId = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key id is a 43-character JWK thumbprint');
+/** A product's GTIN as the vendor records it: 8 to 14 digits. */
+export const productGtin = z.string().regex(/^[0-9]{8,14}$/, 'a GTIN is 8-14 digits');
+/** An account of a vendor's token ledger (core/ledger.ts). */
+export const ledgerAccount = z.string().regex(/^(?:float|redeemed|customer:[a-z0-9][a-z0-9-]{0,39}|issuer:[a-z0-9][a-z0-9-]{0,39})$/, 'an account is float, redeemed, customer:<id> or issuer:<id>');
+/** A sale or refund id: `S` and the 10-digit journal seq. */
+export const saleIdCode = z.string().regex(/^S[0-9]{10}$/, 'a sale id is S and 10 digits');
+
+/**
+ * A record whose every own key must match `key`. A plain zod record leaves a `__proto__`
+ * key out silently; this refuses it, like any other key outside the pattern.
+ */
+export function strictRecord<K extends z.ZodType<string>, V extends z.ZodType>(key: K, value: V, keysMax = 10_000) {
+  return z
+    .unknown()
+    .superRefine((v, ctx) => {
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) return;
+      const keys = Object.keys(v);
+      if (keys.length > keysMax) ctx.addIssue({ code: 'custom', message: `at most ${keysMax} entries` });
+      for (const k of keys) if (!key.safeParse(k).success) ctx.addIssue({ code: 'custom', message: `${k.slice(0, 40)} is not a valid key here`, path: [k.slice(0, 40)] });
+    })
+    .pipe(z.record(key, value));
+}

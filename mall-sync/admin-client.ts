@@ -6,7 +6,7 @@ import type { PartyKind, PublicJwk } from './events.ts';
 import { liveOwner } from '../platform/lock.ts';
 import { startMallServer } from './server.ts';
 import type { Cursor, SignedStatement, VendorView } from './service.ts';
-import type { AlarmRecord, AllotmentRecord, KeyRecord } from './store/index.ts';
+import type { AlarmRecord, AllotmentRecord, GapDecisionRecord, KeyRecord } from './store/index.ts';
 import type { FlaggedRecord } from './events.ts';
 
 /**
@@ -120,7 +120,12 @@ export class MallAdminClient {
   }
 
   cursor(vendor: string): Promise<Cursor> {
-    return this.request('GET', `/v1/vendors/${encodeURIComponent(vendor)}/cursor`);
+    return this.request('GET', `/admin/vendors/${encodeURIComponent(vendor)}/cursor`);
+  }
+
+  /** Records a decision on a vendor's open gap: wait, or resend from a seq. */
+  decideGap(vendor: string, input: { decision: 'wait' | 'resend'; resendFromSeq?: number; note?: string }): Promise<GapDecisionRecord> {
+    return this.request('POST', `/admin/vendors/${encodeURIComponent(vendor)}/gap-decision`, input);
   }
 
   mallKey(): Promise<{ kid: string; jwk: PublicJwk }> {

@@ -1,4 +1,4 @@
-import { bpsOf, mul, sum, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { add, bpsOf, mul, sub, sum, type FeeSchedule, type TokenType } from '../core/index.ts';
 import { issuerPartyAccount, MALL_ACCOUNT, vendorAccount, type ClearingRecord, type Transfer } from './events.ts';
 
 /**
@@ -93,4 +93,21 @@ export function allotmentPurchase(vendor: string, tt: TokenType, units: number):
     purchaseMinor,
     transfers: [{ kind: 'allotment', from: vendorAccount(vendor), to: MALL_ACCOUNT, amountMinor: purchaseMinor, token: tt.code, units }],
   };
+}
+
+/** The change of each clearing account's position over a batch's clearing (accounts sorted, zeros left out). */
+export function clearedByAccount(clearing: readonly ClearingRecord[]): Record<string, number> {
+  const net = new Map<string, number>();
+  for (const c of clearing) {
+    for (const t of c.transfers) {
+      net.set(t.from, sub(net.get(t.from) ?? 0, t.amountMinor));
+      net.set(t.to, add(net.get(t.to) ?? 0, t.amountMinor));
+    }
+  }
+  const out = Object.create(null) as Record<string, number>;
+  for (const account of [...net.keys()].sort()) {
+    const n = net.get(account) as number;
+    if (n !== 0) out[account] = n;
+  }
+  return out;
 }

@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import type { JWK } from 'jose';
 import type { FeeSchedule, TokenType } from '../core/index.ts';
 import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
+import { auditArchive } from './audit.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
 import { initMall } from './init.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
@@ -114,6 +116,7 @@ program
       const r = await reconcile(resolve(o.dataDir), o.from, o.to, o.out === undefined ? undefined : resolve(o.out));
       for (const s of r.statements) console.log(describeStatement(s));
       console.log(`${r.statements.length} statements written to ${r.outDir}`);
+      for (const d of r.decided) console.log(`decided: ${d}`);
       if (r.problems.length > 0) {
         for (const p of r.problems) console.error(p);
         process.exit(EXIT_PROBLEMS);
@@ -218,8 +221,58 @@ program
   });
 
 program
+  .command('audit')
+  .description(`recompute every vendor's position and every issued statement from an archive alone (no database); exits ${EXIT_PROBLEMS} on any difference`)
+  .requiredOption('--archive <dir>', 'the mall\'s archive folder (<data-dir>/archive) or a copy of it')
+  .option('--mall-key <file>', 'the mall\'s public JWK to verify with (default: the archive\'s mall-key.json)')
+  .action(async (o: { archive: string; mallKey?: string }) => {
+    try {
+      const pinned = o.mallKey === undefined ? undefined : ((await readJsonArg(o.mallKey, 'the mall key')) as { jwk?: Record<string, unknown> });
+      const mallJwk = pinned === undefined ? undefined : ((pinned.jwk ?? pinned) as JWK);
+      const r = await auditArchive(resolve(o.archive), mallJwk === undefined ? {} : { mallJwk });
+      print({ ok: r.ok, registryEntries: r.registryEntries, batches: r.batches, statements: r.statements, positions: r.positions, differences: r.differences });
+      if (!r.ok) {
+        for (const d of r.differences) console.error(`DIFFERENCE ${d}`);
+        process.exit(EXIT_PROBLEMS);
+      }
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('gap-decide')
+  .description('record a signed decision on a vendor\'s open gap (a batch seen ahead of the next expected): wait, or demand a resend')
+  .option(...dataDirOption)
+  .requiredOption('--vendor <id>', 'the vendor')
+  .requiredOption('--decision <wait|resend>', 'wait for the missing batches, or demand that the vendor resends')
+  .option('--from <seq>', 'with resend: the batch seq to resend from (default: the next one the mall expects)', positiveInt)
+  .option('--note <text>', 'why (kept with the decision)')
+  .action(async (o: { dataDir: string; vendor: string; decision: string; from?: number; note?: string }) => {
+    try {
+      if (o.decision !== 'wait' && o.decision !== 'resend') throw new InvalidArgumentError('--decision is wait or resend');
+      const decision = o.decision;
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.decideGap(o.vendor, { decision, ...(o.from === undefined ? {} : { resendFromSeq: o.from }), ...(o.note === undefined ? {} : { note: o.note }) })));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
   .command('fees')
-  .description('set the fee schedule from a JSON file (royaltyBps, royaltyBpsByVendor, royaltyBpsByToken, reimbursementTollMinor, ...)')
+  .description('set the fee schedule from a JSON file; all fees are integers')
+  .addHelpText(
+    'after',
+    `
+Fields (all required; rates in basis points, 10,000 = 100 %; amounts in minor units of the mall's currency):
+  royaltyBps              royalty the redeeming vendor owes the mall on the face value of every redemption
+  royaltyBpsByVendor      {"<vendor id>": bps}: a vendor's own royalty rate (wins over the two others)
+  royaltyBpsByToken       {"<token code>": bps}: a token type's royalty rate (wins over royaltyBps)
+  reimbursementTollMinor  charged to an issuer (not the mall) once per sale in which it reimburses another vendor
+  customerDataTollMinor   charged to a vendor that asks for another vendor's customer data (not yet charged by any flow)
+  exchangeServiceBps      service charge on exchanging one issuer's tokens for another's (not yet charged by any flow)
+Each fee is rounded once, half up, where it is computed. Fees in force when a batch arrives apply to it.`,
+  )
   .option(...dataDirOption)
   .requiredOption('--file <file|json|->', 'the fee schedule as JSON')
   .action(async (o: { dataDir: string; file: string }) => {

@@ -82,6 +82,20 @@ export interface AlarmData {
   message: string;
 }
 
+/**
+ * An admin's decision on a gap in a vendor's batches (a batch seen ahead of the next one
+ * the mall expects): `wait` for the missing batches, or `resend`: the vendor must send
+ * its batches again from `resendFromSeq`. Reconcile then reports the gap as decided.
+ */
+export interface GapDecisionData {
+  vendor: string;
+  decision: 'wait' | 'resend';
+  expectedSeq: number;
+  seenSeq: number;
+  resendFromSeq: number | null;
+  note: string;
+}
+
 export interface BatchIngestedData {
   vendor: string;
   seq: number;
@@ -98,6 +112,10 @@ export interface BatchIngestedData {
   flagged: FlaggedRecord[];
   /** Mall allotments this batch took into the vendor's float: id -> event seq. */
   allotmentsUsed: { id: string; eventSeq: number }[];
+  /** The latest event time accepted from the vendor after this batch. */
+  lastEventAt?: string | null;
+  /** The registry the batch was judged against (how many registry events had been applied). */
+  registrySeq?: number;
 }
 
 export interface AllotmentIssuedData {
@@ -124,8 +142,8 @@ export interface MallEventBase {
 export type MallEvent = MallEventBase &
   (
     | { type: 'vendor.registered'; data: { id: string; name: string } }
-    | { type: 'key.added'; data: { vendor: string; kid: string; jwk: PublicJwk; retired: string | null } }
-    | { type: 'key.retired'; data: { vendor: string; kid: string } }
+    | { type: 'key.added'; data: { vendor: string; kid: string; jwk: PublicJwk; retired: string | null; retiredAtSeq?: number | null } }
+    | { type: 'key.retired'; data: { vendor: string; kid: string; retiredAtSeq?: number | null } }
     | { type: 'key.revoked'; data: { vendor: string; kid: string; reason: string } }
     | { type: 'token-type.upserted'; data: TokenType }
     | { type: 'fees.set'; data: FeeSchedule }
@@ -133,6 +151,7 @@ export type MallEvent = MallEventBase &
     | { type: 'allotment.issued'; data: AllotmentIssuedData }
     | { type: 'batch.ingested'; data: BatchIngestedData }
     | { type: 'alarm.recorded'; data: AlarmData }
+    | { type: 'gap.decided'; data: GapDecisionData }
   );
 
 export type MallEventType = MallEvent['type'];

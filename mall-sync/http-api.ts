@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
-import { fail, isMallposError, MallposError, type WireError } from '../core/index.ts';
+import { entityId, fail, isMallposError, keyId, MallposError, type WireError } from '../core/index.ts';
 import { route } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
@@ -27,6 +27,19 @@ export const ADMIN_BODY_BYTES_MAX = 1024 * 1024;
 function param(req: Request, name: string): string {
   const v = req.params[name];
   if (typeof v !== 'string' || v.length === 0 || v.length > 128) fail('MALL_ERR_VALIDATION', `missing or over-long ${name}`);
+  return v;
+}
+
+/** A vendor id from the path: one that cannot be a vendor's is answered like an unknown one. */
+function vendorParam(req: Request): string {
+  const v = param(req, 'vendor');
+  if (!entityId.safeParse(v).success) fail('MALL_ERR_VENDOR_UNKNOWN', 'no such vendor at this mall');
+  return v;
+}
+
+function kidParam(req: Request): string {
+  const v = param(req, 'kid');
+  if (!keyId.safeParse(v).success) fail('MALL_ERR_NOT_FOUND', 'no such key');
   return v;
 }
 
@@ -90,25 +103,13 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     );
   });
 
-  app.get(
-    '/v1/vendors/:vendor/snapshot',
-    route(async (req) => {
-      await store.flushed();
-      return { snapshot: await service.signedSnapshot(param(req, 'vendor')) };
-    }),
-  );
-  app.get(
-    '/v1/vendors/:vendor/cursor',
-    route(async (req) => {
-      await store.flushed();
-      return service.cursor(param(req, 'vendor'));
-    }),
-  );
   /**
-   * A statement is the vendor's business: the request carries a short-lived JWT signed by
-   * one of the vendor's registered, unrevoked keys (aud "mallpos-mall", sub the vendor).
+   * A vendor's snapshot, cursor and statements are its own business: the request carries
+   * a short-lived JWT signed by one of the vendor's registered, unrevoked keys (aud
+   * "mallpos-mall", sub the vendor, at most 5 minutes old). An unknown vendor is 404.
    */
   const vendorAuth = async (req: Request, vendor: string): Promise<void> => {
+    service.vendorView(vendor);
     const header = req.header('authorization') ?? '';
     const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
     function refuse(why: string): never {
@@ -121,7 +122,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     } catch {
       refuse('the token is malformed');
     }
-    const key = kid === undefined ? undefined : service.state.keys[kid];
+    const key = kid === undefined || !keyId.safeParse(kid).success ? undefined : service.state.keys[kid];
     if (key === undefined || key.vendor !== vendor) refuse(`the key is not one of ${vendor}'s`);
     if (key.status === 'revoked') refuse('the key is revoked');
     try {
@@ -132,11 +133,30 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   };
 
   app.get(
+    '/v1/vendors/:vendor/snapshot',
+    route(async (req) => {
+      const vendor = vendorParam(req);
+      await vendorAuth(req, vendor);
+      await store.flushed();
+      return { snapshot: await service.signedSnapshot(vendor) };
+    }),
+  );
+  app.get(
+    '/v1/vendors/:vendor/cursor',
+    route(async (req) => {
+      const vendor = vendorParam(req);
+      await vendorAuth(req, vendor);
+      await store.flushed();
+      return service.cursor(vendor);
+    }),
+  );
+  app.get(
     '/v1/vendors/:vendor/statements',
     route(async (req) => {
-      await vendorAuth(req, param(req, 'vendor'));
+      const vendor = vendorParam(req);
+      await vendorAuth(req, vendor);
       await store.flushed();
-      return { statement: (await service.signedStatement(param(req, 'vendor'), query(req, 'from'), query(req, 'to'))).jws };
+      return { statement: (await service.signedStatement(vendor, query(req, 'from'), query(req, 'to'))).jws };
     }),
   );
   app.get('/v1/mall-key', route(() => ({ kid: service.keys.kid, jwk: service.keys.publicJwk })));
@@ -184,10 +204,12 @@ export function createMallApi(deps: MallApiDeps): express.Express {
 
   admin.get('/vendors', route(() => service.vendors()));
   admin.post('/vendors', route((req) => service.registerVendor(req.body)));
-  admin.get('/vendors/:vendor', route((req) => service.vendorView(param(req, 'vendor'))));
-  admin.post('/vendors/:vendor/keys', route((req) => service.addKey(param(req, 'vendor'), req.body)));
-  admin.post('/vendors/:vendor/keys/:kid/retire', route((req) => service.retireKey(param(req, 'vendor'), param(req, 'kid'))));
-  admin.post('/vendors/:vendor/keys/:kid/revoke', route((req) => service.revokeKey(param(req, 'vendor'), param(req, 'kid'), req.body)));
+  admin.get('/vendors/:vendor', route((req) => service.vendorView(vendorParam(req))));
+  admin.get('/vendors/:vendor/cursor', route((req) => service.cursor(vendorParam(req))));
+  admin.post('/vendors/:vendor/gap-decision', route((req) => service.decideGap(vendorParam(req), req.body)));
+  admin.post('/vendors/:vendor/keys', route((req) => service.addKey(vendorParam(req), req.body)));
+  admin.post('/vendors/:vendor/keys/:kid/retire', route((req) => service.retireKey(vendorParam(req), kidParam(req))));
+  admin.post('/vendors/:vendor/keys/:kid/revoke', route((req) => service.revokeKey(vendorParam(req), kidParam(req), req.body)));
 
   admin.get('/token-types', route(() => Object.values(store.state.tokenTypes)));
   admin.put('/token-types/:code', route((req) => service.upsertTokenType(param(req, 'code'), req.body)));
@@ -218,7 +240,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     '/flagged',
     route((req) => {
       const vendor = query(req, 'vendor');
-      const vendors = vendor === undefined ? Object.values(store.state.vendors) : [store.state.vendors[vendor]].filter((v) => v !== undefined);
+      const vendors = vendor === undefined ? Object.values(store.state.vendors) : [Object.hasOwn(store.state.vendors, vendor) ? store.state.vendors[vendor] : undefined].filter((v) => v !== undefined);
       return vendors.flatMap((v) => v.flagged);
     }),
   );

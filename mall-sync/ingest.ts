@@ -1,29 +1,33 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import { base64url } from 'jose';
 import { z } from 'zod';
 import {
   ACK_TYP,
   assert,
   BATCH_BYTES_MAX,
+  BATCH_EVENTS_MAX,
   BATCH_TYP,
   batchPayloadSchema,
   fail,
   isMallposError,
+  keyId,
   MallposError,
+  parseCanonicalJson,
   sha256Hex,
   verifyBatchEvents,
   type AckPayload,
   type BatchPayload,
   type FlattenedJws,
 } from '../core/index.ts';
-import { writeFileDurable } from '../platform/storage/index.ts';
+import type { MallArchive } from './archive.ts';
+import { clearedByAccount } from './clearing.ts';
 import type { MallKeys } from './config.ts';
 import type { BatchIngestedData, MallEvent, PublicJwk } from './events.ts';
 import { batchIndexOf, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
 import { fromBase64url, signJson, utf8 } from './jws.ts';
 import type { Observations } from './observations.ts';
+import { own } from './store/dict.ts';
+import type { KeyRecord } from './store/state.ts';
 import type { MallStore } from './store/store.ts';
 
 export interface IngestResult {
@@ -74,35 +78,53 @@ class PerVendorQueue {
   }
 }
 
+/** The event count a canonical payload claims (`toSeq - fromSeq + 1`), read without parsing it; null when it cannot be read. */
+export function claimedEventCount(payload: Buffer): number | null {
+  // In canonical JSON the keys are sorted and a bare `,"key":` only occurs at the top level
+  // (a quote inside a string is always escaped), so the last occurrence is the payload's own.
+  const read = (key: string): number | null => {
+    const at = payload.lastIndexOf(`,"${key}":`);
+    if (at < 0) return null;
+    const start = at + key.length + 4;
+    const m = /^[0-9]{1,16}/.exec(payload.toString('latin1', start, start + 17));
+    return m === null ? null : Number(m[0]);
+  };
+  const from = read('fromSeq');
+  const to = read('toSeq');
+  return from === null || to === null ? null : to - from + 1;
+}
+
 /**
  * Ingests vendor batches exactly once. The checks, in order (the first failure answers):
  *  1. JSON and JWS shape, protected header {alg: EdDSA, kid, typ: mallpos-batch+jws},
- *     payload bytes within BATCH_BYTES_MAX ........................ MALFORMED / TOO_LARGE
- *  2. the kid names a key of the vendor the payload claims ...... KEY_UNKNOWN / KEY_REVOKED
+ *     payload bytes within BATCH_BYTES_MAX and the event count it claims within
+ *     BATCH_EVENTS_MAX, before anything else is done with it ......... MALFORMED / TOO_LARGE
+ *  2. the kid names a registered key, which names the vendor ........ KEY_UNKNOWN / KEY_REVOKED
  *  3. the Ed25519 signature over `protected.payload` ............................ SIGNATURE
- *  4. the payload schema ...................................................... MALFORMED
- *  5. the vendor is registered ........................................... VENDOR_UNKNOWN
- *  6. by seq: below the next expected seq, the same bytes are a replay (the stored ack,
- *     nothing recorded) and other bytes a fork (BATCH_FORK, a tamper alarm recorded);
- *     above it, BATCH_GAP {expectedSeq}; at it, prevBatchHash must be the last batch's
- *     hash (BATCH_CHAIN) and the events must continue the vendor's chain and match the
- *     totals (EVENT_CHAIN / TOTALS / MALFORMED).
- * Then each event is judged against the registry (judge.ts), the ack is signed, and the
- * batch.ingested event is committed; the ack is returned only once that is durable.
- * A refused batch records nothing, except the alarm of a fork.
+ *  4. only now the payload is parsed: RFC 8785 canonical JSON (no byte order mark, no
+ *     duplicate keys, numbers in shortest form), at most BATCH_EVENTS_MAX events, the
+ *     schema, and the vendor it names is the key's ........ MALFORMED / TOO_LARGE / KEY_UNKNOWN
+ *  5. by seq: a retired key signs only up to the seq at which it was retired
+ *     (KEY_RETIRED); below the next expected seq, the same bytes are a replay (the
+ *     stored ack, nothing recorded) and other bytes a fork (BATCH_FORK, a tamper alarm
+ *     recorded); above it, BATCH_GAP {expectedSeq}; at it, prevBatchHash must be the last
+ *     batch's hash (BATCH_CHAIN) and the events must continue the vendor's chain and
+ *     match the totals (EVENT_CHAIN / TOTALS / MALFORMED).
+ * Then each event is judged against the registry (judge.ts), the ack is signed, the batch
+ * and its ack are archived, and the batch.ingested event is committed; the ack is
+ * returned only once that is durable. A refused batch records nothing, except the alarm
+ * of a fork.
  */
 export class BatchIngestor {
   private readonly queue = new PerVendorQueue();
   /** Public keys by kid. A kid is its key's JWK thumbprint and is never reused, so an entry never goes stale; the key's status is read from the state on every batch. */
   private readonly keyCache = new Map<string, { x: string; key: KeyObject }>();
-  /** Vendor archive directories known to exist. */
-  private readonly archiveDirs = new Set<string>();
 
   constructor(
     private readonly store: MallStore,
     private readonly mallKeys: MallKeys,
     private readonly observations: Observations,
-    private readonly archiveDir: string,
+    private readonly archive: MallArchive,
     private readonly hooks: IngestHooks = {},
     private readonly clock: () => Date = () => new Date(),
   ) {}
@@ -143,7 +165,7 @@ export class BatchIngestor {
    * from: it is what the archive keeps.
    */
   async ingest(body: unknown, raw?: Buffer): Promise<IngestResult> {
-    // 1. shape
+    // 1. shape and size, before anything else is done with the payload
     const shape = jwsShape.safeParse(body);
     if (!shape.success) malformed('the body must be a flattened JWS: {"protected","payload","signature"} and nothing else');
     const jws = shape.data;
@@ -164,23 +186,13 @@ export class BatchIngestor {
     const payloadBytes = fromBase64url(jws.payload);
     if (payloadBytes === null) malformed('the payload is not base64url');
     if (payloadBytes.length > BATCH_BYTES_MAX) fail('MALL_ERR_TOO_LARGE', `a batch payload is at most ${BATCH_BYTES_MAX} bytes`);
-    const payloadText = utf8(payloadBytes);
-    let claimed: unknown = null;
-    try {
-      claimed = payloadText === null ? null : JSON.parse(payloadText);
-    } catch {
-      claimed = null;
-    }
-    if (typeof claimed !== 'object' || claimed === null || Array.isArray(claimed)) malformed('the payload is not a JSON object');
-    const claimedVendor = (claimed as { vendor?: unknown }).vendor;
-    if (typeof claimedVendor !== 'string') malformed('the payload names no vendor');
+    const claimedCount = claimedEventCount(payloadBytes);
+    if (claimedCount !== null && claimedCount > BATCH_EVENTS_MAX) fail('MALL_ERR_TOO_LARGE', `a batch carries at most ${BATCH_EVENTS_MAX} events, this one says ${claimedCount}`);
 
-    // 2. key
+    // 2. key, by kid alone: the key names the vendor
     const kid = header.data.kid;
-    const key = this.store.state.keys[kid];
-    if (key === undefined || key.vendor !== claimedVendor) {
-      fail('MALL_ERR_KEY_UNKNOWN', `the mall knows no key ${kid.slice(0, 64)} for vendor ${claimedVendor.slice(0, 40)}`, { kid: kid.slice(0, 64) });
-    }
+    const key = keyId.safeParse(kid).success ? own(this.store.state.keys, kid) : undefined;
+    if (key === undefined) fail('MALL_ERR_KEY_UNKNOWN', `the mall knows no key ${kid.slice(0, 64)}`, { kid: kid.slice(0, 64) });
     if (key.status === 'revoked') fail('MALL_ERR_KEY_REVOKED', `key ${kid} of ${key.vendor} was revoked at ${key.revokedAt ?? '?'}`, { kid });
 
     // 3. signature
@@ -192,33 +204,52 @@ export class BatchIngestor {
     }
     if (!verified) fail('MALL_ERR_SIGNATURE', `the batch signature does not verify with key ${kid}`, { kid });
 
-    // 4. schema (the vendor is authenticated from here on)
+    // 4. only a verified payload is parsed (the vendor is authenticated from here on)
+    const vendorId = key.vendor;
+    if (payloadBytes[0] === 0xef && payloadBytes[1] === 0xbb && payloadBytes[2] === 0xbf) {
+      return this.refuse(vendorId, null, new MallposError('MALL_ERR_MALFORMED', 'the batch payload starts with a byte order mark: it must be RFC 8785 canonical JSON'));
+    }
+    const payloadText = utf8(payloadBytes);
+    const claimed = payloadText === null ? null : parseCanonicalJson(payloadText);
+    if (typeof claimed !== 'object' || claimed === null || Array.isArray(claimed)) {
+      return this.refuse(vendorId, null, new MallposError('MALL_ERR_MALFORMED', 'the batch payload is not RFC 8785 canonical JSON (sorted keys, no whitespace, no duplicate keys, numbers in shortest form)'));
+    }
+    const events = (claimed as { events?: unknown }).events;
+    if (Array.isArray(events) && events.length > BATCH_EVENTS_MAX) {
+      return this.refuse(vendorId, null, new MallposError('MALL_ERR_TOO_LARGE', `a batch carries at most ${BATCH_EVENTS_MAX} events, this one has ${events.length}`));
+    }
     const parsed = batchPayloadSchema.safeParse(claimed);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      return this.refuse(claimedVendor, null, new MallposError('MALL_ERR_MALFORMED', `the batch payload is not valid: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim()));
+      return this.refuse(vendorId, null, new MallposError('MALL_ERR_MALFORMED', `the batch payload is not valid: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim()));
     }
     const payload = parsed.data as BatchPayload;
+    // A key of another vendor counts as unknown.
+    if (payload.vendor !== vendorId) fail('MALL_ERR_KEY_UNKNOWN', `the mall knows no key ${kid} for vendor ${payload.vendor}`, { kid });
 
-    // 5. vendor
-    if (this.store.state.vendors[payload.vendor] === undefined) fail('MALL_ERR_VENDOR_UNKNOWN', `no vendor ${payload.vendor} at this mall`);
-
-    // 6. in order, one batch of a vendor at a time
+    // 5. in order, one batch of a vendor at a time
     const hash = sha256Hex(payloadBytes);
-    return this.queue.run(payload.vendor, () => this.ingestInOrder(jws, raw, payload, hash, kid));
+    return this.queue.run(payload.vendor, () => this.ingestInOrder(jws, raw, payload, hash, key));
   }
 
   /** Notes a refusal of an authenticated batch for reconcile, then throws it. */
   private async refuse(vendor: string, seq: number | null, err: MallposError): Promise<never> {
-    const v = this.store.state.vendors[vendor];
+    const v = own(this.store.state.vendors, vendor);
     if (v !== undefined) await this.observations.note(vendor, err.code, seq ?? 0, v.lastSeq + 1).catch(() => undefined);
     throw err;
   }
 
-  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, kid: string): Promise<IngestResult> {
-    const vendor = this.store.state.vendors[payload.vendor];
+  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, key: KeyRecord): Promise<IngestResult> {
+    const vendor = own(this.store.state.vendors, payload.vendor);
     assert(vendor !== undefined, `vendor ${payload.vendor} registered`);
     const expectedSeq = vendor.lastSeq + 1;
+    const kid = key.kid;
+    // The key's status as it is now, after any batch of this vendor before this one.
+    const current = own(this.store.state.keys, kid);
+    if (current === undefined || current.status === 'revoked') fail('MALL_ERR_KEY_REVOKED', `key ${kid} of ${key.vendor} was revoked`, { kid });
+    if (current.status === 'retired' && current.retiredAtSeq !== null && payload.seq > current.retiredAtSeq) {
+      return this.refuse(vendor.id, payload.seq, new MallposError('MALL_ERR_KEY_RETIRED', `key ${kid} of ${vendor.id} was retired at batch ${current.retiredAtSeq}: batch ${payload.seq} must be signed with the vendor's active key`, { kid, retiredAtSeq: current.retiredAtSeq }));
+    }
 
     if (payload.seq < expectedSeq) {
       const storedHash = vendor.batchHashes[payload.seq - 1];
@@ -232,6 +263,7 @@ export class BatchIngestor {
         return { ackText, ack: this.ackPayloadOf(event.data.ack), replayed: true };
       }
       await this.recordFork(vendor.id, payload.seq, storedHash, hash, kid);
+      await this.observations.note(vendor.id, 'MALL_ERR_BATCH_FORK', payload.seq, expectedSeq).catch(() => undefined);
       throw new MallposError('MALL_ERR_BATCH_FORK', `batch ${payload.seq} of ${vendor.id} was already ingested with other content: a tamper alarm was recorded`, {
         seq: payload.seq,
         storedHash,
@@ -260,6 +292,7 @@ export class BatchIngestor {
     // The queue keeps this vendor's state still while we awaited; check it anyway.
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next`);
     const judgement = judgeBatch({ vendor: vendor.id, batchSeq: payload.seq, ingestedAt, events: verified.events, state: this.store.state, earlierSales });
+    const registrySeq = this.store.state.registrySeq;
     const ack: AckPayload = {
       v: 1,
       vendor: vendor.id,
@@ -270,10 +303,12 @@ export class BatchIngestor {
       events: verified.events.length,
       flagged: judgement.flagged.map((f) => ({ eventSeq: f.eventSeq, reason: f.reason })),
       ingestedAt,
+      registrySeq,
+      cleared: clearedByAccount(judgement.clearing),
     };
     const signedAck = await signJson(ack, this.mallKeys.privateKey, this.mallKeys.kid, ACK_TYP);
-    // The signed batch itself is kept as evidence before the mall commits to it.
-    await this.archive(vendor.id, payload.seq, jws, raw);
+    // The signed batch and the ack are kept as evidence before the mall commits to them.
+    await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
     const data: BatchIngestedData = {
       vendor: vendor.id,
@@ -289,6 +324,8 @@ export class BatchIngestor {
       clearing: judgement.clearing,
       flagged: judgement.flagged,
       allotmentsUsed: judgement.allotmentsUsed,
+      lastEventAt: judgement.lastEventAt,
+      registrySeq,
     };
     await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
@@ -302,7 +339,7 @@ export class BatchIngestor {
   /** How the earlier sales named by this batch's reversals ended, read from the batches that held them. */
   private async earlierSales(vendorId: string, events: readonly { type: string; data: unknown }[], fromSeq: number): Promise<Map<number, SaleOutcome>> {
     const out = new Map<number, SaleOutcome>();
-    const v = this.store.state.vendors[vendorId];
+    const v = own(this.store.state.vendors, vendorId);
     assert(v !== undefined, `vendor ${vendorId} registered`);
     const read = new Map<number, MallEvent>();
     for (const e of events) {
@@ -334,27 +371,5 @@ export class BatchIngestor {
       data: { id: `alarm-${String(this.store.state.alarmSerial + 1).padStart(6, '0')}`, kind: 'fork', vendor, batchSeq, storedHash, receivedHash, kid, message },
     });
     this.hooks.onAlarm?.(vendor, message);
-  }
-
-  /**
-   * Keeps the signed batch as evidence: the request body exactly as received when there is
-   * one, else the JWS as JSON. Written durably (fsync of the file and of its directory).
-   */
-  private async archive(vendor: string, seq: number, jws: FlattenedJws, raw: Buffer | undefined): Promise<void> {
-    const dir = join(this.archiveDir, vendor);
-    const file = join(dir, `batch-${String(seq).padStart(10, '0')}.jws.json`);
-    const data = raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature });
-    if (!this.archiveDirs.has(dir)) {
-      await mkdir(dir, { recursive: true });
-      this.archiveDirs.add(dir);
-    }
-    try {
-      await writeFileDurable(file, data);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // The directory went away under the mall: make it again, once.
-      await mkdir(dir, { recursive: true });
-      await writeFileDurable(file, data);
-    }
   }
 }

@@ -1,7 +1,21 @@
 import { z } from 'zod';
-import { checkBalanced, isAcceptedAt, isExpired, isMallposError, REDEEMED_ACCOUNT, FLOAT_ACCOUNT, type JournalEvent, type TokenType } from '../core/index.ts';
+import {
+  checkBalanced,
+  checkSaleShape,
+  entityId,
+  FLOAT_ACCOUNT,
+  isAcceptedAt,
+  isExpired,
+  isMallposError,
+  REDEEMED_ACCOUNT,
+  salePostingsSchema,
+  tokenCode,
+  type JournalEvent,
+  type TokenType,
+} from '../core/index.ts';
 import { redemptionClearing, reversalClearing } from './clearing.ts';
 import type { ClearingRecord, FlaggedRecord } from './events.ts';
+import { own } from './store/dict.ts';
 import type { MallState } from './store/state.ts';
 
 /**
@@ -10,10 +24,17 @@ import type { MallState } from './store/state.ts';
  * cleared; nothing is dropped silently. Pure: the caller looks up, beforehand, how any
  * earlier sale named by a reversal in this batch ended (`earlierSales`).
  *
- * The checks:
- *  - sale: token types known, not expired at the event's time, accepted at this vendor;
- *    manufacturer tokens only on their listed products (allocations lineNo -> line gtin);
- *    debits, allocations and postings agree on the tokens taken;
+ * A signed batch is a claim, not a fact. The checks:
+ *  - every event: its identifiers match core's patterns; its postings balance and touch
+ *    only the accounts its type may move; its time is no later than its arrival plus
+ *    the clock skew and no earlier than the vendor's previous event less the skew. The
+ *    mall then reads the event's time within arrival bounds, from arrival less the
+ *    longest delay to arrival: that time decides expiry and the statement day;
+ *  - sale: its parts agree exactly (core/sale-check.ts); token types known, not expired,
+ *    accepted at this vendor; manufacturer tokens only on their listed products; tokens
+ *    of any issuer but the vendor itself only up to what the mall allotted to the vendor
+ *    (net of what the vendor's cleared sales already redeemed): tokens nobody issued are
+ *    not paid for;
  *  - reversal: names a sale the mall cleared, not reversed before, returning the same
  *    tokens; it then reverses that sale's clearing;
  *  - allotment: tokens of another issuer match a mall allotment to this vendor by id
@@ -21,6 +42,11 @@ import type { MallState } from './store/state.ts';
  *    vendor issues itself need none;
  *  - issuance: token type known, not expired, accepted at this vendor.
  */
+
+/** How far a vendor's clock may run ahead of the mall's, or events may step back in time. */
+export const EVENT_CLOCK_SKEW_MS = 5 * 60_000;
+/** The longest an event is believed to have waited before reaching the mall (the vendor's offline limit). */
+export const EVENT_DELAY_MAX_MS = 72 * 3_600_000;
 
 /** How an earlier sale ended at the mall. */
 export type SaleOutcome =
@@ -31,6 +57,7 @@ export type SaleOutcome =
 export interface JudgeInput {
   vendor: string;
   batchSeq: number;
+  /** When the batch arrived at the mall. */
   ingestedAt: string;
   events: readonly JournalEvent[];
   state: Readonly<MallState>;
@@ -41,58 +68,26 @@ export interface Judgement {
   clearing: ClearingRecord[];
   flagged: FlaggedRecord[];
   allotmentsUsed: { id: string; eventSeq: number }[];
+  /** The latest event time accepted from the vendor after this batch. */
+  lastEventAt: string | null;
 }
 
 const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-const saleData = z.object({
-  lines: z.array(z.object({ lineNo: posInt, gtin: z.string().max(20) })).max(10_000),
-  allocations: z.array(z.object({ lineNo: posInt, token: z.string().max(20), units: posInt })).max(10_000),
-  debits: z.record(z.string().max(20), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)),
-});
-type SaleData = z.output<typeof saleData>;
 const reversalData = z.object({ saleSeq: posInt });
-const allotmentData = z.object({ token: z.string().max(20), units: posInt, issuer: z.string().max(80), reference: z.string().max(200) });
-const issuanceData = z.object({ token: z.string().max(20), units: posInt });
+const allotmentData = z.object({ token: tokenCode, units: posInt, issuer: entityId, reference: z.string().max(200) });
+const issuanceData = z.object({ customer: entityId, token: tokenCode, units: posInt });
+const ALLOTMENT_ID = /^alt-[0-9]{6,12}$/;
 
 const KNOWN_TYPES = new Set(['sale', 'reversal', 'allotment', 'issuance', 'customer.registered', 'product.upserted', 'token-type.upserted']);
 
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');
-const ALLOWED_ACCOUNTS: Record<string, (account: string) => boolean> = {
-  sale: (a) => a === REDEEMED_ACCOUNT || customer(a),
-  reversal: (a) => a === REDEEMED_ACCOUNT || customer(a),
-  allotment: (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:'),
-  issuance: (a) => a === FLOAT_ACCOUNT || customer(a),
-};
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 1;
-const isCode = (v: unknown): v is string => typeof v === 'string' && v.length <= 20;
-
-/**
- * The sale data when it plainly passes `saleData` (the common case), checked by hand: the
- * same values zod would give back, without its copies. Null when it does not, or when it
- * has anything zod treats specially (a `__proto__` key, an object that is not plain): the
- * caller then asks the schema, for the data or for the message.
- */
-function plainSaleData(data: unknown): SaleData | null {
-  if (!isObject(data)) return null;
-  const { lines, allocations, debits } = data;
-  if (!Array.isArray(lines) || lines.length > 10_000) return null;
-  for (const l of lines as unknown[]) {
-    if (!isObject(l) || !isPosInt(l.lineNo) || !isCode(l.gtin)) return null;
-  }
-  if (!Array.isArray(allocations) || allocations.length > 10_000) return null;
-  for (const a of allocations as unknown[]) {
-    if (!isObject(a) || !isPosInt(a.lineNo) || !isCode(a.token) || !isPosInt(a.units)) return null;
-  }
-  if (!isObject(debits) || Object.getPrototypeOf(debits) !== Object.prototype) return null;
-  for (const token of Object.keys(debits)) {
-    const n = debits[token];
-    if (token === '__proto__' || token === 'constructor' || token.length > 20 || typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) return null;
-  }
-  return data as SaleData;
-}
+const ALLOWED_ACCOUNTS = new Map<string, (account: string) => boolean>([
+  ['sale', (a) => a === REDEEMED_ACCOUNT || customer(a)],
+  ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a)],
+  ['allotment', (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:')],
+  ['issuance', (a) => a === FLOAT_ACCOUNT || customer(a)],
+]);
 
 class Flag extends Error {}
 
@@ -114,7 +109,7 @@ function positiveUnits(postings: JournalEvent['postings'], account: string | nul
 }
 
 /** Whether `a` holds exactly the non-zero entries of `b`. */
-function sameTally(a: Map<string, number>, b: Record<string, number>): boolean {
+function sameTally(a: Map<string, number>, b: Readonly<Record<string, number>>): boolean {
   let nonZero = 0;
   for (const t of Object.keys(b)) {
     const n = b[t];
@@ -125,12 +120,7 @@ function sameTally(a: Map<string, number>, b: Record<string, number>): boolean {
   return a.size === nonZero;
 }
 
-/** The own enumerable entries of a record as a map. */
-function mapOf(record: Record<string, number>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const k of Object.keys(record)) out.set(k, record[k] as number);
-  return out;
-}
+const clamp = (n: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, n));
 
 export function judgeBatch(input: JudgeInput): Judgement {
   const { vendor, state } = input;
@@ -140,33 +130,45 @@ export function judgeBatch(input: JudgeInput): Judgement {
   const usedHere = new Map<string, number>();
   const salesHere = new Map<number, SaleOutcome>();
   const reversedHere = new Map<number, number>();
-  const isVendor = (id: string) => state.vendors[id] !== undefined;
-  const vendorRecord = state.vendors[vendor];
+  /** Units of each token this batch's cleared sales redeemed, net of its reversals. */
+  const redeemedHere = new Map<string, number>();
+  const isVendor = (id: string) => own(state.vendors, id) !== undefined;
+  const vendorRecord = own(state.vendors, vendor);
   if (vendorRecord === undefined) throw new Error(`assertion failed: vendor ${vendor} registered before judging`);
+  const arrivalMs = Date.parse(input.ingestedAt);
+  if (Number.isNaN(arrivalMs)) throw new Error(`assertion failed: arrival time ${input.ingestedAt} is a time`);
+  let lastAtMs = vendorRecord.lastEventAt === null ? null : Date.parse(vendorRecord.lastEventAt);
 
   const tokenType = (code: string): TokenType => {
-    const tt = state.tokenTypes[code];
+    const tt = own(state.tokenTypes, code);
     if (tt === undefined) flag(`token type ${code.slice(0, 20)} is not registered at the mall`);
     return tt;
   };
   const spendable = (code: string, at: Date, acceptance: boolean): TokenType => {
     const tt = tokenType(code);
-    if (isExpired(tt, at)) flag(`${code} tokens expired at ${tt.expiresAt ?? ''}, before this event`);
+    if (isExpired(tt, at)) flag(`${code} tokens expired at ${tt.expiresAt ?? ''}, before this event (judged at ${at.toISOString()}, within the bounds of its arrival)`);
     if (acceptance && !isAcceptedAt(tt, vendor)) flag(`${code} tokens are not accepted at ${vendor}`);
     return tt;
   };
 
   for (const e of input.events) {
-    const atMs = typeof e.at === 'string' ? Date.parse(e.at) : Number.NaN;
-    const when = new Date(atMs);
-    const at = Number.isNaN(atMs) ? input.ingestedAt : when.toISOString();
+    const atMs = typeof e.at === 'string' && e.at.length <= 40 ? Date.parse(e.at) : Number.NaN;
+    // The mall believes an event happened between arrival less the longest delay and arrival.
+    const judgedMs = Number.isNaN(atMs) ? arrivalMs : clamp(atMs, arrivalMs - EVENT_DELAY_MAX_MS, arrivalMs);
+    const when = new Date(judgedMs);
+    const at = when.toISOString();
     try {
       if (Number.isNaN(atMs)) flag('the event has no valid time');
+      if (atMs > arrivalMs + EVENT_CLOCK_SKEW_MS) flag(`the event is dated ${e.at.slice(0, 40)}, after it reached the mall at ${input.ingestedAt}`);
+      if (lastAtMs !== null && atMs < lastAtMs - EVENT_CLOCK_SKEW_MS) flag(`the event is dated ${e.at.slice(0, 40)}, before the vendor's previous event at ${new Date(lastAtMs).toISOString()}`);
+      lastAtMs = lastAtMs === null ? atMs : Math.max(lastAtMs, atMs);
       if (!KNOWN_TYPES.has(e.type)) flag(`unknown event type ${String(e.type).slice(0, 40)}`);
       if (e.postings.length > 0) {
-        const allowed = ALLOWED_ACCOUNTS[e.type] ?? (() => false);
-        const stray = e.postings.find((p) => typeof p.account !== 'string' || !allowed(p.account));
-        if (stray !== undefined) flag(`a ${String(e.type).slice(0, 40)} may not post to account ${String(stray.account).slice(0, 60)}`);
+        const shape = salePostingsSchema.safeParse(e.postings);
+        if (!shape.success) flag(`a posting is not valid at ${shape.error.issues[0]?.path.join('.') ?? '?'}: ${shape.error.issues[0]?.message ?? ''}`);
+        const allowed = ALLOWED_ACCOUNTS.get(e.type) ?? (() => false);
+        const stray = e.postings.find((p) => !allowed(p.account));
+        if (stray !== undefined) flag(`a ${String(e.type).slice(0, 40)} may not post to account ${stray.account}`);
         try {
           checkBalanced(e.postings);
         } catch (err) {
@@ -176,45 +178,40 @@ export function judgeBatch(input: JudgeInput): Judgement {
       }
       switch (e.type) {
         case 'sale': {
-          let d = plainSaleData(e.data);
-          if (d === null) {
-            const parsed = saleData.safeParse(e.data);
-            if (!parsed.success) flag(`the sale data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
-            d = parsed.data;
-          }
-          const debits: Record<string, number> = {};
-          let debited = 0;
-          for (const token of Object.keys(d.debits)) {
-            const n = d.debits[token] as number;
-            if (n > 0) {
-              debits[token] = n;
-              debited += 1;
-            }
-          }
-          if (debited === 0) {
+          const checked = checkSaleShape(e.postings, e.data);
+          if (!checked.ok) flag(`the sale does not add up: ${checked.problem}`);
+          const d = checked.data;
+          const tokens = Object.keys(d.debits);
+          if (tokens.length === 0) {
             // A cash-only sale moves no tokens: nothing for the mall to clear.
             salesHere.set(e.seq, { kind: 'none' });
             break;
           }
-          const allocated: Record<string, number> = {};
-          for (const a of d.allocations) allocated[a.token] = (allocated[a.token] ?? 0) + a.units;
-          if (!sameTally(mapOf(allocated), debits)) flag('the sale\'s allocations do not add up to its debits');
-          if (!sameTally(positiveUnits(e.postings, REDEEMED_ACCOUNT), debits)) flag('the sale\'s postings do not take the tokens it debits');
-          for (const token of Object.keys(debits)) spendable(token, when, true);
-          let lines: Map<number, string> | null = null;
+          for (const token of tokens) spendable(token, when, true);
           for (const a of d.allocations) {
             const tt = tokenType(a.token);
             if (tt.kind !== 'manufacturer') continue;
-            lines ??= new Map(d.lines.map((l) => [l.lineNo, l.gtin]));
-            const gtin = lines.get(a.lineNo);
-            if (gtin === undefined) flag(`allocation to line ${a.lineNo}, which the sale does not have`);
+            const gtin = (d.lines[a.lineNo - 1] as { gtin: string }).gtin;
             const wanted = gtin14(gtin);
             const listed = (tt.products ?? []).some((p) => gtin14(p) === wanted);
             if (!listed) flag(`${a.token} tokens paid for product ${gtin}, which is not on ${tt.issuer}'s product list`);
           }
-          const record = redemptionClearing({ vendor, eventSeq: e.seq, at, debits, tokenTypes: state.tokenTypes, fees: state.fees, isVendor });
+          for (const token of tokens) {
+            const tt = tokenType(token);
+            // The vendor's own tokens are its own liability; any other issuer's must come from the mall's allotments.
+            if (tt.issuer === vendor) continue;
+            const tally = own(vendorRecord.tokens, token);
+            const allotted = tally?.allottedUnits ?? 0;
+            const redeemed = (tally?.redeemedUnits ?? 0) + (redeemedHere.get(token) ?? 0);
+            const n = d.debits[token] as number;
+            if (redeemed + n > allotted) {
+              flag(`the sale redeems ${n} ${token}, which would bring ${vendor}'s redemptions to ${redeemed + n}, beyond the ${allotted} the mall allotted to it`);
+            }
+          }
+          const record = redemptionClearing({ vendor, eventSeq: e.seq, at, debits: d.debits, tokenTypes: state.tokenTypes, fees: state.fees, isVendor });
           clearing.push(record);
           salesHere.set(e.seq, { kind: 'cleared', record });
+          for (const [token, n] of Object.entries(record.tokens)) redeemedHere.set(token, (redeemedHere.get(token) ?? 0) + n);
           break;
         }
         case 'reversal': {
@@ -229,11 +226,13 @@ export function judgeBatch(input: JudgeInput): Judgement {
             break;
           }
           if (outcome.kind === 'flagged') flag(`the reversal names sale ${saleSeq}, which was flagged and not cleared (${outcome.reason})`);
-          const earlier = reversedHere.get(saleSeq) ?? vendorRecord.reversedSales[saleSeq];
+          const earlier = reversedHere.get(saleSeq) ?? own(vendorRecord.reversedSales, String(saleSeq));
           if (earlier !== undefined) flag(`sale ${saleSeq} was already reversed by event ${earlier}`);
           if (!sameTally(returned, outcome.record.tokens)) flag(`the reversal does not return the tokens sale ${saleSeq} took`);
-          clearing.push(reversalClearing(outcome.record, e.seq, at));
+          const record = reversalClearing(outcome.record, e.seq, at);
+          clearing.push(record);
           reversedHere.set(saleSeq, e.seq);
+          for (const [token, n] of Object.entries(record.tokens)) redeemedHere.set(token, (redeemedHere.get(token) ?? 0) + n);
           break;
         }
         case 'allotment': {
@@ -244,7 +243,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
           if (d.issuer !== tt.issuer) flag(`the allotment says ${d.token} is issued by ${d.issuer}, the mall registers ${tt.issuer}`);
           if (!sameTally(positiveUnits(e.postings, FLOAT_ACCOUNT), { [d.token]: d.units })) flag('the allotment\'s postings do not put its units into the float');
           if (tt.issuer === vendor) break;
-          const a = state.allotments[d.reference];
+          const a = ALLOTMENT_ID.test(d.reference) ? own(state.allotments, d.reference) : undefined;
           if (a === undefined || a.vendor !== vendor) flag(`allotment ${d.reference.slice(0, 80)} of ${d.units} ${d.token} was never issued by the mall to ${vendor}`);
           if (a.token !== d.token || a.units !== d.units) flag(`allotment ${a.id} is for ${a.units} ${a.token}, not ${d.units} ${d.token}`);
           const usedBy = usedHere.get(a.id) ?? a.used?.eventSeq;
@@ -263,19 +262,13 @@ export function judgeBatch(input: JudgeInput): Judgement {
           break;
       }
     } catch (err) {
-      if (err instanceof Flag) {
-        flagged.push({ vendor, batchSeq: input.batchSeq, eventSeq: e.seq, at, type: String(e.type).slice(0, 40), reason: err.message });
-        if (e.type === 'sale') salesHere.set(e.seq, { kind: 'flagged', reason: err.message });
-      } else if (isMallposError(err)) {
-        // An amount out of range (CORE_ERR_OVERFLOW) is the event's problem, not the mall's.
-        flagged.push({ vendor, batchSeq: input.batchSeq, eventSeq: e.seq, at, type: String(e.type).slice(0, 40), reason: err.message });
-        if (e.type === 'sale') salesHere.set(e.seq, { kind: 'flagged', reason: err.message });
-      } else {
-        throw err;
-      }
+      // An amount out of range (CORE_ERR_OVERFLOW) is the event's problem, not the mall's.
+      if (!(err instanceof Flag) && !isMallposError(err)) throw err;
+      flagged.push({ vendor, batchSeq: input.batchSeq, eventSeq: e.seq, at, type: String(e.type).slice(0, 40), reason: err.message });
+      if (e.type === 'sale') salesHere.set(e.seq, { kind: 'flagged', reason: err.message });
     }
   }
-  return { clearing, flagged, allotmentsUsed };
+  return { clearing, flagged, allotmentsUsed, lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString() };
 }
 
 /** How the sale at `saleSeq` ended, read from the batch.ingested data that covered it. */

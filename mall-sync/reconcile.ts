@@ -13,8 +13,10 @@ export interface ReconcileResult {
   outDir: string;
   statements: SignedStatement[];
   files: string[];
-  /** Gaps and tamper alarms found: reconcile exits 2 when there are any. */
+  /** Undecided gaps and tamper alarms found, each with its remedy: reconcile exits 2 when there are any. */
   problems: string[];
+  /** Gaps an admin decided on (wait, or resend from a seq): reported, not a failure. */
+  decided: string[];
 }
 
 /**
@@ -30,13 +32,16 @@ export async function reconcile(dataDir: string, from: string, to: string, outDi
   await mkdir(out, { recursive: true });
   const files: string[] = [];
   const problems: string[] = [];
+  const decided: string[] = [];
   for (const s of statements) {
     const base = join(out, `${s.vendor}_${range.from}_${range.to}`);
     await writeFileDurable(`${base}.csv`, statementCsv(s.statement));
     await writeFileDurable(`${base}.json`, `${JSON.stringify(s.statement, null, 2)}\n`);
     await writeFileDurable(`${base}.jws.json`, `${JSON.stringify(s.jws)}\n`);
     files.push(`${base}.csv`, `${base}.json`, `${base}.jws.json`);
-    problems.push(...statementProblems(s.statement));
+    const found = statementProblems(s.statement);
+    problems.push(...found.problems);
+    decided.push(...found.decided);
   }
   const summary = {
     from: range.from,
@@ -47,15 +52,17 @@ export async function reconcile(dataDir: string, from: string, to: string, outDi
       transactions: s.statement.totals.transactions,
       lastBatchSeq: s.statement.completeness.lastBatchSeq,
       gap: s.statement.completeness.gap,
+      gapDecision: s.statement.completeness.gapDecision,
       alarms: s.statement.completeness.alarms.length,
       flaggedEvents: s.statement.completeness.flaggedEvents,
     })),
     problems,
+    decidedGaps: decided,
     files,
   };
   await writeFileDurable(join(out, 'reconcile.json'), `${JSON.stringify(summary, null, 2)}\n`);
   files.push(join(out, 'reconcile.json'));
-  return { from: range.from, to: range.to, outDir: out, statements, files, problems };
+  return { from: range.from, to: range.to, outDir: out, statements, files, problems, decided };
 }
 
 /** One line per vendor for a person reading the terminal. */
@@ -67,6 +74,6 @@ export function describeStatement(s: SignedStatement): string {
   return (
     `${st.vendor}: net ${formatMinor(t.netMinor, st.currency)} (${t.transactions} transactions, ${t.refunds} refunds, gross ${formatMinor(t.grossMinor, st.currency)}, ` +
     `royalty ${formatMinor(t.royaltyMinor, st.currency)}); last batch ${c.lastBatchSeq} (${ago}); ` +
-    `gap: ${c.gap === null ? 'none' : `batch ${c.gap.expectedSeq} missing`}; alarms: ${c.alarms.length}; flagged: ${c.flaggedEvents}`
+    `gap: ${c.gap === null ? 'none' : `batch ${c.gap.expectedSeq} missing${c.gapDecision === null ? '' : ` (decided: ${c.gapDecision.decision})`}`}; alarms: ${c.alarms.length}; flagged: ${c.flaggedEvents}`
   );
 }

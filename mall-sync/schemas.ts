@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { amount, entityId, isMallposError, MallposError, parse, personName, tokenCode } from '../core/index.ts';
+import { amount, entityId, isMallposError, MallposError, parse, personName, strictRecord, tokenCode } from '../core/index.ts';
 
 /** Payloads of the mall's admin API, checked at the edge. Objects are strict. */
 const bps = z.number().int().min(0).max(10_000);
@@ -21,8 +21,8 @@ export const keyRevoke = z.strictObject({ reason: z.string().trim().min(1).max(2
 
 export const feeScheduleSchema = z.strictObject({
   royaltyBps: bps,
-  royaltyBpsByVendor: z.record(entityId, bps).refine((r) => Object.keys(r).length <= 10_000, 'at most 10,000 vendor rates'),
-  royaltyBpsByToken: z.record(tokenCode, bps).refine((r) => Object.keys(r).length <= 10_000, 'at most 10,000 token rates'),
+  royaltyBpsByVendor: strictRecord(entityId, bps),
+  royaltyBpsByToken: strictRecord(tokenCode, bps),
   reimbursementTollMinor: amount('reimbursement toll'),
   customerDataTollMinor: amount('customer data toll'),
   exchangeServiceBps: bps,
@@ -35,6 +35,12 @@ export const allotmentIssue = z.strictObject({
   token: tokenCode,
   units: amount('units').refine((n) => n > 0, 'units must be at least 1'),
   reference: z.string().trim().min(1).max(80),
+});
+
+export const gapDecide = z.strictObject({
+  decision: z.enum(['wait', 'resend']),
+  resendFromSeq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
+  note: z.string().trim().min(1).max(200).optional(),
 });
 
 export const idempotencyKeySchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/, 'an Idempotency-Key is 8-128 letters, digits or . _ : -');

@@ -6,6 +6,7 @@ import { listen } from '../platform/http.ts';
 import { loadMallConfig, loadMallKeys, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
+import { MallArchive } from './archive.ts';
 import { DataDirLock } from '../platform/lock.ts';
 import { MallMetrics } from './metrics.ts';
 import { Observations } from './observations.ts';
@@ -76,12 +77,14 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
 
     const observations = await Observations.open(paths.observations);
     const clock = opts.clock ?? (() => new Date());
-    const service = new MallService(store, config, keys, observations, clock);
+    const archive = new MallArchive(paths.archiveDir, keys);
+    await archive.open(store.state);
+    const service = new MallService(store, config, keys, observations, clock, archive);
     const ingestor = new BatchIngestor(
       store,
       keys,
       observations,
-      paths.archiveDir,
+      archive,
       {
         onIngested: (vendor, events, flagged) => {
           metrics.batches.inc({ vendor });

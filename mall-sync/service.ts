@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  assert,
   bodyHash,
   fail,
   isAcceptedAt,
@@ -13,14 +14,15 @@ import {
   type SnapshotPayload,
   type TokenType,
 } from '../core/index.ts';
+import type { MallArchive } from './archive.ts';
 import { allotmentPurchase } from './clearing.ts';
 import { ed25519Thumbprint, type MallConfig, type MallKeys } from './config.ts';
-import { MALL_ACCOUNT, vendorAccount, type PartyKind, type PublicJwk } from './events.ts';
+import { MALL_ACCOUNT, vendorAccount, type GapDecisionData, type NewMallEvent, type PartyKind, type PublicJwk } from './events.ts';
 import { signJson } from './jws.ts';
 import { openGap, type Observations } from './observations.ts';
-import { allotmentIssue, feeScheduleSchema, keyAdd, keyRevoke, parseAdmin, partyAdd, publicJwkSchema, vendorRegister } from './schemas.ts';
-import { buildStatement, checkRange, type StatementPayload } from './statements.ts';
-import { positionsSum, type AllotmentRecord, type KeyRecord, type MallState, type VendorRecord } from './store/index.ts';
+import { allotmentIssue, feeScheduleSchema, gapDecide, keyAdd, keyRevoke, parseAdmin, partyAdd, publicJwkSchema, vendorRegister } from './schemas.ts';
+import { buildStatement, checkRange, decidedGap, type StatementPayload } from './statements.ts';
+import { positionsSum, type AllotmentRecord, type GapDecisionRecord, type KeyRecord, type MallState, type VendorRecord } from './store/index.ts';
 import type { MallStore } from './store/store.ts';
 
 export interface VendorView {
@@ -36,6 +38,8 @@ export interface VendorView {
   secondsSinceLastBatch: number | null;
   stale: boolean;
   gap: { expectedSeq: number; seenSeq: number; seenAt: string | null } | null;
+  /** The admin's decision on the open gap, when there is one that covers it. */
+  gapDecision: GapDecisionRecord | null;
   rejections: Record<string, number>;
   positionMinor: number;
   tokens: VendorRecord['tokens'];
@@ -46,6 +50,8 @@ export interface Cursor {
   lastBatchHash: string;
   lastEventSeq: number;
   lastEventHash: string;
+  /** Set when the mall decided on a gap that the vendor must resend its batches from this seq. */
+  resendFromSeq: number | null;
 }
 
 export interface SignedStatement {
@@ -66,7 +72,10 @@ export class MallService {
     readonly keys: MallKeys,
     readonly observations: Observations,
     private readonly clock: () => Date = () => new Date(),
+    private readonly archive: MallArchive | null = null,
   ) {}
+
+  private registryTail: Promise<unknown> = Promise.resolve();
 
   get state(): Readonly<MallState> {
     return this.store.state;
@@ -99,38 +108,76 @@ export class MallService {
 
   // ---- registry --------------------------------------------------------------------
 
+  /**
+   * Every registry change goes through here, one at a time: `plan` checks the request
+   * against the state and names the events; each is signed into the archive's registry
+   * history, then committed. Batches never change what a plan checks, so the checks
+   * still hold when the events are committed.
+   */
+  private registryChange<T>(plan: () => { events: NewMallEvent[]; result: () => T }): Promise<T> {
+    const run = async (): Promise<T> => {
+      const { events, result } = plan();
+      if (events.length === 0) {
+        await this.store.flushed();
+        return result();
+      }
+      const first = this.state.registrySeq + 1;
+      for (const [i, e] of events.entries()) await this.archive?.registry(first + i, e);
+      assert(this.state.registrySeq === first - 1, 'registry changes run one at a time');
+      const commits = events.map((e) => this.store.commit(e));
+      await Promise.all(commits);
+      return result();
+    };
+    const next = this.registryTail.then(run, run);
+    this.registryTail = next.catch(() => undefined);
+    return next;
+  }
+
   async registerVendor(body: unknown): Promise<VendorView> {
     const input = parseAdmin(vendorRegister, body);
     const jwk = await this.checkJwk(input.jwk);
-    // Awaiting the thumbprint above means the checks below run after it, synchronously up to the commits.
-    const existing = this.state.vendors[input.id];
-    if (existing !== undefined) {
-      const k = this.state.keys[jwk.kid];
-      if (existing.name === input.name && k !== undefined && k.vendor === input.id) return this.vendorView(input.id);
-      fail('MALL_ERR_EXISTS', `vendor ${input.id} is already registered`, { vendor: input.id });
-    }
-    this.checkNewPartyId(input.id);
-    if (this.state.keys[jwk.kid] !== undefined) fail('MALL_ERR_EXISTS', `key ${jwk.kid} is already registered for vendor ${this.state.keys[jwk.kid]?.vendor}`);
-    const at = this.now();
-    const registered = this.store.commit({ type: 'vendor.registered', at, data: { id: input.id, name: input.name } });
-    const keyed = this.store.commit({ type: 'key.added', at, data: { vendor: input.id, kid: jwk.kid, jwk, retired: null } });
-    await Promise.all([registered, keyed]);
-    return this.vendorView(input.id);
+    return this.registryChange(() => {
+      const result = () => this.vendorView(input.id);
+      const existing = this.state.vendors[input.id];
+      if (existing !== undefined) {
+        const k = this.state.keys[jwk.kid];
+        if (existing.name === input.name && k !== undefined && k.vendor === input.id) return { events: [], result };
+        fail('MALL_ERR_EXISTS', `vendor ${input.id} is already registered`, { vendor: input.id });
+      }
+      this.checkNewPartyId(input.id);
+      if (this.state.keys[jwk.kid] !== undefined) fail('MALL_ERR_EXISTS', `key ${jwk.kid} is already registered for vendor ${this.state.keys[jwk.kid]?.vendor}`);
+      const at = this.now();
+      return {
+        events: [
+          { type: 'vendor.registered', at, data: { id: input.id, name: input.name } },
+          { type: 'key.added', at, data: { vendor: input.id, kid: jwk.kid, jwk, retired: null } },
+        ],
+        result,
+      };
+    });
   }
 
-  /** Adds a key: the vendor's active key, if any, becomes retired (it still verifies batches). */
+  /**
+   * Adds a key: the vendor's active key, if any, becomes retired. A retired key still
+   * signs the batch the vendor may have in flight (the next seq), and nothing after it.
+   */
   async addKey(vendorId: string, body: unknown): Promise<KeyRecord> {
     const input = parseAdmin(keyAdd, body);
     const jwk = await this.checkJwk(input.jwk);
-    this.vendor(vendorId);
-    const known = this.state.keys[jwk.kid];
-    if (known !== undefined) {
-      if (known.vendor === vendorId && known.status === 'active') return known;
-      fail('MALL_ERR_EXISTS', `key ${jwk.kid} is already registered${known.vendor === vendorId ? ` (${known.status})` : ''}`);
-    }
-    const active = Object.values(this.state.keys).find((k) => k.vendor === vendorId && k.status === 'active');
-    await this.store.commit({ type: 'key.added', at: this.now(), data: { vendor: vendorId, kid: jwk.kid, jwk, retired: active?.kid ?? null } });
-    return this.key(vendorId, jwk.kid);
+    return this.registryChange(() => {
+      const v = this.vendor(vendorId);
+      const result = () => this.key(vendorId, jwk.kid);
+      const known = this.state.keys[jwk.kid];
+      if (known !== undefined) {
+        if (known.vendor === vendorId && known.status === 'active') return { events: [], result };
+        fail('MALL_ERR_EXISTS', `key ${jwk.kid} is already registered${known.vendor === vendorId ? ` (${known.status})` : ''}`);
+      }
+      const active = Object.values(this.state.keys).find((k) => k.vendor === vendorId && k.status === 'active');
+      return {
+        events: [{ type: 'key.added', at: this.now(), data: { vendor: vendorId, kid: jwk.kid, jwk, retired: active?.kid ?? null, retiredAtSeq: active === undefined ? null : v.lastSeq + 1 } }],
+        result,
+      };
+    });
   }
 
   private key(vendorId: string, kid: string): KeyRecord {
@@ -139,59 +186,65 @@ export class MallService {
     return k;
   }
 
-  async retireKey(vendorId: string, kid: string): Promise<KeyRecord> {
-    this.vendor(vendorId);
-    const k = this.key(vendorId, kid);
-    if (k.status !== 'active') return k;
-    await this.store.commit({ type: 'key.retired', at: this.now(), data: { vendor: vendorId, kid } });
-    return this.key(vendorId, kid);
+  /** Retires a key: it signs the batch the vendor may have in flight (the next seq), and nothing after it. */
+  retireKey(vendorId: string, kid: string): Promise<KeyRecord> {
+    return this.registryChange(() => {
+      const v = this.vendor(vendorId);
+      const k = this.key(vendorId, kid);
+      const result = () => this.key(vendorId, kid);
+      if (k.status !== 'active') return { events: [], result };
+      return { events: [{ type: 'key.retired', at: this.now(), data: { vendor: vendorId, kid, retiredAtSeq: v.lastSeq + 1 } }], result };
+    });
   }
 
   /** Revokes a key: batches signed with it never verify again, whenever they were made. */
-  async revokeKey(vendorId: string, kid: string, body: unknown): Promise<KeyRecord> {
+  revokeKey(vendorId: string, kid: string, body: unknown): Promise<KeyRecord> {
     const input = parseAdmin(keyRevoke, body ?? {});
-    this.vendor(vendorId);
-    const k = this.key(vendorId, kid);
-    if (k.status === 'revoked') return k;
-    await this.store.commit({ type: 'key.revoked', at: this.now(), data: { vendor: vendorId, kid, reason: input.reason ?? 'revoked by the mall' } });
-    return this.key(vendorId, kid);
+    return this.registryChange(() => {
+      this.vendor(vendorId);
+      const k = this.key(vendorId, kid);
+      const result = () => this.key(vendorId, kid);
+      if (k.status === 'revoked') return { events: [], result };
+      return { events: [{ type: 'key.revoked', at: this.now(), data: { vendor: vendorId, kid, reason: input.reason ?? 'revoked by the mall' } }], result };
+    });
   }
 
-  async upsertTokenType(code: string, body: unknown): Promise<TokenType> {
+  upsertTokenType(code: string, body: unknown): Promise<TokenType> {
     const tt = parseAdmin(tokenTypeSchema, { ...(typeof body === 'object' && body !== null ? body : {}), code }) as TokenType;
-    if (tt.currency !== this.config.currency) fail('MALL_ERR_VALIDATION', `token types here are in ${this.config.currency}, not ${tt.currency}`);
-    const issuerIsVendor = this.state.vendors[tt.issuer] !== undefined;
-    const party = this.state.parties[tt.issuer];
-    if (tt.issuer !== MALL_ACCOUNT && !issuerIsVendor && party === undefined) {
-      fail('MALL_ERR_VALIDATION', `the issuer ${tt.issuer} is neither the mall, a vendor nor a registered party`);
-    }
-    if (tt.kind === 'mall' && tt.issuer !== MALL_ACCOUNT) fail('MALL_ERR_VALIDATION', 'mall tokens are issued by the mall');
-    if (tt.kind === 'vendor' && !issuerIsVendor) fail('MALL_ERR_VALIDATION', 'vendor tokens are issued by a registered vendor');
-    if (tt.kind === 'manufacturer') {
-      if (party?.kind !== 'manufacturer') fail('MALL_ERR_VALIDATION', 'manufacturer tokens are issued by a registered manufacturer');
-      if ((tt.products ?? []).length === 0) fail('MALL_ERR_VALIDATION', 'manufacturer tokens need the list of products they buy');
-    }
-    if (tt.acceptedBy !== '*') {
-      const unknown = tt.acceptedBy.filter((id) => this.state.vendors[id] === undefined);
-      if (unknown.length > 0) fail('MALL_ERR_VALIDATION', `the acceptance list names vendors the mall does not know: ${unknown.slice(0, 5).join(', ')}`);
-    }
-    await this.store.commit({ type: 'token-type.upserted', at: this.now(), data: tt });
-    return tt;
+    return this.registryChange(() => {
+      if (tt.currency !== this.config.currency) fail('MALL_ERR_VALIDATION', `token types here are in ${this.config.currency}, not ${tt.currency}`);
+      const issuerIsVendor = this.state.vendors[tt.issuer] !== undefined;
+      const party = this.state.parties[tt.issuer];
+      if (tt.issuer !== MALL_ACCOUNT && !issuerIsVendor && party === undefined) {
+        fail('MALL_ERR_VALIDATION', `the issuer ${tt.issuer} is neither the mall, a vendor nor a registered party`);
+      }
+      if (tt.kind === 'mall' && tt.issuer !== MALL_ACCOUNT) fail('MALL_ERR_VALIDATION', 'mall tokens are issued by the mall');
+      if (tt.kind === 'vendor' && !issuerIsVendor) fail('MALL_ERR_VALIDATION', 'vendor tokens are issued by a registered vendor');
+      if (tt.kind === 'manufacturer') {
+        if (party?.kind !== 'manufacturer') fail('MALL_ERR_VALIDATION', 'manufacturer tokens are issued by a registered manufacturer');
+        if ((tt.products ?? []).length === 0) fail('MALL_ERR_VALIDATION', 'manufacturer tokens need the list of products they buy');
+      }
+      if (tt.acceptedBy !== '*') {
+        const unknown = tt.acceptedBy.filter((id) => this.state.vendors[id] === undefined);
+        if (unknown.length > 0) fail('MALL_ERR_VALIDATION', `the acceptance list names vendors the mall does not know: ${unknown.slice(0, 5).join(', ')}`);
+      }
+      return { events: [{ type: 'token-type.upserted', at: this.now(), data: tt }], result: () => tt };
+    });
   }
 
-  async setFees(body: unknown): Promise<FeeSchedule> {
+  setFees(body: unknown): Promise<FeeSchedule> {
     const fees = parseAdmin(feeScheduleSchema, body) as FeeSchedule;
-    await this.store.commit({ type: 'fees.set', at: this.now(), data: fees });
-    return fees;
+    return this.registryChange(() => ({ events: [{ type: 'fees.set', at: this.now(), data: fees }], result: () => fees }));
   }
 
-  async addParty(body: unknown): Promise<{ id: string; name: string; kind: PartyKind }> {
+  addParty(body: unknown): Promise<{ id: string; name: string; kind: PartyKind }> {
     const input = parseAdmin(partyAdd, body);
-    const existing = this.state.parties[input.id];
-    if (existing !== undefined && existing.name === input.name && existing.kind === input.kind) return input;
-    this.checkNewPartyId(input.id);
-    await this.store.commit({ type: 'party.added', at: this.now(), data: input });
-    return input;
+    return this.registryChange(() => {
+      const existing = this.state.parties[input.id];
+      if (existing !== undefined && existing.name === input.name && existing.kind === input.kind) return { events: [], result: () => input };
+      this.checkNewPartyId(input.id);
+      return { events: [{ type: 'party.added', at: this.now(), data: input }], result: () => input };
+    });
   }
 
   /**
@@ -199,30 +252,56 @@ export class MallService {
    * value: the vendor owes the mall units x face value (claims 4, 28). Idempotent by key:
    * the same key and body return the original allotment; another body is MALL_ERR_EXISTS.
    */
-  async allot(key: string, body: unknown): Promise<AllotmentRecord> {
+  allot(key: string, body: unknown): Promise<AllotmentRecord> {
     const input = parseAdmin(allotmentIssue, body);
     const hash = bodyHash(input);
-    const earlierId = this.state.allotmentKeys[key];
-    if (earlierId !== undefined) {
-      const earlier = this.state.allotments[earlierId] as AllotmentRecord;
-      if (earlier.bodyHash !== hash) fail('MALL_ERR_EXISTS', 'this Idempotency-Key was already used for a different allotment', { allotment: earlierId });
-      await this.store.flushed();
-      return earlier;
-    }
-    this.vendor(input.vendor);
-    const tt = this.state.tokenTypes[input.token];
-    if (tt === undefined) fail('MALL_ERR_VALIDATION', `token type ${input.token} is not registered`);
-    if (!isAcceptedAt(tt, input.vendor)) fail('MALL_ERR_VALIDATION', `${tt.code} tokens are not accepted at ${input.vendor}`);
-    if (isExpired(tt, this.clock())) fail('MALL_ERR_VALIDATION', `${tt.code} tokens have expired`);
-    if (tt.issuer === input.vendor) fail('MALL_ERR_VALIDATION', `${input.vendor} issues ${tt.code} tokens itself: it needs no allotment`);
-    const { purchaseMinor, transfers } = allotmentPurchase(input.vendor, tt, input.units);
-    const id = `alt-${String(this.state.allotmentSerial + 1).padStart(6, '0')}`;
-    await this.store.commit({
-      type: 'allotment.issued',
-      at: this.now(),
-      data: { id, vendor: input.vendor, token: tt.code, units: input.units, reference: input.reference, faceValueMinor: tt.faceValueMinor, purchaseMinor, transfers, key, bodyHash: hash },
+    return this.registryChange(() => {
+      const earlierId = this.state.allotmentKeys[key];
+      if (earlierId !== undefined) {
+        const earlier = this.state.allotments[earlierId] as AllotmentRecord;
+        if (earlier.bodyHash !== hash) fail('MALL_ERR_EXISTS', 'this Idempotency-Key was already used for a different allotment', { allotment: earlierId });
+        return { events: [], result: () => earlier };
+      }
+      this.vendor(input.vendor);
+      const tt = this.state.tokenTypes[input.token];
+      if (tt === undefined) fail('MALL_ERR_VALIDATION', `token type ${input.token} is not registered`);
+      if (!isAcceptedAt(tt, input.vendor)) fail('MALL_ERR_VALIDATION', `${tt.code} tokens are not accepted at ${input.vendor}`);
+      if (isExpired(tt, this.clock())) fail('MALL_ERR_VALIDATION', `${tt.code} tokens have expired`);
+      if (tt.issuer === input.vendor) fail('MALL_ERR_VALIDATION', `${input.vendor} issues ${tt.code} tokens itself: it needs no allotment`);
+      const { purchaseMinor, transfers } = allotmentPurchase(input.vendor, tt, input.units);
+      const id = `alt-${String(this.state.allotmentSerial + 1).padStart(6, '0')}`;
+      return {
+        events: [
+          {
+            type: 'allotment.issued',
+            at: this.now(),
+            data: { id, vendor: input.vendor, token: tt.code, units: input.units, reference: input.reference, faceValueMinor: tt.faceValueMinor, purchaseMinor, transfers, key, bodyHash: hash },
+          },
+        ],
+        result: () => this.state.allotments[id] as AllotmentRecord,
+      };
     });
-    return this.state.allotments[id] as AllotmentRecord;
+  }
+
+  /**
+   * Records an admin's decision on an open gap in a vendor's batches: `wait` for the
+   * missing batches, or `resend` (the vendor must send its batches again from
+   * `resendFromSeq`, by default the next one the mall expects). The decision is a signed
+   * registry entry; reconcile reports the gap as decided while no batch beyond the one
+   * decided on is seen.
+   */
+  decideGap(vendorId: string, body: unknown): Promise<GapDecisionRecord> {
+    const input = parseAdmin(gapDecide, body);
+    return this.registryChange(() => {
+      const v = this.vendor(vendorId);
+      const gap = openGap(this.observations.of(vendorId), v.lastSeq + 1);
+      if (gap === null) fail('MALL_ERR_VALIDATION', `${vendorId} has no open gap to decide on`);
+      const resendFromSeq = input.decision === 'resend' ? (input.resendFromSeq ?? gap.expectedSeq) : null;
+      if (input.decision === 'wait' && input.resendFromSeq !== undefined) fail('MALL_ERR_VALIDATION', 'resendFromSeq belongs to a resend decision');
+      if (resendFromSeq !== null && resendFromSeq > gap.expectedSeq) fail('MALL_ERR_VALIDATION', `a resend starts at or before batch ${gap.expectedSeq}, the next the mall expects`);
+      const data: GapDecisionData = { vendor: vendorId, decision: input.decision, expectedSeq: gap.expectedSeq, seenSeq: gap.seenSeq, resendFromSeq, note: input.note ?? '' };
+      return { events: [{ type: 'gap.decided', at: this.now(), data }], result: () => this.vendor(vendorId).gapDecision as GapDecisionRecord };
+    });
   }
 
   // ---- views -----------------------------------------------------------------------
@@ -247,6 +326,7 @@ export class MallService {
       secondsSinceLastBatch: seconds,
       stale: seconds === null || seconds > this.config.staleAfterHours * 3600,
       gap: openGap(obs, v.lastSeq + 1),
+      gapDecision: decidedGap(openGap(obs, v.lastSeq + 1), v.gapDecision),
       rejections: { ...(obs?.rejections ?? {}) },
       positionMinor: this.state.positions[vendorAccount(id)] ?? 0,
       tokens: structuredClone(v.tokens),
@@ -266,7 +346,14 @@ export class MallService {
 
   cursor(vendorId: string): Cursor {
     const v = this.vendor(vendorId);
-    return { lastSeq: v.lastSeq, lastBatchHash: v.lastSeq === 0 ? ZERO_HASH : v.lastBatchHash, lastEventSeq: v.lastEventSeq, lastEventHash: v.lastEventHash };
+    const decision = decidedGap(openGap(this.observations.of(vendorId), v.lastSeq + 1), v.gapDecision);
+    return {
+      lastSeq: v.lastSeq,
+      lastBatchHash: v.lastSeq === 0 ? ZERO_HASH : v.lastBatchHash,
+      lastEventSeq: v.lastEventSeq,
+      lastEventHash: v.lastEventHash,
+      resendFromSeq: decision?.decision === 'resend' ? decision.resendFromSeq : null,
+    };
   }
 
   snapshotPayload(vendorId: string): SnapshotPayload {
@@ -317,7 +404,12 @@ export class MallService {
   async statements(from: unknown, to: unknown): Promise<SignedStatement[]> {
     checkRange(from, to);
     const out: SignedStatement[] = [];
-    for (const id of Object.keys(this.state.vendors).sort()) out.push(await this.signedStatement(id, from, to));
+    for (const id of Object.keys(this.state.vendors).sort()) {
+      const s = await this.signedStatement(id, from, to);
+      // What reconcile hands out is kept, so that an audit can check its figures.
+      await this.archive?.statement(id, s.statement.from, s.statement.to, s.statement.issuedAt, s.jws);
+      out.push(s);
+    }
     return out;
   }
 }

@@ -1,7 +1,8 @@
 import { add, fail } from '../core/index.ts';
 import { vendorAccount, type FlaggedRecord } from './events.ts';
 import { openGap, type VendorObservation } from './observations.ts';
-import { emptyDay, type AlarmRecord, type DayTotals, type MallState } from './store/state.ts';
+import { own } from './store/dict.ts';
+import { emptyDay, type AlarmRecord, type DayTotals, type GapDecisionRecord, type MallState } from './store/state.ts';
 
 /**
  * Per-vendor settlement statements for a range of UTC days (by event time): what the
@@ -20,6 +21,8 @@ export interface StatementCompleteness {
   stale: boolean;
   /** Batches were seen ahead of the next expected one: some are missing. */
   gap: { expectedSeq: number; seenSeq: number; seenAt: string | null } | null;
+  /** The admin's signed decision on that gap (wait, or resend from a seq), when one covers it. */
+  gapDecision: GapDecisionRecord | null;
   rejections: Record<string, number>;
   /** Tamper alarms (forks) for this vendor recorded during the range. */
   alarms: AlarmRecord[];
@@ -40,7 +43,19 @@ export interface StatementPayload {
   days: (DayTotals & { date: string })[];
   /** The vendor's clearing position over all time when issued: positive means the mall owes the vendor. */
   positionMinor: number;
+  /**
+   * What the figures cover: the registry entries applied and each vendor's last batch
+   * ingested when the statement was issued. `mall-sync audit` recomputes the statement
+   * from the archive up to exactly this point.
+   */
+  asOf: { registrySeq: number; batches: Record<string, number> };
   completeness: StatementCompleteness;
+}
+
+/** The decision that covers an open gap: made on this gap or one no further ahead. */
+export function decidedGap(gap: { expectedSeq: number; seenSeq: number } | null, decision: GapDecisionRecord | null): GapDecisionRecord | null {
+  if (gap === null || decision === null) return null;
+  return gap.seenSeq <= decision.seenSeq ? decision : null;
 }
 
 const DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
@@ -93,9 +108,9 @@ export interface StatementContext {
 }
 
 export function buildStatement(ctx: StatementContext, vendorId: string, from: string, to: string): StatementPayload {
-  const v = ctx.state.vendors[vendorId];
+  const v = own(ctx.state.vendors, vendorId);
   if (v === undefined) fail('MALL_ERR_VENDOR_UNKNOWN', `no vendor ${vendorId.slice(0, 40)} at this mall`);
-  const byDay = ctx.state.days[vendorId] ?? {};
+  const byDay = own(ctx.state.days, vendorId) ?? {};
   const days = Object.keys(byDay)
     .filter((d) => d >= from && d <= to)
     .sort()
@@ -115,7 +130,8 @@ export function buildStatement(ctx: StatementContext, vendorId: string, from: st
     issuedAt: ctx.now.toISOString(),
     totals,
     days,
-    positionMinor: ctx.state.positions[vendorAccount(v.id)] ?? 0,
+    positionMinor: own(ctx.state.positions, vendorAccount(v.id)) ?? 0,
+    asOf: { registrySeq: ctx.state.registrySeq, batches: Object.fromEntries(Object.keys(ctx.state.vendors).sort().map((id) => [id, ctx.state.vendors[id]?.lastSeq ?? 0])) },
     completeness: {
       lastBatchSeq: v.lastSeq,
       lastBatchAt: v.lastBatchAt,
@@ -123,6 +139,7 @@ export function buildStatement(ctx: StatementContext, vendorId: string, from: st
       secondsSinceLastBatch: seconds,
       stale,
       gap: openGap(ctx.observation, v.lastSeq + 1),
+      gapDecision: decidedGap(openGap(ctx.observation, v.lastSeq + 1), v.gapDecision),
       rejections: { ...(ctx.observation?.rejections ?? {}) },
       alarms: ctx.state.alarms.filter((a) => a.vendor === v.id && inRange(a.at)),
       flaggedEvents: totals.flaggedEvents,
@@ -160,11 +177,26 @@ export function statementCsv(s: StatementPayload): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Problems that make a reconciliation incomplete: open gaps and tamper alarms. */
-export function statementProblems(s: StatementPayload): string[] {
-  const out: string[] = [];
+/**
+ * Problems that make a reconciliation incomplete, each with its remedy: open gaps nobody
+ * decided on, and tamper alarms. Gaps an admin decided on are `decided`, reported apart.
+ */
+export function statementProblems(s: StatementPayload): { problems: string[]; decided: string[] } {
+  const problems: string[] = [];
+  const decided: string[] = [];
   const gap = s.completeness.gap;
-  if (gap !== null) out.push(`GAP ${s.vendor}: the mall has batches up to ${gap.expectedSeq - 1} but saw batch ${gap.seenSeq}${gap.seenAt === null ? '' : ` at ${gap.seenAt}`}; batch ${gap.expectedSeq} onwards is missing`);
-  for (const a of s.completeness.alarms) out.push(`FORK ALARM ${s.vendor}: ${a.message} (batch ${a.batchSeq}, ${a.at})`);
-  return out;
+  if (gap !== null) {
+    const what = `GAP ${s.vendor}: the mall has batches up to ${gap.expectedSeq - 1} but saw batch ${gap.seenSeq}${gap.seenAt === null ? '' : ` at ${gap.seenAt}`}; batch ${gap.expectedSeq} onwards is missing`;
+    const d = s.completeness.gapDecision;
+    if (d === null) {
+      problems.push(
+        `${what}. Remedy: have the vendor push (its pusher resends from the mall's cursor); if the missing batches cannot come, record a decision: ` +
+          `mall-sync gap-decide --vendor ${s.vendor} --decision wait|resend [--from SEQ]`,
+      );
+    } else {
+      decided.push(`${what}; decided at ${d.at}: ${d.decision === 'wait' ? 'wait for the missing batches' : `the vendor resends from batch ${d.resendFromSeq ?? gap.expectedSeq}`}${d.note === '' ? '' : ` (${d.note})`}`);
+    }
+  }
+  for (const a of s.completeness.alarms) problems.push(`FORK ALARM ${s.vendor}: ${a.message} (batch ${a.batchSeq}, ${a.at}). Remedy: find which of the two batches the vendor's journal holds; revoke the key if it was not the vendor's`);
+  return { problems, decided };
 }

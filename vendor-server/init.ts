@@ -12,7 +12,9 @@ export interface InitOptions {
   demo?: boolean;
   /**
    * The demo's mall and manufacturer floats come from a mall's allotments (issue them
-   * at the mall); only the store's own tokens are seeded here.
+   * at the mall); only the store's own tokens are seeded here. `false` seeds a local
+   * float instead, for a store that never syncs with a mall (the mall pays for no token
+   * it did not allot).
    */
   mallFloat?: boolean;
   port?: number;
@@ -41,7 +43,7 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   const keys = await createKeys(opts.dataDir);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const operatorToken = await access.addOperator();
-  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat === true) : null;
+  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat !== false) : null;
   // The config is written last: a directory without it is not a half-made store.
   await writeConfig(opts.dataDir, config);
   return { config, kid: keys.kid, operatorToken, demo };

@@ -4,7 +4,7 @@ import { Low } from 'lowdb';
 import { assert, fail } from '../../core/index.ts';
 import { asciiJson, Checkpointer, DurableJSONFile, Journal, JournalBacklogError, type CheckpointPolicy, type OpenReport } from '../../platform/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent } from '../events.ts';
-import { applyMallEvent, emptyMallState, type MallState } from './state.ts';
+import { applyMallEvent, emptyMallState, reviveMallState, type MallState } from './state.ts';
 import type { MallStore } from './store.ts';
 
 export interface EmbeddedStoreOptions {
@@ -58,7 +58,7 @@ export class EmbeddedMallStore implements MallStore {
     } catch (err) {
       fail('MALL_ERR_STORE', (err as Error).message);
     }
-    const state = db.data ?? emptyMallState();
+    const state = db.data === null ? emptyMallState() : reviveMallState(db.data);
     if (state.format !== 1) fail('MALL_ERR_STORE', `${paths.checkpointFile} has format ${String(state.format)}, this mall reads format 1`);
     const checkpointSeq = state.seq;
 

@@ -1,8 +1,10 @@
 import { add, assert, sub, ZERO_HASH, type FeeSchedule, type TokenType } from '../../core/index.ts';
+import { dict, own, type Dict } from './dict.ts';
 import {
   type AlarmData,
   type ClearingRecord,
   type FlaggedRecord,
+  type GapDecisionData,
   type MallEvent,
   type PartyKind,
   type PublicJwk,
@@ -31,6 +33,8 @@ export interface KeyRecord {
   retiredAt: string | null;
   revokedAt: string | null;
   revokedReason: string | null;
+  /** Once retired, the key signs only batches up to this seq (null: the key is not retired). */
+  retiredAtSeq: number | null;
 }
 
 export interface TokenTally {
@@ -49,6 +53,10 @@ export interface VendorRecord {
   lastEventSeq: number;
   lastEventHash: string;
   lastBatchAt: string | null;
+  /** The latest event time the mall accepted from this vendor (events may not go back before it, less a skew). */
+  lastEventAt: string | null;
+  /** The admin's latest decision on a gap in this vendor's batches (signed, in the registry history). */
+  gapDecision: GapDecisionRecord | null;
   /** Batch seq k is at index k - 1: its payload hash, the mall journal seq of its batch.ingested, its first event seq. */
   batchHashes: string[];
   batchMallSeqs: number[];
@@ -84,6 +92,11 @@ export interface AllotmentRecord {
   used: { batchSeq: number; eventSeq: number } | null;
 }
 
+export interface GapDecisionRecord extends GapDecisionData {
+  at: string;
+  registrySeq: number;
+}
+
 export interface AlarmRecord extends AlarmData {
   at: string;
 }
@@ -114,6 +127,8 @@ export interface MallState {
   format: 1;
   seq: number;
   hash: string;
+  /** How many registry events (everything but batches and alarms) were applied: what a batch was judged against. */
+  registrySeq: number;
   vendors: Record<string, VendorRecord>;
   keys: Record<string, KeyRecord>;
   tokenTypes: Record<string, TokenType>;
@@ -145,18 +160,19 @@ export function emptyMallState(): MallState {
     format: 1,
     seq: 0,
     hash: ZERO_HASH,
-    vendors: {},
-    keys: {},
-    tokenTypes: {},
-    fees: structuredClone(ZERO_FEES),
-    parties: {},
-    allotments: {},
+    registrySeq: 0,
+    vendors: dict(),
+    keys: dict(),
+    tokenTypes: dict(),
+    fees: feesDict(ZERO_FEES),
+    parties: dict(),
+    allotments: dict(),
     allotmentSerial: 0,
-    allotmentKeys: {},
-    positions: {},
+    allotmentKeys: dict(),
+    positions: dict(),
     alarms: [],
     alarmSerial: 0,
-    days: {},
+    days: dict(),
     totals: { batches: 0, events: 0, flaggedEvents: 0, alarms: 0 },
   };
 }
@@ -165,8 +181,8 @@ export function emptyDay(): DayTotals {
   return {
     transactions: 0,
     refunds: 0,
-    tokensRedeemed: {},
-    tokensReturned: {},
+    tokensRedeemed: dict(),
+    tokensReturned: dict(),
     grossMinor: 0,
     refundedMinor: 0,
     royaltyMinor: 0,
@@ -199,12 +215,51 @@ function dayOf(state: MallState, vendor: string, at: string): DayTotals {
 }
 
 function dayTotals(state: MallState, vendor: string, day: string): DayTotals {
-  const byDay = (state.days[vendor] ??= {});
-  return (byDay[day] ??= emptyDay());
+  const byDay = own(state.days, vendor) ?? (state.days[vendor] = dict());
+  return own(byDay, day) ?? (byDay[day] = emptyDay());
+}
+
+/** A fee schedule whose per-vendor and per-token rates are null-prototype maps. */
+export function feesDict(fees: FeeSchedule): FeeSchedule {
+  return { ...fees, royaltyBpsByVendor: dict(fees.royaltyBpsByVendor), royaltyBpsByToken: dict(fees.royaltyBpsByToken) };
+}
+
+/**
+ * Makes a state read from JSON (a checkpoint) what `emptyMallState` and `applyMallEvent`
+ * make: every map a null-prototype object, fields added since the checkpoint was written
+ * at their defaults.
+ */
+export function reviveMallState(raw: MallState): MallState {
+  const days: Dict<Dict<DayTotals>> = dict();
+  for (const [vendor, byDay] of Object.entries(raw.days ?? {})) {
+    const d: Dict<DayTotals> = dict();
+    for (const [day, t] of Object.entries(byDay)) d[day] = { ...t, tokensRedeemed: dict(t.tokensRedeemed), tokensReturned: dict(t.tokensReturned) };
+    days[vendor] = d;
+  }
+  const vendors: Dict<VendorRecord> = dict();
+  for (const [id, v] of Object.entries(raw.vendors ?? {})) {
+    vendors[id] = { ...v, lastEventAt: v.lastEventAt ?? null, gapDecision: v.gapDecision ?? null, reversedSales: dict(v.reversedSales), tokens: dict(v.tokens) };
+  }
+  const keys: Dict<KeyRecord> = dict();
+  for (const [kid, k] of Object.entries(raw.keys ?? {})) keys[kid] = { ...k, retiredAtSeq: k.retiredAtSeq ?? null };
+  const tokenTypes: Dict<TokenType> = dict(raw.tokenTypes);
+  return {
+    ...raw,
+    registrySeq: raw.registrySeq ?? 0,
+    vendors,
+    keys,
+    tokenTypes,
+    fees: feesDict(raw.fees),
+    parties: dict(raw.parties),
+    allotments: dict(raw.allotments),
+    allotmentKeys: dict(raw.allotmentKeys),
+    positions: dict(raw.positions),
+    days,
+  };
 }
 
 function addTo(record: Record<string, number>, key: string, n: number): void {
-  const v = add(record[key] ?? 0, n);
+  const v = add(own(record, key) ?? 0, n);
   if (v === 0) delete record[key];
   else record[key] = v;
 }
@@ -213,7 +268,7 @@ function addTo(record: Record<string, number>, key: string, n: number): void {
 function vendorOf(state: MallState, account: string): string | null {
   if (!account.startsWith('vendor:')) return null;
   const id = account.slice('vendor:'.length);
-  return state.vendors[id] === undefined ? null : id;
+  return own(state.vendors, id) === undefined ? null : id;
 }
 
 /** Posts one transfer to the positions and to the day totals of the vendors it touches. */
@@ -225,8 +280,8 @@ export function applyTransfer(state: MallState, t: Transfer, at: string): void {
 function transferOnDay(state: MallState, t: Transfer, at: string, day: string | null): void {
   assert(Number.isSafeInteger(t.amountMinor), 'transfer amount is a safe integer');
   assert(t.from !== t.to, `transfer ${t.kind} between different accounts`);
-  state.positions[t.from] = sub(state.positions[t.from] ?? 0, t.amountMinor);
-  state.positions[t.to] = add(state.positions[t.to] ?? 0, t.amountMinor);
+  state.positions[t.from] = sub(own(state.positions, t.from) ?? 0, t.amountMinor);
+  state.positions[t.to] = add(own(state.positions, t.to) ?? 0, t.amountMinor);
   const payer = vendorOf(state, t.from);
   if (payer !== null) {
     const d = dayTotals(state, payer, (day ??= utcDay(at)));
@@ -245,8 +300,13 @@ function transferOnDay(state: MallState, t: Transfer, at: string, day: string | 
 }
 
 function tally(v: VendorRecord, token: string): TokenTally {
-  return (v.tokens[token] ??= { allottedUnits: 0, redeemedUnits: 0 });
+  return own(v.tokens, token) ?? (v.tokens[token] = { allottedUnits: 0, redeemedUnits: 0 });
 }
+
+/** The event types that change the registry; a batch is judged against the registry as of a count of them. */
+export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<MallEvent['type']>([
+  'vendor.registered', 'key.added', 'key.retired', 'key.revoked', 'token-type.upserted', 'fees.set', 'party.added', 'allotment.issued', 'gap.decided',
+]);
 
 /** Applies what the mall cleared for one vendor event. */
 export function applyClearing(state: MallState, vendor: VendorRecord, c: ClearingRecord): void {
@@ -290,19 +350,21 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
         lastEventSeq: 0,
         lastEventHash: ZERO_HASH,
         lastBatchAt: null,
+        lastEventAt: null,
+        gapDecision: null,
         batchHashes: [],
         batchMallSeqs: [],
         batchFromSeqs: [],
         events: 0,
         flaggedEvents: 0,
         flagged: [],
-        reversedSales: {},
-        tokens: {},
+        reversedSales: dict(),
+        tokens: dict(),
       };
       break;
     }
     case 'key.added': {
-      const { vendor, kid, jwk, retired } = event.data;
+      const { vendor, kid, jwk, retired, retiredAtSeq } = event.data;
       assert(state.vendors[vendor] !== undefined, `key ${kid} belongs to a registered vendor`);
       assert(state.keys[kid] === undefined, `key ${kid} added once`);
       if (retired !== null) {
@@ -310,8 +372,9 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
         assert(old !== undefined && old.vendor === vendor && old.status === 'active', `key ${retired} was ${vendor}'s active key`);
         old.status = 'retired';
         old.retiredAt = event.at;
+        old.retiredAtSeq = retiredAtSeq ?? null;
       }
-      state.keys[kid] = { kid, vendor, jwk, status: 'active', addedAt: event.at, retiredAt: null, revokedAt: null, revokedReason: null };
+      state.keys[kid] = { kid, vendor, jwk, status: 'active', addedAt: event.at, retiredAt: null, revokedAt: null, revokedReason: null, retiredAtSeq: null };
       break;
     }
     case 'key.retired': {
@@ -319,6 +382,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       assert(k !== undefined && k.vendor === event.data.vendor && k.status === 'active', `key ${event.data.kid} active before retiring`);
       k.status = 'retired';
       k.retiredAt = event.at;
+      k.retiredAtSeq = event.data.retiredAtSeq ?? null;
       break;
     }
     case 'key.revoked': {
@@ -333,8 +397,14 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       state.tokenTypes[event.data.code] = event.data;
       break;
     case 'fees.set':
-      state.fees = event.data;
+      state.fees = feesDict(event.data);
       break;
+    case 'gap.decided': {
+      const v = own(state.vendors, event.data.vendor);
+      assert(v !== undefined, `gap decision for a registered vendor ${event.data.vendor}`);
+      v.gapDecision = { ...event.data, at: event.at, registrySeq: state.registrySeq + 1 };
+      break;
+    }
     case 'party.added':
       assert(state.parties[event.data.id] === undefined, `party ${event.data.id} added once`);
       state.parties[event.data.id] = { ...event.data, addedAt: event.at };
@@ -375,6 +445,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       v.lastEventSeq = b.lastEventSeq;
       v.lastEventHash = b.lastEventHash;
       v.lastBatchAt = event.at;
+      if (b.lastEventAt !== undefined && b.lastEventAt !== null) v.lastEventAt = b.lastEventAt;
       v.batchHashes.push(b.hash);
       v.batchMallSeqs.push(event.seq);
       v.batchFromSeqs.push(b.fromSeq);
@@ -408,6 +479,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       assert(false, `unknown mall event type ${(never as { type: string }).type}`);
     }
   }
+  if (REGISTRY_EVENT_TYPES.has(event.type)) state.registrySeq += 1;
   state.seq = event.seq;
   state.hash = hash;
 }

@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { bpsOf, type JournalEvent } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import { auditArchive } from '../../mall-sync/audit.ts';
 import { startMallServer, type RunningMall } from '../../mall-sync/server.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
 import { freePort, killHard, type ChildServer } from '../helpers/process.ts';
@@ -115,6 +117,14 @@ describe('e2e: the vendor server syncs with the mall', function () {
     expect(statement.completeness.flaggedEvents).to.equal(0);
     const positions = await admin.positions();
     expect(positions.sumMinor).to.equal(0);
+
+    // Anyone holding the archive recomputes the same positions and statements, without the mall's database.
+    await admin.statements(today(), today());
+    const audit = await auditArchive(join(setup.mallDir, 'archive'));
+    expect(audit.differences).to.deep.equal([]);
+    expect(audit.ok).to.equal(true);
+    expect(audit.positions).to.deep.equal(positions.positions);
+    expect(audit.statements).to.be.greaterThan(0);
   });
 
   it('keeps selling on the cached snapshot while the mall is away, and refuses mall tokens once it is too old', async () => {
@@ -222,5 +232,8 @@ describe('e2e: the vendor server syncs with the mall', function () {
     expect(payload.totals.transactions).to.equal(expected.transactions);
     expect(payload.totals.transactions).to.equal(SALES);
     expect(payload.totals.tokensRedeemed).to.deep.equal(expected.redeemed);
+    const audit = await auditArchive(join(setup.mallDir, 'archive'));
+    expect(audit.differences).to.deep.equal([]);
+    expect(audit.batches).to.equal(cursor.lastSeq);
   });
 });

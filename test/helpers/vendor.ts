@@ -26,7 +26,7 @@ export interface DemoStore {
 /** A demo store on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
 export async function startDemoStore(): Promise<DemoStore> {
   const { dir, cleanup } = await tempDir('mallpos-vendor-');
-  const init = await initVendor({ dataDir: dir, demo: true });
+  const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
   const sockets: TerminalClient[] = [];
   const store: DemoStore = {
     dir,

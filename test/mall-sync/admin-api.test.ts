@@ -7,7 +7,7 @@ import { mallPaths } from '../../mall-sync/config.ts';
 import { verifyJson } from '../../mall-sync/jws.ts';
 import { startMallServer } from '../../mall-sync/server.ts';
 import { storePaths } from '../../mall-sync/store/index.ts';
-import { http, newKey, SCENARIO_FEES, scenarioTokenTypes, silentLogger, startMall, type Json, type MallRig, type TestKey } from './helpers.ts';
+import { http, newKey, SCENARIO_FEES, scenarioTokenTypes, silentLogger, startMall, vendorAuth, type Json, type MallRig, type TestKey } from './helpers.ts';
 
 describe('mall-sync admin API', function () {
   this.timeout(30_000);
@@ -103,7 +103,9 @@ describe('mall-sync admin API', function () {
   });
 
   it('serves a signed snapshot: token types, fees, the key directory, the mall key and open allotments', async () => {
-    const res = await http(`${mall.mall.url}/v1/vendors/acme/snapshot`, 'GET');
+    // Only the vendor gets its snapshot.
+    expect((await http(`${mall.mall.url}/v1/vendors/acme/snapshot`, 'GET')).body.error.code).to.equal('MALL_ERR_UNAUTHENTICATED');
+    const res = await http(`${mall.mall.url}/v1/vendors/acme/snapshot`, 'GET', undefined, await vendorAuth(acme, 'acme'));
     expect(res.status).to.equal(200);
     const header = JSON.parse(Buffer.from(res.body.snapshot.protected, 'base64url').toString());
     expect(header).to.deep.equal({ alg: 'EdDSA', kid: mall.init.kid, typ: SNAPSHOT_TYP });

@@ -7,6 +7,7 @@ import { calculateJwkThumbprint, exportJWK, FlattenedSign, generateKeyPair, Sign
 import {
   BATCH_TYP,
   BATCH_VERSION,
+  batchPayloadText,
   batchTotals,
   sha256Hex,
   ZERO_HASH,
@@ -108,7 +109,7 @@ export async function signText(text: string, key: CryptoKey, header: Record<stri
 }
 
 export function signBatch(payload: BatchPayload | string, keys: { privateKey: CryptoKey; kid: string }): Promise<FlattenedJws> {
-  const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  const text = typeof payload === 'string' ? payload : batchPayloadText(payload);
   return signText(text, keys.privateKey, { alg: 'EdDSA', kid: keys.kid, typ: BATCH_TYP });
 }
 
@@ -153,7 +154,7 @@ export class Batcher {
       totals: batchTotals(events),
       events: texts,
     };
-    const text = JSON.stringify(payload);
+    const text = batchPayloadText(payload);
     return { payload, text, hash: sha256Hex(text), jws: await signBatch(text, this.keys), lastEventHash: lastHash };
   }
 

@@ -20,6 +20,7 @@ import {
   type MallRig,
   type TestKey,
   type VendorRig,
+  vendorAuth,
 } from './helpers.ts';
 
 function b64(obj: unknown): string {
@@ -70,10 +71,10 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     await v?.close();
   });
 
-  it('starts every vendor at a zero cursor', async () => {
-    const res = await mall.get('/v1/vendors/acme/cursor');
+  it('starts every vendor at a zero cursor, given only to the vendor', async () => {
+    const res = await mall.get('/v1/vendors/acme/cursor', await vendorAuth(v.keys, 'acme'));
     expect(res.status).to.equal(200);
-    expect(res.body).to.deep.equal({ lastSeq: 0, lastBatchHash: ZERO_HASH, lastEventSeq: 0, lastEventHash: ZERO_HASH });
+    expect(res.body).to.deep.equal({ lastSeq: 0, lastBatchHash: ZERO_HASH, lastEventSeq: 0, lastEventHash: ZERO_HASH, resendFromSeq: null });
     expect((await mall.get('/v1/vendors/nobody/cursor')).body.error.code).to.equal('MALL_ERR_VENDOR_UNKNOWN');
   });
 
@@ -90,8 +91,8 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(ack.flagged).to.deep.equal([]);
     const header = JSON.parse(Buffer.from(res.body.ack.protected, 'base64url').toString()) as Record<string, unknown>;
     expect(header).to.deep.equal({ alg: 'EdDSA', kid: mall.init.kid, typ: ACK_TYP });
-    const cursor = await mall.get('/v1/vendors/acme/cursor');
-    expect(cursor.body).to.deep.equal({ lastSeq: 1, lastBatchHash: cut.hash, lastEventSeq: 4, lastEventHash: cut.lastEventHash });
+    const cursor = await mall.get('/v1/vendors/acme/cursor', await vendorAuth(v.keys, 'acme'));
+    expect(cursor.body).to.deep.equal({ lastSeq: 1, lastBatchHash: cut.hash, lastEventSeq: 4, lastEventHash: cut.lastEventHash, resendFromSeq: null });
   });
 
   it('answers a replay with the byte-identical ack and records nothing', async () => {
@@ -109,7 +110,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(storeFingerprint(mall.mall)).to.equal(before);
   });
 
-  it('refuses a payload field changed after signing: MALL_ERR_SIGNATURE (the vendor field: MALL_ERR_KEY_UNKNOWN)', async () => {
+  it('refuses a payload field changed after signing: MALL_ERR_SIGNATURE, the vendor field too (the key names the vendor)', async () => {
     const cut = (await v.batcher.cut(3)) as BatchCut;
     const changes: [string, (p: Json) => void][] = [
       ['seq', (p) => (p.seq += 1)],
@@ -131,7 +132,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     }
     const p = structuredClone(cut.payload) as Json;
     p.vendor = 'bobs';
-    await refused({ ...cut.jws, payload: b64(p) }, 'MALL_ERR_KEY_UNKNOWN', 401);
+    await refused({ ...cut.jws, payload: b64(p) }, 'MALL_ERR_SIGNATURE', 401);
   });
 
   it('refuses a re-signed batch that breaks a rule, each with its own code, recording nothing', async () => {
@@ -169,7 +170,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     const header = JSON.parse(Buffer.from(cut.jws.protected, 'base64url').toString()) as Json;
     expect(header).to.deep.equal({ alg: 'EdDSA', kid: v.keys.kid, typ: BATCH_TYP });
     await refused({ ...cut.jws, protected: b64({ ...header, kid: 'x'.repeat(43) }) }, 'MALL_ERR_KEY_UNKNOWN', 401);
-    await refused({ ...cut.jws, protected: b64({ ...header, kid: bobs.kid }) }, 'MALL_ERR_KEY_UNKNOWN', 401);
+    await refused({ ...cut.jws, protected: b64({ ...header, kid: bobs.kid }) }, 'MALL_ERR_SIGNATURE', 401);
     await refused({ ...cut.jws, protected: b64({ ...header, alg: 'HS256' }) }, 'MALL_ERR_MALFORMED', 400);
     await refused({ ...cut.jws, protected: b64({ ...header, alg: 'none' }), signature: '' }, 'MALL_ERR_MALFORMED', 400);
     await refused({ ...cut.jws, protected: b64({ ...header, typ: 'JWT' }) }, 'MALL_ERR_MALFORMED', 400);
@@ -197,8 +198,10 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     await refused({ protected: 'e30', payload: 'e30', signature: 'AA' }, 'MALL_ERR_MALFORMED', 400);
     await refused({ protected: '!!!', payload: 'e30', signature: 'AA' }, 'MALL_ERR_MALFORMED', 400);
     const cut = (await v.batcher.cut(2)) as BatchCut;
-    await refused({ ...cut.jws, payload: Buffer.from('[1,2]').toString('base64url') }, 'MALL_ERR_MALFORMED', 400);
-    await refused({ ...cut.jws, payload: Buffer.from('not json').toString('base64url') }, 'MALL_ERR_MALFORMED', 400);
+    // A payload is parsed only once its signature verifies.
+    await refused({ ...cut.jws, payload: Buffer.from('[1,2]').toString('base64url') }, 'MALL_ERR_SIGNATURE', 401);
+    await refused(await signBatch('[1,2]', v.keys), 'MALL_ERR_MALFORMED', 400);
+    await refused(await signBatch('not json', v.keys), 'MALL_ERR_MALFORMED', 400);
     const huge = JSON.stringify({ protected: cut.jws.protected, payload: 'A'.repeat(9 * 1024 * 1024), signature: cut.jws.signature });
     await refused(huge, 'MALL_ERR_TOO_LARGE', 413);
     // Within the body limit but a payload over the 4 MiB batch limit.
@@ -260,7 +263,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect((await mall.admin.alarms()).map((a) => a.kind)).to.deep.equal(['fork']);
   });
 
-  it('keeps verifying batches signed with a retired key after rotation, and none after revocation', async () => {
+  it('keeps verifying the in-flight batch signed with a retired key, none after it, and none after revocation', async () => {
     await sell(v, card, [{ code: P_PEN, qty: 1 }], [{ token: 'ACME' }]);
     await sell(v, card, [{ code: P_PEN, qty: 1 }], [{ token: 'ACME' }]);
     const oldKeys = { privateKey: v.keys.privateKey, kid: v.keys.kid };
@@ -275,13 +278,19 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(res.status, res.text).to.equal(200);
     v.batcher.accept(signedBefore);
     // The snapshot's key directory shows both.
-    const snap = await mall.get('/v1/vendors/acme/snapshot');
+    const snap = await mall.get('/v1/vendors/acme/snapshot', await vendorAuth(oldKeys, 'acme'));
     const payload = await verifyJson<Json>(snap.body.snapshot, mallKey, 'mallpos-snapshot+jws');
     const dir = payload.vendors.find((x: Json) => x.id === 'acme');
     expect(dir.keys.map((k: Json) => [k.kid, k.status])).to.deep.equal([[oldKeys.kid, 'retired'], [rotated.kid, 'active']]);
 
-    // Revoke the old key: neither a new batch nor a replay signed with it verifies.
+    // The retired key signed the batch in flight at the rotation, and signs nothing after it.
     const signedLater = (await v.batcher.cut(1)) as BatchCut;
+    const retired = await refused(signedLater.jws, 'MALL_ERR_KEY_RETIRED', 401);
+    expect(retired.error.details).to.deep.equal({ kid: oldKeys.kid, retiredAtSeq: signedBefore.payload.seq });
+    // A replay of the batch it signed before is still answered.
+    const replay = await mall.postBatch(signedBefore.jws);
+    expect(replay.body.replayed, replay.text).to.equal(true);
+    // Revoke the old key: neither a new batch nor a replay signed with it verifies.
     await mall.admin.revokeKey('acme', oldKeys.kid, 'laptop stolen');
     await refused(signedLater.jws, 'MALL_ERR_KEY_REVOKED', 401);
     await refused(signedBefore.jws, 'MALL_ERR_KEY_REVOKED', 401);
@@ -291,7 +300,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     const ok = await mall.postBatch(fresh.jws);
     expect(ok.status, ok.text).to.equal(200);
     v.batcher.accept(fresh);
-    const snap2 = await verifyJson<Json>((await mall.get('/v1/vendors/acme/snapshot')).body.snapshot, mallKey, 'mallpos-snapshot+jws');
+    const snap2 = await verifyJson<Json>((await mall.get('/v1/vendors/acme/snapshot', await vendorAuth(rotated, 'acme'))).body.snapshot, mallKey, 'mallpos-snapshot+jws');
     const old = snap2.vendors.find((x: Json) => x.id === 'acme').keys.find((k: Json) => k.kid === oldKeys.kid);
     expect(old.status).to.equal('revoked');
     expect(old.revokedAt).to.be.a('string');
@@ -305,6 +314,6 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
     expect(res.text).to.match(/mallpos_mall_batches_rejected_total\{code="MALL_ERR_SIGNATURE"\} \d+/);
     expect(res.text).to.match(/mallpos_mall_batches_rejected_total\{code="MALL_ERR_BATCH_FORK"\} 2/);
     expect(res.text).to.match(/mallpos_mall_ingest_latency_seconds_count \d+/);
-    expect(res.text).to.match(/mallpos_mall_batches_replayed_total 1/);
+    expect(res.text).to.match(/mallpos_mall_batches_replayed_total 2/);
   });
 });

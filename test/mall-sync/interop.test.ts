@@ -27,7 +27,7 @@ describe('mall-sync: interoperability with another JOSE library (python jwcrypto
     const { res, cut } = await pushAll(mall, v);
     expect(res.status, res.text).to.equal(200);
     const mallJwk = (await mall.get('/v1/mall-key')).body.jwk as Record<string, unknown>;
-    const snapshot = (await mall.get('/v1/vendors/acme/snapshot')).body.snapshot;
+    const snapshot = (await mall.get('/v1/vendors/acme/snapshot', await vendorAuth(v.keys, 'acme'))).body.snapshot;
     const day = new Date().toISOString().slice(0, 10);
     const statement = (await mall.get(`/v1/vendors/acme/statements?from=${day}&to=${day}`, await vendorAuth(v.keys, 'acme'))).body.statement;
     const tamperedAck = { ...res.body.ack, payload: Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(res.body.ack.payload, 'base64url').toString()), seq: 99 })).toString('base64url') };

@@ -22,6 +22,7 @@ import {
   type BatchCut,
   type MallRig,
   type VendorRig,
+  vendorAuth,
 } from './helpers.ts';
 
 async function busyVendor(v: VendorRig): Promise<string[]> {
@@ -64,14 +65,14 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       const { res: r2, cut: second } = await pushAll(mall, v);
       expect(r2.status, r2.text).to.equal(200);
       const state = JSON.stringify(mall.mall.store.state);
-      const cursor = (await mall.get('/v1/vendors/acme/cursor')).body;
+      const cursor = (await mall.get('/v1/vendors/acme/cursor', await vendorAuth(v.keys, 'acme'))).body;
       expect(cursor.lastSeq).to.equal(2);
 
       // A clean restart: from the checkpoint written at close.
       await mall.restart();
       expect(mall.mall.store.report.checkpointSeq).to.equal(mall.mall.store.state.seq);
       expect(JSON.stringify(mall.mall.store.state)).to.equal(state);
-      expect((await mall.get('/v1/vendors/acme/cursor')).body).to.deep.equal(cursor);
+      expect((await mall.get('/v1/vendors/acme/cursor', await vendorAuth(v.keys, 'acme'))).body).to.deep.equal(cursor);
       const replay = await mall.postBatch(second.jws);
       expect(replay.body.replayed).to.equal(true);
       expect(replay.text).to.equal(r2.text.replace('"replayed":false', '"replayed":true'));

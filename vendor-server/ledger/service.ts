@@ -33,6 +33,7 @@ import {
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
+import { checkSale } from '../../core/sale-check.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
 
@@ -282,6 +283,8 @@ export class LedgerService {
         balancesAfter,
       },
     };
+    // The same check the mall applies at ingest: a sale whose parts disagree is never journalled.
+    checkSale(event.postings, event.data);
     return this.once(input.key, async () => {
       const { event: done } = await this.commit(event, plan);
       return this.toSaleResult(done);

@@ -6,6 +6,7 @@ import {
   BATCH_EVENTS_MAX,
   BATCH_TYP,
   BATCH_VERSION,
+  batchPayloadText,
   batchTotals,
   fail,
   MallposError,
@@ -290,7 +291,8 @@ export class MallSync {
       totals: batchTotals(events),
       events: texts,
     };
-    const bytesOut = new TextEncoder().encode(JSON.stringify(payload));
+    // RFC 8785 canonical JSON: the only payload text the mall accepts.
+    const bytesOut = new TextEncoder().encode(batchPayloadText(payload));
     const jws = (await new FlattenedSign(bytesOut)
       .setProtectedHeader({ alg: 'EdDSA', kid: this.keys.kid, typ: BATCH_TYP })
       .sign(this.keys.privateKey)) as FlattenedJws;
@@ -353,7 +355,8 @@ export class MallSync {
 
   /** Pulls, verifies and caches the mall's snapshot, then records new allotments once each. */
   async pullSnapshot(): Promise<SnapshotPayload> {
-    const body = (await this.fetchJson(`/v1/vendors/${this.ledger.store.vendorId}/snapshot`)) as { snapshot: FlattenedJws };
+    // The mall gives a snapshot only to its vendor: the request is signed with the vendor key.
+    const body = (await this.fetchJson(`/v1/vendors/${this.ledger.store.vendorId}/snapshot`, { headers: await this.vendorRequestHeaders() })) as { snapshot: FlattenedJws };
     const snapshot = await this.verifyMall<SnapshotPayload>(body.snapshot, SNAPSHOT_TYP);
     if (snapshot.vendor !== this.ledger.store.vendorId) fail('VND_ERR_MALL_SIGNATURE', 'the snapshot is for another vendor');
     await writeFileDurable(join(this.dir, 'snapshot.json'), JSON.stringify({ jws: body.snapshot, payload: snapshot }));
@@ -393,8 +396,8 @@ export class MallSync {
     return now.getTime() - Date.parse(this.snapshot.issuedAt) > this.opts.snapshotMaxAgeHours * 3_600_000;
   }
 
-  async fetchStatement(from: string, to: string): Promise<unknown> {
-    // The mall gives a statement only to its vendor: the request is signed with the vendor key.
+  /** A short-lived JWT signed with the vendor key: the mall gives a vendor's snapshot, cursor and statements only to it. */
+  private async vendorRequestHeaders(): Promise<Record<string, string>> {
     const token = await new SignJWT({})
       .setProtectedHeader({ alg: 'EdDSA', kid: this.keys.kid, typ: 'JWT' })
       .setSubject(this.ledger.store.vendorId)
@@ -402,8 +405,12 @@ export class MallSync {
       .setIssuedAt()
       .setExpirationTime('5m')
       .sign(this.keys.privateKey);
+    return { authorization: `Bearer ${token}` };
+  }
+
+  async fetchStatement(from: string, to: string): Promise<unknown> {
     const body = (await this.fetchJson(`/v1/vendors/${this.ledger.store.vendorId}/statements?from=${from}&to=${to}`, {
-      headers: { authorization: `Bearer ${token}` },
+      headers: await this.vendorRequestHeaders(),
     })) as { statement: FlattenedJws };
     return this.verifyMall(body.statement, STATEMENT_TYP);
   }
