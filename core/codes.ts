@@ -60,6 +60,14 @@ export function makeCardNumber(n: number): string {
   return `C${body}${luhnCheckDigit(body)}`;
 }
 
+/**
+ * A card number as logs and screens show it: the last four digits only. A card is a
+ * bearer credential at the till, so its full number is shown only where it is scanned.
+ */
+export function maskCard(card: string): string {
+  return card.length <= 4 ? '****' : `${'*'.repeat(Math.min(card.length - 4, 7))}${card.slice(-4)}`;
+}
+
 export function parseCardNumber(raw: string): string {
   const code = raw.trim().toUpperCase();
   if (!/^C[0-9]{10}$/.test(code)) fail('CORE_ERR_CODE_MALFORMED', `"${code.slice(0, 20)}" is not a customer card`);

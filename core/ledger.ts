@@ -118,14 +118,23 @@ export function redemptionPostings(customerId: string, debits: Readonly<Record<s
   return postings;
 }
 
-/** A balance book over a plain nested record, as kept in the vendor's state. */
+/**
+ * A balance book over a nested record, as kept in the vendor's state. Account and token
+ * names come from outside, so the records are null-prototype objects and a lookup only
+ * ever sees own entries.
+ */
 export class RecordBook implements BalanceBook {
-  constructor(readonly balances: Record<string, Record<string, number>> = {}) {}
+  constructor(readonly balances: Record<string, Record<string, number>> = Object.create(null) as Record<string, Record<string, number>>) {}
   get(account: string, token: string): number {
-    return this.balances[account]?.[token] ?? 0;
+    const row = Object.hasOwn(this.balances, account) ? this.balances[account] : undefined;
+    return row !== undefined && Object.hasOwn(row, token) ? (row[token] ?? 0) : 0;
   }
   set(account: string, token: string, units: number): void {
-    const row = (this.balances[account] ??= {});
+    let row = Object.hasOwn(this.balances, account) ? this.balances[account] : undefined;
+    if (row === undefined) {
+      row = Object.create(null) as Record<string, number>;
+      this.balances[account] = row;
+    }
     if (units === 0) delete row[token];
     else row[token] = units;
   }

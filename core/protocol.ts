@@ -123,7 +123,8 @@ export interface ClientToServerEvents {
 
 export interface ServerToClientEvents {
   'server:status': (status: ServerStatus) => void;
-  'terminal:revoked': (info: { terminalId: string; message: string }) => void;
+  /** `code` says why: VND_ERR_TERMINAL_REVOKED, or VND_ERR_CREDENTIAL_REPLACED after a new pairing. */
+  'terminal:revoked': (info: { terminalId: string; message: string; code: string }) => void;
 }
 
 /** Limits both sides agree on. */

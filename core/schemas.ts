@@ -24,13 +24,88 @@ export const amount = (field: string) =>
 
 export const TENDERS_MAX = 8;
 
-export const idempotencyKey = z
+/**
+ * Names that JavaScript objects answer to without holding them ("constructor",
+ * "__proto__", "toString", ...). Maps keyed by outside data are Maps or null-prototype
+ * objects, and on top of that no identifier may be one of these names, so a lookup can
+ * never reach a built-in property whatever map it meets.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  ...Object.getOwnPropertyNames(Object.prototype),
+  ...Object.getOwnPropertyNames(Function.prototype),
+  'prototype',
+  '__proto__',
+]);
+
+/** A string whose UTF-16 is well formed: no lone surrogate, which no encoder can carry. */
+export function isWellFormedText(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+// C0 and C1 control characters: a name, reason or code is one line of printable text.
+const CONTROL_CHARS = /\p{Cc}/u;
+
+/** One line of text: well-formed Unicode without control characters. */
+export function text(min: number, max: number) {
+  return z
+    .string()
+    .trim()
+    .min(min)
+    .max(max)
+    .refine(isWellFormedText, 'the text holds a broken character (a lone surrogate)')
+    .refine((s) => !CONTROL_CHARS.test(s), 'the text holds a control character');
+}
+
+/** An identifier matching `pattern` that is not a built-in property name. */
+export function identifier(pattern: RegExp, message: string) {
+  return z
+    .string()
+    .regex(pattern, message)
+    .refine((s) => !RESERVED_NAMES.has(s), 'this is a reserved name, not an id');
+}
+
+/**
+ * A record keyed by identifiers. zod's own record drops a `__proto__` key without a
+ * word, so every key of the raw object is checked first; the result is a null-prototype
+ * object.
+ */
+export function keyedRecord<K extends z.ZodType<string>, V extends z.ZodType>(key: K, value: V, max: number) {
+  return z
+    .unknown()
+    .superRefine((raw, ctx) => {
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return;
+      const keys = Object.keys(raw);
+      if (keys.length > max) ctx.addIssue({ code: 'custom', message: `at most ${max} entries` });
+      for (const k of keys.slice(0, max + 1)) {
+        const checked = key.safeParse(k);
+        if (!checked.success) ctx.addIssue({ code: 'custom', path: [k.slice(0, 40)], message: checked.error.issues[0]?.message ?? 'not a valid key' });
+      }
+    })
+    .pipe(z.record(key, value))
+    .transform((r) => Object.assign(Object.create(null) as Record<z.output<K>, z.output<V>>, r));
+}
+
+export const ENTITY_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
+export const TOKEN_CODE_PATTERN = /^[A-Z][A-Z0-9]{1,11}$/;
+export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/;
+
+export const idempotencyKey = identifier(IDEMPOTENCY_KEY_PATTERN, 'an idempotency key is 8-128 letters, digits or . _ : -');
+export const scanCode = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/, 'an idempotency key is 8-128 letters, digits or . _ : -');
-export const scanCode = z.string().min(1).max(64);
-export const tokenCode = z.string().regex(/^[A-Z][A-Z0-9]{1,11}$/, 'a token code is 2-12 capital letters or digits');
-export const entityId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'an id is 1-40 lower-case letters, digits or -');
-export const personName = z.string().trim().min(1).max(80);
+  .min(1)
+  .max(64)
+  .refine(isWellFormedText, 'the code holds a broken character (a lone surrogate)')
+  .refine((s) => !CONTROL_CHARS.test(s), 'the code holds a control character');
+export const tokenCode = identifier(TOKEN_CODE_PATTERN, 'a token code is 2-12 capital letters or digits');
+export const entityId = identifier(ENTITY_ID_PATTERN, 'an id is 1-40 lower-case letters, digits or -');
+export const personName = text(1, 80);
+/** A staff PIN or a customer PIN: digits only, so it never needs escaping or normalising. */
+export const pinCode = z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits');
+/** A calendar day (UTC) that exists: 2026-02-30 and 2026-13-45 are refused. */
+export const dayDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date is YYYY-MM-DD').refine((d) => {
+  const t = Date.parse(`${d}T00:00:00Z`);
+  return Number.isFinite(t) && new Date(t).toISOString().slice(0, 10) === d;
+}, 'no such date');
 export const isoDate = z.iso.datetime({ offset: true });
 
 export const cartLine = z.strictObject({
@@ -58,30 +133,33 @@ export const saleCommitRequest = z.strictObject({
   card: scanCode.nullable(),
   tenders: z.array(tokenTender).max(TENDERS_MAX),
   cashTenderedMinor: amount('cash tendered'),
+  /** The customer's PIN, for token payments above the store's limit; not part of the request's hash. */
+  customerPin: pinCode.optional(),
 });
 
 export const staffCredential = z.strictObject({
   staffId: entityId,
-  pin: z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits'),
+  pin: pinCode,
 });
 
 export const saleRefundRequest = z.strictObject({
   key: idempotencyKey,
   saleId: scanCode,
-  reason: z.string().trim().min(1).max(200),
+  reason: text(1, 200),
   supervisor: staffCredential,
 });
 
 export const saleStatusRequest = z.strictObject({ key: idempotencyKey });
 export const receiptRequest = z.strictObject({ saleId: scanCode });
 export const cashierLoginRequest = staffCredential;
+export const cashierLogoutRequest = z.strictObject({});
 
 // Operator API payloads.
 export const productUpsert = z.strictObject({
   code: scanCode,
   name: personName,
   priceMinor: amount('price'),
-  tokenPrices: z.record(tokenCode, amount('token price')).refine((r) => Object.keys(r).length <= 16, 'at most 16 token prices'),
+  tokenPrices: keyedRecord(tokenCode, amount('token price'), 16),
 });
 
 export const customerRegister = z.strictObject({
@@ -92,7 +170,7 @@ export const customerRegister = z.strictObject({
 export const allotmentRequest = z.strictObject({
   token: tokenCode,
   units: amount('units').refine((n) => n > 0, 'units must be at least 1'),
-  reference: z.string().trim().min(1).max(80),
+  reference: text(1, 80),
 });
 
 export const issuanceRequest = z.strictObject({
@@ -115,13 +193,14 @@ export const tokenTypeSchema = z.strictObject({
   expiresAt: isoDate.optional(),
 });
 
+export const customerPinSet = z.strictObject({ pin: pinCode });
 export const terminalCreate = z.strictObject({ name: personName });
-export const pairRequest = z.strictObject({ code: z.string().min(4).max(32) });
+export const pairRequest = z.strictObject({ code: z.string().regex(/^[A-Za-z0-9 -]{4,32}$/, 'a pairing code is 4-32 letters or digits') });
 export const staffUpsert = z.strictObject({
   id: entityId,
   name: personName,
   role: z.enum(['cashier', 'supervisor']),
-  pin: z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits'),
+  pin: pinCode,
 });
 
 /** Parses untrusted input; any problem becomes one typed error naming the field. */

@@ -21,6 +21,11 @@ export interface TerminalRecord {
   /** The id of the one valid credential; pairing again replaces it. */
   credentialId: string | null;
   revokedAt: string | null;
+  /** Wrong staff PINs entered at this till since the last right one. */
+  pinFailures?: number;
+  pinFailedAt?: string | null;
+  /** Set when too many wrong PINs locked the till for sign-ins; the operator clears it. */
+  pinLockedAt?: string | null;
 }
 
 export interface StaffRecord {
@@ -29,17 +34,73 @@ export interface StaffRecord {
   role: 'cashier' | 'supervisor';
   pinHash: string;
   updatedAt: string;
+  /** Wrong PINs for this staff member since the last right one. */
+  pinFailures?: number;
+  pinFailedAt?: string | null;
+  /** Set when too many wrong PINs locked this staff member out; the operator clears it. */
+  lockedAt?: string | null;
+}
+
+/**
+ * How PIN guessing is slowed and stopped. The first `freeFailures` wrong PINs cost
+ * nothing (people mistype); after that each attempt waits `backoffBaseMs` doubled per
+ * further failure, up to `backoffMaxMs`. At `staffLockFailures` wrong PINs for one staff
+ * member, or `terminalLockFailures` at one till (whatever staff ids were tried), sign-ins
+ * stop until the operator unlocks. One attempt at a time per staff member and per till.
+ */
+export interface PinPolicy {
+  freeFailures: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  staffLockFailures: number;
+  terminalLockFailures: number;
+}
+
+export const PIN_POLICY_DEFAULT: PinPolicy = {
+  freeFailures: 3,
+  backoffBaseMs: 1_000,
+  backoffMaxMs: 60_000,
+  staffLockFailures: 10,
+  terminalLockFailures: 20,
+};
+
+/** What a sign-in attempt did, for the log. No PIN is ever part of it. */
+export interface PinAuditEntry {
+  event: 'pin.wrong' | 'pin.refused' | 'staff.locked' | 'terminal.locked' | 'customer-pin.wrong' | 'customer-pin.refused' | 'customer.locked';
+  staffId?: string;
+  customerId?: string;
+  terminalId: string | null;
+  staffFailures?: number;
+  terminalFailures?: number;
+  code?: string;
+}
+
+/** A customer's optional PIN for token payments above the store's limit. */
+export interface CustomerPinRecord {
+  pinHash: string;
+  updatedAt: string;
+  pinFailures: number;
+  pinFailedAt: string | null;
+  lockedAt: string | null;
 }
 
 export interface AccessData {
   operators: { id: string; tokenHash: string; createdAt: string }[];
   terminals: Record<string, TerminalRecord>;
   staff: Record<string, StaffRecord>;
+  /** Customer PINs by customer id; a secret, so kept here and never in the journal. */
+  customerPins?: Record<string, CustomerPinRecord>;
   terminalSerial: number;
 }
 
 export const PAIRING_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 export const PAIRING_CODE_LENGTH = 8;
+
+function nullProto<T>(record: Record<string, T> | undefined): Record<string, T> {
+  const d = Object.create(null) as Record<string, T>;
+  for (const [k, v] of Object.entries(record ?? {})) d[k] = v;
+  return d;
+}
 
 function equalHex(a: string, b: string): boolean {
   const x = Buffer.from(a, 'hex');
@@ -70,12 +131,23 @@ export function newPairingCode(): string {
   return code;
 }
 
+/** A PIN hash to check against when the staff id is unknown, so both take the same time. */
+let decoyPinHash: Promise<string> | null = null;
+
 export class AccessStore {
+  pinPolicy: PinPolicy = { ...PIN_POLICY_DEFAULT };
+  /** Staff members and tills with a PIN check in progress: one attempt at a time each. */
+  private readonly checking = new Set<string>();
+
   private constructor(private readonly db: Low<AccessData>) {}
 
   static async open(file: string): Promise<AccessStore> {
     const db = new Low<AccessData>(new DurableJSONFile<AccessData>(file), { operators: [], terminals: {}, staff: {}, terminalSerial: 0 });
     await db.read();
+    // Terminal and staff ids come from requests: look them up only among own entries.
+    db.data.terminals = nullProto(db.data.terminals);
+    db.data.staff = nullProto(db.data.staff);
+    db.data.customerPins = nullProto(db.data.customerPins);
     return new AccessStore(db);
   }
 
@@ -145,15 +217,36 @@ export class AccessStore {
   }
 
   terminal(id: string): TerminalRecord {
-    const t = this.db.data.terminals[id];
+    const t = this.findTerminal(id);
     if (t === undefined) fail('VND_ERR_TERMINAL_UNKNOWN', `no terminal ${id.slice(0, 40)}`);
     return t;
   }
 
+  findTerminal(id: string): TerminalRecord | undefined {
+    return Object.hasOwn(this.db.data.terminals, id) ? this.db.data.terminals[id] : undefined;
+  }
+
+  findStaff(id: string): StaffRecord | undefined {
+    return Object.hasOwn(this.db.data.staff, id) ? this.db.data.staff[id] : undefined;
+  }
+
+  staffMember(id: string): StaffRecord {
+    const s = this.findStaff(id);
+    if (s === undefined) fail('VND_ERR_STAFF_UNKNOWN', `no staff member ${id.slice(0, 40)}`);
+    return s;
+  }
+
   /** Whether a credential is still the valid one of an unrevoked terminal. */
   credentialValid(terminalId: string, credentialId: string): boolean {
-    const t = this.db.data.terminals[terminalId];
-    return t !== undefined && t.revokedAt === null && t.credentialId === credentialId;
+    return this.credentialState(terminalId, credentialId) === 'valid';
+  }
+
+  /** Why a credential is or is not valid: revoked terminal, replaced by a new pairing, or unknown. */
+  credentialState(terminalId: string, credentialId: string): 'valid' | 'revoked' | 'replaced' | 'unknown' {
+    const t = this.findTerminal(terminalId);
+    if (t === undefined) return 'unknown';
+    if (t.revokedAt !== null) return 'revoked';
+    return t.credentialId === credentialId ? 'valid' : 'replaced';
   }
 
   async revokeTerminal(id: string, now = new Date()): Promise<TerminalRecord> {
@@ -167,17 +260,206 @@ export class AccessStore {
   }
 
   async upsertStaff(input: { id: string; name: string; role: 'cashier' | 'supervisor'; pin: string }): Promise<StaffRecord> {
-    const record: StaffRecord = { id: input.id, name: input.name, role: input.role, pinHash: await hashPin(input.pin), updatedAt: new Date().toISOString() };
+    const before = this.findStaff(input.id);
+    const record: StaffRecord = {
+      id: input.id,
+      name: input.name,
+      role: input.role,
+      pinHash: await hashPin(input.pin),
+      updatedAt: new Date().toISOString(),
+      // A new PIN does not lift a lockout: unlocking is its own, explicit step.
+      pinFailures: before?.pinFailures ?? 0,
+      pinFailedAt: before?.pinFailedAt ?? null,
+      lockedAt: before?.lockedAt ?? null,
+    };
     this.db.data.staff[input.id] = record;
     await this.save();
     return record;
   }
 
-  /** Checks a staff id and PIN; the same error for an unknown id and a wrong PIN. */
-  async authenticateStaff(staffId: string, pin: string): Promise<StaffRecord> {
-    const s = this.db.data.staff[staffId];
-    const ok = s !== undefined && (await verifyPin(pin, s.pinHash));
-    if (!ok || s === undefined) fail('VND_ERR_PIN');
+  async unlockStaff(id: string): Promise<StaffRecord> {
+    const s = this.staffMember(id);
+    s.pinFailures = 0;
+    s.pinFailedAt = null;
+    s.lockedAt = null;
+    await this.save();
     return s;
+  }
+
+  async unlockTerminal(id: string): Promise<TerminalRecord> {
+    const t = this.terminal(id);
+    t.pinFailures = 0;
+    t.pinFailedAt = null;
+    t.pinLockedAt = null;
+    await this.save();
+    return t;
+  }
+
+  private customerPin(customerId: string): CustomerPinRecord | undefined {
+    const pins = this.db.data.customerPins ?? {};
+    return Object.hasOwn(pins, customerId) ? pins[customerId] : undefined;
+  }
+
+  /** Whether the customer chose a PIN for token payments above the store's limit. */
+  customerHasPin(customerId: string): boolean {
+    return this.customerPin(customerId) !== undefined;
+  }
+
+  async setCustomerPin(customerId: string, pin: string): Promise<void> {
+    const pins = (this.db.data.customerPins ??= Object.create(null) as Record<string, CustomerPinRecord>);
+    pins[customerId] = { pinHash: await hashPin(pin), updatedAt: new Date().toISOString(), pinFailures: 0, pinFailedAt: null, lockedAt: null };
+    await this.save();
+  }
+
+  async unlockCustomer(customerId: string): Promise<void> {
+    const c = this.customerPin(customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', 'this customer has no PIN');
+    c.pinFailures = 0;
+    c.pinFailedAt = null;
+    c.lockedAt = null;
+    await this.save();
+  }
+
+  /**
+   * Checks a customer's PIN entered at a till, with the same backoff and lockout as staff
+   * PINs (the customer's limit is `staffLockFailures`); wrong PINs also count against the
+   * till.
+   */
+  async verifyCustomerPin(customerId: string, pin: string, at: { terminalId: string | null; audit?: (entry: PinAuditEntry) => void; now?: Date }): Promise<void> {
+    const now = at.now ?? new Date();
+    const c = this.customerPin(customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_PIN', 'this customer has no PIN');
+    const terminal = at.terminalId === null ? undefined : this.findTerminal(at.terminalId);
+    const refuse = (code: 'VND_ERR_TERMINAL_LOCKED' | 'VND_ERR_CUSTOMER_LOCKED' | 'VND_ERR_RATE_LIMITED', details?: Record<string, unknown>): never => {
+      at.audit?.({ event: 'customer-pin.refused', customerId, terminalId: at.terminalId, code });
+      return fail(code, undefined, details);
+    };
+    if (terminal !== undefined && (terminal.pinLockedAt ?? null) !== null) refuse('VND_ERR_TERMINAL_LOCKED');
+    if (c.lockedAt !== null) refuse('VND_ERR_CUSTOMER_LOCKED');
+    const waitMs = Math.max(this.waitMs(c.pinFailures, c.pinFailedAt, now), this.waitMs(terminal?.pinFailures, terminal?.pinFailedAt, now));
+    if (waitMs > 0) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: waitMs });
+    const subjects = [`customer:${customerId}`, ...(at.terminalId === null ? [] : [`terminal:${at.terminalId}`])];
+    if (subjects.some((x) => this.checking.has(x))) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
+    for (const x of subjects) this.checking.add(x);
+    let ok: boolean;
+    try {
+      ok = await verifyPin(pin, c.pinHash);
+    } finally {
+      for (const x of subjects) this.checking.delete(x);
+    }
+    if (ok) {
+      if (c.pinFailures > 0) {
+        c.pinFailures = 0;
+        c.pinFailedAt = null;
+        await this.save();
+      }
+      return;
+    }
+    const stamp = now.toISOString();
+    c.pinFailures += 1;
+    c.pinFailedAt = stamp;
+    const entry: PinAuditEntry = { event: 'customer-pin.wrong', customerId, terminalId: at.terminalId };
+    const locked: PinAuditEntry['event'][] = [];
+    if (c.pinFailures >= this.pinPolicy.staffLockFailures) {
+      c.lockedAt = stamp;
+      locked.push('customer.locked');
+    }
+    if (terminal !== undefined) {
+      terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
+      terminal.pinFailedAt = stamp;
+      entry.terminalFailures = terminal.pinFailures;
+      if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
+        terminal.pinLockedAt = stamp;
+        locked.push('terminal.locked');
+      }
+    }
+    await this.save();
+    at.audit?.(entry);
+    for (const event of locked) at.audit?.({ ...entry, event });
+    fail('VND_ERR_CUSTOMER_PIN');
+  }
+
+  /** How long after its last failure a subject with this many failures must wait. */
+  private backoffMs(failures: number): number {
+    const p = this.pinPolicy;
+    if (failures < p.freeFailures) return 0;
+    return Math.min(p.backoffMaxMs, p.backoffBaseMs * 2 ** Math.min(failures - p.freeFailures, 30));
+  }
+
+  private waitMs(failures: number | undefined, failedAt: string | null | undefined, now: Date): number {
+    if (failures === undefined || failures === 0 || failedAt === undefined || failedAt === null) return 0;
+    return Math.max(0, Date.parse(failedAt) + this.backoffMs(failures) - now.getTime());
+  }
+
+  /**
+   * Checks a staff id and PIN entered at a till (null for none); the same error for an
+   * unknown id and a wrong PIN, in the same time. Wrong PINs count against the staff
+   * member and the till, slow further attempts down and finally lock them (see
+   * PinPolicy); each step is reported to `audit` for the log.
+   */
+  async authenticateStaff(
+    staffId: string,
+    pin: string,
+    at: { terminalId: string | null; audit?: (entry: PinAuditEntry) => void; now?: Date } = { terminalId: null },
+  ): Promise<StaffRecord> {
+    const now = at.now ?? new Date();
+    const terminal = at.terminalId === null ? undefined : this.findTerminal(at.terminalId);
+    const staff = this.findStaff(staffId);
+    const refuse = (code: 'VND_ERR_TERMINAL_LOCKED' | 'VND_ERR_STAFF_LOCKED' | 'VND_ERR_RATE_LIMITED', details?: Record<string, unknown>): never => {
+      at.audit?.({ event: 'pin.refused', staffId, terminalId: at.terminalId, code });
+      return fail(code, undefined, details);
+    };
+    if (terminal !== undefined && (terminal.pinLockedAt ?? null) !== null) refuse('VND_ERR_TERMINAL_LOCKED');
+    if (staff !== undefined && (staff.lockedAt ?? null) !== null) refuse('VND_ERR_STAFF_LOCKED');
+    const waitMs = Math.max(this.waitMs(staff?.pinFailures, staff?.pinFailedAt, now), this.waitMs(terminal?.pinFailures, terminal?.pinFailedAt, now));
+    if (waitMs > 0) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: waitMs });
+    const subjects = [`staff:${staffId}`, ...(at.terminalId === null ? [] : [`terminal:${at.terminalId}`])];
+    if (subjects.some((x) => this.checking.has(x))) refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
+    for (const x of subjects) this.checking.add(x);
+    let ok: boolean;
+    try {
+      decoyPinHash ??= hashPin('0000');
+      ok = await verifyPin(pin, staff?.pinHash ?? (await decoyPinHash));
+      ok = ok && staff !== undefined;
+    } finally {
+      for (const x of subjects) this.checking.delete(x);
+    }
+    if (ok && staff !== undefined) {
+      if ((staff.pinFailures ?? 0) > 0 || (terminal?.pinFailures ?? 0) > 0) {
+        staff.pinFailures = 0;
+        staff.pinFailedAt = null;
+        if (terminal !== undefined) {
+          terminal.pinFailures = 0;
+          terminal.pinFailedAt = null;
+        }
+        await this.save();
+      }
+      return staff;
+    }
+    const stamp = now.toISOString();
+    const entry: PinAuditEntry = { event: 'pin.wrong', staffId, terminalId: at.terminalId };
+    const locked: PinAuditEntry['event'][] = [];
+    if (staff !== undefined) {
+      staff.pinFailures = (staff.pinFailures ?? 0) + 1;
+      staff.pinFailedAt = stamp;
+      entry.staffFailures = staff.pinFailures;
+      if (staff.pinFailures >= this.pinPolicy.staffLockFailures) {
+        staff.lockedAt = stamp;
+        locked.push('staff.locked');
+      }
+    }
+    if (terminal !== undefined) {
+      terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
+      terminal.pinFailedAt = stamp;
+      entry.terminalFailures = terminal.pinFailures;
+      if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
+        terminal.pinLockedAt = stamp;
+        locked.push('terminal.locked');
+      }
+    }
+    await this.save();
+    at.audit?.(entry);
+    for (const event of locked) at.audit?.({ ...entry, event });
+    return fail('VND_ERR_PIN');
   }
 }

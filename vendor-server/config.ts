@@ -21,6 +21,8 @@ export const configSchema = z.strictObject({
   checkpointEveryEvents: z.number().int().min(1),
   checkpointEveryMs: z.number().int().min(1000),
   idempotencyKeysMax: z.number().int().min(1000),
+  /** Token payments worth more than this (minor units) need the PIN of a customer who set one. */
+  customerPinAboveMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   mall: z
     .strictObject({
       url: z.string().url(),

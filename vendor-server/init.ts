@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { fail, withGs1CheckDigit, type TokenType } from '../core/index.ts';
+import { fail, makeCardNumber, withGs1CheckDigit, type TokenType } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { createKeys, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
@@ -117,7 +117,9 @@ async function seedDemo(dataDir: string, config: VendorConfig, access: AccessSto
   }
   const customers: DemoSummary['customers'] = [];
   for (const [i, name] of DEMO_CUSTOMERS.entries()) {
-    const c = await ledger.registerCustomer(op, { name });
+    // The demo's customers hold fixed cards so that its walkthrough can name them; every
+    // card registered later is drawn at random.
+    const c = await ledger.registerCustomer(op, { name, card: makeCardNumber(i + 1) });
     customers.push({ id: c.id, card: c.card, name: c.name });
     await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'ACME', units: 200 + 150 * i, reason: 'reward' });
     if (!mallFloat) {

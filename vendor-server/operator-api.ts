@@ -1,7 +1,10 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import {
   allotmentRequest,
+  customerPinSet,
   customerRegister,
+  dayDate,
+  entityId,
   fail,
   idempotencyKey,
   issuanceRequest,
@@ -14,7 +17,8 @@ import {
   tokenTypeSchema,
   type JournalEvent,
 } from '../core/index.ts';
-import type { AccessStore } from './access.ts';
+import type { AccessStore, StaffRecord } from './access.ts';
+import { emptyDay, own } from './ledger/state.ts';
 import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import { issueTerminalCredential } from './credentials.ts';
@@ -50,6 +54,11 @@ function param(req: Request, name: string): string {
   const v = req.params[name];
   if (typeof v !== 'string') fail('CORE_ERR_VALIDATION', `missing ${name}`);
   return v;
+}
+
+/** A path segment that names a customer, terminal or staff member: one strict pattern. */
+function idParam(req: Request, name: string): string {
+  return parse(entityId, param(req, name));
 }
 
 const CSV_HEADER = 'seq,at,type,terminal,cashier,reference,account,token,units';
@@ -128,7 +137,9 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       const { code } = parse(pairRequest, req.body);
       const { terminal, credentialId } = await access.redeemCode(code);
       const credential = await issueTerminalCredential(deps.keys, config.vendorId, terminal.id, credentialId);
-      logger.info({ terminal: terminal.id }, 'terminal paired');
+      // Connections still using the credential this pairing replaced are closed, saying why.
+      const replaced = await deps.gateway().disconnectReplaced(terminal.id, credentialId);
+      logger.info({ terminal: terminal.id, replaced }, 'terminal paired');
       return { terminalId: terminal.id, name: terminal.name, vendorId: config.vendorId, storeName: config.storeName, credential };
     }),
   );
@@ -157,7 +168,16 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.get('/token-types', route(() => Object.values(ledger.state.tokenTypes)));
   api.put(
     '/token-types/:code',
-    route((req) => ledger.upsertTokenType(op, parse(tokenTypeSchema, { ...(req.body as object), code: param(req, 'code') }))),
+    route((req) => {
+      const tt = parse(tokenTypeSchema, { ...(req.body as object), code: param(req, 'code') });
+      // The store defines only its own tokens; the mall's and other issuers' token types
+      // come from the mall's signed snapshot, and the operator may not take them over.
+      const existing = ledger.tokenTypes.get(tt.code);
+      if (tt.issuer !== config.vendorId || (existing !== undefined && existing.issuer !== config.vendorId)) {
+        fail('VND_ERR_NOT_OWN_TOKEN', `the store defines only its own token types (issuer ${config.vendorId}); ${tt.code} comes from the mall`, { token: tt.code });
+      }
+      return ledger.upsertTokenType(op, tt);
+    }),
   );
 
   api.get(
@@ -169,18 +189,36 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
     }),
   );
   api.post('/customers', route((req) => ledger.registerCustomer(op, parse(customerRegister, req.body))));
-  api.get('/customers/:id', route((req) => ledger.customerView(param(req, 'id'))));
-  api.get('/customers/:id/history', route((req) => ledger.customerHistory(param(req, 'id'))));
+  api.get('/customers/:id', route((req) => ledger.customerView(idParam(req, 'id'))));
+  api.get('/customers/:id/history', route((req) => ledger.customerHistory(idParam(req, 'id'))));
+  api.put(
+    '/customers/:id/pin',
+    route(async (req) => {
+      const customer = ledger.customerView(idParam(req, 'id'));
+      await access.setCustomerPin(customer.id, parse(customerPinSet, req.body).pin);
+      logger.info({ customer: customer.id }, 'customer PIN set');
+      return { id: customer.id, pin: true };
+    }),
+  );
+  api.post(
+    '/customers/:id/unlock',
+    route(async (req) => {
+      const customer = ledger.customerView(idParam(req, 'id'));
+      await access.unlockCustomer(customer.id);
+      logger.info({ customer: customer.id }, 'customer PIN unlocked by the operator');
+      return { id: customer.id, lockedAt: null };
+    }),
+  );
 
-  api.post('/allotments', route((req) => ledger.recordAllotment(op, keyOf(req), parse(allotmentRequest, req.body))));
+  api.post('/allotments', route((req) => ledger.allotOwnTokens(op, keyOf(req), parse(allotmentRequest, req.body))));
   api.post('/issuances', route((req) => ledger.issueTokens(op, keyOf(req), parse(issuanceRequest, req.body))));
   api.get('/float', route(() => ledger.float()));
   api.get(
     '/totals',
     route((req) => {
-      const date = typeof req.query['date'] === 'string' ? req.query['date'] : new Date().toISOString().slice(0, 10);
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) fail('CORE_ERR_VALIDATION', 'date must be YYYY-MM-DD');
-      return { date, ...(ledger.state.days[date] ?? { sales: 0, refunds: 0, cashMinor: 0, grossMinor: 0, tokens: {} }) };
+      const raw = req.query['date'] ?? new Date().toISOString().slice(0, 10);
+      const date = parse(dayDate, raw);
+      return { date, ...(own(ledger.state.days, date) ?? emptyDay()) };
     }),
   );
   api.get('/sync', route(() => syncStatus()));
@@ -196,11 +234,10 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.get(
     '/mall/statements',
     route(async (req) => {
+      const from = parse(dayDate, req.query['from']);
+      const to = parse(dayDate, req.query['to']);
       const sync = deps.sync();
       if (sync === null) fail('VND_ERR_CONFIG', 'this store is not linked to a mall');
-      const from = String(req.query['from'] ?? '');
-      const to = String(req.query['to'] ?? '');
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(from) || !/^\d{4}-\d{2}-\d{2}$/.test(to)) fail('CORE_ERR_VALIDATION', 'from and to must be YYYY-MM-DD');
       try {
         return await sync.fetchStatement(from, to);
       } catch (err) {
@@ -222,6 +259,8 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
         pairedAt: t.pairedAt,
         revokedAt: t.revokedAt,
         pairingPendingUntil: t.pairing?.expiresAt ?? null,
+        pinFailures: t.pinFailures ?? 0,
+        pinLockedAt: t.pinLockedAt ?? null,
       })),
     ),
   );
@@ -236,26 +275,44 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.post(
     '/terminals/:id/pairing-code',
     route(async (req) => {
-      const code = await access.newCode(param(req, 'id'), ttlMs);
-      return { terminalId: param(req, 'id'), pairingCode: code, expiresAt: access.terminal(param(req, 'id')).pairing?.expiresAt };
+      const id = idParam(req, 'id');
+      const code = await access.newCode(id, ttlMs);
+      return { terminalId: id, pairingCode: code, expiresAt: access.terminal(id).pairing?.expiresAt };
+    }),
+  );
+  api.post(
+    '/terminals/:id/unlock',
+    route(async (req) => {
+      const t = await access.unlockTerminal(idParam(req, 'id'));
+      logger.info({ terminal: t.id }, 'till unlocked for sign-ins by the operator');
+      return { terminalId: t.id, pinFailures: 0, pinLockedAt: null };
     }),
   );
   api.post(
     '/terminals/:id/revoke',
     route(async (req) => {
-      const t = await access.revokeTerminal(param(req, 'id'));
+      const t = await access.revokeTerminal(idParam(req, 'id'));
       const disconnected = await deps.gateway().disconnectTerminal(t.id);
       logger.info({ terminal: t.id, disconnected }, 'terminal revoked');
       return { terminalId: t.id, revokedAt: t.revokedAt, disconnected };
     }),
   );
 
-  api.get('/staff', route(() => Object.values(access.data.staff).map((s) => ({ id: s.id, name: s.name, role: s.role }))));
+  const staffView = (s: StaffRecord) => ({ id: s.id, name: s.name, role: s.role, pinFailures: s.pinFailures ?? 0, lockedAt: s.lockedAt ?? null });
+  api.get('/staff', route(() => Object.values(access.data.staff).map(staffView)));
   api.put(
     '/staff/:id',
     route(async (req) => {
       const s = await access.upsertStaff(parse(staffUpsert, { ...(req.body as object), id: param(req, 'id') }));
       return { id: s.id, name: s.name, role: s.role };
+    }),
+  );
+  api.post(
+    '/staff/:id/unlock',
+    route(async (req) => {
+      const s = await access.unlockStaff(idParam(req, 'id'));
+      logger.info({ staff: s.id }, 'staff member unlocked by the operator');
+      return staffView(s);
     }),
   );
 
@@ -293,6 +350,11 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       status = 413;
     } else if (e.type === 'entity.parse.failed') {
       wire = { code: 'CORE_ERR_VALIDATION', message: 'the request body is not valid JSON' };
+      status = 400;
+    } else if (!(err instanceof MallposError) && typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      // express's own refusals of a malformed request (a path that is not valid UTF-8,
+      // an unsupported body encoding) are the client's fault, not an internal error.
+      wire = { code: 'CORE_ERR_VALIDATION', message: 'the request is not valid (its path or body cannot be read)' };
       status = 400;
     } else {
       wire = toWireError(err, logger);

@@ -86,6 +86,7 @@ export async function startVendorServer(opts: StartOptions): Promise<RunningVend
     undefined,
     config.idempotencyKeysMax,
   );
+  ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
   opened.checkpoints.startTimer();
 
   const mallUrl = opts.mallUrl ?? config.mall?.url;

@@ -3,6 +3,7 @@ import { Server, type Socket } from 'socket.io';
 import {
   cartPriceRequest,
   cashierLoginRequest,
+  cashierLogoutRequest,
   customerLookupRequest,
   fail,
   MallposError,
@@ -19,7 +20,7 @@ import {
   type ServerToClientEvents,
   type WireError,
 } from '../core/index.ts';
-import type { AccessStore } from './access.ts';
+import type { AccessStore, PinAuditEntry } from './access.ts';
 import type { VendorKeys } from './config.ts';
 import { verifyTerminalCredential } from './credentials.ts';
 import type { LedgerService } from './ledger/service.ts';
@@ -31,6 +32,45 @@ interface SocketData {
   terminalId: string;
   credentialId: string;
   cashier: { staffId: string; name: string; role: 'cashier' | 'supervisor' } | null;
+}
+
+/** The events a terminal may send; anything else is answered with VND_ERR_UNKNOWN_EVENT. */
+export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServerEvents>([
+  'product:lookup',
+  'customer:lookup',
+  'balance:inquiry',
+  'cart:price',
+  'sale:commit',
+  'sale:refund',
+  'sale:status',
+  'receipt:get',
+  'cashier:login',
+  'cashier:logout',
+]);
+
+const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
+  'pin.wrong': 'wrong staff PIN',
+  'pin.refused': 'staff PIN attempt refused',
+  'staff.locked': 'staff member locked out after wrong PINs',
+  'terminal.locked': 'till locked for sign-ins after wrong PINs',
+  'customer-pin.wrong': 'wrong customer PIN',
+  'customer-pin.refused': 'customer PIN attempt refused',
+  'customer.locked': 'card locked for token payments after wrong PINs',
+};
+
+/** How long a till may show its own receipts without a supervisor signed in. */
+export const RECEIPT_RECENT_MS = 24 * 60 * 60_000;
+
+const CREDENTIAL_REFUSALS = {
+  revoked: ['VND_ERR_TERMINAL_REVOKED', 'this terminal has been revoked'],
+  replaced: ['VND_ERR_CREDENTIAL_REPLACED', 'this terminal was paired again: this credential is no longer valid'],
+  unknown: ['VND_ERR_UNAUTHENTICATED', 'this terminal is not known to the store'],
+} as const;
+
+/** Refuses a credential that is not (or no longer) the valid one, saying why. */
+function checkCredential(access: AccessStore, terminalId: string, credentialId: string): void {
+  const state = access.credentialState(terminalId, credentialId);
+  if (state !== 'valid') fail(CREDENTIAL_REFUSALS[state][0], CREDENTIAL_REFUSALS[state][1]);
 }
 
 type TerminalSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -74,11 +114,7 @@ export class TerminalGateway {
     this.io.use((socket, next) => {
       verifyTerminalCredential(deps.keys, deps.ledger.store.vendorId, socket.handshake.auth['token'])
         .then(({ terminalId, credentialId }) => {
-          if (!deps.access.credentialValid(terminalId, credentialId)) {
-            const t = deps.access.data.terminals[terminalId];
-            const revoked = t?.revokedAt !== null && t?.revokedAt !== undefined;
-            fail(revoked ? 'VND_ERR_TERMINAL_REVOKED' : 'VND_ERR_UNAUTHENTICATED', revoked ? `terminal ${terminalId} has been revoked` : 'this credential was replaced: pair the terminal again');
-          }
+          checkCredential(deps.access, terminalId, credentialId);
           socket.data = { terminalId, credentialId, cashier: null };
           next();
         })
@@ -103,18 +139,32 @@ export class TerminalGateway {
     void this.status().then((s) => socket.emit('server:status', s));
 
     const actor = () => ({ terminal: socket.data.terminalId, cashier: socket.data.cashier?.staffId ?? null });
+    const terminalId = socket.data.terminalId;
+    const audit = (entry: PinAuditEntry) => logger.warn(entry, AUDIT_MESSAGES[entry.event]);
+    // A sign-in in progress: money-changing events wait for it, so a terminal that signs
+    // in again after a reconnect and then retries its sale is not refused in between.
+    let signingIn: Promise<unknown> = Promise.resolve();
+    // A retry of a key already used moves no money: it gets the original outcome (or a
+    // conflict) whoever is signed in, so a terminal restarted in the middle of a sale
+    // learns that it went through instead of being told that nothing was charged.
+    const needCashier = async (key: string) => {
+      await signingIn.catch(() => undefined);
+      if (socket.data.cashier === null && !ledger.knowsKey(key)) fail('VND_ERR_CASHIER_REQUIRED');
+    };
     const handle = <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => {
-      return (payload: unknown, ack: unknown) => {
+      return (first: unknown, second: unknown) => {
+        // An event sent without a payload carries its acknowledgement first.
+        const [payload, ack] = typeof first === 'function' && second === undefined ? [undefined, first] : [first, second];
         if (typeof ack !== 'function') {
-          logger.warn({ terminal: socket.data.terminalId, event }, 'event without acknowledgement ignored');
+          logger.warn({ terminal: terminalId, event }, 'event without acknowledgement ignored');
           return;
         }
         const reply = ack as (res: Ack<Res>) => void;
         Promise.resolve()
           .then(() => {
-            // A terminal revoked while connected is refused on its next request even if
-            // the disconnect has not reached it yet.
-            if (!access.credentialValid(socket.data.terminalId, socket.data.credentialId)) fail('VND_ERR_TERMINAL_REVOKED');
+            // A terminal revoked or paired again while connected is refused on its next
+            // request even if the disconnect has not reached it yet.
+            checkCredential(access, terminalId, socket.data.credentialId);
             return run(payload);
           })
           .then(
@@ -127,6 +177,16 @@ export class TerminalGateway {
           );
       };
     };
+
+    socket.onAny((event: string, ...args: unknown[]) => {
+      if (TERMINAL_EVENTS.has(event)) return;
+      const ack = args[args.length - 1];
+      logger.warn({ terminal: terminalId, event: String(event).slice(0, 40) }, 'unknown event');
+      metrics.rejected.inc({ code: 'VND_ERR_UNKNOWN_EVENT' });
+      if (typeof ack === 'function') {
+        (ack as (res: Ack<never>) => void)({ ok: false, error: new MallposError('VND_ERR_UNKNOWN_EVENT', `there is no event "${String(event).slice(0, 40)}"`).toWire() });
+      }
+    });
 
     socket.on('product:lookup', handle('product:lookup', (p) => ledger.productView(parse(productLookupRequest, p).code)));
     const customer = (p: unknown) => ledger.customerView(ledger.customerIdByCard(parse(customerLookupRequest, p).card));
@@ -143,9 +203,20 @@ export class TerminalGateway {
       'sale:commit',
       handle('sale:commit', async (p) => {
         const req = parse(saleCommitRequest, p);
-        checkKeyOwner(req.key, socket.data.terminalId);
-        const result = await ledger.commitSale(actor(), req);
-        logger.debug({ terminal: socket.data.terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
+        checkKeyOwner(req.key, terminalId);
+        await needCashier(req.key);
+        // Token payments above the store's limit need the PIN of a customer who chose one.
+        let tokenValueLimitMinor: number | null = null;
+        const limit = ledger.customerPinAboveMinor;
+        if (limit !== null && req.card !== null && !ledger.knowsKey(req.key)) {
+          const customerId = ledger.customerIdByCard(req.card);
+          if (access.customerHasPin(customerId)) {
+            if (req.customerPin === undefined) tokenValueLimitMinor = limit;
+            else await access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit });
+          }
+        }
+        const result = await ledger.commitSale(actor(), req, { tokenValueLimitMinor });
+        logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
         return result;
       }),
     );
@@ -153,20 +224,33 @@ export class TerminalGateway {
       'sale:refund',
       handle('sale:refund', async (p) => {
         const req = parse(saleRefundRequest, p);
-        checkKeyOwner(req.key, socket.data.terminalId);
-        const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin);
+        checkKeyOwner(req.key, terminalId);
+        await needCashier(req.key);
+        const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
         const result = await ledger.refundSale(actor(), { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id });
-        logger.info({ terminal: socket.data.terminalId, refundId: result.refundId, saleId: result.saleId }, 'sale refunded');
+        logger.info({ terminal: terminalId, refundId: result.refundId, saleId: result.saleId, supervisor: staff.id }, 'sale refunded');
         return result;
       }),
     );
-    socket.on('sale:status', handle('sale:status', (p) => ledger.keyStatus(parse(saleStatusRequest, p).key)));
+    socket.on(
+      'sale:status',
+      handle('sale:status', (p) => {
+        const { key } = parse(saleStatusRequest, p);
+        checkKeyOwner(key, terminalId);
+        return ledger.keyStatus(key);
+      }),
+    );
     socket.on(
       'receipt:get',
       handle('receipt:get', async (p) => {
         const sale = await ledger.saleBySaleId(parse(receiptRequest, p).saleId);
-        const refundSeq = ledger.state.refunds[sale.seq];
+        // A receipt names the customer and their card: a till sees its own recent sales,
+        // anything else needs a supervisor signed in on it.
+        const own = sale.terminal === terminalId && Date.now() - Date.parse(sale.at) <= RECEIPT_RECENT_MS;
+        await signingIn.catch(() => undefined);
+        if (!own && socket.data.cashier?.role !== 'supervisor') fail('VND_ERR_RECEIPT_FORBIDDEN');
+        const refundSeq = ledger.refundOf(sale.seq);
         return {
           store: { vendorId: ledger.store.vendorId, name: ledger.store.name, address: ledger.store.address },
           sale,
@@ -178,14 +262,18 @@ export class TerminalGateway {
       'cashier:login',
       handle('cashier:login', async (p) => {
         const req = parse(cashierLoginRequest, p);
-        const staff = await access.authenticateStaff(req.staffId, req.pin);
+        const attempt = access.authenticateStaff(req.staffId, req.pin, { terminalId, audit });
+        signingIn = attempt;
+        const staff = await attempt;
         socket.data.cashier = { staffId: staff.id, name: staff.name, role: staff.role };
+        logger.info({ terminal: terminalId, staff: staff.id }, 'cashier signed in');
         return socket.data.cashier;
       }),
     );
     socket.on(
       'cashier:logout',
-      handle('cashier:logout', () => {
+      handle('cashier:logout', (p) => {
+        parse(cashierLogoutRequest, p);
         socket.data.cashier = null;
         return null;
       }),
@@ -229,10 +317,19 @@ export class TerminalGateway {
 
   /** Cuts off every connection of a revoked terminal. */
   async disconnectTerminal(terminalId: string): Promise<number> {
+    return this.cutOff(terminalId, null, 'VND_ERR_TERMINAL_REVOKED', 'this terminal has been revoked by the store');
+  }
+
+  /** Cuts off the connections of a terminal that still use a credential a new pairing replaced. */
+  async disconnectReplaced(terminalId: string, credentialId: string): Promise<number> {
+    return this.cutOff(terminalId, credentialId, 'VND_ERR_CREDENTIAL_REPLACED', 'this terminal was paired again: this credential is no longer valid');
+  }
+
+  private async cutOff(terminalId: string, keep: string | null, code: 'VND_ERR_TERMINAL_REVOKED' | 'VND_ERR_CREDENTIAL_REPLACED', message: string): Promise<number> {
     let n = 0;
     for (const socket of await this.io.fetchSockets()) {
-      if (socket.data.terminalId !== terminalId) continue;
-      socket.emit('terminal:revoked', { terminalId, message: 'this terminal has been revoked by the store' });
+      if (socket.data.terminalId !== terminalId || socket.data.credentialId === keep) continue;
+      socket.emit('terminal:revoked', { terminalId, message, code });
       socket.disconnect(true);
       n += 1;
     }

@@ -276,10 +276,28 @@ describe('core/schemas', () => {
     it('a __proto__ key from JSON is refused in a strict object and never reaches a prototype through a record', () => {
       const body = JSON.parse(`{"key":"${KEY}","lines":[{"code":"1","qty":1}],"card":null,"tenders":[],"cashTenderedMinor":0,"__proto__":{"admin":true}}`) as unknown;
       expectParseError(saleCommitRequest, body, 'CORE_ERR_VALIDATION');
-      const product = parse(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"__proto__":{"ACME":1},"ACME":2}') as unknown });
-      expect(product.tokenPrices).to.deep.equal({ ACME: 2 });
-      expect(Object.getPrototypeOf(product.tokenPrices)).to.equal(Object.prototype);
+      // A record key that is not a token code is refused, __proto__ included, rather than dropped.
+      expectParseError(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"__proto__":{"ACME":1},"ACME":2}') as unknown }, 'CORE_ERR_VALIDATION', 'tokenPrices.__proto__');
+      const product = parse(productUpsert, { ...PRODUCT, tokenPrices: JSON.parse('{"ACME":2}') as unknown });
+      expect({ ...product.tokenPrices }).to.deep.equal({ ACME: 2 });
+      expect(Object.getPrototypeOf(product.tokenPrices)).to.equal(null);
       expect(({} as Record<string, unknown>).ACME).to.equal(undefined);
+    });
+
+    it('no identifier may be a built-in property name, and no string may hold a lone surrogate', () => {
+      for (const name of ['constructor', 'prototype', '__proto__', 'toString', 'valueOf', 'hasOwnProperty']) {
+        expect(() => parse(issuanceRequest, { ...ISSUANCE, customerId: name })).to.throw(MallposError);
+        expect(() => parse(cashierLoginRequest, { staffId: name, pin: '1234' })).to.throw(MallposError);
+      }
+      for (const broken of ['\ud800', 'a\udfffb', 'x\ud83d']) {
+        expectParseError(customerRegister, { name: broken }, 'CORE_ERR_VALIDATION', 'name');
+        expectParseError(saleRefundRequest, { ...REFUND, reason: broken }, 'CORE_ERR_VALIDATION', 'reason');
+        expectParseError(allotmentRequest, { ...ALLOTMENT, reference: broken }, 'CORE_ERR_VALIDATION', 'reference');
+        expectParseError(productLookupRequest, { code: broken }, 'CORE_ERR_VALIDATION', 'code');
+      }
+      // A pair of surrogates is one ordinary character and stays welcome.
+      expect(parse(customerRegister, { name: 'Zoë 😀' }).name).to.equal('Zoë 😀');
+      expectParseError(customerRegister, { name: 'Zoë\u0000' }, 'CORE_ERR_VALIDATION', 'name');
     });
 
     it('entity ids are 1-40 lower-case letters, digits or -', () => {

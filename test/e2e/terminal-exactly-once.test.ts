@@ -201,6 +201,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
@@ -311,6 +312,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     page.on('state', (s: ScreenState) => (latest = s));
     const command = (cmd: unknown) => page.timeout(START_DEADLINE_MS).emitWithAck('command', cmd) as Promise<{ ok: boolean }>;
     await until('terminal online', () => ((latest as ScreenState | null)?.status.server.state === 'connected' ? true : undefined));
+    await command({ type: 'login', staffId: 'ana', pin: '1234' });
     await command({ type: 'scan', code: PEN });
     await command({ type: 'scan', code: CARD });
     await command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { io } from 'socket.io-client';
-import { call, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 
@@ -23,6 +23,7 @@ describe('vendor server: bad input gets a typed error and changes nothing', func
     const paired = await store.pairTerminal();
     terminalId = paired.terminalId;
     socket = await store.connect(paired.credential);
+    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
     card = store.init.demo?.customers[1]?.card ?? '';
   });
   after(async () => store.close());

@@ -66,19 +66,20 @@ describe('vendor server: operator HTTP API', function () {
     expect(history.body[0].data.cashMinor).to.equal(500);
   });
 
-  it('records allotments into the float exactly once', async () => {
-    const before = (await store.operator('GET', '/api/float')).body.SUNNY as number;
+  it('records allotments of the store\'s own tokens into the float exactly once', async () => {
+    const before = (await store.operator('GET', '/api/float')).body.ACME as number;
     const key = randomUUID();
     for (let i = 0; i < 3; i++) {
-      const res = await store.operator('POST', '/api/allotments', { token: 'SUNNY', units: 1000, reference: 'campaign 2' }, { 'idempotency-key': key });
+      const res = await store.operator('POST', '/api/allotments', { token: 'ACME', units: 1000, reference: 'campaign 2' }, { 'idempotency-key': key });
       expect(res.status, res.text).to.equal(200);
     }
-    expect((await store.operator('GET', '/api/float')).body.SUNNY).to.equal(before + 1000);
+    expect((await store.operator('GET', '/api/float')).body.ACME).to.equal(before + 1000);
   });
 
   it('exports the ledger as hash-chained JSON lines and as CSV, and totals the day', async () => {
     const { terminalId, credential } = await store.pairTerminal();
     const socket = await store.connect(credential);
+    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
     const card = store.init.demo?.customers[2]?.card;
     const sale = expectOk(await call<SaleResult>(socket, 'sale:commit', { key: `${terminalId}:${randomUUID()}`, lines: [{ code: '4006381333931', qty: 1 }], card, tenders: [{ token: 'MALL' }], cashTenderedMinor: 0 }));
 

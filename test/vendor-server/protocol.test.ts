@@ -20,6 +20,7 @@ describe('vendor server: terminal protocol over socket.io', function () {
     store = await startDemoStore();
     ({ terminalId, credential } = await store.pairTerminal());
     socket = await store.connect(credential);
+    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
     const first = store.init.demo?.customers[0];
     if (first === undefined) throw new Error('demo customers');
     card = first.card;
@@ -142,6 +143,7 @@ describe('vendor server: terminal protocol over socket.io', function () {
       expect(first.cash.changeMinor).to.equal(500 - 199);
       await store.restart();
       socket = await store.connect(credential);
+      expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
       const retry = expectOk(await call<SaleResult>(socket, 'sale:commit', body));
       expect(retry.saleId).to.equal(first.saleId);
       expect(retry.seq).to.equal(first.seq);

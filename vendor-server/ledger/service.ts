@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import {
   allotmentPostings,
   assert,
@@ -12,6 +12,9 @@ import {
   lookupTokenType,
   makeCardNumber,
   makeSaleId,
+  add,
+  maskCard,
+  mul,
   parseCardNumber,
   parseSaleId,
   parseScan,
@@ -35,7 +38,7 @@ import {
 } from '../../core/index.ts';
 import { checkSale } from '../../core/sale-check.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
-import { applyEvent, bookOf, customerBalances, type LedgerState } from './state.ts';
+import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 
 export interface Actor {
   terminal: string | null;
@@ -67,6 +70,22 @@ export interface RefundInput {
 export interface LedgerHooks {
   /** Called after an event is durable (metrics, live status). */
   onCommitted?: (event: JournalEvent, latencyMs: number) => void;
+  /**
+   * Called when something fails after an event was appended to the journal: memory no
+   * longer matches the journal, so the process must stop and let a restart replay it.
+   * The default prints the error and exits with status 70.
+   */
+  onFatal?: (err: Error) => void;
+}
+
+/** How many random card numbers are tried before the store gives up finding a free one. */
+export const CARD_ATTEMPTS_MAX = 32;
+/** Card numbers hold 9 random digits (then a check digit). */
+export const CARD_SERIAL_SPACE = 1_000_000_000;
+
+function exitOnFatal(err: Error): void {
+  process.stderr.write(`${JSON.stringify({ level: 60, time: Date.now(), msg: 'the ledger failed after a journal append: stopping so that a restart replays the journal', err: { message: err.message, stack: err.stack } })}\n`);
+  process.exit(70);
 }
 
 /**
@@ -80,6 +99,16 @@ export class LedgerService {
   /** Refuses tokens whose rules come from the mall when the cached registry is too old. */
   tokenGate: ((token: string) => void) | null = null;
   private closing = false;
+  /** Set once a failure after an append left memory behind the journal: nothing more is served. */
+  private broken: Error | null = null;
+  /**
+   * Token payments worth more than this (fiat minor units, at face value) need the PIN of
+   * a customer who chose one; null when the store sets no limit (config
+   * `customerPinAboveMinor`).
+   */
+  customerPinAboveMinor: number | null = null;
+  /** The source of card numbers; random so that a card cannot be guessed from another. */
+  cardSerial: () => number = () => randomInt(CARD_SERIAL_SPACE);
 
   constructor(
     readonly store: StoreInfo,
@@ -103,9 +132,17 @@ export class LedgerService {
     this.closing = true;
   }
 
-  /** Journals an event, applies it, and resolves once it is durable. */
-  private async commit(event: NewEvent, plan?: Map<string, number>): Promise<{ event: JournalEvent; hash: string }> {
+  /**
+   * Journals an event, applies it, and resolves once it is durable. The event is checked
+   * and planned against the state before it is appended, so a refusal leaves the journal
+   * untouched; after the append nothing may fail, and if anything does the process stops
+   * (the journal is the truth, and a restart replays it).
+   */
+  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
     const started = performance.now();
+    if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
+    const full = { ...event, prev: this.state.hash } as JournalEvent;
+    const planned = planEvent(this.state, full);
     let rec;
     try {
       rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
@@ -114,11 +151,21 @@ export class LedgerService {
       if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
       throw err;
     }
-    const full = { ...event, prev: this.state.hash } as JournalEvent;
-    applyEvent(this.state, full, rec.hash, this.keysMax, plan);
-    if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
-    await rec.durable;
-    this.hooks.onCommitted?.(full, performance.now() - started);
+    try {
+      applyEvent(this.state, full, rec.hash, this.keysMax, planned);
+      if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
+      await rec.durable;
+      this.hooks.onCommitted?.(full, performance.now() - started);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      this.broken = e;
+      this.closing = true;
+      // Let the event reach the disk first, so that the restart replays it rather than
+      // the client's retry committing it afresh; either is exactly once.
+      await rec.durable.catch(() => undefined);
+      (this.hooks.onFatal ?? exitOnFatal)(e);
+      throw e;
+    }
     return { event: full, hash: rec.hash };
   }
 
@@ -158,6 +205,11 @@ export class LedgerService {
     }
   }
 
+  /** Whether a key was used already (committed, or in flight): its retry changes no money. */
+  knowsKey(key: string): boolean {
+    return this.state.keys.has(key) || this.inflight.has(key);
+  }
+
   private async settled(key: string): Promise<void> {
     const pending = this.inflight.get(key);
     if (pending !== undefined) await pending.catch(() => undefined);
@@ -183,7 +235,7 @@ export class LedgerService {
   product(code: string): Product {
     const scan = parseScan(code);
     if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
-    const p = this.state.products[scan.gtin];
+    const p = own(this.state.products, scan.gtin);
     if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${scan.gtin} in this store`, { gtin: scan.gtin });
     return p;
   }
@@ -195,19 +247,19 @@ export class LedgerService {
 
   customerIdByCard(card: string): string {
     const normalised = parseCardNumber(card);
-    const id = this.state.cards[normalised];
-    if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${normalised}`, { card: normalised });
+    const id = own(this.state.cards, normalised);
+    if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${maskCard(normalised)}`, { card: maskCard(normalised) });
     return id;
   }
 
   customerView(customerId: string): CustomerView {
-    const c = this.state.customers[customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    const c = own(this.state.customers, customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     const now = this.clock();
     const balances = Object.entries(customerBalances(this.state, c.id))
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([token, units]) => {
-        const tt = this.state.tokenTypes[token];
+        const tt = own(this.state.tokenTypes, token);
         return {
           token,
           name: tt?.name ?? token,
@@ -246,7 +298,12 @@ export class LedgerService {
     });
   }
 
-  async commitSale(actor: Actor, input: SaleInput): Promise<SaleResult> {
+  /**
+   * Commits a sale. With `tokenValueLimitMinor`, a sale whose token debits are worth more
+   * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
+   * it when the customer has a PIN that was not given.
+   */
+  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<SaleResult> {
     const hash = saleBodyHash(input);
     const earlier = this.seen(input.key);
     if (earlier !== null) {
@@ -258,8 +315,15 @@ export class LedgerService {
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    const limit = opts.tokenValueLimitMinor ?? null;
+    if (limit !== null) {
+      const valueMinor = this.tokenValueMinor(priced.debits);
+      if (valueMinor > limit) {
+        fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.store.currency)} need the customer's PIN (above ${formatMinor(limit, this.store.currency)})`, { valueMinor, limitMinor: limit });
+      }
+    }
+    // The postings are planned against the balances in commit, before the append.
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
-    const plan = postings.length > 0 ? planPostings(bookOf(this.state), postings) : undefined;
 
     const base = this.base(actor, input.key, hash);
     // The same balances the cart was priced against: nothing ran in between.
@@ -286,7 +350,7 @@ export class LedgerService {
     // The same check the mall applies at ingest: a sale whose parts disagree is never journalled.
     checkSale(event.postings, event.data);
     return this.once(input.key, async () => {
-      const { event: done } = await this.commit(event, plan);
+      const { event: done } = await this.commit(event);
       return this.toSaleResult(done);
     });
   }
@@ -294,7 +358,7 @@ export class LedgerService {
   private toSaleResult(event: JournalEvent): SaleResult {
     if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
     const d = event.data;
-    const c = d.customer === null ? undefined : this.state.customers[d.customer];
+    const c = d.customer === null ? undefined : own(this.state.customers, d.customer);
     return {
       saleId: d.saleId,
       seq: event.seq,
@@ -309,7 +373,7 @@ export class LedgerService {
       totalMinor: d.totalMinor,
       cash: d.cash,
       balancesAfter: d.balancesAfter,
-      refunded: this.state.refunds[event.seq] !== undefined,
+      refunded: this.refundOf(event.seq) !== undefined,
     };
   }
 
@@ -360,7 +424,7 @@ export class LedgerService {
       await this.replay(input.key, hash, again);
       return this.refundResult(again);
     }
-    if (this.state.refunds[saleSeq] !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
+    if (this.refundOf(saleSeq) !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
 
     const postings = reversePostings(sale.postings);
     if (postings.length > 0) planPostings(bookOf(this.state), postings);
@@ -407,8 +471,9 @@ export class LedgerService {
   async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number> }): Promise<Product> {
     const scan = parseScan(input.code);
     if (scan.kind !== 'product') fail('CORE_ERR_CODE_MALFORMED', 'a product needs an EAN-13, EAN-8 or UPC-A code');
-    for (const token of Object.keys(input.tokenPrices)) lookupTokenType(this.tokenTypes, token);
-    const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices: { ...input.tokenPrices } };
+    const tokenPrices = dict<number>();
+    for (const [token, units] of Object.entries(input.tokenPrices)) tokenPrices[lookupTokenType(this.tokenTypes, token).code] = units;
+    const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices };
     await this.commit({ ...this.base(actor, null, null), type: 'product.upserted', postings: [], data: product });
     return product;
   }
@@ -419,12 +484,40 @@ export class LedgerService {
   }
 
   async registerCustomer(actor: Actor, input: { card?: string | undefined; name: string }): Promise<CustomerView> {
-    const card = input.card === undefined ? makeCardNumber(this.state.customerSerial + 1) : parseCardNumber(input.card);
-    if (this.state.cards[card] !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${card} belongs to another customer`);
+    const card = input.card === undefined ? this.newCardNumber() : parseCardNumber(input.card);
+    if (own(this.state.cards, card) !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${maskCard(card)} belongs to another customer`);
     const id = `cust-${String(this.state.customerSerial + 1).padStart(6, '0')}`;
-    assert(this.state.customers[id] === undefined, `customer id ${id} is new`);
+    assert(own(this.state.customers, id) === undefined, `customer id ${id} is new`);
     await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data: { id, card, name: input.name } });
     return this.customerView(id);
+  }
+
+  /**
+   * A card number nobody holds: 9 random digits and a check digit. Cards are bearer
+   * credentials at the till, so they must not follow one another; a number in use is
+   * drawn again.
+   */
+  private newCardNumber(): string {
+    for (let i = 0; i < CARD_ATTEMPTS_MAX; i++) {
+      const card = makeCardNumber(this.cardSerial());
+      if (own(this.state.cards, card) === undefined) return card;
+    }
+    return fail('VND_ERR_CARD_IN_USE', 'no free card number was found: try again');
+  }
+
+  /**
+   * An allotment the store makes of its own tokens (the operator API). Tokens of another
+   * issuer, the mall's above all, enter the float only from the mall's signed snapshot.
+   */
+  async allotOwnTokens(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
+    const earlier = this.seen(key);
+    if (earlier === null) {
+      const tt = lookupTokenType(this.tokenTypes, input.token);
+      if (tt.issuer !== this.store.vendorId) {
+        fail('VND_ERR_NOT_OWN_TOKEN', `${tt.code} tokens are issued by ${tt.issuer}: they reach the float only through the mall's allotments`, { token: tt.code, issuer: tt.issuer });
+      }
+    }
+    return this.recordAllotment(actor, key, input);
   }
 
   async recordAllotment(actor: Actor, key: string, input: { token: string; units: number; reference: string }): Promise<{ seq: number; float: Record<string, number> }> {
@@ -460,13 +553,12 @@ export class LedgerService {
       await this.replay(key, hash, earlier);
       return { seq: earlier, customer: this.customerView(input.customerId) };
     }
-    const c = this.state.customers[input.customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${input.customerId}`);
+    const c = own(this.state.customers, input.customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${input.customerId.slice(0, 40)}`);
     const tt = lookupTokenType(this.tokenTypes, input.token);
     checkSpendable(tt, this.store.vendorId, this.clock());
     // Tokens bought for cash cost their face value: the predetermined rate of exchange.
-    const cashMinor = input.reason === 'purchase' ? tt.faceValueMinor * input.units : 0;
-    if (!Number.isSafeInteger(cashMinor)) fail('CORE_ERR_OVERFLOW', 'the purchase price is too large');
+    const cashMinor = input.reason === 'purchase' ? mul(tt.faceValueMinor, input.units) : 0;
     if (input.cashMinor !== undefined && input.cashMinor !== cashMinor) {
       fail('CORE_ERR_VALIDATION', `${input.units} ${tt.code} tokens cost ${formatMinor(cashMinor, tt.currency)}, not ${formatMinor(input.cashMinor, tt.currency)}`);
     }
@@ -487,12 +579,24 @@ export class LedgerService {
   }
 
   float(): Record<string, number> {
-    return { ...(this.state.balances['float'] ?? {}) };
+    return { ...(own(this.state.balances, 'float') ?? {}) };
+  }
+
+  /** What token debits are worth at their face values, in fiat minor units. */
+  tokenValueMinor(debits: Readonly<Record<string, number>>): number {
+    let total = 0;
+    for (const [token, units] of Object.entries(debits)) total = add(total, mul(lookupTokenType(this.tokenTypes, token).faceValueMinor, units));
+    return total;
+  }
+
+  /** The seq of the reversal of a sale, if it was refunded. */
+  refundOf(saleSeq: number): number | undefined {
+    return own(this.state.refunds, String(saleSeq));
   }
 
   async customerHistory(customerId: string): Promise<JournalEvent[]> {
-    const c = this.state.customers[customerId];
-    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId}`);
+    const c = own(this.state.customers, customerId);
+    if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
   }
 }

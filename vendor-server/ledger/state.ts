@@ -1,7 +1,7 @@
 import {
-  applyPostings,
   assert,
   customerAccount,
+  planPostings,
   RecordBook,
   type JournalEvent,
   type Product,
@@ -22,12 +22,51 @@ export interface CustomerRecord {
   recent: number[];
 }
 
+/**
+ * One day's totals (UTC). The drawer's cash is what sales kept (`cashSalesMinor`, the
+ * cash due: change was handed back), plus cash taken for tokens customers bought
+ * (`cashTokenPurchasesMinor`), less cash handed back by refunds (`cashRefundedMinor`);
+ * `cashMinor` is that net. `tokens` are the tokens sales took in, `tokensReturned` those
+ * refunds gave back.
+ */
 export interface DayTotals {
   sales: number;
   refunds: number;
-  cashMinor: number;
+  tokenPurchases: number;
   grossMinor: number;
+  cashSalesMinor: number;
+  cashTokenPurchasesMinor: number;
+  cashRefundedMinor: number;
+  cashMinor: number;
   tokens: Record<string, number>;
+  tokensReturned: Record<string, number>;
+}
+
+/** A null-prototype record: keys from outside can never meet a built-in property. */
+export function dict<T>(entries?: Iterable<[string, T]>): Record<string, T> {
+  const d = Object.create(null) as Record<string, T>;
+  if (entries !== undefined) for (const [k, v] of entries) d[k] = v;
+  return d;
+}
+
+/** The own value of a key, or undefined: never a property inherited from a prototype. */
+export function own<T>(d: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(d, key) ? d[key] : undefined;
+}
+
+export function emptyDay(): DayTotals {
+  return {
+    sales: 0,
+    refunds: 0,
+    tokenPurchases: 0,
+    grossMinor: 0,
+    cashSalesMinor: 0,
+    cashTokenPurchasesMinor: 0,
+    cashRefundedMinor: 0,
+    cashMinor: 0,
+    tokens: dict(),
+    tokensReturned: dict(),
+  };
 }
 
 export interface LedgerState {
@@ -76,14 +115,14 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     vendorId,
     seq: 0,
     hash: genesisHash,
-    balances: {},
-    tokenTypes: {},
-    products: {},
-    customers: {},
-    cards: {},
+    balances: dict(),
+    tokenTypes: dict(),
+    products: dict(),
+    customers: dict(),
+    cards: dict(),
     customerSerial: 0,
-    refunds: {},
-    days: {},
+    refunds: dict(),
+    days: dict(),
     keys: new Map(),
   };
 }
@@ -93,20 +132,70 @@ export function bookOf(state: LedgerState): RecordBook {
 }
 
 export function customerBalances(state: LedgerState, customerId: string): Record<string, number> {
-  return { ...(state.balances[customerAccount(customerId)] ?? {}) };
+  return dict(Object.entries(own(state.balances, customerAccount(customerId)) ?? {}));
 }
 
 function day(state: LedgerState, at: string): DayTotals {
   const d = at.slice(0, 10);
-  return (state.days[d] ??= { sales: 0, refunds: 0, cashMinor: 0, grossMinor: 0, tokens: {} });
+  const found = own(state.days, d);
+  if (found !== undefined) return found;
+  const fresh = emptyDay();
+  state.days[d] = fresh;
+  return fresh;
+}
+
+function addTo(totals: Record<string, number>, token: string, units: number): void {
+  totals[token] = (own(totals, token) ?? 0) + units;
 }
 
 function touchCustomer(state: LedgerState, customerId: string | null, seq: number): void {
   if (customerId === null) return;
-  const c = state.customers[customerId];
+  const c = own(state.customers, customerId);
   assert(c !== undefined, `customer ${customerId} exists`);
   c.recent.push(seq);
   if (c.recent.length > CUSTOMER_RECENT_MAX) c.recent.splice(0, c.recent.length - CUSTOMER_RECENT_MAX);
+}
+
+/** The balances an event's postings lead to, keyed `account\u0000token`. */
+export type PostingPlan = Map<string, number>;
+
+/**
+ * Checks that an event can be applied to this state and plans its postings, changing
+ * nothing. The ledger calls it before the event is journalled, so that what reaches the
+ * journal is known to apply; replay calls it again through `applyEvent`. A customer or
+ * sale the event names must exist, a card must be free, a sale refunded once, and no
+ * balance that must stay non-negative may go below zero.
+ */
+export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan {
+  assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
+  assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
+  const customerExists = (id: string | null) => assert(id === null || own(state.customers, id) !== undefined, `customer ${String(id)} exists`);
+  switch (event.type) {
+    case 'sale':
+      customerExists(event.data.customer);
+      break;
+    case 'reversal':
+      assert(own(state.refunds, String(event.data.saleSeq)) === undefined, `sale ${event.data.saleId} refunded once`);
+      assert(event.data.saleSeq >= 1 && event.data.saleSeq < event.seq, `sale ${event.data.saleId} precedes its reversal`);
+      customerExists(event.data.customer);
+      break;
+    case 'issuance':
+      customerExists(event.data.customer);
+      break;
+    case 'customer.registered':
+      assert(own(state.cards, event.data.card) === undefined, `card ${event.data.card} unused`);
+      assert(own(state.customers, event.data.id) === undefined, `customer id ${event.data.id} unused`);
+      break;
+    case 'allotment':
+    case 'product.upserted':
+    case 'token-type.upserted':
+      break;
+    default: {
+      const never: never = event;
+      assert(false, `unknown event type ${(never as { type: string }).type}`);
+    }
+  }
+  return event.postings.length > 0 ? planPostings(bookOf(state), event.postings) : new Map();
 }
 
 /**
@@ -114,45 +203,52 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
  * any failure here means the journal and the rules disagree: an assertion, not a
  * typed error.
  */
-export function applyEvent(state: LedgerState, event: JournalEvent, hash: string, keysMax = KEYS_MAX_DEFAULT, plan?: Map<string, number>): void {
+export function applyEvent(state: LedgerState, event: JournalEvent, hash: string, keysMax = KEYS_MAX_DEFAULT, plan?: PostingPlan): void {
+  // The ledger planned exactly this event against this state a moment ago (no yield in
+  // between), so the planned balances are the result; replay plans here.
+  const planned = plan ?? planEvent(state, event);
   assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
-  assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
-  if (plan !== undefined) {
-    // The caller planned exactly these postings against this state a moment ago (no
-    // yield in between), so the planned balances are the result.
-    const book = bookOf(state);
-    for (const [k, units] of plan) {
-      const i = k.indexOf('\u0000');
-      book.set(k.slice(0, i), k.slice(i + 1), units);
-    }
-  } else if (event.postings.length > 0) applyPostings(bookOf(state), event.postings);
+  const book = bookOf(state);
+  for (const [k, units] of planned) {
+    const i = k.indexOf('\u0000');
+    book.set(k.slice(0, i), k.slice(i + 1), units);
+  }
 
   switch (event.type) {
     case 'sale': {
       const t = day(state, event.at);
       t.sales += 1;
       t.grossMinor += event.data.totalMinor;
+      t.cashSalesMinor += event.data.cash.dueMinor;
       t.cashMinor += event.data.cash.dueMinor;
-      for (const [token, units] of Object.entries(event.data.debits)) t.tokens[token] = (t.tokens[token] ?? 0) + units;
+      for (const [token, units] of Object.entries(event.data.debits)) addTo(t.tokens, token, units);
       touchCustomer(state, event.data.customer, event.seq);
       break;
     }
     case 'reversal': {
-      assert(state.refunds[event.data.saleSeq] === undefined, `sale ${event.data.saleId} refunded once`);
-      state.refunds[event.data.saleSeq] = event.seq;
+      state.refunds[String(event.data.saleSeq)] = event.seq;
       const t = day(state, event.at);
       t.refunds += 1;
+      t.cashRefundedMinor += event.data.cashRefundMinor;
+      t.cashMinor -= event.data.cashRefundMinor;
+      for (const p of event.postings) if (p.account.startsWith('customer:') && p.units > 0) addTo(t.tokensReturned, p.token, p.units);
       touchCustomer(state, event.data.customer, event.seq);
       break;
     }
-    case 'issuance':
+    case 'issuance': {
+      if (event.data.cashMinor > 0) {
+        const t = day(state, event.at);
+        t.tokenPurchases += 1;
+        t.cashTokenPurchasesMinor += event.data.cashMinor;
+        t.cashMinor += event.data.cashMinor;
+      }
       touchCustomer(state, event.data.customer, event.seq);
       break;
+    }
     case 'allotment':
       break;
     case 'customer.registered': {
       const c = event.data;
-      assert(state.cards[c.card] === undefined, `card ${c.card} unused`);
       state.customers[c.id] = { id: c.id, card: c.card, name: c.name, registeredAt: event.at, recent: [] };
       state.cards[c.card] = c.id;
       state.customerSerial += 1;
@@ -190,7 +286,29 @@ export function toSnapshot(state: LedgerState): StateSnapshot {
   return { ...state, keys: [...state.keys] };
 }
 
+/** A day of a checkpoint written before a total existed gets that total as zero. */
+function dayFrom(d: Partial<DayTotals>): DayTotals {
+  return {
+    ...emptyDay(),
+    ...d,
+    tokens: dict(Object.entries(d.tokens ?? {})),
+    tokensReturned: dict(Object.entries(d.tokensReturned ?? {})),
+  };
+}
+
 export function fromSnapshot(s: StateSnapshot): LedgerState {
   assert(s.format === 1, `state format ${String(s.format)} is 1`);
-  return { ...s, keys: new Map(s.keys) };
+  // JSON.parse makes ordinary objects; every map keyed by outside data is rebuilt without
+  // a prototype before it is used.
+  return {
+    ...s,
+    balances: dict(Object.entries(s.balances).map(([account, row]) => [account, dict(Object.entries(row))])),
+    tokenTypes: dict(Object.entries(s.tokenTypes)),
+    products: dict(Object.entries(s.products)),
+    customers: dict(Object.entries(s.customers)),
+    cards: dict(Object.entries(s.cards)),
+    refunds: dict(Object.entries(s.refunds)),
+    days: dict(Object.entries(s.days).map(([date, d]) => [date, dayFrom(d)])),
+    keys: new Map(s.keys),
+  };
 }
