@@ -260,6 +260,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
       if (st.completing !== null && key === '') key = st.completing.key;
     });
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
@@ -288,6 +289,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     const before = await acmeBalance(store);
     for (let i = 0; i < 4; i++) await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
