@@ -1,8 +1,6 @@
 /**
  * Writes a journal of realistic sale events, then times what a restart pays: Journal.open
- * plus a full replay with hash-chain verification and JSON parsing, on this thread
- * (`Journal.replay`) and spread over worker threads (`replayInParallel`, what the vendor
- * server uses), in turn, so that both see the same machine.
+ * plus a full replay with hash-chain verification and JSON parsing.
  *
  *   node --import tsx bench/journal-replay.ts [events]
  */
@@ -11,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH, Journal } from '../platform/storage/index.ts';
-import { replayInParallel } from '../platform/storage/parallel-replay.ts';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 // Awaiting durability every so often keeps the write queue, and so memory, bounded.
@@ -52,39 +49,22 @@ try {
   const writeS = (performance.now() - t0) / 1000;
   const bytes = journal.bytes;
 
-  // Both ways must agree on the last hash; each is timed twice, alternating.
-  const timed = async (parallel: boolean): Promise<{ s: number; lastHash: string }> => {
-    const t1 = performance.now();
-    const opened = await Journal.open({ dir });
-    let replayed = 0;
-    const count = () => {
-      replayed += 1;
-    };
-    const r = parallel ? await replayInParallel(opened.journal, 1, GENESIS_HASH, count) : await opened.journal.replay(1, GENESIS_HASH, count);
-    const s = (performance.now() - t1) / 1000;
-    await opened.journal.close();
-    if (replayed !== events) throw new Error(`replayed ${replayed} of ${events} events`);
-    return { s, lastHash: r.lastHash };
-  };
-  const runs = { sequential: [] as number[], parallel: [] as number[] };
-  let lastHash = '';
-  for (let i = 0; i < 2; i++) {
-    for (const parallel of i === 0 ? [false, true] : [true, false]) {
-      const r = await timed(parallel);
-      if (lastHash !== '' && r.lastHash !== lastHash) throw new Error('the two replays disagree on the last hash');
-      lastHash = r.lastHash;
-      (parallel ? runs.parallel : runs.sequential).push(r.s);
-    }
-  }
-  const best = (xs: number[]) => Math.min(...xs);
+  const t1 = performance.now();
+  const opened = await Journal.open({ dir });
+  let replayed = 0;
+  await opened.journal.replay(1, GENESIS_HASH, () => {
+    replayed += 1;
+  });
+  const replayS = (performance.now() - t1) / 1000;
+  await opened.journal.close();
+  if (replayed !== events) throw new Error(`replayed ${replayed} of ${events} events`);
 
   console.log(JSON.stringify({
     events,
     bytes_per_event: Math.round(bytes / events),
     write_s: Number(writeS.toFixed(3)),
-    replay_s: Number(best(runs.parallel).toFixed(3)),
-    replay_sequential_s: Number(best(runs.sequential).toFixed(3)),
-    events_per_s: Math.round(events / best(runs.parallel)),
+    replay_s: Number(replayS.toFixed(3)),
+    events_per_s: Math.round(events / replayS),
   }));
 } finally {
   await rm(dir, { recursive: true, force: true });

@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { Low } from 'lowdb';
 import { fail, type JournalEvent } from '../../core/index.ts';
 import { asciiJson, Checkpointer, DurableJSONFile, GENESIS_HASH, Journal, type CheckpointPolicy, type OpenReport } from '../../platform/storage/index.ts';
-import { replayInParallel } from '../../platform/storage/parallel-replay.ts';
 import { applyEvent, emptyState, fromSnapshot, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 
 export interface OpenLedgerOptions {
@@ -60,7 +59,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
       `the journal ends at seq ${journal.lastSeq} but the checkpoint covers seq ${state.seq}: journal segments are missing`,
     );
   }
-  const { count } = await replayInParallel(journal, state.seq + 1, state.hash, (rec, event: JournalEvent) => {
+  const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: JournalEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
   });
   const checkpoints = new Checkpointer(
