@@ -103,6 +103,9 @@ function maskedWire(w: WireError): WireError {
   return { ...w, message, details };
 }
 
+/** Answers to `receipt:get` that asking again will not change. */
+const RECEIPT_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_RECEIPT_FORBIDDEN', 'VND_ERR_SALE_UNKNOWN']);
+
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -440,7 +443,7 @@ export class TerminalApp {
           this.sayError(err);
           return;
         }
-        if (ack !== null && err instanceof RemoteError) {
+        if (ack !== null && err instanceof RemoteError && RECEIPT_REFUSALS.has(err.wire.code)) {
           // The sale is committed; only its receipt was refused. The sale is closed
           // without one rather than held open for something the cashier cannot fix.
           await this.finishSale(ack, null, err.wire.message);
