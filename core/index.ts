@@ -2,6 +2,8 @@ export * from './errors.ts';
 export * from './money.ts';
 export * from './codes.ts';
 export * from './card-mask.ts';
+// Both modules define maskCard; the card-mask one (prefix and last digits, length kept) is the project's one.
+export { maskCard } from './card-mask.ts';
 export * from './token-types.ts';
 export * from './ledger.ts';
 export * from './pricing.ts';

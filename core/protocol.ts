@@ -44,6 +44,23 @@ export interface SaleResult extends Omit<SaleData, 'customer'> {
   refunded: boolean;
 }
 
+/**
+ * What `sale:commit` acknowledges: what the till needs to close the sale (its id, what
+ * was taken and handed back, the balances left), a fraction of the whole sale's size.
+ * The receipt, with lines and customer, comes once from `receipt:get`.
+ */
+export interface SaleAck {
+  saleId: string;
+  seq: number;
+  at: string;
+  cashier: string | null;
+  currency: string;
+  totalMinor: number;
+  debits: Record<string, number>;
+  cash: SaleResult['cash'];
+  balancesAfter: Record<string, number> | null;
+}
+
 export interface RefundResult {
   refundId: string;
   seq: number;
@@ -109,7 +126,7 @@ export interface ClientToServerEvents {
       tenders: { token: string; units?: number }[];
       cashTenderedMinor: number;
     },
-    SaleResult
+    SaleAck
   >;
   'sale:refund': Handler<
     { key: string; saleId: string; reason: string; supervisor: { staffId: string; pin: string } },

@@ -167,3 +167,20 @@ export function checkSale(postings: unknown, data: unknown): void {
   const problem = saleProblem(postings, data);
   if (problem !== null) throw new MallposError('CORE_ERR_SALE_INCONSISTENT', `the sale does not add up: ${problem}`);
 }
+
+/**
+ * Throws CORE_ERR_SALE_INCONSISTENT when the parts of a sale this process built itself
+ * (the vendor server, before it journals one) do not agree. Its shape is given by its
+ * types and the catalog it was priced from, so only the agreement is checked here, on
+ * every sale; the schema is for sales that arrive from outside (the mall's ingest).
+ */
+export function checkBuiltSale(postings: readonly CheckedPosting[], data: CheckedSale): void {
+  let problem: string | null;
+  try {
+    problem = agreement(data, postings);
+  } catch (err) {
+    if (!(err instanceof MallposError)) throw err;
+    problem = err.message;
+  }
+  if (problem !== null) throw new MallposError('CORE_ERR_SALE_INCONSISTENT', `the sale does not add up: ${problem}`);
+}

@@ -13,6 +13,7 @@ import {
   type ProductView,
   type ReceiptData,
   type RefundResult,
+  type SaleAck,
   type SaleResult,
   type WireError,
 } from '../core/index.ts';
@@ -101,6 +102,9 @@ function maskedWire(w: WireError): WireError {
   const details = Object.fromEntries(Object.entries(w.details).map(([k, v]) => [k, typeof v === 'string' ? maskCardsInText(v) : v]));
   return { ...w, message, details };
 }
+
+/** Answers to `receipt:get` that asking again will not change. */
+const RECEIPT_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_RECEIPT_FORBIDDEN', 'VND_ERR_SALE_UNKNOWN']);
 
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
@@ -415,14 +419,22 @@ export class TerminalApp {
     return this.completion ?? Promise.resolve();
   }
 
+  /**
+   * Sends the sale until its outcome is known, then fetches its receipt once: the
+   * commit's acknowledgement carries only what closes the sale. The pending sale stays
+   * on disk until the receipt is queued, so a restart in between sends the same key
+   * again, learns the same sale, and prints it.
+   */
   private async runCompletion(pending: PendingSale): Promise<void> {
-    let result: SaleResult | null = null;
+    let ack: SaleAck | null = null;
+    let receipt: ReceiptData | null = null;
     let retryDelayMs = RETRY_DELAY_MIN_MS;
-    while (!this.closed && result === null) {
+    while (!this.closed && receipt === null) {
       try {
-        result = await this.link.request<SaleResult>('sale:commit', { key: pending.key, ...pending.body });
+        ack ??= await this.link.request<SaleAck>('sale:commit', { key: pending.key, ...pending.body });
+        receipt = await this.link.request<ReceiptData>('receipt:get', { saleId: ack.saleId });
       } catch (err) {
-        if (err instanceof RemoteError && isDefiniteSaleRefusal(err.wire.code)) {
+        if (ack === null && err instanceof RemoteError && isDefiniteSaleRefusal(err.wire.code)) {
           // The server judged the sale and refused it: nothing is committed under its
           // key. The cart stays for the cashier to fix.
           await rm(this.pendingFile, { force: true });
@@ -431,10 +443,21 @@ export class TerminalApp {
           this.sayError(err);
           return;
         }
+        if (ack !== null && err instanceof RemoteError && RECEIPT_REFUSALS.has(err.wire.code)) {
+          // The sale is committed; only its receipt was refused. The sale is closed
+          // without one rather than held open for something the cashier cannot fix.
+          await this.finishSale(ack, null, err.wire.message);
+          return;
+        }
         // Anything else leaves the outcome unknown (the server may have journalled the
         // sale before it failed): the same key is sent again until the server says.
         const why = err instanceof RemoteError ? ` (${err.wire.message})` : '';
-        this.say('info', `waiting for the store server to confirm the sale${why}: it is sent again as the same sale and will not be charged twice`);
+        this.say(
+          'info',
+          ack === null
+            ? `waiting for the store server to confirm the sale${why}: it is sent again as the same sale and will not be charged twice`
+            : `sale ${ack.saleId} is committed; waiting for the store server to send its receipt`,
+        );
         if (err instanceof LinkDownError) {
           await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
         } else {
@@ -444,8 +467,8 @@ export class TerminalApp {
         }
       }
     }
-    if (result === null) return;
-    await this.finishSale(result);
+    if (ack === null || receipt === null) return;
+    await this.finishSale(ack, receipt.sale, null);
   }
 
   /** Sleeps between retries; the timer does not keep a closing process alive. */
@@ -453,29 +476,38 @@ export class TerminalApp {
     return new Promise((resolve) => setTimeout(resolve, ms).unref());
   }
 
-  private async finishSale(result: SaleResult): Promise<void> {
+  /** Closes a committed sale: its receipt (when the server sent it) queued, the cart cleared. */
+  private async finishSale(ack: SaleAck, sale: SaleResult | null, receiptProblem: string | null): Promise<void> {
     const server = this.link.status().server;
-    const receipt = toReceipt(
-      {
-        store: { vendorId: this.opts.credential.vendorId, name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
-        sale: result,
-        refund: null,
-      },
-      { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? result.cashier ?? '-', tokenNames: server?.tokenNames ?? {} },
-    );
     // The receipt is on disk in the print queue before the pending sale is forgotten.
-    const printing = this.opts.printQueue.enqueue(receipt);
+    const printing =
+      sale === null
+        ? null
+        : this.opts.printQueue.enqueue(
+            toReceipt(
+              {
+                store: { vendorId: this.opts.credential.vendorId, name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
+                sale,
+                refund: null,
+              },
+              { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} },
+            ),
+          );
     await rm(this.pendingFile, { force: true });
     this.completing = null;
     this.completion = null;
-    this.lastSale = result;
+    this.lastSale = sale;
     this.cart = carts.emptyCart();
     this.priced = null;
     this.pricingError = null;
-    const change = result.cash.changeMinor > 0 ? `, change ${formatMinor(result.cash.changeMinor, result.currency)}` : '';
-    this.say('success', `sale ${result.saleId} complete${change}`);
+    const change = ack.cash.changeMinor > 0 ? `, change ${formatMinor(ack.cash.changeMinor, ack.currency)}` : '';
+    if (printing === null) {
+      this.say('error', `sale ${ack.saleId} complete${change}; receipt not printed: ${receiptProblem ?? 'the store server did not send it'}`);
+      return;
+    }
+    this.say('success', `sale ${ack.saleId} complete${change}`);
     const printed = await printing;
-    if (!printed.ok) this.say('error', `sale ${result.saleId} complete; receipt not printed: ${printed.message}`);
+    if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
   }
 
   private async refundSale(staffId: string, pin: string, reason: string): Promise<void> {

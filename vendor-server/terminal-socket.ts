@@ -16,6 +16,8 @@ import {
   SOCKET_PAYLOAD_BYTES_MAX,
   type Ack,
   type ClientToServerEvents,
+  type SaleAck,
+  type SaleResult,
   type ServerStatus,
   type ServerToClientEvents,
   type WireError,
@@ -216,7 +218,7 @@ export class TerminalGateway {
         }
         const result = await ledger.commitSale(actor(), req, { tokenValueLimitMinor });
         logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
-        return result;
+        return saleAck(result);
       }),
     );
     socket.on(
@@ -341,6 +343,25 @@ export class TerminalGateway {
       this.io.close(() => resolve());
     });
   }
+}
+
+/**
+ * The acknowledgement of a committed sale: the fields the till closes the sale with. The
+ * whole sale (lines, allocations, customer) is several times larger and is sent once, by
+ * `receipt:get`, rather than with every commit.
+ */
+export function saleAck(r: SaleResult): SaleAck {
+  return {
+    saleId: r.saleId,
+    seq: r.seq,
+    at: r.at,
+    cashier: r.cashier,
+    currency: r.currency,
+    totalMinor: r.totalMinor,
+    debits: r.debits,
+    cash: r.cash,
+    balancesAfter: r.balancesAfter,
+  };
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */

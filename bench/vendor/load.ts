@@ -76,6 +76,20 @@ export async function connectTerminals(url: string, terminals: BenchTerminal[]):
   );
 }
 
+/** The demo store's cashier (`vendor-server init --demo`): money events need a signed-in cashier. */
+export const BENCH_CASHIER = { staffId: 'ana', pin: '1234' } as const;
+
+/**
+ * Signs the cashier in on each socket, one after another: the store allows one PIN check
+ * at a time per staff member.
+ */
+export async function signInAll(sockets: TerminalSocket[]): Promise<void> {
+  for (const socket of sockets) {
+    const ack = (await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('cashier:login', BENCH_CASHIER)) as Ack<unknown>;
+    if (!ack.ok) throw new Error(`cashier sign-in refused: ${ack.error.code}: ${ack.error.message}`);
+  }
+}
+
 export function disconnectAll(sockets: TerminalSocket[]): void {
   for (const s of sockets) s.disconnect();
 }

@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { killAllChildren, peakRssMb, spawnMallpos, spawnScript, stopChild, type Child } from './children.ts';
 import { readProfile, summarise } from './cpu-profile.ts';
-import { connectTerminals, describe, disconnectAll, lostTerminals, median, runLoad, SALE_UNITS_MAX, type BenchTerminal, type LoadResult, type TerminalSocket } from './load.ts';
+import { connectTerminals, describe, disconnectAll, signInAll, lostTerminals, median, runLoad, SALE_UNITS_MAX, type BenchTerminal, type LoadResult, type TerminalSocket } from './load.ts';
 import { buildStore, histogram, pairTerminals, TERMINALS, writeSqliteSeed, type BuiltStore } from './stores.ts';
 import { CHECKPOINT_DEFAULTS, ledgerPaths } from '../../vendor-server/ledger/store.ts';
 
@@ -89,6 +89,8 @@ interface Target {
   child: Child;
   sockets: TerminalSocket[];
   terminals: BenchTerminal[];
+  /** Whether the server wants a cashier signed in before a sale (the vendor server does). */
+  cashier: boolean;
   /** Set once the server stopped taking connections: its remaining runs are recorded as failed. */
   dead?: string;
 }
@@ -129,6 +131,7 @@ async function ensureConnected(target: Target): Promise<void> {
     for (;;) {
       try {
         const [socket] = await connectTerminals(target.child.url, [terminal]);
+        if (target.cashier) await signInAll([socket as TerminalSocket]);
         target.sockets[index] = socket as TerminalSocket;
         break;
       } catch (err) {
@@ -166,20 +169,34 @@ async function loadOn(target: Target, warmupMs: number, measureMs: number, count
   return r;
 }
 
+/** A measured run and the server CPU time it took per sale (user + system, µs). */
+interface Measured extends LoadResult {
+  cpuUsPerSale: number;
+}
+
 /** One measured run, with the CPU the server and the load generator used during it. */
-async function measure(target: Target, warmupMs: number, measureMs: number, counter: { next: number }): Promise<LoadResult> {
+async function measure(target: Target, warmupMs: number, measureMs: number, counter: { next: number }): Promise<Measured> {
   const serverCpu0 = await cpuSeconds(target.child.pid);
   const benchCpu0 = process.cpuUsage();
   const started = performance.now();
   const r = await loadOn(target, warmupMs, measureMs, counter);
   const wall = (performance.now() - started) / 1000;
-  const serverCpu = ((await cpuSeconds(target.child.pid)) - serverCpu0) / wall;
+  const serverCpuS = (await cpuSeconds(target.child.pid)) - serverCpu0;
   const benchCpuUs = process.cpuUsage(benchCpu0);
   const benchCpu = (benchCpuUs.user + benchCpuUs.system) / 1e6 / wall;
-  // CPU per sale does not depend on how fast the disk happens to be during the run.
-  const cpuPerSale = r.sales === 0 ? '' : ` (${((serverCpu * wall * 1e6) / r.sales).toFixed(0)} µs/sale)`;
-  log(`  ${target.name.padEnd(14)} ${describe(r)}; cpu server ${(serverCpu * 100).toFixed(0)}%${cpuPerSale}, terminals ${(benchCpu * 100).toFixed(0)}%`);
-  return r;
+  // CPU per sale does not depend on how fast the disk happens to be during the run. The
+  // sales counted are those of the window; the CPU also covers the short re-warm-up, so
+  // this errs high by that share.
+  const cpuUsPerSale = r.sales === 0 ? Number.POSITIVE_INFINITY : (serverCpuS * 1e6) / r.sales;
+  const cpuPerSale = r.sales === 0 ? '' : ` (${cpuUsPerSale.toFixed(0)} µs/sale)`;
+  log(`  ${target.name.padEnd(14)} ${describe(r)}; cpu server ${((serverCpuS / wall) * 100).toFixed(0)}%${cpuPerSale}, terminals ${(benchCpu * 100).toFixed(0)}%`);
+  return { ...r, cpuUsPerSale };
+}
+
+async function connectTarget(name: string, child: Child, terminals: BenchTerminal[], cashier: boolean): Promise<Target> {
+  const sockets = await connectTerminals(child.url, terminals);
+  if (cashier) await signInAll(sockets);
+  return { name, child, sockets, terminals, cashier };
 }
 
 function cardsOf(cards: string[], t: number): string[] {
@@ -232,10 +249,10 @@ async function sideBySide(root: string) {
   const terminals = await pairTerminals(mallpos.url, store.operatorToken, (t) => cardsOf(store.cards, t));
   const targets: Target[] = [];
   for (const child of [mallpos, sqlite, ceiling]) {
-    targets.push({ name: child.name, child, sockets: await connectTerminals(child.url, terminals), terminals });
+    targets.push(await connectTarget(child.name, child, terminals, child === mallpos));
   }
   const counter = { next: 0 };
-  const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
+  const results = new Map<string, Measured[]>(targets.map((t) => [t.name, []]));
   // Start-up (module loading, pairing) is left out of the profile: only serving counts.
   let measuredFrom = performance.now();
   try {
@@ -247,7 +264,7 @@ async function sideBySide(root: string) {
       // Rotating the order keeps any drift of the machine from always favouring one server.
       for (let k = 0; k < targets.length; k++) {
         const t = targets[(run + k) % targets.length] as Target;
-        (results.get(t.name) as LoadResult[]).push(await measure(t, MODE.rewarmMs, MODE.measureMs, counter));
+        (results.get(t.name) as Measured[]).push(await measure(t, MODE.rewarmMs, MODE.measureMs, counter));
       }
     }
     if (targets[0]?.dead === undefined) await logGroupCommit(mallpos.url, 'mallpos');
@@ -260,8 +277,13 @@ async function sideBySide(root: string) {
   if (profile) await logProfile(profileDir, measuredFrom - mallpos.spawnedAt);
 
   const summary = (name: string) => {
-    const rs = results.get(name) as LoadResult[];
-    return { salesPerS: median(rs.map((r) => r.salesPerS)), p99Ms: median(rs.map((r) => r.p99Ms)), msPerSale: median(rs.map((r) => r.msPerSale)) };
+    const rs = results.get(name) as Measured[];
+    return {
+      salesPerS: median(rs.map((r) => r.salesPerS)),
+      p99Ms: median(rs.map((r) => r.p99Ms)),
+      msPerSale: median(rs.map((r) => r.msPerSale)),
+      cpuUsPerSale: median(rs.map((r) => r.cpuUsPerSale)),
+    };
   };
   return { mallpos: summary('mallpos'), sqlite: summary('sqlite'), ceiling: summary('ceiling'), bootMs: mallpos.startMs };
 }
@@ -307,7 +329,7 @@ async function largeJournal(root: string, bootMs: number) {
   const targets: Target[] = [];
   for (const [child, store] of [[smallChild, small], [cold, large]] as [Child, BuiltStore][]) {
     const terminals = await pairTerminals(child.url, store.operatorToken, (t) => cardsOf(store.cards, t));
-    targets.push({ name: `${child === cold ? 'large' : 'small'} (${store.events})`, child, sockets: await connectTerminals(child.url, terminals), terminals });
+    targets.push(await connectTarget(`${child === cold ? 'large' : 'small'} (${store.events})`, child, terminals, true));
   }
   const counter = { next: 1_000_000_000 };
   const results = new Map<string, LoadResult[]>(targets.map((t) => [t.name, []]));
@@ -355,7 +377,7 @@ async function peakRss(root: string): Promise<number> {
   const child = await spawnMallpos('mallpos-rss', store.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
   log(`  started in ${(child.startMs / 1000).toFixed(2)} s, peak RSS so far ${(await peakRssMb(child.pid))?.toFixed(0) ?? '?'} MB`);
   const terminals = await pairTerminals(child.url, store.operatorToken, (t) => cardsOf(store.cards, t));
-  const target: Target = { name: 'mallpos-rss', child, sockets: await connectTerminals(child.url, terminals), terminals };
+  const target = await connectTarget('mallpos-rss', child, terminals, true);
   let r: LoadResult;
   try {
     r = await measure(target, MODE.rewarmMs, MODE.rssLoadMs, { next: 2_000_000_000 });
@@ -393,6 +415,7 @@ try {
   const result = {
     sales_per_s: { mallpos: Math.round(side.mallpos.salesPerS), sqlite: Math.round(side.sqlite.salesPerS), ceiling: Math.round(side.ceiling.salesPerS) },
     p99_ms: { mallpos: round(side.mallpos.p99Ms, 2), sqlite: round(side.sqlite.p99Ms, 2), ceiling: round(side.ceiling.p99Ms, 2) },
+    cpu_us_per_sale: { mallpos: round(side.mallpos.cpuUsPerSale, 1), sqlite: round(side.sqlite.cpuUsPerSale, 1), ceiling: round(side.ceiling.cpuUsPerSale, 1) },
     cost_ratio_large_vs_small: round(big.ratio, 3),
     recovery_s: round(big.recoveryS, 2),
     events_for_recovery: big.events,

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { MallposError } from '../../core/errors.ts';
 import { redemptionPostings, type Posting } from '../../core/ledger.ts';
 import { priceCart, settleCash, type PricedCart, type Product } from '../../core/pricing.ts';
-import { checkSale, saleProblem } from '../../core/sale-check.ts';
+import { checkBuiltSale, checkSale, saleDataSchema, salePostingsSchema, saleProblem } from '../../core/sale-check.ts';
 import type { SaleData } from '../../core/events.ts';
 import type { TokenType } from '../../core/token-types.ts';
 
@@ -119,6 +119,7 @@ describe('core/sale-check: one validator of a sale', () => {
         checked += 1;
         expect(saleProblem(sale.postings, sale.data)).to.equal(null);
         expect(() => checkSale(sale.postings, sale.data)).to.not.throw();
+        expect(() => checkBuiltSale(sale.postings, sale.data)).to.not.throw();
         // A cash-only sale without a customer passes too.
         const cashOnly = pricedSale({ ...s, tenders: [] });
         if (cashOnly !== null) expect(saleProblem([], { ...cashOnly.data, customer: null, balancesAfter: null })).to.equal(null);
@@ -147,6 +148,14 @@ describe('core/sale-check: one validator of a sale', () => {
           code = (err as MallposError).code;
         }
         expect(code, name).to.equal('CORE_ERR_SALE_INCONSISTENT');
+        // The vendor's own check skips the schema: every break that keeps the shape is still caught.
+        let built: string | null = null;
+        try {
+          checkBuiltSale(copy.postings, copy.data);
+        } catch (err) {
+          built = (err as MallposError).code;
+        }
+        if (saleDataSchema.safeParse(copy.data).success && salePostingsSchema.safeParse(copy.postings).success) expect(built, name).to.equal('CORE_ERR_SALE_INCONSISTENT');
       }),
       { numRuns: 3000 },
     );

@@ -52,6 +52,8 @@ describe('e2e: cashier screen in headless chromium', function () {
 
   before(async () => {
     rig = await startTerminalRig();
+    // Money events need a signed-in cashier; the sign-in dialog itself is tested below.
+    await rig.terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     browser = await launchBrowser();
     page = await openScreen(browser, rig.terminal.screen.url);
   });
@@ -179,6 +181,8 @@ describe('e2e: cashier screen in headless chromium', function () {
   });
 
   it('signs a cashier in, refunds a scanned receipt with a supervisor, signs out', async () => {
+    await the().terminal.app.command({ type: 'logout' });
+    await expectText('cashier-name', 'Not signed in');
     await page.click('[data-testid="btn-signin"]');
     await page.fill('[data-testid="signin-staff"]', 'ana');
     await page.fill('[data-testid="signin-pin"]', '1234');

@@ -47,6 +47,8 @@ describe('e2e: card numbers are masked on the cashier screen, receipts and the t
 
   before(async () => {
     rig = await startTerminalRig();
+    // Money events need a signed-in cashier.
+    await rig.terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     watcher = await screenSocket(rig.terminal.screen.url);
     watcher.on('state', (s: unknown) => pushed.push(JSON.stringify(s)));
     browser = await launchBrowser();

@@ -261,6 +261,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
       if (st.completing !== null && key === '') key = st.completing.key;
     });
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
@@ -283,12 +284,71 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
   });
 
+  /**
+   * Completes a sale through a proxy that replaces the first answer to receipt:get with
+   * `code`; returns what the terminal showed and printed, and the key.
+   */
+  async function saleWithReceiptAnswer(code: string) {
+    let replaced = 0;
+    const proxy = await rewritingProxy(store.port, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"store"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"${code}","message":"refused by the test"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    const messages: string[] = [];
+    let key = '';
+    app.onState((st) => {
+      if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
+      if (st.completing !== null && key === '') key = st.completing.key;
+    });
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(replaced, 'the first receipt answer was replaced').to.equal(1);
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+    return { state: app.state(), messages };
+  }
+
+  it('asks for the receipt of a committed sale again when the answer was an internal error, and prints it', async () => {
+    const { state, messages } = await saleWithReceiptAnswer('VND_ERR_INTERNAL');
+    expect(messages.some((m) => m.includes('is committed; waiting for the store server to send its receipt')), messages.join(' | ')).to.equal(true);
+    expect(state.message?.kind, state.message?.text).to.equal('success');
+    expect(state.cart.lines).to.deep.equal([]);
+    const receipts = await printer.waitForReceipts(1, 5_000);
+    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(state.lastSale?.saleId ?? 'none').and.include('Stabilo');
+  });
+
+  it('closes a committed sale whose receipt the server refuses, saying so, and charges once', async () => {
+    const { state } = await saleWithReceiptAnswer('VND_ERR_RECEIPT_FORBIDDEN');
+    expect(state.completing).to.equal(null);
+    expect(state.message?.kind).to.equal('error');
+    expect(state.message?.text).to.match(/^sale S\d{10} complete; receipt not printed: refused by the test$/);
+    expect(state.cart.lines).to.deep.equal([]);
+    expect(state.lastSale).to.equal(null);
+  });
+
   it('drops the pending sale on a definite refusal, and charges nothing', async () => {
     const dir = await pairedTerminalDir();
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     const before = await acmeBalance(store);
     for (let i = 0; i < 4; i++) await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });

@@ -36,7 +36,7 @@ import {
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
-import { checkSale } from '../../core/sale-check.ts';
+import { checkBuiltSale } from '../../core/sale-check.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 import { evictedKeySeq } from './store.ts';
@@ -357,8 +357,9 @@ export class LedgerService {
         balancesAfter,
       },
     };
-    // The same check the mall applies at ingest: a sale whose parts disagree is never journalled.
-    checkSale(event.postings, event.data);
+    // The agreement the mall checks at ingest: a sale whose parts disagree is never
+    // journalled. Its shape comes from the catalog and this code, so no schema is needed.
+    checkBuiltSale(event.postings, event.data);
     return this.once(input.key, async () => {
       const { event: done } = await this.commit(event);
       return this.toSaleResult(done);
