@@ -1,7 +1,9 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
+import { createServer as createTlsServer, connect as connectTls } from 'node:tls';
+import { issueServerCertificate, tlsPaths } from '../../platform/tls.ts';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
@@ -51,16 +53,21 @@ async function blackholeProxy(targetPort: () => number): Promise<{ port: number;
  * frames the server sends (socket.io sends each packet as one unmasked, uncompressed
  * text frame). `rewrite` returns the new text, or null to pass a frame on unchanged.
  */
-async function rewritingProxy(targetPort: number, rewrite: (text: string) => string | null): Promise<{ port: number; close: () => Promise<void> }> {
+async function rewritingProxy(targetPort: number, storeDir: string, rewrite: (text: string) => string | null): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
+  // The proxy ends TLS on both sides, so it can read the frames: it holds a certificate the
+  // store's own authority signs (read from the store's files), which the paired terminal trusts.
+  const paths = tlsPaths(join(storeDir, 'tls'));
+  const ca = { certPem: await readFile(paths.caCert, 'utf8'), keyPem: await readFile(paths.caKey, 'utf8') };
+  const identity = await issueServerCertificate(ca, ['127.0.0.1']);
   const frame = (text: string): Buffer => {
     const payload = Buffer.from(text, 'utf8');
     const n = payload.length;
     const head = n < 126 ? Buffer.from([0x81, n]) : n < 65_536 ? Buffer.from([0x81, 126, n >> 8, n & 0xff]) : Buffer.concat([Buffer.from([0x81, 127]), Buffer.from(new BigUint64Array([BigInt(n)]).buffer).reverse()]);
     return Buffer.concat([head, payload]);
   };
-  const srv = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
+  const srv = createTlsServer({ cert: identity.certPem, key: identity.keyPem }, (client) => {
+    const upstream = connectTls({ port: targetPort, host: '127.0.0.1', ca: ca.certPem });
     sockets.add(client).add(upstream);
     client.on('data', (d) => upstream.write(d));
     let buf = Buffer.alloc(0);
@@ -241,7 +248,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
     // applying an appended event fails): the terminal must not take that as a refusal.
     let replaced = 0;
-    const proxy = await rewritingProxy(store.port, (text) => {
+    const proxy = await rewritingProxy(store.port, join(store.dir, 'vendor'), (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
@@ -250,7 +257,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
@@ -290,7 +297,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
    */
   async function saleWithReceiptAnswer(code: string) {
     let replaced = 0;
-    const proxy = await rewritingProxy(store.port, (text) => {
+    const proxy = await rewritingProxy(store.port, join(store.dir, 'vendor'), (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"store"/.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
@@ -299,7 +306,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
