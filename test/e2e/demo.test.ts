@@ -76,7 +76,10 @@ describe('e2e: the demo (npm start) on a machine with only Node', function () {
     const html = await page.text();
     const assets = [...html.matchAll(/(?:src|href)="([^"#:]+)"/g)].map((m) => new URL(m[1] as string, screenUrl).href);
     expect(assets.length, html).to.be.greaterThan(0);
-    for (const asset of assets) expect((await fetch(asset)).status, asset).to.equal(200);
+    // The page's files need the per-launch secret the page load set as a cookie.
+    const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+    expect(cookie).to.match(/^mallpos_screen_\d+=/);
+    for (const asset of assets) expect((await fetch(asset, { headers: { cookie } })).status, asset).to.equal(200);
 
     child.kill('SIGTERM');
     expect(await closed).to.equal(0);
