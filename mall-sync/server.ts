@@ -2,7 +2,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isMallposError, MallposError } from '../core/index.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
-import { listen } from '../platform/http.ts';
+import { closeServer, listen } from '../platform/http.ts';
 import { loadMallConfig, loadMallKeys, loadMallTls, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
@@ -119,10 +119,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     let closing: Promise<void> | null = null;
     const close = () => {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          http.close(() => resolve());
-          http.closeIdleConnections();
-        });
+        await closeServer(http);
         await opened.close();
         await lock.release();
         logger.info('mall-sync stopped');

@@ -38,3 +38,25 @@ export function listen(http: HttpServer, port: number, host: string, codes: { in
     http.listen(port, host);
   });
 }
+
+/** How long requests in flight get to finish when a server closes. */
+export const CLOSE_GRACE_MS = 5_000;
+
+/**
+ * Stops listening and resolves once every connection is gone. Idle keep-alive
+ * connections close at once; a connection a client keeps busy gets `graceMs` to finish
+ * its request and is then cut, so a polling client cannot hold a shutdown open forever.
+ * A request cut that way had no answer: its client retries it with the same
+ * idempotency key.
+ */
+export function closeServer(http: HttpServer, graceMs = CLOSE_GRACE_MS): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => http.closeAllConnections(), graceMs);
+    timer.unref();
+    http.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    http.closeIdleConnections();
+  });
+}

@@ -4,7 +4,7 @@ import express from 'express';
 import type { JWK } from 'jose';
 import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
-import { listen } from '../platform/http.ts';
+import { closeServer, listen } from '../platform/http.ts';
 import { dataPaths, loadConfig, loadKeys, loadStoreTls, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { IntegrityAudit, openLedger, type OpenedLedger } from './ledger/store.ts';
@@ -208,7 +208,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
       audit.stop();
       await sync?.stop();
       await gateway.close();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
+      await closeServer(http);
       await journal.flushed();
       await opened.checkpoints.close();
       await journal.close();
