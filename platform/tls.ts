@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { basename, dirname, join } from 'node:path';
@@ -214,8 +214,10 @@ export function isSelfSignedAuthority(certPem: string): boolean {
 }
 
 /**
- * Creates the authority and a server certificate for `names` in `dir`: keys 0600,
- * certificates 0644. Callers refuse an initialised data directory first; files left by
+ * Creates the authority and a server certificate for `names` in `dir`. Every file is
+ * 0600 like the rest of a data directory: a certificate is no secret, but its 0700
+ * directory keeps others out anyway, and the authority reaches terminals by pairing
+ * and stores by link-mall, never by reading this file as another user. Callers refuse an initialised data directory first; files left by
  * an init that did not finish are replaced, like the signing key.
  */
 export async function createTlsIdentity(dir: string, commonName: string, names: readonly string[]): Promise<TlsIdentity> {
@@ -225,14 +227,9 @@ export async function createTlsIdentity(dir: string, commonName: string, names: 
   const server = await issueServerCertificate(ca, all);
   await writeSecretFile(paths.caKey, ca.keyPem);
   await writeSecretFile(paths.key, server.keyPem);
-  await writePublicFile(paths.caCert, ca.certPem);
-  await writePublicFile(paths.cert, server.certPem);
+  await writeSecretFile(paths.caCert, ca.certPem);
+  await writeSecretFile(paths.cert, server.certPem);
   return { caPem: ca.certPem, certPem: server.certPem, keyPem: server.keyPem, names: all };
-}
-
-async function writePublicFile(path: string, data: string): Promise<void> {
-  await writeSecretFile(path, data);
-  await chmod(path, 0o644);
 }
 
 async function readPem(path: string, label: string, code: ErrorCode): Promise<string> {
@@ -270,7 +267,7 @@ export async function loadTlsIdentity(dir: string, configuredNames: readonly str
   const caKeyPem = await readPem(paths.caKey, 'certificate authority key', code);
   const issued = await issueServerCertificate({ certPem: caPem, keyPem: caKeyPem }, names, now);
   await writeSecretFile(paths.key, issued.keyPem);
-  await writePublicFile(paths.cert, issued.certPem);
+  await writeSecretFile(paths.cert, issued.certPem);
   certPem = issued.certPem;
   keyPem = issued.keyPem;
   return { caPem, certPem, keyPem, names, reissued: true };

@@ -6,10 +6,9 @@ import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { applyEvent, emptyState } from '../../vendor-server/ledger/state.ts';
 import { openLedger } from '../../vendor-server/ledger/store.ts';
-import { startVendorServer } from '../../vendor-server/server.ts';
 import { http } from '../helpers/http.ts';
-import { runCli } from '../helpers/process.ts';
-import { silentLogger, tempDir } from '../helpers/vendor.ts';
+import { runCli, until } from '../helpers/process.ts';
+import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { treeSnapshot } from './helpers-files.ts';
 
 /** The state the journal in `ledgerDir` gives at `seq`, replayed from seq 1. */
@@ -40,7 +39,7 @@ describe('vendor-server: online backup and restore', function () {
     // Small segments, so that the backup spans closed segments and a growing last one.
     const configPath = join(store, 'config.json');
     await writeFile(configPath, JSON.stringify({ ...JSON.parse(await readFile(configPath, 'utf8')), segmentBytesMax: 8192, checkpointEveryEvents: 40 }));
-    const server = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+    const server = await startTestVendor(store);
     let writing = true;
     let written = 0;
     const writers = [1, 2, 3].map(async (w) => {
@@ -55,10 +54,10 @@ describe('vendor-server: online backup and restore', function () {
     });
     let backup;
     try {
-      while (written < 60) await new Promise((r) => setTimeout(r, 10));
+      await until('60 writes', () => (written >= 60 ? true : undefined));
       backup = await runCli(['backup', '--data-dir', store, '--to', join(dir, 'backup')]);
       const after = written;
-      while (written < after + 30) await new Promise((r) => setTimeout(r, 10));
+      await until('30 more writes', () => (written >= after + 30 ? true : undefined));
     } finally {
       writing = false;
       await Promise.all(writers);
@@ -97,7 +96,7 @@ describe('vendor-server: online backup and restore', function () {
     expect(copy.state.products).to.deep.equal(original.products);
 
     // The restored store starts, serves its balances and keeps selling; the original is untouched by it.
-    const again = await startVendorServer({ dataDir: restoredDir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+    const again = await startTestVendor(restoredDir);
     try {
       const float = await http(`${again.url}/api/float`, 'GET', undefined, { authorization: `Bearer ${init.operatorToken}` });
       expect(float.body).to.deep.equal(Object.fromEntries(Object.entries(original.balances['float'] ?? {})));

@@ -2,11 +2,13 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { sealCheckpoint, unsealCheckpoint } from '../../platform/storage/index.ts';
+import { initMall } from '../../mall-sync/init.ts';
 import { initVendor } from '../../vendor-server/init.ts';
-import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
+import type { RunningVendorServer } from '../../vendor-server/server.ts';
 import { runCli, until } from '../helpers/process.ts';
 import { http } from '../helpers/http.ts';
-import { tempDir } from '../helpers/vendor.ts';
+import { pinMall } from '../helpers/mall.ts';
+import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger, treeSnapshot } from './helpers-files.ts';
 
 const CUSTOMER_ACME = /("customer:cust-000001":\{"ACME":)(\d+)/;
@@ -15,10 +17,13 @@ async function checkpointFile(store: string): Promise<string> {
   return join(store, 'ledger', 'state', 'checkpoint.json');
 }
 
+/** Where the stores in these tests find their mall: nothing listens there. */
+const UNREACHABLE_MALL = 'https://127.0.0.1:9';
+
 /** Starts in-process, synced with an unreachable mall, with its log kept. */
 async function start(store: string): Promise<{ server: RunningVendorServer; log: () => string }> {
   const { logger, text } = capturedLogger();
-  const server = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger, defaultMetrics: false, mallUrl: 'http://127.0.0.1:9' });
+  const server = await startTestVendor(store, { logger, mallUrl: UNREACHABLE_MALL });
   return { server, log: text };
 }
 
@@ -40,11 +45,21 @@ describe('vendor-server: checkpoint and journal integrity', function () {
   let dir: string;
   let cleanup: () => Promise<void>;
   let store: string;
+  // One mall for every test: each store is linked to it the way link-mall does, its key and authority pinned.
+  let mallDir: string;
+  let mallCleanup: () => Promise<void>;
+
+  before(async () => {
+    ({ dir: mallDir, cleanup: mallCleanup } = await tempDir('mallpos-integrity-mall-'));
+    await initMall({ dataDir: mallDir });
+  });
+  after(async () => mallCleanup());
 
   beforeEach(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-integrity-'));
     store = join(dir, 'store');
     await initVendor({ dataDir: store, demo: true });
+    await pinMall(store, mallDir, UNREACHABLE_MALL);
   });
   afterEach(async () => cleanup());
 

@@ -1,7 +1,30 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { startDemoStore, type DemoStore } from '../helpers/vendor.ts';
+
+/**
+ * A GET over TLS that trusts only the store's authority and hands back the status as soon
+ * as it arrives, and the body as a promise that fails when the transfer stops before its end.
+ */
+function getStreamed(url: string, headers: Record<string, string>, ca: string): Promise<{ status: number; body: Promise<string> }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { headers, ca, agent: false }, (res) => {
+      const body = new Promise<string>((ok, fail) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => ok(text));
+        res.on('error', fail);
+        res.on('close', () => (res.complete ? ok(text) : fail(new Error('the transfer stopped before its end'))));
+      });
+      resolve({ status: res.statusCode ?? 0, body });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 describe('vendor-server: ledger export', function () {
   this.timeout(60_000);
@@ -41,10 +64,10 @@ describe('vendor-server: ledger export', function () {
     await writeFile(path, `${text.slice(0, at)}Stabilx${text.slice(at + 7)}`);
 
     for (const format of ['jsonl', 'csv']) {
-      const res = await fetch(`${store.server.url}/api/ledger/export?format=${format}`, { headers: { authorization: `Bearer ${store.init.operatorToken}` } });
+      const res = await getStreamed(`${store.server.url}/api/ledger/export?format=${format}`, { authorization: `Bearer ${store.init.operatorToken}` }, store.server.caPem);
       // The status was sent with the first lines; the body must then fail, never end cleanly.
       expect(res.status).to.equal(200);
-      const read = await res.text().then(
+      const read = await res.body.then(
         (t) => ({ ok: true, text: t }),
         (err: unknown) => ({ ok: false, text: String(err) }),
       );

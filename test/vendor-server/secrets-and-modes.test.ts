@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { io } from 'socket.io-client';
 import type { SaleResult } from '../../core/index.ts';
 import { backupStore } from '../../vendor-server/backup.ts';
+import { initMall } from '../../mall-sync/init.ts';
 import { initVendor } from '../../vendor-server/init.ts';
-import { startVendorServer } from '../../vendor-server/server.ts';
 import { http } from '../helpers/http.ts';
-import { call, expectOk, tempDir, type TerminalClient } from '../helpers/vendor.ts';
+import { pinMall } from '../helpers/mall.ts';
+import { call, expectOk, startTestVendor, tempDir, terminalSocket, type TerminalClient } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
 
 /** Every file and directory under root with its permission bits. */
@@ -26,6 +26,10 @@ describe('vendor-server: files, keys and logs hold no secret for others', functi
 
   it('a whole run, with every secret used and misused, logs none of them; every file is 0600 and every directory 0700 even with umask 0', async () => {
     const { dir, cleanup } = await tempDir('mallpos-secrets-');
+    // The store is linked to a mall (its key and authority pinned) that nothing serves.
+    const mallDir = join(dir, 'mall');
+    const mallUrl = 'https://127.0.0.1:9';
+    await initMall({ dataDir: mallDir });
     // With umask 0, anything created with default modes would be world-readable.
     const umask = process.umask(0);
     const { logger, text } = capturedLogger('trace');
@@ -34,7 +38,8 @@ describe('vendor-server: files, keys and logs hold no secret for others', functi
       const store = join(dir, 'store');
       const init = await initVendor({ dataDir: store, demo: true });
       secrets.push(init.operatorToken);
-      const server = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger, defaultMetrics: false, mallUrl: 'http://127.0.0.1:9' });
+      await pinMall(store, mallDir, mallUrl);
+      const server = await startTestVendor(store, { logger, mallUrl });
       const sockets: TerminalClient[] = [];
       try {
         const op = (method: string, path: string, body?: unknown, token = init.operatorToken, headers: Record<string, string> = {}) =>
@@ -59,14 +64,14 @@ describe('vendor-server: files, keys and logs hold no secret for others', functi
         secrets.push('WRONGCODE9');
         const paired = await http(`${server.url}/pair`, 'POST', { code });
         const credential = paired.body.credential as string;
-        secrets.push(credential);
+        secrets.push(credential, paired.body.device as string);
 
         const bogus = `${credential.slice(0, -8)}AAAAAAAA`;
-        const refused = io(server.url, { auth: { token: bogus }, transports: ['websocket'], reconnection: false, forceNew: true });
+        const refused = terminalSocket(server, bogus);
         await new Promise<void>((resolve) => refused.once('connect_error', () => resolve()));
         refused.disconnect();
 
-        const socket: TerminalClient = io(server.url, { auth: { token: credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+        const socket: TerminalClient = terminalSocket(server, credential);
         sockets.push(socket);
         await new Promise<void>((resolve, reject) => {
           socket.once('connect', () => resolve());
@@ -94,6 +99,7 @@ describe('vendor-server: files, keys and logs hold no secret for others', functi
       }
       secrets.push((await readFile(join(store, 'keys', 'pin-pepper.key'), 'utf8')).trim());
       secrets.push((JSON.parse(await readFile(join(store, 'keys', 'vendor-key.jwk.json'), 'utf8')) as { d: string }).d);
+      for (const key of ['ca-key.pem', 'server-key.pem']) secrets.push((await readFile(join(store, 'tls', key), 'utf8')).replace(/-----[A-Z ]+-----|\s/g, ''));
 
       const logged = text();
       expect(logged).to.include('terminal paired').and.include('top-level secret fields').and.include('[redacted]');

@@ -5,7 +5,7 @@ import { initVendor } from '../../vendor-server/init.ts';
 import { startVendorServer } from '../../vendor-server/server.ts';
 import { verifyStore } from '../../vendor-server/backup.ts';
 import { killHard, runCli, spawnVendorServer } from '../helpers/process.ts';
-import { silentLogger, tempDir } from '../helpers/vendor.ts';
+import { silentLogger, startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { http } from '../helpers/http.ts';
 import { treeSnapshot } from './helpers-files.ts';
 
@@ -52,7 +52,7 @@ describe('vendor-server: one writer per data directory, and a read-only verify',
   it('verify on a live store under writes changes no byte of it and never cuts a line being written', async () => {
     const store = join(dir, 'store');
     const init = await initVendor({ dataDir: store, demo: true });
-    const server = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+    const server = await startTestVendor(store);
     // A second server in the same process is refused as well.
     const twin = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }).then(
       () => null,

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
-import { io } from 'socket.io-client';
 import { luhnCheckDigit, type Ack, type ReceiptData, type SaleResult } from '../../core/index.ts';
 import { createLogger } from '../../platform/logger.ts';
-import { startVendorServer } from '../../vendor-server/server.ts';
+import { fetchTls } from '../helpers/http.ts';
 import { until } from '../helpers/process.ts';
-import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, expectOk, startDemoStore, startTestVendor, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 
@@ -30,7 +29,7 @@ describe('vendor server: people at the till', function () {
     const out = new PassThrough();
     out.on('data', (d: Buffer) => (logged += d.toString()));
     await store.server.close();
-    store.server = await startVendorServer({ dataDir: store.dir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'info', destination: out }), defaultMetrics: false });
+    store.server = await startTestVendor(store.dir, { logger: createLogger({ level: 'info', destination: out }) });
   }
 
   before(async () => {
@@ -328,11 +327,11 @@ describe('vendor server: people at the till', function () {
       const told = new Promise<{ code: string }>((resolve) => socket.once('terminal:revoked', resolve));
       const closed = new Promise<void>((resolve) => socket.once('disconnect', () => resolve()));
       const fresh = await store.operator('POST', `/api/terminals/${terminalId}/pairing-code`);
-      const paired = await fetch(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: fresh.body.pairingCode }) });
+      const paired = await fetchTls(`${store.server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: fresh.body.pairingCode }) });
       expect(paired.status).to.equal(200);
       expect((await told).code).to.equal('VND_ERR_CREDENTIAL_REPLACED');
       await closed;
-      const again = io(store.server.url, { auth: { token: credential }, transports: ['websocket'], reconnection: false, forceNew: true });
+      const again = terminalSocket(store.server, credential);
       const err = await new Promise<Error & { data?: { code: string } }>((resolve) => again.once('connect_error', resolve));
       again.disconnect();
       expect(err.data?.code).to.equal('VND_ERR_CREDENTIAL_REPLACED');

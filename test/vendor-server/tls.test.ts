@@ -156,11 +156,12 @@ describe('vendor server: TLS and terminal credentials', function () {
       expect(res.status).to.equal(200);
       const old = await renewWith(store, first.device);
       expect(old.status).to.equal(401);
-      expect(old.json<{ error: { code: string } }>().error.code).to.equal('VND_ERR_UNAUTHENTICATED');
+      expect(old.json<{ error: { code: string } }>().error.code).to.equal('VND_ERR_CREDENTIAL_REPLACED');
       const fresh = await renewWith(store, res.json<{ device: string }>().device);
       expect(fresh.status).to.equal(200);
       const again = terminalSocket(store.server, first.credential);
-      expect(await connectError(again)).to.be.oneOf(['VND_ERR_UNAUTHENTICATED', 'VND_ERR_CREDENTIAL_EXPIRED']);
+      // Replaced, unless its short lifetime ran out first (the expiry is checked before the pairing).
+      expect(await connectError(again)).to.be.oneOf(['VND_ERR_CREDENTIAL_REPLACED', 'VND_ERR_CREDENTIAL_EXPIRED']);
       again.disconnect();
     });
 
