@@ -405,7 +405,7 @@ export class TerminalApp {
         case 'login': {
           const who = await this.link.request<{ staffId: string; name: string }>('cashier:login', { staffId: cmd.staffId, pin: cmd.pin });
           this.cashier = { staffId: who.staffId, name: who.name, pin: cmd.pin };
-          this.say('success', `signed in: ${who.name}`);
+          this.say('success', this.waiting?.for === 'cashier' ? `signed in: ${who.name}; complete the sale again` : `signed in: ${who.name}`);
           return;
         }
         case 'logout':

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
@@ -7,6 +7,7 @@ import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { loadConfig, writeConfig } from '../../vendor-server/config.ts';
 import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, START_DEADLINE_MS, until, type ChildServer } from '../helpers/process.ts';
 import { fetchTls } from '../helpers/http.ts';
 import { tempDir } from '../helpers/vendor.ts';
@@ -14,6 +15,8 @@ import { screenSocket } from '../helpers/browser.ts';
 
 const PEN = '4006381333931';
 const CARD = 'C0000000018';
+const CUSTOMER_ID = 'cust-000001';
+const CUSTOMER_PIN = '864209';
 
 /** A TCP proxy that can drop everything the server sends: a request arrives, its answer is lost. */
 async function blackholeProxy(targetPort: () => number): Promise<{ port: number; blackhole: (on: boolean) => void; close: () => Promise<void> }> {
@@ -148,6 +151,18 @@ async function eventsWithKey(store: Store, key: string): Promise<number> {
     .filter((l) => (JSON.parse(l) as { event?: { key: string | null } }).event?.key === key).length;
 }
 
+const exists = (file: string) => stat(file).then(() => true, () => false);
+
+/** Restarts the store on its port with every token payment needing the PIN of a customer who set one. */
+async function requireCustomerPins(store: Store): Promise<void> {
+  await killHard(store.server.child);
+  const vendorDir = join(store.dir, 'vendor');
+  await writeConfig(vendorDir, { ...(await loadConfig(vendorDir)), customerPinAboveMinor: 0 });
+  store.server = await spawnVendorServer(vendorDir, START_DEADLINE_MS, store.port);
+  const set = await op(store, 'PUT', `/api/customers/${CUSTOMER_ID}/pin`, { pin: CUSTOMER_PIN });
+  expect(set.status, set.text).to.equal(200);
+}
+
 async function acmeBalance(store: Store): Promise<number> {
   const c = JSON.parse((await op(store, 'GET', `/api/customers?card=${CARD}`)).text) as { balances: { token: string; units: number }[] }[];
   return c[0]?.balances.find((b) => b.token === 'ACME')?.units ?? 0;
@@ -261,6 +276,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
       if (st.completing !== null && key === '') key = st.completing.key;
     });
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
@@ -289,6 +305,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     const before = await acmeBalance(store);
     for (let i = 0; i < 4; i++) await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
@@ -344,5 +361,190 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
     const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.length).to.be.at.least(1);
+  });
+
+  it('asks for the customer PIN, refuses a wrong one, and charges once when the answer to the right one is lost', async () => {
+    await requireCustomerPins(store);
+    const proxy = await blackholeProxy(() => store.port);
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    // Refused for the PIN: the sale waits with its key and body on disk, nothing charged.
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(key).to.match(/^t\d+:/);
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN_REQUIRED');
+    expect(app.state().cart.lines).to.have.length(1);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    const pendingFile = join(dir, 'pending-sale.json');
+    const onDisk = JSON.parse(await readFile(pendingFile, 'utf8')) as { key: string; body: Record<string, unknown> };
+    expect(onDisk.key).to.equal(key);
+
+    // A wrong PIN: refused, still waiting under the same key, nothing charged.
+    await app.command({ type: 'customerPin', pin: '1111' });
+    await app.whenIdle();
+    expect(app.state().completing?.key).to.equal(key);
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN');
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // The right PIN reaches the server and is committed, but the answer is lost.
+    proxy.blackhole(true);
+    const paying = app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
+    await until('the ack to time out', () => (app.state().message?.text.includes('waiting for the store server to confirm the sale') === true ? true : undefined));
+    expect(app.state().completing?.key).to.equal(key);
+    // While it waits, the PIN is on no file of the terminal's.
+    const waitingOnDisk = await readFile(pendingFile, 'utf8');
+    expect(waitingOnDisk).to.not.include(CUSTOMER_PIN).and.not.include('customerPin');
+    expect(JSON.parse(waitingOnDisk)).to.deep.equal(onDisk);
+    proxy.blackhole(false);
+    await paying;
+    await app.whenIdle();
+
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(pendingFile)).to.equal(false);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
+    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+  });
+
+  it('gives up a sale waiting for the customer PIN with nothing charged, the cart kept and the store still selling', async () => {
+    await requireCustomerPins(store);
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    await app.command({ type: 'stopCompletion' });
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.text).to.include('nothing was charged');
+    expect(s.cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // The cart is paid in cash instead, under a new key.
+    await app.command({ type: 'setTenders', tenders: [] });
+    await app.command({ type: 'setCash', cashTenderedMinor: 500 });
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(app.state().lastSale?.cash.changeMinor).to.equal(50);
+    expect(await acmeBalance(store)).to.equal(before);
+  });
+
+  it('waits for a cashier to sign in, then completes the same key once', async () => {
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('cashier');
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CASHIER_REQUIRED');
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(true);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    // The cart cannot change under the waiting key.
+    await app.command({ type: 'scan', code: PEN });
+    expect(app.state().cart.lines[0]?.qty).to.equal(1);
+
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    expect(app.state().message?.text).to.include('complete the sale again');
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().completing).to.equal(null);
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('sends a refund whose answer was lost again under its key, kept on disk until the answer', async () => {
+    const proxy = await blackholeProxy(() => store.port);
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({
+      dataDir: dir,
+      scanner: 'none',
+      printer: `tcp://127.0.0.1:${printer.port}`,
+      port: 0,
+      ackTimeoutMs: 1_000,
+    });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    await app.command({ type: 'complete' });
+    const saleId = app.state().lastSale?.saleId ?? '';
+    expect(saleId).to.match(/^S\d{10}$/);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+
+    await app.command({ type: 'scan', code: saleId });
+    expect(app.state().refund?.sale.saleId).to.equal(saleId);
+    const refundFile = join(dir, 'pending-refund.json');
+
+    // The refund is committed, but every answer to it is lost: the terminal gives up for now.
+    proxy.blackhole(true);
+    await app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
+    const pending = JSON.parse(await readFile(refundFile, 'utf8')) as { key: string; saleId: string };
+    expect(pending.saleId).to.equal(saleId);
+    expect(await readFile(refundFile, 'utf8')).to.not.include('9999');
+    expect(await eventsWithKey(store, pending.key)).to.equal(1);
+    expect(app.state().refund?.refunded).to.equal(null);
+    expect(app.state().message?.kind).to.equal('error');
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // Tried again, the refund is sent under the same key and answered with its result.
+    proxy.blackhole(false);
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
+    const s: ScreenState = app.state();
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(s.refund?.refunded?.credited).to.deep.equal({ ACME: 90 });
+    expect(await eventsWithKey(store, pending.key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before);
+    expect(await exists(refundFile)).to.equal(false);
   });
 });
