@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
@@ -50,11 +51,17 @@ async function blackholeProxy(targetPort: () => number): Promise<{ port: number;
 }
 
 /**
- * A TCP proxy in front of a socket.io server that can replace the text of WebSocket
- * frames the server sends (socket.io sends each packet as one unmasked, uncompressed
- * text frame). `rewrite` returns the new text, or null to pass a frame on unchanged.
+ * A proxy in front of a socket.io server that can replace the text of WebSocket frames
+ * the server sends (socket.io sends each packet as one unmasked, uncompressed text
+ * frame). `rewrite` returns the new text, or null to pass a frame on unchanged. The store
+ * is reached over TLS only, so the proxy ends TLS with the store's own certificate (the
+ * one its terminals trust) and opens TLS again to the store.
  */
-async function rewritingProxy(targetPort: number, rewrite: (text: string) => string | null): Promise<{ port: number; close: () => Promise<void> }> {
+async function rewritingProxy(
+  targetPort: number,
+  tls: { cert: string; key: string; ca: string },
+  rewrite: (text: string) => string | null,
+): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
   const frame = (text: string): Buffer => {
     const payload = Buffer.from(text, 'utf8');
@@ -62,10 +69,10 @@ async function rewritingProxy(targetPort: number, rewrite: (text: string) => str
     const head = n < 126 ? Buffer.from([0x81, n]) : n < 65_536 ? Buffer.from([0x81, 126, n >> 8, n & 0xff]) : Buffer.concat([Buffer.from([0x81, 127]), Buffer.from(new BigUint64Array([BigInt(n)]).buffer).reverse()]);
     return Buffer.concat([head, payload]);
   };
-  const srv = createServer((client) => {
-    const upstream = connect(targetPort, '127.0.0.1');
+  const srv = createTlsServer({ cert: tls.cert, key: tls.key }, (client) => {
+    const upstream = tlsConnect({ port: targetPort, host: '127.0.0.1', ca: tls.ca });
     sockets.add(client).add(upstream);
-    client.on('data', (d) => upstream.write(d));
+    client.on('data', (d: Buffer) => upstream.write(d));
     let buf = Buffer.alloc(0);
     let mode: 'head' | 'frames' | 'raw' = 'head';
     upstream.on('data', (d: Buffer) => {
@@ -256,7 +263,10 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
     // applying an appended event fails): the terminal must not take that as a refusal.
     let replaced = 0;
-    const proxy = await rewritingProxy(store.port, (text) => {
+    const tlsDir = join(store.dir, 'vendor', 'tls');
+    const pem = async (name: string) => readFile(join(tlsDir, name), 'utf8');
+    const tls = { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
@@ -265,7 +275,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `http://127.0.0.1:${proxy.port}`, created.pairingCode);
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
