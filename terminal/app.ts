@@ -130,6 +130,8 @@ function maskedWire(w: WireError): WireError {
   return { ...w, message, details };
 }
 
+const PAIR_AGAIN = 'this till must be paired with the store again before it can sell: the cart is kept';
+
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -433,12 +435,12 @@ export class TerminalApp {
   private async complete(): Promise<void> {
     // A sale stopped for a cashier's sign-in (or pairing) is sent again under its own key.
     if (this.completing !== null && this.completion === null && (this.waiting?.for === 'cashier' || this.waiting?.for === 'pairing')) {
-      if (!this.link.connected) fail('POS_ERR_OFFLINE');
+      this.needLink();
       return this.resume(this.completing);
     }
     this.guardIdle();
     if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
-    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+    this.needLink();
     const pending: PendingSale = {
       key: `${this.opts.credential.terminalId}:${randomUUID()}`,
       body: {
@@ -456,6 +458,17 @@ export class TerminalApp {
     await this.completion;
   }
 
+  /** A till that must be paired again says so, rather than that the server is unreachable. */
+  private unpaired(): boolean {
+    const state = this.link.status().state;
+    return state === 'revoked' || state === 'unauthorised';
+  }
+
+  private needLink(): void {
+    if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+  }
+
   /** Sends a waiting sale again, with the same key and body, and (in memory only) the customer's PIN. */
   private async resume(pending: PendingSale, customerPin?: string): Promise<void> {
     this.waiting = null;
@@ -468,7 +481,7 @@ export class TerminalApp {
     const pending = this.completing;
     if (pending === null || this.completion !== null || this.waiting?.for !== 'customer-pin') fail('POS_ERR_COMMAND', 'no sale is waiting for a customer PIN');
     if (!/^\d{4,12}$/.test(pin)) fail('POS_ERR_COMMAND', 'a PIN is 4 to 12 digits');
-    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+    this.needLink();
     await this.resume(pending, pin);
   }
 
@@ -501,7 +514,8 @@ export class TerminalApp {
         const body = customerPin === undefined ? pending.body : { ...pending.body, customerPin };
         result = await this.link.request<SaleResult>('sale:commit', { key: pending.key, ...body });
       } catch (err) {
-        const kind = err instanceof RemoteError ? classifySaleRefusal(err.wire.code) : 'unknown';
+        // A link ended by the store (revoked, paired again) will not come back by itself.
+        const kind = err instanceof RemoteError ? classifySaleRefusal(err.wire.code) : this.unpaired() ? 'pairing' : 'unknown';
         if (kind === 'definite') {
           // The server judged the sale and refused it: nothing is committed under its
           // key. The cart stays for the cashier to fix.
@@ -515,7 +529,7 @@ export class TerminalApp {
         if (kind !== 'unknown') {
           // A person must act first: the customer types their PIN, a cashier signs in, or
           // the till is paired again. The key and body stay on disk, the PIN nowhere.
-          this.stopFor(kind, wireOf(err));
+          this.stopFor(kind, err instanceof RemoteError ? err.wire : { code: 'POS_ERR_NOT_PAIRED', message: PAIR_AGAIN });
           return;
         }
         // Anything else leaves the outcome unknown (the server may have journalled the
@@ -539,7 +553,7 @@ export class TerminalApp {
     this.completion = null;
     const text =
       kind === 'pairing'
-        ? 'this till must be paired with the store again before it can sell: the cart and the sale are kept'
+        ? PAIR_AGAIN
         : kind === 'cashier'
           ? 'a cashier must sign in, then complete the sale again'
           : maskCardsInText(wire.message);

@@ -557,4 +557,112 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await acmeBalance(store)).to.equal(before);
     expect(await exists(refundFile)).to.equal(false);
   });
+
+  it('asks for the customer PIN again after a restart, under the same key, and charges once', async () => {
+    await requireCustomerPins(store);
+    const dir = await pairedTerminalDir();
+    const start = () => startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    let terminal: RunningTerminal = await start();
+    cleanups.unshift(() => terminal.close());
+    await until('link', () => (terminal.app.link.connected ? true : undefined));
+    await terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await terminal.app.command({ type: 'scan', code: PEN });
+    await terminal.app.command({ type: 'scan', code: CARD });
+    await terminal.app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await terminal.app.command({ type: 'complete' });
+    await terminal.app.whenIdle();
+    const key = terminal.app.state().completing?.key ?? '';
+    expect(terminal.app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    // The till stops while the customer is typing. Started again, it sends the same sale:
+    // the new connection has no cashier yet, then the PIN is asked for again.
+    await terminal.close();
+    terminal = await start();
+    const { app } = terminal;
+    await until('the sale waiting for a cashier', () => (app.state().completing?.waiting?.for === 'cashier' ? true : undefined));
+    expect(app.state().completing?.key).to.equal(key);
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+    expect(app.state().completing?.key).to.equal(key);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('keeps the key of a sale answered "paired again", and completes it once when sent again', async () => {
+    // The server commits the sale; its answer arrives as VND_ERR_CREDENTIAL_REPLACED.
+    let replaced = 0;
+    const tlsDir = join(store.dir, 'vendor', 'tls');
+    const pem = async (name: string) => readFile(join(tlsDir, name), 'utf8');
+    const tls = { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_CREDENTIAL_REPLACED","message":"this terminal was paired again"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(replaced).to.equal(1);
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('pairing');
+    expect(app.state().message?.text).to.include('paired with the store again');
+    expect(app.state().cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(true);
+    expect(await eventsWithKey(store, key)).to.equal(1);
+
+    // Sent again, the same key is answered with the sale that went through: charged once.
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('says a revoked till must be paired again, keeps the cart and charges nothing', async () => {
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    const revoked = await op(store, 'POST', `/api/terminals/${terminal.app.state().terminal.id}/revoke`);
+    expect(revoked.status, revoked.text).to.equal(200);
+    await until('revoked', () => (app.state().status.server.state === 'revoked' ? true : undefined));
+
+    await app.command({ type: 'complete' });
+    const s: ScreenState = app.state();
+    expect(s.message?.code).to.equal('POS_ERR_NOT_PAIRED');
+    expect(s.message?.text).to.include('paired with the store again');
+    expect(s.completing).to.equal(null);
+    expect(s.cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    expect(await acmeBalance(store)).to.equal(before);
+  });
 });
