@@ -609,7 +609,10 @@ export class TerminalApp {
         refunded = await this.link.request<RefundResult>('sale:refund', { key: pending.key, saleId: sale.saleId, reason, supervisor: { staffId, pin } });
       } catch (err) {
         if (err instanceof RemoteError && DEFINITE_REFUND_REFUSALS.has(err.wire.code)) await rm(this.pendingRefundFile, { force: true });
-        if (!(err instanceof LinkDownError) || attempt === 4) throw err;
+        if (!(err instanceof LinkDownError)) throw err;
+        if (attempt === 4) {
+          throw new MallposError('POS_ERR_OFFLINE', `the store server did not confirm the refund of ${sale.saleId}: try it again with the same reason and supervisor; it is sent as the same refund and cannot be made twice`);
+        }
         await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
       }
     }

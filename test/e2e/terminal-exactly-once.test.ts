@@ -544,6 +544,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await eventsWithKey(store, pending.key)).to.equal(1);
     expect(app.state().refund?.refunded).to.equal(null);
     expect(app.state().message?.kind).to.equal('error');
+    expect(app.state().message?.text).to.include('did not confirm the refund');
     expect(await acmeBalance(store)).to.equal(before);
 
     // Tried again, the refund is sent under the same key and answered with its result.
