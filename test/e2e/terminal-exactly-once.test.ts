@@ -505,19 +505,13 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
   });
 
-  it('sends a refund whose answer was lost again under its key, kept on disk until the answer', async () => {
+  it('sends a refund whose answer was lost again under its key, kept on disk across a restart until the answer', async () => {
     const proxy = await blackholeProxy(() => store.port);
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
     await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({
-      dataDir: dir,
-      scanner: 'none',
-      printer: `tcp://127.0.0.1:${printer.port}`,
-      port: 0,
-      ackTimeoutMs: 1_000,
-    });
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     await until('link', () => (app.link.connected ? true : undefined));
@@ -547,11 +541,18 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(app.state().message?.text).to.include('did not confirm the refund');
     expect(await acmeBalance(store)).to.equal(before);
 
-    // Tried again, the refund is sent under the same key and answered with its result.
+    // The till is restarted; tried again, the refund is sent under the key on its disk
+    // and answered with the refund that went through.
     proxy.blackhole(false);
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
-    const s: ScreenState = app.state();
+    await terminal.close();
+    const again: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => again.close());
+    await until('link', () => (again.app.link.connected ? true : undefined));
+    await again.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await again.app.command({ type: 'scan', code: saleId });
+    expect(again.app.state().refund?.sale.saleId).to.equal(saleId);
+    await again.app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
+    const s: ScreenState = again.app.state();
     expect(s.message?.kind, s.message?.text).to.equal('success');
     expect(s.refund?.refunded?.credited).to.deep.equal({ ACME: 90 });
     expect(await eventsWithKey(store, pending.key)).to.equal(1);
