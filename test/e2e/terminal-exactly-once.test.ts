@@ -158,6 +158,12 @@ async function eventsWithKey(store: Store, key: string): Promise<number> {
     .filter((l) => (JSON.parse(l) as { event?: { key: string | null } }).event?.key === key).length;
 }
 
+/** The store's own certificate, key and authority: what a proxy needs to stand in for it. */
+async function storeTls(store: Store): Promise<{ cert: string; key: string; ca: string }> {
+  const pem = (name: string) => readFile(join(store.dir, 'vendor', 'tls', name), 'utf8');
+  return { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+}
+
 const exists = (file: string) => stat(file).then(() => true, () => false);
 
 /** Restarts the store on its port with every token payment needing the PIN of a customer who set one. */
@@ -263,9 +269,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
     // applying an appended event fails): the terminal must not take that as a refusal.
     let replaced = 0;
-    const tlsDir = join(store.dir, 'vendor', 'tls');
-    const pem = async (name: string) => readFile(join(tlsDir, name), 'utf8');
-    const tls = { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+    const tls = await storeTls(store);
     const proxy = await rewritingProxy(store.port, tls, (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
       if (ack === null || replaced > 0) return null;
@@ -601,9 +605,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
   it('keeps the key of a sale answered "paired again", and completes it once when sent again', async () => {
     // The server commits the sale; its answer arrives as VND_ERR_CREDENTIAL_REPLACED.
     let replaced = 0;
-    const tlsDir = join(store.dir, 'vendor', 'tls');
-    const pem = async (name: string) => readFile(join(tlsDir, name), 'utf8');
-    const tls = { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+    const tls = await storeTls(store);
     const proxy = await rewritingProxy(store.port, tls, (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
       if (ack === null || replaced > 0) return null;
@@ -666,5 +668,46 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(s.cart.lines).to.have.length(1);
     expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
     expect(await acmeBalance(store)).to.equal(before);
+  });
+
+  it('charges once when the answer to the customer PIN is replaced by an internal error', async () => {
+    await requireCustomerPins(store);
+    let replaced = 0;
+    const tls = await storeTls(store);
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_INTERNAL","message":"internal error in the store server"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    // The sale with the PIN is committed; its answer arrives as an internal error, so the
+    // same key is sent again (with the PIN held in memory) and answered with the sale.
+    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await app.whenIdle();
+    expect(replaced).to.equal(1);
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
   });
 });
