@@ -24,7 +24,7 @@ import * as carts from './cart.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
 import { toReceipt } from './receipts.ts';
-import { isDefiniteSaleRefusal } from './refusals.ts';
+import { classifySaleRefusal } from './refusals.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
 
 export interface ScreenMessage {
@@ -48,11 +48,21 @@ export interface ScreenState {
   priced: PricedCart | null;
   pricingError: WireError | null;
   tokenNames: Record<string, string>;
-  completing: { key: string; since: string } | null;
+  completing: { key: string; since: string; waiting: SaleWaiting | null } | null;
   lastSale: SaleResult | null;
   refund: { sale: SaleResult; refunded: RefundResult | null } | null;
   message: ScreenMessage | null;
   version: number;
+}
+
+/**
+ * Why a sale being completed stopped for a person: the customer's PIN, a cashier's
+ * sign-in, or pairing the till again. Its key and body stay on disk meanwhile.
+ */
+export interface SaleWaiting {
+  for: 'customer-pin' | 'cashier' | 'pairing';
+  code: string;
+  text: string;
 }
 
 export interface PendingSale {
@@ -60,6 +70,22 @@ export interface PendingSale {
   body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number };
   startedAt: string;
 }
+
+/**
+ * A refund being sent: its key is made before the first send and kept on disk until a
+ * definite answer, so a retry after a timeout, a disconnect or a restart reuses it. The
+ * supervisor's PIN is never written.
+ */
+export interface PendingRefund {
+  key: string;
+  saleId: string;
+  reason: string;
+  supervisorId: string;
+  startedAt: string;
+}
+
+/** Refund refusals that say the refund's key certainly committed nothing. */
+const DEFINITE_REFUND_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_SALE_UNKNOWN', 'VND_ERR_ALREADY_REFUNDED']);
 
 export type Command =
   | { type: 'scan'; code: string }
@@ -70,6 +96,8 @@ export type Command =
   | { type: 'setTenders'; tenders: TenderChoice[] }
   | { type: 'setCash'; cashTenderedMinor: number }
   | { type: 'complete' }
+  | { type: 'customerPin'; pin: string }
+  | { type: 'stopCompletion' }
   | { type: 'refund'; staffId: string; pin: string; reason: string }
   | { type: 'closeRefund' }
   | { type: 'reprint' }
@@ -105,6 +133,7 @@ function maskedWire(w: WireError): WireError {
 
 /** Answers to `receipt:get` that asking again will not change. */
 const RECEIPT_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_RECEIPT_FORBIDDEN', 'VND_ERR_SALE_UNKNOWN']);
+const PAIR_AGAIN = 'this till must be paired with the store again before it can sell: the cart is kept';
 
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
@@ -124,6 +153,7 @@ export class TerminalApp {
   private pricingError: WireError | null = null;
   private priceVersion = 0;
   private completing: PendingSale | null = null;
+  private waiting: SaleWaiting | null = null;
   private lastSale: SaleResult | null = null;
   private refund: ScreenState['refund'] = null;
   private message: ScreenMessage | null = null;
@@ -172,12 +202,20 @@ export class TerminalApp {
     return join(this.opts.dataDir, 'pending-sale.json');
   }
 
-  private async readPending(): Promise<PendingSale | null> {
+  private get pendingRefundFile(): string {
+    return join(this.opts.dataDir, 'pending-refund.json');
+  }
+
+  private readPending(): Promise<PendingSale | null> {
+    return this.readJson<PendingSale>(this.pendingFile);
+  }
+
+  private async readJson<T>(file: string): Promise<T | null> {
     try {
-      return JSON.parse(await readFile(this.pendingFile, 'utf8')) as PendingSale;
+      return JSON.parse(await readFile(file, 'utf8')) as T;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw new MallposError('POS_ERR_CONFIG', `${this.pendingFile} cannot be read: ${(err as Error).message}`);
+      throw new MallposError('POS_ERR_CONFIG', `${file} cannot be read: ${(err as Error).message}`);
     }
   }
 
@@ -199,7 +237,7 @@ export class TerminalApp {
       priced: this.priced,
       pricingError: this.pricingError === null ? null : maskedWire(this.pricingError),
       tokenNames: server.server?.tokenNames ?? {},
-      completing: this.completing === null ? null : { key: this.completing.key, since: this.completing.startedAt },
+      completing: this.completing === null ? null : { key: this.completing.key, since: this.completing.startedAt, waiting: this.waiting },
       lastSale: this.lastSale === null ? null : maskedSale(this.lastSale),
       refund: this.refund === null ? null : { sale: maskedSale(this.refund.sale), refunded: this.refund.refunded },
       message: this.message,
@@ -357,6 +395,10 @@ export class TerminalApp {
           return;
         case 'complete':
           return await this.complete();
+        case 'customerPin':
+          return await this.sendWithCustomerPin(cmd.pin);
+        case 'stopCompletion':
+          return await this.stopCompletion();
         case 'refund':
           return await this.refundSale(cmd.staffId, cmd.pin, cmd.reason);
         case 'closeRefund':
@@ -368,7 +410,7 @@ export class TerminalApp {
         case 'login': {
           const who = await this.link.request<{ staffId: string; name: string }>('cashier:login', { staffId: cmd.staffId, pin: cmd.pin });
           this.cashier = { staffId: who.staffId, name: who.name, pin: cmd.pin };
-          this.say('success', `signed in: ${who.name}`);
+          this.say('success', this.waiting?.for === 'cashier' ? `signed in: ${who.name}; complete the sale again` : `signed in: ${who.name}`);
           return;
         }
         case 'logout':
@@ -394,9 +436,14 @@ export class TerminalApp {
 
   /** Completes the sale: key and body on disk first, then sent until the outcome is known. */
   private async complete(): Promise<void> {
+    // A sale stopped for a cashier's sign-in (or pairing) is sent again under its own key.
+    if (this.completing !== null && this.completion === null && (this.waiting?.for === 'cashier' || this.waiting?.for === 'pairing')) {
+      this.needLink();
+      return this.resume(this.completing);
+    }
     this.guardIdle();
     if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
-    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+    this.needLink();
     const pending: PendingSale = {
       key: `${this.opts.credential.terminalId}:${randomUUID()}`,
       body: {
@@ -414,6 +461,47 @@ export class TerminalApp {
     await this.completion;
   }
 
+  /** A till that must be paired again says so, rather than that the server is unreachable. */
+  private unpaired(): boolean {
+    const state = this.link.status().state;
+    return state === 'revoked' || state === 'unauthorised';
+  }
+
+  private needLink(): void {
+    if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+    if (!this.link.connected) fail('POS_ERR_OFFLINE');
+  }
+
+  /** Sends a waiting sale again, with the same key and body, and (in memory only) the customer's PIN. */
+  private async resume(pending: PendingSale, customerPin?: string): Promise<void> {
+    this.waiting = null;
+    this.say('info', 'sending the sale again');
+    this.completion = this.runCompletion(pending, customerPin);
+    await this.completion;
+  }
+
+  private async sendWithCustomerPin(pin: string): Promise<void> {
+    const pending = this.completing;
+    if (pending === null || this.completion !== null || this.waiting?.for !== 'customer-pin') fail('POS_ERR_COMMAND', 'no sale is waiting for a customer PIN');
+    if (!/^\d{4,12}$/.test(pin)) fail('POS_ERR_COMMAND', 'a PIN is 4 to 12 digits');
+    this.needLink();
+    await this.resume(pending, pin);
+  }
+
+  /**
+   * Gives up a sale waiting for the customer's PIN or a cashier: the server refused its
+   * key before judging it, so nothing was charged. The cart stays to be changed or paid
+   * another way. A sale waiting for pairing is not given up: its outcome is unknown.
+   */
+  private async stopCompletion(): Promise<void> {
+    if (this.completing === null || this.completion !== null || (this.waiting?.for !== 'customer-pin' && this.waiting?.for !== 'cashier')) fail('POS_ERR_BUSY');
+    await rm(this.pendingFile, { force: true });
+    this.completing = null;
+    this.waiting = null;
+    this.say('info', 'the sale was not completed: nothing was charged; the cart is kept');
+    await this.reprice();
+  }
+
   /** Resolves when the sale is committed or refused; completions after a restart go through here too. */
   whenIdle(): Promise<void> {
     return this.completion ?? Promise.resolve();
@@ -425,25 +513,38 @@ export class TerminalApp {
    * on disk until the receipt is queued, so a restart in between sends the same key
    * again, learns the same sale, and prints it.
    */
-  private async runCompletion(pending: PendingSale): Promise<void> {
+  private async runCompletion(pending: PendingSale, customerPin?: string): Promise<void> {
     let ack: SaleAck | null = null;
     let receipt: ReceiptData | null = null;
     let retryDelayMs = RETRY_DELAY_MIN_MS;
     while (!this.closed && receipt === null) {
       try {
-        ack ??= await this.link.request<SaleAck>('sale:commit', { key: pending.key, ...pending.body });
+        // The PIN is not part of the request's hash: a retry after a lost answer is the
+        // same request, and the server answers a key it knows without checking the PIN.
+        const body = customerPin === undefined ? pending.body : { ...pending.body, customerPin };
+        ack ??= await this.link.request<SaleAck>('sale:commit', { key: pending.key, ...body });
         receipt = await this.link.request<ReceiptData>('receipt:get', { saleId: ack.saleId });
       } catch (err) {
-        if (ack === null && err instanceof RemoteError && isDefiniteSaleRefusal(err.wire.code)) {
-          // The server judged the sale and refused it: nothing is committed under its
-          // key. The cart stays for the cashier to fix.
-          await rm(this.pendingFile, { force: true });
-          this.completing = null;
-          this.completion = null;
-          this.sayError(err);
-          return;
-        }
-        if (ack !== null && err instanceof RemoteError && RECEIPT_REFUSALS.has(err.wire.code)) {
+        if (ack === null) {
+          // A link ended by the store (revoked, paired again) will not come back by itself.
+          const kind = err instanceof RemoteError ? classifySaleRefusal(err.wire.code) : this.unpaired() ? 'pairing' : 'unknown';
+          if (kind === 'definite') {
+            // The server judged the sale and refused it: nothing is committed under its
+            // key. The cart stays for the cashier to fix.
+            await rm(this.pendingFile, { force: true });
+            this.completing = null;
+            this.completion = null;
+            this.waiting = null;
+            this.sayError(err);
+            return;
+          }
+          if (kind !== 'unknown') {
+            // A person must act first: the customer types their PIN, a cashier signs in, or
+            // the till is paired again. The key and body stay on disk, the PIN nowhere.
+            this.stopFor(kind, err instanceof RemoteError ? err.wire : { code: 'POS_ERR_NOT_PAIRED', message: PAIR_AGAIN });
+            return;
+          }
+        } else if (err instanceof RemoteError && RECEIPT_REFUSALS.has(err.wire.code)) {
           // The sale is committed; only its receipt was refused. The sale is closed
           // without one rather than held open for something the cashier cannot fix.
           await this.finishSale(ack, null, err.wire.message);
@@ -471,6 +572,19 @@ export class TerminalApp {
     await this.finishSale(ack, receipt.sale, null);
   }
 
+  private stopFor(kind: SaleWaiting['for'], wire: WireError): void {
+    this.completion = null;
+    const text =
+      kind === 'pairing'
+        ? PAIR_AGAIN
+        : kind === 'cashier'
+          ? 'a cashier must sign in, then complete the sale again'
+          : maskCardsInText(wire.message);
+    if (kind === 'cashier') this.cashier = null;
+    this.waiting = { for: kind, code: wire.code, text };
+    this.say(kind === 'customer-pin' && wire.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED' ? 'info' : 'error', text, wire.code);
+  }
+
   /** Sleeps between retries; the timer does not keep a closing process alive. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -496,6 +610,7 @@ export class TerminalApp {
     await rm(this.pendingFile, { force: true });
     this.completing = null;
     this.completion = null;
+    this.waiting = null;
     this.lastSale = sale;
     this.cart = carts.emptyCart();
     this.priced = null;
@@ -514,18 +629,27 @@ export class TerminalApp {
     this.guardIdle();
     if (this.refund === null) fail('POS_ERR_NO_SALE');
     const sale = this.refund.sale;
-    const key = `${this.opts.credential.terminalId}:${randomUUID()}`;
+    // A refund of the same sale, reason and supervisor whose answer never came is sent
+    // again under its key; anything else gets a new key (the server refunds a sale once).
+    const earlier = await this.readJson<PendingRefund>(this.pendingRefundFile);
+    const same = earlier !== null && earlier.saleId === sale.saleId && earlier.reason === reason && earlier.supervisorId === staffId;
+    const pending: PendingRefund = same ? earlier : { key: `${this.opts.credential.terminalId}:${randomUUID()}`, saleId: sale.saleId, reason, supervisorId: staffId, startedAt: new Date().toISOString() };
+    if (!same) await writeFileDurable(this.pendingRefundFile, JSON.stringify(pending));
     let refunded: RefundResult | null = null;
-    // Retries use the same key; a refund is also refused if the sale was already refunded.
     for (let attempt = 0; attempt < 5 && refunded === null; attempt++) {
       try {
-        refunded = await this.link.request<RefundResult>('sale:refund', { key, saleId: sale.saleId, reason, supervisor: { staffId, pin } });
+        refunded = await this.link.request<RefundResult>('sale:refund', { key: pending.key, saleId: sale.saleId, reason, supervisor: { staffId, pin } });
       } catch (err) {
-        if (!(err instanceof LinkDownError) || attempt === 4) throw err;
+        if (err instanceof RemoteError && DEFINITE_REFUND_REFUSALS.has(err.wire.code)) await rm(this.pendingRefundFile, { force: true });
+        if (!(err instanceof LinkDownError)) throw err;
+        if (attempt === 4) {
+          throw new MallposError('POS_ERR_OFFLINE', `the store server did not confirm the refund of ${sale.saleId}: try it again with the same reason and supervisor; it is sent as the same refund and cannot be made twice`);
+        }
         await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
       }
     }
     if (refunded === null) return;
+    await rm(this.pendingRefundFile, { force: true });
     this.refund = { sale: { ...sale, refunded: true }, refunded };
     const server = this.link.status().server;
     const receipt = toReceipt(

@@ -9,7 +9,7 @@ import type { ErrorCode } from '../core/index.ts';
  * Everything else leaves the outcome unknown and keeps the pending sale: no answer, a
  * disconnect, an internal error (the sale may have been journalled before it failed),
  * a busy or stopping server, a refusal of the connection rather than of the sale
- * (not signed in, revoked, rate limited), a key the server cannot place, and any code
+ * (revoked, paired again: see classifySaleRefusal), a key the server cannot place, and any code
  * this terminal does not know.
  */
 const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
@@ -32,7 +32,45 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
   'VND_ERR_CUSTOMER_UNKNOWN',
   'VND_ERR_PAYLOAD_TOO_LARGE',
   'VND_ERR_SNAPSHOT_STALE',
+  // The server checks a customer PIN only for a key it does not know, so a lock answered
+  // to a sale means nothing is committed under its key; retrying the PIN cannot help.
+  'VND_ERR_CUSTOMER_LOCKED',
+  'VND_ERR_TERMINAL_LOCKED',
 ]);
+
+/**
+ * Answers to a sale that the customer can mend by typing their PIN. The server asks
+ * for a PIN only for a key it does not know, so nothing is committed under the key; the
+ * terminal keeps the key and body anyway and sends the same sale again with the PIN.
+ * A rate limit answered to a sale comes only from the customer-PIN check.
+ */
+const CUSTOMER_PIN_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_CUSTOMER_PIN_REQUIRED', 'VND_ERR_CUSTOMER_PIN', 'VND_ERR_RATE_LIMITED']);
+
+/**
+ * Refusals of the till rather than of the sale. They are checked before the key is
+ * looked up, so an earlier send of the same key may have been committed: the key is kept
+ * and sent again once the till is paired again.
+ */
+const PAIRING_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_TERMINAL_REVOKED', 'VND_ERR_CREDENTIAL_REPLACED', 'VND_ERR_UNAUTHENTICATED']);
+
+/**
+ * What the terminal does with a refused sale:
+ * - `definite`: nothing is committed under its key; the key is dropped, the cart stays;
+ * - `customer-pin`: the customer types their PIN and the same key and body are sent again;
+ * - `cashier`: no cashier is signed in (the server answers a key it knows without one, so
+ *   nothing is committed); after sign-in the cashier completes again with the same key;
+ * - `pairing`: the till must be paired again; the key is kept, its outcome unknown;
+ * - `unknown`: the outcome is unknown; the same key is sent again after a pause.
+ */
+export type SaleRefusalKind = 'definite' | 'customer-pin' | 'cashier' | 'pairing' | 'unknown';
+
+export function classifySaleRefusal(code: string): SaleRefusalKind {
+  if (DEFINITE_SALE_REFUSALS.has(code)) return 'definite';
+  if (CUSTOMER_PIN_REFUSALS.has(code)) return 'customer-pin';
+  if (code === 'VND_ERR_CASHIER_REQUIRED') return 'cashier';
+  if (PAIRING_REFUSALS.has(code)) return 'pairing';
+  return 'unknown';
+}
 
 /** Whether a sale refused with `code` is certainly not committed, so its key may be dropped. */
 export function isDefiniteSaleRefusal(code: string): boolean {

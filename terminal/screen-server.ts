@@ -26,6 +26,8 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('setTenders'), tenders: z.array(tender).max(8) }),
   z.strictObject({ type: z.literal('setCash'), cashTenderedMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) }),
   z.strictObject({ type: z.literal('complete') }),
+  z.strictObject({ type: z.literal('customerPin'), pin }),
+  z.strictObject({ type: z.literal('stopCompletion') }),
   z.strictObject({ type: z.literal('refund'), staffId, pin, reason: z.string().trim().min(1).max(200) }),
   z.strictObject({ type: z.literal('closeRefund') }),
   z.strictObject({ type: z.literal('reprint') }),

@@ -3,6 +3,9 @@ import { send } from './socket.js';
 import { clearLocal, editable, QTY_MAX, rerender, selectedLine, ui } from './state.js';
 
 export function complete() {
+  const waiting = ui.state?.completing?.waiting?.for;
+  // A sale stopped for a cashier or for pairing is sent again under its own key.
+  if ((waiting === 'cashier' || waiting === 'pairing') && ui.state.cashier !== null) return void send({ type: 'complete' });
   if (!editable() || ui.state.cart.lines.length === 0) return;
   void send({ type: 'complete' });
 }

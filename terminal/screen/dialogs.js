@@ -1,7 +1,8 @@
 /**
  * The dialogs: quantity, tokens, cash, cancel, receipt number, sign-in and the refund
  * form. Enter submits a dialog's form, Esc closes it; a closed dialog hands the keyboard
- * back to the scan field.
+ * back to the scan field. The customer-PIN dialog opens and closes with the terminal's
+ * state: it shows while a sale waits for the customer's PIN.
  */
 import { setCash, setTenders } from './actions.js';
 import { $, byTestId, h } from './dom.js';
@@ -142,6 +143,15 @@ const submitters = {
     if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
     return send({ type: 'login', staffId, pin });
   },
+  async customerPin(form) {
+    const pin = form.elements.pin.value;
+    if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
+    // The PIN leaves the page once, for this one sale; the field is emptied at once.
+    form.elements.pin.value = '';
+    await send({ type: 'customerPin', pin });
+    // The next state closes the dialog, or opens it again with the refusal.
+    return false;
+  },
   async refund(form) {
     const staffId = form.elements.staffId.value.trim();
     const pin = form.elements.pin.value;
@@ -180,6 +190,7 @@ export function installDialogs() {
     });
   }
   byTestId('refund-panel').addEventListener('cancel', () => void send({ type: 'closeRefund' }));
+  installCustomerPin();
   byTestId('btn-tokens-none').addEventListener('click', async () => {
     closeDialogs();
     await setTenders([]);
@@ -190,4 +201,43 @@ export function installDialogs() {
       if (openDialog() === null) byTestId('scan-input').focus();
     });
   }
+}
+
+/** The customer-PIN dialog: typed or tapped digits; Esc or its button gives up paying this way. */
+function installCustomerPin() {
+  const dlg = byTestId('dlg-customer-pin');
+  const input = byTestId('customer-pin-input');
+  const giveUp = () => {
+    input.value = '';
+    dlg.close();
+    void send({ type: 'stopCompletion' });
+  };
+  dlg.addEventListener('cancel', (e) => {
+    e.preventDefault();
+    giveUp();
+  });
+  byTestId('btn-customer-pin-cancel').addEventListener('click', giveUp);
+  for (const key of dlg.querySelectorAll('.keypad [data-key]')) {
+    key.addEventListener('click', () => {
+      const k = key.dataset.key;
+      if (k === 'clear') input.value = '';
+      else if (k === 'back') input.value = input.value.slice(0, -1);
+      else if (input.value.length < 12) input.value += k;
+      input.focus();
+    });
+  }
+}
+
+/** Opens the customer-PIN dialog, with the reason the last PIN was refused if there was one. */
+export function showCustomerPin(waiting) {
+  const dlg = byTestId('dlg-customer-pin');
+  const form = $('form', dlg);
+  if (!dlg.open) {
+    closeDialogs();
+    form.reset();
+    dlg.showModal();
+    byTestId('customer-pin-input').focus();
+  }
+  if (waiting.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED') clearError(form);
+  else showError(form, waiting.text);
 }

@@ -4,7 +4,7 @@
  * it shows changed, so a scan redraws one cart row, not the page.
  */
 import { removeCustomer, selectLine, setLineQty, setTenders, toggleTender, voidLine } from './actions.js';
-import { clearError, closeDialogs, openDialog, showError } from './dialogs.js';
+import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError } from './dialogs.js';
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
@@ -36,7 +36,7 @@ export function render() {
   renderLastSale(s);
   renderControls(s);
   renderRefund(s);
-  byTestId('completing').hidden = s.completing === null;
+  renderWaiting(s);
 
   const active = document.activeElement;
   if ((active === null || active === document.body) && openDialog() === null) byTestId('scan-input').focus();
@@ -389,9 +389,35 @@ function renderControls(s) {
   byTestId('btn-cancel-sale').disabled = !canEdit || (!hasLines && s.cart.customer === null);
   byTestId('btn-tokens').disabled = !canEdit || s.cart.customer === null;
   byTestId('btn-cash').disabled = !canEdit || !hasLines;
-  byTestId('btn-complete').disabled = !canEdit || !hasLines;
-  byTestId('btn-complete').classList.toggle('busy', s.completing !== null);
-  $('.label', byTestId('btn-complete')).textContent = s.completing === null ? 'Complete sale' : 'Confirming…';
+  // A sale stopped for a cashier or for pairing is completed again with its own key.
+  const again = s.completing !== null && (s.completing.waiting?.for === 'cashier' || s.completing.waiting?.for === 'pairing') && s.cashier !== null;
+  byTestId('btn-complete').disabled = !again && (!canEdit || !hasLines);
+  byTestId('btn-complete').classList.toggle('busy', s.completing !== null && !again);
+  $('.label', byTestId('btn-complete')).textContent = s.completing === null || again ? 'Complete sale' : 'Confirming…';
+}
+
+// ---- a sale waiting for a person -------------------------------------------------------
+
+const CONFIRMING_TEXT = 'Confirming the sale with the store server… editing is paused; it will not be charged twice.';
+
+/**
+ * A sale being completed may stop for the customer's PIN (its dialog opens), for a
+ * cashier's sign-in (the sign-in dialog opens once, then Complete sends it again), or for
+ * pairing the till again (said in words; the cart stays).
+ */
+function renderWaiting(s) {
+  const waiting = s.completing?.waiting ?? null;
+  byTestId('completing').hidden = s.completing === null;
+  byTestId('completing').dataset.waiting = waiting?.for ?? '';
+  byTestId('completing-text').textContent = waiting === null ? CONFIRMING_TEXT : sentence(waiting.text);
+  const pinDialog = byTestId('dlg-customer-pin');
+  if (waiting?.for === 'customer-pin') showCustomerPin(waiting);
+  else if (pinDialog.open) pinDialog.close();
+  const signInFor = waiting?.for === 'cashier' && s.cashier === null ? s.completing.key : null;
+  if (signInFor !== null && ui.signInAskedFor !== signInFor) {
+    ui.signInAskedFor = signInFor;
+    openModal('dlg-signin');
+  }
 }
 
 // ---- refund panel (opened by scanning a receipt) ----------------------------------------

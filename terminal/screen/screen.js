@@ -5,7 +5,7 @@
  *   socket.js   the link to the terminal program: states in, commands out
  *   render.js   draws the state, region by region
  *   actions.js  commands that need no dialog
- *   dialogs.js  quantity, tokens, cash, cancel, receipt, sign-in and refund dialogs
+ *   dialogs.js  quantity, tokens, cash, cancel, receipt, sign-in, customer-PIN and refund dialogs
  *   keyboard.js function keys, line keys and the keyboard-wedge scanner
  *   format.js   amounts, times and messages as text (the one money formatter)
  *   dom.js      element building and regions redrawn only on change

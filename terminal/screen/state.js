@@ -17,6 +17,8 @@ export const ui = {
   lastNextLineNo: 0,
   /** A refund sent and not yet answered: the message time it was sent at. */
   refundPending: null,
+  /** The waiting sale's key the sign-in dialog was last opened for, so it opens once. */
+  signInAskedFor: null,
 };
 
 // The renderer registers itself here, so that state, socket and actions need not import it.

@@ -52,8 +52,6 @@ describe('e2e: cashier screen in headless chromium', function () {
 
   before(async () => {
     rig = await startTerminalRig();
-    // Money events need a signed-in cashier; the sign-in dialog itself is tested below.
-    await rig.terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     browser = await launchBrowser();
     page = await openScreen(browser, rig.terminal.screen.url);
   });
@@ -62,11 +60,36 @@ describe('e2e: cashier screen in headless chromium', function () {
     await rig?.close();
   });
 
+  const signIn = async () => {
+    await page.locator('[data-testid="dlg-signin"][open]').waitFor({ timeout: UI_WAIT_MS });
+    await page.fill('[data-testid="signin-staff"]', 'ana');
+    await page.fill('[data-testid="signin-pin"]', '1234');
+    await page.keyboard.press('Enter');
+    await expectText('cashier-name', 'Ana (cashier)');
+  };
+  const eventsWithKey = async (key: string): Promise<number> => {
+    const exported = await the().store.operator('GET', '/api/ledger/export?format=jsonl');
+    expect(exported.status).to.equal(200);
+    return exported.text
+      .trim()
+      .split('\n')
+      .filter((l) => (JSON.parse(l) as { event?: { key: string | null } }).event?.key === key).length;
+  };
+  const annaSales = async (): Promise<string[]> => {
+    const history = await the().store.operator('GET', `/api/customers/${ANNA.id}/history`);
+    expect(history.status, history.text).to.equal(200);
+    return (history.body as { type: string; data: { saleId?: string } }[]).filter((e) => e.type === 'sale').map((e) => e.data.saleId ?? '');
+  };
+
   it('shows scans from the serial scanner, pays with tokens by click, prints the receipt and debits once', async () => {
     expect(await annaUnits('ACME')).to.equal(200);
     await expectText('status-server', 'connected');
     await expectText('status-scanner', 'ready');
     await expectText('status-printer', 'ready');
+    // The store sells only with a cashier signed in on the till.
+    await expectText('cashier-name', 'Not signed in');
+    await page.click('[data-testid="btn-signin"]');
+    await signIn();
 
     await scanner().scan(PEN.code);
     await line(PEN.name).waitFor({ timeout: UI_WAIT_MS });
@@ -218,6 +241,92 @@ describe('e2e: cashier screen in headless chromium', function () {
     await expectText('message', 'Receipt reprinted.');
     const all = (await the().terminal.printerSim?.waitForReceipts(3, UI_WAIT_MS)) ?? [];
     expect((all[2]?.lines ?? []).map((l) => l.text).join('\n')).to.include(refundId);
+  });
+
+  it('asks for sign-in when no cashier is signed in, then completes the same sale once', async () => {
+    await expectText('cashier-name', 'Not signed in');
+    await scanner().scan(PEN.code);
+    await line(PEN.name).waitFor({ timeout: UI_WAIT_MS });
+    await expectText('total-money', '€4.50');
+    await page.keyboard.press('F8');
+    await page.locator('[data-testid="dlg-cash"][open]').waitFor({ timeout: UI_WAIT_MS });
+    await page.click('[data-testid="cash-quick-btn"]:has-text("Exact")');
+    await page.locator('[data-testid="dlg-cash"]:not([open])').waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+
+    await page.keyboard.press('F9');
+    // The sale waits for a cashier: the sign-in dialog opens by itself; nothing is charged.
+    await page.locator('[data-testid="dlg-signin"][open]').waitFor({ timeout: UI_WAIT_MS });
+    const key = the().terminal.app.state().completing?.key ?? '';
+    expect(the().terminal.app.state().completing?.waiting?.for).to.equal('cashier');
+    await expectText('completing-text', 'A cashier must sign in');
+    expect(await eventsWithKey(key)).to.equal(0);
+    await signIn();
+    await expectText('message', 'complete the sale again');
+    expect(await tid('btn-complete').isEnabled()).to.equal(true);
+    expect(await lines().count()).to.equal(1);
+
+    await page.keyboard.press('F9');
+    await expectText('message', /Sale S\d{10} complete/);
+    expect(the().terminal.app.state().lastSale?.cash.dueMinor).to.equal(450);
+    expect(key).to.match(/^t\d+:/);
+    expect(await eventsWithKey(key)).to.equal(1);
+  });
+
+  it('asks for the customer PIN in a masked dialog, refuses a wrong one, charges once with the right one', async () => {
+    const ledger = the().store.server.ledger;
+    ledger.customerPinAboveMinor = 0;
+    const set = await the().store.operator('PUT', `/api/customers/${ANNA.id}/pin`, { pin: '2580' });
+    expect(set.status, set.text).to.equal(200);
+    try {
+      const before = await annaUnits('ACME');
+      const salesBefore = await annaSales();
+      await scanner().scan(PEN.code);
+      await line(PEN.name).waitFor({ timeout: UI_WAIT_MS });
+      await scanner().scan(ANNA.card);
+      await expectText('customer-name', ANNA.name);
+      await page.click('[data-testid="btn-tender"][data-token="ACME"]');
+      await expectText('debits', '90 ACME');
+
+      await page.click('[data-testid="btn-complete"]');
+      const dialog = page.locator('[data-testid="dlg-customer-pin"][open]');
+      await dialog.waitFor({ timeout: UI_WAIT_MS });
+      expect(await tid('customer-pin-input').getAttribute('type')).to.equal('password');
+      expect(await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]').isHidden()).to.equal(true);
+
+      // A wrong PIN tapped on the keypad: refused in the dialog, nothing charged.
+      for (const d of '1111') await page.click(`[data-testid="customer-pin-key"][data-key="${d}"]`);
+      expect(await tid('customer-pin-input').inputValue()).to.equal('1111');
+      await page.click('[data-testid="btn-customer-pin-ok"]');
+      await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
+      await expectText('dlg-customer-pin', 'The customer PIN is wrong');
+      expect(await tid('customer-pin-input').inputValue()).to.equal('');
+      expect(await annaUnits('ACME')).to.equal(before);
+
+      // Esc gives up paying this way: the cart stays, nothing is charged.
+      const firstKey = the().terminal.app.state().completing?.key ?? '';
+      await page.keyboard.press('Escape');
+      await expectText('message', 'nothing was charged');
+      await page.locator('[data-testid="dlg-customer-pin"]:not([open])').waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+      expect(await lines().count()).to.equal(1);
+      expect(the().terminal.app.state().completing).to.equal(null);
+      expect(await eventsWithKey(firstKey)).to.equal(0);
+      expect(await annaUnits('ACME')).to.equal(before);
+
+      // Completed again, the right PIN typed on the keyboard completes the sale once.
+      await page.keyboard.press('F9');
+      await dialog.waitFor({ timeout: UI_WAIT_MS });
+      const key = the().terminal.app.state().completing?.key ?? '';
+      await tid('customer-pin-input').focus();
+      await page.keyboard.type('2580');
+      await page.keyboard.press('Enter');
+      await expectText('message', /Sale S\d{10} complete/);
+      await page.locator('[data-testid="dlg-customer-pin"]:not([open])').waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+      expect(await annaUnits('ACME')).to.equal(before - 90);
+      expect((await annaSales()).slice(salesBefore.length)).to.deep.equal([the().terminal.app.state().lastSale?.saleId]);
+      expect(await eventsWithKey(key)).to.equal(1);
+    } finally {
+      ledger.customerPinAboveMinor = null;
+    }
   });
 
   it('keeps the cart when the store server stops, refuses Complete and charges nothing', async () => {

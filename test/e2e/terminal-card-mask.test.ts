@@ -53,6 +53,9 @@ describe('e2e: card numbers are masked on the cashier screen, receipts and the t
     watcher.on('state', (s: unknown) => pushed.push(JSON.stringify(s)));
     browser = await launchBrowser();
     page = await openScreen(browser, rig.terminal.screen.url);
+    // The store sells only with a cashier signed in on the till.
+    await rig.terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    expect(rig.terminal.app.state().cashier?.staffId).to.equal('ana');
   });
   after(async () => {
     watcher?.disconnect();

@@ -2,13 +2,13 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
-import { createServer as createTlsServer, connect as connectTls } from 'node:tls';
-import { issueServerCertificate, tlsPaths } from '../../platform/tls.ts';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { loadConfig, writeConfig } from '../../vendor-server/config.ts';
 import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, START_DEADLINE_MS, until, type ChildServer } from '../helpers/process.ts';
 import { fetchTls } from '../helpers/http.ts';
 import { tempDir } from '../helpers/vendor.ts';
@@ -16,6 +16,8 @@ import { screenSocket } from '../helpers/browser.ts';
 
 const PEN = '4006381333931';
 const CARD = 'C0000000018';
+const CUSTOMER_ID = 'cust-000001';
+const CUSTOMER_PIN = '864209';
 
 /** A TCP proxy that can drop everything the server sends: a request arrives, its answer is lost. */
 async function blackholeProxy(targetPort: () => number): Promise<{ port: number; blackhole: (on: boolean) => void; close: () => Promise<void> }> {
@@ -49,27 +51,28 @@ async function blackholeProxy(targetPort: () => number): Promise<{ port: number;
 }
 
 /**
- * A TCP proxy in front of a socket.io server that can replace the text of WebSocket
- * frames the server sends (socket.io sends each packet as one unmasked, uncompressed
- * text frame). `rewrite` returns the new text, or null to pass a frame on unchanged.
+ * A proxy in front of a socket.io server that can replace the text of WebSocket frames
+ * the server sends (socket.io sends each packet as one unmasked, uncompressed text
+ * frame). `rewrite` returns the new text, or null to pass a frame on unchanged. The store
+ * is reached over TLS only, so the proxy ends TLS with the store's own certificate (the
+ * one its terminals trust) and opens TLS again to the store.
  */
-async function rewritingProxy(targetPort: number, storeDir: string, rewrite: (text: string) => string | null): Promise<{ port: number; close: () => Promise<void> }> {
+async function rewritingProxy(
+  targetPort: number,
+  tls: { cert: string; key: string; ca: string },
+  rewrite: (text: string) => string | null,
+): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<Socket>();
-  // The proxy ends TLS on both sides, so it can read the frames: it holds a certificate the
-  // store's own authority signs (read from the store's files), which the paired terminal trusts.
-  const paths = tlsPaths(join(storeDir, 'tls'));
-  const ca = { certPem: await readFile(paths.caCert, 'utf8'), keyPem: await readFile(paths.caKey, 'utf8') };
-  const identity = await issueServerCertificate(ca, ['127.0.0.1']);
   const frame = (text: string): Buffer => {
     const payload = Buffer.from(text, 'utf8');
     const n = payload.length;
     const head = n < 126 ? Buffer.from([0x81, n]) : n < 65_536 ? Buffer.from([0x81, 126, n >> 8, n & 0xff]) : Buffer.concat([Buffer.from([0x81, 127]), Buffer.from(new BigUint64Array([BigInt(n)]).buffer).reverse()]);
     return Buffer.concat([head, payload]);
   };
-  const srv = createTlsServer({ cert: identity.certPem, key: identity.keyPem }, (client) => {
-    const upstream = connectTls({ port: targetPort, host: '127.0.0.1', ca: ca.certPem });
+  const srv = createTlsServer({ cert: tls.cert, key: tls.key }, (client) => {
+    const upstream = tlsConnect({ port: targetPort, host: '127.0.0.1', ca: tls.ca });
     sockets.add(client).add(upstream);
-    client.on('data', (d) => upstream.write(d));
+    client.on('data', (d: Buffer) => upstream.write(d));
     let buf = Buffer.alloc(0);
     let mode: 'head' | 'frames' | 'raw' = 'head';
     upstream.on('data', (d: Buffer) => {
@@ -153,6 +156,24 @@ async function eventsWithKey(store: Store, key: string): Promise<number> {
     .trim()
     .split('\n')
     .filter((l) => (JSON.parse(l) as { event?: { key: string | null } }).event?.key === key).length;
+}
+
+/** The store's own certificate, key and authority: what a proxy needs to stand in for it. */
+async function storeTls(store: Store): Promise<{ cert: string; key: string; ca: string }> {
+  const pem = (name: string) => readFile(join(store.dir, 'vendor', 'tls', name), 'utf8');
+  return { cert: await pem('server-cert.pem'), key: await pem('server-key.pem'), ca: await pem('ca-cert.pem') };
+}
+
+const exists = (file: string) => stat(file).then(() => true, () => false);
+
+/** Restarts the store on its port with every token payment needing the PIN of a customer who set one. */
+async function requireCustomerPins(store: Store): Promise<void> {
+  await killHard(store.server.child);
+  const vendorDir = join(store.dir, 'vendor');
+  await writeConfig(vendorDir, { ...(await loadConfig(vendorDir)), customerPinAboveMinor: 0 });
+  store.server = await spawnVendorServer(vendorDir, START_DEADLINE_MS, store.port);
+  const set = await op(store, 'PUT', `/api/customers/${CUSTOMER_ID}/pin`, { pin: CUSTOMER_PIN });
+  expect(set.status, set.text).to.equal(200);
 }
 
 async function acmeBalance(store: Store): Promise<number> {
@@ -248,7 +269,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
     // applying an appended event fails): the terminal must not take that as a refusal.
     let replaced = 0;
-    const proxy = await rewritingProxy(store.port, join(store.dir, 'vendor'), (text) => {
+    const tls = await storeTls(store);
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
@@ -297,7 +319,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
    */
   async function saleWithReceiptAnswer(code: string) {
     let replaced = 0;
-    const proxy = await rewritingProxy(store.port, join(store.dir, 'vendor'), (text) => {
+    const proxy = await rewritingProxy(store.port, await storeTls(store), (text) => {
       const ack = /^43(\d+)\[\{"ok":true,"data":\{"store"/.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
@@ -411,5 +433,339 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
     const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.length).to.be.at.least(1);
+  });
+
+  it('asks for the customer PIN, refuses a wrong one, and charges once when the answer to the right one is lost', async () => {
+    await requireCustomerPins(store);
+    const proxy = await blackholeProxy(() => store.port);
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    // Refused for the PIN: the sale waits with its key and body on disk, nothing charged.
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(key).to.match(/^t\d+:/);
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN_REQUIRED');
+    expect(app.state().cart.lines).to.have.length(1);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    const pendingFile = join(dir, 'pending-sale.json');
+    const onDisk = JSON.parse(await readFile(pendingFile, 'utf8')) as { key: string; body: Record<string, unknown> };
+    expect(onDisk.key).to.equal(key);
+
+    // A wrong PIN: refused, still waiting under the same key, nothing charged.
+    await app.command({ type: 'customerPin', pin: '1111' });
+    await app.whenIdle();
+    expect(app.state().completing?.key).to.equal(key);
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN');
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // The right PIN reaches the server and is committed, but the answer is lost.
+    proxy.blackhole(true);
+    const paying = app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
+    await until('the ack to time out', () => (app.state().message?.text.includes('waiting for the store server to confirm the sale') === true ? true : undefined));
+    expect(app.state().completing?.key).to.equal(key);
+    // While it waits, the PIN is on no file of the terminal's.
+    const waitingOnDisk = await readFile(pendingFile, 'utf8');
+    expect(waitingOnDisk).to.not.include(CUSTOMER_PIN).and.not.include('customerPin');
+    expect(JSON.parse(waitingOnDisk)).to.deep.equal(onDisk);
+    proxy.blackhole(false);
+    await paying;
+    await app.whenIdle();
+
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(pendingFile)).to.equal(false);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
+    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+  });
+
+  it('gives up a sale waiting for the customer PIN with nothing charged, the cart kept and the store still selling', async () => {
+    await requireCustomerPins(store);
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    await app.command({ type: 'stopCompletion' });
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.text).to.include('nothing was charged');
+    expect(s.cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // The cart is paid in cash instead, under a new key.
+    await app.command({ type: 'setTenders', tenders: [] });
+    await app.command({ type: 'setCash', cashTenderedMinor: 500 });
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(app.state().lastSale?.cash.changeMinor).to.equal(50);
+    expect(await acmeBalance(store)).to.equal(before);
+  });
+
+  it('waits for a cashier to sign in, then completes the same key once', async () => {
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('cashier');
+    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CASHIER_REQUIRED');
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(true);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    // The cart cannot change under the waiting key.
+    await app.command({ type: 'scan', code: PEN });
+    expect(app.state().cart.lines[0]?.qty).to.equal(1);
+
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    expect(app.state().message?.text).to.include('complete the sale again');
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().completing).to.equal(null);
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('sends a refund whose answer was lost again under its key, kept on disk across a restart until the answer', async () => {
+    const proxy = await blackholeProxy(() => store.port);
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    await app.command({ type: 'complete' });
+    const saleId = app.state().lastSale?.saleId ?? '';
+    expect(saleId).to.match(/^S\d{10}$/);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+
+    await app.command({ type: 'scan', code: saleId });
+    expect(app.state().refund?.sale.saleId).to.equal(saleId);
+    const refundFile = join(dir, 'pending-refund.json');
+
+    // The refund is committed, but every answer to it is lost: the terminal gives up for now.
+    proxy.blackhole(true);
+    await app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
+    const pending = JSON.parse(await readFile(refundFile, 'utf8')) as { key: string; saleId: string };
+    expect(pending.saleId).to.equal(saleId);
+    expect(await readFile(refundFile, 'utf8')).to.not.include('9999');
+    expect(await eventsWithKey(store, pending.key)).to.equal(1);
+    expect(app.state().refund?.refunded).to.equal(null);
+    expect(app.state().message?.kind).to.equal('error');
+    expect(app.state().message?.text).to.include('did not confirm the refund');
+    expect(await acmeBalance(store)).to.equal(before);
+
+    // The till is restarted; tried again, the refund is sent under the key on its disk
+    // and answered with the refund that went through.
+    proxy.blackhole(false);
+    await terminal.close();
+    const again: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+    cleanups.unshift(() => again.close());
+    await until('link', () => (again.app.link.connected ? true : undefined));
+    await again.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await again.app.command({ type: 'scan', code: saleId });
+    expect(again.app.state().refund?.sale.saleId).to.equal(saleId);
+    await again.app.command({ type: 'refund', staffId: 'sam', pin: '9999', reason: 'damaged item' });
+    const s: ScreenState = again.app.state();
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(s.refund?.refunded?.credited).to.deep.equal({ ACME: 90 });
+    expect(await eventsWithKey(store, pending.key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before);
+    expect(await exists(refundFile)).to.equal(false);
+  });
+
+  it('asks for the customer PIN again after a restart, under the same key, and charges once', async () => {
+    await requireCustomerPins(store);
+    const dir = await pairedTerminalDir();
+    const start = () => startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    let terminal: RunningTerminal = await start();
+    cleanups.unshift(() => terminal.close());
+    await until('link', () => (terminal.app.link.connected ? true : undefined));
+    await terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await terminal.app.command({ type: 'scan', code: PEN });
+    await terminal.app.command({ type: 'scan', code: CARD });
+    await terminal.app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await terminal.app.command({ type: 'complete' });
+    await terminal.app.whenIdle();
+    const key = terminal.app.state().completing?.key ?? '';
+    expect(terminal.app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    // The till stops while the customer is typing. Started again, it sends the same sale:
+    // the new connection has no cashier yet, then the PIN is asked for again.
+    await terminal.close();
+    terminal = await start();
+    const { app } = terminal;
+    await until('the sale waiting for a cashier', () => (app.state().completing?.waiting?.for === 'cashier' ? true : undefined));
+    expect(app.state().completing?.key).to.equal(key);
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+    expect(app.state().completing?.key).to.equal(key);
+    expect(await eventsWithKey(store, key)).to.equal(0);
+    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('keeps the key of a sale answered "paired again", and completes it once when sent again', async () => {
+    // The server commits the sale; its answer arrives as VND_ERR_CREDENTIAL_REPLACED.
+    let replaced = 0;
+    const tls = await storeTls(store);
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_CREDENTIAL_REPLACED","message":"this terminal was paired again"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(replaced).to.equal(1);
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('pairing');
+    expect(app.state().message?.text).to.include('paired with the store again');
+    expect(app.state().cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(true);
+    expect(await eventsWithKey(store, key)).to.equal(1);
+
+    // Sent again, the same key is answered with the sale that went through: charged once.
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+  });
+
+  it('says a revoked till must be paired again, keeps the cart and charges nothing', async () => {
+    const dir = await pairedTerminalDir();
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    const revoked = await op(store, 'POST', `/api/terminals/${terminal.app.state().terminal.id}/revoke`);
+    expect(revoked.status, revoked.text).to.equal(200);
+    await until('revoked', () => (app.state().status.server.state === 'revoked' ? true : undefined));
+
+    await app.command({ type: 'complete' });
+    const s: ScreenState = app.state();
+    expect(s.message?.code).to.equal('POS_ERR_NOT_PAIRED');
+    expect(s.message?.text).to.include('paired with the store again');
+    expect(s.completing).to.equal(null);
+    expect(s.cart.lines).to.have.length(1);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    expect(await acmeBalance(store)).to.equal(before);
+  });
+
+  it('charges once when the answer to the customer PIN is replaced by an internal error', async () => {
+    await requireCustomerPins(store);
+    let replaced = 0;
+    const tls = await storeTls(store);
+    const proxy = await rewritingProxy(store.port, tls, (text) => {
+      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
+      if (ack === null || replaced > 0) return null;
+      replaced += 1;
+      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_INTERNAL","message":"internal error in the store server"}}]`;
+    });
+    cleanups.unshift(() => proxy.close());
+    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+    const dir = join(store.dir, 'terminal');
+    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+    cleanups.unshift(() => terminal.close());
+    const { app } = terminal;
+    await until('link', () => (app.link.connected ? true : undefined));
+    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+    await app.command({ type: 'scan', code: PEN });
+    await app.command({ type: 'scan', code: CARD });
+    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const before = await acmeBalance(store);
+    await app.command({ type: 'complete' });
+    await app.whenIdle();
+    const key = app.state().completing?.key ?? '';
+    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+    // The sale with the PIN is committed; its answer arrives as an internal error, so the
+    // same key is sent again (with the PIN held in memory) and answered with the sale.
+    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+    await app.whenIdle();
+    expect(replaced).to.equal(1);
+    const s: ScreenState = app.state();
+    expect(s.completing).to.equal(null);
+    expect(s.message?.kind, s.message?.text).to.equal('success');
+    expect(await eventsWithKey(store, key)).to.equal(1);
+    expect(await acmeBalance(store)).to.equal(before - 90);
+    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
   });
 });

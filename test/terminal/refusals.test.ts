@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ERRORS } from '../../core/index.ts';
-import { isDefiniteSaleRefusal } from '../../terminal/refusals.ts';
+import { classifySaleRefusal, isDefiniteSaleRefusal } from '../../terminal/refusals.ts';
 
 /**
  * A pending sale's key is dropped only when the store server certainly committed
@@ -39,5 +39,35 @@ describe('terminal: which refusals drop a pending sale', () => {
     // Only 4xx answers can be definite: a 5xx says the server failed, not that it judged.
     for (const code of definite) expect(ERRORS[code as keyof typeof ERRORS].status, code).to.be.within(400, 499);
     expect(definite.filter((c) => ERRORS[c as keyof typeof ERRORS].status === 503)).to.deep.equal([]);
+  });
+
+  it('waits for the customer PIN after PIN refusals, keeping the key and body', () => {
+    for (const code of ['VND_ERR_CUSTOMER_PIN_REQUIRED', 'VND_ERR_CUSTOMER_PIN', 'VND_ERR_RATE_LIMITED']) {
+      expect(classifySaleRefusal(code), code).to.equal('customer-pin');
+      expect(isDefiniteSaleRefusal(code), code).to.equal(false);
+    }
+  });
+
+  it('drops the key of a sale whose card or till is locked for PINs: retrying cannot help', () => {
+    for (const code of ['VND_ERR_CUSTOMER_LOCKED', 'VND_ERR_TERMINAL_LOCKED']) expect(classifySaleRefusal(code), code).to.equal('definite');
+  });
+
+  it('waits for a cashier, or for pairing the till again, keeping the key', () => {
+    expect(classifySaleRefusal('VND_ERR_CASHIER_REQUIRED')).to.equal('cashier');
+    for (const code of ['VND_ERR_TERMINAL_REVOKED', 'VND_ERR_CREDENTIAL_REPLACED', 'VND_ERR_UNAUTHENTICATED']) {
+      expect(classifySaleRefusal(code), code).to.equal('pairing');
+      expect(isDefiniteSaleRefusal(code), code).to.equal(false);
+    }
+  });
+
+  it('sends the same key again after anything else', () => {
+    for (const code of ['VND_ERR_INTERNAL', 'VND_ERR_SHUTTING_DOWN', 'VND_ERR_IDEMPOTENCY_CONFLICT', 'VND_ERR_SOMETHING_NEW', '__proto__', 'constructor']) {
+      expect(classifySaleRefusal(code), code).to.equal('unknown');
+    }
+  });
+
+  it('names only codes of the catalogue', () => {
+    const kinds = Object.keys(ERRORS).map((c) => classifySaleRefusal(c));
+    for (const kind of ['definite', 'customer-pin', 'cashier', 'pairing', 'unknown']) expect(kinds, kind).to.include(kind);
   });
 });
