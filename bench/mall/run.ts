@@ -20,10 +20,10 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { authorityFor, authorityIfKnown, fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
 import { initMall } from '../../mall-sync/init.ts';
 import { cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
 import { readProfile, summarise } from './cpu-profile.ts';
@@ -157,7 +157,7 @@ async function stopMall(mall: Mall): Promise<void> {
 }
 
 function mallTarget(mall: Mall): Target {
-  return { name: mall.child.name, url: mall.child.url, ca: authorityIfKnown(mall.child.url), check: checkMallAck };
+  return { name: mall.child.name, url: mall.child.url, ca: authorityFor(mall.child.url), check: checkMallAck };
 }
 
 /** Vendors with the same keys and the same invented history, from batch 1: one set per mall. */
@@ -207,7 +207,7 @@ async function fill(target: Target, vendors: readonly SimVendor[], events: numbe
 
 async function metricsLine(url: string): Promise<string> {
   try {
-    const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const text = await (await fetchTls(`${url}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
     const fsyncs = value('mallpos_mall_journal_fsync_seconds_count');
     const fsyncS = value('mallpos_mall_journal_fsync_seconds_sum');
@@ -232,8 +232,11 @@ async function throughput(vendors: SimVendor[]): Promise<{ mallpos: number; ceil
   await register(mall.child.url, adminToken, vendors);
   const keysFile = join(root, 'vendor-keys.json');
   await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
-  const ceiling = await spawnCeiling(keysFile, START_TIMEOUT_MS);
-  const targets = { mallpos: mallTarget(mall), ceiling: { name: 'ceiling', url: ceiling.url, check: checkCeilingAnswer } };
+  // The ceiling serves HTTPS from its own authority, as the mall does: the same transport on both sides.
+  const ceilingTls = join(root, 'ceiling-tls');
+  const ceiling = await spawnCeiling(keysFile, ceilingTls, START_TIMEOUT_MS);
+  await trustAuthorityFile(ceiling.url, ceilingTls);
+  const targets = { mallpos: mallTarget(mall), ceiling: { name: 'ceiling', url: ceiling.url, ca: authorityFor(ceiling.url), check: checkCeilingAnswer } };
   const children = { mallpos: mall.child, ceiling };
   const results: Record<'mallpos' | 'ceiling', Measured[]> = { mallpos: [], ceiling: [] };
   let measuredFromMs = 0;
