@@ -213,7 +213,12 @@ async function metricsLine(url: string): Promise<string> {
     const fsyncS = value('mallpos_mall_journal_fsync_seconds_sum');
     const ingests = value('mallpos_mall_ingest_latency_seconds_count');
     const ingestS = value('mallpos_mall_ingest_latency_seconds_sum');
-    return `journal group commits ${fmt(fsyncs)} (mean ${((fsyncS / fsyncs) * 1000).toFixed(1)} ms), batches ${fmt(ingests)} (mean ingest latency ${((ingestS / ingests) * 1000).toFixed(0)} ms)`;
+    const events = value('mallpos_mall_events_ingested_total');
+    const flagged = value('mallpos_mall_events_flagged_total');
+    return (
+      `journal group commits ${fmt(fsyncs)} (mean ${((fsyncS / fsyncs) * 1000).toFixed(1)} ms), batches ${fmt(ingests)} (mean ingest latency ${((ingestS / ingests) * 1000).toFixed(0)} ms), ` +
+      `events ${fmt(events)} of which flagged ${fmt(flagged)}`
+    );
   } catch (err) {
     return `/metrics did not answer: ${(err as Error).message}`;
   }

@@ -43,9 +43,9 @@ import type { Browser, Page } from 'playwright-core';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { VirtualScanner } from '../../hardware/scanner/index.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
-import { launchBrowser, openScreen } from '../../test/helpers/browser.ts';
-import { fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
+import { fetchTls, trustDataDir } from '../tls-client.ts';
+import { launchBrowser, openScreen } from './browser.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
