@@ -35,15 +35,17 @@ export interface TlsFetchResponse {
   status: number;
   ok: boolean;
   text(): Promise<string>;
+  json(): Promise<unknown>;
 }
 
 /** A GET or POST to one of the bench's HTTPS servers, trusting only its registered authority. */
-export async function fetchTls(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<TlsFetchResponse> {
+export async function fetchTls(url: string, init: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number } = {}): Promise<TlsFetchResponse> {
   const res = await tlsRequest(url, {
     method: init.method ?? 'GET',
     headers: init.headers ?? {},
     ...(init.body === undefined ? {} : { body: init.body }),
+    ...(init.timeoutMs === undefined ? {} : { timeoutMs: init.timeoutMs }),
     ca: authorityFor(url),
   });
-  return { status: res.status, ok: res.ok, text: () => Promise.resolve(res.text) };
+  return { status: res.status, ok: res.ok, text: () => Promise.resolve(res.text), json: () => Promise.resolve(res.json()) };
 }
