@@ -7,7 +7,8 @@
  *              and its batch.ingested event is fdatasynced in the mall journal;
  *   ceiling  - bench/mall/ceiling-server.ts, a child process doing only what any mall
  *              must: parse, verify the signature, parse the payload, hash the events;
- * both receiving the very same batches, run after run, side by side. Then the cost of an
+ * both receiving the very same batches over HTTPS (each server with its own certificate
+ * authority, which the senders trust), run after run, side by side. Then the cost of an
  * event with 10,000 events already ingested against 1,000,000 (100,000 with --quick).
  *
  *   npm run bench:mall [-- --quick] [-- --profile] [-- --concurrency N]
