@@ -112,12 +112,12 @@ export function spawnMall(name: string, dataDir: string, opts: { timeoutMs: numb
   );
 }
 
-/** The ceiling server; it prints `{"port":N}` once it listens on 127.0.0.1. */
-export function spawnCeiling(keysFile: string, timeoutMs: number): Promise<Child> {
+/** The ceiling server (HTTPS, its authority in tlsDir); it prints `{"port":N}` once it listens on 127.0.0.1. */
+export function spawnCeiling(keysFile: string, tlsDir: string, timeoutMs: number): Promise<Child> {
   return spawnChild(
     'ceiling',
-    ['--import', 'tsx', 'bench/mall/ceiling-server.ts', keysFile],
-    (line) => (typeof line['port'] === 'number' ? `http://127.0.0.1:${line['port']}` : null),
+    ['--import', 'tsx', 'bench/mall/ceiling-server.ts', keysFile, tlsDir],
+    (line) => (typeof line['port'] === 'number' ? `https://127.0.0.1:${line['port']}` : null),
     timeoutMs,
   );
 }

@@ -7,7 +7,8 @@
  *              and its batch.ingested event is fdatasynced in the mall journal;
  *   ceiling  - bench/mall/ceiling-server.ts, a child process doing only what any mall
  *              must: parse, verify the signature, parse the payload, hash the events;
- * both receiving the very same batches, run after run, side by side. Then the cost of an
+ * both receiving the very same batches over HTTPS (each server with its own certificate
+ * authority, which the senders trust), run after run, side by side. Then the cost of an
  * event with 10,000 events already ingested against 1,000,000 (100,000 with --quick).
  *
  *   npm run bench:mall [-- --quick] [-- --profile] [-- --concurrency N]
@@ -20,10 +21,10 @@
  */
 import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { authorityFor, authorityIfKnown, fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
 import { initMall } from '../../mall-sync/init.ts';
 import { cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
 import { readProfile, summarise } from './cpu-profile.ts';
@@ -157,7 +158,7 @@ async function stopMall(mall: Mall): Promise<void> {
 }
 
 function mallTarget(mall: Mall): Target {
-  return { name: mall.child.name, url: mall.child.url, ca: authorityIfKnown(mall.child.url), check: checkMallAck };
+  return { name: mall.child.name, url: mall.child.url, ca: authorityFor(mall.child.url), check: checkMallAck };
 }
 
 /** Vendors with the same keys and the same invented history, from batch 1: one set per mall. */
@@ -207,13 +208,18 @@ async function fill(target: Target, vendors: readonly SimVendor[], events: numbe
 
 async function metricsLine(url: string): Promise<string> {
   try {
-    const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    const text = await (await fetchTls(`${url}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
     const fsyncs = value('mallpos_mall_journal_fsync_seconds_count');
     const fsyncS = value('mallpos_mall_journal_fsync_seconds_sum');
     const ingests = value('mallpos_mall_ingest_latency_seconds_count');
     const ingestS = value('mallpos_mall_ingest_latency_seconds_sum');
-    return `journal group commits ${fmt(fsyncs)} (mean ${((fsyncS / fsyncs) * 1000).toFixed(1)} ms), batches ${fmt(ingests)} (mean ingest latency ${((ingestS / ingests) * 1000).toFixed(0)} ms)`;
+    const events = value('mallpos_mall_events_ingested_total');
+    const flagged = value('mallpos_mall_events_flagged_total');
+    return (
+      `journal group commits ${fmt(fsyncs)} (mean ${((fsyncS / fsyncs) * 1000).toFixed(1)} ms), batches ${fmt(ingests)} (mean ingest latency ${((ingestS / ingests) * 1000).toFixed(0)} ms), ` +
+      `events ${fmt(events)} of which flagged ${fmt(flagged)}`
+    );
   } catch (err) {
     return `/metrics did not answer: ${(err as Error).message}`;
   }
@@ -232,8 +238,11 @@ async function throughput(vendors: SimVendor[]): Promise<{ mallpos: number; ceil
   await register(mall.child.url, adminToken, vendors);
   const keysFile = join(root, 'vendor-keys.json');
   await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
-  const ceiling = await spawnCeiling(keysFile, START_TIMEOUT_MS);
-  const targets = { mallpos: mallTarget(mall), ceiling: { name: 'ceiling', url: ceiling.url, check: checkCeilingAnswer } };
+  // The ceiling serves HTTPS from its own authority, as the mall does: the same transport on both sides.
+  const ceilingTls = join(root, 'ceiling-tls');
+  const ceiling = await spawnCeiling(keysFile, ceilingTls, START_TIMEOUT_MS);
+  await trustAuthorityFile(ceiling.url, ceilingTls);
+  const targets = { mallpos: mallTarget(mall), ceiling: { name: 'ceiling', url: ceiling.url, ca: authorityFor(ceiling.url), check: checkCeilingAnswer } };
   const children = { mallpos: mall.child, ceiling };
   const results: Record<'mallpos' | 'ceiling', Measured[]> = { mallpos: [], ceiling: [] };
   let measuredFromMs = 0;

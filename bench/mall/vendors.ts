@@ -47,9 +47,6 @@ export const BENCH_FEES: FeeSchedule = {
 export const BATCH_EVENTS = 500;
 const CUSTOMERS_PER_VENDOR = 2_000;
 const TERMINALS_PER_VENDOR = 4;
-/** Event time: the first sale of the bench's history, then one sale per vendor every SALE_EVERY_MS. */
-const HISTORY_START_MS = Date.parse('2026-03-02T08:00:00.000Z');
-const SALE_EVERY_MS = 45_000;
 const SALE_LINES = 3;
 
 export interface SimVendor {
@@ -68,6 +65,8 @@ export interface SimVendor {
   batchHash: string;
   eventSeq: number;
   eventHash: string;
+  /** Time of the last sale journalled (ms), so the vendor's event times never step back. */
+  lastAtMs: number;
   rng: () => number;
 }
 
@@ -129,6 +128,7 @@ export async function makeVendors(count: number): Promise<SimVendor[]> {
       batchHash: ZERO_HASH,
       eventSeq: 0,
       eventHash: ZERO_HASH,
+      lastAtMs: 0,
       rng: vendorRng(i),
     });
   }
@@ -141,7 +141,7 @@ function vendorRng(index: number): () => number {
 
 /** The same vendor (keys, token) at the start of its history again, for another mall. */
 export function restartChain(v: SimVendor): SimVendor {
-  return { ...v, batchSeq: 0, batchHash: ZERO_HASH, eventSeq: 0, eventHash: ZERO_HASH, rng: vendorRng(v.index) };
+  return { ...v, batchSeq: 0, batchHash: ZERO_HASH, eventSeq: 0, eventHash: ZERO_HASH, lastAtMs: 0, rng: vendorRng(v.index) };
 }
 
 /**
@@ -188,7 +188,7 @@ type SaleEvent = Extract<JournalEvent, { type: 'sale' }>;
  * neighbour's); line 3 with manufacturer coupons when it is one of the manufacturer's
  * products (every fourth sale), otherwise in cash.
  */
-function nextSale(v: SimVendor, seq: number): Omit<SaleEvent, 'prev'> {
+function nextSale(v: SimVendor, seq: number, at: string): Omit<SaleEvent, 'prev'> {
   const rng = v.rng;
   const sunnySale = seq % 4 === 0;
   const chosen: CatalogItem[] = [];
@@ -232,7 +232,6 @@ function nextSale(v: SimVendor, seq: number): Omit<SaleEvent, 'prev'> {
   const dueMinor = totalMinor - coveredMinor;
   const tenderedMinor = dueMinor === 0 ? 0 : Math.ceil(dueMinor / 500) * 500;
   const terminal = `t${String(1 + (seq % TERMINALS_PER_VENDOR)).padStart(3, '0')}`;
-  const at = new Date(HISTORY_START_MS + seq * SALE_EVERY_MS + v.index * 1_000).toISOString();
   return {
     seq,
     v: 1,
@@ -270,8 +269,13 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
   const events: SaleEvent[] = [];
   let prev = v.eventHash;
   const fromSeq = v.eventSeq + 1;
+  // The sales happened just now, one a millisecond, ending as the batch is cut: the mall
+  // judges event times against their arrival (within a clock skew of minutes), and a
+  // batch reaches it within seconds of being cut, as a live store's pusher sends it. A
+  // vendor cutting faster than a sale a millisecond runs ahead by at most that much.
+  const firstAtMs = Math.max(Date.now() - count + 1, v.lastAtMs + 1);
   for (let seq = fromSeq; seq < fromSeq + count; seq++) {
-    const { seq: s, ...rest } = nextSale(v, seq);
+    const { seq: s, ...rest } = nextSale(v, seq, new Date(firstAtMs + seq - fromSeq).toISOString());
     // The journal writes seq and prev first (platform/storage/journal.ts).
     const event = { seq: s, prev, ...rest } as SaleEvent;
     const text = JSON.stringify(event);
@@ -279,7 +283,7 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
     events.push(event);
     prev = sha256Hex(text);
   }
-  const lastAt = Date.parse((events[events.length - 1] as SaleEvent).at);
+  const lastAt = firstAtMs + count - 1;
   const payload: BatchPayload = {
     v: BATCH_VERSION,
     vendor: v.id,
@@ -287,7 +291,7 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
     prevBatchHash: v.batchHash,
     fromSeq,
     toSeq: fromSeq + count - 1,
-    createdAt: new Date(lastAt + 1_000).toISOString(),
+    createdAt: new Date(lastAt).toISOString(),
     totals: batchTotals(events),
     events: texts,
   };
@@ -299,6 +303,7 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
   v.batchHash = hash;
   v.eventSeq = payload.toSeq;
   v.eventHash = prev;
+  v.lastAtMs = lastAt;
   return {
     vendor: v.id,
     seq: payload.seq,

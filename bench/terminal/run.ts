@@ -43,9 +43,9 @@ import type { Browser, Page } from 'playwright-core';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { VirtualScanner } from '../../hardware/scanner/index.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
-import { launchBrowser, openScreen } from '../../test/helpers/browser.ts';
-import { fetchTls, trustDataDir } from '../../test/helpers/http.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
+import { fetchTls, trustDataDir } from '../tls-client.ts';
+import { launchBrowser, openScreen } from './browser.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
@@ -62,6 +62,8 @@ const CHILD_START_TIMEOUT_MS = 30_000;
 const CHILD_STOP_WAIT_MS = 3_000;
 const CLOCK_SAMPLES = 40;
 const BENCH_TOKENS = 100_000;
+/** The demo store's cashier (vendor-server/init.ts). */
+const CASHIER = { staffId: 'ana', pin: '1234', shown: 'Ana (cashier)' };
 
 const log = (text: string) => process.stderr.write(`${text}\n`);
 /** BENCH_TERMINAL_TRACE=file writes every scan's timings there, to look for patterns in the slow ones. */
@@ -264,6 +266,13 @@ async function main(): Promise<void> {
   await page.waitForSelector('[data-testid="status-server"][data-state="ok"]', { timeout: STEP_TIMEOUT_MS });
   await page.waitForSelector('[data-testid="status-scanner"][data-state="ok"]', { timeout: STEP_TIMEOUT_MS });
   await page.waitForSelector('[data-testid="status-printer"][data-state="ok"]', { timeout: STEP_TIMEOUT_MS });
+  // A sale needs a signed-in cashier on the terminal's connection: sign in through the
+  // screen's own dialog, as a cashier starts a shift (the demo store's cashier).
+  await page.click('[data-testid="btn-signin"]', { timeout: STEP_TIMEOUT_MS });
+  await page.fill('[data-testid="signin-staff"]', CASHIER.staffId);
+  await page.fill('[data-testid="signin-pin"]', CASHIER.pin);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction((name) => document.querySelector('[data-testid="cashier-name"]')?.textContent === name, CASHIER.shown, { timeout: STEP_TIMEOUT_MS });
   await page.evaluate(PROBE);
   const clockStart = await calibrate(page);
   log(`bench: set up in ${Math.round(performance.now() - started)} ms; page clock offset ${clockStart.offset.toFixed(2)} ms ± ${clockStart.uncertainty.toFixed(2)} ms`);

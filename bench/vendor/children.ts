@@ -1,4 +1,4 @@
-import { trustDataDir } from '../../test/helpers/http.ts';
+import { trustAuthorityFile, trustDataDir } from '../tls-client.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -170,14 +170,19 @@ export async function spawnMallpos(name: string, dataDir: string, opts: { timeou
   return child;
 }
 
-/** A bench server script; it prints `{"port":N}` once it listens on 127.0.0.1. */
-export function spawnScript(name: string, script: string, args: string[], timeoutMs: number): Promise<Child> {
-  return spawnChild({
+/**
+ * A bench server script; it prints `{"port":N}` once it listens on 127.0.0.1. It serves
+ * TLS from its own authority, which it writes to tlsDir and the bench then trusts.
+ */
+export async function spawnScript(name: string, script: string, args: string[], tlsDir: string, timeoutMs: number): Promise<Child> {
+  const child = await spawnChild({
     name,
-    args: ['--import', 'tsx', script, ...args],
+    args: ['--import', 'tsx', script, ...args, '--tls-dir', tlsDir],
     timeoutMs,
-    readyUrl: (line) => (typeof line['port'] === 'number' ? `http://127.0.0.1:${line['port']}` : null),
+    readyUrl: (line) => (typeof line['port'] === 'number' ? `https://127.0.0.1:${line['port']}` : null),
   });
+  await trustAuthorityFile(child.url, tlsDir);
+  return child;
 }
 
 /**

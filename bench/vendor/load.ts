@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { io, type Socket } from 'socket.io-client';
-import { authorityIfKnown } from '../../test/helpers/http.ts';
+import { authorityFor } from '../tls-client.ts';
 import { ACK_TIMEOUT_MS, type Ack, type ClientToServerEvents, type ServerToClientEvents } from '../../core/index.ts';
 
 /**
@@ -56,10 +56,9 @@ export async function connectTerminals(url: string, terminals: BenchTerminal[]):
     terminals.map(
       (t) =>
         new Promise<TerminalSocket>((resolve, reject) => {
-          const ca = authorityIfKnown(url);
           const socket: TerminalSocket = io(url, {
             auth: { token: t.credential },
-            ...(ca === undefined ? {} : { ca }),
+            ca: authorityFor(url),
             transports: ['websocket'],
             reconnection: false,
             forceNew: true,

@@ -242,8 +242,9 @@ async function sideBySide(root: string) {
   const profileDir = join(root, 'profile');
   const [mallpos, sqlite, ceiling] = await Promise.all([
     spawnMallpos('mallpos', store.dir, { timeoutMs: START_TIMEOUT_MS, ...(profile ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] } : {}) }),
-    spawnScript('sqlite', 'bench/vendor/sqlite-server.ts', ['--db', join(root, 'sqlite', 'ledger.db'), '--seed', seed], START_TIMEOUT_MS),
-    spawnScript('ceiling', 'bench/vendor/ceiling-server.ts', [], START_TIMEOUT_MS),
+    // The comparison servers serve WSS from their own authorities, as the vendor server does: the same transport for all three.
+    spawnScript('sqlite', 'bench/vendor/sqlite-server.ts', ['--db', join(root, 'sqlite', 'ledger.db'), '--seed', seed], join(root, 'sqlite-tls'), START_TIMEOUT_MS),
+    spawnScript('ceiling', 'bench/vendor/ceiling-server.ts', [], join(root, 'ceiling-tls'), START_TIMEOUT_MS),
   ]);
   log(`  started: mallpos in ${mallpos.startMs.toFixed(0)} ms, sqlite in ${sqlite.startMs.toFixed(0)} ms, ceiling in ${ceiling.startMs.toFixed(0)} ms`);
   const terminals = await pairTerminals(mallpos.url, store.operatorToken, (t) => cardsOf(store.cards, t));

@@ -5,17 +5,17 @@
  * balance check and debit, sale row), WAL with synchronous=FULL so that an acknowledged
  * sale is on disk, as the vendor server promises.
  *
- *   node --import tsx bench/vendor/sqlite-server.ts --db FILE --seed SEED.json
+ *   node --import tsx bench/vendor/sqlite-server.ts --db FILE --seed SEED.json --tls-dir DIR
  *
  * Listens on 127.0.0.1 on an ephemeral port and prints {"port":N}.
  */
 import { readFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Database from 'better-sqlite3';
 import { Server } from 'socket.io';
 import { bodyHash, MallposError, parse, saleCommitRequest, SOCKET_PAYLOAD_BYTES_MAX, type SaleCommitRequest } from '../../core/index.ts';
 import type { SqliteSeed } from './stores.ts';
+import { benchHttpsServer } from './tls-server.ts';
 import { exitWithParent } from './watch-parent.ts';
 
 function arg(name: string): string {
@@ -93,7 +93,7 @@ const commitSale = db.transaction((req: SaleCommitRequest, hash: string): unknow
   return result;
 });
 
-const http = createServer();
+const http = await benchHttpsServer();
 const io = new Server(http, { serveClient: false, maxHttpBufferSize: SOCKET_PAYLOAD_BYTES_MAX, pingInterval: 5_000, pingTimeout: 5_000, cors: { origin: false } });
 io.on('connection', (socket) => {
   socket.on('sale:commit', (payload: unknown, ack: unknown) => {

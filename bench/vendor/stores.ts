@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { fetchTls } from '../../test/helpers/http.ts';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { DEMO_PRODUCTS, initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
 import { openLedger } from '../../vendor-server/ledger/store.ts';
+import { fetchTls } from '../tls-client.ts';
 import { salePayload, SALE_TOKEN, type BenchTerminal } from './load.ts';
 
 /**
@@ -144,7 +144,7 @@ export async function pairTerminals(url: string, operatorToken: string, cardsFor
       method: 'POST',
       headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ name: `Bench till ${t + 1}` }),
-      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+      timeoutMs: HTTP_TIMEOUT_MS,
     });
     const body = (await created.json()) as { pairingCode?: string };
     if (!created.ok || body.pairingCode === undefined) throw new Error(`creating a terminal failed: ${created.status} ${JSON.stringify(body)}`);
@@ -152,7 +152,7 @@ export async function pairTerminals(url: string, operatorToken: string, cardsFor
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ code: body.pairingCode }),
-      signal: AbortSignal.timeout(HTTP_TIMEOUT_MS),
+      timeoutMs: HTTP_TIMEOUT_MS,
     });
     const p = (await paired.json()) as { terminalId?: string; credential?: string };
     if (!paired.ok || p.terminalId === undefined || p.credential === undefined) throw new Error(`pairing failed: ${paired.status} ${JSON.stringify(p)}`);
@@ -177,7 +177,7 @@ export async function writeSqliteSeed(path: string, cards: string[], unitsPerCus
 
 /** Scrapes a Prometheus histogram's sum and count from /metrics. */
 export async function histogram(url: string, name: string): Promise<{ sum: number; count: number } | null> {
-  const text = await (await fetchTls(`${url}/metrics`, { signal: AbortSignal.timeout(HTTP_TIMEOUT_MS) })).text();
+  const text = await (await fetchTls(`${url}/metrics`, { timeoutMs: HTTP_TIMEOUT_MS })).text();
   const sum = new RegExp(`^${name}_sum(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   const count = new RegExp(`^${name}_count(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   return sum === undefined || count === undefined ? null : { sum: Number(sum), count: Number(count) };
