@@ -1,11 +1,11 @@
 import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type * as X509 from '@peculiar/x509';
 import { fail, MallposError, type ErrorCode } from '../core/index.ts';
-import { fsyncDir } from './storage/index.ts';
+import { writeFileDurable } from './storage/index.ts';
 
 /**
  * TLS for the store network: a certificate authority per process that serves TLS (the
@@ -161,24 +161,8 @@ export async function issueServerCertificate(ca: PemPair, names: readonly string
  * directory synced.
  */
 export async function writeSecretFile(path: string, data: string): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const temp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  let renamed = false;
-  try {
-    const handle = await open(temp, 'wx', 0o600);
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
-    renamed = true;
-    await fsyncDir(dir);
-  } finally {
-    if (!renamed) await unlink(temp).catch(() => undefined);
-  }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFileDurable(path, data);
 }
 
 /** The names (DNS and IP) a certificate is valid for, lower-case and sorted. */
