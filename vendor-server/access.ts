@@ -377,19 +377,22 @@ export class AccessStore {
       c.lockedAt = stamp;
       locked.push('customer.locked');
     }
-    if (terminal !== undefined) {
-      terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
-      terminal.pinFailedAt = stamp;
-      entry.terminalFailures = terminal.pinFailures;
-      if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
-        terminal.pinLockedAt = stamp;
-        locked.push('terminal.locked');
-      }
-    }
+    if (terminal !== undefined) this.countTerminalFailure(terminal, stamp, entry, locked);
     await this.save();
     at.audit?.(entry);
     for (const event of locked) at.audit?.({ ...entry, event });
     fail('VND_ERR_CUSTOMER_PIN');
+  }
+
+  /** A wrong PIN at a till counts against the till too, whoever's PIN it was; enough of them lock its sign-ins. */
+  private countTerminalFailure(terminal: TerminalRecord, stamp: string, entry: PinAuditEntry, locked: PinAuditEntry['event'][]): void {
+    terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
+    terminal.pinFailedAt = stamp;
+    entry.terminalFailures = terminal.pinFailures;
+    if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
+      terminal.pinLockedAt = stamp;
+      locked.push('terminal.locked');
+    }
   }
 
   /** How long after its last failure a subject with this many failures must wait. */
@@ -461,15 +464,7 @@ export class AccessStore {
         locked.push('staff.locked');
       }
     }
-    if (terminal !== undefined) {
-      terminal.pinFailures = (terminal.pinFailures ?? 0) + 1;
-      terminal.pinFailedAt = stamp;
-      entry.terminalFailures = terminal.pinFailures;
-      if (terminal.pinFailures >= this.pinPolicy.terminalLockFailures) {
-        terminal.pinLockedAt = stamp;
-        locked.push('terminal.locked');
-      }
-    }
+    if (terminal !== undefined) this.countTerminalFailure(terminal, stamp, entry, locked);
     await this.save();
     at.audit?.(entry);
     for (const event of locked) at.audit?.({ ...entry, event });
