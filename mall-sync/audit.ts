@@ -18,8 +18,8 @@ import {
 } from '../core/index.ts';
 import { archivePaths, REGISTRY_TYP, type RegistryEntry } from './archive.ts';
 import { allotmentPurchase, clearedByAccount } from './clearing.ts';
-import type { AllotmentIssuedData, BatchIngestedData, MallEvent } from './events.ts';
-import { judgeBatch, type SaleOutcome } from './judge.ts';
+import type { AllotmentIssuedData, MallEvent } from './events.ts';
+import { batchIngestedData, judgeBatch, type SaleOutcome } from './judge.ts';
 import { buildStatement, type StatementPayload } from './statements.ts';
 import { own } from './store/dict.ts';
 import { applyMallEvent, emptyMallState, positionsSum, type MallState } from './store/state.ts';
@@ -198,23 +198,10 @@ async function replayBatch(
   if (b.ack.lastEventSeq !== payload.toSeq || b.ack.lastEventHash !== verified.lastHash || b.ack.events !== verified.events.length) note(`${where}: the ack does not name the batch's last event`);
   for (const c of judgement.clearing) if (c.type === 'sale') mine.set(c.eventSeq, { kind: 'cleared', record: c });
   for (const f of judgement.flagged) if (f.type === 'sale') mine.set(f.eventSeq, { kind: 'flagged', reason: f.reason });
-  const data: BatchIngestedData = {
-    vendor: b.vendor,
-    seq: b.seq,
-    hash,
-    kid,
-    fromSeq: payload.fromSeq,
-    toSeq: payload.toSeq,
-    createdAt: payload.createdAt,
-    lastEventSeq: payload.toSeq,
-    lastEventHash: verified.lastHash,
-    ack: b.ackJws,
-    clearing: judgement.clearing,
-    flagged: judgement.flagged,
-    allotmentsUsed: judgement.allotmentsUsed,
-    lastEventAt: judgement.lastEventAt,
-    registrySeq: b.ack.registrySeq,
-  };
+  const data = batchIngestedData(
+    { vendor: b.vendor, seq: b.seq, hash, kid, fromSeq: payload.fromSeq, toSeq: payload.toSeq, createdAt: payload.createdAt, lastEventHash: verified.lastHash, ack: b.ackJws, registrySeq: b.ack.registrySeq },
+    judgement,
+  );
   apply({ type: 'batch.ingested', at: b.ack.ingestedAt, data });
 }
 

@@ -22,8 +22,8 @@ import {
 import type { MallArchive } from './archive.ts';
 import { clearedByAccount } from './clearing.ts';
 import type { MallKeys } from './config.ts';
-import type { BatchIngestedData, MallEvent, PublicJwk } from './events.ts';
-import { batchIndexOf, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
+import type { MallEvent, PublicJwk } from './events.ts';
+import { batchIndexOf, batchIngestedData, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
 import { fromBase64url, signJson, utf8 } from './jws.ts';
 import type { Observations } from './observations.ts';
 import { own } from './store/dict.ts';
@@ -310,23 +310,10 @@ export class BatchIngestor {
     // The signed batch and the ack are kept as evidence before the mall commits to them.
     await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
-    const data: BatchIngestedData = {
-      vendor: vendor.id,
-      seq: payload.seq,
-      hash,
-      kid,
-      fromSeq: payload.fromSeq,
-      toSeq: payload.toSeq,
-      createdAt: payload.createdAt,
-      lastEventSeq: payload.toSeq,
-      lastEventHash: verified.lastHash,
-      ack: signedAck,
-      clearing: judgement.clearing,
-      flagged: judgement.flagged,
-      allotmentsUsed: judgement.allotmentsUsed,
-      lastEventAt: judgement.lastEventAt,
-      registrySeq,
-    };
+    const data = batchIngestedData(
+      { vendor: vendor.id, seq: payload.seq, hash, kid, fromSeq: payload.fromSeq, toSeq: payload.toSeq, createdAt: payload.createdAt, lastEventHash: verified.lastHash, ack: signedAck, registrySeq },
+      judgement,
+    );
     await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
     return { ackText: JSON.stringify(signedAck), ack, replayed: false };

@@ -14,7 +14,7 @@ import {
   type TokenType,
 } from '../core/index.ts';
 import { redemptionClearing, reversalClearing } from './clearing.ts';
-import type { ClearingRecord, FlaggedRecord } from './events.ts';
+import type { BatchIngestedData, ClearingRecord, FlaggedRecord } from './events.ts';
 import { own } from './store/dict.ts';
 import type { MallState } from './store/state.ts';
 
@@ -70,6 +70,33 @@ export interface Judgement {
   allotmentsUsed: { id: string; eventSeq: number }[];
   /** The latest event time accepted from the vendor after this batch. */
   lastEventAt: string | null;
+}
+
+/**
+ * The event that records an ingested batch, made from the batch and its judgement. Ingest
+ * commits it; the audit builds the same event from the archive, so both apply one shape.
+ */
+export function batchIngestedData(
+  batch: { vendor: string; seq: number; hash: string; kid: string; fromSeq: number; toSeq: number; createdAt: string; lastEventHash: string; ack: BatchIngestedData['ack']; registrySeq: number | undefined },
+  judgement: Judgement,
+): BatchIngestedData {
+  return {
+    vendor: batch.vendor,
+    seq: batch.seq,
+    hash: batch.hash,
+    kid: batch.kid,
+    fromSeq: batch.fromSeq,
+    toSeq: batch.toSeq,
+    createdAt: batch.createdAt,
+    lastEventSeq: batch.toSeq,
+    lastEventHash: batch.lastEventHash,
+    ack: batch.ack,
+    clearing: judgement.clearing,
+    flagged: judgement.flagged,
+    allotmentsUsed: judgement.allotmentsUsed,
+    lastEventAt: judgement.lastEventAt,
+    registrySeq: batch.registrySeq,
+  };
 }
 
 const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
