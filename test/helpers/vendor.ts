@@ -21,6 +21,8 @@ export interface DemoStore {
   /** Pairs a terminal by its code over TLS that trusts the store's authority: `credential` is the access credential, `device` renews it. */
   pairTerminal: (name?: string) => Promise<{ terminalId: string; credential: string; device: string; expiresAt: string }>;
   connect: (credential: string) => Promise<TerminalClient>;
+  /** Pairs a till, connects it and signs the demo cashier (ana) in: what money events need. */
+  openTill: (name?: string) => Promise<{ terminalId: string; credential: string; socket: TerminalClient }>;
   restart: () => Promise<void>;
   close: () => Promise<void>;
 }
@@ -68,6 +70,12 @@ export async function startDemoStore(opts: { accessTtlSeconds?: number } = {}): 
         socket.once('connect_error', (err) => reject(err));
       });
       return socket;
+    },
+    async openTill(name = 'Till 1') {
+      const paired = await store.pairTerminal(name);
+      const socket = await store.connect(paired.credential);
+      expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+      return { terminalId: paired.terminalId, credential: paired.credential, socket };
     },
     async restart() {
       for (const s of sockets) s.disconnect();

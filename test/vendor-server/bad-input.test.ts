@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const PEN = '4006381333931';
 
@@ -19,10 +19,7 @@ describe('vendor server: bad input gets a typed error and changes nothing', func
 
   before(async () => {
     store = await startDemoStore();
-    const paired = await store.pairTerminal();
-    terminalId = paired.terminalId;
-    socket = await store.connect(paired.credential);
-    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+    ({ terminalId, socket } = await store.openTill());
     card = store.init.demo?.customers[1]?.card ?? '';
   });
   after(async () => store.close());

@@ -76,10 +76,7 @@ describe('vendor server: built-in property names and lone surrogates change noth
 
   before(async () => {
     store = await startDemoStore();
-    const paired = await store.pairTerminal();
-    terminalId = paired.terminalId;
-    socket = await store.connect(paired.credential);
-    expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+    ({ terminalId, socket } = await store.openTill());
     card = store.init.demo?.customers[0]?.card ?? '';
     const sale = expectOk(await call<SaleResult>(socket, 'sale:commit', { key: `${terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'ACME' }], cashTenderedMinor: 0 }));
     saleId = sale.saleId;
