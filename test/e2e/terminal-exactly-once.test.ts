@@ -268,38 +268,21 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
   it('keeps the key and sends it again when the server answers an internal error for a sale it committed', async () => {
     // The server journals the sale, then its answer arrives as VND_ERR_INTERNAL (as when
     // applying an appended event fails): the terminal must not take that as a refusal.
-    let replaced = 0;
-    const tls = await storeTls(store);
-    const proxy = await rewritingProxy(store.port, tls, (text) => {
-      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
-      if (ack === null || replaced > 0) return null;
-      replaced += 1;
-      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_INTERNAL","message":"internal error in the store server"}}]`;
-    });
-    cleanups.unshift(() => proxy.close());
-    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
-    const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
-    cleanups.unshift(() => terminal.close());
-    const { app } = terminal;
     const messages: string[] = [];
     let key = '';
-    app.onState((st) => {
-      if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
-      if (st.completing !== null && key === '') key = st.completing.key;
+    const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_INTERNAL', message: 'internal error in the store server' }, {
+      ackTimeoutMs: 2_000,
+      watch: (st) => {
+        if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
+        if (st.completing !== null && key === '') key = st.completing.key;
+      },
     });
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
     const before = await acmeBalance(store);
 
     await app.command({ type: 'complete' });
     await app.whenIdle();
     expect(key).to.match(/^t\d+:/);
-    expect(replaced, 'the first answer was replaced by an internal error').to.equal(1);
+    expect(replaced(), 'the first answer was replaced by an internal error').to.equal(1);
     expect(messages.some((m) => m.includes('internal error in the store server') && m.includes('will not be charged twice')), messages.join(' | ')).to.equal(true);
     const s: ScreenState = app.state();
     expect(s.completing).to.equal(null);
@@ -314,39 +297,58 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
   });
 
   /**
-   * Completes a sale through a proxy that replaces the first answer to receipt:get with
-   * `code`; returns what the terminal showed and printed, and the key.
+   * A till that reaches the store through a proxy replacing the first answer whose data
+   * starts with `dataField` (`saleId`: a sale's ack, `store`: a receipt) by `error`. The
+   * till is signed in, with the pen and Anna's card in its cart, paying with ACME tokens;
+   * `watch` sees its state from the start.
    */
-  async function saleWithReceiptAnswer(code: string) {
+  async function tillWithReplacedAnswer(
+    dataField: 'saleId' | 'store',
+    error: { code: string; message: string },
+    opts: { ackTimeoutMs?: number; watch?: (s: ScreenState) => void } = {},
+  ) {
     let replaced = 0;
+    const pattern = new RegExp(`^43(\\d+)\\[\\{"ok":true,"data":\\{"${dataField}"`);
     const proxy = await rewritingProxy(store.port, await storeTls(store), (text) => {
-      const ack = /^43(\d+)\[\{"ok":true,"data":\{"store"/.exec(text);
+      const ack = pattern.exec(text);
       if (ack === null || replaced > 0) return null;
       replaced += 1;
-      return `43${ack[1]}[{"ok":false,"error":{"code":"${code}","message":"refused by the test"}}]`;
+      return `43${ack[1]}[${JSON.stringify({ ok: false, error })}]`;
     });
     cleanups.unshift(() => proxy.close());
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
     await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 2_000 });
+    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
-    const messages: string[] = [];
-    let key = '';
-    app.onState((st) => {
-      if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
-      if (st.completing !== null && key === '') key = st.completing.key;
-    });
+    if (opts.watch !== undefined) app.onState(opts.watch);
     await until('link', () => (app.link.connected ? true : undefined));
     await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    return { app, dir, replaced: () => replaced };
+  }
+
+  /**
+   * Completes a sale through a proxy that replaces the first answer to receipt:get with
+   * `code`; returns what the terminal showed and printed, and the key.
+   */
+  async function saleWithReceiptAnswer(code: string) {
+    const messages: string[] = [];
+    let key = '';
+    const { app, dir, replaced } = await tillWithReplacedAnswer('store', { code, message: 'refused by the test' }, {
+      ackTimeoutMs: 2_000,
+      watch: (st) => {
+        if (st.message !== null && messages.at(-1) !== st.message.text) messages.push(st.message.text);
+        if (st.completing !== null && key === '') key = st.completing.key;
+      },
+    });
     const before = await acmeBalance(store);
     await app.command({ type: 'complete' });
     await app.whenIdle();
-    expect(replaced, 'the first receipt answer was replaced').to.equal(1);
+    expect(replaced(), 'the first receipt answer was replaced').to.equal(1);
     expect(await eventsWithKey(store, key)).to.equal(1);
     expect(await acmeBalance(store)).to.equal(before - 90);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
@@ -662,31 +664,12 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
 
   it('keeps the key of a sale answered "paired again", and completes it once when sent again', async () => {
     // The server commits the sale; its answer arrives as VND_ERR_CREDENTIAL_REPLACED.
-    let replaced = 0;
-    const tls = await storeTls(store);
-    const proxy = await rewritingProxy(store.port, tls, (text) => {
-      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
-      if (ack === null || replaced > 0) return null;
-      replaced += 1;
-      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_CREDENTIAL_REPLACED","message":"this terminal was paired again"}}]`;
-    });
-    cleanups.unshift(() => proxy.close());
-    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
-    const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-    cleanups.unshift(() => terminal.close());
-    const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_CREDENTIAL_REPLACED', message: 'this terminal was paired again' });
     const before = await acmeBalance(store);
 
     await app.command({ type: 'complete' });
     await app.whenIdle();
-    expect(replaced).to.equal(1);
+    expect(replaced()).to.equal(1);
     const key = app.state().completing?.key ?? '';
     expect(app.state().completing?.waiting?.for).to.equal('pairing');
     expect(app.state().message?.text).to.include('paired with the store again');
@@ -730,26 +713,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
 
   it('charges once when the answer to the customer PIN is replaced by an internal error', async () => {
     await requireCustomerPins(store);
-    let replaced = 0;
-    const tls = await storeTls(store);
-    const proxy = await rewritingProxy(store.port, tls, (text) => {
-      const ack = /^43(\d+)\[\{"ok":true,"data":\{"saleId"/.exec(text);
-      if (ack === null || replaced > 0) return null;
-      replaced += 1;
-      return `43${ack[1]}[{"ok":false,"error":{"code":"VND_ERR_INTERNAL","message":"internal error in the store server"}}]`;
-    });
-    cleanups.unshift(() => proxy.close());
-    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
-    const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-    cleanups.unshift(() => terminal.close());
-    const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+    const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_INTERNAL', message: 'internal error in the store server' });
     const before = await acmeBalance(store);
     await app.command({ type: 'complete' });
     await app.whenIdle();
@@ -760,7 +724,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     // same key is sent again (with the PIN held in memory) and answered with the sale.
     await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
     await app.whenIdle();
-    expect(replaced).to.equal(1);
+    expect(replaced()).to.equal(1);
     const s: ScreenState = app.state();
     expect(s.completing).to.equal(null);
     expect(s.message?.kind, s.message?.text).to.equal('success');
