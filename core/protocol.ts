@@ -108,6 +108,91 @@ export interface CashierView {
   role: 'cashier' | 'supervisor';
 }
 
+
+/**
+ * The cashier's day (shifts, cash movements, drawer, X and Z reports). Amounts are integer
+ * minor units of the store's currency. A count is either a total or a list of
+ * denominations (value in minor units x how many); the server sums a list itself.
+ */
+export type CashCount =
+  | { totalMinor: number }
+  | { denominations: { valueMinor: number; count: number }[] };
+
+export interface ShiftView {
+  shiftId: string;
+  terminalId: string;
+  staffId: string;
+  cashierName: string;
+  status: 'open' | 'closed';
+  openedAt: string;
+  closedAt: string | null;
+  openingFloatMinor: number;
+  cashSalesMinor: number;
+  changeGivenMinor: number;
+  cashRefundsMinor: number;
+  paidInMinor: number;
+  paidOutMinor: number;
+  /** Known only once closed: the cashier counts blind, then sees the result. */
+  countedMinor: number | null;
+  expectedMinor: number | null;
+  overShortMinor: number | null;
+  /** Set when a supervisor closed a shift left open (e.g. a crashed till). */
+  forcedBy: string | null;
+}
+
+/** Totals over a period: a shift, a day, a month or a year. */
+export interface PeriodTotals {
+  salesCount: number;
+  refundsCount: number;
+  voidsCount: number;
+  noSalesCount: number;
+  /** Fiat sales total, refunds not deducted. */
+  grossMinor: number;
+  refundsMinor: number;
+  netMinor: number;
+  /** By tender: `cash` in minor units; each token code in units of that token. */
+  byTender: Record<string, number>;
+  /** Token units taken (net of refunds) by token type code. */
+  byTokenType: Record<string, number>;
+  byCashier: Record<string, { salesCount: number; netMinor: number }>;
+  paidInMinor: number;
+  paidOutMinor: number;
+  overShortMinor: number;
+}
+
+export interface XReport {
+  kind: 'X';
+  scope: 'shift' | 'day';
+  storeName: string;
+  terminalId: string | null;
+  shiftId: string | null;
+  /** Business day, YYYY-MM-DD in the store's time zone. */
+  day: string;
+  from: string;
+  at: string;
+  totals: PeriodTotals;
+}
+
+export interface ZReport {
+  kind: 'Z';
+  zNumber: number;
+  storeName: string;
+  vendorId: string;
+  /** Null for a store-wide Z; a terminal id where Z is configured per terminal. */
+  terminalId: string | null;
+  day: string;
+  closedAt: string;
+  /** Journal seq range the report covers. */
+  fromSeq: number;
+  toSeq: number;
+  totals: PeriodTotals;
+  /** The perpetual grand total of net sales, never reset. */
+  grandTotalMinor: number;
+  /** The hash of the previous Z (zero hash for the first) and the compact JWS over this one. */
+  prevHash: string;
+  signature: string;
+}
+
 type Handler<Req, Res> = (req: Req, ack: (res: Ack<Res>) => void) => void;
 
 export interface ClientToServerEvents {
@@ -137,6 +222,21 @@ export interface ClientToServerEvents {
   'cashier:login': Handler<{ staffId: string; pin: string }, CashierView>;
   'cashier:logout': Handler<Record<string, never>, null>;
   /** Presents a newer access credential of the same pairing before the current one expires. */
+  /** The cashier's day: each money-moving request carries an idempotency key like sale:commit. */
+  'shift:current': Handler<Record<string, never>, ShiftView | null>;
+  'shift:open': Handler<{ key: string; count: CashCount }, ShiftView>;
+  'shift:cash-move': Handler<
+    { key: string; kind: 'paid-in' | 'paid-out'; amountMinor: number; reason: string },
+    ShiftView
+  >;
+  /** Blind count: the result (expected, over/short) comes back only in the answer. */
+  'shift:close': Handler<{ key: string; count: CashCount }, ShiftView>;
+  'drawer:no-sale': Handler<{ key: string; reason: string; supervisor: { staffId: string; pin: string } }, null>;
+  'report:x': Handler<{ scope: 'shift' | 'day' }, XReport>;
+  /** Closes the day (supervisor); answers the Z already made when the key repeats. */
+  'report:z': Handler<{ key: string; supervisor: { staffId: string; pin: string } }, ZReport>;
+  /** A receipt reprint: counted on the server, printed marked as a duplicate. */
+  'receipt:reprint': Handler<{ saleId: string }, ReceiptData & { reprintCount: number }>;
   'credential:renew': Handler<{ credential: string }, { expiresAt: string }>;
 }
 
