@@ -28,6 +28,10 @@ export const configSchema = z.strictObject({
   idempotencyKeysMax: z.number().int().min(1000),
   /** Token payments worth more than this (minor units) need the PIN of a customer who set one. */
   customerPinAboveMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  /** Whether a sale, refund or no-sale needs an open shift on its till (off when absent). */
+  shifts: z.strictObject({ required: z.boolean() }).optional(),
+  /** Business days are calendar days at this fixed offset from UTC, in minutes east (UTC when absent). */
+  businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-14 * 60).max(14 * 60) }).optional(),
   mall: z
     .strictObject({
       url: z.string().url(),
