@@ -19,20 +19,32 @@ export const DENOMINATIONS_MAX = 32;
 export const DENOMINATION_COUNT_MAX = 1_000_000;
 export const REASON_CHARS_MAX = 200;
 
-export const cashCount = z.union([
-  z.strictObject({ totalMinor: amount('counted total') }),
-  z.strictObject({
-    denominations: z
-      .array(
-        z.strictObject({
-          valueMinor: amount('denomination').refine((n) => n >= 1, 'a denomination is worth at least 1'),
-          count: amount('count').refine((n) => n <= DENOMINATION_COUNT_MAX, `at most ${DENOMINATION_COUNT_MAX} of one denomination`),
-        }),
-      )
-      .min(1)
-      .max(DENOMINATIONS_MAX),
-  }),
-]);
+const countByTotal = z.strictObject({ totalMinor: amount('counted total') });
+const countByDenominations = z.strictObject({
+  denominations: z
+    .array(
+      z.strictObject({
+        valueMinor: amount('denomination').refine((n) => n >= 1, 'a denomination is worth at least 1'),
+        count: amount('count').refine((n) => n <= DENOMINATION_COUNT_MAX, `at most ${DENOMINATION_COUNT_MAX} of one denomination`),
+      }),
+    )
+    .min(1)
+    .max(DENOMINATIONS_MAX),
+});
+
+/**
+ * A count: a total, or a list of denominations. The form is chosen by its field, so a
+ * bad amount keeps its own error code (a plain union would report only that no form fit).
+ */
+export const cashCount = z.unknown().transform((v, ctx): CashCount => {
+  const schema = typeof v === 'object' && v !== null && Object.hasOwn(v, 'denominations') ? countByDenominations : countByTotal;
+  const r = schema.safeParse(v);
+  if (r.success) return r.data;
+  for (const issue of r.error.issues) {
+    ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path, params: (issue as { params?: Record<string, unknown> }).params ?? {} });
+  }
+  return z.NEVER;
+});
 
 const reason = text(1, REASON_CHARS_MAX);
 
