@@ -3,6 +3,7 @@ import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { ZReport } from '../../core/index.ts';
+import { sealCheckpoint, unsealCheckpoint } from '../../platform/storage/index.ts';
 import { verifyStore } from '../../vendor-server/backup.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { http } from '../helpers/http.ts';
@@ -120,6 +121,19 @@ describe('vendor server: Z reports and verify', function () {
       const verify2 = await runCli(['verify', '--data-dir', copy]);
       expect(verify2.code).to.equal(1);
       expect(verify2.stderr).to.include('[VND_ERR_CLOSURE_MISMATCH]').and.include(`Z 1 of ${z1.day}`).and.include('signature covers another body');
+
+      // A checkpoint whose grand total was raised, resealed: verify compares it with a replay.
+      await rm(copy, { recursive: true, force: true });
+      await cp(store.dir, copy, { recursive: true });
+      await rm(join(copy, 'run'), { recursive: true, force: true });
+      const file = join(copy, 'ledger', 'state', 'checkpoint.json');
+      const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));
+      const grand = `"grandTotalMinor":${z2.grandTotalMinor},"closures"`;
+      expect(stateText).to.include(grand);
+      await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(grand, `"grandTotalMinor":${z2.grandTotalMinor + 5000},"closures"`)));
+      const verify3 = await runCli(['verify', '--data-dir', copy]);
+      expect(verify3.code).to.equal(1);
+      expect(verify3.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('cashier\'s day (grandTotalMinor)');
     } finally {
       await cleanup();
       await store.restart();
