@@ -5,7 +5,7 @@ import { assert, fail } from './errors.ts';
 import type { JournalEvent } from './events.ts';
 import { add, checkAmount, mul } from './money.ts';
 import type { CashCount, PeriodTotals, ZReport } from './protocol.ts';
-import { amount, idempotencyKey, staffCredential, text } from './schemas.ts';
+import { amount, entityId, idempotencyKey, staffCredential, text } from './schemas.ts';
 
 /**
  * The cashier's day, as pure rules: cash counts, the expected cash of a shift, period
@@ -61,6 +61,8 @@ export const noSaleRequest = z.strictObject({ key: idempotencyKey, reason, super
 export const xReportRequest = z.strictObject({ scope: z.enum(['shift', 'day']) });
 export const zReportRequest = z.strictObject({ key: idempotencyKey, supervisor: staffCredential });
 export const reprintRequest = z.strictObject({ saleId: z.string().min(1).max(64) });
+/** The operator's Z: a till's id where the store closes its days per till. */
+export const zCloseRequest = z.strictObject({ terminalId: entityId.optional() });
 /** The operator's force-close of a shift left open: a supervisor approves it. */
 export const shiftForceCloseRequest = z.strictObject({ supervisor: staffCredential, reason, count: cashCount.optional() });
 
@@ -131,7 +133,8 @@ export interface PeriodClosureReport {
   number: number;
   storeName: string;
   vendorId: string;
-  terminalId: null;
+  /** Null for the store's closures; a till's id where Z reports are made per till. */
+  terminalId: string | null;
   /** YYYY-MM for a month, YYYY for a year. */
   period: string;
   closedAt: string;

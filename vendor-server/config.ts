@@ -32,6 +32,8 @@ export const configSchema = z.strictObject({
   shifts: z.strictObject({ required: z.boolean() }).optional(),
   /** Business days are calendar days at this fixed offset from UTC, in minutes east (UTC when absent). */
   businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-14 * 60).max(14 * 60) }).optional(),
+  /** Whether each till closes its own day with its own chain of Z reports (store-wide when absent). */
+  zReports: z.strictObject({ perTerminal: z.boolean() }).optional(),
   mall: z
     .strictObject({
       url: z.string().url(),

@@ -128,7 +128,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     config.idempotencyKeysMax,
   );
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
-  const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0 });
+  const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
 
   let sync: MallSync | null = null;

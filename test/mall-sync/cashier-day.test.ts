@@ -22,7 +22,7 @@ describe('mall-sync: the cashier\'s day reaches the mall in the batches', functi
   });
 
   it('accepts shifts, cash moves, a no-sale, a reprint and the signed Z without flagging them', async () => {
-    const day = new CashierDayService(v.ledger, v.keys, { shiftsRequired: true, utcOffsetMinutes: 0 });
+    const day = new CashierDayService(v.ledger, v.keys, { shiftsRequired: true, utcOffsetMinutes: 0, zPerTerminal: false });
     const till = { terminal: 't001', cashier: 'ana' };
     await day.openShift({ terminal: 't001', cashier: 'ana' }, 'Ana', `t001:${opKey('open')}`, { totalMinor: 2000 });
     const sale = await v.ledger.commitSale(till, { key: `t001:${opKey('sale')}`, lines: [{ code: P_BREAD, qty: 2 }], card: null, tenders: [], cashTenderedMinor: 600 }, { precondition: () => day.requireShift('t001', 'ana') });

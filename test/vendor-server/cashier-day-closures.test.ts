@@ -128,12 +128,12 @@ describe('vendor server: Z reports and verify', function () {
       await rm(join(copy, 'run'), { recursive: true, force: true });
       const file = join(copy, 'ledger', 'state', 'checkpoint.json');
       const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));
-      const grand = `"grandTotalMinor":${z2.grandTotalMinor},"closures"`;
+      const grand = `"grandTotalMinor":${z2.grandTotalMinor}},"terminals"`;
       expect(stateText).to.include(grand);
-      await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(grand, `"grandTotalMinor":${z2.grandTotalMinor + 5000},"closures"`)));
+      await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(grand, `"grandTotalMinor":${z2.grandTotalMinor + 5000}},"terminals"`)));
       const verify3 = await runCli(['verify', '--data-dir', copy]);
       expect(verify3.code).to.equal(1);
-      expect(verify3.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('cashier\'s day (grandTotalMinor)');
+      expect(verify3.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('cashier\'s day (store: grandTotalMinor)');
     } finally {
       await cleanup();
       await store.restart();

@@ -29,7 +29,7 @@ describe('vendor server: business days, month and year closures', function () {
     opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: init.config.vendorId });
     ledger = new LedgerService({ vendorId: init.config.vendorId, name: init.config.storeName, address: [], currency: 'EUR' }, opened.state, opened.journal, {}, clock);
     // The store is one hour east of UTC.
-    day = new CashierDayService(ledger, await loadKeys(dir), { shiftsRequired: false, utcOffsetMinutes: 60 }, clock);
+    day = new CashierDayService(ledger, await loadKeys(dir), { shiftsRequired: false, utcOffsetMinutes: 60, zPerTerminal: false }, clock);
   });
   after(async () => {
     await opened.journal.close();

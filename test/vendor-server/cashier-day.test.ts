@@ -230,6 +230,6 @@ describe('vendor server: the cashier\'s day (shifts, cash moves, X and Z reports
     await store.restart();
     expect((await store.operator('GET', '/api/closures?kind=Z')).body).to.deep.equal(closures);
     expect((await store.operator('GET', '/api/shifts')).body).to.deep.equal(shifts);
-    expect(store.server.cashierDay.cd.grandTotalMinor).to.equal(z2.grandTotalMinor);
+    expect(store.server.cashierDay.cd.store.grandTotalMinor).to.equal(z2.grandTotalMinor);
   });
 });

@@ -73,9 +73,11 @@ export function addCashierDayCommands(program: Command, defaultDataDir: string, 
 
   target(program.command('close-day').description('close the business day: the signed Z report of everything since the last Z (all shifts must be closed)'))
     .option('--key <key>', 'idempotency key: repeat it to get the same Z back after a lost answer')
-    .action(async (o: Target & { key?: string }) => {
+    .option('--terminal <id>', 'the till whose day is closed, where the store closes its days per till')
+    .action(async (o: Target & { key?: string; terminal?: string }) => {
       try {
-        print(await operatorCall(o, 'POST', '/api/closures/z', {}, { 'idempotency-key': o.key ?? randomUUID() }));
+        const body = o.terminal === undefined ? {} : { terminalId: o.terminal };
+        print(await operatorCall(o, 'POST', '/api/closures/z', body, { 'idempotency-key': o.key ?? randomUUID() }));
       } catch (err) {
         die(err);
       }
@@ -92,9 +94,10 @@ export function addCashierDayCommands(program: Command, defaultDataDir: string, 
     });
 
   target(program.command('x-report').description('the totals of the open business day so far (changes nothing)'))
-    .action(async (o: Target) => {
+    .option('--terminal <id>', 'the till, where the store closes its days per till')
+    .action(async (o: Target & { terminal?: string }) => {
       try {
-        print(await operatorCall(o, 'GET', '/api/reports/x'));
+        print(await operatorCall(o, 'GET', `/api/reports/x${o.terminal === undefined ? '' : `?terminal=${encodeURIComponent(o.terminal)}`}`));
       } catch (err) {
         die(err);
       }

@@ -1,5 +1,5 @@
 import type { Router } from 'express';
-import { entityId, fail, parse, shiftForceCloseRequest, type JournalEvent } from '../../core/index.ts';
+import { entityId, fail, parse, shiftForceCloseRequest, zCloseRequest, type JournalEvent } from '../../core/index.ts';
 import type { AccessStore } from '../access.ts';
 import { route } from '../../platform/http.ts';
 import type { Logger } from '../../platform/logger.ts';
@@ -56,14 +56,17 @@ export function cashierDayRoutes(
       return view;
     }),
   );
+  const tillOf = (raw: unknown): string | null => (raw === undefined || raw === null ? null : parse(entityId, raw));
   api.get(
     '/reports/x',
-    route(() => service.xReport('day', null)),
+    route((req) => service.xReport('day', tillOf(req.query['terminal']))),
   );
   api.post(
     '/closures/z',
     route(async (req) => {
-      const z = await service.closeDay({ terminal: null, cashier: null }, keyOf(req));
+      const { terminalId } = parse(zCloseRequest, req.body ?? {});
+      const scope = service.zScope(terminalId ?? null);
+      const z = await service.closeDay({ terminal: scope, cashier: null }, keyOf(req), scope);
       logger.info({ zNumber: z.zNumber, day: z.day }, 'day closed (Z report) by the operator');
       return z;
     }),

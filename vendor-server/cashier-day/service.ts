@@ -22,13 +22,15 @@ import {
 } from '../../core/index.ts';
 import type { VendorKeys } from '../config.ts';
 import type { Actor, LedgerService } from '../ledger/service.ts';
-import { openShiftOf, reprintsOf, shiftById, shiftView, type CashierDayState, type ShiftRecord, type ZAccumulator } from './state.ts';
+import { emptyScope, openShiftOf, reprintsOf, shiftById, shiftView, terminalScope, type CashierDayState, type PeriodScope, type ShiftRecord, type ZAccumulator } from './state.ts';
 
 export interface CashierDaySettings {
   /** Whether a sale, refund or no-sale needs an open shift on its till. */
   shiftsRequired: boolean;
   /** The store's offset from UTC in minutes: business days are calendar days at this offset. */
   utcOffsetMinutes: number;
+  /** Whether each till closes its own day (its own Z chain) instead of the store as a whole. */
+  zPerTerminal: boolean;
 }
 
 export interface ShiftListEntry extends ShiftView {
@@ -140,7 +142,8 @@ export class CashierDayService {
       const s = shiftById(this.cd, shiftId);
       if (s === undefined) return fail('VND_ERR_SHIFT_UNKNOWN', `no shift ${shiftId}`);
       if (s.status !== 'open') fail('VND_ERR_SHIFT_NOT_OPEN', `shift ${shiftId} is already closed`);
-      return this.closeEvent(base, s, count, supervisorId, reason);
+      // Recorded at the shift's till, so it counts in the till's day where Z reports are per till.
+      return this.closeEvent({ ...base, terminal: s.terminalId }, s, count, supervisorId, reason);
     }, (seq) => this.shiftOfEvent(seq));
   }
 
@@ -200,53 +203,80 @@ export class CashierDayService {
 
   // ---- reports -----------------------------------------------------------------------
 
-  /** The business day the next event belongs to. */
-  openDay(): string {
-    return businessDay(this.clock().toISOString(), this.settings.utcOffsetMinutes, this.cd.z?.period ?? null);
+  /**
+   * The chain a Z of this request belongs to: the store's, or the till's where the store
+   * closes its days per till (a till's Z needs its id).
+   */
+  zScope(terminalId: string | null): string | null {
+    if (!this.settings.zPerTerminal) {
+      if (terminalId !== null) fail('CORE_ERR_VALIDATION', 'this store closes its days store-wide, not per till');
+      return null;
+    }
+    if (terminalId === null) fail('CORE_ERR_VALIDATION', 'this store closes its days per till: name the till');
+    return terminalId;
   }
 
-  xReport(scope: 'shift' | 'day', terminalId: string | null): XReport {
+  private scope(terminalId: string | null): PeriodScope {
+    return terminalId === null ? this.cd.store : (terminalScope(this.cd, terminalId) ?? emptyScope(this.ledger.state.seq + 1));
+  }
+
+  /** The business day the next event of this chain belongs to. */
+  openDay(terminalId: string | null = null): string {
+    return businessDay(this.clock().toISOString(), this.settings.utcOffsetMinutes, this.scope(terminalId).z?.period ?? null);
+  }
+
+  /** The totals so far of a till's open shift, or of the open day (the till's, where Z reports are per till). */
+  xReport(kind: 'shift' | 'day', terminalId: string | null): XReport {
     const at = this.clock().toISOString();
-    const base = { kind: 'X' as const, storeName: this.ledger.store.name, day: this.openDay(), at };
-    if (scope === 'shift') {
+    if (kind === 'shift') {
       const s = terminalId === null ? undefined : openShiftOf(this.cd, terminalId);
       if (s === undefined) fail('VND_ERR_SHIFT_NOT_OPEN');
-      return { ...base, scope, terminalId: s.terminalId, shiftId: s.shiftId, from: s.openedAt, totals: copyTotals(s.totals) };
+      const day = this.openDay(this.settings.zPerTerminal ? s.terminalId : null);
+      return { kind: 'X', scope: kind, storeName: this.ledger.store.name, day, at, terminalId: s.terminalId, shiftId: s.shiftId, from: s.openedAt, totals: copyTotals(s.totals) };
     }
-    return { ...base, scope, terminalId: null, shiftId: null, from: this.cd.day.fromAt ?? at, totals: copyTotals(this.cd.day.totals) };
+    const chain = this.settings.zPerTerminal ? terminalId : null;
+    if (this.settings.zPerTerminal && chain === null) fail('CORE_ERR_VALIDATION', 'this store closes its days per till: name the till');
+    const p = this.scope(chain);
+    return { kind: 'X', scope: kind, storeName: this.ledger.store.name, day: this.openDay(chain), at, terminalId: chain, shiftId: null, from: p.day.fromAt ?? at, totals: copyTotals(p.day.totals) };
+  }
+
+  /** The open shifts a Z must wait for: every one, or the till's. */
+  private openShiftsFor(terminalId: string | null): string[] {
+    const open = Object.entries(this.cd.openByTerminal).filter(([t]) => terminalId === null || t === terminalId).map(([, id]) => id);
+    if (open.length > 0) fail('VND_ERR_SHIFTS_STILL_OPEN', undefined, { shifts: open });
+    return open;
   }
 
   /**
-   * Closes the day: a Z report of everything since the previous Z, numbered, chained to
-   * it and signed. When the day closed starts a new month (or year), the month (year)
-   * of the earlier Z reports is closed first. A key already used answers its Z.
+   * Closes the day: a Z report of everything since the previous Z of its chain (the
+   * store's, or one till's events where the store closes per till), numbered, chained
+   * to it and signed. When the day closed starts a new month (or year), the month (year)
+   * of the chain's earlier Z reports is closed first. A key already used answers its Z.
    */
-  async closeDay(actor: Actor, key: string): Promise<ZReport> {
+  async closeDay(actor: Actor, key: string, terminalId: string | null = null): Promise<ZReport> {
     if (!this.ledger.knowsKey(key)) {
-      const open = Object.values(this.cd.openByTerminal);
-      if (open.length > 0) fail('VND_ERR_SHIFTS_STILL_OPEN', undefined, { shifts: open });
-      const day = this.openDay();
-      await this.closeLonger('month', day.slice(0, 7));
-      await this.closeLonger('year', day.slice(0, 4));
+      this.openShiftsFor(terminalId);
+      const day = this.openDay(terminalId);
+      await this.closeLonger('month', day.slice(0, 7), terminalId);
+      await this.closeLonger('year', day.slice(0, 4), terminalId);
     }
-    return this.ledger.commitRequest(actor, key, { op: 'report.z' }, (base) => {
-      const open = Object.values(this.cd.openByTerminal);
-      if (open.length > 0) fail('VND_ERR_SHIFTS_STILL_OPEN', undefined, { shifts: open });
-      const cd = this.cd;
-      const totals = copyTotals(cd.day.totals);
+    return this.ledger.commitRequest(actor, key, { op: 'report.z', terminalId }, (base) => {
+      this.openShiftsFor(terminalId);
+      const p = this.scope(terminalId);
+      const totals = copyTotals(p.day.totals);
       const report: ZReport = {
         kind: 'Z',
-        zNumber: (cd.z?.number ?? 0) + 1,
+        zNumber: (p.z?.number ?? 0) + 1,
         storeName: this.ledger.store.name,
         vendorId: this.ledger.store.vendorId,
-        terminalId: null,
-        day: businessDay(base.at, this.settings.utcOffsetMinutes, cd.z?.period ?? null),
+        terminalId,
+        day: businessDay(base.at, this.settings.utcOffsetMinutes, p.z?.period ?? null),
         closedAt: base.at,
-        fromSeq: cd.day.fromSeq,
+        fromSeq: p.day.fromSeq,
         toSeq: base.seq - 1,
         totals,
-        grandTotalMinor: cd.grandTotalMinor + totals.netMinor,
-        prevHash: cd.z?.hash ?? CLOSURE_GENESIS_HASH,
+        grandTotalMinor: p.grandTotalMinor + totals.netMinor,
+        prevHash: p.z?.hash ?? CLOSURE_GENESIS_HASH,
         signature: '',
       };
       report.signature = signClosure(closureBodyText(report), this.signingKey, this.keys.kid);
@@ -254,19 +284,20 @@ export class CashierDayService {
     }, (seq) => this.closureAt(seq) as Promise<ZReport>);
   }
 
-  /** Closes the month or year of the Z reports so far when the day about to close lies beyond it. */
-  private async closeLonger(kind: 'month' | 'year', next: string): Promise<void> {
-    const acc: ZAccumulator = kind === 'month' ? this.cd.month : this.cd.year;
+  /** Closes the month or year of a chain's Z reports so far when the day about to close lies beyond it. */
+  private async closeLonger(kind: 'month' | 'year', next: string, terminalId: string | null): Promise<void> {
+    const acc: ZAccumulator = this.scope(terminalId)[kind];
     if (acc.period === null || acc.period >= next) return;
-    await this.ledger.commitRequest({ terminal: null, cashier: null }, null, null, (base) => {
-      const a = kind === 'month' ? this.cd.month : this.cd.year;
-      const head = kind === 'month' ? this.cd.monthHead : this.cd.yearHead;
+    await this.ledger.commitRequest({ terminal: terminalId, cashier: null }, null, null, (base) => {
+      const p = this.scope(terminalId);
+      const a = p[kind];
+      const head = kind === 'month' ? p.monthHead : p.yearHead;
       const report: PeriodClosureReport = {
         kind,
         number: (head?.number ?? 0) + 1,
         storeName: this.ledger.store.name,
         vendorId: this.ledger.store.vendorId,
-        terminalId: null,
+        terminalId,
         period: a.period ?? '',
         closedAt: base.at,
         fromZ: a.fromZ,
@@ -274,7 +305,7 @@ export class CashierDayService {
         fromSeq: a.fromSeq,
         toSeq: a.toSeq,
         totals: copyTotals(a.totals),
-        grandTotalMinor: this.cd.grandTotalMinor,
+        grandTotalMinor: p.grandTotalMinor,
         prevHash: head?.hash ?? CLOSURE_GENESIS_HASH,
         signature: '',
       };

@@ -121,7 +121,7 @@ export function registerCashierDay(ctx: CashierDaySocketContext): void {
     checkKeyOwner(req.key, terminalId);
     await ctx.needCashier(req.key);
     const staff = await supervisorOf(req.supervisor, 'closing the day');
-    const z = await service.closeDay({ terminal: terminalId, cashier: staff.id }, req.key);
+    const z = await service.closeDay({ terminal: terminalId, cashier: staff.id }, req.key, service.settings.zPerTerminal ? terminalId : null);
     logger.info({ terminal: terminalId, zNumber: z.zNumber, day: z.day, supervisor: staff.id }, 'day closed (Z report)');
     return z;
   }));

@@ -46,13 +46,12 @@ export interface ZAccumulator {
   totals: PeriodTotals;
 }
 
-export interface CashierDayState {
-  shifts: Record<string, ShiftRecord>;
-  /** Shift ids, oldest first: closed shifts beyond `SHIFTS_KEPT_MAX` leave memory (they stay in the journal). */
-  shiftOrder: string[];
-  openByTerminal: Record<string, string>;
-  openByStaff: Record<string, string>;
-  /** The open day: everything since the last Z. */
+/**
+ * One chain of closures: the store's, or one till's where Z reports are made per till.
+ * Its open day's totals, the Z reports of its open month and year, and its chain heads.
+ */
+export interface PeriodScope {
+  /** The open day: everything since the last Z (of this till, for a till's scope). */
   day: { fromSeq: number; fromAt: string | null; totals: PeriodTotals };
   month: ZAccumulator;
   year: ZAccumulator;
@@ -61,6 +60,21 @@ export interface CashierDayState {
   yearHead: ClosureHead | null;
   /** Net sales since the first Z: never reset. */
   grandTotalMinor: number;
+}
+
+export interface CashierDayState {
+  shifts: Record<string, ShiftRecord>;
+  /** Shift ids, oldest first: closed shifts beyond `SHIFTS_KEPT_MAX` leave memory (they stay in the journal). */
+  shiftOrder: string[];
+  openByTerminal: Record<string, string>;
+  openByStaff: Record<string, string>;
+  /** The store-wide chain: every event counts in it. */
+  store: PeriodScope;
+  /**
+   * One chain per till, of its own events: kept whichever way the store makes its Z
+   * reports, so a replay never depends on the config.
+   */
+  terminals: Record<string, PeriodScope>;
   /** Seqs of every closure event, in order. */
   closures: number[];
   /** Sale seq -> how many times its receipt was reprinted. */
@@ -85,12 +99,8 @@ function emptyAccumulator(): ZAccumulator {
   return { period: null, fromZ: 0, toZ: 0, fromSeq: 0, toSeq: 0, totals: emptyTotals() };
 }
 
-export function emptyCashierDay(fromSeq = 1): CashierDayState {
+export function emptyScope(fromSeq: number): PeriodScope {
   return {
-    shifts: dict(),
-    shiftOrder: [],
-    openByTerminal: dict(),
-    openByStaff: dict(),
     day: { fromSeq, fromAt: null, totals: emptyTotals() },
     month: emptyAccumulator(),
     year: emptyAccumulator(),
@@ -98,6 +108,17 @@ export function emptyCashierDay(fromSeq = 1): CashierDayState {
     monthHead: null,
     yearHead: null,
     grandTotalMinor: 0,
+  };
+}
+
+export function emptyCashierDay(fromSeq = 1): CashierDayState {
+  return {
+    shifts: dict(),
+    shiftOrder: [],
+    openByTerminal: dict(),
+    openByStaff: dict(),
+    store: emptyScope(fromSeq),
+    terminals: dict(),
     closures: [],
     reprints: dict(),
   };
@@ -112,15 +133,17 @@ export function cashierDayFrom(s: CashierDayState | undefined, checkpointSeq: nu
   const shifts = dict<ShiftRecord>();
   for (const [id, r] of Object.entries(s.shifts)) shifts[id] = { ...r, totals: totalsFrom(r.totals) };
   const acc = (a: ZAccumulator): ZAccumulator => ({ ...a, totals: totalsFrom(a.totals) });
+  const scope = (p: PeriodScope): PeriodScope => ({ ...p, day: { ...p.day, totals: totalsFrom(p.day.totals) }, month: acc(p.month), year: acc(p.year) });
+  const terminals = dict<PeriodScope>();
+  for (const [id, p] of Object.entries(s.terminals)) terminals[id] = scope(p);
   return {
     ...s,
     shifts,
     shiftOrder: [...s.shiftOrder],
     openByTerminal: dictOf(s.openByTerminal),
     openByStaff: dictOf(s.openByStaff),
-    day: { ...s.day, totals: totalsFrom(s.day.totals) },
-    month: acc(s.month),
-    year: acc(s.year),
+    store: scope(s.store),
+    terminals,
     closures: [...s.closures],
     reprints: dictOf(s.reprints),
   };
@@ -133,6 +156,22 @@ export function openShiftOf(cd: CashierDayState, terminalId: string): ShiftRecor
 
 export function shiftById(cd: CashierDayState, shiftId: string): ShiftRecord | undefined {
   return own(cd.shifts, shiftId);
+}
+
+/** The chain of Z reports of a till (created on its first event), or the store's for null. */
+export function scopeOf(cd: CashierDayState, terminalId: string | null, fromSeq = 1): PeriodScope {
+  if (terminalId === null) return cd.store;
+  let p = own(cd.terminals, terminalId);
+  if (p === undefined) {
+    p = emptyScope(fromSeq);
+    cd.terminals[terminalId] = p;
+  }
+  return p;
+}
+
+/** A till's chain if it has one, without creating it. */
+export function terminalScope(cd: CashierDayState, terminalId: string): PeriodScope | undefined {
+  return own(cd.terminals, terminalId);
 }
 
 export function reprintsOf(cd: CashierDayState, saleSeq: number): number {
@@ -192,8 +231,11 @@ export function applyCashierDay(cd: CashierDayState, e: JournalEvent): void {
     applyClosure(cd, e.seq, e.at, e.data);
     return;
   }
-  if (cd.day.fromAt === null) cd.day.fromAt = e.at;
-  addToTotals(cd.day.totals, e, cd.day.fromSeq);
+  const scopes = e.terminal === null ? [cd.store] : [cd.store, scopeOf(cd, e.terminal, e.seq)];
+  for (const p of scopes) {
+    if (p.day.fromAt === null) p.day.fromAt = e.at;
+    addToTotals(p.day.totals, e, p.day.fromSeq);
+  }
   const shift = e.terminal === null ? undefined : openShiftOf(cd, e.terminal);
   switch (e.type) {
     case 'sale':
@@ -281,21 +323,22 @@ export function applyCashierDay(cd: CashierDayState, e: JournalEvent): void {
  */
 function applyClosure(cd: CashierDayState, seq: number, at: string, r: ClosureReport): void {
   cd.closures.push(seq);
+  const p = scopeOf(cd, r.terminalId, seq);
   if (r.kind === 'Z') {
-    cd.z = { number: r.zNumber, hash: closureHash(r), seq, period: r.day, at };
-    cd.grandTotalMinor = r.grandTotalMinor;
-    addZ(cd.month, r, r.day.slice(0, 7));
-    addZ(cd.year, r, r.day.slice(0, 4));
-    cd.day = { fromSeq: seq + 1, fromAt: at, totals: emptyTotals() };
+    p.z = { number: r.zNumber, hash: closureHash(r), seq, period: r.day, at };
+    p.grandTotalMinor = r.grandTotalMinor;
+    addZ(p.month, r, r.day.slice(0, 7));
+    addZ(p.year, r, r.day.slice(0, 4));
+    p.day = { fromSeq: seq + 1, fromAt: at, totals: emptyTotals() };
     return;
   }
   const head = { number: r.number, hash: closureHash(r), seq, period: r.period, at };
   if (r.kind === 'month') {
-    cd.monthHead = head;
-    closeAccumulator(cd.month);
+    p.monthHead = head;
+    closeAccumulator(p.month);
   } else {
-    cd.yearHead = head;
-    closeAccumulator(cd.year);
+    p.yearHead = head;
+    closeAccumulator(p.year);
   }
 }
 

@@ -20,6 +20,7 @@ export interface ClosuresReport {
   z: number;
   months: number;
   years: number;
+  /** The store-wide chain's last Z and grand total (null and 0 where Z reports are per till). */
   lastZ: number | null;
   grandTotalMinor: number;
 }
@@ -47,18 +48,36 @@ export async function verifyClosures(journal: Journal, toSeq: number, publicJwk:
     }
   }
   const zs = closures.filter((c): c is { seq: number; at: string; report: ZReport } => c.report.kind === 'Z');
+  // One chain per scope: the store's, and each till's where Z reports are made per till.
+  const chains = new Map<string, { zs: { seq: number; at: string; report: ZReport }[]; sums: PeriodTotals[]; i: number }>();
+  const chainOf = (terminalId: string | null) => {
+    const k = terminalId === null ? '' : `till:${terminalId}`;
+    let c = chains.get(k);
+    if (c === undefined) {
+      c = { zs: [], sums: [], i: 0 };
+      chains.set(k, c);
+    }
+    return c;
+  };
+  for (const z of zs) {
+    const c = chainOf(z.report.terminalId);
+    c.zs.push(z);
+    c.sums.push(emptyTotals());
+  }
 
-  // Second pass: each Z's range summed again from its events.
-  const sums = zs.map(() => emptyTotals());
-  if (zs.length > 0) {
-    let i = 0;
-    const first = zs[0] as { report: ZReport };
-    const from = Math.max(1, Math.min(first.report.fromSeq, toSeq));
-    for await (const rec of journal.iterate(from, Math.min(toSeq, (zs[zs.length - 1] as { seq: number }).seq))) {
-      while (i < zs.length && rec.seq >= (zs[i] as { seq: number }).seq) i += 1;
-      const z = zs[i];
-      if (z === undefined || rec.seq < z.report.fromSeq) continue;
-      addToTotals(sums[i] as PeriodTotals, JSON.parse(rec.text) as JournalEvent, z.report.fromSeq);
+  // Second pass: each Z's range summed again from its events (a till's Z: that till's events).
+  const lastZSeq = zs.length === 0 ? 0 : (zs[zs.length - 1] as { seq: number }).seq;
+  if (lastZSeq > 0) {
+    for await (const rec of journal.iterate(1, Math.min(toSeq, lastZSeq))) {
+      const e = JSON.parse(rec.text) as JournalEvent;
+      for (const k of e.terminal === null ? [''] : ['', `till:${e.terminal}`]) {
+        const c = chains.get(k);
+        if (c === undefined) continue;
+        while (c.i < c.zs.length && rec.seq >= (c.zs[c.i] as { seq: number }).seq) c.i += 1;
+        const z = c.zs[c.i];
+        if (z === undefined || rec.seq < z.report.fromSeq) continue;
+        addToTotals(c.sums[c.i] as PeriodTotals, e, z.report.fromSeq);
+      }
     }
   }
 
@@ -72,50 +91,58 @@ export async function verifyClosures(journal: Journal, toSeq: number, publicJwk:
     }
     if (Buffer.from(payload).toString('utf8') !== closureBodyText(r)) mismatch(what, seq, 'its signature covers another body');
   };
+  const whose = (terminalId: string | null) => (terminalId === null ? '' : ` of till ${terminalId}`);
 
-  let prev: { report: ZReport; seq: number } | null = null;
-  for (const [i, z] of zs.entries()) {
-    const r = z.report;
-    const what = `Z ${r.zNumber} of ${r.day}`;
-    const expectedNumber = (prev?.report.zNumber ?? 0) + 1;
-    if (r.zNumber !== expectedNumber) mismatch(what, z.seq, `it is numbered ${r.zNumber}, the one before it was ${expectedNumber - 1}`);
-    if (prev !== null && r.fromSeq !== prev.seq + 1) mismatch(what, z.seq, `it starts at seq ${r.fromSeq}, the previous Z ended at seq ${prev.seq}`);
-    if (r.toSeq !== z.seq - 1) mismatch(what, z.seq, `it says it covers up to seq ${r.toSeq}, but it was journalled at seq ${z.seq}`);
-    if (r.closedAt !== z.at) mismatch(what, z.seq, `it says it closed at ${r.closedAt}, its event is dated ${z.at}`);
-    const diff = totalsDifference(r.totals, sums[i] as PeriodTotals);
-    if (diff !== null) mismatch(what, z.seq, `its ${diff}`);
-    const grand = (prev?.report.grandTotalMinor ?? 0) + r.totals.netMinor;
-    if (r.grandTotalMinor !== grand) mismatch(what, z.seq, `its grand total is ${r.grandTotalMinor}, the Z reports add up to ${grand}`);
-    const prevHash = prev === null ? CLOSURE_GENESIS_HASH : closureHash(prev.report);
-    if (r.prevHash !== prevHash) mismatch(what, z.seq, 'it does not chain to the previous Z report');
-    await checkSignature(what, z.seq, r);
-    prev = { report: r, seq: z.seq };
+  let last: ZReport | null = null;
+  for (const c of chains.values()) {
+    let prev: { report: ZReport; seq: number } | null = null;
+    for (const [i, z] of c.zs.entries()) {
+      const r = z.report;
+      const what = `Z ${r.zNumber}${whose(r.terminalId)} of ${r.day}`;
+      const expectedNumber = (prev?.report.zNumber ?? 0) + 1;
+      if (r.zNumber !== expectedNumber) mismatch(what, z.seq, `it is numbered ${r.zNumber}, the one before it was ${expectedNumber - 1}`);
+      if (prev !== null && r.fromSeq !== prev.seq + 1) mismatch(what, z.seq, `it starts at seq ${r.fromSeq}, the previous Z ended at seq ${prev.seq}`);
+      if (r.toSeq !== z.seq - 1) mismatch(what, z.seq, `it says it covers up to seq ${r.toSeq}, but it was journalled at seq ${z.seq}`);
+      if (r.closedAt !== z.at) mismatch(what, z.seq, `it says it closed at ${r.closedAt}, its event is dated ${z.at}`);
+      const diff = totalsDifference(r.totals, c.sums[i] as PeriodTotals);
+      if (diff !== null) mismatch(what, z.seq, `its ${diff}`);
+      const grand = (prev?.report.grandTotalMinor ?? 0) + r.totals.netMinor;
+      if (r.grandTotalMinor !== grand) mismatch(what, z.seq, `its grand total is ${r.grandTotalMinor}, the Z reports add up to ${grand}`);
+      const prevHash = prev === null ? CLOSURE_GENESIS_HASH : closureHash(prev.report);
+      if (r.prevHash !== prevHash) mismatch(what, z.seq, 'it does not chain to the previous Z report');
+      await checkSignature(what, z.seq, r);
+      prev = { report: r, seq: z.seq };
+    }
+    if (c === chains.get('')) last = prev?.report ?? null;
   }
 
-  // Month and year closures: the Z reports of their period, in order, none left out.
-  const zByNumber = new Map(zs.map((z) => [z.report.zNumber, z.report]));
+  // Month and year closures: the Z reports of their period and chain, in order, none left out.
+  const zByNumber = new Map(zs.map((z) => [`${z.report.terminalId ?? ''}#${z.report.zNumber}`, z.report]));
   for (const kind of ['month', 'year'] as const) {
-    let last: PeriodClosureReport | null = null;
+    const lastOf = new Map<string, PeriodClosureReport>();
     for (const c of closures) {
       const r = c.report;
       if (r.kind !== kind) continue;
-      const what = `the ${kind} closure ${r.number} of ${r.period}`;
-      if (r.number !== (last?.number ?? 0) + 1) mismatch(what, c.seq, `it is numbered ${r.number} after ${last?.number ?? 0}`);
-      if (r.fromZ !== (last?.toZ ?? 0) + 1 && last !== null) mismatch(what, c.seq, `it starts at Z ${r.fromZ}, the previous one ended at Z ${last.toZ}`);
+      const chain = r.terminalId ?? '';
+      const before = lastOf.get(chain) ?? null;
+      const zOf = (n: number) => zByNumber.get(`${chain}#${n}`);
+      const what = `the ${kind} closure ${r.number}${whose(r.terminalId)} of ${r.period}`;
+      if (r.number !== (before?.number ?? 0) + 1) mismatch(what, c.seq, `it is numbered ${r.number} after ${before?.number ?? 0}`);
+      if (before !== null && r.fromZ !== before.toZ + 1) mismatch(what, c.seq, `it starts at Z ${r.fromZ}, the previous one ended at Z ${before.toZ}`);
       const sum = emptyTotals();
       for (let n = r.fromZ; n <= r.toZ; n += 1) {
-        const z = zByNumber.get(n);
+        const z = zOf(n);
         if (z === undefined || z.day.slice(0, r.period.length) !== r.period) mismatch(what, c.seq, `Z ${n} is not a Z report of ${r.period}`);
         mergeTotals(sum, z.totals);
       }
-      const next = zByNumber.get(r.toZ + 1);
+      const next = zOf(r.toZ + 1);
       if (next !== undefined && next.day.slice(0, r.period.length) === r.period) mismatch(what, c.seq, `it leaves out Z ${r.toZ + 1} of the same ${kind}`);
       const diff = totalsDifference(r.totals, sum);
       if (diff !== null) mismatch(what, c.seq, `its ${diff}`);
-      if (r.grandTotalMinor !== (zByNumber.get(r.toZ)?.grandTotalMinor ?? -1)) mismatch(what, c.seq, 'its grand total is not that of its last Z report');
-      if (r.prevHash !== (last === null ? CLOSURE_GENESIS_HASH : closureHash(last))) mismatch(what, c.seq, `it does not chain to the previous ${kind} closure`);
+      if (r.grandTotalMinor !== (zOf(r.toZ)?.grandTotalMinor ?? -1)) mismatch(what, c.seq, 'its grand total is not that of its last Z report');
+      if (r.prevHash !== (before === null ? CLOSURE_GENESIS_HASH : closureHash(before))) mismatch(what, c.seq, `it does not chain to the previous ${kind} closure`);
       await checkSignature(what, c.seq, r);
-      last = r;
+      lastOf.set(chain, r);
     }
   }
 
@@ -123,7 +150,7 @@ export async function verifyClosures(journal: Journal, toSeq: number, publicJwk:
     z: zs.length,
     months: closures.filter((c) => c.report.kind === 'month').length,
     years: closures.filter((c) => c.report.kind === 'year').length,
-    lastZ: prev?.report.zNumber ?? null,
-    grandTotalMinor: prev?.report.grandTotalMinor ?? 0,
+    lastZ: last?.zNumber ?? null,
+    grandTotalMinor: last?.grandTotalMinor ?? 0,
   };
 }

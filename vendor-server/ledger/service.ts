@@ -175,7 +175,7 @@ export class LedgerService {
   private base(actor: Actor, key: string | null, hash: string | null) {
     if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
     const at = this.clock().toISOString();
-    checkOpenPeriod(this.state.cashierDay, at);
+    checkOpenPeriod(this.state.cashierDay, at, actor.terminal);
     return {
       seq: this.journal.nextSeq,
       v: EVENT_VERSION,
