@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { z } from 'zod';
-import { assert, fail } from './errors.ts';
+import { assert } from './errors.ts';
 import type { JournalEvent } from './events.ts';
 import { add, checkAmount, mul } from './money.ts';
 import type { CashCount, PeriodTotals, ZReport } from './protocol.ts';
@@ -66,7 +66,7 @@ export const zCloseRequest = z.strictObject({ terminalId: entityId.optional() })
 /** The operator's force-close of a shift left open: a supervisor approves it. */
 export const shiftForceCloseRequest = z.strictObject({ supervisor: staffCredential, reason, count: cashCount.optional() });
 
-/** What a count adds up to; a list of denominations is summed here, never by the client. */
+/** What a count adds up to; a list of denominations is summed here, never by the client (CORE_ERR_OVERFLOW past the safe range). */
 export function countTotal(count: CashCount): number {
   if ('totalMinor' in count) return checkAmount(count.totalMinor, 'counted total');
   let total = 0;
@@ -288,11 +288,6 @@ export function totalsFrom(t: PeriodTotals | undefined): PeriodTotals {
   return t === undefined ? emptyTotals() : copyTotals(t);
 }
 
-/** Whether two totals agree, compared as canonical JSON (key order cannot matter). */
-export function sameTotals(a: PeriodTotals, b: PeriodTotals): boolean {
-  return canonicalize(normalise(a)) === canonicalize(normalise(b));
-}
-
 /** Zero entries carry no information: a token netted to zero reads as absent. */
 function normalise(t: PeriodTotals): PeriodTotals {
   const c = copyTotals(t);
@@ -355,19 +350,4 @@ export function closureBodyText(report: ClosureReport): string {
 /** The hash that the next closure of the same kind names as its prevHash. */
 export function closureHash(report: ClosureReport): string {
   return createHash('sha256').update(closureBodyText(report)).digest('hex');
-}
-
-export function closureNumber(report: ClosureReport): number {
-  return report.kind === 'Z' ? report.zNumber : report.number;
-}
-
-export function closurePeriod(report: ClosureReport): string {
-  return report.kind === 'Z' ? report.day : report.period;
-}
-
-/** A count's sum, or the validation error of a count that is out of range. */
-export function checkedCountTotal(count: CashCount): number {
-  const total = countTotal(count);
-  if (!Number.isSafeInteger(total)) fail('CORE_ERR_OVERFLOW', 'the count is too large');
-  return total;
 }

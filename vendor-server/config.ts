@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { entityId, personName } from '../core/index.ts';
+import { entityId, personName, UTC_OFFSET_MINUTES_MAX } from '../core/index.ts';
 import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
@@ -31,7 +31,7 @@ export const configSchema = z.strictObject({
   /** Whether a sale, refund or no-sale needs an open shift on its till (off when absent). */
   shifts: z.strictObject({ required: z.boolean() }).optional(),
   /** Business days are calendar days at this fixed offset from UTC, in minutes east (UTC when absent). */
-  businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-14 * 60).max(14 * 60) }).optional(),
+  businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-UTC_OFFSET_MINUTES_MAX).max(UTC_OFFSET_MINUTES_MAX) }).optional(),
   /** Whether each till closes its own day with its own chain of Z reports (store-wide when absent). */
   zReports: z.strictObject({ perTerminal: z.boolean() }).optional(),
   mall: z

@@ -5,7 +5,7 @@ import {
   CLOSURE_JWS_TYP,
   closureBodyText,
   copyTotals,
-  checkedCountTotal,
+  countTotal,
   expectedCash,
   fail,
   parseSaleId,
@@ -108,7 +108,7 @@ export class CashierDayService {
         ...base,
         type: 'shift.opened',
         postings: [],
-        data: { shiftId: `sh-${base.seq}`, cashierName, count, openingFloatMinor: checkedCountTotal(count) },
+        data: { shiftId: `sh-${base.seq}`, cashierName, count, openingFloatMinor: countTotal(count) },
       };
     }, (seq) => this.shiftOfEvent(seq));
   }
@@ -148,7 +148,7 @@ export class CashierDayService {
   }
 
   private closeEvent(base: Omit<EventBase, 'prev'>, s: ShiftRecord, count: CashCount | null, forcedBy: string | null, reason: string | null): NewEvent {
-    const countedMinor = count === null ? null : checkedCountTotal(count);
+    const countedMinor = count === null ? null : countTotal(count);
     const expectedMinor = expectedCash(s);
     return {
       ...base,
