@@ -77,6 +77,9 @@ describe('vendor server: shifts refused, force-closed, reprints, and the operato
     expect([first.reprintCount, second.reprintCount]).to.deep.equal([1, 2]);
     expect(second.sale.saleId).to.equal(sale.saleId);
     expect(code(await call(till.socket, 'receipt:reprint', { saleId: 'S9999999999' }))).to.equal('VND_ERR_SALE_UNKNOWN');
+    // Signed out, the till may not journal a reprint.
+    expectOk(await call(till.socket, 'cashier:logout', {}));
+    expect(code(await call(till.socket, 'receipt:reprint', { saleId: sale.saleId }))).to.equal('VND_ERR_CASHIER_REQUIRED');
     await store.restart();
     // The till's access credential outlives the restart: it connects and signs in again.
     const socket = await store.connect(till.credential);

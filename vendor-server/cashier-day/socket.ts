@@ -128,6 +128,8 @@ export function registerCashierDay(ctx: CashierDaySocketContext): void {
 
   on('receipt:reprint', handle('receipt:reprint', async (p) => {
     const req = parse(reprintRequest, p);
+    // A reprint is journalled: it names the cashier who asked for it.
+    await ctx.signedIn();
     const receipt = await ctx.receipt(req.saleId);
     return service.reprint(ctx.actor(), receipt);
   }));
