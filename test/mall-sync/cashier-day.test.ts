@@ -46,4 +46,22 @@ describe('mall-sync: the cashier\'s day reaches the mall in the batches', functi
     const types = cut.payload.events.map((t: string) => (JSON.parse(t) as { type: string }).type);
     expect(types.slice(-7)).to.deep.equal(['shift.opened', 'sale', 'cash.moved', 'drawer.no-sale', 'receipt.reprinted', 'shift.closed', 'period.closed']);
   });
+
+  it('flags a cashier\'s-day event that carries postings: cash in a drawer never moves tokens', async () => {
+    // Journalled past the ledger's rules, as a dishonest store could: a "no-sale" that
+    // takes a customer's tokens into the float, and a Z that does the same.
+    const j = v.opened.journal;
+    const seqs: number[] = [];
+    const postings = [{ account: 'customer:cust-000001', token: 'MALL', units: -5 }, { account: 'float', token: 'MALL', units: 5 }];
+    for (const [type, data] of [['drawer.no-sale', { shiftId: null, reason: 'x', supervisor: 'sam' }], ['period.closed', { kind: 'Z', zNumber: 99 }]] as const) {
+      const fields = { v: 1, vendor: v.vendorId, at: new Date().toISOString(), terminal: 't001', cashier: 'sam', key: null, bodyHash: null, type, postings, data };
+      seqs.push(j.append({ seq: j.nextSeq, ...fields }).seq);
+    }
+    await j.flushed();
+    const { res } = await pushAll(mall, v);
+    expect(res.status, res.text).to.equal(200);
+    const mallKey = (await importJWK((await mall.admin.mallKey()).jwk as unknown as JWK, 'EdDSA')) as CryptoKey;
+    const ack = await verifyJson<AckPayload>(res.body.ack, mallKey, ACK_TYP);
+    expect(ack.flagged.map((f) => [f.eventSeq, f.reason])).to.deep.equal(seqs.map((seq, i) => [seq, `a ${i === 0 ? 'drawer.no-sale' : 'period.closed'} may not post to account customer:cust-000001`]));
+  });
 });
