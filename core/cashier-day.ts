@@ -5,7 +5,7 @@ import { assert } from './errors.ts';
 import type { JournalEvent } from './events.ts';
 import { add, checkAmount, mul } from './money.ts';
 import type { CashCount, PeriodTotals, ZReport } from './protocol.ts';
-import { amount, entityId, idempotencyKey, staffCredential, text } from './schemas.ts';
+import { amount, entityId, idempotencyKey, scanCode, staffCredential, text } from './schemas.ts';
 
 /**
  * The cashier's day, as pure rules: cash counts, the expected cash of a shift, period
@@ -60,7 +60,7 @@ export const shiftCloseRequest = z.strictObject({ key: idempotencyKey, count: ca
 export const noSaleRequest = z.strictObject({ key: idempotencyKey, reason, supervisor: staffCredential });
 export const xReportRequest = z.strictObject({ scope: z.enum(['shift', 'day']) });
 export const zReportRequest = z.strictObject({ key: idempotencyKey, supervisor: staffCredential });
-export const reprintRequest = z.strictObject({ saleId: z.string().min(1).max(64) });
+export const reprintRequest = z.strictObject({ saleId: scanCode });
 /** The operator's Z: a till's id where the store closes its days per till. */
 export const zCloseRequest = z.strictObject({ terminalId: entityId.optional() });
 /** The operator's force-close of a shift left open: a supervisor approves it. */
@@ -276,7 +276,7 @@ export function mergeTotals(into: PeriodTotals, t: PeriodTotals): void {
   into.overShortMinor += t.overShortMinor;
 }
 
-/** A copy as plain JSON (sorted keys come from canonicalisation where it matters). */
+/** A copy with maps of its own (null-prototype), so a report handed out never shares the live totals. */
 export function copyTotals(t: PeriodTotals): PeriodTotals {
   const out = emptyTotals();
   mergeTotals(out, t);
