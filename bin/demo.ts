@@ -45,6 +45,8 @@ try {
 
   if (!(await isInitialised(vendorDir))) {
     const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true });
+    // The demo store runs the cashier's day: a sale needs an open shift with a counted float.
+    await writeConfig(vendorDir, { ...init.config, shifts: { required: true } });
     await writeFile(tokenFile, `${init.operatorToken}\n`, { mode: 0o600 });
     const keys = await loadKeys(vendorDir);
     await admin.registerVendor({ id: init.config.vendorId, name: init.config.storeName, jwk: keys.publicJwk as Record<string, unknown> });
@@ -99,6 +101,8 @@ mallpos demo: "${server.config.storeName}" (vendor ${server.config.vendorId})
   Products:   ${products.map((p) => `${p.gtin} ${p.name}`).join('; ')}
   Cards:      ${customers.map((c) => `${c.card} ${c.name}`).join('; ')}
   Staff:      ana (cashier, PIN 1234), sam (supervisor, PIN 9999)
+  Shifts:     the cashier opens a shift (counts the float) before the first sale and closes it with a count
+  Close day:  MALLPOS_OPERATOR_TOKEN=${operatorToken} npx vendor-server close-day --data-dir ${vendorDir}   (once every shift is closed)
 
 Stop with Ctrl-C. Data stays in ${root}; delete it to start over.
 `);

@@ -70,6 +70,14 @@ export const VND_ERRORS = {
   VND_ERR_MALL_IDENTITY: { status: 502, message: 'the mall does not present the key or certificate it was linked with' },
   VND_ERR_SNAPSHOT_STALE: { status: 409, message: 'the store has not heard from the mall for too long to take these tokens' },
   VND_ERR_SHUTTING_DOWN: { status: 503, message: 'the store server is shutting down' },
+  VND_ERR_SHIFT_REQUIRED: { status: 409, message: 'open a shift on this till first: count the opening float' },
+  VND_ERR_SHIFT_OPEN: { status: 409, message: 'a shift is already open: close it first' },
+  VND_ERR_SHIFT_NOT_OPEN: { status: 409, message: 'there is no open shift on this till' },
+  VND_ERR_SHIFT_OTHER_CASHIER: { status: 409, message: 'the open shift on this till belongs to another cashier: they close it, or a supervisor force-closes it' },
+  VND_ERR_SHIFT_UNKNOWN: { status: 404, message: 'unknown shift' },
+  VND_ERR_SHIFTS_STILL_OPEN: { status: 409, message: 'shifts are still open: close them (or force-close a shift left open) before the day is closed' },
+  VND_ERR_PERIOD_CLOSED: { status: 409, message: 'this event would fall in a day already closed by a Z report: check the store server\'s clock' },
+  VND_ERR_CLOSURE_MISMATCH: { status: 500, message: 'a Z report or period closure does not agree with the journal' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

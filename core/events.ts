@@ -1,3 +1,4 @@
+import type { CashMovedData, ClosureReport, NoSaleData, ReprintData, ShiftClosedData, ShiftOpenedData } from './cashier-day.ts';
 import type { Posting } from './ledger.ts';
 import type { Allocation, PricedLine, Product } from './pricing.ts';
 import type { TokenType } from './token-types.ts';
@@ -42,6 +43,8 @@ export interface ReversalData {
   reason: string;
   supervisor: string;
   cashRefundMinor: number;
+  /** The refunded sale's total (minor units); absent on reversals journalled before it was recorded. */
+  saleTotalMinor?: number;
   balancesAfter: Record<string, number> | null;
 }
 
@@ -76,10 +79,19 @@ export type JournalEvent = EventBase &
     | { type: 'customer.registered'; postings: []; data: CustomerData }
     | { type: 'product.upserted'; postings: []; data: Product }
     | { type: 'token-type.upserted'; postings: []; data: TokenType }
+    // The cashier's day: cash in the drawer is fiat, not ledger tokens, so no postings.
+    | { type: 'shift.opened'; postings: []; data: ShiftOpenedData }
+    | { type: 'cash.moved'; postings: []; data: CashMovedData }
+    | { type: 'shift.closed'; postings: []; data: ShiftClosedData }
+    | { type: 'drawer.no-sale'; postings: []; data: NoSaleData }
+    | { type: 'receipt.reprinted'; postings: []; data: ReprintData }
+    | { type: 'period.closed'; postings: []; data: ClosureReport }
   );
 
 export type EventType = JournalEvent['type'];
 export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance'];
+/** The cashier's day: events without postings that the mall accepts and records as they are. */
+export const CASHIER_DAY_EVENT_TYPES: readonly EventType[] = ['shift.opened', 'cash.moved', 'shift.closed', 'drawer.no-sale', 'receipt.reprinted', 'period.closed'];
 
 /** Distributes Omit over the union so each event type keeps its own data shape. */
 export type NewEvent = JournalEvent extends infer E ? (E extends JournalEvent ? Omit<E, 'prev'> : never) : never;

@@ -12,3 +12,4 @@ export * from './schemas.ts';
 export * from './protocol.ts';
 export * from './batch.ts';
 export * from './sale-check.ts';
+export * from './cashier-day.ts';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  CASHIER_DAY_EVENT_TYPES,
   checkBalanced,
   checkSaleShape,
   entityId,
@@ -105,7 +106,11 @@ const allotmentData = z.object({ token: tokenCode, units: posInt, issuer: entity
 const issuanceData = z.object({ customer: entityId, token: tokenCode, units: posInt });
 const ALLOTMENT_ID = /^alt-[0-9]{6,12}$/;
 
-const KNOWN_TYPES = new Set(['sale', 'reversal', 'allotment', 'issuance', 'customer.registered', 'product.upserted', 'token-type.upserted']);
+/**
+ * The cashier's day (shifts, cash moves, no-sales, reprints, Z and month/year closures)
+ * is accepted as recorded: it moves no tokens, so any posting on it is flagged below.
+ */
+const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
 
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');

@@ -4,7 +4,8 @@ import { dirname, join, relative, sep } from 'node:path';
 import { z } from 'zod';
 import { fail } from '../core/index.ts';
 import { DIR_MODE, FILE_MODE, fsyncDir, Journal, readCheckpoint, writeFileDurable } from '../platform/storage/index.ts';
-import { configSchema, dataPaths, loadConfig } from './config.ts';
+import { configSchema, dataPaths, loadConfig, loadKeys } from './config.ts';
+import { verifyClosures, type ClosuresReport } from './cashier-day/verify.ts';
 import { ledgerPaths, verifyLedger, type VerifyReport } from './ledger/store.ts';
 
 /**
@@ -226,10 +227,22 @@ async function fileSha256(path: string): Promise<{ bytes: number; sha256: string
   return { bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-/** Checks a store's data directory in place, read-only. */
-export async function verifyStore(dataDir: string): Promise<VerifyReport> {
+/** Checks every Z report and period closure against the journal, read-only (a live store or a backup). */
+async function verifyLedgerClosures(dataDir: string, toSeq: number): Promise<ClosuresReport> {
+  const keys = await loadKeys(dataDir);
+  const journal = (await Journal.open({ dir: ledgerPaths(dataPaths(dataDir).ledgerDir).journalDir, readOnly: true })).journal;
+  try {
+    return await verifyClosures(journal, toSeq, keys.publicJwk);
+  } finally {
+    await journal.close();
+  }
+}
+
+/** Checks a store's data directory in place, read-only: the ledger, then every closure against it. */
+export async function verifyStore(dataDir: string): Promise<VerifyReport & { closures: ClosuresReport }> {
   const config = await loadConfig(dataDir);
-  return verifyLedger({ dataDir: dataPaths(dataDir).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });
+  const report = await verifyLedger({ dataDir: dataPaths(dataDir).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });
+  return { ...report, closures: await verifyLedgerClosures(dataDir, report.lastSeq) };
 }
 
 /**
@@ -237,7 +250,7 @@ export async function verifyStore(dataDir: string): Promise<VerifyReport> {
  * manifest does not name, then the ledger in it (seal, chain, checkpoint against a
  * replay), which must end exactly at the manifest's seq and chain hash.
  */
-export async function verifyBackup(dir: string): Promise<VerifyReport & { backupSeq: number }> {
+export async function verifyBackup(dir: string): Promise<VerifyReport & { backupSeq: number; closures: ClosuresReport }> {
   const manifest = await readManifest(dir);
   const named = new Set(manifest.files.map((f) => f.path));
   for (const f of manifest.files) {
@@ -256,7 +269,7 @@ export async function verifyBackup(dir: string): Promise<VerifyReport & { backup
   if (report.lastSeq !== manifest.seq || report.lastHash !== manifest.lastHash || report.tornTail !== null) {
     fail('VND_ERR_STATE_CORRUPT', `the backup's journal ends at seq ${report.lastSeq} (${report.lastHash}), its manifest says seq ${manifest.seq} (${manifest.lastHash})`);
   }
-  return { ...report, backupSeq: manifest.seq };
+  return { ...report, backupSeq: manifest.seq, closures: await verifyLedgerClosures(dir, report.lastSeq) };
 }
 
 /**

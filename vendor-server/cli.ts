@@ -9,6 +9,7 @@ import { startVendorServer } from './server.ts';
 import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
 import { fail } from '../core/index.ts';
+import { addCashierDayCommands } from './cashier-day/cli.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
@@ -205,5 +206,7 @@ sync
       die(err);
     }
   });
+
+addCashierDayCommands(program, DEFAULT_DATA_DIR, die);
 
 await program.parseAsync(process.argv);

@@ -1,7 +1,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { entityId, personName } from '../core/index.ts';
+import { entityId, personName, UTC_OFFSET_MINUTES_MAX } from '../core/index.ts';
 import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
@@ -28,6 +28,12 @@ export const configSchema = z.strictObject({
   idempotencyKeysMax: z.number().int().min(1000),
   /** Token payments worth more than this (minor units) need the PIN of a customer who set one. */
   customerPinAboveMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  /** Whether a sale, refund or no-sale needs an open shift on its till (off when absent). */
+  shifts: z.strictObject({ required: z.boolean() }).optional(),
+  /** Business days are calendar days at this fixed offset from UTC, in minutes east (UTC when absent). */
+  businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-UTC_OFFSET_MINUTES_MAX).max(UTC_OFFSET_MINUTES_MAX) }).optional(),
+  /** Whether each till closes its own day with its own chain of Z reports (store-wide when absent). */
+  zReports: z.strictObject({ perTerminal: z.boolean() }).optional(),
   mall: z
     .strictObject({
       url: z.string().url(),

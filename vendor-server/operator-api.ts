@@ -22,6 +22,7 @@ import { emptyDay, own } from './ledger/state.ts';
 import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import type { LedgerService } from './ledger/service.ts';
+import type { CashierDayService } from './cashier-day/service.ts';
 import type { IntegrityStatus } from './ledger/store.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
@@ -29,10 +30,12 @@ import { pairedCredentials } from './terminal-auth.ts';
 import type { TerminalGateway } from './terminal-socket.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import { toWireError } from './terminal-socket.ts';
+import { cashierDayReference, cashierDayRoutes } from './cashier-day/operator-routes.ts';
 
 export interface OperatorApiDeps {
   config: VendorConfig;
   ledger: LedgerService;
+  cashierDay: CashierDayService;
   access: AccessStore;
   keys: VendorKeys;
   logger: Logger;
@@ -80,7 +83,8 @@ export function eventCsvRows(e: JournalEvent): string[] {
     : e.type === 'issuance' ? `${e.data.reason} ${e.data.customer}`
     : e.type === 'customer.registered' ? e.data.id
     : e.type === 'product.upserted' ? e.data.gtin
-    : e.data.code;
+    : e.type === 'token-type.upserted' ? e.data.code
+    : cashierDayReference(e);
   const head = [e.seq, e.at, e.type, e.terminal, e.cashier, reference].map(csvField).join(',');
   if (e.postings.length === 0) return [`${head},,,`];
   return e.postings.map((p) => `${head},${csvField(p.account)},${csvField(p.token)},${p.units}`);
@@ -252,6 +256,7 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
     }),
   );
   api.get('/sales/:saleId', route((req) => ledger.saleBySaleId(param(req, 'saleId'))));
+  cashierDayRoutes(api, { service: deps.cashierDay, access, logger, keyOf });
 
   const ttlMs = config.pairingCodeTtlMinutes * 60_000;
   api.get(

@@ -15,6 +15,7 @@ import { createOperatorApi } from './operator-api.ts';
 import { terminalAuthRouter } from './terminal-auth.ts';
 import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
+import { CashierDayService } from './cashier-day/service.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -37,6 +38,7 @@ export interface RunningVendorServer {
   config: VendorConfig;
   keys: VendorKeys;
   ledger: LedgerService;
+  cashierDay: CashierDayService;
   access: AccessStore;
   gateway: TerminalGateway;
   opened: OpenedLedger;
@@ -126,6 +128,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     config.idempotencyKeysMax,
   );
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
+  const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
 
   let sync: MallSync | null = null;
@@ -166,6 +169,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   const app = createOperatorApi({
     config,
     ledger,
+    cashierDay,
     access,
     keys,
     logger,
@@ -184,7 +188,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync });
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay });
   gateway.startStatusBroadcast();
 
   const host = opts.host ?? config.host;
@@ -218,5 +222,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, access, gateway, opened, logger, sync, audit, close };
 }

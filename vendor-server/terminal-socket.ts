@@ -29,6 +29,8 @@ import type { LedgerService } from './ledger/service.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
+import type { CashierDayService } from './cashier-day/service.ts';
+import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts';
 
 interface SocketData {
   terminalId: string;
@@ -51,6 +53,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   'cashier:login',
   'cashier:logout',
   'credential:renew',
+  ...CASHIER_DAY_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -75,6 +78,7 @@ export interface TerminalGatewayDeps {
   logger: Logger;
   metrics: VendorMetrics;
   sync?: () => MallSync | null;
+  cashierDay: CashierDayService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -121,7 +125,7 @@ export class TerminalGateway {
   }
 
   private onConnection(socket: TerminalSocket): void {
-    const { ledger, access, logger, metrics } = this.deps;
+    const { ledger, access, logger, metrics, cashierDay } = this.deps;
     metrics.terminals.inc();
     logger.info({ terminal: socket.data.terminalId }, 'terminal connected');
     // An access credential that expires without renewal ends the connection.
@@ -216,7 +220,8 @@ export class TerminalGateway {
             else await access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit });
           }
         }
-        const result = await ledger.commitSale(actor(), req, { tokenValueLimitMinor });
+        const who = actor();
+        const result = await ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
         logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
         return saleAck(result);
       }),
@@ -229,7 +234,8 @@ export class TerminalGateway {
         await needCashier(req.key);
         const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
-        const result = await ledger.refundSale(actor(), { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id });
+        const who = actor();
+        const result = await ledger.refundSale(who, { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id }, { precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
         logger.info({ terminal: terminalId, refundId: result.refundId, saleId: result.saleId, supervisor: staff.id }, 'sale refunded');
         return result;
       }),
@@ -242,23 +248,21 @@ export class TerminalGateway {
         return ledger.keyStatus(key);
       }),
     );
-    socket.on(
-      'receipt:get',
-      handle('receipt:get', async (p) => {
-        const sale = await ledger.saleBySaleId(parse(receiptRequest, p).saleId);
-        // A receipt names the customer and their card: a till sees its own recent sales,
-        // anything else needs a supervisor signed in on it.
-        const own = sale.terminal === terminalId && Date.now() - Date.parse(sale.at) <= RECEIPT_RECENT_MS;
-        await signingIn.catch(() => undefined);
-        if (!own && socket.data.cashier?.role !== 'supervisor') fail('VND_ERR_RECEIPT_FORBIDDEN');
-        const refundSeq = ledger.refundOf(sale.seq);
-        return {
-          store: { vendorId: ledger.store.vendorId, name: ledger.store.name, address: ledger.store.address },
-          sale,
-          refund: refundSeq === undefined ? null : await ledger.refundResult(refundSeq),
-        };
-      }),
-    );
+    const receipt = async (saleId: string) => {
+      const sale = await ledger.saleBySaleId(saleId);
+      // A receipt names the customer and their card: a till sees its own recent sales,
+      // anything else needs a supervisor signed in on it.
+      const own = sale.terminal === terminalId && Date.now() - Date.parse(sale.at) <= RECEIPT_RECENT_MS;
+      await signingIn.catch(() => undefined);
+      if (!own && socket.data.cashier?.role !== 'supervisor') fail('VND_ERR_RECEIPT_FORBIDDEN');
+      const refundSeq = ledger.refundOf(sale.seq);
+      return {
+        store: { vendorId: ledger.store.vendorId, name: ledger.store.name, address: ledger.store.address },
+        sale,
+        refund: refundSeq === undefined ? null : await ledger.refundResult(refundSeq),
+      };
+    };
+    socket.on('receipt:get', handle('receipt:get', (p) => receipt(parse(receiptRequest, p).saleId)));
     socket.on(
       'cashier:login',
       handle('cashier:login', async (p) => {
@@ -271,6 +275,23 @@ export class TerminalGateway {
         return socket.data.cashier;
       }),
     );
+    registerCashierDay({
+      on: (event, listener) => socket.on(event as 'shift:open', listener as never),
+      handle,
+      terminalId,
+      actor,
+      cashier: () => socket.data.cashier,
+      needCashier,
+      signedIn: async () => {
+        await signingIn.catch(() => undefined);
+        return socket.data.cashier ?? fail('VND_ERR_CASHIER_REQUIRED');
+      },
+      receipt,
+      access,
+      audit,
+      logger,
+      service: cashierDay,
+    });
     socket.on(
       'cashier:logout',
       handle('cashier:logout', (p) => {

@@ -26,6 +26,7 @@ import {
   isAcceptedAt,
   isExpired,
   type CustomerView,
+  type EventBase,
   type JournalEvent,
   type KeyStatus,
   type NewEvent,
@@ -40,6 +41,7 @@ import { checkBuiltSale } from '../../core/sale-check.ts';
 import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 import { evictedKeySeq } from './store.ts';
+import { checkOpenPeriod } from '../cashier-day/period.ts';
 
 export interface Actor {
   terminal: string | null;
@@ -172,11 +174,13 @@ export class LedgerService {
 
   private base(actor: Actor, key: string | null, hash: string | null) {
     if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
+    const at = this.clock().toISOString();
+    checkOpenPeriod(this.state.cashierDay, at, actor.terminal);
     return {
       seq: this.journal.nextSeq,
       v: EVENT_VERSION,
       vendor: this.store.vendorId,
-      at: this.clock().toISOString(),
+      at,
       terminal: actor.terminal,
       cashier: actor.cashier,
       key,
@@ -313,7 +317,7 @@ export class LedgerService {
    * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
    * it when the customer has a PIN that was not given.
    */
-  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<SaleResult> {
+  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
     const hash = saleBodyHash(input);
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
@@ -332,6 +336,7 @@ export class LedgerService {
         fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.store.currency)} need the customer's PIN (above ${formatMinor(limit, this.store.currency)})`, { valueMinor, limitMinor: limit });
       }
     }
+    opts.precondition?.();
     // The postings are planned against the balances in commit, before the append.
     const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
 
@@ -417,7 +422,7 @@ export class LedgerService {
     };
   }
 
-  async refundSale(actor: Actor, input: RefundInput): Promise<RefundResult> {
+  async refundSale(actor: Actor, input: RefundInput, opts: { precondition?: () => void } = {}): Promise<RefundResult> {
     const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
@@ -436,6 +441,7 @@ export class LedgerService {
       return this.refundResult(again);
     }
     if (this.refundOf(saleSeq) !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
+    opts.precondition?.();
 
     const postings = reversePostings(sale.postings);
     if (postings.length > 0) planPostings(bookOf(this.state), postings);
@@ -457,6 +463,7 @@ export class LedgerService {
         reason: input.reason,
         supervisor: input.supervisorId,
         cashRefundMinor: sale.data.cash.dueMinor,
+        saleTotalMinor: sale.data.totalMinor,
         balancesAfter,
       },
     };
@@ -464,6 +471,32 @@ export class LedgerService {
       const { event: done } = await this.commit(event);
       return this.refundResult(done.seq);
     });
+  }
+
+  /**
+   * Journals an event another module builds (the cashier's day) under the rules of a sale:
+   * a key seen before gets its original answer, or a conflict for another body; a new one
+   * is built from the current state and appended with nothing in between, and answered
+   * once durable. `answer` turns the event's seq into the result, for both.
+   */
+  async commitRequest<T>(
+    actor: Actor,
+    key: string | null,
+    body: unknown,
+    build: (base: Omit<EventBase, 'prev'>) => NewEvent,
+    answer: (seq: number) => T | Promise<T>,
+  ): Promise<T> {
+    const hash = key === null ? null : bodyHash(body);
+    if (key !== null && hash !== null) {
+      const earlier = this.seen(key) ?? (this.state.evicted.mayHave(key) ? await this.seenBefore(key) : null);
+      if (earlier !== null) {
+        await this.replay(key, hash, earlier);
+        return answer(earlier);
+      }
+    }
+    const event = build(this.base(actor, key, hash));
+    const run = async () => answer((await this.commit(event)).event.seq);
+    return key === null ? run() : this.once(key, run);
   }
 
   async keyStatus(key: string): Promise<KeyStatus> {

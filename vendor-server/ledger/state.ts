@@ -8,6 +8,7 @@ import {
   type TokenType,
 } from '../../core/index.ts';
 import { KeyFilter, type KeyFilterSnapshot } from '../../platform/storage/index.ts';
+import { applyCashierDay, cashierDayFrom, emptyCashierDay, planCashierDay, type CashierDayState } from '../cashier-day/state.ts';
 
 /**
  * The vendor's materialised state: what the journal's events add up to. It is rebuilt
@@ -91,6 +92,8 @@ export interface LedgerState {
   keys: Map<string, number>;
   /** Every key dropped from `keys`: a retry of one is answered from the journal, never charged again. */
   evicted: KeyFilter;
+  /** Shifts, the open day's totals and the closure chains (vendor-server/cashier-day). */
+  cashierDay: CashierDayState;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -128,6 +131,7 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     days: dict(),
     keys: new Map(),
     evicted: new KeyFilter(),
+    cashierDay: emptyCashierDay(),
   };
 }
 
@@ -193,6 +197,15 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
     case 'allotment':
     case 'product.upserted':
     case 'token-type.upserted':
+      break;
+    case 'shift.opened':
+    case 'cash.moved':
+    case 'shift.closed':
+    case 'drawer.no-sale':
+    case 'receipt.reprinted':
+    case 'period.closed':
+      assert(event.postings.length === 0, `a ${event.type} event has no postings`);
+      planCashierDay(state.cashierDay, event);
       break;
     default: {
       const never: never = event;
@@ -264,11 +277,20 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     case 'token-type.upserted':
       state.tokenTypes[event.data.code] = event.data;
       break;
+    case 'shift.opened':
+    case 'cash.moved':
+    case 'shift.closed':
+    case 'drawer.no-sale':
+    case 'receipt.reprinted':
+    case 'period.closed':
+      break;
     default: {
       const never: never = event;
       assert(false, `unknown event type ${(never as { type: string }).type}`);
     }
   }
+
+  applyCashierDay(state.cashierDay, event);
 
   if (event.key !== null && event.bodyHash !== null) {
     state.keys.set(event.key, event.seq);
@@ -286,9 +308,11 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay'> {
   keys: [string, number][];
   evicted: KeyFilterSnapshot;
+  /** Absent in checkpoints written before the cashier's day existed. */
+  cashierDay?: CashierDayState;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
@@ -320,5 +344,6 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     days: dict(Object.entries(s.days).map(([date, d]) => [date, dayFrom(d)])),
     keys: new Map(s.keys),
     evicted: new KeyFilter(s.evicted),
+    cashierDay: cashierDayFrom(s.cashierDay, s.seq),
   };
 }
