@@ -23,6 +23,7 @@ import { writeFileDurable } from '../platform/storage/index.ts';
 import * as carts from './cart.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
+import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
 import { toReceipt } from './receipts.ts';
 import { classifySaleRefusal } from './refusals.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
@@ -42,6 +43,7 @@ export interface ScreenState {
     server: LinkStatus;
     scanner: ScannerStatus | { state: 'none' };
     printer: PrintQueueStatus;
+    drawer: DrawerStatus;
   };
   cashier: { staffId: string; name: string } | null;
   cart: Cart;
@@ -110,6 +112,8 @@ export interface TerminalAppOptions {
   credential: TerminalCredential;
   scanner: Scanner | null;
   printQueue: PrintQueue;
+  /** The cash drawer on the receipt printer; null when the till has none. */
+  drawer?: DrawerWatch | null;
   ackTimeoutMs?: number;
   /** How long a completion waits for the store server before it tries again. */
   reconnectWaitMs?: number;
@@ -134,6 +138,8 @@ function maskedWire(w: WireError): WireError {
 /** Answers to `receipt:get` that asking again will not change. */
 const RECEIPT_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_RECEIPT_FORBIDDEN', 'VND_ERR_SALE_UNKNOWN']);
 const PAIR_AGAIN = 'this till must be paired with the store again before it can sell: the cart is kept';
+
+const NO_DRAWER: DrawerStatus = { state: 'none', openSince: null, openTooLong: false, lastKickError: null };
 
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
@@ -182,6 +188,7 @@ export class TerminalApp {
       }),
       opts.printQueue.onChange(() => app.changed()),
     );
+    if (opts.drawer) app.unsubscribe.push(opts.drawer.onChange(() => app.changed()));
     if (opts.scanner !== null) {
       app.unsubscribe.push(
         opts.scanner.onScan((scan) => app.scan(scan.code)),
@@ -230,6 +237,7 @@ export class TerminalApp {
         server,
         scanner: this.opts.scanner?.status() ?? { state: 'none' },
         printer: this.opts.printQueue.status(),
+        drawer: this.opts.drawer?.status() ?? NO_DRAWER,
       },
       cashier: this.cashier === null ? null : { staffId: this.cashier.staffId, name: this.cashier.name },
       // Card numbers are bearer credentials: the screen shows them masked.
@@ -592,6 +600,9 @@ export class TerminalApp {
 
   /** Closes a committed sale: its receipt (when the server sent it) queued, the cart cleared. */
   private async finishSale(ack: SaleAck, sale: SaleResult | null, receiptProblem: string | null): Promise<void> {
+    // Cash changed hands: the drawer opens as the sale completes, before the receipt prints.
+    // A sale paid only with tokens leaves it shut.
+    const kicking = ack.cash.tenderedMinor > 0 ? this.openDrawer() : null;
     const server = this.link.status().server;
     // The receipt is on disk in the print queue before the pending sale is forgotten.
     const printing =
@@ -618,9 +629,11 @@ export class TerminalApp {
     const change = ack.cash.changeMinor > 0 ? `, change ${formatMinor(ack.cash.changeMinor, ack.currency)}` : '';
     if (printing === null) {
       this.say('error', `sale ${ack.saleId} complete${change}; receipt not printed: ${receiptProblem ?? 'the store server did not send it'}`);
+      await kicking;
       return;
     }
     this.say('success', `sale ${ack.saleId} complete${change}`);
+    await kicking;
     const printed = await printing;
     if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
   }
@@ -658,8 +671,18 @@ export class TerminalApp {
     );
     const cash = refunded.cashRefundMinor > 0 ? `; give back ${formatMinor(refunded.cashRefundMinor, sale.currency)} in cash` : '';
     this.say('success', `sale ${sale.saleId} refunded as ${refunded.refundId}${cash}`);
+    if (refunded.cashRefundMinor > 0) await this.openDrawer();
     const printed = await this.opts.printQueue.enqueue(receipt);
     if (!printed.ok) this.say('error', `refund done; receipt not printed: ${printed.message}`);
+  }
+
+  /**
+   * Opens the cash drawer, if the till has one. A drawer that does not open never
+   * undoes what was done: the status bar says why, and the cashier uses the key.
+   */
+  private async openDrawer(): Promise<void> {
+    if (!this.opts.drawer) return;
+    await this.opts.drawer.kick();
   }
 
   private async reprint(): Promise<void> {

@@ -71,6 +71,17 @@ function renderHeader(s) {
   setStatus('status-printer', printer.printer === 'ready' ? 'ok' : 'bad', PRINTER_TEXT[printer.printer] ?? printer.printer, printer.lastError);
   setStatus('status-receipts', printer.waiting > 0 ? 'warn' : 'ok', String(printer.waiting));
 
+  // The cash drawer, as the printer reports it; a drawer left open is a warning.
+  const drawer = s.status.drawer;
+  byTestId('status-drawer').hidden = drawer.state === 'none';
+  byTestId('status-drawer').dataset.drawer = drawer.state;
+  if (drawer.state !== 'none') {
+    const openFor = drawer.openSince === null ? null : Math.max(0, Math.round((Date.now() - Date.parse(drawer.openSince)) / 1000));
+    const level = drawer.openTooLong || drawer.lastKickError !== null ? 'bad' : drawer.state === 'open' ? 'warn' : drawer.state === 'closed' ? 'ok' : 'none';
+    const value = drawer.state === 'open' ? (drawer.openTooLong && openFor !== null ? `open ${formatAge(openFor)}` : 'open') : drawer.state === 'closed' ? 'closed' : 'state unknown';
+    setStatus('status-drawer', level, value, drawer.lastKickError ?? '');
+  }
+
   // The store's sync with the mall: sales keep working while it waits.
   const sync = server.server?.sync;
   const mall = byTestId('status-mall');
@@ -88,6 +99,8 @@ function renderHeader(s) {
   if (server.state !== 'connected' && server.state !== 'connecting') problems.push(server.detail ?? 'the store server is unreachable');
   if (scanner.state === 'disconnected') problems.push(`scanner disconnected${scanner.error ? `: ${scanner.error}` : ''}${scanner.retryInMs ? `; retrying in ${Math.ceil(scanner.retryInMs / 1000)} s` : ''}`);
   if (printer.printer !== 'ready') problems.push(printer.lastError ?? `printer ${PRINTER_TEXT[printer.printer] ?? printer.printer}`);
+  if (drawer.openTooLong) problems.push('the cash drawer has been left open: close it');
+  if (drawer.lastKickError !== null) problems.push(drawer.lastKickError);
   if (printer.waiting > 0) problems.push(`${printer.waiting} receipt${printer.waiting === 1 ? '' : 's'} waiting to print`);
   if (sync?.configured && sync.snapshotStale) problems.push('the store has not heard from the mall for too long: mall tokens and coupons cannot be taken until it does');
   const detail = byTestId('status-detail');
