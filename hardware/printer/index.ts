@@ -1,6 +1,6 @@
 export type { CashDrawer, DrawerPulse, DrawerState, KickResult, PrintResult, PrinterState, ReceiptPrinter } from './printer.ts';
 export { checkDrawerPulse, DRAWER_PULSE_DEFAULT, printFailure, printerMessage } from './printer.ts';
-export type { Columns, Receipt, ReceiptAlign, ReceiptCheck, ReceiptItem, ReceiptLine } from './receipt.ts';
+export type { Columns, Receipt, ReceiptAlign, ReceiptCheck, ReceiptItem, ReceiptLine, ReceiptSection } from './receipt.ts';
 export { COLUMNS, checkReceipt, layoutReceipt, receiptLimits, receiptSchema } from './receipt.ts';
 export type { PrinterModel, ReceiptCodePage, ThermalReceiptPrinterOptions } from './thermal-printer.ts';
 export { ThermalReceiptPrinter } from './thermal-printer.ts';

@@ -274,15 +274,15 @@ export class ThermalReceiptPrinter implements ReceiptPrinter, CashDrawer {
     if (bold) p.bold(false);
     p.alignCenter();
     if (this.options.type === 'epson') {
-      p.printQR(r.qr, { cellSize: 6, correction: 'M', model: 2 });
+      if (r.qr !== undefined) p.printQR(r.qr, { cellSize: 6, correction: 'M', model: 2 });
       // Type 73 is CODE128 (GS k m=73); HRI below so a cashier can key it in.
-      p.printBarcode(r.barcode, 73, { hriPos: 2, hriFont: 0, width: barcodeModuleDots(r.barcode, this.options.columns), height: 80 });
+      if (r.barcode !== undefined) p.printBarcode(r.barcode, 73, { hriPos: 2, hriFont: 0, width: barcodeModuleDots(r.barcode, this.options.columns), height: 80 });
     } else {
       // node-thermal-printer 4.6.1's Star printQR leaves out the "ESC GS y D 1 m"
       // header before the data length, so a Star printer prints the payload as
       // text and no code; the command is written out here instead.
-      p.add(starQr(r.qr, 6));
-      p.code128(r.barcode, { text: 2, width: this.options.columns >= 42 ? 'MEDIUM' : 'SMALL', height: 80 });
+      if (r.qr !== undefined) p.add(starQr(r.qr, 6));
+      if (r.barcode !== undefined) p.code128(r.barcode, { text: 2, width: this.options.columns >= 42 ? 'MEDIUM' : 'SMALL', height: 80 });
     }
     p.cut();
     return p;
