@@ -15,7 +15,12 @@ import {
   type RefundResult,
   type SaleAck,
   type SaleResult,
+  type CashCount,
+  type ClientToServerEvents,
+  type ShiftView,
   type WireError,
+  type XReport,
+  type ZReport,
 } from '../core/index.ts';
 import type { PrintQueue, PrintQueueStatus } from '../hardware/printer/index.ts';
 import type { Scanner, ScannerStatus } from '../hardware/scanner/index.ts';
@@ -23,7 +28,9 @@ import { writeFileDurable } from '../platform/storage/index.ts';
 import * as carts from './cart.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
+import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
 import { toReceipt } from './receipts.ts';
+import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
 
@@ -42,6 +49,7 @@ export interface ScreenState {
     server: LinkStatus;
     scanner: ScannerStatus | { state: 'none' };
     printer: PrintQueueStatus;
+    drawer: DrawerStatus;
   };
   cashier: { staffId: string; name: string } | null;
   cart: Cart;
@@ -51,6 +59,11 @@ export interface ScreenState {
   completing: { key: string; since: string; waiting: SaleWaiting | null } | null;
   lastSale: SaleResult | null;
   refund: { sale: SaleResult; refunded: RefundResult | null } | null;
+  /**
+   * The cashier's day: this till's open shift (`known` false until the store server has
+   * said), and the result of the shift just closed, shown until the cashier dismisses it.
+   */
+  shift: { known: boolean; current: ShiftView | null; closed: ShiftView | null };
   message: ScreenMessage | null;
   version: number;
 }
@@ -84,6 +97,18 @@ export interface PendingRefund {
   startedAt: string;
 }
 
+/**
+ * A cash operation of the cashier's day being sent (shift open or close, paid-in or out,
+ * no-sale, Z report): its key is made before the first send and kept on disk until the
+ * store answers, so the same operation tried again after a lost answer or a restart is
+ * sent under the same key and counts once. Secrets (a supervisor's PIN) are never written.
+ */
+interface PendingCashOp {
+  key: string;
+  fingerprint: string;
+  startedAt: string;
+}
+
 /** Refund refusals that say the refund's key certainly committed nothing. */
 const DEFINITE_REFUND_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_SALE_UNKNOWN', 'VND_ERR_ALREADY_REFUNDED']);
 
@@ -101,6 +126,13 @@ export type Command =
   | { type: 'refund'; staffId: string; pin: string; reason: string }
   | { type: 'closeRefund' }
   | { type: 'reprint' }
+  | { type: 'openShift'; count: CashCount }
+  | { type: 'cashMove'; kind: 'paid-in' | 'paid-out'; amountMinor: number; reason: string }
+  | { type: 'noSale'; staffId: string; pin: string; reason: string }
+  | { type: 'closeShift'; count: CashCount }
+  | { type: 'closeShiftResult' }
+  | { type: 'xReport'; scope: 'shift' | 'day' }
+  | { type: 'zReport'; staffId: string; pin: string }
   | { type: 'login'; staffId: string; pin: string }
   | { type: 'logout' }
   | { type: 'dismiss' };
@@ -110,6 +142,8 @@ export interface TerminalAppOptions {
   credential: TerminalCredential;
   scanner: Scanner | null;
   printQueue: PrintQueue;
+  /** The cash drawer on the receipt printer; null when the till has none. */
+  drawer?: DrawerWatch | null;
   ackTimeoutMs?: number;
   /** How long a completion waits for the store server before it tries again. */
   reconnectWaitMs?: number;
@@ -135,6 +169,8 @@ function maskedWire(w: WireError): WireError {
 const RECEIPT_REFUSALS: ReadonlySet<string> = new Set(['VND_ERR_RECEIPT_FORBIDDEN', 'VND_ERR_SALE_UNKNOWN']);
 const PAIR_AGAIN = 'this till must be paired with the store again before it can sell: the cart is kept';
 
+const NO_DRAWER: DrawerStatus = { state: 'none', openSince: null, openTooLong: false, lastKickError: null };
+
 const SCAN_QUEUE_MAX = 64;
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -158,6 +194,9 @@ export class TerminalApp {
   private refund: ScreenState['refund'] = null;
   private message: ScreenMessage | null = null;
   private cashier: { staffId: string; name: string; pin: string } | null = null;
+  private shift: ScreenState['shift'] = { known: false, current: null, closed: null };
+  /** The last receipt this till printed for a sale or a refund, for a counted reprint. */
+  private lastReceiptSaleId: string | null = null;
   private version = 0;
   private closed = false;
   private readonly listeners = new Set<(s: ScreenState) => void>();
@@ -182,6 +221,7 @@ export class TerminalApp {
       }),
       opts.printQueue.onChange(() => app.changed()),
     );
+    if (opts.drawer) app.unsubscribe.push(opts.drawer.onChange(() => app.changed()));
     if (opts.scanner !== null) {
       app.unsubscribe.push(
         opts.scanner.onScan((scan) => app.scan(scan.code)),
@@ -204,6 +244,10 @@ export class TerminalApp {
 
   private get pendingRefundFile(): string {
     return join(this.opts.dataDir, 'pending-refund.json');
+  }
+
+  private get pendingCashOpFile(): string {
+    return join(this.opts.dataDir, 'pending-cash-op.json');
   }
 
   private readPending(): Promise<PendingSale | null> {
@@ -230,6 +274,7 @@ export class TerminalApp {
         server,
         scanner: this.opts.scanner?.status() ?? { state: 'none' },
         printer: this.opts.printQueue.status(),
+        drawer: this.opts.drawer?.status() ?? NO_DRAWER,
       },
       cashier: this.cashier === null ? null : { staffId: this.cashier.staffId, name: this.cashier.name },
       // Card numbers are bearer credentials: the screen shows them masked.
@@ -240,6 +285,7 @@ export class TerminalApp {
       completing: this.completing === null ? null : { key: this.completing.key, since: this.completing.startedAt, waiting: this.waiting },
       lastSale: this.lastSale === null ? null : maskedSale(this.lastSale),
       refund: this.refund === null ? null : { sale: maskedSale(this.refund.sale), refunded: this.refund.refunded },
+      shift: this.shift,
       message: this.message,
       version: this.version,
     };
@@ -274,6 +320,7 @@ export class TerminalApp {
       this.link.request('cashier:login', { staffId, pin }).catch(() => undefined);
     }
     void this.reprice();
+    void this.refreshShift();
   }
 
   // ---- scans -------------------------------------------------------------------------
@@ -407,9 +454,26 @@ export class TerminalApp {
           return;
         case 'reprint':
           return await this.reprint();
+        case 'openShift':
+          return await this.openShift(cmd.count);
+        case 'cashMove':
+          return await this.cashMove(cmd.kind, cmd.amountMinor, cmd.reason);
+        case 'noSale':
+          return await this.noSale(cmd.staffId, cmd.pin, cmd.reason);
+        case 'closeShift':
+          return await this.closeShift(cmd.count);
+        case 'closeShiftResult':
+          this.shift = { ...this.shift, closed: null };
+          this.changed();
+          return;
+        case 'xReport':
+          return await this.xReport(cmd.scope);
+        case 'zReport':
+          return await this.zReport(cmd.staffId, cmd.pin);
         case 'login': {
           const who = await this.link.request<{ staffId: string; name: string }>('cashier:login', { staffId: cmd.staffId, pin: cmd.pin });
           this.cashier = { staffId: who.staffId, name: who.name, pin: cmd.pin };
+          void this.refreshShift();
           this.say('success', this.waiting?.for === 'cashier' ? `signed in: ${who.name}; complete the sale again` : `signed in: ${who.name}`);
           return;
         }
@@ -592,6 +656,9 @@ export class TerminalApp {
 
   /** Closes a committed sale: its receipt (when the server sent it) queued, the cart cleared. */
   private async finishSale(ack: SaleAck, sale: SaleResult | null, receiptProblem: string | null): Promise<void> {
+    // Cash changed hands: the drawer opens as the sale completes, before the receipt prints.
+    // A sale paid only with tokens leaves it shut.
+    const kicking = ack.cash.tenderedMinor > 0 ? this.openDrawer() : null;
     const server = this.link.status().server;
     // The receipt is on disk in the print queue before the pending sale is forgotten.
     const printing =
@@ -612,15 +679,19 @@ export class TerminalApp {
     this.completion = null;
     this.waiting = null;
     this.lastSale = sale;
+    if (sale !== null) this.lastReceiptSaleId = sale.saleId;
+    void this.refreshShift();
     this.cart = carts.emptyCart();
     this.priced = null;
     this.pricingError = null;
     const change = ack.cash.changeMinor > 0 ? `, change ${formatMinor(ack.cash.changeMinor, ack.currency)}` : '';
     if (printing === null) {
       this.say('error', `sale ${ack.saleId} complete${change}; receipt not printed: ${receiptProblem ?? 'the store server did not send it'}`);
+      await kicking;
       return;
     }
     this.say('success', `sale ${ack.saleId} complete${change}`);
+    await kicking;
     const printed = await printing;
     if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
   }
@@ -658,14 +729,167 @@ export class TerminalApp {
     );
     const cash = refunded.cashRefundMinor > 0 ? `; give back ${formatMinor(refunded.cashRefundMinor, sale.currency)} in cash` : '';
     this.say('success', `sale ${sale.saleId} refunded as ${refunded.refundId}${cash}`);
+    this.lastReceiptSaleId = sale.saleId;
+    void this.refreshShift();
+    if (refunded.cashRefundMinor > 0) await this.openDrawer();
     const printed = await this.opts.printQueue.enqueue(receipt);
     if (!printed.ok) this.say('error', `refund done; receipt not printed: ${printed.message}`);
   }
 
+  /**
+   * Opens the cash drawer, if the till has one. A drawer that does not open never
+   * undoes what was done: the status bar says why, and the cashier uses the key.
+   */
+  private async openDrawer(): Promise<void> {
+    if (!this.opts.drawer) return;
+    await this.opts.drawer.kick();
+  }
+
+  /**
+   * Reprints the last receipt. The store counts every reprint and the copy says so
+   * ("DUPLICATE — reprint N"). Only when the store cannot be reached (or does not know
+   * the event) is the copy kept by the print queue printed instead, marked as a reprint.
+   */
   private async reprint(): Promise<void> {
+    const saleId = this.lastReceiptSaleId;
+    if (saleId !== null) {
+      let data: (ReceiptData & { reprintCount: number }) | null = null;
+      try {
+        data = await this.link.request<ReceiptData & { reprintCount: number }>('receipt:reprint', { saleId });
+      } catch (err) {
+        // A store server that cannot be reached, or one too old to count reprints, leaves
+        // the copy the print queue kept.
+        const uncounted = err instanceof LinkDownError || (err instanceof RemoteError && err.wire.code === 'VND_ERR_UNKNOWN_EVENT');
+        if (!uncounted) throw err;
+      }
+      if (data !== null) {
+        const server = this.link.status().server;
+        const receipt = {
+          ...toReceipt(data, { kind: 'reprint', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? data.sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} }),
+          reprintCount: data.reprintCount,
+        };
+        const printed = await this.opts.printQueue.enqueue(receipt);
+        if (printed.ok) this.say('success', `receipt reprinted (duplicate, reprint ${data.reprintCount})`);
+        else this.say('error', `reprint ${data.reprintCount} not printed: ${printed.message}`);
+        return;
+      }
+    }
     const result = await this.opts.printQueue.reprintLast();
     if (result.ok) this.say('success', 'receipt reprinted');
     else this.say('error', result.message);
+  }
+
+  // ---- the cashier's day --------------------------------------------------------------
+
+  /** Asks the store for this till's open shift; a store that does not answer leaves it unknown. */
+  private async refreshShift(): Promise<void> {
+    if (!this.link.connected) return;
+    try {
+      const current = await this.link.request<ShiftView | null>('shift:current', {});
+      this.shift = { ...this.shift, known: true, current };
+      this.changed();
+    } catch {
+      // Shown as unknown; the next connection or sale asks again.
+    }
+  }
+
+  private reportContext(): ReportContext {
+    const server = this.link.status().server;
+    return {
+      store: { name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
+      terminalName: this.opts.credential.name,
+      cashierName: this.cashier?.name ?? '-',
+      currency: server?.currency ?? 'EUR',
+    };
+  }
+
+  private money(minor: number): string {
+    return formatMinor(minor, this.link.status().server?.currency ?? 'EUR');
+  }
+
+  /**
+   * Sends a cash operation under a key made before its first send and kept on disk
+   * (see PendingCashOp). The same operation (same event and body, secrets aside, and the
+   * same `identity`, such as who approved it) tried again reuses the key until the store
+   * has answered it.
+   */
+  private async sendCashOp<T>(
+    event: keyof ClientToServerEvents,
+    body: Record<string, unknown>,
+    secret: Record<string, unknown> = {},
+    identity: Record<string, unknown> = {},
+  ): Promise<T> {
+    this.guardIdle();
+    this.needLink();
+    const fingerprint = JSON.stringify({ event, body, identity });
+    const earlier = await this.readJson<PendingCashOp>(this.pendingCashOpFile);
+    const pending: PendingCashOp =
+      earlier !== null && earlier.fingerprint === fingerprint ? earlier : { key: `${this.opts.credential.terminalId}:${randomUUID()}`, fingerprint, startedAt: new Date().toISOString() };
+    if (pending !== earlier) await writeFileDurable(this.pendingCashOpFile, JSON.stringify(pending));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const answer = await this.link.request<T>(event, { key: pending.key, ...body, ...secret });
+        await rm(this.pendingCashOpFile, { force: true });
+        return answer;
+      } catch (err) {
+        if (!(err instanceof LinkDownError)) throw err;
+        if (attempt === 4) {
+          throw new MallposError('POS_ERR_OFFLINE', 'the store server did not confirm it: try again with the same amount and reason; it is sent as the same request and counts once');
+        }
+        await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
+      }
+    }
+  }
+
+  private async openShift(count: CashCount): Promise<void> {
+    if (this.shift.current !== null) fail('POS_ERR_COMMAND', `a shift is already open on this till since ${this.shift.current.openedAt.slice(11, 16)}: close it first`);
+    const view = await this.sendCashOp<ShiftView>('shift:open', { count });
+    this.shift = { known: true, current: view, closed: null };
+    this.say('success', `shift open: float ${this.money(view.openingFloatMinor)}; put it in the drawer`);
+    // The float goes into the drawer.
+    await this.openDrawer();
+  }
+
+  private async cashMove(kind: 'paid-in' | 'paid-out', amountMinor: number, reason: string): Promise<void> {
+    const view = await this.sendCashOp<ShiftView>('shift:cash-move', { kind, amountMinor, reason });
+    this.shift = { ...this.shift, known: true, current: view };
+    this.say('success', `${kind === 'paid-in' ? 'paid in' : 'paid out'}: ${this.money(amountMinor)} (${reason})`);
+    await this.openDrawer();
+  }
+
+  private async noSale(staffId: string, pin: string, reason: string): Promise<void> {
+    await this.sendCashOp<null>('drawer:no-sale', { reason }, { supervisor: { staffId, pin } }, { supervisorId: staffId });
+    this.say('success', `no-sale recorded (${reason}): the drawer opens`);
+    await this.openDrawer();
+  }
+
+  /** Closes the shift on a blind count: the expected amount is seen only in the answer. */
+  private async closeShift(count: CashCount): Promise<void> {
+    const view = await this.sendCashOp<ShiftView>('shift:close', { count });
+    this.shift = { known: true, current: null, closed: view };
+    const overShort = view.overShortMinor ?? 0;
+    const result = overShort === 0 ? 'the count matches' : overShort > 0 ? `over by ${this.money(overShort)}` : `short by ${this.money(-overShort)}`;
+    this.say(overShort === 0 ? 'success' : 'info', `shift closed: ${result}`);
+    // The counted cash leaves the drawer.
+    await this.openDrawer();
+    const printed = await this.opts.printQueue.enqueue(shiftCloseReceipt(view, this.reportContext()));
+    if (!printed.ok) this.say('error', `shift closed (${result}); the slip was not printed: ${printed.message}`);
+  }
+
+  private async xReport(scope: 'shift' | 'day'): Promise<void> {
+    this.needLink();
+    const x = await this.link.request<XReport>('report:x', { scope });
+    const printed = await this.opts.printQueue.enqueue(xReportReceipt(x, this.reportContext()));
+    if (printed.ok) this.say('success', `X report (${scope}) printed: net ${this.money(x.totals.netMinor)}`);
+    else this.say('error', `X report not printed: ${printed.message}`);
+  }
+
+  private async zReport(staffId: string, pin: string): Promise<void> {
+    // The key is not bound to the supervisor: a Z asked again after a lost answer is the same Z.
+    const z = await this.sendCashOp<ZReport>('report:z', {}, { supervisor: { staffId, pin } });
+    const printed = await this.opts.printQueue.enqueue(zReportReceipt(z, this.reportContext()));
+    if (printed.ok) this.say('success', `Z report ${z.zNumber} printed: day ${z.day} closed, net ${this.money(z.totals.netMinor)}`);
+    else this.say('error', `Z report ${z.zNumber} made (day ${z.day} closed) but not printed: ${printed.message}`);
   }
 
   async close(): Promise<void> {

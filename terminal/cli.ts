@@ -3,6 +3,8 @@ import { Command, Option } from 'commander';
 import { pairTerminal } from './credential.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { startTerminal } from './run.ts';
+import { MallposError } from '../core/index.ts';
+import { checkDrawerPulse } from '../hardware/printer/index.ts';
 
 const DEFAULT_DATA_DIR = './data/pos-terminal';
 
@@ -35,9 +37,37 @@ program
   .addOption(new Option('--printer-type <type>', 'ESC/POS dialect').choices(['epson', 'star']).default('epson'))
   .addOption(new Option('--columns <n>', 'receipt width in characters').choices(['32', '42', '48']).default('42'))
   .option('--port <port>', 'cashier screen port (default 8500)', portNumber)
-  .action(async (o: { dataDir: string; scanner: string; baud?: number; printer: string; printerType: 'epson' | 'star'; columns: string; port?: number }) => {
+  .addOption(new Option('--drawer-pin <pin>', 'cash drawer kick-out connector pin').choices(['2', '5']).default('2'))
+  .option('--drawer-on-ms <ms>', 'drawer pulse on time, 2-510 ms', (v) => Number(v), 100)
+  .option('--drawer-off-ms <ms>', 'drawer pulse off time, 2-510 ms', (v) => Number(v), 200)
+  .addOption(new Option('--drawer-open-level <level>', 'level of pin 3 that means the drawer is open').choices(['high', 'low']).default('high'))
+  .option('--drawer-warn-s <s>', 'warn when the drawer stays open longer than this many seconds', (v) => Number(v), 30)
+  .option('--no-drawer', 'this till has no cash drawer on its printer')
+  .action(async (o: {
+    dataDir: string;
+    scanner: string;
+    baud?: number;
+    printer: string;
+    printerType: 'epson' | 'star';
+    columns: string;
+    port?: number;
+    drawer: boolean;
+    drawerPin: string;
+    drawerOnMs: number;
+    drawerOffMs: number;
+    drawerOpenLevel: 'high' | 'low';
+    drawerWarnS: number;
+  }) => {
     try {
+      if (!Number.isSafeInteger(o.drawerWarnS) || o.drawerWarnS < 1) throw new MallposError('POS_ERR_CONFIG', '--drawer-warn-s must be a whole number of seconds, at least 1');
+      const pulse = { pin: o.drawerPin === '5' ? 5 : 2, onMs: o.drawerOnMs, offMs: o.drawerOffMs } as const;
+      try {
+        checkDrawerPulse(pulse);
+      } catch (err) {
+        throw new MallposError('POS_ERR_CONFIG', (err as Error).message);
+      }
       const t = await startTerminal({
+        drawer: o.drawer ? { pulse, openLevel: o.drawerOpenLevel, openWarnMs: o.drawerWarnS * 1000 } : false,
         dataDir: resolve(o.dataDir),
         scanner: o.scanner,
         printer: o.printer,

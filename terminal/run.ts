@@ -1,8 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns } from '../hardware/printer/index.ts';
+import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns, type DrawerPulse } from '../hardware/printer/index.ts';
 import { SerialScanner, socatAvailable, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
 import { TerminalApp } from './app.ts';
+import { DrawerWatch } from './drawer-watch.ts';
 import { loadCredential } from './credential.ts';
 import { DataDirLock } from '../platform/lock.ts';
 import { startScreen, type RunningScreen } from './screen-server.ts';
@@ -23,6 +24,13 @@ export interface StartTerminalOptions {
   /** Port of the simulated printer; 9100 by default. */
   printerSimPort?: number;
   ackTimeoutMs?: number;
+  /**
+   * The cash drawer on the printer's kick-out connector: its pin and pulse, which level
+   * of pin 3 means open, and after how long open the screen warns. `false`: no drawer.
+   */
+  drawer?: false | { pulse?: DrawerPulse; openLevel?: 'high' | 'low'; openWarnMs?: number; pollOpenMs?: number; pollIdleMs?: number };
+  /** The simulated drawer closes this long after a kick; 0 keeps it open until closed by hand. 4000 ms by default. */
+  printerSimDrawerCloseAfterMs?: number;
 }
 
 export interface RunningTerminal {
@@ -64,18 +72,42 @@ export async function startTerminal(opts: StartTerminalOptions): Promise<Running
     let receiptsFile: string | null = null;
     if (opts.printer === 'sim') {
       receiptsFile = join(opts.dataDir, 'printed-receipts.txt');
-      printerSim = new PrinterSimulator({ port: opts.printerSimPort ?? 9100, host: '127.0.0.1', outFile: receiptsFile, columns: opts.columns ?? 42 });
+      printerSim = new PrinterSimulator({
+        port: opts.printerSimPort ?? 9100,
+        host: '127.0.0.1',
+        outFile: receiptsFile,
+        columns: opts.columns ?? 42,
+        drawerCloseAfterMs: opts.printerSimDrawerCloseAfterMs ?? 4000,
+      });
       const started = await printerSim.start();
       const sim = printerSim;
       cleanups.push(() => sim.stop());
       printerUrl = `tcp://127.0.0.1:${started.port}`;
     }
-    const printer = new ThermalReceiptPrinter({ type: opts.printerType ?? 'epson', interface: printerUrl, columns: opts.columns ?? 42 });
+    const drawerOpts = opts.drawer === false ? null : (opts.drawer ?? {});
+    const printer = new ThermalReceiptPrinter({
+      type: opts.printerType ?? 'epson',
+      interface: printerUrl,
+      columns: opts.columns ?? 42,
+      ...(drawerOpts?.pulse === undefined ? {} : { drawer: drawerOpts.pulse }),
+      ...(drawerOpts?.openLevel === undefined ? {} : { drawerOpenLevel: drawerOpts.openLevel }),
+    });
     cleanups.push(() => printer.close());
+    let drawer: DrawerWatch | null = null;
+    if (drawerOpts !== null) {
+      const watch = new DrawerWatch({
+        drawer: printer,
+        ...(drawerOpts.openWarnMs === undefined ? {} : { openWarnMs: drawerOpts.openWarnMs }),
+        ...(drawerOpts.pollOpenMs === undefined ? {} : { pollOpenMs: drawerOpts.pollOpenMs }),
+        ...(drawerOpts.pollIdleMs === undefined ? {} : { pollIdleMs: drawerOpts.pollIdleMs }),
+      });
+      drawer = watch;
+      cleanups.push(() => Promise.resolve(watch.close()));
+    }
     const printQueue = await PrintQueue.open({ printer, file: join(opts.dataDir, 'print-queue.json') });
     cleanups.push(() => printQueue.close());
 
-    const app = await TerminalApp.open({ dataDir: opts.dataDir, credential, scanner, printQueue, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
+    const app = await TerminalApp.open({ dataDir: opts.dataDir, credential, scanner, printQueue, drawer, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
     cleanups.push(() => app.close());
     if (scanner !== null) {
       await scanner.start();

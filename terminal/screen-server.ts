@@ -16,6 +16,14 @@ const tender = z.strictObject({ token: z.string().min(1).max(12), units: z.numbe
 const pin = z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits');
 const staffId = z.string().min(1).max(40);
 
+const minor = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const reason = z.string().trim().min(1).max(200);
+/** A cash count: a total, or how many of each note and coin (the store sums them). */
+const count = z.union([
+  z.strictObject({ totalMinor: minor }),
+  z.strictObject({ denominations: z.array(z.strictObject({ valueMinor: minor.min(1), count: z.number().int().min(0).max(1_000_000) })).min(1).max(40) }),
+]);
+
 /** Commands the page may send; everything else is refused. */
 export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('scan'), code: z.string().min(1).max(64) }),
@@ -31,13 +39,20 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('refund'), staffId, pin, reason: z.string().trim().min(1).max(200) }),
   z.strictObject({ type: z.literal('closeRefund') }),
   z.strictObject({ type: z.literal('reprint') }),
+  z.strictObject({ type: z.literal('openShift'), count }),
+  z.strictObject({ type: z.literal('cashMove'), kind: z.enum(['paid-in', 'paid-out']), amountMinor: minor.min(1), reason }),
+  z.strictObject({ type: z.literal('noSale'), staffId, pin, reason }),
+  z.strictObject({ type: z.literal('closeShift'), count }),
+  z.strictObject({ type: z.literal('closeShiftResult') }),
+  z.strictObject({ type: z.literal('xReport'), scope: z.enum(['shift', 'day']) }),
+  z.strictObject({ type: z.literal('zReport'), staffId, pin }),
   z.strictObject({ type: z.literal('login'), staffId, pin }),
   z.strictObject({ type: z.literal('logout') }),
   z.strictObject({ type: z.literal('dismiss') }),
 ]);
 
 interface ScreenClientEvents {
-  command: (cmd: unknown, ack: (res: { ok: boolean; error?: { code: string; message: string } }) => void) => void;
+  command: (cmd: unknown, ack: (res: { ok: boolean; version?: number; error?: { code: string; message: string } }) => void) => void;
 }
 interface ScreenServerEvents {
   state: (s: ScreenState) => void;
@@ -128,8 +143,9 @@ export async function startScreen(app: TerminalApp, opts: { port?: number; host?
         reply({ ok: false, error: { code: e.code, message: e.message } });
         return;
       }
+      // The ack names the state version the command left, so the page can wait to see its outcome.
       app.command(cmd).then(
-        () => reply({ ok: true }),
+        () => reply({ ok: true, version: app.state().version }),
         (err: unknown) => reply({ ok: false, error: { code: 'POS_ERR_COMMAND', message: (err as Error).message } }),
       );
     });

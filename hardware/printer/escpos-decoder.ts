@@ -41,7 +41,21 @@ export interface DecodedReceipt {
  */
 export type DecoderEvent =
   | { type: 'status-query'; command: 'dle-eot' | 'gs-r'; n: number }
+  | { type: 'drawer-kick'; kick: DrawerKick }
   | { type: 'receipt'; receipt: DecodedReceipt };
+
+/**
+ * A pulse to a cash drawer's solenoid: which pin of the drawer kick-out connector
+ * (2 or 5) and how long the pulse is on and then off. EPSON ESC p m t1 t2 gives the
+ * times in units of 2 ms (an off time shorter than the on time counts as the on
+ * time); Star ESC BEL n1 n2 in units of 10 ms, fired by BEL (drawer 1, pin 2) or SUB
+ * (drawer 2, pin 5).
+ */
+export interface DrawerKick {
+  pin: 2 | 5;
+  onMs: number;
+  offMs: number;
+}
 
 const unknownMax = 32;
 const lineCharsMax = 512;
@@ -88,6 +102,8 @@ export class EscPosDecoder {
   private qrStored = '';
   private events: DecoderEvent[] = [];
   private cutPending = false;
+  /** Star line mode's drawer pulse (ESC BEL n1 n2), used by the next BEL or SUB; 200 ms on and off after power-on. */
+  private starPulse = { onMs: 200, offMs: 200 };
 
   constructor(readonly emulation: Emulation = 'epson') {}
 
@@ -282,8 +298,18 @@ export class EscPosDecoder {
       case 0x5c: // ESC \ nL nH
       case 0x63: // ESC c x n
         return need(4) ? 4 : MORE;
-      case 0x70: // ESC p m t1 t2 drawer kick
-        return need(5) ? 5 : MORE;
+      case 0x70: { // ESC p m t1 t2 drawer kick
+        if (!need(5)) return MORE;
+        const m = arg(1) as number;
+        const t1 = arg(2) as number;
+        const t2 = arg(3) as number;
+        if (m === 0 || m === 48 || m === 1 || m === 49) {
+          this.events.push({ type: 'drawer-kick', kick: { pin: m === 0 || m === 48 ? 2 : 5, onMs: t1 * 2, offMs: Math.max(t1, t2) * 2 } });
+        } else {
+          this.noteUnknown(b.subarray(i, i + 5).toString('hex'));
+        }
+        return 5;
+      }
       case 0x57: // ESC W page mode area
         return need(10) ? 10 : MORE;
       case 0x44: // ESC D n1..nk NUL tab stops
@@ -431,6 +457,10 @@ export class EscPosDecoder {
         return this.gs(b, i);
       case DLE:
         return this.dle(b, i);
+      case 0x07: // BEL fires drawer 1, SUB drawer 2
+      case 0x1a:
+        this.events.push({ type: 'drawer-kick', kick: { pin: c === 0x07 ? 2 : 5, ...this.starPulse } });
+        return 1;
       default:
         return 1;
     }
@@ -466,7 +496,10 @@ export class EscPosDecoder {
         return this.starEscGs(b, i);
       case 0x1e: // ESC RS x n
         return need(4) ? 4 : MORE;
-      case 0x07: // ESC BEL n1 n2 drawer pulse
+      case 0x07: // ESC BEL n1 n2 drawer pulse times, fired by BEL or SUB
+        if (!need(4)) return MORE;
+        this.starPulse = { onMs: (b[i + 2] as number) * 10, offMs: (b[i + 3] as number) * 10 };
+        return 4;
       case 0x69: // ESC i n1 n2 character size
       case 0x70: // ESC p n1 n2
         return need(4) ? 4 : MORE;

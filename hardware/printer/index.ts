@@ -1,13 +1,13 @@
-export type { PrintResult, PrinterState, ReceiptPrinter } from './printer.ts';
-export { printFailure, printerMessage } from './printer.ts';
-export type { Columns, Receipt, ReceiptAlign, ReceiptCheck, ReceiptItem, ReceiptLine } from './receipt.ts';
+export type { CashDrawer, DrawerPulse, DrawerState, KickResult, PrintResult, PrinterState, ReceiptPrinter } from './printer.ts';
+export { checkDrawerPulse, DRAWER_PULSE_DEFAULT, printFailure, printerMessage } from './printer.ts';
+export type { Columns, Receipt, ReceiptAlign, ReceiptCheck, ReceiptItem, ReceiptLine, ReceiptSection } from './receipt.ts';
 export { COLUMNS, checkReceipt, layoutReceipt, receiptLimits, receiptSchema } from './receipt.ts';
 export type { PrinterModel, ReceiptCodePage, ThermalReceiptPrinterOptions } from './thermal-printer.ts';
 export { ThermalReceiptPrinter } from './thermal-printer.ts';
 export type { PrintQueueOptions, PrintQueueStatus } from './print-queue.ts';
 export { PrintQueue, PrintQueueFileError } from './print-queue.ts';
-export type { PrinterSimulatorOptions, SimulatorState, SimulatorStats } from './simulator.ts';
+export type { PrinterSimulatorOptions, ReceivedDrawerKick, SimulatorState, SimulatorStats } from './simulator.ts';
 export { PrinterSimulator } from './simulator.ts';
-export type { DecodedBarcode, DecodedLine, DecodedReceipt, DecoderEvent, Emulation } from './escpos-decoder.ts';
+export type { DecodedBarcode, DecodedLine, DecodedReceipt, DecoderEvent, DrawerKick, Emulation } from './escpos-decoder.ts';
 export { EscPosDecoder, renderReceipt } from './escpos-decoder.ts';
 export type { CodePage } from './code-pages.ts';

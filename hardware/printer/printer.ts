@@ -58,3 +58,48 @@ export function printerMessage(state: Exclude<PrinterState, 'ready'>): string {
 export function printFailure(state: Exclude<PrinterState, 'ready'>, message = printerMessage(state)): PrintResult {
   return { ok: false, canRetry: true, state, message };
 }
+
+/**
+ * The cash drawer as the printer reports it: the level of pin 3 of its drawer kick-out
+ * connector, which the drawer's switch drives. `unknown` where the link cannot say
+ * (Star line mode, a device path) or the printer does not answer.
+ */
+export type DrawerState = 'open' | 'closed' | 'unknown';
+
+/** Which connector pin the drawer's solenoid is on, and the pulse that opens it. */
+export interface DrawerPulse {
+  pin: 2 | 5;
+  onMs: number;
+  offMs: number;
+}
+
+/** The pulse most drawers open with: pin 2, 100 ms on, 200 ms off. */
+export const DRAWER_PULSE_DEFAULT: DrawerPulse = { pin: 2, onMs: 100, offMs: 200 };
+
+/** Checks a pulse against what ESC p can say (2 to 510 ms in steps of 2) and Star's ESC BEL (10 ms steps). */
+export function checkDrawerPulse(p: DrawerPulse): DrawerPulse {
+  if (p.pin !== 2 && p.pin !== 5) throw new RangeError(`the drawer pin is 2 or 5, got ${String(p.pin)}`);
+  for (const [name, ms] of [['onMs', p.onMs], ['offMs', p.offMs]] as const) {
+    if (!Number.isInteger(ms) || ms < 2 || ms > 510) throw new RangeError(`drawer pulse ${name} must be an integer from 2 to 510 ms, got ${String(ms)}`);
+  }
+  return { pin: p.pin, onMs: p.onMs, offMs: p.offMs };
+}
+
+/**
+ * The outcome of one drawer kick. Like a print, a failure is a value: the cashier opens
+ * the drawer with its key and the sale stays committed.
+ */
+export type KickResult = { ok: true } | { ok: false; message: string };
+
+/**
+ * A cash drawer on a receipt printer's kick-out connector.
+ *
+ * - `kickDrawer` sends the pulse at once; it is never queued or retried, because a
+ *   drawer that springs open minutes later, when nobody is at the till, is worse than
+ *   one the cashier opens with the key. It never rejects and never hangs.
+ * - `drawerState` asks the printer where it can report it, bounded by a timeout.
+ */
+export interface CashDrawer {
+  kickDrawer(): Promise<KickResult>;
+  drawerState(): Promise<DrawerState>;
+}

@@ -12,18 +12,30 @@ export interface Receipt {
   cashier: string;
   /** ISO 8601 local time with its offset; printed as written (date, hour and minute). */
   at: string;
+  /** The sale's id, or a report's (for example "Z 12"). */
   saleId: string;
-  kind: 'sale' | 'refund' | 'reprint';
+  kind: 'sale' | 'refund' | 'reprint' | 'report';
+  /** A report's title, printed large under the store's name ("X REPORT"). */
+  title?: string;
+  /** A reprint counted by the store: printed as "DUPLICATE — reprint N". */
+  reprintCount?: number;
+  /** A report's figures: titled groups of label and amount. */
+  sections?: ReceiptSection[];
   lines: ReceiptItem[];
   tenders: { label: string; amount: string }[];
   cash?: { due: string; tendered: string; change: string };
   /** Balances left, one per token type. */
   balances: { label: string; amount: string }[];
   footer?: string[];
-  /** QR payload; it carries the sale id so a scan finds the sale. Printable ASCII. */
-  qr: string;
-  /** CODE128 payload used to find the sale for a return. Printable ASCII without "{". */
-  barcode: string;
+  /** QR payload; it carries the sale id so a scan finds the sale. Printable ASCII. Reports have none. */
+  qr?: string;
+  /** CODE128 payload used to find the sale for a return. Printable ASCII without "{". Reports have none. */
+  barcode?: string;
+}
+
+export interface ReceiptSection {
+  title: string;
+  rows: { label: string; amount: string }[];
 }
 
 export interface ReceiptItem {
@@ -63,6 +75,8 @@ export const receiptLimits = {
   barcodeCharsMax: 24,
   qtyAbsMax: 1_000_000,
   nameLinesMax: 3,
+  sectionsMax: 12,
+  sectionRowsMax: 64,
 } as const;
 
 const L = receiptLimits;
@@ -83,7 +97,13 @@ export const receiptSchema = z
     cashier: text,
     at: z.string().max(40).regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/, 'expected an ISO 8601 date and time'),
     saleId: text.min(1),
-    kind: z.enum(['sale', 'refund', 'reprint']),
+    kind: z.enum(['sale', 'refund', 'reprint', 'report']),
+    title: text.min(1).optional(),
+    reprintCount: z.int().min(1).max(L.qtyAbsMax).optional(),
+    sections: z
+      .array(z.object({ title: text, rows: z.array(labelled).max(L.sectionRowsMax) }).strict())
+      .max(L.sectionsMax)
+      .optional(),
     lines: z
       .array(
         z
@@ -100,12 +120,13 @@ export const receiptSchema = z
     cash: z.object({ due: amount, tendered: amount, change: amount }).strict().optional(),
     balances: z.array(labelled).max(L.balancesMax),
     footer: z.array(text).max(L.footerLinesMax).optional(),
-    qr: z.string().min(1).max(L.qrCharsMax).regex(/^[\x20-\x7e]+$/, 'expected printable ASCII'),
+    qr: z.string().min(1).max(L.qrCharsMax).regex(/^[\x20-\x7e]+$/, 'expected printable ASCII').optional(),
     barcode: z
       .string()
       .min(1)
       .max(L.barcodeCharsMax)
-      .regex(/^[\x20-\x7a\x7c-\x7e]+$/, 'expected printable ASCII without "{"'),
+      .regex(/^[\x20-\x7a\x7c-\x7e]+$/, 'expected printable ASCII without "{"')
+      .optional(),
   })
   .strict();
 
@@ -147,9 +168,10 @@ export function layoutReceipt(r: Receipt, columns: Columns): ReceiptLine[] {
   centre(r.store.name, true);
   for (const a of r.store.address) centre(a);
   if (r.kind === 'refund') centre('*** REFUND ***', true);
-  if (r.kind === 'reprint') centre('*** REPRINT ***', true);
+  if (r.title !== undefined) centre(r.title, true);
+  if (r.kind === 'reprint') centre(r.reprintCount === undefined ? '*** REPRINT ***' : `DUPLICATE — reprint ${r.reprintCount}`, true);
   rule();
-  pairs('Sale', r.saleId);
+  pairs(r.kind === 'report' ? 'Report' : 'Sale', r.saleId);
   pairs('Date', formatAt(r.at));
   pairs('Terminal', r.terminal);
   pairs('Cashier', r.cashier);
@@ -167,6 +189,11 @@ export function layoutReceipt(r: Receipt, columns: Columns): ReceiptLine[] {
     pairs('Cash due', r.cash.due);
     pairs('Cash tendered', r.cash.tendered);
     pairs('Change', r.cash.change, true);
+  }
+  for (const section of r.sections ?? []) {
+    rule();
+    if (section.title !== '') left(section.title, true);
+    for (const row of section.rows) pairs(row.label, row.amount);
   }
   if (r.balances.length > 0) {
     rule();

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { appendFileSync } from 'node:fs';
 import type { Writable } from 'node:stream';
-import { type DecodedReceipt, type Emulation, EscPosDecoder, renderReceipt } from './escpos-decoder.ts';
+import { type DecodedReceipt, type DrawerKick, type Emulation, EscPosDecoder, renderReceipt } from './escpos-decoder.ts';
 
 /** The states the simulated printer can be put in; `unreachable` is simulated by `stop()`. */
 export type SimulatorState = 'ready' | 'paper-out' | 'cover-open' | 'offline';
@@ -22,6 +22,16 @@ export interface PrinterSimulatorOptions {
   receiptsMax?: number;
   /** Bytes one connection may send before the simulator drops it, as a printer's buffer would overflow. */
   connectionBytesMax?: number;
+  /**
+   * How long the simulated cash drawer stays open after a kick before the "cashier"
+   * pushes it shut; left out (or 0), it stays open until `closeDrawer()`.
+   */
+  drawerCloseAfterMs?: number;
+}
+
+/** A drawer kick the simulator received, with when it arrived. */
+export interface ReceivedDrawerKick extends DrawerKick {
+  at: string;
 }
 
 export interface SimulatorStats {
@@ -49,10 +59,21 @@ export function epsonStatusByte(state: SimulatorState, n: number): number | unde
   return n >= 1 && n <= 4 ? table[state][n - 1] : undefined;
 }
 
-/** GS r n: n=1 paper sensor (bits 0-1 near end, 2-3 end), n=2 drawer (0: closed). */
-function gsrStatusByte(state: SimulatorState, n: number): number | undefined {
+/**
+ * The answer to DLE EOT n with the drawer's switch in: n=1 bit 2 is the level of pin 3
+ * of the drawer kick-out connector. The simulated drawer's switch drives pin 3 high
+ * while the drawer is open, the most common wiring.
+ */
+export function epsonStatusWithDrawer(state: SimulatorState, n: number, drawerOpen: boolean): number | undefined {
+  const byte = epsonStatusByte(state, n);
+  if (byte === undefined) return undefined;
+  return n === 1 && drawerOpen ? byte | 0x04 : byte;
+}
+
+/** GS r n: n=1 paper sensor (bits 0-1 near end, 2-3 end), n=2 drawer (bit 0: pin 3 level, high while open). */
+export function gsrStatusByte(state: SimulatorState, n: number, drawerOpen: boolean): number | undefined {
   if (n === 1 || n === 49) return state === 'paper-out' ? 0x0f : 0x00;
-  if (n === 2 || n === 50) return 0x00;
+  if (n === 2 || n === 50) return drawerOpen ? 0x01 : 0x00;
   return undefined;
 }
 
@@ -64,6 +85,12 @@ function gsrStatusByte(state: SimulatorState, n: number): number | undefined {
  * connection closes make one more receipt if they printed anything. Status
  * queries are answered the moment they arrive (EPSON emulation; Star line mode
  * has no DLE EOT).
+ *
+ * The cash drawer on its kick-out connector: a drawer kick (EPSON ESC p, Star BEL or
+ * SUB) opens it in every state, because the drawer is wired apart from the print
+ * mechanism and a cashier still gives change when the paper has run out. It closes
+ * after `drawerCloseAfterMs` or when `closeDrawer()` is called, as a cashier pushes it
+ * shut. DLE EOT 1 (bit 2) and GS r 2 (bit 0) report it as pin 3 high while open.
  *
  * States: `paper-out`, `cover-open` and `offline` all keep answering status
  * queries with the matching bits, like a real printer that is switched on, and
@@ -83,6 +110,10 @@ export class PrinterSimulator {
   private readonly connectionBytesMax: number;
   private boundPort = 0;
   private receiptsLeftOnRoll: number | undefined;
+  private drawerIsOpen = false;
+  private drawerTimer: NodeJS.Timeout | undefined;
+  private readonly kicks: ReceivedDrawerKick[] = [];
+  private readonly kickListeners = new Set<(k: ReceivedDrawerKick) => void>();
 
   constructor(private readonly options: PrinterSimulatorOptions = {}) {
     this.emulation = options.emulation ?? 'epson';
@@ -124,6 +155,7 @@ export class PrinterSimulator {
     this.server = undefined;
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
+    this.clearDrawerTimer();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
@@ -156,6 +188,81 @@ export class PrinterSimulator {
 
   clear(): void {
     this.printed.length = 0;
+    this.kicks.length = 0;
+  }
+
+  /** Whether the cash drawer is open now. */
+  drawerOpen(): boolean {
+    return this.drawerIsOpen;
+  }
+
+  /** Every drawer kick received (since the last `clear()`), oldest first; the newest 1000 are kept. */
+  drawerKicks(): ReceivedDrawerKick[] {
+    return this.kicks.map((k) => ({ ...k }));
+  }
+
+  /** Pushes the drawer shut, as the cashier does after taking or giving cash. */
+  closeDrawer(): void {
+    this.clearDrawerTimer();
+    this.drawerIsOpen = false;
+  }
+
+  /** Opens the drawer by hand (with its key), without a kick. */
+  openDrawerByHand(): void {
+    this.clearDrawerTimer();
+    this.drawerIsOpen = true;
+  }
+
+  onDrawerKick(cb: (k: ReceivedDrawerKick) => void): () => void {
+    this.kickListeners.add(cb);
+    return () => {
+      this.kickListeners.delete(cb);
+    };
+  }
+
+  /** Resolves once at least `n` drawer kicks are recorded; rejects after `timeoutMs`. */
+  waitForDrawerKicks(n: number, timeoutMs: number): Promise<ReceivedDrawerKick[]> {
+    if (this.kicks.length >= n) return Promise.resolve(this.drawerKicks());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off();
+        reject(new Error(`expected ${n} drawer kicks within ${timeoutMs} ms, got ${this.kicks.length}`));
+      }, timeoutMs);
+      const off = this.onDrawerKick(() => {
+        if (this.kicks.length < n) return;
+        clearTimeout(timer);
+        off();
+        resolve(this.drawerKicks());
+      });
+    });
+  }
+
+  private clearDrawerTimer(): void {
+    if (this.drawerTimer !== undefined) clearTimeout(this.drawerTimer);
+    this.drawerTimer = undefined;
+  }
+
+  private kick(k: DrawerKick): void {
+    const received: ReceivedDrawerKick = { ...k, at: new Date().toISOString() };
+    this.kicks.push(received);
+    if (this.kicks.length > 1000) this.kicks.shift();
+    this.drawerIsOpen = true;
+    this.clearDrawerTimer();
+    const closeAfterMs = this.options.drawerCloseAfterMs ?? 0;
+    if (closeAfterMs > 0) {
+      this.drawerTimer = setTimeout(() => {
+        this.drawerTimer = undefined;
+        this.drawerIsOpen = false;
+      }, closeAfterMs);
+      this.drawerTimer.unref();
+    }
+    for (const cb of [...this.kickListeners]) {
+      try {
+        cb(received);
+      } catch {
+        // A listener's failure must not stop the drawer from opening.
+      }
+    }
   }
 
   onReceipt(cb: (r: DecodedReceipt) => void): () => void {
@@ -197,6 +304,10 @@ export class PrinterSimulator {
           this.answer(socket, e.command, e.n);
           continue;
         }
+        if (e.type === 'drawer-kick') {
+          this.kick(e.kick);
+          continue;
+        }
         if (spoiled || this.state !== 'ready') this.counters.discarded++;
         else this.record(e.receipt);
         spoiled = false;
@@ -230,7 +341,7 @@ export class PrinterSimulator {
   private answer(socket: net.Socket, command: 'dle-eot' | 'gs-r', n: number): void {
     this.counters.statusQueries++;
     if (this.emulation !== 'epson') return;
-    const byte = command === 'dle-eot' ? epsonStatusByte(this.state, n) : gsrStatusByte(this.state, n);
+    const byte = command === 'dle-eot' ? epsonStatusWithDrawer(this.state, n, this.drawerIsOpen) : gsrStatusByte(this.state, n, this.drawerIsOpen);
     if (byte !== undefined && socket.writable) socket.write(Buffer.from([byte]));
   }
 

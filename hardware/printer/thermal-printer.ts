@@ -3,6 +3,12 @@ import { constants as fsConstants, promises as fsp } from 'node:fs';
 import { BreakLine, CharacterSet, PrinterTypes, ThermalPrinter } from 'node-thermal-printer';
 import { type CodePage, toCodePage } from './code-pages.ts';
 import {
+  type CashDrawer,
+  checkDrawerPulse,
+  DRAWER_PULSE_DEFAULT,
+  type DrawerPulse,
+  type DrawerState,
+  type KickResult,
   type PrintResult,
   type PrinterState,
   type ReceiptPrinter,
@@ -32,6 +38,13 @@ export interface ThermalReceiptPrinterOptions {
    * EPSON print over TCP takes three steps, so it gives up within three timeouts.
    */
   timeoutMs?: number;
+  /** The cash drawer's pin and pulse; pin 2, 100 ms on, 200 ms off by default. */
+  drawer?: DrawerPulse;
+  /**
+   * Which level of pin 3 means the drawer is open; `high` by default. Drawers wire
+   * their switch either way: if the screen says open while it is shut, set `low`.
+   */
+  drawerOpenLevel?: 'high' | 'low';
 }
 
 const libCodePage: Record<ReceiptCodePage, CharacterSet> = {
@@ -71,6 +84,26 @@ export function stateFromEpsonStatus(s1: number, s2: number, s4: number): Printe
 }
 
 /**
+ * The bytes that pulse the drawer. EPSON: ESC p m t1 t2 (m 0 for pin 2, 1 for pin 5;
+ * times in units of 2 ms). Star line mode: ESC BEL n1 n2 sets the pulse (units of
+ * 10 ms), then BEL fires drawer 1 (pin 2) or SUB drawer 2 (pin 5).
+ */
+export function drawerKickBytes(type: PrinterModel, pulse: DrawerPulse): Buffer {
+  if (type === 'epson') {
+    return Buffer.from([0x1b, 0x70, pulse.pin === 2 ? 0 : 1, Math.round(pulse.onMs / 2), Math.round(pulse.offMs / 2)]);
+  }
+  const tens = (ms: number): number => Math.max(1, Math.round(ms / 10));
+  return Buffer.from([0x1b, 0x07, tens(pulse.onMs), tens(pulse.offMs), pulse.pin === 2 ? 0x07 : 0x1a]);
+}
+
+/** The drawer from DLE EOT 1: bit 2 is pin 3's level; anything not a status byte is unknown. */
+export function drawerFromEpsonStatus(s1: number, openLevel: 'high' | 'low'): DrawerState {
+  if ((s1 & 0x93) !== 0x12) return 'unknown';
+  const high = (s1 & 0x04) !== 0;
+  return high === (openLevel === 'high') ? 'open' : 'closed';
+}
+
+/**
  * A receipt printer driven through node-thermal-printer (EPSON or Star, TCP or a
  * device path). This is the only file that imports node-thermal-printer.
  *
@@ -86,10 +119,11 @@ export function stateFromEpsonStatus(s1: number, s2: number, s4: number): Printe
  * - A device path: `status()` is whether the path exists and is writable; the
  *   path is never created (node-thermal-printer would create a plain file there).
  */
-export class ThermalReceiptPrinter implements ReceiptPrinter {
+export class ThermalReceiptPrinter implements ReceiptPrinter, CashDrawer {
   private readonly target: Target;
   private readonly timeoutMs: number;
   private readonly codePage: ReceiptCodePage;
+  private readonly pulse: DrawerPulse;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -101,6 +135,43 @@ export class ThermalReceiptPrinter implements ReceiptPrinter {
     if (!(this.timeoutMs > 0 && this.timeoutMs <= 60_000)) throw new RangeError('timeoutMs must be in (0, 60000]');
     this.codePage = options.codePage ?? 'PC858';
     if (!(this.codePage in libCodePage)) throw new RangeError(`unsupported code page ${String(this.codePage)}`);
+    this.pulse = checkDrawerPulse(options.drawer ?? DRAWER_PULSE_DEFAULT);
+    if (options.drawerOpenLevel !== undefined && options.drawerOpenLevel !== 'high' && options.drawerOpenLevel !== 'low') {
+      throw new RangeError(`drawerOpenLevel is high or low, got ${String(options.drawerOpenLevel)}`);
+    }
+  }
+
+  /**
+   * Opens the cash drawer: the pulse alone, as its own job, so it never waits behind
+   * a receipt that is still being laid out and never lands in the middle of one.
+   */
+  kickDrawer(): Promise<KickResult> {
+    const unreachable: KickResult = { ok: false, message: 'The cash drawer did not open: the printer it hangs on cannot be reached. Open it with its key.' };
+    return this.serially(async () => {
+      if (this.closed) return { ok: false, message: 'The cash drawer cannot be opened: printing has stopped on this terminal.' };
+      const job = this.newLibPrinter();
+      job.add(drawerKickBytes(this.options.type, this.pulse));
+      try {
+        await withTimeout(job.execute(), this.timeoutMs);
+      } catch {
+        return unreachable;
+      }
+      return { ok: true };
+    }, unreachable);
+  }
+
+  /** The drawer as pin 3 says (EPSON over TCP, DLE EOT 1 bit 2); `unknown` elsewhere or without an answer. */
+  drawerState(): Promise<DrawerState> {
+    return this.serially(async (): Promise<DrawerState> => {
+      const t = this.target;
+      if (this.closed || t.kind !== 'tcp' || this.options.type !== 'epson') return 'unknown';
+      try {
+        const [s1] = await queryEpsonStatus(t.host, t.port, [1], this.timeoutMs);
+        return drawerFromEpsonStatus(s1 as number, this.options.drawerOpenLevel ?? 'high');
+      } catch {
+        return 'unknown';
+      }
+    }, 'unknown');
   }
 
   print(r: Receipt): Promise<PrintResult> {
@@ -203,15 +274,15 @@ export class ThermalReceiptPrinter implements ReceiptPrinter {
     if (bold) p.bold(false);
     p.alignCenter();
     if (this.options.type === 'epson') {
-      p.printQR(r.qr, { cellSize: 6, correction: 'M', model: 2 });
+      if (r.qr !== undefined) p.printQR(r.qr, { cellSize: 6, correction: 'M', model: 2 });
       // Type 73 is CODE128 (GS k m=73); HRI below so a cashier can key it in.
-      p.printBarcode(r.barcode, 73, { hriPos: 2, hriFont: 0, width: barcodeModuleDots(r.barcode, this.options.columns), height: 80 });
+      if (r.barcode !== undefined) p.printBarcode(r.barcode, 73, { hriPos: 2, hriFont: 0, width: barcodeModuleDots(r.barcode, this.options.columns), height: 80 });
     } else {
       // node-thermal-printer 4.6.1's Star printQR leaves out the "ESC GS y D 1 m"
       // header before the data length, so a Star printer prints the payload as
       // text and no code; the command is written out here instead.
-      p.add(starQr(r.qr, 6));
-      p.code128(r.barcode, { text: 2, width: this.options.columns >= 42 ? 'MEDIUM' : 'SMALL', height: 80 });
+      if (r.qr !== undefined) p.add(starQr(r.qr, 6));
+      if (r.barcode !== undefined) p.code128(r.barcode, { text: 2, width: this.options.columns >= 42 ? 'MEDIUM' : 'SMALL', height: 80 });
     }
     p.cut();
     return p;

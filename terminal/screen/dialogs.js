@@ -1,6 +1,7 @@
 /**
- * The dialogs: quantity, tokens, cash, cancel, receipt number, sign-in and the refund
- * form. Enter submits a dialog's form, Esc closes it; a closed dialog hands the keyboard
+ * The dialogs: quantity, tokens, cash, cancel, receipt number, sign-in, the refund form,
+ * and the cashier's day (open and close shift with a count, paid in/out, no sale, X and Z
+ * reports, the closed shift's result). Enter submits a dialog's form, Esc closes it; a closed dialog hands the keyboard
  * back to the scan field. The customer-PIN dialog opens and closes with the terminal's
  * state: it shows while a sale waits for the customer's PIN.
  */
@@ -99,6 +100,129 @@ export function openCancel() {
   openModal('dlg-cancel');
 }
 
+// ---- the cashier's day ----------------------------------------------------------------
+
+/** Notes and coins a drawer holds, in minor units, for currencies with cents. */
+const PIECES_MINOR = [50000, 20000, 10000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10, 5, 2, 1];
+const PIECE_COUNT_MAX = 1_000_000;
+
+export function shiftOpen() {
+  return ui.state?.shift.current ?? null;
+}
+
+function fillCountGrid(dlg) {
+  const pieces = minorPerUnit(currency()) === 100 ? PIECES_MINOR : [];
+  const grid = $('[data-role="count-grid"]', dlg);
+  grid.replaceChildren(
+    ...pieces.map((v) =>
+      h(
+        'label',
+        { class: 'piece' },
+        h('span', { class: 'piece-value' }, formatMinor(v, currency())),
+        h('input', { type: 'number', min: '0', max: String(PIECE_COUNT_MAX), step: '1', inputmode: 'numeric', name: `piece-${v}`, placeholder: '0', testid: 'count-piece', data: { value: String(v) }, oninput: () => showCountSum(dlg) }),
+      ),
+    ),
+  );
+  $('details', dlg).hidden = pieces.length === 0;
+  showCountSum(dlg);
+}
+
+/** The pieces counted, as the store takes them; the store sums them itself. */
+function countedPieces(dlg) {
+  const out = [];
+  for (const input of dlg.querySelectorAll('[data-testid="count-piece"]')) {
+    const raw = input.value.trim();
+    if (raw === '') continue;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 0 || n > PIECE_COUNT_MAX) return { error: `${formatMinor(Number(input.dataset.value), currency())}: a count is a whole number` };
+    if (n > 0) out.push({ valueMinor: Number(input.dataset.value), count: n });
+  }
+  return { pieces: out };
+}
+
+/** Shows the sum of the pieces as the cashier types, for their own check only. */
+function showCountSum(dlg) {
+  const { pieces } = countedPieces(dlg);
+  const sum = (pieces ?? []).reduce((acc, p) => acc + p.valueMinor * p.count, 0);
+  $('[data-role="count-sum"]', dlg).textContent = Number.isSafeInteger(sum) ? money(sum) : '-';
+}
+
+/** The count a shift dialog holds: the pieces when any were counted, else the typed total. */
+function readCount(form) {
+  const dlg = form.closest('dialog');
+  const counted = countedPieces(dlg);
+  if (counted.error !== undefined) return counted;
+  if (counted.pieces.length > 0) return { count: { denominations: counted.pieces } };
+  const total = parseMoney(form.elements.total.value, currency());
+  if (total === null) return { error: `type the total counted, e.g. ${formatMinor(15000, currency())}, or count the notes and coins` };
+  return { count: { totalMinor: total } };
+}
+
+/** Opens the shift dialog that fits: open a shift when none is open on this till, else close it. */
+export function openShiftDialog() {
+  if (!editable()) return;
+  if (ui.state.shift.known && shiftOpen() === null) openModal('dlg-shift-open', fillCountGrid);
+  else if (shiftOpen() !== null) openModal('dlg-shift-close', fillCountGrid);
+  else showLocal('error', 'the store server has not said whether a shift is open on this till yet: wait for it to connect');
+}
+
+export function openCashMove() {
+  if (editable()) openModal('dlg-cash-move');
+}
+
+export function openNoSale() {
+  if (editable()) openModal('dlg-no-sale');
+}
+
+export function openXReport() {
+  if (ui.state !== null) openModal('dlg-x-report');
+}
+
+export function openZReport() {
+  if (editable()) openModal('dlg-z-report');
+}
+
+/** The closed shift's result: it opens with the terminal's state and stays until Done. */
+export function showShiftResult(closed) {
+  const dlg = byTestId('dlg-shift-result');
+  if (closed === null) {
+    if (dlg.open) dlg.close();
+    return;
+  }
+  const m = (x) => (x === null ? '-' : money(x));
+  const overShort = closed.overShortMinor ?? 0;
+  const verdict = overShort === 0 ? 'the count matches' : overShort > 0 ? `over by ${money(overShort)}` : `short by ${money(-overShort)}`;
+  byTestId('shift-result').replaceChildren(
+    ...[
+      ['Counted', m(closed.countedMinor), 'shift-result-counted'],
+      ['Expected', m(closed.expectedMinor), 'shift-result-expected'],
+      ['Over / short', verdict, 'shift-result-over-short'],
+      ['Opening float', m(closed.openingFloatMinor), null],
+      ['Cash sales', m(closed.cashSalesMinor), null],
+      ['Paid in', m(closed.paidInMinor), null],
+      ['Paid out', m(closed.paidOutMinor), null],
+    ].flatMap(([label, value, testid]) => [h('dt', {}, label), h('dd', { testid }, value)]),
+  );
+  byTestId('dlg-shift-result').dataset.overShort = String(overShort);
+  if (!dlg.open) {
+    closeDialogs();
+    dlg.showModal();
+    byTestId('btn-shift-result-close').focus();
+  }
+}
+
+/**
+ * Sends a command and keeps the dialog open with the terminal's refusal in it, so a
+ * mistyped PIN or amount can be fixed without typing everything again.
+ */
+async function sendFromDialog(form, cmd) {
+  const before = ui.state?.message?.at ?? null;
+  if (!(await send(cmd))) return false;
+  const m = ui.state?.message;
+  if (m !== null && m !== undefined && m.at !== before && m.kind === 'error') return showError(form, m.text), false;
+  return true;
+}
+
 /** What each dialog's form does on Enter; a false result keeps the dialog open. */
 const submitters = {
   async qty(form) {
@@ -152,6 +276,42 @@ const submitters = {
     // The next state closes the dialog, or opens it again with the refusal.
     return false;
   },
+  async 'shift-open'(form) {
+    const read = readCount(form);
+    if (read.error !== undefined) return showError(form, read.error), false;
+    return sendFromDialog(form, { type: 'openShift', count: read.count });
+  },
+  async 'shift-close'(form) {
+    const read = readCount(form);
+    if (read.error !== undefined) return showError(form, read.error), false;
+    return sendFromDialog(form, { type: 'closeShift', count: read.count });
+  },
+  async cashMove(form) {
+    const amountMinor = parseMoney(form.elements.amount.value, currency());
+    const reason = form.elements.reason.value.trim();
+    if (amountMinor === null || amountMinor < 1) return showError(form, `type an amount of money, e.g. ${formatMinor(2000, currency())}`), false;
+    if (reason === '') return showError(form, 'say why the cash moves'), false;
+    return sendFromDialog(form, { type: 'cashMove', kind: form.elements.kind.value, amountMinor, reason });
+  },
+  async noSale(form) {
+    const staffId = form.elements.staffId.value.trim();
+    const pin = form.elements.pin.value;
+    const reason = form.elements.reason.value.trim();
+    if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
+    if (reason === '') return showError(form, 'say why the drawer opens'), false;
+    form.elements.pin.value = '';
+    return sendFromDialog(form, { type: 'noSale', staffId, pin, reason });
+  },
+  async xReport(form) {
+    return sendFromDialog(form, { type: 'xReport', scope: form.elements.scope.value });
+  },
+  async zReport(form) {
+    const staffId = form.elements.staffId.value.trim();
+    const pin = form.elements.pin.value;
+    if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
+    form.elements.pin.value = '';
+    return sendFromDialog(form, { type: 'zReport', staffId, pin });
+  },
   async refund(form) {
     const staffId = form.elements.staffId.value.trim();
     const pin = form.elements.pin.value;
@@ -190,6 +350,12 @@ export function installDialogs() {
     });
   }
   byTestId('refund-panel').addEventListener('cancel', () => void send({ type: 'closeRefund' }));
+  const shiftResult = byTestId('dlg-shift-result');
+  shiftResult.addEventListener('cancel', (e) => {
+    e.preventDefault();
+    void send({ type: 'closeShiftResult' });
+  });
+  byTestId('btn-shift-result-close').addEventListener('click', () => void send({ type: 'closeShiftResult' }));
   installCustomerPin();
   byTestId('btn-tokens-none').addEventListener('click', async () => {
     closeDialogs();

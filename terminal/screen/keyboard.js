@@ -8,7 +8,7 @@
  * Space is left alone: it presses the focused button.
  */
 import { changeQty, complete, dismiss, moveSelection, removeCustomer, reprint, voidSelected } from './actions.js';
-import { openCancel, openCash, openDialog, openModal, openQty, openTokens } from './dialogs.js';
+import { openCancel, openCash, openCashMove, openDialog, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId, isEditable } from './dom.js';
 import { showLocal, ui } from './state.js';
 
@@ -49,6 +49,11 @@ function onKeyDown(e) {
   if (plain && e.key === 'F10' && !e.shiftKey) return handled(), reprint();
   if (plain && e.key === 'F10' && e.shiftKey) return handled(), openModal('dlg-receipt');
   if (plain && e.key === 'Delete' && e.shiftKey) return handled(), openCancel();
+  if (plain && e.key === 'F3') return handled(), openShiftDialog();
+  if (plain && e.key === 'F5') return handled(), openCashMove();
+  if (plain && e.key === 'F6') return handled(), openNoSale();
+  if (plain && e.key === 'F7' && !e.shiftKey) return handled(), openXReport();
+  if (plain && e.key === 'F7' && e.shiftKey) return handled(), openZReport();
   if (plain && e.key === 'Escape' && (ui.localMessage !== null || ui.state.message !== null)) return handled(), dismiss();
 
   // Line keys work when no field is being typed in (the scan field counts while empty).

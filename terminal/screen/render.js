@@ -4,7 +4,7 @@
  * it shows changed, so a scan redraws one cart row, not the page.
  */
 import { removeCustomer, selectLine, setLineQty, setTenders, toggleTender, voidLine } from './actions.js';
-import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError } from './dialogs.js';
+import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError, showShiftResult } from './dialogs.js';
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
@@ -37,6 +37,7 @@ export function render() {
   renderControls(s);
   renderRefund(s);
   renderWaiting(s);
+  showShiftResult(s.shift.closed);
 
   const active = document.activeElement;
   if ((active === null || active === document.body) && openDialog() === null) byTestId('scan-input').focus();
@@ -71,6 +72,24 @@ function renderHeader(s) {
   setStatus('status-printer', printer.printer === 'ready' ? 'ok' : 'bad', PRINTER_TEXT[printer.printer] ?? printer.printer, printer.lastError);
   setStatus('status-receipts', printer.waiting > 0 ? 'warn' : 'ok', String(printer.waiting));
 
+  // The shift open on this till, as the store server knows it.
+  const shift = s.shift;
+  if (!shift.known) setStatus('status-shift', 'none', 'unknown', 'the store server has not said yet');
+  else if (shift.current === null) setStatus('status-shift', 'warn', 'none open');
+  else setStatus('status-shift', 'ok', `open since ${localTime(shift.current.openedAt)}`, `${shift.current.cashierName}, float ${money(shift.current.openingFloatMinor)}`);
+  byTestId('status-shift').dataset.shift = !shift.known ? 'unknown' : shift.current === null ? 'none' : 'open';
+
+  // The cash drawer, as the printer reports it; a drawer left open is a warning.
+  const drawer = s.status.drawer;
+  byTestId('status-drawer').hidden = drawer.state === 'none';
+  byTestId('status-drawer').dataset.drawer = drawer.state;
+  if (drawer.state !== 'none') {
+    const openFor = drawer.openSince === null ? null : Math.max(0, Math.round((Date.now() - Date.parse(drawer.openSince)) / 1000));
+    const level = drawer.openTooLong || drawer.lastKickError !== null ? 'bad' : drawer.state === 'open' ? 'warn' : drawer.state === 'closed' ? 'ok' : 'none';
+    const value = drawer.state === 'open' ? (drawer.openTooLong && openFor !== null ? `open ${formatAge(openFor)}` : 'open') : drawer.state === 'closed' ? 'closed' : 'state unknown';
+    setStatus('status-drawer', level, value, drawer.lastKickError ?? '');
+  }
+
   // The store's sync with the mall: sales keep working while it waits.
   const sync = server.server?.sync;
   const mall = byTestId('status-mall');
@@ -88,6 +107,8 @@ function renderHeader(s) {
   if (server.state !== 'connected' && server.state !== 'connecting') problems.push(server.detail ?? 'the store server is unreachable');
   if (scanner.state === 'disconnected') problems.push(`scanner disconnected${scanner.error ? `: ${scanner.error}` : ''}${scanner.retryInMs ? `; retrying in ${Math.ceil(scanner.retryInMs / 1000)} s` : ''}`);
   if (printer.printer !== 'ready') problems.push(printer.lastError ?? `printer ${PRINTER_TEXT[printer.printer] ?? printer.printer}`);
+  if (drawer.openTooLong) problems.push('the cash drawer has been left open: close it');
+  if (drawer.lastKickError !== null) problems.push(drawer.lastKickError);
   if (printer.waiting > 0) problems.push(`${printer.waiting} receipt${printer.waiting === 1 ? '' : 's'} waiting to print`);
   if (sync?.configured && sync.snapshotStale) problems.push('the store has not heard from the mall for too long: mall tokens and coupons cannot be taken until it does');
   const detail = byTestId('status-detail');
@@ -394,6 +415,13 @@ function renderControls(s) {
   byTestId('btn-complete').disabled = !again && (!canEdit || !hasLines);
   byTestId('btn-complete').classList.toggle('busy', s.completing !== null && !again);
   $('.label', byTestId('btn-complete')).textContent = s.completing === null || again ? 'Complete sale' : 'Confirming…';
+
+  // The cashier's day: one shift button, open or close, as the store says.
+  const open = s.shift.current !== null;
+  byTestId('btn-shift-open').hidden = open;
+  byTestId('btn-shift-close').hidden = !open;
+  for (const id of ['btn-shift-open', 'btn-shift-close', 'btn-cash-move', 'btn-no-sale', 'btn-z-report']) byTestId(id).disabled = !canEdit;
+  byTestId('btn-shift-open').disabled = !canEdit || !s.shift.known;
 }
 
 // ---- a sale waiting for a person -------------------------------------------------------

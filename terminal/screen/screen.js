@@ -5,7 +5,8 @@
  *   socket.js   the link to the terminal program: states in, commands out
  *   render.js   draws the state, region by region
  *   actions.js  commands that need no dialog
- *   dialogs.js  quantity, tokens, cash, cancel, receipt, sign-in, customer-PIN and refund dialogs
+ *   dialogs.js  quantity, tokens, cash, cancel, receipt, sign-in, customer-PIN and refund dialogs,
+ *               and the cashier's day: shifts with a count, paid in/out, no sale, X and Z reports
  *   keyboard.js function keys, line keys and the keyboard-wedge scanner
  *   format.js   amounts, times and messages as text (the one money formatter)
  *   dom.js      element building and regions redrawn only on change
@@ -14,7 +15,7 @@
  * only draws the `state` the terminal pushes and sends `command`s back.
  */
 import { dismiss, changeQty, complete, logout, reprint, scan, voidSelected } from './actions.js';
-import { installDialogs, openCancel, openCash, openModal, openQty, openTokens } from './dialogs.js';
+import { installDialogs, openCancel, openCash, openCashMove, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId } from './dom.js';
 import { installKeyboard } from './keyboard.js';
 import { render, renderMessage } from './render.js';
@@ -38,6 +39,12 @@ onClick('btn-refund', () => openModal('dlg-receipt'));
 onClick('btn-signin', () => openModal('dlg-signin'));
 onClick('btn-signout', logout);
 onClick('btn-dismiss', dismiss);
+onClick('btn-shift-open', openShiftDialog);
+onClick('btn-shift-close', openShiftDialog);
+onClick('btn-cash-move', openCashMove);
+onClick('btn-no-sale', openNoSale);
+onClick('btn-x-report', openXReport);
+onClick('btn-z-report', openZReport);
 
 byTestId('scan-form').addEventListener('submit', (e) => {
   e.preventDefault();

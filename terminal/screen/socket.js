@@ -1,9 +1,11 @@
 /* global io */
 /** The page's link to the terminal program: states in, commands out. */
 import { byTestId } from './dom.js';
-import { applyState, showLocal } from './state.js';
+import { applyState, showLocal, whenVersion } from './state.js';
 
 const COMMAND_ACK_TIMEOUT_MS = 30_000;
+// A command's outcome arrives as a state push right behind its ack.
+const STATE_AFTER_ACK_WAIT_MS = 5_000;
 // A page whose secret keeps being refused reloads at most this often.
 const RELOAD_INTERVAL_MIN_MS = 10_000;
 const RELOADED_AT = 'mallpos-screen-reloaded-at';
@@ -42,7 +44,11 @@ async function reloadIfSecretStale() {
   window.location.reload();
 }
 
-/** Sends a command; the terminal pushes the resulting state, the ack only reports bad commands. */
+/**
+ * Sends a command; the terminal pushes the resulting state, the ack only reports bad
+ * commands. Resolves once the state the command left is drawn, so a caller can read
+ * its outcome (the terminal's message) from `ui.state`.
+ */
 export function send(cmd) {
   return new Promise((resolve) => {
     socket.timeout(COMMAND_ACK_TIMEOUT_MS).emit('command', cmd, (err, res) => {
@@ -56,7 +62,8 @@ export function send(cmd) {
         resolve(false);
         return;
       }
-      resolve(true);
+      if (typeof res.version === 'number') void whenVersion(res.version, STATE_AFTER_ACK_WAIT_MS).then(() => resolve(true));
+      else resolve(true);
     });
   });
 }

@@ -33,12 +33,32 @@ export function rerender() {
   hooks.render();
 }
 
+const versionWaiters = new Set();
+
 /** Takes a state pushed by the terminal; a new message replaces a local one. */
 export function applyState(s) {
   const previous = ui.state;
   ui.state = s;
   if (previous === null || previous.message?.at !== s.message?.at) ui.localMessage = null;
   hooks.render();
+  for (const w of versionWaiters) if (s.version >= w.version) w.done();
+}
+
+/** Resolves once a state at least as new as `version` has been drawn, or after `timeoutMs`. */
+export function whenVersion(version, timeoutMs) {
+  if (ui.state !== null && ui.state.version >= version) return Promise.resolve();
+  return new Promise((resolve) => {
+    const w = {
+      version,
+      done: () => {
+        clearTimeout(timer);
+        versionWaiters.delete(w);
+        resolve();
+      },
+    };
+    const timer = setTimeout(w.done, timeoutMs);
+    versionWaiters.add(w);
+  });
 }
 
 export function showLocal(kind, text) {

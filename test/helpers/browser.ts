@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { io, type Socket } from 'socket.io-client';
 import { pairTerminal } from '../../terminal/credential.ts';
-import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { startTerminal, type RunningTerminal, type StartTerminalOptions } from '../../terminal/run.ts';
 import { startDemoStore, type DemoStore } from './vendor.ts';
 
 /** Debian's chromium; playwright-core ships no browser of its own. */
@@ -71,7 +71,7 @@ export interface TerminalRig {
  * simulated scanner (socat pty read by the real serialport binding) and the printer
  * simulator (ESC/POS over TCP), everything on ephemeral ports and temp directories.
  */
-export async function startTerminalRig(opts: { ackTimeoutMs?: number } = {}): Promise<TerminalRig> {
+export async function startTerminalRig(opts: { ackTimeoutMs?: number; terminal?: Partial<StartTerminalOptions> } = {}): Promise<TerminalRig> {
   const store = await startDemoStore();
   const dataDir = await mkdtemp(join(tmpdir(), 'mallpos-term-'));
   const scanDir = await mkdtemp(join(tmpdir(), 'mallpos-scan-'));
@@ -88,6 +88,7 @@ export async function startTerminalRig(opts: { ackTimeoutMs?: number } = {}): Pr
       printerSimPort: 0,
       port: 0,
       ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }),
+      ...opts.terminal,
     });
     const running = terminal;
     await waitFor(() => running.app.state().status.server.state === 'connected' && running.app.state().status.scanner.state === 'connected', 30_000, 'terminal connected to store and scanner');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { type Columns, checkReceipt, layoutReceipt, pair, width, wrap } from '../../../hardware/printer/receipt.ts';
+import { type Columns, type Receipt, checkReceipt, layoutReceipt, pair, width, wrap } from '../../../hardware/printer/receipt.ts';
 import { sampleReceipt } from './fixtures.ts';
 
 const allColumns: Columns[] = [32, 42, 48];
@@ -130,5 +130,38 @@ describe('hardware/printer layoutReceipt', () => {
     }
     const many = sampleReceipt({ lines: Array.from({ length: 501 }, () => ({ name: 'x', qty: 1, price: '1', total: '1' })) });
     expect(checkReceipt(many)).to.deep.include({ ok: false });
+  });
+});
+
+describe('hardware/printer receipt layout: duplicates and reports', () => {
+  it('marks a counted reprint as a duplicate with its count, and a reprint without one as before', () => {
+    const r = sampleReceipt();
+    const counted = layoutReceipt({ ...r, kind: 'reprint', reprintCount: 3 }, 42).map((l) => l.text);
+    expect(counted).to.include('DUPLICATE — reprint 3');
+    expect(counted).to.not.include('*** REPRINT ***');
+    expect(layoutReceipt({ ...r, kind: 'reprint' }, 42).map((l) => l.text)).to.include('*** REPRINT ***');
+  });
+
+  it('lays a report out with its title and sections, and checks it like a receipt (no codes needed)', () => {
+    const report: Receipt = {
+      store: { name: 'Shop', address: [] },
+      terminal: 'Till 1',
+      cashier: 'Ana',
+      at: '2026-11-30T18:00:00+01:00',
+      saleId: 'Z 7',
+      kind: 'report',
+      title: 'Z REPORT 7',
+      lines: [],
+      tenders: [],
+      balances: [],
+      sections: [{ title: 'Sales', rows: [{ label: 'Net', amount: '€37.50' }] }],
+    };
+    expect(checkReceipt(report).ok).to.equal(true);
+    const text = layoutReceipt(report, 32).map((l) => l.text);
+    expect(text).to.include('Z REPORT 7');
+    expect(text).to.include(`Report${' '.repeat(32 - 'Report'.length - 3)}Z 7`);
+    expect(text).to.include(`Net${' '.repeat(32 - 3 - 6)}€37.50`);
+    const tooMany = { ...report, sections: Array.from({ length: 13 }, () => ({ title: 'x', rows: [] })) };
+    expect(checkReceipt(tooMany).ok).to.equal(false);
   });
 });
