@@ -233,14 +233,16 @@ describe('e2e: cashier screen in headless chromium', function () {
 
     await page.keyboard.press('Escape');
     await page.locator('[data-testid="refund-panel"]:not([open])').waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+
+    // F10 reprints the last receipt (the refund's): the store counts it and the copy says it is a duplicate.
+    await page.keyboard.press('F10');
+    await expectText('message', 'Receipt reprinted (duplicate, reprint 1).');
+    const all = (await the().terminal.printerSim?.waitForReceipts(3, UI_WAIT_MS)) ?? [];
+    const reprint = (all[2]?.lines ?? []).map((l) => l.text).join('\n');
+    expect(reprint).to.include(refundId).and.include('DUPLICATE');
+
     await page.click('[data-testid="btn-signout"]');
     await expectText('cashier-name', 'Not signed in');
-
-    // F10 reprints the last receipt (the refund's), through the print queue.
-    await page.keyboard.press('F10');
-    await expectText('message', 'Receipt reprinted.');
-    const all = (await the().terminal.printerSim?.waitForReceipts(3, UI_WAIT_MS)) ?? [];
-    expect((all[2]?.lines ?? []).map((l) => l.text).join('\n')).to.include(refundId);
   });
 
   it('asks for sign-in when no cashier is signed in, then completes the same sale once', async () => {
