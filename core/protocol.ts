@@ -193,6 +193,62 @@ export interface ZReport {
   signature: string;
 }
 
+
+/**
+ * Selling through an outage of the store server. The till keeps a durable copy of the
+ * catalog (kept current by `catalog:changed` pushes and `catalog:get`), sells for cash
+ * only while the server is unreachable, and forwards each offline sale once it is back.
+ */
+export interface OfflineLimits {
+  /** Most offline sales a till may hold unforwarded. */
+  maxSales: number;
+  /** Most total value (minor units) of unforwarded offline sales. */
+  maxTotalMinor: number;
+  /** Longest outage (seconds since the till last reached the server) it keeps selling through. */
+  maxOutageS: number;
+  /** The screen warns when the catalog copy is older than this (seconds). */
+  catalogMaxAgeS: number;
+}
+
+export interface CatalogView {
+  /** Rises with every product change; the till refetches when a push names a newer one. */
+  version: number;
+  at: string;
+  currency: string;
+  products: ProductView[];
+  offlineLimits: OfflineLimits;
+}
+
+/** One sale the till recorded while the server was unreachable, as it forwards it. */
+export interface OfflineSaleRecord {
+  /** Idempotency key, made before the sale was recorded: terminal id + ':' + UUID. */
+  key: string;
+  /** Terminal-local number: `${terminalId}-${counter}`, never reused. */
+  offlineId: string;
+  counter: number;
+  /** The till's clock when it recorded the sale. */
+  at: string;
+  catalogVersion: number;
+  cashier: string | null;
+  currency: string;
+  lines: { code: string; name: string; qty: number; unitPriceMinor: number; totalMinor: number }[];
+  totalMinor: number;
+  cashTenderedMinor: number;
+  changeMinor: number;
+}
+
+export interface OfflineSaleAck {
+  offlineId: string;
+  saleId: string;
+  seq: number;
+  /** When the server journalled it (its own clock). */
+  receivedAt: string;
+  /** True when this key was journalled before (a repeat forward). */
+  repeated: boolean;
+  /** Lines whose price on the till differs from the server's catalog now (reported, never changed). */
+  priceDifferences: { code: string; tillUnitMinor: number; serverUnitMinor: number | null }[];
+}
+
 type Handler<Req, Res> = (req: Req, ack: (res: Ack<Res>) => void) => void;
 
 export interface ClientToServerEvents {
@@ -237,11 +293,19 @@ export interface ClientToServerEvents {
   'report:z': Handler<{ key: string; supervisor: { staffId: string; pin: string } }, ZReport>;
   /** A receipt reprint: counted on the server, printed marked as a duplicate. */
   'receipt:reprint': Handler<{ saleId: string }, ReceiptData & { reprintCount: number }>;
+  /** The catalog for the till's offline copy (null sinceVersion or older: the whole catalog). */
+  'catalog:get': Handler<{ sinceVersion: number | null }, CatalogView>;
+  /** Forwards one offline sale; idempotent by `key`. Forwarded in counter order. */
+  'offline-sale:forward': Handler<OfflineSaleRecord, OfflineSaleAck>;
+  /** What the till still holds unforwarded, sent on every (re)connection and after each forward. */
+  'offline:report': Handler<{ waiting: number; oldestAt: string | null; lastForwardedAt: string | null }, null>;
   'credential:renew': Handler<{ credential: string }, { expiresAt: string }>;
 }
 
 export interface ServerToClientEvents {
   'server:status': (status: ServerStatus) => void;
+  /** The catalog changed: the till fetches it with `catalog:get` when `version` is newer than its copy. */
+  'catalog:changed': (info: { version: number }) => void;
   /** `code` says why: VND_ERR_TERMINAL_REVOKED, or VND_ERR_CREDENTIAL_REPLACED after a new pairing. */
   'terminal:revoked': (info: { terminalId: string; message: string; code: string }) => void;
 }
