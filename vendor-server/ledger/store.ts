@@ -1,3 +1,4 @@
+import { createHash, hash as hashBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -17,7 +18,7 @@ import {
   type OpenReport,
   type TornTail,
 } from '../../platform/storage/index.ts';
-import { applyEvent, emptyState, fromSnapshot, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
+import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 
 export interface OpenLedgerOptions {
   dataDir: string;
@@ -41,10 +42,11 @@ export interface OpenedLedger {
   /** The checkpoint's header as read at open (null when there was none). */
   checkpoint: CheckpointHeader | null;
   /**
-   * The checkpoint's state text as read at open, for the audit to compare with (null when
-   * there was none). Kept as text: the state parsed from it is changed by the replay.
+   * Digests of the checkpoint's state as loaded, for the audit to compare a replay with
+   * (null when there was none). Digests, not a copy: the state loaded from the
+   * checkpoint is changed by the replay, and a second copy would double the memory.
    */
-  checkpointState: string | null;
+  checkpointPrint: CheckpointPrint | null;
   recoveryMs: number;
 }
 
@@ -58,20 +60,22 @@ export function checkpointText(state: LedgerState): string {
 }
 
 /** Reads and checks the sealed checkpoint: content hash, and a header that agrees with the state inside. */
-export async function loadCheckpoint(file: string): Promise<{ header: CheckpointHeader; snapshot: StateSnapshot; stateText: string } | null> {
-  const sealed = await readCheckpoint(file);
+export async function loadCheckpoint(file: string): Promise<{ header: CheckpointHeader; snapshot: StateSnapshot } | null> {
+  let sealed = await readCheckpoint(file);
   if (sealed === null) return null;
+  const { header } = sealed;
   let snapshot: StateSnapshot;
   try {
     snapshot = JSON.parse(sealed.stateText) as StateSnapshot;
   } catch (err) {
     throw new StateFileError(file, `its state is not valid JSON (${(err as Error).message})`);
   }
-  const { header } = sealed;
+  // The text is not needed once parsed; on a large store it is tens of megabytes.
+  sealed = null;
   if (snapshot.seq !== header.seq || snapshot.hash !== header.hash) {
     throw new StateFileError(file, `its header covers seq ${header.seq} (chain hash ${header.hash}) but its state is at seq ${String(snapshot.seq)} (chain hash ${String(snapshot.hash)})`);
   }
-  return { header, snapshot, stateText: sealed.stateText };
+  return { header, snapshot };
 }
 
 /**
@@ -91,8 +95,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
 
   // The checkpoint is read before the journal: it is written only once the journal is
   // durable past it, so a journal listed afterwards always reaches it, even while live.
-  const loaded = await loadCheckpoint(paths.checkpointFile);
+  let loaded = await loadCheckpoint(paths.checkpointFile);
+  const header = loaded?.header ?? null;
   const state = loaded === null ? emptyState(opts.vendorId, GENESIS_HASH) : fromSnapshot(loaded.snapshot);
+  // fromSnapshot took the parsed objects over; nothing else may hold on to them.
+  loaded = null;
+  const checkpointPrint = header === null ? null : printState(state, header.sha256);
   if (state.vendorId !== opts.vendorId) {
     fail('VND_ERR_STATE_CORRUPT', `the checkpoint belongs to vendor ${state.vendorId}, not ${opts.vendorId}`);
   }
@@ -131,7 +139,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,
-    checkpoint: loaded?.header ?? null, checkpointState: loaded?.stateText ?? null,
+    checkpoint: header, checkpointPrint,
     recoveryMs: performance.now() - started,
   };
 }
@@ -154,65 +162,152 @@ export class LedgerDamageError extends Error {
   }
 }
 
-function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+/** The fields compared as JSON, in the order the checkpoint holds them; balances are compared apart. */
+const PRINTED_FIELDS = ['vendorId', 'tokenTypes', 'products', 'customers', 'cards', 'customerSerial', 'refunds'] as const;
+type PrintedField = (typeof PRINTED_FIELDS)[number];
+
+/**
+ * What the audit compares a replay with: sha256 digests of a state's parts, a few bytes
+ * whatever the store's size. Balances are digested in sorted order, so that only their
+ * values count, as in `checkpointDifference`; the other fields as the JSON a checkpoint
+ * holds. The key window is kept as its seqs and a 48-bit digest of each key.
+ */
+export interface CheckpointPrint {
+  seq: number;
+  hash: string;
+  /** The content hash of the checkpoint file it was taken from: whether that file is still on disk. */
+  sha256: string;
+  balances: string;
+  fields: Record<PrintedField, string>;
+  windowSeqs: Float64Array;
+  windowKeys: Float64Array;
+}
+
+/** A 48-bit digest of a request key, exact in a double. */
+function keyPrint(key: string): number {
+  return hashBytes('sha256', key, 'buffer').readUIntLE(0, 6);
+}
+
+function balancesPrint(balances: LedgerState['balances']): string {
+  const h = createHash('sha256');
+  for (const account of Object.keys(balances).sort()) {
+    const row = balances[account] as Record<string, number>;
+    const tokens = Object.keys(row).sort();
+    // An empty row holds nothing: it is the same as no row.
+    if (tokens.length === 0) continue;
+    h.update(JSON.stringify(account));
+    for (const token of tokens) h.update(`,${JSON.stringify(token)}:${String(row[token])}`);
+    h.update('\n');
+  }
+  return h.digest('hex');
+}
+
+/** The digest of a field as its JSON text would give it, made entry by entry so that no large text is built. */
+function fieldPrint(value: unknown): string {
+  const h = createHash('sha256');
+  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+    h.update('{');
+    for (const key in value) h.update(`${JSON.stringify(key)}:${JSON.stringify((value as Record<string, unknown>)[key])},`);
+    h.update('}');
+  } else {
+    h.update(JSON.stringify(value));
+  }
+  return h.digest('hex');
+}
+
+/** The digests of a state; `sha256` names the checkpoint file the state was loaded from. */
+export function printState(state: LedgerState, sha256: string): CheckpointPrint {
+  const fields = Object.create(null) as Record<PrintedField, string>;
+  for (const field of PRINTED_FIELDS) fields[field] = fieldPrint(state[field]);
+  // The window is kept in seq order, which is how a ledger fills it; sorting makes the
+  // audit's single pass along the journal independent of that.
+  const window = [...state.keys].sort((a, b) => a[1] - b[1]);
+  const windowSeqs = new Float64Array(window.length);
+  const windowKeys = new Float64Array(window.length);
+  window.forEach(([key, seq], i) => {
+    windowSeqs[i] = seq;
+    windowKeys[i] = keyPrint(key);
+  });
+  return { seq: state.seq, hash: state.hash, sha256, balances: balancesPrint(state.balances), fields, windowSeqs, windowKeys };
 }
 
 /**
  * Where a checkpoint differs from the state the journal replays to at the same seq, as
  * one sentence, or null. Day totals are reports recomputed by the rules of the running
  * version and the evicted-key filter is derived from the window; both are covered by the
- * content hash and not compared here. The key window is compared entry by entry against
- * the keys the journal's events carry, so a changed window size is not damage.
+ * content hash and not compared here. The key window is checked against the journal's
+ * events by the audit as it replays them, so a changed window size is not damage.
  */
-export function checkpointDifference(checkpoint: StateSnapshot, replayed: LedgerState, keyOfSeq: ReadonlyMap<number, string>): string | null {
+export function checkpointDifference(checkpoint: StateSnapshot, replayed: LedgerState): string | null {
   if (checkpoint.seq !== replayed.seq || checkpoint.hash !== replayed.hash) {
     return `the checkpoint is at seq ${checkpoint.seq} (${checkpoint.hash}), the journal at seq ${replayed.seq} (${replayed.hash})`;
   }
   const accounts = new Set([...Object.keys(checkpoint.balances), ...Object.keys(replayed.balances)]);
   for (const account of accounts) {
-    const a = checkpoint.balances[account] ?? {};
-    const b = replayed.balances[account] ?? {};
+    const a = own(checkpoint.balances, account) ?? {};
+    const b = own(replayed.balances, account) ?? {};
     for (const token of new Set([...Object.keys(a), ...Object.keys(b)])) {
-      if (a[token] !== b[token]) {
-        return `the checkpoint says ${account} holds ${String(a[token] ?? 0)} ${token}, the journal gives ${String(b[token] ?? 0)}`;
+      if (own(a, token) !== own(b, token)) {
+        return `the checkpoint says ${account} holds ${String(own(a, token) ?? 0)} ${token}, the journal gives ${String(own(b, token) ?? 0)}`;
       }
     }
   }
-  const fields = ['vendorId', 'tokenTypes', 'products', 'customers', 'cards', 'customerSerial', 'refunds'] as const;
-  for (const field of fields) {
-    if (!sameJson(checkpoint[field], replayed[field])) return `the checkpoint's ${field} differ from what the journal gives`;
-  }
-  for (const [key, seq] of checkpoint.keys) {
-    if (keyOfSeq.get(seq) !== key) return `the checkpoint maps request key ${key} to seq ${seq}, but that event carries another key`;
+  for (const field of PRINTED_FIELDS) {
+    if (fieldPrint(checkpoint[field]) !== fieldPrint(replayed[field])) return `the checkpoint's ${field} differ from what the journal gives`;
   }
   return null;
 }
 
 /**
- * Replays the whole journal from seq 1 into a fresh state: every line's hash and link
- * is checked, and at the checkpoint's seq the state must equal the checkpoint's. Throws
- * JournalCorruptError or LedgerDamageError naming the first problem. With `background`
- * it lets other work run between small slices, so a live server stays responsive.
+ * Where a checkpoint, known by its digests, differs from a replayed state, or null. The
+ * digests say whether and in which part; for the account and the units the checkpoint
+ * file is read again, when it is still the one the digests were taken from (a newer
+ * checkpoint may have replaced it since).
+ */
+async function printDifference(print: CheckpointPrint, replayed: LedgerState, file: string | null): Promise<string | null> {
+  if (print.seq !== replayed.seq || print.hash !== replayed.hash) {
+    return `the checkpoint is at seq ${print.seq} (${print.hash}), the journal at seq ${replayed.seq} (${replayed.hash})`;
+  }
+  const balancesDiffer = balancesPrint(replayed.balances) !== print.balances;
+  const field = PRINTED_FIELDS.find((f) => fieldPrint(replayed[f]) !== print.fields[f]);
+  if (!balancesDiffer && field === undefined) return null;
+  if (file !== null) {
+    const loaded = await loadCheckpoint(file).catch(() => null);
+    if (loaded !== null && loaded.header.sha256 === print.sha256) {
+      const detail = checkpointDifference(loaded.snapshot, replayed);
+      if (detail !== null) return detail;
+    }
+  }
+  return `the checkpoint's ${balancesDiffer ? 'balances' : String(field)} differ from what the journal gives`;
+}
+
+/**
+ * Replays the journal from seq 1 into a fresh state: every line's hash and link is
+ * checked, and at the checkpoint's seq the state must match the checkpoint's digests.
+ * The state is dropped there: the events after the checkpoint were applied when the
+ * ledger was opened, so only their chain is checked again. Throws JournalCorruptError or
+ * LedgerDamageError naming the first problem. With `background` it lets other work run
+ * between small slices, so a live server stays responsive.
  */
 export async function auditLedger(
   journal: Journal,
-  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean; stopped?: () => boolean },
+  opts: { vendorId: string; checkpoint: CheckpointPrint | null; checkpointFile?: string; toSeq?: number; background?: boolean; stopped?: () => boolean },
 ): Promise<AuditResult> {
   const toSeq = opts.toSeq ?? journal.durableSeq;
-  const checkpoint = opts.checkpoint === null ? null : (JSON.parse(opts.checkpoint) as StateSnapshot);
-  const checkpointSeq = checkpoint?.seq ?? 0;
+  const print = opts.checkpoint;
+  const checkpointSeq = print?.seq ?? 0;
   if (checkpointSeq > toSeq) throw new LedgerDamageError(`the checkpoint covers seq ${checkpointSeq} but the journal ends at seq ${toSeq}`);
-  const state = emptyState(opts.vendorId, GENESIS_HASH);
-  // Seqs named by the checkpoint's key window, and the key each event carries.
-  const windowSeqs = new Set(checkpoint?.keys.map(([, seq]) => seq) ?? []);
-  const keyOfSeq = new Map<number, string>();
-  const compare = () => {
-    if (checkpoint === null) return;
-    const diff = checkpointDifference(checkpoint, state, keyOfSeq);
+  let state: LedgerState | null = print === null ? null : emptyState(opts.vendorId, GENESIS_HASH);
+  const compare = async (replayed: LedgerState, checkpoint: CheckpointPrint) => {
+    const diff = await printDifference(checkpoint, replayed, opts.checkpointFile ?? null);
     if (diff !== null) throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: ${diff}`);
   };
-  if (checkpointSeq === 0) compare();
+  if (state !== null && print !== null && checkpointSeq === 0) {
+    await compare(state, print);
+    state = null;
+  }
+  // The key window is in seq order: one cursor walks it along the replay.
+  let w = 0;
   let lastHash = GENESIS_HASH;
   if (toSeq > 0) {
     let n = 0;
@@ -220,25 +315,40 @@ export async function auditLedger(
       if (rec.seq === 1 && rec.prev !== GENESIS_HASH) {
         throw new JournalCorruptError({ segment: 'journal-0000000000000001.jsonl', offset: 0, seq: 1, reason: 'chain-break', detail: 'the first event does not link to the genesis hash' });
       }
-      let event: JournalEvent;
-      try {
-        event = JSON.parse(rec.text) as JournalEvent;
-      } catch (err) {
-        throw new LedgerDamageError(`event ${rec.seq} is not valid JSON: ${(err as Error).message}`);
+      if (state !== null && print !== null) {
+        let event: JournalEvent;
+        try {
+          event = JSON.parse(rec.text) as JournalEvent;
+        } catch (err) {
+          throw new LedgerDamageError(`event ${rec.seq} is not valid JSON: ${(err as Error).message}`);
+        }
+        try {
+          // The replay's own key window is not compared, only the checkpoint's: every key
+          // goes straight to the (small) filter instead of a window of full keys.
+          applyEvent(state, event, rec.hash, 0);
+        } catch (err) {
+          throw new LedgerDamageError(`event ${rec.seq} cannot be applied: ${(err as Error).message}`);
+        }
+        for (; w < print.windowSeqs.length && (print.windowSeqs[w] as number) <= rec.seq; w++) {
+          const seq = print.windowSeqs[w] as number;
+          if (seq !== rec.seq || typeof event.key !== 'string' || keyPrint(event.key) !== print.windowKeys[w]) {
+            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${seq}, but that event carries another key`);
+          }
+        }
+        if (rec.seq === checkpointSeq) {
+          await compare(state, print);
+          state = null;
+        }
       }
-      try {
-        applyEvent(state, event, rec.hash, opts.keysMax);
-      } catch (err) {
-        throw new LedgerDamageError(`event ${rec.seq} cannot be applied: ${(err as Error).message}`);
-      }
-      if (windowSeqs.has(rec.seq) && typeof event.key === 'string') keyOfSeq.set(rec.seq, event.key);
       lastHash = rec.hash;
-      if (rec.seq === checkpointSeq) compare();
       if (opts.background === true && ++n % 128 === 0) {
         await nextTurn();
         if (opts.stopped?.() === true) throw new Error('the audit was stopped');
       }
     }
+  }
+  if (print !== null && w < print.windowSeqs.length) {
+    throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${String(print.windowSeqs[w])}, an event it does not cover`);
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
 }
@@ -283,7 +393,7 @@ export class IntegrityAudit {
 
   constructor(
     private readonly opened: OpenedLedger,
-    private readonly opts: { vendorId: string; keysMax?: number; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
+    private readonly opts: { vendorId: string; checkpointFile: string; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
   ) {
     this.status = { state: 'checking', detail: null, throughSeq: opened.journal.durableSeq };
   }
@@ -292,14 +402,14 @@ export class IntegrityAudit {
     const started = performance.now();
     const audit = auditLedger(this.opened.journal, {
       vendorId: this.opts.vendorId,
-      checkpoint: this.opened.checkpointState,
+      checkpoint: this.opened.checkpointPrint,
+      checkpointFile: this.opts.checkpointFile,
       toSeq: this.status.throughSeq,
       background: true,
       stopped: () => this.stopped,
-      ...(this.opts.keysMax === undefined ? {} : { keysMax: this.opts.keysMax }),
     });
-    // The audit parsed the checkpoint text before its first await: the text need not stay in memory.
-    this.opened.checkpointState = null;
+    // The audit holds the digests it needs; the opened ledger need not keep them.
+    this.opened.checkpointPrint = null;
     this.running = audit.then(
       (r) => {
         if (this.stopped) return;
@@ -345,9 +455,9 @@ export async function verifyLedger(opts: { dataDir: string; vendorId: string; ke
   try {
     const r = await auditLedger(opened.journal, {
       vendorId: opts.vendorId,
-      checkpoint: opened.checkpointState,
+      checkpoint: opened.checkpointPrint,
+      checkpointFile: ledgerPaths(opts.dataDir).checkpointFile,
       toSeq: opened.journal.lastSeq,
-      ...(opts.keysMax === undefined ? {} : { keysMax: opts.keysMax }),
     });
     return { ok: true, events: r.events, lastSeq: r.lastSeq, lastHash: r.lastHash, checkpointSeq: r.checkpointSeq, tornTail: opened.report.torn };
   } finally {
