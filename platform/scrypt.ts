@@ -41,7 +41,9 @@ function failAll(err: Error): void {
 
 function scryptWorker(): Worker {
   if (worker !== null) return worker;
-  const w = new Worker(WORKER_SOURCE, { eval: true });
+  // The thread only calls into C: a small JavaScript heap is all it needs, and a default
+  // one would reserve some fifteen megabytes more.
+  const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8, codeRangeSizeMb: 2 } });
   w.unref();
   w.on('message', (m: { id: number; key?: Uint8Array; error?: string }) => {
     const p = pending.get(m.id);

@@ -134,13 +134,13 @@ describe('vendor-server: checkpoint and journal integrity', function () {
 
     const verify = await runCli(['verify', '--data-dir', store]);
     expect(verify.code).to.equal(1);
-    expect(verify.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('maps a request key to seq');
+    expect(verify.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('maps a request key to');
 
     const { server, log } = await start(store);
     try {
       // The opened ledger keeps digests of the checkpoint for the audit, not its text.
       expect(Object.keys(server.opened)).to.not.include('checkpointState');
-      await expectAlarm(server, log, /maps a request key to seq/);
+      await expectAlarm(server, log, /maps a request key to/);
     } finally {
       await server.close();
     }

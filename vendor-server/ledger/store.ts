@@ -1,4 +1,4 @@
-import { createHash, hash as hashBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -170,7 +170,7 @@ type PrintedField = (typeof PRINTED_FIELDS)[number];
  * What the audit compares a replay with: sha256 digests of a state's parts, a few bytes
  * whatever the store's size. Balances are digested in sorted order, so that only their
  * values count, as in `checkpointDifference`; the other fields as the JSON a checkpoint
- * holds. The key window is kept as its seqs and a 48-bit digest of each key.
+ * holds. The key window is kept as its seqs and one digest of its keys in seq order.
  */
 export interface CheckpointPrint {
   seq: number;
@@ -180,39 +180,49 @@ export interface CheckpointPrint {
   balances: string;
   fields: Record<PrintedField, string>;
   windowSeqs: Float64Array;
-  windowKeys: Float64Array;
+  windowKeys: string;
 }
 
-/** A 48-bit digest of a request key, exact in a double. */
-function keyPrint(key: string): number {
-  return hashBytes('sha256', key, 'buffer').readUIntLE(0, 6);
+/** A sha256 fed in pieces of about 64 KiB: one call per entry would cost more than the hashing. */
+class PieceDigest {
+  private readonly h = createHash('sha256');
+  private piece = '';
+
+  add(text: string): void {
+    this.piece += text;
+    if (this.piece.length >= 65_536) {
+      this.h.update(this.piece);
+      this.piece = '';
+    }
+  }
+
+  hex(): string {
+    this.h.update(this.piece);
+    this.piece = '';
+    return this.h.digest('hex');
+  }
 }
 
 function balancesPrint(balances: LedgerState['balances']): string {
-  const h = createHash('sha256');
+  const d = new PieceDigest();
   for (const account of Object.keys(balances).sort()) {
     const row = balances[account] as Record<string, number>;
     const tokens = Object.keys(row).sort();
     // An empty row holds nothing: it is the same as no row.
     if (tokens.length === 0) continue;
-    h.update(JSON.stringify(account));
-    for (const token of tokens) h.update(`,${JSON.stringify(token)}:${String(row[token])}`);
-    h.update('\n');
+    d.add(JSON.stringify(account));
+    for (const token of tokens) d.add(`,${JSON.stringify(token)}:${String(row[token])}`);
+    d.add('\n');
   }
-  return h.digest('hex');
+  return d.hex();
 }
 
-/** The digest of a field as its JSON text would give it, made entry by entry so that no large text is built. */
+/**
+ * The digest of a field's JSON text. The text is made whole, for speed: it is no larger
+ * than the checkpoint text the field came from, which is no longer held by then.
+ */
 function fieldPrint(value: unknown): string {
-  const h = createHash('sha256');
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    h.update('{');
-    for (const key in value) h.update(`${JSON.stringify(key)}:${JSON.stringify((value as Record<string, unknown>)[key])},`);
-    h.update('}');
-  } else {
-    h.update(JSON.stringify(value));
-  }
-  return h.digest('hex');
+  return createHash('sha256').update(JSON.stringify(value) ?? 'undefined').digest('hex');
 }
 
 /** The digests of a state; `sha256` names the checkpoint file the state was loaded from. */
@@ -223,12 +233,12 @@ export function printState(state: LedgerState, sha256: string): CheckpointPrint 
   // audit's single pass along the journal independent of that.
   const window = [...state.keys].sort((a, b) => a[1] - b[1]);
   const windowSeqs = new Float64Array(window.length);
-  const windowKeys = new Float64Array(window.length);
+  const keys = new PieceDigest();
   window.forEach(([key, seq], i) => {
     windowSeqs[i] = seq;
-    windowKeys[i] = keyPrint(key);
+    keys.add(`${JSON.stringify(key)},`);
   });
-  return { seq: state.seq, hash: state.hash, sha256, balances: balancesPrint(state.balances), fields, windowSeqs, windowKeys };
+  return { seq: state.seq, hash: state.hash, sha256, balances: balancesPrint(state.balances), fields, windowSeqs, windowKeys: keys.hex() };
 }
 
 /**
@@ -306,8 +316,10 @@ export async function auditLedger(
     await compare(state, print);
     state = null;
   }
-  // The key window is in seq order: one cursor walks it along the replay.
+  // The key window is in seq order: one cursor walks it along the replay, digesting the
+  // keys the events carry as the checkpoint's were.
   let w = 0;
+  const windowKeys = new PieceDigest();
   let lastHash = GENESIS_HASH;
   if (toSeq > 0) {
     let n = 0;
@@ -331,11 +343,15 @@ export async function auditLedger(
         }
         for (; w < print.windowSeqs.length && (print.windowSeqs[w] as number) <= rec.seq; w++) {
           const seq = print.windowSeqs[w] as number;
-          if (seq !== rec.seq || typeof event.key !== 'string' || keyPrint(event.key) !== print.windowKeys[w]) {
-            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${seq}, but that event carries another key`);
+          if (seq !== rec.seq || typeof event.key !== 'string') {
+            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${seq}, an event that carries no key`);
           }
+          windowKeys.add(`${JSON.stringify(event.key)},`);
         }
         if (rec.seq === checkpointSeq) {
+          if (windowKeys.hex() !== print.windowKeys) {
+            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to a seq whose event carries another key`);
+          }
           await compare(state, print);
           state = null;
         }
