@@ -156,10 +156,17 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
   if (customerId === null) return;
   const c = own(state.customers, customerId);
   assert(c !== undefined, `customer ${customerId} exists`);
-  // A new array of the exact size: one grown by push keeps a dozen spare slots, which for
-  // a store of many customers with a few events each is most of what they take.
-  const kept = c.recent.length < CUSTOMER_RECENT_MAX ? c.recent : c.recent.slice(c.recent.length - CUSTOMER_RECENT_MAX + 1);
-  c.recent = kept.concat(seq);
+  const recent = c.recent;
+  if (recent.length < CUSTOMER_RECENT_MAX) {
+    // A new array of the exact size: one grown by push keeps a dozen spare slots, which
+    // for a store of many customers with a few events each is most of what they take.
+    c.recent = recent.concat(seq);
+  } else {
+    // A full list moves along in place.
+    recent.copyWithin(0, recent.length - CUSTOMER_RECENT_MAX + 1);
+    recent.length = CUSTOMER_RECENT_MAX;
+    recent[CUSTOMER_RECENT_MAX - 1] = seq;
+  }
 }
 
 /** The balances an event's postings lead to, keyed `account\u0000token`. */
