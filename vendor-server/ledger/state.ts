@@ -338,13 +338,28 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
   for (const account in balances) nullProto(balances[account] as Record<string, number>);
   const days = nullProto(s.days);
   for (const date in days) days[date] = dayFrom(days[date] as Partial<DayTotals>);
+  const customers = nullProto(s.customers);
+  const cards = nullProto(s.cards);
+  // JSON.parse makes a new string for every value: a customer's id and card each exist
+  // as a key and again as values. Equal strings are interchangeable, so the values are
+  // pointed at the keys' strings, a few tens of bytes less per customer.
+  for (const id in customers) {
+    const c = customers[id] as CustomerRecord;
+    if (c.id === id) c.id = id;
+  }
+  for (const card in cards) {
+    const c = own(customers, cards[card] as string);
+    if (c === undefined || c.id !== cards[card]) continue;
+    cards[card] = c.id;
+    if (c.card === card) c.card = card;
+  }
   return {
     ...s,
     balances,
     tokenTypes: nullProto(s.tokenTypes),
     products: nullProto(s.products),
-    customers: nullProto(s.customers),
-    cards: nullProto(s.cards),
+    customers,
+    cards,
     refunds: nullProto(s.refunds),
     days,
     keys: new Map(s.keys),
