@@ -42,8 +42,13 @@ function failAll(err: Error): void {
 function scryptWorker(): Worker {
   if (worker !== null) return worker;
   // The thread only calls into C: a small JavaScript heap is all it needs, and a default
-  // one would reserve some fifteen megabytes more.
-  const w = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8, codeRangeSizeMb: 2 } });
+  // one would reserve some fifteen megabytes more. It takes none of the process's Node
+  // options (a loader, --input-type) that would change how its source is read.
+  const w = new Worker(WORKER_SOURCE, {
+    eval: true,
+    execArgv: [],
+    resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8, codeRangeSizeMb: 2 },
+  });
   w.unref();
   w.on('message', (m: { id: number; key?: Uint8Array; error?: string }) => {
     const p = pending.get(m.id);
