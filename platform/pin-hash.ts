@@ -1,6 +1,7 @@
-import { createHmac, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { scryptQueued } from './scrypt.ts';
 import { DIR_MODE, writeFileDurable } from './storage/index.ts';
 
 /**
@@ -29,9 +30,7 @@ const HASH_BYTES = 32;
 const SCRYPT_MAXMEM = 64 * 1024 * 1024;
 
 function scryptAsync(input: Buffer | string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    scrypt(input, salt, HASH_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM }, (err, key) => (err === null ? resolve(key) : reject(err)));
-  });
+  return scryptQueued(input, salt, HASH_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM });
 }
 
 function equalBytes(a: Buffer, b: Buffer): boolean {

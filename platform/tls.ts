@@ -1,10 +1,11 @@
-import { createHash, createHmac, randomBytes, scrypt, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import type * as X509 from '@peculiar/x509';
 import { fail, MallposError, type ErrorCode } from '../core/index.ts';
+import { scryptQueued } from './scrypt.ts';
 import { writeFileDurable } from './storage/index.ts';
 
 /**
@@ -271,9 +272,7 @@ const PAIRING_SCRYPT = { N: 1 << 14, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
  */
 export function pairingProofKey(codeSha256Hex: string, caPem: string): Promise<Buffer> {
   const salt = createHash('sha256').update(PAIRING_LABEL).update(certificateDer(caPem)).digest();
-  return new Promise((resolve, reject) => {
-    scrypt(Buffer.from(codeSha256Hex, 'hex'), salt, 32, PAIRING_SCRYPT, (err, key) => (err === null ? resolve(key) : reject(err)));
-  });
+  return scryptQueued(Buffer.from(codeSha256Hex, 'hex'), salt, 32, PAIRING_SCRYPT);
 }
 
 /** The proof that whoever sends `caPem` knows the pairing code: an HMAC over the certificate. */

@@ -19,6 +19,9 @@ export interface CheckpointHeader {
   sha256: string;
 }
 
+/** The header's longest form: its seq has at most 16 digits. */
+const HEADER_BYTES_MAX = 256;
+const CLOSE_BRACE = 0x7d;
 const HEADER = /^\{"checkpoint":\{"format":1,"seq":(0|[1-9]\d{0,15}),"hash":"([0-9a-f]{64})","sha256":"([0-9a-f]{64})"\},"state":/;
 
 export function stateDigest(stateText: string): string {
@@ -44,14 +47,29 @@ export function unsealCheckpoint(path: string, text: string): { header: Checkpoi
   return { header, stateText };
 }
 
-/** Reads a sealed checkpoint; null when there is none yet. */
+/**
+ * Reads a sealed checkpoint; null when there is none yet. The content hash is taken over
+ * the file's bytes, and the state text is decoded once from them: a large checkpoint is
+ * held as bytes and as text only for that moment, never twice as text.
+ */
 export async function readCheckpoint(path: string): Promise<{ header: CheckpointHeader; stateText: string } | null> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new StateFileError(path, `read failed (${(err as Error).message})`, { cause: err });
   }
-  return unsealCheckpoint(path, text);
+  // The header is ASCII and short; the rest is only hashed until it is known to be intact.
+  const m = HEADER.exec(bytes.toString('latin1', 0, Math.min(bytes.length, HEADER_BYTES_MAX)));
+  if (m === null || bytes[bytes.length - 1] !== CLOSE_BRACE) {
+    throw new StateFileError(path, 'it has no checkpoint header with a seq, chain hash and content hash (a checkpoint from an older version, or not a checkpoint)');
+  }
+  const header: CheckpointHeader = { seq: Number(m[1]), hash: m[2] as string, sha256: m[3] as string };
+  const state = bytes.subarray(m[0].length, bytes.length - 1);
+  const actual = createHash('sha256').update(state).digest('hex');
+  if (actual !== header.sha256) {
+    throw new StateFileError(path, `its content was changed after it was written (the header says sha256 ${header.sha256}, the state hashes to ${actual})`);
+  }
+  return { header, stateText: state.toString('utf8') };
 }

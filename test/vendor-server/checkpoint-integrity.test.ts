@@ -124,6 +124,28 @@ describe('vendor-server: checkpoint and journal integrity', function () {
     }
   });
 
+  it('a resealed checkpoint whose key window names the wrong event raises the alarm, checked against digests, not a second copy', async () => {
+    const file = await checkpointFile(store);
+    const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));
+    const entry = /("keys":\[\["[^"]+",)(\d+)\]/;
+    const seq = Number(entry.exec(stateText)?.[2]);
+    expect(seq).to.be.greaterThan(0);
+    await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(entry, (_m, head: string) => `${head}${seq + 1}]`)));
+
+    const verify = await runCli(['verify', '--data-dir', store]);
+    expect(verify.code).to.equal(1);
+    expect(verify.stderr).to.include('[VND_ERR_STATE_CORRUPT]').and.include('maps a request key to');
+
+    const { server, log } = await start(store);
+    try {
+      // The opened ledger keeps digests of the checkpoint for the audit, not its text.
+      expect(Object.keys(server.opened)).to.not.include('checkpointState');
+      await expectAlarm(server, log, /maps a request key to/);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('a byte flipped in a journal line the checkpoint covers is found in the background without slowing start, and by verify', async () => {
     // Smaller segments, and one more event: the demo's segment is closed, so start checks
     // only its first and last lines and leaves the rest to the audit.

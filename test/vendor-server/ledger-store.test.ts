@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import { EVENT_VERSION, type JournalEvent } from '../../core/index.ts';
-import { applyEvent, emptyState } from '../../vendor-server/ledger/state.ts';
+import { applyEvent, CUSTOMER_RECENT_MAX, emptyState, fromSnapshot, toSnapshot } from '../../vendor-server/ledger/state.ts';
 import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
 import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { tempDir } from '../helpers/vendor.ts';
@@ -31,6 +31,36 @@ describe('vendor-server: ledger state and checkpoints', () => {
     expect(state.keys.has('t001:k2000')).to.equal(false);
     expect(state.keys.has('t001:k2001')).to.equal(true);
     expect(state.keys.get('t001:k3000')).to.equal(3_000);
+  });
+
+  it("keeps a customer's last money events, at most CUSTOMER_RECENT_MAX, oldest dropped first", () => {
+    const state = emptyState('acme', GENESIS_HASH);
+    const base = { prev: '', v: EVENT_VERSION, vendor: 'acme', at: '2026-11-28T10:00:00.000Z', terminal: null, cashier: null, key: null, bodyHash: null, postings: [] };
+    applyEvent(state, { ...base, seq: 1, type: 'customer.registered', data: { id: 'cust-1', card: 'C1', name: 'Ana' } } as unknown as JournalEvent, 'h1');
+    const total = CUSTOMER_RECENT_MAX + 7;
+    for (let seq = 2; seq <= total + 1; seq++) {
+      applyEvent(state, { ...base, seq, type: 'issuance', data: { customer: 'cust-1', token: 'ACME', units: 0, reason: 'reward', cashMinor: 0 } } as unknown as JournalEvent, `h${seq}`);
+      const recent = state.customers['cust-1']?.recent ?? [];
+      expect(recent.length).to.equal(Math.min(seq - 1, CUSTOMER_RECENT_MAX));
+      expect(recent[recent.length - 1]).to.equal(seq);
+    }
+    const expected = Array.from({ length: CUSTOMER_RECENT_MAX }, (_, i) => total + 2 - CUSTOMER_RECENT_MAX + i);
+    expect(state.customers['cust-1']?.recent).to.deep.equal(expected);
+  });
+
+  it('loads a checkpoint into null-prototype maps in place, a "__proto__" key included', () => {
+    const state = emptyState('acme', GENESIS_HASH);
+    state.balances['customer:a'] = Object.setPrototypeOf({ ACME: 5 }, null) as Record<string, number>;
+    const text = JSON.stringify(toSnapshot(state)).replace('"customer:a":{"ACME":5}', '"customer:a":{"ACME":5,"__proto__":7},"__proto__":{"X":1}');
+    const loaded = fromSnapshot(JSON.parse(text));
+    for (const map of [loaded.balances, loaded.balances['customer:a'], loaded.customers, loaded.cards, loaded.products, loaded.tokenTypes, loaded.refunds, loaded.days]) {
+      expect(Object.getPrototypeOf(map)).to.equal(null);
+    }
+    // The hostile keys are plain entries: nothing inherited, no prototype changed.
+    expect(Object.hasOwn(loaded.balances, '__proto__')).to.equal(true);
+    expect(loaded.balances['customer:a']?.['__proto__']).to.equal(7);
+    expect(Object.keys(loaded.balances)).to.deep.equal(['customer:a', '__proto__']);
+    expect(({} as Record<string, unknown>)['X']).to.equal(undefined);
   });
 
   it('serves many concurrent checkpoint requests with one write, counts from the checkpoint on disk, and writes ASCII', async () => {

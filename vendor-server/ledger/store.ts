@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -17,8 +18,8 @@ import {
   type OpenReport,
   type TornTail,
 } from '../../platform/storage/index.ts';
-import type { PeriodScope } from '../cashier-day/state.ts';
-import { applyEvent, emptyState, fromSnapshot, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
+import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
+import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 
 export interface OpenLedgerOptions {
   dataDir: string;
@@ -42,10 +43,11 @@ export interface OpenedLedger {
   /** The checkpoint's header as read at open (null when there was none). */
   checkpoint: CheckpointHeader | null;
   /**
-   * The checkpoint's state text as read at open, for the audit to compare with (null when
-   * there was none). Kept as text: the state parsed from it is changed by the replay.
+   * Digests of the checkpoint's state as loaded, for the audit to compare a replay with
+   * (null when there was none). Digests, not a copy: the state loaded from the
+   * checkpoint is changed by the replay, and a second copy would double the memory.
    */
-  checkpointState: string | null;
+  checkpointPrint: CheckpointPrint | null;
   recoveryMs: number;
 }
 
@@ -59,20 +61,22 @@ export function checkpointText(state: LedgerState): string {
 }
 
 /** Reads and checks the sealed checkpoint: content hash, and a header that agrees with the state inside. */
-export async function loadCheckpoint(file: string): Promise<{ header: CheckpointHeader; snapshot: StateSnapshot; stateText: string } | null> {
-  const sealed = await readCheckpoint(file);
+export async function loadCheckpoint(file: string): Promise<{ header: CheckpointHeader; snapshot: StateSnapshot } | null> {
+  let sealed = await readCheckpoint(file);
   if (sealed === null) return null;
+  const { header } = sealed;
   let snapshot: StateSnapshot;
   try {
     snapshot = JSON.parse(sealed.stateText) as StateSnapshot;
   } catch (err) {
     throw new StateFileError(file, `its state is not valid JSON (${(err as Error).message})`);
   }
-  const { header } = sealed;
+  // The text is not needed once parsed; on a large store it is tens of megabytes.
+  sealed = null;
   if (snapshot.seq !== header.seq || snapshot.hash !== header.hash) {
     throw new StateFileError(file, `its header covers seq ${header.seq} (chain hash ${header.hash}) but its state is at seq ${String(snapshot.seq)} (chain hash ${String(snapshot.hash)})`);
   }
-  return { header, snapshot, stateText: sealed.stateText };
+  return { header, snapshot };
 }
 
 /**
@@ -92,8 +96,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
 
   // The checkpoint is read before the journal: it is written only once the journal is
   // durable past it, so a journal listed afterwards always reaches it, even while live.
-  const loaded = await loadCheckpoint(paths.checkpointFile);
+  let loaded = await loadCheckpoint(paths.checkpointFile);
+  const header = loaded?.header ?? null;
   const state = loaded === null ? emptyState(opts.vendorId, GENESIS_HASH) : fromSnapshot(loaded.snapshot);
+  // fromSnapshot took the parsed objects over; nothing else may hold on to them.
+  loaded = null;
+  const checkpointPrint = header === null ? null : printState(state, header.sha256);
   if (state.vendorId !== opts.vendorId) {
     fail('VND_ERR_STATE_CORRUPT', `the checkpoint belongs to vendor ${state.vendorId}, not ${opts.vendorId}`);
   }
@@ -132,7 +140,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,
-    checkpoint: loaded?.header ?? null, checkpointState: loaded?.stateText ?? null,
+    checkpoint: header, checkpointPrint,
     recoveryMs: performance.now() - started,
   };
 }
@@ -155,82 +163,265 @@ export class LedgerDamageError extends Error {
   }
 }
 
+/** The fields compared as JSON, in the order the checkpoint holds them; balances are compared apart. */
+const PRINTED_FIELDS = ['vendorId', 'tokenTypes', 'products', 'customers', 'cards', 'customerSerial', 'refunds'] as const;
+type PrintedField = (typeof PRINTED_FIELDS)[number];
+
+/**
+ * What the audit compares a replay with: sha256 digests of a state's parts, a few bytes
+ * whatever the store's size. Balances are digested in sorted order, so that only their
+ * values count, as in `checkpointDifference`; the other fields as the JSON a checkpoint
+ * holds. The key window is kept as its seqs and one digest of its keys in seq order.
+ */
+export interface CheckpointPrint {
+  seq: number;
+  hash: string;
+  /** The content hash of the checkpoint file it was taken from: whether that file is still on disk. */
+  sha256: string;
+  balances: string;
+  fields: Record<PrintedField, string>;
+  cashierDay: string | null;
+  windowSeqs: Float64Array;
+  windowKeys: string;
+}
+
+/** A sha256 fed in pieces of about 64 KiB: one call per entry would cost more than the hashing. */
+class PieceDigest {
+  private readonly h = createHash('sha256');
+  private piece = '';
+
+  add(text: string): void {
+    this.piece += text;
+    if (this.piece.length >= 65_536) {
+      this.h.update(this.piece);
+      this.piece = '';
+    }
+  }
+
+  hex(): string {
+    this.h.update(this.piece);
+    this.piece = '';
+    return this.h.digest('hex');
+  }
+}
+
+function balancesPrint(balances: LedgerState['balances']): string {
+  const d = new PieceDigest();
+  for (const account of Object.keys(balances).sort()) {
+    const row = balances[account] as Record<string, number>;
+    const tokens = Object.keys(row).sort();
+    // An empty row holds nothing: it is the same as no row.
+    if (tokens.length === 0) continue;
+    d.add(JSON.stringify(account));
+    for (const token of tokens) d.add(`,${JSON.stringify(token)}:${String(row[token])}`);
+    d.add('\n');
+  }
+  return d.hex();
+}
+
+/**
+ * The digest of a field's JSON text. The text is made whole, for speed: it is no larger
+ * than the checkpoint text the field came from, which is no longer held by then.
+ */
+function fieldPrint(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value) ?? 'undefined').digest('hex');
+}
+
+/**
+ * The same digest as `fieldPrint`, made entry by entry with a pause every few thousand
+ * entries: the audit takes it while the server serves, with its replayed state and the
+ * live one both in memory, where a whole field's text would be one more large string and
+ * one long pause for the tills.
+ */
+async function fieldPrintSliced(value: unknown, pause: () => Promise<void>): Promise<string> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return fieldPrint(value);
+  const d = new PieceDigest();
+  let sep = '{';
+  let n = 0;
+  // for...in visits keys in the order JSON.stringify writes them.
+  for (const key in value) {
+    d.add(`${sep}${JSON.stringify(key)}:${JSON.stringify((value as Record<string, unknown>)[key])}`);
+    sep = ',';
+    if (++n % 4096 === 0) await pause();
+  }
+  d.add(sep === '{' ? '{}' : '}');
+  return d.hex();
+}
+
 function sameJson(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
+}
+
+const CASHIER_DAY_FIELDS = ['shifts', 'shiftOrder', 'openByTerminal', 'openByStaff', 'closures', 'reprints'] as const;
+const SCOPE_FIELDS = ['month', 'year', 'z', 'monthHead', 'yearHead', 'grandTotalMinor'] as const;
+
+function cashierDayScopes(a: CashierDayState, b: CashierDayState | null): [string, PeriodScope | undefined, PeriodScope | undefined][] {
+  const chains = new Set([...Object.keys(a.terminals), ...Object.keys(b?.terminals ?? {})]);
+  const scopes: [string, PeriodScope | undefined, PeriodScope | undefined][] = [['store', a.store, b?.store]];
+  for (const t of [...chains].sort()) scopes.push([`till ${t}`, own(a.terminals, t), b === null ? undefined : own(b.terminals, t)]);
+  return scopes;
+}
+
+/** The digest of the cashier's day as `checkpointDifference` compares it (null: a checkpoint from before it existed). */
+function cashierDayPrint(cd: CashierDayState | undefined): string | null {
+  if (cd === undefined) return null;
+  const d = new PieceDigest();
+  for (const field of CASHIER_DAY_FIELDS) d.add(`${JSON.stringify(cd[field]) ?? 'null'}\n`);
+  for (const [name, scope] of cashierDayScopes(cd, null)) {
+    d.add(name);
+    for (const field of SCOPE_FIELDS) d.add(`,${JSON.stringify(scope?.[field] ?? null)}`);
+    d.add('\n');
+  }
+  return d.hex();
+}
+
+/** The digests of a state; `sha256` names the checkpoint file the state was loaded from. */
+export function printState(state: LedgerState, sha256: string): CheckpointPrint {
+  const fields = Object.create(null) as Record<PrintedField, string>;
+  for (const field of PRINTED_FIELDS) fields[field] = fieldPrint(state[field]);
+  // The window is kept in seq order, which is how a ledger fills it; sorting makes the
+  // audit's single pass along the journal independent of that.
+  const window = [...state.keys].sort((a, b) => a[1] - b[1]);
+  const windowSeqs = new Float64Array(window.length);
+  const keys = new PieceDigest();
+  window.forEach(([key, seq], i) => {
+    windowSeqs[i] = seq;
+    keys.add(`${JSON.stringify(key)},`);
+  });
+  return {
+    seq: state.seq,
+    hash: state.hash,
+    sha256,
+    balances: balancesPrint(state.balances),
+    fields,
+    cashierDay: cashierDayPrint(state.cashierDay),
+    windowSeqs,
+    windowKeys: keys.hex(),
+  };
 }
 
 /**
  * Where a checkpoint differs from the state the journal replays to at the same seq, as
  * one sentence, or null. Day totals are reports recomputed by the rules of the running
  * version and the evicted-key filter is derived from the window; both are covered by the
- * content hash and not compared here. The key window is compared entry by entry against
- * the keys the journal's events carry, so a changed window size is not damage.
+ * content hash and not compared here. The key window is checked against the journal's
+ * events by the audit as it replays them, so a changed window size is not damage.
  */
-export function checkpointDifference(checkpoint: StateSnapshot, replayed: LedgerState, keyOfSeq: ReadonlyMap<number, string>): string | null {
+export function checkpointDifference(checkpoint: StateSnapshot, replayed: LedgerState): string | null {
   if (checkpoint.seq !== replayed.seq || checkpoint.hash !== replayed.hash) {
     return `the checkpoint is at seq ${checkpoint.seq} (${checkpoint.hash}), the journal at seq ${replayed.seq} (${replayed.hash})`;
   }
   const accounts = new Set([...Object.keys(checkpoint.balances), ...Object.keys(replayed.balances)]);
   for (const account of accounts) {
-    const a = checkpoint.balances[account] ?? {};
-    const b = replayed.balances[account] ?? {};
+    const a = own(checkpoint.balances, account) ?? {};
+    const b = own(replayed.balances, account) ?? {};
     for (const token of new Set([...Object.keys(a), ...Object.keys(b)])) {
-      if (a[token] !== b[token]) {
-        return `the checkpoint says ${account} holds ${String(a[token] ?? 0)} ${token}, the journal gives ${String(b[token] ?? 0)}`;
+      if (own(a, token) !== own(b, token)) {
+        return `the checkpoint says ${account} holds ${String(own(a, token) ?? 0)} ${token}, the journal gives ${String(own(b, token) ?? 0)}`;
       }
     }
   }
-  const fields = ['vendorId', 'tokenTypes', 'products', 'customers', 'cards', 'customerSerial', 'refunds'] as const;
-  for (const field of fields) {
-    if (!sameJson(checkpoint[field], replayed[field])) return `the checkpoint's ${field} differ from what the journal gives`;
+  for (const field of PRINTED_FIELDS) {
+    if (fieldPrint(checkpoint[field]) !== fieldPrint(replayed[field])) return `the checkpoint's ${field} differ from what the journal gives`;
   }
   // The cashier's day, but for the open day's running totals: a checkpoint written before
   // the cashier's day existed started them at its own seq, which a replay from seq 1 does
   // not (a Z's totals are checked against the journal by verify instead).
   const cd = checkpoint.cashierDay;
   if (cd !== undefined) {
-    for (const field of ['shifts', 'shiftOrder', 'openByTerminal', 'openByStaff', 'closures', 'reprints'] as const) {
+    for (const field of CASHIER_DAY_FIELDS) {
       if (!sameJson(cd[field], replayed.cashierDay[field])) return `the checkpoint's cashier's day (${field}) differs from what the journal gives`;
     }
-    const chains = new Set([...Object.keys(cd.terminals), ...Object.keys(replayed.cashierDay.terminals)]);
-    const scopes: [string, PeriodScope | undefined, PeriodScope | undefined][] = [['store', cd.store, replayed.cashierDay.store]];
-    for (const t of chains) scopes.push([`till ${t}`, cd.terminals[t], replayed.cashierDay.terminals[t]]);
-    for (const [name, a, b] of scopes) {
-      for (const field of ['month', 'year', 'z', 'monthHead', 'yearHead', 'grandTotalMinor'] as const) {
+    for (const [name, a, b] of cashierDayScopes(cd, replayed.cashierDay)) {
+      for (const field of SCOPE_FIELDS) {
         if (!sameJson(a?.[field] ?? null, b?.[field] ?? null)) return `the checkpoint's cashier's day (${name}: ${field}) differs from what the journal gives`;
       }
     }
-  }
-  for (const [key, seq] of checkpoint.keys) {
-    if (keyOfSeq.get(seq) !== key) return `the checkpoint maps request key ${key} to seq ${seq}, but that event carries another key`;
   }
   return null;
 }
 
 /**
- * Replays the whole journal from seq 1 into a fresh state: every line's hash and link
- * is checked, and at the checkpoint's seq the state must equal the checkpoint's. Throws
- * JournalCorruptError or LedgerDamageError naming the first problem. With `background`
- * it lets other work run between small slices, so a live server stays responsive.
+ * Where a checkpoint, known by its digests, differs from a replayed state, or null. The
+ * digests say whether and in which part; for the account and the units the checkpoint
+ * file is read again, when it is still the one the digests were taken from (a newer
+ * checkpoint may have replaced it since).
+ */
+async function printDifference(print: CheckpointPrint, replayed: LedgerState, file: string | null, pause: () => Promise<void>): Promise<string | null> {
+  if (print.seq !== replayed.seq || print.hash !== replayed.hash) {
+    return `the checkpoint is at seq ${print.seq} (${print.hash}), the journal at seq ${replayed.seq} (${replayed.hash})`;
+  }
+  const balancesDiffer = balancesPrint(replayed.balances) !== print.balances;
+  let field: PrintedField | undefined;
+  for (const f of PRINTED_FIELDS) {
+    if ((await fieldPrintSliced(replayed[f], pause)) === print.fields[f]) continue;
+    field = f;
+    break;
+  }
+  const cashierDayDiffers = print.cashierDay !== null && cashierDayPrint(replayed.cashierDay) !== print.cashierDay;
+  if (!balancesDiffer && field === undefined && !cashierDayDiffers) return null;
+  if (file !== null) {
+    const loaded = await loadCheckpoint(file).catch(() => null);
+    if (loaded !== null && loaded.header.sha256 === print.sha256) {
+      const detail = checkpointDifference(loaded.snapshot, replayed);
+      if (detail !== null) return detail;
+    }
+  }
+  const part = balancesDiffer ? 'balances' : field !== undefined ? field : "cashier's day";
+  return `the checkpoint's ${part} differ from what the journal gives`;
+}
+
+/**
+ * Points a registration's strings at the equal ones the live state holds for the same
+ * customer. The audit's replayed customers then share those strings instead of holding
+ * copies of every id, card, name and time: on a store of many customers that is most
+ * of what its second state would take. Equal strings are interchangeable, so nothing
+ * the audit checks changes.
+ */
+function shareStrings(event: JournalEvent, live: LedgerState): void {
+  if (event.type !== 'customer.registered') return;
+  const d = event.data;
+  const c = own(live.customers, d.id);
+  if (c === undefined) return;
+  if (c.id === d.id) d.id = c.id;
+  if (c.card === d.card) d.card = c.card;
+  if (c.name === d.name) d.name = c.name;
+  if (c.registeredAt === event.at) event.at = c.registeredAt;
+}
+
+/**
+ * Replays the journal from seq 1 into a fresh state: every line's hash and link is
+ * checked, and at the checkpoint's seq the state must match the checkpoint's digests.
+ * The state is dropped there: the events after the checkpoint were applied when the
+ * ledger was opened, so only their chain is checked again. Throws JournalCorruptError or
+ * LedgerDamageError naming the first problem. With `background` it lets other work run
+ * between small slices, so a live server stays responsive.
  */
 export async function auditLedger(
   journal: Journal,
-  opts: { vendorId: string; keysMax?: number; checkpoint: string | null; toSeq?: number; background?: boolean; stopped?: () => boolean },
+  opts: {
+    vendorId: string; checkpoint: CheckpointPrint | null; checkpointFile?: string; toSeq?: number; background?: boolean; stopped?: () => boolean;
+    /** The live state, whose strings the replay may share (never changed by the audit). */
+    live?: LedgerState;
+  },
 ): Promise<AuditResult> {
   const toSeq = opts.toSeq ?? journal.durableSeq;
-  const checkpoint = opts.checkpoint === null ? null : (JSON.parse(opts.checkpoint) as StateSnapshot);
-  const checkpointSeq = checkpoint?.seq ?? 0;
+  const print = opts.checkpoint;
+  const checkpointSeq = print?.seq ?? 0;
   if (checkpointSeq > toSeq) throw new LedgerDamageError(`the checkpoint covers seq ${checkpointSeq} but the journal ends at seq ${toSeq}`);
-  const state = emptyState(opts.vendorId, GENESIS_HASH);
-  // Seqs named by the checkpoint's key window, and the key each event carries.
-  const windowSeqs = new Set(checkpoint?.keys.map(([, seq]) => seq) ?? []);
-  const keyOfSeq = new Map<number, string>();
-  const compare = () => {
-    if (checkpoint === null) return;
-    const diff = checkpointDifference(checkpoint, state, keyOfSeq);
+  let state: LedgerState | null = print === null ? null : emptyState(opts.vendorId, GENESIS_HASH);
+  const compare = async (replayed: LedgerState, checkpoint: CheckpointPrint) => {
+    const diff = await printDifference(checkpoint, replayed, opts.checkpointFile ?? null, opts.background === true ? () => nextTurn() : () => Promise.resolve());
     if (diff !== null) throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: ${diff}`);
   };
-  if (checkpointSeq === 0) compare();
+  if (state !== null && print !== null && checkpointSeq === 0) {
+    await compare(state, print);
+    state = null;
+  }
+  // The key window is in seq order: one cursor walks it along the replay, digesting the
+  // keys the events carry as the checkpoint's were.
+  let w = 0;
+  const windowKeys = new PieceDigest();
   let lastHash = GENESIS_HASH;
   if (toSeq > 0) {
     let n = 0;
@@ -238,25 +429,45 @@ export async function auditLedger(
       if (rec.seq === 1 && rec.prev !== GENESIS_HASH) {
         throw new JournalCorruptError({ segment: 'journal-0000000000000001.jsonl', offset: 0, seq: 1, reason: 'chain-break', detail: 'the first event does not link to the genesis hash' });
       }
-      let event: JournalEvent;
-      try {
-        event = JSON.parse(rec.text) as JournalEvent;
-      } catch (err) {
-        throw new LedgerDamageError(`event ${rec.seq} is not valid JSON: ${(err as Error).message}`);
+      if (state !== null && print !== null) {
+        let event: JournalEvent;
+        try {
+          event = JSON.parse(rec.text) as JournalEvent;
+        } catch (err) {
+          throw new LedgerDamageError(`event ${rec.seq} is not valid JSON: ${(err as Error).message}`);
+        }
+        if (opts.live !== undefined) shareStrings(event, opts.live);
+        try {
+          // The replay's own key window is not compared, only the checkpoint's: every key
+          // goes straight to the (small) filter instead of a window of full keys.
+          applyEvent(state, event, rec.hash, 0);
+        } catch (err) {
+          throw new LedgerDamageError(`event ${rec.seq} cannot be applied: ${(err as Error).message}`);
+        }
+        for (; w < print.windowSeqs.length && (print.windowSeqs[w] as number) <= rec.seq; w++) {
+          const seq = print.windowSeqs[w] as number;
+          if (seq !== rec.seq || typeof event.key !== 'string') {
+            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${seq}, an event that carries no key`);
+          }
+          windowKeys.add(`${JSON.stringify(event.key)},`);
+        }
+        if (rec.seq === checkpointSeq) {
+          if (windowKeys.hex() !== print.windowKeys) {
+            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to a seq whose event carries another key`);
+          }
+          await compare(state, print);
+          state = null;
+        }
       }
-      try {
-        applyEvent(state, event, rec.hash, opts.keysMax);
-      } catch (err) {
-        throw new LedgerDamageError(`event ${rec.seq} cannot be applied: ${(err as Error).message}`);
-      }
-      if (windowSeqs.has(rec.seq) && typeof event.key === 'string') keyOfSeq.set(rec.seq, event.key);
       lastHash = rec.hash;
-      if (rec.seq === checkpointSeq) compare();
       if (opts.background === true && ++n % 128 === 0) {
         await nextTurn();
         if (opts.stopped?.() === true) throw new Error('the audit was stopped');
       }
     }
+  }
+  if (print !== null && w < print.windowSeqs.length) {
+    throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${String(print.windowSeqs[w])}, an event it does not cover`);
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
 }
@@ -301,7 +512,7 @@ export class IntegrityAudit {
 
   constructor(
     private readonly opened: OpenedLedger,
-    private readonly opts: { vendorId: string; keysMax?: number; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
+    private readonly opts: { vendorId: string; checkpointFile: string; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
   ) {
     this.status = { state: 'checking', detail: null, throughSeq: opened.journal.durableSeq };
   }
@@ -310,14 +521,15 @@ export class IntegrityAudit {
     const started = performance.now();
     const audit = auditLedger(this.opened.journal, {
       vendorId: this.opts.vendorId,
-      checkpoint: this.opened.checkpointState,
+      checkpoint: this.opened.checkpointPrint,
+      checkpointFile: this.opts.checkpointFile,
+      live: this.opened.state,
       toSeq: this.status.throughSeq,
       background: true,
       stopped: () => this.stopped,
-      ...(this.opts.keysMax === undefined ? {} : { keysMax: this.opts.keysMax }),
     });
-    // The audit parsed the checkpoint text before its first await: the text need not stay in memory.
-    this.opened.checkpointState = null;
+    // The audit holds the digests it needs; the opened ledger need not keep them.
+    this.opened.checkpointPrint = null;
     this.running = audit.then(
       (r) => {
         if (this.stopped) return;
@@ -363,9 +575,10 @@ export async function verifyLedger(opts: { dataDir: string; vendorId: string; ke
   try {
     const r = await auditLedger(opened.journal, {
       vendorId: opts.vendorId,
-      checkpoint: opened.checkpointState,
+      checkpoint: opened.checkpointPrint,
+      checkpointFile: ledgerPaths(opts.dataDir).checkpointFile,
+      live: opened.state,
       toSeq: opened.journal.lastSeq,
-      ...(opts.keysMax === undefined ? {} : { keysMax: opts.keysMax }),
     });
     return { ok: true, events: r.events, lastSeq: r.lastSeq, lastHash: r.lastHash, checkpointSeq: r.checkpointSeq, tornTail: opened.report.torn };
   } finally {
