@@ -186,3 +186,40 @@ describe('vendor server: offline sales forwarded by the tills', function () {
     expect((await store.operator('GET', '/metrics')).text).to.include(`mallpos_offline_forward_alarm{terminal="${till1.terminalId}"} 0`);
   });
 });
+
+describe('vendor server: offline sales in the cashier\'s day', function () {
+  this.timeout(60_000);
+  let store: DemoStore;
+  let till: Till;
+
+  before(async () => {
+    store = await startDemoStore();
+    await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
+    await store.restart();
+    till = await store.openTill('Till 1');
+  });
+  after(async () => store.close());
+
+  it('counts an offline sale in the till\'s open shift, and one from a day a Z closed in the open day, saying so', async () => {
+    const key = () => `${till.terminalId}:${randomUUID()}`;
+    expectOk(await call(till.socket, 'shift:open', { key: key(), count: { totalMinor: 5000 } }));
+    const soldAt = new Date(Date.now() - 60_000).toISOString();
+    const first = record(till, 1, [{ code: PEN, qty: 2, unitPriceMinor: 450 }], soldAt);
+    const a1 = expectOk(await call<OfflineSaleAck>(till.socket, 'offline-sale:forward', first));
+    expect(a1.afterZ).to.equal(false);
+    const shift = expectOk(await call<{ cashSalesMinor: number; changeGivenMinor: number }>(till.socket, 'shift:current', {}));
+    expect(shift.cashSalesMinor - shift.changeGivenMinor).to.equal(900);
+    expectOk(await call(till.socket, 'shift:close', { key: key(), count: { totalMinor: 5900 } }));
+    const z = expectOk(await call<{ totals: { salesCount: number; grossMinor: number } }>(till.socket, 'report:z', { key: key(), supervisor: { staffId: 'sam', pin: '9999' } }));
+    expect([z.totals.salesCount, z.totals.grossMinor]).to.deep.equal([1, 900]);
+
+    // Sold before that Z, forwarded after it: journalled into the open day, flagged as such.
+    const late = record(till, 2, [{ code: BREAD, qty: 1, unitPriceMinor: 289 }], soldAt);
+    const a2 = expectOk(await call<OfflineSaleAck>(till.socket, 'offline-sale:forward', late));
+    expect(a2.afterZ).to.equal(true);
+    const event = await store.server.ledger.readEvent(a2.seq);
+    expect(event.type === 'sale' && event.data.offline?.afterZ).to.equal(true);
+    const x = expectOk(await call<XReport>(till.socket, 'report:x', { scope: 'day' }));
+    expect([x.totals.salesCount, x.totals.grossMinor]).to.deep.equal([1, 289]);
+  });
+});
