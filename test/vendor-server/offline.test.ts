@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { CatalogView, JournalEvent, OfflineSaleAck, OfflineSaleRecord, XReport } from '../../core/index.ts';
 import { writeConfig } from '../../vendor-server/config.ts';
+import { toSnapshot, type StateSnapshot } from '../../vendor-server/ledger/state.ts';
+import { checkpointDifference } from '../../vendor-server/ledger/store.ts';
 import { until } from '../helpers/process.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
@@ -162,6 +164,19 @@ describe('vendor server: offline sales forwarded by the tills', function () {
     expect(ack.priceDifferences).to.deep.equal([{ code: PEN, tillUnitMinor: 400, serverUnitMinor: 450 }]);
     const event = await store.server.ledger.readEvent(ack.seq);
     expect(event.type === 'sale' && [event.data.totalMinor, event.data.lines[0]?.unitPriceMinor, event.data.offline?.priceDifferences]).to.deep.equal([1089, 400, ack.priceDifferences]);
+  });
+
+  it('finds a checkpoint whose offline counters differ from the journal\'s', () => {
+    const state = store.server.ledger.state;
+    const snapshot = JSON.parse(JSON.stringify(toSnapshot(state))) as StateSnapshot;
+    const keyOfSeq = new Map(snapshot.keys.map(([k, seq]) => [seq, k]));
+    expect(checkpointDifference(snapshot, state, keyOfSeq)).to.equal(null);
+    // A checkpoint edited to move a till's counter on would make the server refuse its next
+    // offline sale as a gap, or accept a reused number: the audit names it.
+    const forged = snapshot.offlineTills?.[till1.terminalId];
+    if (forged === undefined) throw new Error('till 1 has offline sales');
+    forged.counter += 1;
+    expect(checkpointDifference(snapshot, state, keyOfSeq)).to.match(/offline sale counters/);
   });
 
   it('shows what each till holds in the operator API and /metrics, and raises an alarm when it does not forward', async () => {
