@@ -80,8 +80,16 @@ export class OfflineService {
     readonly limits: OfflineConfig,
     private readonly logger: Logger,
     private readonly metrics: VendorMetrics,
-    private readonly clock: () => Date = () => new Date(),
+    private readonly opts: {
+      clock?: () => Date;
+      /** Whether a staff id is one of the store's staff: a forwarded sale names who sold. */
+      staffKnown?: (staffId: string) => boolean;
+    } = {},
   ) {}
+
+  private clock(): Date {
+    return this.opts.clock?.() ?? new Date();
+  }
 
   // ---- catalog -------------------------------------------------------------------------
 
@@ -137,6 +145,7 @@ export class OfflineService {
     const invalid = (why: string): never => fail('VND_ERR_OFFLINE_INVALID', `offline sale ${req.offlineId}: ${why}`, { offlineId: req.offlineId });
     if (req.currency !== this.ledger.store.currency) invalid(`its currency ${req.currency} is not the store's ${this.ledger.store.currency}`);
     if (Date.parse(req.at) > this.clock().getTime() + TILL_CLOCK_AHEAD_MS_MAX) invalid(`its time ${req.at} is in the future`);
+    if (req.cashier !== null && this.opts.staffKnown?.(req.cashier) === false) invalid(`it names cashier ${req.cashier}, who is not on the store's staff`);
     const gtins: string[] = [];
     let total = 0;
     try {

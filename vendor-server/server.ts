@@ -135,7 +135,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
   const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
-  const offline = new OfflineService(ledger, config.offline ?? OFFLINE_DEFAULTS, logger, metrics);
+  const offline = new OfflineService(ledger, config.offline ?? OFFLINE_DEFAULTS, logger, metrics, { staffKnown: (id) => access.findStaff(id) !== undefined });
   offline.start();
 
   let sync: MallSync | null = null;

@@ -137,6 +137,7 @@ describe('vendor server: offline sales forwarded by the tills', function () {
     await refused({ ...good, cashTenderedMinor: good.totalMinor - 1, changeMinor: 0 }, 'VND_ERR_OFFLINE_INVALID');
     await refused({ ...good, changeMinor: good.changeMinor + 100 }, 'VND_ERR_OFFLINE_INVALID');
     await refused({ ...good, currency: 'USD' }, 'VND_ERR_OFFLINE_INVALID');
+    await refused({ ...good, cashier: 'nobody' }, 'VND_ERR_OFFLINE_INVALID');
     await refused({ ...good, totalMinor: 900.5 }, 'CORE_ERR_AMOUNT');
     await refused({ ...good, at: new Date(Date.now() + 24 * 3600_000).toISOString() }, 'VND_ERR_OFFLINE_INVALID');
     // A gap: the next number skipped.
