@@ -78,6 +78,10 @@ export const VND_ERRORS = {
   VND_ERR_SHIFTS_STILL_OPEN: { status: 409, message: 'shifts are still open: close them (or force-close a shift left open) before the day is closed' },
   VND_ERR_PERIOD_CLOSED: { status: 409, message: 'this event would fall in a day already closed by a Z report: check the store server\'s clock' },
   VND_ERR_CLOSURE_MISMATCH: { status: 500, message: 'a Z report or period closure does not agree with the journal' },
+  VND_ERR_OFFLINE_NOT_OWN: { status: 403, message: 'a till forwards only its own offline sales: the key and offline id must name this till' },
+  VND_ERR_OFFLINE_INVALID: { status: 400, message: 'the offline sale does not add up: its lines, total, cash and change must agree' },
+  VND_ERR_OFFLINE_ID_REUSED: { status: 409, message: 'this offline sale number was already used for another sale: a till never reuses a number' },
+  VND_ERR_OFFLINE_GAP: { status: 409, message: 'offline sales are forwarded in order: an earlier one has not arrived yet' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

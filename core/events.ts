@@ -33,6 +33,24 @@ export interface SaleData {
   totalMinor: number;
   cash: { dueMinor: number; tenderedMinor: number; changeMinor: number };
   balancesAfter: Record<string, number> | null;
+  /** Present on a sale the till recorded while the store server was unreachable and forwarded later. */
+  offline?: OfflineSaleInfo;
+}
+
+/**
+ * Where an offline sale came from: the till's own number and clock, the catalog version
+ * it priced from, when the server received it (the event's `at`), and each line whose
+ * till price differed from the server's catalog at arrival (reported, never changed).
+ */
+export interface OfflineSaleInfo {
+  offlineId: string;
+  counter: number;
+  tillAt: string;
+  receivedAt: string;
+  catalogVersion: number;
+  priceDifferences: { code: string; tillUnitMinor: number; serverUnitMinor: number | null }[];
+  /** The till's time falls in a day already closed by a Z: the sale counts in the open day instead. */
+  afterZ: boolean;
 }
 
 export interface ReversalData {

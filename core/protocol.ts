@@ -247,6 +247,8 @@ export interface OfflineSaleAck {
   repeated: boolean;
   /** Lines whose price on the till differs from the server's catalog now (reported, never changed). */
   priceDifferences: { code: string; tillUnitMinor: number; serverUnitMinor: number | null }[];
+  /** True when the till's time falls in a day a Z already closed: the sale counts in the open day. */
+  afterZ?: boolean;
 }
 
 type Handler<Req, Res> = (req: Req, ack: (res: Ack<Res>) => void) => void;

@@ -40,6 +40,21 @@ export const saleLineSchema = z.strictObject({
 
 export const saleAllocationSchema = z.strictObject({ lineNo: positive, token: tokenCode, units: positive, coversMinor: units });
 
+const OFFLINE_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}-[0-9]{1,15}$/;
+
+/** Where an offline sale came from (core/events.ts OfflineSaleInfo): recorded as sent, never priced again. */
+export const offlineSaleInfoSchema = z.strictObject({
+  offlineId: z.string().regex(OFFLINE_ID_PATTERN, 'an offline id is <terminal id>-<counter>'),
+  counter: positive,
+  tillAt: z.iso.datetime({ offset: true }),
+  receivedAt: z.iso.datetime({ offset: true }),
+  catalogVersion: units,
+  priceDifferences: z
+    .array(z.strictObject({ code: productGtin, tillUnitMinor: units, serverUnitMinor: units.nullable() }))
+    .max(CART_LINES_MAX),
+  afterZ: z.boolean(),
+});
+
 export const saleDataSchema = z.strictObject({
   saleId: saleIdCode,
   customer: entityId.nullable(),
@@ -50,6 +65,7 @@ export const saleDataSchema = z.strictObject({
   totalMinor: units,
   cash: z.strictObject({ dueMinor: units, tenderedMinor: units, changeMinor: units }),
   balancesAfter: tokenRecord(units).nullable(),
+  offline: offlineSaleInfoSchema.optional(),
 });
 
 export const salePostingSchema = z.strictObject({ account: ledgerAccount, token: tokenCode, units: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER) });
@@ -93,6 +109,8 @@ function agreement(d: CheckedSale, postings: readonly CheckedPosting[]): string 
     total = add(total, line.totalMinor);
   }
   if (d.totalMinor !== total) return `the sale's total ${d.totalMinor} is not the sum of its lines, ${total}`;
+  // A till sells only for cash while it cannot reach the store server.
+  if (d.offline !== undefined && (d.customer !== null || d.allocations.length > 0)) return 'an offline sale is for cash only: no customer, no tokens';
 
   // Allocations: each pays one listed line once, in a token the line is priced in, covering what the rounding rule gives.
   const paid = new Set<number>();

@@ -137,6 +137,44 @@ export const saleCommitRequest = z.strictObject({
   customerPin: pinCode.optional(),
 });
 
+/** The till's catalog copy: the whole catalog, whatever version the till holds. */
+export const catalogGetRequest = z.strictObject({ sinceVersion: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullable() });
+
+/** Bounds the till's claims about its offline backlog (core/protocol.ts `offline:report`). */
+export const OFFLINE_WAITING_MAX = 1_000_000;
+
+export const offlineSaleLine = z.strictObject({
+  code: scanCode,
+  name: z.string().min(1).max(200),
+  qty: amount('quantity').refine((n) => n >= 1 && n <= LINE_QTY_MAX, `quantity must be between 1 and ${LINE_QTY_MAX}`),
+  unitPriceMinor: amount('unit price'),
+  totalMinor: amount('line total'),
+});
+
+/**
+ * One offline sale as the till forwards it (core/protocol.ts OfflineSaleRecord). Strict:
+ * a field the type does not name (a card, a token tender) is refused, not ignored.
+ */
+export const offlineSaleForwardRequest = z.strictObject({
+  key: idempotencyKey,
+  offlineId: z.string().min(3).max(60),
+  counter: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  at: isoDate,
+  catalogVersion: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  cashier: entityId.nullable(),
+  currency: z.string().regex(/^[A-Z]{3}$/, 'a currency is 3 capital letters'),
+  lines: z.array(offlineSaleLine).min(1).max(CART_LINES_MAX),
+  totalMinor: amount('total'),
+  cashTenderedMinor: amount('cash tendered'),
+  changeMinor: amount('change'),
+});
+
+export const offlineReportRequest = z.strictObject({
+  waiting: z.number().int().min(0).max(OFFLINE_WAITING_MAX),
+  oldestAt: isoDate.nullable(),
+  lastForwardedAt: isoDate.nullable(),
+});
+
 export const staffCredential = z.strictObject({
   staffId: entityId,
   pin: pinCode,
@@ -223,6 +261,8 @@ export function bodyHash(body: unknown): string {
 }
 
 export type SaleCommitRequest = z.output<typeof saleCommitRequest>;
+export type OfflineSaleForwardRequest = z.output<typeof offlineSaleForwardRequest>;
+export type OfflineReportRequest = z.output<typeof offlineReportRequest>;
 export type SaleRefundRequest = z.output<typeof saleRefundRequest>;
 export type CartPriceRequest = z.output<typeof cartPriceRequest>;
 

@@ -34,6 +34,16 @@ export const configSchema = z.strictObject({
   businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-UTC_OFFSET_MINUTES_MAX).max(UTC_OFFSET_MINUTES_MAX) }).optional(),
   /** Whether each till closes its own day with its own chain of Z reports (store-wide when absent). */
   zReports: z.strictObject({ perTerminal: z.boolean() }).optional(),
+  /** Selling through an outage of this server: the limits tills keep to, and the forwarding alarm. */
+  offline: z
+    .strictObject({
+      maxSales: z.number().int().min(0).max(1_000_000).default(500),
+      maxTotalMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(500_000),
+      maxOutageS: z.number().int().min(0).max(30 * 24 * 3600).default(8 * 3600),
+      catalogMaxAgeS: z.number().int().min(1).max(365 * 24 * 3600).default(24 * 3600),
+      forwardAlarmAfterS: z.number().int().min(1).max(30 * 24 * 3600).default(600),
+    })
+    .optional(),
   mall: z
     .strictObject({
       url: z.string().url(),
@@ -49,6 +59,16 @@ export const configSchema = z.strictObject({
 });
 
 export type VendorConfig = z.output<typeof configSchema>;
+export type OfflineConfig = NonNullable<VendorConfig['offline']>;
+
+/** The offline limits when the config has no `offline` section (README: Selling while the store server is down). */
+export const OFFLINE_DEFAULTS: OfflineConfig = {
+  maxSales: 500,
+  maxTotalMinor: 500_000,
+  maxOutageS: 8 * 3600,
+  catalogMaxAgeS: 24 * 3600,
+  forwardAlarmAfterS: 600,
+};
 
 export function dataPaths(dataDir: string) {
   return {

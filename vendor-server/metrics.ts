@@ -36,6 +36,11 @@ export class VendorMetrics {
     registers: [this.registry],
   });
   readonly ledgerDamage = new Counter({ name: 'mallpos_ledger_integrity_alarms_total', help: 'Integrity audits that found the ledger on disk damaged', registers: [this.registry] });
+  // Labelled by terminal id: ids come from the store's own pairing records, so the label set is bounded.
+  readonly offlineWaiting = new Gauge({ name: 'mallpos_offline_sales_waiting', help: 'Offline sales a till last reported it holds unforwarded', labelNames: ['terminal'], registers: [this.registry] });
+  readonly offlineAlarm = new Gauge({ name: 'mallpos_offline_forward_alarm', help: '1 while a till holds offline sales and has not forwarded for longer than offline.forwardAlarmAfterS', labelNames: ['terminal'], registers: [this.registry] });
+  readonly offlineForwarded = new Counter({ name: 'mallpos_offline_sales_forwarded_total', help: 'Offline sales journalled since start', registers: [this.registry] });
+  readonly offlinePriceDifferences = new Counter({ name: 'mallpos_offline_price_differences_total', help: 'Lines of forwarded offline sales priced differently on the till than in the catalog', registers: [this.registry] });
   readonly terminals = new Gauge({ name: 'mallpos_terminals_connected', help: 'Connected terminals', registers: [this.registry] });
 
   constructor(defaults = false) {

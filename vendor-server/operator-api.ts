@@ -23,6 +23,7 @@ import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import type { LedgerService } from './ledger/service.ts';
 import type { CashierDayService } from './cashier-day/service.ts';
+import type { OfflineService } from './offline.ts';
 import type { IntegrityStatus } from './ledger/store.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
@@ -36,6 +37,8 @@ export interface OperatorApiDeps {
   config: VendorConfig;
   ledger: LedgerService;
   cashierDay: CashierDayService;
+  /** Offline selling: what each till reports it holds (absent: not shown). */
+  offline?: OfflineService;
   access: AccessStore;
   keys: VendorKeys;
   logger: Logger;
@@ -131,6 +134,7 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       metrics.syncWaiting.set(sync.eventsWaiting);
       metrics.syncOldestAge.set(sync.oldestWaitingAgeS ?? 0);
       metrics.syncLastAck.set(sync.lastAckAt === null ? 0 : Date.parse(sync.lastAckAt) / 1000);
+      deps.offline?.checkAlarms();
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     }),
   );
@@ -231,6 +235,13 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
     }),
   );
   api.get('/sync', route(() => syncStatus()));
+  api.get(
+    '/offline',
+    route(() => {
+      const offline = deps.offline ?? fail('VND_ERR_CONFIG', 'offline selling is not set up in this server');
+      return { limits: offline.limits, terminals: offline.list() };
+    }),
+  );
   api.post(
     '/sync/push',
     route(async () => {

@@ -5,7 +5,7 @@ import type { JWK } from 'jose';
 import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { closeServer, listen } from '../platform/http.ts';
-import { dataPaths, loadConfig, loadKeys, loadStoreTls, type VendorConfig, type VendorKeys } from './config.ts';
+import { dataPaths, loadConfig, loadKeys, loadStoreTls, OFFLINE_DEFAULTS, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { IntegrityAudit, ledgerPaths, openLedger, type OpenedLedger } from './ledger/store.ts';
 import { DataDirLock } from '../platform/lock.ts';
@@ -16,6 +16,7 @@ import { terminalAuthRouter } from './terminal-auth.ts';
 import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 import { CashierDayService } from './cashier-day/service.ts';
+import { OfflineService } from './offline.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -39,6 +40,7 @@ export interface RunningVendorServer {
   keys: VendorKeys;
   ledger: LedgerService;
   cashierDay: CashierDayService;
+  offline: OfflineService;
   access: AccessStore;
   gateway: TerminalGateway;
   opened: OpenedLedger;
@@ -111,6 +113,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   }
   logger.info({ seq: state.seq, checkpointSeq: opened.checkpointSeq, replayed: opened.replayed, ms: Math.round(opened.recoveryMs) }, 'ledger recovered');
 
+  // Tills are told of a catalog change once the socket server exists.
+  const catalogPush: { to: ((version: number) => void) | null } = { to: null };
   const ledger = new LedgerService(
     { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
     state,
@@ -121,6 +125,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
         metrics.commitLatency.observe(ms / 1000);
         if (event.type === 'sale') metrics.sales.inc();
         if (event.type === 'reversal') metrics.refunds.inc();
+        if (event.type === 'product.upserted') catalogPush.to?.(event.seq);
         opened.checkpoints.maybe().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
       },
     },
@@ -130,6 +135,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
   const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
+  const offline = new OfflineService(ledger, config.offline ?? OFFLINE_DEFAULTS, logger, metrics, { staffKnown: (id) => access.findStaff(id) !== undefined });
+  offline.start();
 
   let sync: MallSync | null = null;
   if (mall !== null) {
@@ -170,6 +177,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     config,
     ledger,
     cashierDay,
+    offline,
     access,
     keys,
     logger,
@@ -188,7 +196,9 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay });
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline });
+  const io = gateway.io;
+  catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();
 
   const host = opts.host ?? config.host;
@@ -210,6 +220,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     closing ??= (async () => {
       ledger.stopAccepting();
       audit.stop();
+      offline.stop();
       await sync?.stop();
       await gateway.close();
       await closeServer(http);
@@ -222,5 +233,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, access, gateway, opened, logger, sync, audit, close };
 }

@@ -31,6 +31,7 @@ import type { VendorMetrics } from './metrics.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import type { CashierDayService } from './cashier-day/service.ts';
 import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts';
+import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 
 interface SocketData {
   terminalId: string;
@@ -54,6 +55,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   'cashier:logout',
   'credential:renew',
   ...CASHIER_DAY_EVENTS,
+  ...OFFLINE_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -79,6 +81,7 @@ export interface TerminalGatewayDeps {
   metrics: VendorMetrics;
   sync?: () => MallSync | null;
   cashierDay: CashierDayService;
+  offline: OfflineService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -292,6 +295,10 @@ export class TerminalGateway {
       logger,
       service: cashierDay,
     });
+    // Offline selling: forwards need no signed-in cashier (each names the one who sold).
+    socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));
+    socket.on('offline-sale:forward', handle('offline-sale:forward', (p) => this.deps.offline.forward(terminalId, p)));
+    socket.on('offline:report', handle('offline:report', (p) => this.deps.offline.report(terminalId, p)));
     socket.on(
       'cashier:logout',
       handle('cashier:logout', (p) => {

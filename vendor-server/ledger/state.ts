@@ -94,6 +94,10 @@ export interface LedgerState {
   evicted: KeyFilter;
   /** Shifts, the open day's totals and the closure chains (vendor-server/cashier-day). */
   cashierDay: CashierDayState;
+  /** The seq of the last product change: the catalog version the tills' copies compare with. */
+  catalogVersion: number;
+  /** Per till, the counter and seq of its last offline sale journalled (vendor-server/offline.ts). */
+  offlineTills: Record<string, { counter: number; seq: number }>;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -132,6 +136,8 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     keys: new Map(),
     evicted: new KeyFilter(),
     cashierDay: emptyCashierDay(),
+    catalogVersion: 0,
+    offlineTills: dict(),
   };
 }
 
@@ -188,9 +194,16 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
   assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
   const customerExists = (id: string | null) => assert(id === null || own(state.customers, id) !== undefined, `customer ${String(id)} exists`);
   switch (event.type) {
-    case 'sale':
+    case 'sale': {
       customerExists(event.data.customer);
+      const off = event.data.offline;
+      if (off !== undefined) {
+        // Offline sales of a till arrive in counter order, each number once.
+        assert(event.terminal !== null && off.offlineId === `${event.terminal}-${off.counter}`, `offline sale ${off.offlineId} names its till`);
+        assert(off.counter === (own(state.offlineTills, event.terminal)?.counter ?? 0) + 1, `offline sale ${off.offlineId} follows the till's last`);
+      }
       break;
+    }
     case 'reversal':
       assert(own(state.refunds, String(event.data.saleSeq)) === undefined, `sale ${event.data.saleId} refunded once`);
       assert(event.data.saleSeq >= 1 && event.data.saleSeq < event.seq, `sale ${event.data.saleId} precedes its reversal`);
@@ -249,6 +262,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       t.cashMinor += event.data.cash.dueMinor;
       for (const [token, units] of Object.entries(event.data.debits)) addTo(t.tokens, token, units);
       touchCustomer(state, event.data.customer, event.seq);
+      if (event.data.offline !== undefined && event.terminal !== null) state.offlineTills[event.terminal] = { counter: event.data.offline.counter, seq: event.seq };
       break;
     }
     case 'reversal': {
@@ -282,6 +296,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     }
     case 'product.upserted':
       state.products[event.data.gtin] = event.data;
+      state.catalogVersion = event.seq;
       break;
     case 'token-type.upserted':
       state.tokenTypes[event.data.code] = event.data;
@@ -317,11 +332,14 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills'> {
   keys: [string, number][];
   evicted: KeyFilterSnapshot;
   /** Absent in checkpoints written before the cashier's day existed. */
   cashierDay?: CashierDayState;
+  /** Absent in checkpoints written before tills kept a catalog copy. */
+  catalogVersion?: number;
+  offlineTills?: Record<string, { counter: number; seq: number }>;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
@@ -389,5 +407,9 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     keys: new Map(s.keys),
     evicted: new KeyFilter(s.evicted),
     cashierDay: cashierDayFrom(s.cashierDay, s.seq),
+    // An older checkpoint does not say when the catalog last changed: its seq is a version
+    // no older than that change, so a till's copy is refetched rather than trusted.
+    catalogVersion: s.catalogVersion ?? s.seq,
+    offlineTills: dict(Object.entries(s.offlineTills ?? {})),
   };
 }
