@@ -170,14 +170,13 @@ describe('vendor server: offline sales forwarded by the tills', function () {
   it('finds a checkpoint whose offline counters differ from the journal\'s', () => {
     const state = store.server.ledger.state;
     const snapshot = JSON.parse(JSON.stringify(toSnapshot(state))) as StateSnapshot;
-    const keyOfSeq = new Map(snapshot.keys.map(([k, seq]) => [seq, k]));
-    expect(checkpointDifference(snapshot, state, keyOfSeq)).to.equal(null);
+    expect(checkpointDifference(snapshot, state)).to.equal(null);
     // A checkpoint edited to move a till's counter on would make the server refuse its next
     // offline sale as a gap, or accept a reused number: the audit names it.
     const forged = snapshot.offlineTills?.[till1.terminalId];
     if (forged === undefined) throw new Error('till 1 has offline sales');
     forged.counter += 1;
-    expect(checkpointDifference(snapshot, state, keyOfSeq)).to.match(/offline sale counters/);
+    expect(checkpointDifference(snapshot, state)).to.match(/offline sale counters/);
   });
 
   it('shows what each till holds in the operator API and /metrics, and raises an alarm when it does not forward', async () => {

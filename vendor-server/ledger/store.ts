@@ -181,6 +181,7 @@ export interface CheckpointPrint {
   balances: string;
   fields: Record<PrintedField, string>;
   cashierDay: string | null;
+  offlineTills: string;
   windowSeqs: Float64Array;
   windowKeys: string;
 }
@@ -275,6 +276,13 @@ function cashierDayPrint(cd: CashierDayState | undefined): string | null {
   return d.hex();
 }
 
+/** The digest of each till's last offline sale, in till order. */
+function offlineTillsPrint(tills: LedgerState['offlineTills']): string {
+  const d = new PieceDigest();
+  for (const t of Object.keys(tills).sort()) d.add(`${JSON.stringify(t)}:${JSON.stringify(own(tills, t))}\n`);
+  return d.hex();
+}
+
 /** The digests of a state; `sha256` names the checkpoint file the state was loaded from. */
 export function printState(state: LedgerState, sha256: string): CheckpointPrint {
   const fields = Object.create(null) as Record<PrintedField, string>;
@@ -295,6 +303,7 @@ export function printState(state: LedgerState, sha256: string): CheckpointPrint 
     balances: balancesPrint(state.balances),
     fields,
     cashierDay: cashierDayPrint(state.cashierDay),
+    offlineTills: offlineTillsPrint(state.offlineTills),
     windowSeqs,
     windowKeys: keys.hex(),
   };
@@ -363,7 +372,8 @@ async function printDifference(print: CheckpointPrint, replayed: LedgerState, fi
     break;
   }
   const cashierDayDiffers = print.cashierDay !== null && cashierDayPrint(replayed.cashierDay) !== print.cashierDay;
-  if (!balancesDiffer && field === undefined && !cashierDayDiffers) return null;
+  const offlineDiffers = offlineTillsPrint(replayed.offlineTills) !== print.offlineTills;
+  if (!balancesDiffer && field === undefined && !cashierDayDiffers && !offlineDiffers) return null;
   if (file !== null) {
     const loaded = await loadCheckpoint(file).catch(() => null);
     if (loaded !== null && loaded.header.sha256 === print.sha256) {
@@ -371,7 +381,7 @@ async function printDifference(print: CheckpointPrint, replayed: LedgerState, fi
       if (detail !== null) return detail;
     }
   }
-  const part = balancesDiffer ? 'balances' : field !== undefined ? field : "cashier's day";
+  const part = balancesDiffer ? 'balances' : field !== undefined ? field : cashierDayDiffers ? "cashier's day" : 'offline sale counters';
   return `the checkpoint's ${part} differ from what the journal gives`;
 }
 
