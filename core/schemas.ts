@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { z } from 'zod';
 import { MallposError, type ErrorCode } from './errors.ts';
@@ -219,7 +219,7 @@ export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<
 
 /** The hash of a request body, independent of key order; secrets must be removed first. */
 export function bodyHash(body: unknown): string {
-  return createHash('sha256').update(canonicalize(body) ?? 'null').digest('hex');
+  return digest('sha256', canonicalize(body) ?? 'null', 'hex');
 }
 
 export type SaleCommitRequest = z.output<typeof saleCommitRequest>;

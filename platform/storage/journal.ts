@@ -108,6 +108,19 @@ function positiveInt(value: number | undefined, fallback: number, max: number, n
   return v;
 }
 
+/**
+ * The event text: seq and prev first, then the caller's fields in their order (the
+ * caller's seq is the key already there, with the same value). The caller's fields
+ * normally begin with seq, so their text only needs prev spliced in after it, without
+ * copying the event into a new object first; fields in another order are spread.
+ */
+function eventText(seq: number, prev: string, fields: Record<string, unknown>): string {
+  const head = `{"seq":${seq},`;
+  const own = JSON.stringify(fields);
+  if (own.startsWith(head)) return `${head}"prev":"${prev}",${own.slice(head.length)}`;
+  return JSON.stringify({ seq, prev, ...fields });
+}
+
 function defaultOnFatal(err: Error): void {
   console.error(`journal: a write or fsync failed, so acknowledged state can no longer be trusted; exiting: ${err.stack ?? err.message}`);
   process.exit(EXIT_SOFTWARE);
@@ -221,9 +234,7 @@ export class Journal {
     if (seq !== this.tailSeq + 1) throw new Error(`journal append: seq ${String(seq)} is not the next seq ${this.tailSeq + 1}`);
     if ('prev' in fields) throw new Error('journal append: prev is set by the journal, not the caller');
     const prev = this.tailHash;
-    // Spreading after seq and prev keeps them first while the caller's fields keep their
-    // order; the caller's seq lands on the key already there, with the same value.
-    const text = JSON.stringify({ seq, prev, ...(fields as Record<string, unknown>) });
+    const text = eventText(seq, prev, fields);
     if (text.length > this.limits.eventBytesMax) throw new RangeError(`journal append: event of ${text.length} characters exceeds ${this.limits.eventBytesMax} bytes`);
 
     const batch = this.writer.batchFor(LINE_OVERHEAD + text.length * 3);

@@ -1,4 +1,4 @@
-import { createHash, randomInt } from 'node:crypto';
+import { hash as digest, randomInt } from 'node:crypto';
 import {
   allotmentPostings,
   assert,
@@ -623,5 +623,5 @@ export function saleBodyHash(input: SaleInput): string {
     tenders: input.tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })),
     cash: input.cashTenderedMinor,
   };
-  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+  return digest('sha256', JSON.stringify(body), 'hex');
 }
