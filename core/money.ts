@@ -75,7 +75,8 @@ export function mul(a: number, b: number): number {
 export function sum(values: readonly number[]): number {
   // Every partial sum a safe integer means every addition was exact.
   let fast = 0;
-  for (const v of values) {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
     if (!Number.isSafeInteger(v)) return sumExact(values);
     fast += v;
     if (!Number.isSafeInteger(fast)) return sumExact(values);

@@ -9,8 +9,8 @@ import {
   MallposError,
   parse,
   productLookupRequest,
+  parseSaleCommitRequest,
   receiptRequest,
-  saleCommitRequest,
   saleRefundRequest,
   saleStatusRequest,
   SOCKET_PAYLOAD_BYTES_MAX,
@@ -203,7 +203,7 @@ export class TerminalGateway {
     socket.on(
       'sale:commit',
       handle('sale:commit', async (p) => {
-        const req = parse(saleCommitRequest, p);
+        const req = parseSaleCommitRequest(p);
         checkKeyOwner(req.key, terminalId);
         await needCashier(req.key);
         // Token payments above the store's limit need the PIN of a customer who chose one.

@@ -123,6 +123,8 @@ export class LedgerService {
   }
 
   private tokenTypeMap: Map<string, TokenType> | null = null;
+  /** Minor units as the store's currency, for messages (one function, not one per sale). */
+  private readonly moneyText = (minor: number): string => formatMinor(minor, this.store.currency);
 
   get tokenTypes(): ReadonlyMap<string, TokenType> {
     this.tokenTypeMap ??= new Map(Object.entries(this.state.tokenTypes));
@@ -324,7 +326,7 @@ export class LedgerService {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
-    const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, this.moneyText);
     const limit = opts.tokenValueLimitMinor ?? null;
     if (limit !== null) {
       const valueMinor = this.tokenValueMinor(priced.debits);
@@ -339,7 +341,7 @@ export class LedgerService {
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
     if (balancesAfter !== null) {
-      for (const [token, units] of Object.entries(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - units;
+      for (const token of Object.keys(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
     }
     const event: NewEvent = {
       ...base,
