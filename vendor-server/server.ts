@@ -115,10 +115,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     journal,
     {
       onCommitted: (event, ms) => {
-        metrics.events.inc({ type: event.type });
-        metrics.commitLatency.observe(ms / 1000);
-        if (event.type === 'sale') metrics.sales.inc();
-        if (event.type === 'reversal') metrics.refunds.inc();
+        metrics.committed(event.type, ms);
         opened.checkpoints.maybe().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
       },
     },

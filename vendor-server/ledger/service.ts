@@ -144,7 +144,10 @@ export class LedgerService {
   private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
     const started = performance.now();
     if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
-    const full = { ...event, prev: this.state.hash } as JournalEvent;
+    // The journal sets prev, the hash of the event before; the event gets it once appended
+    // rather than being copied (planning does not read it).
+    const prev = this.state.hash;
+    const full = event as JournalEvent;
     const planned = planEvent(this.state, full);
     let rec;
     try {
@@ -154,6 +157,7 @@ export class LedgerService {
       if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
       throw err;
     }
+    full.prev = prev;
     try {
       applyEvent(this.state, full, rec.hash, this.keysMax, planned);
       if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
