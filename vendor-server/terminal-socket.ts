@@ -218,9 +218,11 @@ export class TerminalGateway {
             else await access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit });
           }
         }
-        const result = await ledger.commitSale(actor(), req, { tokenValueLimitMinor });
-        if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
-        return saleAck(result);
+        // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
+        return ledger.commitSale(actor(), req, { tokenValueLimitMinor }).then((result) => {
+          if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
+          return saleAck(result);
+        });
       }),
     );
     socket.on(

@@ -37,7 +37,7 @@ import {
   type TokenType,
 } from '../../core/index.ts';
 import { checkBuiltSale } from '../../core/sale-check.ts';
-import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
+import { JournalBacklogError, type AppendResult, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 import { evictedKeySeq } from './store.ts';
 
@@ -141,39 +141,62 @@ export class LedgerService {
    * untouched; after the append nothing may fail, and if anything does the process stops
    * (the journal is the truth, and a restart replays it).
    */
-  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+  private commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+    // Written with promise callbacks rather than as an async function: a sale waits here
+    // for its fsync, and a suspended async function holds its whole frame meanwhile.
     const started = performance.now();
-    if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
-    // The journal sets prev, the hash of the event before; the event gets it once appended
-    // rather than being copied (planning does not read it).
-    const prev = this.state.hash;
     const full = event as JournalEvent;
-    const planned = planEvent(this.state, full);
-    let rec;
+    let planned;
+    let rec: AppendResult;
     try {
-      rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+      if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
+      // The journal sets prev, the hash of the event before; the event gets it once
+      // appended rather than being copied (planning does not read it).
+      const prev = this.state.hash;
+      planned = planEvent(this.state, full);
+      try {
+        rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+      } catch (err) {
+        // A full backlog refuses the event before anything changed: the client may retry.
+        if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
+        throw err;
+      }
+      full.prev = prev;
     } catch (err) {
-      // A full backlog refuses the event before anything changed: the client may retry.
-      if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
-      throw err;
+      return Promise.reject(err as Error);
     }
-    full.prev = prev;
     try {
       applyEvent(this.state, full, rec.hash, this.keysMax, planned);
       if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
-      await rec.durable;
-      this.hooks.onCommitted?.(full, performance.now() - started);
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.broken = e;
-      this.closing = true;
-      // Let the event reach the disk first, so that the restart replays it rather than
-      // the client's retry committing it afresh; either is exactly once.
-      await rec.durable.catch(() => undefined);
-      (this.hooks.onFatal ?? exitOnFatal)(e);
-      throw e;
+      return this.failAfterAppend(err, rec);
     }
-    return { event: full, hash: rec.hash };
+    return rec.durable.then(
+      () => {
+        try {
+          this.hooks.onCommitted?.(full, performance.now() - started);
+        } catch (err) {
+          return this.failAfterAppend(err, rec);
+        }
+        return { event: full, hash: rec.hash };
+      },
+      (err: unknown) => this.failAfterAppend(err, rec),
+    );
+  }
+
+  /**
+   * Something failed after an append: memory no longer matches the journal, so nothing
+   * more is served and the process stops.
+   */
+  private async failAfterAppend(err: unknown, rec: AppendResult): Promise<never> {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.broken = e;
+    this.closing = true;
+    // Let the event reach the disk first, so that the restart replays it rather than
+    // the client's retry committing it afresh; either is exactly once.
+    await rec.durable.catch(() => undefined);
+    (this.hooks.onFatal ?? exitOnFatal)(e);
+    throw e;
   }
 
   private base(actor: Actor, key: string | null, hash: string | null) {
@@ -231,14 +254,16 @@ export class LedgerService {
     if (pending !== undefined) await pending.catch(() => undefined);
   }
 
-  private async once<T>(key: string, run: () => Promise<T>): Promise<T> {
+  private once<T>(key: string, run: () => Promise<T>): Promise<T> {
     const p = run();
     this.inflight.set(key, p);
-    try {
-      return await p;
-    } finally {
+    // Registered before the caller's own callbacks, so the key is forgotten before anyone
+    // awaiting the outcome resumes.
+    const forget = () => {
       this.inflight.delete(key);
-    }
+    };
+    p.then(forget, forget);
+    return p;
   }
 
   async readEvent(seq: number): Promise<JournalEvent> {
@@ -319,14 +344,33 @@ export class LedgerService {
    * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
    * it when the customer has a PIN that was not given.
    */
-  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<SaleResult> {
-    const hash = saleBodyHash(input);
+  commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<SaleResult> {
+    // A new key, the usual case, is checked, priced and journalled without an await (and
+    // without an async function's frame held until the fsync); a key seen before, or
+    // perhaps seen before, takes the async path.
+    try {
+      const hash = saleBodyHash(input);
+      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts);
+      return this.commitSaleSeen(actor, input, hash, opts);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private async commitSaleSeen(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null }): Promise<SaleResult> {
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
       return this.saleResult(earlier);
     }
+    return this.journalSale(actor, input, hash, opts);
+  }
 
+  /**
+   * Prices, checks and journals the sale of a new key; resolves once it is durable. A
+   * refusal throws before anything is journalled.
+   */
+  private journalSale(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null }): Promise<SaleResult> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
@@ -366,10 +410,7 @@ export class LedgerService {
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
     checkBuiltSale(event.postings, event.data);
-    return this.once(input.key, async () => {
-      const { event: done } = await this.commit(event);
-      return this.toSaleResult(done);
-    });
+    return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
   }
 
   private toSaleResult(event: JournalEvent): SaleResult {
