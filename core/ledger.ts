@@ -62,8 +62,9 @@ export function planPostings(book: BalanceBook, postings: readonly Posting[]): M
     next.set(k, add(next.get(k) ?? book.get(p.account, p.token), p.units));
   }
   for (const [k, units] of next) {
+    if (units >= 0) continue;
     const [account, token] = k.split('\u0000') as [string, string];
-    if (units < 0 && mustStayNonNegative(account)) {
+    if (mustStayNonNegative(account)) {
       const message = account === FLOAT_ACCOUNT
         ? `the store float has not enough ${token} tokens: ${-units} short`
         : `not enough ${token} tokens: ${-units} short`;
@@ -109,7 +110,8 @@ export function issuancePostings(customerId: string, token: string, units: numbe
 
 export function redemptionPostings(customerId: string, debits: Readonly<Record<string, number>>): Posting[] {
   const postings: Posting[] = [];
-  for (const [token, units] of Object.entries(debits)) {
+  for (const token of Object.keys(debits)) {
+    const units = debits[token] as number;
     if (units === 0) continue;
     assert(Number.isSafeInteger(units) && units > 0, 'redemption units positive');
     postings.push({ account: customerAccount(customerId), token, units: -units });

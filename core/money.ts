@@ -41,19 +41,50 @@ function checkResult(result: bigint | number, what: string): number {
   return n;
 }
 
+// The fast paths below do float arithmetic on safe integers. Where the exact result is a
+// safe integer it is representable, so the correctly rounded float operation returns it
+// exactly; where it is not, the rounded result is not a safe integer either (rounding is
+// monotonic and 2^53 is representable), so the check falls through to the BigInt path,
+// which fails with the same error as always. `+ 0` turns a -0 (0 * -5) into the 0 the
+// BigInt path returns. Non-integer inputs take the BigInt path unchanged.
+
 export function add(a: number, b: number): number {
+  if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) {
+    const r = a + b;
+    if (Number.isSafeInteger(r)) return r + 0;
+  }
   return checkResult(BigInt(a) + BigInt(b), 'the sum');
 }
 
 export function sub(a: number, b: number): number {
+  if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) {
+    const r = a - b;
+    if (Number.isSafeInteger(r)) return r + 0;
+  }
   return checkResult(BigInt(a) - BigInt(b), 'the difference');
 }
 
 export function mul(a: number, b: number): number {
+  if (Number.isSafeInteger(a) && Number.isSafeInteger(b)) {
+    const r = a * b;
+    if (Number.isSafeInteger(r)) return r + 0;
+  }
   return checkResult(BigInt(a) * BigInt(b), 'the product');
 }
 
 export function sum(values: readonly number[]): number {
+  // Every partial sum a safe integer means every addition was exact.
+  let fast = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (!Number.isSafeInteger(v)) return sumExact(values);
+    fast += v;
+    if (!Number.isSafeInteger(fast)) return sumExact(values);
+  }
+  return fast + 0;
+}
+
+function sumExact(values: readonly number[]): number {
   let total = 0n;
   for (const v of values) total += BigInt(v);
   return checkResult(total, 'the total');

@@ -79,10 +79,14 @@ export function priceCart(input: PricingInput): PricedCart {
   if (input.lines.length === 0) fail('CORE_ERR_EMPTY_CART');
   if (input.lines.length > CART_LINES_MAX) fail('CORE_ERR_VALIDATION', `a cart holds at most ${CART_LINES_MAX} lines`);
 
-  const lines: PricedLine[] = input.lines.map(({ product, qty }, i) => {
+  // Plain loops rather than map/filter/every over closures: this runs on every sale.
+  const lines: PricedLine[] = new Array<PricedLine>(input.lines.length);
+  const lineTotals: number[] = new Array<number>(input.lines.length);
+  for (let i = 0; i < input.lines.length; i++) {
+    const { product, qty } = input.lines[i] as { product: Product; qty: number };
     checkAmount(qty, 'quantity');
     if (qty < 1 || qty > LINE_QTY_MAX) fail('CORE_ERR_VALIDATION', `quantity must be between 1 and ${LINE_QTY_MAX}`);
-    return {
+    const line: PricedLine = {
       lineNo: i + 1,
       gtin: product.gtin,
       name: product.name,
@@ -91,16 +95,24 @@ export function priceCart(input: PricingInput): PricedCart {
       totalMinor: mul(product.priceMinor, qty),
       unitTokenPrices: { ...product.tokenPrices },
     };
-  });
-  const totalMinor = sum(lines.map((l) => l.totalMinor));
+    lines[i] = line;
+    lineTotals[i] = line.totalMinor;
+  }
+  const totalMinor = sum(lineTotals);
 
   // Keyed by token codes: null-prototype records, like every map keyed by outside data.
   const totalsByToken = Object.create(null) as Record<string, number>;
   const firstPrices = lines[0]?.unitTokenPrices ?? {};
   for (const token of Object.keys(firstPrices)) {
-    if (lines.every((l) => l.unitTokenPrices[token] !== undefined)) {
-      totalsByToken[token] = sum(lines.map((l) => mul(l.unitTokenPrices[token] ?? 0, l.qty)));
+    let everyLine = true;
+    for (const l of lines) if (l.unitTokenPrices[token] === undefined) everyLine = false;
+    if (!everyLine) continue;
+    const units: number[] = new Array<number>(lines.length);
+    for (let i = 0; i < lines.length; i++) {
+      const l = lines[i] as PricedLine;
+      units[i] = mul(l.unitTokenPrices[token] ?? 0, l.qty);
     }
+    totalsByToken[token] = sum(units);
   }
 
   const allocations: Allocation[] = [];
@@ -119,8 +131,15 @@ export function priceCart(input: PricingInput): PricedCart {
     const requested = tender.units === undefined ? undefined : checkAmount(tender.units, `${tt.code} tokens`);
 
     // What the eligible unpaid lines could take of this token type.
-    const eligible = lines.filter((l) => !paidLines.has(l.lineNo) && l.unitTokenPrices[tt.code] !== undefined && mayBuy(tt, l.gtin));
-    const capacity = sum(eligible.map((l) => mul(l.unitTokenPrices[tt.code] ?? 0, l.qty)));
+    const eligible: PricedLine[] = [];
+    const eligibleUnits: number[] = [];
+    for (const l of lines) {
+      const price = l.unitTokenPrices[tt.code];
+      if (paidLines.has(l.lineNo) || price === undefined || !mayBuy(tt, l.gtin)) continue;
+      eligible.push(l);
+      eligibleUnits.push(mul(price, l.qty));
+    }
+    const capacity = sum(eligibleUnits);
     if (capacity === 0) {
       if (tt.kind === 'manufacturer') fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `this ${tt.code} token only buys listed products`, { token: tt.code });
       fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `no item left in this cart can be paid with ${tt.code} tokens`, { token: tt.code });
@@ -138,9 +157,10 @@ export function priceCart(input: PricingInput): PricedCart {
     }
 
     let remaining = wanted;
-    for (const line of eligible) {
+    for (let i = 0; i < eligible.length; i++) {
       if (remaining === 0) break;
-      const lineUnits = mul(line.unitTokenPrices[tt.code] ?? 0, line.qty);
+      const line = eligible[i] as PricedLine;
+      const lineUnits = eligibleUnits[i] as number;
       if (lineUnits === 0) continue;
       const units = Math.min(lineUnits, remaining);
       const coversMinor = units === lineUnits ? line.totalMinor : mulDivRound(line.totalMinor, units, lineUnits);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { z } from 'zod';
 import { MallposError, type ErrorCode } from './errors.ts';
@@ -89,18 +89,21 @@ export const ENTITY_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,39}$/;
 export const TOKEN_CODE_PATTERN = /^[A-Z][A-Z0-9]{1,11}$/;
 export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/;
 
+export const SCAN_CODE_LENGTH_MAX = 64;
+export const PIN_PATTERN = /^[0-9]{4,12}$/;
+
 export const idempotencyKey = identifier(IDEMPOTENCY_KEY_PATTERN, 'an idempotency key is 8-128 letters, digits or . _ : -');
 export const scanCode = z
   .string()
   .min(1)
-  .max(64)
+  .max(SCAN_CODE_LENGTH_MAX)
   .refine(isWellFormedText, 'the code holds a broken character (a lone surrogate)')
   .refine((s) => !CONTROL_CHARS.test(s), 'the code holds a control character');
 export const tokenCode = identifier(TOKEN_CODE_PATTERN, 'a token code is 2-12 capital letters or digits');
 export const entityId = identifier(ENTITY_ID_PATTERN, 'an id is 1-40 lower-case letters, digits or -');
 export const personName = text(1, 80);
 /** A staff PIN or a customer PIN: digits only, so it never needs escaping or normalising. */
-export const pinCode = z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits');
+export const pinCode = z.string().regex(PIN_PATTERN, 'a PIN is 4-12 digits');
 /** A calendar day (UTC) that exists: 2026-02-30 and 2026-13-45 are refused. */
 export const dayDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/, 'a date is YYYY-MM-DD').refine((d) => {
   const t = Date.parse(`${d}T00:00:00Z`);
@@ -241,6 +244,83 @@ export const staffUpsert = z.strictObject({
   pin: pinCode,
 });
 
+/**
+ * The sale request, parsed as `saleCommitRequest` parses it. A request of the usual shape
+ * is checked by the plain code below, with the same rules and the same result, since
+ * every sale passes here; anything it does not accept whole goes through zod, which
+ * accepts or refuses it with its usual error.
+ */
+export function parseSaleCommitRequest(input: unknown): SaleCommitRequest {
+  return saleCommitFast(input) ?? parse(saleCommitRequest, input);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function isIdentifier(v: unknown, pattern: RegExp): v is string {
+  return typeof v === 'string' && pattern.test(v) && !RESERVED_NAMES.has(v);
+}
+
+function isScanCode(v: unknown): v is string {
+  return typeof v === 'string' && v.length >= 1 && v.length <= SCAN_CODE_LENGTH_MAX && isWellFormedText(v) && !CONTROL_CHARS.test(v);
+}
+
+/** What checkAmount accepts: a non-negative safe integer. */
+function isAmount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * `saleCommitRequest`'s rules written out for a request every field of which is present
+ * and valid: the parsed request (new objects, keys in the schema's order, as zod makes
+ * them), or null for anything else, including what zod might accept (an optional field
+ * given as undefined).
+ */
+export function saleCommitFast(v: unknown): SaleCommitRequest | null {
+  if (!isPlainObject(v)) return null;
+  let fields = 0;
+  for (const k of Object.keys(v)) {
+    if (k === 'key' || k === 'lines' || k === 'card' || k === 'tenders' || k === 'cashTenderedMinor' || k === 'customerPin') fields += 1;
+    else return null;
+  }
+  const { key, lines, card, tenders, cashTenderedMinor, customerPin } = v;
+  if (!isIdentifier(key, IDEMPOTENCY_KEY_PATTERN)) return null;
+  if (!Array.isArray(lines) || lines.length < 1 || lines.length > CART_LINES_MAX) return null;
+  const outLines: { code: string; qty: number }[] = new Array<{ code: string; qty: number }>(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] as unknown;
+    if (!isPlainObject(line) || Object.keys(line).length !== 2) return null;
+    const { code, qty } = line;
+    if (!isScanCode(code) || !isAmount(qty) || qty < 1 || qty > LINE_QTY_MAX) return null;
+    outLines[i] = { code, qty };
+  }
+  if (card !== null && !isScanCode(card)) return null;
+  if (!Array.isArray(tenders) || tenders.length > TENDERS_MAX) return null;
+  const outTenders: { token: string; units?: number }[] = new Array<{ token: string; units?: number }>(tenders.length);
+  for (let i = 0; i < tenders.length; i++) {
+    const tender = tenders[i] as unknown;
+    if (!isPlainObject(tender)) return null;
+    const n = Object.keys(tender).length;
+    const { token, units } = tender;
+    if (!isIdentifier(token, TOKEN_CODE_PATTERN)) return null;
+    if (n === 1) outTenders[i] = { token };
+    else if (n === 2 && isAmount(units)) outTenders[i] = { token, units };
+    else return null;
+  }
+  if (!isAmount(cashTenderedMinor)) return null;
+  const out: SaleCommitRequest = { key, lines: outLines, card, tenders: outTenders, cashTenderedMinor };
+  if (fields === 6) {
+    if (typeof customerPin !== 'string' || !PIN_PATTERN.test(customerPin)) return null;
+    out.customerPin = customerPin;
+  } else if (fields !== 5) {
+    return null;
+  }
+  return out;
+}
+
 /** Parses untrusted input; any problem becomes one typed error naming the field. */
 export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
   const result = schema.safeParse(input);
@@ -257,7 +337,7 @@ export function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<
 
 /** The hash of a request body, independent of key order; secrets must be removed first. */
 export function bodyHash(body: unknown): string {
-  return createHash('sha256').update(canonicalize(body) ?? 'null').digest('hex');
+  return digest('sha256', canonicalize(body) ?? 'null', 'hex');
 }
 
 export type SaleCommitRequest = z.output<typeof saleCommitRequest>;

@@ -121,10 +121,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     journal,
     {
       onCommitted: (event, ms) => {
-        metrics.events.inc({ type: event.type });
-        metrics.commitLatency.observe(ms / 1000);
-        if (event.type === 'sale') metrics.sales.inc();
-        if (event.type === 'reversal') metrics.refunds.inc();
+        metrics.committed(event.type, ms);
         if (event.type === 'product.upserted') catalogPush.to?.(event.seq);
         opened.checkpoints.maybe().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
       },

@@ -9,8 +9,8 @@ import {
   MallposError,
   parse,
   productLookupRequest,
+  parseSaleCommitRequest,
   receiptRequest,
-  saleCommitRequest,
   saleRefundRequest,
   saleStatusRequest,
   SOCKET_PAYLOAD_BYTES_MAX,
@@ -145,15 +145,17 @@ export class TerminalGateway {
 
     const actor = () => ({ terminal: socket.data.terminalId, cashier: socket.data.cashier?.staffId ?? null });
     const terminalId = socket.data.terminalId;
+    const keyPrefix = `${terminalId}:`;
     const audit = (entry: PinAuditEntry) => logger.warn(entry, AUDIT_MESSAGES[entry.event]);
     // A sign-in in progress: money-changing events wait for it, so a terminal that signs
     // in again after a reconnect and then retries its sale is not refused in between.
-    let signingIn: Promise<unknown> = Promise.resolve();
+    // It settles either way (a refused PIN too), and is made once per sign-in.
+    let signInSettled: Promise<unknown> = Promise.resolve();
     // A retry of a key already used moves no money: it gets the original outcome (or a
     // conflict) whoever is signed in, so a terminal restarted in the middle of a sale
     // learns that it went through instead of being told that nothing was charged.
     const needCashier = async (key: string) => {
-      await signingIn.catch(() => undefined);
+      await signInSettled;
       if (socket.data.cashier === null && !ledger.knowsKey(key)) fail('VND_ERR_CASHIER_REQUIRED');
     };
     const handle = <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => {
@@ -210,8 +212,8 @@ export class TerminalGateway {
     socket.on(
       'sale:commit',
       handle('sale:commit', async (p) => {
-        const req = parse(saleCommitRequest, p);
-        checkKeyOwner(req.key, terminalId);
+        const req = parseSaleCommitRequest(p);
+        checkKeyOwner(req.key, terminalId, keyPrefix);
         await needCashier(req.key);
         // Token payments above the store's limit need the PIN of a customer who chose one.
         let tokenValueLimitMinor: number | null = null;
@@ -224,16 +226,18 @@ export class TerminalGateway {
           }
         }
         const who = actor();
-        const result = await ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
-        logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
-        return saleAck(result);
+        // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
+        return ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then((result) => {
+          if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
+          return saleAck(result);
+        });
       }),
     );
     socket.on(
       'sale:refund',
       handle('sale:refund', async (p) => {
         const req = parse(saleRefundRequest, p);
-        checkKeyOwner(req.key, terminalId);
+        checkKeyOwner(req.key, terminalId, keyPrefix);
         await needCashier(req.key);
         const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
@@ -247,7 +251,7 @@ export class TerminalGateway {
       'sale:status',
       handle('sale:status', (p) => {
         const { key } = parse(saleStatusRequest, p);
-        checkKeyOwner(key, terminalId);
+        checkKeyOwner(key, terminalId, keyPrefix);
         return ledger.keyStatus(key);
       }),
     );
@@ -256,7 +260,7 @@ export class TerminalGateway {
       // A receipt names the customer and their card: a till sees its own recent sales,
       // anything else needs a supervisor signed in on it.
       const own = sale.terminal === terminalId && Date.now() - Date.parse(sale.at) <= RECEIPT_RECENT_MS;
-      await signingIn.catch(() => undefined);
+      await signInSettled;
       if (!own && socket.data.cashier?.role !== 'supervisor') fail('VND_ERR_RECEIPT_FORBIDDEN');
       const refundSeq = ledger.refundOf(sale.seq);
       return {
@@ -271,7 +275,7 @@ export class TerminalGateway {
       handle('cashier:login', async (p) => {
         const req = parse(cashierLoginRequest, p);
         const attempt = access.authenticateStaff(req.staffId, req.pin, { terminalId, audit });
-        signingIn = attempt;
+        signInSettled = attempt.catch(() => undefined);
         const staff = await attempt;
         socket.data.cashier = { staffId: staff.id, name: staff.name, role: staff.role };
         logger.info({ terminal: terminalId, staff: staff.id }, 'cashier signed in');
@@ -286,7 +290,7 @@ export class TerminalGateway {
       cashier: () => socket.data.cashier,
       needCashier,
       signedIn: async () => {
-        await signingIn.catch(() => undefined);
+        await signInSettled;
         return socket.data.cashier ?? fail('VND_ERR_CASHIER_REQUIRED');
       },
       receipt,
@@ -393,6 +397,6 @@ export function saleAck(r: SaleResult): SaleAck {
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */
-function checkKeyOwner(key: string, terminalId: string): void {
-  if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
+function checkKeyOwner(key: string, terminalId: string, prefix: string): void {
+  if (!key.startsWith(prefix)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
 }

@@ -108,6 +108,20 @@ function positiveInt(value: number | undefined, fallback: number, max: number, n
   return v;
 }
 
+/**
+ * The event text in two parts, seq and prev first, then the caller's fields in their
+ * order (the caller's seq is the key already there, with the same value). The caller's
+ * fields normally begin with seq: their own text then follows a head that adds prev, so
+ * the event is neither copied into a new object nor its text into a new string. Fields
+ * in another order are spread.
+ */
+function eventText(seq: number, prev: string, fields: Record<string, unknown>): { head: string; rest: string } {
+  const seqHead = `{"seq":${seq},`;
+  const own = JSON.stringify(fields);
+  if (own.startsWith(seqHead)) return { head: `${seqHead}"prev":"${prev}",`, rest: own.slice(seqHead.length) };
+  return { head: '', rest: JSON.stringify({ seq, prev, ...fields }) };
+}
+
 function defaultOnFatal(err: Error): void {
   console.error(`journal: a write or fsync failed, so acknowledged state can no longer be trusted; exiting: ${err.stack ?? err.message}`);
   process.exit(EXIT_SOFTWARE);
@@ -221,14 +235,14 @@ export class Journal {
     if (seq !== this.tailSeq + 1) throw new Error(`journal append: seq ${String(seq)} is not the next seq ${this.tailSeq + 1}`);
     if ('prev' in fields) throw new Error('journal append: prev is set by the journal, not the caller');
     const prev = this.tailHash;
-    // Spreading after seq and prev keeps them first while the caller's fields keep their
-    // order; the caller's seq lands on the key already there, with the same value.
-    const text = JSON.stringify({ seq, prev, ...(fields as Record<string, unknown>) });
-    if (text.length > this.limits.eventBytesMax) throw new RangeError(`journal append: event of ${text.length} characters exceeds ${this.limits.eventBytesMax} bytes`);
+    const { head, rest } = eventText(seq, prev, fields);
+    const length = head.length + rest.length;
+    if (length > this.limits.eventBytesMax) throw new RangeError(`journal append: event of ${length} characters exceeds ${this.limits.eventBytesMax} bytes`);
 
-    const batch = this.writer.batchFor(LINE_OVERHEAD + text.length * 3);
+    const batch = this.writer.batchFor(LINE_OVERHEAD + length * 3);
     const start = batch.len;
-    const evBytes = batch.buf.write(text, start + EVENT_AT, 'utf8');
+    const headBytes = batch.buf.write(head, start + EVENT_AT, 'latin1');
+    const evBytes = headBytes + batch.buf.write(rest, start + EVENT_AT + headBytes, 'utf8');
     if (evBytes > this.limits.eventBytesMax) throw new RangeError(`journal append: event of ${evBytes} bytes exceeds ${this.limits.eventBytesMax} bytes`);
     const lineBytes = evBytes + LINE_OVERHEAD;
     const pending = this.writer.pendingWith(batch, lineBytes);
@@ -244,7 +258,8 @@ export class Journal {
     this.writer.add(batch, seg, seq, lineBytes);
     this.tailSeq = seq;
     this.tailHash = hash;
-    return { seq, hash, text, durable: batch.durable };
+    // Joined only if read: a rope costs nothing until then.
+    return { seq, hash, text: head + rest, durable: batch.durable };
   }
 
   /**

@@ -16,9 +16,11 @@ import {
   issuanceRequest,
   pairRequest,
   parse,
+  parseSaleCommitRequest,
   productLookupRequest,
   productUpsert,
   receiptRequest,
+  saleCommitFast,
   saleCommitRequest,
   saleRefundRequest,
   saleStatusRequest,
@@ -407,6 +409,93 @@ describe('core/schemas', () => {
           expect(bodyHash(a)).to.not.equal(bodyHash(b));
         }),
       );
+    });
+  });
+
+  describe('parseSaleCommitRequest (the sale request without zod when it has the usual shape)', () => {
+    /** The outcome of a parse: the value with its key order, or the error's code and message. */
+    function outcome(run: () => unknown): string {
+      try {
+        return `ok ${JSON.stringify(run(), (_k, v: unknown) => (v === undefined ? '(undefined)' : v))}`;
+      } catch (err) {
+        if (!(err instanceof MallposError)) throw err;
+        return `error ${err.code} ${err.message} ${JSON.stringify(err.details)}`;
+      }
+    }
+
+    const valid = fc.record(
+      {
+        key: fc.constantFrom(KEY, 't001:abcdefgh', 'A.b_c:d-e0123456'),
+        lines: fc.array(fc.record({ code: fc.constantFrom('4006381333931', 'x', ' C0000000018 ', 'é'.repeat(64)), qty: fc.integer({ min: 1, max: LINE_QTY_MAX }) }), { minLength: 1, maxLength: 4 }),
+        card: fc.constantFrom(null, 'C0000000018', 'S0000000001'),
+        tenders: fc.array(fc.oneof(fc.record({ token: fc.constantFrom('ACME', 'MALL', 'A1') }), fc.record({ token: fc.constantFrom('ACME', 'MALL'), units: fc.integer({ min: 0, max: 2 ** 40 }) })), { maxLength: TENDERS_MAX }),
+        cashTenderedMinor: fc.oneof(fc.integer({ min: 0, max: 100_000 }), fc.constant(Number.MAX_SAFE_INTEGER)),
+        customerPin: fc.constantFrom('1234', '000000000000'),
+      },
+      { requiredKeys: ['key', 'lines', 'card', 'tenders', 'cashTenderedMinor'] },
+    );
+
+    /** Values that break one rule or another, or that zod alone may accept. */
+    const odd = fc.oneof(
+      fc.constantFrom(undefined, null, '', ' ', 'constructor', '__proto__', 'acme', 'ACME', 'x'.repeat(65), 'a\u0007b', '\ud800', 'C0000000018', '12', '1234'),
+      fc.constantFrom(0, -0, -1, 1.5, 1, LINE_QTY_MAX, LINE_QTY_MAX + 1, Number.MAX_SAFE_INTEGER + 1, Number.NaN, Infinity),
+      fc.constantFrom(true, [], {}, [{}], [{ code: 'x', qty: 1 }], [{ token: 'ACME' }], { code: 'x', qty: 1 }),
+      fc.constantFrom(
+        Array.from({ length: TENDERS_MAX + 1 }, (_, i) => ({ token: `T${i}A` })),
+        Array.from({ length: TENDERS_MAX }, (_, i) => ({ token: `T${i}A` })),
+        Array.from({ length: CART_LINES_MAX + 1 }, () => ({ code: 'x', qty: 1 })),
+        Array.from({ length: CART_LINES_MAX }, () => ({ code: 'x', qty: 1 })),
+      ),
+      fc.anything({ maxDepth: 2 }),
+    );
+
+    /** A valid request with one field, or one field of a line or tender, replaced or added. */
+    const mutated = fc.tuple(valid, fc.constantFrom('key', 'lines', 'card', 'tenders', 'cashTenderedMinor', 'customerPin', 'extra', 'line.code', 'line.qty', 'line.extra', 'tender.token', 'tender.units', 'tender.extra', 'drop'), odd).map(([req, where, value]) => {
+      const r = JSON.parse(JSON.stringify(req)) as Record<string, unknown> & { lines: Record<string, unknown>[]; tenders: Record<string, unknown>[] };
+      const [head, field] = where.split('.') as [string, string | undefined];
+      if (where === 'drop') delete r[String(value) === 'card' ? 'card' : 'key'];
+      else if (field === undefined) r[head] = value;
+      else if (head === 'line') (r.lines[0] as Record<string, unknown>)[field] = value;
+      else if (r.tenders[0] !== undefined) r.tenders[0][field] = value;
+      return r;
+    });
+
+    it('takes the usual requests without zod, with the result zod gives', () => {
+      const fast = saleCommitFast(COMMIT);
+      expect(fast).to.not.equal(null);
+      expect(fast).to.deep.equal(parse(saleCommitRequest, COMMIT));
+      fc.assert(
+        fc.property(valid, (req) => {
+          const got = saleCommitFast(req);
+          expect(got, JSON.stringify(req)).to.not.equal(null);
+          expect(outcome(() => got)).to.equal(outcome(() => parse(saleCommitRequest, req)));
+        }),
+      );
+    });
+
+    it('property: gives exactly what zod gives (value and key order, or error code, message and details) for any input', () => {
+      fc.assert(
+        fc.property(fc.oneof(mutated, odd), (input) => {
+          const fast = saleCommitFast(input);
+          const zod = outcome(() => parse(saleCommitRequest, input));
+          if (fast !== null) expect(outcome(() => fast), 'accepted without zod').to.equal(zod);
+          expect(outcome(() => parseSaleCommitRequest(input))).to.equal(zod);
+        }),
+        { numRuns: 2000 },
+      );
+    });
+
+    it('refuses through zod what it does not take whole: undefined optional fields, odd prototypes, unknown keys', () => {
+      const withUndefinedPin = { ...COMMIT, customerPin: undefined };
+      expect(saleCommitFast(withUndefinedPin)).to.equal(null);
+      expect(parseSaleCommitRequest(withUndefinedPin)).to.deep.equal(parse(saleCommitRequest, withUndefinedPin));
+      class Sneaky {
+        key = KEY;
+      }
+      expect(saleCommitFast(Object.assign(new Sneaky(), COMMIT))).to.equal(null);
+      expect(saleCommitFast(JSON.parse(`{"__proto__":{"x":1},${JSON.stringify(COMMIT).slice(1)}`))).to.equal(null);
+      expectCode(() => parseSaleCommitRequest({ ...COMMIT, extra: 1 }), 'CORE_ERR_VALIDATION');
+      expectCode(() => parseSaleCommitRequest({ ...COMMIT, cashTenderedMinor: -1 }), 'CORE_ERR_AMOUNT');
     });
   });
 });

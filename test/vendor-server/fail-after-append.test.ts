@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { SaleResult } from '../../core/index.ts';
 import { initVendor } from '../../vendor-server/init.ts';
+import { LedgerService } from '../../vendor-server/ledger/service.ts';
+import { openLedger } from '../../vendor-server/ledger/store.ts';
 import { startVendorServer } from '../../vendor-server/server.ts';
 import { ROOT } from '../helpers/process.ts';
 import { silentLogger, tempDir } from '../helpers/vendor.ts';
@@ -59,6 +61,49 @@ describe('vendor server: a failure after a journal append stops the process', fu
         expect(acme(customer.id)).to.equal(expected);
       } finally {
         await server.close();
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('a failure once the sale is durable (the commit hook throws) stops the ledger too: the sale is in the journal, nothing more is served', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-fatal-hook-');
+    try {
+      const init = await initVendor({ dataDir: dir, demo: true });
+      const customer = init.demo?.customers[0];
+      if (customer === undefined) throw new Error('demo customers');
+      const opened = await openLedger({ dataDir: join(dir, 'ledger'), vendorId: init.config.vendorId });
+      const fatal: Error[] = [];
+      let hookCalls = 0;
+      const ledger = new LedgerService({ vendorId: init.config.vendorId, name: 'ACME', address: [], currency: 'EUR' }, opened.state, opened.journal, {
+        onCommitted: () => {
+          hookCalls += 1;
+          throw new Error('injected failure in the commit hook');
+        },
+        onFatal: (err) => fatal.push(err),
+      });
+      try {
+        const seqBefore = ledger.state.seq;
+        const sale = { key: 't001:1e0c8f5e-1d2a-4f7e-9a55-0c1e2d3f4a5b', lines: [{ code: '4006381333931', qty: 1 }], card: customer.card, tenders: [{ token: 'ACME' }], cashTenderedMinor: 0 };
+        const outcome = await ledger.commitSale({ terminal: 't001', cashier: 'ana' }, sale).then(
+          () => 'answered',
+          (err: unknown) => (err as Error).message,
+        );
+        expect(outcome).to.equal('injected failure in the commit hook');
+        expect(hookCalls).to.equal(1);
+        expect(fatal.map((e) => e.message)).to.deep.equal(['injected failure in the commit hook']);
+        expect(opened.journal.durableSeq).to.equal(seqBefore + 1);
+        expect((await ledger.readEvent(seqBefore + 1)).key).to.equal(sale.key);
+        const next = await ledger.commitSale({ terminal: 't001', cashier: 'ana' }, { ...sale, key: 't001:2e0c8f5e-1d2a-4f7e-9a55-0c1e2d3f4a5b' }).then(
+          () => null,
+          (err: unknown) => (err as { code?: string }).code,
+        );
+        expect(next).to.equal('VND_ERR_SHUTTING_DOWN');
+        expect(ledger.state.seq).to.equal(seqBefore + 1);
+        expect(hookCalls).to.equal(1);
+      } finally {
+        await opened.journal.close();
       }
     } finally {
       await cleanup();

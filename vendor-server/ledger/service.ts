@@ -1,4 +1,4 @@
-import { createHash, randomInt } from 'node:crypto';
+import { hash as digest, randomInt } from 'node:crypto';
 import {
   allotmentPostings,
   assert,
@@ -38,7 +38,7 @@ import {
   type TokenType,
 } from '../../core/index.ts';
 import { checkBuiltSale } from '../../core/sale-check.ts';
-import { JournalBacklogError, type Journal } from '../../platform/storage/index.ts';
+import { JournalBacklogError, type AppendResult, type Journal } from '../../platform/storage/index.ts';
 import { applyEvent, bookOf, customerBalances, dict, own, planEvent, type LedgerState } from './state.ts';
 import { evictedKeySeq } from './store.ts';
 import { checkOpenPeriod } from '../cashier-day/period.ts';
@@ -125,6 +125,8 @@ export class LedgerService {
   }
 
   private tokenTypeMap: Map<string, TokenType> | null = null;
+  /** Minor units as the store's currency, for messages (one function, not one per sale). */
+  private readonly moneyText = (minor: number): string => formatMinor(minor, this.store.currency);
 
   get tokenTypes(): ReadonlyMap<string, TokenType> {
     this.tokenTypeMap ??= new Map(Object.entries(this.state.tokenTypes));
@@ -141,35 +143,62 @@ export class LedgerService {
    * untouched; after the append nothing may fail, and if anything does the process stops
    * (the journal is the truth, and a restart replays it).
    */
-  private async commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+  private commit(event: NewEvent): Promise<{ event: JournalEvent; hash: string }> {
+    // Written with promise callbacks rather than as an async function: a sale waits here
+    // for its fsync, and a suspended async function holds its whole frame meanwhile.
     const started = performance.now();
-    if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
-    const full = { ...event, prev: this.state.hash } as JournalEvent;
-    const planned = planEvent(this.state, full);
-    let rec;
+    const full = event as JournalEvent;
+    let planned;
+    let rec: AppendResult;
     try {
-      rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+      if (this.broken !== null) fail('VND_ERR_INTERNAL', 'the store server is stopping after an internal failure');
+      // The journal sets prev, the hash of the event before; the event gets it once
+      // appended rather than being copied (planning does not read it).
+      const prev = this.state.hash;
+      planned = planEvent(this.state, full);
+      try {
+        rec = this.journal.append(event as unknown as Record<string, unknown> & { seq: number });
+      } catch (err) {
+        // A full backlog refuses the event before anything changed: the client may retry.
+        if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
+        throw err;
+      }
+      full.prev = prev;
     } catch (err) {
-      // A full backlog refuses the event before anything changed: the client may retry.
-      if (err instanceof JournalBacklogError) fail('VND_ERR_JOURNAL_BACKLOG', err.message);
-      throw err;
+      return Promise.reject(err as Error);
     }
     try {
       applyEvent(this.state, full, rec.hash, this.keysMax, planned);
       if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
-      await rec.durable;
-      this.hooks.onCommitted?.(full, performance.now() - started);
     } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.broken = e;
-      this.closing = true;
-      // Let the event reach the disk first, so that the restart replays it rather than
-      // the client's retry committing it afresh; either is exactly once.
-      await rec.durable.catch(() => undefined);
-      (this.hooks.onFatal ?? exitOnFatal)(e);
-      throw e;
+      return this.failAfterAppend(err, rec);
     }
-    return { event: full, hash: rec.hash };
+    return rec.durable.then(
+      () => {
+        try {
+          this.hooks.onCommitted?.(full, performance.now() - started);
+        } catch (err) {
+          return this.failAfterAppend(err, rec);
+        }
+        return { event: full, hash: rec.hash };
+      },
+      (err: unknown) => this.failAfterAppend(err, rec),
+    );
+  }
+
+  /**
+   * Something failed after an append: memory no longer matches the journal, so nothing
+   * more is served and the process stops.
+   */
+  private async failAfterAppend(err: unknown, rec: AppendResult): Promise<never> {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.broken = e;
+    this.closing = true;
+    // Let the event reach the disk first, so that the restart replays it rather than
+    // the client's retry committing it afresh; either is exactly once.
+    await rec.durable.catch(() => undefined);
+    (this.hooks.onFatal ?? exitOnFatal)(e);
+    throw e;
   }
 
   private base(actor: Actor, key: string | null, hash: string | null) {
@@ -229,14 +258,16 @@ export class LedgerService {
     if (pending !== undefined) await pending.catch(() => undefined);
   }
 
-  private async once<T>(key: string, run: () => Promise<T>): Promise<T> {
+  private once<T>(key: string, run: () => Promise<T>): Promise<T> {
     const p = run();
     this.inflight.set(key, p);
-    try {
-      return await p;
-    } finally {
+    // Registered before the caller's own callbacks, so the key is forgotten before anyone
+    // awaiting the outcome resumes.
+    const forget = () => {
       this.inflight.delete(key);
-    }
+    };
+    p.then(forget, forget);
+    return p;
   }
 
   async readEvent(seq: number): Promise<JournalEvent> {
@@ -317,18 +348,37 @@ export class LedgerService {
    * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
    * it when the customer has a PIN that was not given.
    */
-  async commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
-    const hash = saleBodyHash(input);
+  commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
+    // A new key, the usual case, is checked, priced and journalled without an await (and
+    // without an async function's frame held until the fsync); a key seen before, or
+    // perhaps seen before, takes the async path.
+    try {
+      const hash = saleBodyHash(input);
+      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts);
+      return this.commitSaleSeen(actor, input, hash, opts);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  private async commitSaleSeen(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
       return this.saleResult(earlier);
     }
+    return this.journalSale(actor, input, hash, opts);
+  }
 
+  /**
+   * Prices, checks and journals the sale of a new key; resolves once it is durable. A
+   * refusal throws before anything is journalled.
+   */
+  private journalSale(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
-    const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.store.currency));
+    const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, this.moneyText);
     const limit = opts.tokenValueLimitMinor ?? null;
     if (limit !== null) {
       const valueMinor = this.tokenValueMinor(priced.debits);
@@ -344,7 +394,7 @@ export class LedgerService {
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
     if (balancesAfter !== null) {
-      for (const [token, units] of Object.entries(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - units;
+      for (const token of Object.keys(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
     }
     const event: NewEvent = {
       ...base,
@@ -365,10 +415,7 @@ export class LedgerService {
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
     checkBuiltSale(event.postings, event.data);
-    return this.once(input.key, async () => {
-      const { event: done } = await this.commit(event);
-      return this.toSaleResult(done);
-    });
+    return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
   }
 
   private toSaleResult(event: JournalEvent): SaleResult {
@@ -656,5 +703,5 @@ export function saleBodyHash(input: SaleInput): string {
     tenders: input.tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })),
     cash: input.cashTenderedMinor,
   };
-  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+  return digest('sha256', JSON.stringify(body), 'hex');
 }

@@ -146,7 +146,10 @@ export function bookOf(state: LedgerState): RecordBook {
 }
 
 export function customerBalances(state: LedgerState, customerId: string): Record<string, number> {
-  return dict(Object.entries(own(state.balances, customerAccount(customerId)) ?? {}));
+  const copy = dict<number>();
+  const row = own(state.balances, customerAccount(customerId));
+  if (row !== undefined) for (const token of Object.keys(row)) copy[token] = row[token] as number;
+  return copy;
 }
 
 function day(state: LedgerState, at: string): DayTotals {
@@ -260,7 +263,8 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       t.grossMinor += event.data.totalMinor;
       t.cashSalesMinor += event.data.cash.dueMinor;
       t.cashMinor += event.data.cash.dueMinor;
-      for (const [token, units] of Object.entries(event.data.debits)) addTo(t.tokens, token, units);
+      const debits = event.data.debits;
+      for (const token of Object.keys(debits)) addTo(t.tokens, token, debits[token] as number);
       touchCustomer(state, event.data.customer, event.seq);
       if (event.data.offline !== undefined && event.terminal !== null) state.offlineTills[event.terminal] = { counter: event.data.offline.counter, seq: event.seq };
       break;

@@ -83,6 +83,12 @@ describe('platform/storage/journal', () => {
       const r = journal.append({ zeta: 1, seq: 1, alpha: { b: 2, a: 1 } });
       expect(r.text).to.equal(`{"seq":1,"prev":"${GENESIS_HASH}","zeta":1,"alpha":{"b":2,"a":1}}`);
       expect(r.hash).to.equal(sha256(r.text));
+      // Fields that begin with seq (what the ledger appends), and seq alone, give the same layout.
+      const r2 = journal.append({ seq: 2, zeta: 'z', alpha: [1] });
+      expect(r2.text).to.equal(`{"seq":2,"prev":"${r.hash}","zeta":"z","alpha":[1]}`);
+      const r3 = journal.append({ seq: 3 });
+      expect(r3.text).to.equal(`{"seq":3,"prev":"${r2.hash}"}`);
+      expect(r3.hash).to.equal(sha256(r3.text));
       await journal.close();
     });
 
