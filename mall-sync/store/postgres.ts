@@ -196,6 +196,11 @@ export class PostgresMallStore implements MallStore {
         throw storeError(err);
       }
       let broken: Error | undefined;
+      // A connection that dies while checked out reports here too (and fails the query in progress).
+      const onError = (err: Error) => {
+        broken = err;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
         await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
@@ -234,6 +239,7 @@ export class PostgresMallStore implements MallStore {
         throw storeError(err);
       } finally {
         this.tx = null;
+        client.off('error', onError);
         client.release(broken);
       }
     });
