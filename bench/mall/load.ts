@@ -16,6 +16,8 @@ const RESPONSE_CHARS_MAX = 64 * 1024;
 export interface Target {
   name: string;
   url: string;
+  /** Several servers behind one name (mall workers on one database): vendor i sends to urls[i % n]. */
+  urls?: readonly string[] | undefined;
   /** The certificate authority an https:// target is trusted by (the mall serves TLS only). */
   ca?: string | undefined;
   /** Throws when the answer is not the one this target gives to an accepted batch. */
@@ -77,7 +79,8 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; t
  */
 export async function drive(target: Target, sources: readonly BatchSource[], concurrency: number): Promise<Sent> {
   if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new Error(`assertion failed: concurrency ${concurrency} is a positive integer`);
-  const url = new URL('/v1/batches', target.url);
+  const urls = (target.urls ?? [target.url]).map((u) => new URL('/v1/batches', u));
+  const url = urls[0] as URL;
   const agent = url.protocol === 'https:' ? new TlsAgent({ keepAlive: true, maxSockets: concurrency, ca: target.ca }) : new Agent({ keepAlive: true, maxSockets: concurrency });
   const ready = sources.map((_, i) => i);
   let batches = 0;
@@ -91,7 +94,7 @@ export async function drive(target: Target, sources: readonly BatchSource[], con
       if (batch === null) continue;
       let answer: { status: number; text: string };
       try {
-        answer = await post(agent, url, batch.body);
+        answer = await post(agent, urls[i % urls.length] as URL, batch.body);
         target.check(batch, answer.status, answer.text);
       } catch (err) {
         failed ??= new Error(`${target.name}: batch ${batch.seq} of ${batch.vendor}: ${(err as Error).message}`, { cause: err });

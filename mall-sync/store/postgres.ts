@@ -56,6 +56,8 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
 /** Advisory lock key of the mall's writers. */
 const WRITE_LOCK = 7_216_000;
 const CATCH_UP_ROWS = 500;
+/** Most changes in one transaction. */
+const GROUP_MAX = 64;
 
 export interface PostgresStoreOptions {
   /** postgresql:// URL (a unix socket directory goes in `?host=`). */
@@ -90,24 +92,21 @@ function storeError(err: unknown): MallposError {
   return new MallposError('MALL_ERR_STORE', `the mall's database refused a change: ${String((err as Error).message).slice(0, 300)}`);
 }
 
-/** Carries a refusal out of a transaction that was committed all the same. */
-class RefusalAfterCommit extends Error {
-  constructor(readonly refusal: MallposError) {
-    super(refusal.message);
-  }
-}
-
 export class PostgresMallStore implements MallStore {
   readonly kind = 'postgres' as const;
   private current: MallState;
   private tx: pg.PoolClient | null = null;
   /** The writes of the current transaction, in order. */
   private writes: Promise<unknown> = Promise.resolve();
+  /** The first write of the current transaction that failed. */
+  private writeFailed: unknown = null;
   private appliedInTx = 0;
   private stale = false;
   private closed = false;
   /** One section at a time in this process: a change, a catch-up or a rebuild of the cache. */
   private mutex: Promise<unknown> = Promise.resolve();
+  /** Changes waiting for the next transaction. */
+  private readonly queued: { fn: () => Promise<unknown>; resolve: (value: unknown) => void; reject: (err: unknown) => void }[] = [];
   private checkpointSeq: number;
   private checkpointing: Promise<void> | null = null;
   private readonly checkpointEvery: number;
@@ -186,63 +185,92 @@ export class PostgresMallStore implements MallStore {
     await PostgresMallStore.catchUp(db, this.current);
   }
 
+  /**
+   * Queues a change. Changes queued while a transaction is under way go into the next one
+   * together (group commit): one lock, one catch-up and one COMMIT (one WAL flush) for
+   * all of them, run one after another inside it, so a busy worker pays the commit's
+   * latency once per group rather than once per batch. Each change is answered only
+   * after its group's COMMIT; a refusal (a typed error from the change itself) keeps what
+   * the change committed (a fork's alarm) and fails only that change; a database error
+   * fails the whole group, which is rolled back.
+   */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) fail('MALL_ERR_STORE', 'the mall store is closed');
-    return this.section(async () => {
-      let client: pg.PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (err) {
-        throw storeError(err);
-      }
-      let broken: Error | undefined;
-      // A connection that dies while checked out reports here too (and fails the query in progress).
-      const onError = (err: Error) => {
-        broken = err;
-      };
-      client.on('error', onError);
-      try {
-        await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
-        await this.fresh(client);
-        this.tx = client;
-        this.writes = Promise.resolve();
-        this.appliedInTx = 0;
-        let result: T;
+    return new Promise<T>((resolve, reject) => {
+      this.queued.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queued.length === 1) void this.section(() => this.runGroup());
+    });
+  }
+
+  private async runGroup(): Promise<void> {
+    const group = this.queued.splice(0, GROUP_MAX);
+    if (group.length === 0) return;
+    // What came in meanwhile (beyond the cap) goes into the next group.
+    const again = () => {
+      if (this.queued.length > 0) void this.section(() => this.runGroup());
+    };
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      for (const item of group) item.reject(storeError(err));
+      again();
+      return;
+    }
+    let broken: Error | undefined;
+    // A connection that dies while checked out reports here too (and fails the query in progress).
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on('error', onError);
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
+      await this.fresh(client);
+      this.tx = client;
+      this.writes = Promise.resolve();
+      this.writeFailed = null;
+      this.appliedInTx = 0;
+      for (const item of group) {
         try {
-          result = await fn();
+          outcomes.push({ ok: true, value: await item.fn() });
         } catch (err) {
-          // A refusal after a commit (a fork's alarm) keeps what was committed, as in the embedded store.
-          if (!isMallposError(err) || err.code === 'MALL_ERR_STORE' || err.code === 'MALL_ERR_UNAVAILABLE' || this.appliedInTx === 0) throw err;
           await this.writes;
-          this.tx = null;
-          await client.query('COMMIT');
-          this.appliedInTx = 0;
-          throw new RefusalAfterCommit(err);
+          // Only the change's own refusal is its alone; anything else (the database, a bug) ends the group.
+          if (!isMallposError(err) || err.code === 'MALL_ERR_STORE' || err.code === 'MALL_ERR_UNAVAILABLE') throw err;
+          outcomes.push({ ok: false, error: err });
         }
         await this.writes;
-        this.tx = null;
-        await client.query('COMMIT');
-        this.appliedInTx = 0;
-        this.maybeCheckpoint();
-        return result;
-      } catch (err) {
-        if (err instanceof RefusalAfterCommit) throw err.refusal;
-        this.tx = null;
-        // The cache holds events this transaction may not have made durable: rebuild it before the next use.
-        if (this.appliedInTx > 0) this.stale = true;
-        this.appliedInTx = 0;
-        await client.query('ROLLBACK').catch((e: unknown) => {
-          broken = e as Error;
-        });
-        if (isOutage(err)) broken ??= err as Error;
-        throw storeError(err);
-      } finally {
-        this.tx = null;
-        client.off('error', onError);
-        client.release(broken);
+        if (this.writeFailed !== null) throw this.writeFailed;
       }
-    });
+      this.tx = null;
+      await client.query('COMMIT');
+      this.appliedInTx = 0;
+      this.maybeCheckpoint();
+    } catch (err) {
+      this.tx = null;
+      // The cache holds events this transaction may not have made durable: rebuild it before the next use.
+      if (this.appliedInTx > 0) this.stale = true;
+      this.appliedInTx = 0;
+      await client.query('ROLLBACK').catch((e: unknown) => {
+        broken = e as Error;
+      });
+      if (isOutage(err)) broken ??= err as Error;
+      client.off('error', onError);
+      client.release(broken);
+      for (const item of group) item.reject(storeError(err));
+      again();
+      return;
+    }
+    client.off('error', onError);
+    client.release(broken);
+    for (const [i, item] of group.entries()) {
+      const o = outcomes[i];
+      if (o?.ok === true) item.resolve(o.value);
+      else item.reject(o?.error);
+    }
+    again();
   }
 
   commit(event: NewMallEvent): Promise<MallEvent> {
@@ -254,14 +282,26 @@ export class PostgresMallStore implements MallStore {
     const fields = { seq, v: MALL_EVENT_VERSION, ...event, prev: state.hash };
     const text = JSON.stringify(fields);
     const hash = sha256Hex(`${state.hash}\n${text}`);
-    const full = JSON.parse(text) as MallEvent;
+    // The object itself is applied, as the embedded store does: it is what `text` says.
+    const full = fields as MallEvent;
     applyMallEvent(state, full, hash);
     this.appliedInTx += 1;
     const write = this.writes.then(async () => {
-      await tx.query('INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)', [seq, full.type, full.at, full.prev, hash, text]);
-      await project(tx, full);
+      // After a failed write the transaction is lost: nothing more is sent.
+      if (this.writeFailed !== null) throw this.writeFailed;
+      // A batch, the commonest event, is written in one statement (one round trip).
+      if (full.type === 'batch.ingested') await insertBatch(tx, full, hash, text);
+      else {
+        await tx.query('INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)', [seq, full.type, full.at, full.prev, hash, text]);
+        await project(tx, full);
+      }
     });
-    this.writes = write.catch(() => undefined).then(() => write);
+    this.writes = write.then(
+      () => undefined,
+      (err: unknown) => {
+        this.writeFailed ??= err;
+      },
+    );
     return write.then(() => full);
   }
 
@@ -413,6 +453,74 @@ async function insertTransfers(tx: pg.PoolClient, seq: number, rows: TransferRow
 
 function transferRow(t: Transfer, n: number, vendorEventSeq: number | null, at: string): TransferRow {
   return { n, e: vendorEventSeq, k: t.kind, f: t.from, t: t.to, a: t.amountMinor, tok: t.token, u: t.units, at };
+}
+
+/**
+ * A batch.ingested event and all its rows in one statement: the event, the batch (its
+ * primary key (vendor, seq) and the foreign key to the vendor's previous batch refuse a
+ * duplicate or a gap), the vendor's cursor (moved only from the previous seq), the
+ * clearing ledger, the positions, flagged events and allotments taken into the float.
+ * Foreign keys between these rows are checked at the end of the statement.
+ */
+async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.ingested' }, hash: string, text: string): Promise<void> {
+  const b = e.data;
+  const transfers: TransferRow[] = [];
+  for (const c of b.clearing) for (const t of c.transfers) transfers.push(transferRow(t, transfers.length, c.eventSeq, c.at));
+  const deltas = new Map<string, bigint>();
+  for (const r of transfers) {
+    deltas.set(r.f, (deltas.get(r.f) ?? 0n) - BigInt(r.a));
+    deltas.set(r.t, (deltas.get(r.t) ?? 0n) + BigInt(r.a));
+  }
+  const { rows } = await tx.query<{ moved: string }>(
+    `WITH ev AS (
+       INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, 'batch.ingested', $2, $3, $4, $5)
+     ), bt AS (
+       INSERT INTO mall_batches (vendor, seq, hash, kid, event_seq, from_seq, to_seq, events, ingested_at, registry_seq, ack)
+       VALUES ($6, $7::bigint, $8, $9, $1, $10::bigint, $11::bigint, $11::bigint - $10::bigint + 1, $2, $12, $13)
+     ), cur AS (
+       UPDATE mall_vendors SET last_batch_seq = $7, last_batch_hash = $8, last_event_seq = $14, last_event_hash = $15, last_batch_at = $2
+        WHERE id = $6 AND last_batch_seq = $7::bigint - 1 RETURNING 1
+     ), tr AS (
+       INSERT INTO mall_transfers (event_seq, n, vendor_event_seq, kind, from_account, to_account, amount_minor, token, units, at)
+       SELECT $1, r.n, r.e, r.k, r.f, r.t, r.a, r.tok, r.u, r.at
+         FROM json_to_recordset($16::json) AS r(n integer, e bigint, k text, f text, t text, a bigint, tok text, u bigint, at text)
+     ), po AS (
+       INSERT INTO mall_positions (account, position_minor) SELECT * FROM unnest($17::text[], $18::bigint[])
+       ON CONFLICT (account) DO UPDATE SET position_minor = mall_positions.position_minor + EXCLUDED.position_minor
+     ), fl AS (
+       INSERT INTO mall_flagged (vendor, event_seq, batch_seq, at, type, reason)
+       SELECT r.vendor, r."eventSeq", r."batchSeq", r.at, r.type, r.reason
+         FROM json_to_recordset($19::json) AS r(vendor text, "eventSeq" bigint, "batchSeq" bigint, at text, type text, reason text)
+     ), al AS (
+       UPDATE mall_allotments a SET used_batch_seq = $7, used_event_seq = u."eventSeq"
+         FROM json_to_recordset($20::json) AS u(id text, "eventSeq" bigint)
+        WHERE a.id = u.id AND a.vendor = $6 AND a.used_event_seq IS NULL
+     )
+     SELECT count(*)::text AS moved FROM cur`,
+    [
+      e.seq,
+      e.at,
+      e.prev,
+      hash,
+      text,
+      b.vendor,
+      b.seq,
+      b.hash,
+      b.kid,
+      b.fromSeq,
+      b.toSeq,
+      b.registrySeq ?? 0,
+      JSON.stringify(b.ack),
+      b.lastEventSeq,
+      b.lastEventHash,
+      JSON.stringify(transfers),
+      [...deltas.keys()],
+      [...deltas.values()].map(String),
+      JSON.stringify(b.flagged),
+      JSON.stringify(b.allotmentsUsed),
+    ],
+  );
+  if (rows[0]?.moved !== '1') fail('MALL_ERR_STORE', `batch ${b.seq} of ${b.vendor} does not follow the vendor's last batch in the database`);
 }
 
 /** Writes one event's rows into the relational tables (inside its transaction). */
