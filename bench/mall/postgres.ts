@@ -41,7 +41,7 @@ if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) {
 
 const VENDORS = 1_000;
 const MODE = quick
-  ? { eventsPerBatch: 20, runs: 2, smallEvents: 10_000, largeEvents: 100_000, costRuns: 2, limitMs: 360_000 }
+  ? { eventsPerBatch: 20, runs: 1, smallEvents: 10_000, largeEvents: 100_000, costRuns: 1, limitMs: 540_000 }
   : { eventsPerBatch: 50, runs: 5, smallEvents: 10_000, largeEvents: 1_000_000, costRuns: 3, limitMs: 40 * 60_000 };
 const START_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 60_000;

@@ -25,7 +25,8 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * advisory lock (one key for the whole mall), then reads the events other workers
  * committed since this worker's seq and applies them, then lets the caller check and
  * judge against the now current state, sign the ack, and insert; COMMIT releases the
- * lock. Everything that needs no state (TLS, JSON, the Ed25519 signature, canonical
+ * lock. Changes that queue up meanwhile in the same worker share the next transaction
+ * (group commit: one lock, one catch-up, one WAL flush for all of them). Everything that needs no state (TLS, JSON, the Ed25519 signature, canonical
  * parsing, the vendor's event hash chain) happens before, outside the lock, so several
  * workers do useful work in parallel; only the judging and the insert are serialised.
  *
