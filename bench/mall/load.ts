@@ -100,7 +100,7 @@ export async function drive(target: Target, sources: readonly BatchSource[], con
         } catch (err) {
           // A keep-alive socket the server closed as it was reused: the same batch once more on a new one (a replay is fine then).
           const code = (err as NodeJS.ErrnoException).code;
-          if (code !== 'ECONNRESET' && !/socket hang up/.test((err as Error).message)) throw err;
+          if (code !== 'ECONNRESET' && code !== 'EPIPE' && !/socket hang up/.test((err as Error).message)) throw err;
           retried = true;
           answer = await post(agent, urls[i % urls.length] as URL, batch.body);
         }

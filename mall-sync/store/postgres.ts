@@ -360,7 +360,11 @@ export class PostgresMallStore implements MallStore {
     for (const r of statements.rows) yield { kind: 'statement', vendor: r.vendor, from: r.from_day, to: r.to_day, issuedAt: r.issued_at, jws: r.jws };
   }
 
-  /** Where refusals of authenticated batches are noted, shared by every worker. */
+  /**
+   * Where refusals of authenticated batches are noted, shared by every worker. A note is
+   * monitoring, not ledger data: two workers noting a refusal of the same vendor at the
+   * same moment may keep only one of the two counts (the last write of the vendor's row).
+   */
   observationSink(): ObservationSink {
     return {
       shared: true,
