@@ -114,7 +114,7 @@ function target(name: string, children: readonly Child[]): Target {
 
 /** Brings idle workers up to the database (an admin read catches up), so that a measurement does not pay for another's events. */
 async function catchUp(children: readonly Child[], controlToken: string): Promise<void> {
-  await Promise.all(children.map((c) => fetchTls(`${c.url}/admin/fees`, { headers: { authorization: `Bearer ${controlToken}` } })));
+  await Promise.all(children.map((c) => fetchTls(`${c.url}/admin/fees`, { headers: { authorization: `Bearer ${controlToken}` }, timeoutMs: 300_000 })));
 }
 
 async function adminQuery(url: string, sql: string): Promise<void> {
