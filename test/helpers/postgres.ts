@@ -71,7 +71,7 @@ function run(user: ReturnType<typeof serverUser>, cmd: string, args: string[], t
  * commits in the OS page cache: a killed server process loses nothing, only a machine
  * crash would. Tests of durability start their own cluster with fsync on.
  */
-export async function startCluster(opts: { fsync?: boolean } = {}): Promise<PgCluster> {
+export async function startCluster(opts: { fsync?: boolean; sharedBuffers?: string } = {}): Promise<PgCluster> {
   const bin = postgresBinDir();
   const user = serverUser();
   const dir = mkdtempSync(join(tmpdir(), 'mallpos-pg-'));
@@ -84,7 +84,7 @@ export async function startCluster(opts: { fsync?: boolean } = {}): Promise<PgCl
     "-c listen_addresses=''",
     `-p ${SOCKET_PORT}`,
     '-c max_connections=200',
-    '-c shared_buffers=32MB',
+    `-c shared_buffers=${opts.sharedBuffers ?? '32MB'}`,
     `-c fsync=${opts.fsync === false ? 'off' : 'on'}`,
     `-c full_page_writes=${opts.fsync === false ? 'off' : 'on'}`,
   ].join(' ');
