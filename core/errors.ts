@@ -119,6 +119,7 @@ export const MALL_ERRORS = {
   MALL_ERR_NOT_FOUND: { status: 404, message: 'not found' },
   MALL_ERR_VALIDATION: { status: 400, message: 'the request is not valid' },
   MALL_ERR_STORE: { status: 500, message: 'the mall store cannot be used' },
+  MALL_ERR_UNAVAILABLE: { status: 503, message: 'the mall database cannot be reached: try again' },
   MALL_ERR_CONFIG: { status: 500, message: 'the mall is not set up' },
   MALL_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },

@@ -93,10 +93,15 @@ export class MallArchive {
     }
   }
 
+  /** The mall-signed registry entry `seq` for a change. */
+  protected registryJws(seq: number, event: NewMallEvent): Promise<FlattenedJws> {
+    const entry: RegistryEntry = { v: 1, seq, at: event.at, type: event.type, data: event.data };
+    return signJson(entry, this.mallKeys.privateKey, this.mallKeys.kid, REGISTRY_TYP);
+  }
+
   /** Signs and keeps a registry change as entry `seq` (written before the change is committed). */
   async registry(seq: number, event: NewMallEvent): Promise<void> {
-    const entry: RegistryEntry = { v: 1, seq, at: event.at, type: event.type, data: event.data };
-    const jws = await signJson(entry, this.mallKeys.privateKey, this.mallKeys.kid, REGISTRY_TYP);
+    const jws = await this.registryJws(seq, event);
     await this.write(this.paths.registryFile(seq), this.paths.registryDir, `${JSON.stringify(jws)}\n`);
   }
 
@@ -112,4 +117,67 @@ export class MallArchive {
     const stamp = issuedAt.replace(/[^0-9]/g, '').slice(0, 17);
     await this.write(join(this.paths.statementsDir, `${vendor}_${from}_${to}_${stamp}.jws.json`), this.paths.statementsDir, `${JSON.stringify(jws)}\n`);
   }
+}
+
+/** A database the archive can write to: inside a change, the change's own transaction. */
+export interface ArchiveDatabase {
+  query(sql: string, params: unknown[]): Promise<unknown>;
+  /** Every registry entry, batch with its ack, and statement, in the archive's layout order. */
+  archiveRows(): AsyncIterable<{ kind: 'registry'; seq: number; jws: unknown } | { kind: 'batch'; vendor: string; seq: number; body: Buffer; ack: unknown } | { kind: 'statement'; vendor: string; from: string; to: string; issuedAt: string; jws: unknown }>;
+}
+
+/**
+ * The archive of a mall on PostgreSQL: the same evidence in tables, written in the
+ * transaction of the change it records (so nothing is ever ahead of the log), and
+ * written out in the directory layout above by `mall-sync export-archive` for
+ * `mall-sync audit`.
+ */
+export class DatabaseArchive extends MallArchive {
+  constructor(
+    private readonly db: ArchiveDatabase,
+    mallKeys: MallKeys,
+  ) {
+    super('', mallKeys);
+  }
+
+  override open(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  override async registry(seq: number, event: NewMallEvent): Promise<void> {
+    const jws = await this.registryJws(seq, event);
+    await this.db.query('INSERT INTO mall_registry_archive (registry_seq, jws) VALUES ($1, $2)', [seq, JSON.stringify(jws)]);
+  }
+
+  override async batch(vendor: string, seq: number, body: string | Buffer): Promise<void> {
+    // The ack is stored with the batch row (mall_batches.ack), the body here.
+    await this.db.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [vendor, seq, typeof body === 'string' ? Buffer.from(body, 'utf8') : body]);
+  }
+
+  override async statement(vendor: string, from: string, to: string, issuedAt: string, jws: FlattenedJws): Promise<void> {
+    await this.db.query('INSERT INTO mall_statements (vendor, from_day, to_day, issued_at, jws) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [vendor, from, to, issuedAt, JSON.stringify(jws)]);
+  }
+}
+
+/** Writes a database archive out as an archive directory (what `mall-sync audit` reads). */
+export async function exportArchive(db: ArchiveDatabase, mallKeys: MallKeys, dir: string): Promise<{ registry: number; batches: number; statements: number }> {
+  const files = new MallArchive(dir, mallKeys);
+  await files.open({ registrySeq: 0, vendors: {} } as unknown as MallState);
+  const counts = { registry: 0, batches: 0, statements: 0 };
+  for await (const row of db.archiveRows()) {
+    if (row.kind === 'registry') {
+      await writeFileDurable(files.paths.registryFile(row.seq), `${JSON.stringify(row.jws)}\n`).catch(async () => {
+        await mkdir(files.paths.registryDir, { recursive: true });
+        await writeFileDurable(files.paths.registryFile(row.seq), `${JSON.stringify(row.jws)}\n`);
+      });
+      counts.registry += 1;
+    } else if (row.kind === 'batch') {
+      await files.batch(row.vendor, row.seq, row.body, row.ack as FlattenedJws);
+      counts.batches += 1;
+    } else {
+      await files.statement(row.vendor, row.from, row.to, row.issuedAt, row.jws as FlattenedJws);
+      counts.statements += 1;
+    }
+  }
+  return counts;
 }

@@ -7,6 +7,7 @@ import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
 import { auditArchive } from './audit.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
 import { initMall } from './init.ts';
+import { exportStoreArchive, migrateStore } from './migrate-store.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { startMallServer } from './server.ts';
@@ -68,9 +69,14 @@ program
   .option('--currency <code>', 'currency of all clearing amounts, ISO 4217 (default EUR)')
   .option('--port <port>', 'port to listen on (default 8700)', portNumber)
   .option('--host <host>', 'address to listen on (default 127.0.0.1)')
-  .action(async (o: { dataDir: string; name?: string; currency?: string; port?: number; host?: string }) => {
+  .option('--store <kind>', 'where the mall keeps its data: embedded (a journal in the data directory, one process) or postgres (several processes may serve)', 'embedded')
+  .option('--database-url <url>', 'with --store postgres: the database (or set MALLPOS_DATABASE_URL, which keeps a password out of the config)')
+  .action(async (o: { dataDir: string; name?: string; currency?: string; port?: number; host?: string; store: string; databaseUrl?: string }) => {
     try {
-      const r = await initMall({ dataDir: resolve(o.dataDir), name: o.name, currency: o.currency, port: o.port, host: o.host });
+      if (o.store !== 'embedded' && o.store !== 'postgres') throw new InvalidArgumentError('--store is embedded or postgres');
+      if (o.store === 'embedded' && o.databaseUrl !== undefined) throw new InvalidArgumentError('--database-url goes with --store postgres');
+      const postgres = o.store === 'postgres' ? { databaseUrl: o.databaseUrl } : undefined;
+      const r = await initMall({ dataDir: resolve(o.dataDir), name: o.name, currency: o.currency, port: o.port, host: o.host, postgres });
       console.log(`Created mall "${r.config.name}" (${r.config.currency}) in ${resolve(o.dataDir)}`);
       console.log(`Mall key id (kid): ${r.kid}`);
       console.log(`Mall certificate authority: ${resolve(o.dataDir)}/tls/ca-cert.pem (stores link with: vendor-server link-mall --url https://HOST:PORT --mall-ca FILE --mall-key-thumbprint ${r.kid})`);
@@ -122,6 +128,37 @@ program
         for (const p of r.problems) console.error(p);
         process.exit(EXIT_PROBLEMS);
       }
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('migrate-store')
+  .description('move a stopped mall from its embedded journal into an empty PostgreSQL database, then switch its config to it')
+  .option(...dataDirOption)
+  .requiredOption('--from <kind>', 'the store the mall uses now (embedded)')
+  .requiredOption('--to <kind>', 'the store to move to (postgres)')
+  .option('--database-url <url>', 'the database (or set MALLPOS_DATABASE_URL)')
+  .action(async (o: { dataDir: string; from: string; to: string; databaseUrl?: string }) => {
+    try {
+      if (o.from !== 'embedded' || o.to !== 'postgres') throw new InvalidArgumentError('a mall moves --from embedded --to postgres');
+      const r = await migrateStore(resolve(o.dataDir), { databaseUrl: o.databaseUrl });
+      print(r);
+      console.log(`Moved ${r.events} events (${r.batches} batches) into PostgreSQL; the config now says store postgres. Check with: mall-sync reconcile --data-dir ${o.dataDir} --from DAY --to DAY`);
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('export-archive')
+  .description('write the audit archive of a mall on PostgreSQL into a directory, for "mall-sync audit --archive DIR"')
+  .option(...dataDirOption)
+  .requiredOption('--out <dir>', 'where to write it')
+  .action(async (o: { dataDir: string; out: string }) => {
+    try {
+      print(await exportStoreArchive(resolve(o.dataDir), resolve(o.out)));
     } catch (err) {
       die(err);
     }

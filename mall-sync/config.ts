@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { personName, sha256Hex } from '../core/index.ts';
+import { fail, personName, sha256Hex } from '../core/index.ts';
 import { createSigningKey, ed25519Thumbprint, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
@@ -32,6 +32,18 @@ export const mallConfigSchema = z.strictObject({
   staleAfterHours: z.number().int().min(1).max(24 * 365),
   /** Extra host names and IP addresses the mall's TLS certificate lists (localhost and loopback always). */
   tlsNames: z.array(z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/)).max(32).default([]),
+  /**
+   * Where the mall keeps its data: the embedded journal in the data directory (one
+   * process), or a PostgreSQL database (several `mall-sync serve` processes may share it).
+   * The database URL may instead come from MALLPOS_DATABASE_URL, so that a password need
+   * not be written into the config.
+   */
+  store: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('embedded') }),
+      z.strictObject({ kind: z.literal('postgres'), databaseUrl: z.string().min(1).max(4096).optional(), poolMax: z.number().int().min(1).max(200).default(8) }),
+    ])
+    .default({ kind: 'embedded' }),
 });
 
 export type MallConfig = z.output<typeof mallConfigSchema>;
@@ -64,7 +76,16 @@ export function defaultMallConfig(adminTokenHash: string): MallConfig {
     batchBodyBytesMax: BATCH_BODY_BYTES_MAX,
     staleAfterHours: 24,
     tlsNames: [],
+    store: { kind: 'embedded' },
   };
+}
+
+/** The PostgreSQL URL of a mall on PostgreSQL: MALLPOS_DATABASE_URL, else the config's. */
+export function databaseUrl(config: MallConfig): string {
+  if (config.store.kind !== 'postgres') throw new Error('assertion failed: a database URL belongs to a mall on PostgreSQL');
+  const url = process.env['MALLPOS_DATABASE_URL'] ?? config.store.databaseUrl;
+  if (url === undefined || url === '') fail('MALL_ERR_CONFIG', 'this mall keeps its data in PostgreSQL: set MALLPOS_DATABASE_URL or store.databaseUrl in its config.json');
+  return url;
 }
 
 export function newAdminToken(): string {

@@ -74,6 +74,8 @@ const rawBodies = new WeakMap<object, Buffer>();
 export function createMallApi(deps: MallApiDeps): express.Express {
   const { service, ingestor, metrics, logger, config } = deps;
   const store = service.store;
+  /** Before a read: every event any mall process committed, and the refusals it noted. */
+  const caughtUp = () => store.flushed().then(() => service.observations.refresh());
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -136,8 +138,8 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     '/v1/vendors/:vendor/snapshot',
     route(async (req) => {
       const vendor = vendorParam(req);
+      await caughtUp();
       await vendorAuth(req, vendor);
-      await store.flushed();
       return { snapshot: await service.signedSnapshot(vendor) };
     }),
   );
@@ -145,8 +147,8 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     '/v1/vendors/:vendor/cursor',
     route(async (req) => {
       const vendor = vendorParam(req);
+      await caughtUp();
       await vendorAuth(req, vendor);
-      await store.flushed();
       return service.cursor(vendor);
     }),
   );
@@ -154,16 +156,22 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     '/v1/vendors/:vendor/statements',
     route(async (req) => {
       const vendor = vendorParam(req);
+      await caughtUp();
       await vendorAuth(req, vendor);
-      await store.flushed();
       return { statement: (await service.signedStatement(vendor, query(req, 'from'), query(req, 'to'))).jws };
     }),
   );
   app.get('/v1/mall-key', route(() => ({ kid: service.keys.kid, jwk: service.keys.publicJwk })));
+  // A mall on PostgreSQL says here when its database is out of reach (503), and again when it is back.
   app.get(
     '/health',
-    route(() => ({
-      ok: true,
+    route(async (_req, res) => {
+      const health = await store.health();
+      if (!health.ok) res.status(503);
+      return {
+      ok: health.ok,
+      store: store.kind,
+      storeProblem: health.detail,
       name: config.name,
       currency: config.currency,
       kid: service.keys.kid,
@@ -173,7 +181,8 @@ export function createMallApi(deps: MallApiDeps): express.Express {
       events: store.state.totals.events,
       alarms: store.state.totals.alarms,
       uptimeS: Math.round((Date.now() - deps.startedAt) / 1000),
-    })),
+      };
+    }),
   );
   app.get(
     '/metrics',
@@ -198,7 +207,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   admin.use(express.json({ limit: ADMIN_BODY_BYTES_MAX, strict: true }));
   // Reads answer only with what is durable.
   admin.use((req, _res, next) => {
-    if (req.method === 'GET') store.flushed().then(() => next(), next);
+    if (req.method === 'GET') caughtUp().then(() => next(), next);
     else next();
   });
 

@@ -191,7 +191,13 @@ export class BatchIngestor {
 
     // 2. key, by kid alone: the key names the vendor
     const kid = header.data.kid;
-    const key = keyId.safeParse(kid).success ? own(this.store.state.keys, kid) : undefined;
+    const validKid = keyId.safeParse(kid).success;
+    let key = validKid ? own(this.store.state.keys, kid) : undefined;
+    // A key registered through another mall process on the same database: catch up once.
+    if (key === undefined && validKid && this.store.kind !== 'embedded') {
+      await this.store.flushed();
+      key = own(this.store.state.keys, kid);
+    }
     if (key === undefined) fail('MALL_ERR_KEY_UNKNOWN', `the mall knows no key ${kid.slice(0, 64)}`, { kid: kid.slice(0, 64) });
     if (key.status === 'revoked') fail('MALL_ERR_KEY_REVOKED', `key ${kid} of ${key.vendor} was revoked at ${key.revokedAt ?? '?'}`, { kid });
 
@@ -229,7 +235,7 @@ export class BatchIngestor {
 
     // 5. in order, one batch of a vendor at a time
     const hash = sha256Hex(payloadBytes);
-    return this.queue.run(payload.vendor, () => this.ingestInOrder(jws, raw, payload, hash, key));
+    return this.queue.run(payload.vendor, () => this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key)));
   }
 
   /** Notes a refusal of an authenticated batch for reconcile, then throws it. */

@@ -22,17 +22,30 @@ export interface ObservationData {
   vendors: Record<string, VendorObservation>;
 }
 
+/** Where the notes are kept: a file next to the embedded store, or a table of the PostgreSQL one. */
+export interface ObservationSink {
+  read(): Promise<ObservationData | null>;
+  /** Keeps the notes after `vendor`'s changed. */
+  write(data: ObservationData, vendor: string): Promise<void>;
+  /** Whether other processes write notes too (then `refresh` reads them). */
+  shared: boolean;
+}
+
+function fileSink(path: string): ObservationSink {
+  const file = new DurableJSONFile<ObservationData>(path);
+  return { read: () => file.read(), write: (data) => file.write(data), shared: false };
+}
+
 export class Observations {
   private constructor(
-    private readonly file: DurableJSONFile<ObservationData>,
-    readonly data: ObservationData,
+    private readonly sink: ObservationSink,
+    public data: ObservationData,
   ) {}
 
-  static async open(path: string): Promise<Observations> {
-    const file = new DurableJSONFile<ObservationData>(path);
+  private static async load(sink: ObservationSink): Promise<ObservationData> {
     let data: ObservationData | null = null;
     try {
-      data = await file.read();
+      data = await sink.read();
     } catch {
       // A damaged note file loses only monitoring notes, never ledger data: start afresh.
       data = null;
@@ -40,7 +53,17 @@ export class Observations {
     // Keyed by vendor ids and error codes: null-prototype maps, whatever the file held.
     const vendors = dict<VendorObservation>();
     for (const [id, o] of Object.entries(data?.vendors ?? {})) vendors[id] = { ...o, rejections: dict(o.rejections) };
-    return new Observations(file, { format: 1, vendors });
+    return { format: 1, vendors };
+  }
+
+  static async open(path: string | ObservationSink): Promise<Observations> {
+    const sink = typeof path === 'string' ? fileSink(path) : path;
+    return new Observations(sink, await Observations.load(sink));
+  }
+
+  /** Reads notes other processes made (a shared store); a no-op for a file. */
+  async refresh(): Promise<void> {
+    if (this.sink.shared) this.data = await Observations.load(this.sink);
   }
 
   of(vendor: string): VendorObservation | null {
@@ -58,7 +81,7 @@ export class Observations {
       o.aheadSeq = batchSeq;
       o.aheadAt = now;
     }
-    return this.file.write(this.data);
+    return this.sink.write(this.data, vendor);
   }
 }
 

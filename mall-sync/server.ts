@@ -1,17 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { isMallposError, MallposError } from '../core/index.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { closeServer, listen } from '../platform/http.ts';
-import { loadMallConfig, loadMallKeys, loadMallTls, mallPaths, type MallConfig, type MallKeys } from './config.ts';
+import { databaseUrl, loadMallConfig, loadMallKeys, loadMallTls, mallPaths, type MallConfig, type MallKeys } from './config.ts';
 import { createMallApi } from './http-api.ts';
 import { BatchIngestor } from './ingest.ts';
-import { MallArchive } from './archive.ts';
+import { DatabaseArchive, MallArchive } from './archive.ts';
 import { DataDirLock } from '../platform/lock.ts';
 import { MallMetrics } from './metrics.ts';
 import { Observations } from './observations.ts';
 import { MallService } from './service.ts';
-import { EmbeddedMallStore } from './store/index.ts';
+import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 
 export interface StartMallOptions {
   dataDir: string;
@@ -32,7 +33,7 @@ export interface RunningMall {
   caPem: string;
   config: MallConfig;
   keys: MallKeys;
-  store: EmbeddedMallStore;
+  store: EmbeddedMallStore | PostgresMallStore;
   service: MallService;
   ingestor: BatchIngestor;
   metrics: MallMetrics;
@@ -59,29 +60,42 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
   const tls = await loadMallTls(opts.dataDir, config);
   const logger = opts.logger ?? createLogger({ name: 'mall-sync' });
   const paths = mallPaths(opts.dataDir);
-  const lock = await DataDirLock.acquire(opts.dataDir, 'mall-sync', 'MALL_ERR_STORE');
+  // The embedded journal has one writer: the process that holds the data directory. On
+  // PostgreSQL any number of processes share the database (and read the same config).
+  const lock = config.store.kind === 'embedded' ? await DataDirLock.acquire(opts.dataDir, 'mall-sync', 'MALL_ERR_STORE') : null;
+  const controlToken = lock?.info.controlToken ?? randomBytes(32).toString('base64url');
   const metrics = new MallMetrics(opts.defaultMetrics ?? true);
-  let store: EmbeddedMallStore | null = null;
+  let store: EmbeddedMallStore | PostgresMallStore | null = null;
   try {
-    store = await EmbeddedMallStore.open({
-      dir: paths.storeDir,
-      segmentBytesMax: config.segmentBytesMax,
-      checkpointEveryEvents: config.checkpointEveryEvents,
-      checkpointEveryMs: config.checkpointEveryMs,
-      onFsync: (ms) => metrics.fsync.observe(ms / 1000),
-      onFatal: (err) => {
-        logger.fatal({ err }, 'mall journal write failed: stopping so that no unacknowledged state is served');
-        process.exit(70);
-      },
-    });
-    if (store.report.truncated !== null) {
-      logger.warn({ torn: store.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');
+    let observations: Observations;
+    let archive: MallArchive;
+    if (config.store.kind === 'postgres') {
+      const pgStore = await PostgresMallStore.open({ url: databaseUrl(config), poolMax: config.store.poolMax, checkpointEveryEvents: config.checkpointEveryEvents });
+      store = pgStore;
+      observations = await Observations.open(pgStore.observationSink());
+      archive = new DatabaseArchive(pgStore, keys);
+    } else {
+      const embedded = await EmbeddedMallStore.open({
+        dir: paths.storeDir,
+        segmentBytesMax: config.segmentBytesMax,
+        checkpointEveryEvents: config.checkpointEveryEvents,
+        checkpointEveryMs: config.checkpointEveryMs,
+        onFsync: (ms) => metrics.fsync.observe(ms / 1000),
+        onFatal: (err) => {
+          logger.fatal({ err }, 'mall journal write failed: stopping so that no unacknowledged state is served');
+          process.exit(70);
+        },
+      });
+      store = embedded;
+      if (embedded.report.truncated !== null) {
+        logger.warn({ torn: embedded.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');
+      }
+      observations = await Observations.open(paths.observations);
+      archive = new MallArchive(paths.archiveDir, keys);
     }
-    logger.info({ seq: store.state.seq, checkpointSeq: store.report.checkpointSeq, replayed: store.report.replayed, ms: Math.round(store.report.recoveryMs) }, 'mall store recovered');
+    logger.info({ store: store.kind, seq: store.state.seq, checkpointSeq: store.report.checkpointSeq, replayed: store.report.replayed, ms: Math.round(store.report.recoveryMs) }, 'mall store recovered');
 
-    const observations = await Observations.open(paths.observations);
     const clock = opts.clock ?? (() => new Date());
-    const archive = new MallArchive(paths.archiveDir, keys);
     await archive.open(store.state);
     const service = new MallService(store, config, keys, observations, clock, archive);
     const ingestor = new BatchIngestor(
@@ -103,7 +117,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       clock,
     );
     const startedAt = Date.now();
-    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, startedAt });
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt });
     const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;
@@ -112,7 +126,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     await listen(http, opts.port ?? config.port, host, { inUse: 'MALL_ERR_PORT_IN_USE', badHost: 'MALL_ERR_CONFIG' });
     const port = (http.address() as AddressInfo).port;
     const url = localUrl(host, port);
-    await lock.setUrl(url);
+    await lock?.setUrl(url);
     logger.info({ url, kid: keys.kid }, 'mall-sync listening');
 
     const opened = store;
@@ -121,15 +135,15 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       closing ??= (async () => {
         await closeServer(http);
         await opened.close();
-        await lock.release();
+        await lock?.release();
         logger.info('mall-sync stopped');
       })();
       return closing;
     };
-    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, metrics, logger, controlToken: lock.info.controlToken, close };
+    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, metrics, logger, controlToken, close };
   } catch (err) {
     await store?.close().catch(() => undefined);
-    await lock.release();
+    await lock?.release();
     if (isMallposError(err)) throw err;
     throw new MallposError('MALL_ERR_STORE', `the mall cannot start: ${(err as Error).message}`);
   }

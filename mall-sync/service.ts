@@ -116,16 +116,18 @@ export class MallService {
    */
   private registryChange<T>(plan: () => { events: NewMallEvent[]; result: () => T }): Promise<T> {
     const run = async (): Promise<T> => {
-      const { events, result } = plan();
-      if (events.length === 0) {
-        await this.store.flushed();
-        return result();
-      }
-      const first = this.state.registrySeq + 1;
-      for (const [i, e] of events.entries()) await this.archive?.registry(first + i, e);
-      assert(this.state.registrySeq === first - 1, 'registry changes run one at a time');
-      const commits = events.map((e) => this.store.commit(e));
-      await Promise.all(commits);
+      // Inside the store's exclusive section the state is current (other mall processes included) and stays so.
+      const { changed, result } = await this.store.exclusive(async () => {
+        const { events, result } = plan();
+        if (events.length === 0) return { changed: false, result };
+        const first = this.state.registrySeq + 1;
+        for (const [i, e] of events.entries()) await this.archive?.registry(first + i, e);
+        assert(this.state.registrySeq === first - 1, 'registry changes run one at a time');
+        const commits = events.map((e) => this.store.commit(e));
+        await Promise.all(commits);
+        return { changed: true, result };
+      });
+      if (!changed) await this.store.flushed();
       return result();
     };
     const next = this.registryTail.then(run, run);
@@ -290,8 +292,10 @@ export class MallService {
    * registry entry; reconcile reports the gap as decided while no batch beyond the one
    * decided on is seen.
    */
-  decideGap(vendorId: string, body: unknown): Promise<GapDecisionRecord> {
+  async decideGap(vendorId: string, body: unknown): Promise<GapDecisionRecord> {
     const input = parseAdmin(gapDecide, body);
+    // Another mall process may have seen the batch ahead.
+    await this.observations.refresh();
     return this.registryChange(() => {
       const v = this.vendor(vendorId);
       const gap = openGap(this.observations.of(vendorId), v.lastSeq + 1);

@@ -41,11 +41,11 @@ function parseLine(line: string): Record<string, unknown> | null {
  * Starts a node child on 127.0.0.1 and resolves once one of its stdout lines says where
  * it listens. Its output keeps being drained afterwards (only a tail is kept).
  */
-function spawnChild(name: string, args: string[], readyUrl: (line: Record<string, unknown>) => string | null, timeoutMs: number): Promise<Child> {
+function spawnChild(name: string, args: string[], readyUrl: (line: Record<string, unknown>) => string | null, timeoutMs: number, env: Record<string, string> = {}): Promise<Child> {
   const proc = spawn(process.execPath, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MALLPOS_BENCH_WATCH_PARENT: '1', LOG_LEVEL: 'info' },
+    env: { ...process.env, MALLPOS_BENCH_WATCH_PARENT: '1', LOG_LEVEL: 'info', ...env },
   });
   live.add(proc);
   proc.once('exit', () => live.delete(proc));
@@ -103,12 +103,13 @@ function spawnChild(name: string, args: string[], readyUrl: (line: Record<string
  * The mall as an operator runs it: `bin/mall-sync.js serve`, on 127.0.0.1 with an
  * ephemeral port. The watch-parent preload makes it exit if the bench dies.
  */
-export function spawnMall(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[] }): Promise<Child> {
+export function spawnMall(name: string, dataDir: string, opts: { timeoutMs: number; nodeArgs?: string[]; env?: Record<string, string> }): Promise<Child> {
   return spawnChild(
     name,
     [...(opts.nodeArgs ?? []), '--import', 'tsx', '--import', './bench/mall/exit-with-parent.ts', 'bin/mall-sync.js', 'serve', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'],
     (line) => (line['msg'] === 'mall-sync listening' && typeof line['url'] === 'string' ? line['url'] : null),
     opts.timeoutMs,
+    opts.env,
   );
 }
 

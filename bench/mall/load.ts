@@ -16,10 +16,12 @@ const RESPONSE_CHARS_MAX = 64 * 1024;
 export interface Target {
   name: string;
   url: string;
+  /** Several servers behind one name (mall workers on one database): vendor i sends to urls[i % n]. */
+  urls?: readonly string[] | undefined;
   /** The certificate authority an https:// target is trusted by (the mall serves TLS only). */
   ca?: string | undefined;
   /** Throws when the answer is not the one this target gives to an accepted batch. */
-  check: (batch: SignedBatch, status: number, text: string) => void;
+  check: (batch: SignedBatch, status: number, text: string, retried?: boolean) => void;
 }
 
 export interface BatchSource {
@@ -77,7 +79,8 @@ function post(agent: Agent, url: URL, body: Buffer): Promise<{ status: number; t
  */
 export async function drive(target: Target, sources: readonly BatchSource[], concurrency: number): Promise<Sent> {
   if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new Error(`assertion failed: concurrency ${concurrency} is a positive integer`);
-  const url = new URL('/v1/batches', target.url);
+  const urls = (target.urls ?? [target.url]).map((u) => new URL('/v1/batches', u));
+  const url = urls[0] as URL;
   const agent = url.protocol === 'https:' ? new TlsAgent({ keepAlive: true, maxSockets: concurrency, ca: target.ca }) : new Agent({ keepAlive: true, maxSockets: concurrency });
   const ready = sources.map((_, i) => i);
   let batches = 0;
@@ -91,8 +94,17 @@ export async function drive(target: Target, sources: readonly BatchSource[], con
       if (batch === null) continue;
       let answer: { status: number; text: string };
       try {
-        answer = await post(agent, url, batch.body);
-        target.check(batch, answer.status, answer.text);
+        let retried = false;
+        try {
+          answer = await post(agent, urls[i % urls.length] as URL, batch.body);
+        } catch (err) {
+          // A keep-alive socket the server closed as it was reused: the same batch once more on a new one (a replay is fine then).
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ECONNRESET' && code !== 'EPIPE' && !/socket hang up/.test((err as Error).message)) throw err;
+          retried = true;
+          answer = await post(agent, urls[i % urls.length] as URL, batch.body);
+        }
+        target.check(batch, answer.status, answer.text, retried);
       } catch (err) {
         failed ??= new Error(`${target.name}: batch ${batch.seq} of ${batch.vendor}: ${(err as Error).message}`, { cause: err });
         return;
@@ -119,10 +131,10 @@ interface AckBody {
 }
 
 /** The mall accepts a batch with 200 and its signed ack: for this batch, not a replay, nothing flagged. */
-export function checkMallAck(batch: SignedBatch, status: number, text: string): void {
+export function checkMallAck(batch: SignedBatch, status: number, text: string, retried = false): void {
   if (status !== 200) throw new Error(`HTTP ${status}: ${text.slice(0, 500)}`);
   const body = JSON.parse(text) as AckBody;
-  if (body.replayed !== false) throw new Error('the mall answered with a replayed ack: the batch was sent before');
+  if (body.replayed !== false && !(retried && body.replayed === true)) throw new Error('the mall answered with a replayed ack: the batch was sent before');
   if (typeof body.ack?.payload !== 'string') throw new Error(`the answer holds no ack: ${text.slice(0, 200)}`);
   const ack = JSON.parse(Buffer.from(body.ack.payload, 'base64url').toString('utf8')) as { vendor: string; seq: number; batchHash: string; lastEventHash: string; events: number; flagged: unknown[] };
   if (ack.vendor !== batch.vendor || ack.seq !== batch.seq || ack.batchHash !== batch.hash || ack.events !== batch.events || ack.lastEventHash !== batch.lastEventHash) {

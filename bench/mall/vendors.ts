@@ -318,11 +318,11 @@ export async function nextBatch(v: SimVendor, count = BATCH_EVENTS): Promise<Sig
  * The next `batchesPerVendor` batches of every vendor, as lists in send order per vendor.
  * Generating is not part of any measurement.
  */
-export async function nextRound(vendors: readonly SimVendor[], batchesPerVendor: number): Promise<SignedBatch[][]> {
+export async function nextRound(vendors: readonly SimVendor[], batchesPerVendor: number, eventsPerBatch = BATCH_EVENTS): Promise<SignedBatch[][]> {
   const round: SignedBatch[][] = [];
   for (const v of vendors) {
     const list: SignedBatch[] = [];
-    for (let b = 0; b < batchesPerVendor; b++) list.push(await nextBatch(v));
+    for (let b = 0; b < batchesPerVendor; b++) list.push(await nextBatch(v, eventsPerBatch));
     round.push(list);
   }
   return round;

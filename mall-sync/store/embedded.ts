@@ -5,7 +5,7 @@ import { assert, fail } from '../../core/index.ts';
 import { asciiJson, Checkpointer, DurableJSONFile, Journal, JournalBacklogError, type CheckpointPolicy, type OpenReport } from '../../platform/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent } from '../events.ts';
 import { applyMallEvent, emptyMallState, reviveMallState, type MallState } from './state.ts';
-import type { MallStore } from './store.ts';
+import type { MallStore, StoreHealth } from './store.ts';
 
 export interface EmbeddedStoreOptions {
   /** Directory of the store: `journal/` and `state/checkpoint.json` go in it. */
@@ -33,6 +33,7 @@ const EVENT_BYTES_MAX = 32 * 1024 * 1024;
  * state = last checkpoint + replay of the journal after it, chain verified.
  */
 export class EmbeddedMallStore implements MallStore {
+  readonly kind = 'embedded' as const;
   private closed = false;
   private readonly checkpoints: Checkpointer;
 
@@ -98,6 +99,15 @@ export class EmbeddedMallStore implements MallStore {
     );
     store.checkpoints.startTimer();
     return store;
+  }
+
+  /** One process: the caller's synchronous check-then-commit is already exclusive. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  health(): Promise<StoreHealth> {
+    return Promise.resolve(this.closed ? { ok: false, detail: 'the mall store is closed' } : { ok: true, detail: null });
   }
 
   commit(event: NewMallEvent): Promise<MallEvent> {

@@ -16,22 +16,53 @@ import type { MallState } from './state.ts';
  *  - `read(seq)` returns a durable event exactly as committed, at a cost that does not
  *    grow with the history.
  *
+ * Every change (a batch, a registry change) runs inside `exclusive`: for a store shared
+ * by several processes that is where the state is brought up to date and other writers
+ * are kept out, so the checks made inside it still hold when its events are committed.
+ *
  * The default implementation is `EmbeddedMallStore` (embedded.ts): the vendor server's
- * append-only journal plus a lowdb checkpoint. A PostgreSQL implementation can sit
- * behind this same interface for a mall that outgrows one machine: events in an
- * append-only table (seq primary key, prev and hash columns keeping the same chain,
- * `commit` = INSERT in a transaction, awaited), the materialised state kept in memory as
- * here or in tables updated in the same transaction, and `read` a primary-key lookup.
+ * append-only journal plus a lowdb checkpoint, one process. `PostgresMallStore`
+ * (postgres.ts) keeps the events and relational tables in PostgreSQL, for several
+ * mall-sync processes in front of one database.
  */
+export interface StoreReport {
+  /** The seq of the checkpoint the state was loaded from (0: none). */
+  checkpointSeq: number;
+  /** Events applied after the checkpoint on open. */
+  replayed: number;
+  recoveryMs: number;
+}
+
+export interface StoreHealth {
+  ok: boolean;
+  /** What is wrong, when something is. */
+  detail: string | null;
+}
+
 export interface MallStore {
+  readonly kind: 'embedded' | 'postgres';
+  readonly report: StoreReport;
   /** The materialised state. Read it freely; change it only through `commit`. */
   readonly state: Readonly<MallState>;
-  /** Appends and applies one event now; resolves with it once it is durable. */
+  /**
+   * Runs a change: `fn` checks against `state` and commits. The embedded store runs it
+   * at once (one process, checks and commit synchronous). The PostgreSQL store runs it
+   * in a transaction holding the mall's write lock, with `state` caught up first; it
+   * resolves once that transaction is committed.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Appends and applies one event now; resolves with it once it is durable (inside a
+   * PostgreSQL `exclusive`: once it is written in that transaction, durable when
+   * `exclusive` resolves).
+   */
   commit(event: NewMallEvent): Promise<MallEvent>;
   /** One committed event by its seq (waits until it is durable). */
   read(seq: number): Promise<MallEvent>;
-  /** Resolves once every event committed so far is durable. */
+  /** Resolves once every event committed so far is durable and, for a shared store, in `state`. */
   flushed(): Promise<void>;
+  /** Whether the store can take changes now (the database is reachable). */
+  health(): Promise<StoreHealth>;
   /** Writes a checkpoint of the state now (a no-op for stores that need none). */
   checkpoint(): Promise<void>;
   /** Waits for pending events to be durable, checkpoints, and releases files. */

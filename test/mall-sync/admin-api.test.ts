@@ -1,15 +1,16 @@
-import { appendFile, readdir, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { importJWK, type CryptoKey, type JWK } from 'jose';
+import pg from 'pg';
 import { SNAPSHOT_TYP, type SnapshotPayload } from '../../core/index.ts';
 import { mallPaths } from '../../mall-sync/config.ts';
 import { verifyJson } from '../../mall-sync/jws.ts';
 import { startMallServer } from '../../mall-sync/server.ts';
 import { storePaths } from '../../mall-sync/store/index.ts';
-import { http, newKey, SCENARIO_FEES, scenarioTokenTypes, silentLogger, startMall, vendorAuth, type Json, type MallRig, type TestKey } from './helpers.ts';
+import { forEachStore, http, newKey, SCENARIO_FEES, scenarioTokenTypes, silentLogger, startMall, vendorAuth, type Json, type MallRig, type TestKey } from './helpers.ts';
 
-describe('mall-sync admin API', function () {
+forEachStore('mall-sync admin API', function (store) {
   this.timeout(30_000);
   let mall: MallRig;
   let acme: TestKey;
@@ -17,7 +18,7 @@ describe('mall-sync admin API', function () {
     http(`${mall.mall.url}${path}`, method, body, { authorization: `Bearer ${mall.init.adminToken}`, ...headers });
 
   before(async () => {
-    mall = await startMall();
+    mall = await startMall({ store });
     acme = await newKey();
   });
 
@@ -127,9 +128,26 @@ describe('mall-sync admin API', function () {
     expect(list[0].tokens).to.deep.equal({ MALL: { allottedUnits: 250, redeemedUnits: 0 } });
   });
 
-  it('refuses to start on a damaged journal, saying where', async () => {
+  it('refuses to start on a damaged log, saying where', async () => {
     const dir = mall.dir;
     await mall.mall.close();
+    if (store === 'postgres') {
+      // An event changed in the database so that it no longer links to the one before: reported, never served.
+      const config = JSON.parse(await readFile(mallPaths(dir).config, 'utf8')) as { store: { databaseUrl: string } };
+      const db = new pg.Client({ connectionString: config.store.databaseUrl });
+      await db.connect();
+      try {
+        await db.query('DELETE FROM mall_checkpoints');
+        await db.query("UPDATE mall_events SET body = jsonb_set(body::jsonb, '{prev}', to_jsonb(repeat('0', 64)))::json WHERE seq = 2");
+      } finally {
+        await db.end();
+      }
+      const err = await startMallServer({ dataDir: dir, port: 0, host: '127.0.0.1', logger: silentLogger() }).catch((e: unknown) => e as { code: string; message: string });
+      expect(err).to.include({ code: 'MALL_ERR_STORE' });
+      expect((err as { message: string }).message).to.match(/mall event 2 does not link to event 1/);
+      mall.mall = { close: async () => undefined } as never;
+      return;
+    }
     const journalDir = storePaths(mallPaths(dir).storeDir).journalDir;
     const [segment] = await readdir(journalDir);
     // A complete line that does not chain: never dropped, always reported.

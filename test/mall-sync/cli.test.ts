@@ -8,9 +8,11 @@ import { loadMallKeys } from '../../mall-sync/config.ts';
 import { verifyJson } from '../../mall-sync/jws.ts';
 import type { RunningMall } from '../../mall-sync/server.ts';
 import { startTestMall } from '../helpers/mall.ts';
+import { freshDatabase } from '../helpers/postgres.ts';
 import type { StatementPayload } from '../../mall-sync/statements.ts';
 import {
   Batcher,
+  forEachStore,
   P_PEN,
   http,
   opKey,
@@ -27,15 +29,18 @@ import {
 
 const today = new Date().toISOString().slice(0, 10);
 
-describe('mall-sync CLI', function () {
+forEachStore('mall-sync CLI', function (store) {
   this.timeout(60_000);
   let dir: string;
   let cleanup: () => Promise<void>;
   let v: VendorRig;
   let adminToken: string;
+  /** What `init` takes for this backend. */
+  let storeArgs: string[] = [];
 
   before(async () => {
     ({ dir, cleanup } = await tempDir());
+    if (store === 'postgres') storeArgs = ['--store', 'postgres', '--database-url', await freshDatabase()];
     v = await startVendor('acme');
   });
 
@@ -57,7 +62,7 @@ describe('mall-sync CLI', function () {
     const none = await runMallCli(['serve', '--data-dir', join(dir, 'missing')]);
     expect(none.code).to.equal(1);
     expect(none.stderr).to.match(/no mall in .*missing: run "mall-sync init --data-dir .*" first \[MALL_ERR_CONFIG\]/);
-    const init = await runMallCli(['init', '--data-dir', dir]);
+    const init = await runMallCli(['init', '--data-dir', dir, ...storeArgs]);
     expect(init.code, init.stderr).to.equal(0);
     const token = /\n {2}(mma_[A-Za-z0-9_-]+)\n/.exec(init.stdout)?.[1];
     expect(token).to.be.a('string');

@@ -14,6 +14,7 @@ import {
   scenarioTokenTypes,
   seedVendorCatalog,
   sell,
+  forEachStore,
   startMall,
   startVendor,
   type Json,
@@ -24,7 +25,7 @@ import {
 
 const today = () => new Date().toISOString().slice(0, 10);
 
-describe('mall-sync: clearing and flagging what a real vendor ledger sends', function () {
+forEachStore('mall-sync: clearing and flagging what a real vendor ledger sends', function (store) {
   this.timeout(60_000);
   let mall: MallRig;
   let v: VendorRig;
@@ -34,7 +35,7 @@ describe('mall-sync: clearing and flagging what a real vendor ledger sends', fun
   const sales: Record<string, { seq: number; saleId: string }> = {};
 
   before(async () => {
-    mall = await startMall();
+    mall = await startMall({ store });
     v = await startVendor('acme');
     await registerScenario(mall, v, (await newKey()).publicJwk);
     mallKey = (await importJWK((await mall.admin.mallKey()).jwk as unknown as JWK, 'EdDSA')) as CryptoKey;

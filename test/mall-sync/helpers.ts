@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { exportArchive } from '../../mall-sync/archive.ts';
 import { fileURLToPath } from 'node:url';
 import { http, type HttpResult, type Json } from '../helpers/http.ts';
 import { runBin, spawnMall as spawnMallOn } from '../helpers/process.ts';
@@ -21,6 +24,7 @@ import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { initMall, type InitMallResult } from '../../mall-sync/init.ts';
 import type { RunningMall } from '../../mall-sync/server.ts';
 import { startTestMall } from '../helpers/mall.ts';
+import { freshDatabase } from '../helpers/postgres.ts';
 import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
@@ -48,10 +52,28 @@ export interface MallRig {
   close: () => Promise<void>;
 }
 
+/** The mall's backends: every suite that takes a `StoreKind` runs once on each. */
+export type StoreKind = 'embedded' | 'postgres';
+export const STORE_KINDS: readonly StoreKind[] = ['embedded', 'postgres'];
+
+/** Declares a suite once per backend (its title says which). */
+export function forEachStore(title: string, suite: (this: Mocha.Suite, store: StoreKind) => void): void {
+  for (const store of STORE_KINDS) {
+    describe(`${title} [${store}]`, function () {
+      suite.call(this, store);
+    });
+  }
+}
+
+/** initMall for a backend: a fresh database on the test run's PostgreSQL cluster for `postgres`. */
+export async function initMallOn(dataDir: string, store: StoreKind = 'embedded'): Promise<InitMallResult> {
+  return initMall({ dataDir, ...(store === 'postgres' ? { postgres: { databaseUrl: await freshDatabase() } } : {}) });
+}
+
 /** A mall on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startMall(opts: { clock?: () => Date } = {}): Promise<MallRig> {
+export async function startMall(opts: { clock?: () => Date; store?: StoreKind } = {}): Promise<MallRig> {
   const { dir, cleanup } = await tempDir();
-  const init = await initMall({ dataDir: dir });
+  const init = await initMallOn(dir, opts.store);
   const start = () => startTestMall(dir, 0, { clock: opts.clock });
   const rig: MallRig = {
     dir,
@@ -76,7 +98,21 @@ export async function startMall(opts: { clock?: () => Date } = {}): Promise<Mall
 
 /** Everything of the store that must not change when a batch is refused. */
 export function storeFingerprint(mall: RunningMall): string {
-  return JSON.stringify({ state: mall.store.state, journalSeq: mall.store.journal.lastSeq });
+  const store = mall.store;
+  return JSON.stringify({ state: store.state, journalSeq: store.kind === 'embedded' ? store.journal.lastSeq : store.state.seq });
+}
+
+/**
+ * The mall's audit archive as a directory: the embedded mall's own, or the one a mall on
+ * PostgreSQL writes out of its tables (what `mall-sync export-archive` does).
+ */
+export async function archiveOf(mall: MallRig): Promise<string> {
+  const store = mall.mall.store;
+  if (store.kind === 'embedded') return join(mall.dir, 'archive');
+  const dir = join(mall.dir, 'exported-archive');
+  await rm(dir, { recursive: true, force: true });
+  await exportArchive(store, mall.mall.keys, dir);
+  return dir;
 }
 
 // ---- vendors and batches ---------------------------------------------------------------

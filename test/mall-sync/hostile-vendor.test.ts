@@ -24,9 +24,11 @@ import {
   seedVendorCatalog,
   sell,
   signBatch,
+  forEachStore,
   startMall,
   startVendor,
   storeFingerprint,
+  archiveOf,
   tempDir,
   vendorAuth,
   type BatchCut,
@@ -67,7 +69,7 @@ function saleEvent(seq: number, customer: string, lines: LineSpec[], pay: { line
 
 const PEN: Omit<LineSpec, 'qty'> = { gtin: P_PEN, priceMinor: 450, tokenPrices: { ACME: 90, MALL: 45, BOB: 23 } };
 
-describe('mall-sync: a vendor holding its own valid key cannot make the mall pay for what does not exist', function () {
+forEachStore('mall-sync: a vendor holding its own valid key cannot make the mall pay for what does not exist', function (store) {
   this.timeout(120_000);
   let mall: MallRig;
   let acme: VendorRig;
@@ -116,7 +118,7 @@ describe('mall-sync: a vendor holding its own valid key cannot make the mall pay
   const positions = async () => (await mall.admin.positions()).positions;
 
   before(async () => {
-    mall = await startMall({ clock: () => new Date(Date.now() + offsetMs) });
+    mall = await startMall({ clock: () => new Date(Date.now() + offsetMs), store });
     acme = await startVendor('acme');
     bobs = await startVendor('bobs');
     await registerScenario(mall, acme, bobs.keys.publicJwk as Record<string, unknown>);
@@ -251,7 +253,7 @@ describe('mall-sync: a vendor holding its own valid key cannot make the mall pay
     expect(r2.decided).to.have.length(1);
     expect(r2.decided[0]).to.match(/GAP acme: .*decided at .*: wait for the missing batches/);
     // The decision is a signed entry of the registry history.
-    const dir = join(mall.dir, 'archive', 'registry');
+    const dir = join(await archiveOf(mall), 'registry');
     const last = (await readdir(dir)).sort().at(-1) as string;
     const entry = await verifyJson<RegistryEntry>(JSON.parse(await readFile(join(dir, last), 'utf8')) as FlattenedJws, mallKey, REGISTRY_TYP);
     expect(entry).to.include({ type: 'gap.decided' });
@@ -406,7 +408,7 @@ describe('mall-sync: a vendor holding its own valid key cannot make the mall pay
   describe('an audit anyone can run', () => {
     it('recomputes every position and statement from the archive alone after the attacks, and finds any difference to the minor unit', async () => {
       await mall.admin.statements(today(), today());
-      const archive = join(mall.dir, 'archive');
+      const archive = await archiveOf(mall);
       const clean = await auditArchive(archive);
       expect(clean.differences).to.deep.equal([]);
       expect(clean.ok).to.equal(true);

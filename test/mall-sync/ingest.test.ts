@@ -11,6 +11,7 @@ import {
   sell,
   signBatch,
   signText,
+  forEachStore,
   startMall,
   startVendor,
   storeFingerprint,
@@ -27,7 +28,7 @@ function b64(obj: unknown): string {
   return Buffer.from(JSON.stringify(obj)).toString('base64url');
 }
 
-describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function () {
+forEachStore('mall-sync: ingesting batches (the vendor <-> mall contract)', function (store) {
   this.timeout(60_000);
   let mall: MallRig;
   let v: VendorRig;
@@ -52,7 +53,7 @@ describe('mall-sync: ingesting batches (the vendor <-> mall contract)', function
   }
 
   before(async () => {
-    mall = await startMall();
+    mall = await startMall({ store });
     v = await startVendor('acme');
     bobs = await newKey();
     await registerScenario(mall, v, bobs.publicJwk);

@@ -1,14 +1,14 @@
 import { expect } from 'chai';
 import { ACK_TYP, BATCH_TYP, SNAPSHOT_TYP, STATEMENT_TYP, sha256Hex } from '../../core/index.ts';
-import { P_PEN, newKey, opKey, pushAll, registerScenario, seedVendorCatalog, sell, startMall, startVendor, verifyWithJwcrypto, type MallRig, type VendorRig , vendorAuth } from './helpers.ts';
+import { forEachStore, P_PEN, newKey, opKey, pushAll, registerScenario, seedVendorCatalog, sell, startMall, startVendor, verifyWithJwcrypto, type MallRig, type VendorRig , vendorAuth } from './helpers.ts';
 
-describe('mall-sync: interoperability with another JOSE library (python jwcrypto)', function () {
+forEachStore('mall-sync: interoperability with another JOSE library (python jwcrypto)', function (store) {
   this.timeout(60_000);
   let mall: MallRig;
   let v: VendorRig;
 
   before(async () => {
-    mall = await startMall();
+    mall = await startMall({ store });
     v = await startVendor('acme');
     await registerScenario(mall, v, (await newKey()).publicJwk);
     await seedVendorCatalog(v);

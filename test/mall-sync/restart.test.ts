@@ -4,6 +4,8 @@ import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { mallPaths } from '../../mall-sync/config.ts';
 import { initMall } from '../../mall-sync/init.ts';
 import { storePaths } from '../../mall-sync/store/index.ts';
+import { startMallServer } from '../../mall-sync/server.ts';
+import pg from 'pg';
 import {
   P_PEN,
   http,
@@ -16,6 +18,8 @@ import {
   sell,
   silentLogger,
   spawnMall,
+  forEachStore,
+  initMallOn,
   startMall,
   startVendor,
   tempDir,
@@ -24,6 +28,22 @@ import {
   type VendorRig,
   vendorAuth,
 } from './helpers.ts';
+
+/** Removes the store's checkpoints, so that the next start replays the whole log. */
+async function dropCheckpoints(mall: MallRig): Promise<void> {
+  const store = mall.mall.store;
+  if (store.kind === 'embedded') {
+    await rm(storePaths(mallPaths(mall.dir).storeDir).checkpointFile);
+    return;
+  }
+  const db = new pg.Client({ connectionString: mall.mall.config.store.kind === 'postgres' ? mall.mall.config.store.databaseUrl : '' });
+  await db.connect();
+  try {
+    await db.query('DELETE FROM mall_checkpoints');
+  } finally {
+    await db.end();
+  }
+}
 
 async function busyVendor(v: VendorRig): Promise<string[]> {
   const saleIds: string[] = [];
@@ -37,7 +57,7 @@ async function busyVendor(v: VendorRig): Promise<string[]> {
   return saleIds;
 }
 
-describe('mall-sync: restarts keep cursors, acks and clearing', function () {
+forEachStore('mall-sync: restarts keep cursors, acks and clearing', function (store) {
   this.timeout(60_000);
 
   describe('in process', () => {
@@ -46,7 +66,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
     let saleIds: string[];
 
     before(async () => {
-      mall = await startMall();
+      mall = await startMall({ store });
       v = await startVendor('acme');
       await registerScenario(mall, v, (await newKey()).publicJwk);
       saleIds = await busyVendor(v);
@@ -79,7 +99,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
 
       // Without the checkpoint: everything from the journal, the chain verified.
       await mall.mall.close();
-      await rm(storePaths(mallPaths(mall.dir).storeDir).checkpointFile);
+      await dropCheckpoints(mall);
       await mall.restart();
       expect(mall.mall.store.report.checkpointSeq).to.equal(0);
       expect(mall.mall.store.report.replayed).to.equal(mall.mall.store.state.seq);
@@ -104,8 +124,18 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       expect(after['mall']).to.equal((before['mall'] as number) - 11);
     });
 
-    it('refuses to start a second mall on a data directory in use, and on a port in use', async () => {
-      const { startMallServer } = await import('../../mall-sync/server.ts');
+    it(store === 'embedded' ? 'refuses to start a second mall on a data directory in use, and on a port in use' : 'runs a second mall process on the same database, and refuses a port in use', async () => {
+      if (store === 'postgres') {
+        const second = await startMallServer({ dataDir: mall.dir, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false });
+        try {
+          expect(second.store.state.seq).to.equal(mall.mall.store.state.seq);
+          const busy = await startMallServer({ dataDir: mall.dir, port: mall.mall.port, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }).catch((e: unknown) => e as { code: string });
+          expect(busy).to.include({ code: 'MALL_ERR_PORT_IN_USE' });
+        } finally {
+          await second.close();
+        }
+        return;
+      }
       const err = await startMallServer({ dataDir: mall.dir, port: 0, host: '127.0.0.1', logger: silentLogger() }).catch((e: unknown) => e as { code: string; message: string });
       expect(err).to.include({ code: 'MALL_ERR_STORE' });
       expect((err as { message: string }).message).to.match(/another mall-sync process \(pid \d+, https:\/\/127\.0\.0\.1:\d+\) is using/);
@@ -128,7 +158,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
       const v = await startVendor('acme');
       let child = null as Awaited<ReturnType<typeof spawnMall>> | null;
       try {
-        const init = await initMall({ dataDir: dir });
+        const init = await initMallOn(dir, store);
         child = await spawnMall(dir);
         const admin = new MallAdminClient(child.url, init.adminToken, child.caPem);
         const rig = { admin, postBatch: (body: unknown) => http(`${child?.url}/v1/batches`, 'POST', body) } as unknown as MallRig;
@@ -148,7 +178,7 @@ describe('mall-sync: restarts keep cursors, acks and clearing', function () {
         const positions = await admin.positions();
         await killHard(child.child);
         // The owner file of the killed process is stale: the next start takes over.
-        await access(mallPaths(dir).owner);
+        if (store === 'embedded') await access(mallPaths(dir).owner);
         child = await spawnMall(dir);
         const admin2 = new MallAdminClient(child.url, init.adminToken, child.caPem);
         expect(await admin2.cursor('acme')).to.deep.equal(cursor);

@@ -1,0 +1,293 @@
+/**
+ * Mall ingest on PostgreSQL (`npm run bench:mall -- --store postgres [--quick]`).
+ *
+ * 1,000 simulated vendors (vendors.ts: signed, chained batches of real-sized sales) push
+ * over HTTPS, each vendor in order, at most `--concurrency` batches in flight, to:
+ *   embedded    - one `mall-sync serve` on the embedded journal (the default store);
+ *   postgres_N  - N `mall-sync serve` processes on one PostgreSQL database (N = 1, 2, 4;
+ *                 the same database in the same run; vendor i sends to worker i mod N);
+ *   ceiling     - the parse + verify + hash server (ceiling-server.ts).
+ * The PostgreSQL server is a real one started here (Debian's binaries, initdb in a temp
+ * directory, fsync and synchronous_commit on: an ack is a durable commit).
+ * Then the cost of an event on PostgreSQL with 10,000 events already ingested against
+ * 1,000,000 (100,000 with --quick), each measured in a freshly started worker.
+ *
+ * The last line of stdout is one JSON object:
+ *   {"events_per_s":{"embedded":N,"postgres_1":N,"postgres_2":N,"postgres_4":N,"ceiling":N},"vendors":1000,"cost_ratio_large_vs_small":N}
+ */
+import { rmSync } from 'node:fs';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { initMall } from '../../mall-sync/init.ts';
+import { migrateStore } from '../../mall-sync/migrate-store.ts';
+import { startMallServer } from '../../mall-sync/server.ts';
+import { createLogger } from '../../platform/logger.ts';
+import { startCluster, type PgCluster } from '../../test/helpers/postgres.ts';
+import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
+import { cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
+import { checkCeilingAnswer, checkMallAck, drive, generatedSource, listSource, median, type Target } from './load.ts';
+import { benchTokenTypes, BENCH_FEES, makeVendors, MANUFACTURER, nextRound, restartChain, type SignedBatch, type SimVendor } from './vendors.ts';
+
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const concurrencyArg = args.indexOf('--concurrency');
+const concurrency = concurrencyArg === -1 ? 32 : Number(args[concurrencyArg + 1]);
+if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) {
+  console.error('--concurrency takes a whole number from 1 to 200');
+  process.exit(2);
+}
+
+const VENDORS = 1_000;
+const MODE = quick
+  ? { eventsPerBatch: 20, runs: 1, smallEvents: 10_000, largeEvents: 100_000, costRuns: 1, limitMs: 720_000 }
+  : { eventsPerBatch: 50, runs: 5, smallEvents: 10_000, largeEvents: 1_000_000, costRuns: 3, limitMs: 40 * 60_000 };
+const START_TIMEOUT_MS = 120_000;
+/** Fills send batches of 500 events: fewer at once, so that no request waits past the mall's HTTP timeouts on a busy machine. */
+const FILL_CONCURRENCY = 8;
+const STOP_GRACE_MS = 60_000;
+
+const t0 = performance.now();
+function log(text: string): void {
+  process.stderr.write(`[bench:mall postgres ${((performance.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${text}\n`);
+}
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+const load = () => `load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${availableParallelism()} CPUs`;
+
+// ---- everything made here goes on every way out -----------------------------------------------
+
+const root = await mkdtemp(join(tmpdir(), 'mallpos-bench-pg-'));
+let cluster: PgCluster | null = null;
+let cleaned = false;
+function cleanup(): void {
+  if (cleaned) return;
+  cleaned = true;
+  killAllChildren();
+  try {
+    cluster?.stop();
+  } catch {
+    // Stopped already.
+  }
+  rmSync(root, { recursive: true, force: true });
+}
+function abandon(why: string, code: number): never {
+  log(`${why}: stopping the children and the database, removing ${root}`);
+  cleanup();
+  process.exit(code);
+}
+process.once('SIGINT', () => abandon('interrupted', 130));
+process.once('SIGTERM', () => abandon('terminated', 143));
+process.once('exit', cleanup);
+const deadline = setTimeout(() => abandon(`over the ${MODE.limitMs / 1000} s limit of this mode`, 1), MODE.limitMs);
+
+// ---- malls ------------------------------------------------------------------------------------
+
+const silent = createLogger({ level: 'silent', name: 'mall-sync' });
+
+/** The registry the batches need, written in this process (no HTTP): vendors, manufacturer, token types, fees, allotments. */
+async function register(dataDir: string, vendors: readonly SimVendor[]): Promise<void> {
+  const mall = await startMallServer({ dataDir, port: 0, host: '127.0.0.1', logger: silent, defaultMetrics: false });
+  try {
+    for (const v of vendors) await mall.service.registerVendor({ id: v.id, name: v.name, jwk: v.publicJwk });
+    await mall.service.addParty(MANUFACTURER);
+    for (const tt of benchTokenTypes(vendors)) await mall.service.upsertTokenType(tt.code, tt);
+    await mall.service.setFees(BENCH_FEES);
+    for (const v of vendors) {
+      for (const token of ['MALL', 'SUNNY', v.neighbourToken]) await mall.service.allot(`bench-${v.id}-${token}`, { vendor: v.id, token, units: 1_000_000_000, reference: 'bench float' });
+    }
+  } finally {
+    await mall.close();
+  }
+}
+
+async function startWorker(name: string, dataDir: string, databaseUrl?: string): Promise<Child> {
+  const child = await spawnMall(name, dataDir, { timeoutMs: START_TIMEOUT_MS, env: databaseUrl === undefined ? {} : { MALLPOS_DATABASE_URL: databaseUrl } });
+  await trustDataDir(child.url, dataDir);
+  return child;
+}
+
+function target(name: string, children: readonly Child[]): Target {
+  const first = children[0] as Child;
+  return { name, url: first.url, urls: children.map((c) => c.url), ca: authorityFor(first.url), check: checkMallAck };
+}
+
+/** Brings idle workers up to the database (an admin read catches up), so that a measurement does not pay for another's events. */
+async function catchUp(children: readonly Child[], controlToken: string): Promise<void> {
+  await Promise.all(children.map((c) => fetchTls(`${c.url}/admin/fees`, { headers: { authorization: `Bearer ${controlToken}` }, timeoutMs: 300_000 })));
+}
+
+async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+// ---- measuring --------------------------------------------------------------------------------
+
+interface Measured {
+  events: number;
+  ms: number;
+  eventsPerS: number;
+  msPerEvent: number;
+}
+
+async function measure(t: Target, children: readonly Child[], round: readonly SignedBatch[][]): Promise<Measured> {
+  const cpu0 = await Promise.all(children.map((c) => cpuSeconds(c.pid)));
+  const sent = await drive(t, round.map(listSource), concurrency);
+  const cpu = (await Promise.all(children.map((c) => cpuSeconds(c.pid)))).reduce((a, b, i) => a + b - (cpu0[i] as number), 0);
+  const m = { events: sent.events, ms: sent.ms, eventsPerS: sent.events / (sent.ms / 1000), msPerEvent: sent.ms / sent.events };
+  log(`  ${t.name.padEnd(10)} ${fmt(m.events)} events in ${sent.batches} batches, ${(m.ms / 1000).toFixed(2)} s: ${fmt(m.eventsPerS)} events/s; server cpu ${((cpu * 1e6) / sent.events).toFixed(1)} us/event`);
+  return m;
+}
+
+// ---- the bench --------------------------------------------------------------------------------
+
+type Name = 'embedded' | 'postgres_1' | 'postgres_2' | 'postgres_4' | 'ceiling';
+
+async function throughput(vendors: SimVendor[]): Promise<Record<Name, number>> {
+  log(`throughput: ${MODE.runs} runs of ${fmt(VENDORS * MODE.eventsPerBatch)} events per target (${VENDORS} vendors x 1 batch of ${MODE.eventsPerBatch}), concurrency ${concurrency}`);
+  // The embedded mall, and the ceiling with the same vendors' keys.
+  const embeddedDir = join(root, 'embedded');
+  const init = await initMall({ dataDir: embeddedDir });
+  const embeddedVendors = vendors.map(restartChain);
+  log('registering 1,000 vendors, their token types and 3,000 allotments at the embedded mall');
+  await register(embeddedDir, embeddedVendors);
+  const registeredCopy = join(root, 'registered');
+  await cp(embeddedDir, registeredCopy, { recursive: true });
+  const embedded = await startWorker('embedded', embeddedDir);
+  const keysFile = join(root, 'vendor-keys.json');
+  await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
+  const ceilingTls = join(root, 'ceiling-tls');
+  const ceiling = await spawnCeiling(keysFile, ceilingTls, START_TIMEOUT_MS);
+  await trustAuthorityFile(ceiling.url, ceilingTls);
+
+  // The same registry on PostgreSQL: a copy of the registered embedded mall, moved there (the operator's path).
+  const pgDir = join(root, 'postgres');
+  await cp(registeredCopy, pgDir, { recursive: true });
+  const moved = await migrateStore(pgDir, { databaseUrl: (cluster as PgCluster).url('mall') });
+  log(`moved the registered mall to PostgreSQL with migrate-store: ${fmt(moved.events)} registry events`);
+  const pgVendors = vendors.map(restartChain);
+  // The registered, empty mall is the template of the cost measurement's databases.
+  await adminQuery((cluster as PgCluster).url('postgres'), 'CREATE DATABASE mall_registered TEMPLATE mall');
+  const workers: Child[] = [];
+  for (let i = 0; i < 7; i++) workers.push(await startWorker(`pg-worker-${i + 1}`, pgDir));
+  const groups: Record<'postgres_1' | 'postgres_2' | 'postgres_4', Child[]> = { postgres_1: workers.slice(0, 1), postgres_2: workers.slice(1, 3), postgres_4: workers.slice(3, 7) };
+  const targets: Record<Name, Target> = {
+    embedded: target('embedded', [embedded]),
+    ceiling: { name: 'ceiling', url: ceiling.url, ca: authorityFor(ceiling.url), check: checkCeilingAnswer },
+    postgres_1: target('postgres_1', groups.postgres_1),
+    postgres_2: target('postgres_2', groups.postgres_2),
+    postgres_4: target('postgres_4', groups.postgres_4),
+  };
+  const results: Record<Name, Measured[]> = { embedded: [], ceiling: [], postgres_1: [], postgres_2: [], postgres_4: [] };
+  try {
+    log('warm-up round on every target');
+    const warmEmbedded = await nextRound(embeddedVendors, 1, MODE.eventsPerBatch);
+    await measure(targets.ceiling, [ceiling], warmEmbedded);
+    await measure(targets.embedded, [embedded], warmEmbedded);
+    for (const name of ['postgres_1', 'postgres_2', 'postgres_4'] as const) {
+      await catchUp(groups[name], init.adminToken);
+      await measure(targets[name], groups[name], await nextRound(pgVendors, 1, MODE.eventsPerBatch));
+    }
+    for (let r = 0; r < MODE.runs; r++) {
+      log(`run ${r + 1} of ${MODE.runs} (${load()})`);
+      const round = await nextRound(embeddedVendors, 1, MODE.eventsPerBatch);
+      const order: Name[] = r % 2 === 0 ? ['ceiling', 'embedded', 'postgres_1', 'postgres_2', 'postgres_4'] : ['postgres_4', 'postgres_2', 'postgres_1', 'embedded', 'ceiling'];
+      for (const name of order) {
+        if (name === 'ceiling') results.ceiling.push(await measure(targets.ceiling, [ceiling], round));
+        else if (name === 'embedded') results.embedded.push(await measure(targets.embedded, [embedded], round));
+        else {
+          await catchUp(groups[name], init.adminToken);
+          results[name].push(await measure(targets[name], groups[name], await nextRound(pgVendors, 1, MODE.eventsPerBatch)));
+        }
+      }
+    }
+  } finally {
+    await stopChild(ceiling, STOP_GRACE_MS);
+    await stopChild(embedded, STOP_GRACE_MS);
+    for (const w of workers) await stopChild(w, STOP_GRACE_MS);
+  }
+  const out = Object.fromEntries((Object.keys(results) as Name[]).map((n) => [n, median(results[n].map((m) => m.eventsPerS))])) as Record<Name, number>;
+  log(
+    `throughput (median of ${MODE.runs}): embedded ${fmt(out.embedded)}, postgres_1 ${fmt(out.postgres_1)}, postgres_2 ${fmt(out.postgres_2)}, postgres_4 ${fmt(out.postgres_4)}, ceiling ${fmt(out.ceiling)} events/s; ` +
+      `postgres_2 / embedded ${(out.postgres_2 / out.embedded).toFixed(2)} (target >= 0.5), postgres_2 / postgres_1 ${(out.postgres_2 / out.postgres_1).toFixed(2)} (target >= 1)`,
+  );
+  return out;
+}
+
+/** A window of one batch per vendor, measured in a worker started just now on `database`, after `warmEvents` more events. */
+async function costWindow(name: string, dir: string, databaseUrl: string, vendors: SimVendor[], warmEvents: number): Promise<Measured> {
+  // The fills' dirty pages are written out first, so that no window pays for another's checkpoint.
+  await adminQuery(databaseUrl, 'CHECKPOINT');
+  const worker = await startWorker(name, dir, databaseUrl);
+  try {
+    const recovered = worker.startupLog.find((l) => l['msg'] === 'mall store recovered');
+    const t = target(name, [worker]);
+    const batches = Math.ceil(warmEvents / 500);
+    const perVendor = vendors.map((_, i) => Math.floor(batches / vendors.length) + (i < batches % vendors.length ? 1 : 0));
+    await drive(t, vendors.map((v, i) => generatedSource(v, perVendor[i] as number)), FILL_CONCURRENCY);
+    log(`  ${name}: started at mall seq ${String(recovered?.['seq'])} (${String(recovered?.['replayed'])} events after the checkpoint, ${String(recovered?.['ms'])} ms)`);
+    const round = await nextRound(vendors, 1, MODE.eventsPerBatch);
+    await adminQuery(databaseUrl, 'CHECKPOINT');
+    return await measure(t, [worker], round);
+  } finally {
+    await stopChild(worker, STOP_GRACE_MS);
+  }
+}
+
+async function costRatio(vendors: SimVendor[]): Promise<number> {
+  const c = cluster as PgCluster;
+  log(`cost of an event on PostgreSQL: ${fmt(MODE.smallEvents)} vs ${fmt(MODE.largeEvents)} events already ingested, ${MODE.costRuns} runs`);
+  const dir = join(root, 'postgres');
+  await adminQuery(c.url('postgres'), 'CREATE DATABASE mall_large TEMPLATE mall_registered');
+  const largeVendors = vendors.map(restartChain);
+  // The large database is filled by four workers at once, in batches of 500 events.
+  const fillers: Child[] = [];
+  for (let i = 0; i < 4; i++) fillers.push(await startWorker(`filler-${i + 1}`, dir, c.url('mall_large')));
+  try {
+    const batches = Math.ceil(MODE.largeEvents / 500);
+    const perVendor = largeVendors.map((_, i) => Math.floor(batches / largeVendors.length) + (i < batches % largeVendors.length ? 1 : 0));
+    const filled = await drive(target('fill', fillers), largeVendors.map((v, i) => generatedSource(v, perVendor[i] as number)), FILL_CONCURRENCY);
+    log(`  large: filled with ${fmt(filled.events)} events in ${(filled.ms / 1000).toFixed(1)} s (${fmt(filled.events / (filled.ms / 1000))} events/s)`);
+  } finally {
+    for (const f of fillers) await stopChild(f, STOP_GRACE_MS);
+  }
+  const small: Measured[] = [];
+  const big: Measured[] = [];
+  for (let r = 0; r < MODE.costRuns; r++) {
+    log(`cost run ${r + 1} of ${MODE.costRuns} (${load()})`);
+    const db = `mall_small_${r + 1}`;
+    await adminQuery(c.url('postgres'), `CREATE DATABASE ${db} TEMPLATE mall_registered`);
+    small.push(await costWindow('small', dir, c.url(db), vendors.map(restartChain), MODE.smallEvents));
+    big.push(await costWindow('large', dir, c.url('mall_large'), largeVendors, MODE.smallEvents));
+  }
+  const smallMs = median(small.map((m) => m.msPerEvent));
+  const largeMs = median(big.map((m) => m.msPerEvent));
+  const ratio = largeMs / smallMs;
+  log(`cost per event (median of ${small.length}): small ${(smallMs * 1000).toFixed(1)} us, large ${(largeMs * 1000).toFixed(1)} us: ratio ${ratio.toFixed(3)} (target <= 1.2)`);
+  return ratio;
+}
+
+try {
+  log(`${quick ? 'quick' : 'full'} mode, ${VENDORS} vendors, work in ${root}; ${load()}`);
+  cluster = await startCluster({ fsync: true, sharedBuffers: '256MB' });
+  await adminQuery(cluster.url('postgres'), 'CREATE DATABASE mall');
+  const vendors = await makeVendors(VENDORS);
+  const events = await throughput(vendors);
+  const ratio = await costRatio(vendors);
+  clearTimeout(deadline);
+  cleanup();
+  log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${load()}`);
+  const rounded = Object.fromEntries((['embedded', 'postgres_1', 'postgres_2', 'postgres_4', 'ceiling'] as const).map((n) => [n, Math.round(events[n])]));
+  console.log(JSON.stringify({ events_per_s: rounded, vendors: VENDORS, cost_ratio_large_vs_small: Number(ratio.toFixed(3)) }));
+} catch (err) {
+  log(`failed: ${(err as Error).stack ?? String(err)}`);
+  clearTimeout(deadline);
+  cleanup();
+  process.exitCode = 1;
+}

@@ -1,0 +1,7 @@
+import { sql as initial } from './0001-initial.ts';
+
+/**
+ * The PostgreSQL schema's migrations, in order. A migration is never edited once
+ * released: a change is a new entry with the next version.
+ */
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [{ version: 1, name: 'initial', sql: initial }];
