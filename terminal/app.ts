@@ -208,8 +208,8 @@ const OFFLINE_TICK_MS = 15_000;
  */
 const STOP_BEFORE_OFFLINE_PRINT_ENV = 'MALLPOS_TERMINAL_STOP_BEFORE_OFFLINE_PRINT';
 
-const OFFLINE_CUSTOMER = 'the store server is unreachable: customer cards cannot be used now, because balances are kept on the store server; sell for cash, the cart is kept';
-const OFFLINE_TOKENS = 'the store server is unreachable: tokens cannot be taken now, because balances are kept on the store server; take cash, the cart is kept';
+const OFFLINE_CUSTOMER = 'the store server is unreachable: customer cards cannot be used now, because balances are kept on the store server; nothing was charged, the cart is kept: sell for cash';
+const OFFLINE_TOKENS = 'the store server is unreachable: tokens cannot be taken now, because balances are kept on the store server; nothing was charged, the cart is kept: take cash';
 const OFFLINE_REFUND = 'the store server is unreachable: refunds need the store server, which keeps the sales and balances; refund when it is back';
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -565,7 +565,7 @@ export class TerminalApp {
     if (this.cart.tenders.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
     const limits = this.catalog.limits;
     const currency = this.catalog.currency;
-    if (limits === null || currency === null) fail('POS_ERR_OFFLINE', 'the store server is unreachable and this till has no copy of the store catalog yet, so it cannot sell: the till stops; the cart is kept');
+    if (limits === null || currency === null) fail('POS_ERR_OFFLINE', 'the store server is unreachable and this till has no copy of the store catalog yet, so it cannot sell: the till stops; the cart is kept, nothing was charged');
     const lines = this.cart.lines.map((l) => ({ code: l.gtin, name: l.name, qty: l.qty, unitPriceMinor: l.unitPriceMinor, totalMinor: l.unitPriceMinor * l.qty }));
     const totalMinor = lines.reduce((sum, l) => sum + l.totalMinor, 0);
     if (!Number.isSafeInteger(totalMinor)) fail('CORE_ERR_AMOUNT', 'the total is too large');

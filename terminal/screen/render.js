@@ -121,7 +121,7 @@ function renderHeader(s) {
 
   // The problems in words, so that nobody has to hover to learn what to do.
   const problems = [];
-  if (server.state !== 'connected' && server.state !== 'connecting' && !off.selling) problems.push(server.detail ?? 'the store server is unreachable');
+  if (server.state !== 'connected' && server.state !== 'connecting') problems.push(server.detail ?? 'the store server is unreachable');
   if (!off.selling && off.catalog !== null && off.catalog.stale) problems.push(`the till's catalog copy is ${formatAge(off.catalog.ageS)} old`);
   for (const d of off.priceDifferences.slice(-3)) problems.push(`offline sale ${d.offlineId}: ${d.code} was sold at ${money(d.tillUnitMinor)}, the store's price is ${d.serverUnitMinor === null ? 'unknown' : money(d.serverUnitMinor)}`);
   if (scanner.state === 'disconnected') problems.push(`scanner disconnected${scanner.error ? `: ${scanner.error}` : ''}${scanner.retryInMs ? `; retrying in ${Math.ceil(scanner.retryInMs / 1000)} s` : ''}`);
