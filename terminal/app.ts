@@ -450,9 +450,12 @@ export class TerminalApp {
       await this.refreshCatalog();
       await this.forwardOffline();
       await this.reportOffline();
-    })().finally(() => {
-      this.syncing = null;
-    });
+    })()
+      // A write that failed (a full disk) leaves the sale waiting: the screen says so, the next connection tries again.
+      .catch((err: unknown) => this.sayError(err))
+      .finally(() => {
+        this.syncing = null;
+      });
     return this.syncing;
   }
 
@@ -616,7 +619,7 @@ export class TerminalApp {
 
   private async handleScan(raw: string): Promise<void> {
     try {
-      if (this.completing !== null) fail('POS_ERR_BUSY');
+      if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
       const scan = parseScan(raw);
       if (scan.kind === 'product') {
         const cached = this.products.get(scan.gtin);
