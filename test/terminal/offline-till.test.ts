@@ -152,6 +152,26 @@ describe('terminal: selling through an outage of the store server', function () 
     expect(state().message?.text).to.match(/recorded offline as t-offline-3/);
   });
 
+  it('does not print twice when it stopped after handing the receipt to the print queue but before noting it', async () => {
+    await store.goDown();
+    await offline();
+    await sellCash([PEN], 450);
+    await printer.waitForReceipts(1, WAIT_MS);
+    await terminal.close();
+    // The state on disk of a till stopped in that instant: the receipt is in the queue's file, the sale not marked.
+    const file = join(dataDir, 'offline-sales.json');
+    const saved = JSON.parse(await readFile(file, 'utf8')) as { sales: { printed: boolean }[] };
+    expect(saved.sales).to.have.length(1);
+    saved.sales[0]!.printed = false;
+    await writeFile(file, JSON.stringify(saved));
+    await start();
+    await waitFor(async () => (JSON.parse(await readFile(file, 'utf8')) as { sales: { printed: boolean }[] }).sales[0]?.printed === true, WAIT_MS, 'the sale noted as printed');
+    await store.comeBack();
+    await waitFor(() => state().offline.waiting === 0, WAIT_MS, 'forwarded');
+    expect(printer.receipts()).to.have.length(1);
+    expect(store.journal()).to.have.length(1);
+  });
+
   it('stops forwarding at a refusal, shows it and sends no later sale before it', async () => {
     await store.goDown();
     await offline();
