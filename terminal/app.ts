@@ -255,6 +255,8 @@ export class TerminalApp {
   private lastContactWriteMs = 0;
   private offlineTimer: NodeJS.Timeout | null = null;
   private offlinePrints: Promise<void> = Promise.resolve();
+  /** The cashier's sign-in sent again on a new connection; forwarding waits for it. */
+  private relogin: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly opts: TerminalAppOptions,
@@ -421,7 +423,10 @@ export class TerminalApp {
     // The server forgets the cashier of a dropped connection: sign in again.
     if (this.cashier !== null) {
       const { staffId, pin } = this.cashier;
-      this.link.request('cashier:login', { staffId, pin }).catch(() => undefined);
+      this.relogin = this.link.request('cashier:login', { staffId, pin }).then(
+        () => undefined,
+        () => undefined,
+      );
     }
     void this.reprice();
     void this.refreshShift();
@@ -447,6 +452,7 @@ export class TerminalApp {
     this.syncing ??= (async () => {
       this.lastContactWriteMs = Date.now();
       await this.offline.contact().catch(() => undefined);
+      await this.relogin;
       await this.refreshCatalog();
       await this.forwardOffline();
       await this.reportOffline();
