@@ -386,9 +386,12 @@ export class TerminalApp {
     this.say('error', w.message, w.code);
   }
 
-  /** Whether the till sells from its catalog copy now: the store unreachable, the till still paired. */
+  /**
+   * Whether the till sells from its catalog copy now: the store server found unreachable
+   * (not merely still connecting at start), the till still paired.
+   */
   private get sellingOffline(): boolean {
-    return !this.link.connected && !this.unpaired();
+    return !this.link.connected && this.link.status().state === 'offline';
   }
 
   private offlineView(): OfflineView {
@@ -634,9 +637,10 @@ export class TerminalApp {
           ? cached.product
           : await this.link.request<ProductView>('product:lookup', { code: scan.gtin }).catch((err: unknown) => {
               if (!(err instanceof LinkDownError)) throw err;
+              if (!this.sellingOffline) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
               // Only while the store cannot be reached does the catalog copy answer.
               const copy = this.catalog.lookup(scan.gtin);
-              if (copy !== null && this.sellingOffline) return copy;
+              if (copy !== null) return copy;
               throw new MallposError(
                 'POS_ERR_OFFLINE',
                 this.catalog.version === null

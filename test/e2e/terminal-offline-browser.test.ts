@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
@@ -39,11 +39,22 @@ describe('e2e: selling offline on the cashier screen (against a stand-in store s
     await page.fill('[data-testid="scan-input"]', code);
     await page.press('[data-testid="scan-input"]', 'Enter');
   };
-  const payCash = async (amount: string) => {
+  const payCash = async (amount: string, minor: number) => {
     await tid('btn-cash').click();
     await page.fill('[data-testid="cash-input"]', amount);
     await tid('btn-cash-ok').click();
+    await waitFor(() => terminal.app.state().cart.cashTenderedMinor === minor, UI_WAIT_MS, 'the cash tendered set');
   };
+  /** The receipts of the offline sales are in the print queue and noted so: the till takes the next sale. */
+  const receiptsNoted = (n: number) =>
+    waitFor(
+      async () => {
+        const saved = JSON.parse(await readFile(join(dataDir, 'offline-sales.json'), 'utf8')) as { sales: { printed: boolean }[] };
+        return saved.sales.filter((e) => e.printed).length === n;
+      },
+      UI_WAIT_MS,
+      `${n} offline receipts noted`,
+    );
 
   before(async () => {
     store = await startOfflineStoreDouble({ maxSales: 2 });
@@ -76,19 +87,21 @@ describe('e2e: selling offline on the cashier screen (against a stand-in store s
     await expectText('status-offline', 'offline: 0 sales waiting');
     await scan(PEN);
     await expectText('total-money', '€4.50');
-    await payCash('5');
+    await payCash('5', 500);
     await tid('btn-complete').click();
     await expectText('message-text', /recorded offline as t-offline-1/);
     await expectText('status-offline', 'offline: 1 sale waiting');
     const [receipt] = await printer.waitForReceipts(1, UI_WAIT_MS);
     expect(receipt!.lines.map((l) => l.text).join('\n')).to.include('RECORDED OFFLINE');
+    await receiptsNoted(1);
   });
 
   it('says why a customer card is refused and when the till stops at its limit', async () => {
     await scan('C0000000018');
     await expectText('message-text', /customer cards cannot be used now, because balances are kept on the store server/);
     await scan(PEN);
-    await payCash('4.50');
+    await expectText('total-money', '€4.50');
+    await payCash('4.50', 450);
     await tid('btn-complete').click();
     await expectText('status-offline', 'offline: 2 sales waiting');
     await expectText('offline-banner', /Selling offline has stopped: 2 offline sales are waiting.*the till stops/);
