@@ -17,19 +17,24 @@ import {
   type SaleResult,
   type CashCount,
   type ClientToServerEvents,
+  type OfflineLimits,
+  type OfflineSaleAck,
+  type OfflineSaleRecord,
   type ShiftView,
   type WireError,
   type XReport,
   type ZReport,
 } from '../core/index.ts';
-import type { PrintQueue, PrintQueueStatus } from '../hardware/printer/index.ts';
+import type { PrintQueue, PrintQueueStatus, PrintResult } from '../hardware/printer/index.ts';
 import type { Scanner, ScannerStatus } from '../hardware/scanner/index.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import * as carts from './cart.ts';
+import { CatalogCopy, type CatalogCopyStatus } from './catalog-copy.ts';
+import { OfflineSales } from './offline-sales.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
 import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
-import { toReceipt } from './receipts.ts';
+import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
@@ -64,8 +69,28 @@ export interface ScreenState {
    * said), and the result of the shift just closed, shown until the cashier dismisses it.
    */
   shift: { known: boolean; current: ShiftView | null; closed: ShiftView | null };
+  /** Selling through an outage of the store server (cash only), and the sales still to forward. */
+  offline: OfflineView;
   message: ScreenMessage | null;
   version: number;
+}
+
+export interface OfflineView {
+  /** The store server is unreachable and the till sells from its catalog copy, cash only. */
+  selling: boolean;
+  waiting: number;
+  waitingTotalMinor: number;
+  oldestAt: string | null;
+  lastForwardedAt: string | null;
+  catalog: CatalogCopyStatus | null;
+  limits: OfflineLimits | null;
+  /** Why the till cannot sell offline now (a limit reached, no catalog copy): the till stops. */
+  stopped: string | null;
+  forwarding: boolean;
+  /** The store refused a forwarded sale: shown until a forward succeeds; the sale stays waiting. */
+  problem: WireError | null;
+  /** Prices the store's catalog disagrees with, reported on forwarded sales (the newest last). */
+  priceDifferences: { offlineId: string; code: string; tillUnitMinor: number; serverUnitMinor: number | null }[];
 }
 
 /**
@@ -172,6 +197,20 @@ const PAIR_AGAIN = 'this till must be paired with the store again before it can 
 const NO_DRAWER: DrawerStatus = { state: 'none', openSince: null, openTooLong: false, lastKickError: null };
 
 const SCAN_QUEUE_MAX = 64;
+const PRICE_DIFFERENCES_SHOWN_MAX = 20;
+/** While connected, the outage clock's start is written this often (and at once when the link drops). */
+const CONTACT_WRITE_MS = 30_000;
+/** How often the screen is refreshed for ages that grow by themselves (the catalog copy, the outage). */
+const OFFLINE_TICK_MS = 15_000;
+/**
+ * A test of crash safety sets this to stop the process hard right after an offline sale is
+ * on disk and before its receipt is handed to the printer.
+ */
+const STOP_BEFORE_OFFLINE_PRINT_ENV = 'MALLPOS_TERMINAL_STOP_BEFORE_OFFLINE_PRINT';
+
+const OFFLINE_CUSTOMER = 'the store server is unreachable: customer cards cannot be used now, because balances are kept on the store server; nothing was charged, the cart is kept: sell for cash';
+const OFFLINE_TOKENS = 'the store server is unreachable: tokens cannot be taken now, because balances are kept on the store server; nothing was charged, the cart is kept: take cash';
+const OFFLINE_REFUND = 'the store server is unreachable: refunds need the store server, which keeps the sales and balances; refund when it is back';
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
 const RETRY_DELAY_MIN_MS = 250;
@@ -207,17 +246,46 @@ export class TerminalApp {
   private completion: Promise<void> | null = null;
   /** Products seen lately: a repeat scan shows at once; the server still prices the cart. */
   private readonly products = new Map<string, { product: ProductView; at: number }>();
+  private offlineBusy = false;
+  private syncing: Promise<void> | null = null;
+  private forwarding = false;
+  private forwardProblem: WireError | null = null;
+  private priceDifferences: OfflineView['priceDifferences'] = [];
+  private wasConnected = false;
+  private lastContactWriteMs = 0;
+  private offlineTimer: NodeJS.Timeout | null = null;
+  private offlinePrints: Promise<void> = Promise.resolve();
+  /** The cashier's sign-in sent again on a new connection; forwarding waits for it. */
+  private relogin: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly opts: TerminalAppOptions) {
+  private constructor(
+    private readonly opts: TerminalAppOptions,
+    private readonly catalog: CatalogCopy,
+    private readonly offline: OfflineSales,
+  ) {
     this.link = new StoreLink(opts.credential.server, opts.credential, opts.ackTimeoutMs);
   }
 
   static async open(opts: TerminalAppOptions): Promise<TerminalApp> {
-    const app = new TerminalApp(opts);
+    const catalog = await CatalogCopy.open(opts.dataDir);
+    const offline = await OfflineSales.open(opts.dataDir, opts.credential.terminalId);
+    const app = new TerminalApp(opts, catalog, offline);
     app.unsubscribe.push(
       app.link.onStatus((s) => {
         if (s.state === 'connected') app.onConnected();
+        if (s.state === 'connected' && !app.wasConnected) {
+          // Once per connection: the outage is over; forward what was sold meanwhile.
+          app.wasConnected = true;
+          void app.syncOffline();
+        } else if (s.state !== 'connected' && app.wasConnected) {
+          // The outage clock starts when the link drops; it is kept on disk for a restart.
+          app.wasConnected = false;
+          app.offline.contact().catch(() => undefined);
+        }
         app.changed();
+      }),
+      app.link.onCatalogChanged((info) => {
+        if (app.catalog.version === null || info.version > app.catalog.version) void app.refreshCatalog();
       }),
       opts.printQueue.onChange(() => app.changed()),
     );
@@ -229,6 +297,10 @@ export class TerminalApp {
         opts.scanner.onWarning((w) => app.say('info', `scanner: ${w.message}`)),
       );
     }
+    app.offlineTimer = setInterval(() => app.offlineTick(), OFFLINE_TICK_MS);
+    app.offlineTimer.unref();
+    // An offline sale recorded but not handed to the printer when the till stopped prints now, once.
+    app.offlinePrints = app.printUnprinted();
     const pending = await app.readPending();
     if (pending !== null) {
       app.completing = pending;
@@ -286,6 +358,7 @@ export class TerminalApp {
       lastSale: this.lastSale === null ? null : maskedSale(this.lastSale),
       refund: this.refund === null ? null : { sale: maskedSale(this.refund.sale), refunded: this.refund.refunded },
       shift: this.shift,
+      offline: this.offlineView(),
       message: this.message,
       version: this.version,
     };
@@ -313,14 +386,230 @@ export class TerminalApp {
     this.say('error', w.message, w.code);
   }
 
+  /**
+   * Whether the till sells from its catalog copy now: the store server found unreachable
+   * (not merely still connecting at start), the till still paired.
+   */
+  private get sellingOffline(): boolean {
+    return !this.link.connected && this.link.status().state === 'offline';
+  }
+
+  private offlineView(): OfflineView {
+    const summary = this.offline.summary();
+    const limits = this.catalog.limits;
+    const selling = this.sellingOffline;
+    return {
+      selling,
+      waiting: summary.waiting,
+      waitingTotalMinor: summary.waitingTotalMinor,
+      oldestAt: summary.oldestAt,
+      lastForwardedAt: summary.lastForwardedAt,
+      catalog: this.catalog.status(),
+      limits,
+      stopped: !selling ? null : limits === null ? 'this till has no copy of the store catalog yet, so it cannot sell while the store server is unreachable: the till stops' : this.offline.refusal(limits, 0),
+      forwarding: this.forwarding,
+      problem: this.forwardProblem,
+      priceDifferences: this.priceDifferences,
+    };
+  }
+
+  /** Keeps the outage clock's start current while connected, and refreshes ages on the screen. */
+  private offlineTick(): void {
+    if (this.link.connected && Date.now() - this.lastContactWriteMs >= CONTACT_WRITE_MS) {
+      this.lastContactWriteMs = Date.now();
+      this.offline.contact().catch(() => undefined);
+    }
+    this.changed();
+  }
+
   private onConnected(): void {
     // The server forgets the cashier of a dropped connection: sign in again.
     if (this.cashier !== null) {
       const { staffId, pin } = this.cashier;
-      this.link.request('cashier:login', { staffId, pin }).catch(() => undefined);
+      this.relogin = this.link.request('cashier:login', { staffId, pin }).then(
+        () => undefined,
+        () => undefined,
+      );
     }
     void this.reprice();
     void this.refreshShift();
+  }
+
+  // ---- the catalog copy and offline sales ------------------------------------------------
+
+  /** Fetches the catalog when the store's is newer than the copy; the copy is confirmed current either way. */
+  private async refreshCatalog(): Promise<void> {
+    if (!this.link.connected) return;
+    try {
+      const answer = await this.link.request<unknown>('catalog:get', { sinceVersion: this.catalog.version });
+      await this.catalog.accept(answer);
+      this.changed();
+    } catch (err) {
+      // The old copy is kept; the next connection or push asks again. The screen shows its age.
+      if (err instanceof MallposError) this.say('error', err.message, err.code);
+    }
+  }
+
+  /** On every connection: the outage clock restarts, the catalog is refreshed, waiting sales go out, the store hears what is left. */
+  private syncOffline(): Promise<void> {
+    this.syncing ??= (async () => {
+      this.lastContactWriteMs = Date.now();
+      await this.offline.contact().catch(() => undefined);
+      await this.relogin;
+      await this.refreshCatalog();
+      await this.forwardOffline();
+      await this.reportOffline();
+    })()
+      // A write that failed (a full disk) leaves the sale waiting: the screen says so, the next connection tries again.
+      .catch((err: unknown) => this.sayError(err))
+      .finally(() => {
+        this.syncing = null;
+      });
+    return this.syncing;
+  }
+
+  /** Resolves when the forwarding started by the last connection is over (for tests and a clean close). */
+  whenSynced(): Promise<void> {
+    return this.syncing ?? Promise.resolve();
+  }
+
+  /**
+   * Forwards the waiting offline sales in counter order, one at a time, each under the key
+   * it got when it was recorded, so a forward repeated after a lost answer counts once.
+   * Each is marked forwarded on disk when its acknowledgement arrives. A refusal stops the
+   * forwarding (a later sale never overtakes an earlier one) and is shown; the sale stays.
+   */
+  private async forwardOffline(): Promise<void> {
+    const waiting = this.offline.waiting();
+    if (waiting.length === 0) return;
+    this.forwarding = true;
+    this.changed();
+    try {
+      for (const entry of waiting) {
+        if (this.closed || !this.link.connected) return;
+        const id = entry.record.offlineId;
+        let ack: OfflineSaleAck;
+        try {
+          ack = await this.link.request<OfflineSaleAck>('offline-sale:forward', entry.record);
+        } catch (err) {
+          // No answer: the next connection sends the same key again.
+          if (!(err instanceof RemoteError)) return;
+          this.forwardProblem = { code: err.wire.code, message: `offline sale ${id} was refused by the store server: ${err.wire.message}; it stays waiting and no later sale is sent before it` };
+          this.say('error', this.forwardProblem.message, err.wire.code);
+          return;
+        }
+        if (ack.offlineId !== id) {
+          this.forwardProblem = { code: 'POS_ERR_OFFLINE', message: `the store server answered the forward of ${id} for ${String(ack.offlineId)}: it stays waiting` };
+          this.say('error', this.forwardProblem.message, 'POS_ERR_OFFLINE');
+          return;
+        }
+        await this.offline.markForwarded(ack);
+        this.forwardProblem = null;
+        if (ack.priceDifferences.length > 0) {
+          const found = ack.priceDifferences.map((d) => ({ offlineId: id, code: d.code, tillUnitMinor: d.tillUnitMinor, serverUnitMinor: d.serverUnitMinor }));
+          this.priceDifferences = [...this.priceDifferences, ...found].slice(-PRICE_DIFFERENCES_SHOWN_MAX);
+          const words = found.map((d) => `${d.code}: till ${this.money(d.tillUnitMinor)}, store ${d.serverUnitMinor === null ? 'not in the catalog' : this.money(d.serverUnitMinor)}`);
+          this.say('info', `offline sale ${id} was journalled as ${ack.saleId} at the till's prices; the store's catalog differs (${words.join('; ')}): reported to the store`);
+        }
+        this.changed();
+      }
+    } finally {
+      this.forwarding = false;
+      this.changed();
+    }
+  }
+
+  private async reportOffline(): Promise<void> {
+    if (!this.link.connected) return;
+    const s = this.offline.summary();
+    await this.link.request<null>('offline:report', { waiting: s.waiting, oldestAt: s.oldestAt, lastForwardedAt: s.lastForwardedAt }).catch(() => undefined);
+  }
+
+  /**
+   * Hands the receipt of an offline sale to the print queue (which keeps it on disk until
+   * it prints), then notes that on the sale. A till stopped between the two finds the
+   * receipt in the queue and only notes it, so the receipt prints once.
+   */
+  private async printOffline(record: OfflineSaleRecord): Promise<PrintResult | null> {
+    if (this.opts.printQueue.holds(record.offlineId)) {
+      await this.offline.markPrinted(record.offlineId);
+      return null;
+    }
+    const server = this.link.status().server;
+    const receipt = toOfflineReceipt(record, {
+      store: { name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
+      terminalName: this.opts.credential.name,
+      cashierName: this.cashier?.name ?? record.cashier ?? '-',
+    });
+    const printing = this.opts.printQueue.enqueue(receipt);
+    // enqueue saves the receipt before its first attempt; the mark waits for that attempt.
+    const printed = await printing;
+    await this.offline.markPrinted(record.offlineId);
+    return printed;
+  }
+
+  private async printUnprinted(): Promise<void> {
+    for (const entry of this.offline.entries()) {
+      if (entry.printed || this.closed) continue;
+      try {
+        const printed = await this.printOffline(entry.record);
+        this.say(printed === null || printed.ok ? 'info' : 'error', `the receipt of offline sale ${entry.record.offlineId}, recorded before the till stopped, ${printed === null || printed.ok ? 'is printed' : `was not printed: ${printed.message}`}`);
+      } catch (err) {
+        this.sayError(err);
+      }
+    }
+  }
+
+  /** Resolves when receipts of offline sales left unprinted by a stop have been handed to the printer. */
+  whenOfflinePrinted(): Promise<void> {
+    return this.offlinePrints;
+  }
+
+  /**
+   * Completes a cash sale while the store server is unreachable: priced from the catalog
+   * copy, checked against the offline limits, recorded on disk (with its number) before the
+   * drawer opens or the receipt prints, and forwarded once the server is back.
+   */
+  private async completeOffline(): Promise<void> {
+    this.guardIdle();
+    if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
+    if (this.cart.customer !== null) fail('POS_ERR_OFFLINE', OFFLINE_CUSTOMER);
+    if (this.cart.tenders.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
+    const limits = this.catalog.limits;
+    const currency = this.catalog.currency;
+    if (limits === null || currency === null) fail('POS_ERR_OFFLINE', 'the store server is unreachable and this till has no copy of the store catalog yet, so it cannot sell: the till stops; the cart is kept, nothing was charged');
+    const lines = this.cart.lines.map((l) => ({ code: l.gtin, name: l.name, qty: l.qty, unitPriceMinor: l.unitPriceMinor, totalMinor: l.unitPriceMinor * l.qty }));
+    const totalMinor = lines.reduce((sum, l) => sum + l.totalMinor, 0);
+    if (!Number.isSafeInteger(totalMinor)) fail('CORE_ERR_AMOUNT', 'the total is too large');
+    const tendered = this.cart.cashTenderedMinor;
+    if (tendered < totalMinor) {
+      fail('POS_ERR_OFFLINE', `the store server is unreachable, so this sale is cash only: ${formatMinor(totalMinor, currency)} is due and ${formatMinor(tendered, currency)} was tendered; the cart is kept`);
+    }
+    this.offlineBusy = true;
+    try {
+      const entry = await this.offline.record(
+        { catalogVersion: this.catalog.version ?? 0, cashier: this.cashier?.staffId ?? null, currency, lines, totalMinor, cashTenderedMinor: tendered, changeMinor: tendered - totalMinor },
+        limits,
+      );
+      if (process.env[STOP_BEFORE_OFFLINE_PRINT_ENV] === '1') process.kill(process.pid, 'SIGKILL');
+      const record = entry.record;
+      const kicking = this.openDrawer();
+      const printing = this.printOffline(record);
+      this.cart = carts.emptyCart();
+      this.priced = null;
+      this.pricingError = null;
+      this.lastSale = null;
+      // A reprint of an offline receipt is the print queue's copy: the store does not know the sale yet.
+      this.lastReceiptSaleId = null;
+      const change = record.changeMinor > 0 ? `, change ${formatMinor(record.changeMinor, currency)}` : '';
+      this.say('success', `sale recorded offline as ${record.offlineId}${change}: it is sent to the store server when it is back`);
+      await kicking;
+      const printed = await printing;
+      if (printed !== null && !printed.ok) this.say('error', `sale ${record.offlineId} recorded offline; receipt not printed: ${printed.message}`);
+    } finally {
+      this.offlineBusy = false;
+      this.changed();
+    }
   }
 
   // ---- scans -------------------------------------------------------------------------
@@ -339,7 +628,7 @@ export class TerminalApp {
 
   private async handleScan(raw: string): Promise<void> {
     try {
-      if (this.completing !== null) fail('POS_ERR_BUSY');
+      if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
       const scan = parseScan(raw);
       if (scan.kind === 'product') {
         const cached = this.products.get(scan.gtin);
@@ -347,8 +636,17 @@ export class TerminalApp {
         const product = fresh
           ? cached.product
           : await this.link.request<ProductView>('product:lookup', { code: scan.gtin }).catch((err: unknown) => {
-              if (err instanceof LinkDownError) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
-              throw err;
+              if (!(err instanceof LinkDownError)) throw err;
+              if (!this.sellingOffline) throw new MallposError('POS_ERR_OFFLINE', `the store server is unreachable: cannot look up ${scan.gtin}; the cart is kept`);
+              // Only while the store cannot be reached does the catalog copy answer.
+              const copy = this.catalog.lookup(scan.gtin);
+              if (copy !== null) return copy;
+              throw new MallposError(
+                'POS_ERR_OFFLINE',
+                this.catalog.version === null
+                  ? `the store server is unreachable and this till has no copy of the catalog: cannot look up ${scan.gtin}; the cart is kept`
+                  : `the store server is unreachable and ${scan.gtin} is not in this till's copy of the catalog; the cart is kept`,
+              );
             });
         if (!fresh) {
           this.products.delete(scan.gtin);
@@ -361,11 +659,13 @@ export class TerminalApp {
         this.say('info', `${product.name}: ${this.priceText(product)}`);
         await this.reprice();
       } else if (scan.kind === 'customer') {
+        if (this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_CUSTOMER);
         const customer = await this.link.request<CustomerView>('customer:lookup', { card: scan.card });
         this.cart = carts.setCustomer(this.cart, customer);
         this.say('info', `customer ${customer.name}: ${customer.balances.map((b) => `${b.units} ${b.token}`).join(', ') || 'no tokens'}`);
         await this.reprice();
       } else {
+        if (this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_REFUND);
         const receipt = await this.link.request<ReceiptData>('receipt:get', { saleId: scan.saleId });
         this.refund = { sale: receipt.sale, refunded: receipt.refund };
         this.say('info', receipt.refund === null ? `sale ${receipt.sale.saleId}: refund it with a supervisor` : `sale ${receipt.sale.saleId} was already refunded`);
@@ -400,6 +700,13 @@ export class TerminalApp {
       this.pricingError = null;
     } catch (err) {
       if (version !== this.priceVersion) return;
+      if (err instanceof LinkDownError && this.sellingOffline && this.catalog.limits !== null) {
+        // Selling offline: the total is the catalog copy's, shown without a pricing error.
+        this.priced = null;
+        this.pricingError = null;
+        this.changed();
+        return;
+      }
       this.pricingError = wireOf(err);
       if (!(err instanceof LinkDownError)) this.priced = null;
     }
@@ -433,6 +740,7 @@ export class TerminalApp {
           return await this.reprice();
         case 'setTenders':
           this.guardIdle();
+          if (cmd.tenders.length > 0 && this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
           this.cart = carts.setTenders(this.cart, cmd.tenders);
           return await this.reprice();
         case 'setCash':
@@ -447,6 +755,7 @@ export class TerminalApp {
         case 'stopCompletion':
           return await this.stopCompletion();
         case 'refund':
+          if (this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_REFUND);
           return await this.refundSale(cmd.staffId, cmd.pin, cmd.reason);
         case 'closeRefund':
           this.refund = null;
@@ -495,7 +804,7 @@ export class TerminalApp {
   }
 
   private guardIdle(): void {
-    if (this.completing !== null) fail('POS_ERR_BUSY');
+    if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
   }
 
   /** Completes the sale: key and body on disk first, then sent until the outcome is known. */
@@ -505,6 +814,7 @@ export class TerminalApp {
       this.needLink();
       return this.resume(this.completing);
     }
+    if (this.sellingOffline) return this.completeOffline();
     this.guardIdle();
     if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
     this.needLink();
@@ -894,9 +1204,12 @@ export class TerminalApp {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.offlineTimer !== null) clearInterval(this.offlineTimer);
     for (const u of this.unsubscribe) u();
     this.listeners.clear();
     this.link.close();
     await this.scanChain;
+    await this.offlinePrints;
+    await this.syncing?.catch(() => undefined);
   }
 }

@@ -1,4 +1,4 @@
-import { formatMinor, formatUnits, maskCard, type ReceiptData, type SaleResult } from '../core/index.ts';
+import { formatMinor, formatUnits, maskCard, type OfflineSaleRecord, type ReceiptData, type SaleResult } from '../core/index.ts';
 import type { Receipt } from '../hardware/printer/index.ts';
 
 /**
@@ -49,5 +49,32 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
     footer,
     qr: `mallpos:${data.store.vendorId}:${sale.saleId}`,
     barcode: sale.saleId,
+  };
+}
+
+/**
+ * The receipt of a cash sale recorded while the store server was unreachable: marked
+ * "RECORDED OFFLINE" with the till's own number for it, since the store has not
+ * journalled it yet. It carries no sale barcode: the store's sale id is only known once
+ * the sale is forwarded, so a return needs the store to look it up by the offline number.
+ */
+export function toOfflineReceipt(
+  record: OfflineSaleRecord,
+  opts: { store: { name: string; address: string[] }; terminalName: string; cashierName: string },
+): Receipt {
+  const money = (m: number) => formatMinor(m, record.currency);
+  return {
+    store: opts.store,
+    terminal: opts.terminalName,
+    cashier: opts.cashierName,
+    at: record.at,
+    saleId: record.offlineId,
+    kind: 'sale',
+    title: '*** RECORDED OFFLINE ***',
+    lines: record.lines.map((l) => ({ name: l.name, qty: l.qty, price: money(l.unitPriceMinor), total: money(l.totalMinor) })),
+    tenders: [{ label: 'Cash', amount: money(record.totalMinor) }],
+    cash: { due: money(record.totalMinor), tendered: money(record.cashTenderedMinor), change: money(record.changeMinor) },
+    balances: [],
+    footer: [`RECORDED OFFLINE as ${record.offlineId}`, 'The store server was unreachable:', 'this sale is sent to it when it is back.', `Total value ${money(record.totalMinor)}`],
   };
 }

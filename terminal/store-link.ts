@@ -185,6 +185,15 @@ export class StoreLink {
     return this.socket.connected;
   }
 
+  /** The store's catalog changed (a push); the callback decides whether to fetch it. */
+  onCatalogChanged(cb: (info: { version: number }) => void): () => void {
+    const handler = (info: { version: number }) => {
+      if (typeof info?.version === 'number' && Number.isSafeInteger(info.version)) cb(info);
+    };
+    this.socket.on('catalog:changed', handler);
+    return () => this.socket.off('catalog:changed', handler);
+  }
+
   onStatus(cb: (s: LinkStatus) => void): () => void {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);

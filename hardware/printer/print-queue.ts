@@ -145,6 +145,14 @@ export class PrintQueue {
     return this.add(r, true);
   }
 
+  /**
+   * Whether a receipt with this id is waiting or was the last one enqueued: a caller that
+   * stopped between enqueuing and noting it did so asks before enqueuing again.
+   */
+  holds(saleId: string): boolean {
+    return this.last?.saleId === saleId || this.waiting.some((e) => e.receipt.saleId === saleId) || this.staged.some((e) => e.receipt.saleId === saleId);
+  }
+
   /** Prints the last enqueued receipt again with kind `reprint`. */
   reprintLast(): Promise<PrintResult> {
     if (!this.last) {

@@ -102,9 +102,28 @@ function renderHeader(s) {
     setStatus('status-mall', level, value, sync.lastError ?? '');
   }
 
+  // Selling through an outage: sales waiting to be forwarded, the catalog copy's age, the limits.
+  const off = s.offline;
+  const offItem = byTestId('status-offline');
+  offItem.hidden = !off.selling && off.waiting === 0 && off.problem === null;
+  offItem.dataset.waiting = String(off.waiting);
+  setStatus('status-offline', off.problem !== null || off.stopped !== null ? 'bad' : off.waiting > 0 ? 'warn' : 'ok', `offline: ${off.waiting} sale${off.waiting === 1 ? '' : 's'} waiting${off.forwarding ? ', sending…' : ''}`, off.problem?.message ?? '');
+  const banner = byTestId('offline-banner');
+  const bannerText = [];
+  if (off.selling) {
+    bannerText.push(off.stopped !== null ? `Selling offline has stopped: ${off.stopped}.` : 'Selling offline: the store server is unreachable. Cash sales only; no customer cards, tokens or refunds. Each sale is recorded on this till and sent to the store when it is back.');
+    if (off.catalog !== null && off.catalog.stale) bannerText.push(`The till's catalog copy is ${formatAge(off.catalog.ageS)} old: prices may have changed.`);
+  }
+  if (off.problem !== null) bannerText.push(sentence(off.problem.message));
+  banner.hidden = bannerText.length === 0;
+  banner.dataset.stopped = String(off.selling && off.stopped !== null);
+  banner.textContent = bannerText.join(' ');
+
   // The problems in words, so that nobody has to hover to learn what to do.
   const problems = [];
   if (server.state !== 'connected' && server.state !== 'connecting') problems.push(server.detail ?? 'the store server is unreachable');
+  if (!off.selling && off.catalog !== null && off.catalog.stale) problems.push(`the till's catalog copy is ${formatAge(off.catalog.ageS)} old`);
+  for (const d of off.priceDifferences.slice(-3)) problems.push(`offline sale ${d.offlineId}: ${d.code} was sold at ${money(d.tillUnitMinor)}, the store's price is ${d.serverUnitMinor === null ? 'unknown' : money(d.serverUnitMinor)}`);
   if (scanner.state === 'disconnected') problems.push(`scanner disconnected${scanner.error ? `: ${scanner.error}` : ''}${scanner.retryInMs ? `; retrying in ${Math.ceil(scanner.retryInMs / 1000)} s` : ''}`);
   if (printer.printer !== 'ready') problems.push(printer.lastError ?? `printer ${PRINTER_TEXT[printer.printer] ?? printer.printer}`);
   if (drawer.openTooLong) problems.push('the cash drawer has been left open: close it');
