@@ -7,7 +7,9 @@
  * neighbours' load, the CPU time much less. path says whether the replays checked the
  * hashes on a second thread (two-threads) or not (sequential).
  *
- *   node --import tsx bench/journal-replay.ts [events] [runs]
+ *   node --import tsx bench/journal-replay.ts [events] [runs] [replayThreadMin]
+ *
+ * replayThreadMin is passed to Journal.open (0: always sequential; default the journal's).
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -19,6 +21,7 @@ import { replayThreadHooks } from '../platform/storage/replay-worker.ts';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const runs = Number(process.argv[3] ?? 3);
+const threadMin = process.argv[4] === undefined ? {} : { replayThreadMin: Number(process.argv[4]) };
 // Awaiting durability every so often keeps the write queue, and so memory, bounded.
 const appendsPerWait = 5_000;
 
@@ -81,7 +84,7 @@ try {
     const t1 = performance.now();
     const c1 = process.cpuUsage();
     const m1 = mainThreadCpuS();
-    const opened = await Journal.open({ dir });
+    const opened = await Journal.open({ dir, ...threadMin });
     let replayed = 0;
     await opened.journal.replay(1, GENESIS_HASH, () => {
       replayed += 1;
