@@ -12,12 +12,13 @@ import { Worker } from 'node:worker_threads';
  * at the segment's end, with the hash of the last line it checked, so the replaying thread
  * can compare what both of them read.
  *
- * Both threads read the same files: segments before the tail are never written again,
- * and the journal's one writer (platform/lock.ts) does not append during a replay, which
- * covers only durable lines. Each batch is still compared: the replaying thread checks
- * that every line's prev is the stored hash of the line before, and that the thread
- * counted as many lines and ended on the same stored hash, so a line changed between the
- * two reads breaks a link or a count rather than slipping through.
+ * Both threads read the same files, which this relies on not changing during the replay:
+ * the journal has one writer (platform/lock.ts), it never rewrites a written line, and a
+ * replay covers only durable lines. Each batch is still compared: the replaying thread
+ * checks that every line's prev is the stored hash of the line before, and that the
+ * thread counted as many lines and ended on the same stored hash, so lines added, dropped
+ * or re-hashed between the two reads are caught; event bytes changed between the two
+ * reads while keeping their stored hash would not be.
  *
  * The thread judges nothing beyond "these hashes match": any problem (a mismatch, a line
  * it cannot frame, a file shorter than planned, an I/O error, the thread dying) only makes
