@@ -26,9 +26,6 @@ import { Worker } from 'node:worker_threads';
 /** Lines per verdict: the most events the replaying thread holds per batch before handing them on. */
 export const VERDICT_LINES = 4096;
 
-/** The smallest buffer a copy travels in: the replay reads 4 MiB at a time. */
-const SEND_BYTES_MIN = 4 * 1024 * 1024;
-
 export interface Verdict {
   /** Lines checked since the thread started. */
   n: number;
@@ -48,7 +45,7 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ n, last });
     return;
   }
-  const buf = Buffer.from(m.bytes, 0, m.length);
+  const buf = Buffer.from(m.buffer, m.byteOffset, m.byteLength);
   let pos = 0;
   while (pos < buf.length) {
     const nl = buf.indexOf(10, pos);
@@ -61,7 +58,6 @@ parentPort.on('message', (m) => {
     pos = nl + 1;
   }
   if (bad !== null) parentPort.postMessage({ n, last, bad });
-  else parentPort.postMessage({ spent: m.bytes }, [m.bytes]);
 });
 `;
 
@@ -75,16 +71,14 @@ export const replayThreadHooks: { onStart: ((worker: Worker) => void) | null } =
 export class ChainVerifier {
   private readonly worker: Worker;
   private readonly queue: Verdict[] = [];
-  private readonly spare: ArrayBuffer[] = [];
   private failure: Error | null = null;
   private waiting: { resolve: (v: Verdict) => void; reject: (err: Error) => void } | null = null;
   private stopped = false;
 
   constructor() {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
-    this.worker.on('message', (m: Verdict & { bad?: string; spent?: ArrayBuffer }) => {
-      if (m.spent !== undefined) this.spare.push(m.spent);
-      else if (m.bad !== undefined) this.fail(new Error(`the verifying thread found ${m.bad}`));
+    this.worker.on('message', (m: Verdict & { bad?: string }) => {
+      if (m.bad !== undefined) this.fail(new Error(`the verifying thread found ${m.bad}`));
       else this.deliver(m);
     });
     this.worker.on('error', (err) => this.fail(err));
@@ -92,19 +86,12 @@ export class ChainVerifier {
     replayThreadHooks.onStart?.(this.worker);
   }
 
-  /**
-   * Hands the thread a copy of whole lines to check. The copies travel in buffers that the
-   * thread hands back once checked: allocating a new one each time would count as fresh
-   * external memory and make the collector sweep the replaying thread's heap far more often.
-   */
+  /** Hands the thread a copy of whole lines to check. */
   send(buf: Buffer, start: number, end: number): void {
-    const length = end - start;
-    if (length <= 0 || this.failure !== null) return;
-    let bytes = this.spare.pop();
-    while (bytes !== undefined && bytes.byteLength < length) bytes = this.spare.pop();
-    bytes ??= new ArrayBuffer(Math.max(length, SEND_BYTES_MIN));
-    buf.copy(new Uint8Array(bytes), 0, start, end);
-    this.worker.postMessage({ bytes, length }, [bytes]);
+    if (end <= start || this.failure !== null) return;
+    const copy = new Uint8Array(end - start);
+    copy.set(buf.subarray(start, end));
+    this.worker.postMessage(copy, [copy.buffer]);
   }
 
   /** Asks for a verdict on everything sent so far; verdict() returns them in order. */
