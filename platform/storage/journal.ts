@@ -5,7 +5,7 @@ import { JournalBacklogError, JournalCorruptError } from './errors.ts';
 import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
-import { ChainVerifier, VERDICT_LINES } from './replay-worker.ts';
+import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
 import { buildIndex, ChunkReader, incompleteLine, newSegment, OffsetIndex, READ_CHUNK_BYTES, readFully, type Segment } from './segment-reader.ts';
 
 /**
@@ -121,22 +121,6 @@ function positiveInt(value: number | undefined, fallback: number, max: number, n
 function defaultOnFatal(err: Error): void {
   console.error(`journal: a write or fsync failed, so acknowledged state can no longer be trusted; exiting: ${err.stack ?? err.message}`);
   process.exit(EXIT_SOFTWARE);
-}
-
-/** A point in a two-thread replay: just after line `seq - 1`, the `n`th line replayed. */
-interface Resume {
-  k: number;
-  offset: number;
-  seq: number;
-  prev: string;
-  n: number;
-}
-
-/** Parsed events waiting for the verdict on their hashes; `end` is the point after them. */
-interface Batch {
-  recs: JournalRecord[];
-  events: unknown[];
-  end: Resume;
 }
 
 /** Carries an error thrown by a replay's consumer past the fallback that other errors take. */
@@ -552,12 +536,11 @@ export class Journal {
 
   /**
    * scan() for a long replay, with the hashes checked on a second thread (replay-worker.ts).
-   * This thread checks everything else a line must satisfy, without hashing, and hands
-   * the thread a copy of the lines' bytes. It holds each batch of parsed events until the
-   * thread has confirmed their hashes, parsing the next batch meanwhile; only then does
-   * onEvent see them. On any problem, whichever thread finds it, the replay goes on with
-   * scanFrom() from the first event not yet handed on: the consumer sees exactly the
-   * events, and the caller exactly the error, of a sequential scan.
+   * This thread checks everything else a line must satisfy, without hashing, and holds the
+   * parsed events until the thread has confirmed the hashes of the lines up to them; only
+   * then does onEvent see them. On any problem, whichever thread finds it, the replay goes
+   * on with scanFrom() from the first event not yet handed on: the consumer sees exactly
+   * the events, and the caller exactly the error, of a sequential scan.
    */
   private async scanTwoThreads(
     fromSeq: number, toSeq: number, expectedPrev: string,
@@ -565,83 +548,78 @@ export class Journal {
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     const k0 = this.segmentOf(fromSeq);
     const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
-    const verifier = new ChainVerifier();
-    // Where a fallback resumes: just after the last event handed on.
-    let resume: Resume = { k: k0, offset: offset0, seq: fromSeq, prev: expectedPrev, n: 0 };
-    let waiting: Batch | null = null;
-    let batch: Batch = { recs: [], events: [], end: resume };
-    const handOn = async (): Promise<void> => {
-      const w = waiting;
-      if (w === null) return;
-      waiting = null;
-      const v = await verifier.verdict();
-      if (v.n !== w.end.n || v.last !== w.end.prev) throw new Error('the verifying thread read the lines differently');
-      // Confirmed: these events may reach the consumer. Its own errors end the replay.
-      for (let i = 0; i < w.recs.length; i++) onEventGuarded(onEvent, w.recs[i] as JournalRecord, w.events[i]);
-      resume = w.end;
-    };
-    const close = async (end: Resume): Promise<void> => {
-      verifier.ask();
-      batch.end = end;
-      await handOn();
-      waiting = batch;
-      batch = { recs: [], events: [], end };
-    };
+    const ranges: VerifyRange[] = [];
+    for (let k = k0, seq = fromSeq; seq <= toSeq; k++) {
+      const seg = this.segments[k];
+      const next = this.segments[k + 1];
+      const lines = Math.min(next === undefined ? toSeq + 1 : next.firstSeq, toSeq + 1) - seq;
+      // A segment table out of order is the sequential scan's to report.
+      if (seg === undefined || lines < 1) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent);
+      ranges.push({ path: seg.path, start: k === k0 ? offset0 : 0, end: seg.durableBytes, lines });
+      seq += lines;
+    }
+    const verifier = new ChainVerifier(ranges, this.limits.lineBytesMax, READ_CHUNK_BYTES);
     try {
+      const check = new LineCheck();
+      check.hashing = false;
+      const recs: JournalRecord[] = [];
+      const events: unknown[] = [];
+      // The first event not yet handed on, where a fallback resumes.
+      let seq = fromSeq;
+      let prev = expectedPrev;
+      let k = k0;
+      let offset = offset0;
       try {
-        const check = new LineCheck();
-        check.hashing = false;
-        let seq = fromSeq;
-        let prev = expectedPrev;
-        let n = 0;
-        for (let k = k0, offset = offset0; seq <= toSeq; k++, offset = 0) {
-          const seg = this.segments[k];
-          if (seg === undefined || (offset === 0 && seg.firstSeq !== seq)) throw new Error('the segment table does not match the lines');
+        for (let r = 0; r < ranges.length; r++, k++) {
+          const range = ranges[r] as VerifyRange;
+          const seg = this.segments[k] as Segment;
+          offset = range.start;
+          if (offset === 0 && seg.firstSeq !== seq) throw new Error('the segment does not start at the next seq');
           const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+          let n = 0;
+          let lineSeq = seq;
+          let linePrev = prev;
           const handle = await open(seg.path, 'r');
-          let end = offset;
           try {
             const reader = new ChunkReader(handle, offset, seg.durableBytes, seg.name, this.limits.lineBytesMax, READ_CHUNK_BYTES);
-            while (seq <= toSeq && (await reader.fill())) {
-              // Lines checked but not yet sent occupy reader.buf[sentFrom, checkedEnd).
-              let sentFrom = 0;
-              let checkedEnd = 0;
-              for (let nl = reader.nextLine(); nl !== -1 && seq <= toSeq; nl = reader.nextLine()) {
+            while (n < range.lines && (await reader.fill())) {
+              for (let nl = reader.nextLine(); nl !== -1 && n < range.lines; nl = reader.nextLine()) {
                 const lineOffset = reader.lineOffset;
-                check.check(reader.buf, reader.lineStart, nl, seg.name, lineOffset, seq, prev, TEXT_PARSE);
+                check.check(reader.buf, reader.lineStart, nl, seg.name, lineOffset, lineSeq, linePrev, TEXT_PARSE);
                 building?.push(lineOffset);
-                batch.recs.push({ seq, hash: check.hash, prev, text: check.text });
-                batch.events.push(check.event);
-                prev = check.hash;
-                seq += 1;
+                recs.push({ seq: lineSeq, hash: check.hash, prev: linePrev, text: check.text });
+                events.push(check.event);
+                linePrev = check.hash;
+                lineSeq += 1;
                 n += 1;
-                checkedEnd = nl + 1;
-                end = lineOffset + checkedEnd - reader.lineStart;
-                if (n % VERDICT_LINES !== 0) continue;
-                verifier.send(reader.buf, sentFrom, checkedEnd);
-                sentFrom = checkedEnd;
-                await close({ k, offset: end, seq, prev, n });
+                if (n % VERDICT_LINES !== 0 && n < range.lines) continue;
+                const v = await verifier.verdict();
+                if (v.k !== r || v.n !== n || v.last !== linePrev) throw new Error(`the verifying thread read range ${v.k} differently`);
+                // Confirmed: these events may reach the consumer. Its own errors end the replay.
+                for (let i = 0; i < recs.length; i++) onEventGuarded(onEvent, recs[i] as JournalRecord, events[i]);
+                recs.length = 0;
+                events.length = 0;
+                seq = lineSeq;
+                prev = linePrev;
+                offset = nl + 1 - reader.lineStart + lineOffset;
               }
-              verifier.send(reader.buf, sentFrom, checkedEnd);
             }
-            if (seq <= toSeq && reader.remainder > 0) throw new Error('the segment ends inside a line');
+            if (n < range.lines) throw new Error('the segment holds fewer lines than planned');
           } finally {
             await handle.close();
           }
-          if (batch.recs.length > 0) await close({ k, offset: end, seq, prev, n });
           if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
             seg.index = building;
             this.remember(seg);
           }
         }
-        await handOn();
       } catch (err) {
         if (err instanceof ConsumerError) throw err.thrown;
         await verifier.stop();
-        const lastHash = await this.scanFrom(resume.k, resume.offset, resume.seq, toSeq, resume.prev, TEXT_PARSE, onEvent);
+        const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent);
         return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
       }
-      return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: resume.prev };
+      return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };
     } finally {
       await verifier.stop();
     }
