@@ -2,19 +2,26 @@
  * Writes a journal of realistic sale events, then times what a restart pays: Journal.open
  * plus a full replay with hash-chain verification and JSON parsing, `runs` times over the
  * same journal. replay_s is the median wall time, cpu_s the median CPU time (user +
- * system) of the process: on a shared machine the wall time moves with the neighbours'
- * load, the CPU time much less.
+ * system) of the process, all threads together, main_cpu_s that of the main thread alone
+ * (from /proc, so Linux only): on a shared machine the wall time moves with the
+ * neighbours' load, the CPU time much less. path says whether the replays checked the
+ * hashes on a second thread (two-threads) or not (sequential).
  *
- *   node --import tsx bench/journal-replay.ts [events] [runs]
+ *   node --import tsx bench/journal-replay.ts [events] [runs] [replayThreadMin]
+ *
+ * replayThreadMin is passed to Journal.open (0: always sequential; default the journal's).
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GENESIS_HASH, Journal } from '../platform/storage/index.ts';
+import { replayThreadHooks } from '../platform/storage/replay-worker.ts';
 
 const events = Number(process.argv[2] ?? 1_000_000);
 const runs = Number(process.argv[3] ?? 3);
+const threadMin = process.argv[4] === undefined ? {} : { replayThreadMin: Number(process.argv[4]) };
 // Awaiting durability every so often keeps the write queue, and so memory, bounded.
 const appendsPerWait = 5_000;
 
@@ -41,6 +48,23 @@ function saleEvent(seq: number) {
   };
 }
 
+/** CPU seconds of the main thread so far (utime + stime of its /proc task), or NaN off Linux. */
+function mainThreadCpuS(): number {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'latin1');
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+let threadsStarted = 0;
+replayThreadHooks.onStart = () => {
+  threadsStarted += 1;
+};
+
 const dir = await mkdtemp(join(tmpdir(), 'mallpos-bench-journal-'));
 try {
   const t0 = performance.now();
@@ -55,20 +79,23 @@ try {
 
   const walls: number[] = [];
   const cpus: number[] = [];
+  const mainCpus: number[] = [];
   for (let run = 0; run < runs; run++) {
     const t1 = performance.now();
     const c1 = process.cpuUsage();
-    const opened = await Journal.open({ dir });
+    const m1 = mainThreadCpuS();
+    const opened = await Journal.open({ dir, ...threadMin });
     let replayed = 0;
     await opened.journal.replay(1, GENESIS_HASH, () => {
       replayed += 1;
     });
     const cpu = process.cpuUsage(c1);
+    mainCpus.push(mainThreadCpuS() - m1);
     walls.push((performance.now() - t1) / 1000);
     cpus.push((cpu.user + cpu.system) / 1e6);
     await opened.journal.close();
     if (replayed !== events) throw new Error(`replayed ${replayed} of ${events} events`);
-    process.stderr.write(`replay ${run + 1} of ${runs}: ${walls[run]?.toFixed(3)} s, cpu ${cpus[run]?.toFixed(3)} s\n`);
+    process.stderr.write(`replay ${run + 1} of ${runs}: ${walls[run]?.toFixed(3)} s, cpu ${cpus[run]?.toFixed(3)} s, main thread ${mainCpus[run]?.toFixed(2)} s\n`);
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const replayS = median(walls);
@@ -81,6 +108,8 @@ try {
     runs,
     replay_s: Number(replayS.toFixed(3)),
     cpu_s: Number(cpuS.toFixed(3)),
+    main_cpu_s: Number(median(mainCpus).toFixed(2)),
+    path: threadsStarted === 0 ? 'sequential' : threadsStarted === runs ? 'two-threads' : `two-threads in ${threadsStarted} of ${runs} runs`,
     events_per_s: Math.round(events / replayS),
   }));
 } finally {

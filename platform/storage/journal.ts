@@ -5,6 +5,7 @@ import { JournalBacklogError, JournalCorruptError } from './errors.ts';
 import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
+import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
 import { buildIndex, ChunkReader, incompleteLine, newSegment, OffsetIndex, READ_CHUNK_BYTES, readFully, type Segment } from './segment-reader.ts';
 
 /**
@@ -43,6 +44,12 @@ export interface JournalOptions {
    * another process writes the journal: it sees the lines complete when it looked.
    */
   readOnly?: boolean;
+  /**
+   * A replay of at least this many events that spans two or more segments checks the
+   * hashes on a second thread while this one parses (replay-worker.ts); shorter replays do
+   * not pay the thread's start. Default 20 000; 0 never uses the thread.
+   */
+  replayThreadMin?: number;
 }
 
 export interface JournalRecord {
@@ -76,6 +83,7 @@ const SEGMENT_BYTES_MAX_DEFAULT = 64 * MiB;
 const EVENT_BYTES_MAX_DEFAULT = 1 * MiB;
 const PENDING_BYTES_MAX_DEFAULT = 64 * MiB;
 const INDEX_SEGMENTS_MAX_DEFAULT = 8;
+const REPLAY_THREAD_MIN_DEFAULT = 20_000;
 // Offsets are kept in Uint32Arrays, so segments must stay below 4 GiB: a segment holds at
 // most segmentBytesMax, or a single line when that line alone is larger.
 const SEGMENT_BYTES_LIMIT = 2 ** 31;
@@ -87,6 +95,7 @@ interface Limits {
   lineBytesMax: number;
   pendingBytesMax: number;
   indexSegmentsMax: number;
+  replayThreadMin: number;
 }
 
 function resolveLimits(opts: JournalOptions): Limits {
@@ -97,6 +106,7 @@ function resolveLimits(opts: JournalOptions): Limits {
     lineBytesMax: eventBytesMax + LINE_OVERHEAD,
     pendingBytesMax: positiveInt(opts.pendingBytesMax, PENDING_BYTES_MAX_DEFAULT, 1024 * MiB, 'pendingBytesMax'),
     indexSegmentsMax: positiveInt(opts.indexSegmentsMax, INDEX_SEGMENTS_MAX_DEFAULT, 1_000_000, 'indexSegmentsMax'),
+    replayThreadMin: opts.replayThreadMin === 0 ? 0 : positiveInt(opts.replayThreadMin, REPLAY_THREAD_MIN_DEFAULT, Number.MAX_SAFE_INTEGER, 'replayThreadMin'),
   };
 }
 
@@ -125,6 +135,21 @@ function eventText(seq: number, prev: string, fields: Record<string, unknown>): 
 function defaultOnFatal(err: Error): void {
   console.error(`journal: a write or fsync failed, so acknowledged state can no longer be trusted; exiting: ${err.stack ?? err.message}`);
   process.exit(EXIT_SOFTWARE);
+}
+
+/** Carries an error thrown by a replay's consumer past the fallback that other errors take. */
+class ConsumerError extends Error {
+  constructor(readonly thrown: unknown) {
+    super('the replay consumer failed');
+  }
+}
+
+function onEventGuarded(onEvent: (rec: JournalRecord, event: unknown) => void, rec: JournalRecord, event: unknown): void {
+  try {
+    onEvent(rec, event);
+  } catch (err) {
+    throw new ConsumerError(err);
+  }
 }
 
 export class Journal {
@@ -295,7 +320,12 @@ export class Journal {
       return { count: 0, lastSeq: toSeq, lastHash };
     }
     // The event is whatever JSON the caller appended; E only names that shape for the caller.
-    return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent as (rec: JournalRecord, event: unknown) => void);
+    const consumer = onEvent as (rec: JournalRecord, event: unknown) => void;
+    const min = this.limits.replayThreadMin;
+    if (min > 0 && toSeq - fromSeq + 1 >= min && this.segmentOf(fromSeq) < this.segmentOf(toSeq)) {
+      return this.scanTwoThreads(fromSeq, toSeq, expectedPrev, consumer);
+    }
+    return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, consumer);
   }
 
   /** Checks the whole chain from seq 1 to the last durable seq, parsing every event. */
@@ -467,11 +497,20 @@ export class Journal {
     fromSeq: number, toSeq: number, expectedPrev: string, mode: TextMode,
     onEvent: ((rec: JournalRecord, event: unknown) => void) | null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
+    const k = this.segmentOf(fromSeq);
+    const offset = (await this.indexOf(k)).at(fromSeq - (this.segments[k] as Segment).firstSeq);
+    const lastHash = await this.scanFrom(k, offset, fromSeq, toSeq, expectedPrev, mode, onEvent);
+    return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
+  }
+
+  /** scan() from line `fromSeq`, found at `offset` in segment k; returns the hash of toSeq. */
+  private async scanFrom(
+    k: number, offset: number, fromSeq: number, toSeq: number, expectedPrev: string, mode: TextMode,
+    onEvent: ((rec: JournalRecord, event: unknown) => void) | null,
+  ): Promise<string> {
     const check = new LineCheck();
     let seq = fromSeq;
     let prev = expectedPrev;
-    let k = this.segmentOf(fromSeq);
-    let offset = (await this.indexOf(k)).at(fromSeq - (this.segments[k] as Segment).firstSeq);
     while (seq <= toSeq) {
       const seg = this.segments[k];
       if (seg === undefined) throw this.missing(seq);
@@ -507,7 +546,98 @@ export class Journal {
       k += 1;
       offset = 0;
     }
-    return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };
+    return prev;
+  }
+
+  /**
+   * scan() for a long replay, with the hashes checked on a second thread (replay-worker.ts).
+   * This thread checks everything else a line must satisfy, without hashing, and holds the
+   * parsed events until the thread has confirmed the hashes of the lines up to them; only
+   * then does onEvent see them. On any problem, whichever thread finds it, the replay goes
+   * on with scanFrom() from the first event not yet handed on: the consumer sees exactly
+   * the events, and the caller exactly the error, of a sequential scan.
+   */
+  private async scanTwoThreads(
+    fromSeq: number, toSeq: number, expectedPrev: string,
+    onEvent: (rec: JournalRecord, event: unknown) => void,
+  ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
+    const k0 = this.segmentOf(fromSeq);
+    const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
+    const ranges: VerifyRange[] = [];
+    for (let k = k0, seq = fromSeq; seq <= toSeq; k++) {
+      const seg = this.segments[k];
+      const next = this.segments[k + 1];
+      const lines = Math.min(next === undefined ? toSeq + 1 : next.firstSeq, toSeq + 1) - seq;
+      // A segment table out of order is the sequential scan's to report.
+      if (seg === undefined || lines < 1) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent);
+      ranges.push({ path: seg.path, start: k === k0 ? offset0 : 0, end: seg.durableBytes, lines });
+      seq += lines;
+    }
+    const verifier = new ChainVerifier(ranges, this.limits.lineBytesMax, READ_CHUNK_BYTES);
+    try {
+      const check = new LineCheck();
+      check.hashing = false;
+      const recs: JournalRecord[] = [];
+      const events: unknown[] = [];
+      // The first event not yet handed on, where a fallback resumes.
+      let seq = fromSeq;
+      let prev = expectedPrev;
+      let k = k0;
+      let offset = offset0;
+      try {
+        for (let r = 0; r < ranges.length; r++, k++) {
+          const range = ranges[r] as VerifyRange;
+          const seg = this.segments[k] as Segment;
+          offset = range.start;
+          if (offset === 0 && seg.firstSeq !== seq) throw new Error('the segment does not start at the next seq');
+          const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+          let n = 0;
+          let lineSeq = seq;
+          let linePrev = prev;
+          const handle = await open(seg.path, 'r');
+          try {
+            const reader = new ChunkReader(handle, offset, seg.durableBytes, seg.name, this.limits.lineBytesMax, READ_CHUNK_BYTES);
+            while (n < range.lines && (await reader.fill())) {
+              for (let nl = reader.nextLine(); nl !== -1 && n < range.lines; nl = reader.nextLine()) {
+                const lineOffset = reader.lineOffset;
+                check.check(reader.buf, reader.lineStart, nl, seg.name, lineOffset, lineSeq, linePrev, TEXT_PARSE);
+                building?.push(lineOffset);
+                recs.push({ seq: lineSeq, hash: check.hash, prev: linePrev, text: check.text });
+                events.push(check.event);
+                linePrev = check.hash;
+                lineSeq += 1;
+                n += 1;
+                if (n % VERDICT_LINES !== 0 && n < range.lines) continue;
+                const v = await verifier.verdict();
+                if (v.k !== r || v.n !== n || v.last !== linePrev) throw new Error(`the verifying thread read range ${v.k} differently`);
+                // Confirmed: these events may reach the consumer. Its own errors end the replay.
+                for (let i = 0; i < recs.length; i++) onEventGuarded(onEvent, recs[i] as JournalRecord, events[i]);
+                recs.length = 0;
+                events.length = 0;
+                seq = lineSeq;
+                prev = linePrev;
+                offset = nl + 1 - reader.lineStart + lineOffset;
+              }
+            }
+            if (n < range.lines) throw new Error('the segment holds fewer lines than planned');
+          } finally {
+            await handle.close();
+          }
+          if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
+            seg.index = building;
+            this.remember(seg);
+          }
+        }
+      } catch (err) {
+        if (err instanceof ConsumerError) throw err.thrown;
+        await verifier.stop();
+        const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent);
+        return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
+      }
+      return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };
+    } finally {
+      await verifier.stop();
+    }
   }
 
   private missing(seq: number): JournalCorruptError {
