@@ -254,6 +254,13 @@ describe('e2e: cashier screen in headless chromium', function () {
     await page.locator('[data-testid="dlg-cash"][open]').waitFor({ timeout: UI_WAIT_MS });
     await page.click('[data-testid="cash-quick-btn"]:has-text("Exact")');
     await page.locator('[data-testid="dlg-cash"]:not([open])').waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+    // The till has the cash tendered before Complete is pressed (on a busy machine the
+    // dialog can close before the terminal has applied it).
+    const deadline = Date.now() + UI_WAIT_MS;
+    while (the().terminal.app.state().cart.cashTenderedMinor !== 450) {
+      if (Date.now() > deadline) throw new Error('timed out waiting for the cash tendered');
+      await new Promise((r) => setTimeout(r, 20));
+    }
 
     await page.keyboard.press('F9');
     // The sale waits for a cashier: the sign-in dialog opens by itself; nothing is charged.
