@@ -1,9 +1,6 @@
-import { createServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
-import { Server } from 'socket.io';
-import type { Ack, CashCount, CashierView, ClientToServerEvents, PeriodTotals, ServerStatus, ShiftView, XReport, ZReport } from '../../core/index.ts';
-import { createCertificateAuthority, issueServerCertificate, spkiSha256, writeSecretFile } from '../../platform/tls.ts';
+import type { Ack, CashCount, CashierView, PeriodTotals, ServerStatus, ShiftView, XReport, ZReport } from '../../core/index.ts';
+import { doubleStatus, startDoubleServer, writeDoubleCredential } from './store-double.ts';
 
 /**
  * A stand-in for the store server's side of the cashier's day, for the terminal's own
@@ -56,10 +53,7 @@ function totals(shift: ShiftView | null, noSales: number): PeriodTotals {
 }
 
 export async function startCashierDayDouble(): Promise<CashierDayDouble> {
-  const ca = await createCertificateAuthority('cashier-day double');
-  const leaf = await issueServerCertificate(ca, ['localhost', '127.0.0.1']);
-  const https: HttpsServer = createServer({ key: leaf.keyPem, cert: leaf.certPem });
-  const io = new Server<ClientToServerEvents>(https, { transports: ['websocket'] });
+  const { ca, https, io } = await startDoubleServer('cashier-day double');
   const requests: CashierDayDouble['requests'] = [];
   const answered = new Map<string, unknown>();
   const drops = new Map<string, number>();
@@ -69,16 +63,7 @@ export async function startCashierDayDouble(): Promise<CashierDayDouble> {
   let zNumber = 0;
   let cashier: CashierView | null = null;
 
-  const status = (): ServerStatus => ({
-    vendorId: 'V-DOUBLE',
-    storeName: 'Double Store',
-    storeAddress: ['1 Test Street'],
-    currency: 'EUR',
-    tokenNames: { ACME: 'ACME token' },
-    at: new Date().toISOString(),
-    journalSeq: requests.length,
-    sync: { configured: false, eventsWaiting: 0, oldestWaitingAgeS: null, lastAckAt: null, lastError: null, snapshotStale: false },
-  });
+  const status = (): ServerStatus => doubleStatus(requests.length);
   const refuse = (code: string, message: string): Ack<never> => ({ ok: false, error: { code, message } });
   const supervisorOk = (s: unknown): s is { staffId: string; pin: string } => {
     const sup = s as { staffId?: string; pin?: string } | undefined;
@@ -217,23 +202,7 @@ export async function startCashierDayDouble(): Promise<CashierDayDouble> {
     shift: () => current,
     noSales: () => [...noSales],
     dropNextAnswer: (event, times = 1) => void drops.set(event, times),
-    async pair(dataDir) {
-      const credential = {
-        format: 2,
-        server: url,
-        terminalId: 'T-DOUBLE',
-        name: 'Till 9',
-        vendorId: 'V-DOUBLE',
-        storeName: 'Double Store',
-        caPem: ca.certPem,
-        caSpkiSha256: spkiSha256(ca.certPem),
-        device: 'double-device-credential',
-        credential: DOUBLE_CREDENTIAL,
-        expiresAt: new Date(Date.now() + 24 * 3600_000).toISOString(),
-        pairedAt: new Date().toISOString(),
-      };
-      await writeSecretFile(join(dataDir, 'credential.json'), `${JSON.stringify(credential, null, 2)}\n`);
-    },
+    pair: (dataDir) => writeDoubleCredential(dataDir, { url, caPem: ca.certPem, terminalId: 'T-DOUBLE', name: 'Till 9', device: 'double-device-credential', credential: DOUBLE_CREDENTIAL }),
     async close() {
       io.disconnectSockets(true);
       await new Promise<void>((resolve) => io.close(() => resolve()));

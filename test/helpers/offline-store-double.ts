@@ -1,9 +1,6 @@
-import { createServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { join } from 'node:path';
-import { Server } from 'socket.io';
-import type { Ack, CatalogView, ClientToServerEvents, OfflineLimits, OfflineSaleAck, OfflineSaleRecord, ProductView, ServerStatus, ServerToClientEvents } from '../../core/index.ts';
-import { createCertificateAuthority, issueServerCertificate, spkiSha256, writeSecretFile } from '../../platform/tls.ts';
+import type { Ack, CatalogView, OfflineLimits, OfflineSaleAck, OfflineSaleRecord, ProductView, ServerStatus } from '../../core/index.ts';
+import { doubleStatus, startDoubleServer, writeDoubleCredential } from './store-double.ts';
 
 /**
  * A stand-in for the store server's side of selling through an outage, for the
@@ -38,10 +35,7 @@ export const MUESLI = '9001001000014';
 const CREDENTIAL = 'offline-double-access-credential';
 
 export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {}): Promise<OfflineStoreDouble> {
-  const ca = await createCertificateAuthority('offline double');
-  const leaf = await issueServerCertificate(ca, ['localhost', '127.0.0.1']);
-  const https: HttpsServer = createServer({ key: leaf.keyPem, cert: leaf.certPem });
-  const io = new Server<ClientToServerEvents, ServerToClientEvents>(https, { transports: ['websocket'] });
+  const { ca, https, io } = await startDoubleServer('offline double');
   const sockets = new Set<Socket>();
   https.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -60,16 +54,7 @@ export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {
   const drops = new Map<string, number>();
   let refusing: string | null = null;
 
-  const status = (): ServerStatus => ({
-    vendorId: 'V-DOUBLE',
-    storeName: 'Double Store',
-    storeAddress: ['1 Test Street'],
-    currency: 'EUR',
-    tokenNames: { ACME: 'ACME token' },
-    at: new Date().toISOString(),
-    journalSeq: journal.length,
-    sync: { configured: false, eventsWaiting: 0, oldestWaitingAgeS: null, lastAckAt: null, lastError: null, snapshotStale: false },
-  });
+  const status = (): ServerStatus => doubleStatus(journal.length);
   const catalog = (): CatalogView => ({ version, at: new Date().toISOString(), currency: 'EUR', products: [...products.values()], offlineLimits });
 
   io.use((socket, next) => {
@@ -155,23 +140,7 @@ export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {
     async comeBack() {
       await new Promise<void>((resolve) => https.listen(port, '127.0.0.1', resolve));
     },
-    async pair(dataDir) {
-      const credential = {
-        format: 2,
-        server: url,
-        terminalId: 't-offline',
-        name: 'Till 7',
-        vendorId: 'V-DOUBLE',
-        storeName: 'Double Store',
-        caPem: ca.certPem,
-        caSpkiSha256: spkiSha256(ca.certPem),
-        device: 'offline-double-device-credential',
-        credential: CREDENTIAL,
-        expiresAt: new Date(Date.now() + 24 * 3600_000).toISOString(),
-        pairedAt: new Date().toISOString(),
-      };
-      await writeSecretFile(join(dataDir, 'credential.json'), `${JSON.stringify(credential, null, 2)}\n`);
-    },
+    pair: (dataDir) => writeDoubleCredential(dataDir, { url, caPem: ca.certPem, terminalId: 't-offline', name: 'Till 7', device: 'offline-double-device-credential', credential: CREDENTIAL }),
     async close() {
       io.disconnectSockets(true);
       for (const s of sockets) s.destroy();
