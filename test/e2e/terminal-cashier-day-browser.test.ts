@@ -6,7 +6,7 @@ import type { Browser, Page } from 'playwright-core';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { startCashierDayDouble, type CashierDayDouble } from '../helpers/cashier-day-double.ts';
-import { launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
 
 const UI_WAIT_MS = 30_000;
 
@@ -27,16 +27,7 @@ describe('e2e: the cashier\'s day on the cashier screen (against a stand-in stor
   let dataDir: string;
 
   const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
-  const expectText = async (id: string, text: string | RegExp) => {
-    await page.waitForFunction(
-      ([sel, want, isRe]) => {
-        const t = document.querySelector(sel)?.textContent ?? '';
-        return isRe ? new RegExp(want).test(t) : t.includes(want);
-      },
-      [`[data-testid="${id}"]`, text instanceof RegExp ? text.source : text, text instanceof RegExp] as const,
-      { timeout: UI_WAIT_MS },
-    );
-  };
+  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
   const dialogOpen = (id: string) => page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: UI_WAIT_MS });
   const dialogClosed = (id: string) => page.locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: UI_WAIT_MS });
   const printed = (r: { lines: { text: string }[] } | undefined) => (r?.lines ?? []).map((l) => l.text).join('\n');

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
-import { launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
 import { PEN, startOfflineStoreDouble, type OfflineStoreDouble } from '../helpers/offline-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
@@ -25,16 +25,7 @@ describe('e2e: selling offline on the cashier screen (against a stand-in store s
   let dataDir: string;
 
   const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
-  const expectText = async (id: string, text: string | RegExp) => {
-    await page.waitForFunction(
-      ([sel, want, isRe]) => {
-        const t = document.querySelector(sel)?.textContent ?? '';
-        return isRe ? new RegExp(want).test(t) : t.includes(want);
-      },
-      [`[data-testid="${id}"]`, text instanceof RegExp ? text.source : text, text instanceof RegExp] as const,
-      { timeout: UI_WAIT_MS },
-    );
-  };
+  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
   const scan = async (code: string) => {
     await page.fill('[data-testid="scan-input"]', code);
     await page.press('[data-testid="scan-input"]', 'Enter');

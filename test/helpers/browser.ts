@@ -121,3 +121,15 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs:
     await new Promise((r) => setTimeout(r, 5));
   }
 }
+
+/** Waits until the element with this data-testid shows `text` (a substring, or a match of the pattern). */
+export async function expectTestIdText(page: Page, id: string, text: string | RegExp, timeoutMs: number): Promise<void> {
+  await page.waitForFunction(
+    ([sel, want, isRe]) => {
+      const t = document.querySelector(sel)?.textContent ?? '';
+      return isRe ? new RegExp(want).test(t) : t.includes(want);
+    },
+    [`[data-testid="${id}"]`, text instanceof RegExp ? text.source : text, text instanceof RegExp] as const,
+    { timeout: timeoutMs },
+  );
+}
