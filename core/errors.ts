@@ -27,6 +27,9 @@ export const CORE_ERRORS = {
   CORE_ERR_EMPTY_CART: { status: 400, message: 'the cart is empty' },
   CORE_ERR_TENDER_WITHOUT_CUSTOMER: { status: 409, message: 'scan the customer card before paying with tokens' },
   CORE_ERR_SALE_INCONSISTENT: { status: 500, message: 'the sale\'s lines, allocations, debits and postings do not agree' },
+  CORE_ERR_EXCHANGE_SAME_ISSUER: { status: 409, message: 'both token types have the same issuer: there is nothing to exchange' },
+  CORE_ERR_EXCHANGE_CURRENCY: { status: 409, message: 'the two token types are valued in different currencies' },
+  CORE_ERR_EXCHANGE_TOO_SMALL: { status: 409, message: 'too few tokens to buy one token of the other type after the service charge' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export const VND_ERRORS = {
@@ -82,6 +85,12 @@ export const VND_ERRORS = {
   VND_ERR_OFFLINE_INVALID: { status: 400, message: 'the offline sale does not add up: its lines, total, cash and change must agree' },
   VND_ERR_OFFLINE_ID_REUSED: { status: 409, message: 'this offline sale number was already used for another sale: a till never reuses a number' },
   VND_ERR_OFFLINE_GAP: { status: 409, message: 'offline sales are forwarded in order: an earlier one has not arrived yet' },
+  VND_ERR_WEBHOOK_SIGNATURE: { status: 401, message: 'the payment notification is not signed with the shop\'s webhook secret, or is too old' },
+  VND_ERR_PAYMENT_MISMATCH: { status: 409, message: 'the amount paid does not equal the tokens\' face value' },
+  VND_ERR_PAYMENT_REUSED: { status: 409, message: 'this payment id was already credited with different details' },
+  VND_ERR_EXCHANGE_QUOTE_CHANGED: { status: 409, message: 'the exchange rate or service charge changed since the quote: quote again' },
+  VND_ERR_OFFLINE_LIMIT: { status: 409, message: 'the mall is unreachable and this exceeds what the store may do offline' },
+  VND_ERR_WALLET_OFFLINE: { status: 503, message: 'the mall wallet cannot be reached now: take another tender' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -122,6 +131,11 @@ export const MALL_ERRORS = {
   MALL_ERR_UNAVAILABLE: { status: 503, message: 'the mall database cannot be reached: try again' },
   MALL_ERR_CONFIG: { status: 500, message: 'the mall is not set up' },
   MALL_ERR_PORT_IN_USE: { status: 500, message: 'the port is already in use' },
+  MALL_ERR_CUSTOMER_UNKNOWN: { status: 404, message: 'no member store has registered this card' },
+  MALL_ERR_NO_CONSENT: { status: 403, message: 'the customer has not agreed to share their data with other stores' },
+  MALL_ERR_WALLET_INSUFFICIENT: { status: 409, message: 'not enough tokens in the mall wallet' },
+  MALL_ERR_AUTHORISATION_UNKNOWN: { status: 404, message: 'no such wallet authorisation for this store' },
+  MALL_ERR_AUTHORISATION_SPENT: { status: 409, message: 'the wallet authorisation was already captured or released' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

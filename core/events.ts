@@ -1,4 +1,5 @@
 import type { CashMovedData, ClosureReport, NoSaleData, ReprintData, ShiftClosedData, ShiftOpenedData } from './cashier-day.ts';
+import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { Posting } from './ledger.ts';
 import type { Allocation, PricedLine, Product } from './pricing.ts';
 import type { TokenType } from './token-types.ts';
@@ -35,6 +36,17 @@ export interface SaleData {
   balancesAfter: Record<string, number> | null;
   /** Present on a sale the till recorded while the store server was unreachable and forwarded later. */
   offline?: OfflineSaleInfo;
+  /** Loyalty tokens earned by this sale (token -> units), posted from the float in the same event. */
+  earned?: Record<string, number>;
+  /** Tokens paid from the customer's mall wallet, each under the mall's authorisation (captured by the batch). */
+  wallet?: WalletUse[];
+}
+
+/** Tokens taken from the mall wallet under one authorisation of the mall. */
+export interface WalletUse {
+  authorisation: string;
+  token: string;
+  units: number;
 }
 
 /**
@@ -78,7 +90,46 @@ export interface IssuanceData {
   token: string;
   units: number;
   reason: 'purchase' | 'reward';
+  /** What the customer paid, in fiat minor units (face value x units for a purchase, 0 for a reward). */
   cashMinor: number;
+  /** How a purchase was paid; absent on issuances made before payments were recorded. */
+  payment?: TokenPayment;
+  balancesAfter: Record<string, number>;
+}
+
+/**
+ * An exchange of one issuer's tokens for another's at this store (claims 30, 34, 37).
+ * Postings: the surrendered tokens leave the customer's card (or the store's
+ * `mall-wallet` account, under the mall's authorisation) into `redeemed`, a receivable
+ * from their issuer; the tokens given leave the float for the customer's card.
+ */
+export interface ExchangeData {
+  exchangeId: string;
+  customer: string;
+  source: TokenSource;
+  /** The mall's wallet authorisation, for source 'wallet'. */
+  authorisation: string | null;
+  quote: ExchangeQuote;
+  /** The snapshot whose face values and fee schedule priced the exchange. */
+  snapshotIssuedAt: string;
+  /** Made while the mall was unreachable (card source only, within the offline limits). */
+  offline: boolean;
+  balancesAfter: Record<string, number>;
+}
+
+/**
+ * Tokens moved between a customer's card at this store and their mall wallet (claim 36).
+ * to-wallet: customer -> `mall-wallet`; the mall credits the wallet when the batch arrives.
+ * from-wallet: `mall-wallet` -> customer, under the mall's authorisation.
+ */
+export interface WalletMoveData {
+  moveId: string;
+  customer: string;
+  card: string;
+  direction: 'to-wallet' | 'from-wallet';
+  token: string;
+  units: number;
+  authorisation: string | null;
   balancesAfter: Record<string, number>;
 }
 
@@ -86,6 +137,9 @@ export interface CustomerData {
   id: string;
   card: string;
   name: string;
+  /** The customer agreed that member stores may ask the mall for their contact data (absent: no). */
+  consent?: boolean;
+  contact?: { email?: string; phone?: string };
 }
 
 export type JournalEvent = EventBase &
@@ -94,6 +148,8 @@ export type JournalEvent = EventBase &
     | { type: 'reversal'; postings: Posting[]; data: ReversalData }
     | { type: 'allotment'; postings: Posting[]; data: AllotmentData }
     | { type: 'issuance'; postings: Posting[]; data: IssuanceData }
+    | { type: 'exchange'; postings: Posting[]; data: ExchangeData }
+    | { type: 'wallet.moved'; postings: Posting[]; data: WalletMoveData }
     | { type: 'customer.registered'; postings: []; data: CustomerData }
     | { type: 'product.upserted'; postings: []; data: Product }
     | { type: 'token-type.upserted'; postings: []; data: TokenType }
@@ -107,7 +163,7 @@ export type JournalEvent = EventBase &
   );
 
 export type EventType = JournalEvent['type'];
-export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance'];
+export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved'];
 /** The cashier's day: events without postings that the mall accepts and records as they are. */
 export const CASHIER_DAY_EVENT_TYPES: readonly EventType[] = ['shift.opened', 'cash.moved', 'shift.closed', 'drawer.no-sale', 'receipt.reprinted', 'period.closed'];
 

@@ -13,3 +13,4 @@ export * from './protocol.ts';
 export * from './batch.ts';
 export * from './sale-check.ts';
 export * from './cashier-day.ts';
+export * from './economy.ts';

@@ -1,3 +1,4 @@
+import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { WireError } from './errors.ts';
 import type { SaleData } from './events.ts';
 import type { PricedCart } from './pricing.ts';
@@ -32,6 +33,69 @@ export interface CustomerView {
   card: string;
   name: string;
   balances: TokenBalance[];
+  /** Whether the customer agreed to share contact data with other member stores (absent: no). */
+  consent?: boolean;
+}
+
+// ---- tokens between stores ------------------------------------------------------------
+
+/** What `tokens:sell` acknowledges: the tokens bought, how they were paid, the balances after. */
+export interface TokenSaleAck {
+  seq: number;
+  at: string;
+  token: string;
+  units: number;
+  priceMinor: number;
+  currency: string;
+  payment: TokenPayment;
+  customer: CustomerView;
+}
+
+/** An exchange as priced now (`exchange:quote`) from the store's cached mall snapshot. */
+export interface ExchangeView {
+  quote: ExchangeQuote;
+  source: TokenSource;
+  /** The store cannot reach the mall: the exchange would be made offline (card source only, within limits). */
+  offline: boolean;
+  snapshotIssuedAt: string;
+}
+
+export interface ExchangeAck extends ExchangeView {
+  exchangeId: string;
+  seq: number;
+  at: string;
+  customer: CustomerView;
+  /** The wallet after an exchange from it; null for the card source. */
+  wallet: WalletView | null;
+}
+
+/** A customer's mall wallet as the mall answered it just now. */
+export interface WalletView {
+  card: string;
+  balances: TokenBalance[];
+  asOf: string;
+}
+
+export interface WalletMoveAck {
+  moveId: string;
+  seq: number;
+  at: string;
+  direction: 'to-wallet' | 'from-wallet';
+  token: string;
+  units: number;
+  customer: CustomerView;
+  wallet: WalletView;
+}
+
+/** What the mall released about a customer of another store (claim 41), and the toll charged for it. */
+export interface CustomerDataView {
+  requestId: string;
+  card: string;
+  home: { vendorId: string; name: string };
+  name: string;
+  contact: { email?: string; phone?: string };
+  summary: { sales: number; spentMinor: number; currency: string; firstAt: string | null; lastAt: string | null };
+  tollMinor: number;
 }
 
 /** A committed sale as the terminal sees it: the journalled sale data, with the customer named. */
@@ -266,7 +330,8 @@ export interface ClientToServerEvents {
       key: string;
       lines: { code: string; qty: number }[];
       card: string | null;
-      tenders: { token: string; units?: number }[];
+      /** `source: 'wallet'` pays from the mall wallet (online only; `units` required). */
+      tenders: { token: string; units?: number; source?: TokenSource }[];
       cashTenderedMinor: number;
     },
     SaleAck
@@ -302,6 +367,33 @@ export interface ClientToServerEvents {
   /** What the till still holds unforwarded, sent on every (re)connection and after each forward. */
   'offline:report': Handler<{ waiting: number; oldestAt: string | null; lastForwardedAt: string | null }, null>;
   'credential:renew': Handler<{ credential: string }, { expiresAt: string }>;
+  /** Tokens between stores. Every money-moving request carries an idempotency key like sale:commit. */
+  /** Opens an account at the till: a pre-printed card scanned, or null for a new number (printed by the till). */
+  'customer:register': Handler<
+    { key: string; name: string; card: string | null; consent: boolean; contact?: { email?: string; phone?: string } },
+    CustomerView
+  >;
+  /** Sells tokens at face value for cash (change given) or by card (the card terminal's approval reference). */
+  'tokens:sell': Handler<
+    {
+      key: string;
+      card: string;
+      token: string;
+      units: number;
+      payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string };
+    },
+    TokenSaleAck
+  >;
+  'exchange:quote': Handler<{ card: string; from: { token: string; units: number; source: TokenSource }; to: string }, ExchangeView>;
+  /** Commits only if the rule still gives `expectUnits` (else VND_ERR_EXCHANGE_QUOTE_CHANGED). */
+  'exchange:commit': Handler<
+    { key: string; card: string; from: { token: string; units: number; source: TokenSource }; to: string; expectUnits: number },
+    ExchangeAck
+  >;
+  'wallet:balance': Handler<{ card: string }, WalletView>;
+  'wallet:move': Handler<{ key: string; card: string; direction: 'to-wallet' | 'from-wallet'; token: string; units: number }, WalletMoveAck>;
+  /** Asks the mall for a customer of another store (consent required; the mall charges this store a toll). */
+  'customer:data-request': Handler<{ key: string; card: string }, CustomerDataView>;
 }
 
 export interface ServerToClientEvents {

@@ -213,6 +213,8 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       customerExists(event.data.customer);
       break;
     case 'issuance':
+    case 'exchange':
+    case 'wallet.moved':
       customerExists(event.data.customer);
       break;
     case 'customer.registered':
@@ -289,6 +291,10 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       touchCustomer(state, event.data.customer, event.seq);
       break;
     }
+    case 'exchange':
+    case 'wallet.moved':
+      touchCustomer(state, event.data.customer, event.seq);
+      break;
     case 'allotment':
       break;
     case 'customer.registered': {
