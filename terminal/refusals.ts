@@ -36,6 +36,10 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
   // to a sale means nothing is committed under its key; retrying the PIN cannot help.
   'VND_ERR_CUSTOMER_LOCKED',
   'VND_ERR_TERMINAL_LOCKED',
+  // Tokens from the mall wallet: the store asks the mall to hold them before it journals the
+  // sale, so a wallet out of reach or short means nothing is committed under the key.
+  'VND_ERR_WALLET_OFFLINE',
+  'MALL_ERR_WALLET_INSUFFICIENT',
 ]);
 
 /**
