@@ -275,7 +275,8 @@ export class TerminalApp {
     this.economy = new TillEconomy({
       link: this.link,
       printQueue: opts.printQueue,
-      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>) => this.sendKeyed<T>(this.pendingEconomyOpFile, event, body),
+      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>) =>
+        this.sendKeyed<T>(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: do the same again; it is sent as the same request and counts once'),
       customer: () => this.cart.customer,
       setCustomer: async (c) => {
         this.setCartCustomer(c);
@@ -289,6 +290,10 @@ export class TerminalApp {
       receiptContext: () => this.economyReceiptContext(),
       currency: () => this.link.status().server?.currency ?? 'EUR',
       openDrawer: () => this.openDrawer(),
+      slipPrinted: () => {
+        // The store keeps no receipt of these to count a reprint: the print queue's copy is reprinted.
+        this.lastReceiptSaleId = null;
+      },
       say: (kind, text, code) => this.say(kind, text, code),
       changed: () => this.changed(),
     });
@@ -1229,6 +1234,7 @@ export class TerminalApp {
     body: Record<string, unknown>,
     secret: Record<string, unknown> = {},
     identity: Record<string, unknown> = {},
+    unconfirmed = 'the store server did not confirm it: try again with the same amount and reason; it is sent as the same request and counts once',
   ): Promise<T> {
     this.guardIdle();
     this.needLink();
@@ -1245,7 +1251,7 @@ export class TerminalApp {
       } catch (err) {
         if (!(err instanceof LinkDownError)) throw err;
         if (attempt === 4) {
-          throw new MallposError('POS_ERR_OFFLINE', 'the store server did not confirm it: try again with the same amount and reason; it is sent as the same request and counts once');
+          throw new MallposError('POS_ERR_OFFLINE', unconfirmed);
         }
         await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
       }

@@ -110,6 +110,8 @@ export interface EconomyHost {
   receiptContext(): EconomyReceiptContext;
   currency(): string;
   openDrawer(): Promise<void>;
+  /** A slip of this kind was handed to the printer: a reprint prints it, not an older sale. */
+  slipPrinted(): void;
   say(kind: 'error' | 'info' | 'success', text: string, code?: string): void;
   changed(): void;
 }
@@ -192,7 +194,9 @@ export class TillEconomy {
   }
 
   private async print(receipt: Receipt, what: string): Promise<void> {
-    const printed = await this.host.printQueue.enqueue(receipt);
+    const printing = this.host.printQueue.enqueue(receipt);
+    this.host.slipPrinted();
+    const printed = await printing;
     if (!printed.ok) this.host.say('error', `${what} done; the slip was not printed: ${printed.message}`);
   }
 
