@@ -974,14 +974,14 @@ export class TerminalApp {
         if (ack === null) {
           // A link ended by the store (revoked, paired again) will not come back by itself.
           const kind = err instanceof RemoteError ? classifySaleRefusal(err.wire.code) : this.unpaired() ? 'pairing' : 'unknown';
-          if (kind === 'definite') {
+          if (kind === 'definite' || kind === 'wallet') {
             // The server judged the sale and refused it: nothing is committed under its
             // key. The cart stays for the cashier to fix.
             await rm(this.pendingFile, { force: true });
             this.completing = null;
             this.completion = null;
             this.waiting = null;
-            if (err instanceof RemoteError && err.wire.code === 'VND_ERR_WALLET_OFFLINE') {
+            if (kind === 'wallet' && err instanceof RemoteError) {
               // The wallet is out of reach: its tokens come off the payment, the other tenders stay.
               this.cart = carts.withoutWalletTenders(this.cart);
               this.say('error', `${WALLET_UNREACHABLE}: the wallet tokens were taken off the payment; the sale is kept, pay it another way`, err.wire.code);
