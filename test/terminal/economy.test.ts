@@ -160,6 +160,31 @@ describe('terminal: tokens between stores at the till', function () {
       expect(await readFile(join(dataDir, 'pending-economy-op.json'), 'utf8').catch(() => null)).to.equal(null);
     });
 
+    it('sends a sale left unanswered before a restart again under the key it kept on disk; the store sells once', async () => {
+      const before = cardOf(ANNA_CARD)['ACME'] ?? 0;
+      const applied = store.applied('tokens:sell');
+      const sends = store.sent('tokens:sell').length;
+      const sale = { type: 'sellTokens', token: 'ACME', units: 4, payment: { method: 'card', approvalRef: 'APP-R1' } } as const;
+      store.dropNextAnswer('tokens:sell', 5);
+      await app().command(sale);
+      expect(message()?.code).to.equal('POS_ERR_OFFLINE');
+      const key = store.sent('tokens:sell')[sends]?.['key'];
+      expect(key).to.match(KEY);
+
+      await terminal.close();
+      terminal = await startTerminal({ dataDir, scanner: 'none', printer: 'sim', printerSimPort: 0, port: 0, ackTimeoutMs: 500, drawer: { pollIdleMs: 0 } });
+      if (terminal.printerSim === null) throw new Error('no printer simulator');
+      sim = terminal.printerSim;
+      await waitFor(() => app().state().status.server.state === 'connected', WAIT_MS, 'the restarted terminal connected');
+      await app().command({ type: 'login', staffId: 'ana', pin: '1234' });
+      await scanAnna();
+      await app().command(sale);
+      expect(message()?.kind, message()?.text).to.equal('success');
+      expect(store.sent('tokens:sell').at(-1)?.['key']).to.equal(key);
+      expect(store.applied('tokens:sell')).to.equal(applied + 1);
+      expect(cardOf(ANNA_CARD)['ACME']).to.equal(before + 4);
+    });
+
     it('says the store\'s refusal when the cash does not cover the tokens, and sells nothing', async () => {
       const before = cardOf(ANNA_CARD);
       await app().command({ type: 'sellTokens', token: 'BETA', units: 2, payment: { method: 'cash', tenderedMinor: 500 } });
