@@ -24,7 +24,7 @@ function fillTokenSelects(dlg) {
   const choices = tokenChoices();
   const held = new Map((ui.state?.cart.customer?.balances ?? []).map((b) => [b.token, b.units]));
   for (const select of dlg.querySelectorAll('select[data-role="token-select"]')) {
-    select.replaceChildren(...choices.map((t) => h('option', { value: t.token }, held.has(t.token) ? `${t.token} · ${t.name} (${held.get(t.token)} on the card)` : `${t.token} · ${t.name}`)));
+    select.replaceChildren(...choices.map((t) => h('option', { value: t.token }, held.has(t.token) ? `${t.token} · ${held.get(t.token)} held` : `${t.token} · ${t.name}`)));
   }
 }
 
