@@ -121,6 +121,8 @@ export interface WalletMallDouble {
   events: JournalEvent[];
   /** How many authorise requests created a new hold (idempotent retries excluded). */
   holdsCreated: number;
+  /** Awaited before each authorisation is decided: a test holds it to let something else happen first. */
+  authoriseGate: (() => Promise<void>) | null;
   /** Unreachable: every connection is dropped at once. */
   setDown(down: boolean): void;
   /** Moves the double's clock on (expiry of holds). */
@@ -180,6 +182,7 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     alarms: [],
     events: [],
     holdsCreated: 0,
+    authoriseGate: null,
     setDown(v) {
       down = v;
     },
@@ -380,6 +383,7 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
       const vendor = vendorOf(req);
       await vendorAuth(req, vendor, raw);
       const body = json(authoriseBody, raw);
+      await d.authoriseGate?.();
       return once(vendor, body, () => {
         if (!knownCard(body.card)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
         if (!d.tokenTypes.some((t) => t.code === body.token)) refuse('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${body.token}`);
