@@ -121,6 +121,8 @@ export interface WalletMallDouble {
   events: JournalEvent[];
   /** How many authorise requests created a new hold (idempotent retries excluded). */
   holdsCreated: number;
+  /** How many snapshots were served (a store that started has pulled one). */
+  snapshotsServed: number;
   /** Awaited before each authorisation is decided: a test holds it to let something else happen first. */
   authoriseGate: (() => Promise<void>) | null;
   /** Unreachable: every connection is dropped at once. */
@@ -183,6 +185,7 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     events: [],
     holdsCreated: 0,
     authoriseGate: null,
+    snapshotsServed: 0,
     setDown(v) {
       down = v;
     },
@@ -315,6 +318,7 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
         allotments: d.allotments.filter((a) => a.vendor === vendor),
       };
       const jws = await new FlattenedSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: SNAPSHOT_TYP }).sign(keys.privateKey);
+      d.snapshotsServed += 1;
       return { body: { snapshot: jws } };
     }),
   );
