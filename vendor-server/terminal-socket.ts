@@ -211,7 +211,8 @@ export class TerminalGateway {
       'cart:price',
       handle('cart:price', (p) => {
         const req = parse(cartPriceRequest, p);
-        return ledger.price({ lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] });
+        const input = { lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] };
+        return paysFromWallet(input) ? this.deps.xchg.wallet.price(input) : ledger.price(input);
       }),
     );
     socket.on(

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { makeCardNumber, type CustomerDataView, type SaleAck, type WalletMoveAck, type WalletView } from '../../core/index.ts';
+import { makeCardNumber, type CustomerDataView, type PricedCart, type SaleAck, type WalletMoveAck, type WalletView } from '../../core/index.ts';
 import { MallRequests } from '../../vendor-server/sync/mall-requests.ts';
 import { loadKeys } from '../../vendor-server/config.ts';
 import { tlsRequest } from '../../platform/tls.ts';
@@ -104,6 +104,9 @@ describe('vendor-server: the mall wallet and customer data', function () {
     store.double.credit(card, 'MALL', 100);
     const cardMall = units(card, 'MALL');
     const body = { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 };
+    const priced = expectOk(await call<PricedCart>(store.till.socket, 'cart:price', { lines: body.lines, card, tenders: body.tenders }));
+    expect(priced.debits).to.deep.equal({ MALL: 45 });
+    expect(priced.cashDueMinor).to.equal(0);
     const ack = expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', body));
     expect(ack.cash.dueMinor).to.equal(0);
     expect(units(card, 'MALL'), 'the card is not debited').to.equal(cardMall);
@@ -199,6 +202,10 @@ describe('vendor-server: the mall wallet and customer data', function () {
     expect(store.double.tolls.length, 'a retry is not charged again').to.equal(1);
     await refusal('customer:data-request', { key: key(), card: shy }, 'MALL_ERR_NO_CONSENT');
     await refusal('customer:data-request', { key: key(), card: makeCardNumber(9_003) }, 'MALL_ERR_CUSTOMER_UNKNOWN');
+    // The store's own customers reach the mall's directory with the first batch.
+    const own = store.cards[9] as string;
+    await until('the store\'s customers at the mall', () => (store.double.directory.get(own)?.home === 'acme' ? true : undefined), 30_000);
+    await refusal('customer:data-request', { key: key(), card: own }, 'MALL_ERR_VALIDATION');
     expect(store.double.tolls.length).to.equal(1);
   });
 

@@ -15,6 +15,7 @@ import {
   WALLET_ACCOUNT,
   type NewEvent,
   type Posting,
+  type PricedCart,
   type SaleResult,
   type TokenBalance,
   type WalletMoveAck,
@@ -59,6 +60,9 @@ export function stopHere(point: StopPoint): void {
 export function holdKey(tillKey: string, purpose: WalletPurpose, index: number): string {
   return `wa.${purpose}.${index}.${digest('sha256', tillKey, 'hex')}`;
 }
+
+/** How many released authorisations a process remembers, to refuse journalling one of them. */
+export const RELEASED_REMEMBERED_MAX = 10_000;
 
 export interface HoldRequest {
   card: string;
@@ -176,6 +180,8 @@ export class WalletService {
     await Promise.all(
       auths.map(async (a, i) => {
         this.released.add(a.id);
+        // Bounded: a till retries a lost answer within minutes, not after thousands of refusals.
+        if (this.released.size > RELEASED_REMEMBERED_MAX) this.released.delete(this.released.values().next().value as string);
         await mall.release(a.id, `${holdKey(tillKey, holds[i]?.purpose ?? 'sale', i)}.release`).catch((err: unknown) => {
           this.logger.warn({ authorisation: a.id, err: (err as Error).message }, 'wallet hold not released: the mall releases it when it expires');
         });
@@ -335,6 +341,19 @@ export class WalletService {
         return { seq, result: await this.ledger.saleResult(seq) };
       },
     );
+  }
+
+  /** `cart:price` with wallet tenders: priced as the sale would be, the wallet's tokens taken as tendered. */
+  price(input: { lines: { code: string; qty: number }[]; card: string | null; tenders: SaleWithWalletInput['tenders'] }): PricedCart {
+    if (input.card === null) fail('CORE_ERR_TENDER_WITHOUT_CUSTOMER', 'scan the customer card before paying from the wallet');
+    const wallet: { token: string; units: number }[] = [];
+    for (const t of input.tenders) {
+      if (t.source !== 'wallet') continue;
+      if (t.units === undefined) fail('CORE_ERR_VALIDATION', `a wallet tender names its units: how many ${t.token} to take from the wallet`);
+      wallet.push({ token: t.token, units: t.units });
+    }
+    const { id } = this.customerOf(input.card);
+    return this.priceWith({ key: '', lines: input.lines, card: input.card, tenders: input.tenders, cashTenderedMinor: 0 }, customerBalances(this.ledger.state, id), wallet);
   }
 
   /** Prices the cart with the wallet tenders' tokens standing in for the card's. */

@@ -187,8 +187,9 @@ export class MallRequests {
     const code = typeof error?.['code'] === 'string' ? error['code'] : null;
     const message = typeof error?.['message'] === 'string' ? error['message'].slice(0, 300) : `HTTP ${res.status}`;
     // The mall's own refusals (and the core's, such as an unknown token) reach the till as
-    // the mall gave them; anything else means the mall cannot serve this request now.
-    if (code !== null && Object.hasOwn(ERRORS, code) && (code.startsWith('MALL_ERR_') || code.startsWith('CORE_ERR_'))) {
+    // the mall gave them; anything else, a mall that is down or failing (5xx) included,
+    // means the mall cannot serve this request now, and the till offers another way.
+    if (res.status < 500 && code !== null && Object.hasOwn(ERRORS, code) && (code.startsWith('MALL_ERR_') || code.startsWith('CORE_ERR_'))) {
       throw new MallposError(code as ErrorCode, message);
     }
     throw new MallposError(unreachable, `the mall could not answer: ${message}${code === null ? '' : ` [${code.slice(0, 60)}]`}`);
