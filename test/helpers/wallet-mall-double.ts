@@ -125,6 +125,8 @@ export interface WalletMallDouble {
   snapshotsServed: number;
   /** Awaited before each authorisation is decided: a test holds it to let something else happen first. */
   authoriseGate: (() => Promise<void>) | null;
+  /** Answers every vendor request with this error (a mall whose database is away: 503 MALL_ERR_UNAVAILABLE). */
+  failing: { status: number; code: string } | null;
   /** Unreachable: every connection is dropped at once. */
   setDown(down: boolean): void;
   /** Moves the double's clock on (expiry of holds). */
@@ -186,6 +188,7 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     holdsCreated: 0,
     authoriseGate: null,
     snapshotsServed: 0,
+    failing: null,
     setDown(v) {
       down = v;
     },
@@ -264,12 +267,16 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
 
   const app = express();
   app.disable('x-powered-by');
-  app.use((req, _res, next) => {
+  app.use((req, res, next) => {
     if (down) {
       req.socket.destroy();
       return;
     }
     d.expireHolds();
+    if (d.failing !== null && req.path.startsWith('/v1/vendors/')) {
+      res.status(d.failing.status).json({ error: { code: d.failing.code, message: 'the mall cannot serve this now' } });
+      return;
+    }
     next();
   });
   app.use(express.raw({ type: () => true, limit: 8 * 1024 * 1024 }));

@@ -38,6 +38,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
     await cleanup();
   });
   afterEach(() => {
+    store.double.failing = null;
     store.double.setDown(false);
     store.double.authoriseGate = null;
   });
@@ -185,6 +186,14 @@ describe('vendor-server: the mall wallet and customer data', function () {
     await refusal('wallet:balance', { card }, 'VND_ERR_WALLET_OFFLINE');
     await refusal('wallet:move', { key: key(), card, direction: 'to-wallet', token: 'ACME', units: 1 }, 'VND_ERR_WALLET_OFFLINE');
     await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 1 }, 'VND_ERR_WALLET_OFFLINE');
+    await refusal('sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 }, 'VND_ERR_WALLET_OFFLINE');
+    await refusal('customer:data-request', { key: key(), card: makeCardNumber(9_001) }, 'VND_ERR_MALL_UNREACHABLE');
+  });
+
+  it('a mall that answers but cannot serve (5xx) is as good as unreachable: the till offers other tenders', async () => {
+    const card = store.cards[0] as string;
+    store.double.failing = { status: 503, code: 'MALL_ERR_UNAVAILABLE' };
+    await refusal('wallet:balance', { card }, 'VND_ERR_WALLET_OFFLINE');
     await refusal('sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 }, 'VND_ERR_WALLET_OFFLINE');
     await refusal('customer:data-request', { key: key(), card: makeCardNumber(9_001) }, 'VND_ERR_MALL_UNREACHABLE');
   });
