@@ -27,6 +27,8 @@ export interface PricedLine {
 export interface TokenTender {
   token: string;
   units?: number | undefined;
+  /** Where the tokens come from: the card here (the default) or the mall wallet, authorised by the mall before the sale. */
+  source?: 'card' | 'wallet' | undefined;
 }
 
 /** Which tokens pay which line, and the fiat value they cover. */

@@ -119,6 +119,8 @@ export const cartLine = z.strictObject({
 export const tokenTender = z.strictObject({
   token: tokenCode,
   units: amount('token units').optional(),
+  /** 'wallet' pays from the customer's mall wallet (sale:commit only, units required). */
+  source: z.enum(['card', 'wallet']).optional(),
 });
 
 export const productLookupRequest = z.strictObject({ code: scanCode });

@@ -44,6 +44,17 @@ export const configSchema = z.strictObject({
       forwardAlarmAfterS: z.number().int().min(1).max(30 * 24 * 3600).default(600),
     })
     .optional(),
+  /** Exchanges between issuers and the mall wallet (README: Exchange and the mall wallet). */
+  exchange: z
+    .strictObject({
+      /** What one customer may exchange per day while the mall is unreachable, in minor units of the tokens given up at face value. */
+      offlineCustomerDayMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).default(5_000),
+      /** Bound on one wallet or customer-data request to the mall. */
+      mallRequestTimeoutMs: z.number().int().min(100).max(60_000).default(3_000),
+      /** How long a move into the wallet waits for its batch to reach the mall before answering with the wallet as it is. */
+      walletPushWaitMs: z.number().int().min(0).max(60_000).default(3_000),
+    })
+    .optional(),
   mall: z
     .strictObject({
       url: z.string().url(),
@@ -68,6 +79,15 @@ export const OFFLINE_DEFAULTS: OfflineConfig = {
   maxOutageS: 8 * 3600,
   catalogMaxAgeS: 24 * 3600,
   forwardAlarmAfterS: 600,
+};
+
+export type ExchangeConfig = NonNullable<VendorConfig['exchange']>;
+
+/** The exchange limits when the config has no `exchange` section (README: Exchange and the mall wallet). */
+export const EXCHANGE_DEFAULTS: ExchangeConfig = {
+  offlineCustomerDayMinor: 5_000,
+  mallRequestTimeoutMs: 3_000,
+  walletPushWaitMs: 3_000,
 };
 
 export function dataPaths(dataDir: string) {

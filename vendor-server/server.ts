@@ -5,7 +5,7 @@ import type { JWK } from 'jose';
 import { fail } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { closeServer, listen } from '../platform/http.ts';
-import { dataPaths, loadConfig, loadKeys, loadStoreTls, OFFLINE_DEFAULTS, type VendorConfig, type VendorKeys } from './config.ts';
+import { dataPaths, EXCHANGE_DEFAULTS, loadConfig, loadKeys, loadStoreTls, OFFLINE_DEFAULTS, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { IntegrityAudit, ledgerPaths, openLedger, type OpenedLedger } from './ledger/store.ts';
 import { DataDirLock } from '../platform/lock.ts';
@@ -17,6 +17,10 @@ import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 import { CashierDayService } from './cashier-day/service.ts';
 import { OfflineService } from './offline.ts';
+import { MALL_REQUEST_DEFAULTS, MallRequests } from './sync/mall-requests.ts';
+import { WalletService } from './economy/wallet.ts';
+import { ExchangeService } from './economy/exchange.ts';
+import type { XchgServices } from './economy/xchg-socket.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -41,6 +45,8 @@ export interface RunningVendorServer {
   ledger: LedgerService;
   cashierDay: CashierDayService;
   offline: OfflineService;
+  /** Exchange, mall wallet and customer-data requests. */
+  xchg: XchgServices;
   access: AccessStore;
   gateway: TerminalGateway;
   opened: OpenedLedger;
@@ -156,6 +162,18 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     sync.start();
   }
 
+  const exchangeConfig = config.exchange ?? EXCHANGE_DEFAULTS;
+  const mallRequests =
+    mall === null
+      ? null
+      : new MallRequests({ mallUrl: mall.url, mallCaPem: mall.caPem, vendorId: config.vendorId, keys, requestTimeoutMs: exchangeConfig.mallRequestTimeoutMs, probeTimeoutMs: MALL_REQUEST_DEFAULTS.probeTimeoutMs });
+  const wallet = new WalletService(ledger, () => mallRequests, () => sync, exchangeConfig, logger);
+  const xchg: XchgServices = {
+    wallet,
+    exchange: new ExchangeService(ledger, () => sync, wallet, exchangeConfig, config.businessDay?.utcOffsetMinutes ?? 0),
+    mall: () => mallRequests,
+  };
+
   const audit = new IntegrityAudit(opened, {
     vendorId: config.vendorId,
     checkpointFile: ledgerPaths(dataPaths(opts.dataDir).ledgerDir).checkpointFile,
@@ -193,7 +211,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline });
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg });
   const io = gateway.io;
   catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();
@@ -230,5 +248,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, access, gateway, opened, logger, sync, audit, close };
 }

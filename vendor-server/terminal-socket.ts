@@ -32,6 +32,8 @@ import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import type { CashierDayService } from './cashier-day/service.ts';
 import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts';
 import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
+import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
+import { paysFromWallet } from './economy/wallet.ts';
 
 interface SocketData {
   terminalId: string;
@@ -56,6 +58,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   'credential:renew',
   ...CASHIER_DAY_EVENTS,
   ...OFFLINE_EVENTS,
+  ...XCHG_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -82,6 +85,8 @@ export interface TerminalGatewayDeps {
   sync?: () => MallSync | null;
   cashierDay: CashierDayService;
   offline: OfflineService;
+  /** Exchange, mall wallet and customer data (vendor-server/economy). */
+  xchg: XchgServices;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -206,7 +211,8 @@ export class TerminalGateway {
       'cart:price',
       handle('cart:price', (p) => {
         const req = parse(cartPriceRequest, p);
-        return ledger.price({ lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] });
+        const input = { lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] };
+        return paysFromWallet(input) ? this.deps.xchg.wallet.price(input) : ledger.price(input);
       }),
     );
     socket.on(
@@ -226,6 +232,9 @@ export class TerminalGateway {
           }
         }
         const who = actor();
+        if (paysFromWallet(req)) {
+          return this.deps.xchg.wallet.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then(saleAck);
+        }
         // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
         return ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then((result) => {
           if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
@@ -298,6 +307,18 @@ export class TerminalGateway {
       audit,
       logger,
       service: cashierDay,
+    });
+    registerXchg({
+      on: (event, listener) => socket.on(event as 'exchange:quote', listener as never),
+      handle,
+      terminalId,
+      actor,
+      needCashier,
+      precondition: (who) => cashierDay.requireShift(terminalId, who.cashier),
+      exchange: this.deps.xchg.exchange,
+      wallet: this.deps.xchg.wallet,
+      mall: this.deps.xchg.mall,
+      logger,
     });
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));

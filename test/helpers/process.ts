@@ -33,8 +33,8 @@ export const LOGGED_URL = /"url":"(https?:\/\/[^"]+)"/;
  * Starts one of the project's executables as a child process and waits until its output
  * matches `ready` (whose first group is the URL it serves).
  */
-export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = START_DEADLINE_MS): Promise<ChildServer> {
-  const child = spawnExecutable(bin, args, { LOG_LEVEL: 'info' });
+export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs = START_DEADLINE_MS, env: NodeJS.ProcessEnv = {}): Promise<ChildServer> {
+  const child = spawnExecutable(bin, args, { LOG_LEVEL: 'info', ...env });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -60,8 +60,8 @@ export function spawnUntil(bin: string, args: string[], ready: RegExp, timeoutMs
 }
 
 /** Starts `vendor-server start` as a child process and waits for its URL; its authority is trusted by the test helpers. */
-export async function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0): Promise<ChildServer & { caPem: string }> {
-  const server = await spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+export async function spawnVendorServer(dataDir: string, timeoutMs = START_DEADLINE_MS, port = 0, env: NodeJS.ProcessEnv = {}): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/vendor-server.js', ['start', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs, env);
   return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 

@@ -125,6 +125,8 @@ export class MallSync {
   /** Why shipping to the mall was stopped (the ledger on disk failed its integrity check), or null. */
   private halted: string | null = null;
   private lastSnapshotPull = 0;
+  /** Set when an event must reach the mall at once (a move into the wallet): the next cut does not wait for more. */
+  private urgent = false;
   private oldest: { seq: number; at: string } | null = null;
   private readonly cursorFile: DurableJSONFile<SyncCursor>;
 
@@ -285,9 +287,10 @@ export class MallSync {
     const durable = journal.durableSeq;
     if (from > durable) return false;
     const waiting = durable - from + 1;
-    if (waiting < this.opts.batchEventsMax) {
+    if (waiting < this.opts.batchEventsMax && !this.urgent) {
       if (Date.now() - Date.parse(await this.eventTime(from)) < this.opts.batchAgeMs) return false;
     }
+    this.urgent = false;
     const texts: string[] = [];
     const events: JournalEvent[] = [];
     let bytes = 0;
@@ -396,6 +399,23 @@ export class MallSync {
       // The allotment id is the idempotency key: recorded into the float exactly once.
       await this.ledger.recordAllotment(op, `mall:${a.id}`, { token: a.token, units: a.units, reference: a.id });
     }
+  }
+
+  /** The cached mall snapshot (face values, fee schedule), or null before the first pull. */
+  cachedSnapshot(): SnapshotPayload | null {
+    return this.snapshot;
+  }
+
+  /** The seq of the last journal event the mall has acknowledged. */
+  get ackedEventSeq(): number {
+    return this.cursor.eventSeq;
+  }
+
+  /** Cuts and pushes a batch of whatever is durable now, without waiting for the batch to fill or age. */
+  pushSoon(): void {
+    this.urgent = true;
+    this.retryAt = null;
+    void this.tick();
   }
 
   /** Refuses tokens that depend on the mall's registry when the cached snapshot is too old. */
