@@ -731,7 +731,8 @@ export class TerminalApp {
       const priced = await this.link.request<PricedCart>('cart:price', {
         lines: carts.requestLines(this.cart),
         card: this.cart.customer?.card ?? null,
-        tenders: carts.pricingTenders(this.cart),
+        // The store prices wallet tokens as tendered; the mall is asked only at commit.
+        tenders: this.cart.tenders,
       });
       if (version !== this.priceVersion) return;
       this.priced = priced;

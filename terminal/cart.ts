@@ -86,11 +86,6 @@ export function setCash(cart: Cart, cashTenderedMinor: number): Cart {
   return { ...cart, cashTenderedMinor };
 }
 
-/** The tenders the store prices a cart with: those from the card (the wallet is asked only at commit). */
-export function pricingTenders(cart: Cart): { token: string; units?: number }[] {
-  return cart.tenders.filter((t) => t.source !== 'wallet').map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units }));
-}
-
 /** The cart without its wallet tenders: the other tenders stay as they were. */
 export function withoutWalletTenders(cart: Cart): Cart {
   return { ...cart, tenders: cart.tenders.filter((t) => t.source !== 'wallet') };

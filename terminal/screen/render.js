@@ -362,9 +362,6 @@ function renderPayment(s) {
         h('div', { class: 'row strong' }, h('span', { class: 'k' }, 'Cash due'), h('span', { class: 'v num', testid: 'cash-due' }, money(priced.cashDueMinor))),
       );
     }
-    if (tenders.some((t) => t.source === 'wallet')) {
-      out.push(h('p', { class: 'sub', testid: 'wallet-note' }, 'Wallet tokens are taken from the mall wallet when the sale completes; the cash due above does not count them yet.'));
-    }
     const tendered = s.cart.cashTenderedMinor;
     out.push(h('div', { class: 'row' }, h('span', { class: 'k' }, 'Cash tendered'), h('span', { class: 'v num', testid: 'cash-tendered' }, tendered > 0 ? money(tendered) : '-')));
     if (priced !== null && tendered > 0) {

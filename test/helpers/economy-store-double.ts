@@ -181,9 +181,10 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
     const price = (p: Record<string, unknown>, c: Customer | null): PricedCart => {
       const lines = (p['lines'] as { code: string; qty: number }[]).map((l) => ({ product, qty: l.qty }));
       const tenders = ((p['tenders'] as { token: string; units?: number; source?: TokenSource }[] | undefined) ?? []);
-      // Wallet tenders are priced against the wallet, card tenders against the card.
+      // Card tenders are priced against the card; wallet tenders as tendered (the mall is
+      // asked at commit), which commit checks against the wallet itself.
       const balances: Record<string, number> = Object.create(null) as Record<string, number>;
-      for (const t of tenders) balances[t.token] = t.source === 'wallet' ? (wallets.get(c?.card ?? '')?.get(t.token) ?? 0) : (c?.balances.get(t.token) ?? 0);
+      for (const t of tenders) balances[t.token] = t.source === 'wallet' ? (t.units ?? 0) : (c?.balances.get(t.token) ?? 0);
       return priceCart({
         vendorId: 'V-DOUBLE',
         currency: 'EUR',
@@ -197,7 +198,6 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
     handle('cart:price', (p) => {
       const c = p['card'] === null || p['card'] === undefined ? null : customerOf(p['card']);
       if (p['card'] !== null && p['card'] !== undefined && c === null) return noCustomer();
-      if ((p['tenders'] as { source?: unknown }[] | undefined)?.some((t) => 'source' in t)) return refuse('CORE_ERR_VALIDATION', 'cart:price takes no tender source');
       return ok(price(p, c));
     });
     handle('sale:commit', (p) => {
@@ -207,6 +207,10 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       const tenders = p['tenders'] as { token: string; units?: number; source?: TokenSource }[];
       const fromWallet = tenders.filter((t) => t.source === 'wallet');
       if (fromWallet.length > 0 && !mallReachable) return walletAway();
+      for (const t of fromWallet) {
+        const held = c === null ? 0 : (wallets.get(c.card)?.get(t.token) ?? 0);
+        if ((t.units ?? 0) > held) return refuse('MALL_ERR_WALLET_INSUFFICIENT', `the mall wallet holds ${held} ${t.token}`);
+      }
       const priced = price(p, c);
       const tendered = Number(p['cashTenderedMinor']);
       if (tendered < priced.cashDueMinor) return refuse('CORE_ERR_CASH_SHORT', `not enough cash tendered: ${priced.cashDueMinor - tendered} short`);

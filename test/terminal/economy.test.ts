@@ -309,7 +309,7 @@ describe('terminal: tokens between stores at the till', function () {
   });
 
   describe('paying from the wallet in a sale', () => {
-    it('takes wallet tokens as a tender: the store prices the cart without them and commits with them; the receipt shows them and the tokens earned', async () => {
+    it('takes wallet tokens as a tender: the store prices and commits the sale with them; the receipt shows them and the tokens earned', async () => {
       await app().command({ type: 'cancelSale' });
       await app().command({ type: 'scan', code: ANNA_CARD });
       await app().command({ type: 'scan', code: PEN });
@@ -318,8 +318,9 @@ describe('terminal: tokens between stores at the till', function () {
       await app().command({ type: 'setTenders', tenders: [{ token: 'MALL', units: 2, source: 'wallet' }] });
       expect(message()?.kind, message()?.text).to.not.equal('error');
       expect(app().state().cart.tenders).to.deep.equal([{ token: 'MALL', units: 2, source: 'wallet' }]);
-      // cart:price takes no tender source: the wallet is asked only at commit.
-      expect(store.sent('cart:price').every((p) => (p['tenders'] as unknown[] | undefined)?.length === 0 || p['tenders'] === undefined)).to.equal(true);
+      // The store prices the wallet's tokens as tendered: 2 MALL pay one pen, €3.00 is left in cash.
+      expect(store.sent('cart:price').at(-1)?.['tenders']).to.deep.equal([{ token: 'MALL', units: 2, source: 'wallet' }]);
+      await waitFor(() => app().state().priced?.cashDueMinor === 300, WAIT_MS, 'the cart priced with the wallet tokens');
       await app().command({ type: 'setCash', cashTenderedMinor: 500 });
       const printed = printedCount();
       const wallet = store.wallet(ANNA_CARD)['MALL'] ?? 0;
