@@ -7,7 +7,7 @@ import { makeCardNumber } from '../../core/index.ts';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
-import { startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
+import { ANNA_CARD, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
 
@@ -15,7 +15,8 @@ const UI_WAIT_MS = 30_000;
  * Tokens between stores on the cashier screen in headless chromium: a real terminal with
  * the printer simulator, against a stand-in store server. In order, as at a till: a new
  * customer registered from the keyboard, tokens sold for cash by touch, an exchange quoted
- * and confirmed from the keyboard, and the mall wallet out of reach said at once.
+ * and confirmed from the keyboard, a sale paid from the mall wallet by touch, and the mall
+ * wallet out of reach said at once.
  */
 describe('e2e: tokens between stores on the cashier screen (against a stand-in store server)', function () {
   this.timeout(180_000);
@@ -131,7 +132,32 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await dialogClosed('dlg-economy-result');
   });
 
+  it('pays a sale with mall wallet tokens by touch: the tender shows, the cart is priced with it, the sale takes it', async () => {
+    await page.fill('[data-testid="scan-input"]', ANNA_CARD);
+    await page.keyboard.press('Enter');
+    await expectText('customer-name', 'Anna');
+    await page.fill('[data-testid="scan-input"]', PEN);
+    await page.keyboard.press('Enter');
+    await expectText('total-money', '€3.00');
+    await tid('btn-wallet-pay').click();
+    await dialogOpen('dlg-wallet-pay');
+    await page.selectOption('[data-testid="wallet-pay-token"]', 'MALL');
+    await page.fill('[data-testid="wallet-pay-units"]', '2');
+    await tid('btn-wallet-pay-ok').click();
+    await dialogClosed('dlg-wallet-pay');
+    await expectText('tenders', '2 MALL from the wallet');
+    await expectText('cash-due', '€0.00');
+    const wallet = store.wallet(ANNA_CARD)['MALL'] ?? 0;
+    await tid('btn-complete').click();
+    await expectText('message', /Sale S\d{10} complete/);
+    expect(store.sent('sale:commit').at(-1)?.['tenders']).to.deep.equal([{ token: 'MALL', units: 2, source: 'wallet' }]);
+    expect(store.wallet(ANNA_CARD)['MALL']).to.equal(wallet - 2);
+  });
+
   it('says at once that the mall wallet cannot be reached, and keeps the wallet dialog open', async () => {
+    await page.fill('[data-testid="scan-input"]', ANNA_CARD);
+    await page.keyboard.press('Enter');
+    await expectText('customer-name', 'Anna');
     store.setMallReachable(false);
     try {
       await tid('btn-wallet').click();
