@@ -25,6 +25,13 @@ export interface EconomyReceiptContext {
 
 type Row = ReceiptSection['rows'][number];
 
+/** "2%", "2.5%", "0.25%" from basis points, in integer arithmetic like every amount. */
+export function formatBps(bps: number): string {
+  const whole = Math.floor(bps / 100);
+  const part = bps % 100;
+  return part === 0 ? `${whole}%` : `${whole}.${String(part).padStart(2, '0').replace(/0$/, '')}%`;
+}
+
 /** Text from the store or the customer cut to what one receipt field holds. */
 function fit(text: string, max: number = receiptLimits.textCharsMax): string {
   return Array.from(text).slice(0, max).join('');
@@ -105,7 +112,7 @@ export function exchangeReceipt(ack: ExchangeAck, ctx: EconomyReceiptContext): R
         rows: [
           { label: `Given${ack.source === 'wallet' ? ' (wallet)' : ''}`, amount: formatUnits(q.from.units, q.from.token) },
           { label: 'Value given', amount: money(q.grossMinor) },
-          { label: `Service charge (${q.serviceBps / 100}%)`, amount: money(q.serviceChargeMinor) },
+          { label: `Service charge (${formatBps(q.serviceBps)})`, amount: money(q.serviceChargeMinor) },
           { label: 'Received', amount: formatUnits(q.to.units, q.to.token) },
           { label: 'Value received', amount: money(q.valueOutMinor) },
           { label: 'Remainder', amount: money(q.remainderMinor) },
@@ -151,13 +158,10 @@ export function registrationSlip(customer: CustomerView, ctx: EconomyReceiptCont
     sections: [
       {
         title: 'Customer',
-        rows: [
-          { label: 'Name', amount: fit(customer.name, receiptLimits.amountCharsMax) },
-          { label: 'Shares data with stores', amount: customer.consent === true ? 'yes' : 'no' },
-        ],
+        rows: [{ label: 'Shares data with stores', amount: customer.consent === true ? 'yes' : 'no' }],
       },
     ],
-    footer: ['Show this barcode to pay with tokens', 'Keep it safe: it works like cash'],
+    footer: [fit(`Welcome, ${customer.name}`), 'Show this barcode to pay with tokens', 'Keep it safe: it works like cash'],
     barcode: customer.card,
   });
 }

@@ -16,7 +16,7 @@ import {
   type WalletView,
 } from '../core/index.ts';
 import type { PrintQueue, Receipt } from '../hardware/printer/index.ts';
-import { exchangeReceipt, registrationSlip, tokenSaleReceipt, walletMoveReceipt, type EconomyReceiptContext } from './economy-receipts.ts';
+import { exchangeReceipt, formatBps, registrationSlip, tokenSaleReceipt, walletMoveReceipt, type EconomyReceiptContext } from './economy-receipts.ts';
 import { RemoteError, type StoreLink } from './store-link.ts';
 
 /**
@@ -290,7 +290,7 @@ export class TillEconomy {
       toToken: q.to.token,
       unitsOut: q.to.units,
       given: `${formatUnits(q.from.units, q.from.token)} (${money(q.grossMinor)})${view.source === 'wallet' ? ' from the wallet' : ''}`,
-      charge: `${money(q.serviceChargeMinor)} (${q.serviceBps / 100}%)`,
+      charge: `${money(q.serviceChargeMinor)} (${formatBps(q.serviceBps)})`,
       receives: `${formatUnits(q.to.units, q.to.token)} (${money(q.valueOutMinor)})`,
       remainder: money(q.remainderMinor),
       offline: view.offline,

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { quoteExchange, type CustomerView, type ExchangeAck, type ReceiptData, type TokenSaleAck, type TokenType, type WalletMoveAck } from '../../core/index.ts';
 import { checkReceipt, COLUMNS, layoutReceipt, type Receipt } from '../../hardware/printer/index.ts';
-import { exchangeReceipt, registrationSlip, tokenSaleReceipt, walletMoveReceipt, type EconomyReceiptContext } from '../../terminal/economy-receipts.ts';
+import { exchangeReceipt, formatBps, registrationSlip, tokenSaleReceipt, walletMoveReceipt, type EconomyReceiptContext } from '../../terminal/economy-receipts.ts';
 import { toReceipt } from '../../terminal/receipts.ts';
 import { commandSchema } from '../../terminal/screen-server.ts';
 
@@ -51,6 +51,10 @@ describe('terminal: slips of tokens between stores', () => {
     expect(slip.barcode).to.equal(CARD);
     const text = laidOut(slip);
     expect(text).to.include('WELCOME').and.include('Anna Berger').and.not.include(CARD);
+  });
+
+  it('says a service charge rate from basis points without fractions of a number', () => {
+    expect([0, 1, 25, 200, 250, 1234, 10_000].map(formatBps)).to.deep.equal(['0%', '0.01%', '0.25%', '2%', '2.5%', '12.34%', '100%']);
   });
 
   it('a sale receipt shows the tokens earned and those from the mall wallet; its refund says the earned ones are taken back', () => {

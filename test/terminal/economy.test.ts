@@ -201,7 +201,7 @@ describe('terminal: tokens between stores at the till', function () {
       // 10 ACME = €10.00; 2% = €0.20; €9.80 buys 3 BETA (€9.00); €0.80 remains.
       const q = app().state().economy.quote;
       expect(q).to.deep.include({ fromToken: 'ACME', units: 10, source: 'card', toToken: 'BETA', unitsOut: 3 });
-      expect(q?.charge).to.equal(`€0.20 (${SERVICE_BPS / 100}%)`);
+      expect(q?.charge).to.equal('€0.20 (2%)');
       expect(q?.remainder).to.equal('€0.80');
       expect(store.applied('exchange:commit')).to.equal(0);
       expect(cardOf(ANNA_CARD)).to.deep.equal(before);
