@@ -123,6 +123,7 @@ export interface SaleAck {
   debits: Record<string, number>;
   cash: SaleResult['cash'];
   balancesAfter: Record<string, number> | null;
+  earned?: Record<string, number>;
 }
 
 export interface RefundResult {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import {
   fail,
   formatMinor,
+  formatUnits,
   maskCard,
   maskCardsInText,
   MallposError,
@@ -21,6 +22,7 @@ import {
   type OfflineSaleAck,
   type OfflineSaleRecord,
   type ShiftView,
+  type WalletView,
   type WireError,
   type XReport,
   type ZReport,
@@ -34,6 +36,8 @@ import { OfflineSales } from './offline-sales.ts';
 import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
 import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
+import { ECONOMY_COMMANDS, OFFLINE_WALLET, TillEconomy, WALLET_UNREACHABLE, type EconomyCommand, type EconomyView } from './economy.ts';
+import type { EconomyReceiptContext } from './economy-receipts.ts';
 import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
@@ -71,6 +75,8 @@ export interface ScreenState {
   shift: { known: boolean; current: ShiftView | null; closed: ShiftView | null };
   /** Selling through an outage of the store server (cash only), and the sales still to forward. */
   offline: OfflineView;
+  /** Tokens between stores: an exchange quoted and waiting for confirmation, the last action's result. */
+  economy: EconomyView;
   message: ScreenMessage | null;
   version: number;
 }
@@ -160,7 +166,8 @@ export type Command =
   | { type: 'zReport'; staffId: string; pin: string }
   | { type: 'login'; staffId: string; pin: string }
   | { type: 'logout' }
-  | { type: 'dismiss' };
+  | { type: 'dismiss' }
+  | EconomyCommand;
 
 export interface TerminalAppOptions {
   dataDir: string;
@@ -257,6 +264,7 @@ export class TerminalApp {
   private offlinePrints: Promise<void> = Promise.resolve();
   /** The cashier's sign-in sent again on a new connection; forwarding waits for it. */
   private relogin: Promise<void> = Promise.resolve();
+  private readonly economy: TillEconomy;
 
   private constructor(
     private readonly opts: TerminalAppOptions,
@@ -264,6 +272,31 @@ export class TerminalApp {
     private readonly offline: OfflineSales,
   ) {
     this.link = new StoreLink(opts.credential.server, opts.credential, opts.ackTimeoutMs);
+    this.economy = new TillEconomy({
+      link: this.link,
+      printQueue: opts.printQueue,
+      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>) =>
+        this.sendKeyed<T>(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: do the same again; it is sent as the same request and counts once'),
+      customer: () => this.cart.customer,
+      setCustomer: async (c) => {
+        this.setCartCustomer(c);
+        await this.reprice();
+      },
+      needOnline: (offlineText) => {
+        this.guardIdle();
+        if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+        if (!this.link.connected) fail('POS_ERR_OFFLINE', offlineText);
+      },
+      receiptContext: () => this.economyReceiptContext(),
+      currency: () => this.link.status().server?.currency ?? 'EUR',
+      openDrawer: () => this.openDrawer(),
+      slipPrinted: () => {
+        // The store keeps no receipt of these to count a reprint: the print queue's copy is reprinted.
+        this.lastReceiptSaleId = null;
+      },
+      say: (kind, text, code) => this.say(kind, text, code),
+      changed: () => this.changed(),
+    });
   }
 
   static async open(opts: TerminalAppOptions): Promise<TerminalApp> {
@@ -322,6 +355,10 @@ export class TerminalApp {
     return join(this.opts.dataDir, 'pending-cash-op.json');
   }
 
+  private get pendingEconomyOpFile(): string {
+    return join(this.opts.dataDir, 'pending-economy-op.json');
+  }
+
   private readPending(): Promise<PendingSale | null> {
     return this.readJson<PendingSale>(this.pendingFile);
   }
@@ -359,6 +396,7 @@ export class TerminalApp {
       refund: this.refund === null ? null : { sale: maskedSale(this.refund.sale), refunded: this.refund.refunded },
       shift: this.shift,
       offline: this.offlineView(),
+      economy: this.economy.view(),
       message: this.message,
       version: this.version,
     };
@@ -661,7 +699,7 @@ export class TerminalApp {
       } else if (scan.kind === 'customer') {
         if (this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_CUSTOMER);
         const customer = await this.link.request<CustomerView>('customer:lookup', { card: scan.card });
-        this.cart = carts.setCustomer(this.cart, customer);
+        this.setCartCustomer(customer);
         this.say('info', `customer ${customer.name}: ${customer.balances.map((b) => `${b.units} ${b.token}`).join(', ') || 'no tokens'}`);
         await this.reprice();
       } else {
@@ -693,6 +731,7 @@ export class TerminalApp {
       const priced = await this.link.request<PricedCart>('cart:price', {
         lines: carts.requestLines(this.cart),
         card: this.cart.customer?.card ?? null,
+        // The store prices wallet tokens as tendered; the mall is asked only at commit.
         tenders: this.cart.tenders,
       });
       if (version !== this.priceVersion) return;
@@ -732,17 +771,15 @@ export class TerminalApp {
         case 'cancelSale':
           this.guardIdle();
           this.cart = carts.emptyCart();
+          this.economy.customerChanged(null);
           this.say('info', 'sale cancelled: nothing was charged');
           return await this.reprice();
         case 'removeCustomer':
           this.guardIdle();
-          this.cart = carts.setCustomer(this.cart, null);
+          this.setCartCustomer(null);
           return await this.reprice();
         case 'setTenders':
-          this.guardIdle();
-          if (cmd.tenders.length > 0 && this.sellingOffline) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
-          this.cart = carts.setTenders(this.cart, cmd.tenders);
-          return await this.reprice();
+          return await this.setTenders(cmd.tenders);
         case 'setCash':
           this.guardIdle();
           this.cart = carts.setCash(this.cart, cmd.cashTenderedMinor);
@@ -796,6 +833,7 @@ export class TerminalApp {
           this.changed();
           return;
         default:
+          if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd);
           fail('POS_ERR_COMMAND');
       }
     } catch (err) {
@@ -807,6 +845,41 @@ export class TerminalApp {
     if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
   }
 
+  private setCartCustomer(customer: CustomerView | null): void {
+    this.cart = carts.setCustomer(this.cart, customer);
+    this.economy.customerChanged(customer?.card ?? null);
+  }
+
+  /**
+   * Sets how the sale is paid. Tokens from the mall wallet need the mall: the till asks for
+   * the wallet first, so a wallet out of reach (or short) is said at once and the sale
+   * keeps its other tenders.
+   */
+  private async setTenders(tenders: TenderChoice[]): Promise<void> {
+    this.guardIdle();
+    if (tenders.length > 0 && this.sellingOffline) fail('POS_ERR_OFFLINE', tenders.some((t) => t.source === 'wallet') ? OFFLINE_WALLET : OFFLINE_TOKENS);
+    const fromWallet = tenders.filter((t) => t.source === 'wallet');
+    const customer = this.cart.customer;
+    if (fromWallet.length > 0 && customer !== null) {
+      if (!this.link.connected) fail('POS_ERR_OFFLINE', OFFLINE_WALLET);
+      const known = new Set(this.cart.tenders.filter((t) => t.source === 'wallet').map((t) => `${t.token}:${t.units ?? ''}`));
+      if (fromWallet.some((t) => !known.has(`${t.token}:${t.units ?? ''}`))) {
+        let wallet: WalletView;
+        try {
+          wallet = await this.link.request<WalletView>('wallet:balance', { card: customer.card });
+        } catch (err) {
+          if (err instanceof RemoteError && err.wire.code === 'VND_ERR_WALLET_OFFLINE') fail('VND_ERR_WALLET_OFFLINE', WALLET_UNREACHABLE);
+          throw err;
+        }
+        for (const t of fromWallet) {
+          const held = wallet.balances.find((b) => b.token === t.token)?.units ?? 0;
+          if ((t.units ?? 0) > held) fail('MALL_ERR_WALLET_INSUFFICIENT', `the mall wallet holds ${held} ${t.token}: ${(t.units ?? 0) - held} short; take another tender`, { token: t.token });
+        }
+      }
+    }
+    this.cart = carts.setTenders(this.cart, tenders);
+    await this.reprice();
+  }
   /** Completes the sale: key and body on disk first, then sent until the outcome is known. */
   private async complete(): Promise<void> {
     // A sale stopped for a cashier's sign-in (or pairing) is sent again under its own key.
@@ -902,13 +975,20 @@ export class TerminalApp {
         if (ack === null) {
           // A link ended by the store (revoked, paired again) will not come back by itself.
           const kind = err instanceof RemoteError ? classifySaleRefusal(err.wire.code) : this.unpaired() ? 'pairing' : 'unknown';
-          if (kind === 'definite') {
+          if (kind === 'definite' || kind === 'wallet') {
             // The server judged the sale and refused it: nothing is committed under its
             // key. The cart stays for the cashier to fix.
             await rm(this.pendingFile, { force: true });
             this.completing = null;
             this.completion = null;
             this.waiting = null;
+            if (kind === 'wallet' && err instanceof RemoteError) {
+              // The wallet is out of reach: its tokens come off the payment, the other tenders stay.
+              this.cart = carts.withoutWalletTenders(this.cart);
+              this.say('error', `${WALLET_UNREACHABLE}: the wallet tokens were taken off the payment; the sale is kept, pay it another way`, err.wire.code);
+              void this.reprice();
+              return;
+            }
             this.sayError(err);
             return;
           }
@@ -1000,7 +1080,9 @@ export class TerminalApp {
       await kicking;
       return;
     }
-    this.say('success', `sale ${ack.saleId} complete${change}`);
+    const earned = Object.entries(ack.earned ?? {}).filter(([, units]) => units > 0);
+    const earnedText = earned.length > 0 ? `; earned ${earned.map(([token, units]) => formatUnits(units, token)).join(' and ')}` : '';
+    this.say('success', `sale ${ack.saleId} complete${change}${earnedText}`);
     await kicking;
     const printed = await printing;
     if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
@@ -1113,6 +1195,16 @@ export class TerminalApp {
     };
   }
 
+  private economyReceiptContext(): EconomyReceiptContext {
+    const server = this.link.status().server;
+    return {
+      store: { name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
+      terminalName: this.opts.credential.name,
+      cashierName: this.cashier?.name ?? '-',
+      tokenNames: server?.tokenNames ?? {},
+    };
+  }
+
   private money(minor: number): string {
     return formatMinor(minor, this.link.status().server?.currency ?? 'EUR');
   }
@@ -1123,28 +1215,44 @@ export class TerminalApp {
    * same `identity`, such as who approved it) tried again reuses the key until the store
    * has answered it.
    */
-  private async sendCashOp<T>(
+  private sendCashOp<T>(
     event: keyof ClientToServerEvents,
     body: Record<string, unknown>,
     secret: Record<string, unknown> = {},
     identity: Record<string, unknown> = {},
   ): Promise<T> {
+    return this.sendKeyed<T>(this.pendingCashOpFile, event, body, secret, identity);
+  }
+
+  /**
+   * The sender behind cash operations and tokens between stores: the key of one request is
+   * made before its first send and kept in `file` until the store answers, so the same
+   * request sent again (a lost answer, a restart, the cashier trying again) counts once.
+   */
+  private async sendKeyed<T>(
+    file: string,
+    event: keyof ClientToServerEvents,
+    body: Record<string, unknown>,
+    secret: Record<string, unknown> = {},
+    identity: Record<string, unknown> = {},
+    unconfirmed = 'the store server did not confirm it: try again with the same amount and reason; it is sent as the same request and counts once',
+  ): Promise<T> {
     this.guardIdle();
     this.needLink();
     const fingerprint = JSON.stringify({ event, body, identity });
-    const earlier = await this.readJson<PendingCashOp>(this.pendingCashOpFile);
+    const earlier = await this.readJson<PendingCashOp>(file);
     const pending: PendingCashOp =
       earlier !== null && earlier.fingerprint === fingerprint ? earlier : { key: `${this.opts.credential.terminalId}:${randomUUID()}`, fingerprint, startedAt: new Date().toISOString() };
-    if (pending !== earlier) await writeFileDurable(this.pendingCashOpFile, JSON.stringify(pending));
+    if (pending !== earlier) await writeFileDurable(file, JSON.stringify(pending));
     for (let attempt = 0; ; attempt++) {
       try {
         const answer = await this.link.request<T>(event, { key: pending.key, ...body, ...secret });
-        await rm(this.pendingCashOpFile, { force: true });
+        await rm(file, { force: true });
         return answer;
       } catch (err) {
         if (!(err instanceof LinkDownError)) throw err;
         if (attempt === 4) {
-          throw new MallposError('POS_ERR_OFFLINE', 'the store server did not confirm it: try again with the same amount and reason; it is sent as the same request and counts once');
+          throw new MallposError('POS_ERR_OFFLINE', unconfirmed);
         }
         await this.link.waitConnected(this.opts.reconnectWaitMs ?? 2_000);
       }

@@ -16,8 +16,10 @@ export interface CartLine {
 
 export interface TenderChoice {
   token: string;
-  /** Exactly this many units, or as many as the cart can take when left out. */
+  /** Exactly this many units, or as many as the cart can take when left out (required from the wallet). */
   units?: number;
+  /** 'wallet': paid from the customer's mall wallet, not their card at this store. */
+  source?: 'wallet';
 }
 
 export interface Cart {
@@ -70,12 +72,23 @@ export function setCustomer(cart: Cart, customer: CustomerView | null): Cart {
 
 export function setTenders(cart: Cart, tenders: TenderChoice[]): Cart {
   if (tenders.length > 0 && cart.customer === null) fail('POS_ERR_NO_CUSTOMER', 'scan the customer card before paying with tokens');
-  return { ...cart, tenders: tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })) };
+  for (const t of tenders) {
+    if (t.source === 'wallet' && (t.units === undefined || t.units < 1)) fail('CORE_ERR_AMOUNT', `say how many ${t.token} to take from the mall wallet`);
+  }
+  return {
+    ...cart,
+    tenders: tenders.map((t) => ({ token: t.token, ...(t.units === undefined ? {} : { units: t.units }), ...(t.source === 'wallet' ? { source: 'wallet' as const } : {}) })),
+  };
 }
 
 export function setCash(cart: Cart, cashTenderedMinor: number): Cart {
   if (!Number.isSafeInteger(cashTenderedMinor) || cashTenderedMinor < 0) fail('CORE_ERR_AMOUNT', 'cash tendered must be a whole number of cents');
   return { ...cart, cashTenderedMinor };
+}
+
+/** The cart without its wallet tenders: the other tenders stay as they were. */
+export function withoutWalletTenders(cart: Cart): Cart {
+  return { ...cart, tenders: cart.tenders.filter((t) => t.source !== 'wallet') };
 }
 
 /** The request lines for the server: codes and quantities only, never prices. */

@@ -1,5 +1,5 @@
 import { formatMinor, formatUnits, maskCard, type OfflineSaleRecord, type ReceiptData, type SaleResult } from '../core/index.ts';
-import type { Receipt } from '../hardware/printer/index.ts';
+import type { Receipt, ReceiptSection } from '../hardware/printer/index.ts';
 
 /**
  * Turns a committed sale (and its refund, if any) into the display-ready receipt the
@@ -33,6 +33,17 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
     if (data.refund.cashRefundMinor > 0) footer.push(`Cash refunded: ${money(data.refund.cashRefundMinor)}`);
   }
   footer.push(`Total value ${money(sale.totalMinor)}`, 'Thank you for shopping with tokens!');
+  // Tokens taken from the mall wallet, and loyalty tokens this sale earned (given back with a refund).
+  const sections: ReceiptSection[] = [];
+  const fromWallet = sale.wallet ?? [];
+  if (fromWallet.length > 0) sections.push({ title: 'From the mall wallet', rows: fromWallet.map((w) => ({ label: tokenLabel(w.token), amount: formatUnits(w.units, w.token) })) });
+  const earned = Object.entries(sale.earned ?? {}).filter(([, units]) => units > 0);
+  if (earned.length > 0) {
+    sections.push({
+      title: data.refund === null ? 'Tokens earned' : 'Tokens earned, taken back',
+      rows: earned.map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) })),
+    });
+  }
   return {
     store: { name: data.store.name, address: data.store.address },
     terminal: opts.terminalName,
@@ -45,6 +56,7 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
     ...(sale.cash.dueMinor > 0 || sale.cash.tenderedMinor > 0
       ? { cash: { due: money(sale.cash.dueMinor), tendered: money(sale.cash.tenderedMinor), change: money(sale.cash.changeMinor) } }
       : {}),
+    ...(sections.length > 0 ? { sections } : {}),
     balances: Object.entries(balancesSource).map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) })),
     footer,
     qr: `mallpos:${data.store.vendorId}:${sale.saleId}`,

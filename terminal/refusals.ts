@@ -36,6 +36,9 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
   // to a sale means nothing is committed under its key; retrying the PIN cannot help.
   'VND_ERR_CUSTOMER_LOCKED',
   'VND_ERR_TERMINAL_LOCKED',
+  // Tokens from the mall wallet: the store asks the mall to hold them before it journals the
+  // sale, so a wallet short of them means nothing is committed under the key.
+  'MALL_ERR_WALLET_INSUFFICIENT',
 ]);
 
 /**
@@ -60,15 +63,20 @@ const PAIRING_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_TERMI
  * - `cashier`: no cashier is signed in (the server answers a key it knows without one, so
  *   nothing is committed); after sign-in the cashier completes again with the same key;
  * - `pairing`: the till must be paired again; the key is kept, its outcome unknown;
+ * - `wallet`: the store could not reach the mall to hold the wallet tokens (a 503, yet a
+ *   judgement: the store answers a key it knows before it asks the mall, so nothing is
+ *   committed under this one); the wallet tenders come off and the cart stays, to be
+ *   completed another way under a new key;
  * - `unknown`: the outcome is unknown; the same key is sent again after a pause.
  */
-export type SaleRefusalKind = 'definite' | 'customer-pin' | 'cashier' | 'pairing' | 'unknown';
+export type SaleRefusalKind = 'definite' | 'customer-pin' | 'cashier' | 'pairing' | 'wallet' | 'unknown';
 
 export function classifySaleRefusal(code: string): SaleRefusalKind {
   if (DEFINITE_SALE_REFUSALS.has(code)) return 'definite';
   if (CUSTOMER_PIN_REFUSALS.has(code)) return 'customer-pin';
   if (code === 'VND_ERR_CASHIER_REQUIRED') return 'cashier';
   if (PAIRING_REFUSALS.has(code)) return 'pairing';
+  if (code === 'VND_ERR_WALLET_OFFLINE') return 'wallet';
   return 'unknown';
 }
 

@@ -12,7 +12,10 @@ import { createScreenGuard, type ScreenGuard } from './screen-guard.ts';
 
 export const DEFAULT_SCREEN_PORT = 8500;
 
-const tender = z.strictObject({ token: z.string().min(1).max(12), units: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional() });
+const tokenCode = z.string().min(1).max(12);
+const units = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+const tender = z.strictObject({ token: tokenCode, units: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(), source: z.literal('wallet').optional() });
+const cardCode = z.string().trim().min(1).max(64);
 const pin = z.string().regex(/^[0-9]{4,12}$/, 'a PIN is 4-12 digits');
 const staffId = z.string().min(1).max(40);
 
@@ -49,6 +52,31 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('login'), staffId, pin }),
   z.strictObject({ type: z.literal('logout') }),
   z.strictObject({ type: z.literal('dismiss') }),
+  // Tokens between stores.
+  z.strictObject({
+    type: z.literal('registerCustomer'),
+    name: z.string().trim().min(1).max(80),
+    consent: z.boolean(),
+    card: cardCode.nullable(),
+    email: z.string().trim().max(120).optional(),
+    phone: z.string().trim().max(40).optional(),
+  }),
+  z.strictObject({
+    type: z.literal('sellTokens'),
+    token: tokenCode,
+    units,
+    payment: z.discriminatedUnion('method', [
+      z.strictObject({ method: z.literal('cash'), tenderedMinor: minor }),
+      z.strictObject({ method: z.literal('card'), approvalRef: z.string().trim().min(1).max(40) }),
+    ]),
+  }),
+  z.strictObject({ type: z.literal('exchangeQuote'), fromToken: tokenCode, units, source: z.enum(['card', 'wallet']), toToken: tokenCode }),
+  z.strictObject({ type: z.literal('exchangeConfirm') }),
+  z.strictObject({ type: z.literal('exchangeCancel') }),
+  z.strictObject({ type: z.literal('walletBalance') }),
+  z.strictObject({ type: z.literal('walletMove'), direction: z.enum(['to-wallet', 'from-wallet']), token: tokenCode, units }),
+  z.strictObject({ type: z.literal('customerData'), card: cardCode }),
+  z.strictObject({ type: z.literal('closeEconomy') }),
 ]);
 
 interface ScreenClientEvents {

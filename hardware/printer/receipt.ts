@@ -15,6 +15,8 @@ export interface Receipt {
   /** The sale's id, or a report's (for example "Z 12"). */
   saleId: string;
   kind: 'sale' | 'refund' | 'reprint' | 'report';
+  /** What the id names when it is neither a sale nor a report ("Token sale", "Card"); printed before it. */
+  idLabel?: string;
   /** A report's title, printed large under the store's name ("X REPORT"). */
   title?: string;
   /** A reprint counted by the store: printed as "DUPLICATE — reprint N". */
@@ -98,6 +100,7 @@ export const receiptSchema = z
     at: z.string().max(40).regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/, 'expected an ISO 8601 date and time'),
     saleId: text.min(1),
     kind: z.enum(['sale', 'refund', 'reprint', 'report']),
+    idLabel: text.min(1).max(16).optional(),
     title: text.min(1).optional(),
     reprintCount: z.int().min(1).max(L.qtyAbsMax).optional(),
     sections: z
@@ -171,7 +174,7 @@ export function layoutReceipt(r: Receipt, columns: Columns): ReceiptLine[] {
   if (r.title !== undefined) centre(r.title, true);
   if (r.kind === 'reprint') centre(r.reprintCount === undefined ? '*** REPRINT ***' : `DUPLICATE — reprint ${r.reprintCount}`, true);
   rule();
-  pairs(r.kind === 'report' ? 'Report' : 'Sale', r.saleId);
+  pairs(r.idLabel ?? (r.kind === 'report' ? 'Report' : 'Sale'), r.saleId);
   pairs('Date', formatAt(r.at));
   pairs('Terminal', r.terminal);
   pairs('Cashier', r.cashier);

@@ -50,7 +50,8 @@ export function moveSelection(step) {
 export function toggleTender(token) {
   if (!editable()) return;
   const tenders = ui.state.cart.tenders;
-  const next = tenders.some((t) => t.token === token) ? tenders.filter((t) => t.token !== token) : [...tenders, { token }];
+  const fromCard = (t) => t.token === token && t.source !== 'wallet';
+  const next = tenders.some(fromCard) ? tenders.filter((t) => !fromCard(t)) : [...tenders, { token }];
   void send({ type: 'setTenders', tenders: next });
 }
 

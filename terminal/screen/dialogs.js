@@ -60,7 +60,8 @@ export function openTokens() {
     return;
   }
   openModal('dlg-tokens', () => {
-    const tenders = ui.state.cart.tenders;
+    // Tokens from the mall wallet have their own dialog; this one sets those from the card.
+    const tenders = ui.state.cart.tenders.filter((t) => t.source !== 'wallet');
     const order = [...tenders.map((t) => t.token), ...c.balances.map((b) => b.token).filter((t) => !tenders.some((x) => x.token === t))];
     const totals = currentPricing()?.totalsByToken ?? {};
     byTestId('token-rows').replaceChildren(
@@ -215,7 +216,7 @@ export function showShiftResult(closed) {
  * Sends a command and keeps the dialog open with the terminal's refusal in it, so a
  * mistyped PIN or amount can be fixed without typing everything again.
  */
-async function sendFromDialog(form, cmd) {
+export async function sendFromDialog(form, cmd) {
   const before = ui.state?.message?.at ?? null;
   if (!(await send(cmd))) return false;
   const m = ui.state?.message;
@@ -246,7 +247,7 @@ const submitters = {
       if (!Number.isSafeInteger(n) || n < 1) return showError(form, `${token}: units are a whole number, at least 1`), false;
       tenders.push({ token, units: n });
     }
-    return setTenders(tenders);
+    return setTenders([...tenders, ...ui.state.cart.tenders.filter((t) => t.source === 'wallet')]);
   },
   async cash(form) {
     const minor = parseMoney(form.elements.cash.value, currency());
@@ -325,6 +326,11 @@ const submitters = {
     return false;
   },
 };
+
+/** More dialogs' submitters, added at page load by the parts of the page that own them. */
+export function registerSubmitters(more) {
+  Object.assign(submitters, more);
+}
 
 async function closeAndSetCash(minor) {
   closeDialogs();

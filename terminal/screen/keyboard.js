@@ -10,6 +10,7 @@
 import { changeQty, complete, dismiss, moveSelection, removeCustomer, reprint, voidSelected } from './actions.js';
 import { openCancel, openCash, openCashMove, openDialog, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId, isEditable } from './dom.js';
+import { openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
 import { showLocal, ui } from './state.js';
 
 const SCAN_CODE_LENGTH_MAX = 64;
@@ -41,6 +42,13 @@ function onKeyDown(e) {
     e.preventDefault();
     e.stopPropagation();
   };
+  // Customers and tokens between stores: the shifted function keys.
+  if (plain && e.shiftKey && e.key === 'F2') return handled(), openRegister();
+  if (plain && e.shiftKey && e.key === 'F3') return handled(), openSellTokens();
+  if (plain && e.shiftKey && e.key === 'F5') return handled(), openExchange();
+  if (plain && e.shiftKey && e.key === 'F6') return handled(), openWallet();
+  if (plain && e.shiftKey && e.key === 'F8') return handled(), openWalletPay();
+  if (plain && e.shiftKey && e.key === 'F9') return handled(), openCustomerData();
   if (plain && e.key === 'F2' && !e.shiftKey) return handled(), openQty();
   if (plain && e.key === 'F4' && !e.shiftKey) return handled(), openTokens();
   if (plain && e.key === 'F4' && e.shiftKey) return handled(), removeCustomer();

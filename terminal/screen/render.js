@@ -6,6 +6,7 @@
 import { removeCustomer, selectLine, setLineQty, setTenders, toggleTender, voidLine } from './actions.js';
 import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError, showShiftResult } from './dialogs.js';
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
+import { renderEconomy } from './economy.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
 
@@ -38,6 +39,7 @@ export function render() {
   renderRefund(s);
   renderWaiting(s);
   showShiftResult(s.shift.closed);
+  renderEconomy(s);
 
   const active = document.activeElement;
   if ((active === null || active === document.body) && openDialog() === null) byTestId('scan-input').focus();
@@ -286,7 +288,7 @@ function renderCustomer(s) {
     if (c === null) {
       return [h('h2', {}, 'Customer'), h('p', { class: 'muted', testid: 'customer-none' }, 'No customer. Scan a loyalty card to pay with tokens.')];
     }
-    const using = new Set(s.cart.tenders.map((t) => t.token));
+    const using = new Set(s.cart.tenders.filter((t) => t.source !== 'wallet').map((t) => t.token));
     const debits = priced?.debits ?? {};
     const rows = c.balances.map((b) => {
       const debit = debits[b.token] ?? 0;
@@ -350,7 +352,7 @@ function renderPayment(s) {
         h('span', { class: 'k' }, 'Pay with '),
         tenders.length === 0
           ? h('span', { class: 'chip cash' }, 'cash only')
-          : tenders.map((t, i) => [i > 0 ? h('span', { class: 'then' }, ' then ') : '', h('span', { class: 'chip', testid: 'tender', data: { token: t.token } }, t.units === undefined ? `${t.token}, all it can pay` : units(t.units, t.token))]),
+          : tenders.map((t, i) => [i > 0 ? h('span', { class: 'then' }, ' then ') : '', h('span', { class: 'chip', testid: 'tender', data: { token: t.token, source: t.source ?? 'card' } }, t.units === undefined ? `${t.token}, all it can pay` : `${units(t.units, t.token)}${t.source === 'wallet' ? ' from the wallet' : ''}`)]),
       ),
     );
     if (priced !== null) {

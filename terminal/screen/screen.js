@@ -7,6 +7,8 @@
  *   actions.js  commands that need no dialog
  *   dialogs.js  quantity, tokens, cash, cancel, receipt, sign-in, customer-PIN and refund dialogs,
  *               and the cashier's day: shifts with a count, paid in/out, no sale, X and Z reports
+ *   economy.js  customers and tokens between stores: new customer, sell tokens, exchange,
+ *               the mall wallet, paying from it, another store's customer data
  *   keyboard.js function keys, line keys and the keyboard-wedge scanner
  *   format.js   amounts, times and messages as text (the one money formatter)
  *   dom.js      element building and regions redrawn only on change
@@ -17,6 +19,7 @@
 import { dismiss, changeQty, complete, logout, reprint, scan, voidSelected } from './actions.js';
 import { installDialogs, openCancel, openCash, openCashMove, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId } from './dom.js';
+import { installEconomy, openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
 import { installKeyboard } from './keyboard.js';
 import { render, renderMessage } from './render.js';
 import { connect } from './socket.js';
@@ -24,6 +27,7 @@ import { setRenderer } from './state.js';
 
 setRenderer(render, renderMessage);
 installDialogs();
+installEconomy();
 
 const onClick = (testid, fn) => byTestId(testid).addEventListener('click', fn);
 onClick('btn-qty-dec', () => changeQty(-1));
@@ -45,6 +49,12 @@ onClick('btn-cash-move', openCashMove);
 onClick('btn-no-sale', openNoSale);
 onClick('btn-x-report', openXReport);
 onClick('btn-z-report', openZReport);
+onClick('btn-new-customer', openRegister);
+onClick('btn-sell-tokens', openSellTokens);
+onClick('btn-exchange', openExchange);
+onClick('btn-wallet', openWallet);
+onClick('btn-wallet-pay', openWalletPay);
+onClick('btn-customer-data', openCustomerData);
 
 byTestId('scan-form').addEventListener('submit', (e) => {
   e.preventDefault();

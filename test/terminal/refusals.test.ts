@@ -60,6 +60,12 @@ describe('terminal: which refusals drop a pending sale', () => {
     }
   });
 
+  it('takes the wallet tokens off a sale whose wallet the store could not reach: a judgement, though a 503', () => {
+    expect(classifySaleRefusal('VND_ERR_WALLET_OFFLINE')).to.equal('wallet');
+    expect(isDefiniteSaleRefusal('VND_ERR_WALLET_OFFLINE')).to.equal(false);
+    expect(classifySaleRefusal('MALL_ERR_WALLET_INSUFFICIENT')).to.equal('definite');
+  });
+
   it('sends the same key again after anything else', () => {
     for (const code of ['VND_ERR_INTERNAL', 'VND_ERR_SHUTTING_DOWN', 'VND_ERR_IDEMPOTENCY_CONFLICT', 'VND_ERR_SOMETHING_NEW', '__proto__', 'constructor']) {
       expect(classifySaleRefusal(code), code).to.equal('unknown');
@@ -68,6 +74,6 @@ describe('terminal: which refusals drop a pending sale', () => {
 
   it('names only codes of the catalogue', () => {
     const kinds = Object.keys(ERRORS).map((c) => classifySaleRefusal(c));
-    for (const kind of ['definite', 'customer-pin', 'cashier', 'pairing', 'unknown']) expect(kinds, kind).to.include(kind);
+    for (const kind of ['definite', 'customer-pin', 'cashier', 'pairing', 'wallet', 'unknown']) expect(kinds, kind).to.include(kind);
   });
 });

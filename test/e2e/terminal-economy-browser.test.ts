@@ -1,0 +1,175 @@
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { makeCardNumber } from '../../core/index.ts';
+import type { PrinterSimulator } from '../../hardware/printer/index.ts';
+import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
+import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import { ANNA_CARD, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
+
+const UI_WAIT_MS = 30_000;
+
+/**
+ * Tokens between stores on the cashier screen in headless chromium: a real terminal with
+ * the printer simulator, against a stand-in store server. In order, as at a till: a new
+ * customer registered from the keyboard, tokens sold for cash by touch, an exchange quoted
+ * and confirmed from the keyboard, a sale paid from the mall wallet by touch, and the mall
+ * wallet out of reach said at once.
+ */
+describe('e2e: tokens between stores on the cashier screen (against a stand-in store server)', function () {
+  this.timeout(180_000);
+  let store: EconomyDouble;
+  let terminal: RunningTerminal;
+  let sim: PrinterSimulator;
+  let browser: Browser;
+  let page: Page;
+  let dataDir: string;
+
+  const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
+  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
+  const dialogOpen = (id: string) => page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: UI_WAIT_MS });
+  const dialogClosed = (id: string) => page.locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: UI_WAIT_MS });
+  const printed = (r: { lines: { text: string }[] } | undefined) => (r?.lines ?? []).map((l) => l.text).join('\n');
+  /** The "after" cell of one token's row in a result table. */
+  const afterCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="after"]`).innerText();
+  const beforeCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="before"]`).innerText();
+
+  before(async () => {
+    store = await startEconomyDouble();
+    dataDir = await mkdtemp(join(tmpdir(), 'mallpos-econ-ui-'));
+    await store.pair(dataDir);
+    terminal = await startTerminal({ dataDir, scanner: 'none', printer: 'sim', printerSimPort: 0, port: 0, drawer: { pollIdleMs: 0 } });
+    if (terminal.printerSim === null) throw new Error('no printer simulator');
+    sim = terminal.printerSim;
+    await waitFor(() => terminal.app.state().status.server.state === 'connected', UI_WAIT_MS, 'the terminal connected to the stand-in store');
+    browser = await launchBrowser();
+    page = await openScreen(browser, terminal.screen.url);
+    await tid('btn-signin').click();
+    await page.fill('[data-testid="signin-staff"]', 'ana');
+    await page.fill('[data-testid="signin-pin"]', '1234');
+    await page.keyboard.press('Enter');
+    await expectText('cashier-name', 'Ana (cashier)');
+  });
+  after(async () => {
+    await browser?.close();
+    await terminal?.close();
+    await store?.close();
+    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('registers a new customer from the keyboard and prints the card slip with its barcode', async () => {
+    const receipts = sim.receipts().length;
+    await page.keyboard.press('Shift+F2');
+    await dialogOpen('dlg-register');
+    await page.keyboard.type('Hana Till');
+    await tid('register-consent-yes').check();
+    await page.fill('[data-testid="register-email"]', 'hana@example.org');
+    await tid('register-name').focus();
+    await page.keyboard.press('Enter');
+
+    await dialogOpen('dlg-economy-result');
+    await expectText('economy-result-title', 'New customer');
+    await expectText('economy-result-details', 'new number, printed');
+    await expectText('customer-name', 'Hana Till');
+    const sent = store.sent('customer:register');
+    expect(sent).to.have.length(1);
+    expect(sent[0]).to.deep.include({ name: 'Hana Till', consent: true, card: null, contact: { email: 'hana@example.org' } });
+    const card = makeCardNumber(501);
+    const all = await sim.waitForReceipts(receipts + 1, UI_WAIT_MS);
+    expect(all.at(-1)?.barcodes.map((b) => b.data)).to.deep.equal([card]);
+    // The screen shows the new number masked, as every card number.
+    expect(await page.locator('body').innerText()).to.not.include(card);
+    await page.keyboard.press('Escape');
+    await dialogClosed('dlg-economy-result');
+  });
+
+  it('sells tokens for cash by touch, showing the balance before and after and the change', async () => {
+    const receipts = sim.receipts().length;
+    await tid('btn-sell-tokens').click();
+    await dialogOpen('dlg-sell-tokens');
+    await page.selectOption('[data-testid="sell-token"]', 'ACME');
+    await page.fill('[data-testid="sell-units"]', '12');
+    await tid('sell-method-cash').check();
+    await page.fill('[data-testid="sell-tendered"]', '20');
+    await tid('btn-sell-ok').click();
+
+    await dialogOpen('dlg-economy-result');
+    await expectText('economy-result-title', 'Tokens sold');
+    await expectText('economy-result-details', '€8.00');
+    expect(await beforeCell('economy-card', 'ACME')).to.equal('0');
+    expect(await afterCell('economy-card', 'ACME')).to.equal('12');
+    const all = await sim.waitForReceipts(receipts + 1, UI_WAIT_MS);
+    expect(printed(all.at(-1))).to.include('TOKENS BOUGHT').and.include('€12.00').and.include('Change').and.include('€8.00');
+    await tid('btn-economy-result-close').click();
+    await dialogClosed('dlg-economy-result');
+    await expectText('customer', '12');
+  });
+
+  it('exchanges from the keyboard: Enter asks for the quote, shows the charge and remainder, Enter again confirms', async () => {
+    await page.keyboard.press('Shift+F5');
+    await dialogOpen('dlg-exchange');
+    await page.selectOption('[data-testid="exchange-from"]', 'ACME');
+    await page.selectOption('[data-testid="exchange-to"]', 'BETA');
+    await tid('exchange-units').focus();
+    await page.keyboard.type('10');
+    await page.keyboard.press('Enter');
+    await expectText('quote-receives', '3 BETA');
+    await expectText('quote-charge', '€0.20');
+    await expectText('quote-remainder', '€0.80');
+    await expectText('btn-exchange-ok', 'Confirm exchange');
+    expect(store.applied('exchange:commit')).to.equal(0);
+
+    await page.keyboard.press('Enter');
+    await dialogOpen('dlg-economy-result');
+    await expectText('economy-result-title', 'Tokens exchanged');
+    expect(await beforeCell('economy-card', 'ACME')).to.equal('12');
+    expect(await afterCell('economy-card', 'ACME')).to.equal('2');
+    expect(await afterCell('economy-card', 'BETA')).to.equal('3');
+    expect(store.applied('exchange:commit')).to.equal(1);
+    await page.keyboard.press('Escape');
+    await dialogClosed('dlg-economy-result');
+  });
+
+  it('pays a sale with mall wallet tokens by touch: the tender shows, the cart is priced with it, the sale takes it', async () => {
+    await page.fill('[data-testid="scan-input"]', ANNA_CARD);
+    await page.keyboard.press('Enter');
+    await expectText('customer-name', 'Anna');
+    await page.fill('[data-testid="scan-input"]', PEN);
+    await page.keyboard.press('Enter');
+    await expectText('total-money', '€3.00');
+    await tid('btn-wallet-pay').click();
+    await dialogOpen('dlg-wallet-pay');
+    await page.selectOption('[data-testid="wallet-pay-token"]', 'MALL');
+    await page.fill('[data-testid="wallet-pay-units"]', '2');
+    await tid('btn-wallet-pay-ok').click();
+    await dialogClosed('dlg-wallet-pay');
+    await expectText('tenders', '2 MALL from the wallet');
+    await expectText('cash-due', '€0.00');
+    const wallet = store.wallet(ANNA_CARD)['MALL'] ?? 0;
+    await tid('btn-complete').click();
+    await expectText('message', /Sale S\d{10} complete/);
+    expect(store.sent('sale:commit').at(-1)?.['tenders']).to.deep.equal([{ token: 'MALL', units: 2, source: 'wallet' }]);
+    expect(store.wallet(ANNA_CARD)['MALL']).to.equal(wallet - 2);
+  });
+
+  it('says at once that the mall wallet cannot be reached, and keeps the wallet dialog open', async () => {
+    await page.fill('[data-testid="scan-input"]', ANNA_CARD);
+    await page.keyboard.press('Enter');
+    await expectText('customer-name', 'Anna');
+    store.setMallReachable(false);
+    try {
+      await tid('btn-wallet').click();
+      await dialogOpen('dlg-wallet');
+      await tid('btn-wallet-balance').click();
+      await page.locator('[data-testid="dlg-wallet"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
+      await expectText('message', 'The mall wallet cannot be reached now');
+      expect(await page.locator('[data-testid="dlg-wallet"] [data-role="error"]').innerText()).to.include('mall wallet cannot be reached');
+      await page.keyboard.press('Escape');
+      await dialogClosed('dlg-wallet');
+    } finally {
+      store.setMallReachable(true);
+    }
+  });
+});
