@@ -123,6 +123,8 @@ export interface SaleAck {
   debits: Record<string, number>;
   cash: SaleResult['cash'];
   balancesAfter: Record<string, number> | null;
+  /** Loyalty tokens the sale earned (token -> units), already in `balancesAfter`; absent when none. */
+  earned?: Record<string, number>;
 }
 
 export interface RefundResult {

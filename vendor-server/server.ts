@@ -17,6 +17,7 @@ import { TerminalGateway } from './terminal-socket.ts';
 import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 import { CashierDayService } from './cashier-day/service.ts';
 import { OfflineService } from './offline.ts';
+import { paymentWebhookRouter } from './economy/webhooks.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -191,6 +192,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   const root = express();
   root.disable('x-powered-by');
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
+  // Online purchases: signed by the payment provider, read as raw bytes before any JSON parser.
+  root.use(paymentWebhookRouter({ dataDir: opts.dataDir, ledger, logger, metrics }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
   gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline });

@@ -32,6 +32,7 @@ import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import type { CashierDayService } from './cashier-day/service.ts';
 import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts';
 import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
+import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
 
 interface SocketData {
   terminalId: string;
@@ -56,6 +57,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   'credential:renew',
   ...CASHIER_DAY_EVENTS,
   ...OFFLINE_EVENTS,
+  ...SELL_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -299,6 +301,7 @@ export class TerminalGateway {
       logger,
       service: cashierDay,
     });
+    registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));
     socket.on('offline-sale:forward', handle('offline-sale:forward', (p) => this.deps.offline.forward(terminalId, p)));
@@ -393,6 +396,7 @@ export function saleAck(r: SaleResult): SaleAck {
     debits: r.debits,
     cash: r.cash,
     balancesAfter: r.balancesAfter,
+    ...(r.earned === undefined ? {} : { earned: r.earned }),
   };
 }
 

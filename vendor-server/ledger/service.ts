@@ -25,6 +25,7 @@ import {
   settleCash,
   isAcceptedAt,
   isExpired,
+  type CustomerData,
   type CustomerView,
   type EventBase,
   type JournalEvent,
@@ -61,6 +62,13 @@ export interface SaleInput {
   card: string | null;
   tenders: { token: string; units?: number | undefined }[];
   cashTenderedMinor: number;
+}
+
+export interface CustomerRegistration {
+  card?: string | null | undefined;
+  name: string;
+  consent?: boolean | undefined;
+  contact?: { email?: string | undefined; phone?: string | undefined } | undefined;
 }
 
 export interface RefundInput {
@@ -313,7 +321,9 @@ export class LedgerService {
           spendable: tt !== undefined && isAcceptedAt(tt, this.store.vendorId) && !isExpired(tt, now),
         };
       });
-    return { id: c.id, card: c.card, name: c.name, balances };
+    const view: CustomerView = { id: c.id, card: c.card, name: c.name, balances };
+    if (c.consent !== undefined) view.consent = c.consent;
+    return view;
   }
 
   // ---- pricing and sales -----------------------------------------------------------
@@ -559,12 +569,13 @@ export class LedgerService {
 
   // ---- back office ------------------------------------------------------------------
 
-  async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number> }): Promise<Product> {
+  async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number>; category?: string | undefined }): Promise<Product> {
     const scan = parseScan(input.code);
     if (scan.kind !== 'product') fail('CORE_ERR_CODE_MALFORMED', 'a product needs an EAN-13, EAN-8 or UPC-A code');
     const tokenPrices = dict<number>();
     for (const [token, units] of Object.entries(input.tokenPrices)) tokenPrices[lookupTokenType(this.tokenTypes, token).code] = units;
     const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices };
+    if (input.category !== undefined) product.category = input.category;
     await this.commit({ ...this.base(actor, null, null), type: 'product.upserted', postings: [], data: product });
     return product;
   }
@@ -574,13 +585,31 @@ export class LedgerService {
     return tt;
   }
 
-  async registerCustomer(actor: Actor, input: { card?: string | undefined; name: string }): Promise<CustomerView> {
-    const card = input.card === undefined ? this.newCardNumber() : parseCardNumber(input.card);
+  async registerCustomer(actor: Actor, input: CustomerRegistration): Promise<CustomerView> {
+    const data = this.newCustomer(input);
+    await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data });
+    return this.customerView(data.id);
+  }
+
+  /**
+   * The data of a new customer's registration: the card scanned (refused when another
+   * customer holds it) or a new random number, the next customer id, and consent and
+   * contact when given. Synchronous, so the caller appends it with nothing in between.
+   */
+  newCustomer(input: CustomerRegistration): CustomerData {
+    const card = input.card === undefined || input.card === null ? this.newCardNumber() : parseCardNumber(input.card);
     if (own(this.state.cards, card) !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${maskCard(card)} belongs to another customer`);
     const id = `cust-${String(this.state.customerSerial + 1).padStart(6, '0')}`;
     assert(own(this.state.customers, id) === undefined, `customer id ${id} is new`);
-    await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data: { id, card, name: input.name } });
-    return this.customerView(id);
+    const data: CustomerData = { id, card, name: input.name };
+    if (input.consent !== undefined) data.consent = input.consent;
+    if (input.contact !== undefined) {
+      const contact: { email?: string; phone?: string } = {};
+      if (input.contact.email !== undefined) contact.email = input.contact.email;
+      if (input.contact.phone !== undefined) contact.phone = input.contact.phone;
+      data.contact = contact;
+    }
+    return data;
   }
 
   /**
