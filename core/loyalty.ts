@@ -25,7 +25,8 @@ export function loyaltyUnits(program: LoyaltyProgram, sale: LoyaltySale): number
   for (const rule of program.rules) {
     switch (rule.kind) {
       case 'per-amount':
-        total = add(total, mul(Math.floor(sale.cashPaidMinor / rule.everyMinor), rule.units));
+        // More steps than the cap cannot count (each earns at least one unit): bounded before multiplying.
+        total = add(total, mul(Math.min(Math.floor(sale.cashPaidMinor / rule.everyMinor), program.capPerSale), rule.units));
         break;
       case 'per-product': {
         const listed = new Set(rule.gtins.map(gtin14));

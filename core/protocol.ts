@@ -134,6 +134,8 @@ export interface RefundResult {
   saleId: string;
   credited: Record<string, number>;
   cashRefundMinor: number;
+  /** Kept back from the cash refund for loyalty tokens the customer had spent (see ReversalData). */
+  loyaltyDeductedMinor?: number;
   balancesAfter: Record<string, number> | null;
 }
 

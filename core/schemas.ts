@@ -190,6 +190,8 @@ export const saleRefundRequest = z.strictObject({
   saleId: scanCode,
   reason: text(1, 200),
   supervisor: staffCredential,
+  /** The supervisor accepts refunding less the face value of loyalty tokens the customer already spent. */
+  deductSpentLoyalty: z.boolean().optional(),
 });
 
 export const saleStatusRequest = z.strictObject({ key: idempotencyKey });

@@ -18,6 +18,7 @@ import { MallSync, SYNC_DEFAULTS } from './sync/mall-sync-client.ts';
 import { CashierDayService } from './cashier-day/service.ts';
 import { OfflineService } from './offline.ts';
 import { paymentWebhookRouter } from './economy/webhooks.ts';
+import { loyaltyEarner } from './economy/loyalty.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -131,6 +132,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     config.idempotencyKeysMax,
   );
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
+  if (config.loyalty !== undefined) ledger.loyalty = loyaltyEarner(config.loyalty, () => ledger.state, logger);
   const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
   const offline = new OfflineService(ledger, config.offline ?? OFFLINE_DEFAULTS, logger, metrics, { staffKnown: (id) => access.findStaff(id) !== undefined });

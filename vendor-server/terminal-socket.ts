@@ -244,7 +244,7 @@ export class TerminalGateway {
         const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
         const who = actor();
-        const result = await ledger.refundSale(who, { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id }, { precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
+        const result = await ledger.refundSale(who, { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id, deductSpentLoyalty: req.deductSpentLoyalty === true }, { precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
         logger.info({ terminal: terminalId, refundId: result.refundId, saleId: result.saleId, supervisor: staff.id }, 'sale refunded');
         return result;
       }),

@@ -32,6 +32,9 @@ import {
   type KeyStatus,
   type NewEvent,
   type PricedCart,
+  type PricedLine,
+  type Posting,
+  FLOAT_ACCOUNT,
   type Product,
   type ProductView,
   type RefundResult,
@@ -76,6 +79,8 @@ export interface RefundInput {
   saleId: string;
   reason: string;
   supervisorId: string;
+  /** The supervisor accepts keeping back the face value of earned loyalty tokens the customer spent. */
+  deductSpentLoyalty?: boolean;
 }
 
 export interface LedgerHooks {
@@ -118,6 +123,12 @@ export class LedgerService {
    * `customerPinAboveMinor`).
    */
   customerPinAboveMinor: number | null = null;
+  /**
+   * Loyalty earning of a sale with a customer card (vendor-server/economy/loyalty.ts):
+   * the token and units the float gives the customer inside the sale's event; null when
+   * the store runs no programme.
+   */
+  loyalty: ((sale: { lines: readonly PricedLine[]; cashDueMinor: number }) => { token: string; units: number } | null) | null = null;
   /** The source of card numbers; random so that a card cannot be guessed from another. */
   cardSerial: () => number = () => randomInt(CARD_SERIAL_SPACE);
 
@@ -398,13 +409,16 @@ export class LedgerService {
     }
     opts.precondition?.();
     // The postings are planned against the balances in commit, before the append.
-    const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
+    const salePostings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
+    const earn = customerId === null || this.loyalty === null ? null : this.loyalty({ lines: priced.lines, cashDueMinor: priced.cashDueMinor });
+    const postings = earn === null ? salePostings : salePostings.concat(issuancePostings(customerId as string, earn.token, earn.units));
 
     const base = this.base(actor, input.key, hash);
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
     if (balancesAfter !== null) {
       for (const token of Object.keys(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
+      if (earn !== null) balancesAfter[earn.token] = (balancesAfter[earn.token] ?? 0) + earn.units;
     }
     const event: NewEvent = {
       ...base,
@@ -420,11 +434,13 @@ export class LedgerService {
         totalMinor: priced.totalMinor,
         cash: { dueMinor: priced.cashDueMinor, tenderedMinor: input.cashTenderedMinor, changeMinor },
         balancesAfter,
+        ...(earn === null ? {} : { earned: { [earn.token]: earn.units } }),
       },
     };
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
-    checkBuiltSale(event.postings, event.data);
+    // Loyalty earning is the float's posting to the customer, apart from what the sale took.
+    checkBuiltSale(salePostings, event.data);
     return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
   }
 
@@ -446,6 +462,7 @@ export class LedgerService {
       totalMinor: d.totalMinor,
       cash: d.cash,
       balancesAfter: d.balancesAfter,
+      ...(d.earned === undefined ? {} : { earned: d.earned }),
       refunded: this.refundOf(event.seq) !== undefined,
     };
   }
@@ -475,12 +492,51 @@ export class LedgerService {
       saleId: event.data.saleId,
       credited,
       cashRefundMinor: event.data.cashRefundMinor,
+      ...(event.data.loyaltyDeductedMinor === undefined ? {} : { loyaltyDeductedMinor: event.data.loyaltyDeductedMinor }),
       balancesAfter: event.data.balancesAfter,
     };
   }
 
+  /**
+   * The reversal of a sale that earned loyalty tokens: what the sale took goes back to
+   * the customer, and the earned tokens go back to the float. Earned tokens the customer
+   * no longer holds (spent since) refuse the refund with VND_ERR_LOYALTY_SPENT, unless
+   * the supervisor accepts keeping their face value back from the cash refund: then they
+   * stay with the customer, paid for. A deduction larger than the cash refund is refused.
+   */
+  private reverseEarning(salePostings: readonly Posting[], customerId: string, earned: Record<string, number>, deduct: boolean, cashDueMinor: number): { postings: Posting[]; deductedMinor: number } {
+    const account = customerAccount(customerId);
+    // The sale's own part: the customer's debits into `redeemed`; the earning is rebuilt below.
+    const postings = reversePostings(salePostings.filter((p) => p.account !== FLOAT_ACCOUNT && !(p.account === account && p.units > 0)));
+    const balances = customerBalances(this.state, customerId);
+    let deductedMinor = 0;
+    const spent: { token: string; units: number }[] = [];
+    for (const token of Object.keys(earned)) {
+      const units = earned[token] as number;
+      let back = 0;
+      for (const p of postings) if (p.account === account && p.token === token) back += p.units;
+      const after = (balances[token] ?? 0) + back - units;
+      const short = after < 0 ? Math.min(-after, units) : 0;
+      if (short > 0) {
+        spent.push({ token, units: short });
+        deductedMinor = add(deductedMinor, mul(lookupTokenType(this.tokenTypes, token).faceValueMinor, short));
+      }
+      const keep = units - short;
+      if (keep > 0) postings.push({ account, token, units: -keep }, { account: FLOAT_ACCOUNT, token, units: keep });
+    }
+    if (spent.length > 0) {
+      const what = spent.map((s) => `${s.units} ${s.token}`).join(', ');
+      const details = { spent, valueMinor: deductedMinor, cashRefundMinor: cashDueMinor };
+      if (!deduct) fail('VND_ERR_LOYALTY_SPENT', `the customer has already spent ${what} this sale earned: a supervisor may refund ${this.moneyText(cashDueMinor - deductedMinor)} instead, keeping back their face value ${this.moneyText(deductedMinor)}`, details);
+      if (deductedMinor > cashDueMinor) fail('VND_ERR_LOYALTY_SPENT', `the spent ${what} are worth ${this.moneyText(deductedMinor)}, more than the cash refund of ${this.moneyText(cashDueMinor)}: the sale cannot be refunded here`, details);
+    }
+    return { postings, deductedMinor };
+  }
+
   async refundSale(actor: Actor, input: RefundInput, opts: { precondition?: () => void } = {}): Promise<RefundResult> {
-    const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
+    const hash = bodyHash(input.deductSpentLoyalty === true
+      ? { saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId, deductSpentLoyalty: true }
+      : { saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
@@ -500,9 +556,11 @@ export class LedgerService {
     if (this.refundOf(saleSeq) !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
     opts.precondition?.();
 
-    const postings = reversePostings(sale.postings);
-    if (postings.length > 0) planPostings(bookOf(this.state), postings);
     const customerId = sale.data.customer;
+    const { postings, deductedMinor } = sale.data.earned === undefined || customerId === null
+      ? { postings: reversePostings(sale.postings), deductedMinor: 0 }
+      : this.reverseEarning(sale.postings, customerId, sale.data.earned, input.deductSpentLoyalty === true, sale.data.cash.dueMinor);
+    if (postings.length > 0) planPostings(bookOf(this.state), postings);
     const base = this.base(actor, input.key, hash);
     const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
     if (balancesAfter !== null) {
@@ -519,8 +577,9 @@ export class LedgerService {
         customer: customerId,
         reason: input.reason,
         supervisor: input.supervisorId,
-        cashRefundMinor: sale.data.cash.dueMinor,
+        cashRefundMinor: sale.data.cash.dueMinor - deductedMinor,
         saleTotalMinor: sale.data.totalMinor,
+        ...(deductedMinor === 0 ? {} : { loyaltyDeductedMinor: deductedMinor }),
         balancesAfter,
       },
     };
