@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { ShiftView, TokenSaleAck, XReport, JournalEvent } from '../../core/index.ts';
+import type { ShiftView, TokenSaleAck, XReport, ZReport, JournalEvent } from '../../core/index.ts';
+import { runCli } from '../helpers/process.ts';
 import { writeConfig } from '../../vendor-server/config.ts';
 import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 import { code, exportJournal, journalBytes, ledgerPicture } from './economy-helpers.ts';
@@ -147,6 +148,13 @@ describe('vendor server: tokens sold at the till (tokens:sell)', function () {
     const closed = expectOk(await call<ShiftView>(till.socket, 'shift:close', { key: key(), count: { totalMinor: expected } }));
     expect(closed.expectedMinor).to.equal(10_685);
     expect(closed.overShortMinor).to.equal(0);
+
+    // The day's Z counts the token sales' cash by tender, and verify agrees with the journal.
+    const z = expectOk(await call<ZReport>(till.socket, 'report:z', { key: key(), supervisor: { staffId: 'sam', pin: '9999' } }));
+    expect(z.totals.byTender['cash']).to.equal(185 + 500);
+    expect(z.totals.grossMinor).to.equal(0);
+    const verify = await runCli(['verify', '--data-dir', store.dir]);
+    expect(verify.code, verify.stderr).to.equal(0);
   });
 
   it('keeps the sales, the balances, the card references and the closed shift across a restart', async () => {
