@@ -100,6 +100,7 @@ describe('vendor server: loyalty tokens earned inside the sale', function () {
     const refund = expectOk(await call<RefundResult>(till.socket, 'sale:refund', { key: key(), saleId: ack.saleId, reason: 'returned', supervisor: SAM }));
     expect(refund.cashRefundMinor).to.equal(289);
     expect(refund.loyaltyDeductedMinor).to.equal(undefined);
+    expect(refund.credited).to.deep.equal({});
     expect(acmeOf(c.id)).to.equal(0);
     expect(store.server.ledger.float()['ACME']).to.equal(floatBefore);
   });

@@ -484,7 +484,8 @@ export class LedgerService {
     const event = await this.readEvent(seq);
     assert(event.type === 'reversal', `seq ${seq} is a reversal`);
     const credited = dict<number>();
-    for (const p of event.postings) if (p.account.startsWith('customer:')) credited[p.token] = p.units;
+    // What the refund gave back; earned loyalty tokens going back to the float are not a credit.
+    for (const p of event.postings) if (p.account.startsWith('customer:') && p.units > 0) credited[p.token] = p.units;
     return {
       refundId: event.data.refundId,
       seq: event.seq,
