@@ -386,7 +386,7 @@ export class TerminalGateway {
  * `receipt:get`, rather than with every commit.
  */
 export function saleAck(r: SaleResult): SaleAck {
-  return {
+  const ack: SaleAck = {
     saleId: r.saleId,
     seq: r.seq,
     at: r.at,
@@ -396,8 +396,9 @@ export function saleAck(r: SaleResult): SaleAck {
     debits: r.debits,
     cash: r.cash,
     balancesAfter: r.balancesAfter,
-    ...(r.earned === undefined ? {} : { earned: r.earned }),
   };
+  if (r.earned !== undefined) ack.earned = r.earned;
+  return ack;
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */

@@ -434,9 +434,10 @@ export class LedgerService {
         totalMinor: priced.totalMinor,
         cash: { dueMinor: priced.cashDueMinor, tenderedMinor: input.cashTenderedMinor, changeMinor },
         balancesAfter,
-        ...(earn === null ? {} : { earned: { [earn.token]: earn.units } }),
       },
     };
+    // Set apart rather than spread into the literal: most sales earn nothing, and their data keeps one shape.
+    if (earn !== null) event.data.earned = dict([[earn.token, earn.units]]);
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
     // Loyalty earning is the float's posting to the customer, apart from what the sale took.
@@ -448,7 +449,7 @@ export class LedgerService {
     if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
     const d = event.data;
     const c = d.customer === null ? undefined : own(this.state.customers, d.customer);
-    return {
+    const result: SaleResult = {
       saleId: d.saleId,
       seq: event.seq,
       at: event.at,
@@ -462,9 +463,10 @@ export class LedgerService {
       totalMinor: d.totalMinor,
       cash: d.cash,
       balancesAfter: d.balancesAfter,
-      ...(d.earned === undefined ? {} : { earned: d.earned }),
       refunded: this.refundOf(event.seq) !== undefined,
     };
+    if (d.earned !== undefined) result.earned = d.earned;
+    return result;
   }
 
   async saleResult(seq: number): Promise<SaleResult> {
