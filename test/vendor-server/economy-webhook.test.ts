@@ -188,6 +188,19 @@ describe('vendor server: online purchases by the payment webhook (POST /webhooks
     expect((await signed(JSON.stringify(payment()))).status).to.equal(200);
   });
 
+  it('takes a header with several v1 signatures when one matches, and refuses more than four', async () => {
+    const raw = JSON.stringify(payment({ units: 2, amountMinor: 10 }));
+    const t = now();
+    const wrong = webhookSignature(`mpwh_${'1'.repeat(64)}`, t, raw);
+    const good = webhookSignature(secret, t, raw);
+    const before = await journalBytes(store.dir);
+    const tooMany = await deliver(raw, `t=${t},v1=${wrong},v1=${wrong},v1=${wrong},v1=${wrong},v1=${good}`);
+    expect(tooMany.status).to.equal(401);
+    expect(await journalBytes(store.dir)).to.equal(before);
+    const ok = await deliver(raw, `t=${t},v0=ignored,v1=${wrong},v1=${good}`);
+    expect(ok.status, ok.text).to.equal(200);
+  });
+
   it('keeps every online credit across a restart, and a late retry still credits nothing more', async () => {
     const body = payment({ units: 3, amountMinor: 15 });
     const raw = JSON.stringify(body);
