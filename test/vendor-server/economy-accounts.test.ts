@@ -91,6 +91,20 @@ describe('vendor server: customer accounts opened at the till (customer:register
     expect(store.server.ledger.state.customerSerial).to.equal(serial);
   });
 
+  it('opens one account when one card is registered ten times at once, and once for ten sends of one key', async () => {
+    const card = makeCardNumber(909_090_909);
+    const seq0 = store.server.ledger.state.seq;
+    const racing = await Promise.all(Array.from({ length: 10 }, (_, i) => call<CustomerView>(till.socket, 'customer:register', { key: key(), name: `Racer ${i}`, card, consent: false })));
+    expect(racing.filter((r) => r.ok)).to.have.length(1);
+    expect(racing.filter((r) => code(r) === 'VND_ERR_CARD_IN_USE')).to.have.length(9);
+    expect(store.server.ledger.state.seq).to.equal(seq0 + 1);
+    const k = key();
+    const same = await Promise.all(Array.from({ length: 10 }, () => call<CustomerView>(till.socket, 'customer:register', { key: k, name: 'Same Key', card: null, consent: true })));
+    const ids = new Set(same.map((r) => expectOk(r).id));
+    expect(ids.size).to.equal(1);
+    expect(store.server.ledger.state.seq).to.equal(seq0 + 2);
+  });
+
   it('the operator API takes consent and contact too, validated the same way', async () => {
     const ok = await store.operator('POST', '/api/customers', { name: 'Back Office', consent: true, contact: { phone: '+49 30 1234567' } });
     expect(ok.status, ok.text).to.equal(200);

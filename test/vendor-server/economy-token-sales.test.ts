@@ -123,6 +123,19 @@ describe('vendor server: tokens sold at the till (tokens:sell)', function () {
     expect(units(ack, 'MALL')).to.be.greaterThan(0);
   });
 
+  it('credits once for ten sends of one key, and once for one approval reference sent under ten keys at once', async () => {
+    const seq0 = store.server.ledger.state.seq;
+    const k = key();
+    const sameKey = await Promise.all(Array.from({ length: 10 }, () => call<TokenSaleAck>(till.socket, 'tokens:sell', { key: k, card, token: 'MALL', units: 3, payment: { method: 'card', approvalRef: 'APR-RACE-1' } })));
+    expect(new Set(sameKey.map((r) => expectOk(r).seq)).size).to.equal(1);
+    const sameRef = await Promise.all(Array.from({ length: 10 }, () => call<TokenSaleAck>(till.socket, 'tokens:sell', { key: key(), card, token: 'MALL', units: 4, payment: { method: 'card', approvalRef: 'APR-RACE-2' } })));
+    // Each is either the one sale the approval paid for, or refused as reused while it was being journalled.
+    const seqs = new Set(sameRef.filter((r) => r.ok).map((r) => expectOk(r).seq));
+    expect(seqs.size).to.equal(1);
+    for (const r of sameRef) if (!r.ok) expect(r.error.code).to.equal('VND_ERR_PAYMENT_REUSED');
+    expect(store.server.ledger.state.seq).to.equal(seq0 + 2);
+  });
+
   it('counts cash from token sales in the shift\'s expected cash and the X report by tender, not card sales, and the day totals by method', async () => {
     const shift0 = expectOk(await call<ShiftView>(till.socket, 'shift:current', {}));
     const x0 = expectOk(await call<XReport>(till.socket, 'report:x', { scope: 'shift' }));
