@@ -203,9 +203,11 @@ function cashierRow(t: PeriodTotals, cashier: string | null): { salesCount: numb
  *    took by tender and by token type, and the cashier's count and net;
  *  - reversal: a refund of the sale's total (net less), tokens returned (by token type),
  *    the cashier who made the refund (net less);
+ *  - issuance paid in cash (tokens sold at the till): the cash it kept counts in
+ *    `byTender.cash` (it is in the drawer), not in the sales totals (tokens are not goods);
  *  - cash.moved, drawer.no-sale, shift.closed: paid in/out, no-sales, over/short.
- * `byTender` counts what sales took (refunds are in `refundsMinor`); `byTokenType` is net
- * of refunds.
+ * `byTender` counts what sales and cash token sales took (refunds are in `refundsMinor`);
+ * `byTokenType` is net of refunds.
  */
 export function addToTotals(t: PeriodTotals, e: JournalEvent, periodFromSeq: number): void {
   switch (e.type) {
@@ -240,6 +242,9 @@ export function addToTotals(t: PeriodTotals, e: JournalEvent, periodFromSeq: num
       if (row !== null) row.netMinor -= refunded;
       break;
     }
+    case 'issuance':
+      if (e.data.payment?.method === 'cash' && e.data.cashMinor > 0) bump(t.byTender, 'cash', e.data.cashMinor);
+      break;
     case 'cash.moved':
       if (e.data.kind === 'paid-in') t.paidInMinor = add(t.paidInMinor, e.data.amountMinor);
       else t.paidOutMinor = add(t.paidOutMinor, e.data.amountMinor);

@@ -90,6 +90,7 @@ export const VND_ERRORS = {
   VND_ERR_PAYMENT_REUSED: { status: 409, message: 'this payment id was already credited with different details' },
   VND_ERR_EXCHANGE_QUOTE_CHANGED: { status: 409, message: 'the exchange rate or service charge changed since the quote: quote again' },
   VND_ERR_OFFLINE_LIMIT: { status: 409, message: 'the mall is unreachable and this exceeds what the store may do offline' },
+  VND_ERR_LOYALTY_SPENT: { status: 409, message: 'the customer has already spent tokens this sale earned: a supervisor may refund it less their face value' },
   VND_ERR_WALLET_OFFLINE: { status: 503, message: 'the mall wallet cannot be reached now: take another tender' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -75,6 +75,12 @@ export interface ReversalData {
   cashRefundMinor: number;
   /** The refunded sale's total (minor units); absent on reversals journalled before it was recorded. */
   saleTotalMinor?: number;
+  /**
+   * The face value of loyalty tokens the sale earned that the customer had already spent,
+   * kept back from the cash refund with the supervisor's agreement; those tokens stay with
+   * the customer. Absent when nothing was kept back.
+   */
+  loyaltyDeductedMinor?: number;
   balancesAfter: Record<string, number> | null;
 }
 

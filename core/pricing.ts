@@ -11,6 +11,8 @@ export interface Product {
   name: string;
   priceMinor: number;
   tokenPrices: Record<string, number>;
+  /** The product's category, for loyalty rules by category (absent: none). */
+  category?: string;
 }
 
 export interface PricedLine {

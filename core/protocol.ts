@@ -123,6 +123,7 @@ export interface SaleAck {
   debits: Record<string, number>;
   cash: SaleResult['cash'];
   balancesAfter: Record<string, number> | null;
+  /** Loyalty tokens the sale earned (token -> units), already in `balancesAfter`; absent when none. */
   earned?: Record<string, number>;
 }
 
@@ -133,6 +134,8 @@ export interface RefundResult {
   saleId: string;
   credited: Record<string, number>;
   cashRefundMinor: number;
+  /** Kept back from the cash refund for loyalty tokens the customer had spent (see ReversalData). */
+  loyaltyDeductedMinor?: number;
   balancesAfter: Record<string, number> | null;
 }
 

@@ -102,6 +102,8 @@ export const scanCode = z
 export const tokenCode = identifier(TOKEN_CODE_PATTERN, 'a token code is 2-12 capital letters or digits');
 export const entityId = identifier(ENTITY_ID_PATTERN, 'an id is 1-40 lower-case letters, digits or -');
 export const personName = text(1, 80);
+/** A product category: a short lower-case word or phrase (catalog data and loyalty rules alike). */
+export const productCategory = identifier(/^[a-z0-9][a-z0-9 _-]{0,39}$/, 'a category is 1-40 lower-case letters, digits, spaces, _ or -');
 /** A staff PIN or a customer PIN: digits only, so it never needs escaping or normalising. */
 export const pinCode = z.string().regex(PIN_PATTERN, 'a PIN is 4-12 digits');
 /** A calendar day (UTC) that exists: 2026-02-30 and 2026-13-45 are refused. */
@@ -190,6 +192,8 @@ export const saleRefundRequest = z.strictObject({
   saleId: scanCode,
   reason: text(1, 200),
   supervisor: staffCredential,
+  /** The supervisor accepts refunding less the face value of loyalty tokens the customer already spent. */
+  deductSpentLoyalty: z.boolean().optional(),
 });
 
 export const saleStatusRequest = z.strictObject({ key: idempotencyKey });
@@ -203,6 +207,7 @@ export const productUpsert = z.strictObject({
   name: personName,
   priceMinor: amount('price'),
   tokenPrices: keyedRecord(tokenCode, amount('token price'), 16),
+  category: productCategory.optional(),
 });
 
 export const customerRegister = z.strictObject({

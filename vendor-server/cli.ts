@@ -10,6 +10,7 @@ import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
 import { fail } from '../core/index.ts';
 import { addCashierDayCommands } from './cashier-day/cli.ts';
+import { ensureWebhookSecret, rotateWebhookSecret, WEBHOOK_SECRET_GRACE_MS } from './economy/webhook-secret.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
@@ -202,6 +203,22 @@ sync
       }
       const health = res.json<{ sync: Record<string, unknown> }>();
       console.log(JSON.stringify(health.sync, null, 2));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('webhook-secret')
+  .description('show the secret the payment provider signs online purchases with (POST /webhooks/payments); --rotate makes a new one')
+  .option('--data-dir <dir>', 'data directory', DEFAULT_DATA_DIR)
+  .option('--rotate', `make a new secret; the previous one is still accepted for ${WEBHOOK_SECRET_GRACE_MS / 3_600_000} hours`)
+  .action(async (o: { dataDir: string; rotate?: boolean }) => {
+    try {
+      const dir = resolve(o.dataDir);
+      await loadConfig(dir);
+      const file = o.rotate === true ? await rotateWebhookSecret(dir) : await ensureWebhookSecret(dir);
+      console.log(JSON.stringify({ secret: file.current.secret, createdAt: file.current.createdAt, previousAcceptedUntil: file.previous === null ? null : new Date(Date.parse(file.previous.retiredAt) + WEBHOOK_SECRET_GRACE_MS).toISOString() }));
     } catch (err) {
       die(err);
     }

@@ -2,6 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { entityId, personName, UTC_OFFSET_MINUTES_MAX } from '../core/index.ts';
+import { loyaltyProgramSchema } from '../core/economy-requests.ts';
 import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
@@ -34,6 +35,8 @@ export const configSchema = z.strictObject({
   businessDay: z.strictObject({ utcOffsetMinutes: z.number().int().min(-UTC_OFFSET_MINUTES_MAX).max(UTC_OFFSET_MINUTES_MAX) }).optional(),
   /** Whether each till closes its own day with its own chain of Z reports (store-wide when absent). */
   zReports: z.strictObject({ perTerminal: z.boolean() }).optional(),
+  /** The store's loyalty programme: tokens of `token` earned from the float by sales to a customer card (absent: none). */
+  loyalty: loyaltyProgramSchema.optional(),
   /** Selling through an outage of this server: the limits tills keep to, and the forwarding alarm. */
   offline: z
     .strictObject({

@@ -4,6 +4,7 @@ import { AccessStore } from './access.ts';
 import { createKeys, createStoreTls, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
 import { openLedger } from './ledger/store.ts';
+import { ensureWebhookSecret } from './economy/webhook-secret.ts';
 
 export interface InitOptions {
   dataDir: string;
@@ -48,6 +49,8 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   const caPem = await initStoreTls(opts.dataDir, config, opts.tlsNames);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const operatorToken = await access.addOperator();
+  // The secret payment providers sign online purchases with (vendor-server webhook-secret shows it).
+  await ensureWebhookSecret(opts.dataDir);
   const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat !== false) : null;
   // The config is written last: a directory without it is not a half-made store.
   await writeConfig(opts.dataDir, config);

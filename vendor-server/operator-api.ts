@@ -2,7 +2,6 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import {
   allotmentRequest,
   customerPinSet,
-  customerRegister,
   dayDate,
   entityId,
   fail,
@@ -19,6 +18,7 @@ import {
 } from '../core/index.ts';
 import type { AccessStore, StaffRecord } from './access.ts';
 import { emptyDay, own } from './ledger/state.ts';
+import { customerRegisterOperator } from '../core/economy-requests.ts';
 import { route } from '../platform/http.ts';
 import type { VendorConfig, VendorKeys } from './config.ts';
 import type { LedgerService } from './ledger/service.ts';
@@ -201,7 +201,7 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
       return Object.values(ledger.state.customers).slice(0, 1000).map((c) => ({ id: c.id, card: c.card, name: c.name }));
     }),
   );
-  api.post('/customers', route((req) => ledger.registerCustomer(op, parse(customerRegister, req.body))));
+  api.post('/customers', route((req) => ledger.registerCustomer(op, parse(customerRegisterOperator, req.body))));
   api.get('/customers/:id', route((req) => ledger.customerView(idParam(req, 'id'))));
   api.get('/customers/:id/history', route((req) => ledger.customerHistory(idParam(req, 'id'))));
   api.put(

@@ -21,6 +21,8 @@ import { MALL_REQUEST_DEFAULTS, MallRequests } from './sync/mall-requests.ts';
 import { WalletService } from './economy/wallet.ts';
 import { ExchangeService } from './economy/exchange.ts';
 import type { XchgServices } from './economy/xchg-socket.ts';
+import { paymentWebhookRouter } from './economy/webhooks.ts';
+import { loyaltyEarner } from './economy/loyalty.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -136,6 +138,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     config.idempotencyKeysMax,
   );
   ledger.customerPinAboveMinor = config.customerPinAboveMinor ?? null;
+  if (config.loyalty !== undefined) ledger.loyalty = loyaltyEarner(config.loyalty, () => ledger.state, logger);
   const cashierDay = new CashierDayService(ledger, keys, { shiftsRequired: config.shifts?.required ?? false, utcOffsetMinutes: config.businessDay?.utcOffsetMinutes ?? 0, zPerTerminal: config.zReports?.perTerminal ?? false });
   opened.checkpoints.startTimer();
   const offline = new OfflineService(ledger, config.offline ?? OFFLINE_DEFAULTS, logger, metrics, { staffKnown: (id) => access.findStaff(id) !== undefined });
@@ -209,6 +212,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   const root = express();
   root.disable('x-powered-by');
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
+  // Online purchases: signed by the payment provider, read as raw bytes before any JSON parser.
+  root.use(paymentWebhookRouter({ dataDir: opts.dataDir, ledger, logger, metrics }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
   gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg });

@@ -34,6 +34,7 @@ import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts'
 import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
 import { paysFromWallet } from './economy/wallet.ts';
+import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
 
 interface SocketData {
   terminalId: string;
@@ -59,6 +60,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   ...CASHIER_DAY_EVENTS,
   ...OFFLINE_EVENTS,
   ...XCHG_EVENTS,
+  ...SELL_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -251,7 +253,7 @@ export class TerminalGateway {
         const staff = await access.authenticateStaff(req.supervisor.staffId, req.supervisor.pin, { terminalId, audit });
         if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not approve refunds: a supervisor must`);
         const who = actor();
-        const result = await ledger.refundSale(who, { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id }, { precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
+        const result = await ledger.refundSale(who, { key: req.key, saleId: req.saleId, reason: req.reason, supervisorId: staff.id, deductSpentLoyalty: req.deductSpentLoyalty === true }, { precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
         logger.info({ terminal: terminalId, refundId: result.refundId, saleId: result.saleId, supervisor: staff.id }, 'sale refunded');
         return result;
       }),
@@ -320,6 +322,7 @@ export class TerminalGateway {
       mall: this.deps.xchg.mall,
       logger,
     });
+    registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));
     socket.on('offline-sale:forward', handle('offline-sale:forward', (p) => this.deps.offline.forward(terminalId, p)));
@@ -404,7 +407,7 @@ export class TerminalGateway {
  * `receipt:get`, rather than with every commit.
  */
 export function saleAck(r: SaleResult): SaleAck {
-  return {
+  const ack: SaleAck = {
     saleId: r.saleId,
     seq: r.seq,
     at: r.at,
@@ -415,6 +418,8 @@ export function saleAck(r: SaleResult): SaleAck {
     cash: r.cash,
     balancesAfter: r.balancesAfter,
   };
+  if (r.earned !== undefined) ack.earned = r.earned;
+  return ack;
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */

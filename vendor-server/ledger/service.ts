@@ -25,12 +25,16 @@ import {
   settleCash,
   isAcceptedAt,
   isExpired,
+  type CustomerData,
   type CustomerView,
   type EventBase,
   type JournalEvent,
   type KeyStatus,
   type NewEvent,
   type PricedCart,
+  type PricedLine,
+  type Posting,
+  FLOAT_ACCOUNT,
   type Product,
   type ProductView,
   type RefundResult,
@@ -63,11 +67,20 @@ export interface SaleInput {
   cashTenderedMinor: number;
 }
 
+export interface CustomerRegistration {
+  card?: string | null | undefined;
+  name: string;
+  consent?: boolean | undefined;
+  contact?: { email?: string | undefined; phone?: string | undefined } | undefined;
+}
+
 export interface RefundInput {
   key: string;
   saleId: string;
   reason: string;
   supervisorId: string;
+  /** The supervisor accepts keeping back the face value of earned loyalty tokens the customer spent. */
+  deductSpentLoyalty?: boolean;
 }
 
 export interface LedgerHooks {
@@ -110,6 +123,12 @@ export class LedgerService {
    * `customerPinAboveMinor`).
    */
   customerPinAboveMinor: number | null = null;
+  /**
+   * Loyalty earning of a sale with a customer card (vendor-server/economy/loyalty.ts):
+   * the token and units the float gives the customer inside the sale's event; null when
+   * the store runs no programme.
+   */
+  loyalty: ((sale: { lines: readonly PricedLine[]; cashDueMinor: number }) => { token: string; units: number } | null) | null = null;
   /** The source of card numbers; random so that a card cannot be guessed from another. */
   cardSerial: () => number = () => randomInt(CARD_SERIAL_SPACE);
 
@@ -313,7 +332,9 @@ export class LedgerService {
           spendable: tt !== undefined && isAcceptedAt(tt, this.store.vendorId) && !isExpired(tt, now),
         };
       });
-    return { id: c.id, card: c.card, name: c.name, balances };
+    const view: CustomerView = { id: c.id, card: c.card, name: c.name, balances };
+    if (c.consent !== undefined) view.consent = c.consent;
+    return view;
   }
 
   // ---- pricing and sales -----------------------------------------------------------
@@ -388,13 +409,16 @@ export class LedgerService {
     }
     opts.precondition?.();
     // The postings are planned against the balances in commit, before the append.
-    const postings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
+    const salePostings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
+    const earn = customerId === null || this.loyalty === null ? null : this.loyalty({ lines: priced.lines, cashDueMinor: priced.cashDueMinor });
+    const postings = earn === null ? salePostings : salePostings.concat(issuancePostings(customerId as string, earn.token, earn.units));
 
     const base = this.base(actor, input.key, hash);
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
     if (balancesAfter !== null) {
       for (const token of Object.keys(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
+      if (earn !== null) balancesAfter[earn.token] = (balancesAfter[earn.token] ?? 0) + earn.units;
     }
     const event: NewEvent = {
       ...base,
@@ -412,9 +436,12 @@ export class LedgerService {
         balancesAfter,
       },
     };
+    // Set apart rather than spread into the literal: most sales earn nothing, and their data keeps one shape.
+    if (earn !== null) event.data.earned = dict([[earn.token, earn.units]]);
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
-    checkBuiltSale(event.postings, event.data);
+    // Loyalty earning is the float's posting to the customer, apart from what the sale took.
+    checkBuiltSale(salePostings, event.data);
     return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
   }
 
@@ -422,7 +449,7 @@ export class LedgerService {
     if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
     const d = event.data;
     const c = d.customer === null ? undefined : own(this.state.customers, d.customer);
-    return {
+    const result: SaleResult = {
       saleId: d.saleId,
       seq: event.seq,
       at: event.at,
@@ -438,6 +465,9 @@ export class LedgerService {
       balancesAfter: d.balancesAfter,
       refunded: this.refundOf(event.seq) !== undefined,
     };
+    if (d.earned !== undefined) result.earned = d.earned;
+    if (d.wallet !== undefined) result.wallet = d.wallet;
+    return result;
   }
 
   async saleResult(seq: number): Promise<SaleResult> {
@@ -457,7 +487,8 @@ export class LedgerService {
     const event = await this.readEvent(seq);
     assert(event.type === 'reversal', `seq ${seq} is a reversal`);
     const credited = dict<number>();
-    for (const p of event.postings) if (p.account.startsWith('customer:')) credited[p.token] = p.units;
+    // What the refund gave back; earned loyalty tokens going back to the float are not a credit.
+    for (const p of event.postings) if (p.account.startsWith('customer:') && p.units > 0) credited[p.token] = p.units;
     return {
       refundId: event.data.refundId,
       seq: event.seq,
@@ -465,12 +496,51 @@ export class LedgerService {
       saleId: event.data.saleId,
       credited,
       cashRefundMinor: event.data.cashRefundMinor,
+      ...(event.data.loyaltyDeductedMinor === undefined ? {} : { loyaltyDeductedMinor: event.data.loyaltyDeductedMinor }),
       balancesAfter: event.data.balancesAfter,
     };
   }
 
+  /**
+   * The reversal of a sale that earned loyalty tokens: what the sale took goes back to
+   * the customer, and the earned tokens go back to the float. Earned tokens the customer
+   * no longer holds (spent since) refuse the refund with VND_ERR_LOYALTY_SPENT, unless
+   * the supervisor accepts keeping their face value back from the cash refund: then they
+   * stay with the customer, paid for. A deduction larger than the cash refund is refused.
+   */
+  private reverseEarning(salePostings: readonly Posting[], customerId: string, earned: Record<string, number>, deduct: boolean, cashDueMinor: number): { postings: Posting[]; deductedMinor: number } {
+    const account = customerAccount(customerId);
+    // The sale's own part: the customer's debits into `redeemed`; the earning is rebuilt below.
+    const postings = reversePostings(salePostings.filter((p) => p.account !== FLOAT_ACCOUNT && !(p.account === account && p.units > 0)));
+    const balances = customerBalances(this.state, customerId);
+    let deductedMinor = 0;
+    const spent: { token: string; units: number }[] = [];
+    for (const token of Object.keys(earned)) {
+      const units = earned[token] as number;
+      let back = 0;
+      for (const p of postings) if (p.account === account && p.token === token) back += p.units;
+      const after = (balances[token] ?? 0) + back - units;
+      const short = after < 0 ? Math.min(-after, units) : 0;
+      if (short > 0) {
+        spent.push({ token, units: short });
+        deductedMinor = add(deductedMinor, mul(lookupTokenType(this.tokenTypes, token).faceValueMinor, short));
+      }
+      const keep = units - short;
+      if (keep > 0) postings.push({ account, token, units: -keep }, { account: FLOAT_ACCOUNT, token, units: keep });
+    }
+    if (spent.length > 0) {
+      const what = spent.map((s) => `${s.units} ${s.token}`).join(', ');
+      const details = { spent, valueMinor: deductedMinor, cashRefundMinor: cashDueMinor };
+      if (!deduct) fail('VND_ERR_LOYALTY_SPENT', `the customer has already spent ${what} this sale earned: a supervisor may refund ${this.moneyText(cashDueMinor - deductedMinor)} instead, keeping back their face value ${this.moneyText(deductedMinor)}`, details);
+      if (deductedMinor > cashDueMinor) fail('VND_ERR_LOYALTY_SPENT', `the spent ${what} are worth ${this.moneyText(deductedMinor)}, more than the cash refund of ${this.moneyText(cashDueMinor)}: the sale cannot be refunded here`, details);
+    }
+    return { postings, deductedMinor };
+  }
+
   async refundSale(actor: Actor, input: RefundInput, opts: { precondition?: () => void } = {}): Promise<RefundResult> {
-    const hash = bodyHash({ saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
+    const hash = bodyHash(input.deductSpentLoyalty === true
+      ? { saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId, deductSpentLoyalty: true }
+      : { saleId: input.saleId, reason: input.reason, supervisor: input.supervisorId });
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
@@ -490,9 +560,11 @@ export class LedgerService {
     if (this.refundOf(saleSeq) !== undefined) fail('VND_ERR_ALREADY_REFUNDED', `sale ${saleId} was already refunded`);
     opts.precondition?.();
 
-    const postings = reversePostings(sale.postings);
-    if (postings.length > 0) planPostings(bookOf(this.state), postings);
     const customerId = sale.data.customer;
+    const { postings, deductedMinor } = sale.data.earned === undefined || customerId === null
+      ? { postings: reversePostings(sale.postings), deductedMinor: 0 }
+      : this.reverseEarning(sale.postings, customerId, sale.data.earned, input.deductSpentLoyalty === true, sale.data.cash.dueMinor);
+    if (postings.length > 0) planPostings(bookOf(this.state), postings);
     const base = this.base(actor, input.key, hash);
     const balancesAfter = customerId === null ? null : customerBalances(this.state, customerId);
     if (balancesAfter !== null) {
@@ -509,8 +581,9 @@ export class LedgerService {
         customer: customerId,
         reason: input.reason,
         supervisor: input.supervisorId,
-        cashRefundMinor: sale.data.cash.dueMinor,
+        cashRefundMinor: sale.data.cash.dueMinor - deductedMinor,
         saleTotalMinor: sale.data.totalMinor,
+        ...(deductedMinor === 0 ? {} : { loyaltyDeductedMinor: deductedMinor }),
         balancesAfter,
       },
     };
@@ -559,12 +632,13 @@ export class LedgerService {
 
   // ---- back office ------------------------------------------------------------------
 
-  async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number> }): Promise<Product> {
+  async upsertProduct(actor: Actor, input: { code: string; name: string; priceMinor: number; tokenPrices: Record<string, number>; category?: string | undefined }): Promise<Product> {
     const scan = parseScan(input.code);
     if (scan.kind !== 'product') fail('CORE_ERR_CODE_MALFORMED', 'a product needs an EAN-13, EAN-8 or UPC-A code');
     const tokenPrices = dict<number>();
     for (const [token, units] of Object.entries(input.tokenPrices)) tokenPrices[lookupTokenType(this.tokenTypes, token).code] = units;
     const product: Product = { gtin: scan.gtin, name: input.name, priceMinor: input.priceMinor, tokenPrices };
+    if (input.category !== undefined) product.category = input.category;
     await this.commit({ ...this.base(actor, null, null), type: 'product.upserted', postings: [], data: product });
     return product;
   }
@@ -574,13 +648,31 @@ export class LedgerService {
     return tt;
   }
 
-  async registerCustomer(actor: Actor, input: { card?: string | undefined; name: string }): Promise<CustomerView> {
-    const card = input.card === undefined ? this.newCardNumber() : parseCardNumber(input.card);
+  async registerCustomer(actor: Actor, input: CustomerRegistration): Promise<CustomerView> {
+    const data = this.newCustomer(input);
+    await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data });
+    return this.customerView(data.id);
+  }
+
+  /**
+   * The data of a new customer's registration: the card scanned (refused when another
+   * customer holds it) or a new random number, the next customer id, and consent and
+   * contact when given. Synchronous, so the caller appends it with nothing in between.
+   */
+  newCustomer(input: CustomerRegistration): CustomerData {
+    const card = input.card === undefined || input.card === null ? this.newCardNumber() : parseCardNumber(input.card);
     if (own(this.state.cards, card) !== undefined) fail('VND_ERR_CARD_IN_USE', `card ${maskCard(card)} belongs to another customer`);
     const id = `cust-${String(this.state.customerSerial + 1).padStart(6, '0')}`;
     assert(own(this.state.customers, id) === undefined, `customer id ${id} is new`);
-    await this.commit({ ...this.base(actor, null, null), type: 'customer.registered', postings: [], data: { id, card, name: input.name } });
-    return this.customerView(id);
+    const data: CustomerData = { id, card, name: input.name };
+    if (input.consent !== undefined) data.consent = input.consent;
+    if (input.contact !== undefined) {
+      const contact: { email?: string; phone?: string } = {};
+      if (input.contact.email !== undefined) contact.email = input.contact.email;
+      if (input.contact.phone !== undefined) contact.phone = input.contact.phone;
+      data.contact = contact;
+    }
+    return data;
   }
 
   /**

@@ -20,6 +20,8 @@ export interface CustomerRecord {
   card: string;
   name: string;
   registeredAt: string;
+  /** Whether the customer agreed to share contact data with member stores; absent when registration did not ask. */
+  consent?: boolean;
   /** Seqs of this customer's last money events, newest last (bounded). */
   recent: number[];
 }
@@ -29,7 +31,8 @@ export interface CustomerRecord {
  * cash due: change was handed back), plus cash taken for tokens customers bought
  * (`cashTokenPurchasesMinor`), less cash handed back by refunds (`cashRefundedMinor`);
  * `cashMinor` is that net. `tokens` are the tokens sales took in, `tokensReturned` those
- * refunds gave back.
+ * refunds gave back. Tokens bought by card or online bring no cash into the drawer:
+ * they count in `cardTokenPurchasesMinor` and `onlineTokenPurchasesMinor`.
  */
 export interface DayTotals {
   sales: number;
@@ -38,6 +41,8 @@ export interface DayTotals {
   grossMinor: number;
   cashSalesMinor: number;
   cashTokenPurchasesMinor: number;
+  cardTokenPurchasesMinor: number;
+  onlineTokenPurchasesMinor: number;
   cashRefundedMinor: number;
   cashMinor: number;
   tokens: Record<string, number>;
@@ -64,6 +69,8 @@ export function emptyDay(): DayTotals {
     grossMinor: 0,
     cashSalesMinor: 0,
     cashTokenPurchasesMinor: 0,
+    cardTokenPurchasesMinor: 0,
+    onlineTokenPurchasesMinor: 0,
     cashRefundedMinor: 0,
     cashMinor: 0,
     tokens: dict(),
@@ -98,6 +105,8 @@ export interface LedgerState {
   catalogVersion: number;
   /** Per till, the counter and seq of its last offline sale journalled (vendor-server/offline.ts). */
   offlineTills: Record<string, { counter: number; seq: number }>;
+  /** Card approval references of tokens sold at the till -> the seq of their issuance: one approval pays once. */
+  cardPayments: Record<string, number>;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -138,6 +147,7 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     cashierDay: emptyCashierDay(),
     catalogVersion: 0,
     offlineTills: dict(),
+    cardPayments: dict(),
   };
 }
 
@@ -285,9 +295,18 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       if (event.data.cashMinor > 0) {
         const t = day(state, event.at);
         t.tokenPurchases += 1;
-        t.cashTokenPurchasesMinor += event.data.cashMinor;
-        t.cashMinor += event.data.cashMinor;
+        // Only cash reaches the drawer; an issuance without a payment was recorded as cash.
+        const method = event.data.payment?.method ?? 'cash';
+        if (method === 'cash') {
+          t.cashTokenPurchasesMinor += event.data.cashMinor;
+          t.cashMinor += event.data.cashMinor;
+        } else if (method === 'card') {
+          t.cardTokenPurchasesMinor += event.data.cashMinor;
+        } else {
+          t.onlineTokenPurchasesMinor += event.data.cashMinor;
+        }
       }
+      if (event.data.payment?.method === 'card') state.cardPayments[event.data.payment.approvalRef] = event.seq;
       touchCustomer(state, event.data.customer, event.seq);
       break;
     }
@@ -299,7 +318,9 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       break;
     case 'customer.registered': {
       const c = event.data;
-      state.customers[c.id] = { id: c.id, card: c.card, name: c.name, registeredAt: event.at, recent: [] };
+      const record: CustomerRecord = { id: c.id, card: c.card, name: c.name, registeredAt: event.at, recent: [] };
+      if (c.consent !== undefined) record.consent = c.consent;
+      state.customers[c.id] = record;
       state.cards[c.card] = c.id;
       state.customerSerial += 1;
       break;
@@ -342,7 +363,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments'> {
   keys: [string, number][];
   evicted: KeyFilterSnapshot;
   /** Absent in checkpoints written before the cashier's day existed. */
@@ -350,6 +371,8 @@ export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'c
   /** Absent in checkpoints written before tills kept a catalog copy. */
   catalogVersion?: number;
   offlineTills?: Record<string, { counter: number; seq: number }>;
+  /** Absent in checkpoints written before tokens were sold by card. */
+  cardPayments?: Record<string, number>;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
@@ -421,5 +444,6 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     // no older than that change, so a till's copy is refetched rather than trusted.
     catalogVersion: s.catalogVersion ?? s.seq,
     offlineTills: dict(Object.entries(s.offlineTills ?? {})),
+    cardPayments: dict(Object.entries(s.cardPayments ?? {})),
   };
 }
