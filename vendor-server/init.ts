@@ -18,6 +18,8 @@ export interface InitOptions {
    * it did not allot).
    */
   mallFloat?: boolean;
+  /** Which demo store to seed: the ACME grocery (default) or the Bella café next door. */
+  demoProfile?: DemoProfileName;
   port?: number;
   host?: string;
   /** Extra host names and IP addresses for the store's TLS certificate. */
@@ -41,17 +43,18 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   if (await isInitialised(opts.dataDir)) {
     fail('VND_ERR_CONFIG', `${opts.dataDir} already holds a vendor server: choose another --data-dir`);
   }
-  const config = defaultConfig(opts.vendorId ?? (opts.demo === true ? 'acme' : 'store'), opts.storeName ?? (opts.demo === true ? 'ACME Market' : 'My store'));
+  const profile = DEMO_PROFILES[opts.demoProfile ?? 'acme'];
+  const config = defaultConfig(opts.vendorId ?? (opts.demo === true ? profile.vendorId : 'store'), opts.storeName ?? (opts.demo === true ? profile.storeName : 'My store'));
   if (opts.port !== undefined) config.port = opts.port;
   if (opts.host !== undefined) config.host = opts.host;
-  if (opts.demo === true) config.address = ['Mall Street 1, Unit 12', '1010 Vienna'];
+  if (opts.demo === true) config.address = profile.address;
   const keys = await createKeys(opts.dataDir);
   const caPem = await initStoreTls(opts.dataDir, config, opts.tlsNames);
   const access = await AccessStore.open(dataPaths(opts.dataDir).access);
   const operatorToken = await access.addOperator();
   // The secret payment providers sign online purchases with (vendor-server webhook-secret shows it).
   await ensureWebhookSecret(opts.dataDir);
-  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat !== false) : null;
+  const demo = opts.demo === true ? await seedDemo(opts.dataDir, config, access, opts.mallFloat !== false, profile) : null;
   // The config is written last: a directory without it is not a half-made store.
   await writeConfig(opts.dataDir, config);
   return { config, kid: keys.kid, operatorToken, caPem, demo };
@@ -101,12 +104,61 @@ export const DEMO_CUSTOMERS = [
   'François Dubois', 'Grete Müller', 'Hiroshi Tanaka', 'Inés García', 'Jonas Weber',
 ];
 
-export function demoTokenTypes(vendorId: string, products: string[] = demoSunnyProducts()): TokenType[] {
+/** A café next door, for the demo's second store: its own BELLA tokens, priced in BELLA and mall tokens. */
+export const BELLA_PRODUCTS: { code: string; name: string; priceMinor: number; tokens: Record<string, number> }[] = [
+  { code: GTIN('900200100001'), name: 'Cappuccino', priceMinor: 320, tokens: { BELLA: 32, MALL: 32 } },
+  { code: GTIN('900200100002'), name: 'Espresso', priceMinor: 220, tokens: { BELLA: 22, MALL: 22 } },
+  { code: GTIN('900200100003'), name: 'Croissant', priceMinor: 180, tokens: { BELLA: 18, MALL: 18 } },
+  { code: GTIN('900200100004'), name: 'Apfelstrudel', priceMinor: 450, tokens: { BELLA: 45, MALL: 45 } },
+  { code: GTIN('900200100005'), name: 'Sunny orange juice 0.3 l', priceMinor: 290, tokens: { BELLA: 29, MALL: 29 } },
+];
+
+export type DemoProfileName = 'acme' | 'bella';
+
+export interface DemoProfile {
+  vendorId: string;
+  storeName: string;
+  address: string[];
+  ownToken: { code: string; name: string; faceValueMinor: number };
+  ownTokenReward: (i: number) => number;
+  products: typeof DEMO_PRODUCTS;
+  /** How many of DEMO_CUSTOMERS hold an account here; their cards are the same at every demo store. */
+  customers: number;
+}
+
+export const DEMO_PROFILES: Record<DemoProfileName, DemoProfile> = {
+  acme: {
+    vendorId: 'acme',
+    storeName: 'ACME Market',
+    address: ['Mall Street 1, Unit 12', '1010 Vienna'],
+    ownToken: { code: 'ACME', name: 'ACME token', faceValueMinor: 5 },
+    ownTokenReward: (i) => 200 + 150 * i,
+    products: DEMO_PRODUCTS,
+    customers: DEMO_CUSTOMERS.length,
+  },
+  bella: {
+    vendorId: 'bella',
+    storeName: 'Bella Café',
+    address: ['Mall Street 1, Unit 14', '1010 Vienna'],
+    ownToken: { code: 'BELLA', name: 'Bella café token', faceValueMinor: 10 },
+    // Anna, Bülent and Chloé already have an account here too; the others join at the till.
+    ownTokenReward: () => 0,
+    products: BELLA_PRODUCTS,
+    customers: 3,
+  },
+};
+
+export function demoTokenTypes(vendorId: string, products: string[] = demoSunnyProducts(), own: DemoProfile['ownToken'] = DEMO_PROFILES.acme.ownToken): TokenType[] {
   return [
     { code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' },
-    { code: 'ACME', name: 'ACME token', kind: 'vendor', issuer: vendorId, faceValueMinor: 5, currency: 'EUR', acceptedBy: [vendorId] },
+    { code: own.code, name: own.name, kind: 'vendor', issuer: vendorId, faceValueMinor: own.faceValueMinor, currency: 'EUR', acceptedBy: [vendorId] },
     { code: 'SUNNY', name: 'Sunny Foods coupon', kind: 'manufacturer', issuer: 'sunny-foods', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*', products },
   ];
+}
+
+/** The token type a demo store issues, as the mall lists it. */
+export function demoOwnTokenType(profile: DemoProfileName, vendorId = DEMO_PROFILES[profile].vendorId): TokenType {
+  return demoTokenTypes(vendorId, demoSunnyProducts(), DEMO_PROFILES[profile].ownToken)[1] as TokenType;
 }
 
 /** The GTINs the demo's manufacturer coupon may buy. */
@@ -114,7 +166,7 @@ export function demoSunnyProducts(): string[] {
   return DEMO_PRODUCTS.filter((p) => p.tokens['SUNNY'] !== undefined).map((p) => (p.code.length === 12 ? `0${p.code}` : p.code));
 }
 
-async function seedDemo(dataDir: string, config: VendorConfig, access: AccessStore, mallFloat: boolean): Promise<DemoSummary> {
+async function seedDemo(dataDir: string, config: VendorConfig, access: AccessStore, mallFloat: boolean, profile: DemoProfile): Promise<DemoSummary> {
   const opened = await openLedger({ dataDir: dataPaths(dataDir).ledgerDir, vendorId: config.vendorId, segmentBytesMax: config.segmentBytesMax });
   const ledger = new LedgerService(
     { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
@@ -122,21 +174,23 @@ async function seedDemo(dataDir: string, config: VendorConfig, access: AccessSto
     opened.journal,
   );
   const op = { terminal: null, cashier: null };
-  const types = demoTokenTypes(config.vendorId);
+  const own = profile.ownToken.code;
+  const types = demoTokenTypes(config.vendorId, demoSunnyProducts(), profile.ownToken);
   for (const tt of types) await ledger.upsertTokenType(op, tt);
-  for (const p of DEMO_PRODUCTS) await ledger.upsertProduct(op, { code: p.code, name: p.name, priceMinor: p.priceMinor, tokenPrices: p.tokens });
-  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'ACME', units: 500_000, reference: 'own tokens minted for loyalty' });
+  for (const p of profile.products) await ledger.upsertProduct(op, { code: p.code, name: p.name, priceMinor: p.priceMinor, tokenPrices: p.tokens });
+  await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: own, units: 500_000, reference: 'own tokens minted for loyalty' });
   if (!mallFloat) {
     await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'MALL', units: 200_000, reference: 'opening allotment from the mall' });
     await ledger.recordAllotment(op, `op:seed-${randomUUID()}`, { token: 'SUNNY', units: 20_000, reference: 'Sunny Foods spring campaign' });
   }
   const customers: DemoSummary['customers'] = [];
-  for (const [i, name] of DEMO_CUSTOMERS.entries()) {
+  for (const [i, name] of DEMO_CUSTOMERS.slice(0, profile.customers).entries()) {
     // The demo's customers hold fixed cards so that its walkthrough can name them; every
     // card registered later is drawn at random.
     const c = await ledger.registerCustomer(op, { name, card: makeCardNumber(i + 1) });
     customers.push({ id: c.id, card: c.card, name: c.name });
-    await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'ACME', units: 200 + 150 * i, reason: 'reward' });
+    const reward = profile.ownTokenReward(i);
+    if (reward > 0) await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: own, units: reward, reason: 'reward' });
     if (!mallFloat) {
       await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'MALL', units: 100 + 40 * i, reason: 'purchase' });
       if (i % 3 === 0) await ledger.issueTokens(op, `op:seed-${randomUUID()}`, { customerId: c.id, token: 'SUNNY', units: 60, reason: 'reward' });
@@ -151,7 +205,7 @@ async function seedDemo(dataDir: string, config: VendorConfig, access: AccessSto
   await opened.journal.close();
   return {
     tokenTypes: types.map((t) => t.code),
-    products: DEMO_PRODUCTS.map((p) => ({ code: p.code, name: p.name })),
+    products: profile.products.map((p) => ({ code: p.code, name: p.name })),
     customers,
     staff: staff.map((s) => ({ id: s.id, role: s.role, pin: s.pin })),
   };

@@ -69,8 +69,12 @@ describe('e2e: the demo (npm start) on a machine with only Node', function () {
     expect(stderr, 'nothing on stderr').to.equal('');
 
     // The page and every file it loads come from dist/, where the compiled screen server looks.
-    const screenUrl = /Cashier screen:\s+(\S+)/.exec(stdout)?.[1];
-    if (screenUrl === undefined) throw new Error(`no cashier screen URL in:\n${stdout}`);
+    // Two stores of one mall, each with its own till and cashier screen.
+    const screenUrls = [...stdout.matchAll(/Cashier screen:\s+(\S+)/g)].map((m) => m[1] as string);
+    expect(screenUrls, stdout).to.have.length(2);
+    expect(stdout).to.include('ACME Market (vendor acme)').and.include('Bella Café (vendor bella)');
+    expect((await fetch(screenUrls[1] as string)).status).to.equal(200);
+    const screenUrl = screenUrls[0] as string;
     const page = await fetch(screenUrl);
     expect(page.status).to.equal(200);
     const html = await page.text();
