@@ -16,8 +16,6 @@ import {
   SOCKET_PAYLOAD_BYTES_MAX,
   type Ack,
   type ClientToServerEvents,
-  type SaleAck,
-  type SaleResult,
   type ServerStatus,
   type ServerToClientEvents,
   type WireError,
@@ -227,9 +225,11 @@ export class TerminalGateway {
         }
         const who = actor();
         // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
-        return ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then((result) => {
-          if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
-          return saleAck(result);
+        const committed = ledger.commitSaleAck(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
+        if (!logger.isLevelEnabled('debug')) return committed;
+        return committed.then((ack) => {
+          logger.debug({ terminal: terminalId, saleId: ack.saleId, seq: ack.seq }, 'sale committed');
+          return ack;
         });
       }),
     );
@@ -375,25 +375,6 @@ export class TerminalGateway {
       this.io.close(() => resolve());
     });
   }
-}
-
-/**
- * The acknowledgement of a committed sale: the fields the till closes the sale with. The
- * whole sale (lines, allocations, customer) is several times larger and is sent once, by
- * `receipt:get`, rather than with every commit.
- */
-export function saleAck(r: SaleResult): SaleAck {
-  return {
-    saleId: r.saleId,
-    seq: r.seq,
-    at: r.at,
-    cashier: r.cashier,
-    currency: r.currency,
-    totalMinor: r.totalMinor,
-    debits: r.debits,
-    cash: r.cash,
-    balancesAfter: r.balancesAfter,
-  };
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */

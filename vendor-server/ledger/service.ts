@@ -34,6 +34,7 @@ import {
   type Product,
   type ProductView,
   type RefundResult,
+  type SaleAck,
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
@@ -61,6 +62,13 @@ export interface SaleInput {
   card: string | null;
   tenders: { token: string; units?: number | undefined }[];
   cashTenderedMinor: number;
+}
+
+export interface SaleOptions {
+  /** Token debits worth more than this (fiat minor units) are refused with VND_ERR_CUSTOMER_PIN_REQUIRED. */
+  tokenValueLimitMinor?: number | null;
+  /** Checked right before the append, with nothing in between (the cashier's shift). */
+  precondition?: () => void;
 }
 
 export interface RefundInput {
@@ -358,33 +366,48 @@ export class LedgerService {
    * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
    * it when the customer has a PIN that was not given.
    */
-  commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
+  commitSale(actor: Actor, input: SaleInput, opts: SaleOptions = {}): Promise<SaleResult> {
+    return this.commitSaleAs(actor, input, opts, this.toSaleResultOf, (seq) => this.saleResult(seq));
+  }
+
+  /**
+   * Commits a sale as `commitSale` does and answers with the till's acknowledgement
+   * (`SaleAck`), built from the committed event itself: the whole sale result is not
+   * built only to be cut down again. A retry of a key seen before gets the same fields.
+   */
+  commitSaleAck(actor: Actor, input: SaleInput, opts: SaleOptions = {}): Promise<SaleAck> {
+    return this.commitSaleAs(actor, input, opts, saleAckOf, async (seq) => saleAckOf(await this.saleEvent(seq)));
+  }
+
+  private readonly toSaleResultOf = (event: JournalEvent): SaleResult => this.toSaleResult(event);
+
+  private commitSaleAs<T>(actor: Actor, input: SaleInput, opts: SaleOptions, answer: (event: JournalEvent) => T, answerSeen: (seq: number) => Promise<T>): Promise<T> {
     // A new key, the usual case, is checked, priced and journalled without an await (and
     // without an async function's frame held until the fsync); a key seen before, or
     // perhaps seen before, takes the async path.
     try {
       const hash = saleBodyHash(input);
-      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts);
-      return this.commitSaleSeen(actor, input, hash, opts);
+      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts, answer);
+      return this.commitSaleSeen(actor, input, hash, opts, answer, answerSeen);
     } catch (err) {
       return Promise.reject(err as Error);
     }
   }
 
-  private async commitSaleSeen(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
+  private async commitSaleSeen<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T, answerSeen: (seq: number) => Promise<T>): Promise<T> {
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
-      return this.saleResult(earlier);
+      return answerSeen(earlier);
     }
-    return this.journalSale(actor, input, hash, opts);
+    return this.journalSale(actor, input, hash, opts, answer);
   }
 
   /**
    * Prices, checks and journals the sale of a new key; resolves once it is durable. A
    * refusal throws before anything is journalled.
    */
-  private journalSale(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
+  private journalSale<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T): Promise<T> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
@@ -435,7 +458,7 @@ export class LedgerService {
     // The agreement the mall checks at ingest: a sale whose parts disagree is never
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
     checkBuiltSale(event.postings, event.data);
-    return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
+    return this.once(input.key, () => this.commit(event).then((done) => answer(done.event)));
   }
 
   private toSaleResult(event: JournalEvent): SaleResult {
@@ -461,8 +484,15 @@ export class LedgerService {
   }
 
   async saleResult(seq: number): Promise<SaleResult> {
+    return this.toSaleResult(await this.saleEvent(seq));
+  }
+
+  /** The journalled sale at seq (VND_ERR_SALE_UNKNOWN for any other event). */
+  private async saleEvent(seq: number): Promise<Extract<JournalEvent, { type: 'sale' }>> {
     if (seq < 1 || seq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN');
-    return this.toSaleResult(await this.readEvent(seq));
+    const event = await this.readEvent(seq);
+    if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
+    return event;
   }
 
   async saleBySaleId(saleId: string): Promise<SaleResult> {
@@ -710,6 +740,27 @@ export class LedgerService {
     if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
   }
+}
+
+/**
+ * The acknowledgement of a committed sale, from its journal event: the fields the till
+ * closes the sale with. The whole sale (lines, allocations, customer) is several times
+ * larger and is sent once, by `receipt:get`, rather than with every commit.
+ */
+export function saleAckOf(event: JournalEvent): SaleAck {
+  if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
+  const d = event.data;
+  return {
+    saleId: d.saleId,
+    seq: event.seq,
+    at: event.at,
+    cashier: event.cashier,
+    currency: d.currency,
+    totalMinor: d.totalMinor,
+    debits: d.debits,
+    cash: d.cash,
+    balancesAfter: d.balancesAfter,
+  };
 }
 
 /**
