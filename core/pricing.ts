@@ -64,6 +64,16 @@ export interface PricingInput {
 }
 
 export const CART_LINES_MAX = 200;
+
+/**
+ * a + b for the non-negative totals of a cart, failing as `sum` does: the running totals
+ * here are never negative, so one grows past the safe range exactly when the sum of all
+ * its parts does.
+ */
+function addTotal(a: number, b: number): number {
+  const r = a + b;
+  return Number.isSafeInteger(r) && Number.isSafeInteger(a) && Number.isSafeInteger(b) ? r : sum([a, b]);
+}
 export const LINE_QTY_MAX = 9_999;
 
 /**
@@ -83,10 +93,12 @@ export function priceCart(input: PricingInput): PricedCart {
   if (input.lines.length === 0) fail('CORE_ERR_EMPTY_CART');
   if (input.lines.length > CART_LINES_MAX) fail('CORE_ERR_VALIDATION', `a cart holds at most ${CART_LINES_MAX} lines`);
 
-  // Plain loops rather than map/filter/every over closures: this runs on every sale.
-  const lines: PricedLine[] = new Array<PricedLine>(input.lines.length);
-  const lineTotals: number[] = new Array<number>(input.lines.length);
-  for (let i = 0; i < input.lines.length; i++) {
+  // Plain loops rather than map/filter/every over closures, and no Set or Map: this runs
+  // on every sale, and a cart holds a handful of lines and tenders.
+  const n = input.lines.length;
+  const lines: PricedLine[] = new Array<PricedLine>(n);
+  let totalMinor = 0;
+  for (let i = 0; i < n; i++) {
     const { product, qty } = input.lines[i] as { product: Product; qty: number };
     checkAmount(qty, 'quantity');
     if (qty < 1 || qty > LINE_QTY_MAX) fail('CORE_ERR_VALIDATION', `quantity must be between 1 and ${LINE_QTY_MAX}`);
@@ -100,50 +112,55 @@ export function priceCart(input: PricingInput): PricedCart {
       unitTokenPrices: { ...product.tokenPrices },
     };
     lines[i] = line;
-    lineTotals[i] = line.totalMinor;
+    totalMinor = addTotal(totalMinor, line.totalMinor);
   }
-  const totalMinor = sum(lineTotals);
 
   // Keyed by token codes: null-prototype records, like every map keyed by outside data.
   const totalsByToken = Object.create(null) as Record<string, number>;
   const firstPrices = lines[0]?.unitTokenPrices ?? {};
-  for (const token of Object.keys(firstPrices)) {
+  for (const token in firstPrices) {
     let everyLine = true;
-    for (const l of lines) if (l.unitTokenPrices[token] === undefined) everyLine = false;
+    for (let i = 0; i < n && everyLine; i++) if ((lines[i] as PricedLine).unitTokenPrices[token] === undefined) everyLine = false;
     if (!everyLine) continue;
-    const units: number[] = new Array<number>(lines.length);
-    for (let i = 0; i < lines.length; i++) {
+    let units = 0;
+    for (let i = 0; i < n; i++) {
       const l = lines[i] as PricedLine;
-      units[i] = mul(l.unitTokenPrices[token] ?? 0, l.qty);
+      units = addTotal(units, mul(l.unitTokenPrices[token] ?? 0, l.qty));
     }
-    totalsByToken[token] = sum(units);
+    totalsByToken[token] = units;
   }
 
   const allocations: Allocation[] = [];
   const debits = Object.create(null) as Record<string, number>;
-  const paidLines = new Set<number>();
-  const seen = new Set<string>();
+  // Whether each line (by index) is paid by a tender already.
+  const paidLines: boolean[] = new Array<boolean>(n).fill(false);
+  let covered = 0;
 
   if (input.tenders.length > 0 && input.balances === null) fail('CORE_ERR_TENDER_WITHOUT_CUSTOMER');
 
-  for (const tender of input.tenders) {
-    if (seen.has(tender.token)) fail('CORE_ERR_VALIDATION', `${tender.token} is tendered twice`);
-    seen.add(tender.token);
+  for (let t = 0; t < input.tenders.length; t++) {
+    const tender = input.tenders[t] as TokenTender;
+    for (let u = 0; u < t; u++) if ((input.tenders[u] as TokenTender).token === tender.token) fail('CORE_ERR_VALIDATION', `${tender.token} is tendered twice`);
     const tt = lookupTokenType(input.tokenTypes, tender.token);
     checkSpendable(tt, input.vendorId, input.now);
     const balance = input.balances?.[tt.code] ?? 0;
     const requested = tender.units === undefined ? undefined : checkAmount(tender.units, `${tt.code} tokens`);
 
-    // What the eligible unpaid lines could take of this token type.
-    const eligible: PricedLine[] = [];
-    const eligibleUnits: number[] = [];
-    for (const l of lines) {
+    // What the eligible unpaid lines could take of this token type: a line's units, or -1
+    // where this tender may not pay it.
+    const lineUnits: number[] = new Array<number>(n);
+    let capacity = 0;
+    for (let i = 0; i < n; i++) {
+      const l = lines[i] as PricedLine;
       const price = l.unitTokenPrices[tt.code];
-      if (paidLines.has(l.lineNo) || price === undefined || !mayBuy(tt, l.gtin)) continue;
-      eligible.push(l);
-      eligibleUnits.push(mul(price, l.qty));
+      if (paidLines[i] === true || price === undefined || !mayBuy(tt, l.gtin)) {
+        lineUnits[i] = -1;
+        continue;
+      }
+      const units = mul(price, l.qty);
+      lineUnits[i] = units;
+      capacity = addTotal(capacity, units);
     }
-    const capacity = sum(eligibleUnits);
     if (capacity === 0) {
       if (tt.kind === 'manufacturer') fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `this ${tt.code} token only buys listed products`, { token: tt.code });
       fail('CORE_ERR_PRODUCT_NOT_ELIGIBLE', `no item left in this cart can be paid with ${tt.code} tokens`, { token: tt.code });
@@ -161,21 +178,21 @@ export function priceCart(input: PricingInput): PricedCart {
     }
 
     let remaining = wanted;
-    for (let i = 0; i < eligible.length; i++) {
+    for (let i = 0; i < n; i++) {
       if (remaining === 0) break;
-      const line = eligible[i] as PricedLine;
-      const lineUnits = eligibleUnits[i] as number;
-      if (lineUnits === 0) continue;
-      const units = Math.min(lineUnits, remaining);
-      const coversMinor = units === lineUnits ? line.totalMinor : mulDivRound(line.totalMinor, units, lineUnits);
+      const all = lineUnits[i] as number;
+      if (all <= 0) continue;
+      const line = lines[i] as PricedLine;
+      const units = Math.min(all, remaining);
+      const coversMinor = units === all ? line.totalMinor : mulDivRound(line.totalMinor, units, all);
       allocations.push({ lineNo: line.lineNo, token: tt.code, units, coversMinor });
-      paidLines.add(line.lineNo);
+      paidLines[i] = true;
+      covered = addTotal(covered, coversMinor);
       remaining = sub(remaining, units);
     }
     if (wanted > 0) debits[tt.code] = wanted;
   }
 
-  const covered = sum(allocations.map((a) => a.coversMinor));
   return {
     currency: input.currency,
     lines,

@@ -103,7 +103,8 @@ export function checkSaleShape(postingsIn: unknown, dataIn: unknown): SaleCheck 
 function agreement(d: CheckedSale, postings: readonly CheckedPosting[]): string | null {
   // Lines: 1..n in order, each total exact, the sale total their sum.
   let total = 0;
-  for (const [i, line] of d.lines.entries()) {
+  for (let i = 0; i < d.lines.length; i++) {
+    const line = d.lines[i] as CheckedSale['lines'][number];
     if (line.lineNo !== i + 1) return `line ${i + 1} is numbered ${line.lineNo}: lines are numbered 1..n, each once`;
     if (line.totalMinor !== mul(line.unitPriceMinor, line.qty)) return `line ${line.lineNo}'s total is not its unit price times its quantity`;
     total = add(total, line.totalMinor);

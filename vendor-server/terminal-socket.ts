@@ -238,9 +238,11 @@ export class TerminalGateway {
           return this.deps.xchg.wallet.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then(saleAck);
         }
         // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
-        return ledger.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then((result) => {
-          if (logger.isLevelEnabled('debug')) logger.debug({ terminal: terminalId, saleId: result.saleId, seq: result.seq }, 'sale committed');
-          return saleAck(result);
+        const committed = ledger.commitSaleAck(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
+        if (!logger.isLevelEnabled('debug')) return committed;
+        return committed.then((ack) => {
+          logger.debug({ terminal: terminalId, saleId: ack.saleId, seq: ack.seq }, 'sale committed');
+          return ack;
         });
       }),
     );

@@ -49,7 +49,7 @@ const MODE: Mode = quick
   ? {
       warmupMs: 1_000, rewarmMs: 300, measureMs: 4_000, runs: 1, customers: 100,
       smallEvents: 1_000, largeEvents: 100_000, ratioRuns: 1, ratioMeasureMs: 3_000,
-      rssCustomers: 100_000, rssLoadMs: 2_000, reconnectWaitMs: 15_000, limitMs: 115_000,
+      rssCustomers: 100_000, rssLoadMs: 2_000, reconnectWaitMs: 15_000, limitMs: 300_000,
     }
   : {
       warmupMs: 2_000, rewarmMs: 500, measureMs: 10_000, runs: 3, customers: 100,

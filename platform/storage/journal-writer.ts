@@ -1,3 +1,4 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -13,6 +14,12 @@ import type { Segment } from './segment-reader.ts';
  */
 
 const STAGING_BYTES_INITIAL = 64 * 1024;
+/**
+ * Segment files are written with O_DSYNC where the platform has it: each write returns
+ * once its data, and the file size that reaches it, are on the disk, which is what
+ * write + fdatasync gave. Without it (0) every write is followed by an fdatasync.
+ */
+const SYNC_FLAG: number = constants.O_DSYNC ?? 0;
 // A staging buffer that grew this large during a burst is dropped rather than kept forever.
 const STAGING_BYTES_KEEP_MAX = 8 * 1024 * 1024;
 
@@ -167,7 +174,9 @@ export class GroupCommitWriter {
       const handle = await this.handleFor(seg);
       const t0 = performance.now();
       await writeFully(handle, batch.buf, cut.start, end - cut.start, seg.durableBytes);
-      await handle.datasync();
+      // With O_DSYNC the write returned only once its data was on the disk, as
+      // fdatasync would make it: one call to the thread pool per batch instead of two.
+      if (SYNC_FLAG === 0) await handle.datasync();
       seg.durableBytes += end - cut.start;
       this.onFsync?.(performance.now() - t0, lines);
     }
@@ -182,10 +191,10 @@ export class GroupCommitWriter {
     if (old !== null) await old.close();
     let handle: FileHandle;
     if (seg.created) {
-      handle = await open(seg.path, 'r+');
+      handle = await open(seg.path, constants.O_RDWR | SYNC_FLAG);
     } else {
-      // 'wx' because a file already there would mean two writers or a stale segment table.
-      handle = await open(seg.path, 'wx', FILE_MODE);
+      // Exclusive because a file already there would mean two writers or a stale segment table.
+      handle = await open(seg.path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | SYNC_FLAG, FILE_MODE);
       seg.created = true;
       await fsyncDir(this.dir);
     }

@@ -38,6 +38,7 @@ import {
   type Product,
   type ProductView,
   type RefundResult,
+  type SaleAck,
   type SaleResult,
   type TokenType,
 } from '../../core/index.ts';
@@ -72,6 +73,13 @@ export interface CustomerRegistration {
   name: string;
   consent?: boolean | undefined;
   contact?: { email?: string | undefined; phone?: string | undefined } | undefined;
+}
+
+export interface SaleOptions {
+  /** Token debits worth more than this (fiat minor units) are refused with VND_ERR_CUSTOMER_PIN_REQUIRED. */
+  tokenValueLimitMinor?: number | null;
+  /** Checked right before the append, with nothing in between (the cashier's shift). */
+  precondition?: () => void;
 }
 
 export interface RefundInput {
@@ -220,10 +228,16 @@ export class LedgerService {
     throw e;
   }
 
-  private base(actor: Actor, key: string | null, hash: string | null) {
+  /** The time of a new event, once the store takes events and that time is in an open period. */
+  private stamp(actor: Actor): string {
     if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
     const at = this.clock().toISOString();
     checkOpenPeriod(this.state.cashierDay, at, actor.terminal);
+    return at;
+  }
+
+  private base(actor: Actor, key: string | null, hash: string | null) {
+    const at = this.stamp(actor);
     return {
       seq: this.journal.nextSeq,
       v: EVENT_VERSION,
@@ -347,7 +361,11 @@ export class LedgerService {
 
   /** The cart's products, and the tenders checked against the mall's registry when it is too old. */
   private cartLines(input: { lines: { code: string; qty: number }[]; tenders: SaleInput['tenders'] }): { product: Product; qty: number }[] {
-    const lines = input.lines.map((l) => ({ product: this.product(l.code), qty: l.qty }));
+    const lines: { product: Product; qty: number }[] = new Array<{ product: Product; qty: number }>(input.lines.length);
+    for (let i = 0; i < lines.length; i++) {
+      const l = input.lines[i] as { code: string; qty: number };
+      lines[i] = { product: this.product(l.code), qty: l.qty };
+    }
     if (this.tokenGate !== null) for (const t of input.tenders) this.tokenGate(t.token);
     return lines;
   }
@@ -369,33 +387,48 @@ export class LedgerService {
    * than it (at face value) is refused with VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets
    * it when the customer has a PIN that was not given.
    */
-  commitSale(actor: Actor, input: SaleInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
+  commitSale(actor: Actor, input: SaleInput, opts: SaleOptions = {}): Promise<SaleResult> {
+    return this.commitSaleAs(actor, input, opts, this.toSaleResultOf, (seq) => this.saleResult(seq));
+  }
+
+  /**
+   * Commits a sale as `commitSale` does and answers with the till's acknowledgement
+   * (`SaleAck`), built from the committed event itself: the whole sale result is not
+   * built only to be cut down again. A retry of a key seen before gets the same fields.
+   */
+  commitSaleAck(actor: Actor, input: SaleInput, opts: SaleOptions = {}): Promise<SaleAck> {
+    return this.commitSaleAs(actor, input, opts, saleAckOf, async (seq) => saleAckOf(await this.saleEvent(seq)));
+  }
+
+  private readonly toSaleResultOf = (event: JournalEvent): SaleResult => this.toSaleResult(event);
+
+  private commitSaleAs<T>(actor: Actor, input: SaleInput, opts: SaleOptions, answer: (event: JournalEvent) => T, answerSeen: (seq: number) => Promise<T>): Promise<T> {
     // A new key, the usual case, is checked, priced and journalled without an await (and
     // without an async function's frame held until the fsync); a key seen before, or
     // perhaps seen before, takes the async path.
     try {
       const hash = saleBodyHash(input);
-      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts);
-      return this.commitSaleSeen(actor, input, hash, opts);
+      if (this.seen(input.key) === null && !this.state.evicted.mayHave(input.key)) return this.journalSale(actor, input, hash, opts, answer);
+      return this.commitSaleSeen(actor, input, hash, opts, answer, answerSeen);
     } catch (err) {
       return Promise.reject(err as Error);
     }
   }
 
-  private async commitSaleSeen(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
+  private async commitSaleSeen<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T, answerSeen: (seq: number) => Promise<T>): Promise<T> {
     const earlier = this.seen(input.key) ?? (this.state.evicted.mayHave(input.key) ? await this.seenBefore(input.key) : null);
     if (earlier !== null) {
       await this.replay(input.key, hash, earlier);
-      return this.saleResult(earlier);
+      return answerSeen(earlier);
     }
-    return this.journalSale(actor, input, hash, opts);
+    return this.journalSale(actor, input, hash, opts, answer);
   }
 
   /**
    * Prices, checks and journals the sale of a new key; resolves once it is durable. A
    * refusal throws before anything is journalled.
    */
-  private journalSale(actor: Actor, input: SaleInput, hash: string, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void }): Promise<SaleResult> {
+  private journalSale<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T): Promise<T> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
@@ -413,19 +446,29 @@ export class LedgerService {
     const earn = customerId === null || this.loyalty === null ? null : this.loyalty({ lines: priced.lines, cashDueMinor: priced.cashDueMinor });
     const postings = earn === null ? salePostings : salePostings.concat(issuancePostings(customerId as string, earn.token, earn.units));
 
-    const base = this.base(actor, input.key, hash);
+    const at = this.stamp(actor);
+    const seq = this.journal.nextSeq;
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
     if (balancesAfter !== null) {
-      for (const token of Object.keys(priced.debits)) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
+      for (const token in priced.debits) balancesAfter[token] = (balancesAfter[token] ?? 0) - (priced.debits[token] as number);
       if (earn !== null) balancesAfter[earn.token] = (balancesAfter[earn.token] ?? 0) + earn.units;
     }
+    // The fields of `base` written out in its order, in one object: a spread and three
+    // more fields would build it twice.
     const event: NewEvent = {
-      ...base,
+      seq,
+      v: EVENT_VERSION,
+      vendor: this.store.vendorId,
+      at,
+      terminal: actor.terminal,
+      cashier: actor.cashier,
+      key: input.key,
+      bodyHash: hash,
       type: 'sale',
       postings,
       data: {
-        saleId: makeSaleId(base.seq),
+        saleId: makeSaleId(seq),
         customer: customerId,
         currency: priced.currency,
         lines: priced.lines,
@@ -442,7 +485,7 @@ export class LedgerService {
     // journalled. Its shape comes from the catalog and this code, so no schema is needed.
     // Loyalty earning is the float's posting to the customer, apart from what the sale took.
     checkBuiltSale(salePostings, event.data);
-    return this.once(input.key, () => this.commit(event).then((done) => this.toSaleResult(done.event)));
+    return this.once(input.key, () => this.commit(event).then((done) => answer(done.event)));
   }
 
   private toSaleResult(event: JournalEvent): SaleResult {
@@ -471,8 +514,15 @@ export class LedgerService {
   }
 
   async saleResult(seq: number): Promise<SaleResult> {
+    return this.toSaleResult(await this.saleEvent(seq));
+  }
+
+  /** The journalled sale at seq (VND_ERR_SALE_UNKNOWN for any other event). */
+  private async saleEvent(seq: number): Promise<Extract<JournalEvent, { type: 'sale' }>> {
     if (seq < 1 || seq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN');
-    return this.toSaleResult(await this.readEvent(seq));
+    const event = await this.readEvent(seq);
+    if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
+    return event;
   }
 
   async saleBySaleId(saleId: string): Promise<SaleResult> {
@@ -782,6 +832,29 @@ export class LedgerService {
     if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer ${customerId.slice(0, 40)}`);
     return Promise.all(c.recent.map((seq) => this.readEvent(seq)));
   }
+}
+
+/**
+ * The acknowledgement of a committed sale, from its journal event: the fields the till
+ * closes the sale with. The whole sale (lines, allocations, customer) is several times
+ * larger and is sent once, by `receipt:get`, rather than with every commit.
+ */
+export function saleAckOf(event: JournalEvent): SaleAck {
+  if (event.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `seq ${event.seq} is not a sale`);
+  const d = event.data;
+  const ack: SaleAck = {
+    saleId: d.saleId,
+    seq: event.seq,
+    at: event.at,
+    cashier: event.cashier,
+    currency: d.currency,
+    totalMinor: d.totalMinor,
+    debits: d.debits,
+    cash: d.cash,
+    balancesAfter: d.balancesAfter,
+  };
+  if (d.earned !== undefined) ack.earned = d.earned;
+  return ack;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GENESIS_HASH, Journal, JournalBacklogError, segmentName } from '../../../platform/storage/index.ts';
 import type { AppendResult, JournalRecord } from '../../../platform/storage/index.ts';
@@ -253,6 +254,38 @@ describe('platform/storage/journal', () => {
       expect(fsyncs).to.be.at.most(40);
       expect((await journal.verifyAll()).count).to.equal(200);
       await journal.close();
+    });
+
+    it('writes segments through O_DSYNC descriptors, so a line is on the disk when its write returns, before durable resolves', async () => {
+      // The open flags of this process's descriptors on the journal's segment files, from /proc.
+      const segmentFlags = async (): Promise<number[]> => {
+        const flags: number[] = [];
+        for (const fd of await readdir('/proc/self/fd')) {
+          const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+          if (!target.startsWith(dir) || !target.endsWith('.jsonl')) continue;
+          const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '');
+          const m = /^flags:\s+([0-7]+)$/m.exec(info);
+          if (m?.[1] !== undefined) flags.push(parseInt(m[1], 8));
+        }
+        return flags;
+      };
+      // One segment per line: the first is created by the writer, and reopened segments are covered too.
+      const { journal } = await Journal.open({ dir, segmentBytesMax: 1 });
+      await journal.append(saleFields(1)).durable;
+      const created = await segmentFlags();
+      await journal.append(saleFields(2)).durable;
+      const next = await segmentFlags();
+      await journal.close();
+      const { journal: reopened } = await Journal.open({ dir });
+      await reopened.append(saleFields(3)).durable;
+      const again = await segmentFlags();
+      await reopened.close();
+      for (const flags of [created, next, again]) {
+        expect(flags).to.have.length(1);
+        expect((flags[0] as number) & constants.O_DSYNC, 'the segment is open with O_DSYNC').to.equal(constants.O_DSYNC);
+      }
+      // The third line went to the second segment, reopened for writing.
+      expect((await segmentFiles(dir)).length).to.equal(2);
     });
 
     it('starts a new segment when the next line would exceed segmentBytesMax', async () => {
