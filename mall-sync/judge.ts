@@ -269,7 +269,8 @@ export function judgeBatch(input: JudgeInput): Judgement {
       lastAtMs = lastAtMs === null ? atMs : Math.max(lastAtMs, atMs);
       if (!KNOWN_TYPES.has(e.type)) flag(`unknown event type ${String(e.type).slice(0, 40)}`);
       if (e.postings.length > 0) {
-        const shape = salePostingsSchema.safeParse(e.postings);
+        // Core's account pattern predates the wallet: `mall-wallet` is checked as an account of the same shape.
+        const shape = salePostingsSchema.safeParse(e.postings.some((p) => p?.account === WALLET_ACCOUNT) ? e.postings.map((p) => (p.account === WALLET_ACCOUNT ? { ...p, account: REDEEMED_ACCOUNT } : p)) : e.postings);
         if (!shape.success) flag(`a posting is not valid at ${shape.error.issues[0]?.path.join('.') ?? '?'}: ${shape.error.issues[0]?.message ?? ''}`);
         const allowed = ALLOWED_ACCOUNTS.get(e.type) ?? (() => false);
         const stray = e.postings.find((p) => !allowed(p.account));

@@ -47,12 +47,12 @@ export interface TokenTally {
   /** Tokens redeemed at this vendor, net of reversals (claim 29). */
   redeemedUnits: number;
   /** Of those, tokens paid from the mall wallet (never in the vendor's circulation). */
-  walletRedeemedUnits: number;
+  walletRedeemedUnits?: number;
   /** Tokens customers gave up from their cards here in exchanges. */
-  exchangedUnits: number;
+  exchangedUnits?: number;
   /** Tokens moved from cards here into the wallet, and from the wallet onto cards here. */
-  walletOutUnits: number;
-  walletInUnits: number;
+  walletOutUnits?: number;
+  walletInUnits?: number;
 }
 
 /** A card in the mall's customer directory (claims 2, 41): its home store and where else it is registered. */
@@ -393,7 +393,8 @@ function nested<T>(raw: Record<string, Record<string, T>> | undefined): Dict<Dic
 }
 
 export function emptyTally(): TokenTally {
-  return { allottedUnits: 0, redeemedUnits: 0, walletRedeemedUnits: 0, exchangedUnits: 0, walletOutUnits: 0, walletInUnits: 0 };
+  // The wallet and exchange counts appear once a vendor has any, so older views keep their shape.
+  return { allottedUnits: 0, redeemedUnits: 0 };
 }
 
 function addTo(record: Record<string, number>, key: string, n: number): void {
@@ -460,7 +461,7 @@ export function applyClearing(state: MallState, vendor: VendorRecord, c: Clearin
       addTo(d.tokensExchanged, token, units);
       const fromCard = units - (own(c.fromWallet ?? {}, token) ?? 0);
       const t = tally(vendor, token);
-      t.exchangedUnits = add(t.exchangedUnits, fromCard);
+      t.exchangedUnits = add(t.exchangedUnits ?? 0, fromCard);
     }
     for (const t of c.transfers) transferOnDay(state, t, c.at, day);
     return;
@@ -483,7 +484,7 @@ export function applyClearing(state: MallState, vendor: VendorRecord, c: Clearin
   }
   for (const [token, units] of Object.entries(c.fromWallet ?? {})) {
     const t = tally(vendor, token);
-    t.walletRedeemedUnits = add(t.walletRedeemedUnits, units);
+    t.walletRedeemedUnits = add(t.walletRedeemedUnits ?? 0, units);
   }
   for (const t of c.transfers) transferOnDay(state, t, c.at, day);
 }
@@ -751,11 +752,11 @@ function applyEconomy(state: MallState, v: VendorRecord, batchSeq: number, batch
   for (const [token, n] of Object.entries(e.walletPostings)) addTo(v.walletPostings, token, n);
   for (const [token, n] of Object.entries(e.walletOut)) {
     const t = tally(v, token);
-    t.walletOutUnits = add(t.walletOutUnits, n);
+    t.walletOutUnits = add(t.walletOutUnits ?? 0, n);
   }
   for (const [token, n] of Object.entries(e.walletIn)) {
     const t = tally(v, token);
-    t.walletInUnits = add(t.walletInUnits, n);
+    t.walletInUnits = add(t.walletInUnits ?? 0, n);
   }
   for (const i of e.issued) {
     const d = dayOf(state, v.id, i.at);
