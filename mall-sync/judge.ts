@@ -149,13 +149,21 @@ const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance'
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');
 const ALLOWED_ACCOUNTS = new Map<string, (account: string) => boolean>([
-  ['sale', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
+  ['sale', (a) => a === REDEEMED_ACCOUNT || customer(a)],
   ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
   ['allotment', (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:')],
   ['issuance', (a) => a === FLOAT_ACCOUNT || customer(a)],
   ['exchange', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
   ['wallet.moved', (a) => customer(a) || a === WALLET_ACCOUNT],
 ]);
+/** A sale moves the float only for the loyalty tokens it says it earned, and `mall-wallet` only for wallet tokens it names. */
+function saleAccounts(data: unknown): (account: string) => boolean {
+  const d = data as { earned?: unknown; wallet?: unknown } | null;
+  const earns = typeof d === 'object' && d !== null && d.earned !== undefined;
+  const pays = typeof d === 'object' && d !== null && d.wallet !== undefined;
+  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT);
+}
+
 /** Stands in for the payer of a wallet-paid sale without a customer, for core's sale check only. */
 const WALLET_PAYER = 'wallet-payer';
 
@@ -272,7 +280,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
         // Core's account pattern predates the wallet: `mall-wallet` is checked as an account of the same shape.
         const shape = salePostingsSchema.safeParse(e.postings.some((p) => p?.account === WALLET_ACCOUNT) ? e.postings.map((p) => (p.account === WALLET_ACCOUNT ? { ...p, account: REDEEMED_ACCOUNT } : p)) : e.postings);
         if (!shape.success) flag(`a posting is not valid at ${shape.error.issues[0]?.path.join('.') ?? '?'}: ${shape.error.issues[0]?.message ?? ''}`);
-        const allowed = ALLOWED_ACCOUNTS.get(e.type) ?? (() => false);
+        const allowed = e.type === 'sale' ? saleAccounts(e.data) : (ALLOWED_ACCOUNTS.get(e.type) ?? (() => false));
         const stray = e.postings.find((p) => !allowed(p.account));
         if (stray !== undefined) flag(`a ${String(e.type).slice(0, 40)} may not post to account ${stray.account}`);
         try {
