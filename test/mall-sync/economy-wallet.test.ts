@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { forEachStore, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, vendorPostToken, http, type MallRig, type RawVendor } from './helpers.ts';
+import { join } from 'node:path';
+import { reconcile } from '../../mall-sync/reconcile.ts';
 import { until } from '../helpers/process.ts';
+
+const today = () => new Date().toISOString().slice(0, 10);
 
 const AUTH = '/v1/vendors/bobs/wallet/authorisations';
 
@@ -143,6 +147,10 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     const check = (await mall.get('/admin/wallet-check', { authorization: `Bearer ${mall.init.adminToken}` })).body;
     expect(check.ok).to.equal(false);
     expect(check.tokens).to.deep.equal([{ token: 'ACME', walletsUnits: 100, storePostingsUnits: 65 }]);
+    const rec = await reconcile(mall.dir, today(), today(), join(mall.dir, 'reconciled'));
+    expect(rec.problems.filter((p) => p.startsWith('WALLET'))).to.deep.equal([
+      'WALLET ACME: the wallets hold 100, the stores\' mall-wallet postings say 65. Remedy: look at the flagged wallet events and wallet alarms of the stores',
+    ]);
   });
 
   it('releases a hold after the time to live, at once on a restart after that time; a late capture is honoured when the wallet covers it, else flagged with an alarm', async () => {
@@ -179,5 +187,9 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     expect(alarm).to.deep.include({ vendor: 'bobs', card: 'C1', authorisation: id1, eventSeq: uncovered });
     expect(alarm?.message).to.match(/bobs .* wa-\d+ of card C1/);
     expect(await wallet()).to.deep.include({ balances: { ACME: 70 }, held: { ACME: 70 } });
+    // The alarm is booked on the mall's (advanced) day.
+    const day = (alarm?.at ?? '').slice(0, 10);
+    const rec = await reconcile(mall.dir, day, day, join(mall.dir, 'reconciled'));
+    expect(rec.problems.some((p) => p.startsWith(`WALLET ALARM bobs: vendor bobs used wallet authorisation ${id1} of card C1`))).to.equal(true);
   });
 });
