@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { StatementPayload } from '../../mall-sync/statements.ts';
-import { forEachStore, registerEconomy, startMall, storeFingerprint, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { forEachStore, registerEconomy, runMallCli, startMall, storeFingerprint, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 const DATA = '/v1/vendors/bobs/customer-data';
 
@@ -42,6 +42,10 @@ forEachStore('mall-sync: the customer directory and the customer data toll (clai
     expect(none.status).to.equal(404);
     expect(none.body.error.code).to.equal('MALL_ERR_CUSTOMER_UNKNOWN');
     expect((await mall.get('/admin/customers/__proto__', admin)).status).to.equal(404);
+    // The same entry from the command line.
+    const cli = await runMallCli(['customer', '--data-dir', mall.dir, '--card', 'C1']);
+    expect(cli.code, cli.stderr).to.equal(0);
+    expect(JSON.parse(cli.stdout)).to.deep.include({ card: 'C1', home: 'acme', customer: 'c1', consent: true });
   });
 
   it('sells a consenting customer\'s data to another store for the toll, once per key, with an audit record; refuses without consent, unknown cards and own customers at no charge', async () => {
