@@ -6,7 +6,7 @@ import { parseAdmin } from './schemas.ts';
 import { own } from './store/dict.ts';
 import type { MallState, PurchaseSummary } from './store/state.ts';
 import type { MallStore } from './store/store.ts';
-import { storedAnswer } from './wallet.ts';
+import { storedAnswer, type RegistryChange } from './wallet.ts';
 
 /**
  * A member store asks the mall about a customer registered at another store (claim 41):
@@ -34,6 +34,7 @@ const NO_SALES: PurchaseSummary = { sales: 0, spentMinor: 0, firstAt: null, last
 export class CustomerDataService {
   constructor(
     private readonly store: MallStore,
+    private readonly change: RegistryChange,
     private readonly currency: string,
     private readonly clock: () => Date = () => new Date(),
   ) {}
@@ -42,12 +43,12 @@ export class CustomerDataService {
     return this.store.state;
   }
 
-  async request(vendor: string, body: unknown): Promise<CustomerDataAnswer> {
+  request(vendor: string, body: unknown): Promise<CustomerDataAnswer> {
     const input = parseAdmin(customerDataRequest, body);
     const hash = bodyHash({ op: 'customer-data', ...input });
-    const answer = await this.store.exclusive(async () => {
+    return this.change(() => {
       const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return prior as CustomerDataAnswer;
+      if (prior !== null) return { events: [], result: () => prior as CustomerDataAnswer };
       const entry = own(this.state.customers, input.card);
       if (entry === undefined) fail('MALL_ERR_CUSTOMER_UNKNOWN', `no member store has registered card ${input.card}`, { card: input.card });
       if (entry.home === vendor) fail('MALL_ERR_VALIDATION', `card ${input.card} is your own customer: the mall does not sell a store its own customer's data`);
@@ -67,14 +68,16 @@ export class CustomerDataService {
         tollMinor,
       };
       const transfers: Transfer[] = tollMinor > 0 ? [{ kind: 'data-toll', from: vendorAccount(vendor), to: MALL_ACCOUNT, amountMinor: tollMinor, token: null, units: 0 }] : [];
-      await this.store.commit({
-        type: 'customer-data.requested',
-        at: this.clock().toISOString(),
-        data: { requestId, requester: vendor, card: input.card, home: home.id, homeCustomer: entry.customer, key: input.key, bodyHash: hash, tollMinor, transfers, answer },
-      });
-      return answer;
+      return {
+        events: [
+          {
+            type: 'customer-data.requested',
+            at: this.clock().toISOString(),
+            data: { requestId, requester: vendor, card: input.card, home: home.id, homeCustomer: entry.customer, key: input.key, bodyHash: hash, tollMinor, transfers, answer },
+          },
+        ],
+        result: () => answer,
+      };
     });
-    if (this.store.kind === 'embedded') await this.store.flushed();
-    return answer;
   }
 }

@@ -13,7 +13,7 @@ import { MallMetrics } from './metrics.ts';
 import { Observations } from './observations.ts';
 import { MallService } from './service.ts';
 import { CustomerDataService } from './customer-data.ts';
-import { WalletService } from './wallet.ts';
+import { WalletService, type RegistryChange } from './wallet.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 
 export interface StartMallOptions {
@@ -120,8 +120,9 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       },
       clock,
     );
-    const wallet = new WalletService(store, config.walletAuthorisationTtlS, clock);
-    const customerData = new CustomerDataService(store, config.currency, clock);
+    const change: RegistryChange = (plan) => service.registryChange(plan);
+    const wallet = new WalletService(store, change, config.walletAuthorisationTtlS, clock);
+    const customerData = new CustomerDataService(store, change, config.currency, clock);
     // Holds that expired while the mall was down are released before it answers anyone.
     const expired = await wallet.expire();
     if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');

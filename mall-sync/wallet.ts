@@ -4,6 +4,7 @@ import { cardSchema } from './economy-judge.ts';
 import { parseAdmin } from './schemas.ts';
 import { dict, own } from './store/dict.ts';
 import { heldUnits, requestSlot, walletUnits, type MallState } from './store/state.ts';
+import type { NewMallEvent } from './events.ts';
 import type { MallStore } from './store/store.ts';
 
 /**
@@ -16,8 +17,10 @@ import type { MallStore } from './store/store.ts';
  *
  * Every request is idempotent by the vendor's key: the same key and body answer the
  * stored answer, the same key with another body is refused. Each change is checked and
- * committed inside the store's exclusive section (on PostgreSQL: under the mall's write
- * lock, the state caught up first), and answered once it is durable.
+ * committed as a registry change (one at a time, inside the store's exclusive section: on
+ * PostgreSQL under the mall's write lock, the state caught up first), signed into the
+ * registry history so that an audit replays it before the batches judged after it, and
+ * answered once it is durable.
  */
 
 const units = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
@@ -54,12 +57,20 @@ export function walletView(state: Readonly<MallState>, card: string, asOf: strin
   return { card, balances: { ...balances }, held: { ...held }, asOf };
 }
 
+/**
+ * Runs one change of the mall: `plan` checks against the current state (synchronously)
+ * and names the events; they are signed into the registry history and committed, and
+ * `result` answers once they are durable (MallService.registryChange).
+ */
+export type RegistryChange = <T>(plan: () => { events: NewMallEvent[]; result: () => T }) => Promise<T>;
+
 export class WalletService {
   private timer: NodeJS.Timeout | null = null;
   private sweeping: Promise<number> | null = null;
 
   constructor(
     private readonly store: MallStore,
+    private readonly change: RegistryChange,
     private readonly ttlS: number,
     private readonly clock: () => Date = () => new Date(),
   ) {}
@@ -70,14 +81,6 @@ export class WalletService {
 
   private checkCard(card: string): void {
     if (own(this.state.customers, card) === undefined) fail('MALL_ERR_CUSTOMER_UNKNOWN', `no member store has registered card ${card}`, { card });
-  }
-
-  /** A change in the store's exclusive section; a stored answer is given only once what stored it is durable. */
-  private async change<T>(fn: () => Promise<T>): Promise<T> {
-    const result = await this.store.exclusive(fn);
-    // The embedded store applies an event before its fsync: a retry may find it in memory before it is durable.
-    if (this.store.kind === 'embedded') await this.store.flushed();
-    return result;
   }
 
   async view(card: string): Promise<WalletBalancesView> {
@@ -91,9 +94,9 @@ export class WalletService {
   authorise(vendor: string, body: unknown): Promise<AuthorisationAnswer> {
     const input = parseAdmin(authoriseRequest, body);
     const hash = bodyHash({ op: 'authorise', ...input });
-    return this.change(async () => {
+    return this.change(() => {
       const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return prior as AuthorisationAnswer;
+      if (prior !== null) return { events: [], result: () => prior as AuthorisationAnswer };
       this.checkCard(input.card);
       if (own(this.state.tokenTypes, input.token) === undefined) fail('CORE_ERR_TOKEN_UNKNOWN', `the mall has no token type ${input.token}`, { token: input.token });
       const available = walletUnits(this.state, input.card, input.token) - heldUnits(this.state, input.card, input.token);
@@ -106,12 +109,16 @@ export class WalletService {
       const after = walletView(this.state, input.card, now.toISOString());
       after.held[input.token] = (own(after.held, input.token) ?? 0) + input.units;
       const answer: AuthorisationAnswer = { authorisation: { id, card: input.card, token: input.token, units: input.units, expiresAt }, wallet: after };
-      await this.store.commit({
-        type: 'wallet.authorised',
-        at: now.toISOString(),
-        data: { id, vendor, card: input.card, token: input.token, units: input.units, purpose: input.purpose, expiresAt, key: input.key, bodyHash: hash, answer },
-      });
-      return answer;
+      return {
+        events: [
+          {
+            type: 'wallet.authorised',
+            at: now.toISOString(),
+            data: { id, vendor, card: input.card, token: input.token, units: input.units, purpose: input.purpose, expiresAt, key: input.key, bodyHash: hash, answer },
+          },
+        ],
+        result: () => answer,
+      };
     });
   }
 
@@ -125,35 +132,33 @@ export class WalletService {
   release(vendor: string, id: string, body: unknown): Promise<{ released: true }> {
     const input = parseAdmin(releaseRequest, body);
     const hash = bodyHash({ op: 'release', id, ...input });
-    return this.change(async () => {
-      const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return prior as { released: true };
+    const released = () => ({ released: true as const });
+    return this.change(() => {
+      if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: released };
       const auth = this.authorisationOf(vendor, id);
       if (auth.status === 'captured') fail('MALL_ERR_AUTHORISATION_SPENT', `authorisation ${id} was captured by event ${auth.eventSeq ?? '?'}: it cannot be released`, { eventSeq: auth.eventSeq });
       // Released or expired already: the tokens are free, which is what was asked.
-      if (auth.status !== 'open') return { released: true };
-      await this.store.commit({ type: 'wallet.closed', at: this.clock().toISOString(), data: { id, vendor, how: 'released', eventSeq: null, key: input.key, bodyHash: hash } });
-      return { released: true };
+      if (auth.status !== 'open') return { events: [], result: released };
+      return { events: [{ type: 'wallet.closed', at: this.clock().toISOString(), data: { id, vendor, how: 'released', eventSeq: null, key: input.key, bodyHash: hash } }], result: released };
     });
   }
 
   capture(vendor: string, id: string, body: unknown): Promise<{ captured: true }> {
     const input = parseAdmin(captureRequest, body);
     const hash = bodyHash({ op: 'capture', id, ...input });
-    return this.change(async () => {
-      const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return prior as { captured: true };
+    const captured = () => ({ captured: true as const });
+    return this.change(() => {
+      if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: captured };
       const auth = this.authorisationOf(vendor, id);
       if (auth.status === 'captured') {
         // The batch carrying the event may have captured it first: the same event is no second capture.
-        if (auth.eventSeq === input.eventSeq) return { captured: true };
+        if (auth.eventSeq === input.eventSeq) return { events: [], result: captured };
         fail('MALL_ERR_AUTHORISATION_SPENT', `authorisation ${id} was already captured by event ${auth.eventSeq ?? '?'}`, { eventSeq: auth.eventSeq });
       }
       if (auth.status !== 'open') {
         fail('MALL_ERR_AUTHORISATION_SPENT', `authorisation ${id} was ${auth.status} at ${auth.closedAt ?? '?'}: the batch carrying event ${input.eventSeq} is honoured if the wallet still covers it`, { status: auth.status });
       }
-      await this.store.commit({ type: 'wallet.closed', at: this.clock().toISOString(), data: { id, vendor, how: 'captured', eventSeq: input.eventSeq, key: input.key, bodyHash: hash } });
-      return { captured: true };
+      return { events: [{ type: 'wallet.closed', at: this.clock().toISOString(), data: { id, vendor, how: 'captured', eventSeq: input.eventSeq, key: input.key, bodyHash: hash } }], result: captured };
     });
   }
 
@@ -174,17 +179,16 @@ export class WalletService {
 
   private async expireNow(): Promise<number> {
     if (this.due(this.clock().getTime()).length === 0) return 0;
-    return this.store.exclusive(async () => {
+    return this.change(() => {
       const now = this.clock();
-      // Checked again inside the exclusive section: another mall process may have released them.
+      // Checked again in the change: another mall process may have released them.
       const ids = this.due(now.getTime());
-      const commits = ids.map((id) => {
+      const events: NewMallEvent[] = ids.map((id) => {
         const auth = own(this.state.authorisations, id);
         if (auth === undefined) throw new Error(`assertion failed: open authorisation ${id} is recorded`);
-        return this.store.commit({ type: 'wallet.closed', at: now.toISOString(), data: { id, vendor: auth.vendor, how: 'expired', eventSeq: null, key: null, bodyHash: null } });
+        return { type: 'wallet.closed', at: now.toISOString(), data: { id, vendor: auth.vendor, how: 'expired', eventSeq: null, key: null, bodyHash: null } };
       });
-      await Promise.all(commits);
-      return ids.length;
+      return { events, result: () => ids.length };
     });
   }
 

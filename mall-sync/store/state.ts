@@ -449,6 +449,9 @@ export function tally(v: VendorRecord, token: string): TokenTally {
 /** The event types that change the registry; a batch is judged against the registry as of a count of them. */
 export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<MallEvent['type']>([
   'vendor.registered', 'key.added', 'key.retired', 'key.revoked', 'token-type.upserted', 'fees.set', 'party.added', 'allotment.issued', 'gap.decided',
+  // Wallet holds and customer data requests change what later batches are judged against (and what the mall charged):
+  // they are signed into the registry history, so an audit replays them in order.
+  'wallet.authorised', 'wallet.closed', 'customer-data.requested',
 ]);
 
 /** Applies what the mall cleared for one vendor event. */

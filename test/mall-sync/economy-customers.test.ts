@@ -1,6 +1,7 @@
 import { expect } from 'chai';
+import { auditArchive } from '../../mall-sync/audit.ts';
 import type { StatementPayload } from '../../mall-sync/statements.ts';
-import { forEachStore, registerEconomy, runMallCli, startMall, storeFingerprint, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, registerEconomy, runMallCli, startMall, storeFingerprint, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 const DATA = '/v1/vendors/bobs/customer-data';
 
@@ -85,5 +86,8 @@ forEachStore('mall-sync: the customer directory and the customer data toll (clai
     const third = await vendorPost(mall, bobs.keys, 'bobs', DATA, { key: 'bobs:data-0004', card: 'C1' });
     expect(third.text).to.equal(answer.text);
     expect((await mall.admin.positions()).positions['vendor:bobs']).to.equal(-25);
+    // The statement issued above is rebuilt from the archive alone, toll included.
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 });

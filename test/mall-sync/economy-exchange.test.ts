@@ -1,9 +1,10 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { quoteExchange, type TokenType } from '../../core/index.ts';
+import { auditArchive } from '../../mall-sync/audit.ts';
 import { exchangeClearing } from '../../mall-sync/clearing.ts';
 import type { StatementPayload } from '../../mall-sync/statements.ts';
-import { forEachStore, registerEconomy, scenarioTokenTypes, startMall, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, registerEconomy, scenarioTokenTypes, startMall, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 const tt = (code: string): TokenType => scenarioTokenTypes().find((t) => t.code === code) as TokenType;
 const today = () => new Date().toISOString().slice(0, 10);
@@ -113,6 +114,9 @@ forEachStore('mall-sync: exchanges, loyalty earning, wallet-paid sales and token
     const check = await mall.get('/admin/wallet-check', { authorization: `Bearer ${mall.init.adminToken}` });
     expect(check.body).to.deep.include({ ok: true, positionsSumMinor: 0 });
     expect(check.body.tokens).to.deep.equal([{ token: 'ACME', walletsUnits: 0, storePostingsUnits: 0 }]);
+    // The archive alone gives the same figures: the hold is in the registry history, before the batch that used it.
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
   it('flags an exchange whose quote is not the rule at the fee schedule in force at its time, and clears nothing', async () => {
@@ -194,6 +198,8 @@ forEachStore('mall-sync: exchanges, loyalty earning, wallet-paid sales and token
     expect(w2.body.balances).to.deep.equal({ ACME: 100 });
     const check = await mall.get('/admin/wallet-check', { authorization: `Bearer ${mall.init.adminToken}` });
     expect(check.body.ok, JSON.stringify(check.body)).to.equal(true);
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
   it('records token sales with their payment as tokens issued, and flags a payment that does not add up or postings that do not match', async () => {
