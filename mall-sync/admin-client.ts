@@ -8,7 +8,8 @@ import type { PartyKind, PublicJwk } from './events.ts';
 import { liveOwner } from '../platform/lock.ts';
 import { startMallServer } from './server.ts';
 import type { Cursor, SignedStatement, VendorView } from './service.ts';
-import type { AlarmRecord, AllotmentRecord, GapDecisionRecord, KeyRecord } from './store/index.ts';
+import type { AlarmRecord, AllotmentRecord, CustomerDataRequestRecord, GapDecisionRecord, KeyRecord } from './store/index.ts';
+import type { DirectoryView, WalletCheck } from './directory.ts';
 import type { FlaggedRecord } from './events.ts';
 
 /**
@@ -117,6 +118,18 @@ export class MallAdminClient {
 
   flagged(vendor?: string): Promise<FlaggedRecord[]> {
     return this.request('GET', `/admin/flagged${vendor === undefined ? '' : `?vendor=${encodeURIComponent(vendor)}`}`);
+  }
+
+  customer(card: string): Promise<DirectoryView> {
+    return this.request('GET', `/admin/customers/${encodeURIComponent(card)}`);
+  }
+
+  walletCheck(): Promise<WalletCheck> {
+    return this.request('GET', '/admin/wallet-check');
+  }
+
+  customerDataRequests(): Promise<CustomerDataRequestRecord[]> {
+    return this.request('GET', '/admin/customer-data-requests');
   }
 
   async statements(from: string, to: string): Promise<SignedStatement[]> {

@@ -1,4 +1,4 @@
-import { add, bpsOf, mul, sub, sum, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { add, bpsOf, mul, sub, sum, type ExchangeQuote, type FeeSchedule, type TokenType } from '../core/index.ts';
 import { dict, own } from './store/dict.ts';
 import { issuerPartyAccount, MALL_ACCOUNT, vendorAccount, type ClearingRecord, type Transfer } from './events.ts';
 
@@ -83,7 +83,59 @@ export function reversalClearing(sale: ClearingRecord, eventSeq: number, at: str
     grossMinor: 0 - sale.grossMinor,
     // `0 - x` rather than `-x`: a toll's 0 units must not become -0.
     transfers: sale.transfers.map((t) => ({ ...t, amountMinor: 0 - t.amountMinor, units: 0 - t.units })),
+    ...(sale.fromWallet === undefined ? {} : { fromWallet: negated(sale.fromWallet) }),
   };
+}
+
+function negated(r: Readonly<Record<string, number>>): Record<string, number> {
+  const out = dict<number>();
+  for (const [k, n] of Object.entries(r)) out[k] = 0 - n;
+  return out;
+}
+
+export interface ExchangeInput {
+  vendor: string;
+  eventSeq: number;
+  at: string;
+  quote: ExchangeQuote;
+  /** Whether the surrendered tokens came from the mall wallet rather than a card at the vendor. */
+  fromWallet: boolean;
+  fees: FeeSchedule;
+  isVendor: (id: string) => boolean;
+}
+
+/**
+ * The clearing of an exchange at vendor X of n tokens F (issuer I) for m tokens O
+ * (issuer J), quote q (core/economy.ts):
+ *  - compensation: I owes J q.valueOutMinor (claim 30): J's tokens now stand where I's
+ *    did; when X gave its own tokens, J is X;
+ *  - service charge: I owes the mall q.serviceChargeMinor (claim 37), none when I is the mall;
+ *  - toll: I owes the mall the reimbursement toll (claim 42), none when I is the mall;
+ *  - royalty: X owes the mall its royalty rate for O on q.valueOutMinor (claim 40).
+ * The remainder (q.remainderMinor) moves nowhere: it stays with I, whose liability for
+ * the surrendered tokens ends. Zero amounts are left out.
+ */
+export function exchangeClearing(input: ExchangeInput): ClearingRecord {
+  const q = input.quote;
+  const x = vendorAccount(input.vendor);
+  const i = partyAccount(q.from.issuer, input.isVendor);
+  const j = partyAccount(q.to.issuer, input.isVendor);
+  if (i === j) throw new Error('assertion failed: an exchange is between two issuers');
+  const transfers: Transfer[] = [];
+  if (q.valueOutMinor > 0) transfers.push({ kind: 'compensation', from: i, to: j, amountMinor: q.valueOutMinor, token: q.to.token, units: q.to.units });
+  if (i !== MALL_ACCOUNT) {
+    if (q.serviceChargeMinor > 0) transfers.push({ kind: 'service-charge', from: i, to: MALL_ACCOUNT, amountMinor: q.serviceChargeMinor, token: q.from.token, units: q.from.units });
+    const toll = input.fees.reimbursementTollMinor;
+    if (toll > 0) transfers.push({ kind: 'toll', from: i, to: MALL_ACCOUNT, amountMinor: toll, token: null, units: 0 });
+  }
+  const bps = royaltyBpsFor(input.fees, input.vendor, q.to.token);
+  const royalty = bpsOf(q.valueOutMinor, bps);
+  if (royalty > 0) transfers.push({ kind: 'royalty', from: x, to: MALL_ACCOUNT, amountMinor: royalty, token: q.to.token, units: q.to.units, bps });
+  const tokens = dict<number>();
+  tokens[q.from.token] = q.from.units;
+  const record: ClearingRecord = { eventSeq: input.eventSeq, at: input.at, type: 'exchange', saleSeq: null, tokens, grossMinor: q.grossMinor, transfers };
+  if (input.fromWallet) record.fromWallet = dict({ [q.from.token]: q.from.units });
+  return record;
 }
 
 /** What a vendor owes for an allotment: mall tokens are bought at face value. */

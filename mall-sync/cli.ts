@@ -306,10 +306,14 @@ Fields (all required; rates in basis points, 10,000 = 100 %; amounts in minor un
   royaltyBps              royalty the redeeming vendor owes the mall on the face value of every redemption
   royaltyBpsByVendor      {"<vendor id>": bps}: a vendor's own royalty rate (wins over the two others)
   royaltyBpsByToken       {"<token code>": bps}: a token type's royalty rate (wins over royaltyBps)
-  reimbursementTollMinor  charged to an issuer (not the mall) once per sale in which it reimburses another vendor
-  customerDataTollMinor   charged to a vendor that asks for another vendor's customer data (not yet charged by any flow)
-  exchangeServiceBps      service charge on exchanging one issuer's tokens for another's (not yet charged by any flow)
-Each fee is rounded once, half up, where it is computed. Fees in force when a batch arrives apply to it.`,
+  reimbursementTollMinor  charged to an issuer (not the mall) once per sale in which it reimburses another vendor,
+                          and once per exchange that gives up its tokens
+  customerDataTollMinor   charged to a vendor each time it is given another store's customer data (POST
+                          /v1/vendors/:vendor/customer-data), none when the request is refused
+  exchangeServiceBps      service charge on exchanging one issuer's tokens for another's, on the face value given
+                          up, charged to the issuer of the tokens given up (not the mall)
+Each fee is rounded once, half up, where it is computed. Fees in force when a batch arrives apply to it; an
+exchange is checked against the schedule in force at its own time (every schedule set is kept).`,
   )
   .option(...dataDirOption)
   .requiredOption('--file <file|json|->', 'the fee schedule as JSON')
@@ -334,6 +338,19 @@ program
       if (o.kind !== 'manufacturer' && o.kind !== 'issuer') throw new InvalidArgumentError('--kind is manufacturer or issuer');
       const kind = o.kind;
       print(await withMallAdmin(resolve(o.dataDir), (c) => c.addParty({ id: o.id, name: o.name, kind })));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+program
+  .command('customer')
+  .description('a card in the customer directory: home store, customer id there, consent, other stores, wallet')
+  .option(...dataDirOption)
+  .requiredOption('--card <card>', 'the customer card')
+  .action(async (o: { dataDir: string; card: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.customer(o.card)));
     } catch (err) {
       die(err);
     }

@@ -32,6 +32,8 @@ export const mallConfigSchema = z.strictObject({
   staleAfterHours: z.number().int().min(1).max(24 * 365),
   /** Extra host names and IP addresses the mall's TLS certificate lists (localhost and loopback always). */
   tlsNames: z.array(z.string().regex(/^[A-Za-z0-9.:-]{1,253}$/)).max(32).default([]),
+  /** How long a wallet authorisation holds tokens before the mall releases it unused (claim 36). */
+  walletAuthorisationTtlS: z.number().int().min(1).max(7 * 86_400).default(900),
   /**
    * Where the mall keeps its data: the embedded journal in the data directory (one
    * process), or a PostgreSQL database (several `mall-sync serve` processes may share it).
@@ -76,6 +78,7 @@ export function defaultMallConfig(adminTokenHash: string): MallConfig {
     batchBodyBytesMax: BATCH_BODY_BYTES_MAX,
     staleAfterHours: 24,
     tlsNames: [],
+    walletAuthorisationTtlS: 900,
     store: { kind: 'embedded' },
   };
 }

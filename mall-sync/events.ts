@@ -22,7 +22,7 @@ export function issuerPartyAccount(party: string): string {
   return `issuer:${party}`;
 }
 
-export type TransferKind = 'royalty' | 'reimbursement' | 'toll' | 'allotment';
+export type TransferKind = 'royalty' | 'reimbursement' | 'toll' | 'allotment' | 'compensation' | 'service-charge' | 'data-toll';
 
 /**
  * One double-entry movement of fiat minor units: `from` owes `to` `amountMinor`.
@@ -42,11 +42,11 @@ export interface Transfer {
   bps?: number;
 }
 
-/** What the mall cleared for one vendor event (a redemption or its reversal). */
+/** What the mall cleared for one vendor event (a redemption, its reversal, or an exchange). */
 export interface ClearingRecord {
   eventSeq: number;
   at: string;
-  type: 'sale' | 'reversal';
+  type: 'sale' | 'reversal' | 'exchange';
   /** The reversed sale's event seq (reversals only). */
   saleSeq: number | null;
   /** Tokens redeemed by type; negative for a reversal. */
@@ -54,6 +54,21 @@ export interface ClearingRecord {
   /** Face value of the tokens redeemed; negative for a reversal. */
   grossMinor: number;
   transfers: Transfer[];
+  /**
+   * The part of `tokens` taken from the mall wallet rather than a card at the vendor
+   * (absent: none). Those tokens never were in the vendor's own circulation.
+   */
+  fromWallet?: Record<string, number>;
+  /** The wallet authorisations a sale captured, with their cards (a reversal gives them back). */
+  walletUses?: WalletUseRecord[];
+}
+
+/** Wallet tokens a vendor event took under one authorisation. */
+export interface WalletUseRecord {
+  authorisation: string;
+  card: string;
+  token: string;
+  units: number;
 }
 
 /** A vendor event the mall did not clear, and why. */
@@ -71,15 +86,23 @@ export type PublicJwk = PublicSigningJwk;
 
 export type PartyKind = 'manufacturer' | 'issuer';
 
+/**
+ * A tamper or loss alarm. `fork`: a different batch under an ingested seq (the two
+ * hashes). `wallet`: a vendor event used a wallet authorisation the wallet no longer
+ * covers (names the card and authorisation; both hashes are the carrying batch's).
+ */
 export interface AlarmData {
   id: string;
-  kind: 'fork';
+  kind: 'fork' | 'wallet';
   vendor: string;
   batchSeq: number;
   storedHash: string;
   receivedHash: string;
   kid: string;
   message: string;
+  card?: string;
+  authorisation?: string;
+  eventSeq?: number;
 }
 
 /**
@@ -116,6 +139,93 @@ export interface BatchIngestedData {
   lastEventAt?: string | null;
   /** The registry the batch was judged against (how many registry events had been applied). */
   registrySeq?: number;
+  /** What the batch changed in the customer directory, the wallets and the issuance tally (economy.ts); absent when nothing. */
+  economy?: BatchEconomy;
+}
+
+/** A customer registration as the directory records it: name and contact only with the customer's consent. */
+export interface CustomerRegistration {
+  card: string;
+  customer: string;
+  consent: boolean;
+  at: string;
+  eventSeq: number;
+  name?: string;
+  contact?: { email?: string; phone?: string };
+}
+
+/** One change of a wallet made by a vendor event. */
+export type WalletEffect =
+  /** to-wallet: the card's wallet gains the units. */
+  | { kind: 'credit'; card: string; token: string; units: number; eventSeq: number }
+  /** A sale, exchange or from-wallet move used an authorisation: captured now (late: after it was released or expired). */
+  | { kind: 'capture'; authorisation: string; card: string; token: string; units: number; eventSeq: number; late: boolean }
+  /** A reversed wallet-paid sale gives the units back to the card's wallet. */
+  | { kind: 'refund'; card: string; token: string; units: number; eventSeq: number; authorisation: string };
+
+/** Sales of one customer at the vendor in a batch, net of its reversals (the purchase summary). */
+export interface CustomerSalesDelta {
+  customer: string;
+  sales: number;
+  spentMinor: number;
+  firstAt: string;
+  lastAt: string;
+}
+
+export interface BatchEconomy {
+  customers: CustomerRegistration[];
+  wallet: WalletEffect[];
+  /** Tokens the vendor issued to customers (bought or rewarded), by event. */
+  issued: { eventSeq: number; at: string; token: string; units: number; cashMinor: number; reason: 'purchase' | 'reward' }[];
+  /** The net of the batch's postings on the vendor's `mall-wallet` account per token, flagged events included. */
+  walletPostings: Record<string, number>;
+  /** Units of tokens moved to (out) and from (in) the wallet at the vendor's cards, per token. */
+  walletOut: Record<string, number>;
+  walletIn: Record<string, number>;
+  customerSales: CustomerSalesDelta[];
+  /** Wallet alarms raised by the batch (the state gives them ids and the batch's seq, hash and key). */
+  alarms: { kind: 'wallet'; vendor: string; card: string; authorisation: string; eventSeq: number; message: string }[];
+}
+
+/** A hold on wallet tokens for one vendor (claim 36). */
+export interface WalletAuthorisedData {
+  id: string;
+  vendor: string;
+  card: string;
+  token: string;
+  units: number;
+  purpose: 'sale' | 'exchange' | 'withdraw';
+  expiresAt: string;
+  key: string;
+  bodyHash: string;
+  /** The answer as sent, so a retry with the same key gets the same bytes. */
+  answer: unknown;
+}
+
+/** The end of an open hold: released by the vendor, expired by the mall's timer, or captured through the API. */
+export interface WalletClosedData {
+  id: string;
+  vendor: string;
+  how: 'released' | 'expired' | 'captured';
+  /** The vendor event that used it (captures). */
+  eventSeq: number | null;
+  /** The vendor's idempotency key and body hash (null for an expiry). */
+  key: string | null;
+  bodyHash: string | null;
+}
+
+/** A vendor's request for another store's customer data (claim 41), with its toll and the answer given. */
+export interface CustomerDataRequestedData {
+  requestId: string;
+  requester: string;
+  card: string;
+  home: string;
+  homeCustomer: string;
+  key: string;
+  bodyHash: string;
+  tollMinor: number;
+  transfers: Transfer[];
+  answer: unknown;
 }
 
 export interface AllotmentIssuedData {
@@ -152,6 +262,9 @@ export type MallEvent = MallEventBase &
     | { type: 'batch.ingested'; data: BatchIngestedData }
     | { type: 'alarm.recorded'; data: AlarmData }
     | { type: 'gap.decided'; data: GapDecisionData }
+    | { type: 'wallet.authorised'; data: WalletAuthorisedData }
+    | { type: 'wallet.closed'; data: WalletClosedData }
+    | { type: 'customer-data.requested'; data: CustomerDataRequestedData }
   );
 
 export type MallEventType = MallEvent['type'];

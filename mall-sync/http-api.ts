@@ -5,10 +5,13 @@ import { entityId, fail, isMallposError, keyId, MallposError, type WireError } f
 import { route } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
+import type { CustomerDataService } from './customer-data.ts';
+import { mountEconomyRoutes, requestBodyHash } from './economy-api.ts';
 import type { BatchIngestor } from './ingest.ts';
 import type { MallMetrics } from './metrics.ts';
 import { idempotencyKeySchema, parseAdmin } from './schemas.ts';
 import type { MallService } from './service.ts';
+import type { WalletService } from './wallet.ts';
 
 export interface MallApiDeps {
   config: MallConfig;
@@ -19,6 +22,8 @@ export interface MallApiDeps {
   /** The token of the process that owns the data directory (for local CLI commands). */
   controlToken: string;
   startedAt: number;
+  wallet: WalletService;
+  customerData: CustomerDataService;
 }
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
@@ -110,7 +115,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
    * a short-lived JWT signed by one of the vendor's registered, unrevoked keys (aud
    * "mallpos-mall", sub the vendor, at most 5 minutes old). An unknown vendor is 404.
    */
-  const vendorAuth = async (req: Request, vendor: string): Promise<void> => {
+  const vendorAuth = async (req: Request, vendor: string, rawBody?: Buffer): Promise<void> => {
     service.vendorView(vendor);
     const header = req.header('authorization') ?? '';
     const token = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
@@ -127,11 +132,14 @@ export function createMallApi(deps: MallApiDeps): express.Express {
     const key = kid === undefined || !keyId.safeParse(kid).success ? undefined : service.state.keys[kid];
     if (key === undefined || key.vendor !== vendor) refuse(`the key is not one of ${vendor}'s`);
     if (key.status === 'revoked') refuse('the key is revoked');
+    let claims: Record<string, unknown>;
     try {
-      await jwtVerify(token, await importJWK(key.jwk as JWK, 'EdDSA'), { algorithms: ['EdDSA'], audience: VENDOR_REQUEST_AUDIENCE, subject: vendor, maxTokenAge: '5m' });
+      ({ payload: claims } = await jwtVerify(token, await importJWK(key.jwk as JWK, 'EdDSA'), { algorithms: ['EdDSA'], audience: VENDOR_REQUEST_AUDIENCE, subject: vendor, maxTokenAge: '5m' }));
     } catch {
       refuse('the token does not verify or has expired');
     }
+    // A POST is signed for its body: the token's bh is the sha256 hex of the bytes sent.
+    if (rawBody !== undefined && claims['bh'] !== requestBodyHash(rawBody)) refuse('the token\'s bh claim is not the sha256 of this request\'s body');
   };
 
   app.get(
@@ -255,6 +263,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   );
   admin.get('/statements', route(async (req) => ({ statements: await service.statements(query(req, 'from'), query(req, 'to')) })));
 
+  mountEconomyRoutes(app, admin, { store, wallet: deps.wallet, customerData: deps.customerData, vendorAuth, caughtUp });
   app.use('/admin', admin);
 
   app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));

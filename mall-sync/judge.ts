@@ -8,16 +8,32 @@ import {
   isAcceptedAt,
   isExpired,
   isMallposError,
+  mul,
+  quoteMatches,
   REDEEMED_ACCOUNT,
   salePostingsSchema,
   tokenCode,
+  WALLET_ACCOUNT,
+  type ExchangeQuote,
   type JournalEvent,
   type TokenType,
 } from '../core/index.ts';
-import { redemptionClearing, reversalClearing } from './clearing.ts';
-import type { BatchIngestedData, ClearingRecord, FlaggedRecord } from './events.ts';
+import { exchangeClearing, redemptionClearing, reversalClearing } from './clearing.ts';
+import {
+  customerRegisteredData,
+  EconomyCollector,
+  exchangeData,
+  issuanceData,
+  netPostings,
+  postsExactly,
+  saleEconomyData,
+  splitSale,
+  useRecords,
+  walletMoveData,
+} from './economy-judge.ts';
+import type { BatchEconomy, BatchIngestedData, ClearingRecord, FlaggedRecord, WalletEffect } from './events.ts';
 import { own } from './store/dict.ts';
-import type { MallState } from './store/state.ts';
+import { feesAt, type MallState } from './store/state.ts';
 
 /**
  * Checks each event of an accepted batch against the mall's registry and computes what
@@ -41,7 +57,24 @@ import type { MallState } from './store/state.ts';
  *  - allotment: tokens of another issuer match a mall allotment to this vendor by id
  *    (the event's reference), with the same token and units, used once; tokens the
  *    vendor issues itself need none;
- *  - issuance: token type known, not expired, accepted at this vendor.
+ *  - issuance: token type known, not expired, accepted at this vendor; its postings put
+ *    its units from the float on the customer; a payment adds up (cash tendered less
+ *    change is the price, the price is face value x units);
+ *  - sale with loyalty earning (`earned`: float -> customer) or wallet payment (`wallet`:
+ *    `mall-wallet` -> `redeemed`, each under this vendor's authorisation for exactly those
+ *    units, captured by the batch);
+ *  - exchange: the quote is exactly what core's rule gives for the mall's token types and
+ *    the fee schedule in force at the event's time (or at the time of the snapshot the
+ *    store priced it with); the postings are the contract's; tokens given up from a card
+ *    of another issuer are within what the vendor could hold; from the wallet, under an
+ *    authorisation; cleared as compensation, service charge, toll and royalty;
+ *  - wallet.moved: to-wallet credits the card's wallet when the batch is ingested (the
+ *    card registered at this vendor as that customer, tokens within what the vendor could
+ *    hold); from-wallet needs this vendor's authorisation for that card, token and units;
+ *  - customer.registered: the card and customer id are well-formed; the directory records
+ *    name and contact only with the customer's consent.
+ * Tokens of another issuer leave a vendor's cards (sales, exchanges, moves to the wallet)
+ * only up to what came in: the mall's allotments and moves from the wallet.
  */
 
 /** How far a vendor's clock may run ahead of the mall's, or events may step back in time. */
@@ -66,6 +99,7 @@ export interface JudgeInput {
 }
 
 export interface Judgement {
+  economy?: BatchEconomy;
   clearing: ClearingRecord[];
   flagged: FlaggedRecord[];
   allotmentsUsed: { id: string; eventSeq: number }[];
@@ -97,29 +131,41 @@ export function batchIngestedData(
     allotmentsUsed: judgement.allotmentsUsed,
     lastEventAt: judgement.lastEventAt,
     registrySeq: batch.registrySeq,
+    ...(judgement.economy === undefined ? {} : { economy: judgement.economy }),
   };
 }
 
 const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const reversalData = z.object({ saleSeq: posInt });
 const allotmentData = z.object({ token: tokenCode, units: posInt, issuer: entityId, reference: z.string().max(200) });
-const issuanceData = z.object({ customer: entityId, token: tokenCode, units: posInt });
 const ALLOTMENT_ID = /^alt-[0-9]{6,12}$/;
 
 /**
  * The cashier's day (shifts, cash moves, no-sales, reprints, Z and month/year closures)
  * is accepted as recorded: it moves no tokens, so any posting on it is flagged below.
  */
-const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
+const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
 
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');
 const ALLOWED_ACCOUNTS = new Map<string, (account: string) => boolean>([
   ['sale', (a) => a === REDEEMED_ACCOUNT || customer(a)],
-  ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a)],
+  ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
   ['allotment', (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:')],
   ['issuance', (a) => a === FLOAT_ACCOUNT || customer(a)],
+  ['exchange', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
+  ['wallet.moved', (a) => customer(a) || a === WALLET_ACCOUNT],
 ]);
+/** A sale moves the float only for the loyalty tokens it says it earned, and `mall-wallet` only for wallet tokens it names. */
+function saleAccounts(data: unknown): (account: string) => boolean {
+  const d = data as { earned?: unknown; wallet?: unknown } | null;
+  const earns = typeof d === 'object' && d !== null && d.earned !== undefined;
+  const pays = typeof d === 'object' && d !== null && d.wallet !== undefined;
+  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT);
+}
+
+/** Stands in for the payer of a wallet-paid sale without a customer, for core's sale check only. */
+const WALLET_PAYER = 'wallet-payer';
 
 class Flag extends Error {}
 
@@ -162,8 +208,11 @@ export function judgeBatch(input: JudgeInput): Judgement {
   const usedHere = new Map<string, number>();
   const salesHere = new Map<number, SaleOutcome>();
   const reversedHere = new Map<number, number>();
-  /** Units of each token this batch's cleared sales redeemed, net of its reversals. */
-  const redeemedHere = new Map<string, number>();
+  /** Units of each token that left the vendor's cards in this batch (sales, exchanges, moves to the wallet), net of reversals. */
+  const outHere = new Map<string, number>();
+  /** Units of each token moved from the wallet onto the vendor's cards in this batch. */
+  const inHere = new Map<string, number>();
+  const economy = new EconomyCollector(state, vendor);
   const isVendor = (id: string) => own(state.vendors, id) !== undefined;
   const vendorRecord = own(state.vendors, vendor);
   if (vendorRecord === undefined) throw new Error(`assertion failed: vendor ${vendor} registered before judging`);
@@ -183,7 +232,39 @@ export function judgeBatch(input: JudgeInput): Judgement {
     return tt;
   };
 
+  /**
+   * Tokens of another issuer leave the vendor's cards only up to what came in: the mall's
+   * allotments and moves from the wallet, less what already left. The vendor's own tokens
+   * are its own liability.
+   */
+  const withinCirculation = (token: string, n: number, what: string): void => {
+    const tt = tokenType(token);
+    if (tt.issuer === vendor) return;
+    const t = own(vendorRecord.tokens, token);
+    const allotted = t?.allottedUnits ?? 0;
+    const walletIn = (t?.walletInUnits ?? 0) + (inHere.get(token) ?? 0);
+    const out = (t?.redeemedUnits ?? 0) - (t?.walletRedeemedUnits ?? 0) + (t?.exchangedUnits ?? 0) + (t?.walletOutUnits ?? 0) + (outHere.get(token) ?? 0);
+    if (out + n > allotted + walletIn) {
+      flag(`${what} ${n} ${token}, which would bring ${vendor}'s redemptions to ${out + n}, beyond the ${allotted + walletIn} the mall allotted to it${walletIn > 0 ? ' and customers moved in from the wallet' : ''}`);
+    }
+  };
+  const bump = (m: Map<string, number>, token: string, n: number) => m.set(token, (m.get(token) ?? 0) + n);
+  /** Checks the captures of an event's wallet uses; an alarm is raised even though the event is then flagged. */
+  const captures = (uses: readonly { authorisation: string; token: string; units: number }[], card: string | null, seq: number): WalletEffect[] => {
+    const effects: WalletEffect[] = [];
+    for (const u of uses) {
+      const r = economy.checkCapture(u, card, seq, effects);
+      if (!r.ok) {
+        if (r.alarm && r.card !== null) economy.alarm(seq, r.card, u.authorisation, r.reason);
+        flag(r.reason);
+      }
+      effects.push(r.effect);
+    }
+    return effects;
+  };
+
   for (const e of input.events) {
+    if (e.type === 'sale' || e.type === 'reversal' || e.type === 'exchange' || e.type === 'wallet.moved') economy.notePostings(e.postings);
     const atMs = typeof e.at === 'string' && e.at.length <= 40 ? Date.parse(e.at) : Number.NaN;
     // The mall believes an event happened between arrival less the longest delay and arrival.
     const judgedMs = Number.isNaN(atMs) ? arrivalMs : clamp(atMs, arrivalMs - EVENT_DELAY_MAX_MS, arrivalMs);
@@ -196,9 +277,10 @@ export function judgeBatch(input: JudgeInput): Judgement {
       lastAtMs = lastAtMs === null ? atMs : Math.max(lastAtMs, atMs);
       if (!KNOWN_TYPES.has(e.type)) flag(`unknown event type ${String(e.type).slice(0, 40)}`);
       if (e.postings.length > 0) {
-        const shape = salePostingsSchema.safeParse(e.postings);
+        // Core's account pattern predates the wallet: `mall-wallet` is checked as an account of the same shape.
+        const shape = salePostingsSchema.safeParse(e.postings.some((p) => p?.account === WALLET_ACCOUNT) ? e.postings.map((p) => (p.account === WALLET_ACCOUNT ? { ...p, account: REDEEMED_ACCOUNT } : p)) : e.postings);
         if (!shape.success) flag(`a posting is not valid at ${shape.error.issues[0]?.path.join('.') ?? '?'}: ${shape.error.issues[0]?.message ?? ''}`);
-        const allowed = ALLOWED_ACCOUNTS.get(e.type) ?? (() => false);
+        const allowed = e.type === 'sale' ? saleAccounts(e.data) : (ALLOWED_ACCOUNTS.get(e.type) ?? (() => false));
         const stray = e.postings.find((p) => !allowed(p.account));
         if (stray !== undefined) flag(`a ${String(e.type).slice(0, 40)} may not post to account ${stray.account}`);
         try {
@@ -210,13 +292,34 @@ export function judgeBatch(input: JudgeInput): Judgement {
       }
       switch (e.type) {
         case 'sale': {
-          const checked = checkSaleShape(e.postings, e.data);
+          const raw = e.data as unknown as Record<string, unknown>;
+          const extra = raw.earned !== undefined || raw.wallet !== undefined;
+          let checked;
+          let uses: { authorisation: string; token: string; units: number }[] = [];
+          const walletUnits = new Map<string, number>();
+          if (!extra) checked = checkSaleShape(e.postings, e.data);
+          else {
+            const parsed = saleEconomyData.safeParse(raw);
+            if (!parsed.success) flag(`the sale's earned or wallet data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+            uses = parsed.data.wallet ?? [];
+            for (const u of uses) bump(walletUnits, u.token, u.units);
+            const earned = parsed.data.earned ?? {};
+            for (const token of Object.keys(earned)) spendable(token, when, false);
+            const customerId = typeof raw.customer === 'string' ? raw.customer : null;
+            const split = splitSale(e.postings, customerId, earned, Object.fromEntries(walletUnits), WALLET_PAYER);
+            if ('problem' in split) flag(`the sale does not add up: ${split.problem}`);
+            const { earned: _earned, wallet: _wallet, ...core } = raw;
+            checked = checkSaleShape(split.postings, customerId === null && uses.length > 0 ? { ...core, customer: WALLET_PAYER } : core);
+          }
           if (!checked.ok) flag(`the sale does not add up: ${checked.problem}`);
           const d = checked.data;
+          const customerId = (e.data as { customer: string | null }).customer;
           const tokens = Object.keys(d.debits);
+          for (const [token, w] of walletUnits) if ((own(d.debits, token) ?? 0) < w) flag(`the sale pays ${w} ${token} from the wallet but debits ${own(d.debits, token) ?? 0}`);
           if (tokens.length === 0) {
             // A cash-only sale moves no tokens: nothing for the mall to clear.
             salesHere.set(e.seq, { kind: 'none' });
+            if (customerId !== null) economy.sale(customerId, 1, d.totalMinor, at);
             break;
           }
           for (const token of tokens) spendable(token, when, true);
@@ -228,22 +331,22 @@ export function judgeBatch(input: JudgeInput): Judgement {
             const listed = (tt.products ?? []).some((p) => gtin14(p) === wanted);
             if (!listed) flag(`${a.token} tokens paid for product ${gtin}, which is not on ${tt.issuer}'s product list`);
           }
+          // Tokens paid from the wallet never were on the vendor's cards.
           for (const token of tokens) {
-            const tt = tokenType(token);
-            // The vendor's own tokens are its own liability; any other issuer's must come from the mall's allotments.
-            if (tt.issuer === vendor) continue;
-            const tally = own(vendorRecord.tokens, token);
-            const allotted = tally?.allottedUnits ?? 0;
-            const redeemed = (tally?.redeemedUnits ?? 0) + (redeemedHere.get(token) ?? 0);
-            const n = d.debits[token] as number;
-            if (redeemed + n > allotted) {
-              flag(`the sale redeems ${n} ${token}, which would bring ${vendor}'s redemptions to ${redeemed + n}, beyond the ${allotted} the mall allotted to it`);
-            }
+            const fromCard = (d.debits[token] as number) - (walletUnits.get(token) ?? 0);
+            if (fromCard > 0) withinCirculation(token, fromCard, 'the sale redeems');
           }
+          const effects = captures(uses, null, e.seq);
           const record = redemptionClearing({ vendor, eventSeq: e.seq, at, debits: d.debits, tokenTypes: state.tokenTypes, fees: state.fees, isVendor });
+          if (uses.length > 0) {
+            record.fromWallet = Object.fromEntries(walletUnits);
+            record.walletUses = useRecords(state, uses);
+          }
           clearing.push(record);
           salesHere.set(e.seq, { kind: 'cleared', record });
-          for (const [token, n] of Object.entries(record.tokens)) redeemedHere.set(token, (redeemedHere.get(token) ?? 0) + n);
+          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n - (walletUnits.get(token) ?? 0));
+          economy.apply(effects);
+          if (customerId !== null) economy.sale(customerId, 1, d.totalMinor, at);
           break;
         }
         case 'reversal': {
@@ -251,20 +354,33 @@ export function judgeBatch(input: JudgeInput): Judgement {
           if (!parsed.success || parsed.data.saleSeq >= e.seq) flag('the reversal does not name an earlier sale');
           const saleSeq = parsed.data.saleSeq;
           const outcome = salesHere.get(saleSeq) ?? input.earlierSales.get(saleSeq) ?? { kind: 'none' };
-          const returned = positiveUnits(e.postings, null);
+          // Loyalty tokens the sale earned go back to the float: that is no return of what the sale took.
+          const returned = positiveUnits(e.postings.filter((p) => p.account !== FLOAT_ACCOUNT), null);
+          const rev = e.data as { customer?: unknown; saleTotalMinor?: unknown };
+          const saleCustomer = typeof rev.customer === 'string' ? rev.customer : null;
+          const saleTotal = typeof rev.saleTotalMinor === 'number' && Number.isSafeInteger(rev.saleTotalMinor) && rev.saleTotalMinor >= 0 ? rev.saleTotalMinor : 0;
           for (const p of e.postings) if (p.account === REDEEMED_ACCOUNT && p.units > 0) flag('the reversal takes tokens in instead of returning them');
           if (outcome.kind === 'none') {
             if (returned.size > 0) flag(`the reversal names event ${saleSeq}, which is not a token sale the mall cleared`);
+            if (saleCustomer !== null) economy.sale(saleCustomer, -1, 0 - saleTotal, at);
             break;
           }
           if (outcome.kind === 'flagged') flag(`the reversal names sale ${saleSeq}, which was flagged and not cleared (${outcome.reason})`);
           const earlier = reversedHere.get(saleSeq) ?? own(vendorRecord.reversedSales, String(saleSeq));
           if (earlier !== undefined) flag(`sale ${saleSeq} was already reversed by event ${earlier}`);
           if (!sameTally(returned, outcome.record.tokens)) flag(`the reversal does not return the tokens sale ${saleSeq} took`);
+          const fromWallet = outcome.record.fromWallet ?? {};
+          for (const [token, w] of Object.entries(fromWallet)) {
+            const back = e.postings.filter((p) => p.account === WALLET_ACCOUNT && p.token === token).reduce((n, p) => n + p.units, 0);
+            if (back !== w) flag(`the reversal gives ${back} ${token} back to ${WALLET_ACCOUNT}, sale ${saleSeq} took ${w} from the wallet`);
+          }
           const record = reversalClearing(outcome.record, e.seq, at);
           clearing.push(record);
           reversedHere.set(saleSeq, e.seq);
-          for (const [token, n] of Object.entries(record.tokens)) redeemedHere.set(token, (redeemedHere.get(token) ?? 0) + n);
+          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n + (own(fromWallet, token) ?? 0));
+          // A wallet-paid sale refunded: the tokens go back to the wallets they came from.
+          economy.apply((outcome.record.walletUses ?? []).map((u) => ({ kind: 'refund' as const, card: u.card, token: u.token, units: u.units, eventSeq: e.seq, authorisation: u.authorisation })));
+          if (saleCustomer !== null) economy.sale(saleCustomer, -1, 0 - saleTotal, at);
           break;
         }
         case 'allotment': {
@@ -287,7 +403,93 @@ export function judgeBatch(input: JudgeInput): Judgement {
         case 'issuance': {
           const parsed = issuanceData.safeParse(e.data);
           if (!parsed.success) flag(`the issuance data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
-          spendable(parsed.data.token, when, true);
+          const d = parsed.data;
+          const tt = spendable(d.token, when, true);
+          if (!postsExactly(netPostings(e.postings), [[FLOAT_ACCOUNT, d.token, 0 - d.units], [`customer:${d.customer}`, d.token, d.units]])) flag('the issuance\'s postings do not move its units from the float to the customer');
+          const cashMinor = d.cashMinor ?? 0;
+          if (d.payment !== undefined) {
+            if (d.reason !== 'purchase') flag('only a purchase of tokens carries a payment');
+            const price = mul(d.units, tt.faceValueMinor);
+            if (cashMinor !== price) flag(`the issuance charges ${cashMinor}, ${d.units} ${d.token} at face value are ${price}`);
+            if (d.payment.method === 'cash' && d.payment.tenderedMinor - d.payment.changeMinor !== cashMinor) flag('the cash tendered less the change is not the price of the tokens');
+          }
+          economy.issue({ eventSeq: e.seq, at, token: d.token, units: d.units, cashMinor, reason: d.reason ?? 'purchase' });
+          break;
+        }
+        case 'exchange': {
+          const parsed = exchangeData.safeParse(e.data);
+          if (!parsed.success) flag(`the exchange data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          const q = d.quote as ExchangeQuote;
+          const from = tokenType(q.from.token);
+          if (isExpired(from, when)) flag(`${from.code} tokens expired at ${from.expiresAt ?? ''}, before this exchange`);
+          const to = spendable(q.to.token, when, false);
+          const bps = feesAt(state, at).exchangeServiceBps;
+          const snapshotMs = Date.parse(d.snapshotIssuedAt);
+          // The store priced it with its snapshot's schedule: accepted when that was in force then.
+          const snapshotBps = !Number.isNaN(snapshotMs) && snapshotMs <= judgedMs ? feesAt(state, new Date(snapshotMs).toISOString()).exchangeServiceBps : bps;
+          if (!quoteMatches(q, from, to, bps) && !quoteMatches(q, from, to, snapshotBps)) {
+            flag(`the exchange quote is not what the rule gives for ${q.from.units} ${q.from.token} into ${q.to.token} at the mall's face values and the ${bps} bps service charge in force at ${at}`);
+          }
+          const source = d.source === 'wallet' ? WALLET_ACCOUNT : `customer:${d.customer}`;
+          const expected: [string, string, number][] = [
+            [source, q.from.token, 0 - q.from.units],
+            [REDEEMED_ACCOUNT, q.from.token, q.from.units],
+            [FLOAT_ACCOUNT, q.to.token, 0 - q.to.units],
+            [`customer:${d.customer}`, q.to.token, q.to.units],
+          ];
+          if (!postsExactly(netPostings(e.postings), expected)) flag(`the exchange's postings are not the ${d.source} exchange of ${q.from.units} ${q.from.token} for ${q.to.units} ${q.to.token}`);
+          let effects: WalletEffect[] = [];
+          if (d.source === 'wallet') {
+            if (d.authorisation === null) flag('an exchange from the wallet needs the mall\'s authorisation');
+            effects = captures([{ authorisation: d.authorisation, token: q.from.token, units: q.from.units }], null, e.seq);
+          } else {
+            if (d.authorisation !== null) flag('an exchange from a card carries no wallet authorisation');
+            withinCirculation(q.from.token, q.from.units, 'the exchange takes');
+            bump(outHere, q.from.token, q.from.units);
+          }
+          clearing.push(exchangeClearing({ vendor, eventSeq: e.seq, at, quote: q, fromWallet: d.source === 'wallet', fees: feesAt(state, at), isVendor }));
+          economy.apply(effects);
+          break;
+        }
+        case 'wallet.moved': {
+          const parsed = walletMoveData.safeParse(e.data);
+          if (!parsed.success) flag(`the wallet move data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          tokenType(d.token);
+          const cust = `customer:${d.customer}`;
+          const expected: [string, string, number][] =
+            d.direction === 'to-wallet' ? [[cust, d.token, 0 - d.units], [WALLET_ACCOUNT, d.token, d.units]] : [[WALLET_ACCOUNT, d.token, 0 - d.units], [cust, d.token, d.units]];
+          if (!postsExactly(netPostings(e.postings), expected)) flag(`the postings are not a move of ${d.units} ${d.token} ${d.direction}`);
+          if (!economy.isRegisteredHere(d.card, d.customer)) flag(`card ${d.card} is not registered at ${vendor} as customer ${d.customer}`);
+          if (d.direction === 'to-wallet') {
+            if (d.authorisation !== null) flag('a move to the wallet carries no authorisation');
+            withinCirculation(d.token, d.units, 'the move to the wallet takes');
+            bump(outHere, d.token, d.units);
+            economy.apply([{ kind: 'credit', card: d.card, token: d.token, units: d.units, eventSeq: e.seq }]);
+          } else {
+            if (d.authorisation === null) flag('a move from the wallet needs the mall\'s authorisation for that card, token and units');
+            const effects = captures([{ authorisation: d.authorisation, token: d.token, units: d.units }], d.card, e.seq);
+            bump(inHere, d.token, d.units);
+            economy.apply(effects);
+          }
+          economy.moved(d.direction, d.token, d.units);
+          break;
+        }
+        case 'customer.registered': {
+          const parsed = customerRegisteredData.safeParse(e.data);
+          if (!parsed.success) flag(`the customer data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          const consent = d.consent === true;
+          economy.register({
+            card: d.card,
+            customer: d.id,
+            consent,
+            at,
+            eventSeq: e.seq,
+            // Name and contact are kept only when the customer agreed to share them.
+            ...(consent ? { name: d.name, ...(d.contact === undefined ? {} : { contact: d.contact }) } : {}),
+          });
           break;
         }
         default:
@@ -300,7 +502,8 @@ export function judgeBatch(input: JudgeInput): Judgement {
       if (e.type === 'sale') salesHere.set(e.seq, { kind: 'flagged', reason: err.message });
     }
   }
-  return { clearing, flagged, allotmentsUsed, lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString() };
+  const econ = economy.result();
+  return { clearing, flagged, allotmentsUsed, lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString(), ...(econ === undefined ? {} : { economy: econ }) };
 }
 
 /** How the sale at `saleSeq` ended, read from the batch.ingested data that covered it. */

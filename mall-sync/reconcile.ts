@@ -13,7 +13,7 @@ export interface ReconcileResult {
   outDir: string;
   statements: SignedStatement[];
   files: string[];
-  /** Undecided gaps and tamper alarms found, each with its remedy: reconcile exits 2 when there are any. */
+  /** Undecided gaps, tamper and wallet alarms, and wallet differences found, each with its remedy: reconcile exits 2 when there are any. */
   problems: string[];
   /** Gaps an admin decided on (wait, or resend from a seq): reported, not a failure. */
   decided: string[];
@@ -28,7 +28,7 @@ export interface ReconcileResult {
 export async function reconcile(dataDir: string, from: string, to: string, outDir?: string): Promise<ReconcileResult> {
   const range = checkRange(from, to);
   const out = outDir ?? join(mallPaths(dataDir).statementsDir, `${range.from}_${range.to}`);
-  const statements = await withMallAdmin(dataDir, (client) => client.statements(range.from, range.to));
+  const { statements, wallet } = await withMallAdmin(dataDir, async (client) => ({ statements: await client.statements(range.from, range.to), wallet: await client.walletCheck() }));
   await mkdir(out, { recursive: true });
   const files: string[] = [];
   const problems: string[] = [];
@@ -43,6 +43,8 @@ export async function reconcile(dataDir: string, from: string, to: string, outDi
     problems.push(...found.problems);
     decided.push(...found.decided);
   }
+  // The clearing sums to zero and the wallets hold what the stores' mall-wallet postings say.
+  problems.push(...wallet.problems);
   const summary = {
     from: range.from,
     to: range.to,
@@ -56,6 +58,7 @@ export async function reconcile(dataDir: string, from: string, to: string, outDi
       alarms: s.statement.completeness.alarms.length,
       flaggedEvents: s.statement.completeness.flaggedEvents,
     })),
+    wallet: wallet.tokens,
     problems,
     decidedGaps: decided,
     files,

@@ -12,6 +12,8 @@ import { DataDirLock } from '../platform/lock.ts';
 import { MallMetrics } from './metrics.ts';
 import { Observations } from './observations.ts';
 import { MallService } from './service.ts';
+import { CustomerDataService } from './customer-data.ts';
+import { WalletService, type RegistryChange } from './wallet.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 
 export interface StartMallOptions {
@@ -36,6 +38,8 @@ export interface RunningMall {
   store: EmbeddedMallStore | PostgresMallStore;
   service: MallService;
   ingestor: BatchIngestor;
+  wallet: WalletService;
+  customerData: CustomerDataService;
   metrics: MallMetrics;
   logger: Logger;
   /** A token the admin API accepts, valid while this process runs (local CLI commands use it). */
@@ -116,8 +120,14 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       },
       clock,
     );
+    const change: RegistryChange = (plan) => service.registryChange(plan);
+    const wallet = new WalletService(store, change, config.walletAuthorisationTtlS, clock);
+    const customerData = new CustomerDataService(store, change, config.currency, clock);
+    // Holds that expired while the mall was down are released before it answers anyone.
+    const expired = await wallet.expire();
+    if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');
     const startedAt = Date.now();
-    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt });
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData });
     const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;
@@ -128,19 +138,21 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     const url = localUrl(host, port);
     await lock?.setUrl(url);
     logger.info({ url, kid: keys.kid }, 'mall-sync listening');
+    wallet.startTimer((err) => logger.error({ err }, 'wallet authorisation expiry failed'));
 
     const opened = store;
     let closing: Promise<void> | null = null;
     const close = () => {
       closing ??= (async () => {
         await closeServer(http);
+        await wallet.stop();
         await opened.close();
         await lock?.release();
         logger.info('mall-sync stopped');
       })();
       return closing;
     };
-    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, metrics, logger, controlToken, close };
+    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, wallet, customerData, metrics, logger, controlToken, close };
   } catch (err) {
     await store?.close().catch(() => undefined);
     await lock?.release();

@@ -114,7 +114,7 @@ export class MallService {
    * history, then committed. Batches never change what a plan checks, so the checks
    * still hold when the events are committed.
    */
-  private registryChange<T>(plan: () => { events: NewMallEvent[]; result: () => T }): Promise<T> {
+  registryChange<T>(plan: () => { events: NewMallEvent[]; result: () => T }): Promise<T> {
     const run = async (): Promise<T> => {
       // Inside the store's exclusive section the state is current (other mall processes included) and stays so.
       const { changed, result } = await this.store.exclusive(async () => {

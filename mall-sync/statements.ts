@@ -85,6 +85,8 @@ export function sumDays(a: DayTotals, b: DayTotals): DayTotals {
   const out = structuredClone(a);
   out.tokensRedeemed = dict(out.tokensRedeemed);
   out.tokensReturned = dict(out.tokensReturned);
+  out.tokensExchanged = dict(out.tokensExchanged);
+  out.tokensIssued = dict(out.tokensIssued);
   out.transactions += b.transactions;
   out.refunds += b.refunds;
   addCounts(out.tokensRedeemed, b.tokensRedeemed);
@@ -98,6 +100,14 @@ export function sumDays(a: DayTotals, b: DayTotals): DayTotals {
   out.allotmentPurchasesMinor = add(out.allotmentPurchasesMinor, b.allotmentPurchasesMinor);
   out.netMinor = add(out.netMinor, b.netMinor);
   out.flaggedEvents += b.flaggedEvents;
+  out.exchanges += b.exchanges;
+  addCounts(out.tokensExchanged, b.tokensExchanged);
+  out.compensationPayableMinor = add(out.compensationPayableMinor, b.compensationPayableMinor);
+  out.compensationReceivableMinor = add(out.compensationReceivableMinor, b.compensationReceivableMinor);
+  out.serviceChargeMinor = add(out.serviceChargeMinor, b.serviceChargeMinor);
+  out.dataTollMinor = add(out.dataTollMinor, b.dataTollMinor);
+  addCounts(out.tokensIssued, b.tokensIssued);
+  out.issuedCashMinor = add(out.issuedCashMinor, b.issuedCashMinor);
   return out;
 }
 
@@ -165,7 +175,8 @@ function tokenList(r: Record<string, number>): string {
 export const STATEMENT_CSV_HEADER = [
   'vendor', 'date', 'currency', 'transactions', 'refunds', 'tokens_redeemed', 'tokens_returned', 'gross_minor', 'refunded_minor',
   'royalty_minor', 'toll_minor', 'reimbursement_receivable_minor', 'reimbursement_payable_minor', 'allotment_purchases_minor',
-  'net_minor', 'flagged_events',
+  'net_minor', 'flagged_events', 'exchanges', 'tokens_exchanged', 'compensation_receivable_minor', 'compensation_payable_minor',
+  'service_charge_minor', 'data_toll_minor', 'tokens_issued', 'issued_cash_minor',
 ].join(',');
 
 /** One row per day with activity, then a `total` row. Amounts are minor units; tokens as `CODE:units`. */
@@ -174,6 +185,8 @@ export function statementCsv(s: StatementPayload): string {
     [
       s.vendor, date, s.currency, d.transactions, d.refunds, tokenList(d.tokensRedeemed), tokenList(d.tokensReturned), d.grossMinor, d.refundedMinor,
       d.royaltyMinor, d.tollMinor, d.reimbursementReceivableMinor, d.reimbursementPayableMinor, d.allotmentPurchasesMinor, d.netMinor, d.flaggedEvents,
+      d.exchanges, tokenList(d.tokensExchanged), d.compensationReceivableMinor, d.compensationPayableMinor, d.serviceChargeMinor, d.dataTollMinor,
+      tokenList(d.tokensIssued), d.issuedCashMinor,
     ].map(csvField).join(',');
   const lines = [STATEMENT_CSV_HEADER, ...s.days.map((d) => row(d.date, d)), row('total', s.totals)];
   return `${lines.join('\n')}\n`;
@@ -199,6 +212,12 @@ export function statementProblems(s: StatementPayload): { problems: string[]; de
       decided.push(`${what}; decided at ${d.at}: ${d.decision === 'wait' ? 'wait for the missing batches' : `the vendor resends from batch ${d.resendFromSeq ?? gap.expectedSeq}`}${d.note === '' ? '' : ` (${d.note})`}`);
     }
   }
-  for (const a of s.completeness.alarms) problems.push(`FORK ALARM ${s.vendor}: ${a.message} (batch ${a.batchSeq}, ${a.at}). Remedy: find which of the two batches the vendor's journal holds; revoke the key if it was not the vendor's`);
+  for (const a of s.completeness.alarms) {
+    if (a.kind === 'wallet') {
+      problems.push(`WALLET ALARM ${s.vendor}: ${a.message} (${a.at}). Remedy: the store took wallet tokens the wallet no longer held; it bears the loss, settle it with the customer`);
+      continue;
+    }
+    problems.push(`FORK ALARM ${s.vendor}: ${a.message} (batch ${a.batchSeq}, ${a.at}). Remedy: find which of the two batches the vendor's journal holds; revoke the key if it was not the vendor's`);
+  }
   return { problems, decided };
 }

@@ -3,6 +3,7 @@ import { assert, fail, isMallposError, MallposError, sha256Hex } from '../../cor
 import { asciiJson } from '../../platform/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent, type Transfer } from '../events.ts';
 import type { ObservationSink, VendorObservation } from '../observations.ts';
+import { projectEconomy } from './postgres-economy.ts';
 import { migrate } from './postgres-migrate.ts';
 import { applyMallEvent, emptyMallState, reviveMallState, type MallState } from './state.ts';
 import type { MallStore, StoreHealth, StoreReport } from './store.ts';
@@ -291,8 +292,10 @@ export class PostgresMallStore implements MallStore {
       // After a failed write the transaction is lost: nothing more is sent.
       if (this.writeFailed !== null) throw this.writeFailed;
       // A batch, the commonest event, is written in one statement (one round trip).
-      if (full.type === 'batch.ingested') await insertBatch(tx, full, hash, text);
-      else {
+      if (full.type === 'batch.ingested') {
+        await insertBatch(tx, full, hash, text);
+        if (full.data.economy !== undefined) await projectEconomy(tx, full);
+      } else {
         await tx.query('INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)', [seq, full.type, full.at, full.prev, hash, text]);
         await project(tx, full);
       }
@@ -424,7 +427,7 @@ export class PostgresMallStore implements MallStore {
 
 // ---- the relational tables, written with each event ---------------------------------------
 
-interface TransferRow {
+export interface TransferRow {
   n: number;
   e: number | null;
   k: string;
@@ -436,7 +439,7 @@ interface TransferRow {
   at: string;
 }
 
-async function insertTransfers(tx: pg.PoolClient, seq: number, rows: TransferRow[]): Promise<void> {
+export async function insertTransfers(tx: pg.PoolClient, seq: number, rows: TransferRow[]): Promise<void> {
   if (rows.length === 0) return;
   await tx.query(
     `INSERT INTO mall_transfers (event_seq, n, vendor_event_seq, kind, from_account, to_account, amount_minor, token, units, at)
@@ -456,7 +459,7 @@ async function insertTransfers(tx: pg.PoolClient, seq: number, rows: TransferRow
   );
 }
 
-function transferRow(t: Transfer, n: number, vendorEventSeq: number | null, at: string): TransferRow {
+export function transferRow(t: Transfer, n: number, vendorEventSeq: number | null, at: string): TransferRow {
   return { n, e: vendorEventSeq, k: t.kind, f: t.from, t: t.to, a: t.amountMinor, tok: t.token, u: t.units, at };
 }
 
@@ -628,6 +631,11 @@ async function project(tx: pg.PoolClient, e: MallEvent): Promise<void> {
       );
       break;
     }
+    case 'wallet.authorised':
+    case 'wallet.closed':
+    case 'customer-data.requested':
+      await projectEconomy(tx, e);
+      break;
     default: {
       const never: never = e;
       assert(false, `unknown mall event type ${(never as { type: string }).type}`);

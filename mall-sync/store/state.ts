@@ -2,7 +2,11 @@ import { add, assert, sub, ZERO_HASH, type FeeSchedule, type TokenType } from '.
 import { dict, own, type Dict } from './dict.ts';
 import {
   type AlarmData,
+  type BatchEconomy,
   type ClearingRecord,
+  type CustomerDataRequestedData,
+  type WalletAuthorisedData,
+  type WalletClosedData,
   type FlaggedRecord,
   type GapDecisionData,
   type MallEvent,
@@ -42,6 +46,58 @@ export interface TokenTally {
   allottedUnits: number;
   /** Tokens redeemed at this vendor, net of reversals (claim 29). */
   redeemedUnits: number;
+  /** Of those, tokens paid from the mall wallet (never in the vendor's circulation). */
+  walletRedeemedUnits?: number;
+  /** Tokens customers gave up from their cards here in exchanges. */
+  exchangedUnits?: number;
+  /** Tokens moved from cards here into the wallet, and from the wallet onto cards here. */
+  walletOutUnits?: number;
+  walletInUnits?: number;
+}
+
+/** A card in the mall's customer directory (claims 2, 41): its home store and where else it is registered. */
+export interface DirectoryEntry {
+  card: string;
+  home: string;
+  customer: string;
+  consent: boolean;
+  registeredAt: string;
+  /** Only with the customer's consent. */
+  name: string | null;
+  contact: { email?: string; phone?: string } | null;
+  alsoAt: { vendor: string; customer: string; at: string }[];
+}
+
+/** What a customer bought at one store, net of refunds (the purchase summary of a data request). */
+export interface PurchaseSummary {
+  sales: number;
+  spentMinor: number;
+  firstAt: string | null;
+  lastAt: string | null;
+}
+
+export interface AuthorisationRecord {
+  id: string;
+  vendor: string;
+  card: string;
+  token: string;
+  units: number;
+  purpose: WalletAuthorisedData['purpose'];
+  createdAt: string;
+  expiresAt: string;
+  status: 'open' | 'captured' | 'released' | 'expired';
+  /** The vendor event that used it, once captured. */
+  eventSeq: number | null;
+  closedAt: string | null;
+}
+
+export interface CustomerDataRequestRecord {
+  requestId: string;
+  requester: string;
+  card: string;
+  home: string;
+  at: string;
+  tollMinor: number;
 }
 
 export interface VendorRecord {
@@ -68,6 +124,8 @@ export interface VendorRecord {
   /** Reversed sale event seq -> seq of the reversal. */
   reversedSales: Record<string, number>;
   tokens: Record<string, TokenTally>;
+  /** The net of the vendor's `mall-wallet` postings per token, as its batches showed them (flagged events included). */
+  walletPostings: Record<string, number>;
 }
 
 export interface PartyRecord {
@@ -121,6 +179,19 @@ export interface DayTotals {
   /** Everything above as one figure: positive means the mall owes the vendor. */
   netMinor: number;
   flaggedEvents: number;
+  /** Exchanges made at the vendor and the tokens customers gave up in them. */
+  exchanges: number;
+  tokensExchanged: Record<string, number>;
+  /** What the vendor, as issuer, owes others for value given out in exchanges of its tokens, and what it is owed for its tokens given out. */
+  compensationPayableMinor: number;
+  compensationReceivableMinor: number;
+  /** Exchange service charges the vendor pays as issuer of the tokens given up (claim 37). */
+  serviceChargeMinor: number;
+  /** Tolls for customer data the vendor asked for (claim 41). */
+  dataTollMinor: number;
+  /** Tokens the vendor issued to customers (claim 35), and the fiat they paid for them. */
+  tokensIssued: Record<string, number>;
+  issuedCashMinor: number;
 }
 
 export interface MallState {
@@ -144,7 +215,30 @@ export interface MallState {
   alarmSerial: number;
   days: Record<string, Record<string, DayTotals>>;
   totals: { batches: number; events: number; flaggedEvents: number; alarms: number };
+  /** Every fee schedule with the time it came into force, oldest first (an exchange is checked against the one in force at its time). */
+  feeHistory: { at: string; fees: FeeSchedule }[];
+  /** The customer directory by card. */
+  customers: Record<string, DirectoryEntry>;
+  /** Purchase summaries: vendor -> customer id -> summary. */
+  customerSales: Record<string, Record<string, PurchaseSummary>>;
+  /** Wallet balances and open holds: card -> token -> units. */
+  wallets: Record<string, Record<string, number>>;
+  walletHeld: Record<string, Record<string, number>>;
+  authorisations: Record<string, AuthorisationRecord>;
+  /** Open authorisations: id -> when they expire (what the expiry timer looks at). */
+  openAuthorisations: Record<string, string>;
+  authorisationSerial: number;
+  /** Answers to wallet and customer-data requests by `<vendor> <key>` (idempotency). */
+  requestKeys: Record<string, { bodyHash: string; answer: unknown }>;
+  /** The audit trail of customer data requests (the most recent, bounded; the journal holds all). */
+  dataRequests: CustomerDataRequestRecord[];
+  dataRequestSerial: number;
 }
+
+/** How far back the state keeps data requests; the journal keeps every one. */
+export const DATA_REQUESTS_KEPT_MAX = 10_000;
+/** Time before any recorded fee schedule. */
+export const BEFORE_RECORDS = '1970-01-01T00:00:00.000Z';
 
 export const ZERO_FEES: FeeSchedule = {
   royaltyBps: 0,
@@ -174,6 +268,17 @@ export function emptyMallState(): MallState {
     alarmSerial: 0,
     days: dict(),
     totals: { batches: 0, events: 0, flaggedEvents: 0, alarms: 0 },
+    feeHistory: [{ at: BEFORE_RECORDS, fees: feesDict(ZERO_FEES) }],
+    customers: dict(),
+    customerSales: dict(),
+    wallets: dict(),
+    walletHeld: dict(),
+    authorisations: dict(),
+    openAuthorisations: dict(),
+    authorisationSerial: 0,
+    requestKeys: dict(),
+    dataRequests: [],
+    dataRequestSerial: 0,
   };
 }
 
@@ -192,6 +297,14 @@ export function emptyDay(): DayTotals {
     allotmentPurchasesMinor: 0,
     netMinor: 0,
     flaggedEvents: 0,
+    exchanges: 0,
+    tokensExchanged: dict(),
+    compensationPayableMinor: 0,
+    compensationReceivableMinor: 0,
+    serviceChargeMinor: 0,
+    dataTollMinor: 0,
+    tokensIssued: dict(),
+    issuedCashMinor: 0,
   };
 }
 
@@ -233,12 +346,16 @@ export function reviveMallState(raw: MallState): MallState {
   const days: Dict<Dict<DayTotals>> = dict();
   for (const [vendor, byDay] of Object.entries(raw.days ?? {})) {
     const d: Dict<DayTotals> = dict();
-    for (const [day, t] of Object.entries(byDay)) d[day] = { ...t, tokensRedeemed: dict(t.tokensRedeemed), tokensReturned: dict(t.tokensReturned) };
+    for (const [day, t] of Object.entries(byDay)) {
+      d[day] = { ...emptyDay(), ...t, tokensRedeemed: dict(t.tokensRedeemed), tokensReturned: dict(t.tokensReturned), tokensExchanged: dict(t.tokensExchanged), tokensIssued: dict(t.tokensIssued) };
+    }
     days[vendor] = d;
   }
   const vendors: Dict<VendorRecord> = dict();
   for (const [id, v] of Object.entries(raw.vendors ?? {})) {
-    vendors[id] = { ...v, lastEventAt: v.lastEventAt ?? null, gapDecision: v.gapDecision ?? null, reversedSales: dict(v.reversedSales), tokens: dict(v.tokens) };
+    const tokens: Dict<TokenTally> = dict();
+    for (const [code, t] of Object.entries(v.tokens ?? {})) tokens[code] = { ...emptyTally(), ...t };
+    vendors[id] = { ...v, lastEventAt: v.lastEventAt ?? null, gapDecision: v.gapDecision ?? null, reversedSales: dict(v.reversedSales), tokens, walletPostings: dict(v.walletPostings) };
   }
   const keys: Dict<KeyRecord> = dict();
   for (const [kid, k] of Object.entries(raw.keys ?? {})) keys[kid] = { ...k, retiredAtSeq: k.retiredAtSeq ?? null };
@@ -255,7 +372,29 @@ export function reviveMallState(raw: MallState): MallState {
     allotmentKeys: dict(raw.allotmentKeys),
     positions: dict(raw.positions),
     days,
+    feeHistory: (raw.feeHistory ?? [{ at: BEFORE_RECORDS, fees: raw.fees }]).map((h) => ({ at: h.at, fees: feesDict(h.fees) })),
+    customers: dict(raw.customers),
+    customerSales: nested(raw.customerSales),
+    wallets: nested(raw.wallets),
+    walletHeld: nested(raw.walletHeld),
+    authorisations: dict(raw.authorisations),
+    openAuthorisations: dict(raw.openAuthorisations),
+    authorisationSerial: raw.authorisationSerial ?? 0,
+    requestKeys: dict(raw.requestKeys),
+    dataRequests: raw.dataRequests ?? [],
+    dataRequestSerial: raw.dataRequestSerial ?? 0,
   };
+}
+
+function nested<T>(raw: Record<string, Record<string, T>> | undefined): Dict<Dict<T>> {
+  const out: Dict<Dict<T>> = dict();
+  for (const [k, inner] of Object.entries(raw ?? {})) out[k] = dict(inner);
+  return out;
+}
+
+export function emptyTally(): TokenTally {
+  // The wallet and exchange counts appear once a vendor has any, so older views keep their shape.
+  return { allottedUnits: 0, redeemedUnits: 0 };
 }
 
 function addTo(record: Record<string, number>, key: string, n: number): void {
@@ -288,6 +427,9 @@ function transferOnDay(state: MallState, t: Transfer, at: string, day: string | 
     if (t.kind === 'royalty') d.royaltyMinor = add(d.royaltyMinor, t.amountMinor);
     else if (t.kind === 'toll') d.tollMinor = add(d.tollMinor, t.amountMinor);
     else if (t.kind === 'reimbursement') d.reimbursementPayableMinor = add(d.reimbursementPayableMinor, t.amountMinor);
+    else if (t.kind === 'compensation') d.compensationPayableMinor = add(d.compensationPayableMinor, t.amountMinor);
+    else if (t.kind === 'service-charge') d.serviceChargeMinor = add(d.serviceChargeMinor, t.amountMinor);
+    else if (t.kind === 'data-toll') d.dataTollMinor = add(d.dataTollMinor, t.amountMinor);
     else d.allotmentPurchasesMinor = add(d.allotmentPurchasesMinor, t.amountMinor);
     d.netMinor = sub(d.netMinor, t.amountMinor);
   }
@@ -295,23 +437,38 @@ function transferOnDay(state: MallState, t: Transfer, at: string, day: string | 
   if (payee !== null) {
     const d = dayTotals(state, payee, (day ??= utcDay(at)));
     if (t.kind === 'reimbursement') d.reimbursementReceivableMinor = add(d.reimbursementReceivableMinor, t.amountMinor);
+    else if (t.kind === 'compensation') d.compensationReceivableMinor = add(d.compensationReceivableMinor, t.amountMinor);
     d.netMinor = add(d.netMinor, t.amountMinor);
   }
 }
 
-function tally(v: VendorRecord, token: string): TokenTally {
-  return own(v.tokens, token) ?? (v.tokens[token] = { allottedUnits: 0, redeemedUnits: 0 });
+export function tally(v: VendorRecord, token: string): TokenTally {
+  return own(v.tokens, token) ?? (v.tokens[token] = emptyTally());
 }
 
 /** The event types that change the registry; a batch is judged against the registry as of a count of them. */
 export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<MallEvent['type']>([
   'vendor.registered', 'key.added', 'key.retired', 'key.revoked', 'token-type.upserted', 'fees.set', 'party.added', 'allotment.issued', 'gap.decided',
+  // Wallet holds and customer data requests change what later batches are judged against (and what the mall charged):
+  // they are signed into the registry history, so an audit replays them in order.
+  'wallet.authorised', 'wallet.closed', 'customer-data.requested',
 ]);
 
 /** Applies what the mall cleared for one vendor event. */
 export function applyClearing(state: MallState, vendor: VendorRecord, c: ClearingRecord): void {
   const day = utcDay(c.at);
   const d = dayTotals(state, vendor.id, day);
+  if (c.type === 'exchange') {
+    d.exchanges += 1;
+    for (const [token, units] of Object.entries(c.tokens)) {
+      addTo(d.tokensExchanged, token, units);
+      const fromCard = units - (own(c.fromWallet ?? {}, token) ?? 0);
+      const t = tally(vendor, token);
+      t.exchangedUnits = add(t.exchangedUnits ?? 0, fromCard);
+    }
+    for (const t of c.transfers) transferOnDay(state, t, c.at, day);
+    return;
+  }
   if (c.type === 'sale') {
     d.transactions += 1;
     d.grossMinor = add(d.grossMinor, c.grossMinor);
@@ -327,6 +484,10 @@ export function applyClearing(state: MallState, vendor: VendorRecord, c: Clearin
   for (const [token, units] of Object.entries(c.tokens)) {
     const t = tally(vendor, token);
     t.redeemedUnits = add(t.redeemedUnits, units);
+  }
+  for (const [token, units] of Object.entries(c.fromWallet ?? {})) {
+    const t = tally(vendor, token);
+    t.walletRedeemedUnits = add(t.walletRedeemedUnits ?? 0, units);
   }
   for (const t of c.transfers) transferOnDay(state, t, c.at, day);
 }
@@ -360,6 +521,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
         flagged: [],
         reversedSales: dict(),
         tokens: dict(),
+        walletPostings: dict(),
       };
       break;
     }
@@ -398,6 +560,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       break;
     case 'fees.set':
       state.fees = feesDict(event.data);
+      state.feeHistory.push({ at: event.at, fees: feesDict(event.data) });
       break;
     case 'gap.decided': {
       const v = own(state.vendors, event.data.vendor);
@@ -458,6 +621,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
         dayOf(state, v.id, f.at).flaggedEvents += 1;
       }
       if (v.flagged.length > FLAGGED_KEPT_PER_VENDOR) v.flagged.splice(0, v.flagged.length - FLAGGED_KEPT_PER_VENDOR);
+      if (b.economy !== undefined) applyEconomy(state, v, b.seq, b.hash, b.kid, event.at, b.economy);
       for (const u of b.allotmentsUsed) {
         const a = state.allotments[u.id];
         assert(a !== undefined && a.vendor === b.vendor && a.used === null, `allotment ${u.id} taken once by ${b.vendor}`);
@@ -469,10 +633,16 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       break;
     }
     case 'alarm.recorded':
-      state.alarmSerial += 1;
-      state.alarms.push({ ...event.data, at: event.at });
-      if (state.alarms.length > ALARMS_KEPT_MAX) state.alarms.splice(0, state.alarms.length - ALARMS_KEPT_MAX);
-      state.totals.alarms += 1;
+      recordAlarm(state, event.data, event.at);
+      break;
+    case 'wallet.authorised':
+      applyAuthorised(state, event.data, event.at);
+      break;
+    case 'wallet.closed':
+      applyClosed(state, event.data, event.at);
+      break;
+    case 'customer-data.requested':
+      applyDataRequest(state, event.data, event.at);
       break;
     default: {
       const never: never = event;
@@ -482,6 +652,142 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
   if (REGISTRY_EVENT_TYPES.has(event.type)) state.registrySeq += 1;
   state.seq = event.seq;
   state.hash = hash;
+}
+
+function recordAlarm(state: MallState, data: AlarmData, at: string): void {
+  state.alarmSerial += 1;
+  state.alarms.push({ ...data, at });
+  if (state.alarms.length > ALARMS_KEPT_MAX) state.alarms.splice(0, state.alarms.length - ALARMS_KEPT_MAX);
+  state.totals.alarms += 1;
+}
+
+function cell(map: Dict<Dict<number>>, outer: string, inner: string, n: number): void {
+  const m = own(map, outer) ?? (map[outer] = dict());
+  addTo(m, inner, n);
+  if (Object.keys(m).length === 0) delete map[outer];
+}
+
+/** The wallet units of a card in a token (0 when none). */
+export function walletUnits(state: Readonly<MallState>, card: string, token: string): number {
+  const w = own(state.wallets, card);
+  return w === undefined ? 0 : (own(w, token) ?? 0);
+}
+
+/** Units held by open authorisations of a card in a token. */
+export function heldUnits(state: Readonly<MallState>, card: string, token: string): number {
+  const w = own(state.walletHeld, card);
+  return w === undefined ? 0 : (own(w, token) ?? 0);
+}
+
+/** `<vendor> <key>`: the idempotency slot of a vendor's request (neither pattern holds a space). */
+export function requestSlot(vendor: string, key: string): string {
+  return `${vendor} ${key}`;
+}
+
+function applyAuthorised(state: MallState, a: WalletAuthorisedData, at: string): void {
+  assert(own(state.authorisations, a.id) === undefined, `authorisation ${a.id} made once`);
+  assert(walletUnits(state, a.card, a.token) - heldUnits(state, a.card, a.token) >= a.units, `authorisation ${a.id} is covered by the wallet`);
+  state.authorisationSerial += 1;
+  state.authorisations[a.id] = { id: a.id, vendor: a.vendor, card: a.card, token: a.token, units: a.units, purpose: a.purpose, createdAt: at, expiresAt: a.expiresAt, status: 'open', eventSeq: null, closedAt: null };
+  cell(state.walletHeld, a.card, a.token, a.units);
+  state.openAuthorisations[a.id] = a.expiresAt;
+  state.requestKeys[requestSlot(a.vendor, a.key)] = { bodyHash: a.bodyHash, answer: a.answer };
+}
+
+/** Ends an open hold; a capture also takes the units out of the wallet. */
+function closeHold(state: MallState, auth: AuthorisationRecord, how: AuthorisationRecord['status'], eventSeq: number | null, at: string): void {
+  assert(auth.status === 'open', `authorisation ${auth.id} is open before it is ${how}`);
+  cell(state.walletHeld, auth.card, auth.token, 0 - auth.units);
+  delete state.openAuthorisations[auth.id];
+  if (how === 'captured') cell(state.wallets, auth.card, auth.token, 0 - auth.units);
+  auth.status = how;
+  auth.eventSeq = eventSeq;
+  auth.closedAt = at;
+}
+
+function applyClosed(state: MallState, c: WalletClosedData, at: string): void {
+  const auth = own(state.authorisations, c.id);
+  assert(auth !== undefined && auth.vendor === c.vendor, `authorisation ${c.id} of ${c.vendor} exists`);
+  closeHold(state, auth, c.how, c.eventSeq, at);
+  if (c.key !== null && c.bodyHash !== null) state.requestKeys[requestSlot(c.vendor, c.key)] = { bodyHash: c.bodyHash, answer: c.how === 'released' ? { released: true } : { captured: true } };
+}
+
+function applyDataRequest(state: MallState, r: CustomerDataRequestedData, at: string): void {
+  state.dataRequestSerial += 1;
+  state.dataRequests.push({ requestId: r.requestId, requester: r.requester, card: r.card, home: r.home, at, tollMinor: r.tollMinor });
+  if (state.dataRequests.length > DATA_REQUESTS_KEPT_MAX) state.dataRequests.splice(0, state.dataRequests.length - DATA_REQUESTS_KEPT_MAX);
+  state.requestKeys[requestSlot(r.requester, r.key)] = { bodyHash: r.bodyHash, answer: r.answer };
+  for (const t of r.transfers) applyTransfer(state, t, at);
+}
+
+/** Applies what a batch changed beyond clearing: the directory, wallets, tallies, issuance and purchase summaries. */
+function applyEconomy(state: MallState, v: VendorRecord, batchSeq: number, batchHash: string, kid: string, at: string, e: BatchEconomy): void {
+  for (const r of e.customers) {
+    const entry = own(state.customers, r.card);
+    if (entry === undefined) {
+      state.customers[r.card] = { card: r.card, home: v.id, customer: r.customer, consent: r.consent, registeredAt: r.at, name: r.name ?? null, contact: r.contact ?? null, alsoAt: [] };
+    } else if (entry.home === v.id && entry.customer === r.customer) {
+      // The home store registering the card again (a change of consent or contact) replaces what it said before.
+      entry.consent = r.consent;
+      entry.name = r.name ?? null;
+      entry.contact = r.contact ?? null;
+    } else if (!entry.alsoAt.some((x) => x.vendor === v.id && x.customer === r.customer)) {
+      entry.alsoAt.push({ vendor: v.id, customer: r.customer, at: r.at });
+    }
+  }
+  for (const w of e.wallet) {
+    if (w.kind === 'capture') {
+      const auth = own(state.authorisations, w.authorisation);
+      assert(auth !== undefined && auth.vendor === v.id, `authorisation ${w.authorisation} of ${v.id} exists`);
+      if (auth.status === 'open') closeHold(state, auth, 'captured', w.eventSeq, at);
+      else if (auth.status === 'captured') assert(auth.eventSeq === w.eventSeq, `authorisation ${auth.id} captured by event ${w.eventSeq}`);
+      else {
+        // Released or expired before the event arrived, and the wallet still covers it: honoured late.
+        auth.status = 'captured';
+        auth.eventSeq = w.eventSeq;
+        auth.closedAt = at;
+        cell(state.wallets, auth.card, auth.token, 0 - auth.units);
+      }
+    } else {
+      cell(state.wallets, w.card, w.token, w.units);
+    }
+  }
+  for (const [token, n] of Object.entries(e.walletPostings)) addTo(v.walletPostings, token, n);
+  for (const [token, n] of Object.entries(e.walletOut)) {
+    const t = tally(v, token);
+    t.walletOutUnits = add(t.walletOutUnits ?? 0, n);
+  }
+  for (const [token, n] of Object.entries(e.walletIn)) {
+    const t = tally(v, token);
+    t.walletInUnits = add(t.walletInUnits ?? 0, n);
+  }
+  for (const i of e.issued) {
+    const d = dayOf(state, v.id, i.at);
+    addTo(d.tokensIssued, i.token, i.units);
+    d.issuedCashMinor = add(d.issuedCashMinor, i.cashMinor);
+  }
+  const byCustomer = own(state.customerSales, v.id) ?? (state.customerSales[v.id] = dict());
+  for (const s of e.customerSales) {
+    const p = own(byCustomer, s.customer) ?? (byCustomer[s.customer] = { sales: 0, spentMinor: 0, firstAt: null, lastAt: null });
+    p.sales += s.sales;
+    p.spentMinor = add(p.spentMinor, s.spentMinor);
+    if (p.firstAt === null || s.firstAt < p.firstAt) p.firstAt = s.firstAt;
+    if (p.lastAt === null || s.lastAt > p.lastAt) p.lastAt = s.lastAt;
+  }
+  for (const a of e.alarms) {
+    recordAlarm(state, { ...a, id: `alarm-${String(state.alarmSerial + 1).padStart(6, '0')}`, batchSeq, storedHash: batchHash, receivedHash: batchHash, kid }, at);
+  }
+}
+
+/** The fee schedule in force at a time: the last one set at or before it. */
+export function feesAt(state: Readonly<MallState>, at: string): FeeSchedule {
+  const ms = Date.parse(at);
+  let found = state.feeHistory[0]?.fees ?? state.fees;
+  for (const h of state.feeHistory) {
+    if (Date.parse(h.at) <= ms) found = h.fees;
+    else break;
+  }
+  return found;
 }
 
 /** The sum of all positions: zero whenever the state is consistent. */

@@ -15,6 +15,7 @@ import {
   sha256Hex,
   ZERO_HASH,
   type BatchPayload,
+  type ExchangeQuote,
   type FeeSchedule,
   type FlattenedJws,
   type JournalEvent,
@@ -368,4 +369,199 @@ export async function vendorAuth(keys: { privateKey: CryptoKey; kid: string }, v
     .setExpirationTime('5m')
     .sign(keys.privateKey);
   return { authorization: `Bearer ${token}` };
+}
+
+// ---- tokens between stores: events of the new types, built as core/events.ts defines them ----
+
+/** A posting as a vendor journal writes it. */
+export interface RawPosting {
+  account: string;
+  token: string;
+  units: number;
+}
+
+/**
+ * A vendor's journal reduced to what the mall sees: events of any type, exactly as
+ * core/events.ts defines them, hash-chained and cut into signed batches. Used where the
+ * store side of an event type is not what a test is about.
+ */
+export class RawVendor {
+  private eventSeq = 0;
+  private prev = ZERO_HASH;
+  private pending: { text: string; hash: string; postings: RawPosting[] }[] = [];
+  private batchSeq = 0;
+  private batchHash = ZERO_HASH;
+  private saleCounter = 0;
+
+  constructor(
+    readonly vendorId: string,
+    readonly keys: TestKey,
+  ) {}
+
+  /** Appends one event; returns its seq. */
+  add(type: string, postings: RawPosting[], data: unknown, at = new Date().toISOString()): number {
+    this.eventSeq += 1;
+    const event = { seq: this.eventSeq, prev: this.prev, v: 1, vendor: this.vendorId, at, terminal: 't001', cashier: null, key: null, bodyHash: null, type, postings, data };
+    const text = JSON.stringify(event);
+    const hash = sha256Hex(text);
+    this.prev = hash;
+    this.pending.push({ text, hash, postings });
+    return this.eventSeq;
+  }
+
+  register(customer: string, card: string, opts: { consent?: boolean; name?: string; contact?: { email?: string; phone?: string } } = {}): number {
+    return this.add('customer.registered', [], {
+      id: customer,
+      card,
+      name: opts.name ?? `Customer ${customer}`,
+      ...(opts.consent === undefined ? {} : { consent: opts.consent }),
+      ...(opts.contact === undefined ? {} : { contact: opts.contact }),
+    });
+  }
+
+  /** Tokens from the float to a customer: bought (with a payment) or rewarded. */
+  issue(customer: string, token: string, units: number, faceValueMinor: number, payment: unknown = { method: 'card', approvalRef: 'APPROVAL-1' }): number {
+    const reward = payment === null;
+    return this.add('issuance', [{ account: 'float', token, units: -units }, { account: `customer:${customer}`, token, units }], {
+      customer,
+      token,
+      units,
+      reason: reward ? 'reward' : 'purchase',
+      cashMinor: reward ? 0 : units * faceValueMinor,
+      ...(reward ? {} : { payment }),
+      balancesAfter: { [token]: units },
+    });
+  }
+
+  /** A one-line sale of a pen paid with `units` of `token` (from the wallet under `wallet` authorisations), earning `earned`. */
+  sale(customer: string | null, token: string, units: number, opts: { wallet?: { authorisation: string; units: number }[]; earned?: Record<string, number>; totalMinor?: number } = {}): number {
+    this.saleCounter += 1;
+    const total = opts.totalMinor ?? 450;
+    const fromWallet = (opts.wallet ?? []).reduce((n, w) => n + w.units, 0);
+    const fromCard = units - fromWallet;
+    const postings: RawPosting[] = [];
+    if (fromCard > 0) postings.push({ account: `customer:${customer ?? ''}`, token, units: -fromCard });
+    if (fromWallet > 0) postings.push({ account: 'mall-wallet', token, units: -fromWallet });
+    postings.push({ account: 'redeemed', token, units });
+    for (const [t, e] of Object.entries(opts.earned ?? {})) postings.push({ account: 'float', token: t, units: -e }, { account: `customer:${customer ?? ''}`, token: t, units: e });
+    return this.add('sale', postings, {
+      saleId: `S${String(this.saleCounter).padStart(10, '0')}`,
+      customer,
+      currency: 'EUR',
+      lines: [{ lineNo: 1, gtin: P_PEN, name: 'Pen', qty: 1, unitPriceMinor: total, totalMinor: total, unitTokenPrices: { [token]: units } }],
+      allocations: [{ lineNo: 1, token, units, coversMinor: total }],
+      debits: { [token]: units },
+      totalMinor: total,
+      cash: { dueMinor: 0, tenderedMinor: 0, changeMinor: 0 },
+      balancesAfter: null,
+      ...(opts.earned === undefined ? {} : { earned: opts.earned }),
+      ...(opts.wallet === undefined ? {} : { wallet: opts.wallet.map((w) => ({ authorisation: w.authorisation, token, units: w.units })) }),
+    });
+  }
+
+  /** The reversal of a sale made by `sale` (every posting negated). */
+  reverse(saleSeq: number, customer: string | null, postings: RawPosting[], saleTotalMinor = 450): number {
+    return this.add('reversal', postings.map((p) => ({ ...p, units: 0 - p.units })), {
+      refundId: `R${saleSeq}`,
+      saleId: 'S0000000001',
+      saleSeq,
+      customer,
+      reason: 'test',
+      supervisor: 'sup',
+      cashRefundMinor: 0,
+      saleTotalMinor,
+      balancesAfter: null,
+    });
+  }
+
+  /** The postings of an event added earlier (not yet cut). */
+  postingsOf(seq: number): RawPosting[] {
+    const first = this.eventSeq - this.pending.length + 1;
+    const p = this.pending[seq - first];
+    if (p === undefined) throw new Error(`event ${seq} is not pending`);
+    return p.postings;
+  }
+
+  exchange(customer: string, quote: ExchangeQuote, source: 'card' | 'wallet' = 'card', authorisation: string | null = null, snapshotIssuedAt = new Date().toISOString(), at = new Date().toISOString()): number {
+    const from = source === 'wallet' ? 'mall-wallet' : `customer:${customer}`;
+    return this.add(
+      'exchange',
+      [
+        { account: from, token: quote.from.token, units: -quote.from.units },
+        { account: 'redeemed', token: quote.from.token, units: quote.from.units },
+        { account: 'float', token: quote.to.token, units: -quote.to.units },
+        { account: `customer:${customer}`, token: quote.to.token, units: quote.to.units },
+      ],
+      { exchangeId: `x-${this.eventSeq + 1}`, customer, source, authorisation, quote, snapshotIssuedAt, offline: false, balancesAfter: {} },
+      at,
+    );
+  }
+
+  move(customer: string, card: string, direction: 'to-wallet' | 'from-wallet', token: string, units: number, authorisation: string | null = null): number {
+    const c = `customer:${customer}`;
+    const postings = direction === 'to-wallet' ? [{ account: c, token, units: -units }, { account: 'mall-wallet', token, units }] : [{ account: 'mall-wallet', token, units: -units }, { account: c, token, units }];
+    return this.add('wallet.moved', postings, { moveId: `m-${this.eventSeq + 1}`, customer, card, direction, token, units, authorisation, balancesAfter: {} });
+  }
+
+  /** Cuts every pending event into the next signed batch. */
+  async cut(createdAt = new Date().toISOString()): Promise<BatchCut> {
+    if (this.pending.length === 0) throw new Error('nothing to cut');
+    const events = this.pending.map((p) => JSON.parse(p.text) as JournalEvent);
+    const payload: BatchPayload = {
+      v: BATCH_VERSION,
+      vendor: this.vendorId,
+      seq: this.batchSeq + 1,
+      prevBatchHash: this.batchHash,
+      fromSeq: this.eventSeq - this.pending.length + 1,
+      toSeq: this.eventSeq,
+      createdAt,
+      totals: batchTotals(events),
+      events: this.pending.map((p) => p.text),
+    };
+    const text = batchPayloadText(payload);
+    return { payload, text, hash: sha256Hex(text), jws: await signBatch(text, this.keys), lastEventHash: this.prev };
+  }
+
+  /** Posts the pending events as one batch; on 200 the batch is taken as sent (`ack` is the signed ack's payload). */
+  async push(mall: MallRig | string): Promise<HttpResult & { ack: Json }> {
+    const cut = await this.cut();
+    const res = typeof mall === 'string' ? await http(`${mall}/v1/batches`, 'POST', cut.jws) : await mall.postBatch(cut.jws);
+    if (res.status === 200) {
+      this.batchSeq = cut.payload.seq;
+      this.batchHash = cut.hash;
+      this.pending = [];
+      return { ...res, ack: JSON.parse(Buffer.from(res.body.ack.payload as string, 'base64url').toString('utf8')) };
+    }
+    return { ...res, ack: null };
+  }
+}
+
+/** A vendor-signed JWT for a POST: `bh` is the sha256 hex of exactly `rawBody`. */
+export async function vendorPostToken(keys: { privateKey: CryptoKey; kid: string }, vendorId: string, rawBody: string): Promise<string> {
+  return new SignJWT({ bh: sha256Hex(rawBody) })
+    .setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: 'JWT' })
+    .setSubject(vendorId)
+    .setAudience('mallpos-mall')
+    .setIssuedAt()
+    .setExpirationTime('5m')
+    .sign(keys.privateKey);
+}
+
+/** A vendor's signed POST to the mall (the body's exact text is what `bh` covers), unless `token` is given. */
+export async function vendorPost(mall: MallRig | string, keys: { privateKey: CryptoKey; kid: string }, vendorId: string, path: string, body: unknown, token?: string): Promise<HttpResult> {
+  const raw = JSON.stringify(body);
+  const jwt = token ?? (await vendorPostToken(keys, vendorId, raw));
+  return http(`${typeof mall === 'string' ? mall : mall.mall.url}${path}`, 'POST', raw, { authorization: `Bearer ${jwt}` });
+}
+
+/** Two stores, a manufacturer and token types for exchanges: ACME (acme), BOB (bobs), MALL (the mall). */
+export async function registerEconomy(mall: MallRig, fees: Partial<FeeSchedule> = {}): Promise<{ acme: RawVendor; bobs: RawVendor }> {
+  const acme = new RawVendor('acme', await newKey());
+  const bobs = new RawVendor('bobs', await newKey());
+  await mall.admin.registerVendor({ id: 'acme', name: 'ACME Market', jwk: acme.keys.publicJwk });
+  await mall.admin.registerVendor({ id: 'bobs', name: 'Bob\'s Books', jwk: bobs.keys.publicJwk });
+  await mall.admin.addParty({ id: 'sunny-foods', name: 'Sunny Foods', kind: 'manufacturer' });
+  for (const tt of scenarioTokenTypes()) await mall.admin.upsertTokenType({ ...tt, acceptedBy: tt.code === 'ACME' ? ['acme'] : tt.acceptedBy });
+  await mall.admin.setFees({ ...SCENARIO_FEES, exchangeServiceBps: 100, customerDataTollMinor: 25, ...fees });
+  return { acme, bobs };
 }

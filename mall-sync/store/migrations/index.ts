@@ -1,7 +1,11 @@
 import { sql as initial } from './0001-initial.ts';
+import { sql as economy } from './0002-economy.ts';
 
 /**
  * The PostgreSQL schema's migrations, in order. A migration is never edited once
  * released: a change is a new entry with the next version.
  */
-export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [{ version: 1, name: 'initial', sql: initial }];
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  { version: 1, name: 'initial', sql: initial },
+  { version: 2, name: 'economy', sql: economy },
+];

@@ -1,0 +1,104 @@
+import express, { type Request, type Router } from 'express';
+import { entityId, fail, sha256Hex } from '../core/index.ts';
+import { route } from '../platform/http.ts';
+import type { CustomerDataService } from './customer-data.ts';
+import { directoryEntry, walletCheck } from './directory.ts';
+import type { MallStore } from './store/store.ts';
+import type { WalletService } from './wallet.ts';
+
+/**
+ * The vendor -> mall requests of tokens that travel between stores (docs/PROTOCOL.md):
+ * the wallet's authorisations and balances, and customer data requests; plus the admin
+ * reads of the directory, the data request audit trail and the wallet check.
+ *
+ * A POST carries the vendor JWT whose `bh` claim is the sha256 hex of the raw body: a
+ * token seen once cannot carry another body.
+ */
+export const ECONOMY_BODY_BYTES_MAX = 16 * 1024;
+
+export interface EconomyRouteDeps {
+  store: MallStore;
+  wallet: WalletService;
+  customerData: CustomerDataService;
+  /** Checks the vendor JWT; with a raw body, also its `bh` claim. */
+  vendorAuth: (req: Request, vendor: string, rawBody?: Buffer) => Promise<void>;
+  caughtUp: () => Promise<void>;
+}
+
+const rawBodies = new WeakMap<object, Buffer>();
+
+function vendorOf(req: Request): string {
+  const v = req.params['vendor'];
+  if (typeof v !== 'string' || !entityId.safeParse(v).success) fail('MALL_ERR_VENDOR_UNKNOWN', 'no such vendor at this mall');
+  return v;
+}
+
+function pathParam(req: Request, name: string): string {
+  const v = req.params[name];
+  if (typeof v !== 'string' || v.length === 0 || v.length > 128) fail('MALL_ERR_VALIDATION', `missing or over-long ${name}`);
+  return v;
+}
+
+/** The body hash a vendor's POST must be signed for. */
+export function requestBodyHash(raw: Buffer): string {
+  return sha256Hex(raw);
+}
+
+export function mountEconomyRoutes(app: express.Express, admin: Router, deps: EconomyRouteDeps): void {
+  const body = express.json({
+    limit: ECONOMY_BODY_BYTES_MAX,
+    strict: true,
+    type: () => true,
+    verify: (req, _res, buf) => {
+      rawBodies.set(req, Buffer.from(buf));
+    },
+  });
+  const signedPost = async (req: Request): Promise<string> => {
+    const vendor = vendorOf(req);
+    const raw = rawBodies.get(req) ?? Buffer.alloc(0);
+    rawBodies.delete(req);
+    await deps.caughtUp();
+    await deps.vendorAuth(req, vendor, raw);
+    return vendor;
+  };
+
+  app.post(
+    '/v1/vendors/:vendor/wallet/authorisations',
+    body,
+    route(async (req) => deps.wallet.authorise(await signedPost(req), req.body)),
+  );
+  app.post(
+    '/v1/vendors/:vendor/wallet/authorisations/:id/release',
+    body,
+    route(async (req) => deps.wallet.release(await signedPost(req), pathParam(req, 'id'), req.body)),
+  );
+  app.post(
+    '/v1/vendors/:vendor/wallet/authorisations/:id/capture',
+    body,
+    route(async (req) => deps.wallet.capture(await signedPost(req), pathParam(req, 'id'), req.body)),
+  );
+  app.get(
+    '/v1/vendors/:vendor/wallet/:card',
+    route(async (req) => {
+      const vendor = vendorOf(req);
+      await deps.caughtUp();
+      await deps.vendorAuth(req, vendor);
+      return deps.wallet.view(pathParam(req, 'card'));
+    }),
+  );
+  app.post(
+    '/v1/vendors/:vendor/customer-data',
+    body,
+    route(async (req) => deps.customerData.request(await signedPost(req), req.body)),
+  );
+
+  admin.get('/customers/:card', route((req) => directoryEntry(deps.store.state, pathParam(req, 'card'))));
+  admin.get(
+    '/customer-data-requests',
+    route((req) => {
+      const requester = typeof req.query['requester'] === 'string' ? req.query['requester'] : undefined;
+      return deps.store.state.dataRequests.filter((r) => requester === undefined || r.requester === requester);
+    }),
+  );
+  admin.get('/wallet-check', route(() => walletCheck(deps.store.state)));
+}
