@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { ROOT } from './process.ts';
+
+/**
+ * How long each test file took when it last ran, so that the parallel run
+ * (test/run-unit.ts) starts the slowest files first: a long file started last would
+ * keep one worker busy after the others have run out of files. One small file per test
+ * file in a git-ignored folder, so that parallel workers never write the same file.
+ */
+export const TIMES_DIR = join(ROOT, '.tmp', 'test-times');
+
+let started = 0;
+
+/**
+ * Root hooks (loaded through `.mocharc.json`): in parallel mode they run around each
+ * file, in a serial run around the whole run, which covers one file only when the run
+ * has one; only then is a time recorded.
+ */
+export const mochaHooks = {
+  beforeAll(): void {
+    started = performance.now();
+  },
+  afterAll(this: Mocha.Context): void {
+    const files = new Set((this.test?.parent?.suites ?? []).map((s) => s.file).filter((f) => f !== undefined));
+    if (files.size !== 1) return;
+    const file = relative(ROOT, [...files][0] as string);
+    const ms = Math.round(performance.now() - started);
+    try {
+      mkdirSync(TIMES_DIR, { recursive: true });
+      const path = join(TIMES_DIR, `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`);
+      writeFileSync(`${path}.${process.pid}`, JSON.stringify({ file, ms }));
+      renameSync(`${path}.${process.pid}`, path);
+    } catch {
+      // Only an ordering hint: a read-only checkout runs in the fallback order.
+    }
+  },
+};
+
+/** The last recorded time of each test file (by path relative to the project). */
+export function recordedTimes(): Map<string, number> {
+  const times = new Map<string, number>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(TIMES_DIR).filter((n) => n.endsWith('.json'));
+  } catch {
+    return times;
+  }
+  for (const name of names) {
+    try {
+      const { file, ms } = JSON.parse(readFileSync(join(TIMES_DIR, name), 'utf8')) as { file: unknown; ms: unknown };
+      if (typeof file === 'string' && typeof ms === 'number') times.set(file, ms);
+    } catch {
+      // A torn or foreign file: ignored.
+    }
+  }
+  return times;
+}
+
+/**
+ * The files, slowest first: by their recorded time, and a file without one (new, or a
+ * fresh checkout) by its size, ahead of the recorded ones, since a new file is as likely
+ * as any to be slow and its time is known after this run.
+ */
+export function slowestFirst(files: string[]): string[] {
+  const times = recordedTimes();
+  const size = (f: string) => statSync(join(ROOT, f)).size;
+  const unknown = files.filter((f) => !times.has(f)).sort((a, b) => size(b) - size(a) || a.localeCompare(b));
+  const known = files.filter((f) => times.has(f)).sort((a, b) => (times.get(b) as number) - (times.get(a) as number) || a.localeCompare(b));
+  return [...unknown, ...known];
+}

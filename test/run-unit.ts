@@ -1,0 +1,29 @@
+/**
+ * `npm run test:unit`: every `test/**\/*.test.ts` under mocha in parallel mode, each file
+ * in a worker process of its own, the slowest files first (by their last recorded time).
+ * Most tests wait on child processes, sockets, fsync and a browser rather than compute,
+ * so more workers than CPUs keep the CPUs busy. MALLPOS_TEST_JOBS sets the number of
+ * workers; arguments are passed on to mocha (`npm run test:unit -- --grep ledger`).
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { slowestFirst } from './helpers/file-times.ts';
+import { ROOT } from './helpers/process.ts';
+
+const DEFAULT_JOBS = 4;
+
+const fromEnv = Number(process.env['MALLPOS_TEST_JOBS']);
+const jobs = Number.isSafeInteger(fromEnv) && fromEnv > 0 ? fromEnv : DEFAULT_JOBS;
+const files = slowestFirst(
+  readdirSync(join(ROOT, 'test'), { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.test.ts'))
+    .map((f) => join('test', f)),
+);
+
+const mocha = spawn(process.execPath, [join(ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--parallel', '--jobs', String(jobs), ...process.argv.slice(2), ...files], {
+  cwd: ROOT,
+  stdio: 'inherit',
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => mocha.kill(signal));
+mocha.once('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128)));
