@@ -59,14 +59,27 @@ export function recordedTimes(): Map<string, number> {
 }
 
 /**
- * The files, slowest first: by their recorded time, and a file without one (new, or a
- * fresh checkout) by its size, ahead of the recorded ones, since a new file is as likely
- * as any to be slow and its time is known after this run.
+ * What makes a test file slow, as its source shows it: child processes started and
+ * killed, databases, browsers, large counts. Only ranks files that have no recorded time.
+ */
+const COSTLY = /spawn|runCli|runBin|runMallCli|SIGKILL|killHard|startCluster|freshDatabase|forEachStore|launchBrowser|ROUNDS|\d_000\b/g;
+
+function estimatedCost(file: string): number {
+  return readFileSync(join(ROOT, file), 'utf8').match(COSTLY)?.length ?? 0;
+}
+
+/**
+ * The files, slowest first: by their recorded time; a file without one (new, or a fresh
+ * checkout) goes ahead of those, ranked by its estimated cost and then its size, since a
+ * new file is as likely as any to be slow and its time is known after this run.
  */
 export function slowestFirst(files: string[]): string[] {
   const times = recordedTimes();
-  const size = (f: string) => statSync(join(ROOT, f)).size;
-  const unknown = files.filter((f) => !times.has(f)).sort((a, b) => size(b) - size(a) || a.localeCompare(b));
+  const unknown = files
+    .filter((f) => !times.has(f))
+    .map((f) => ({ f, cost: estimatedCost(f), size: statSync(join(ROOT, f)).size }))
+    .sort((a, b) => b.cost - a.cost || b.size - a.size || a.f.localeCompare(b.f))
+    .map((x) => x.f);
   const known = files.filter((f) => times.has(f)).sort((a, b) => (times.get(b) as number) - (times.get(a) as number) || a.localeCompare(b));
   return [...unknown, ...known];
 }
