@@ -304,7 +304,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await eventsWithKey(store, key)).to.equal(1);
     expect(await acmeBalance(store)).to.equal(before - 90);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
   });
 
@@ -372,7 +372,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(messages.some((m) => m.includes('is committed; waiting for the store server to send its receipt')), messages.join(' | ')).to.equal(true);
     expect(state.message?.kind, state.message?.text).to.equal('success');
     expect(state.cart.lines).to.deep.equal([]);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(state.lastSale?.saleId ?? 'none').and.include('Stabilo');
   });
 
