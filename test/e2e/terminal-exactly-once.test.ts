@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { cp, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createServer, connect, type Socket } from 'node:net';
@@ -191,14 +191,26 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
   let store: Store;
   let cleanups: (() => Promise<void>)[] = [];
   let printer: PrinterSimulator;
+  /** A store as `init --demo` leaves it, made once: each test starts on a copy of its own. */
+  let initialised: { dir: string; token: string; cleanup: () => Promise<void> };
+
+  before(async () => {
+    const { dir, cleanup } = await tempDir('mallpos-once-init-');
+    const init = await runCli(['init', '--data-dir', join(dir, 'vendor'), '--demo']);
+    expect(init.code, init.stderr).to.equal(0);
+    initialised = { dir: join(dir, 'vendor'), token: /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '', cleanup };
+  });
+  after(async () => {
+    await initialised?.cleanup();
+  });
 
   beforeEach(async () => {
     cleanups = [];
     const { dir, cleanup } = await tempDir('mallpos-once-');
     cleanups.push(cleanup);
-    const init = await runCli(['init', '--data-dir', join(dir, 'vendor'), '--demo']);
-    expect(init.code, init.stderr).to.equal(0);
-    const token = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
+    // A copy keeps the files' modes: the keys stay readable by their owner only, as init left them.
+    await cp(initialised.dir, join(dir, 'vendor'), { recursive: true });
+    const token = initialised.token;
     const port = await freePort();
     const server = await spawnVendorServer(join(dir, 'vendor'), START_DEADLINE_MS, port);
     store = { dir, port, token, server };
@@ -292,7 +304,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await eventsWithKey(store, key)).to.equal(1);
     expect(await acmeBalance(store)).to.equal(before - 90);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
   });
 
@@ -360,7 +372,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(messages.some((m) => m.includes('is committed; waiting for the store server to send its receipt')), messages.join(' | ')).to.equal(true);
     expect(state.message?.kind, state.message?.text).to.equal('success');
     expect(state.cart.lines).to.deep.equal([]);
-    const receipts = await printer.waitForReceipts(1, 5_000);
+    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
     expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(state.lastSale?.saleId ?? 'none').and.include('Stabilo');
   });
 

@@ -11,9 +11,10 @@ const CLIENTS = 20;
 const ROUNDS = 20;
 const PRODUCTS = ['4006381333931', '5901234123457', '9001001000014'];
 /**
- * Bounds on waiting for what must happen (an ack, a round's sales): they catch a hang and
- * say nothing about speed, so a machine busy with other work passes too. A kill fails
- * pending acks at once (the socket disconnects), so a long ack timeout costs nothing.
+ * Bounds on waiting for what must happen (a connection, a sign-in, an ack, a round's
+ * sales): they catch a hang and say nothing about speed, so a machine busy with other
+ * work passes too. A kill fails pending acks at once (the socket disconnects), so a long
+ * timeout costs nothing.
  */
 const ACK_TIMEOUT_MS = 30_000;
 const ROUND_DEADLINE_MS = 120_000;
@@ -80,7 +81,8 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       expect(staff.status, staff.text).to.equal(200);
     }
     const signIn = async (socket: Socket, i: number) => {
-      const ack = (await socket.timeout(3000).emitWithAck('cashier:login', { staffId: `crash-${i}`, pin: '2468' })) as Ack<unknown>;
+      // Twenty sign-ins queue for one scrypt thread: on a busy machine the last waits long.
+      const ack = (await socket.timeout(ACK_TIMEOUT_MS).emitWithAck('cashier:login', { staffId: `crash-${i}`, pin: '2468' })) as Ack<unknown>;
       if (!ack.ok) throw new Error(`sign-in refused: ${ack.error.code}`);
     };
     for (let i = 0; i < CLIENTS; i++) {
@@ -93,7 +95,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     let totalAcked = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const url = server.url;
-      const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, ca: authorityFor(url), transports: ['websocket'], reconnection: false, forceNew: true }));
+      const sockets: Socket[] = credentials.map((c) => io(url, { auth: { token: c.credential }, ca: authorityFor(url), transports: ['websocket'], reconnection: false, forceNew: true, timeout: ACK_TIMEOUT_MS }));
       let stop = false;
       const killAt = 1 + Math.floor(Math.random() * 3 * CLIENTS);
       let roundAcked = 0;

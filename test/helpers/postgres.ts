@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -11,9 +11,11 @@ import { migrate } from '../../mall-sync/store/postgres-migrate.ts';
  * TCP port, so nothing collides with other runs). `initdb` refuses to run as root: as
  * root the server runs as the `postgres` user (or `nobody`), which owns the directory.
  *
- * One shared cluster serves a whole test run: `freshDatabase()` copies a migrated
- * template database (CREATE DATABASE ... TEMPLATE), which takes milliseconds, instead of
- * one initdb per test. Clusters are stopped by a root `after` hook, and killed on exit.
+ * One shared cluster serves a whole test run, all parallel workers included:
+ * `freshDatabase()` copies a migrated template database (CREATE DATABASE ... TEMPLATE),
+ * which takes milliseconds, instead of one initdb per test. The run's main process stops
+ * it at the end; a cluster a test starts for itself is stopped by that test, and killed
+ * at the process's exit if it was not.
  */
 
 const PG_VERSIONS = ['17', '16', '15'];
@@ -44,6 +46,7 @@ function serverUser(): { name: string; uid: number; gid: number } | null {
 const SUPERUSER = 'mallpos';
 /** The socket's "port": only its file name, since the server listens on no TCP port. */
 const SOCKET_PORT = 5432;
+const urlFor = (dir: string) => (database: string) => `postgresql://${SUPERUSER}@localhost/${database}?host=${encodeURIComponent(dir)}&port=${SOCKET_PORT}`;
 
 export interface PgCluster {
   dir: string;
@@ -71,7 +74,7 @@ function run(user: ReturnType<typeof serverUser>, cmd: string, args: string[], t
  * commits in the OS page cache: a killed server process loses nothing, only a machine
  * crash would. Tests of durability start their own cluster with fsync on.
  */
-export async function startCluster(opts: { fsync?: boolean; sharedBuffers?: string } = {}): Promise<PgCluster> {
+export async function startCluster(opts: { fsync?: boolean; sharedBuffers?: string; maxConnections?: number } = {}): Promise<PgCluster> {
   const bin = postgresBinDir();
   const user = serverUser();
   const dir = mkdtempSync(join(tmpdir(), 'mallpos-pg-'));
@@ -83,7 +86,7 @@ export async function startCluster(opts: { fsync?: boolean; sharedBuffers?: stri
     `-k ${dir}`,
     "-c listen_addresses=''",
     `-p ${SOCKET_PORT}`,
-    '-c max_connections=200',
+    `-c max_connections=${opts.maxConnections ?? 200}`,
     `-c shared_buffers=${opts.sharedBuffers ?? '32MB'}`,
     `-c fsync=${opts.fsync === false ? 'off' : 'on'}`,
     `-c full_page_writes=${opts.fsync === false ? 'off' : 'on'}`,
@@ -91,7 +94,7 @@ export async function startCluster(opts: { fsync?: boolean; sharedBuffers?: stri
   const cluster: PgCluster = {
     dir,
     socketDir: dir,
-    url: (database) => `postgresql://${SUPERUSER}@localhost/${database}?host=${encodeURIComponent(dir)}&port=${SOCKET_PORT}`,
+    url: urlFor(dir),
     start() {
       run(user, join(bin, 'pg_ctl'), ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '120', '-o', options, 'start'], 150_000);
       running.add(cluster);
@@ -126,27 +129,112 @@ function killPostmaster(data: string): void {
   }
 }
 
-let shared: Promise<{ cluster: PgCluster; template: string }> | null = null;
+/** What a test needs of the run's shared cluster: its directory and its connection URLs. */
+export interface SharedPostgres {
+  dir: string;
+  url(database: string): string;
+}
+
+/**
+ * Set by the run's global setup (test/helpers/run-dir.ts): a directory of this test run,
+ * the same for mocha's main process and its parallel workers. The shared cluster is
+ * announced there, so that one cluster serves every worker.
+ */
+export const RUN_DIR_ENV = 'MALLPOS_TEST_RUN_DIR';
+const CLAIM = 'postgres.claim';
+const READY = 'postgres.json';
+const FAILED = 'postgres.error';
+/** How long a worker waits for another to bring the shared cluster up: initdb on a busy machine. */
+const SHARED_START_DEADLINE_MS = 180_000;
+
+let shared: Promise<{ cluster: SharedPostgres; template: string }> | null = null;
 let databases = 0;
 
-/** The run's shared cluster, with a template database that has the mall's schema. */
-function sharedCluster(): Promise<{ cluster: PgCluster; template: string }> {
+const TEMPLATE = 'mall_template';
+
+/** A new cluster with a template database that has the mall's schema. */
+async function startTemplatedCluster(): Promise<PgCluster> {
+  const cluster = await startCluster({ fsync: false, maxConnections: 500 });
+  await adminQuery(cluster, `CREATE DATABASE ${TEMPLATE}`);
+  const pool = new pg.Pool({ connectionString: cluster.url(TEMPLATE), max: 1 });
+  try {
+    await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+  return cluster;
+}
+
+/**
+ * The run's shared cluster, with a template database that has the mall's schema. The
+ * first process that needs it (it claims it with an atomic mkdir) starts it and writes
+ * its directory to the run directory; the others wait for that. The main process stops
+ * it at the end of the run (`stopSharedPostgres`). Without a run directory (a test file
+ * loaded some other way) the process starts a cluster of its own, stopped at its exit.
+ */
+function sharedCluster(): Promise<{ cluster: SharedPostgres; template: string }> {
   shared ??= (async () => {
-    const cluster = await startCluster({ fsync: false });
-    const template = 'mall_template';
-    await adminQuery(cluster, `CREATE DATABASE ${template}`);
-    const pool = new pg.Pool({ connectionString: cluster.url(template), max: 1 });
+    const runDir = process.env[RUN_DIR_ENV];
+    if (runDir === undefined) return { cluster: await startTemplatedCluster(), template: TEMPLATE };
     try {
-      await migrate(pool);
-    } finally {
-      await pool.end();
+      mkdirSync(join(runDir, CLAIM));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return { cluster: await announcedCluster(runDir), template: TEMPLATE };
     }
-    return { cluster, template };
+    try {
+      const cluster = await startTemplatedCluster();
+      // The run's main process stops it, not this one: a worker may end before the others.
+      running.delete(cluster);
+      const tmp = join(runDir, `${READY}.tmp`);
+      writeFileSync(tmp, JSON.stringify({ dir: cluster.dir }));
+      renameSync(tmp, join(runDir, READY));
+      return { cluster, template: TEMPLATE };
+    } catch (err) {
+      writeFileSync(join(runDir, FAILED), String((err as Error).stack ?? err));
+      throw err;
+    }
   })();
   return shared;
 }
 
-async function adminQuery(cluster: PgCluster, sql: string): Promise<void> {
+/** Waits for the process that claimed the shared cluster to announce it. */
+async function announcedCluster(runDir: string): Promise<SharedPostgres> {
+  const deadline = Date.now() + SHARED_START_DEADLINE_MS;
+  for (;;) {
+    if (existsSync(join(runDir, FAILED))) throw new Error(`the shared PostgreSQL cluster did not start: ${readFileSync(join(runDir, FAILED), 'utf8')}`);
+    if (existsSync(join(runDir, READY))) {
+      const { dir } = JSON.parse(readFileSync(join(runDir, READY), 'utf8')) as { dir: string };
+      return { dir, url: urlFor(dir) };
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${SHARED_START_DEADLINE_MS} ms waiting for the shared PostgreSQL cluster in ${runDir}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Stops the run's shared cluster, if a process started one: called by the main process
+ * at the end of the run, or at its exit (`immediate`: no time to wait for a clean stop).
+ */
+export function stopSharedPostgres(runDir: string, immediate = false): void {
+  const ready = join(runDir, READY);
+  if (!existsSync(ready)) return;
+  const { dir } = JSON.parse(readFileSync(ready, 'utf8')) as { dir: string };
+  const data = join(dir, 'data');
+  if (immediate) {
+    killPostmaster(data);
+  } else if (existsSync(join(data, 'postmaster.pid'))) {
+    try {
+      run(serverUser(), join(postgresBinDir(), 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', '-t', '60', 'stop'], 90_000);
+    } catch {
+      killPostmaster(data);
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(ready, { force: true });
+}
+
+async function adminQuery(cluster: SharedPostgres, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: cluster.url('postgres') });
   await client.connect();
   try {
@@ -160,23 +248,18 @@ async function adminQuery(cluster: PgCluster, sql: string): Promise<void> {
 export async function freshDatabase(): Promise<string> {
   const { cluster, template } = await sharedCluster();
   databases += 1;
+  // The process id keeps names apart across the run's parallel workers.
   const name = `mall_${process.pid}_${databases}`;
   await adminQuery(cluster, `CREATE DATABASE ${name} TEMPLATE ${template}`);
   return cluster.url(name);
 }
 
 /** The shared cluster itself (tests that need a second database client). */
-export async function sharedPostgres(): Promise<PgCluster> {
+export async function sharedPostgres(): Promise<SharedPostgres> {
   return (await sharedCluster()).cluster;
 }
 
-// Every cluster is stopped at the end of the run (a root hook: this module is loaded with the test files).
-if (typeof after === 'function') {
-  after(function () {
-    this.timeout(120_000);
-    for (const c of [...running]) c.stop();
-  });
-}
+// A cluster this process started and did not stop (or hand over to the run) dies with it.
 process.once('exit', () => {
   for (const c of running) {
     killPostmaster(join(c.dir, 'data'));
