@@ -708,7 +708,14 @@ function closeHold(state: MallState, auth: AuthorisationRecord, how: Authorisati
 function applyClosed(state: MallState, c: WalletClosedData, at: string): void {
   const auth = own(state.authorisations, c.id);
   assert(auth !== undefined && auth.vendor === c.vendor, `authorisation ${c.id} of ${c.vendor} exists`);
-  closeHold(state, auth, c.how, c.eventSeq, at);
+  if (auth.status === 'captured') {
+    // A batch judged before this entry and committed after it can capture the hold first:
+    // the audit replays batches in the order they were judged. Either way the wallet is
+    // debited once; a hold already captured is neither captured again nor released.
+    assert(c.how !== 'captured' || auth.eventSeq === c.eventSeq, `authorisation ${auth.id} captured by event ${c.eventSeq}`);
+  } else {
+    closeHold(state, auth, c.how, c.eventSeq, at);
+  }
   if (c.key !== null && c.bodyHash !== null) state.requestKeys[requestSlot(c.vendor, c.key)] = { bodyHash: c.bodyHash, answer: c.how === 'released' ? { released: true } : { captured: true } };
 }
 
