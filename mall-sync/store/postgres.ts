@@ -233,23 +233,27 @@ export class PostgresMallStore implements MallStore {
       this.writes = Promise.resolve();
       this.writeFailed = null;
       this.appliedInTx = 0;
+      // The changes' statements are sent in order while the next change is being judged:
+      // nothing waits for a write until all of the group's are in, just before COMMIT.
       for (const item of group) {
         try {
           outcomes.push({ ok: true, value: await item.fn() });
         } catch (err) {
-          await this.writes;
           // Only the change's own refusal is its alone; anything else (the database, a bug) ends the group.
           if (!isMallposError(err) || err.code === 'MALL_ERR_STORE' || err.code === 'MALL_ERR_UNAVAILABLE') throw err;
           outcomes.push({ ok: false, error: err });
         }
-        await this.writes;
         if (this.writeFailed !== null) throw this.writeFailed;
       }
+      await this.writes;
+      if (this.writeFailed !== null) throw this.writeFailed;
       this.tx = null;
       await client.query('COMMIT');
       this.appliedInTx = 0;
       this.maybeCheckpoint();
     } catch (err) {
+      // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
+      await this.writes;
       this.tx = null;
       // The cache holds events this transaction may not have made durable: rebuild it before the next use.
       if (this.appliedInTx > 0) this.stale = true;
@@ -287,9 +291,7 @@ export class PostgresMallStore implements MallStore {
     const full = fields as MallEvent;
     applyMallEvent(state, full, hash);
     this.appliedInTx += 1;
-    const write = this.writes.then(async () => {
-      // After a failed write the transaction is lost: nothing more is sent.
-      if (this.writeFailed !== null) throw this.writeFailed;
+    this.enqueue(tx, async () => {
       // A batch, the commonest event, is written in one statement (one round trip).
       if (full.type === 'batch.ingested') await insertBatch(tx, full, hash, text);
       else {
@@ -297,16 +299,33 @@ export class PostgresMallStore implements MallStore {
         await project(tx, full);
       }
     });
-    this.writes = write.then(
+    // Its statements are queued in the transaction: it is durable once exclusive() resolves, and a failed write fails the whole group.
+    return Promise.resolve(full);
+  }
+
+  /**
+   * Queues a write of the current transaction behind the ones before it. It is not
+   * awaited by the change that made it: the group waits for every write before COMMIT,
+   * and the first failure (kept in writeFailed) rolls the whole group back.
+   */
+  private enqueue(tx: pg.PoolClient, write: () => Promise<unknown>): void {
+    const next = this.writes.then(async () => {
+      // After a failed write the transaction is lost: nothing more is sent.
+      if (this.writeFailed !== null) throw this.writeFailed;
+      assert(this.tx === tx, 'a write belongs to the transaction it was queued in');
+      await write();
+    });
+    this.writes = next.then(
       () => undefined,
       (err: unknown) => {
         this.writeFailed ??= err;
       },
     );
-    return write.then(() => full);
   }
 
   async read(seq: number): Promise<MallEvent> {
+    // Inside a change, the events queued before it are written first.
+    if (this.tx !== null) await this.writes;
     const db = this.tx ?? this.pool;
     let rows: { body: MallEvent }[];
     try {
@@ -331,10 +350,16 @@ export class PostgresMallStore implements MallStore {
     });
   }
 
-  /** A query in the current change's transaction when there is one, else on its own. */
-  async query(sql: string, params: unknown[]): Promise<pg.QueryResult> {
+  /** A statement (no rows wanted): queued in the current change's transaction when there is one, else run on its own. */
+  async query(sql: string, params: unknown[]): Promise<void> {
+    const tx = this.tx;
+    if (tx !== null) {
+      // Queued behind the change's events, like them (the archive's rows of a change).
+      this.enqueue(tx, () => tx.query(sql, params));
+      return;
+    }
     try {
-      return await (this.tx ?? this.pool).query(sql, params);
+      await this.pool.query(sql, params);
     } catch (err) {
       throw storeError(err);
     }
