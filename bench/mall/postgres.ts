@@ -38,12 +38,14 @@ import { startMallServer } from '../../mall-sync/server.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { startCluster, type PgCluster } from '../../test/helpers/postgres.ts';
 import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
-import { cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
+import { CLOCK_TICKS_PER_S, cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
+import { readProfile, summarise } from './cpu-profile.ts';
 import { checkCeilingAnswer, checkMallAck, drive, generatedSource, listSource, median, type Target } from './load.ts';
 import { benchTokenTypes, BENCH_FEES, makeVendors, MANUFACTURER, nextRound, restartChain, type SignedBatch, type SimVendor } from './vendors.ts';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
+const profile = args.includes('--profile');
 const concurrencyArg = args.indexOf('--concurrency');
 const concurrency = concurrencyArg === -1 ? 32 : Number(args[concurrencyArg + 1]);
 if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 200) {
@@ -116,8 +118,8 @@ async function register(dataDir: string, vendors: readonly SimVendor[]): Promise
   }
 }
 
-async function startWorker(name: string, dataDir: string, databaseUrl?: string): Promise<Child> {
-  const child = await spawnMall(name, dataDir, { timeoutMs: START_TIMEOUT_MS, env: databaseUrl === undefined ? {} : { MALLPOS_DATABASE_URL: databaseUrl } });
+async function startWorker(name: string, dataDir: string, databaseUrl?: string, nodeArgs: string[] = []): Promise<Child> {
+  const child = await spawnMall(name, dataDir, { timeoutMs: START_TIMEOUT_MS, nodeArgs, env: databaseUrl === undefined ? {} : { MALLPOS_DATABASE_URL: databaseUrl } });
   await trustDataDir(child.url, dataDir);
   return child;
 }
@@ -142,7 +144,10 @@ async function adminQuery(url: string, sql: string): Promise<void> {
   }
 }
 
-/** CPU seconds used so far by the PostgreSQL server: the postmaster and every process it started. */
+/**
+ * CPU seconds used so far by the PostgreSQL server: the postmaster with the children it
+ * has reaped (a backend whose connection closed), and every child still running.
+ */
 async function databaseCpuSeconds(): Promise<number> {
   const c = cluster;
   if (c === null) return 0;
@@ -152,7 +157,16 @@ async function databaseCpuSeconds(): Promise<number> {
   } catch {
     return 0;
   }
-  const pids = [postmaster];
+  const pids: number[] = [];
+  let reaped = 0;
+  try {
+    const fields = readFileSync(`/proc/${postmaster}/stat`, 'utf8');
+    const f = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime (fields 14 to 17 of proc(5)), in clock ticks.
+    reaped = [11, 12, 13, 14].reduce((sum, i) => sum + Number(f[i] ?? 0), 0) / CLOCK_TICKS_PER_S;
+  } catch {
+    return 0;
+  }
   for (const name of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(name)) continue;
     const stat = (() => {
@@ -167,7 +181,21 @@ async function databaseCpuSeconds(): Promise<number> {
     if (ppid === postmaster) pids.push(Number(name));
   }
   const cpu = await Promise.all(pids.map((pid) => cpuSeconds(pid)));
-  return cpu.reduce((a, b) => a + b, 0);
+  return cpu.reduce((a, b) => a + b, reaped);
+}
+
+/** Where a profiled process spent its CPU over its whole life (set-up and catch-up included). */
+async function reportProfile(name: string, dir: string): Promise<void> {
+  const p = await readProfile(dir);
+  if (p === null) {
+    log(`profile: ${name} wrote no .cpuprofile`);
+    return;
+  }
+  const s = summarise(p, 20, 0);
+  log(`profile of ${name}: ${(s.totalMs / 1000).toFixed(1)} s of CPU (idle left out)`);
+  for (const f of s.files.slice(0, 12)) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.ms.toFixed(0).padStart(7)} ms  ${f.name}`);
+  for (const f of s.functions) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.ms.toFixed(0).padStart(7)} ms  ${f.name}`);
+  for (const f of s.inclusive) log(`    ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.ms.toFixed(0).padStart(7)} ms  total in ${f.name}`);
 }
 
 // ---- measuring --------------------------------------------------------------------------------
@@ -214,7 +242,7 @@ async function throughput(vendors: SimVendor[]): Promise<Throughput> {
   log(`registered 1,000 vendors, their token types and 3,000 allotments at the embedded mall${setupRoot === root ? '' : ' (in memory)'} in ${((performance.now() - registering) / 1000).toFixed(1)} s`);
   const embeddedDir = join(root, 'embedded');
   await cp(registeredCopy, embeddedDir, { recursive: true });
-  const embedded = await startWorker('embedded', embeddedDir);
+  const embedded = await startWorker('embedded', embeddedDir, undefined, profile ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'profile-embedded')}`] : []);
   const keysFile = join(root, 'vendor-keys.json');
   await writeFile(keysFile, JSON.stringify(Object.fromEntries(vendors.map((v) => [v.kid, v.publicJwk]))));
   const ceilingTls = join(root, 'ceiling-tls');
@@ -230,7 +258,10 @@ async function throughput(vendors: SimVendor[]): Promise<Throughput> {
   // The registered, empty mall is the template of the cost measurement's databases.
   await adminQuery((cluster as PgCluster).url('postgres'), 'CREATE DATABASE mall_registered TEMPLATE mall');
   const workers: Child[] = [];
-  for (let i = 0; i < 7; i++) workers.push(await startWorker(`pg-worker-${i + 1}`, pgDir));
+  // With --profile, the embedded mall and the first worker of postgres_2 run under --cpu-prof.
+  const profDir = (name: string) => join(root, `profile-${name}`);
+  const profArgs = (name: string) => (profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir(name)}`] : []);
+  for (let i = 0; i < 7; i++) workers.push(await startWorker(`pg-worker-${i + 1}`, pgDir, undefined, i === 1 ? profArgs('postgres_2') : []));
   const groups: Record<'postgres_1' | 'postgres_2' | 'postgres_4', Child[]> = { postgres_1: workers.slice(0, 1), postgres_2: workers.slice(1, 3), postgres_4: workers.slice(3, 7) };
   const targets: Record<Name, Target> = {
     embedded: target('embedded', [embedded]),
@@ -266,6 +297,9 @@ async function throughput(vendors: SimVendor[]): Promise<Throughput> {
     await stopChild(ceiling, STOP_GRACE_MS);
     await stopChild(embedded, STOP_GRACE_MS);
     for (const w of workers) await stopChild(w, STOP_GRACE_MS);
+  }
+  if (profile) {
+    for (const name of ['embedded', 'postgres_2'] as const) await reportProfile(name, profDir(name));
   }
   const out = Object.fromEntries((Object.keys(results) as Name[]).map((n) => [n, median(results[n].map((m) => m.eventsPerS))])) as Record<Name, number>;
   // Each round's ratio compares measurements taken within a minute of each other; their median is the verdict.
@@ -323,8 +357,10 @@ async function costRatio(vendors: SimVendor[]): Promise<number> {
     log(`cost run ${r + 1} of ${MODE.costRuns} (${load()})`);
     const db = `mall_small_${r + 1}`;
     await adminQuery(c.url('postgres'), `CREATE DATABASE ${db} TEMPLATE mall_registered`);
-    small.push(await costWindow('small', dir, c.url(db), vendors.map(restartChain), MODE.smallEvents));
-    big.push(await costWindow('large', dir, c.url('mall_large'), largeVendors, MODE.smallEvents));
+    // Alternate which size goes first, so that a drift of the machine favours neither.
+    const smallWindow = async () => small.push(await costWindow('small', dir, c.url(db), vendors.map(restartChain), MODE.smallEvents));
+    const largeWindow = async () => big.push(await costWindow('large', dir, c.url('mall_large'), largeVendors, MODE.smallEvents));
+    for (const w of r % 2 === 0 ? [smallWindow, largeWindow] : [largeWindow, smallWindow]) await w();
   }
   const smallMs = median(small.map((m) => m.msPerEvent));
   const largeMs = median(big.map((m) => m.msPerEvent));

@@ -75,6 +75,21 @@ interface EventRow {
   body: MallEvent;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * The name a statement is prepared under on each connection (by its text), so that the
+ * server parses and plans the statements of every batch once per connection, not per batch.
+ */
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `mall_${sha256Hex(sql).slice(0, 24)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
 /** A connection-level failure: the database is down or unreachable, the request may be retried. */
 function isOutage(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
@@ -157,7 +172,7 @@ export class PostgresMallStore implements MallStore {
   private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState): Promise<number> {
     let applied = 0;
     for (;;) {
-      const { rows } = await db.query<EventRow>('SELECT seq, hash, body FROM mall_events WHERE seq > $1 ORDER BY seq LIMIT $2', [state.seq, CATCH_UP_ROWS]);
+      const { rows } = await db.query<EventRow>({ name: 'mall_catch_up', text: 'SELECT seq, hash, body FROM mall_events WHERE seq > $1 ORDER BY seq LIMIT $2', values: [state.seq, CATCH_UP_ROWS] });
       for (const row of rows) {
         const event = row.body;
         assert(Number(row.seq) === state.seq + 1 && event.seq === state.seq + 1, `mall event ${row.seq} follows ${state.seq}`);
@@ -355,7 +370,7 @@ export class PostgresMallStore implements MallStore {
     const tx = this.tx;
     if (tx !== null) {
       // Queued behind the change's events, like them (the archive's rows of a change).
-      this.enqueue(tx, () => tx.query(sql, params));
+      this.enqueue(tx, () => tx.query({ name: statementName(sql), text: sql, values: params }));
       return;
     }
     try {
@@ -501,8 +516,9 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
     deltas.set(r.f, (deltas.get(r.f) ?? 0n) - BigInt(r.a));
     deltas.set(r.t, (deltas.get(r.t) ?? 0n) + BigInt(r.a));
   }
-  const { rows } = await tx.query<{ moved: string }>(
-    `WITH ev AS (
+  const { rows } = await tx.query<{ moved: string }>({
+    name: 'mall_insert_batch',
+    text: `WITH ev AS (
        INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, 'batch.ingested', $2, $3, $4, $5)
      ), bt AS (
        INSERT INTO mall_batches (vendor, seq, hash, kid, event_seq, from_seq, to_seq, events, ingested_at, registry_seq, ack)
@@ -527,7 +543,7 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
         WHERE a.id = u.id AND a.vendor = $6 AND a.used_event_seq IS NULL
      )
      SELECT count(*)::text AS moved FROM cur`,
-    [
+    values: [
       e.seq,
       e.at,
       e.prev,
@@ -549,7 +565,7 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
       JSON.stringify(b.flagged),
       JSON.stringify(b.allotmentsUsed),
     ],
-  );
+  });
   if (rows[0]?.moved !== '1') fail('MALL_ERR_STORE', `batch ${b.seq} of ${b.vendor} does not follow the vendor's last batch in the database`);
 }
 
