@@ -1,7 +1,11 @@
 import { sql as initial } from './0001-initial.ts';
+import { sql as transfersWithoutEventTrigger } from './0002-transfers-without-event-trigger.ts';
 
 /**
  * The PostgreSQL schema's migrations, in order. A migration is never edited once
  * released: a change is a new entry with the next version.
  */
-export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [{ version: 1, name: 'initial', sql: initial }];
+export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+  { version: 1, name: 'initial', sql: initial },
+  { version: 2, name: 'transfers without event trigger', sql: transfersWithoutEventTrigger },
+];
