@@ -1,4 +1,4 @@
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, sign as cryptoSign, verify as cryptoVerify, KeyObject } from 'node:crypto';
 import { base64url } from 'jose';
 import { z } from 'zod';
 import {
@@ -25,7 +25,7 @@ import { clearedByAccount } from './clearing.ts';
 import type { MallKeys } from './config.ts';
 import type { MallEvent, PublicJwk } from './events.ts';
 import { batchIndexOf, batchIngestedData, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
-import { fromBase64url, signJson, utf8 } from './jws.ts';
+import { fromBase64url, utf8 } from './jws.ts';
 import type { Observations } from './observations.ts';
 import { own } from './store/dict.ts';
 import type { KeyRecord } from './store/state.ts';
@@ -132,6 +132,8 @@ export class BatchIngestor {
   private readonly queue = new PerVendorQueue();
   /** Public keys by kid. A kid is its key's JWK thumbprint and is never reused, so an entry never goes stale; the key's status is read from the state on every batch. */
   private readonly keyCache = new Map<string, { x: string; key: KeyObject }>();
+  /** The mall's signing key as a node KeyObject, made on the first ack. */
+  private ackKey: KeyObject | null = null;
 
   constructor(
     private readonly store: MallStore,
@@ -356,7 +358,7 @@ export class BatchIngestor {
       registrySeq,
       cleared: clearedByAccount(judgement.clearing),
     };
-    const signedAck = await signJson(ack, this.mallKeys.privateKey, this.mallKeys.kid, ACK_TYP);
+    const signedAck = this.signAck(ack);
     // The signed batch and the ack are kept as evidence before the mall commits to them.
     await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
@@ -367,6 +369,22 @@ export class BatchIngestor {
     await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
     return { ackText: JSON.stringify(signedAck), ack, replayed: false };
+  }
+
+  /**
+   * Signs an ack as jws.ts's signJson does (a flattened JWS, protected header
+   * {alg, kid, typ}, the payload the ack's JSON text) but synchronously, with node's
+   * one-shot Ed25519: Ed25519 signatures are deterministic, so the bytes are the same.
+   * It runs inside the store's exclusive section, which on PostgreSQL holds the mall's
+   * write lock: an await on the thread pool there would let this process's event loop
+   * serve other requests while every other worker waits for the lock.
+   */
+  private signAck(ack: AckPayload): FlattenedJws {
+    this.ackKey ??= KeyObject.from(this.mallKeys.privateKey);
+    const protectedB64 = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: this.mallKeys.kid, typ: ACK_TYP })).toString('base64url');
+    const payloadB64 = Buffer.from(JSON.stringify(ack)).toString('base64url');
+    const signature = cryptoSign(null, Buffer.from(`${protectedB64}.${payloadB64}`, 'latin1'), this.ackKey);
+    return { protected: protectedB64, payload: payloadB64, signature: signature.toString('base64url') };
   }
 
   private ackPayloadOf(jws: FlattenedJws): AckPayload {
