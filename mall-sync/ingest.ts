@@ -1,4 +1,4 @@
-import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createPublicKey, sign as cryptoSign, verify as cryptoVerify, KeyObject } from 'node:crypto';
 import { base64url } from 'jose';
 import { z } from 'zod';
 import {
@@ -18,13 +18,14 @@ import {
   type AckPayload,
   type BatchPayload,
   type FlattenedJws,
+  type VerifiedEvents,
 } from '../core/index.ts';
 import type { MallArchive } from './archive.ts';
 import { clearedByAccount } from './clearing.ts';
 import type { MallKeys } from './config.ts';
 import type { MallEvent, PublicJwk } from './events.ts';
 import { batchIndexOf, batchIngestedData, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
-import { fromBase64url, signJson, utf8 } from './jws.ts';
+import { fromBase64url, utf8 } from './jws.ts';
 import type { Observations } from './observations.ts';
 import { own } from './store/dict.ts';
 import type { KeyRecord } from './store/state.ts';
@@ -60,6 +61,18 @@ const protectedHeader = z.object({
 
 function malformed(message: string, details?: Record<string, unknown>): never {
   throw new MallposError('MALL_ERR_MALFORMED', message, details);
+}
+
+/**
+ * The events of a batch checked before the store's exclusive section, against the
+ * vendor's last event hash as this process knew it then: `result` or the typed `error`
+ * verifyBatchEvents gave.
+ */
+interface VerifiedAhead {
+  fromSeq: number;
+  prev: string;
+  result: VerifiedEvents | null;
+  error: MallposError | null;
 }
 
 /** Runs one task per vendor at a time; different vendors proceed in parallel. */
@@ -119,6 +132,8 @@ export class BatchIngestor {
   private readonly queue = new PerVendorQueue();
   /** Public keys by kid. A kid is its key's JWK thumbprint and is never reused, so an entry never goes stale; the key's status is read from the state on every batch. */
   private readonly keyCache = new Map<string, { x: string; key: KeyObject }>();
+  /** The mall's signing key as a node KeyObject, made on the first ack. */
+  private ackKey: KeyObject | null = null;
 
   constructor(
     private readonly store: MallStore,
@@ -235,7 +250,33 @@ export class BatchIngestor {
 
     // 5. in order, one batch of a vendor at a time
     const hash = sha256Hex(payloadBytes);
-    return this.queue.run(payload.vendor, () => this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key)));
+    return this.queue.run(payload.vendor, () => {
+      const ahead = this.verifyAhead(payload);
+      return this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key, ahead));
+    });
+  }
+
+  /**
+   * On a shared store the exclusive section is one lock for every mall process, so the
+   * work that needs no lock is done before it: hashing and parsing the batch's events
+   * (most of the CPU of a batch) against the vendor's last event hash as this process
+   * knows it. The per-vendor queue has already let this vendor's earlier batches in this
+   * process finish, so that hash is almost always still current; inside the section the
+   * result is used only when it was computed from the very hash the section sees, which
+   * gives exactly what verifyBatchEvents would give there. The embedded store's section
+   * is no lock, so it checks there as before.
+   */
+  private verifyAhead(payload: BatchPayload): VerifiedAhead | null {
+    if (this.store.kind === 'embedded') return null;
+    const v = own(this.store.state.vendors, payload.vendor);
+    if (v === undefined || payload.seq !== v.lastSeq + 1 || payload.fromSeq !== v.lastEventSeq + 1) return null;
+    const prev = v.lastEventHash;
+    try {
+      return { fromSeq: payload.fromSeq, prev, result: verifyBatchEvents(payload, prev), error: null };
+    } catch (err) {
+      // Anything but a typed refusal is checked again inside the section, where it surfaces as before.
+      return isMallposError(err) ? { fromSeq: payload.fromSeq, prev, result: null, error: err } : null;
+    }
   }
 
   /** Notes a refusal of an authenticated batch for reconcile, then throws it. */
@@ -245,7 +286,7 @@ export class BatchIngestor {
     throw err;
   }
 
-  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, key: KeyRecord): Promise<IngestResult> {
+  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, key: KeyRecord, ahead: VerifiedAhead | null = null): Promise<IngestResult> {
     const vendor = own(this.store.state.vendors, payload.vendor);
     assert(vendor !== undefined, `vendor ${payload.vendor} registered`);
     const expectedSeq = vendor.lastSeq + 1;
@@ -287,7 +328,12 @@ export class BatchIngestor {
     }
     let verified;
     try {
-      verified = verifyBatchEvents(payload, vendor.lastEventHash);
+      if (ahead !== null && ahead.prev === vendor.lastEventHash && ahead.fromSeq === payload.fromSeq) {
+        if (ahead.error !== null) throw ahead.error;
+        verified = ahead.result as VerifiedEvents;
+      } else {
+        verified = verifyBatchEvents(payload, vendor.lastEventHash);
+      }
     } catch (err) {
       if (isMallposError(err)) return this.refuse(vendor.id, payload.seq, err);
       throw err;
@@ -312,7 +358,7 @@ export class BatchIngestor {
       registrySeq,
       cleared: clearedByAccount(judgement.clearing),
     };
-    const signedAck = await signJson(ack, this.mallKeys.privateKey, this.mallKeys.kid, ACK_TYP);
+    const signedAck = this.signAck(ack);
     // The signed batch and the ack are kept as evidence before the mall commits to them.
     await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
@@ -323,6 +369,22 @@ export class BatchIngestor {
     await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
     return { ackText: JSON.stringify(signedAck), ack, replayed: false };
+  }
+
+  /**
+   * Signs an ack as jws.ts's signJson does (a flattened JWS, protected header
+   * {alg, kid, typ}, the payload the ack's JSON text) but synchronously, with node's
+   * one-shot Ed25519: Ed25519 signatures are deterministic, so the bytes are the same.
+   * It runs inside the store's exclusive section, which on PostgreSQL holds the mall's
+   * write lock: an await on the thread pool there would let this process's event loop
+   * serve other requests while every other worker waits for the lock.
+   */
+  private signAck(ack: AckPayload): FlattenedJws {
+    this.ackKey ??= KeyObject.from(this.mallKeys.privateKey);
+    const protectedB64 = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: this.mallKeys.kid, typ: ACK_TYP })).toString('base64url');
+    const payloadB64 = Buffer.from(JSON.stringify(ack)).toString('base64url');
+    const signature = cryptoSign(null, Buffer.from(`${protectedB64}.${payloadB64}`, 'latin1'), this.ackKey);
+    return { protected: protectedB64, payload: payloadB64, signature: signature.toString('base64url') };
   }
 
   private ackPayloadOf(jws: FlattenedJws): AckPayload {

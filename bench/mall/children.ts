@@ -143,7 +143,7 @@ export function stopChild(child: Child, graceMs: number): Promise<{ code: number
   });
 }
 
-const CLOCK_TICKS_PER_S = (() => {
+export const CLOCK_TICKS_PER_S = (() => {
   try {
     return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
   } catch {

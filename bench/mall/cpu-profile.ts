@@ -41,6 +41,11 @@ const STEPS: [string, string][] = [
   ['commit', 'mall-sync/store/embedded.ts'],
   ['append', 'storage/journal.ts'],
   ['applyMallEvent', 'mall-sync/store/state.ts'],
+  ['verifyAhead', 'mall-sync/ingest.ts'],
+  ['runGroup', 'mall-sync/store/postgres.ts'],
+  ['catchUp', 'mall-sync/store/postgres.ts'],
+  ['insertBatch', 'mall-sync/store/postgres.ts'],
+  ['parseMessage', 'pg-protocol'],
   ['checkpoint', 'mall-sync/store/embedded.ts'],
   ['write', 'durable-file.ts'],
   ['(garbage collector)', ''],
@@ -105,7 +110,8 @@ export function summarise(profile: CpuProfile, top: number, skipMs: number): Pro
       if (frame === undefined) break;
       for (const [fn, path] of STEPS) {
         const key = `${fn}${path === '' ? '' : ` (${path})`}`;
-        if (frame.functionName === fn && frame.url.includes(path) && !seen.has(key)) {
+        // The mall children run the compiled dist/ (*.js), the bench itself the sources.
+        if (frame.functionName === fn && (frame.url.includes(path) || frame.url.includes(path.replace(/\.ts$/, '.js'))) && !seen.has(key)) {
           seen.add(key);
           steps.set(key, (steps.get(key) ?? 0) + us);
         }

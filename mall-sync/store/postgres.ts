@@ -76,6 +76,21 @@ interface EventRow {
   body: MallEvent;
 }
 
+const statementNames = new Map<string, string>();
+
+/**
+ * The name a statement is prepared under on each connection (by its text), so that the
+ * server parses and plans the statements of every batch once per connection, not per batch.
+ */
+function statementName(sql: string): string {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `mall_${sha256Hex(sql).slice(0, 24)}`;
+    statementNames.set(sql, name);
+  }
+  return name;
+}
+
 /** A connection-level failure: the database is down or unreachable, the request may be retried. */
 function isOutage(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
@@ -158,7 +173,7 @@ export class PostgresMallStore implements MallStore {
   private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState): Promise<number> {
     let applied = 0;
     for (;;) {
-      const { rows } = await db.query<EventRow>('SELECT seq, hash, body FROM mall_events WHERE seq > $1 ORDER BY seq LIMIT $2', [state.seq, CATCH_UP_ROWS]);
+      const { rows } = await db.query<EventRow>({ name: 'mall_catch_up', text: 'SELECT seq, hash, body FROM mall_events WHERE seq > $1 ORDER BY seq LIMIT $2', values: [state.seq, CATCH_UP_ROWS] });
       for (const row of rows) {
         const event = row.body;
         assert(Number(row.seq) === state.seq + 1 && event.seq === state.seq + 1, `mall event ${row.seq} follows ${state.seq}`);
@@ -234,23 +249,27 @@ export class PostgresMallStore implements MallStore {
       this.writes = Promise.resolve();
       this.writeFailed = null;
       this.appliedInTx = 0;
+      // The changes' statements are sent in order while the next change is being judged:
+      // nothing waits for a write until all of the group's are in, just before COMMIT.
       for (const item of group) {
         try {
           outcomes.push({ ok: true, value: await item.fn() });
         } catch (err) {
-          await this.writes;
           // Only the change's own refusal is its alone; anything else (the database, a bug) ends the group.
           if (!isMallposError(err) || err.code === 'MALL_ERR_STORE' || err.code === 'MALL_ERR_UNAVAILABLE') throw err;
           outcomes.push({ ok: false, error: err });
         }
-        await this.writes;
         if (this.writeFailed !== null) throw this.writeFailed;
       }
+      await this.writes;
+      if (this.writeFailed !== null) throw this.writeFailed;
       this.tx = null;
       await client.query('COMMIT');
       this.appliedInTx = 0;
       this.maybeCheckpoint();
     } catch (err) {
+      // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
+      await this.writes;
       this.tx = null;
       // The cache holds events this transaction may not have made durable: rebuild it before the next use.
       if (this.appliedInTx > 0) this.stale = true;
@@ -288,9 +307,7 @@ export class PostgresMallStore implements MallStore {
     const full = fields as MallEvent;
     applyMallEvent(state, full, hash);
     this.appliedInTx += 1;
-    const write = this.writes.then(async () => {
-      // After a failed write the transaction is lost: nothing more is sent.
-      if (this.writeFailed !== null) throw this.writeFailed;
+    this.enqueue(tx, async () => {
       // A batch, the commonest event, is written in one statement (one round trip).
       if (full.type === 'batch.ingested') {
         await insertBatch(tx, full, hash, text);
@@ -300,16 +317,33 @@ export class PostgresMallStore implements MallStore {
         await project(tx, full);
       }
     });
-    this.writes = write.then(
+    // Its statements are queued in the transaction: it is durable once exclusive() resolves, and a failed write fails the whole group.
+    return Promise.resolve(full);
+  }
+
+  /**
+   * Queues a write of the current transaction behind the ones before it. It is not
+   * awaited by the change that made it: the group waits for every write before COMMIT,
+   * and the first failure (kept in writeFailed) rolls the whole group back.
+   */
+  private enqueue(tx: pg.PoolClient, write: () => Promise<unknown>): void {
+    const next = this.writes.then(async () => {
+      // After a failed write the transaction is lost: nothing more is sent.
+      if (this.writeFailed !== null) throw this.writeFailed;
+      assert(this.tx === tx, 'a write belongs to the transaction it was queued in');
+      await write();
+    });
+    this.writes = next.then(
       () => undefined,
       (err: unknown) => {
         this.writeFailed ??= err;
       },
     );
-    return write.then(() => full);
   }
 
   async read(seq: number): Promise<MallEvent> {
+    // Inside a change, the events queued before it are written first.
+    if (this.tx !== null) await this.writes;
     const db = this.tx ?? this.pool;
     let rows: { body: MallEvent }[];
     try {
@@ -334,10 +368,16 @@ export class PostgresMallStore implements MallStore {
     });
   }
 
-  /** A query in the current change's transaction when there is one, else on its own. */
-  async query(sql: string, params: unknown[]): Promise<pg.QueryResult> {
+  /** A statement (no rows wanted): queued in the current change's transaction when there is one, else run on its own. */
+  async query(sql: string, params: unknown[]): Promise<void> {
+    const tx = this.tx;
+    if (tx !== null) {
+      // Queued behind the change's events, like them (the archive's rows of a change).
+      this.enqueue(tx, () => tx.query({ name: statementName(sql), text: sql, values: params }));
+      return;
+    }
     try {
-      return await (this.tx ?? this.pool).query(sql, params);
+      await this.pool.query(sql, params);
     } catch (err) {
       throw storeError(err);
     }
@@ -479,8 +519,9 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
     deltas.set(r.f, (deltas.get(r.f) ?? 0n) - BigInt(r.a));
     deltas.set(r.t, (deltas.get(r.t) ?? 0n) + BigInt(r.a));
   }
-  const { rows } = await tx.query<{ moved: string }>(
-    `WITH ev AS (
+  const { rows } = await tx.query<{ moved: string }>({
+    name: 'mall_insert_batch',
+    text: `WITH ev AS (
        INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, 'batch.ingested', $2, $3, $4, $5)
      ), bt AS (
        INSERT INTO mall_batches (vendor, seq, hash, kid, event_seq, from_seq, to_seq, events, ingested_at, registry_seq, ack)
@@ -505,7 +546,7 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
         WHERE a.id = u.id AND a.vendor = $6 AND a.used_event_seq IS NULL
      )
      SELECT count(*)::text AS moved FROM cur`,
-    [
+    values: [
       e.seq,
       e.at,
       e.prev,
@@ -527,7 +568,7 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
       JSON.stringify(b.flagged),
       JSON.stringify(b.allotmentsUsed),
     ],
-  );
+  });
   if (rows[0]?.moved !== '1') fail('MALL_ERR_STORE', `batch ${b.seq} of ${b.vendor} does not follow the vendor's last batch in the database`);
 }
 

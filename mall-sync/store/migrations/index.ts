@@ -1,5 +1,6 @@
 import { sql as initial } from './0001-initial.ts';
 import { sql as economy } from './0002-economy.ts';
+import { sql as transfersWithoutEventTrigger } from './0003-transfers-without-event-trigger.ts';
 
 /**
  * The PostgreSQL schema's migrations, in order. A migration is never edited once
@@ -8,4 +9,5 @@ import { sql as economy } from './0002-economy.ts';
 export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   { version: 1, name: 'initial', sql: initial },
   { version: 2, name: 'economy', sql: economy },
+  { version: 3, name: 'transfers without event trigger', sql: transfersWithoutEventTrigger },
 ];
