@@ -16,8 +16,6 @@ import {
   SOCKET_PAYLOAD_BYTES_MAX,
   type Ack,
   type ClientToServerEvents,
-  type SaleAck,
-  type SaleResult,
   type ServerStatus,
   type ServerToClientEvents,
   type WireError,
@@ -235,7 +233,7 @@ export class TerminalGateway {
         }
         const who = actor();
         if (paysFromWallet(req)) {
-          return this.deps.xchg.wallet.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) }).then(saleAck);
+          return this.deps.xchg.wallet.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
         }
         // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
         const committed = ledger.commitSaleAck(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
@@ -401,27 +399,6 @@ export class TerminalGateway {
       this.io.close(() => resolve());
     });
   }
-}
-
-/**
- * The acknowledgement of a committed sale: the fields the till closes the sale with. The
- * whole sale (lines, allocations, customer) is several times larger and is sent once, by
- * `receipt:get`, rather than with every commit.
- */
-export function saleAck(r: SaleResult): SaleAck {
-  const ack: SaleAck = {
-    saleId: r.saleId,
-    seq: r.seq,
-    at: r.at,
-    cashier: r.cashier,
-    currency: r.currency,
-    totalMinor: r.totalMinor,
-    debits: r.debits,
-    cash: r.cash,
-    balancesAfter: r.balancesAfter,
-  };
-  if (r.earned !== undefined) ack.earned = r.earned;
-  return ack;
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */

@@ -16,7 +16,7 @@ import {
   type NewEvent,
   type Posting,
   type PricedCart,
-  type SaleResult,
+  type SaleAck,
   type TokenBalance,
   type WalletMoveAck,
   type WalletUse,
@@ -269,7 +269,7 @@ export class WalletService {
    * the sale is journalled, and its tokens are posted from `mall-wallet` rather than the
    * customer's card. The sale is otherwise priced and checked as every sale is.
    */
-  async commitSale(actor: Actor, input: SaleWithWalletInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleResult> {
+  async commitSale(actor: Actor, input: SaleWithWalletInput, opts: { tokenValueLimitMinor?: number | null; precondition?: () => void } = {}): Promise<SaleAck> {
     if (input.card === null) fail('CORE_ERR_TENDER_WITHOUT_CUSTOMER', 'scan the customer card before paying from the wallet');
     const wallet: { token: string; units: number }[] = [];
     for (const t of input.tenders) {
@@ -289,11 +289,7 @@ export class WalletService {
       const balances = customerBalances(this.ledger.state, customerId);
       const priced = this.priceWith(input, balances, wallet);
       const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, (m) => formatMinor(m, this.ledger.store.currency));
-      const limit = opts.tokenValueLimitMinor ?? null;
-      const valueMinor = this.ledger.tokenValueMinor(priced.debits);
-      if (limit !== null && valueMinor > limit) {
-        fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.ledger.store.currency)} need the customer's PIN (above ${formatMinor(limit, this.ledger.store.currency)})`, { valueMinor, limitMinor: limit });
-      }
+      this.ledger.checkTokenValueLimit(priced.debits, opts.tokenValueLimitMinor ?? null);
       opts.precondition?.();
       const fromWallet = new Map(wallet.map((w) => [w.token, w.units]));
       const cardDebits = dict<number>();
@@ -329,7 +325,7 @@ export class WalletService {
     };
     if (this.ledger.knowsKey(input.key)) {
       const seq = await this.ledger.commitRequest(actor, input.key, body, (base) => ({ ...base, ...build([])(base) }) as NewEvent, (s) => s);
-      return this.ledger.saleResult(seq);
+      return this.ledger.saleAck(seq);
     }
     // Everything that can be refused without the mall is refused before anything is held.
     build([])({ seq: this.ledger.journal.nextSeq });
@@ -338,7 +334,7 @@ export class WalletService {
       wallet.map((w) => ({ card, token: w.token, units: w.units, purpose: 'sale' as const })),
       async (auths) => {
         const seq = await this.ledger.commitRequest(actor, input.key, body, (base) => ({ ...base, ...build(auths.map((a) => a.id))(base) }) as NewEvent, (s) => s);
-        return { seq, result: await this.ledger.saleResult(seq) };
+        return { seq, result: await this.ledger.saleAck(seq) };
       },
     );
   }

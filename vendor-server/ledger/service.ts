@@ -397,7 +397,24 @@ export class LedgerService {
    * built only to be cut down again. A retry of a key seen before gets the same fields.
    */
   commitSaleAck(actor: Actor, input: SaleInput, opts: SaleOptions = {}): Promise<SaleAck> {
-    return this.commitSaleAs(actor, input, opts, saleAckOf, async (seq) => saleAckOf(await this.saleEvent(seq)));
+    return this.commitSaleAs(actor, input, opts, saleAckOf, (seq) => this.saleAck(seq));
+  }
+
+  /** The till's acknowledgement of the sale journalled at `seq`. */
+  async saleAck(seq: number): Promise<SaleAck> {
+    return saleAckOf(await this.saleEvent(seq));
+  }
+
+  /**
+   * Refuses token debits worth more than `limitMinor` at face value (null: no limit) with
+   * VND_ERR_CUSTOMER_PIN_REQUIRED: the caller sets it when the customer has a PIN that was not given.
+   */
+  checkTokenValueLimit(debits: Readonly<Record<string, number>>, limitMinor: number | null): void {
+    if (limitMinor === null) return;
+    const valueMinor = this.tokenValueMinor(debits);
+    if (valueMinor > limitMinor) {
+      fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.store.currency)} need the customer's PIN (above ${formatMinor(limitMinor, this.store.currency)})`, { valueMinor, limitMinor });
+    }
   }
 
   private readonly toSaleResultOf = (event: JournalEvent): SaleResult => this.toSaleResult(event);
@@ -433,13 +450,7 @@ export class LedgerService {
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
     const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, this.moneyText);
-    const limit = opts.tokenValueLimitMinor ?? null;
-    if (limit !== null) {
-      const valueMinor = this.tokenValueMinor(priced.debits);
-      if (valueMinor > limit) {
-        fail('VND_ERR_CUSTOMER_PIN_REQUIRED', `tokens worth ${formatMinor(valueMinor, this.store.currency)} need the customer's PIN (above ${formatMinor(limit, this.store.currency)})`, { valueMinor, limitMinor: limit });
-      }
-    }
+    this.checkTokenValueLimit(priced.debits, opts.tokenValueLimitMinor ?? null);
     opts.precondition?.();
     // The postings are planned against the balances in commit, before the append.
     const salePostings = customerId === null ? [] : redemptionPostings(customerId, priced.debits);
