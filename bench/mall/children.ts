@@ -157,3 +157,20 @@ export async function cpuSeconds(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11] ?? 0) + Number(fields[12] ?? 0)) / CLOCK_TICKS_PER_S;
 }
+
+/**
+ * Stops a benchmark run cleanly on Ctrl-C, SIGTERM or when it runs past `limitMs`: `cleanup`
+ * stops the children and removes the run's files, then the process exits. Returns the
+ * deadline timer, which the run clears when it finishes in time.
+ */
+export function abandonOnSignalsAndDeadline(log: (line: string) => void, cleanup: () => void, what: string, limitMs: number): NodeJS.Timeout {
+  const abandon = (why: string, code: number): never => {
+    log(`${why}: ${what}`);
+    cleanup();
+    process.exit(code);
+  };
+  process.once('SIGINT', () => abandon('interrupted', 130));
+  process.once('SIGTERM', () => abandon('terminated', 143));
+  process.once('exit', cleanup);
+  return setTimeout(() => abandon(`over the ${limitMs / 1000} s limit of this mode`, 1), limitMs);
+}

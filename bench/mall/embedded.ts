@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
 import { initMall } from '../../mall-sync/init.ts';
-import { cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
+import { abandonOnSignalsAndDeadline, cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
 import { readProfile, summarise } from './cpu-profile.ts';
 import { checkCeilingAnswer, checkMallAck, drive, generatedSource, listSource, median, type Sent, type Target } from './load.ts';
 import { BATCH_EVENTS, benchTokenTypes, BENCH_FEES, makeVendors, MANUFACTURER, nextRound, restartChain, type SignedBatch, type SimVendor } from './vendors.ts';
@@ -108,15 +108,7 @@ function cleanup(): void {
   killAllChildren();
   rmSync(root, { recursive: true, force: true });
 }
-function abandon(why: string, code: number): never {
-  log(`${why}: stopping the children and removing ${root}`);
-  cleanup();
-  process.exit(code);
-}
-process.once('SIGINT', () => abandon('interrupted', 130));
-process.once('SIGTERM', () => abandon('terminated', 143));
-process.once('exit', cleanup);
-const deadline = setTimeout(() => abandon(`over the ${MODE.limitMs / 1000} s limit of this mode`, 1), MODE.limitMs);
+const deadline = abandonOnSignalsAndDeadline(log, cleanup, `stopping the children and removing ${root}`, MODE.limitMs);
 
 // ---- a mall ------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ import { startMallServer } from '../../mall-sync/server.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { startCluster, type PgCluster } from '../../test/helpers/postgres.ts';
 import { authorityFor, fetchTls, trustAuthorityFile, trustDataDir } from '../tls-client.ts';
-import { CLOCK_TICKS_PER_S, cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
+import { abandonOnSignalsAndDeadline, CLOCK_TICKS_PER_S, cpuSeconds, killAllChildren, spawnCeiling, spawnMall, stopChild, type Child } from './children.ts';
 import { readProfile, summarise } from './cpu-profile.ts';
 import { checkCeilingAnswer, checkMallAck, drive, generatedSource, listSource, median, type Target } from './load.ts';
 import { benchTokenTypes, BENCH_FEES, makeVendors, MANUFACTURER, nextRound, restartChain, type SignedBatch, type SimVendor } from './vendors.ts';
@@ -88,15 +88,7 @@ function cleanup(): void {
   rmSync(root, { recursive: true, force: true });
   rmSync(setupRoot, { recursive: true, force: true });
 }
-function abandon(why: string, code: number): never {
-  log(`${why}: stopping the children and the database, removing ${root}`);
-  cleanup();
-  process.exit(code);
-}
-process.once('SIGINT', () => abandon('interrupted', 130));
-process.once('SIGTERM', () => abandon('terminated', 143));
-process.once('exit', cleanup);
-const deadline = setTimeout(() => abandon(`over the ${MODE.limitMs / 1000} s limit of this mode`, 1), MODE.limitMs);
+const deadline = abandonOnSignalsAndDeadline(log, cleanup, `stopping the children and the database, removing ${root}`, MODE.limitMs);
 
 // ---- malls ------------------------------------------------------------------------------------
 
