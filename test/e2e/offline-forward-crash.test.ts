@@ -4,9 +4,9 @@ import { io, type Socket } from 'socket.io-client';
 import type { Ack, JournalEvent, OfflineSaleAck, OfflineSaleRecord } from '../../core/index.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import type { RunningMall } from '../../mall-sync/server.ts';
-import { authorityFor, fetchTls } from '../helpers/http.ts';
+import { authorityFor } from '../helpers/http.ts';
 import { initMallAndVendor, pinMall, registerDemoVendor, startTestMall } from '../helpers/mall.ts';
-import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
+import { killHard, operatorApi, pairTill, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 const SALES_PER_TILL = 25;
@@ -51,15 +51,7 @@ describe('e2e: offline sales forwarded exactly once across store server kills', 
     await cleanup();
   });
 
-  const op = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    if (server === null) throw new Error('no server');
-    const res = await fetchTls(`${server.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json', ...headers },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, text: await res.text() };
-  };
+  const op = operatorApi(() => server, () => operatorToken);
 
   const connect = async (credential: string): Promise<Socket> => {
     if (server === null) throw new Error('no server');
@@ -77,9 +69,7 @@ describe('e2e: offline sales forwarded exactly once across store server kills', 
     server = await spawnVendorServer(dir);
     const tills: { terminalId: string; credential: string }[] = [];
     for (const name of ['Till 1', 'Till 2']) {
-      const created = JSON.parse((await op('POST', '/api/terminals', { name })).text) as { pairingCode: string };
-      const res = await fetchTls(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
-      tills.push((await res.json()) as { terminalId: string; credential: string });
+      tills.push(await pairTill(op, server.url, name));
     }
     // Both tills sell online first, and copy the catalog.
     let onlineMinor = 0;

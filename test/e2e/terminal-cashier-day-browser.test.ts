@@ -2,11 +2,11 @@ import { expect } from 'chai';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { startCashierDayDouble, type CashierDayDouble } from '../helpers/cashier-day-double.ts';
-import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import { printedText as printed, screenQueries, startStandInScreen, waitFor, type StandInScreen } from '../helpers/browser.ts';
 
 const UI_WAIT_MS = 30_000;
 
@@ -22,15 +22,11 @@ describe('e2e: the cashier\'s day on the cashier screen (against a stand-in stor
   let store: CashierDayDouble;
   let terminal: RunningTerminal;
   let sim: PrinterSimulator;
-  let browser: Browser;
+  let screen: StandInScreen;
   let page: Page;
   let dataDir: string;
 
-  const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
-  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
-  const dialogOpen = (id: string) => page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: UI_WAIT_MS });
-  const dialogClosed = (id: string) => page.locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: UI_WAIT_MS });
-  const printed = (r: { lines: { text: string }[] } | undefined) => (r?.lines ?? []).map((l) => l.text).join('\n');
+  const { tid, expectText, dialogOpen, dialogClosed } = screenQueries(() => page, UI_WAIT_MS);
   /** The cashier shuts the drawer; the status bar follows the printer's answer. */
   const shutDrawer = async () => {
     sim.closeDrawer();
@@ -39,28 +35,25 @@ describe('e2e: the cashier\'s day on the cashier screen (against a stand-in stor
 
   before(async () => {
     store = await startCashierDayDouble();
-    dataDir = await mkdtemp(join(tmpdir(), 'mallpos-day-'));
-    await store.pair(dataDir);
-    terminal = await startTerminal({
-      dataDir,
-      scanner: 'none',
-      printer: 'sim',
-      printerSimPort: 0,
-      printerSimDrawerCloseAfterMs: 0,
-      port: 0,
-      drawer: { openWarnMs: 60_000, pollOpenMs: 50, pollIdleMs: 100 },
+    screen = await startStandInScreen(store, {
+      dirPrefix: 'mallpos-day-',
+      terminal: {
+        scanner: 'none',
+        printer: 'sim',
+        printerSimPort: 0,
+        printerSimDrawerCloseAfterMs: 0,
+        port: 0,
+        drawer: { openWarnMs: 60_000, pollOpenMs: 50, pollIdleMs: 100 },
+      },
+      timeoutMs: UI_WAIT_MS,
     });
+    ({ terminal, page, dataDir } = screen);
     if (terminal.printerSim === null) throw new Error('no printer simulator');
     sim = terminal.printerSim;
-    await waitFor(() => terminal.app.state().status.server.state === 'connected', UI_WAIT_MS, 'the terminal connected to the stand-in store');
-    browser = await launchBrowser();
-    page = await openScreen(browser, terminal.screen.url);
   });
   after(async () => {
-    await browser?.close();
-    await terminal?.close();
+    await screen?.close();
     await store?.close();
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('shows no shift and a closed drawer in the status bar, then opens a shift on a count by notes and coins (touch)', async () => {

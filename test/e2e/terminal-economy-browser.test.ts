@@ -1,12 +1,9 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { makeCardNumber } from '../../core/index.ts';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
-import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
-import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import type { RunningTerminal } from '../../terminal/run.ts';
+import { printedText as printed, screenQueries, startStandInScreen, type StandInScreen } from '../helpers/browser.ts';
 import { ANNA_CARD, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
@@ -23,29 +20,24 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
   let store: EconomyDouble;
   let terminal: RunningTerminal;
   let sim: PrinterSimulator;
-  let browser: Browser;
+  let screen: StandInScreen;
   let page: Page;
-  let dataDir: string;
 
-  const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
-  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
-  const dialogOpen = (id: string) => page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: UI_WAIT_MS });
-  const dialogClosed = (id: string) => page.locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: UI_WAIT_MS });
-  const printed = (r: { lines: { text: string }[] } | undefined) => (r?.lines ?? []).map((l) => l.text).join('\n');
+  const { tid, expectText, dialogOpen, dialogClosed } = screenQueries(() => page, UI_WAIT_MS);
   /** The "after" cell of one token's row in a result table. */
   const afterCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="after"]`).innerText();
   const beforeCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="before"]`).innerText();
 
   before(async () => {
     store = await startEconomyDouble();
-    dataDir = await mkdtemp(join(tmpdir(), 'mallpos-econ-ui-'));
-    await store.pair(dataDir);
-    terminal = await startTerminal({ dataDir, scanner: 'none', printer: 'sim', printerSimPort: 0, port: 0, drawer: { pollIdleMs: 0 } });
+    screen = await startStandInScreen(store, {
+      dirPrefix: 'mallpos-econ-ui-',
+      terminal: { scanner: 'none', printer: 'sim', printerSimPort: 0, port: 0, drawer: { pollIdleMs: 0 } },
+      timeoutMs: UI_WAIT_MS,
+    });
+    ({ terminal, page } = screen);
     if (terminal.printerSim === null) throw new Error('no printer simulator');
     sim = terminal.printerSim;
-    await waitFor(() => terminal.app.state().status.server.state === 'connected', UI_WAIT_MS, 'the terminal connected to the stand-in store');
-    browser = await launchBrowser();
-    page = await openScreen(browser, terminal.screen.url);
     await tid('btn-signin').click();
     await page.fill('[data-testid="signin-staff"]', 'ana');
     await page.fill('[data-testid="signin-pin"]', '1234');
@@ -53,10 +45,8 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await expectText('cashier-name', 'Ana (cashier)');
   });
   after(async () => {
-    await browser?.close();
-    await terminal?.close();
+    await screen?.close();
     await store?.close();
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('registers a new customer from the keyboard and prints the card slip with its barcode', async () => {

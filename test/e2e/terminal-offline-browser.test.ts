@@ -1,11 +1,10 @@
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
-import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
-import { expectTestIdText, launchBrowser, openScreen, waitFor } from '../helpers/browser.ts';
+import type { RunningTerminal } from '../../terminal/run.ts';
+import { screenQueries, startStandInScreen, waitFor, type StandInScreen } from '../helpers/browser.ts';
 import { PEN, startOfflineStoreDouble, type OfflineStoreDouble } from '../helpers/offline-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
@@ -20,12 +19,11 @@ describe('e2e: selling offline on the cashier screen (against a stand-in store s
   let store: OfflineStoreDouble;
   let printer: PrinterSimulator;
   let terminal: RunningTerminal;
-  let browser: Browser;
+  let screen: StandInScreen;
   let page: Page;
   let dataDir: string;
 
-  const tid = (id: string) => page.locator(`[data-testid="${id}"]`);
-  const expectText = (id: string, text: string | RegExp) => expectTestIdText(page, id, text, UI_WAIT_MS);
+  const { tid, expectText } = screenQueries(() => page, UI_WAIT_MS);
   const scan = async (code: string) => {
     await page.fill('[data-testid="scan-input"]', code);
     await page.press('[data-testid="scan-input"]', 'Enter');
@@ -51,19 +49,18 @@ describe('e2e: selling offline on the cashier screen (against a stand-in store s
     store = await startOfflineStoreDouble({ maxSales: 2 });
     printer = new PrinterSimulator({ port: 0 });
     await printer.start();
-    dataDir = await mkdtemp(join(tmpdir(), 'mallpos-offline-screen-'));
-    await store.pair(dataDir);
-    terminal = await startTerminal({ dataDir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, drawer: false, ackTimeoutMs: 1_000 });
-    await waitFor(() => terminal.app.state().status.server.state === 'connected' && terminal.app.state().offline.catalog !== null, UI_WAIT_MS, 'connected with a catalog copy');
-    browser = await launchBrowser();
-    page = await openScreen(browser, terminal.screen.url);
+    screen = await startStandInScreen(store, {
+      dirPrefix: 'mallpos-offline-screen-',
+      terminal: { scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, drawer: false, ackTimeoutMs: 1_000 },
+      timeoutMs: UI_WAIT_MS,
+      ready: { cond: (t) => t.app.state().status.server.state === 'connected' && t.app.state().offline.catalog !== null, what: 'connected with a catalog copy' },
+    });
+    ({ terminal, page, dataDir } = screen);
   });
   after(async () => {
-    await browser?.close();
-    await terminal?.close();
+    await screen?.close();
     await store?.close();
     await printer?.stop();
-    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('shows no offline state while the store server is reachable', async () => {

@@ -3,8 +3,8 @@ import { expect } from 'chai';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, SaleResult } from '../../core/index.ts';
 import { GENESIS_HASH } from '../../platform/storage/index.ts';
-import { authorityFor, fetchTls } from '../helpers/http.ts';
-import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
+import { authorityFor } from '../helpers/http.ts';
+import { killHard, operatorApi, pairTill, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 const CLIENTS = 20;
@@ -52,15 +52,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
     await cleanup();
   });
 
-  const op = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    if (server === null) throw new Error('no server');
-    const res = await fetchTls(`${server.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${operatorToken}`, 'content-type': 'application/json', ...headers },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, text: await res.text() };
-  };
+  const op = operatorApi(() => server, () => operatorToken);
 
   it(`keeps every acknowledged sale exactly once over ${ROUNDS} kills`, async () => {
     server = await spawnVendorServer(dir);
@@ -86,9 +78,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
       if (!ack.ok) throw new Error(`sign-in refused: ${ack.error.code}`);
     };
     for (let i = 0; i < CLIENTS; i++) {
-      const created = JSON.parse((await op('POST', '/api/terminals', { name: `Crash till ${i}` })).text) as { pairingCode: string };
-      const res = await fetchTls(`${server.url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
-      credentials.push((await res.json()) as { terminalId: string; credential: string });
+      credentials.push(await pairTill(op, server.url, `Crash till ${i}`));
     }
 
     const attempts: Attempt[] = [];

@@ -133,3 +133,66 @@ export async function expectTestIdText(page: Page, id: string, text: string | Re
     { timeout: timeoutMs },
   );
 }
+
+/**
+ * Lookups a cashier-screen test makes on its page, each waiting up to `timeoutMs`. The page
+ * is read at each call, since a `before` hook opens it after the suite declares these.
+ */
+export function screenQueries(page: () => Page, timeoutMs: number) {
+  return {
+    tid: (id: string) => page().locator(`[data-testid="${id}"]`),
+    expectText: (id: string, text: string | RegExp) => expectTestIdText(page(), id, text, timeoutMs),
+    dialogOpen: (id: string) => page().locator(`[data-testid="${id}"][open]`).waitFor({ timeout: timeoutMs }),
+    dialogClosed: (id: string) => page().locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: timeoutMs }),
+  };
+}
+
+/** A printed receipt's text, one line per printed line. */
+export function printedText(r: { lines: { text: string }[] } | undefined): string {
+  return (r?.lines ?? []).map((l) => l.text).join('\n');
+}
+
+export interface StandInScreen {
+  terminal: RunningTerminal;
+  dataDir: string;
+  page: Page;
+  /** Closes the browser and the terminal and removes the data directory; the stand-in store is the caller's. */
+  close(): Promise<void>;
+}
+
+/**
+ * A real terminal paired with a stand-in store server (anything that writes a paired
+ * credential into a data directory), and its cashier screen in headless chromium, opened
+ * once the terminal is `ready` (by default: connected to the stand-in).
+ */
+export async function startStandInScreen(
+  store: { pair(dataDir: string): Promise<void> },
+  opts: {
+    dirPrefix: string;
+    terminal: Omit<StartTerminalOptions, 'dataDir'>;
+    timeoutMs: number;
+    ready?: { cond: (t: RunningTerminal) => boolean; what: string };
+  },
+): Promise<StandInScreen> {
+  const dataDir = await mkdtemp(join(tmpdir(), opts.dirPrefix));
+  let terminal: RunningTerminal | null = null;
+  let browser: Browser | null = null;
+  const close = async () => {
+    await browser?.close();
+    await terminal?.close();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  try {
+    await store.pair(dataDir);
+    const running = await startTerminal({ dataDir, ...opts.terminal });
+    terminal = running;
+    const ready = opts.ready ?? { cond: (t: RunningTerminal) => t.app.state().status.server.state === 'connected', what: 'the terminal connected to the stand-in store' };
+    await waitFor(() => ready.cond(running), opts.timeoutMs, ready.what);
+    browser = await launchBrowser();
+    const page = await openScreen(browser, running.screen.url);
+    return { terminal: running, dataDir, page, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

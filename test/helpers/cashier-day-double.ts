@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Ack, CashCount, CashierView, PeriodTotals, ServerStatus, ShiftView, XReport, ZReport } from '../../core/index.ts';
-import { doubleStatus, startDoubleServer, writeDoubleCredential } from './store-double.ts';
+import { doubleStatus, LostAnswers, startDoubleServer, writeDoubleCredential } from './store-double.ts';
 
 /**
  * A stand-in for the store server's side of the cashier's day, for the terminal's own
@@ -56,7 +56,7 @@ export async function startCashierDayDouble(): Promise<CashierDayDouble> {
   const { ca, https, io } = await startDoubleServer('cashier-day double');
   const requests: CashierDayDouble['requests'] = [];
   const answered = new Map<string, unknown>();
-  const drops = new Map<string, number>();
+  const drops = new LostAnswers();
   const noSales: { key: string; reason: string; supervisor: string }[] = [];
   let current: ShiftView | null = null;
   let shiftSeq = 0;
@@ -90,12 +90,7 @@ export async function startCashierDayDouble(): Promise<CashierDayDouble> {
           answer = work(payload);
           if (key !== null && answer.ok) answered.set(key, answer);
         }
-        const dropping = drops.get(event) ?? 0;
-        if (dropping > 0) {
-          drops.set(event, dropping - 1);
-          return;
-        }
-        ack(answer);
+        if (!drops.take(event)) ack(answer);
       }) as never);
     };
     handle('cashier:login', (p) => {
@@ -201,7 +196,7 @@ export async function startCashierDayDouble(): Promise<CashierDayDouble> {
     requests,
     shift: () => current,
     noSales: () => [...noSales],
-    dropNextAnswer: (event, times = 1) => void drops.set(event, times),
+    dropNextAnswer: (event, times = 1) => drops.lose(event, times),
     pair: (dataDir) => writeDoubleCredential(dataDir, { url, caPem: ca.certPem, terminalId: 'T-DOUBLE', name: 'Till 9', device: 'double-device-credential', credential: DOUBLE_CREDENTIAL }),
     async close() {
       io.disconnectSockets(true);

@@ -22,7 +22,7 @@ import {
   type WalletMoveAck,
   type WalletView,
 } from '../../core/index.ts';
-import { doubleStatus, startDoubleServer, writeDoubleCredential } from './store-double.ts';
+import { doubleStatus, LostAnswers, startDoubleServer, writeDoubleCredential } from './store-double.ts';
 
 /**
  * A stand-in for the store server's side of tokens between stores, for the terminal's own
@@ -91,7 +91,7 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
   const { ca, https, io } = await startDoubleServer('economy double');
   const requests: EconomyDouble['requests'] = [];
   const answered = new Map<string, { body: string; answer: Ack<unknown> }>();
-  const drops = new Map<string, number>();
+  const drops = new LostAnswers();
   const applied = new Map<string, number>();
   const customers = new Map<string, Customer>();
   const wallets = new Map<string, Map<string, number>>();
@@ -152,12 +152,7 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
           answer = judged(() => work(payload));
           if (key !== null && answer.ok) answered.set(key, { body, answer });
         }
-        const dropping = drops.get(event) ?? 0;
-        if (dropping > 0) {
-          drops.set(event, dropping - 1);
-          return;
-        }
-        ack(answer);
+        if (!drops.take(event)) ack(answer);
       }) as never);
     };
     const customerOf = (card: unknown): Customer | null => (typeof card === 'string' ? (customers.get(card) ?? null) : null);
@@ -385,7 +380,7 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
     applied: (event) => applied.get(event) ?? 0,
     tollsCharged: () => tolls,
     setMallReachable: (reachable) => void (mallReachable = reachable),
-    dropNextAnswer: (event, times = 1) => void drops.set(event, times),
+    dropNextAnswer: (event, times = 1) => drops.lose(event, times),
     setServiceBps: (bps) => void (serviceBps = bps),
     pair: (dataDir) => writeDoubleCredential(dataDir, { url, caPem: ca.certPem, terminalId: 'T-DOUBLE', name: 'Till 9', device: 'double-device-credential', credential: ECONOMY_DOUBLE_CREDENTIAL }),
     async close() {

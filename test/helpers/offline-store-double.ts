@@ -1,6 +1,6 @@
 import type { AddressInfo, Socket } from 'node:net';
 import type { Ack, CatalogView, OfflineLimits, OfflineSaleAck, OfflineSaleRecord, ProductView, ServerStatus } from '../../core/index.ts';
-import { doubleStatus, startDoubleServer, writeDoubleCredential } from './store-double.ts';
+import { doubleStatus, LostAnswers, startDoubleServer, writeDoubleCredential } from './store-double.ts';
 
 /**
  * A stand-in for the store server's side of selling through an outage, for the
@@ -51,7 +51,7 @@ export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {
   const journal: OfflineSaleRecord[] = [];
   const acks = new Map<string, OfflineSaleAck>();
   const reports: ReturnType<OfflineStoreDouble['reports']> = [];
-  const drops = new Map<string, number>();
+  const drops = new LostAnswers();
   let refusing: string | null = null;
 
   const status = (): ServerStatus => doubleStatus(journal.length);
@@ -69,12 +69,7 @@ export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {
       socket.on(event as never, ((payload: Record<string, unknown>, ack: (a: Ack<unknown>) => void) => {
         requests.push({ event, payload });
         const answer = work(payload);
-        const dropping = drops.get(event) ?? 0;
-        if (dropping > 0) {
-          drops.set(event, dropping - 1);
-          return;
-        }
-        ack(answer);
+        if (!drops.take(event)) ack(answer);
       }) as never);
     };
     handle('catalog:get', () => ({ ok: true, data: catalog() }));
@@ -129,7 +124,7 @@ export async function startOfflineStoreDouble(limits: Partial<OfflineLimits> = {
     refuseForwards(code) {
       refusing = code;
     },
-    dropNextAnswer: (event, times = 1) => void drops.set(event, times),
+    dropNextAnswer: (event, times = 1) => drops.lose(event, times),
     async goDown() {
       io.disconnectSockets(true);
       await new Promise<void>((resolve) => {

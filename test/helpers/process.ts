@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { trustDataDir } from './http.ts';
+import { fetchTls, trustDataDir } from './http.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -130,4 +130,31 @@ export async function until<T>(what: string, probe: () => Promise<T | undefined>
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** One request to a vendor server's operator API: its status and body text. */
+export type OperatorCall = (method: string, path: string, body?: unknown, headers?: Record<string, string>) => Promise<{ status: number; text: string }>;
+
+/**
+ * The operator API of a spawned vendor server with this bearer token. Both are read at
+ * each call: a test respawns the server, and learns the token in a `before` hook.
+ */
+export function operatorApi(server: () => ChildServer | null, token: () => string): OperatorCall {
+  return async (method, path, body, headers = {}) => {
+    const running = server();
+    if (running === null) throw new Error('no server');
+    const res = await fetchTls(`${running.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token()}`, 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    return { status: res.status, text: await res.text() };
+  };
+}
+
+/** Creates a terminal through the operator API and pairs it at `url` as `pos-terminal pair` does. */
+export async function pairTill(op: OperatorCall, url: string, name: string): Promise<{ terminalId: string; credential: string }> {
+  const created = JSON.parse((await op('POST', '/api/terminals', { name })).text) as { pairingCode: string };
+  const res = await fetchTls(`${url}/pair`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.pairingCode }) });
+  return (await res.json()) as { terminalId: string; credential: string };
 }

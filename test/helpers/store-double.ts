@@ -51,3 +51,24 @@ export async function writeDoubleCredential(
   };
   await writeSecretFile(join(dataDir, 'credential.json'), `${JSON.stringify(credential, null, 2)}\n`);
 }
+
+/**
+ * The answers a test asked a stand-in to lose, as a dropped acknowledgement would be:
+ * the request is applied, the terminal hears nothing and must send it again.
+ */
+export class LostAnswers {
+  readonly #left = new Map<string, number>();
+
+  /** The next `times` answers to `event` are lost. */
+  lose(event: string, times = 1): void {
+    this.#left.set(event, times);
+  }
+
+  /** Whether this answer to `event` is one to lose; counts it when it is. */
+  take(event: string): boolean {
+    const left = this.#left.get(event) ?? 0;
+    if (left <= 0) return false;
+    this.#left.set(event, left - 1);
+    return true;
+  }
+}

@@ -306,29 +306,54 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     return r.data;
   };
   const vendorOf = (req: Request): string => String(req.params['vendor'] ?? '');
+  /** A GET signed by the vendor the path names. */
+  const vendorGet = (path: string, run: (vendor: string, req: Request) => Promise<{ body: unknown }> | { body: unknown }) =>
+    app.get(
+      path,
+      route(async (req) => {
+        const vendor = vendorOf(req);
+        await vendorAuth(req, vendor, null);
+        return run(vendor, req);
+      }),
+    );
+  /**
+   * An idempotent POST signed by the vendor the path names, over this body: the body must
+   * fit the schema, and a key seen before gets its stored answer. `gate` runs before that.
+   */
+  const vendorPost = <T extends z.ZodType<{ key: string }>>(
+    path: string,
+    schema: T,
+    run: (vendor: string, body: z.output<T>, req: Request) => { status: number; body: unknown },
+    gate?: () => Promise<void> | undefined,
+  ) =>
+    app.post(
+      path,
+      route(async (req, raw) => {
+        const vendor = vendorOf(req);
+        await vendorAuth(req, vendor, raw);
+        const body = json(schema, raw);
+        if (gate !== undefined) await gate();
+        return once(vendor, body, () => run(vendor, body, req));
+      }),
+    );
 
   app.get('/health', route(() => ({ body: { ok: true } })));
   app.get('/v1/mall-key', route(() => ({ body: { kid: keys.kid, jwk: keys.publicJwk } })));
-  app.get(
-    '/v1/vendors/:vendor/snapshot',
-    route(async (req) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, null);
-      const payload: SnapshotPayload = {
-        v: 1,
-        vendor,
-        issuedAt: d.snapshotIssuedAt ?? new Date(now()).toISOString(),
-        mall: { kid: keys.kid, jwk: keys.publicJwk as unknown as Record<string, unknown> },
-        tokenTypes: d.tokenTypes,
-        fees: d.fees,
-        vendors: [...vendors].map(([id, v]) => ({ id, name: v.name, keys: [{ kid: v.kid, jwk: v.jwk, status: 'active' as const, revokedAt: null }] })),
-        allotments: d.allotments.filter((a) => a.vendor === vendor),
-      };
-      const jws = await new FlattenedSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: SNAPSHOT_TYP }).sign(keys.privateKey);
-      d.snapshotsServed += 1;
-      return { body: { snapshot: jws } };
-    }),
-  );
+  vendorGet('/v1/vendors/:vendor/snapshot', async (vendor) => {
+    const payload: SnapshotPayload = {
+      v: 1,
+      vendor,
+      issuedAt: d.snapshotIssuedAt ?? new Date(now()).toISOString(),
+      mall: { kid: keys.kid, jwk: keys.publicJwk as unknown as Record<string, unknown> },
+      tokenTypes: d.tokenTypes,
+      fees: d.fees,
+      vendors: [...vendors].map(([id, v]) => ({ id, name: v.name, keys: [{ kid: v.kid, jwk: v.jwk, status: 'active' as const, revokedAt: null }] })),
+      allotments: d.allotments.filter((a) => a.vendor === vendor),
+    };
+    const jws = await new FlattenedSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: SNAPSHOT_TYP }).sign(keys.privateKey);
+    d.snapshotsServed += 1;
+    return { body: { snapshot: jws } };
+  });
 
   app.post(
     '/v1/batches',
@@ -388,85 +413,52 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     }),
   );
 
-  app.post(
+  vendorPost(
     '/v1/vendors/:vendor/wallet/authorisations',
-    route(async (req, raw) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, raw);
-      const body = json(authoriseBody, raw);
-      await d.authoriseGate?.();
-      return once(vendor, body, () => {
-        if (!knownCard(body.card)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
-        if (!d.tokenTypes.some((t) => t.code === body.token)) refuse('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${body.token}`);
-        const available = d.balance(body.card, body.token) - d.held(body.card, body.token);
-        if (available < body.units) refuse('MALL_ERR_WALLET_INSUFFICIENT', `not enough ${body.token} in the mall wallet: ${body.units - available} short`);
-        holdSerial += 1;
-        d.holdsCreated += 1;
-        const h: Hold = { id: `wa-${holdSerial}`, vendor, card: body.card, token: body.token, units: body.units, purpose: body.purpose, expiresAtMs: now() + ttlMs, state: 'open', capturedBy: null };
-        d.holds.set(h.id, h);
-        return { status: 200, body: { authorisation: { id: h.id, card: h.card, token: h.token, units: h.units, expiresAt: new Date(h.expiresAtMs).toISOString() }, wallet: walletView(body.card) } };
-      });
-    }),
+    authoriseBody,
+    (vendor, body) => {
+      if (!knownCard(body.card)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+      if (!d.tokenTypes.some((t) => t.code === body.token)) refuse('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${body.token}`);
+      const available = d.balance(body.card, body.token) - d.held(body.card, body.token);
+      if (available < body.units) refuse('MALL_ERR_WALLET_INSUFFICIENT', `not enough ${body.token} in the mall wallet: ${body.units - available} short`);
+      holdSerial += 1;
+      d.holdsCreated += 1;
+      const h: Hold = { id: `wa-${holdSerial}`, vendor, card: body.card, token: body.token, units: body.units, purpose: body.purpose, expiresAtMs: now() + ttlMs, state: 'open', capturedBy: null };
+      d.holds.set(h.id, h);
+      return { status: 200, body: { authorisation: { id: h.id, card: h.card, token: h.token, units: h.units, expiresAt: new Date(h.expiresAtMs).toISOString() }, wallet: walletView(body.card) } };
+    },
+    () => d.authoriseGate?.(),
   );
-  app.post(
-    '/v1/vendors/:vendor/wallet/authorisations/:id/release',
-    route(async (req, raw) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, raw);
-      const body = json(releaseBody, raw);
-      return once(vendor, body, () => {
-        const h = ownHold(vendor, String(req.params['id']));
-        if (h.state === 'captured') refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation was already captured');
-        if (h.state === 'open') h.state = 'released';
-        return { status: 200, body: { released: true } };
-      });
-    }),
-  );
-  app.post(
-    '/v1/vendors/:vendor/wallet/authorisations/:id/capture',
-    route(async (req, raw) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, raw);
-      const body = json(captureBody, raw);
-      return once(vendor, body, () => {
-        const h = ownHold(vendor, String(req.params['id']));
-        if (h.state === 'released') refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation was released');
-        if (!capture(h, 'store')) refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation lapsed and the wallet no longer covers it');
-        return { status: 200, body: { captured: true } };
-      });
-    }),
-  );
-  app.get(
-    '/v1/vendors/:vendor/wallet/:card',
-    route(async (req) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, null);
-      const c = String(req.params['card']);
-      if (!knownCard(c)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
-      return { body: walletView(c) };
-    }),
-  );
-  app.post(
-    '/v1/vendors/:vendor/customer-data',
-    route(async (req, raw) => {
-      const vendor = vendorOf(req);
-      await vendorAuth(req, vendor, raw);
-      const body = json(dataBody, raw);
-      return once(vendor, body, () => {
-        const entry = d.directory.get(body.card);
-        if (entry === undefined) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
-        if (entry.home === vendor) refuse('MALL_ERR_VALIDATION', 'this card is your own customer: ask your own records');
-        if (!entry.consent) refuse('MALL_ERR_NO_CONSENT', 'the customer has not agreed to share their data with other stores');
-        requestSerial += 1;
-        const tollMinor = d.fees.customerDataTollMinor;
-        d.tolls.push({ vendor, card: body.card, home: entry.home, tollMinor, at: new Date(now()).toISOString() });
-        return {
-          status: 200,
-          body: { requestId: `cd-${requestSerial}`, card: body.card, home: { vendorId: entry.home, name: vendors.get(entry.home)?.name ?? entry.home }, name: entry.name, contact: entry.contact, summary: entry.summary, tollMinor },
-        };
-      });
-    }),
-  );
+  vendorPost('/v1/vendors/:vendor/wallet/authorisations/:id/release', releaseBody, (vendor, _body, req) => {
+    const h = ownHold(vendor, String(req.params['id']));
+    if (h.state === 'captured') refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation was already captured');
+    if (h.state === 'open') h.state = 'released';
+    return { status: 200, body: { released: true } };
+  });
+  vendorPost('/v1/vendors/:vendor/wallet/authorisations/:id/capture', captureBody, (vendor, _body, req) => {
+    const h = ownHold(vendor, String(req.params['id']));
+    if (h.state === 'released') refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation was released');
+    if (!capture(h, 'store')) refuse('MALL_ERR_AUTHORISATION_SPENT', 'the wallet authorisation lapsed and the wallet no longer covers it');
+    return { status: 200, body: { captured: true } };
+  });
+  vendorGet('/v1/vendors/:vendor/wallet/:card', (_vendor, req) => {
+    const c = String(req.params['card']);
+    if (!knownCard(c)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+    return { body: walletView(c) };
+  });
+  vendorPost('/v1/vendors/:vendor/customer-data', dataBody, (vendor, body) => {
+    const entry = d.directory.get(body.card);
+    if (entry === undefined) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+    if (entry.home === vendor) refuse('MALL_ERR_VALIDATION', 'this card is your own customer: ask your own records');
+    if (!entry.consent) refuse('MALL_ERR_NO_CONSENT', 'the customer has not agreed to share their data with other stores');
+    requestSerial += 1;
+    const tollMinor = d.fees.customerDataTollMinor;
+    d.tolls.push({ vendor, card: body.card, home: entry.home, tollMinor, at: new Date(now()).toISOString() });
+    return {
+      status: 200,
+      body: { requestId: `cd-${requestSerial}`, card: body.card, home: { vendorId: entry.home, name: vendors.get(entry.home)?.name ?? entry.home }, name: entry.name, contact: entry.contact, summary: entry.summary, tollMinor },
+    };
+  });
 
   const server: Server = createServer({ key: tls.keyPem, cert: tls.certPem }, app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));

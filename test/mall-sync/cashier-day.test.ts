@@ -3,7 +3,7 @@ import { importJWK, type CryptoKey, type JWK } from 'jose';
 import { ACK_TYP, type AckPayload, type ZReport } from '../../core/index.ts';
 import { verifyJson } from '../../mall-sync/jws.ts';
 import { CashierDayService } from '../../vendor-server/cashier-day/service.ts';
-import { newKey, opKey, P_BREAD, pushAll, registerScenario, seedVendorCatalog, startMall, startVendor, type MallRig, type VendorRig } from './helpers.ts';
+import { opKey, P_BREAD, pushAll, startScenario, type MallRig, type VendorRig } from './helpers.ts';
 
 describe('mall-sync: the cashier\'s day reaches the mall in the batches', function () {
   this.timeout(60_000);
@@ -11,10 +11,7 @@ describe('mall-sync: the cashier\'s day reaches the mall in the batches', functi
   let v: VendorRig;
 
   before(async () => {
-    mall = await startMall();
-    v = await startVendor('acme');
-    await registerScenario(mall, v, (await newKey()).publicJwk);
-    await seedVendorCatalog(v);
+    ({ mall, v } = await startScenario());
   });
   after(async () => {
     await mall?.close();

@@ -282,6 +282,25 @@ export async function seedVendorCatalog(v: VendorRig, types: TokenType[] = scena
   await v.ledger.upsertProduct(v.op, { code: P_JUICE, name: 'Juice', priceMinor: 249, tokenPrices: { ACME: 50, MALL: 25, SUNNY: 25 } });
 }
 
+/**
+ * A mall with the scenario registered and vendor acme holding the catalog: where most
+ * sync suites start. Whatever was started is closed again when a later step fails.
+ */
+export async function startScenario(opts: { store?: StoreKind } = {}): Promise<{ mall: MallRig; v: VendorRig }> {
+  const mall = await startMall(opts);
+  let v: VendorRig | undefined;
+  try {
+    v = await startVendor('acme');
+    await registerScenario(mall, v, (await newKey()).publicJwk);
+    await seedVendorCatalog(v);
+    return { mall, v };
+  } catch (err) {
+    await v?.close();
+    await mall.close();
+    throw err;
+  }
+}
+
 let keyCounter = 0;
 export function opKey(prefix = 'op'): string {
   keyCounter += 1;

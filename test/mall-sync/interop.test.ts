@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ACK_TYP, BATCH_TYP, SNAPSHOT_TYP, STATEMENT_TYP, sha256Hex } from '../../core/index.ts';
-import { forEachStore, P_PEN, newKey, opKey, pushAll, registerScenario, seedVendorCatalog, sell, startMall, startVendor, verifyWithJwcrypto, type MallRig, type VendorRig , vendorAuth } from './helpers.ts';
+import { forEachStore, opKey, P_PEN, pushAll, sell, startScenario, vendorAuth, verifyWithJwcrypto, type MallRig, type VendorRig } from './helpers.ts';
 
 forEachStore('mall-sync: interoperability with another JOSE library (python jwcrypto)', function (store) {
   this.timeout(60_000);
@@ -8,10 +8,7 @@ forEachStore('mall-sync: interoperability with another JOSE library (python jwcr
   let v: VendorRig;
 
   before(async () => {
-    mall = await startMall({ store });
-    v = await startVendor('acme');
-    await registerScenario(mall, v, (await newKey()).publicJwk);
-    await seedVendorCatalog(v);
+    ({ mall, v } = await startScenario({ store }));
     const c = await v.ledger.registerCustomer(v.op, { name: 'Chloé Martin' });
     await v.ledger.recordAllotment(v.op, opKey(), { token: 'ACME', units: 500, reference: 'own' });
     await v.ledger.issueTokens(v.op, opKey(), { customerId: c.id, token: 'ACME', units: 200, reason: 'reward' });

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { auditArchive } from '../../mall-sync/audit.ts';
 import { loadMallConfig } from '../../mall-sync/config.ts';
 import { freshDatabase } from '../helpers/postgres.ts';
-import { newKey, opKey, P_PEN, pushAll, registerScenario, runMallCli, seedVendorCatalog, sell, startMall, startVendor, tempDir, type MallRig, type VendorRig } from './helpers.ts';
+import { opKey, P_PEN, pushAll, runMallCli, sell, startScenario, tempDir, type MallRig, type VendorRig } from './helpers.ts';
 
 const today = new Date().toISOString().slice(0, 10);
 
@@ -20,10 +20,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
   let v: VendorRig;
 
   before(async () => {
-    mall = await startMall();
-    v = await startVendor('acme');
-    await registerScenario(mall, v, (await newKey()).publicJwk);
-    await seedVendorCatalog(v);
+    ({ mall, v } = await startScenario());
     await mall.admin.allot({ vendor: 'acme', token: 'MALL', units: 500, reference: 'float' }, opKey('allot'));
     const c = await v.ledger.registerCustomer(v.op, { name: 'Eva Malá' });
     await v.ledger.recordAllotment(v.op, opKey(), { token: 'ACME', units: 5000, reference: 'own' });

@@ -6,7 +6,7 @@ import { verifyJson } from '../../mall-sync/jws.ts';
 import { OFFLINE_DEFAULTS } from '../../vendor-server/config.ts';
 import { VendorMetrics } from '../../vendor-server/metrics.ts';
 import { OfflineService } from '../../vendor-server/offline.ts';
-import { newKey, P_BREAD, P_PEN, pushAll, registerScenario, seedVendorCatalog, silentLogger, startMall, startVendor, type MallRig, type VendorRig } from './helpers.ts';
+import { P_BREAD, P_PEN, pushAll, silentLogger, startScenario, type MallRig, type VendorRig } from './helpers.ts';
 
 describe('mall-sync: offline sales reach the mall in the batches', function () {
   this.timeout(60_000);
@@ -14,10 +14,7 @@ describe('mall-sync: offline sales reach the mall in the batches', function () {
   let v: VendorRig;
 
   before(async () => {
-    mall = await startMall();
-    v = await startVendor('acme');
-    await registerScenario(mall, v, (await newKey()).publicJwk);
-    await seedVendorCatalog(v);
+    ({ mall, v } = await startScenario());
   });
   after(async () => {
     await mall?.close();

@@ -1,25 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { expect } from 'chai';
-import type { Ack, ReceiptData, SaleAck, ShiftView, ZReport } from '../../core/index.ts';
-import { writeConfig } from '../../vendor-server/config.ts';
+import type { ReceiptData, SaleAck, ShiftView, ZReport } from '../../core/index.ts';
 import { runCli } from '../helpers/process.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { code, journalBytes, requireShifts } from './economy-helpers.ts';
 
 const BREAD = '5901234123457'; // 289 minor
 const SAM = { staffId: 'sam', pin: '9999' };
-
-function code(ack: Ack<unknown>): string | null {
-  return ack.ok ? null : ack.error.code;
-}
-
-/** The journal's bytes: what a refused request must leave untouched. */
-async function journalBytes(dataDir: string): Promise<string> {
-  const dir = join(dataDir, 'ledger', 'journal');
-  const parts = await Promise.all((await readdir(dir)).sort().map((f) => readFile(join(dir, f), 'utf8')));
-  return parts.join('');
-}
 
 describe('vendor server: shifts refused, force-closed, reprints, and the operator\'s CLI', function () {
   this.timeout(120_000);
@@ -29,8 +16,7 @@ describe('vendor server: shifts refused, force-closed, reprints, and the operato
 
   before(async () => {
     store = await startDemoStore();
-    await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
-    await store.restart();
+    await requireShifts(store);
     till = await store.openTill('Till 1');
   });
   after(async () => store.close());

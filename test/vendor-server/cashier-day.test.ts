@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { compactVerify, importJWK, type JWK } from 'jose';
 import type { PeriodTotals, ShiftView, XReport, ZReport } from '../../core/index.ts';
-import { writeConfig } from '../../vendor-server/config.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { requireShifts } from './economy-helpers.ts';
 
 const PEN = '4006381333931'; // 450 minor, 90 ACME
 const BREAD = '5901234123457'; // 289 minor, 58 ACME
@@ -90,9 +90,7 @@ describe('vendor server: the cashier\'s day (shifts, cash moves, X and Z reports
 
   before(async () => {
     store = await startDemoStore();
-    // The store requires shifts (they are off unless configured).
-    await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
-    await store.restart();
+    await requireShifts(store);
     expect((await store.operator('PUT', '/api/staff/bob', { name: 'Bob (cashier)', role: 'cashier', pin: '4321' })).status).to.equal(200);
     till1 = await store.openTill('Till 1');
     const paired = await store.pairTerminal('Till 2');

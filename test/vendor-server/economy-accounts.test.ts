@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { makeCardNumber, type CustomerView, type JournalEvent } from '../../core/index.ts';
-import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 import { code, exportJournal, journalBytes } from './economy-helpers.ts';
 
 describe('vendor server: customer accounts opened at the till (customer:register)', function () {
@@ -77,12 +77,8 @@ describe('vendor server: customer accounts opened at the till (customer:register
     }
     // Without a signed-in cashier.
     const paired = await store.pairTerminal('Till 2');
-    const anon = terminalSocket(store.server, paired.credential);
+    const anon = await store.connect(paired.credential);
     try {
-      await new Promise<void>((resolve, reject) => {
-        anon.once('connect', () => resolve());
-        anon.once('connect_error', reject);
-      });
       expect(code(await call(anon, 'customer:register', { key: `${paired.terminalId}:${randomUUID()}`, name: 'Nobody', card: null, consent: false }))).to.equal('VND_ERR_CASHIER_REQUIRED');
     } finally {
       anon.disconnect();

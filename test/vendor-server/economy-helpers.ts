@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Ack, JournalEvent } from '../../core/index.ts';
+import { writeConfig } from '../../vendor-server/config.ts';
 import type { DemoStore } from '../helpers/vendor.ts';
 
 /** The journal's bytes: what a refused request must leave untouched. */
@@ -27,4 +28,10 @@ export async function exportJournal(store: DemoStore): Promise<JournalEvent[]> {
 /** The balances and float as the operator sees them, to compare before and after a refusal. */
 export async function ledgerPicture(store: DemoStore): Promise<{ seq: number; balances: string }> {
   return { seq: store.server.ledger.state.seq, balances: JSON.stringify(store.server.ledger.state.balances) };
+}
+
+/** Makes the store require an open shift for a sale (shifts are off unless configured) and restarts it. */
+export async function requireShifts(store: DemoStore): Promise<void> {
+  await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
+  await store.restart();
 }

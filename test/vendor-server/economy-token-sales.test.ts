@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import type { ShiftView, TokenSaleAck, XReport, ZReport, JournalEvent } from '../../core/index.ts';
 import { runCli } from '../helpers/process.ts';
-import { writeConfig } from '../../vendor-server/config.ts';
-import { call, expectOk, startDemoStore, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
-import { code, exportJournal, journalBytes, ledgerPicture } from './economy-helpers.ts';
+import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { code, exportJournal, journalBytes, ledgerPicture, requireShifts } from './economy-helpers.ts';
 
 const ACME_FACE = 5; // minor units per ACME token in the demo store
 const MALL_FACE = 10;
@@ -20,8 +19,7 @@ describe('vendor server: tokens sold at the till (tokens:sell)', function () {
 
   before(async () => {
     store = await startDemoStore();
-    await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
-    await store.restart();
+    await requireShifts(store);
     till = await store.openTill('Till 1');
     const demo = store.init.demo?.customers[1] as { id: string; card: string };
     card = demo.card;
@@ -93,12 +91,8 @@ describe('vendor server: tokens sold at the till (tokens:sell)', function () {
     expect(!none.ok && none.error.message).to.match(/holds no ACMEGIFT tokens/);
 
     const paired = await store.pairTerminal('Till 2');
-    const anon = terminalSocket(store.server, paired.credential);
+    const anon = await store.connect(paired.credential);
     try {
-      await new Promise<void>((resolve, reject) => {
-        anon.once('connect', () => resolve());
-        anon.once('connect_error', reject);
-      });
       expect(code(await call(anon, 'tokens:sell', { key: `${paired.terminalId}:${randomUUID()}`, card, token: 'ACME', units: 1, payment: { method: 'cash', tenderedMinor: 5 } }))).to.equal('VND_ERR_CASHIER_REQUIRED');
     } finally {
       anon.disconnect();

@@ -6,6 +6,7 @@ import { toSnapshot, type StateSnapshot } from '../../vendor-server/ledger/state
 import { checkpointDifference } from '../../vendor-server/ledger/store.ts';
 import { until } from '../helpers/process.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { requireShifts } from './economy-helpers.ts';
 
 const PEN = '4006381333931'; // 450 minor in the demo catalog
 const BREAD = '5901234123457'; // 289 minor
@@ -209,8 +210,7 @@ describe('vendor server: offline sales in the cashier\'s day', function () {
 
   before(async () => {
     store = await startDemoStore();
-    await writeConfig(store.dir, { ...store.init.config, shifts: { required: true } });
-    await store.restart();
+    await requireShifts(store);
     till = await store.openTill('Till 1');
   });
   after(async () => store.close());
