@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { makeCardNumber, type CustomerDataView, type PricedCart, type SaleAck, type WalletMoveAck, type WalletView } from '../../core/index.ts';
-import { MallRequests } from '../../vendor-server/sync/mall-requests.ts';
+import { MallRequests, vendorJwt } from '../../vendor-server/sync/mall-requests.ts';
 import { loadKeys } from '../../vendor-server/config.ts';
 import { tlsRequest } from '../../platform/tls.ts';
 import { until } from '../helpers/process.ts';
@@ -224,7 +224,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
     const card = store.cards[8] as string;
     store.double.credit(card, 'MALL', 5);
     // A token made for one body (as one seen in transit), sent with another.
-    const captured = await (mall as unknown as { token(raw: string): Promise<string> }).token(JSON.stringify({ key: 'k-00000001', card, token: 'MALL', units: 1, purpose: 'sale' }));
+    const captured = await vendorJwt(keys, 'acme', '2m', JSON.stringify({ key: 'k-00000001', card, token: 'MALL', units: 1, purpose: 'sale' }));
     const res = await tlsRequest(`${store.double.url}/v1/vendors/acme/wallet/authorisations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${captured}`, 'content-type': 'application/json' },
