@@ -2,6 +2,7 @@ import { hash as digest } from 'node:crypto';
 import { z } from 'zod';
 import { amount, fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
 import type { Logger } from '../../platform/logger.ts';
+import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { Actor } from '../ledger/service.ts';
 import type { MallRequests } from '../sync/mall-requests.ts';
 import type { ExchangeService } from './exchange.ts';
@@ -40,10 +41,6 @@ export interface XchgSocketContext {
   wallet: WalletService;
   mall: () => MallRequests | null;
   logger: Logger;
-}
-
-function checkKeyOwner(key: string, terminalId: string): void {
-  if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
 }
 
 /**
