@@ -257,12 +257,13 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const isBatch = req.path === '/v1/batches';
-    const e = err as { type?: string };
+    const e = err as { type?: string; limit?: number };
     let status: number;
     let wire: WireError;
     if (e.type === 'entity.too.large') {
       status = 413;
-      wire = { code: 'MALL_ERR_TOO_LARGE', message: `the ${isBatch ? 'batch' : 'request'} is larger than ${isBatch ? config.batchBodyBytesMax : ADMIN_BODY_BYTES_MAX} bytes` };
+      // The parser names the limit it applied: the admin API, the vendor endpoints and batches each have their own.
+      wire = { code: 'MALL_ERR_TOO_LARGE', message: `the ${isBatch ? 'batch' : 'request'} is larger than ${e.limit ?? (isBatch ? config.batchBodyBytesMax : ADMIN_BODY_BYTES_MAX)} bytes` };
     } else if (e.type === 'entity.parse.failed' || e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
       status = 400;
       wire = { code: isBatch ? 'MALL_ERR_MALFORMED' : 'MALL_ERR_VALIDATION', message: 'the request body is not valid JSON' };
