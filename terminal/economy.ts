@@ -43,18 +43,20 @@ export type EconomyCommand =
   | { type: 'customerData'; card: string }
   | { type: 'closeEconomy' };
 
-export const ECONOMY_COMMANDS: ReadonlySet<string> = new Set([
-  'registerCustomer',
-  'sellTokens',
-  'exchangeQuote',
-  'exchangeConfirm',
-  'exchangeCancel',
-  'walletBalance',
-  'walletMove',
-  'customerData',
-  'closeEconomy',
-]);
+/** Every command type once: the record makes the compiler name one that is missing or unknown. */
+const COMMAND_TYPES: Record<EconomyCommand['type'], true> = {
+  registerCustomer: true,
+  sellTokens: true,
+  exchangeQuote: true,
+  exchangeConfirm: true,
+  exchangeCancel: true,
+  walletBalance: true,
+  walletMove: true,
+  customerData: true,
+  closeEconomy: true,
+};
 
+export const ECONOMY_COMMANDS: ReadonlySet<string> = new Set(Object.keys(COMMAND_TYPES));
 /** One token's units before and after an action (null before: not known to the till). */
 export interface BalanceChange {
   token: string;

@@ -1,6 +1,7 @@
 import { hash as digest } from 'node:crypto';
 import { z } from 'zod';
-import { amount, fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
+import { fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
+import { positiveUnits } from '../../core/economy-requests.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { Actor } from '../ledger/service.ts';
@@ -19,7 +20,6 @@ export interface XchgServices {
 export const XCHG_EVENTS: readonly (keyof ClientToServerEvents)[] = ['exchange:quote', 'exchange:commit', 'wallet:balance', 'wallet:move', 'customer:data-request'];
 
 const source = z.enum(['card', 'wallet']);
-const positiveUnits = (what: string) => amount(what).refine((n) => n >= 1, `${what} must be at least 1`);
 const exchangeFrom = z.strictObject({ token: tokenCode, units: positiveUnits('units to exchange'), source });
 
 export const exchangeQuoteRequest = z.strictObject({ card: scanCode, from: exchangeFrom, to: tokenCode });
