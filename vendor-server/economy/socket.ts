@@ -10,16 +10,20 @@ import { sellTokens } from './token-sales.ts';
 /** The account and token-sale events a terminal may send. */
 export const SELL_EVENTS: readonly (keyof ClientToServerEvents)[] = ['customer:register', 'tokens:sell'];
 
-export interface SellSocketContext {
+/** What the economy's handlers take from one terminal connection. */
+export interface EconomyConnection {
   on: (event: string, listener: (first: unknown, second: unknown) => void) => void;
   handle: <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => (first: unknown, second: unknown) => void;
   terminalId: string;
   actor: () => Actor;
   /** Waits for a sign-in in progress, then refuses a new key without a signed-in cashier. */
   needCashier: (key: string) => Promise<void>;
+  logger: Logger;
+}
+
+export interface SellSocketContext extends EconomyConnection {
   ledger: LedgerService;
   cashierDay: CashierDayService;
-  logger: Logger;
 }
 
 /**
