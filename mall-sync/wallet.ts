@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bodyHash, fail, idempotencyKey, tokenCode } from '../core/index.ts';
-import { AUTHORISATION_PATTERN, cardSchema } from './economy-judge.ts';
+import { AUTHORISATION_PATTERN, cardSchema, posInt } from './economy-judge.ts';
 import { parseAdmin } from './schemas.ts';
 import { dict, own } from './store/dict.ts';
 import { heldUnits, requestSlot, walletUnits, type MallState } from './store/state.ts';
@@ -23,10 +23,9 @@ import type { MallStore } from './store/store.ts';
  * answered once it is durable.
  */
 
-const units = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-export const authoriseRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, token: tokenCode, units, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
+export const authoriseRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, token: tokenCode, units: posInt, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
 export const releaseRequest = z.strictObject({ key: idempotencyKey });
-export const captureRequest = z.strictObject({ key: idempotencyKey, eventSeq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
+export const captureRequest = z.strictObject({ key: idempotencyKey, eventSeq: posInt });
 
 export interface WalletBalancesView {
   card: string;
