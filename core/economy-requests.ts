@@ -51,7 +51,12 @@ export const customerRegisterOperator = customerRegister.extend({
 /** A card terminal's approval reference, as printed on its slip. */
 export const approvalRef = identifier(/^[A-Za-z0-9][A-Za-z0-9._:/-]{3,63}$/, 'an approval reference is 4-64 letters, digits or . _ : / -');
 
-const units = amount('units').refine((n) => n >= 1, 'sell at least one token');
+/** Whole units of at least one: an amount (CORE_ERR_AMOUNT, CORE_ERR_OVERFLOW), then the floor (CORE_ERR_VALIDATION). */
+export function positiveUnits(what: string, message = `${what} must be at least 1`) {
+  return amount(what).refine((n) => n >= 1, message);
+}
+
+const units = positiveUnits('units', 'sell at least one token');
 
 export const tokensSellRequest = z.strictObject({
   key: idempotencyKey,

@@ -20,6 +20,22 @@ function gtin14(gtin: string): string {
   return gtin.padStart(14, '0');
 }
 
+/**
+ * A rule's GTINs as a set of 14-digit forms, made once per rule: a programme may list
+ * thousands, and every sale with a card asks. Keyed by the rule's own list, so a new
+ * programme (a config reload) gets its own set.
+ */
+const listedSets = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function listed(gtins: readonly string[]): ReadonlySet<string> {
+  let set = listedSets.get(gtins);
+  if (set === undefined) {
+    set = new Set(gtins.map(gtin14));
+    listedSets.set(gtins, set);
+  }
+  return set;
+}
+
 export function loyaltyUnits(program: LoyaltyProgram, sale: LoyaltySale): number {
   let total = 0;
   for (const rule of program.rules) {
@@ -29,8 +45,8 @@ export function loyaltyUnits(program: LoyaltyProgram, sale: LoyaltySale): number
         total = add(total, mul(Math.min(Math.floor(sale.cashPaidMinor / rule.everyMinor), program.capPerSale), rule.units));
         break;
       case 'per-product': {
-        const listed = new Set(rule.gtins.map(gtin14));
-        for (const line of sale.lines) if (listed.has(gtin14(line.gtin))) total = add(total, mul(line.qty, rule.units));
+        const gtins = listed(rule.gtins);
+        for (const line of sale.lines) if (gtins.has(gtin14(line.gtin))) total = add(total, mul(line.qty, rule.units));
         break;
       }
       case 'per-category':

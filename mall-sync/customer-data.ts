@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bodyHash, fail, idempotencyKey } from '../core/index.ts';
+import { bodyHash, fail, idempotencyKey, type CustomerDataView } from '../core/index.ts';
 import { cardSchema } from './economy-judge.ts';
 import { MALL_ACCOUNT, vendorAccount, type Transfer } from './events.ts';
 import { parseAdmin } from './schemas.ts';
@@ -19,16 +19,6 @@ import { storedAnswer, type RegistryChange } from './wallet.ts';
  */
 export const customerDataRequest = z.strictObject({ key: idempotencyKey, card: cardSchema });
 
-export interface CustomerDataAnswer {
-  requestId: string;
-  card: string;
-  home: { vendorId: string; name: string };
-  name: string;
-  contact: { email?: string; phone?: string };
-  summary: { sales: number; spentMinor: number; currency: string; firstAt: string | null; lastAt: string | null };
-  tollMinor: number;
-}
-
 const NO_SALES: PurchaseSummary = { sales: 0, spentMinor: 0, firstAt: null, lastAt: null };
 
 export class CustomerDataService {
@@ -43,12 +33,12 @@ export class CustomerDataService {
     return this.store.state;
   }
 
-  request(vendor: string, body: unknown): Promise<CustomerDataAnswer> {
+  request(vendor: string, body: unknown): Promise<CustomerDataView> {
     const input = parseAdmin(customerDataRequest, body);
     const hash = bodyHash({ op: 'customer-data', ...input });
     return this.change(() => {
       const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return { events: [], result: () => prior as CustomerDataAnswer };
+      if (prior !== null) return { events: [], result: () => prior as CustomerDataView };
       const entry = own(this.state.customers, input.card);
       if (entry === undefined) fail('MALL_ERR_CUSTOMER_UNKNOWN', `no member store has registered card ${input.card}`, { card: input.card });
       if (entry.home === vendor) fail('MALL_ERR_VALIDATION', `card ${input.card} is your own customer: the mall does not sell a store its own customer's data`);
@@ -58,7 +48,7 @@ export class CustomerDataService {
       const summary = own(own(this.state.customerSales, entry.home) ?? {}, entry.customer) ?? NO_SALES;
       const tollMinor = this.state.fees.customerDataTollMinor;
       const requestId = `cdr-${String(this.state.dataRequestSerial + 1).padStart(6, '0')}`;
-      const answer: CustomerDataAnswer = {
+      const answer: CustomerDataView = {
         requestId,
         card: input.card,
         home: { vendorId: home.id, name: home.name },

@@ -2,6 +2,7 @@ import { fail } from '../core/index.ts';
 import { CARD_PATTERN } from './economy-judge.ts';
 import { own } from './store/dict.ts';
 import { positionsSum, type DirectoryEntry, type MallState } from './store/state.ts';
+import { walletView } from './wallet.ts';
 
 /**
  * Admin reads of the customer directory and the wallet: a card's entry (home store,
@@ -16,7 +17,8 @@ export interface DirectoryView extends DirectoryEntry {
 export function directoryEntry(state: Readonly<MallState>, card: string): DirectoryView {
   const entry = CARD_PATTERN.test(card) ? own(state.customers, card) : undefined;
   if (entry === undefined) fail('MALL_ERR_CUSTOMER_UNKNOWN', `no member store has registered card ${card.slice(0, 64)}`);
-  return { ...structuredClone(entry), wallet: { balances: { ...(own(state.wallets, card) ?? {}) }, held: { ...(own(state.walletHeld, card) ?? {}) } } };
+  const { balances, held } = walletView(state, card, '');
+  return { ...structuredClone(entry), wallet: { balances, held } };
 }
 
 export interface WalletCheck {

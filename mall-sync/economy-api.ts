@@ -1,8 +1,8 @@
 import express, { type Request, type Router } from 'express';
-import { entityId, fail, sha256Hex } from '../core/index.ts';
 import { route } from '../platform/http.ts';
 import type { CustomerDataService } from './customer-data.ts';
 import { directoryEntry, walletCheck } from './directory.ts';
+import { pathParam, vendorParam } from './http-params.ts';
 import type { MallStore } from './store/store.ts';
 import type { WalletService } from './wallet.ts';
 
@@ -27,23 +27,6 @@ export interface EconomyRouteDeps {
 
 const rawBodies = new WeakMap<object, Buffer>();
 
-function vendorOf(req: Request): string {
-  const v = req.params['vendor'];
-  if (typeof v !== 'string' || !entityId.safeParse(v).success) fail('MALL_ERR_VENDOR_UNKNOWN', 'no such vendor at this mall');
-  return v;
-}
-
-function pathParam(req: Request, name: string): string {
-  const v = req.params[name];
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) fail('MALL_ERR_VALIDATION', `missing or over-long ${name}`);
-  return v;
-}
-
-/** The body hash a vendor's POST must be signed for. */
-export function requestBodyHash(raw: Buffer): string {
-  return sha256Hex(raw);
-}
-
 export function mountEconomyRoutes(app: express.Express, admin: Router, deps: EconomyRouteDeps): void {
   const body = express.json({
     limit: ECONOMY_BODY_BYTES_MAX,
@@ -54,7 +37,7 @@ export function mountEconomyRoutes(app: express.Express, admin: Router, deps: Ec
     },
   });
   const signedPost = async (req: Request): Promise<string> => {
-    const vendor = vendorOf(req);
+    const vendor = vendorParam(req);
     const raw = rawBodies.get(req) ?? Buffer.alloc(0);
     rawBodies.delete(req);
     await deps.caughtUp();
@@ -80,7 +63,7 @@ export function mountEconomyRoutes(app: express.Express, admin: Router, deps: Ec
   app.get(
     '/v1/vendors/:vendor/wallet/:card',
     route(async (req) => {
-      const vendor = vendorOf(req);
+      const vendor = vendorParam(req);
       await deps.caughtUp();
       await deps.vendorAuth(req, vendor);
       return deps.wallet.view(pathParam(req, 'card'));

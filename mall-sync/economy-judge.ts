@@ -12,7 +12,8 @@ import { heldUnits, walletUnits, type MallState } from './store/state.ts';
  * the batch's overlay only once the whole event passed, so a flagged event changes nothing.
  */
 
-const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+/** Whole counts of at least one: units, sequence numbers. */
+export const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const nonNeg = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const TOKENS_MAX = 64;
 

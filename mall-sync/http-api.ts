@@ -1,12 +1,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { decodeProtectedHeader, importJWK, jwtVerify, type JWK } from 'jose';
-import { entityId, fail, isMallposError, keyId, MallposError, type WireError } from '../core/index.ts';
+import { fail, isMallposError, keyId, MallposError, sha256Hex, type WireError } from '../core/index.ts';
 import { route } from '../platform/http.ts';
 import type { Logger } from '../platform/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
 import type { CustomerDataService } from './customer-data.ts';
-import { mountEconomyRoutes, requestBodyHash } from './economy-api.ts';
+import { mountEconomyRoutes } from './economy-api.ts';
+import { pathParam, vendorParam } from './http-params.ts';
 import type { BatchIngestor } from './ingest.ts';
 import type { MallMetrics } from './metrics.ts';
 import { idempotencyKeySchema, parseAdmin } from './schemas.ts';
@@ -29,21 +30,8 @@ export interface MallApiDeps {
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
 export const ADMIN_BODY_BYTES_MAX = 1024 * 1024;
 
-function param(req: Request, name: string): string {
-  const v = req.params[name];
-  if (typeof v !== 'string' || v.length === 0 || v.length > 128) fail('MALL_ERR_VALIDATION', `missing or over-long ${name}`);
-  return v;
-}
-
-/** A vendor id from the path: one that cannot be a vendor's is answered like an unknown one. */
-function vendorParam(req: Request): string {
-  const v = param(req, 'vendor');
-  if (!entityId.safeParse(v).success) fail('MALL_ERR_VENDOR_UNKNOWN', 'no such vendor at this mall');
-  return v;
-}
-
 function kidParam(req: Request): string {
-  const v = param(req, 'kid');
+  const v = pathParam(req, 'kid');
   if (!keyId.safeParse(v).success) fail('MALL_ERR_NOT_FOUND', 'no such key');
   return v;
 }
@@ -139,7 +127,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
       refuse('the token does not verify or has expired');
     }
     // A POST is signed for its body: the token's bh is the sha256 hex of the bytes sent.
-    if (rawBody !== undefined && claims['bh'] !== requestBodyHash(rawBody)) refuse('the token\'s bh claim is not the sha256 of this request\'s body');
+    if (rawBody !== undefined && claims['bh'] !== sha256Hex(rawBody)) refuse('the token\'s bh claim is not the sha256 of this request\'s body');
   };
 
   app.get(
@@ -229,7 +217,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   admin.post('/vendors/:vendor/keys/:kid/revoke', route((req) => service.revokeKey(vendorParam(req), kidParam(req), req.body)));
 
   admin.get('/token-types', route(() => Object.values(store.state.tokenTypes)));
-  admin.put('/token-types/:code', route((req) => service.upsertTokenType(param(req, 'code'), req.body)));
+  admin.put('/token-types/:code', route((req) => service.upsertTokenType(pathParam(req, 'code'), req.body)));
   admin.get('/fees', route(() => store.state.fees));
   admin.put('/fees', route((req) => service.setFees(req.body)));
   admin.get('/parties', route(() => Object.values(store.state.parties)));
@@ -269,12 +257,13 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const isBatch = req.path === '/v1/batches';
-    const e = err as { type?: string };
+    const e = err as { type?: string; limit?: number };
     let status: number;
     let wire: WireError;
     if (e.type === 'entity.too.large') {
       status = 413;
-      wire = { code: 'MALL_ERR_TOO_LARGE', message: `the ${isBatch ? 'batch' : 'request'} is larger than ${isBatch ? config.batchBodyBytesMax : ADMIN_BODY_BYTES_MAX} bytes` };
+      // The parser names the limit it applied: the admin API, the vendor endpoints and batches each have their own.
+      wire = { code: 'MALL_ERR_TOO_LARGE', message: `the ${isBatch ? 'batch' : 'request'} is larger than ${e.limit ?? (isBatch ? config.batchBodyBytesMax : ADMIN_BODY_BYTES_MAX)} bytes` };
     } else if (e.type === 'entity.parse.failed' || e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') {
       status = 400;
       wire = { code: isBatch ? 'MALL_ERR_MALFORMED' : 'MALL_ERR_VALIDATION', message: 'the request body is not valid JSON' };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bodyHash, fail, idempotencyKey, tokenCode } from '../core/index.ts';
-import { cardSchema } from './economy-judge.ts';
+import { AUTHORISATION_PATTERN, cardSchema, posInt } from './economy-judge.ts';
 import { parseAdmin } from './schemas.ts';
 import { dict, own } from './store/dict.ts';
 import { heldUnits, requestSlot, walletUnits, type MallState } from './store/state.ts';
@@ -23,10 +23,9 @@ import type { MallStore } from './store/store.ts';
  * answered once it is durable.
  */
 
-const units = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-export const authoriseRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, token: tokenCode, units, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
+export const authoriseRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, token: tokenCode, units: posInt, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
 export const releaseRequest = z.strictObject({ key: idempotencyKey });
-export const captureRequest = z.strictObject({ key: idempotencyKey, eventSeq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) });
+export const captureRequest = z.strictObject({ key: idempotencyKey, eventSeq: posInt });
 
 export interface WalletBalancesView {
   card: string;
@@ -123,7 +122,7 @@ export class WalletService {
   }
 
   private authorisationOf(vendor: string, id: string) {
-    const auth = /^wa-[0-9]{6,12}$/.test(id) ? own(this.state.authorisations, id) : undefined;
+    const auth = AUTHORISATION_PATTERN.test(id) ? own(this.state.authorisations, id) : undefined;
     // Another vendor's authorisation is answered like one that does not exist.
     if (auth === undefined || auth.vendor !== vendor) fail('MALL_ERR_AUTHORISATION_UNKNOWN', `${vendor} has no wallet authorisation ${id.slice(0, 40)}`);
     return auth;

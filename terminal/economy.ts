@@ -43,18 +43,20 @@ export type EconomyCommand =
   | { type: 'customerData'; card: string }
   | { type: 'closeEconomy' };
 
-export const ECONOMY_COMMANDS: ReadonlySet<string> = new Set([
-  'registerCustomer',
-  'sellTokens',
-  'exchangeQuote',
-  'exchangeConfirm',
-  'exchangeCancel',
-  'walletBalance',
-  'walletMove',
-  'customerData',
-  'closeEconomy',
-]);
+/** Every command type once: the record makes the compiler name one that is missing or unknown. */
+const COMMAND_TYPES: Record<EconomyCommand['type'], true> = {
+  registerCustomer: true,
+  sellTokens: true,
+  exchangeQuote: true,
+  exchangeConfirm: true,
+  exchangeCancel: true,
+  walletBalance: true,
+  walletMove: true,
+  customerData: true,
+  closeEconomy: true,
+};
 
+export const ECONOMY_COMMANDS: ReadonlySet<string> = new Set(Object.keys(COMMAND_TYPES));
 /** One token's units before and after an action (null before: not known to the till). */
 export interface BalanceChange {
   token: string;
@@ -124,6 +126,16 @@ export const OFFLINE_CUSTOMER_DATA = 'the store server is unreachable, so the ma
 export const WALLET_UNREACHABLE = 'the mall wallet cannot be reached now (the store cannot reach the mall): take another tender; nothing was moved or charged';
 
 const NAME_CHARS_MAX = 80;
+
+/** The customer as the screen names them: the card is a bearer credential, so only its last digits. */
+function shownCustomer(c: Pick<CustomerView, 'name' | 'card'>): { name: string; card: string } {
+  return { name: c.name, card: maskCard(c.card) };
+}
+
+/** Units the cashier typed, refused unless a whole number of at least one. */
+function needUnits(units: number, what: string): void {
+  if (!Number.isSafeInteger(units) || units < 1) fail('CORE_ERR_AMOUNT', `${what} at least one token`);
+}
 
 function changes(before: TokenBalance[] | null, after: TokenBalance[]): BalanceChange[] {
   const prior = new Map((before ?? []).map((b) => [b.token, b]));
@@ -225,7 +237,7 @@ export class TillEconomy {
     this.show({
       kind: 'registered',
       title: 'New customer',
-      customer: { name: customer.name, card: maskCard(customer.card) },
+      customer: shownCustomer(customer),
       details: [
         { label: 'Card', value: card === null ? `${maskCard(customer.card)} (new number, printed)` : `${maskCard(customer.card)} (pre-printed card)` },
         { label: 'Shares data with other stores', value: customer.consent === true ? 'yes' : 'no' },
@@ -242,7 +254,7 @@ export class TillEconomy {
   private async sell(cmd: Extract<EconomyCommand, { type: 'sellTokens' }>): Promise<void> {
     this.host.needOnline(OFFLINE_ONLINE_ONLY);
     const customer = this.needCustomer('selling tokens');
-    if (!Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'sell at least one token');
+    needUnits(cmd.units, 'sell');
     const ack = await this.host.sendKeyed<TokenSaleAck>('tokens:sell', { card: customer.card, token: cmd.token, units: cmd.units, payment: cmd.payment });
     await this.host.setCustomer(ack.customer);
     const money = (m: number) => this.money(m, ack.currency);
@@ -251,7 +263,7 @@ export class TillEconomy {
     this.show({
       kind: 'tokens-sold',
       title: 'Tokens sold',
-      customer: { name: ack.customer.name, card: maskCard(ack.customer.card) },
+      customer: shownCustomer(ack.customer),
       details: [
         { label: 'Tokens', value: formatUnits(ack.units, ack.token) },
         { label: 'Price', value: money(ack.priceMinor) },
@@ -270,7 +282,7 @@ export class TillEconomy {
   private async quoteExchange(cmd: Extract<EconomyCommand, { type: 'exchangeQuote' }>): Promise<void> {
     this.host.needOnline(cmd.source === 'wallet' ? OFFLINE_WALLET : OFFLINE_ONLINE_ONLY);
     const customer = this.needCustomer('an exchange');
-    if (!Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'exchange at least one token');
+    needUnits(cmd.units, 'exchange');
     this.quote = null;
     const view = await this.walletCall(() =>
       this.host.link.request<ExchangeView>('exchange:quote', { card: customer.card, from: { token: cmd.fromToken, units: cmd.units, source: cmd.source }, to: cmd.toToken }),
@@ -323,15 +335,16 @@ export class TillEconomy {
     if (ack.wallet !== null) this.lastWallet = ack.wallet;
     const q = ack.quote;
     const money = (m: number) => this.money(m, q.currency);
+    const shown = this.shownQuote(ack);
     this.show({
       kind: 'exchanged',
       title: 'Tokens exchanged',
-      customer: { name: ack.customer.name, card: maskCard(ack.customer.card) },
+      customer: shownCustomer(ack.customer),
       details: [
-        { label: 'Given', value: `${formatUnits(q.from.units, q.from.token)} (${money(q.grossMinor)})${ack.source === 'wallet' ? ' from the wallet' : ''}` },
+        { label: 'Given', value: shown.given },
         { label: 'Service charge', value: money(q.serviceChargeMinor) },
-        { label: 'Received', value: `${formatUnits(q.to.units, q.to.token)} (${money(q.valueOutMinor)})` },
-        { label: 'Remainder', value: money(q.remainderMinor) },
+        { label: 'Received', value: shown.receives },
+        { label: 'Remainder', value: shown.remainder },
       ],
       card: changes(customer.balances, ack.customer.balances),
       wallet: ack.wallet === null ? null : changes(walletBefore?.card === ack.wallet.card ? walletBefore.balances : null, ack.wallet.balances),
@@ -348,7 +361,7 @@ export class TillEconomy {
     this.show({
       kind: 'wallet',
       title: 'Mall wallet',
-      customer: { name: customer.name, card: maskCard(customer.card) },
+      customer: shownCustomer(customer),
       details: [{ label: 'As of', value: wallet.asOf.slice(0, 16).replace('T', ' ') }],
       card: changes(customer.balances, customer.balances),
       wallet: changes(wallet.balances, wallet.balances),
@@ -360,7 +373,7 @@ export class TillEconomy {
   private async walletMove(cmd: Extract<EconomyCommand, { type: 'walletMove' }>): Promise<void> {
     this.host.needOnline(OFFLINE_WALLET);
     const customer = this.needCustomer('a wallet move');
-    if (!Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'move at least one token');
+    needUnits(cmd.units, 'move');
     const walletBefore = this.lastWallet?.card === customer.card ? this.lastWallet : null;
     const ack = await this.walletCall(() =>
       this.host.sendKeyed<WalletMoveAck>('wallet:move', { card: customer.card, direction: cmd.direction, token: cmd.token, units: cmd.units }),
@@ -371,7 +384,7 @@ export class TillEconomy {
     this.show({
       kind: 'wallet-moved',
       title: toWallet ? 'Moved to the mall wallet' : 'Moved from the mall wallet',
-      customer: { name: ack.customer.name, card: maskCard(ack.customer.card) },
+      customer: shownCustomer(ack.customer),
       details: [{ label: toWallet ? 'Card to wallet' : 'Wallet to card', value: formatUnits(ack.units, ack.token) }],
       card: changes(customer.balances, ack.customer.balances),
       wallet: changes(walletBefore?.balances ?? null, ack.wallet.balances),
@@ -389,7 +402,7 @@ export class TillEconomy {
     this.show({
       kind: 'customer-data',
       title: 'Customer of another store',
-      customer: { name: data.name, card: maskCard(data.card) },
+      customer: shownCustomer(data),
       details: [
         { label: 'Home store', value: data.home.name },
         { label: 'Contact', value: contact.length === 0 ? 'none given' : contact.join(', ') },

@@ -22,6 +22,7 @@ import {
   type SnapshotPayload,
   type TokenType,
 } from '../../core/index.ts';
+import type { WalletAuthorisedData } from '../../mall-sync/events.ts';
 import { createSigningKey, type SigningKey } from '../../platform/key-files.ts';
 import { createTlsIdentity } from '../../platform/tls.ts';
 import { loadConfig, writeConfig } from '../../vendor-server/config.ts';
@@ -43,13 +44,7 @@ import { trustAuthority } from './http.ts';
  * credited only when its batch arrives.
  */
 
-export interface Hold {
-  id: string;
-  vendor: string;
-  card: string;
-  token: string;
-  units: number;
-  purpose: 'sale' | 'exchange' | 'withdraw';
+export interface Hold extends Pick<WalletAuthorisedData, 'id' | 'vendor' | 'card' | 'token' | 'units' | 'purpose'> {
   expiresAtMs: number;
   state: 'open' | 'captured' | 'released' | 'expired';
   /** Who captured it: the store's call or the batch. */

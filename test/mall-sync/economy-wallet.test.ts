@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { forEachStore, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, vendorPostToken, http, type MallRig, type RawVendor } from './helpers.ts';
 import { join } from 'node:path';
+import { ECONOMY_BODY_BYTES_MAX } from '../../mall-sync/economy-api.ts';
 import { reconcile } from '../../mall-sync/reconcile.ts';
 import { until } from '../helpers/process.ts';
 
@@ -113,6 +114,45 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     expect(storeFingerprint(mall.mall)).to.equal(after);
     expect(before).to.not.equal(after);
     expect(await wallet()).to.deep.include({ balances: { ACME: 100 }, held: { ACME: 15 } });
+  });
+
+  it('attack: an oversize body, prototype names as cards and body keys, and another vendor\'s path or hold; nothing changes', async () => {
+    const a = await authorise(20, 'bobs:k-000030');
+    const id = a.body.authorisation.id as string;
+    const before = storeFingerprint(mall.mall);
+    const signedRaw = async (vendor: RawVendor, path: string, raw: string) =>
+      http(`${mall.mall.url}${path}`, 'POST', raw, { authorization: `Bearer ${await vendorPostToken(vendor.keys, vendor.vendorId, raw)}` });
+    // Larger than the vendor endpoints take, though signed for: refused before it is parsed, with the limit that applies.
+    const big = await signedRaw(bobs, AUTH, JSON.stringify({ key: 'bobs:k-000031', card: 'C1', token: 'ACME', units: 1, purpose: 'sale', pad: 'x'.repeat(ECONOMY_BODY_BYTES_MAX) }));
+    expect([big.status, big.body.error.code]).to.deep.equal([413, 'MALL_ERR_TOO_LARGE']);
+    expect(big.body.error.message).to.contain(String(ECONOMY_BODY_BYTES_MAX));
+    // Built-in property names as a card: unknown cards, never the prototype or one of its methods
+    // (`__proto__` is not even of a card's form).
+    const proto = { key: 'bobs:k-000034', card: '__proto__', token: 'ACME', units: 1, purpose: 'sale' };
+    const protoHold = await vendorPost(mall, bobs.keys, 'bobs', AUTH, proto);
+    expect([protoHold.status, protoHold.body.error.code]).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
+    const protoData = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/customer-data', { key: 'bobs:k-000035', card: '__proto__' });
+    expect([protoData.status, protoData.body.error.code]).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
+    const protoRead = await mall.get('/v1/vendors/bobs/wallet/__proto__', await vendorAuth(bobs.keys, 'bobs'));
+    expect([protoRead.status, protoRead.body.error.code]).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
+    for (const card of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const held = await vendorPost(mall, bobs.keys, 'bobs', AUTH, { key: `bobs:k-p-${card}`, card, token: 'ACME', units: 1, purpose: 'sale' });
+      expect([held.status, held.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
+      const read = await mall.get(`/v1/vendors/bobs/wallet/${encodeURIComponent(card)}`, await vendorAuth(bobs.keys, 'bobs'));
+      expect([read.status, read.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
+      const data = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/customer-data', { key: `bobs:k-d-${card}`, card });
+      expect([data.status, data.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
+    }
+    // A `__proto__` key in the body is a field the request does not name.
+    const protoKey = await signedRaw(bobs, AUTH, '{"key":"bobs:k-000032","card":"C1","token":"ACME","units":1,"purpose":"sale","__proto__":{"units":99}}');
+    expect([protoKey.status, protoKey.body.error.code]).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
+    // acme's key on bobs' wallet, and acme releasing bobs' hold through its own path.
+    const foreignRead = await mall.get('/v1/vendors/bobs/wallet/C1', await vendorAuth(acme.keys, 'acme'));
+    expect([foreignRead.status, foreignRead.body.error.code]).to.deep.equal([401, 'MALL_ERR_UNAUTHENTICATED']);
+    const foreignRelease = await vendorPost(mall, acme.keys, 'acme', `/v1/vendors/acme/wallet/authorisations/${id}/release`, { key: 'acme:k-000033' });
+    expect([foreignRelease.status, foreignRelease.body.error.code]).to.deep.equal([404, 'MALL_ERR_AUTHORISATION_UNKNOWN']);
+    expect(storeFingerprint(mall.mall)).to.equal(before);
+    expect(await wallet()).to.deep.include({ balances: { ACME: 100 }, held: { ACME: 20 } });
   });
 
   it('refuses another vendor\'s authorisation, capture after release, and a move from the wallet in a batch without an authorisation', async () => {

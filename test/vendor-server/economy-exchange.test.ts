@@ -115,6 +115,20 @@ describe('vendor-server: exchange between issuers', function () {
     await refusal('exchange:commit', { key: k, card: store.cards[2], from: { token: 'MALL', units: 20, source: 'card' }, to: 'ACME', expectUnits: 39 }, 'VND_ERR_IDEMPOTENCY_CONFLICT');
   });
 
+  it('attack: another till\'s key, units that are not whole and positive, a field the request does not name, a prototype name as card', async () => {
+    const card = store.cards[0] as string;
+    const body = { card, from: { token: 'MALL', units: 10, source: 'card' }, to: 'ACME', expectUnits: 19 };
+    await refusal('exchange:commit', { ...body, key: `other-till:${randomUUID()}` }, 'VND_ERR_IDEMPOTENCY_KEY');
+    for (const [units, code] of [[-10, 'CORE_ERR_AMOUNT'], [1.5, 'CORE_ERR_AMOUNT'], [2 ** 60, 'CORE_ERR_OVERFLOW']] as const) {
+      await refusal('exchange:commit', { ...body, key: key(), from: { ...body.from, units } }, code);
+      await refusal('exchange:quote', { card, from: { ...body.from, units }, to: 'ACME' }, code);
+    }
+    await refusal('exchange:commit', { ...body, key: key(), from: { ...body.from, units: 0 } }, 'CORE_ERR_VALIDATION');
+    await refusal('exchange:commit', { ...body, key: key(), expectUnits: -19 }, 'CORE_ERR_AMOUNT');
+    await refusal('exchange:commit', JSON.parse(`{"__proto__":{"expectUnits":1},${JSON.stringify({ ...body, key: key() }).slice(1)}`), 'CORE_ERR_VALIDATION');
+    await refusal('exchange:commit', { ...body, key: key(), card: 'constructor' }, 'CORE_ERR_CODE_MALFORMED');
+  });
+
   it('attack: an exchange without a signed-in cashier', async () => {
     expectOk(await call(store.till.socket, 'cashier:logout', {}));
     try {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { makeCardNumber, type CustomerDataView, type PricedCart, type SaleAck, type WalletMoveAck, type WalletView } from '../../core/index.ts';
-import { MallRequests } from '../../vendor-server/sync/mall-requests.ts';
+import { MallRequests, vendorJwt } from '../../vendor-server/sync/mall-requests.ts';
 import { loadKeys } from '../../vendor-server/config.ts';
 import { tlsRequest } from '../../platform/tls.ts';
 import { until } from '../helpers/process.ts';
@@ -151,6 +151,26 @@ describe('vendor-server: the mall wallet and customer data', function () {
     await refusal('sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }], card: null, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 }, 'CORE_ERR_TENDER_WITHOUT_CUSTOMER');
   });
 
+  it('attack: another till\'s key, units that are not whole and positive, a field the request does not name, a prototype name as card; the mall is asked nothing', async () => {
+    const card = store.cards[5] as string;
+    const tolls = store.double.tolls.length;
+    const held = store.double.held(card, 'MALL');
+    const move = { card, direction: 'from-wallet', token: 'MALL', units: 5 };
+    await refusal('wallet:move', { ...move, key: `other-till:${randomUUID()}` }, 'VND_ERR_IDEMPOTENCY_KEY');
+    await refusal('customer:data-request', { card, key: `other-till:${randomUUID()}` }, 'VND_ERR_IDEMPOTENCY_KEY');
+    for (const [units, code] of [[-5, 'CORE_ERR_AMOUNT'], [1.5, 'CORE_ERR_AMOUNT'], [0, 'CORE_ERR_VALIDATION'], [2 ** 60, 'CORE_ERR_OVERFLOW']] as const) {
+      await refusal('wallet:move', { ...move, key: key(), units }, code);
+    }
+    await refusal('wallet:move', JSON.parse(`{"__proto__":{"units":500},${JSON.stringify({ ...move, key: key() }).slice(1)}`), 'CORE_ERR_VALIDATION');
+    for (const bad of ['constructor', '__proto__']) {
+      await refusal('wallet:move', { ...move, key: key(), card: bad }, 'CORE_ERR_CODE_MALFORMED');
+      await refusal('wallet:balance', { card: bad }, 'CORE_ERR_CODE_MALFORMED');
+      await refusal('customer:data-request', { key: key(), card: bad }, 'CORE_ERR_CODE_MALFORMED');
+    }
+    expect(store.double.tolls.length).to.equal(tolls);
+    expect(store.double.held(card, 'MALL')).to.equal(held);
+  });
+
   it('a sale that fails after the hold releases it', async () => {
     const card = store.cards[7] as string;
     store.double.credit(card, 'MALL', 100);
@@ -224,7 +244,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
     const card = store.cards[8] as string;
     store.double.credit(card, 'MALL', 5);
     // A token made for one body (as one seen in transit), sent with another.
-    const captured = await (mall as unknown as { token(raw: string): Promise<string> }).token(JSON.stringify({ key: 'k-00000001', card, token: 'MALL', units: 1, purpose: 'sale' }));
+    const captured = await vendorJwt(keys, 'acme', '2m', JSON.stringify({ key: 'k-00000001', card, token: 'MALL', units: 1, purpose: 'sale' }));
     const res = await tlsRequest(`${store.double.url}/v1/vendors/acme/wallet/authorisations`, {
       method: 'POST',
       headers: { authorization: `Bearer ${captured}`, 'content-type': 'application/json' },

@@ -48,7 +48,7 @@ export interface CashierDaySocketContext {
 }
 
 /** A terminal may only use its own keys: `<terminal id>:<uuid>`. */
-function checkKeyOwner(key: string, terminalId: string): void {
+export function checkKeyOwner(key: string, terminalId: string): void {
   if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
 }
 

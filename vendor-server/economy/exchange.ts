@@ -44,6 +44,13 @@ export function exchangeId(seq: number): string {
   return `X${String(seq).padStart(10, '0')}`;
 }
 
+/** Refuses a commit whose units are not what the rule gives now: the cashier quotes again. */
+function sameAsQuoted(quote: ExchangeQuote, req: ExchangeRequest & { expectUnits: number }): void {
+  if (quote.to.units !== req.expectUnits) {
+    fail('VND_ERR_EXCHANGE_QUOTE_CHANGED', `${req.from.units} ${req.from.token} now buy ${quote.to.units} ${req.to}, not ${req.expectUnits}: quote again`, { units: quote.to.units, expectUnits: req.expectUnits });
+  }
+}
+
 export class ExchangeService {
   /** Offline exchanges of one customer run one at a time, so two cannot both fit the day's limit. */
   private readonly offlineQueue = new Map<string, Promise<unknown>>();
@@ -105,11 +112,11 @@ export class ExchangeService {
 
   /** Whether the mall is unreachable; for the wallet source that refuses at once. */
   private async offline(source: TokenSource): Promise<boolean> {
-    const mall = this.wallet.requests.bind(this.wallet);
     let reachable: boolean;
     try {
-      reachable = await mall().reachable();
+      reachable = await this.wallet.requests().reachable();
     } catch {
+      // Not linked to a mall: nothing to reach.
       reachable = false;
     }
     if (!reachable && source === 'wallet') fail('VND_ERR_WALLET_OFFLINE', 'the mall wallet cannot be reached now: exchange tokens from the card, or later');
@@ -126,9 +133,7 @@ export class ExchangeService {
         body,
         (base) => {
           const { quote, snapshot, postings } = this.price(req, customerId);
-          if (quote.to.units !== req.expectUnits) {
-            fail('VND_ERR_EXCHANGE_QUOTE_CHANGED', `${req.from.units} ${req.from.token} now buy ${quote.to.units} ${req.to}, not ${req.expectUnits}: quote again`, { units: quote.to.units, expectUnits: req.expectUnits });
-          }
+          sameAsQuoted(quote, req);
           precondition();
           const balancesAfter = customerBalances(this.ledger.state, customerId);
           for (const p of postings) if (p.account === customerAccount(customerId)) balancesAfter[p.token] = (balancesAfter[p.token] ?? 0) + p.units;
@@ -147,15 +152,13 @@ export class ExchangeService {
     if (req.from.source === 'card') {
       if (!offline) return this.ack(await journal(false, null));
       return this.ack(await this.oneAtATime(customerId, async () => {
-        await this.checkOfflineLimit(customerId, req, customerId);
+        await this.checkOfflineLimit(customerId, req);
         return journal(true, null);
       }));
     }
     // Everything that can be refused without the mall is refused before anything is held.
     const { quote } = this.price(req, customerId);
-    if (quote.to.units !== req.expectUnits) {
-      fail('VND_ERR_EXCHANGE_QUOTE_CHANGED', `${req.from.units} ${req.from.token} now buy ${quote.to.units} ${req.to}, not ${req.expectUnits}: quote again`, { units: quote.to.units, expectUnits: req.expectUnits });
-    }
+    sameAsQuoted(quote, req);
     precondition();
     const seq = await this.wallet.withHolds(req.key, [{ card, token: req.from.token, units: req.from.units, purpose: 'exchange' }], async ([auth]) => {
       const s = await journal(false, auth?.id ?? fail('VND_ERR_INTERNAL', 'no authorisation'));
@@ -180,7 +183,7 @@ export class ExchangeService {
    * list is full of today's events the older ones cannot be seen: the limit is then taken
    * as reached rather than guessed.
    */
-  private async checkOfflineLimit(customerId: string, req: ExchangeRequest, who: string): Promise<void> {
+  private async checkOfflineLimit(customerId: string, req: ExchangeRequest): Promise<void> {
     const c = own(this.ledger.state.customers, customerId);
     if (c === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN');
     const today = calendarDay(new Date().toISOString(), this.utcOffsetMinutes);
@@ -198,7 +201,7 @@ export class ExchangeService {
     const value = from === undefined ? 0 : from.faceValueMinor * req.from.units;
     const text = (m: number) => formatMinor(m, this.ledger.store.currency);
     if (allToday || used + value > limit) {
-      fail('VND_ERR_OFFLINE_LIMIT', `the mall is unreachable: a customer may exchange ${text(limit)} a day offline, ${text(Math.max(0, limit - used))} left today`, { limitMinor: limit, usedMinor: used, customer: who });
+      fail('VND_ERR_OFFLINE_LIMIT', `the mall is unreachable: a customer may exchange ${text(limit)} a day offline, ${text(Math.max(0, limit - used))} left today`, { limitMinor: limit, usedMinor: used, customer: customerId });
     }
   }
 

@@ -1,7 +1,8 @@
-import { fail, parse, type ClientToServerEvents } from '../../core/index.ts';
+import { parse, type ClientToServerEvents } from '../../core/index.ts';
 import { customerRegisterRequest, tokensSellRequest } from '../../core/economy-requests.ts';
 import type { Logger } from '../../platform/logger.ts';
 import type { CashierDayService } from '../cashier-day/service.ts';
+import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { Actor, LedgerService } from '../ledger/service.ts';
 import { registerAtTill } from './accounts.ts';
 import { sellTokens } from './token-sales.ts';
@@ -9,16 +10,20 @@ import { sellTokens } from './token-sales.ts';
 /** The account and token-sale events a terminal may send. */
 export const SELL_EVENTS: readonly (keyof ClientToServerEvents)[] = ['customer:register', 'tokens:sell'];
 
-export interface SellSocketContext {
+/** What the economy's handlers take from one terminal connection. */
+export interface EconomyConnection {
   on: (event: string, listener: (first: unknown, second: unknown) => void) => void;
   handle: <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => (first: unknown, second: unknown) => void;
   terminalId: string;
   actor: () => Actor;
   /** Waits for a sign-in in progress, then refuses a new key without a signed-in cashier. */
   needCashier: (key: string) => Promise<void>;
+  logger: Logger;
+}
+
+export interface SellSocketContext extends EconomyConnection {
   ledger: LedgerService;
   cashierDay: CashierDayService;
-  logger: Logger;
 }
 
 /**
@@ -28,13 +33,10 @@ export interface SellSocketContext {
  */
 export function registerSellEvents(ctx: SellSocketContext): void {
   const { on, handle, terminalId, ledger, cashierDay, logger } = ctx;
-  const ownKey = (key: string) => {
-    if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
-  };
 
   on('customer:register', handle('customer:register', async (p) => {
     const req = parse(customerRegisterRequest, p);
-    ownKey(req.key);
+    checkKeyOwner(req.key, terminalId);
     await ctx.needCashier(req.key);
     const view = await registerAtTill(ledger, ctx.actor(), req);
     logger.info({ terminal: terminalId, customer: view.id, consent: req.consent }, 'customer registered at the till');
@@ -43,7 +45,7 @@ export function registerSellEvents(ctx: SellSocketContext): void {
 
   on('tokens:sell', handle('tokens:sell', async (p) => {
     const req = parse(tokensSellRequest, p);
-    ownKey(req.key);
+    checkKeyOwner(req.key, terminalId);
     await ctx.needCashier(req.key);
     const who = ctx.actor();
     const ack = await sellTokens(ledger, who, req, () => cashierDay.requireShift(terminalId, who.cashier));

@@ -143,15 +143,16 @@ export class WalletService {
    */
   async withHolds<T>(tillKey: string, holds: HoldRequest[], commit: (auths: MallAuthorisation[]) => Promise<{ seq: number; result: T }>): Promise<T> {
     const mall = this.requests();
+    const keys = holds.map((h, i) => holdKey(tillKey, h.purpose, i));
     const auths: MallAuthorisation[] = [];
     try {
       for (const [i, h] of holds.entries()) {
-        const { authorisation } = await mall.authorise({ key: holdKey(tillKey, h.purpose, i), card: h.card, token: h.token, units: h.units, purpose: h.purpose });
+        const { authorisation } = await mall.authorise({ key: keys[i] as string, card: h.card, token: h.token, units: h.units, purpose: h.purpose });
         if (this.released.has(authorisation.id)) fail('MALL_ERR_AUTHORISATION_SPENT', 'this request was refused and its wallet hold released: start it again');
         auths.push(authorisation);
       }
     } catch (err) {
-      await this.releaseAll(tillKey, holds, auths);
+      await this.releaseAll(keys, auths);
       throw err;
     }
     stopHere('wallet-authorised');
@@ -160,14 +161,14 @@ export class WalletService {
       done = await commit(auths);
     } catch (err) {
       // Journalled means the key is known: then the hold is the event's, and the batch captures it.
-      if (!this.ledger.state.keys.has(tillKey)) await this.releaseAll(tillKey, holds, auths);
+      if (!this.ledger.state.keys.has(tillKey)) await this.releaseAll(keys, auths);
       throw err;
     }
     stopHere('wallet-journalled');
     this.sync()?.pushSoon();
     await Promise.all(
       auths.map((a, i) =>
-        mall.capture(a.id, `${holdKey(tillKey, holds[i]?.purpose ?? 'sale', i)}.capture`, done.seq).catch((err: unknown) => {
+        mall.capture(a.id, `${keys[i] as string}.capture`, done.seq).catch((err: unknown) => {
           this.logger.warn({ authorisation: a.id, seq: done.seq, err: (err as Error).message }, 'wallet capture not confirmed: the batch carrying the event captures it');
         }),
       ),
@@ -175,14 +176,15 @@ export class WalletService {
     return done.result;
   }
 
-  private async releaseAll(tillKey: string, holds: HoldRequest[], auths: MallAuthorisation[]): Promise<void> {
+  /** Releases the holds made so far; `keys` are the authorisations' keys, in order. */
+  private async releaseAll(keys: string[], auths: MallAuthorisation[]): Promise<void> {
     const mall = this.requests();
     await Promise.all(
       auths.map(async (a, i) => {
         this.released.add(a.id);
         // Bounded: a till retries a lost answer within minutes, not after thousands of refusals.
         if (this.released.size > RELEASED_REMEMBERED_MAX) this.released.delete(this.released.values().next().value as string);
-        await mall.release(a.id, `${holdKey(tillKey, holds[i]?.purpose ?? 'sale', i)}.release`).catch((err: unknown) => {
+        await mall.release(a.id, `${keys[i] as string}.release`).catch((err: unknown) => {
           this.logger.warn({ authorisation: a.id, err: (err as Error).message }, 'wallet hold not released: the mall releases it when it expires');
         });
       }),

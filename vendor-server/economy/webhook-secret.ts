@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { fail } from '../../core/index.ts';
@@ -51,6 +51,35 @@ export async function readWebhookSecrets(dataDir: string): Promise<WebhookSecret
   const parsed = secretFileSchema.safeParse(json);
   if (!parsed.success) fail('VND_ERR_CONFIG', `${WEBHOOK_SECRET_FILE} is not a webhook secret file: rotate it with "vendor-server webhook-secret --rotate"`);
   return parsed.data;
+}
+
+/**
+ * The secrets file as the webhook last read it. A notification costs a `stat`, not a
+ * read and a parse: the file is read again only when it is another file (a rotation
+ * renames a new one into place) or was changed where it is, so a rotation by the CLI
+ * counts at the next notification without a restart.
+ */
+export class WebhookSecrets {
+  private cached: { stamp: string; file: WebhookSecretFile } | null = null;
+
+  constructor(private readonly dataDir: string) {}
+
+  async current(): Promise<WebhookSecretFile | null> {
+    let stamp: string;
+    try {
+      const st = await stat(webhookSecretPath(this.dataDir));
+      stamp = `${st.dev}:${st.ino}:${st.mtimeMs}:${st.size}`;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.cached = null;
+      return null;
+    }
+    if (this.cached?.stamp === stamp) return this.cached.file;
+    // Replaced between the stat and the read: the next stat differs and reads it again.
+    const file = await readWebhookSecrets(this.dataDir);
+    this.cached = file === null ? null : { stamp, file };
+    return file;
+  }
 }
 
 /** Creates the secret (at init, or for a store made before webhooks existed); an existing one is kept. */

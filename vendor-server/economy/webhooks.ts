@@ -8,7 +8,7 @@ import type { LedgerService } from '../ledger/service.ts';
 import type { VendorMetrics } from '../metrics.ts';
 import { toWireError } from '../terminal-socket.ts';
 import { creditOnlinePayment } from './token-sales.ts';
-import { acceptedSecrets, readWebhookSecrets } from './webhook-secret.ts';
+import { acceptedSecrets, WebhookSecrets } from './webhook-secret.ts';
 
 /**
  * `POST /webhooks/payments`: the payment provider tells the store that a customer paid
@@ -76,6 +76,7 @@ function verify(secrets: string[], header: { t: number; v1: Buffer[] }, raw: Buf
 export function paymentWebhookRouter(deps: WebhookDeps): express.Router {
   const router = express.Router();
   const now = deps.clock ?? Date.now;
+  const secrets = new WebhookSecrets(deps.dataDir);
   router.post(
     WEBHOOK_PATH,
     express.raw({ type: () => true, limit: WEBHOOK_BODY_BYTES_MAX }),
@@ -83,7 +84,7 @@ export function paymentWebhookRouter(deps: WebhookDeps): express.Router {
       const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const header = parseSignatureHeader(req.header(SIGNATURE_HEADER));
       if (header === null) fail('VND_ERR_WEBHOOK_SIGNATURE', `send the signature as "Mallpos-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>"`);
-      const file = await readWebhookSecrets(deps.dataDir);
+      const file = await secrets.current();
       if (file === null) fail('VND_ERR_CONFIG', 'this store has no webhook secret: create one with "vendor-server webhook-secret"');
       const nowMs = now();
       if (!verify(acceptedSecrets(file, nowMs), header, raw)) {

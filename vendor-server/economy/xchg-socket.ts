@@ -1,10 +1,12 @@
 import { hash as digest } from 'node:crypto';
 import { z } from 'zod';
-import { amount, fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
-import type { Logger } from '../../platform/logger.ts';
+import { fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
+import { positiveUnits } from '../../core/economy-requests.ts';
+import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { Actor } from '../ledger/service.ts';
 import type { MallRequests } from '../sync/mall-requests.ts';
 import type { ExchangeService } from './exchange.ts';
+import type { EconomyConnection } from './socket.ts';
 import type { WalletService } from './wallet.ts';
 
 /** The services behind exchange, the mall wallet and customer-data requests. */
@@ -18,7 +20,6 @@ export interface XchgServices {
 export const XCHG_EVENTS: readonly (keyof ClientToServerEvents)[] = ['exchange:quote', 'exchange:commit', 'wallet:balance', 'wallet:move', 'customer:data-request'];
 
 const source = z.enum(['card', 'wallet']);
-const positiveUnits = (what: string) => amount(what).refine((n) => n >= 1, `${what} must be at least 1`);
 const exchangeFrom = z.strictObject({ token: tokenCode, units: positiveUnits('units to exchange'), source });
 
 export const exchangeQuoteRequest = z.strictObject({ card: scanCode, from: exchangeFrom, to: tokenCode });
@@ -27,23 +28,12 @@ export const walletBalanceRequest = z.strictObject({ card: scanCode });
 export const walletMoveRequest = z.strictObject({ key: idempotencyKey, card: scanCode, direction: z.enum(['to-wallet', 'from-wallet']), token: tokenCode, units: positiveUnits('units to move') });
 export const customerDataRequest = z.strictObject({ key: idempotencyKey, card: scanCode });
 
-export interface XchgSocketContext {
-  on: (event: string, listener: (first: unknown, second: unknown) => void) => void;
-  handle: <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => (first: unknown, second: unknown) => void;
-  terminalId: string;
-  actor: () => Actor;
-  /** Waits for a sign-in in progress, then refuses a new key without a signed-in cashier. */
-  needCashier: (key: string) => Promise<void>;
+export interface XchgSocketContext extends EconomyConnection {
   /** The rule that a money event of this till needs an open shift (when the store asks for shifts). */
   precondition: (actor: Actor) => void;
   exchange: ExchangeService;
   wallet: WalletService;
   mall: () => MallRequests | null;
-  logger: Logger;
-}
-
-function checkKeyOwner(key: string, terminalId: string): void {
-  if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
 }
 
 /**

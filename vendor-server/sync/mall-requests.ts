@@ -1,5 +1,5 @@
 import { SignJWT } from 'jose';
-import { ERRORS, MallposError, sha256Hex, type CustomerDataView, type ErrorCode } from '../../core/index.ts';
+import { ERRORS, MallposError, sha256Hex, TOKEN_CODE_PATTERN, type CustomerDataView, type ErrorCode } from '../../core/index.ts';
 import type { VendorKeys } from '../config.ts';
 import { isCertificateError, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
 
@@ -63,10 +63,24 @@ function unitsRecord(v: unknown, what: string, code: Unreachable): Record<string
   if (!isRecord(v)) throw new MallposError(code, `the mall's answer has no valid ${what}`);
   const out = Object.create(null) as Record<string, number>;
   for (const [token, units] of Object.entries(v)) {
-    if (!/^[A-Z][A-Z0-9]{1,11}$/.test(token) || !isUnits(units)) throw new MallposError(code, `the mall's answer has no valid ${what}`);
+    if (!TOKEN_CODE_PATTERN.test(token) || !isUnits(units)) throw new MallposError(code, `the mall's answer has no valid ${what}`);
     out[token] = units;
   }
   return out;
+}
+
+/**
+ * The short-lived JWT a vendor shows the mall's vendor endpoints, signed with the vendor
+ * key; for a body, its `bh` claim binds the token to exactly these bytes.
+ */
+export function vendorJwt(keys: VendorKeys, vendorId: string, expiresIn: string, raw?: string): Promise<string> {
+  return new SignJWT(raw === undefined ? {} : { bh: sha256Hex(raw) })
+    .setProtectedHeader({ alg: 'EdDSA', kid: keys.kid, typ: 'JWT' })
+    .setSubject(vendorId)
+    .setAudience('mallpos-mall')
+    .setIssuedAt()
+    .setExpirationTime(expiresIn)
+    .sign(keys.privateKey);
 }
 
 export class MallRequests {
@@ -148,19 +162,8 @@ export class MallRequests {
     return this.request('POST', path, JSON.stringify(body), unreachable);
   }
 
-  /** The vendor JWT; for a body, its `bh` claim binds the token to exactly these bytes. */
-  private async token(raw: string | undefined): Promise<string> {
-    return new SignJWT(raw === undefined ? {} : { bh: sha256Hex(raw) })
-      .setProtectedHeader({ alg: 'EdDSA', kid: this.opts.keys.kid, typ: 'JWT' })
-      .setSubject(this.opts.vendorId)
-      .setAudience('mallpos-mall')
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .sign(this.opts.keys.privateKey);
-  }
-
   private async request(method: 'GET' | 'POST', path: string, raw: string | undefined, unreachable: Unreachable): Promise<unknown> {
-    const headers: Record<string, string> = { authorization: `Bearer ${await this.token(raw)}` };
+    const headers: Record<string, string> = { authorization: `Bearer ${await vendorJwt(this.opts.keys, this.opts.vendorId, '2m', raw)}` };
     if (raw !== undefined) headers['content-type'] = 'application/json';
     let res: TlsResponse;
     try {

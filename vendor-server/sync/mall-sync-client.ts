@@ -1,6 +1,6 @@
 import { appendFile, mkdir, open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FlattenedSign, flattenedVerify, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { FlattenedSign, flattenedVerify, importJWK, type CryptoKey, type JWK } from 'jose';
 import {
   ACK_TYP,
   BATCH_EVENTS_MAX,
@@ -26,6 +26,7 @@ import type { Logger } from '../../platform/logger.ts';
 import { DurableJSONFile, writeFileDurable } from '../../platform/storage/index.ts';
 import { ed25519Thumbprint, type PublicSigningJwk } from '../../platform/key-files.ts';
 import { isCertificateError, isSelfSignedAuthority, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
+import { vendorJwt } from './mall-requests.ts';
 
 export interface SyncOptions {
   mallUrl: string;
@@ -438,14 +439,7 @@ export class MallSync {
 
   /** A short-lived JWT signed with the vendor key: the mall gives a vendor's snapshot, cursor and statements only to it. */
   private async vendorRequestHeaders(): Promise<Record<string, string>> {
-    const token = await new SignJWT({})
-      .setProtectedHeader({ alg: 'EdDSA', kid: this.keys.kid, typ: 'JWT' })
-      .setSubject(this.ledger.store.vendorId)
-      .setAudience('mallpos-mall')
-      .setIssuedAt()
-      .setExpirationTime('5m')
-      .sign(this.keys.privateKey);
-    return { authorization: `Bearer ${token}` };
+    return { authorization: `Bearer ${await vendorJwt(this.keys, this.ledger.store.vendorId, '5m')}` };
   }
 
   async fetchStatement(from: string, to: string): Promise<unknown> {
