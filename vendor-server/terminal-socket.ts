@@ -28,7 +28,7 @@ import type { Logger } from '../platform/logger.ts';
 import type { VendorMetrics } from './metrics.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import type { CashierDayService } from './cashier-day/service.ts';
-import { CASHIER_DAY_EVENTS, registerCashierDay } from './cashier-day/socket.ts';
+import { CASHIER_DAY_EVENTS, checkKeyOwner, registerCashierDay } from './cashier-day/socket.ts';
 import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
 import { paysFromWallet } from './economy/wallet.ts';
@@ -401,7 +401,3 @@ export class TerminalGateway {
   }
 }
 
-/** A terminal may only use its own keys: `<terminal id>:<uuid>`. */
-function checkKeyOwner(key: string, terminalId: string, prefix: string): void {
-  if (!key.startsWith(prefix)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
-}

@@ -47,9 +47,9 @@ export interface CashierDaySocketContext {
   service: CashierDayService;
 }
 
-/** A terminal may only use its own keys: `<terminal id>:<uuid>`. */
-export function checkKeyOwner(key: string, terminalId: string): void {
-  if (!key.startsWith(`${terminalId}:`)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
+/** A terminal may only use its own keys: `<terminal id>:<uuid>` (the sale path passes its prefix, made once per connection). */
+export function checkKeyOwner(key: string, terminalId: string, prefix = `${terminalId}:`): void {
+  if (!key.startsWith(prefix)) fail('VND_ERR_IDEMPOTENCY_KEY', `the request key must start with "${terminalId}:"`);
 }
 
 /**
