@@ -58,6 +58,15 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
 /** Advisory lock key of the mall's writers. */
 const WRITE_LOCK = 7_216_000;
 const CATCH_UP_ROWS = 500;
+/** Rows of mall_wal_flush (migration 0004). */
+const WAL_FLUSH_SLOTS = 1024;
+
+/** The cache holds an event the database does not: it is rebuilt from the database. */
+class CacheAhead extends Error {
+  constructor(seq: number) {
+    super(`the database no longer holds mall event ${seq} as this worker saw it`);
+  }
+}
 /** Most changes in one transaction. */
 const GROUP_MAX = 64;
 
@@ -120,6 +129,12 @@ export class PostgresMallStore implements MallStore {
   private appliedInTx = 0;
   private stale = false;
   private closed = false;
+  /** The highest seq of the cache known to be on the database's disk (0: not known). */
+  private durableSeq = 0;
+  /** The highest seq of the cache known to be committed (visible to every worker); a group under way may be ahead of it. */
+  private committedSeq = 0;
+  /** Groups committed whose answers wait for their flush. */
+  private readonly answering = new Set<Promise<void>>();
   /** One section at a time in this process: a change, a catch-up or a rebuild of the cache. */
   private mutex: Promise<unknown> = Promise.resolve();
   /** Changes waiting for the next transaction. */
@@ -169,12 +184,28 @@ export class PostgresMallStore implements MallStore {
     return { state, checkpointSeq, replayed };
   }
 
-  /** Applies the events after `state.seq`, in seq order, checking that each links to the one before. */
-  private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState): Promise<number> {
+  /**
+   * Applies the events after `state.seq`, in seq order, checking that each links to the
+   * one before. With `tail`, the first query also reads the state's own last event and
+   * checks that the database still holds it: after a database crash the log may end
+   * before the cache does (a commit that was visible but never reached the disk), and
+   * a worker judging against such a cache would write after a hole.
+   */
+  private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState, tail = false): Promise<number> {
     let applied = 0;
+    let checkTail = tail && state.seq > 0;
     for (;;) {
-      const { rows } = await db.query<EventRow>({ name: 'mall_catch_up', text: 'SELECT seq, hash, body FROM mall_events WHERE seq > $1 ORDER BY seq LIMIT $2', values: [state.seq, CATCH_UP_ROWS] });
-      for (const row of rows) {
+      const from = checkTail ? state.seq : state.seq + 1;
+      const { rows } = await db.query<EventRow>({ name: 'mall_catch_up', text: 'SELECT seq, hash, body FROM mall_events WHERE seq >= $1 ORDER BY seq LIMIT $2', values: [from, CATCH_UP_ROWS] });
+      let i = 0;
+      if (checkTail) {
+        const own = rows[0];
+        if (own === undefined || Number(own.seq) !== state.seq || own.hash !== state.hash) throw new CacheAhead(state.seq);
+        checkTail = false;
+        i = 1;
+      }
+      for (; i < rows.length; i++) {
+        const row = rows[i] as EventRow;
         const event = row.body;
         assert(Number(row.seq) === state.seq + 1 && event.seq === state.seq + 1, `mall event ${row.seq} follows ${state.seq}`);
         if (event.prev !== state.hash) fail('MALL_ERR_STORE', `mall event ${row.seq} does not link to event ${state.seq}: the log was changed`);
@@ -192,14 +223,47 @@ export class PostgresMallStore implements MallStore {
     return next;
   }
 
-  /** Rebuilds the cache from the database when a failed transaction left it ahead. */
+  /** Rebuilds the cache from the database when a failed transaction left it ahead, then catches up. */
   private async fresh(db: pg.Pool | pg.PoolClient): Promise<void> {
-    if (this.stale) {
-      const { state } = await PostgresMallStore.load(this.pool);
-      this.current = state;
-      this.stale = false;
+    if (!this.stale) {
+      try {
+        await PostgresMallStore.catchUp(db, this.current, true);
+        // Called between changes: everything in the cache is committed.
+        this.committedSeq = Math.max(this.committedSeq, this.current.seq);
+        return;
+      } catch (err) {
+        if (!(err instanceof CacheAhead)) throw err;
+        this.stale = true;
+      }
     }
+    const { state } = await PostgresMallStore.load(this.pool);
+    this.current = state;
+    this.stale = false;
+    // What the rebuilt cache holds was read, not necessarily flushed: the next answer flushes first.
+    this.durableSeq = 0;
     await PostgresMallStore.catchUp(db, this.current);
+    this.committedSeq = this.current.seq;
+  }
+
+  /**
+   * Makes every event in the cache durable before an answer relies on it. The changes
+   * commit with synchronous_commit off (see runGroup), so a commit can be visible, to
+   * this worker and to the others, before it is on the disk. A transaction that writes
+   * WAL and commits synchronously waits until the WAL is flushed up to its own commit
+   * record, which comes after the commit record of every event this worker has seen (an
+   * event is visible only once its commit record is in the WAL): after it, they are all
+   * durable. It must write: PostgreSQL commits a transaction that wrote no WAL without a
+   * flush, whatever synchronous_commit says. Concurrent flushes share the database's WAL
+   * flush (its group commit).
+   */
+  private async makeDurable(db: pg.Pool | pg.PoolClient, seq: number): Promise<void> {
+    if (seq <= this.durableSeq) return;
+    // Only what was committed when the flush was asked for is covered by it: a group
+    // under way may have applied later events to the cache already.
+    const covered = this.committedSeq;
+    const slot = Math.floor(Math.random() * WAL_FLUSH_SLOTS);
+    await db.query({ name: 'mall_flush', text: 'INSERT INTO mall_wal_flush (slot, n) VALUES ($1, 1) ON CONFLICT (slot) DO UPDATE SET n = mall_wal_flush.n + 1', values: [slot] });
+    if (covered > this.durableSeq) this.durableSeq = covered;
   }
 
   /**
@@ -242,8 +306,12 @@ export class PostgresMallStore implements MallStore {
     client.on('error', onError);
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
-      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK]);
+      // One round trip: the transaction, its commit mode and the mall's write lock.
+      // synchronous_commit off: COMMIT returns, and releases the lock, once the commit
+      // record is in the WAL, not on the disk, so the next writer (this worker's next
+      // group or another worker) goes on while the WAL is flushed. Nothing is answered
+      // before that flush (makeDurable, below).
+      await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
       await this.fresh(client);
       this.tx = client;
       this.writes = Promise.resolve();
@@ -266,6 +334,7 @@ export class PostgresMallStore implements MallStore {
       this.tx = null;
       await client.query('COMMIT');
       this.appliedInTx = 0;
+      this.committedSeq = this.current.seq;
       this.maybeCheckpoint();
     } catch (err) {
       // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
@@ -284,14 +353,39 @@ export class PostgresMallStore implements MallStore {
       again();
       return;
     }
-    client.off('error', onError);
-    client.release(broken);
+    // The next group may start now; this one is answered once the WAL is on the disk.
+    const answered = this.answerDurable(client, this.committedSeq, group, outcomes, () => broken).finally(() => {
+      client.off('error', onError);
+      this.answering.delete(answered);
+    });
+    this.answering.add(answered);
+    again();
+  }
+
+  private async answerDurable(
+    client: pg.PoolClient,
+    seq: number,
+    group: { resolve: (value: unknown) => void; reject: (err: unknown) => void }[],
+    outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[],
+    broken: () => Error | undefined,
+  ): Promise<void> {
+    try {
+      await this.makeDurable(client, seq);
+    } catch (err) {
+      // Whether the group reached the disk is unknown: the cache may be ahead of the
+      // database, and every change of the group is refused (a retry with the same key
+      // gets the stored answer if it did).
+      this.stale = true;
+      client.release(broken() ?? (err as Error));
+      for (const item of group) item.reject(storeError(err));
+      return;
+    }
+    client.release(broken());
     for (const [i, item] of group.entries()) {
       const o = outcomes[i];
       if (o?.ok === true) item.resolve(o.value);
       else item.reject(o?.error);
     }
-    again();
   }
 
   commit(event: NewMallEvent): Promise<MallEvent> {
@@ -362,6 +456,7 @@ export class PostgresMallStore implements MallStore {
     return this.section(async () => {
       try {
         await this.fresh(this.pool);
+        await this.makeDurable(this.pool, this.committedSeq);
       } catch (err) {
         throw storeError(err);
       }
@@ -458,6 +553,7 @@ export class PostgresMallStore implements MallStore {
   async close(): Promise<void> {
     if (this.closed) return;
     await this.section(async () => undefined);
+    while (this.answering.size > 0) await Promise.all([...this.answering]);
     await this.checkpointing;
     await this.checkpoint().catch(() => undefined);
     this.closed = true;
