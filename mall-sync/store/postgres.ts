@@ -27,7 +27,13 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * committed since this worker's seq and applies them, then lets the caller check and
  * judge against the now current state, sign the ack, and insert; COMMIT releases the
  * lock. Changes that queue up meanwhile in the same worker share the next transaction
- * (group commit: one lock, one catch-up, one WAL flush for all of them). Everything that needs no state (TLS, JSON, the Ed25519 signature, canonical
+ * (group commit: one lock, one catch-up, one WAL flush for all of them). The COMMIT is
+ * asynchronous (synchronous_commit off for that transaction): the lock is released as
+ * soon as the commit record is in the WAL, so the next writer, in this worker or another,
+ * judges while the WAL goes to the disk; the group is answered only after a small
+ * synchronous commit (makeDurable) has flushed the WAL past it. Holding the lock through
+ * the flush would put every worker's fsync in one queue, and two workers would ingest
+ * less than one. Everything that needs no state (TLS, JSON, the Ed25519 signature, canonical
  * parsing, the vendor's event hash chain) happens before, outside the lock, so several
  * workers do useful work in parallel; only the judging and the insert are serialised.
  *
@@ -51,8 +57,11 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * Failure: if the transaction fails after events were applied to the cache (the
  * database went away, COMMIT did not answer), the cache is marked stale and rebuilt
  * from the database (checkpoint + log) before the next request uses it, so no worker
- * ever serves or judges against an event the database does not hold. Nothing is
- * acknowledged before COMMIT returns.
+ * ever serves or judges against an event the database does not hold. The same happens
+ * when the flush after a COMMIT fails, and when a catch-up finds that the database no
+ * longer holds the cache's last event (a visible commit lost in a database crash before
+ * it reached the disk). Nothing is acknowledged, and no read answered, before the WAL
+ * holding it is flushed.
  */
 
 /** Advisory lock key of the mall's writers. */
