@@ -45,13 +45,17 @@ describe('mall-sync on PostgreSQL: two workers racing for the last units of a wa
       const res = await acme.push(registrar.url);
       expect(res.status, res.text).to.equal(200);
       expect(res.ack.flagged).to.deep.equal([]);
+      for (let i = 1; i <= CARDS; i++) {
+        const pin = await vendorPost(registrar.url, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key: `acme:pin-${i}`, card: `C${i}`, pin: '2468' });
+        expect(pin.status, pin.text).to.equal(200);
+      }
     } finally {
       await registrar.close();
     }
     workers.push(await spawnMall(dir), await spawnMall(dir));
     const [w1, w2] = workers as [MallChild, MallChild];
     for (let i = 1; i <= CARDS; i++) {
-      const body = (n: number) => ({ key: `bobs:race-${i}-${n}`, card: `C${i}`, token: 'ACME', units: 100, purpose: 'sale' });
+      const body = (n: number) => ({ key: `bobs:race-${i}-${n}`, card: `C${i}`, token: 'ACME', units: 100, purpose: 'sale', pin: '2468' });
       const [a, b] = await Promise.all([vendorPost(w1.url, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', body(1)), vendorPost(w2.url, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', body(2))]);
       const statuses = [a.status, b.status].sort();
       expect(statuses, `card C${i}: ${a.text} / ${b.text}`).to.deep.equal([200, 409]);
