@@ -1,4 +1,3 @@
-import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
@@ -7,6 +6,7 @@ import { auditArchive } from '../../mall-sync/audit.ts';
 import { loadMallConfig } from '../../mall-sync/config.ts';
 import { reconcile } from '../../mall-sync/reconcile.ts';
 import { createLogger } from '../../platform/logger.ts';
+import { bytesUnder } from '../helpers/file-bytes.ts';
 import { archiveOf, forEachStore, registerEconomy, runMallCli, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 /**
@@ -17,18 +17,6 @@ import { archiveOf, forEachStore, registerEconomy, runMallCli, startMall, storeF
  */
 const PIN = '804172935516';
 const today = () => new Date().toISOString().slice(0, 10);
-
-/** Every byte under a directory, JWS payloads decoded (a registry entry's payload is base64url). */
-async function bytesUnder(dir: string): Promise<string> {
-  let out = '';
-  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (!entry.isFile()) continue;
-    const text = await readFile(join(entry.parentPath, entry.name), 'latin1');
-    out += text;
-    for (const m of text.matchAll(/"payload":"([A-Za-z0-9_-]+)"/g)) out += Buffer.from(m[1] as string, 'base64url').toString('latin1');
-  }
-  return out;
-}
 
 forEachStore('mall-sync: the wallet PIN against hostile stores', function (store) {
   this.timeout(60_000);
