@@ -5,6 +5,7 @@ import { parseAdmin } from './schemas.ts';
 import { dict, own } from './store/dict.ts';
 import { heldUnits, requestSlot, WALLET_PIN_FAILURES_MAX, walletUnits, type MallState } from './store/state.ts';
 import { hashWalletPin, UNMATCHABLE_PIN_HASH, verifyWalletPin } from './wallet-pin-hash.ts';
+import { mallStopHere } from './stop-at.ts';
 import type { NewMallEvent } from './events.ts';
 import type { MallStore } from './store/store.ts';
 
@@ -263,7 +264,10 @@ export class WalletService {
           data: { id, vendor, card: input.card, token: input.token, units: input.units, purpose: input.purpose, expiresAt, key: input.key, bodyHash: hash, answer },
         },
       ],
-      result: () => answer,
+      result: () => {
+        mallStopHere('wallet-authorise-durable');
+        return answer;
+      },
     };
   }
 
@@ -329,7 +333,10 @@ export class WalletService {
   release(vendor: string, id: string, body: unknown): Promise<{ released: true }> {
     const input = parseAdmin(releaseRequest, body);
     const hash = bodyHash({ op: 'release', id, ...input });
-    const released = () => ({ released: true as const });
+    const released = () => {
+      mallStopHere('wallet-release-durable');
+      return { released: true as const };
+    };
     return this.change(() => {
       if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: released };
       const auth = this.authorisationOf(vendor, id);
@@ -343,7 +350,10 @@ export class WalletService {
   capture(vendor: string, id: string, body: unknown): Promise<{ captured: true }> {
     const input = parseAdmin(captureRequest, body);
     const hash = bodyHash({ op: 'capture', id, ...input });
-    const captured = () => ({ captured: true as const });
+    const captured = () => {
+      mallStopHere('wallet-capture-durable');
+      return { captured: true as const };
+    };
     return this.change(() => {
       if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: captured };
       const auth = this.authorisationOf(vendor, id);

@@ -574,7 +574,7 @@ export async function vendorPost(mall: MallRig | string, keys: { privateKey: Cry
 }
 
 /** Two stores, a manufacturer and token types for exchanges: ACME (acme), BOB (bobs), MALL (the mall). */
-export async function registerEconomy(mall: MallRig, fees: Partial<FeeSchedule> = {}): Promise<{ acme: RawVendor; bobs: RawVendor }> {
+export async function registerEconomy(mall: Pick<MallRig, 'admin'>, fees: Partial<FeeSchedule> = {}): Promise<{ acme: RawVendor; bobs: RawVendor }> {
   const acme = new RawVendor('acme', await newKey());
   const bobs = new RawVendor('bobs', await newKey());
   await mall.admin.registerVendor({ id: 'acme', name: 'ACME Market', jwk: acme.keys.publicJwk });
