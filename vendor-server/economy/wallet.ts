@@ -245,7 +245,8 @@ export class WalletService {
     checkAmount(req.units, 'units to move');
     if (req.units === 0) fail('CORE_ERR_AMOUNT', 'move at least one token');
     const body = { card, direction: req.direction, token: req.token, units: req.units };
-    const mall = this.requests();
+    // A store linked to no mall refuses before anything else.
+    this.requests();
     // A key known for certain is answered without asking the mall; one that may be among
     // the evicted goes the whole way, which the mall's idempotency makes harmless.
     const known = this.ledger.knowsKey(req.key);
