@@ -209,7 +209,7 @@ export class WalletService {
   private refuse(card: string, vendor: string, refusal: MallposError): () => never {
     return () => {
       const p = own(this.state.walletPins, card);
-      this.onWrongPin({ card, vendor, failures: p?.failures ?? 0, locked: p?.lockedAt !== null, stores: { ...(p?.failedBy ?? {}) } });
+      this.onWrongPin({ card, vendor, failures: p?.failures ?? 0, locked: p !== undefined && p.lockedAt !== null, stores: { ...(p?.failedBy ?? {}) } });
       throw refusal;
     };
   }
@@ -228,7 +228,7 @@ export class WalletService {
         const decision = this.pinDecision(vendor, input.card, pin, checked);
         if (decision.refusal !== null) return { events: decision.events, result: this.refuse(input.card, vendor, decision.refusal) };
         try {
-          const made = this.hold(vendor, input, hash);
+          const made = this.hold(vendor, identity, hash);
           return { events: [...decision.events, ...made.events], result: made.result };
         } catch (err) {
           // A right PIN after wrong ones resets the count even when the hold itself is refused.
