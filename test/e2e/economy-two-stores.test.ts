@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { bytesUnder } from '../helpers/file-bytes.ts';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { bpsOf, type Ack, type CustomerDataView, type CustomerView, type ExchangeAck, type ExchangeView, type SaleAck, type TokenSaleAck, type WalletMoveAck } from '../../core/index.ts';
@@ -23,7 +24,7 @@ const FACE: Record<string, number> = { MALL: 10, ACME: 5, BELLA: 10, SUNNY: 10 }
 const today = () => new Date().toISOString().slice(0, 10);
 const key = (terminalId: string) => `${terminalId}:${randomUUID()}`;
 /** The wallet PIN Zoe chooses with her first deposit. */
-const ZOE_PIN = '362514';
+const ZOE_PIN = '362514907788';
 
 interface Store {
   id: string;
@@ -200,5 +201,10 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
     const audit = await auditArchive(join(mallDir, 'archive'));
     expect(audit.differences).to.deep.equal([]);
     expect(audit.positions).to.deep.equal(positions.positions);
+
+    // Zoe's wallet PIN is kept nowhere: not in the stores' or the mall's files, nor in any process's log.
+    const kept = (await bytesUnder(dir)) + mall.output() + a.server.output() + b.server.output();
+    expect(kept).to.include('wallet.pin-set');
+    expect(kept.includes(ZOE_PIN), 'the PIN is written somewhere').to.equal(false);
   });
 });
