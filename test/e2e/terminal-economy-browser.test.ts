@@ -140,8 +140,8 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     expect(store.wallet(card)['ACME'] ?? 0).to.equal(0);
     // Two different PINs are refused on the page; nothing is sent.
     const moves = store.sent('wallet:move').length;
-    await page.fill('[data-testid="wallet-new-pin"]', '97531');
-    await page.fill('[data-testid="wallet-new-pin-again"]', '97532');
+    await page.fill('[data-testid="wallet-new-pin"]', '975318642097');
+    await page.fill('[data-testid="wallet-new-pin-again"]', '975318642098');
     await tid('btn-wallet-move-ok').click();
     await page.locator('[data-testid="dlg-wallet"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
     expect(await page.locator('[data-testid="dlg-wallet"] [data-role="error"]').innerText()).to.include('differ');
@@ -149,12 +149,12 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     expect(await page.getAttribute('[data-testid="wallet-new-pin"]', 'type')).to.equal('password');
     await page.fill('[data-testid="wallet-new-pin"]', '');
     await tid('wallet-new-pin').focus();
-    await tapPin('dlg-wallet', '97531');
-    await page.fill('[data-testid="wallet-new-pin-again"]', '97531');
+    await tapPin('dlg-wallet', '975318642097');
+    await page.fill('[data-testid="wallet-new-pin-again"]', '975318642097');
     await tid('btn-wallet-move-ok').click();
     await dialogOpen('dlg-economy-result');
     await expectText('economy-result-title', 'Moved to the mall wallet');
-    expect(store.walletPin(card)).to.equal('97531');
+    expect(store.walletPin(card)).to.equal('975318642097');
     expect(store.wallet(card)['ACME']).to.equal(2);
     await page.keyboard.press('Escape');
     await dialogClosed('dlg-economy-result');
@@ -165,13 +165,13 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await page.selectOption('[data-testid="wallet-token"]', 'ACME');
     await page.fill('[data-testid="wallet-units"]', '1');
     await tid('wallet-pin').click();
-    await tapPin('dlg-wallet', '97531');
+    await tapPin('dlg-wallet', '975318642097');
     await tid('btn-wallet-move-ok').click();
     await dialogOpen('dlg-economy-result');
     await expectText('economy-result-title', 'Moved from the mall wallet');
-    expect(store.sent('wallet:move').at(-1)?.['walletPin']).to.equal('97531');
+    expect(store.sent('wallet:move').at(-1)?.['walletPin']).to.equal('975318642097');
     expect(store.wallet(card)['ACME']).to.equal(1);
-    expect(await page.locator('body').innerText()).to.not.include('97531');
+    expect(await page.locator('body').innerText()).to.not.include('975318642097');
     await page.keyboard.press('Escape');
     await dialogClosed('dlg-economy-result');
   });
@@ -196,7 +196,7 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     // The mall wants the customer's wallet PIN: the PIN pad opens for it; a wrong PIN is said there.
     await dialogOpen('dlg-customer-pin');
     await expectText('dlg-customer-pin-title', 'Wallet PIN');
-    await tapPin('dlg-customer-pin', '1111');
+    await tapPin('dlg-customer-pin', '731904826155');
     await tid('btn-customer-pin-ok').click();
     await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
     expect(await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]').innerText()).to.include('Wrong wallet PIN');

@@ -38,7 +38,7 @@ import { doubleStatus, LostAnswers, startDoubleServer, writeDoubleCredential } f
 export const ECONOMY_DOUBLE_CREDENTIAL = 'economy-double-credential';
 export const PEN = '4006381333931';
 /** The mall wallet PIN of ANNA_CARD's wallet. */
-export const ANNA_WALLET_PIN = '2468';
+export const ANNA_WALLET_PIN = '246813579024';
 
 /** A customer of this store with 50 ACME on the card and 20 MALL in the mall wallet. */
 export const ANNA_CARD = makeCardNumber(1);

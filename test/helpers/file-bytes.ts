@@ -10,7 +10,11 @@ export async function bytesUnder(dir: string): Promise<string> {
   let out = '';
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
     if (!entry.isFile()) continue;
-    const text = await readFile(join(entry.parentPath, entry.name), 'latin1');
+    // A running process may remove a file (a batch sent) between the listing and the read.
+    const text = await readFile(join(entry.parentPath, entry.name), 'latin1').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return '';
+      throw err;
+    });
     out += text;
     for (const m of text.matchAll(/"payload":"([A-Za-z0-9_-]+)"/g)) out += Buffer.from(m[1] as string, 'base64url').toString('latin1');
   }

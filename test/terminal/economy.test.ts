@@ -261,7 +261,7 @@ describe('terminal: tokens between stores at the till', function () {
       // From the wallet the mall wants the customer's wallet PIN: without it, or wrong, nothing moves.
       await app().command({ type: 'exchangeConfirm' });
       expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_REQUIRED');
-      await app().command({ type: 'exchangeConfirm', pin: '1111' });
+      await app().command({ type: 'exchangeConfirm', pin: '731904826155' });
       expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN');
       expect(store.wallet(ANNA_CARD)['MALL']).to.equal(20);
       await app().command({ type: 'exchangeConfirm', pin: ANNA_WALLET_PIN });
@@ -308,11 +308,11 @@ describe('terminal: tokens between stores at the till', function () {
       expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_NOT_SET');
       const card = String(store.sent('wallet:move').at(-1)?.['card']);
       expect(store.wallet(card)['ACME'] ?? 0).to.equal(0);
-      await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 4, newPin: '97531' });
+      await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 4, newPin: '975318642097' });
       expect(message()?.kind, message()?.text).to.equal('success');
-      expect(store.walletPin(card)).to.equal('97531');
+      expect(store.walletPin(card)).to.equal('975318642097');
       expect(store.wallet(card)['ACME']).to.equal(4);
-      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('97531');
+      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('975318642097');
     });
 
     it('says at once that the wallet cannot be reached when the store cannot reach the mall; nothing moves', async () => {
@@ -355,12 +355,12 @@ describe('terminal: tokens between stores at the till', function () {
       await app().command({ type: 'complete' });
       // The mall wants the customer's wallet PIN: the sale waits for it, its key and body on disk, the PIN nowhere.
       expect(app().state().completing?.waiting).to.deep.include({ for: 'wallet-pin', code: 'MALL_ERR_WALLET_PIN_REQUIRED' });
-      await app().command({ type: 'walletPin', pin: '1111' });
+      await app().command({ type: 'walletPin', pin: '731904826155' });
       expect(app().state().completing?.waiting).to.deep.include({ for: 'wallet-pin', code: 'MALL_ERR_WALLET_PIN' });
       await app().command({ type: 'walletPin', pin: ANNA_WALLET_PIN });
       expect(message()?.kind, message()?.text).to.equal('success');
       expect(new Set(store.sent('sale:commit').slice(-3).map((r) => r['key'])).size).to.equal(1);
-      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('1111').and.not.include(ANNA_WALLET_PIN);
+      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('731904826155').and.not.include(ANNA_WALLET_PIN);
       // €6.00 less 2 MALL for one pen (€3.00) leaves €3.00 in cash: 3 ACME earned.
       expect(message()?.text).to.include('earned 3 ACME');
       const commit = store.sent('sale:commit').at(-1);

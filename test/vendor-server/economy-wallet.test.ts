@@ -12,7 +12,10 @@ import { bytesUnder } from '../helpers/file-bytes.ts';
 const PEN = '4006381333931'; // 450, or 90 ACME, or 45 MALL
 const BREAD = '5901234123457'; // 289, or 58 ACME, or 29 MALL
 /** The wallet PIN of the tests' wallets: the mall checks it on every hold. */
-const WPIN = '802615';
+const WPIN = '802615337190';
+/** A wrong PIN, and the one a wallet's PIN is changed to: long enough that no byte of the store's files holds them by chance. */
+const WRONG_PIN = '731904826155';
+const NEW_PIN = '590317264488';
 
 describe('vendor-server: the mall wallet and customer data', function () {
   this.timeout(120_000);
@@ -281,8 +284,8 @@ describe('vendor-server: the mall wallet and customer data', function () {
     const funded = store.double.balance(card, 'MALL');
     const sale = { lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 };
     await refusal('sale:commit', { key: key(), ...sale }, 'MALL_ERR_WALLET_PIN_REQUIRED');
-    await refusal('sale:commit', { key: key(), ...sale, walletPin: '1111' }, 'MALL_ERR_WALLET_PIN');
-    await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 5, walletPin: '1111' }, 'MALL_ERR_WALLET_PIN');
+    await refusal('sale:commit', { key: key(), ...sale, walletPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
+    await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 5, walletPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
     // Badly formed PINs never reach the mall.
     const wrong = store.double.wrongPins;
     for (const walletPin of ['12a4', '1'.repeat(13), '__proto__', 1234]) {
@@ -304,18 +307,18 @@ describe('vendor-server: the mall wallet and customer data', function () {
   it('changes the wallet PIN at the mall with the old one; a PIN set is not replaced without it', async () => {
     const card = store.cards[9] as string;
     fund(card, 'MALL', 10);
-    await refusal('wallet:pin', { key: key(), card, pin: '4444' }, 'MALL_ERR_WALLET_PIN_REQUIRED');
-    await refusal('wallet:pin', { key: key(), card, pin: '4444', oldPin: '1111' }, 'MALL_ERR_WALLET_PIN');
+    await refusal('wallet:pin', { key: key(), card, pin: NEW_PIN }, 'MALL_ERR_WALLET_PIN_REQUIRED');
+    await refusal('wallet:pin', { key: key(), card, pin: NEW_PIN, oldPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
     expect(store.double.pins.get(card)).to.equal(WPIN);
-    expect(expectOk(await call(store.till.socket, 'wallet:pin', { key: key(), card, pin: '4444', oldPin: WPIN }))).to.deep.equal({ card, pinSet: true });
-    expect(store.double.pins.get(card)).to.equal('4444');
+    expect(expectOk(await call(store.till.socket, 'wallet:pin', { key: key(), card, pin: NEW_PIN, oldPin: WPIN }))).to.deep.equal({ card, pinSet: true });
+    expect(store.double.pins.get(card)).to.equal(NEW_PIN);
     const view = expectOk(await call<WalletView>(store.till.socket, 'wallet:balance', { card }));
     expect(view.pinSet).to.equal(true);
   });
 
   it('keeps every wallet PIN out of the journal, the store\'s files and its log', async () => {
     const files = await bytesUnder(store.vendorDir);
-    for (const pin of [WPIN, '4444', '1111']) expect(files.includes(pin), `the store's files hold ${pin}`).to.equal(false);
+    for (const pin of [WPIN, NEW_PIN, WRONG_PIN]) expect(files.includes(pin), `the store's files hold ${pin}`).to.equal(false);
     expect(store.logged().includes(WPIN)).to.equal(false);
     expect(store.logged()).to.contain('wallet PIN set at the mall');
   });
