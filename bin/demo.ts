@@ -25,6 +25,8 @@ const vendorDir = join(root, 'vendor-server');
 const tokenFile = join(root, 'operator-token.txt');
 const terminalDir = join(root, 'pos-terminal');
 const mallDir = join(root, 'mall');
+/** The wallet PIN the walkthrough suggests a customer choose with the first deposit (any 4-12 digits do). */
+const DEMO_WALLET_PIN = '2468';
 const mallTokenFile = join(root, 'mall-admin-token.txt');
 const exists = (path: string) => stat(path).then(() => true, () => false);
 const logger = createLogger({ level: process.env['LOG_LEVEL'] ?? 'warn' });
@@ -156,8 +158,9 @@ ${storeLines(b, virtualScan(b.terminal, Object.values(b.server.ledger.state.prod
   Staff:            ana (cashier, PIN 1234), sam (supervisor, PIN 9999), at both stores
   Shifts:           the cashier opens a shift (counts the float) before the first sale and closes it with a count
 
-  Try an exchange:  at ACME scan ${anna?.card ?? 'a card'} (${anna?.name ?? 'a customer'}), Shift+F6 moves ACME tokens to the mall wallet;
-                    at Bella scan the same card, Shift+F5 exchanges them from the wallet for BELLA tokens (1% service charge),
+  Try an exchange:  at ACME scan ${anna?.card ?? 'a card'} (${anna?.name ?? 'a customer'}), Shift+F6 moves ACME tokens to the mall wallet
+                    (the first deposit sets the wallet PIN the customer chooses: type ${DEMO_WALLET_PIN} twice);
+                    at Bella scan the same card, Shift+F5 exchanges them from the wallet for BELLA tokens with wallet PIN ${DEMO_WALLET_PIN} (1% service charge),
                     then sell a Cappuccino paying with BELLA tokens. Statements (compensation, service charge, tolls):
                     curl --cacert ${mallCa} -H "Authorization: Bearer ${mallToken}" "${mall.url}/admin/statements?from=${new Date().toISOString().slice(0, 10)}&to=${new Date().toISOString().slice(0, 10)}"
 

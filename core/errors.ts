@@ -137,6 +137,10 @@ export const MALL_ERRORS = {
   MALL_ERR_WALLET_INSUFFICIENT: { status: 409, message: 'not enough tokens in the mall wallet' },
   MALL_ERR_AUTHORISATION_UNKNOWN: { status: 404, message: 'no such wallet authorisation for this store' },
   MALL_ERR_AUTHORISATION_SPENT: { status: 409, message: 'the wallet authorisation was already captured or released' },
+  MALL_ERR_WALLET_PIN_NOT_SET: { status: 409, message: 'this wallet has no PIN yet: the customer chooses one first' },
+  MALL_ERR_WALLET_PIN_REQUIRED: { status: 403, message: 'the wallet PIN is needed' },
+  MALL_ERR_WALLET_PIN: { status: 403, message: 'wrong wallet PIN' },
+  MALL_ERR_WALLET_LOCKED: { status: 423, message: 'this wallet is locked after too many wrong PINs: the mall operator must unlock it' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

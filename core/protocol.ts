@@ -74,6 +74,10 @@ export interface WalletView {
   card: string;
   balances: TokenBalance[];
   asOf: string;
+  /** Whether the customer chose a wallet PIN (holds need it; the first deposit chooses one); absent when the mall did not say. */
+  pinSet?: boolean;
+  /** Locked after too many wrong PINs, until the mall operator unlocks it. */
+  locked?: boolean;
 }
 
 export interface WalletMoveAck {
@@ -337,6 +341,10 @@ export interface ClientToServerEvents {
       /** `source: 'wallet'` pays from the mall wallet (online only; `units` required). */
       tenders: { token: string; units?: number; source?: TokenSource }[];
       cashTenderedMinor: number;
+      /** The customer's PIN, for token payments above the store's limit; not part of the request's hash. */
+      customerPin?: string;
+      /** The customer's wallet PIN, for wallet tenders (checked by the mall); not part of the request's hash, never journalled. */
+      walletPin?: string;
     },
     SaleAck
   >;
@@ -391,11 +399,18 @@ export interface ClientToServerEvents {
   'exchange:quote': Handler<{ card: string; from: { token: string; units: number; source: TokenSource }; to: string }, ExchangeView>;
   /** Commits only if the rule still gives `expectUnits` (else VND_ERR_EXCHANGE_QUOTE_CHANGED). */
   'exchange:commit': Handler<
-    { key: string; card: string; from: { token: string; units: number; source: TokenSource }; to: string; expectUnits: number },
+    { key: string; card: string; from: { token: string; units: number; source: TokenSource }; to: string; expectUnits: number; walletPin?: string },
     ExchangeAck
   >;
   'wallet:balance': Handler<{ card: string }, WalletView>;
-  'wallet:move': Handler<{ key: string; card: string; direction: 'to-wallet' | 'from-wallet'; token: string; units: number }, WalletMoveAck>;
+  /**
+   * `walletPin` for from-wallet (the mall checks it); `newWalletPin` the PIN the customer
+   * chooses on a first deposit (to-wallet while the wallet has none). Neither is part of
+   * the request's hash nor journalled.
+   */
+  'wallet:move': Handler<{ key: string; card: string; direction: 'to-wallet' | 'from-wallet'; token: string; units: number; walletPin?: string; newWalletPin?: string }, WalletMoveAck>;
+  /** Sets the customer's wallet PIN at the mall: the first one, or a new one with `oldPin`. */
+  'wallet:pin': Handler<{ key: string; card: string; pin: string; oldPin?: string }, { card: string; pinSet: true }>;
   /** Asks the mall for a customer of another store (consent required; the mall charges this store a toll). */
   'customer:data-request': Handler<{ key: string; card: string }, CustomerDataView>;
 }

@@ -142,6 +142,8 @@ export const saleCommitRequest = z.strictObject({
   cashTenderedMinor: amount('cash tendered'),
   /** The customer's PIN, for token payments above the store's limit; not part of the request's hash. */
   customerPin: pinCode.optional(),
+  /** The customer's wallet PIN, for wallet tenders (the mall checks it); not part of the request's hash. */
+  walletPin: pinCode.optional(),
 });
 
 /** The till's catalog copy: the whole catalog, whatever version the till holds. */

@@ -11,6 +11,7 @@ import type { Cursor, SignedStatement, VendorView } from './service.ts';
 import type { AlarmRecord, AllotmentRecord, CustomerDataRequestRecord, GapDecisionRecord, KeyRecord } from './store/index.ts';
 import type { DirectoryView, WalletCheck } from './directory.ts';
 import type { FlaggedRecord } from './events.ts';
+import type { WalletPinStatus } from './wallet.ts';
 
 /**
  * A typed client of the mall's admin API (and its public read endpoints), for the CLI,
@@ -126,6 +127,16 @@ export class MallAdminClient {
 
   walletCheck(): Promise<WalletCheck> {
     return this.request('GET', '/admin/wallet-check');
+  }
+
+  /** A card's wallet PIN status: set or not, wrong PINs since the last right one (by store), locked since when. */
+  walletPin(card: string): Promise<WalletPinStatus> {
+    return this.request('GET', `/admin/wallets/${encodeURIComponent(card)}/pin`);
+  }
+
+  /** Lifts a card's wallet lock after wrong PINs. */
+  walletUnlock(card: string): Promise<WalletPinStatus> {
+    return this.request('POST', `/admin/wallets/${encodeURIComponent(card)}/unlock`, {});
   }
 
   customerDataRequests(): Promise<CustomerDataRequestRecord[]> {

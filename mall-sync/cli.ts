@@ -356,6 +356,32 @@ program
     }
   });
 
+const wallet = program.command('wallet').description("a card's mall wallet: its PIN status, and lifting a lock after wrong PINs");
+wallet
+  .command('status')
+  .description('whether the wallet has a PIN, the wrong PINs since the last right one (by store) and whether it is locked')
+  .option(...dataDirOption)
+  .requiredOption('--card <card>', 'the customer card')
+  .action(async (o: { dataDir: string; card: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.walletPin(o.card)));
+    } catch (err) {
+      die(err);
+    }
+  });
+wallet
+  .command('unlock')
+  .description('lift the lock of a wallet after 10 wrong PINs (and clear its count): holds with the right PIN work again at every store')
+  .option(...dataDirOption)
+  .requiredOption('--card <card>', 'the customer card')
+  .action(async (o: { dataDir: string; card: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.walletUnlock(o.card)));
+    } catch (err) {
+      die(err);
+    }
+  });
+
 program
   .command('positions')
   .description('clearing positions of all parties (they sum to zero)')

@@ -60,6 +60,11 @@ export function mountEconomyRoutes(app: express.Express, admin: Router, deps: Ec
     body,
     route(async (req) => deps.wallet.capture(await signedPost(req), pathParam(req, 'id'), req.body)),
   );
+  app.post(
+    '/v1/vendors/:vendor/wallet/pin',
+    body,
+    route(async (req) => deps.wallet.setPin(await signedPost(req), req.body)),
+  );
   app.get(
     '/v1/vendors/:vendor/wallet/:card',
     route(async (req) => {
@@ -84,4 +89,18 @@ export function mountEconomyRoutes(app: express.Express, admin: Router, deps: Ec
     }),
   );
   admin.get('/wallet-check', route(() => walletCheck(deps.store.state)));
+  admin.get(
+    '/wallets/:card/pin',
+    route(async (req) => {
+      await deps.caughtUp();
+      return deps.wallet.pinStatus(pathParam(req, 'card'));
+    }),
+  );
+  admin.post(
+    '/wallets/:card/unlock',
+    route(async (req) => {
+      await deps.caughtUp();
+      return deps.wallet.unlock(pathParam(req, 'card'));
+    }),
+  );
 }

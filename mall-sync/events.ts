@@ -90,10 +90,13 @@ export type PartyKind = 'manufacturer' | 'issuer';
  * A tamper or loss alarm. `fork`: a different batch under an ingested seq (the two
  * hashes). `wallet`: a vendor event used a wallet authorisation the wallet no longer
  * covers (names the card and authorisation; both hashes are the carrying batch's).
+ * `wallet-pin`: a card's wallet was locked after wrong PINs (names the card; `vendor` is
+ * the store that sent the last one, the message every store that sent any; no batch:
+ * `batchSeq` 0 and zero hashes).
  */
 export interface AlarmData {
   id: string;
-  kind: 'fork' | 'wallet';
+  kind: 'fork' | 'wallet' | 'wallet-pin';
   vendor: string;
   batchSeq: number;
   storedHash: string;
@@ -214,6 +217,28 @@ export interface WalletClosedData {
   bodyHash: string | null;
 }
 
+/**
+ * A wallet PIN chosen or changed at a store. Only the mall's salted scrypt hash is kept
+ * (`scrypt$N$r$p$<salt hex>$<hash hex>`), never the PIN; the idempotency body hash leaves
+ * the PIN out.
+ */
+export interface WalletPinSetData {
+  card: string;
+  vendor: string;
+  hash: string;
+  key: string;
+  bodyHash: string;
+  answer: unknown;
+}
+
+/** A wrong wallet PIN sent by a store: the card's count after it, and whether it locked the wallet. */
+export interface WalletPinFailedData {
+  card: string;
+  vendor: string;
+  failures: number;
+  locked: boolean;
+}
+
 /** A vendor's request for another store's customer data (claim 41), with its toll and the answer given. */
 export interface CustomerDataRequestedData {
   requestId: string;
@@ -265,6 +290,12 @@ export type MallEvent = MallEventBase &
     | { type: 'wallet.authorised'; data: WalletAuthorisedData }
     | { type: 'wallet.closed'; data: WalletClosedData }
     | { type: 'customer-data.requested'; data: CustomerDataRequestedData }
+    | { type: 'wallet.pin-set'; data: WalletPinSetData }
+    | { type: 'wallet.pin-failed'; data: WalletPinFailedData }
+    /** A right PIN after wrong ones: the count starts again. */
+    | { type: 'wallet.pin-reset'; data: { card: string; vendor: string } }
+    /** The mall operator lifted a lock (or cleared the count). */
+    | { type: 'wallet.unlocked'; data: { card: string } }
   );
 
 export type MallEventType = MallEvent['type'];

@@ -121,7 +121,15 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       clock,
     );
     const change: RegistryChange = (plan) => service.registryChange(plan);
-    const wallet = new WalletService(store, change, config.walletAuthorisationTtlS, clock);
+    const wallet = new WalletService(store, change, config.walletAuthorisationTtlS, clock, (e) => {
+      // Never the PIN: the card, the store that sent it and the counts.
+      if (e.locked) {
+        metrics.alarms.inc();
+        logger.error({ card: e.card, vendor: e.vendor, failures: e.failures, stores: e.stores }, 'wallet locked after wrong PINs');
+      } else {
+        logger.warn({ card: e.card, vendor: e.vendor, failures: e.failures, stores: e.stores }, 'wrong wallet PIN');
+      }
+    });
     const customerData = new CustomerDataService(store, change, config.currency, clock);
     // Holds that expired while the mall was down are released before it answers anyone.
     const expired = await wallet.expire();

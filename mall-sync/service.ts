@@ -19,6 +19,7 @@ import { allotmentPurchase } from './clearing.ts';
 import { ed25519Thumbprint, type MallConfig, type MallKeys } from './config.ts';
 import { MALL_ACCOUNT, vendorAccount, type GapDecisionData, type NewMallEvent, type PartyKind, type PublicJwk } from './events.ts';
 import { signJson } from './jws.ts';
+import { mallStopHere } from './stop-at.ts';
 import { openGap, type Observations } from './observations.ts';
 import { allotmentIssue, feeScheduleSchema, gapDecide, keyAdd, keyRevoke, parseAdmin, partyAdd, publicJwkSchema, vendorRegister } from './schemas.ts';
 import { buildStatement, checkRange, decidedGap, type StatementPayload } from './statements.ts';
@@ -122,6 +123,7 @@ export class MallService {
         if (events.length === 0) return { changed: false, result };
         const first = this.state.registrySeq + 1;
         for (const [i, e] of events.entries()) await this.archive?.registry(first + i, e);
+        if (events.some((e) => e.type === 'wallet.authorised')) mallStopHere('wallet-authorise-archived');
         assert(this.state.registrySeq === first - 1, 'registry changes run one at a time');
         const commits = events.map((e) => this.store.commit(e));
         await Promise.all(commits);

@@ -213,6 +213,10 @@ export function statementProblems(s: StatementPayload): { problems: string[]; de
     }
   }
   for (const a of s.completeness.alarms) {
+    if (a.kind === 'wallet-pin') {
+      problems.push(`WALLET PIN ALARM ${s.vendor}: ${a.message} (${a.at}). Remedy: ask the stores named why they sent wrong PINs; once the customer is known to hold the card, unlock it: mall-sync wallet unlock --card ${a.card ?? 'C...'}`);
+      continue;
+    }
     if (a.kind === 'wallet') {
       problems.push(`WALLET ALARM ${s.vendor}: ${a.message} (${a.at}). Remedy: the store took wallet tokens the wallet no longer held; it bears the loss, settle it with the customer`);
       continue;

@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import { bodyHash, fail, idempotencyKey, tokenCode } from '../core/index.ts';
+import { bodyHash, fail, idempotencyKey, isMallposError, MallposError, pinCode, tokenCode } from '../core/index.ts';
 import { AUTHORISATION_PATTERN, cardSchema, posInt } from './economy-judge.ts';
 import { parseAdmin } from './schemas.ts';
 import { dict, own } from './store/dict.ts';
-import { heldUnits, requestSlot, walletUnits, type MallState } from './store/state.ts';
+import { heldUnits, requestSlot, WALLET_PIN_FAILURES_MAX, walletUnits, type MallState } from './store/state.ts';
+import { hashWalletPin, UNMATCHABLE_PIN_HASH, verifyWalletPin } from './wallet-pin-hash.ts';
+import { mallStopHere } from './stop-at.ts';
 import type { NewMallEvent } from './events.ts';
 import type { MallStore } from './store/store.ts';
 
@@ -21,9 +23,26 @@ import type { MallStore } from './store/store.ts';
  * PostgreSQL under the mall's write lock, the state caught up first), signed into the
  * registry history so that an audit replays it before the batches judged after it, and
  * answered once it is durable.
+ *
+ * Every hold needs the card's wallet PIN, which only the mall checks: a store names any
+ * card it likes, so the card number alone proves nothing. The PIN is checked against the
+ * stored salted hash outside the exclusive section (scrypt is slow) and the decision is
+ * taken inside it, after checking that the hash checked against is still the card's.
+ * Wrong PINs count per card across all stores and mall processes (mall events); at
+ * WALLET_PIN_FAILURES_MAX the wallet is locked for holds until the operator unlocks it.
+ * The PIN is never part of an idempotency body hash nor of any event.
  */
 
-export const authoriseRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, token: tokenCode, units: posInt, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
+export const authoriseRequest = z.strictObject({
+  key: idempotencyKey,
+  card: cardSchema,
+  token: tokenCode,
+  units: posInt,
+  purpose: z.enum(['sale', 'exchange', 'withdraw']),
+  pin: pinCode.optional(),
+});
+/** `oldPin` changes a PIN that is set; without it, only a wallet that has none gets one. */
+export const pinRequest = z.strictObject({ key: idempotencyKey, card: cardSchema, pin: pinCode, oldPin: pinCode.optional() });
 export const releaseRequest = z.strictObject({ key: idempotencyKey });
 export const captureRequest = z.strictObject({ key: idempotencyKey, eventSeq: posInt });
 
@@ -33,6 +52,39 @@ export interface WalletBalancesView {
   held: Record<string, number>;
   asOf: string;
 }
+
+/** The mall's answer to a balance request: the wallet and whether it has a PIN (and is locked). */
+export interface WalletStatusView extends WalletBalancesView {
+  pinSet: boolean;
+  locked: boolean;
+}
+
+export interface PinAnswer {
+  card: string;
+  pinSet: true;
+}
+
+/** What the operator sees of a card's wallet PIN (never the hash). */
+export interface WalletPinStatus {
+  card: string;
+  pinSet: boolean;
+  failures: number;
+  failedBy: Record<string, number>;
+  lockedAt: string | null;
+}
+
+/** Told of every wrong wallet PIN once it is counted (the server logs it; `locked` when it locked the wallet). */
+export type WrongPinHook = (e: { card: string; vendor: string; failures: number; locked: boolean; stores: Record<string, number> }) => void;
+
+/** A PIN checked outside the exclusive section: against which stored hash (null: none), and the outcome. */
+interface PinCheck {
+  against: string | null;
+  right: boolean;
+}
+
+/** Thrown inside a change when the PIN hash changed after it was checked: the request checks again. */
+class PinChanged extends Error {}
+const PIN_CHECKS_MAX = 3;
 
 export interface AuthorisationAnswer {
   authorisation: { id: string; card: string; token: string; units: number; expiresAt: string };
@@ -72,6 +124,7 @@ export class WalletService {
     private readonly change: RegistryChange,
     private readonly ttlS: number,
     private readonly clock: () => Date = () => new Date(),
+    private readonly onWrongPin: WrongPinHook = () => undefined,
   ) {}
 
   private get state(): Readonly<MallState> {
@@ -82,42 +135,191 @@ export class WalletService {
     if (own(this.state.customers, card) === undefined) fail('MALL_ERR_CUSTOMER_UNKNOWN', `no member store has registered card ${card}`, { card });
   }
 
-  async view(card: string): Promise<WalletBalancesView> {
+  async view(card: string): Promise<WalletStatusView> {
     const parsed = cardSchema.safeParse(card);
     if (!parsed.success) fail('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
     await this.store.flushed();
     this.checkCard(card);
-    return walletView(this.state, card, this.clock().toISOString());
+    const pin = own(this.state.walletPins, card);
+    return { ...walletView(this.state, card, this.clock().toISOString()), pinSet: pin !== undefined, locked: pin !== undefined && pin.lockedAt !== null };
+  }
+
+  /** The operator's view of a card's PIN and wrong-PIN count. */
+  pinStatus(card: string): WalletPinStatus {
+    if (!cardSchema.safeParse(card).success) fail('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+    this.checkCard(card);
+    const p = own(this.state.walletPins, card);
+    return { card, pinSet: p !== undefined, failures: p?.failures ?? 0, failedBy: { ...(p?.failedBy ?? {}) }, lockedAt: p?.lockedAt ?? null };
+  }
+
+  /**
+   * Runs a request whose change depends on a PIN checked before it: `check` runs outside
+   * the exclusive section, `plan` inside; a PIN hash changed in between means checking again.
+   */
+  private async withPinCheck<T>(check: () => Promise<PinCheck | null>, plan: (checked: PinCheck | null) => { events: NewMallEvent[]; result: () => T }): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      await this.store.flushed();
+      const checked = await check();
+      try {
+        return await this.change(() => plan(checked));
+      } catch (err) {
+        if (!(err instanceof PinChanged)) throw err;
+        if (attempt >= PIN_CHECKS_MAX) fail('MALL_ERR_UNAVAILABLE', 'the wallet PIN changed while it was being checked: try again');
+      }
+    }
+  }
+
+  /** Checks `pin` against the card's stored PIN (or, for a card without one, against nothing, taking as long). */
+  private async checkPin(card: string, pin: string | undefined): Promise<PinCheck | null> {
+    if (pin === undefined) return null;
+    const rec = own(this.state.walletPins, card);
+    if (rec !== undefined && rec.lockedAt !== null) return null;
+    const against = rec?.hash ?? null;
+    return { against, right: await verifyWalletPin(pin, against ?? UNMATCHABLE_PIN_HASH) };
+  }
+
+  /**
+   * Decides on a PIN checked before the change, inside it: refuses (and counts a wrong
+   * PIN), or names the events of a right one (a reset of the count after wrong ones).
+   * A card the mall does not know is answered as a wrong PIN is, so that a guess learns
+   * nothing about which cards exist; nothing is counted for it.
+   */
+  private pinDecision(vendor: string, card: string, pin: string | undefined, checked: PinCheck | null): { events: NewMallEvent[]; refusal: MallposError | null } {
+    const at = this.clock().toISOString();
+    const known = own(this.state.customers, card) !== undefined;
+    if (!known) {
+      if (pin === undefined) fail('MALL_ERR_WALLET_PIN_REQUIRED', `the wallet of card ${card} needs its PIN`, { card });
+      fail('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${card}`, { card });
+    }
+    const rec = own(this.state.walletPins, card);
+    if (rec === undefined) fail('MALL_ERR_WALLET_PIN_NOT_SET', `the wallet of card ${card} has no PIN yet: the customer chooses one at a till first`, { card });
+    if (rec.lockedAt !== null) fail('MALL_ERR_WALLET_LOCKED', `the wallet of card ${card} is locked after ${rec.failures} wrong PINs: the mall operator must unlock it`, { card });
+    if (pin === undefined || checked === null) fail('MALL_ERR_WALLET_PIN_REQUIRED', `the wallet of card ${card} needs its PIN`, { card });
+    if (checked.against !== rec.hash) throw new PinChanged();
+    if (checked.right) return { events: rec.failures > 0 ? [{ type: 'wallet.pin-reset', at, data: { card, vendor } }] : [], refusal: null };
+    const failures = rec.failures + 1;
+    const locked = failures >= WALLET_PIN_FAILURES_MAX;
+    const refusal = locked
+      ? new MallposError('MALL_ERR_WALLET_LOCKED', `wrong wallet PIN for card ${card}: the wallet is now locked after ${failures} wrong PINs, the mall operator must unlock it`, { card })
+      : new MallposError('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${card}`, { card });
+    return { events: [{ type: 'wallet.pin-failed', at, data: { card, vendor, failures, locked } }], refusal };
+  }
+
+  /** The result of a change that counted a wrong PIN: told to the hook once durable, then refused. */
+  private refuse(card: string, vendor: string, refusal: MallposError): () => never {
+    return () => {
+      const p = own(this.state.walletPins, card);
+      this.onWrongPin({ card, vendor, failures: p?.failures ?? 0, locked: p !== undefined && p.lockedAt !== null, stores: { ...(p?.failedBy ?? {}) } });
+      throw refusal;
+    };
   }
 
   authorise(vendor: string, body: unknown): Promise<AuthorisationAnswer> {
     const input = parseAdmin(authoriseRequest, body);
-    const hash = bodyHash({ op: 'authorise', ...input });
+    // The PIN is no part of the request's identity: a retry is answered whatever PIN it carries.
+    const { pin, ...identity } = input;
+    const hash = bodyHash({ op: 'authorise', ...identity });
+    const replay = () => storedAnswer(this.state, vendor, input.key, hash);
+    return this.withPinCheck(
+      () => (replay() !== null ? Promise.resolve(null) : this.checkPin(input.card, pin)),
+      (checked) => {
+        const prior = replay();
+        if (prior !== null) return { events: [], result: () => prior as AuthorisationAnswer };
+        const decision = this.pinDecision(vendor, input.card, pin, checked);
+        if (decision.refusal !== null) return { events: decision.events, result: this.refuse(input.card, vendor, decision.refusal) };
+        try {
+          const made = this.hold(vendor, identity, hash);
+          return { events: [...decision.events, ...made.events], result: made.result };
+        } catch (err) {
+          // A right PIN after wrong ones resets the count even when the hold itself is refused.
+          if (decision.events.length === 0 || !isMallposError(err)) throw err;
+          return {
+            events: decision.events,
+            result: () => {
+              throw err;
+            },
+          };
+        }
+      },
+    );
+  }
+
+  private hold(vendor: string, input: Omit<z.output<typeof authoriseRequest>, 'pin'>, hash: string): { events: NewMallEvent[]; result: () => AuthorisationAnswer } {
+    if (own(this.state.tokenTypes, input.token) === undefined) fail('CORE_ERR_TOKEN_UNKNOWN', `the mall has no token type ${input.token}`, { token: input.token });
+    const available = walletUnits(this.state, input.card, input.token) - heldUnits(this.state, input.card, input.token);
+    if (available < input.units) {
+      fail('MALL_ERR_WALLET_INSUFFICIENT', `the wallet of card ${input.card} has ${available} ${input.token} available, ${input.units} asked`, { card: input.card, token: input.token, availableUnits: available });
+    }
+    const now = this.clock();
+    const id = `wa-${String(this.state.authorisationSerial + 1).padStart(6, '0')}`;
+    const expiresAt = new Date(now.getTime() + this.ttlS * 1000).toISOString();
+    const after = walletView(this.state, input.card, now.toISOString());
+    after.held[input.token] = (own(after.held, input.token) ?? 0) + input.units;
+    const answer: AuthorisationAnswer = { authorisation: { id, card: input.card, token: input.token, units: input.units, expiresAt }, wallet: after };
+    return {
+      events: [
+        {
+          type: 'wallet.authorised',
+          at: now.toISOString(),
+          data: { id, vendor, card: input.card, token: input.token, units: input.units, purpose: input.purpose, expiresAt, key: input.key, bodyHash: hash, answer },
+        },
+      ],
+      result: () => {
+        mallStopHere('wallet-authorise-durable');
+        return answer;
+      },
+    };
+  }
+
+  /**
+   * Sets a card's wallet PIN: the first one while the wallet has none, a new one with the
+   * old one. A wrong old PIN counts as a wrong PIN (the change is no way around the count),
+   * and a locked wallet's PIN is not changed. Answers `{card, pinSet: true}`.
+   */
+  setPin(vendor: string, body: unknown): Promise<PinAnswer> {
+    const input = parseAdmin(pinRequest, body);
+    const hash = bodyHash({ op: 'pin', key: input.key, card: input.card, change: input.oldPin !== undefined });
+    const replay = () => storedAnswer(this.state, vendor, input.key, hash);
+    let newHash: string | null = null;
+    return this.withPinCheck(
+      async () => {
+        if (replay() !== null) return null;
+        newHash ??= await hashWalletPin(input.pin);
+        return this.checkPin(input.card, input.oldPin);
+      },
+      (checked) => {
+        const prior = replay();
+        if (prior !== null) return { events: [], result: () => prior as PinAnswer };
+        this.checkCard(input.card);
+        const at = this.clock().toISOString();
+        const answer: PinAnswer = { card: input.card, pinSet: true };
+        const setEvent = (): NewMallEvent => {
+          if (newHash === null) throw new Error('assertion failed: the new PIN is hashed before the change');
+          return { type: 'wallet.pin-set', at, data: { card: input.card, vendor, hash: newHash, key: input.key, bodyHash: hash, answer } };
+        };
+        const rec = own(this.state.walletPins, input.card);
+        if (rec === undefined) {
+          if (input.oldPin !== undefined) fail('MALL_ERR_WALLET_PIN_NOT_SET', `the wallet of card ${input.card} has no PIN to change: set one without the old PIN`, { card: input.card });
+          return { events: [setEvent()], result: () => answer };
+        }
+        if (rec.lockedAt === null && input.oldPin === undefined) {
+          fail('MALL_ERR_WALLET_PIN_REQUIRED', `the wallet of card ${input.card} already has a PIN: changing it needs the old PIN`, { card: input.card });
+        }
+        const decision = this.pinDecision(vendor, input.card, input.oldPin, checked);
+        if (decision.refusal !== null) return { events: decision.events, result: this.refuse(input.card, vendor, decision.refusal) };
+        // The new PIN starts with no wrong PINs: the reset is part of the new PIN's event.
+        return { events: [setEvent()], result: () => answer };
+      },
+    );
+  }
+
+  /** The operator lifts a card's lock after wrong PINs (and clears its count). */
+  unlock(card: string): Promise<WalletPinStatus> {
     return this.change(() => {
-      const prior = storedAnswer(this.state, vendor, input.key, hash);
-      if (prior !== null) return { events: [], result: () => prior as AuthorisationAnswer };
-      this.checkCard(input.card);
-      if (own(this.state.tokenTypes, input.token) === undefined) fail('CORE_ERR_TOKEN_UNKNOWN', `the mall has no token type ${input.token}`, { token: input.token });
-      const available = walletUnits(this.state, input.card, input.token) - heldUnits(this.state, input.card, input.token);
-      if (available < input.units) {
-        fail('MALL_ERR_WALLET_INSUFFICIENT', `the wallet of card ${input.card} has ${available} ${input.token} available, ${input.units} asked`, { card: input.card, token: input.token, availableUnits: available });
-      }
-      const now = this.clock();
-      const id = `wa-${String(this.state.authorisationSerial + 1).padStart(6, '0')}`;
-      const expiresAt = new Date(now.getTime() + this.ttlS * 1000).toISOString();
-      const after = walletView(this.state, input.card, now.toISOString());
-      after.held[input.token] = (own(after.held, input.token) ?? 0) + input.units;
-      const answer: AuthorisationAnswer = { authorisation: { id, card: input.card, token: input.token, units: input.units, expiresAt }, wallet: after };
-      return {
-        events: [
-          {
-            type: 'wallet.authorised',
-            at: now.toISOString(),
-            data: { id, vendor, card: input.card, token: input.token, units: input.units, purpose: input.purpose, expiresAt, key: input.key, bodyHash: hash, answer },
-          },
-        ],
-        result: () => answer,
-      };
+      const status = this.pinStatus(card);
+      if (!status.pinSet) fail('MALL_ERR_WALLET_PIN_NOT_SET', `the wallet of card ${card} has no PIN: there is nothing to unlock`, { card });
+      if (status.failures === 0 && status.lockedAt === null) return { events: [], result: () => this.pinStatus(card) };
+      return { events: [{ type: 'wallet.unlocked', at: this.clock().toISOString(), data: { card } }], result: () => this.pinStatus(card) };
     });
   }
 
@@ -131,7 +333,10 @@ export class WalletService {
   release(vendor: string, id: string, body: unknown): Promise<{ released: true }> {
     const input = parseAdmin(releaseRequest, body);
     const hash = bodyHash({ op: 'release', id, ...input });
-    const released = () => ({ released: true as const });
+    const released = () => {
+      mallStopHere('wallet-release-durable');
+      return { released: true as const };
+    };
     return this.change(() => {
       if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: released };
       const auth = this.authorisationOf(vendor, id);
@@ -145,7 +350,10 @@ export class WalletService {
   capture(vendor: string, id: string, body: unknown): Promise<{ captured: true }> {
     const input = parseAdmin(captureRequest, body);
     const hash = bodyHash({ op: 'capture', id, ...input });
-    const captured = () => ({ captured: true as const });
+    const captured = () => {
+      mallStopHere('wallet-capture-durable');
+      return { captured: true as const };
+    };
     return this.change(() => {
       if (storedAnswer(this.state, vendor, input.key, hash) !== null) return { events: [], result: captured };
       const auth = this.authorisationOf(vendor, id);

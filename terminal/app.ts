@@ -104,9 +104,15 @@ export interface OfflineView {
  * sign-in, or pairing the till again. Its key and body stay on disk meanwhile.
  */
 export interface SaleWaiting {
-  for: 'customer-pin' | 'cashier' | 'pairing';
+  for: 'customer-pin' | 'wallet-pin' | 'cashier' | 'pairing';
   code: string;
   text: string;
+}
+
+/** The customer's PINs for one sale, sent with it and never written to disk. */
+interface SalePins {
+  customerPin?: string;
+  walletPin?: string;
 }
 
 export interface PendingSale {
@@ -153,6 +159,7 @@ export type Command =
   | { type: 'setCash'; cashTenderedMinor: number }
   | { type: 'complete' }
   | { type: 'customerPin'; pin: string }
+  | { type: 'walletPin'; pin: string }
   | { type: 'stopCompletion' }
   | { type: 'refund'; staffId: string; pin: string; reason: string }
   | { type: 'closeRefund' }
@@ -275,8 +282,8 @@ export class TerminalApp {
     this.economy = new TillEconomy({
       link: this.link,
       printQueue: opts.printQueue,
-      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>) =>
-        this.sendKeyed<T>(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: do the same again; it is sent as the same request and counts once'),
+      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret: Record<string, unknown> = {}) =>
+        this.sendKeyed<T>(this.pendingEconomyOpFile, event, body, secret, {}, 'the store server did not confirm it: do the same again; it is sent as the same request and counts once'),
       customer: () => this.cart.customer,
       setCustomer: async (c) => {
         this.setCartCustomer(c);
@@ -788,7 +795,9 @@ export class TerminalApp {
         case 'complete':
           return await this.complete();
         case 'customerPin':
-          return await this.sendWithCustomerPin(cmd.pin);
+          return await this.sendWithPin('customer-pin', cmd.pin);
+        case 'walletPin':
+          return await this.sendWithPin('wallet-pin', cmd.pin);
         case 'stopCompletion':
           return await this.stopCompletion();
         case 'refund':
@@ -902,6 +911,7 @@ export class TerminalApp {
       startedAt: new Date().toISOString(),
     };
     await writeFileDurable(this.pendingFile, JSON.stringify(pending));
+    this.salePins = {};
     this.completing = pending;
     this.changed();
     this.completion = this.runCompletion(pending);
@@ -919,20 +929,28 @@ export class TerminalApp {
     if (!this.link.connected) fail('POS_ERR_OFFLINE');
   }
 
-  /** Sends a waiting sale again, with the same key and body, and (in memory only) the customer's PIN. */
-  private async resume(pending: PendingSale, customerPin?: string): Promise<void> {
+  /**
+   * Sends a waiting sale again, with the same key and body, and (in memory only) the
+   * customer's PINs: the one for token payments above the store's limit and the mall
+   * wallet's. A PIN typed earlier for this sale is sent again with the other one.
+   */
+  private async resume(pending: PendingSale, pins: SalePins = {}): Promise<void> {
     this.waiting = null;
     this.say('info', 'sending the sale again');
-    this.completion = this.runCompletion(pending, customerPin);
+    this.completion = this.runCompletion(pending, pins);
     await this.completion;
   }
 
-  private async sendWithCustomerPin(pin: string): Promise<void> {
+  /** The PINs typed for the sale being completed; in memory only, forgotten with the sale. */
+  private salePins: SalePins = {};
+
+  private async sendWithPin(kind: 'customer-pin' | 'wallet-pin', pin: string): Promise<void> {
     const pending = this.completing;
-    if (pending === null || this.completion !== null || this.waiting?.for !== 'customer-pin') fail('POS_ERR_COMMAND', 'no sale is waiting for a customer PIN');
+    if (pending === null || this.completion !== null || this.waiting?.for !== kind) fail('POS_ERR_COMMAND', `no sale is waiting for a ${kind === 'wallet-pin' ? 'wallet' : 'customer'} PIN`);
     if (!/^\d{4,12}$/.test(pin)) fail('POS_ERR_COMMAND', 'a PIN is 4 to 12 digits');
     this.needLink();
-    await this.resume(pending, pin);
+    this.salePins = kind === 'wallet-pin' ? { ...this.salePins, walletPin: pin } : { ...this.salePins, customerPin: pin };
+    await this.resume(pending, this.salePins);
   }
 
   /**
@@ -941,8 +959,9 @@ export class TerminalApp {
    * another way. A sale waiting for pairing is not given up: its outcome is unknown.
    */
   private async stopCompletion(): Promise<void> {
-    if (this.completing === null || this.completion !== null || (this.waiting?.for !== 'customer-pin' && this.waiting?.for !== 'cashier')) fail('POS_ERR_BUSY');
+    if (this.completing === null || this.completion !== null || (this.waiting?.for !== 'customer-pin' && this.waiting?.for !== 'wallet-pin' && this.waiting?.for !== 'cashier')) fail('POS_ERR_BUSY');
     await rm(this.pendingFile, { force: true });
+    this.salePins = {};
     this.completing = null;
     this.waiting = null;
     this.say('info', 'the sale was not completed: nothing was charged; the cart is kept');
@@ -960,7 +979,7 @@ export class TerminalApp {
    * on disk until the receipt is queued, so a restart in between sends the same key
    * again, learns the same sale, and prints it.
    */
-  private async runCompletion(pending: PendingSale, customerPin?: string): Promise<void> {
+  private async runCompletion(pending: PendingSale, pins: SalePins = {}): Promise<void> {
     let ack: SaleAck | null = null;
     let receipt: ReceiptData | null = null;
     let retryDelayMs = RETRY_DELAY_MIN_MS;
@@ -968,7 +987,7 @@ export class TerminalApp {
       try {
         // The PIN is not part of the request's hash: a retry after a lost answer is the
         // same request, and the server answers a key it knows without checking the PIN.
-        const body = customerPin === undefined ? pending.body : { ...pending.body, customerPin };
+        const body = { ...pending.body, ...pins };
         ack ??= await this.link.request<SaleAck>('sale:commit', { key: pending.key, ...body });
         receipt = await this.link.request<ReceiptData>('receipt:get', { saleId: ack.saleId });
       } catch (err) {
@@ -980,6 +999,7 @@ export class TerminalApp {
             // key. The cart stays for the cashier to fix.
             await rm(this.pendingFile, { force: true });
             this.completing = null;
+            this.salePins = {};
             this.completion = null;
             this.waiting = null;
             if (kind === 'wallet' && err instanceof RemoteError) {
@@ -1036,7 +1056,8 @@ export class TerminalApp {
           : maskCardsInText(wire.message);
     if (kind === 'cashier') this.cashier = null;
     this.waiting = { for: kind, code: wire.code, text };
-    this.say(kind === 'customer-pin' && wire.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED' ? 'info' : 'error', text, wire.code);
+    const asked = (kind === 'customer-pin' && wire.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED') || (kind === 'wallet-pin' && wire.code === 'MALL_ERR_WALLET_PIN_REQUIRED');
+    this.say(asked ? 'info' : 'error', text, wire.code);
   }
 
   /** Sleeps between retries; the timer does not keep a closing process alive. */
@@ -1066,6 +1087,7 @@ export class TerminalApp {
           );
     await rm(this.pendingFile, { force: true });
     this.completing = null;
+    this.salePins = {};
     this.completion = null;
     this.waiting = null;
     this.lastSale = sale;

@@ -36,10 +36,12 @@ export type EconomyCommand =
       payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string };
     }
   | { type: 'exchangeQuote'; fromToken: string; units: number; source: TokenSource; toToken: string }
-  | { type: 'exchangeConfirm' }
+  /** `pin`: the customer's wallet PIN, for an exchange from the wallet. */
+  | { type: 'exchangeConfirm'; pin?: string }
   | { type: 'exchangeCancel' }
   | { type: 'walletBalance' }
-  | { type: 'walletMove'; direction: 'to-wallet' | 'from-wallet'; token: string; units: number }
+  /** `pin`: the wallet PIN (from the wallet); `newPin`: the PIN the customer chooses with a first deposit. */
+  | { type: 'walletMove'; direction: 'to-wallet' | 'from-wallet'; token: string; units: number; pin?: string; newPin?: string }
   | { type: 'customerData'; card: string }
   | { type: 'closeEconomy' };
 
@@ -101,8 +103,12 @@ export interface EconomyView {
 export interface EconomyHost {
   readonly link: StoreLink;
   readonly printQueue: PrintQueue;
-  /** Sends a money-moving request under an idempotency key made before its first send and reused on retry. */
-  sendKeyed<T>(event: keyof ClientToServerEvents, body: Record<string, unknown>): Promise<T>;
+  /**
+   * Sends a money-moving request under an idempotency key made before its first send and
+   * reused on retry; `secret` (a PIN) is sent with it but is no part of what identifies
+   * the request and is never written to disk.
+   */
+  sendKeyed<T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret?: Record<string, unknown>): Promise<T>;
   /** The customer the till works with (the cart's), with the whole card number. */
   customer(): CustomerView | null;
   /** Makes `c` the cart's customer (their balances as the store answered just now). */
@@ -135,6 +141,12 @@ function shownCustomer(c: Pick<CustomerView, 'name' | 'card'>): { name: string; 
 /** Units the cashier typed, refused unless a whole number of at least one. */
 function needUnits(units: number, what: string): void {
   if (!Number.isSafeInteger(units) || units < 1) fail('CORE_ERR_AMOUNT', `${what} at least one token`);
+}
+
+/** The PINs a wallet move carries: the wallet's to take from it, a new one with a first deposit. */
+function movePins(cmd: { direction: 'to-wallet' | 'from-wallet'; pin?: string; newPin?: string }): Record<string, string> {
+  if (cmd.direction === 'from-wallet') return cmd.pin === undefined ? {} : { walletPin: cmd.pin };
+  return cmd.newPin === undefined ? {} : { newWalletPin: cmd.newPin };
 }
 
 function changes(before: TokenBalance[] | null, after: TokenBalance[]): BalanceChange[] {
@@ -172,7 +184,7 @@ export class TillEconomy {
       case 'exchangeQuote':
         return this.quoteExchange(cmd);
       case 'exchangeConfirm':
-        return this.confirmExchange();
+        return this.confirmExchange(cmd.pin);
       case 'exchangeCancel':
         this.quote = null;
         this.host.changed();
@@ -309,7 +321,7 @@ export class TillEconomy {
     };
   }
 
-  private async confirmExchange(): Promise<void> {
+  private async confirmExchange(pin: string | undefined): Promise<void> {
     const quoted = this.quote;
     if (quoted === null) fail('POS_ERR_COMMAND', 'there is no exchange quote to confirm: quote it first');
     this.host.needOnline(quoted.shown.source === 'wallet' ? OFFLINE_WALLET : OFFLINE_ONLINE_ONLY);
@@ -320,7 +332,11 @@ export class TillEconomy {
     let ack: ExchangeAck;
     try {
       ack = await this.walletCall(() =>
-        this.host.sendKeyed<ExchangeAck>('exchange:commit', { card: customer.card, from: { token: s.fromToken, units: s.units, source: s.source }, to: s.toToken, expectUnits: s.unitsOut }),
+        this.host.sendKeyed<ExchangeAck>(
+          'exchange:commit',
+          { card: customer.card, from: { token: s.fromToken, units: s.units, source: s.source }, to: s.toToken, expectUnits: s.unitsOut },
+          s.source === 'wallet' && pin !== undefined ? { walletPin: pin } : {},
+        ),
       );
     } catch (err) {
       if (err instanceof RemoteError && err.wire.code === 'VND_ERR_EXCHANGE_QUOTE_CHANGED') {
@@ -376,7 +392,7 @@ export class TillEconomy {
     needUnits(cmd.units, 'move');
     const walletBefore = this.lastWallet?.card === customer.card ? this.lastWallet : null;
     const ack = await this.walletCall(() =>
-      this.host.sendKeyed<WalletMoveAck>('wallet:move', { card: customer.card, direction: cmd.direction, token: cmd.token, units: cmd.units }),
+      this.host.sendKeyed<WalletMoveAck>('wallet:move', { card: customer.card, direction: cmd.direction, token: cmd.token, units: cmd.units }, movePins(cmd)),
     );
     await this.host.setCustomer(ack.customer);
     this.lastWallet = ack.wallet;

@@ -39,6 +39,9 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
   // Tokens from the mall wallet: the store asks the mall to hold them before it journals the
   // sale, so a wallet short of them means nothing is committed under the key.
   'MALL_ERR_WALLET_INSUFFICIENT',
+  // A locked wallet, or one without a PIN, refuses every hold: typing a PIN cannot help.
+  'MALL_ERR_WALLET_LOCKED',
+  'MALL_ERR_WALLET_PIN_NOT_SET',
 ]);
 
 /**
@@ -48,6 +51,13 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
  * A rate limit answered to a sale comes only from the customer-PIN check.
  */
 const CUSTOMER_PIN_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_CUSTOMER_PIN_REQUIRED', 'VND_ERR_CUSTOMER_PIN', 'VND_ERR_RATE_LIMITED']);
+
+/**
+ * Answers to a sale with wallet tenders that the customer can mend by typing their wallet
+ * PIN: the mall held nothing and the store journalled nothing under the key, which is sent
+ * again with the PIN.
+ */
+const WALLET_PIN_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['MALL_ERR_WALLET_PIN_REQUIRED', 'MALL_ERR_WALLET_PIN']);
 
 /**
  * Refusals of the till rather than of the sale. They are checked before the key is
@@ -60,6 +70,7 @@ const PAIRING_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_TERMI
  * What the terminal does with a refused sale:
  * - `definite`: nothing is committed under its key; the key is dropped, the cart stays;
  * - `customer-pin`: the customer types their PIN and the same key and body are sent again;
+ * - `wallet-pin`: the same for the customer's mall wallet PIN (wallet tenders);
  * - `cashier`: no cashier is signed in (the server answers a key it knows without one, so
  *   nothing is committed); after sign-in the cashier completes again with the same key;
  * - `pairing`: the till must be paired again; the key is kept, its outcome unknown;
@@ -69,11 +80,12 @@ const PAIRING_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['VND_ERR_TERMI
  *   completed another way under a new key;
  * - `unknown`: the outcome is unknown; the same key is sent again after a pause.
  */
-export type SaleRefusalKind = 'definite' | 'customer-pin' | 'cashier' | 'pairing' | 'wallet' | 'unknown';
+export type SaleRefusalKind = 'definite' | 'customer-pin' | 'wallet-pin' | 'cashier' | 'pairing' | 'wallet' | 'unknown';
 
 export function classifySaleRefusal(code: string): SaleRefusalKind {
   if (DEFINITE_SALE_REFUSALS.has(code)) return 'definite';
   if (CUSTOMER_PIN_REFUSALS.has(code)) return 'customer-pin';
+  if (WALLET_PIN_REFUSALS.has(code)) return 'wallet-pin';
   if (code === 'VND_ERR_CASHIER_REQUIRED') return 'cashier';
   if (PAIRING_REFUSALS.has(code)) return 'pairing';
   if (code === 'VND_ERR_WALLET_OFFLINE') return 'wallet';

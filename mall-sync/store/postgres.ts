@@ -782,6 +782,13 @@ async function project(tx: pg.PoolClient, e: MallEvent): Promise<void> {
     case 'customer-data.requested':
       await projectEconomy(tx, e);
       break;
+    case 'wallet.pin-set':
+    case 'wallet.pin-failed':
+    case 'wallet.pin-reset':
+    case 'wallet.unlocked':
+      // Wallet PINs live in the event log only (every worker's state replays it); no
+      // relational table reads them, and a PIN hash is no row anyone should query.
+      break;
     default: {
       const never: never = e;
       assert(false, `unknown mall event type ${(never as { type: string }).type}`);

@@ -7,6 +7,8 @@ import {
   type CustomerDataRequestedData,
   type WalletAuthorisedData,
   type WalletClosedData,
+  type WalletPinFailedData,
+  type WalletPinSetData,
   type FlaggedRecord,
   type GapDecisionData,
   type MallEvent,
@@ -90,6 +92,22 @@ export interface AuthorisationRecord {
   eventSeq: number | null;
   closedAt: string | null;
 }
+
+/** A card's wallet PIN at the mall: its salted hash and the wrong PINs since the last right one. */
+export interface WalletPinRecord {
+  hash: string;
+  setAt: string;
+  setBy: string;
+  /** Wrong PINs since the last right one (or the operator's unlock), from all stores. */
+  failures: number;
+  /** Of those, how many each store sent. */
+  failedBy: Record<string, number>;
+  /** When the wrong PINs locked the wallet for holds; null while it is not locked. */
+  lockedAt: string | null;
+}
+
+/** Wrong PINs that lock a card's wallet (at every store) until the mall operator unlocks it. */
+export const WALLET_PIN_FAILURES_MAX = 10;
 
 export interface CustomerDataRequestRecord {
   requestId: string;
@@ -228,6 +246,8 @@ export interface MallState {
   /** Open authorisations: id -> when they expire (what the expiry timer looks at). */
   openAuthorisations: Record<string, string>;
   authorisationSerial: number;
+  /** Wallet PINs by card. */
+  walletPins: Record<string, WalletPinRecord>;
   /** Answers to wallet and customer-data requests by `<vendor> <key>` (idempotency). */
   requestKeys: Record<string, { bodyHash: string; answer: unknown }>;
   /** The audit trail of customer data requests (the most recent, bounded; the journal holds all). */
@@ -276,6 +296,7 @@ export function emptyMallState(): MallState {
     authorisations: dict(),
     openAuthorisations: dict(),
     authorisationSerial: 0,
+    walletPins: dict(),
     requestKeys: dict(),
     dataRequests: [],
     dataRequestSerial: 0,
@@ -380,10 +401,17 @@ export function reviveMallState(raw: MallState): MallState {
     authorisations: dict(raw.authorisations),
     openAuthorisations: dict(raw.openAuthorisations),
     authorisationSerial: raw.authorisationSerial ?? 0,
+    walletPins: revivePins(raw.walletPins),
     requestKeys: dict(raw.requestKeys),
     dataRequests: raw.dataRequests ?? [],
     dataRequestSerial: raw.dataRequestSerial ?? 0,
   };
+}
+
+function revivePins(raw: Record<string, WalletPinRecord> | undefined): Dict<WalletPinRecord> {
+  const out: Dict<WalletPinRecord> = dict();
+  for (const [card, p] of Object.entries(raw ?? {})) out[card] = { ...p, failedBy: dict(p.failedBy) };
+  return out;
 }
 
 function nested<T>(raw: Record<string, Record<string, T>> | undefined): Dict<Dict<T>> {
@@ -452,6 +480,8 @@ export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<Mall
   // Wallet holds and customer data requests change what later batches are judged against (and what the mall charged):
   // they are signed into the registry history, so an audit replays them in order.
   'wallet.authorised', 'wallet.closed', 'customer-data.requested',
+  // Wallet PINs and their wrong-PIN counts decide which holds the mall grants; kept in the same history.
+  'wallet.pin-set', 'wallet.pin-failed', 'wallet.pin-reset', 'wallet.unlocked',
 ]);
 
 /** Applies what the mall cleared for one vendor event. */
@@ -644,6 +674,27 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
     case 'customer-data.requested':
       applyDataRequest(state, event.data, event.at);
       break;
+    case 'wallet.pin-set':
+      applyPinSet(state, event.data, event.at);
+      break;
+    case 'wallet.pin-failed':
+      applyPinFailed(state, event.data, event.at);
+      break;
+    case 'wallet.pin-reset': {
+      const p = own(state.walletPins, event.data.card);
+      assert(p !== undefined && p.lockedAt === null, `the wallet PIN of ${event.data.card} is set and not locked before a reset`);
+      p.failures = 0;
+      p.failedBy = dict();
+      break;
+    }
+    case 'wallet.unlocked': {
+      const p = own(state.walletPins, event.data.card);
+      assert(p !== undefined, `the wallet of ${event.data.card} has a PIN to unlock`);
+      p.failures = 0;
+      p.failedBy = dict();
+      p.lockedAt = null;
+      break;
+    }
     default: {
       const never: never = event;
       assert(false, `unknown mall event type ${(never as { type: string }).type}`);
@@ -725,6 +776,43 @@ function applyDataRequest(state: MallState, r: CustomerDataRequestedData, at: st
   if (state.dataRequests.length > DATA_REQUESTS_KEPT_MAX) state.dataRequests.splice(0, state.dataRequests.length - DATA_REQUESTS_KEPT_MAX);
   state.requestKeys[requestSlot(r.requester, r.key)] = { bodyHash: r.bodyHash, answer: r.answer };
   for (const t of r.transfers) applyTransfer(state, t, at);
+}
+
+function applyPinSet(state: MallState, d: WalletPinSetData, at: string): void {
+  const prior = own(state.walletPins, d.card);
+  assert(prior === undefined || prior.lockedAt === null, `the wallet of ${d.card} is not locked when its PIN is set`);
+  // A new PIN (set with the old one, which was right) starts with no wrong PINs.
+  state.walletPins[d.card] = { hash: d.hash, setAt: at, setBy: d.vendor, failures: 0, failedBy: dict(), lockedAt: null };
+  state.requestKeys[requestSlot(d.vendor, d.key)] = { bodyHash: d.bodyHash, answer: d.answer };
+}
+
+function applyPinFailed(state: MallState, d: WalletPinFailedData, at: string): void {
+  const p = own(state.walletPins, d.card);
+  assert(p !== undefined && p.lockedAt === null, `the wallet of ${d.card} has a PIN and is not locked when a wrong one counts`);
+  assert(d.failures === p.failures + 1, `wrong PIN ${d.failures} of ${d.card} follows ${p.failures}`);
+  assert(d.locked === d.failures >= WALLET_PIN_FAILURES_MAX, `the wallet of ${d.card} locks at ${WALLET_PIN_FAILURES_MAX} wrong PINs`);
+  p.failures = d.failures;
+  p.failedBy[d.vendor] = (own(p.failedBy, d.vendor) ?? 0) + 1;
+  if (!d.locked) return;
+  p.lockedAt = at;
+  const stores = Object.entries(p.failedBy)
+    .map(([v, n]) => `${v}: ${n}`)
+    .join(', ');
+  recordAlarm(
+    state,
+    {
+      id: `alarm-${String(state.alarmSerial + 1).padStart(6, '0')}`,
+      kind: 'wallet-pin',
+      vendor: d.vendor,
+      batchSeq: 0,
+      storedHash: ZERO_HASH,
+      receivedHash: ZERO_HASH,
+      kid: '',
+      card: d.card,
+      message: `the wallet of card ${d.card} is locked after ${d.failures} wrong PINs (${stores})`,
+    },
+    at,
+  );
 }
 
 /** Applies what a batch changed beyond clearing: the directory, wallets, tallies, issuance and purchase summaries. */

@@ -273,7 +273,8 @@ const submitters = {
     if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
     // The PIN leaves the page once, for this one sale; the field is emptied at once.
     form.elements.pin.value = '';
-    await send({ type: 'customerPin', pin });
+    // The one PIN pad serves the store's customer PIN and the mall wallet's PIN.
+    await send({ type: byTestId('dlg-customer-pin').dataset.pinFor === 'wallet-pin' ? 'walletPin' : 'customerPin', pin });
     // The next state closes the dialog, or opens it again with the refusal.
     return false;
   },
@@ -400,16 +401,27 @@ function installCustomerPin() {
   }
 }
 
-/** Opens the customer-PIN dialog, with the reason the last PIN was refused if there was one. */
+/**
+ * Opens the PIN pad for the sale's customer PIN or its mall wallet PIN (`waiting.for`),
+ * with the reason the last PIN was refused if there was one.
+ */
 export function showCustomerPin(waiting) {
   const dlg = byTestId('dlg-customer-pin');
   const form = $('form', dlg);
+  const wallet = waiting.for === 'wallet-pin';
+  if (dlg.dataset.pinFor !== waiting.for) {
+    dlg.dataset.pinFor = waiting.for;
+    byTestId('dlg-customer-pin-title').textContent = wallet ? 'Wallet PIN' : 'Customer PIN';
+    byTestId('dlg-customer-pin-why').textContent = wallet
+      ? "Tokens from the mall wallet need the customer's wallet PIN. Turn the screen to the customer."
+      : "This payment needs the customer's PIN. Turn the screen to the customer.";
+  }
   if (!dlg.open) {
     closeDialogs();
     form.reset();
     dlg.showModal();
     byTestId('customer-pin-input').focus();
   }
-  if (waiting.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED') clearError(form);
+  if (waiting.code === 'VND_ERR_CUSTOMER_PIN_REQUIRED' || waiting.code === 'MALL_ERR_WALLET_PIN_REQUIRED') clearError(form);
   else showError(form, waiting.text);
 }

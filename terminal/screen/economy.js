@@ -12,6 +12,42 @@ import { formatMinor, parseMoney } from './format.js';
 import { send } from './socket.js';
 import { currency, editable, showLocal, ui } from './state.js';
 
+/** A wallet PIN as the mall takes it. */
+const PIN = /^\d{4,12}$/;
+
+/** Shows the PIN fields a dialog needs now: the wallet PIN to take from the wallet, a new one to put into it. */
+function showPinFields(dlg) {
+  const form = $('form', dlg);
+  const source = form.elements.source?.value;
+  const direction = form.elements.direction?.value;
+  const wallet = $('[data-role="pin-wallet"]', dlg);
+  if (wallet !== null) wallet.hidden = source !== 'wallet';
+  const from = $('[data-role="pin-from"]', dlg);
+  if (from !== null) from.hidden = direction !== 'from-wallet';
+  const fresh = $('[data-role="pin-new"]', dlg);
+  if (fresh !== null) fresh.hidden = direction !== 'to-wallet';
+}
+
+/** A keypad for touch: its keys type into the PIN field last focused (or the first one shown). */
+function installPinKeypad(dlg) {
+  let target = null;
+  for (const input of dlg.querySelectorAll('input[data-role="pin"]')) input.addEventListener('focus', () => (target = input));
+  const shown = () => [...dlg.querySelectorAll('input[data-role="pin"]')].find((i) => i.offsetParent !== null) ?? null;
+  for (const keypad of dlg.querySelectorAll('[data-role="pin-keypad"]')) {
+    for (const key of keypad.querySelectorAll('[data-key]')) {
+      key.addEventListener('click', () => {
+        const input = target !== null && target.offsetParent !== null ? target : shown();
+        if (input === null) return;
+        const k = key.dataset.key;
+        if (k === 'clear') input.value = '';
+        else if (k === 'back') input.value = input.value.slice(0, -1);
+        else if (input.value.length < 12) input.value += k;
+        input.focus();
+      });
+    }
+  }
+}
+
 /** Token types the page can offer: the store's, then any the customer holds that the store did not name. */
 function tokenChoices() {
   const names = ui.state?.tokenNames ?? {};
@@ -67,13 +103,14 @@ export function openExchange() {
       if (from !== undefined) byTestId('exchange-from').value = from;
       const to = tokenChoices().find((t) => t.token !== from);
       if (to !== undefined) byTestId('exchange-to').value = to.token;
+      showPinFields(byTestId('dlg-exchange'));
       showQuote(null);
     });
   }
 }
 
 export function openWallet() {
-  if (editable() && needCustomer('the mall wallet')) openEconomy('dlg-wallet');
+  if (editable() && needCustomer('the mall wallet')) openEconomy('dlg-wallet', showPinFields);
 }
 
 export function openWalletPay() {
@@ -171,14 +208,35 @@ registerSubmitters({
     const asked = exchangeAsked(form);
     if (asked.error !== undefined) return showError(form, asked.error), false;
     // Enter confirms the quote on show when the form still asks for it; anything else asks for a quote.
-    if (quoteMatches(ui.state.economy.quote, asked.cmd)) return sendFromDialog(form, { type: 'exchangeConfirm' });
+    if (quoteMatches(ui.state.economy.quote, asked.cmd)) {
+      if (asked.cmd.source !== 'wallet') return sendFromDialog(form, { type: 'exchangeConfirm' });
+      const pin = form.elements.pin.value;
+      if (!PIN.test(pin)) return showError(form, "the customer's wallet PIN is 4 to 12 digits: the customer types it"), false;
+      // The PIN leaves the page once, for this request; the field is emptied at once.
+      form.elements.pin.value = '';
+      return sendFromDialog(form, { type: 'exchangeConfirm', pin });
+    }
     await sendFromDialog(form, { type: 'exchangeQuote', ...asked.cmd });
     return false;
   },
   async walletMove(form) {
     const units = whole(form.elements.units.value);
     if (units === null) return showError(form, 'units are a whole number, at least 1'), false;
-    return sendFromDialog(form, { type: 'walletMove', direction: form.elements.direction.value, token: form.elements.token.value, units });
+    const direction = form.elements.direction.value;
+    const cmd = { type: 'walletMove', direction, token: form.elements.token.value, units };
+    if (direction === 'from-wallet') {
+      const pin = form.elements.pin.value;
+      if (!PIN.test(pin)) return showError(form, "the customer's wallet PIN is 4 to 12 digits: the customer types it"), false;
+      cmd.pin = pin;
+    } else if (form.elements.newPin.value !== '' || form.elements.newPinAgain.value !== '') {
+      const newPin = form.elements.newPin.value;
+      if (!PIN.test(newPin)) return showError(form, 'a new wallet PIN is 4 to 12 digits'), false;
+      if (newPin !== form.elements.newPinAgain.value) return showError(form, 'the two new PINs differ: the customer types the same PIN twice'), false;
+      cmd.newPin = newPin;
+    }
+    // The PINs leave the page once, for this request; the fields are emptied at once.
+    for (const name of ['pin', 'newPin', 'newPinAgain']) form.elements[name].value = '';
+    return sendFromDialog(form, cmd);
   },
   async walletPay(form) {
     const units = whole(form.elements.units.value);
@@ -268,6 +326,11 @@ export function installEconomy() {
   exchange.addEventListener('close', () => {
     if (ui.state?.economy.quote !== null && ui.state?.economy.result === null) void send({ type: 'exchangeCancel' });
   });
+  const wallet = byTestId('dlg-wallet');
+  for (const dlg of [exchange, wallet]) {
+    dlg.addEventListener('change', () => showPinFields(dlg));
+    installPinKeypad(dlg);
+  }
   byTestId('btn-wallet-balance').addEventListener('click', async () => {
     const form = $('form', byTestId('dlg-wallet'));
     clearError(form);

@@ -460,7 +460,7 @@ function renderWaiting(s) {
   byTestId('completing').dataset.waiting = waiting?.for ?? '';
   byTestId('completing-text').textContent = waiting === null ? CONFIRMING_TEXT : sentence(waiting.text);
   const pinDialog = byTestId('dlg-customer-pin');
-  if (waiting?.for === 'customer-pin') showCustomerPin(waiting);
+  if (waiting?.for === 'customer-pin' || waiting?.for === 'wallet-pin') showCustomerPin(waiting);
   else if (pinDialog.open) pinDialog.close();
   const signInFor = waiting?.for === 'cashier' && s.cashier === null ? s.completing.key : null;
   if (signInFor !== null && ui.signInAskedFor !== signInFor) {

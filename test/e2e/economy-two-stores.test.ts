@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { bytesUnder } from '../helpers/file-bytes.ts';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { bpsOf, type Ack, type CustomerDataView, type CustomerView, type ExchangeAck, type ExchangeView, type SaleAck, type TokenSaleAck, type WalletMoveAck } from '../../core/index.ts';
@@ -22,6 +23,8 @@ const CAPPUCCINO = '9002001000011'; // Bella Café: €3.20 or 32 BELLA
 const FACE: Record<string, number> = { MALL: 10, ACME: 5, BELLA: 10, SUNNY: 10 };
 const today = () => new Date().toISOString().slice(0, 10);
 const key = (terminalId: string) => `${terminalId}:${randomUUID()}`;
+/** The wallet PIN Zoe chooses with her first deposit. */
+const ZOE_PIN = '362514907788';
 
 interface Store {
   id: string;
@@ -101,8 +104,11 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
     const penSale = await ask<SaleAck>(a, 'sale:commit', { key: key(a.till.terminalId), lines: [{ code: PEN, qty: 1 }], card: zoe.card, tenders: [], cashTenderedMinor: 500 });
     expect(penSale.earned).to.deep.equal({ ACME: 8 });
     expect(penSale.balancesAfter?.['ACME']).to.equal(408);
-    // 4. She moves 358 ACME into her mall wallet; the mall credits it from ACME's batch.
-    const moved = await ask<WalletMoveAck>(a, 'wallet:move', { key: key(a.till.terminalId), card: zoe.card, direction: 'to-wallet', token: 'ACME', units: 358 });
+    // 4. She moves 358 ACME into her mall wallet; the mall credits it from ACME's batch. Her
+    // wallet has no PIN yet: she chooses one with this first deposit, and ACME sets it at the mall.
+    const noPin = await call(a.till.socket, 'wallet:move', { key: key(a.till.terminalId), card: zoe.card, direction: 'to-wallet', token: 'ACME', units: 358 });
+    expect(noPin.ok ? null : noPin.error.code).to.equal('MALL_ERR_WALLET_PIN_NOT_SET');
+    const moved = await ask<WalletMoveAck>(a, 'wallet:move', { key: key(a.till.terminalId), card: zoe.card, direction: 'to-wallet', token: 'ACME', units: 358, newWalletPin: ZOE_PIN });
     expect(units(moved.customer, 'ACME')).to.equal(50);
     await until('the wallet credited at the mall', async () => ((await admin.customer(zoe.card)) as { wallet?: { balances?: Record<string, number> } }).wallet?.balances?.['ACME'] === 358 || undefined);
 
@@ -111,7 +117,10 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
     // 6. She exchanges 300 ACME from the wallet for BELLA: €15.00 less 1% = €14.85 -> 148 BELLA, 5c remainder.
     const quote = await ask<ExchangeView>(b, 'exchange:quote', { card: zoe.card, from: { token: 'ACME', units: 300, source: 'wallet' }, to: 'BELLA' });
     expect(quote.quote).to.include({ grossMinor: 1_500, serviceChargeMinor: 15, valueOutMinor: 1_480, remainderMinor: 5 });
-    const exchanged = await ask<ExchangeAck>(b, 'exchange:commit', { key: key(b.till.terminalId), card: zoe.card, from: { token: 'ACME', units: 300, source: 'wallet' }, to: 'BELLA', expectUnits: 148 });
+    // Bella cannot take from the wallet by naming the card: the mall wants Zoe's PIN.
+    const guessed = await call(b.till.socket, 'exchange:commit', { key: key(b.till.terminalId), card: zoe.card, from: { token: 'ACME', units: 300, source: 'wallet' }, to: 'BELLA', expectUnits: 148, walletPin: '0000' });
+    expect(guessed.ok ? null : guessed.error.code).to.equal('MALL_ERR_WALLET_PIN');
+    const exchanged = await ask<ExchangeAck>(b, 'exchange:commit', { key: key(b.till.terminalId), card: zoe.card, from: { token: 'ACME', units: 300, source: 'wallet' }, to: 'BELLA', expectUnits: 148, walletPin: ZOE_PIN });
     expect(units(exchanged.customer, 'BELLA')).to.equal(148);
     // 7. She spends 32 BELLA on a cappuccino at Bella.
     const coffee = await ask<SaleAck>(b, 'sale:commit', { key: key(b.till.terminalId), lines: [{ code: CAPPUCCINO, qty: 1 }], card: zoe.card, tenders: [{ token: 'BELLA' }], cashTenderedMinor: 0 });
@@ -127,7 +136,7 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
       expect(delivered.status, delivered.text).to.equal(200);
     }
     // 9. Back at ACME she pays a loaf of bread (58 ACME) from her wallet (58 of the 58 left there).
-    const bread = await ask<SaleAck>(a, 'sale:commit', { key: key(a.till.terminalId), lines: [{ code: BREAD, qty: 1 }], card: zoe.card, tenders: [{ token: 'ACME', units: 58, source: 'wallet' }], cashTenderedMinor: 0 });
+    const bread = await ask<SaleAck>(a, 'sale:commit', { key: key(a.till.terminalId), lines: [{ code: BREAD, qty: 1 }], card: zoe.card, tenders: [{ token: 'ACME', units: 58, source: 'wallet' }], cashTenderedMinor: 0, walletPin: ZOE_PIN });
     expect(bread.debits).to.deep.equal({ ACME: 58 });
     const zoeAtA = await ask<CustomerView>(a, 'customer:lookup', { card: zoe.card });
     expect(units(zoeAtA, 'ACME')).to.equal(50 + 100);
@@ -192,5 +201,10 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
     const audit = await auditArchive(join(mallDir, 'archive'));
     expect(audit.differences).to.deep.equal([]);
     expect(audit.positions).to.deep.equal(positions.positions);
+
+    // Zoe's wallet PIN is kept nowhere: not in the stores' or the mall's files, nor in any process's log.
+    const kept = (await bytesUnder(dir)) + mall.output() + a.server.output() + b.server.output();
+    expect(kept).to.include('wallet.pin-set');
+    expect(kept.includes(ZOE_PIN), 'the PIN is written somewhere').to.equal(false);
   });
 });

@@ -4,7 +4,7 @@ import { makeCardNumber } from '../../core/index.ts';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { RunningTerminal } from '../../terminal/run.ts';
 import { printedText as printed, screenQueries, startStandInScreen, type StandInScreen } from '../helpers/browser.ts';
-import { ANNA_CARD, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
+import { ANNA_CARD, ANNA_WALLET_PIN, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
 
@@ -12,8 +12,9 @@ const UI_WAIT_MS = 30_000;
  * Tokens between stores on the cashier screen in headless chromium: a real terminal with
  * the printer simulator, against a stand-in store server. In order, as at a till: a new
  * customer registered from the keyboard, tokens sold for cash by touch, an exchange quoted
- * and confirmed from the keyboard, a sale paid from the mall wallet by touch, and the mall
- * wallet out of reach said at once.
+ * and confirmed from the keyboard, a first deposit into the mall wallet with a PIN chosen
+ * twice and a move back with it typed on the keypad, a sale paid from the mall wallet by
+ * touch with its PIN on the PIN pad, and the mall wallet out of reach said at once.
  */
 describe('e2e: tokens between stores on the cashier screen (against a stand-in store server)', function () {
   this.timeout(180_000);
@@ -122,6 +123,59 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await dialogClosed('dlg-economy-result');
   });
 
+  /** Types a PIN on a dialog's keypad, by touch. */
+  const tapPin = async (dialog: string, pin: string) => {
+    for (const d of pin) await page.locator(`[data-testid="${dialog}"] .keypad:visible [data-key="${d}"]`).click();
+  };
+
+  it('puts tokens into a wallet without a PIN only with a PIN chosen and typed twice, then takes them back with it typed on the keypad', async () => {
+    const card = makeCardNumber(501);
+    await tid('btn-wallet').click();
+    await dialogOpen('dlg-wallet');
+    await tid('wallet-to').check();
+    await page.selectOption('[data-testid="wallet-token"]', 'ACME');
+    await page.fill('[data-testid="wallet-units"]', '2');
+    await tid('btn-wallet-move-ok').click();
+    await expectText('message', 'has no PIN yet');
+    expect(store.wallet(card)['ACME'] ?? 0).to.equal(0);
+    // Two different PINs are refused on the page; nothing is sent.
+    const moves = store.sent('wallet:move').length;
+    await page.fill('[data-testid="wallet-new-pin"]', '975318642097');
+    await page.fill('[data-testid="wallet-new-pin-again"]', '975318642098');
+    await tid('btn-wallet-move-ok').click();
+    await page.locator('[data-testid="dlg-wallet"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator('[data-testid="dlg-wallet"] [data-role="error"]').innerText()).to.include('differ');
+    expect(store.sent('wallet:move').length).to.equal(moves);
+    expect(await page.getAttribute('[data-testid="wallet-new-pin"]', 'type')).to.equal('password');
+    await page.fill('[data-testid="wallet-new-pin"]', '');
+    await tid('wallet-new-pin').focus();
+    await tapPin('dlg-wallet', '975318642097');
+    await page.fill('[data-testid="wallet-new-pin-again"]', '975318642097');
+    await tid('btn-wallet-move-ok').click();
+    await dialogOpen('dlg-economy-result');
+    await expectText('economy-result-title', 'Moved to the mall wallet');
+    expect(store.walletPin(card)).to.equal('975318642097');
+    expect(store.wallet(card)['ACME']).to.equal(2);
+    await page.keyboard.press('Escape');
+    await dialogClosed('dlg-economy-result');
+
+    await tid('btn-wallet').click();
+    await dialogOpen('dlg-wallet');
+    await tid('wallet-from').check();
+    await page.selectOption('[data-testid="wallet-token"]', 'ACME');
+    await page.fill('[data-testid="wallet-units"]', '1');
+    await tid('wallet-pin').click();
+    await tapPin('dlg-wallet', '975318642097');
+    await tid('btn-wallet-move-ok').click();
+    await dialogOpen('dlg-economy-result');
+    await expectText('economy-result-title', 'Moved from the mall wallet');
+    expect(store.sent('wallet:move').at(-1)?.['walletPin']).to.equal('975318642097');
+    expect(store.wallet(card)['ACME']).to.equal(1);
+    expect(await page.locator('body').innerText()).to.not.include('975318642097');
+    await page.keyboard.press('Escape');
+    await dialogClosed('dlg-economy-result');
+  });
+
   it('pays a sale with mall wallet tokens by touch: the tender shows, the cart is priced with it, the sale takes it', async () => {
     await page.fill('[data-testid="scan-input"]', ANNA_CARD);
     await page.keyboard.press('Enter');
@@ -139,8 +193,19 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await expectText('cash-due', '€0.00');
     const wallet = store.wallet(ANNA_CARD)['MALL'] ?? 0;
     await tid('btn-complete').click();
+    // The mall wants the customer's wallet PIN: the PIN pad opens for it; a wrong PIN is said there.
+    await dialogOpen('dlg-customer-pin');
+    await expectText('dlg-customer-pin-title', 'Wallet PIN');
+    await tapPin('dlg-customer-pin', '731904826155');
+    await tid('btn-customer-pin-ok').click();
+    await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]:not([hidden])').waitFor({ timeout: UI_WAIT_MS });
+    expect(await page.locator('[data-testid="dlg-customer-pin"] [data-role="error"]').innerText()).to.include('Wrong wallet PIN');
+    await tapPin('dlg-customer-pin', ANNA_WALLET_PIN);
+    await tid('btn-customer-pin-ok').click();
     await expectText('message', /Sale S\d{10} complete/);
+    await dialogClosed('dlg-customer-pin');
     expect(store.sent('sale:commit').at(-1)?.['tenders']).to.deep.equal([{ token: 'MALL', units: 2, source: 'wallet' }]);
+    expect(store.sent('sale:commit').at(-1)?.['walletPin']).to.equal(ANNA_WALLET_PIN);
     expect(store.wallet(ANNA_CARD)['MALL']).to.equal(wallet - 2);
   });
 

@@ -39,6 +39,9 @@ describe('e2e: tokens between stores at the till, against the store server and a
     return (all.at(-1)?.lines ?? []).map((l) => l.text).join('\n');
   };
 
+  /** The wallet PIN the customer chooses with the first deposit. */
+  const WALLET_PIN = '581321';
+
   before(async () => {
     let root: string;
     ({ dir: root, cleanup } = await tempDir('mallpos-till-econ-'));
@@ -87,8 +90,13 @@ describe('e2e: tokens between stores at the till, against the store server and a
     expect(result()?.wallet?.find((w) => w.token === 'MALL')?.after).to.equal(100);
     const acme = units('ACME');
     const printed = sim.receipts().length;
+    // The wallet has no PIN yet: the first deposit is refused until the customer chooses one.
     await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 5 });
+    expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_NOT_SET');
+    expect(units('ACME')).to.equal(acme);
+    await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 5, newPin: WALLET_PIN });
     expect(message()?.kind, message()?.text).to.equal('success');
+    expect(store.double.pins.get(card)).to.equal(WALLET_PIN);
     expect(units('ACME')).to.equal(acme - 5);
     expect(await lastPrinted(printed + 1)).to.include('MOVED TO THE MALL WALLET').and.include('5 ACME');
   });
@@ -101,6 +109,9 @@ describe('e2e: tokens between stores at the till, against the store server and a
     await waitFor(() => app().state().priced?.cashDueMinor === 0, WAIT_MS, 'the pen priced as paid from the wallet');
     const printed = sim.receipts().length;
     await app().command({ type: 'complete' });
+    // The store asked the mall, which wants the wallet PIN: the sale waits for it.
+    expect(app().state().completing?.waiting, message()?.text).to.deep.include({ for: 'wallet-pin', code: 'MALL_ERR_WALLET_PIN_REQUIRED' });
+    await app().command({ type: 'walletPin', pin: WALLET_PIN });
     expect(message()?.kind, message()?.text).to.equal('success');
     await waitFor(() => store.double.balance(card, 'MALL') === wallet - 45, WAIT_MS, 'the wallet debited at the mall');
     expect(units('MALL')).to.equal(mall);

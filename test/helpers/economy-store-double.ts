@@ -37,6 +37,9 @@ import { doubleStatus, LostAnswers, startDoubleServer, writeDoubleCredential } f
  */
 export const ECONOMY_DOUBLE_CREDENTIAL = 'economy-double-credential';
 export const PEN = '4006381333931';
+/** The mall wallet PIN of ANNA_CARD's wallet. */
+export const ANNA_WALLET_PIN = '246813579024';
+
 /** A customer of this store with 50 ACME on the card and 20 MALL in the mall wallet. */
 export const ANNA_CARD = makeCardNumber(1);
 /** A customer of another store who agreed to share their data, and one who did not. */
@@ -70,6 +73,8 @@ export interface EconomyDouble {
   sent(event: string): Record<string, unknown>[];
   customer(card: string): CustomerView | null;
   wallet(card: string): Record<string, number>;
+  /** The wallet PIN the mall holds for a card (set by a first deposit), if any. */
+  walletPin(card: string): string | undefined;
   /** How many times each money-moving request changed the double's state. */
   applied(event: string): number;
   tollsCharged(): number;
@@ -105,6 +110,16 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
 
   customers.set(ANNA_CARD, { id: 'cust-1', card: ANNA_CARD, name: 'Anna', consent: false, contact: {}, balances: new Map([['ACME', 50]]) });
   wallets.set(ANNA_CARD, new Map([['MALL', 20]]));
+  /** Wallet PINs by card, as the mall keeps them (here in clear: a stand-in). */
+  const walletPins = new Map<string, string>([[ANNA_CARD, ANNA_WALLET_PIN]]);
+  /** The mall's answer to a hold with `pin` on `card`'s wallet: null when it is the right one. */
+  const pinRefusal = (card: string, pin: unknown): Ack<never> | null => {
+    const set = walletPins.get(card);
+    if (set === undefined) return refuse('MALL_ERR_WALLET_PIN_NOT_SET', 'this wallet has no PIN yet: the customer chooses one first');
+    if (pin === undefined) return refuse('MALL_ERR_WALLET_PIN_REQUIRED', 'the wallet PIN is needed');
+    if (pin !== set) return refuse('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${card}`);
+    return null;
+  };
   const directory = new Map([
     [OTHER_STORE_CARD, { name: 'Bea Other', consent: true, contact: { email: 'bea@example.org' }, home: { vendorId: 'V-BETA', name: 'Beta Store' } }],
     [NO_CONSENT_CARD, { name: 'Carl Private', consent: false, contact: {}, home: { vendorId: 'V-BETA', name: 'Beta Store' } }],
@@ -142,7 +157,7 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       socket.on(event as never, ((payload: Record<string, unknown>, ack: (a: Ack<unknown>) => void) => {
         requests.push({ event, payload });
         const key = typeof payload['key'] === 'string' ? `${event}|${payload['key']}` : null;
-        const { key: _k, customerPin: _p, ...rest } = payload;
+        const { key: _k, customerPin: _p, walletPin: _w, newWalletPin: _n, ...rest } = payload;
         const body = JSON.stringify(rest);
         let answer: Ack<unknown>;
         const earlier = key === null ? undefined : answered.get(key);
@@ -202,6 +217,10 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       const tenders = p['tenders'] as { token: string; units?: number; source?: TokenSource }[];
       const fromWallet = tenders.filter((t) => t.source === 'wallet');
       if (fromWallet.length > 0 && !mallReachable) return walletAway();
+      if (fromWallet.length > 0 && c !== null) {
+        const pinned = pinRefusal(c.card, p['walletPin']);
+        if (pinned !== null) return pinned;
+      }
       for (const t of fromWallet) {
         const held = c === null ? 0 : (wallets.get(c.card)?.get(t.token) ?? 0);
         if ((t.units ?? 0) > held) return refuse('MALL_ERR_WALLET_INSUFFICIENT', `the mall wallet holds ${held} ${t.token}`);
@@ -306,6 +325,10 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       const v = quote(p, c);
       if ('ok' in v) return v;
       if (v.quote.to.units !== p['expectUnits']) return refuse('VND_ERR_EXCHANGE_QUOTE_CHANGED', 'the exchange rate or service charge changed since the quote: quote again');
+      if (v.source === 'wallet') {
+        const pinned = pinRefusal(c.card, p['walletPin']);
+        if (pinned !== null) return pinned;
+      }
       const q = v.quote;
       if (v.source === 'wallet') adjust(wallets.get(c.card) ?? new Map(), q.from.token, -q.from.units);
       else adjust(c.balances, q.from.token, -q.from.units);
@@ -333,9 +356,17 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       const wallet = wallets.get(c.card) as Map<string, number>;
       if (p['direction'] === 'to-wallet') {
         if ((c.balances.get(token) ?? 0) < n) return refuse('CORE_ERR_INSUFFICIENT_TOKENS', `not enough ${token} tokens on the card`, { token });
+        // A first deposit sets the PIN the customer chose; without one it is refused.
+        if (!walletPins.has(c.card)) {
+          const chosen = p['newWalletPin'];
+          if (typeof chosen !== 'string') return refuse('MALL_ERR_WALLET_PIN_NOT_SET', 'this wallet has no PIN yet: the customer chooses one (4-12 digits) with this first deposit');
+          walletPins.set(c.card, chosen);
+        }
         adjust(c.balances, token, -n);
         adjust(wallet, token, n);
       } else {
+        const pinned = pinRefusal(c.card, p['walletPin']);
+        if (pinned !== null) return pinned;
         if ((wallet.get(token) ?? 0) < n) return refuse('MALL_ERR_WALLET_INSUFFICIENT', `the mall wallet holds ${wallet.get(token) ?? 0} ${token}`);
         adjust(wallet, token, -n);
         adjust(c.balances, token, n);
@@ -377,6 +408,7 @@ export async function startEconomyDouble(): Promise<EconomyDouble> {
       return c === undefined ? null : view(c);
     },
     wallet: (card) => Object.fromEntries(wallets.get(card) ?? new Map()),
+    walletPin: (card) => walletPins.get(card),
     applied: (event) => applied.get(event) ?? 0,
     tollsCharged: () => tolls,
     setMallReachable: (reachable) => void (mallReachable = reachable),

@@ -9,6 +9,7 @@ import { loadConfig, loadKeys, writeConfig } from '../../vendor-server/config.ts
 import { trustAuthority } from './http.ts';
 import { demoTokenTypes, initVendor, type InitResult } from '../../vendor-server/init.ts';
 import { silentLogger } from './vendor.ts';
+import type { Logger } from '../../platform/logger.ts';
 
 export const TEST_FEES: FeeSchedule = {
   royaltyBps: 250,
@@ -60,8 +61,8 @@ export async function pinMall(vendorDir: string, mallDir: string, url: string): 
 }
 
 /** Starts a mall on 127.0.0.1 and trusts its authority in the test helpers. */
-export async function startTestMall(dataDir: string, port = 0, opts: { clock?: () => Date } = {}): Promise<RunningMall> {
-  const mall = await startMallServer({ dataDir, port, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false, clock: opts.clock });
+export async function startTestMall(dataDir: string, port = 0, opts: { clock?: () => Date; logger?: Logger } = {}): Promise<RunningMall> {
+  const mall = await startMallServer({ dataDir, port, host: '127.0.0.1', logger: opts.logger ?? silentLogger(), defaultMetrics: false, clock: opts.clock });
   trustAuthority(mall.url, mall.caPem);
   return mall;
 }

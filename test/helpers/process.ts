@@ -71,8 +71,8 @@ export function spawnTerminal(args: string[], timeoutMs = START_DEADLINE_MS): Pr
 }
 
 /** Starts `mall-sync serve` as a child process and waits for its URL; its authority is trusted by the test helpers. */
-export async function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS): Promise<ChildServer & { caPem: string }> {
-  const server = await spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs);
+export async function spawnMall(dataDir: string, port = 0, timeoutMs = START_DEADLINE_MS, env: NodeJS.ProcessEnv = {}): Promise<ChildServer & { caPem: string }> {
+  const server = await spawnUntil('bin/mall-sync.js', ['serve', '--data-dir', dataDir, '--port', String(port)], LOGGED_URL, timeoutMs, env);
   return { ...server, caPem: await trustDataDir(server.url, dataDir) };
 }
 

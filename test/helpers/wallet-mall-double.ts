@@ -84,7 +84,9 @@ function refuse(code: ErrorCode, message: string): never {
 const card = z.string().regex(/^C[0-9]{10}$/);
 const key = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$/);
 const units = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
-const authoriseBody = z.strictObject({ key, card, token: z.string().regex(/^[A-Z][A-Z0-9]{1,11}$/), units, purpose: z.enum(['sale', 'exchange', 'withdraw']) });
+const pin = z.string().regex(/^[0-9]{4,12}$/);
+const authoriseBody = z.strictObject({ key, card, token: z.string().regex(/^[A-Z][A-Z0-9]{1,11}$/), units, purpose: z.enum(['sale', 'exchange', 'withdraw']), pin: pin.optional() });
+const pinBody = z.strictObject({ key, card, pin, oldPin: pin.optional() });
 const releaseBody = z.strictObject({ key });
 const captureBody = z.strictObject({ key, eventSeq: units });
 const dataBody = z.strictObject({ key, card });
@@ -105,6 +107,13 @@ export interface WalletMallDouble {
   directory: Map<string, DirectoryEntry>;
   /** Credits a wallet directly (tests' starting balances). */
   credit(cardNo: string, token: string, n: number): void;
+  /**
+   * Wallet PINs by card (set directly for tests' starting wallets, or by the store's PIN
+   * request). A hold needs the right one, as at the mall; wrong ones are only counted in
+   * `wrongPins` (the real mall's lockout is tested against the real mall).
+   */
+  pins: Map<string, string>;
+  wrongPins: number;
   balance(cardNo: string, token: string): number;
   holds: Map<string, Hold>;
   /** Open holds' units for a card and token. */
@@ -170,6 +179,8 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     balance(cardNo, token) {
       return wallets.get(cardNo)?.get(token) ?? 0;
     },
+    pins: new Map(),
+    wrongPins: 0,
     holds: new Map(),
     held(cardNo, token) {
       let n = 0;
@@ -235,7 +246,9 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
   /** The idempotent POST: the stored answer for a key seen before with the same body. */
   const once = (vendor: string, body: { key: string }, run: () => { status: number; body: unknown }): { status: number; body: unknown } => {
     const k = `${vendor}\u0000${body.key}`;
-    const hash = bodyHash(body);
+    // The PINs are no part of a request's identity, as at the mall.
+    const { pin: _pin, oldPin: _oldPin, ...identity } = body as { key: string; pin?: string; oldPin?: string };
+    const hash = bodyHash(identity);
     const seen = stored.get(k);
     if (seen !== undefined) {
       if (seen.hash !== hash) refuse('MALL_ERR_VALIDATION', 'this idempotency key was already used for another request');
@@ -412,7 +425,14 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
     '/v1/vendors/:vendor/wallet/authorisations',
     authoriseBody,
     (vendor, body) => {
-      if (!knownCard(body.card)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+      if (!knownCard(body.card)) refuse('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${body.card}`);
+      const set = d.pins.get(body.card);
+      if (set === undefined) refuse('MALL_ERR_WALLET_PIN_NOT_SET', 'this wallet has no PIN yet');
+      if (body.pin === undefined) refuse('MALL_ERR_WALLET_PIN_REQUIRED', 'the wallet PIN is needed');
+      if (body.pin !== set) {
+        d.wrongPins += 1;
+        refuse('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${body.card}`);
+      }
       if (!d.tokenTypes.some((t) => t.code === body.token)) refuse('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${body.token}`);
       const available = d.balance(body.card, body.token) - d.held(body.card, body.token);
       if (available < body.units) refuse('MALL_ERR_WALLET_INSUFFICIENT', `not enough ${body.token} in the mall wallet: ${body.units - available} short`);
@@ -439,7 +459,19 @@ export async function startWalletMallDouble(dir: string, opts: { ttlMs?: number 
   vendorGet('/v1/vendors/:vendor/wallet/:card', (_vendor, req) => {
     const c = String(req.params['card']);
     if (!knownCard(c)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
-    return { body: walletView(c) };
+    return { body: { ...walletView(c), pinSet: d.pins.has(c), locked: false } };
+  });
+  vendorPost('/v1/vendors/:vendor/wallet/pin', pinBody, (_vendor, body) => {
+    if (!knownCard(body.card)) refuse('MALL_ERR_CUSTOMER_UNKNOWN', 'no member store has registered this card');
+    const set = d.pins.get(body.card);
+    if (set !== undefined && body.oldPin === undefined) refuse('MALL_ERR_WALLET_PIN_REQUIRED', 'this wallet already has a PIN: changing it needs the old one');
+    if (set === undefined && body.oldPin !== undefined) refuse('MALL_ERR_WALLET_PIN_NOT_SET', 'this wallet has no PIN to change');
+    if (set !== undefined && body.oldPin !== set) {
+      d.wrongPins += 1;
+      refuse('MALL_ERR_WALLET_PIN', `wrong wallet PIN for card ${body.card}`);
+    }
+    d.pins.set(body.card, body.pin);
+    return { status: 200, body: { card: body.card, pinSet: true } };
   });
   vendorPost('/v1/vendors/:vendor/customer-data', dataBody, (vendor, body) => {
     const entry = d.directory.get(body.card);

@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { createLogger } from '../../platform/logger.ts';
 import type { TokenType } from '../../core/index.ts';
 import { loadConfig, loadKeys, writeConfig, type VendorConfig } from '../../vendor-server/config.ts';
 import { demoTokenTypes, initVendor, type InitResult } from '../../vendor-server/init.ts';
@@ -20,6 +22,8 @@ export interface LinkedStore {
   till: { terminalId: string; credential: string; socket: TerminalClient };
   restart: () => Promise<void>;
   close: () => Promise<void>;
+  /** Everything the store logged so far (debug level), to look for what must never be there. */
+  logged: () => string;
 }
 
 /** Pairs a till with the operator API and opens its socket (no cashier signed in). */
@@ -54,8 +58,12 @@ export async function startLinkedStore(root: string, opts: { exchange?: VendorCo
   double.tokenTypes = [...demoTokenTypes('acme'), BOLT];
   await double.linkVendor(vendorDir, { batchAgeMs: 100 });
   if (opts.exchange !== undefined) await writeConfig(vendorDir, { ...(await loadConfig(vendorDir)), exchange: opts.exchange });
+  let logged = '';
+  const sink = new PassThrough();
+  sink.on('data', (d: Buffer) => (logged += d.toString('latin1')));
+  const logger = createLogger({ level: 'debug', name: 'vendor-server', destination: sink });
   const start = async () => {
-    const server = await startTestVendor(vendorDir);
+    const server = await startTestVendor(vendorDir, { logger });
     await until('the mall snapshot', () => (server.sync?.cachedSnapshot() ?? undefined) === undefined ? undefined : true, 30_000);
     return server;
   };
@@ -69,6 +77,7 @@ export async function startLinkedStore(root: string, opts: { exchange?: VendorCo
     server,
     cards: (init.demo?.customers ?? []).map((c) => c.card),
     till,
+    logged: () => logged,
     async restart() {
       store.till.socket.disconnect();
       await store.server.close();

@@ -17,6 +17,8 @@ async function customerWithWallet(mall: MallRig, acme: RawVendor, units = 200, t
   const res = await acme.push(mall);
   expect(res.status, res.text).to.equal(200);
   expect(res.ack.flagged).to.deep.equal([]);
+  const pin = await vendorPost(mall, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key: 'acme:pin-0001', card: 'C1', pin: '2468' });
+  expect(pin.status, pin.text).to.equal(200);
 }
 
 async function statementOf(mall: MallRig, vendor: string): Promise<StatementPayload> {
@@ -90,7 +92,7 @@ forEachStore('mall-sync: exchanges, loyalty earning, wallet-paid sales and token
     await customerWithWallet(mall, acme);
     bobs.register('b1', 'C1');
     expect((await bobs.push(mall)).status).to.equal(200);
-    const auth = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', { key: 'bobs:auth-0001', card: 'C1', token: 'ACME', units: 100, purpose: 'exchange' });
+    const auth = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', { key: 'bobs:auth-0001', card: 'C1', token: 'ACME', units: 100, purpose: 'exchange', pin: '2468' });
     expect(auth.status, auth.text).to.equal(200);
     const quote = quoteExchange(tt('ACME'), 100, tt('BOB'), 100);
     // 500 gross, 5 service charge, 24 BOB (480), 15 left with acme.
@@ -175,7 +177,7 @@ forEachStore('mall-sync: exchanges, loyalty earning, wallet-paid sales and token
     await customerWithWallet(mall, acme);
     bobs.register('b1', 'C1');
     expect((await bobs.push(mall)).status).to.equal(200);
-    const auth = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', { key: 'bobs:auth-0002', card: 'C1', token: 'ACME', units: 90, purpose: 'sale' });
+    const auth = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/wallet/authorisations', { key: 'bobs:auth-0002', card: 'C1', token: 'ACME', units: 90, purpose: 'sale', pin: '2468' });
     expect(auth.status, auth.text).to.equal(200);
     const id = auth.body.authorisation.id as string;
     // ACME is accepted only at acme: let bobs take it too.

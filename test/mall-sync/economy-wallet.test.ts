@@ -8,6 +8,7 @@ import { until } from '../helpers/process.ts';
 const today = () => new Date().toISOString().slice(0, 10);
 
 const AUTH = '/v1/vendors/bobs/wallet/authorisations';
+const PIN = '2468';
 
 forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
   let mall: MallRig;
@@ -26,6 +27,9 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
     bobs.register('b1', 'C1');
     expect((await bobs.push(mall)).status).to.equal(200);
+    // The customer chose a wallet PIN at acme: every hold needs it.
+    const pin = await vendorPost(mall, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key: 'acme:pin-000001', card: 'C1', pin: PIN });
+    expect(pin.status, pin.text).to.equal(200);
   });
   afterEach(async () => {
     await mall?.close();
@@ -33,7 +37,7 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
 
   const wallet = async (vendor: RawVendor = bobs) => (await mall.get(`/v1/vendors/${vendor.vendorId}/wallet/C1`, await vendorAuth(vendor.keys, vendor.vendorId))).body;
   const authorise = (units: number, key: string, vendor: RawVendor = bobs) =>
-    vendorPost(mall, vendor.keys, vendor.vendorId, `/v1/vendors/${vendor.vendorId}/wallet/authorisations`, { key, card: 'C1', token: 'ACME', units, purpose: 'sale' });
+    vendorPost(mall, vendor.keys, vendor.vendorId, `/v1/vendors/${vendor.vendorId}/wallet/authorisations`, { key, card: 'C1', token: 'ACME', units, purpose: 'sale', pin: PIN });
   const admin = { authorization: '' };
 
   it('credits the wallet only from the batch, holds authorised units against the balance, and captures once by API or batch', async () => {
@@ -87,7 +91,7 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     expect(other.body.error.code).to.equal('MALL_ERR_VALIDATION');
     expect(other.body.error.message).to.match(/already used for a different request/);
     // A JWT whose bh is another body's: refused.
-    const body = { key: 'bobs:k-000011', card: 'C1', token: 'ACME', units: 5, purpose: 'sale' };
+    const body = { key: 'bobs:k-000011', card: 'C1', token: 'ACME', units: 5, purpose: 'sale', pin: PIN };
     const otherToken = await vendorPostToken(bobs.keys, 'bobs', JSON.stringify({ ...body, units: 1 }));
     const wrongBh = await vendorPost(mall, bobs.keys, 'bobs', AUTH, body, otherToken);
     expect(wrongBh.status).to.equal(401);
@@ -107,8 +111,10 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
       expect(bad.status, String(units)).to.equal(400);
       expect(bad.body.error.code).to.equal('MALL_ERR_VALIDATION');
     }
+    // An unknown card is answered as a wrong PIN is: a guess learns nothing of which cards exist.
     const unknownCard = await vendorPost(mall, bobs.keys, 'bobs', AUTH, { ...body, key: 'bobs:k-000014', card: 'C999' });
-    expect(unknownCard.body.error.code).to.equal('MALL_ERR_CUSTOMER_UNKNOWN');
+    expect([unknownCard.status, unknownCard.body.error.code]).to.deep.equal([403, 'MALL_ERR_WALLET_PIN']);
+    expect(unknownCard.body.error.message).to.equal('wrong wallet PIN for card C999');
     const unknownToken = await vendorPost(mall, bobs.keys, 'bobs', AUTH, { ...body, key: 'bobs:k-000015', token: 'NOPE' });
     expect(unknownToken.body.error.code).to.equal('CORE_ERR_TOKEN_UNKNOWN');
     expect(storeFingerprint(mall.mall)).to.equal(after);
@@ -123,12 +129,12 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     const signedRaw = async (vendor: RawVendor, path: string, raw: string) =>
       http(`${mall.mall.url}${path}`, 'POST', raw, { authorization: `Bearer ${await vendorPostToken(vendor.keys, vendor.vendorId, raw)}` });
     // Larger than the vendor endpoints take, though signed for: refused before it is parsed, with the limit that applies.
-    const big = await signedRaw(bobs, AUTH, JSON.stringify({ key: 'bobs:k-000031', card: 'C1', token: 'ACME', units: 1, purpose: 'sale', pad: 'x'.repeat(ECONOMY_BODY_BYTES_MAX) }));
+    const big = await signedRaw(bobs, AUTH, JSON.stringify({ key: 'bobs:k-000031', card: 'C1', token: 'ACME', units: 1, purpose: 'sale', pin: PIN, pad: 'x'.repeat(ECONOMY_BODY_BYTES_MAX) }));
     expect([big.status, big.body.error.code]).to.deep.equal([413, 'MALL_ERR_TOO_LARGE']);
     expect(big.body.error.message).to.contain(String(ECONOMY_BODY_BYTES_MAX));
     // Built-in property names as a card: unknown cards, never the prototype or one of its methods
     // (`__proto__` is not even of a card's form).
-    const proto = { key: 'bobs:k-000034', card: '__proto__', token: 'ACME', units: 1, purpose: 'sale' };
+    const proto = { key: 'bobs:k-000034', card: '__proto__', token: 'ACME', units: 1, purpose: 'sale', pin: PIN };
     const protoHold = await vendorPost(mall, bobs.keys, 'bobs', AUTH, proto);
     expect([protoHold.status, protoHold.body.error.code]).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
     const protoData = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/customer-data', { key: 'bobs:k-000035', card: '__proto__' });
@@ -136,15 +142,15 @@ forEachStore('mall-sync: the mall wallet (claim 36)', (store) => {
     const protoRead = await mall.get('/v1/vendors/bobs/wallet/__proto__', await vendorAuth(bobs.keys, 'bobs'));
     expect([protoRead.status, protoRead.body.error.code]).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
     for (const card of ['constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
-      const held = await vendorPost(mall, bobs.keys, 'bobs', AUTH, { key: `bobs:k-p-${card}`, card, token: 'ACME', units: 1, purpose: 'sale' });
-      expect([held.status, held.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
+      const held = await vendorPost(mall, bobs.keys, 'bobs', AUTH, { key: `bobs:k-p-${card}`, card, token: 'ACME', units: 1, purpose: 'sale', pin: PIN });
+      expect([held.status, held.body.error.code], card).to.deep.equal([403, 'MALL_ERR_WALLET_PIN']);
       const read = await mall.get(`/v1/vendors/bobs/wallet/${encodeURIComponent(card)}`, await vendorAuth(bobs.keys, 'bobs'));
       expect([read.status, read.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
       const data = await vendorPost(mall, bobs.keys, 'bobs', '/v1/vendors/bobs/customer-data', { key: `bobs:k-d-${card}`, card });
       expect([data.status, data.body.error.code], card).to.deep.equal([404, 'MALL_ERR_CUSTOMER_UNKNOWN']);
     }
     // A `__proto__` key in the body is a field the request does not name.
-    const protoKey = await signedRaw(bobs, AUTH, '{"key":"bobs:k-000032","card":"C1","token":"ACME","units":1,"purpose":"sale","__proto__":{"units":99}}');
+    const protoKey = await signedRaw(bobs, AUTH, '{"key":"bobs:k-000032","card":"C1","token":"ACME","units":1,"purpose":"sale","pin":"2468","__proto__":{"units":99}}');
     expect([protoKey.status, protoKey.body.error.code]).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
     // acme's key on bobs' wallet, and acme releasing bobs' hold through its own path.
     const foreignRead = await mall.get('/v1/vendors/bobs/wallet/C1', await vendorAuth(acme.keys, 'acme'));

@@ -30,7 +30,7 @@ import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
 import { openLedger, type OpenedLedger } from '../../vendor-server/ledger/store.ts';
-import { createLogger } from '../../platform/logger.ts';
+import { createLogger, type Logger } from '../../platform/logger.ts';
 import type { Journal } from '../../platform/storage/index.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -72,10 +72,10 @@ export async function initMallOn(dataDir: string, store: StoreKind = 'embedded')
 }
 
 /** A mall on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startMall(opts: { clock?: () => Date; store?: StoreKind } = {}): Promise<MallRig> {
+export async function startMall(opts: { clock?: () => Date; store?: StoreKind; logger?: Logger } = {}): Promise<MallRig> {
   const { dir, cleanup } = await tempDir();
   const init = await initMallOn(dir, opts.store);
-  const start = () => startTestMall(dir, 0, { clock: opts.clock });
+  const start = () => startTestMall(dir, 0, { clock: opts.clock, ...(opts.logger === undefined ? {} : { logger: opts.logger }) });
   const rig: MallRig = {
     dir,
     init,
@@ -574,7 +574,7 @@ export async function vendorPost(mall: MallRig | string, keys: { privateKey: Cry
 }
 
 /** Two stores, a manufacturer and token types for exchanges: ACME (acme), BOB (bobs), MALL (the mall). */
-export async function registerEconomy(mall: MallRig, fees: Partial<FeeSchedule> = {}): Promise<{ acme: RawVendor; bobs: RawVendor }> {
+export async function registerEconomy(mall: Pick<MallRig, 'admin'>, fees: Partial<FeeSchedule> = {}): Promise<{ acme: RawVendor; bobs: RawVendor }> {
   const acme = new RawVendor('acme', await newKey());
   const bobs = new RawVendor('bobs', await newKey());
   await mall.admin.registerVendor({ id: 'acme', name: 'ACME Market', jwk: acme.keys.publicJwk });

@@ -1,12 +1,13 @@
 import { expect } from 'chai';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { bytesUnder as readdirBytes } from '../helpers/file-bytes.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCardNumber } from '../../core/index.ts';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
 import { waitFor } from '../helpers/browser.ts';
-import { ANNA_CARD, NO_CONSENT_CARD, OTHER_STORE_CARD, PEN, SERVICE_BPS, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
+import { ANNA_CARD, ANNA_WALLET_PIN, NO_CONSENT_CARD, OTHER_STORE_CARD, PEN, SERVICE_BPS, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
 
 const WAIT_MS = 30_000;
 const KEY = /^T-DOUBLE:[0-9a-f-]{36}$/;
@@ -257,9 +258,19 @@ describe('terminal: tokens between stores at the till', function () {
       // 4 MALL = €6.00; 2% = €0.12; €5.88 buys 5 ACME; €0.88 remains.
       expect(app().state().economy.quote?.unitsOut).to.equal(5);
       const printed = printedCount();
+      // From the wallet the mall wants the customer's wallet PIN: without it, or wrong, nothing moves.
       await app().command({ type: 'exchangeConfirm' });
+      expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_REQUIRED');
+      await app().command({ type: 'exchangeConfirm', pin: '731904826155' });
+      expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN');
+      expect(store.wallet(ANNA_CARD)['MALL']).to.equal(20);
+      await app().command({ type: 'exchangeConfirm', pin: ANNA_WALLET_PIN });
       expect(message()?.kind, message()?.text).to.equal('success');
       expect(store.wallet(ANNA_CARD)['MALL']).to.equal(16);
+      // One request under one key, sent three times: the PIN is no part of what identifies it.
+      const keys = new Set(store.sent('exchange:commit').slice(-3).map((r) => r['key']));
+      expect(keys.size).to.equal(1);
+      expect(store.sent('exchange:commit').at(-1)?.['walletPin']).to.equal(ANNA_WALLET_PIN);
       expect(result()?.wallet?.find((w) => w.token === 'MALL')).to.deep.include({ before: 20, after: 16 });
       const text = await printedText(printed + 1);
       expect(text).to.include('Given (wallet)').and.include('Mall wallet after').and.include('16 MALL');
@@ -279,12 +290,29 @@ describe('terminal: tokens between stores at the till', function () {
       expect(text).to.include('MOVED TO THE MALL WALLET').and.include('Card to wallet').and.include('6 ACME').and.include('Mall wallet after');
 
       await app().command({ type: 'walletMove', direction: 'from-wallet', token: 'ACME', units: 6 });
+      expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_REQUIRED');
+      await app().command({ type: 'walletMove', direction: 'from-wallet', token: 'ACME', units: 6, pin: ANNA_WALLET_PIN });
       expect(cardOf(ANNA_CARD)['ACME']).to.equal(card);
       text = await printedText(printed + 2);
       expect(text).to.include('MOVED FROM THE MALL WALLET').and.include('Wallet to card');
       const keys = store.sent('wallet:move').map((r) => r['key']);
-      expect(keys).to.have.length(2);
+      expect(keys).to.have.length(3);
       expect(new Set(keys).size).to.equal(2);
+    });
+
+    it('on a first deposit sends the PIN the customer chose, never to disk', async () => {
+      await app().command({ type: 'cancelSale' });
+      await app().command({ type: 'registerCustomer', name: 'Nina New', consent: false, card: null });
+      await app().command({ type: 'sellTokens', token: 'ACME', units: 10, payment: { method: 'cash', tenderedMinor: 2000 } });
+      await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 4 });
+      expect(message()?.code).to.equal('MALL_ERR_WALLET_PIN_NOT_SET');
+      const card = String(store.sent('wallet:move').at(-1)?.['card']);
+      expect(store.wallet(card)['ACME'] ?? 0).to.equal(0);
+      await app().command({ type: 'walletMove', direction: 'to-wallet', token: 'ACME', units: 4, newPin: '975318642097' });
+      expect(message()?.kind, message()?.text).to.equal('success');
+      expect(store.walletPin(card)).to.equal('975318642097');
+      expect(store.wallet(card)['ACME']).to.equal(4);
+      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('975318642097');
     });
 
     it('says at once that the wallet cannot be reached when the store cannot reach the mall; nothing moves', async () => {
@@ -325,7 +353,14 @@ describe('terminal: tokens between stores at the till', function () {
       const printed = printedCount();
       const wallet = store.wallet(ANNA_CARD)['MALL'] ?? 0;
       await app().command({ type: 'complete' });
+      // The mall wants the customer's wallet PIN: the sale waits for it, its key and body on disk, the PIN nowhere.
+      expect(app().state().completing?.waiting).to.deep.include({ for: 'wallet-pin', code: 'MALL_ERR_WALLET_PIN_REQUIRED' });
+      await app().command({ type: 'walletPin', pin: '731904826155' });
+      expect(app().state().completing?.waiting).to.deep.include({ for: 'wallet-pin', code: 'MALL_ERR_WALLET_PIN' });
+      await app().command({ type: 'walletPin', pin: ANNA_WALLET_PIN });
       expect(message()?.kind, message()?.text).to.equal('success');
+      expect(new Set(store.sent('sale:commit').slice(-3).map((r) => r['key'])).size).to.equal(1);
+      expect(JSON.stringify(await readdirBytes(dataDir))).to.not.include('731904826155').and.not.include(ANNA_WALLET_PIN);
       // €6.00 less 2 MALL for one pen (€3.00) leaves €3.00 in cash: 3 ACME earned.
       expect(message()?.text).to.include('earned 3 ACME');
       const commit = store.sent('sale:commit').at(-1);

@@ -48,8 +48,15 @@ describe('terminal: which refusals drop a pending sale', () => {
     }
   });
 
-  it('drops the key of a sale whose card or till is locked for PINs: retrying cannot help', () => {
-    for (const code of ['VND_ERR_CUSTOMER_LOCKED', 'VND_ERR_TERMINAL_LOCKED']) expect(classifySaleRefusal(code), code).to.equal('definite');
+  it('waits for the wallet PIN after the mall\'s wallet PIN refusals, keeping the key and body', () => {
+    for (const code of ['MALL_ERR_WALLET_PIN_REQUIRED', 'MALL_ERR_WALLET_PIN']) {
+      expect(classifySaleRefusal(code), code).to.equal('wallet-pin');
+      expect(isDefiniteSaleRefusal(code), code).to.equal(false);
+    }
+  });
+
+  it('drops the key of a sale whose card or till is locked for PINs, or whose wallet is locked or has no PIN: retrying cannot help', () => {
+    for (const code of ['VND_ERR_CUSTOMER_LOCKED', 'VND_ERR_TERMINAL_LOCKED', 'MALL_ERR_WALLET_LOCKED', 'MALL_ERR_WALLET_PIN_NOT_SET']) expect(classifySaleRefusal(code), code).to.equal('definite');
   });
 
   it('waits for a cashier, or for pairing the till again, keeping the key', () => {
@@ -74,6 +81,6 @@ describe('terminal: which refusals drop a pending sale', () => {
 
   it('names only codes of the catalogue', () => {
     const kinds = Object.keys(ERRORS).map((c) => classifySaleRefusal(c));
-    for (const kind of ['definite', 'customer-pin', 'cashier', 'pairing', 'wallet', 'unknown']) expect(kinds, kind).to.include(kind);
+    for (const kind of ['definite', 'customer-pin', 'wallet-pin', 'cashier', 'pairing', 'wallet', 'unknown']) expect(kinds, kind).to.include(kind);
   });
 });

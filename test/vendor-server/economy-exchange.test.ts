@@ -180,8 +180,15 @@ describe('vendor-server: exchange between issuers', function () {
   it('from the wallet: held at the mall, journalled, captured once', async () => {
     const card = store.cards[5] as string;
     store.double.credit(card, 'MALL', 50);
+    store.double.pins.set(card, '802615');
     const before = balances(card);
-    const ack = expectOk(await call<ExchangeAck>(store.till.socket, 'exchange:commit', { key: key(), card, from: { token: 'MALL', units: 10, source: 'wallet' }, to: 'ACME', expectUnits: 19 }));
+    // Without the wallet PIN, or with a wrong one, the mall holds nothing and nothing is journalled.
+    const commit = { key: key(), card, from: { token: 'MALL', units: 10, source: 'wallet' }, to: 'ACME', expectUnits: 19 };
+    await refusal('exchange:commit', commit, 'MALL_ERR_WALLET_PIN_REQUIRED');
+    await refusal('exchange:commit', { ...commit, key: key(), walletPin: '1111' }, 'MALL_ERR_WALLET_PIN');
+    await refusal('exchange:commit', { ...commit, key: key(), walletPin: '12a4' }, 'CORE_ERR_VALIDATION');
+    expect(store.double.held(card, 'MALL')).to.equal(0);
+    const ack = expectOk(await call<ExchangeAck>(store.till.socket, 'exchange:commit', { ...commit, walletPin: '802615' }));
     expect(ack.source).to.equal('wallet');
     expect(balances(card)['MALL']).to.equal(before['MALL']);
     expect(balances(card)['ACME']).to.equal((before['ACME'] ?? 0) + 19);
@@ -200,7 +207,8 @@ describe('vendor-server: exchange between issuers', function () {
   it('attack: from the wallet with more than it holds: the mall refuses, nothing is journalled or held', async () => {
     const card = store.cards[6] as string;
     store.double.credit(card, 'MALL', 5);
-    const ack: Ack<ExchangeAck> = await refusal('exchange:commit', { key: key(), card, from: { token: 'MALL', units: 10, source: 'wallet' }, to: 'ACME', expectUnits: 19 }, 'MALL_ERR_WALLET_INSUFFICIENT');
+    store.double.pins.set(card, '802615');
+    const ack: Ack<ExchangeAck> = await refusal('exchange:commit', { key: key(), card, from: { token: 'MALL', units: 10, source: 'wallet' }, to: 'ACME', expectUnits: 19, walletPin: '802615' }, 'MALL_ERR_WALLET_INSUFFICIENT');
     expect(ack.ok).to.equal(false);
     expect(store.double.held(card, 'MALL')).to.equal(0);
   });

@@ -12,6 +12,7 @@ import { startWalletMallDouble, type WalletMallDouble } from '../helpers/wallet-
 
 const PEN = '4006381333931'; // 45 MALL
 const TTL_MS = 900_000;
+const WPIN = '802615';
 
 /**
  * A sale paid from the mall wallet, with the store server a child process that kills
@@ -42,6 +43,7 @@ describe('vendor-server: wallet payments survive a store crash', function () {
     await double.linkVendor(vendorDir, { batchAgeMs: 100 });
     card = init.demo?.customers[0]?.card ?? '';
     double.credit(card, 'MALL', 100);
+    double.pins.set(card, WPIN);
   });
   afterEach(async () => {
     socket?.disconnect();
@@ -66,7 +68,7 @@ describe('vendor-server: wallet payments survive a store crash', function () {
     const till = await pairTill(c.url, init.operatorToken, c.caPem);
     socket = till.socket;
     await signIn(till.socket);
-    const body = { key: `${till.terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 };
+    const body = { key: `${till.terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN };
     const exited = new Promise<string | null>((resolve) => c.child.once('exit', (_code, signal) => resolve(signal)));
     const answer = call<SaleAck>(till.socket, 'sale:commit', body).then(
       (ack) => ack,
@@ -129,7 +131,7 @@ describe('vendor-server: wallet payments survive a store crash', function () {
     const till = await pairTill(c.url, init.operatorToken, c.caPem, 'Till 2');
     socket = till.socket;
     await signIn(socket);
-    expectOk(await call<SaleAck>(socket, 'sale:commit', { key: `${till.terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 2 }], card, tenders: [{ token: 'MALL', units: 90, source: 'wallet' }], cashTenderedMinor: 0 }));
+    expectOk(await call<SaleAck>(socket, 'sale:commit', { key: `${till.terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 2 }], card, tenders: [{ token: 'MALL', units: 90, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN }));
     expect(double.balance(card, 'MALL')).to.equal(10);
     expect([...double.holds.values()].map((h) => h.state)).to.deep.equal(['expired', 'captured']);
   });

@@ -7,9 +7,15 @@ import { tlsRequest } from '../../platform/tls.ts';
 import { until } from '../helpers/process.ts';
 import { call, expectOk, tempDir } from '../helpers/vendor.ts';
 import { ledgerPicture, startLinkedStore, type LinkedStore } from '../helpers/xchg-store.ts';
+import { bytesUnder } from '../helpers/file-bytes.ts';
 
 const PEN = '4006381333931'; // 450, or 90 ACME, or 45 MALL
 const BREAD = '5901234123457'; // 289, or 58 ACME, or 29 MALL
+/** The wallet PIN of the tests' wallets: the mall checks it on every hold. */
+const WPIN = '802615337190';
+/** A wrong PIN, and the one a wallet's PIN is changed to: long enough that no byte of the store's files holds them by chance. */
+const WRONG_PIN = '731904826155';
+const NEW_PIN = '590317264488';
 
 describe('vendor-server: the mall wallet and customer data', function () {
   this.timeout(120_000);
@@ -20,7 +26,12 @@ describe('vendor-server: the mall wallet and customer data', function () {
     const id = store.server.ledger.customerIdByCard(card);
     return store.server.ledger.customerView(id).balances.find((b) => b.token === token)?.units ?? 0;
   };
-  const refusal = async (event: 'wallet:move' | 'wallet:balance' | 'sale:commit' | 'customer:data-request', body: unknown, code: string) => {
+  /** A starting wallet at the mall, with the customer's PIN set. */
+  const fund = (card: string, token: string, n: number) => {
+    store.double.credit(card, token, n);
+    store.double.pins.set(card, WPIN);
+  };
+  const refusal = async (event: 'wallet:move' | 'wallet:pin' | 'wallet:balance' | 'sale:commit' | 'customer:data-request', body: unknown, code: string) => {
     const before = ledgerPicture(store.server);
     const ack = await call(store.till.socket, event, body);
     expect(ack.ok, JSON.stringify(ack)).to.equal(false);
@@ -45,7 +56,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('shows the wallet as the mall has it: the balance less open holds', async () => {
     const card = store.cards[0] as string;
-    store.double.credit(card, 'MALL', 300);
+    fund(card, 'MALL', 300);
     const view = expectOk(await call<WalletView>(store.till.socket, 'wallet:balance', { card }));
     expect(view.card).to.equal(card);
     expect(view.balances).to.deep.equal([{ token: 'MALL', name: 'Mall token', kind: 'mall', units: 300, spendable: true }]);
@@ -54,8 +65,12 @@ describe('vendor-server: the mall wallet and customer data', function () {
   it('moves tokens to the wallet: journalled first, credited when the batch arrives', async () => {
     const card = store.cards[1] as string;
     const before = units(card, 'ACME');
-    const ack = expectOk(await call<WalletMoveAck>(store.till.socket, 'wallet:move', { key: key(), card, direction: 'to-wallet', token: 'ACME', units: 50 }));
+    // A first deposit into a wallet without a PIN: the customer must choose one; nothing moves until then.
+    await refusal('wallet:move', { key: key(), card, direction: 'to-wallet', token: 'ACME', units: 50 }, 'MALL_ERR_WALLET_PIN_NOT_SET');
+    const ack = expectOk(await call<WalletMoveAck>(store.till.socket, 'wallet:move', { key: key(), card, direction: 'to-wallet', token: 'ACME', units: 50, newWalletPin: WPIN }));
     expect(ack.moveId).to.match(/^W\d{10}$/);
+    expect(store.double.pins.get(card), 'the PIN was set at the mall').to.equal(WPIN);
+    expect(ack.wallet.pinSet).to.equal(true);
     expect(units(card, 'ACME')).to.equal(before - 50);
     const event = await store.server.ledger.readEvent(ack.seq);
     expect(event.type).to.equal('wallet.moved');
@@ -74,9 +89,9 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('moves tokens from the wallet under an authorisation, captured once', async () => {
     const card = store.cards[2] as string;
-    store.double.credit(card, 'MALL', 200);
+    fund(card, 'MALL', 200);
     const before = units(card, 'MALL');
-    const body = { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 120 };
+    const body = { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 120, walletPin: WPIN };
     const ack = expectOk(await call<WalletMoveAck>(store.till.socket, 'wallet:move', body));
     expect(units(card, 'MALL')).to.equal(before + 120);
     const event = await store.server.ledger.readEvent(ack.seq);
@@ -94,17 +109,17 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('attack: moving from the wallet more than it holds', async () => {
     const card = store.cards[3] as string;
-    store.double.credit(card, 'MALL', 10);
-    await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 11 }, 'MALL_ERR_WALLET_INSUFFICIENT');
+    fund(card, 'MALL', 10);
+    await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 11, walletPin: WPIN }, 'MALL_ERR_WALLET_INSUFFICIENT');
     expect(store.double.held(card, 'MALL')).to.equal(0);
     expect(store.double.balance(card, 'MALL')).to.equal(10);
   });
 
   it('pays a sale from the wallet: postings from mall-wallet, the authorisation in the sale, captured once', async () => {
     const card = store.cards[4] as string;
-    store.double.credit(card, 'MALL', 100);
+    fund(card, 'MALL', 100);
     const cardMall = units(card, 'MALL');
-    const body = { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 };
+    const body = { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN };
     const priced = expectOk(await call<PricedCart>(store.till.socket, 'cart:price', { lines: body.lines, card, tenders: body.tenders }));
     expect(priced.debits).to.deep.equal({ MALL: 45 });
     expect(priced.cashDueMinor).to.equal(0);
@@ -131,9 +146,9 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('pays a sale part from the card and part from the wallet', async () => {
     const card = store.cards[5] as string;
-    store.double.credit(card, 'MALL', 100);
+    fund(card, 'MALL', 100);
     const acme = units(card, 'ACME');
-    const ack = expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }, { code: BREAD, qty: 1 }], card, tenders: [{ token: 'ACME', units: 90 }, { token: 'MALL', units: 29, source: 'wallet' }], cashTenderedMinor: 0 }));
+    const ack = expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }, { code: BREAD, qty: 1 }], card, tenders: [{ token: 'ACME', units: 90 }, { token: 'MALL', units: 29, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN }));
     expect(ack.debits).to.deep.equal({ ACME: 90, MALL: 29 });
     expect(units(card, 'ACME')).to.equal(acme - 90);
     expect(store.double.balance(card, 'MALL')).to.equal(71);
@@ -141,8 +156,8 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('attack: a refused authorisation refuses the sale with the mall\'s code, nothing journalled or held', async () => {
     const card = store.cards[6] as string;
-    store.double.credit(card, 'MALL', 10);
-    await refusal('sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 }, 'MALL_ERR_WALLET_INSUFFICIENT');
+    fund(card, 'MALL', 10);
+    await refusal('sale:commit', { key: key(), lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN }, 'MALL_ERR_WALLET_INSUFFICIENT');
     expect(store.double.held(card, 'MALL')).to.equal(0);
   });
 
@@ -173,7 +188,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
 
   it('a sale that fails after the hold releases it', async () => {
     const card = store.cards[7] as string;
-    store.double.credit(card, 'MALL', 100);
+    fund(card, 'MALL', 100);
     const acme = units(card, 'ACME');
     // While the mall decides the hold, another sale spends the card's ACME that this one counts on.
     let open: () => void = () => undefined;
@@ -183,7 +198,7 @@ describe('vendor-server: the mall wallet and customer data', function () {
       asked = true;
       return gate;
     };
-    const walletSale = call<SaleAck>(store.till.socket, 'sale:commit', { key: key(), lines: [{ code: BREAD, qty: 1 }, { code: PEN, qty: 1 }], card, tenders: [{ token: 'ACME', units: 58 }, { token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 });
+    const walletSale = call<SaleAck>(store.till.socket, 'sale:commit', { key: key(), lines: [{ code: BREAD, qty: 1 }, { code: PEN, qty: 1 }], card, tenders: [{ token: 'ACME', units: 58 }, { token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0, walletPin: WPIN });
     await until('the hold requested', () => (asked ? true : undefined), 10_000);
     const drain = Math.floor(acme / 58);
     expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', { key: key(), lines: [{ code: BREAD, qty: drain }], card, tenders: [{ token: 'ACME', units: drain * 58 }], cashTenderedMinor: 0 }));
@@ -242,7 +257,8 @@ describe('vendor-server: the mall wallet and customer data', function () {
     const keys = await loadKeys(store.vendorDir);
     const mall = new MallRequests({ mallUrl: store.double.url, mallCaPem: store.double.caPem, vendorId: 'acme', keys, requestTimeoutMs: 2_000, probeTimeoutMs: 1_000 });
     const card = store.cards[8] as string;
-    store.double.credit(card, 'MALL', 5);
+    fund(card, 'MALL', 5);
+    const pin = WPIN;
     // A token made for one body (as one seen in transit), sent with another.
     const captured = await vendorJwt(keys, 'acme', '2m', JSON.stringify({ key: 'k-00000001', card, token: 'MALL', units: 1, purpose: 'sale' }));
     const res = await tlsRequest(`${store.double.url}/v1/vendors/acme/wallet/authorisations`, {
@@ -255,11 +271,56 @@ describe('vendor-server: the mall wallet and customer data', function () {
     expect(res.json<{ error: { code: string } }>().error.code).to.equal('MALL_ERR_UNAUTHENTICATED');
     expect(store.double.held(card, 'MALL')).to.equal(0);
     try {
-      await mall.authorise({ key: 'k-00000002', card, token: 'MALL', units: 6, purpose: 'sale' });
+      await mall.authorise({ key: 'k-00000002', card, token: 'MALL', units: 6, purpose: 'sale', pin });
       expect.fail('authorised more than the wallet holds');
     } catch (err) {
       expect((err as { code: string }).code).to.equal('MALL_ERR_WALLET_INSUFFICIENT');
     }
+  });
+
+  it('attack: a hold without the wallet PIN, or with a wrong one, is refused with the mall\'s code; nothing journalled or held', async () => {
+    const card = store.cards[3] as string;
+    fund(card, 'MALL', 100);
+    const funded = store.double.balance(card, 'MALL');
+    const sale = { lines: [{ code: PEN, qty: 1 }], card, tenders: [{ token: 'MALL', units: 45, source: 'wallet' }], cashTenderedMinor: 0 };
+    await refusal('sale:commit', { key: key(), ...sale }, 'MALL_ERR_WALLET_PIN_REQUIRED');
+    await refusal('sale:commit', { key: key(), ...sale, walletPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
+    await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 5, walletPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
+    // Badly formed PINs never reach the mall.
+    const wrong = store.double.wrongPins;
+    for (const walletPin of ['12a4', '1'.repeat(13), '__proto__', 1234]) {
+      await refusal('sale:commit', { key: key(), ...sale, walletPin }, 'CORE_ERR_VALIDATION');
+      await refusal('wallet:move', { key: key(), card, direction: 'from-wallet', token: 'MALL', units: 5, walletPin }, 'CORE_ERR_VALIDATION');
+      await refusal('wallet:move', { key: key(), card, direction: 'to-wallet', token: 'ACME', units: 5, newWalletPin: walletPin }, 'CORE_ERR_VALIDATION');
+      await refusal('wallet:pin', { key: key(), card, pin: walletPin }, 'CORE_ERR_VALIDATION');
+    }
+    expect(store.double.wrongPins).to.equal(wrong);
+    expect(store.double.held(card, 'MALL')).to.equal(0);
+    expect(store.double.balance(card, 'MALL')).to.equal(funded);
+    // The right PIN pays; a retry with another PIN under the same key is the same sale (the PIN is no part of the request).
+    const body = { key: key(), ...sale, walletPin: WPIN };
+    const ack = expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', body));
+    expect(expectOk(await call<SaleAck>(store.till.socket, 'sale:commit', { ...body, walletPin: '9999' })).seq).to.equal(ack.seq);
+    expect(store.double.balance(card, 'MALL')).to.equal(funded - 45);
+  });
+
+  it('changes the wallet PIN at the mall with the old one; a PIN set is not replaced without it', async () => {
+    const card = store.cards[9] as string;
+    fund(card, 'MALL', 10);
+    await refusal('wallet:pin', { key: key(), card, pin: NEW_PIN }, 'MALL_ERR_WALLET_PIN_REQUIRED');
+    await refusal('wallet:pin', { key: key(), card, pin: NEW_PIN, oldPin: WRONG_PIN }, 'MALL_ERR_WALLET_PIN');
+    expect(store.double.pins.get(card)).to.equal(WPIN);
+    expect(expectOk(await call(store.till.socket, 'wallet:pin', { key: key(), card, pin: NEW_PIN, oldPin: WPIN }))).to.deep.equal({ card, pinSet: true });
+    expect(store.double.pins.get(card)).to.equal(NEW_PIN);
+    const view = expectOk(await call<WalletView>(store.till.socket, 'wallet:balance', { card }));
+    expect(view.pinSet).to.equal(true);
+  });
+
+  it('keeps every wallet PIN out of the journal, the store\'s files and its log', async () => {
+    const files = await bytesUnder(store.vendorDir);
+    for (const pin of [WPIN, NEW_PIN, WRONG_PIN]) expect(files.includes(pin), `the store's files hold ${pin}`).to.equal(false);
+    expect(store.logged().includes(WPIN)).to.equal(false);
+    expect(store.logged()).to.contain('wallet PIN set at the mall');
   });
 
   it('still works after a restart', async () => {

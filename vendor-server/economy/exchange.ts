@@ -123,7 +123,7 @@ export class ExchangeService {
     return !reachable;
   }
 
-  async commit(actor: Actor, req: ExchangeRequest & { key: string; expectUnits: number }, precondition: () => void): Promise<ExchangeAck> {
+  async commit(actor: Actor, req: ExchangeRequest & { key: string; expectUnits: number; walletPin?: string | undefined }, precondition: () => void): Promise<ExchangeAck> {
     const { id: customerId, card } = this.wallet.customerOf(req.card);
     const body = { card, from: { token: req.from.token, units: req.from.units, source: req.from.source }, to: req.to, expectUnits: req.expectUnits };
     const journal = (offline: boolean, authorisation: string | null) =>
@@ -160,7 +160,7 @@ export class ExchangeService {
     const { quote } = this.price(req, customerId);
     sameAsQuoted(quote, req);
     precondition();
-    const seq = await this.wallet.withHolds(req.key, [{ card, token: req.from.token, units: req.from.units, purpose: 'exchange' }], async ([auth]) => {
+    const seq = await this.wallet.withHolds(req.key, [{ card, token: req.from.token, units: req.from.units, purpose: 'exchange' }], req.walletPin, async ([auth]) => {
       const s = await journal(false, auth?.id ?? fail('VND_ERR_INTERNAL', 'no authorisation'));
       return { seq: s, result: s };
     });

@@ -3,6 +3,7 @@ import {
   checkAmount,
   customerAccount,
   fail,
+  isMallposError,
   formatMinor,
   isAcceptedAt,
   isExpired,
@@ -43,6 +44,12 @@ import type { MallSync } from '../sync/mall-sync-client.ts';
  * between authorise and journal gets the same authorisation back, never a second hold; if
  * the till never retries, the mall's expiry releases it. A crash after the journal loses
  * nothing: the batch captures it.
+ *
+ * Every hold carries the customer's wallet PIN, which only the mall checks (a store can
+ * name any card; the PIN is what shows the customer is there). The PIN passes through:
+ * it is no part of any request hash here or at the mall, and is never journalled or logged.
+ * A first deposit into a wallet without a PIN sets the PIN the customer chose at the mall
+ * before the move is journalled.
  */
 
 /**
@@ -61,6 +68,11 @@ export function holdKey(tillKey: string, purpose: WalletPurpose, index: number):
   return `wa.${purpose}.${index}.${digest('sha256', tillKey, 'hex')}`;
 }
 
+/** The mall idempotency key of the wallet PIN a till request sets. */
+export function pinKey(tillKey: string): string {
+  return `wp.${digest('sha256', tillKey, 'hex')}`;
+}
+
 /** How many released authorisations a process remembers, to refuse journalling one of them. */
 export const RELEASED_REMEMBERED_MAX = 10_000;
 
@@ -77,6 +89,8 @@ export interface SaleWithWalletInput {
   card: string | null;
   tenders: { token: string; units?: number | undefined; source?: 'card' | 'wallet' | undefined }[];
   cashTenderedMinor: number;
+  /** The customer's wallet PIN, passed to the mall's authorisation. */
+  walletPin?: string | undefined;
 }
 
 /** Whether a sale request pays anything from the mall wallet. */
@@ -119,7 +133,36 @@ export class WalletService {
         const units = Math.max(0, (w.balances[token] ?? 0) - (own(w.held, token) ?? 0));
         return { token, name: tt?.name ?? token, kind: tt?.kind ?? 'unknown', units, spendable: tt !== undefined && isAcceptedAt(tt, this.ledger.store.vendorId) && !isExpired(tt, new Date()) };
       });
-    return { card: w.card, balances, asOf: w.asOf };
+    return { card: w.card, balances, asOf: w.asOf, ...(w.pinSet === undefined ? {} : { pinSet: w.pinSet }), ...(w.locked === undefined ? {} : { locked: w.locked }) };
+  }
+
+  /** Sets the customer's wallet PIN at the mall (the first, or a new one with `oldPin`); the mall's key derives from the till's. */
+  async setPin(req: { key: string; card: string; pin: string; oldPin?: string | undefined }): Promise<{ card: string; pinSet: true }> {
+    const { card } = this.customerOf(req.card);
+    const mall = this.requests();
+    const body = { key: pinKey(req.key), card, pin: req.pin, oldPin: req.oldPin };
+    try {
+      return await mall.setPin(body);
+    } catch (err) {
+      if (!isMallposError(err) || err.code !== 'MALL_ERR_CUSTOMER_UNKNOWN') throw err;
+      // The card's registration may still be on its way to the mall: send it, then ask again.
+      const sync = this.sync();
+      if (sync === null) throw err;
+      const last = this.ledger.journal.nextSeq - 1;
+      sync.pushSoon();
+      await waitFor(() => sync.ackedEventSeq >= last, this.config.walletPushWaitMs);
+      return mall.setPin(body);
+    }
+  }
+
+  /** Whether the card's wallet at the mall has a PIN (a card the mall does not know yet has none). */
+  private async hasPin(card: string): Promise<boolean> {
+    try {
+      return (await this.requests().balance(card)).pinSet !== false;
+    } catch (err) {
+      if (isMallposError(err) && err.code === 'MALL_ERR_CUSTOMER_UNKNOWN') return false;
+      throw err;
+    }
   }
 
   async balance(cardIn: string): Promise<WalletView> {
@@ -141,13 +184,13 @@ export class WalletService {
    * Holds the units at the mall, journals through `commit`, then captures. `commit` must
    * refuse before journalling or journal exactly once; its seq is what is captured.
    */
-  async withHolds<T>(tillKey: string, holds: HoldRequest[], commit: (auths: MallAuthorisation[]) => Promise<{ seq: number; result: T }>): Promise<T> {
+  async withHolds<T>(tillKey: string, holds: HoldRequest[], walletPin: string | undefined, commit: (auths: MallAuthorisation[]) => Promise<{ seq: number; result: T }>): Promise<T> {
     const mall = this.requests();
     const keys = holds.map((h, i) => holdKey(tillKey, h.purpose, i));
     const auths: MallAuthorisation[] = [];
     try {
       for (const [i, h] of holds.entries()) {
-        const { authorisation } = await mall.authorise({ key: keys[i] as string, card: h.card, token: h.token, units: h.units, purpose: h.purpose });
+        const { authorisation } = await mall.authorise({ key: keys[i] as string, card: h.card, token: h.token, units: h.units, purpose: h.purpose, pin: walletPin });
         if (this.released.has(authorisation.id)) fail('MALL_ERR_AUTHORISATION_SPENT', 'this request was refused and its wallet hold released: start it again');
         auths.push(authorisation);
       }
@@ -193,12 +236,17 @@ export class WalletService {
 
   // ---- moves between the card and the wallet ---------------------------------------------
 
-  async move(actor: Actor, req: { key: string; card: string; direction: 'to-wallet' | 'from-wallet'; token: string; units: number }, precondition: () => void): Promise<WalletMoveAck> {
+  async move(
+    actor: Actor,
+    req: { key: string; card: string; direction: 'to-wallet' | 'from-wallet'; token: string; units: number; walletPin?: string | undefined; newWalletPin?: string | undefined },
+    precondition: () => void,
+  ): Promise<WalletMoveAck> {
     const { id: customerId, card } = this.customerOf(req.card);
     checkAmount(req.units, 'units to move');
     if (req.units === 0) fail('CORE_ERR_AMOUNT', 'move at least one token');
     const body = { card, direction: req.direction, token: req.token, units: req.units };
-    const mall = this.requests();
+    // A store linked to no mall refuses before anything else.
+    this.requests();
     // A key known for certain is answered without asking the mall; one that may be among
     // the evicted goes the whole way, which the mall's idempotency makes harmless.
     const known = this.ledger.knowsKey(req.key);
@@ -237,7 +285,15 @@ export class WalletService {
     if (req.direction === 'to-wallet') {
       // The wallet is credited only when the batch arrives: the move needs the mall now,
       // so that the customer is told at once when the wallet cannot be reached.
-      if (!known && !(await mall.reachable())) fail('VND_ERR_WALLET_OFFLINE', 'the mall wallet cannot be reached now: the tokens stay on the card');
+      if (!known) {
+        // A wallet without a PIN gets the one the customer chose before anything moves into it.
+        if (req.newWalletPin !== undefined) {
+          build(null)();
+          await this.setPin({ key: req.key, card, pin: req.newWalletPin });
+        } else if (!(await this.hasPin(card))) {
+          fail('MALL_ERR_WALLET_PIN_NOT_SET', `the wallet of card ${card} has no PIN yet: the customer chooses one (4-12 digits) with this first deposit`, { card });
+        }
+      }
       const seq = await journal(null);
       const sync = this.sync();
       if (sync !== null) {
@@ -249,7 +305,7 @@ export class WalletService {
     if (known) return this.moveAck(await journal(null), card);
     // Checked before the hold, so that a refusal asks nothing of the mall.
     build('pending')();
-    const seq = await this.withHolds(req.key, [{ card, token: req.token, units: req.units, purpose: 'withdraw' }], async ([auth]) => {
+    const seq = await this.withHolds(req.key, [{ card, token: req.token, units: req.units, purpose: 'withdraw' }], req.walletPin, async ([auth]) => {
       const s = await journal(auth?.id ?? fail('VND_ERR_INTERNAL', 'no authorisation'));
       return { seq: s, result: s };
     });
@@ -334,6 +390,7 @@ export class WalletService {
     return this.withHolds(
       input.key,
       wallet.map((w) => ({ card, token: w.token, units: w.units, purpose: 'sale' as const })),
+      input.walletPin,
       async (auths) => {
         const seq = await this.ledger.commitRequest(actor, input.key, body, (base) => ({ ...base, ...build(auths.map((a) => a.id))(base) }) as NewEvent, (s) => s);
         return { seq, result: await this.ledger.saleAck(seq) };

@@ -1,6 +1,6 @@
 import { hash as digest } from 'node:crypto';
 import { z } from 'zod';
-import { fail, idempotencyKey, parse, parseCardNumber, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
+import { fail, idempotencyKey, parse, parseCardNumber, pinCode, scanCode, tokenCode, type ClientToServerEvents, type CustomerDataView } from '../../core/index.ts';
 import { positiveUnits } from '../../core/economy-requests.ts';
 import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { Actor } from '../ledger/service.ts';
@@ -17,15 +17,25 @@ export interface XchgServices {
 }
 
 /** The exchange, wallet and customer-data events a terminal may send. */
-export const XCHG_EVENTS: readonly (keyof ClientToServerEvents)[] = ['exchange:quote', 'exchange:commit', 'wallet:balance', 'wallet:move', 'customer:data-request'];
+export const XCHG_EVENTS: readonly (keyof ClientToServerEvents)[] = ['exchange:quote', 'exchange:commit', 'wallet:balance', 'wallet:move', 'wallet:pin', 'customer:data-request'];
 
 const source = z.enum(['card', 'wallet']);
 const exchangeFrom = z.strictObject({ token: tokenCode, units: positiveUnits('units to exchange'), source });
 
 export const exchangeQuoteRequest = z.strictObject({ card: scanCode, from: exchangeFrom, to: tokenCode });
-export const exchangeCommitRequest = z.strictObject({ key: idempotencyKey, card: scanCode, from: exchangeFrom, to: tokenCode, expectUnits: positiveUnits('expected units') });
+// Wallet PINs go to the mall and nowhere else: no request hash, journal or log line holds them.
+export const exchangeCommitRequest = z.strictObject({ key: idempotencyKey, card: scanCode, from: exchangeFrom, to: tokenCode, expectUnits: positiveUnits('expected units'), walletPin: pinCode.optional() });
 export const walletBalanceRequest = z.strictObject({ card: scanCode });
-export const walletMoveRequest = z.strictObject({ key: idempotencyKey, card: scanCode, direction: z.enum(['to-wallet', 'from-wallet']), token: tokenCode, units: positiveUnits('units to move') });
+export const walletMoveRequest = z.strictObject({
+  key: idempotencyKey,
+  card: scanCode,
+  direction: z.enum(['to-wallet', 'from-wallet']),
+  token: tokenCode,
+  units: positiveUnits('units to move'),
+  walletPin: pinCode.optional(),
+  newWalletPin: pinCode.optional(),
+});
+export const walletPinRequest = z.strictObject({ key: idempotencyKey, card: scanCode, pin: pinCode, oldPin: pinCode.optional() });
 export const customerDataRequest = z.strictObject({ key: idempotencyKey, card: scanCode });
 
 export interface XchgSocketContext extends EconomyConnection {
@@ -67,6 +77,17 @@ export function registerXchg(ctx: XchgSocketContext): void {
       const ack = await wallet.move(who, req, () => ctx.precondition(who));
       ctx.logger.info({ terminal: terminalId, moveId: ack.moveId, seq: ack.seq, direction: ack.direction }, 'wallet move committed');
       return ack;
+    }),
+  );
+  on(
+    'wallet:pin',
+    handle('wallet:pin', async (p) => {
+      const req = parse(walletPinRequest, p);
+      checkKeyOwner(req.key, terminalId);
+      await ctx.needCashier(req.key);
+      const answer = await wallet.setPin(req);
+      ctx.logger.info({ terminal: terminalId, cashier: ctx.actor().cashier, card: answer.card, change: req.oldPin !== undefined }, 'wallet PIN set at the mall');
+      return answer;
     }),
   );
   on(

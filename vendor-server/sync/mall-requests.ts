@@ -43,6 +43,9 @@ export interface MallWallet {
   balances: Record<string, number>;
   held: Record<string, number>;
   asOf: string;
+  /** Whether the wallet has a PIN, and is locked after wrong ones (balance answers only). */
+  pinSet?: boolean;
+  locked?: boolean;
 }
 
 type Unreachable = 'VND_ERR_WALLET_OFFLINE' | 'VND_ERR_MALL_UNREACHABLE';
@@ -96,8 +99,9 @@ export class MallRequests {
     }
   }
 
-  async authorise(body: { key: string; card: string; token: string; units: number; purpose: WalletPurpose }): Promise<{ authorisation: MallAuthorisation; wallet: MallWallet }> {
-    const res = await this.post(`/wallet/authorisations`, body, 'VND_ERR_WALLET_OFFLINE');
+  /** `pin` is the customer's wallet PIN, which the mall checks; it is sent, never kept. */
+  async authorise(body: { key: string; card: string; token: string; units: number; purpose: WalletPurpose; pin?: string | undefined }): Promise<{ authorisation: MallAuthorisation; wallet: MallWallet }> {
+    const res = await this.post(`/wallet/authorisations`, { key: body.key, card: body.card, token: body.token, units: body.units, purpose: body.purpose, ...(body.pin === undefined ? {} : { pin: body.pin }) }, 'VND_ERR_WALLET_OFFLINE');
     const a = isRecord(res) ? res['authorisation'] : undefined;
     if (!isRecord(a) || typeof a['id'] !== 'string' || !AUTH_ID.test(a['id']) || a['card'] !== body.card || a['token'] !== body.token || a['units'] !== body.units || typeof a['expiresAt'] !== 'string') {
       throw new MallposError('VND_ERR_WALLET_OFFLINE', 'the mall answered the wallet authorisation with something else than the authorisation asked for');
@@ -118,7 +122,17 @@ export class MallRequests {
 
   async balance(card: string): Promise<MallWallet> {
     const res = await this.request('GET', `/wallet/${encodeURIComponent(card)}`, undefined, 'VND_ERR_WALLET_OFFLINE');
-    return this.wallet(res, card);
+    const w = this.wallet(res, card);
+    if (isRecord(res) && typeof res['pinSet'] === 'boolean') w.pinSet = res['pinSet'];
+    if (isRecord(res) && typeof res['locked'] === 'boolean') w.locked = res['locked'];
+    return w;
+  }
+
+  /** Sets the card's wallet PIN at the mall (a first one, or a new one with `oldPin`). */
+  async setPin(body: { key: string; card: string; pin: string; oldPin?: string | undefined }): Promise<{ card: string; pinSet: true }> {
+    const res = await this.post('/wallet/pin', { key: body.key, card: body.card, pin: body.pin, ...(body.oldPin === undefined ? {} : { oldPin: body.oldPin }) }, 'VND_ERR_WALLET_OFFLINE');
+    if (!isRecord(res) || res['card'] !== body.card || res['pinSet'] !== true) throw new MallposError('VND_ERR_WALLET_OFFLINE', 'the mall answered the wallet PIN request with something unexpected');
+    return { card: body.card, pinSet: true };
   }
 
   async customerData(body: { key: string; card: string }): Promise<CustomerDataView> {
