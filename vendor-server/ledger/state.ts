@@ -1,8 +1,9 @@
 import {
   assert,
   customerAccount,
-  planPostings,
+  planBalances,
   RecordBook,
+  type PlannedBalance,
   type JournalEvent,
   type Product,
   type TokenType,
@@ -194,8 +195,14 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
   }
 }
 
-/** The balances an event's postings lead to, keyed `account\u0000token`. */
-export type PostingPlan = Map<string, number>;
+/** The balances an event's postings lead to. */
+export type PostingPlan = readonly PlannedBalance[];
+
+const NO_POSTINGS: PostingPlan = Object.freeze([]);
+
+function customerExists(state: LedgerState, id: string | null): void {
+  assert(id === null || own(state.customers, id) !== undefined, `customer ${String(id)} exists`);
+}
 
 /**
  * Checks that an event can be applied to this state and plans its postings, changing
@@ -207,10 +214,9 @@ export type PostingPlan = Map<string, number>;
 export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan {
   assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
   assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
-  const customerExists = (id: string | null) => assert(id === null || own(state.customers, id) !== undefined, `customer ${String(id)} exists`);
   switch (event.type) {
     case 'sale': {
-      customerExists(event.data.customer);
+      customerExists(state, event.data.customer);
       const off = event.data.offline;
       if (off !== undefined) {
         // Offline sales of a till arrive in counter order, each number once.
@@ -222,12 +228,12 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
     case 'reversal':
       assert(own(state.refunds, String(event.data.saleSeq)) === undefined, `sale ${event.data.saleId} refunded once`);
       assert(event.data.saleSeq >= 1 && event.data.saleSeq < event.seq, `sale ${event.data.saleId} precedes its reversal`);
-      customerExists(event.data.customer);
+      customerExists(state, event.data.customer);
       break;
     case 'issuance':
     case 'exchange':
     case 'wallet.moved':
-      customerExists(event.data.customer);
+      customerExists(state, event.data.customer);
       break;
     case 'customer.registered':
       assert(own(state.cards, event.data.card) === undefined, `card ${event.data.card} unused`);
@@ -251,7 +257,7 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       assert(false, `unknown event type ${(never as { type: string }).type}`);
     }
   }
-  return event.postings.length > 0 ? planPostings(bookOf(state), event.postings) : new Map();
+  return event.postings.length > 0 ? planBalances(bookOf(state), event.postings) : NO_POSTINGS;
 }
 
 /**
@@ -265,10 +271,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
   const planned = plan ?? planEvent(state, event);
   assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
   const book = bookOf(state);
-  for (const [k, units] of planned) {
-    const i = k.indexOf('\u0000');
-    book.set(k.slice(0, i), k.slice(i + 1), units);
-  }
+  for (const b of planned) book.set(b.account, b.token, b.units);
 
   switch (event.type) {
     case 'sale': {
