@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
@@ -128,6 +129,20 @@ describe('vendor-server: the integrity audit runs in a process of its own', func
     expect(report.result.lastSeq).to.equal(report.result.checkpointSeq);
     const quit = await run(true);
     expect(quit).to.deep.equal({ code: 0, out: '' });
+  });
+
+  it("keeps the server's node options but for its profiler", async () => {
+    const profiles = join(dir, 'profiles');
+    const store = pathToFileURL(join(import.meta.dirname, '../../vendor-server/ledger/store.ts')).href;
+    const code = `const { auditCommand } = await import(${JSON.stringify(store)}); console.log(JSON.stringify(auditCommand({ dataDir: 'd', vendorId: 'v', toSeq: 1 }).args));`;
+    const child = spawn(process.execPath, [...process.execArgv, '--max-semi-space-size=4', '--cpu-prof', '--cpu-prof-dir', profiles, '--cpu-prof-name=server.cpuprofile', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    expect(await new Promise((resolve) => child.on('close', resolve))).to.equal(0);
+    const args = JSON.parse(out) as string[];
+    expect(args).to.include('--max-semi-space-size=4').and.include.members(process.execArgv);
+    expect(args.join(' ')).to.not.include('cpu-prof').and.not.include(profiles);
+    expect(args.slice(-2)).to.deep.equal([join(import.meta.dirname, '../../vendor-server/ledger/audit-process.ts'), JSON.stringify({ dataDir: 'd', vendorId: 'v', toSeq: 1 })]);
   });
 
   it('stopping the server ends its audit process at once', async () => {

@@ -551,11 +551,12 @@ export async function auditStoredLedger(job: AuditJob): Promise<AuditResult> {
 }
 
 /**
- * Node options the audit process must not repeat: a profile, a debugger or a trace
- * belongs to the server. Those given as two arguments take the next one along.
+ * Node options the audit process must not repeat: a profile or a debugger belongs to the
+ * server (a second profile in the same directory would be taken for the server's). Those
+ * given as two arguments take the next one along.
  */
-const SERVER_ONLY_OPTION = /^--(cpu-prof|heap-prof|prof|inspect|debug|trace|diagnostic-dir|report)/;
-const OPTION_WITH_VALUE = /^--(cpu-prof-(dir|name|interval)|heap-prof-(dir|name|interval)|inspect-port|diagnostic-dir|report-(dir|directory|filename|signal))$/;
+const SERVER_ONLY_OPTION = /^--(cpu-prof|heap-prof|prof$|inspect|debug)/;
+const OPTION_WITH_VALUE = /^--(cpu-prof-(dir|name|interval)|heap-prof-(dir|name|interval)|inspect-port|debug-port)$/;
 
 function auditExecArgv(): string[] {
   const out: string[] = [];
