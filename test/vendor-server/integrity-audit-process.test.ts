@@ -1,12 +1,13 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
-import { auditCommand, openLedger } from '../../vendor-server/ledger/store.ts';
+import { auditCommand, auditStoredLedger, openLedger } from '../../vendor-server/ledger/store.ts';
 import { killHard, spawnVendorServer, until } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
@@ -129,6 +130,34 @@ describe('vendor-server: the integrity audit runs in a process of its own', func
     expect(report.result.lastSeq).to.equal(report.result.checkpointSeq);
     const quit = await run(true);
     expect(quit).to.deep.equal({ code: 0, out: '' });
+  });
+
+  it('checks the events after the checkpoint by their chain: a byte changed there is found', async () => {
+    const copy = join(dir, 'after-checkpoint');
+    await cp(store, copy, { recursive: true });
+    const config = await loadConfig(copy);
+    const opened = await openLedger({ dataDir: dataPaths(copy).ledgerDir, vendorId });
+    const ledger = new LedgerService(
+      { vendorId, name: config.storeName, address: config.address, currency: config.currency },
+      opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
+    );
+    const customerId = Object.keys(opened.state.customers)[0] as string;
+    await ledger.issueTokens(OPERATOR, 'op:after-checkpoint', { customerId, token: 'ACME', units: 1, reason: 'reward' });
+    const last = opened.state.seq;
+    await opened.journal.close();
+    const job = { dataDir: dataPaths(copy).ledgerDir, vendorId, toSeq: last };
+    const clean = await auditStoredLedger(job);
+    expect(clean.lastSeq).to.equal(last);
+    expect(clean.checkpointSeq).to.equal(last - 1);
+
+    const journalDir = join(dataPaths(copy).ledgerDir, 'journal');
+    const segment = join(journalDir, (await readdir(journalDir)).sort().at(-1) as string);
+    const text = await readFile(segment, 'utf8');
+    const at = text.lastIndexOf('"units":1');
+    expect(at).to.be.greaterThan(text.lastIndexOf('\n', text.length - 2));
+    await writeFile(segment, `${text.slice(0, at)}"units":2${text.slice(at + 9)}`);
+    const err = await auditStoredLedger(job).then(() => null, (e: unknown) => e as Error);
+    expect(err?.message).to.match(/hash mismatch/).and.include(`seq ${last}`);
   });
 
   it("keeps the server's node options but for its profiler", async () => {
