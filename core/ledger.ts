@@ -50,41 +50,75 @@ export function checkBalanced(postings: readonly Posting[]): void {
   }
 }
 
+/** The balance of one account in one token after a transaction. */
+export interface PlannedBalance {
+  account: string;
+  token: string;
+  units: number;
+}
+
+/** Postings above which planBalances finds an account it already planned through a Map rather than a search. */
+const SEARCH_POSTINGS_MAX = 16;
+
 /**
- * The balances after the postings, or a typed error naming the shortfall. Nothing is
- * written: callers apply the result only when the whole transaction is valid.
+ * The balances after the postings, one per account and token they name, in the order
+ * they are first named, or a typed error naming the shortfall. Nothing is written:
+ * callers apply the result only when the whole transaction is valid.
+ */
+export function planBalances(book: BalanceBook, postings: readonly Posting[]): PlannedBalance[] {
+  checkBalanced(postings);
+  const next: PlannedBalance[] = [];
+  // A transaction names a few accounts, and a replay plans a million of them: searching
+  // the few costs less than a key string and a Map each. A long list gets the Map.
+  const byKey = postings.length > SEARCH_POSTINGS_MAX ? new Map<string, PlannedBalance>() : null;
+  for (const p of postings) {
+    let planned: PlannedBalance | undefined;
+    const key = byKey === null ? '' : `${p.account}\u0000${p.token}`;
+    if (byKey === null) {
+      for (const b of next) {
+        if (b.account === p.account && b.token === p.token) {
+          planned = b;
+          break;
+        }
+      }
+    } else {
+      planned = byKey.get(key);
+    }
+    if (planned !== undefined) {
+      planned.units = add(planned.units, p.units);
+      continue;
+    }
+    planned = { account: p.account, token: p.token, units: add(book.get(p.account, p.token), p.units) };
+    next.push(planned);
+    byKey?.set(key, planned);
+  }
+  for (const { account, token, units } of next) {
+    if (units >= 0 || !mustStayNonNegative(account)) continue;
+    const message = account === FLOAT_ACCOUNT
+      ? `the store float has not enough ${token} tokens: ${-units} short`
+      : `not enough ${token} tokens: ${-units} short`;
+    fail('CORE_ERR_INSUFFICIENT_TOKENS', message, {
+      account,
+      token,
+      shortUnits: -units,
+    });
+  }
+  return next;
+}
+
+/**
+ * The balances after the postings keyed `account\u0000token`, or a typed error naming
+ * the shortfall: `planBalances` as a Map.
  */
 export function planPostings(book: BalanceBook, postings: readonly Posting[]): Map<string, number> {
-  checkBalanced(postings);
   const next = new Map<string, number>();
-  for (const p of postings) {
-    const k = `${p.account}\u0000${p.token}`;
-    next.set(k, add(next.get(k) ?? book.get(p.account, p.token), p.units));
-  }
-  for (const [k, units] of next) {
-    if (units >= 0) continue;
-    const [account, token] = k.split('\u0000') as [string, string];
-    if (mustStayNonNegative(account)) {
-      const message = account === FLOAT_ACCOUNT
-        ? `the store float has not enough ${token} tokens: ${-units} short`
-        : `not enough ${token} tokens: ${-units} short`;
-      fail('CORE_ERR_INSUFFICIENT_TOKENS', message, {
-        account,
-        token,
-        shortUnits: -units,
-      });
-    }
-  }
+  for (const b of planBalances(book, postings)) next.set(`${b.account}\u0000${b.token}`, b.units);
   return next;
 }
 
 /** Applies postings atomically: all of them, or (on a typed error) none. */
 export function applyPostings(book: BalanceBook, postings: readonly Posting[]): void {
-  const next = planPostings(book, postings);
-  for (const [k, units] of next) {
-    const [account, token] = k.split('\u0000') as [string, string];
-    book.set(account, token, units);
-  }
+  for (const b of planBalances(book, postings)) book.set(b.account, b.token, b.units);
 }
 
 /** The postings that undo a transaction. */

@@ -7,7 +7,7 @@ import { AccessStore } from './access.ts';
 import { closeServer, listen } from '../platform/http.ts';
 import { dataPaths, EXCHANGE_DEFAULTS, loadConfig, loadKeys, loadStoreTls, OFFLINE_DEFAULTS, type VendorConfig, type VendorKeys } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
-import { IntegrityAudit, ledgerPaths, openLedger, type OpenedLedger } from './ledger/store.ts';
+import { IntegrityAudit, openLedger, type OpenedLedger } from './ledger/store.ts';
 import { DataDirLock } from '../platform/lock.ts';
 import { createLogger, type Logger } from '../platform/logger.ts';
 import { VendorMetrics } from './metrics.ts';
@@ -179,7 +179,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
 
   const audit = new IntegrityAudit(opened, {
     vendorId: config.vendorId,
-    checkpointFile: ledgerPaths(dataPaths(opts.dataDir).ledgerDir).checkpointFile,
+    ledgerDir: dataPaths(opts.dataDir).ledgerDir,
     onOk: (r, ms) => logger.info({ throughSeq: r.lastSeq, checkpointSeq: r.checkpointSeq, ms: Math.round(ms) }, 'ledger integrity confirmed: journal chain and checkpoint'),
     onDamage: (detail) => {
       metrics.ledgerIntact.set(0);

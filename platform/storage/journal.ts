@@ -288,18 +288,19 @@ export class Journal {
   }
 
   /**
-   * Calls onEvent for every event from fromSeq to the current last seq, in order, after
-   * verifying each line's hash and its link to the one before; the event before fromSeq
-   * must hash to expectedPrev (GENESIS_HASH for fromSeq 1). fromSeq may be lastSeq + 1,
-   * which replays nothing but still checks expectedPrev against the tail.
+   * Calls onEvent for every event from fromSeq to toSeq (default: the current last seq),
+   * in order, after verifying each line's hash and its link to the one before; the event
+   * before fromSeq must hash to expectedPrev (GENESIS_HASH for fromSeq 1). fromSeq may be
+   * toSeq + 1, which replays nothing but still checks expectedPrev against that event.
    */
   async replay<E = unknown>(
     fromSeq: number, expectedPrev: string,
     onEvent: (rec: JournalRecord, event: E) => void,
+    toSeq = this.tailSeq,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     this.assertReadable();
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new RangeError(`journal replay: fromSeq ${fromSeq} is not a positive integer`);
-    const toSeq = this.tailSeq;
+    if (!Number.isSafeInteger(toSeq) || toSeq < 0 || toSeq > this.tailSeq) throw new RangeError(`journal replay: toSeq ${toSeq} is not within 0..${this.tailSeq}`);
     await this.writer.waitDurable(toSeq);
     if (fromSeq > toSeq + 1) {
       const tail = this.segments[this.segments.length - 1];

@@ -29,8 +29,14 @@ import { Worker } from 'node:worker_threads';
  * the compiled build, without a loader.
  */
 
-/** Lines per verdict: the most events the replaying thread holds before handing them on. */
-export const VERDICT_LINES = 4096;
+/**
+ * Lines per verdict: the most events the replaying thread holds before handing them on.
+ * Few, so that the events die young: a replay's consumer keeps little of each event, and
+ * thousands held across a verdict outlive a scavenge or two and are copied into the old
+ * generation, which made the garbage collector a quarter of a long replay. A verdict
+ * costs a message, a few microseconds; fewer lines than this save nothing more.
+ */
+export const VERDICT_LINES = 256;
 
 export interface VerifyRange {
   path: string;

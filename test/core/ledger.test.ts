@@ -12,6 +12,7 @@ import {
   issuancePostings,
   issuerAccount,
   mustStayNonNegative,
+  planBalances,
   planPostings,
   redemptionPostings,
   reversePostings,
@@ -259,6 +260,36 @@ describe('core/ledger', () => {
       expect(plan.get('customer:c1\u0000ACME')).to.equal(70);
       expect(plan.get('redeemed\u0000ACME')).to.equal(30);
       expect(book.balances).to.deep.equal({ 'customer:c1': { ACME: 100 } });
+    });
+
+    it('plans each account and token once, in the order first named, short lists and long ones alike', () => {
+      const accounts = ['customer:c1', 'customer:c2', FLOAT_ACCOUNT, REDEEMED_ACCOUNT, 'issuer:mall'];
+      const leg = fc.record({ account: fc.constantFrom(...accounts), token: fc.constantFrom('ACME', 'MALL'), units: fc.integer({ min: -50, max: 50 }).filter((u) => u !== 0) });
+      fc.assert(
+        fc.property(fc.array(leg, { minLength: 1, maxLength: 30 }), fc.boolean(), (legs, covered) => {
+          // Each leg with its counterpart in redeemed: balanced, whatever the accounts.
+          const postings: Posting[] = legs.flatMap((l) => [l, { account: REDEEMED_ACCOUNT, token: l.token, units: -l.units }]);
+          const start = covered ? 1_000 : 0;
+          const book = new RecordBook();
+          for (const a of accounts) for (const t of ['ACME', 'MALL']) book.set(a, t, start);
+          // The reference: a running total per account and token, in a Map in the order first named.
+          const expected = new Map<string, { account: string; token: string; units: number }>();
+          for (const p of postings) {
+            const k = `${p.account} ${p.token}`;
+            const e = expected.get(k) ?? { account: p.account, token: p.token, units: start };
+            e.units += p.units;
+            expected.set(k, e);
+          }
+          const short = [...expected.values()].find((e) => e.units < 0 && mustStayNonNegative(e.account));
+          if (short !== undefined) {
+            expect(codeOf(() => planBalances(book, postings))).to.equal('CORE_ERR_INSUFFICIENT_TOKENS');
+            expect(() => planBalances(book, postings)).to.throw(`not enough ${short.token} tokens: ${-short.units} short`);
+            return;
+          }
+          expect(planBalances(book, postings)).to.deep.equal([...expected.values()]);
+          expect([...planPostings(book, postings)]).to.deep.equal([...expected.values()].map((e) => [`${e.account}\u0000${e.token}`, e.units]));
+        }),
+      );
     });
 
     it('refuses to take a customer below zero and names the shortfall', () => {

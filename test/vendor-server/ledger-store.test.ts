@@ -48,6 +48,18 @@ describe('vendor-server: ledger state and checkpoints', () => {
     expect(state.customers['cust-1']?.recent).to.deep.equal(expected);
   });
 
+  it('cuts a longer list from a checkpoint to the newest CUSTOMER_RECENT_MAX at the next money event', () => {
+    const state = emptyState('acme', GENESIS_HASH);
+    const base = { prev: '', v: EVENT_VERSION, vendor: 'acme', at: '2026-11-28T10:00:00.000Z', terminal: null, cashier: null, key: null, bodyHash: null, postings: [] };
+    applyEvent(state, { ...base, seq: 1, type: 'customer.registered', data: { id: 'cust-1', card: 'C1', name: 'Ana' } } as unknown as JournalEvent, 'h1');
+    const longer = Array.from({ length: CUSTOMER_RECENT_MAX + 20 }, (_, i) => i + 2);
+    (state.customers['cust-1'] as { recent: number[] }).recent = [...longer];
+    state.seq = longer.length + 1;
+    const seq = longer.length + 2;
+    applyEvent(state, { ...base, seq, type: 'issuance', data: { customer: 'cust-1', token: 'ACME', units: 0, reason: 'reward', cashMinor: 0 } } as unknown as JournalEvent, `h${seq}`);
+    expect(state.customers['cust-1']?.recent).to.deep.equal([...longer.slice(-(CUSTOMER_RECENT_MAX - 1)), seq]);
+  });
+
   it('loads a checkpoint into null-prototype maps in place, a "__proto__" key included', () => {
     const state = emptyState('acme', GENESIS_HASH);
     state.balances['customer:a'] = Object.setPrototypeOf({ ACME: 5 }, null) as Record<string, number>;

@@ -1,7 +1,9 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setPriority } from 'node:os';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fail, type JournalEvent } from '../../core/index.ts';
 import {
   asciiJson,
@@ -31,6 +33,8 @@ export interface OpenLedgerOptions {
   checkpoint?: CheckpointPolicy;
   /** Open without changing a byte (verify, backup): nothing is created, a torn tail is reported and left. */
   readOnly?: boolean;
+  /** Take the checkpoint's digests for an audit in this process (verify); a server's audit takes its own. */
+  printCheckpoint?: boolean;
 }
 
 export interface OpenedLedger {
@@ -44,8 +48,9 @@ export interface OpenedLedger {
   checkpoint: CheckpointHeader | null;
   /**
    * Digests of the checkpoint's state as loaded, for the audit to compare a replay with
-   * (null when there was none). Digests, not a copy: the state loaded from the
-   * checkpoint is changed by the replay, and a second copy would double the memory.
+   * (null when there was none or when not asked for). Digests, not a copy: the state
+   * loaded from the checkpoint is changed by the replay, and a second copy would double
+   * the memory.
    */
   checkpointPrint: CheckpointPrint | null;
   recoveryMs: number;
@@ -82,8 +87,8 @@ export async function loadCheckpoint(file: string): Promise<{ header: Checkpoint
 /**
  * Opens the ledger: the last checkpoint (its content hash checked) plus a replay of the
  * journal after it, with the hash chain verified from the checkpoint's chain hash on.
- * The journal before the checkpoint is checked by `auditLedger`, in the background
- * after start and in full by `verify`.
+ * The journal before the checkpoint is checked by `auditLedger`, after start by the
+ * server's IntegrityAudit in a process of its own and in full by `verify`.
  */
 export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger> {
   const started = performance.now();
@@ -101,7 +106,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   const state = loaded === null ? emptyState(opts.vendorId, GENESIS_HASH) : fromSnapshot(loaded.snapshot);
   // fromSnapshot took the parsed objects over; nothing else may hold on to them.
   loaded = null;
-  const checkpointPrint = header === null ? null : printState(state, header.sha256);
+  const checkpointPrint = header === null || opts.printCheckpoint !== true ? null : printState(state, header.sha256);
   if (state.vendorId !== opts.vendorId) {
     fail('VND_ERR_STATE_CORRUPT', `the checkpoint belongs to vendor ${state.vendorId}, not ${opts.vendorId}`);
   }
@@ -229,21 +234,17 @@ function fieldPrint(value: unknown): string {
 }
 
 /**
- * The same digest as `fieldPrint`, made entry by entry with a pause every few thousand
- * entries: the audit takes it while the server serves, with its replayed state and the
- * live one both in memory, where a whole field's text would be one more large string and
- * one long pause for the tills.
+ * The same digest as `fieldPrint`, made entry by entry: the audit takes it with its
+ * replayed state in memory, where a whole field's text would be one more large string.
  */
-async function fieldPrintSliced(value: unknown, pause: () => Promise<void>): Promise<string> {
+function fieldPrintPieces(value: unknown): string {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return fieldPrint(value);
   const d = new PieceDigest();
   let sep = '{';
-  let n = 0;
   // for...in visits keys in the order JSON.stringify writes them.
   for (const key in value) {
     d.add(`${sep}${JSON.stringify(key)}:${JSON.stringify((value as Record<string, unknown>)[key])}`);
     sep = ',';
-    if (++n % 4096 === 0) await pause();
   }
   d.add(sep === '{' ? '{}' : '}');
   return d.hex();
@@ -360,14 +361,14 @@ export function checkpointDifference(checkpoint: StateSnapshot, replayed: Ledger
  * file is read again, when it is still the one the digests were taken from (a newer
  * checkpoint may have replaced it since).
  */
-async function printDifference(print: CheckpointPrint, replayed: LedgerState, file: string | null, pause: () => Promise<void>): Promise<string | null> {
+async function printDifference(print: CheckpointPrint, replayed: LedgerState, file: string | null): Promise<string | null> {
   if (print.seq !== replayed.seq || print.hash !== replayed.hash) {
     return `the checkpoint is at seq ${print.seq} (${print.hash}), the journal at seq ${replayed.seq} (${replayed.hash})`;
   }
   const balancesDiffer = balancesPrint(replayed.balances) !== print.balances;
   let field: PrintedField | undefined;
   for (const f of PRINTED_FIELDS) {
-    if ((await fieldPrintSliced(replayed[f], pause)) === print.fields[f]) continue;
+    if (fieldPrintPieces(replayed[f]) === print.fields[f]) continue;
     field = f;
     break;
   }
@@ -408,13 +409,12 @@ function shareStrings(event: JournalEvent, live: LedgerState): void {
  * checked, and at the checkpoint's seq the state must match the checkpoint's digests.
  * The state is dropped there: the events after the checkpoint were applied when the
  * ledger was opened, so only their chain is checked again. Throws JournalCorruptError or
- * LedgerDamageError naming the first problem. With `background` it lets other work run
- * between small slices, so a live server stays responsive.
+ * LedgerDamageError naming the first problem.
  */
 export async function auditLedger(
   journal: Journal,
   opts: {
-    vendorId: string; checkpoint: CheckpointPrint | null; checkpointFile?: string; toSeq?: number; background?: boolean; stopped?: () => boolean;
+    vendorId: string; checkpoint: CheckpointPrint | null; checkpointFile?: string; toSeq?: number;
     /** The live state, whose strings the replay may share (never changed by the audit). */
     live?: LedgerState;
   },
@@ -423,33 +423,18 @@ export async function auditLedger(
   const print = opts.checkpoint;
   const checkpointSeq = print?.seq ?? 0;
   if (checkpointSeq > toSeq) throw new LedgerDamageError(`the checkpoint covers seq ${checkpointSeq} but the journal ends at seq ${toSeq}`);
-  let state: LedgerState | null = print === null ? null : emptyState(opts.vendorId, GENESIS_HASH);
-  const compare = async (replayed: LedgerState, checkpoint: CheckpointPrint) => {
-    const diff = await printDifference(checkpoint, replayed, opts.checkpointFile ?? null, opts.background === true ? () => nextTurn() : () => Promise.resolve());
-    if (diff !== null) throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: ${diff}`);
-  };
-  if (state !== null && print !== null && checkpointSeq === 0) {
-    await compare(state, print);
-    state = null;
-  }
-  // The key window is in seq order: one cursor walks it along the replay, digesting the
-  // keys the events carry as the checkpoint's were.
-  let w = 0;
-  const windowKeys = new PieceDigest();
   let lastHash = GENESIS_HASH;
-  if (toSeq > 0) {
-    let n = 0;
-    for await (const rec of journal.iterate(1, toSeq)) {
-      if (rec.seq === 1 && rec.prev !== GENESIS_HASH) {
-        throw new JournalCorruptError({ segment: 'journal-0000000000000001.jsonl', offset: 0, seq: 1, reason: 'chain-break', detail: 'the first event does not link to the genesis hash' });
-      }
-      if (state !== null && print !== null) {
-        let event: JournalEvent;
-        try {
-          event = JSON.parse(rec.text) as JournalEvent;
-        } catch (err) {
-          throw new LedgerDamageError(`event ${rec.seq} is not valid JSON: ${(err as Error).message}`);
-        }
+  if (print !== null) {
+    // The events the checkpoint covers are applied to a fresh state through the journal's
+    // replay: every hash and link checked, the hashes on a second thread when there are
+    // many, and each event parsed once.
+    const state = emptyState(opts.vendorId, GENESIS_HASH);
+    // The key window is in seq order: one cursor walks it along the replay, digesting the
+    // keys the events carry as the checkpoint's were.
+    let w = 0;
+    const windowKeys = new PieceDigest();
+    if (checkpointSeq > 0) {
+      const replayed = await journal.replay(1, GENESIS_HASH, (rec, event: JournalEvent) => {
         if (opts.live !== undefined) shareStrings(event, opts.live);
         try {
           // The replay's own key window is not compared, only the checkpoint's: every key
@@ -465,23 +450,32 @@ export async function auditLedger(
           }
           windowKeys.add(`${JSON.stringify(event.key)},`);
         }
-        if (rec.seq === checkpointSeq) {
-          if (windowKeys.hex() !== print.windowKeys) {
-            throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to a seq whose event carries another key`);
-          }
-          await compare(state, print);
-          state = null;
-        }
-      }
-      lastHash = rec.hash;
-      if (opts.background === true && ++n % 128 === 0) {
-        await nextTurn();
-        if (opts.stopped?.() === true) throw new Error('the audit was stopped');
+      }, checkpointSeq);
+      lastHash = replayed.lastHash;
+      if (windowKeys.hex() !== print.windowKeys) {
+        throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to a seq whose event carries another key`);
       }
     }
+    const diff = await printDifference(print, state, opts.checkpointFile ?? null);
+    if (diff !== null) throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: ${diff}`);
+    if (w < print.windowSeqs.length) {
+      throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${String(print.windowSeqs[w])}, an event it does not cover`);
+    }
   }
-  if (print !== null && w < print.windowSeqs.length) {
-    throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${String(print.windowSeqs[w])}, an event it does not cover`);
+  // The events after the checkpoint were applied when the ledger was opened: only their
+  // hashes and links are checked, from the checkpoint's own line on, so that the first
+  // of them is checked against it.
+  if (toSeq > checkpointSeq) {
+    for await (const rec of journal.iterate(Math.max(1, checkpointSeq), toSeq)) {
+      if (rec.seq === checkpointSeq) {
+        if (rec.hash !== lastHash) throw new LedgerDamageError(`event ${rec.seq} changed while the audit read it`);
+        continue;
+      }
+      if (rec.seq === 1 && rec.prev !== GENESIS_HASH) {
+        throw new JournalCorruptError({ segment: 'journal-0000000000000001.jsonl', offset: 0, seq: 1, reason: 'chain-break', detail: 'the first event does not link to the genesis hash' });
+      }
+      lastHash = rec.hash;
+    }
   }
   return { events: toSeq, lastSeq: toSeq, lastHash, checkpointSeq };
 }
@@ -513,50 +507,150 @@ export interface IntegrityStatus {
   throughSeq: number;
 }
 
+/** What the audit process is asked to check (vendor-server/ledger/audit-process.ts). */
+export interface AuditJob {
+  /** The ledger directory (holding journal/ and state/). */
+  dataDir: string;
+  vendorId: string;
+  /** The journal is checked at least to this seq: the server's durable seq when it started the audit. */
+  toSeq: number;
+}
+
+/** The one line the audit process writes: the result, or why the ledger cannot be trusted. */
+export type AuditReport = { ok: true; result: AuditResult } | { ok: false; detail: string };
+
+/** The nice value of the audit process: the lowest priority there is. */
+export const LOWEST_PRIORITY = 19;
+
+/**
+ * The audit of a ledger directory from its files alone, for a process other than the one
+ * serving it: the checkpoint on disk (its seal checked and its digests taken, then the
+ * state dropped) against a replay of the journal from seq 1, through `job.toSeq` or the
+ * checkpoint's seq, whichever is later. A checkpoint written since the server loaded its
+ * own was made from the server's state, so checking it covers the one loaded as well.
+ * Opens everything read-only, so it is safe while the server writes.
+ */
+export async function auditStoredLedger(job: AuditJob): Promise<AuditResult> {
+  const paths = ledgerPaths(job.dataDir);
+  let print: CheckpointPrint | null = null;
+  {
+    const loaded = await loadCheckpoint(paths.checkpointFile);
+    if (loaded !== null) print = printState(fromSnapshot(loaded.snapshot), loaded.header.sha256);
+  }
+  const { journal } = await Journal.open({ dir: paths.journalDir, readOnly: true });
+  try {
+    if (journal.lastSeq < job.toSeq) {
+      throw new LedgerDamageError(`the journal on disk ends at seq ${journal.lastSeq}, but the server had made it durable to seq ${job.toSeq}`);
+    }
+    const toSeq = Math.min(journal.lastSeq, Math.max(job.toSeq, print?.seq ?? 0));
+    return await auditLedger(journal, { vendorId: job.vendorId, checkpoint: print, checkpointFile: paths.checkpointFile, toSeq });
+  } finally {
+    await journal.close();
+  }
+}
+
+/**
+ * Node options the audit process must not repeat: a profile or a debugger belongs to the
+ * server (a second profile in the same directory would be taken for the server's). Those
+ * given as two arguments take the next one along.
+ */
+const SERVER_ONLY_OPTION = /^--(cpu-prof|heap-prof|prof$|inspect|debug)/;
+const OPTION_WITH_VALUE = /^--(cpu-prof-(dir|name|interval)|heap-prof-(dir|name|interval)|inspect-port|debug-port)$/;
+
+function auditExecArgv(): string[] {
+  const out: string[] = [];
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (!SERVER_ONLY_OPTION.test(arg)) out.push(arg);
+    else if (OPTION_WITH_VALUE.test(arg)) i += 1;
+  }
+  return out;
+}
+
+/** The audit process's script, next to this module and compiled with it (.ts under tsx, .js from dist/). */
+const AUDIT_SCRIPT = fileURLToPath(new URL(`./audit-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+
+/** The command line of an audit process for a job. */
+export function auditCommand(job: AuditJob): { file: string; args: string[] } {
+  return { file: process.execPath, args: [...auditExecArgv(), AUDIT_SCRIPT, JSON.stringify(job)] };
+}
+
+/** The end of the audit process's stderr kept for the detail of a failure. */
+const STDERR_KEPT = 2048;
+
 /**
  * Checks, after start and without delaying it, everything start did not: the journal
  * from seq 1 (every hash and link) and the checkpoint against a replay of it. Damage is
  * reported once through onDamage; a result that arrives after stop() is ignored, so a
  * shutdown never looks like damage.
+ *
+ * The audit runs in a process of its own (audit-process.ts) at the lowest CPU priority,
+ * not on the server's event loop or a thread of it. Priority is what it needs: a store
+ * that sells gets the CPU first, and an idle one finishes the audit at full speed; a
+ * slice-and-yield loop in the server instead took the same CPU from every sale for as
+ * long as it ran. A process, not a worker thread: Linux sets priorities per thread, but
+ * a worker shares the server's heap limit, its garbage collector's pauses and its
+ * address space, so the audit's replayed state (a second copy of the store) would still
+ * count against the server's memory; a process keeps its heap, its pauses and its RSS to
+ * itself, and its exit gives everything back at once. It is not detached: a new session
+ * would get a scheduling group of its own (Linux autogroups), where nice 19 counts for
+ * nothing against the server. It ends when its stdin closes, so it never outlives the
+ * server, and is killed by stop().
  */
 export class IntegrityAudit {
   readonly status: IntegrityStatus;
   private stopped = false;
+  private child: ChildProcess | null = null;
   private running: Promise<void> | null = null;
 
   constructor(
-    private readonly opened: OpenedLedger,
-    private readonly opts: { vendorId: string; checkpointFile: string; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
+    opened: OpenedLedger,
+    private readonly opts: { vendorId: string; ledgerDir: string; onOk: (r: AuditResult, ms: number) => void; onDamage: (detail: string) => void },
   ) {
     this.status = { state: 'checking', detail: null, throughSeq: opened.journal.durableSeq };
   }
 
   start(): void {
     const started = performance.now();
-    const audit = auditLedger(this.opened.journal, {
-      vendorId: this.opts.vendorId,
-      checkpoint: this.opened.checkpointPrint,
-      checkpointFile: this.opts.checkpointFile,
-      live: this.opened.state,
-      toSeq: this.status.throughSeq,
-      background: true,
-      stopped: () => this.stopped,
-    });
-    // The audit holds the digests it needs; the opened ledger need not keep them.
-    this.opened.checkpointPrint = null;
-    this.running = audit.then(
-      (r) => {
+    const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq };
+    const command = auditCommand(job);
+    const child = spawn(command.file, command.args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    try {
+      if (child.pid !== undefined) setPriority(child.pid, LOWEST_PRIORITY);
+    } catch {
+      // It already ended: its exit says how.
+    }
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-STDERR_KEPT)));
+    // The pipe breaks when the process ends first; its exit is what counts.
+    child.stdin.on('error', () => undefined);
+    this.running = new Promise<void>((resolve) => {
+      let ended = false;
+      const end = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error) => {
+        if (ended) return;
+        ended = true;
+        this.child = null;
+        resolve();
         if (this.stopped) return;
-        this.status.state = 'ok';
-        this.opts.onOk(r, performance.now() - started);
-      },
-      (err: unknown) => {
-        if (this.stopped) return;
+        const report = parseReport(out);
+        if (report?.ok === true) {
+          this.status.state = 'ok';
+          this.opts.onOk(report.result, performance.now() - started);
+          return;
+        }
         this.status.state = 'damaged';
-        this.status.detail = err instanceof Error ? err.message : String(err);
+        this.status.detail =
+          report !== null ? report.detail
+          : `the integrity audit could not finish: ${spawnError?.message ?? `its process ended (${signal ?? `exit code ${String(code)}`}) without a result`}${err.trim() === '' ? '' : `: ${err.trim()}`}`;
         this.opts.onDamage(this.status.detail);
-      },
-    );
+      };
+      child.on('error', (e) => end(null, null, e));
+      child.on('close', (code, signal) => end(code, signal));
+    });
   }
 
   /** Resolves when the audit finished (tests). */
@@ -564,8 +658,25 @@ export class IntegrityAudit {
     await this.running;
   }
 
+  /** The audit process's pid while it runs (tests). */
+  get pid(): number | null {
+    return this.child?.pid ?? null;
+  }
+
   stop(): void {
     this.stopped = true;
+    this.child?.kill('SIGKILL');
+  }
+}
+
+function parseReport(out: string): AuditReport | null {
+  const line = out.trim();
+  if (line === '') return null;
+  try {
+    const r = JSON.parse(line) as AuditReport;
+    return typeof r === 'object' && r !== null && typeof r.ok === 'boolean' ? r : null;
+  } catch {
+    return null;
   }
 }
 
@@ -585,7 +696,7 @@ export interface VerifyReport {
  * against a replay. Throws the first problem found.
  */
 export async function verifyLedger(opts: { dataDir: string; vendorId: string; keysMax?: number }): Promise<VerifyReport> {
-  const opened = await openLedger({ dataDir: opts.dataDir, vendorId: opts.vendorId, readOnly: true, ...(opts.keysMax === undefined ? {} : { keysMax: opts.keysMax }) });
+  const opened = await openLedger({ dataDir: opts.dataDir, vendorId: opts.vendorId, readOnly: true, printCheckpoint: true, ...(opts.keysMax === undefined ? {} : { keysMax: opts.keysMax }) });
   try {
     const r = await auditLedger(opened.journal, {
       vendorId: opts.vendorId,

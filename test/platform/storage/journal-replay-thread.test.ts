@@ -58,14 +58,14 @@ describe('platform/storage/journal replay on two threads', () => {
   }
 
   /** Opens the journal and replays it all, on two threads when replayThreadMin allows. */
-  async function replay(replayThreadMin: number, fromSeq = 1, expectedPrev = GENESIS_HASH): Promise<Outcome> {
+  async function replay(replayThreadMin: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number): Promise<Outcome> {
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin });
     const out: Outcome = { recs: [], events: [], result: null, error: null };
     try {
       out.result = await journal.replay(fromSeq, expectedPrev, (rec, event) => {
         out.recs.push(rec);
         out.events.push(event);
-      });
+      }, toSeq);
     } catch (err) {
       out.error = err as Error;
     } finally {
@@ -117,6 +117,24 @@ describe('platform/storage/journal replay on two threads', () => {
     expect(threads).to.have.length(2);
     expect(partial.result).to.deep.equal({ count: EVENTS - from + 1, lastSeq: EVENTS, lastHash: sequential.result?.lastHash });
     expect(partial.recs).to.deep.equal(sequential.recs.slice(from - 1));
+  });
+
+  it('stops at toSeq, in the middle of a segment, on either path', async () => {
+    const all = await replay(0);
+    const to = 21_111;
+    const sequential = await replay(0, 1, GENESIS_HASH, to);
+    const parallel = await replay(1, 1, GENESIS_HASH, to);
+    expect(threads).to.have.length(1);
+    for (const out of [sequential, parallel]) {
+      expect(out.error).to.equal(null);
+      expect(out.result).to.deep.equal({ count: to, lastSeq: to, lastHash: (all.recs[to - 1] as JournalRecord).hash });
+      expect(out.recs).to.deep.equal(all.recs.slice(0, to));
+    }
+    // Nothing to replay still checks the link: to seq 0 from seq 1, and past toSeq.
+    expect((await replay(1, 1, GENESIS_HASH, 0)).result).to.deep.equal({ count: 0, lastSeq: 0, lastHash: GENESIS_HASH });
+    expect((await replay(1, to + 1, (all.recs[to - 1] as JournalRecord).hash, to)).result?.count).to.equal(0);
+    expect((await replay(1, to + 1, GENESIS_HASH, to)).error).to.be.instanceOf(JournalCorruptError);
+    expect((await replay(1, 1, GENESIS_HASH, EVENTS + 1)).error).to.be.instanceOf(RangeError);
   });
 
   it('keeps the sequential path below replayThreadMin', async () => {

@@ -1,0 +1,33 @@
+import { readdirSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { auditStoredLedger, LOWEST_PRIORITY, type AuditJob, type AuditReport } from './store.ts';
+
+/**
+ * The integrity audit's own process (started by IntegrityAudit in store.ts): it replays
+ * the ledger's files from seq 1 and writes one JSON line, an AuditReport, to stdout.
+ *
+ * It ends as soon as its stdin closes: the server holds the other end, so a server that
+ * exits, crashes or is killed (SIGKILL included) never leaves an audit behind.
+ */
+
+// The parent lowers this process's main thread, but V8 and libuv start threads of their
+// own before that, and Linux gives each thread its own nice value: every thread there is
+// now is lowered too; threads started later inherit the main thread's.
+try {
+  for (const tid of readdirSync('/proc/self/task')) setPriority(Number(tid), LOWEST_PRIORITY);
+} catch {
+  setPriority(LOWEST_PRIORITY);
+}
+
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
+
+const job = JSON.parse(process.argv[2] ?? '') as AuditJob;
+let report: AuditReport;
+try {
+  report = { ok: true, result: await auditStoredLedger(job) };
+} catch (err) {
+  report = { ok: false, detail: err instanceof Error ? err.message : String(err) };
+}
+process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));
