@@ -18,6 +18,7 @@ import {
   parseCardNumber,
   parseSaleId,
   parseScan,
+  plainProductGtin,
   planPostings,
   priceCart,
   redemptionPostings,
@@ -311,10 +312,15 @@ export class LedgerService {
   // ---- lookups ---------------------------------------------------------------------
 
   product(code: string): Product {
-    const scan = parseScan(code);
-    if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
-    const p = own(this.state.products, scan.gtin);
-    if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${scan.gtin} in this store`, { gtin: scan.gtin });
+    // Every line of every sale passes here: a plain code is read without parseScan's objects.
+    let gtin = plainProductGtin(code);
+    if (gtin === null) {
+      const scan = parseScan(code);
+      if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
+      gtin = scan.gtin;
+    }
+    const p = own(this.state.products, gtin);
+    if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${gtin} in this store`, { gtin });
     return p;
   }
 
@@ -873,11 +879,20 @@ export function saleAckOf(event: JournalEvent): SaleAck {
  * validated, so its shape is known and no general canonicalisation is needed.
  */
 export function saleBodyHash(input: SaleInput): string {
-  const body = {
-    lines: input.lines.map((l) => ({ code: l.code, qty: l.qty })),
-    card: input.card,
-    tenders: input.tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })),
-    cash: input.cashTenderedMinor,
-  };
-  return digest('sha256', JSON.stringify(body), 'hex');
+  // The text JSON.stringify gives for { lines, card, tenders, cash } (each line { code, qty },
+  // each tender { token } or { token, units }), written out: every sale is hashed, and the
+  // objects and closures of building that value first would be made only to be read once.
+  // Strings still go through JSON.stringify, which escapes them; the numbers are integers.
+  let text = '{"lines":[';
+  for (let i = 0; i < input.lines.length; i++) {
+    const l = input.lines[i] as SaleInput['lines'][number];
+    text += `${i === 0 ? '' : ','}{"code":${JSON.stringify(l.code)},"qty":${JSON.stringify(l.qty)}}`;
+  }
+  text += `],"card":${JSON.stringify(input.card)},"tenders":[`;
+  for (let i = 0; i < input.tenders.length; i++) {
+    const t = input.tenders[i] as SaleInput['tenders'][number];
+    text += `${i === 0 ? '' : ','}{"token":${JSON.stringify(t.token)}${t.units === undefined ? '' : `,"units":${JSON.stringify(t.units)}`}}`;
+  }
+  text += `],"cash":${JSON.stringify(input.cashTenderedMinor)}}`;
+  return digest('sha256', text, 'hex');
 }
