@@ -229,10 +229,24 @@ export class LedgerService {
     throw e;
   }
 
-  /** The time of a new event, once the store takes events and that time is in an open period. */
-  private stamp(actor: Actor): string {
+  /** The last time stamped, as milliseconds and as text: many events share a millisecond. */
+  private stampMs = Number.NaN;
+  private stampText = '';
+
+  /**
+   * The time of a new event, once the store takes events and that time is in an open
+   * period. `now` is the clock's reading when the caller already took one (a sale is
+   * priced and stamped at the same instant).
+   */
+  private stamp(actor: Actor, now: Date = this.clock()): string {
     if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
-    const at = this.clock().toISOString();
+    const ms = now.getTime();
+    // An invalid date is never equal to the last one, and toISOString throws for it as before.
+    if (ms !== this.stampMs) {
+      this.stampText = now.toISOString();
+      this.stampMs = ms;
+    }
+    const at = this.stampText;
     checkOpenPeriod(this.state.cashierDay, at, actor.terminal);
     return at;
   }
@@ -376,11 +390,11 @@ export class LedgerService {
     return lines;
   }
 
-  private priceFor(lines: { product: Product; qty: number }[], balances: Record<string, number> | null, tenders: SaleInput['tenders']): PricedCart {
+  private priceFor(lines: { product: Product; qty: number }[], balances: Record<string, number> | null, tenders: SaleInput['tenders'], now: Date = this.clock()): PricedCart {
     return priceCart({
       vendorId: this.store.vendorId,
       currency: this.store.currency,
-      now: this.clock(),
+      now,
       lines,
       tokenTypes: this.tokenTypes,
       tenders,
@@ -454,7 +468,8 @@ export class LedgerService {
   private journalSale<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T): Promise<T> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
-    const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
+    const now = this.clock();
+    const priced = this.priceFor(this.cartLines(input), balances, input.tenders, now);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, this.moneyText);
     this.checkTokenValueLimit(priced.debits, opts.tokenValueLimitMinor ?? null);
     opts.precondition?.();
@@ -463,7 +478,7 @@ export class LedgerService {
     const earn = customerId === null || this.loyalty === null ? null : this.loyalty({ lines: priced.lines, cashDueMinor: priced.cashDueMinor });
     const postings = earn === null ? salePostings : salePostings.concat(issuancePostings(customerId as string, earn.token, earn.units));
 
-    const at = this.stamp(actor);
+    const at = this.stamp(actor, now);
     const seq = this.journal.nextSeq;
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
