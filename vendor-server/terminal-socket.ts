@@ -185,22 +185,29 @@ export class TerminalGateway {
           return;
         }
         const reply = ack as (res: Ack<Res>) => void;
-        Promise.resolve()
-          .then(() => {
+        const answer = (data: Res) => reply({ ok: true, data });
+        const refuse = (err: unknown) => {
+          const error = toWireError(err, logger);
+          metrics.rejected.inc({ code: error.code });
+          reply({ ok: false, error });
+        };
+        // Run a turn later, as a promise callback would be; the answer is then chained to
+        // what the handler returned, itself when it is a promise (a sale waiting for its
+        // fsync), rather than through a promise made to hold it.
+        queueMicrotask(() => {
+          let result: Res | Promise<Res>;
+          try {
             // A terminal revoked or paired again while connected is refused on its next
             // request even if the disconnect has not reached it yet; so is an expired access
             // credential.
             checkCredentialLive(access, socket.data);
-            return run(payload);
-          })
-          .then(
-            (data) => reply({ ok: true, data }),
-            (err: unknown) => {
-              const error = toWireError(err, logger);
-              metrics.rejected.inc({ code: error.code });
-              reply({ ok: false, error });
-            },
-          );
+            result = run(payload);
+          } catch (err) {
+            void Promise.reject(err as Error).then(answer, refuse);
+            return;
+          }
+          void Promise.resolve(result).then(answer, refuse);
+        });
       };
     };
 
