@@ -49,6 +49,27 @@ export function parseProductCode(raw: string): { gtin: string; format: 'EAN-13' 
   return { gtin: format === 'UPC-A' ? `0${code}` : code, format };
 }
 
+/**
+ * The GTIN of a product code as a till sends it (8, 12 or 13 digits, nothing around them,
+ * a right check digit): what `parseScan` gives for it, without the objects and trimmed
+ * copies made on the way. Null for anything else, which `parseScan` then reads or refuses
+ * with its usual error.
+ */
+export function plainProductGtin(code: string): string | null {
+  const n = code.length;
+  if (n !== 13 && n !== 12 && n !== 8) return null;
+  let total = 0;
+  // Weights alternate 3, 1, ... from the digit next to the check digit, as in gs1CheckDigit.
+  for (let i = n - 2, w = 3; i >= 0; i--, w = 4 - w) {
+    const d = code.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return null;
+    total += d * w;
+  }
+  const check = code.charCodeAt(n - 1) - 48;
+  if (check !== (10 - (total % 10)) % 10) return null;
+  return n === 12 ? `0${code}` : code;
+}
+
 /** Makes a GTIN from its body by appending the check digit (for seeding and tests). */
 export function withGs1CheckDigit(body: string): string {
   return `${body}${gs1CheckDigit(body)}`;

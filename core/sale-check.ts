@@ -114,14 +114,16 @@ function agreement(d: CheckedSale, postings: readonly CheckedPosting[]): string 
   if (d.offline !== undefined && (d.customer !== null || d.allocations.length > 0)) return 'an offline sale is for cash only: no customer, no tokens';
 
   // Allocations: each pays one listed line once, in a token the line is priced in, covering what the rounding rule gives.
-  const paid = new Set<number>();
+  // Whether each line (by index) is paid already: an allocation's line was found at
+  // lineNo - 1, so that is an index of the lines.
+  const paid = new Array<boolean>(d.lines.length).fill(false);
   const allocated = new Map<string, number>();
   let covered = 0;
   for (const a of d.allocations) {
     const line = d.lines[a.lineNo - 1];
     if (line === undefined) return `an allocation pays line ${a.lineNo}, which the sale does not have`;
-    if (paid.has(a.lineNo)) return `line ${a.lineNo} is paid by more than one allocation`;
-    paid.add(a.lineNo);
+    if (paid[a.lineNo - 1] === true) return `line ${a.lineNo} is paid by more than one allocation`;
+    paid[a.lineNo - 1] = true;
     const price = Object.hasOwn(line.unitTokenPrices, a.token) ? line.unitTokenPrices[a.token] : undefined;
     if (price === undefined || price === 0) return `line ${a.lineNo} is not priced in ${a.token}`;
     const lineUnits = mul(price, line.qty);
@@ -154,9 +156,10 @@ function agreement(d: CheckedSale, postings: readonly CheckedPosting[]): string 
   }
   const expected = new Map<string, number>();
   if (d.customer !== null) {
+    const customer = customerAccount(d.customer);
     for (const token of debitTokens) {
       const n = d.debits[token] as number;
-      expected.set(`${customerAccount(d.customer)}\u0000${token}`, 0 - n);
+      expected.set(`${customer}\u0000${token}`, 0 - n);
       expected.set(`${REDEEMED_ACCOUNT}\u0000${token}`, n);
     }
   }

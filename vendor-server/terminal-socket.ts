@@ -15,6 +15,8 @@ import {
   saleStatusRequest,
   SOCKET_PAYLOAD_BYTES_MAX,
   type Ack,
+  type SaleAck,
+  type SaleCommitRequest,
   type ClientToServerEvents,
   type ServerStatus,
   type ServerToClientEvents,
@@ -156,12 +158,23 @@ export class TerminalGateway {
     // in again after a reconnect and then retries its sale is not refused in between.
     // It settles either way (a refused PIN too), and is made once per sign-in.
     let signInSettled: Promise<unknown> = Promise.resolve();
+    // Sign-ins not settled yet: with none, a sale need not wait a turn for signInSettled.
+    let signInsPending = 0;
     // A retry of a key already used moves no money: it gets the original outcome (or a
     // conflict) whoever is signed in, so a terminal restarted in the middle of a sale
     // learns that it went through instead of being told that nothing was charged.
+    const checkCashier = (key: string) => {
+      if (socket.data.cashier === null && !ledger.knowsKey(key)) fail('VND_ERR_CASHIER_REQUIRED');
+    };
     const needCashier = async (key: string) => {
       await signInSettled;
-      if (socket.data.cashier === null && !ledger.knowsKey(key)) fail('VND_ERR_CASHIER_REQUIRED');
+      checkCashier(key);
+    };
+    /** needCashier, checked at once when no sign-in is in progress (null), else the wait for it. */
+    const needCashierSoon = (key: string): Promise<void> | null => {
+      if (signInsPending > 0) return needCashier(key);
+      checkCashier(key);
+      return null;
     };
     const handle = <Res>(event: string, run: (payload: unknown) => Promise<Res> | Res) => {
       return (first: unknown, second: unknown) => {
@@ -172,22 +185,29 @@ export class TerminalGateway {
           return;
         }
         const reply = ack as (res: Ack<Res>) => void;
-        Promise.resolve()
-          .then(() => {
+        const answer = (data: Res) => reply({ ok: true, data });
+        const refuse = (err: unknown) => {
+          const error = toWireError(err, logger);
+          metrics.rejected.inc({ code: error.code });
+          reply({ ok: false, error });
+        };
+        // Run a turn later, as a promise callback would be; the answer is then chained to
+        // what the handler returned, itself when it is a promise (a sale waiting for its
+        // fsync), rather than through a promise made to hold it.
+        queueMicrotask(() => {
+          let result: Res | Promise<Res>;
+          try {
             // A terminal revoked or paired again while connected is refused on its next
             // request even if the disconnect has not reached it yet; so is an expired access
             // credential.
             checkCredentialLive(access, socket.data);
-            return run(payload);
-          })
-          .then(
-            (data) => reply({ ok: true, data }),
-            (err: unknown) => {
-              const error = toWireError(err, logger);
-              metrics.rejected.inc({ code: error.code });
-              reply({ ok: false, error });
-            },
-          );
+            result = run(payload);
+          } catch (err) {
+            void Promise.reject(err as Error).then(answer, refuse);
+            return;
+          }
+          void Promise.resolve(result).then(answer, refuse);
+        });
       };
     };
 
@@ -215,33 +235,40 @@ export class TerminalGateway {
         return paysFromWallet(input) ? this.deps.xchg.wallet.price(input) : ledger.price(input);
       }),
     );
+    // The sale itself, once the cashier is checked: returned rather than awaited, so that
+    // nothing of the handler is held while the sale waits for its fsync.
+    const commitSale = (req: SaleCommitRequest, tokenValueLimitMinor: number | null): Promise<SaleAck> => {
+      const who = actor();
+      const opts = { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) };
+      if (paysFromWallet(req)) return this.deps.xchg.wallet.commitSale(who, req, opts);
+      const committed = ledger.commitSaleAck(who, req, opts);
+      if (!logger.isLevelEnabled('debug')) return committed;
+      return committed.then((ack) => {
+        logger.debug({ terminal: terminalId, saleId: ack.saleId, seq: ack.seq }, 'sale committed');
+        return ack;
+      });
+    };
+    const sell = (req: SaleCommitRequest): Promise<SaleAck> => {
+      // Token payments above the store's limit need the PIN of a customer who chose one.
+      const limit = ledger.customerPinAboveMinor;
+      if (limit !== null && req.card !== null && !ledger.knowsKey(req.key)) {
+        const customerId = ledger.customerIdByCard(req.card);
+        if (access.customerHasPin(customerId)) {
+          if (req.customerPin === undefined) return commitSale(req, limit);
+          return access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit }).then(() => commitSale(req, null));
+        }
+      }
+      return commitSale(req, null);
+    };
     socket.on(
       'sale:commit',
-      handle('sale:commit', async (p) => {
+      // Not an async function: a sale with its cashier signed in goes from the request to
+      // the ledger without a wait, and every sale passes here.
+      handle('sale:commit', (p) => {
         const req = parseSaleCommitRequest(p);
         checkKeyOwner(req.key, terminalId, keyPrefix);
-        await needCashier(req.key);
-        // Token payments above the store's limit need the PIN of a customer who chose one.
-        let tokenValueLimitMinor: number | null = null;
-        const limit = ledger.customerPinAboveMinor;
-        if (limit !== null && req.card !== null && !ledger.knowsKey(req.key)) {
-          const customerId = ledger.customerIdByCard(req.card);
-          if (access.customerHasPin(customerId)) {
-            if (req.customerPin === undefined) tokenValueLimitMinor = limit;
-            else await access.verifyCustomerPin(customerId, req.customerPin, { terminalId, audit });
-          }
-        }
-        const who = actor();
-        if (paysFromWallet(req)) {
-          return this.deps.xchg.wallet.commitSale(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
-        }
-        // Returned rather than awaited: nothing of this handler is held while the sale waits for its fsync.
-        const committed = ledger.commitSaleAck(who, req, { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) });
-        if (!logger.isLevelEnabled('debug')) return committed;
-        return committed.then((ack) => {
-          logger.debug({ terminal: terminalId, saleId: ack.saleId, seq: ack.seq }, 'sale committed');
-          return ack;
-        });
+        const waiting = needCashierSoon(req.key);
+        return waiting === null ? sell(req) : waiting.then(() => sell(req));
       }),
     );
     socket.on(
@@ -286,7 +313,15 @@ export class TerminalGateway {
       handle('cashier:login', async (p) => {
         const req = parse(cashierLoginRequest, p);
         const attempt = access.authenticateStaff(req.staffId, req.pin, { terminalId, audit });
-        signInSettled = attempt.catch(() => undefined);
+        signInsPending += 1;
+        signInSettled = attempt.then(
+          () => {
+            signInsPending -= 1;
+          },
+          () => {
+            signInsPending -= 1;
+          },
+        );
         const staff = await attempt;
         socket.data.cashier = { staffId: staff.id, name: staff.name, role: staff.role };
         logger.info({ terminal: terminalId, staff: staff.id }, 'cashier signed in');

@@ -10,6 +10,7 @@ import {
   parseProductCode,
   parseSaleId,
   parseScan,
+  plainProductGtin,
   withGs1CheckDigit,
 } from '../../core/codes.ts';
 import { MallposError } from '../../core/errors.ts';
@@ -286,6 +287,41 @@ describe('core/codes', () => {
           expect([null, 'CORE_ERR_CODE_MALFORMED', 'CORE_ERR_CHECK_DIGIT', 'CORE_ERR_CODE_UNKNOWN_KIND']).to.include(code);
         }),
       );
+    });
+  });
+
+  describe('plainProductGtin', () => {
+    /** What parseScan makes of a code when it reads it as a product, or null. */
+    const viaParseScan = (code: string): string | null => {
+      try {
+        const scan = parseScan(code);
+        return scan.kind === 'product' ? scan.gtin : null;
+      } catch {
+        return null;
+      }
+    };
+
+    it('gives the GTIN parseScan gives wherever it answers, and never for a code parseScan refuses', () => {
+      const digits = (n: number) => fc.array(fc.constantFrom(...'0123456789'), { minLength: n, maxLength: n }).map((a) => a.join(''));
+      const valid = fc.constantFrom(7, 11, 12).chain(digits).map((body) => `${body}${gs1CheckDigit(body)}`);
+      const near = fc.oneof(fc.constantFrom(8, 12, 13).chain(digits), valid.map((c) => ` ${c}`), valid.map((c) => `${c}\n`), valid.map((c) => `${c.slice(0, -1)}x`));
+      fc.assert(
+        fc.property(fc.oneof(valid, near, fc.string(), fc.string({ unit: 'binary', maxLength: 14 })), (code) => {
+          const fast = plainProductGtin(code);
+          if (fast !== null) expect(fast).to.equal(viaParseScan(code));
+        }),
+        { numRuns: 3000 },
+      );
+      fc.assert(fc.property(valid, (code) => plainProductGtin(code) === viaParseScan(code)));
+    });
+
+    it('reads EAN-13, EAN-8 and UPC-A, and leaves wrong check digits, spaces and other kinds to parseScan', () => {
+      expect(plainProductGtin('4006381333931')).to.equal('4006381333931');
+      expect(plainProductGtin('96385074')).to.equal('96385074');
+      expect(plainProductGtin('036000291452')).to.equal('0036000291452');
+      for (const code of ['4006381333932', ' 4006381333931', '4006381333931 ', 'C0000000018', 'S0000000001', '40063813339', '', '400638133393\u0661']) {
+        expect(plainProductGtin(code)).to.equal(null);
+      }
     });
   });
 });

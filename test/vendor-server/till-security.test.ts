@@ -171,6 +171,22 @@ describe('vendor server: people at the till', function () {
       expect(fingerprint(store)).to.equal(before2);
     });
 
+    it('a sale sent right behind a sign-in waits for it: taken after a right PIN, refused after a wrong one', async () => {
+      const { socket, terminalId } = await till('Till quick sale');
+      const sale = () => ({ key: `${terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card: null, tenders: [], cashTenderedMinor: 500 });
+      // Both sent before either answer: the sign-in (a slow PIN hash) is still running when the sale arrives.
+      const before = fingerprint(store);
+      const [wrong, refused] = await Promise.all([call(socket, 'cashier:login', { staffId: 'ana', pin: '0000' }), call(socket, 'sale:commit', sale())]);
+      expect(codeOf(wrong)).to.equal('VND_ERR_PIN');
+      expect(codeOf(refused)).to.equal('VND_ERR_CASHIER_REQUIRED');
+      expect(fingerprint(store)).to.equal(before);
+      const [signedIn, sold] = await Promise.all([call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }), call<SaleResult>(socket, 'sale:commit', sale())]);
+      expectOk(signedIn);
+      expect(expectOk(sold).cashier).to.equal('ana');
+      // Signed in and nothing in progress, a sale goes through at once.
+      expect(expectOk(await call<SaleResult>(socket, 'sale:commit', sale())).cashier).to.equal('ana');
+    });
+
     it('a refund needs a supervisor\'s PIN besides the signed-in cashier', async () => {
       const { socket, terminalId } = await till('Till refund');
       expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));

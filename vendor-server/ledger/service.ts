@@ -18,6 +18,7 @@ import {
   parseCardNumber,
   parseSaleId,
   parseScan,
+  plainProductGtin,
   planPostings,
   priceCart,
   redemptionPostings,
@@ -194,22 +195,26 @@ export class LedgerService {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+    // Only the hash and the promise are kept while the event waits for its fsync: the
+    // record also holds the event's text, which the journal's buffer has already taken,
+    // and each sale in flight would keep it alive through the young generation's collections.
+    const { hash, durable } = rec;
     try {
-      applyEvent(this.state, full, rec.hash, this.keysMax, planned);
+      applyEvent(this.state, full, hash, this.keysMax, planned);
       if (full.type === 'token-type.upserted') this.tokenTypeMap = null;
     } catch (err) {
-      return this.failAfterAppend(err, rec);
+      return this.failAfterAppend(err, durable);
     }
-    return rec.durable.then(
+    return durable.then(
       () => {
         try {
           this.hooks.onCommitted?.(full, performance.now() - started);
         } catch (err) {
-          return this.failAfterAppend(err, rec);
+          return this.failAfterAppend(err, durable);
         }
-        return { event: full, hash: rec.hash };
+        return { event: full, hash };
       },
-      (err: unknown) => this.failAfterAppend(err, rec),
+      (err: unknown) => this.failAfterAppend(err, durable),
     );
   }
 
@@ -217,21 +222,35 @@ export class LedgerService {
    * Something failed after an append: memory no longer matches the journal, so nothing
    * more is served and the process stops.
    */
-  private async failAfterAppend(err: unknown, rec: AppendResult): Promise<never> {
+  private async failAfterAppend(err: unknown, durable: Promise<void>): Promise<never> {
     const e = err instanceof Error ? err : new Error(String(err));
     this.broken = e;
     this.closing = true;
     // Let the event reach the disk first, so that the restart replays it rather than
     // the client's retry committing it afresh; either is exactly once.
-    await rec.durable.catch(() => undefined);
+    await durable.catch(() => undefined);
     (this.hooks.onFatal ?? exitOnFatal)(e);
     throw e;
   }
 
-  /** The time of a new event, once the store takes events and that time is in an open period. */
-  private stamp(actor: Actor): string {
+  /** The last time stamped, as milliseconds and as text: many events share a millisecond. */
+  private stampMs = Number.NaN;
+  private stampText = '';
+
+  /**
+   * The time of a new event, once the store takes events and that time is in an open
+   * period. `now` is the clock's reading when the caller already took one (a sale is
+   * priced and stamped at the same instant).
+   */
+  private stamp(actor: Actor, now: Date = this.clock()): string {
     if (this.closing) fail('VND_ERR_SHUTTING_DOWN');
-    const at = this.clock().toISOString();
+    const ms = now.getTime();
+    // An invalid date is never equal to the last one, and toISOString throws for it as before.
+    if (ms !== this.stampMs) {
+      this.stampText = now.toISOString();
+      this.stampMs = ms;
+    }
+    const at = this.stampText;
     checkOpenPeriod(this.state.cashierDay, at, actor.terminal);
     return at;
   }
@@ -311,10 +330,18 @@ export class LedgerService {
   // ---- lookups ---------------------------------------------------------------------
 
   product(code: string): Product {
-    const scan = parseScan(code);
-    if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
-    const p = own(this.state.products, scan.gtin);
-    if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${scan.gtin} in this store`, { gtin: scan.gtin });
+    // Every line of every sale passes here: a plain code is read without parseScan's objects.
+    let gtin = plainProductGtin(code);
+    if (gtin === null) {
+      const scan = parseScan(code);
+      if (scan.kind !== 'product') fail('VND_ERR_PRODUCT_UNKNOWN', `${code.slice(0, 20)} is not a product code`);
+      gtin = scan.gtin;
+    }
+    // A GTIN is digits only, never the name of a property an object inherits: a plain
+    // lookup sees only the catalog's own entries (a record without a prototype besides),
+    // without the generic own()'s two lookups on every line of every sale.
+    const p = this.state.products[gtin];
+    if (p === undefined) fail('VND_ERR_PRODUCT_UNKNOWN', `no product with code ${gtin} in this store`, { gtin });
     return p;
   }
 
@@ -325,7 +352,8 @@ export class LedgerService {
 
   customerIdByCard(card: string): string {
     const normalised = parseCardNumber(card);
-    const id = own(this.state.cards, normalised);
+    // A card number is C and ten digits, never the name of an inherited property.
+    const id = this.state.cards[normalised];
     if (id === undefined) fail('VND_ERR_CUSTOMER_UNKNOWN', `no customer with card ${maskCard(normalised)}`, { card: maskCard(normalised) });
     return id;
   }
@@ -370,11 +398,11 @@ export class LedgerService {
     return lines;
   }
 
-  private priceFor(lines: { product: Product; qty: number }[], balances: Record<string, number> | null, tenders: SaleInput['tenders']): PricedCart {
+  private priceFor(lines: { product: Product; qty: number }[], balances: Record<string, number> | null, tenders: SaleInput['tenders'], now: Date = this.clock()): PricedCart {
     return priceCart({
       vendorId: this.store.vendorId,
       currency: this.store.currency,
-      now: this.clock(),
+      now,
       lines,
       tokenTypes: this.tokenTypes,
       tenders,
@@ -448,7 +476,8 @@ export class LedgerService {
   private journalSale<T>(actor: Actor, input: SaleInput, hash: string, opts: SaleOptions, answer: (event: JournalEvent) => T): Promise<T> {
     const customerId = input.card === null ? null : this.customerIdByCard(input.card);
     const balances = customerId === null ? null : customerBalances(this.state, customerId);
-    const priced = this.priceFor(this.cartLines(input), balances, input.tenders);
+    const now = this.clock();
+    const priced = this.priceFor(this.cartLines(input), balances, input.tenders, now);
     const { changeMinor } = settleCash(priced.cashDueMinor, input.cashTenderedMinor, this.moneyText);
     this.checkTokenValueLimit(priced.debits, opts.tokenValueLimitMinor ?? null);
     opts.precondition?.();
@@ -457,7 +486,7 @@ export class LedgerService {
     const earn = customerId === null || this.loyalty === null ? null : this.loyalty({ lines: priced.lines, cashDueMinor: priced.cashDueMinor });
     const postings = earn === null ? salePostings : salePostings.concat(issuancePostings(customerId as string, earn.token, earn.units));
 
-    const at = this.stamp(actor);
+    const at = this.stamp(actor, now);
     const seq = this.journal.nextSeq;
     // The same balances the cart was priced against: nothing ran in between.
     const balancesAfter = balances;
@@ -873,11 +902,20 @@ export function saleAckOf(event: JournalEvent): SaleAck {
  * validated, so its shape is known and no general canonicalisation is needed.
  */
 export function saleBodyHash(input: SaleInput): string {
-  const body = {
-    lines: input.lines.map((l) => ({ code: l.code, qty: l.qty })),
-    card: input.card,
-    tenders: input.tenders.map((t) => (t.units === undefined ? { token: t.token } : { token: t.token, units: t.units })),
-    cash: input.cashTenderedMinor,
-  };
-  return digest('sha256', JSON.stringify(body), 'hex');
+  // The text JSON.stringify gives for { lines, card, tenders, cash } (each line { code, qty },
+  // each tender { token } or { token, units }), written out: every sale is hashed, and the
+  // objects and closures of building that value first would be made only to be read once.
+  // Strings still go through JSON.stringify, which escapes them; the numbers are integers.
+  let text = '{"lines":[';
+  for (let i = 0; i < input.lines.length; i++) {
+    const l = input.lines[i] as SaleInput['lines'][number];
+    text += `${i === 0 ? '' : ','}{"code":${JSON.stringify(l.code)},"qty":${JSON.stringify(l.qty)}}`;
+  }
+  text += `],"card":${JSON.stringify(input.card)},"tenders":[`;
+  for (let i = 0; i < input.tenders.length; i++) {
+    const t = input.tenders[i] as SaleInput['tenders'][number];
+    text += `${i === 0 ? '' : ','}{"token":${JSON.stringify(t.token)}${t.units === undefined ? '' : `,"units":${JSON.stringify(t.units)}`}}`;
+  }
+  text += `],"cash":${JSON.stringify(input.cashTenderedMinor)}}`;
+  return digest('sha256', text, 'hex');
 }
