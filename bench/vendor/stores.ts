@@ -182,3 +182,20 @@ export async function histogram(url: string, name: string): Promise<{ sum: numbe
   const count = new RegExp(`^${name}_count(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
   return sum === undefined || count === undefined ? null : { sum: Number(sum), count: Number(count) };
 }
+
+/**
+ * Waits until the server's background integrity audit (its own low-priority process,
+ * which reads the whole journal once after start) has ended, and returns how long that
+ * took from the call. null: still checking at the deadline.
+ */
+export async function auditSettled(url: string, deadlineMs: number): Promise<number | null> {
+  const started = performance.now();
+  while (performance.now() - started < deadlineMs) {
+    const res = await fetchTls(`${url}/health`, { timeoutMs: HTTP_TIMEOUT_MS }).catch(() => null);
+    const body = res === null ? null : ((await res.json().catch(() => null)) as { integrity?: { state?: string } } | null);
+    const state = body?.integrity?.state;
+    if (state !== undefined && state !== 'checking') return performance.now() - started;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return null;
+}
