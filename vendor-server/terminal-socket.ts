@@ -203,7 +203,7 @@ export class TerminalGateway {
             checkCredentialLive(access, socket.data);
             result = run(payload);
           } catch (err) {
-            void Promise.reject(err as Error).then(answer, refuse);
+            refuse(err);
             return;
           }
           void Promise.resolve(result).then(answer, refuse);

@@ -363,10 +363,11 @@ export class PostgresMallStore implements MallStore {
       return;
     }
     // The next group may start now; this one is answered once the WAL is on the disk.
-    const answered = this.answerDurable(client, this.committedSeq, group, outcomes, () => broken).finally(() => {
+    const answered = this.answerDurable(client, this.committedSeq, group, outcomes, () => {
+      // The connection goes back to the pool with this answer: the handler leaves it first.
       client.off('error', onError);
-      this.answering.delete(answered);
-    });
+      return broken;
+    }).finally(() => this.answering.delete(answered));
     this.answering.add(answered);
     again();
   }
@@ -376,6 +377,7 @@ export class PostgresMallStore implements MallStore {
     seq: number,
     group: { resolve: (value: unknown) => void; reject: (err: unknown) => void }[],
     outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[],
+    /** Called once, just before the connection is released: whether it broke meanwhile. */
     broken: () => Error | undefined,
   ): Promise<void> {
     try {
