@@ -19,7 +19,7 @@ import { entityId, keyId, saleIdCode, strictRecord, tokenCode } from './schemas.
  * Size: a sale paid with two token types and cash, as the demo store makes it
  * ({"at":"2026-12-01T10:15:42.123+01:00","cashDueMinor":350,"currency":"EUR","debits":
  * {"ACME":120,"MALL":45},"hash":<64 hex>,"saleId":"S0000000061","totalMinor":1250,
- * "v":1,"vendor":"acme"}) gives a QR text of 498 characters (measured in
+ * "v":1,"vendor":"acme"}) gives a QR text of 539 characters (measured in
  * test/core/receipt-proof.test.ts, which bounds it): a version 18 QR code at error
  * correction M holds 560 bytes, 89 modules a side, 3 dots a module on 58 mm paper.
  * Nothing that grows with the sale's lines is in it: only one entry per token type paid.

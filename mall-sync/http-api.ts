@@ -13,6 +13,8 @@ import type { MallMetrics } from './metrics.ts';
 import { idempotencyKeySchema, parseAdmin } from './schemas.ts';
 import type { MallService } from './service.ts';
 import type { WalletService } from './wallet.ts';
+import { mountReceiptRoutes } from './receipt-page.ts';
+import type { ReceiptVerifier } from './receipt-verify.ts';
 
 export interface MallApiDeps {
   config: MallConfig;
@@ -25,6 +27,8 @@ export interface MallApiDeps {
   startedAt: number;
   wallet: WalletService;
   customerData: CustomerDataService;
+  /** Checks receipts' signed proofs (public: POST /v1/receipts/verify, GET /receipts). */
+  receipts: ReceiptVerifier;
 }
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
@@ -187,6 +191,10 @@ export function createMallApi(deps: MallApiDeps): express.Express {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     }),
   );
+
+  // ---- receipts (public) -----------------------------------------------------------
+
+  mountReceiptRoutes(app, { verifier: deps.receipts, caughtUp, logger });
 
   // ---- admin -----------------------------------------------------------------------
 
