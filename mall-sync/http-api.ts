@@ -60,7 +60,8 @@ function wireOf(err: unknown, logger: Logger): { status: number; wire: WireError
 /**
  * The mall's HTTP interface. Public (the vendor <-> mall contract, docs/PROTOCOL.md):
  * POST /v1/batches, GET /v1/vendors/:vendor/{snapshot,cursor,statements},
- * GET /v1/mall-key, /health, /metrics. Admin (Bearer admin credential): /admin/...
+ * GET /v1/mall-key, /health, /metrics; receipt checks: POST /v1/receipts/verify, GET /receipts.
+ * Admin (Bearer admin credential): /admin/...
  * Errors are `{ "error": { code, message, details? } }` with the catalogue's status.
  */
 export const VENDOR_REQUEST_AUDIENCE = 'mallpos-mall';

@@ -1,8 +1,11 @@
+import { createHash, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { calculateJwkThumbprint, compactVerify, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { parseReceiptQr, RECEIPT_QR_CHARS_MAX, RECEIPT_TYP, receiptProofPayload, receiptProofText, receiptSaleSeq, type ReceiptProofPayload } from '../../core/receipt-proof.ts';
 import { receiptSignatureValid, signReceiptProof } from '../../platform/receipt-proof.ts';
+import { verifyWithJwcrypto } from '../mall-sync/helpers.ts';
 
 /** The largest QR text a version 18 QR code at error correction M holds (89 modules a side). */
 const QR_V18_M_BYTES = 560;
@@ -107,5 +110,38 @@ describe('core/receipt-proof: the signed proof a receipt QR code carries', () =>
       expect(parsed.ok).to.equal(false);
       if (!parsed.ok) expect(parsed.problem).not.to.include('<script>');
     }
+  });
+
+  it('the worked example in docs/PROTOCOL.md is what the store signs, and python\'s jwcrypto verifies it', async () => {
+    const doc = await readFile(new URL('../../docs/PROTOCOL.md', import.meta.url), 'utf8');
+    const example = /<!-- receipt-example -->\n```\n([^\n]+)\n```/.exec(doc)?.[1] ?? '';
+    const publicJwk = JSON.parse(/\n(\{"kty":"OKP","crv":"Ed25519","x":"RYCE[^\n]+)\n/.exec(doc)?.[1] ?? '{}') as Record<string, unknown>;
+    // The example's key, from the seed the document names; Ed25519 signs deterministically.
+    const seed = createHash('sha256').update('mallpos receipt example key').digest();
+    const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]);
+    const privateJwk = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' }) as JWK;
+    expect(privateJwk.x).to.equal(publicJwk['x']);
+    const kid = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: privateJwk.x } as JWK);
+    expect(kid).to.equal(publicJwk['kid']);
+    const signed = await signReceiptProof(
+      receiptProofPayload({ vendor: 'acme', saleId: 'S0000000011', hash: '8d677ac870b0cddb2478e5fb7bf34ebcdb70aefe8d8b3aa5b0b9b423ee33c7e6', at: '2026-11-28T21:33:05.858Z', currency: 'EUR', totalMinor: 900, debits: { MALL: 90 }, cash: { dueMinor: 0 } }),
+      { privateKey: (await importJWK(privateJwk, 'EdDSA')) as CryptoKey, kid },
+    );
+    expect(signed).to.equal(example);
+    const parsed = parseReceiptQr(example);
+    if (!parsed.ok) throw new Error(parsed.problem);
+    expect(await receiptSignatureValid(parsed.value, publicJwk)).to.equal(true);
+
+    const [h, p, sig] = example.split('.') as [string, string, string];
+    const changed = `${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`;
+    const jwk = { kty: 'OKP', crv: 'Ed25519', x: publicJwk['x'] };
+    const [ok, bad] = verifyWithJwcrypto([
+      { jws: { protected: h, payload: p, signature: sig }, jwk },
+      { jws: { protected: h, payload: p, signature: changed }, jwk },
+    ]);
+    expect(ok?.ok, ok?.error).to.equal(true);
+    expect(JSON.parse(ok?.payload ?? '{}')).to.include({ saleId: 'S0000000011', totalMinor: 900, vendor: 'acme' });
+    expect(ok?.header).to.deep.equal({ alg: 'EdDSA', kid, typ: RECEIPT_TYP });
+    expect(bad?.ok).to.equal(false);
   });
 });
