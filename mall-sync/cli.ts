@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { JWK } from 'jose';
-import type { FeeSchedule, TokenType } from '../core/index.ts';
+import { MallposError, type FeeSchedule, type TokenType } from '../core/index.ts';
 import { MallAdminClient, withMallAdmin } from './admin-client.ts';
 import { auditArchive } from './audit.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
@@ -412,11 +412,11 @@ program
   .action(async (qrArg: string, o: { dataDir: string; url?: string; mallCa?: string }) => {
     try {
       const qr = qrArg === '-' ? await readFile('/dev/stdin', 'utf8') : qrArg;
-      if (qr.length > RECEIPT_ARG_CHARS_MAX) throw new InvalidArgumentError(`the QR text is longer than ${RECEIPT_ARG_CHARS_MAX} characters: it is not a receipt`);
+      if (qr.length > RECEIPT_ARG_CHARS_MAX) throw new MallposError('MALL_ERR_VALIDATION', `the QR text is longer than ${RECEIPT_ARG_CHARS_MAX} characters: it is not a receipt`);
       const ask = (c: MallAdminClient) => c.request<ReceiptVerdict>('POST', '/v1/receipts/verify', { qr });
       let verdict: ReceiptVerdict;
       if (o.url !== undefined) {
-        if (o.mallCa === undefined) throw new InvalidArgumentError('--url needs --mall-ca FILE: the mall\'s certificate authority');
+        if (o.mallCa === undefined) throw new MallposError('MALL_ERR_VALIDATION', '--url needs --mall-ca FILE: the mall\'s certificate authority');
         const caPem = await readFile(resolve(o.mallCa), 'utf8');
         // The check is public: no admin credential goes with it.
         verdict = await ask(new MallAdminClient(o.url.replace(/\/+$/, ''), '', caPem));
