@@ -26,6 +26,14 @@ export interface ReceiptRouteDeps {
 
 export function mountReceiptRoutes(app: Express, deps: ReceiptRouteDeps): void {
   const { verifier, caughtUp, logger } = deps;
+  // Only a holder of the store's key can make a MISMATCH: the operator hears of each one.
+  const verify = async (qr: unknown): Promise<ReceiptVerdict> => {
+    const verdict = await verifier.verify(qr);
+    if (verdict.verdict === 'MISMATCH') {
+      logger.error({ vendor: verdict.receipt?.vendor, saleId: verdict.receipt?.saleId, kid: verdict.key?.kid, differences: verdict.sync?.differences }, 'receipt MISMATCH: a receipt signed with the store\'s key differs from the sale the mall ingested');
+    }
+    return verdict;
+  };
   app.post(
     '/v1/receipts/verify',
     express.json({ limit: RECEIPT_BODY_BYTES_MAX, strict: true }),
@@ -35,7 +43,7 @@ export function mountReceiptRoutes(app: Express, deps: ReceiptRouteDeps): void {
         fail('MALL_ERR_VALIDATION', 'send {"qr": "<the receipt\'s QR text>"}');
       }
       await caughtUp();
-      return verifier.verify((body as { qr: unknown }).qr);
+      return verify((body as { qr: unknown }).qr);
     }),
   );
   app.get('/receipts', (req: Request, res: Response) => {
@@ -48,7 +56,7 @@ export function mountReceiptRoutes(app: Express, deps: ReceiptRouteDeps): void {
     // A repeated or nested parameter is not a receipt: the verifier says so.
     const qr: unknown = typeof raw === 'string' ? raw : null;
     caughtUp()
-      .then(() => verifier.verify(qr))
+      .then(() => verify(qr))
       .then(
         (verdict) => {
           res.status(200).send(page(typeof qr === 'string' && qr.length <= RECEIPT_QR_CHARS_MAX ? qr : '', verdict));

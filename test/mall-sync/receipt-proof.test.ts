@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { expect } from 'chai';
+import { createLogger } from '../../platform/logger.ts';
 import { receiptProofPayload, type ReceiptProofPayload } from '../../core/receipt-proof.ts';
 import type { SaleAck } from '../../core/index.ts';
 import { signReceiptProof } from '../../platform/receipt-proof.ts';
@@ -29,6 +31,8 @@ forEachStore('mall-sync: verifiable receipts', function (store) {
   let v: VendorRig;
   let bobs: TestKey;
   let card: string;
+  /** The mall's error log lines. */
+  const logs: string[] = [];
 
   /** The receipt proof the store server signs for a sale (terminal-socket's receiptProof), optionally altered before signing. */
   async function receiptOf(sale: SaleAck, keys: { privateKey: CryptoKey; kid: string } = v.keys, change?: (p: ReceiptProofPayload) => void, vendor = 'acme'): Promise<string> {
@@ -53,7 +57,13 @@ forEachStore('mall-sync: verifiable receipts', function (store) {
   }
 
   before(async () => {
-    mall = await startMall({ store });
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        logs.push(chunk.toString());
+        done();
+      },
+    });
+    mall = await startMall({ store, logger: createLogger({ level: 'error', name: 'mall-sync', destination }) });
     v = await startVendor('acme');
     bobs = await newKey();
     await registerScenario(mall, v, bobs.publicJwk);
@@ -119,6 +129,7 @@ forEachStore('mall-sync: verifiable receipts', function (store) {
     const b = await verify(otherHash);
     expect(b.verdict).to.equal('MISMATCH');
     expect(b.sync?.differences[0]).to.include('the receipt says ffff');
+    expect(logs.some((l) => l.includes('receipt MISMATCH') && l.includes(sale.saleId)), 'the operator hears of it').to.equal(true);
     const c = await verify(otherTokens);
     expect(c.verdict).to.equal('MISMATCH');
     expect(c.sync?.differences.join('\n')).to.include('tokens: the sale says 90 ACME, the receipt 90 MALL');
