@@ -147,6 +147,11 @@ export interface ReceiptData {
   store: { vendorId: string; name: string; address: string[] };
   sale: SaleResult;
   refund: RefundResult | null;
+  /**
+   * The sale's verifiable proof, printed as the receipt's QR code: a compact JWS the
+   * store signed when it served this receipt (docs/PROTOCOL.md, "Verifiable receipts").
+   */
+  proof?: string;
 }
 
 export type KeyStatus =

@@ -2,8 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import type { JWK } from 'jose';
-import type { FeeSchedule, TokenType } from '../core/index.ts';
-import { withMallAdmin, type MallAdminClient } from './admin-client.ts';
+import { MallposError, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { MallAdminClient, withMallAdmin } from './admin-client.ts';
 import { auditArchive } from './audit.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
 import { initMall } from './init.ts';
@@ -11,6 +11,7 @@ import { exportStoreArchive, migrateStore } from './migrate-store.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { startMallServer } from './server.ts';
+import type { ReceiptVerdict } from './receipt-verify.ts';
 
 /** Exit status when reconcile finds a gap or a tamper alarm. */
 export const EXIT_PROBLEMS = 2;
@@ -389,6 +390,42 @@ program
   .action(async (o: { dataDir: string }) => {
     try {
       print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.positions()));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+// ---- verifiable receipts ---------------------------------------------------------------
+
+/** Exit status of verify-receipt for a genuine receipt whose sale has not reached the mall yet. */
+export const EXIT_RECEIPT_UNSYNCED = 3;
+/** The most QR text read from stdin: far above a real receipt's. */
+const RECEIPT_ARG_CHARS_MAX = 8 * 1024;
+
+program
+  .command('verify-receipt')
+  .description(`check a receipt's QR code against the mall's key directory and the batches it ingested; exits 0 when confirmed, ${EXIT_RECEIPT_UNSYNCED} when genuine but not yet synced, ${EXIT_PROBLEMS} otherwise (MISMATCH included)`)
+  .argument('<qr-text>', "the receipt's QR text (a compact JWS), or - to read it from stdin")
+  .option(...dataDirOption)
+  .option('--url <url>', 'ask the mall at this https:// address instead of the one in --data-dir (with --mall-ca)')
+  .option('--mall-ca <file>', "the mall's certificate authority (PEM), with --url")
+  .action(async (qrArg: string, o: { dataDir: string; url?: string; mallCa?: string }) => {
+    try {
+      const qr = qrArg === '-' ? await readFile('/dev/stdin', 'utf8') : qrArg;
+      if (qr.length > RECEIPT_ARG_CHARS_MAX) throw new MallposError('MALL_ERR_VALIDATION', `the QR text is longer than ${RECEIPT_ARG_CHARS_MAX} characters: it is not a receipt`);
+      const ask = (c: MallAdminClient) => c.request<ReceiptVerdict>('POST', '/v1/receipts/verify', { qr });
+      let verdict: ReceiptVerdict;
+      if (o.url !== undefined) {
+        if (o.mallCa === undefined) throw new MallposError('MALL_ERR_VALIDATION', '--url needs --mall-ca FILE: the mall\'s certificate authority');
+        const caPem = await readFile(resolve(o.mallCa), 'utf8');
+        // The check is public: no admin credential goes with it.
+        verdict = await ask(new MallAdminClient(o.url.replace(/\/+$/, ''), '', caPem));
+      } else {
+        verdict = await withMallAdmin(resolve(o.dataDir), ask);
+      }
+      print(verdict);
+      console.error(`${verdict.verdict === 'MISMATCH' ? '*** ' : ''}${verdict.verdict}: ${verdict.message}`);
+      process.exitCode = verdict.verdict === 'confirmed' ? 0 : verdict.verdict === 'not-yet-synced' ? EXIT_RECEIPT_UNSYNCED : EXIT_PROBLEMS;
     } catch (err) {
       die(err);
     }

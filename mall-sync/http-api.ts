@@ -13,6 +13,8 @@ import type { MallMetrics } from './metrics.ts';
 import { idempotencyKeySchema, parseAdmin } from './schemas.ts';
 import type { MallService } from './service.ts';
 import type { WalletService } from './wallet.ts';
+import { mountReceiptRoutes } from './receipt-page.ts';
+import type { ReceiptVerifier } from './receipt-verify.ts';
 
 export interface MallApiDeps {
   config: MallConfig;
@@ -25,6 +27,8 @@ export interface MallApiDeps {
   startedAt: number;
   wallet: WalletService;
   customerData: CustomerDataService;
+  /** Checks receipts' signed proofs (public: POST /v1/receipts/verify, GET /receipts). */
+  receipts: ReceiptVerifier;
 }
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
@@ -56,7 +60,8 @@ function wireOf(err: unknown, logger: Logger): { status: number; wire: WireError
 /**
  * The mall's HTTP interface. Public (the vendor <-> mall contract, docs/PROTOCOL.md):
  * POST /v1/batches, GET /v1/vendors/:vendor/{snapshot,cursor,statements},
- * GET /v1/mall-key, /health, /metrics. Admin (Bearer admin credential): /admin/...
+ * GET /v1/mall-key, /health, /metrics; receipt checks: POST /v1/receipts/verify, GET /receipts.
+ * Admin (Bearer admin credential): /admin/...
  * Errors are `{ "error": { code, message, details? } }` with the catalogue's status.
  */
 export const VENDOR_REQUEST_AUDIENCE = 'mallpos-mall';
@@ -187,6 +192,10 @@ export function createMallApi(deps: MallApiDeps): express.Express {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
     }),
   );
+
+  // ---- receipts (public) -----------------------------------------------------------
+
+  mountReceiptRoutes(app, { verifier: deps.receipts, caughtUp, logger });
 
   // ---- admin -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import { MallService } from './service.ts';
 import { CustomerDataService } from './customer-data.ts';
 import { WalletService, type RegistryChange } from './wallet.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
+import { fileBatchBodies, postgresBatchBodies, ReceiptVerifier, type BatchBodyReader } from './receipt-verify.ts';
 
 export interface StartMallOptions {
   dataDir: string;
@@ -73,11 +74,13 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
   try {
     let observations: Observations;
     let archive: MallArchive;
+    let batchBodies: BatchBodyReader;
     if (config.store.kind === 'postgres') {
       const pgStore = await PostgresMallStore.open({ url: databaseUrl(config), poolMax: config.store.poolMax, checkpointEveryEvents: config.checkpointEveryEvents });
       store = pgStore;
       observations = await Observations.open(pgStore.observationSink());
       archive = new DatabaseArchive(pgStore, keys);
+      batchBodies = postgresBatchBodies(pgStore.pool);
     } else {
       const embedded = await EmbeddedMallStore.open({
         dir: paths.storeDir,
@@ -96,6 +99,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       }
       observations = await Observations.open(paths.observations);
       archive = new MallArchive(paths.archiveDir, keys);
+      batchBodies = fileBatchBodies(paths.archiveDir);
     }
     logger.info({ store: store.kind, seq: store.state.seq, checkpointSeq: store.report.checkpointSeq, replayed: store.report.replayed, ms: Math.round(store.report.recoveryMs) }, 'mall store recovered');
 
@@ -135,7 +139,8 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     const expired = await wallet.expire();
     if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');
     const startedAt = Date.now();
-    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData });
+    const receipts = new ReceiptVerifier(store, batchBodies);
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData, receipts });
     const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;

@@ -1043,7 +1043,7 @@ export class TerminalApp {
       }
     }
     if (ack === null || receipt === null) return;
-    await this.finishSale(ack, receipt.sale, null);
+    await this.finishSale(ack, receipt.sale, null, receipt.proof);
   }
 
   private stopFor(kind: SaleWaiting['for'], wire: WireError): void {
@@ -1066,7 +1066,7 @@ export class TerminalApp {
   }
 
   /** Closes a committed sale: its receipt (when the server sent it) queued, the cart cleared. */
-  private async finishSale(ack: SaleAck, sale: SaleResult | null, receiptProblem: string | null): Promise<void> {
+  private async finishSale(ack: SaleAck, sale: SaleResult | null, receiptProblem: string | null, proof?: string): Promise<void> {
     // Cash changed hands: the drawer opens as the sale completes, before the receipt prints.
     // A sale paid only with tokens leaves it shut.
     const kicking = ack.cash.tenderedMinor > 0 ? this.openDrawer() : null;
@@ -1081,6 +1081,8 @@ export class TerminalApp {
                 store: { vendorId: this.opts.credential.vendorId, name: server?.storeName ?? this.opts.credential.storeName, address: server?.storeAddress ?? [] },
                 sale,
                 refund: null,
+                // The store's signed proof, printed as the QR code (docs/PROTOCOL.md, "Verifiable receipts").
+                ...(proof === undefined ? {} : { proof }),
               },
               { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} },
             ),

@@ -59,7 +59,8 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
     ...(sections.length > 0 ? { sections } : {}),
     balances: Object.entries(balancesSource).map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) })),
     footer,
-    qr: `mallpos:${data.store.vendorId}:${sale.saleId}`,
+    // The store's signed proof when it sent one (docs/PROTOCOL.md, "Verifiable receipts"); else the sale's name.
+    qr: data.proof ?? `mallpos:${data.store.vendorId}:${sale.saleId}`,
     barcode: sale.saleId,
   };
 }
@@ -67,8 +68,9 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
 /**
  * The receipt of a cash sale recorded while the store server was unreachable: marked
  * "RECORDED OFFLINE" with the till's own number for it, since the store has not
- * journalled it yet. It carries no sale barcode: the store's sale id is only known once
- * the sale is forwarded, so a return needs the store to look it up by the offline number.
+ * journalled it yet. It carries no sale barcode and no QR code: the store's sale id is only
+ * known once the sale is forwarded, so a return needs the store to look it up by the
+ * offline number, and only a reprint after that carries the store's signed proof.
  */
 export function toOfflineReceipt(
   record: OfflineSaleRecord,
@@ -87,6 +89,14 @@ export function toOfflineReceipt(
     tenders: [{ label: 'Cash', amount: money(record.totalMinor) }],
     cash: { due: money(record.totalMinor), tendered: money(record.cashTenderedMinor), change: money(record.changeMinor) },
     balances: [],
-    footer: [`RECORDED OFFLINE as ${record.offlineId}`, 'The store server was unreachable:', 'this sale is sent to it when it is back.', `Total value ${money(record.totalMinor)}`],
+    // No QR: only the store server signs a receipt's proof, and it has not seen this sale.
+    // Once the sale is forwarded, a reprint carries the signed proof.
+    footer: [
+      `RECORDED OFFLINE as ${record.offlineId}`,
+      'The store server was unreachable:',
+      'this sale is sent to it when it is back.',
+      'Verifiable after sync: ask for a reprint.',
+      `Total value ${money(record.totalMinor)}`,
+    ],
   };
 }

@@ -17,6 +17,7 @@ import {
   type Ack,
   type SaleAck,
   type SaleCommitRequest,
+  type SaleResult,
   type ClientToServerEvents,
   type ServerStatus,
   type ServerToClientEvents,
@@ -35,6 +36,8 @@ import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
 import { paysFromWallet } from './economy/wallet.ts';
 import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
+import { receiptProofPayload } from '../core/receipt-proof.ts';
+import { signReceiptProof } from '../platform/receipt-proof.ts';
 
 interface SocketData {
   terminalId: string;
@@ -305,6 +308,7 @@ export class TerminalGateway {
         store: { vendorId: ledger.store.vendorId, name: ledger.store.name, address: ledger.store.address },
         sale,
         refund: refundSeq === undefined ? null : await ledger.refundResult(refundSeq),
+        proof: await this.receiptProof(sale),
       };
     };
     socket.on('receipt:get', handle('receipt:get', (p) => receipt(parse(receiptRequest, p).saleId)));
@@ -370,6 +374,18 @@ export class TerminalGateway {
         return null;
       }),
     );
+  }
+
+  /**
+   * The signed proof printed as a receipt's QR code. It is made each time a receipt is
+   * served, with the key the store signs its batches with now, so nothing signed outlives
+   * a key rotation; a sale commit never waits for it.
+   */
+  private async receiptProof(sale: SaleResult): Promise<string> {
+    const { ledger, keys } = this.deps;
+    const record = await ledger.journal.read(sale.seq);
+    const payload = receiptProofPayload({ vendor: ledger.store.vendorId, saleId: sale.saleId, hash: record.hash, at: sale.at, currency: sale.currency, totalMinor: sale.totalMinor, debits: sale.debits, cash: sale.cash });
+    return signReceiptProof(payload, keys);
   }
 
   private broadcast: NodeJS.Timeout | null = null;

@@ -29,7 +29,7 @@ export interface Receipt {
   /** Balances left, one per token type. */
   balances: { label: string; amount: string }[];
   footer?: string[];
-  /** QR payload; it carries the sale id so a scan finds the sale. Printable ASCII. Reports have none. */
+  /** QR payload: the sale's signed proof, or its id so a scan finds the sale. Printable ASCII. Reports have none. */
   qr?: string;
   /** CODE128 payload used to find the sale for a return. Printable ASCII without "{". Reports have none. */
   barcode?: string;
@@ -73,7 +73,9 @@ export const receiptLimits = {
   tendersMax: 16,
   balancesMax: 16,
   footerLinesMax: 8,
-  qrCharsMax: 256,
+  // A signed receipt proof is about 540 characters; 1,024 is a version 25 QR code at
+  // correction M, still 3 dots a module on 58 mm paper (thermal-printer.ts qrCellDots).
+  qrCharsMax: 1_024,
   barcodeCharsMax: 24,
   qtyAbsMax: 1_000_000,
   nameLinesMax: 3,

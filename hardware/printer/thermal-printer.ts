@@ -274,14 +274,14 @@ export class ThermalReceiptPrinter implements ReceiptPrinter, CashDrawer {
     if (bold) p.bold(false);
     p.alignCenter();
     if (this.options.type === 'epson') {
-      if (r.qr !== undefined) p.printQR(r.qr, { cellSize: 6, correction: 'M', model: 2 });
+      if (r.qr !== undefined) p.printQR(r.qr, { cellSize: qrCellDots(r.qr, this.options.columns), correction: 'M', model: 2 });
       // Type 73 is CODE128 (GS k m=73); HRI below so a cashier can key it in.
       if (r.barcode !== undefined) p.printBarcode(r.barcode, 73, { hriPos: 2, hriFont: 0, width: barcodeModuleDots(r.barcode, this.options.columns), height: 80 });
     } else {
       // node-thermal-printer 4.6.1's Star printQR leaves out the "ESC GS y D 1 m"
       // header before the data length, so a Star printer prints the payload as
       // text and no code; the command is written out here instead.
-      if (r.qr !== undefined) p.add(starQr(r.qr, 6));
+      if (r.qr !== undefined) p.add(starQr(r.qr, qrCellDots(r.qr, this.options.columns)));
       if (r.barcode !== undefined) p.code128(r.barcode, { text: 2, width: this.options.columns >= 42 ? 'MEDIUM' : 'SMALL', height: 80 });
     }
     p.cut();
@@ -322,6 +322,26 @@ function setAlign(p: ThermalPrinter, align: ReceiptAlign): void {
 export function barcodeModuleDots(payload: string, columns: Columns): number {
   const modules = 11 * payload.length + 35;
   return modules * 3 <= columns * 12 ? 3 : 2;
+}
+
+/** Bytes a QR code holds at error correction M in byte mode, by version (1-40). */
+const QR_M_BYTES = [
+  14, 26, 42, 62, 84, 106, 122, 152, 180, 213, 251, 287, 331, 362, 412, 450, 504, 560, 624, 666, 711, 779, 857, 911, 997, 1059, 1125, 1190, 1264, 1370, 1452,
+  1538, 1628, 1722, 1809, 1911, 1989, 2099, 2213, 2331,
+];
+
+/**
+ * The widest QR module (at most 6 dots) that keeps the code and its quiet zone (4
+ * modules each side) on the paper: the code's version follows from the payload's
+ * length, its side is 17 + 4 x version modules, and the paper is 12 dots a column. A
+ * signed receipt proof (about 540 bytes, version 18) gets 3 dots on 58 mm paper and 5
+ * on 80 mm; a short sale id keeps 6.
+ */
+export function qrCellDots(payload: string, columns: Columns): number {
+  const index = QR_M_BYTES.findIndex((bytes) => bytes >= payload.length);
+  const version = index < 0 ? 40 : index + 1;
+  const side = 17 + 4 * version + 8;
+  return Math.max(1, Math.min(6, Math.floor((columns * 12) / side)));
 }
 
 async function deviceWritable(path: string): Promise<boolean> {
