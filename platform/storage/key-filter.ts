@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { keyPrint, type KeyPrint } from './key-window.ts';
 
 /**
  * A scalable Bloom filter of strings (idempotency keys). It answers "certainly never
@@ -33,10 +33,10 @@ export interface KeyFilterSnapshot {
   parts: { capacity: number; count: number; fromSeq: number; toSeq: number; bits: string }[];
 }
 
-function probes(key: string): [number, number] {
-  const d = createHash('sha256').update(key, 'utf8').digest();
+/** The key's probes, from its fingerprint (the first eight bytes of its sha256, key-window.ts). */
+function probes(p: KeyPrint): [number, number] {
   // Double hashing (Kirsch-Mitzenmacher): probe i is h1 + i * h2; h2 odd so probes differ.
-  return [d.readUInt32LE(0), d.readUInt32LE(4) | 1];
+  return [p.lo, p.hi | 1];
 }
 
 function hasIn(part: Part, h1: number, h2: number): boolean {
@@ -78,13 +78,18 @@ export class KeyFilter {
 
   /** Adds the key of the event at `seq`. */
   add(key: string, seq: number): void {
+    this.addPrint(keyPrint(key), seq);
+  }
+
+  /** Adds a key by its fingerprint (a key leaving the window, which keeps only that). */
+  addPrint(print: KeyPrint, seq: number): void {
     let part = this.parts[this.parts.length - 1];
     if (part === undefined || part.count >= part.capacity) {
       const capacity = part === undefined ? FIRST_CAPACITY : Math.min(part.capacity * 2, CAPACITY_MAX);
       part = { capacity, count: 0, bits: new Uint8Array((capacity * BITS_PER_KEY) / 8), fromSeq: seq, toSeq: seq };
       this.parts.push(part);
     }
-    const [h1, h2] = probes(key);
+    const [h1, h2] = probes(print);
     setIn(part, h1, h2);
     part.count += 1;
     part.fromSeq = Math.min(part.fromSeq, seq);
@@ -94,7 +99,7 @@ export class KeyFilter {
   /** False: the key was certainly never added. True: it perhaps was. */
   mayHave(key: string): boolean {
     if (this.parts.length === 0) return false;
-    const [h1, h2] = probes(key);
+    const [h1, h2] = probes(keyPrint(key));
     for (const part of this.parts) if (hasIn(part, h1, h2)) return true;
     return false;
   }
@@ -102,7 +107,7 @@ export class KeyFilter {
   /** The seq ranges, newest first, in which the key's event may be: empty when it was certainly never added. */
   ranges(key: string): { fromSeq: number; toSeq: number }[] {
     if (this.parts.length === 0) return [];
-    const [h1, h2] = probes(key);
+    const [h1, h2] = probes(keyPrint(key));
     const out: { fromSeq: number; toSeq: number }[] = [];
     for (let i = this.parts.length - 1; i >= 0; i--) {
       const part = this.parts[i] as Part;
