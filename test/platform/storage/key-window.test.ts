@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { KeyFilter, KeyWindow, keyPrint, keyPrintHex } from '../../../platform/storage/index.ts';
@@ -118,5 +119,22 @@ describe('platform/storage: the key window off the heap', () => {
     expect(loaded.keys.has('t001:k10')).to.equal(false);
     expect([...loaded.keys.entries()].map(([, s]) => s)).to.deep.equal([11, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
     expect(toSnapshot(loaded).window).to.deep.equal(written.window);
+  });
+
+  it('still finds the keys of a filter part written with sha256 probes, and puts new keys into a new part', () => {
+    // Written by the filter before fingerprints: keys t001:legacy-0..99 at seqs 100..199.
+    const legacy = JSON.parse(readFileSync(new URL('./fixtures/key-filter-sha256.json', import.meta.url), 'utf8')) as ConstructorParameters<typeof KeyFilter>[0];
+    const f = new KeyFilter(legacy);
+    for (let i = 0; i < 100; i++) expect(f.mayHave(`t001:legacy-${i}`), `legacy-${i}`).to.equal(true);
+    let strangers = 0;
+    for (let i = 0; i < 2_000; i++) if (f.mayHave(`t001:other-${i}`)) strangers += 1;
+    expect(strangers).to.be.below(3);
+    f.add('t001:new-1', 500);
+    expect(f.mayHave('t001:new-1')).to.equal(true);
+    expect(f.ranges('t001:new-1')).to.deep.equal([{ fromSeq: 500, toSeq: 500 }]);
+    expect(f.ranges('t001:legacy-7')).to.deep.equal([{ fromSeq: 100, toSeq: 199 }]);
+    const again = new KeyFilter(JSON.parse(JSON.stringify(f.toSnapshot())));
+    expect(again.mayHave('t001:legacy-42') && again.mayHave('t001:new-1')).to.equal(true);
+    expect(again.toSnapshot().parts.map((p) => p.probe ?? 'sha256')).to.deep.equal(['sha256', 'print']);
   });
 });
