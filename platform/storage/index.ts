@@ -9,3 +9,5 @@ export { readCheckpoint, sealCheckpoint, stateDigest, unsealCheckpoint } from '.
 export type { CheckpointHeader } from './checkpoint-file.ts';
 export { KeyFilter } from './key-filter.ts';
 export type { KeyFilterSnapshot } from './key-filter.ts';
+export { KeyWindow, keyPrint, keyPrintHex } from './key-window.ts';
+export type { KeyPrint, KeyWindowSnapshot } from './key-window.ts';

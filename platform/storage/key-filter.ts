@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { keyPrint, sha256Print, type KeyPrint } from './key-window.ts';
 
 /**
  * A scalable Bloom filter of strings (idempotency keys). It answers "certainly never
@@ -12,6 +12,11 @@ import { createHash } from 'node:crypto';
  * each part also records the range of seqs its keys came from: a "perhaps" names the
  * journal ranges to search, each at most a part's worth of events. Each part holds 24
  * bits per key with 16 probes: a false positive about once in 100,000 lookups per part.
+ *
+ * Probes come from the key's fingerprint (key-window.ts), the only thing the key window
+ * keeps of a key it lets go of. Parts written before that probe with the first eight
+ * bytes of the key's sha256 and say nothing of it in the checkpoint; they are read and
+ * searched as they were, and new keys go into new parts.
  */
 
 const BITS_PER_KEY = 24;
@@ -26,17 +31,19 @@ interface Part {
   /** Lowest and highest seq of the events whose keys this part holds. */
   fromSeq: number;
   toSeq: number;
+  /** Probes from the sha256 of the key (parts written before fingerprints). */
+  sha256: boolean;
 }
 
 /** The checkpoint form: capacity, count, seq range and the bits in base64, per part. */
 export interface KeyFilterSnapshot {
-  parts: { capacity: number; count: number; fromSeq: number; toSeq: number; bits: string }[];
+  parts: { capacity: number; count: number; fromSeq: number; toSeq: number; bits: string; probe?: 'print' }[];
 }
 
-function probes(key: string): [number, number] {
-  const d = createHash('sha256').update(key, 'utf8').digest();
+/** The key's probes, from its fingerprint (the first eight bytes of its sha256, key-window.ts). */
+function probes(p: KeyPrint): [number, number] {
   // Double hashing (Kirsch-Mitzenmacher): probe i is h1 + i * h2; h2 odd so probes differ.
-  return [d.readUInt32LE(0), d.readUInt32LE(4) | 1];
+  return [p.lo, p.hi | 1];
 }
 
 function hasIn(part: Part, h1: number, h2: number): boolean {
@@ -60,6 +67,8 @@ function setIn(part: Part, h1: number, h2: number): void {
 
 export class KeyFilter {
   private readonly parts: Part[];
+  /** Whether a part probes with sha256: only then is a key's sha256 computed. */
+  private readonly anySha256: boolean;
 
   constructor(snapshot?: KeyFilterSnapshot) {
     this.parts = (snapshot?.parts ?? []).map((p) => {
@@ -67,8 +76,9 @@ export class KeyFilter {
       if (!Number.isSafeInteger(p.capacity) || bits.length !== (p.capacity * BITS_PER_KEY) / 8 || !Number.isSafeInteger(p.count)) {
         throw new RangeError('key filter snapshot does not match its capacity');
       }
-      return { capacity: p.capacity, count: p.count, fromSeq: p.fromSeq, toSeq: p.toSeq, bits };
+      return { capacity: p.capacity, count: p.count, fromSeq: p.fromSeq, toSeq: p.toSeq, bits, sha256: p.probe !== 'print' };
     });
+    this.anySha256 = this.parts.some((p) => p.sha256);
   }
 
   /** Keys added so far. */
@@ -78,13 +88,18 @@ export class KeyFilter {
 
   /** Adds the key of the event at `seq`. */
   add(key: string, seq: number): void {
+    this.addPrint(keyPrint(key), seq);
+  }
+
+  /** Adds a key by its fingerprint (a key leaving the window, which keeps only that). */
+  addPrint(print: KeyPrint, seq: number): void {
     let part = this.parts[this.parts.length - 1];
-    if (part === undefined || part.count >= part.capacity) {
+    if (part === undefined || part.count >= part.capacity || part.sha256) {
       const capacity = part === undefined ? FIRST_CAPACITY : Math.min(part.capacity * 2, CAPACITY_MAX);
-      part = { capacity, count: 0, bits: new Uint8Array((capacity * BITS_PER_KEY) / 8), fromSeq: seq, toSeq: seq };
+      part = { capacity, count: 0, bits: new Uint8Array((capacity * BITS_PER_KEY) / 8), fromSeq: seq, toSeq: seq, sha256: false };
       this.parts.push(part);
     }
-    const [h1, h2] = probes(key);
+    const [h1, h2] = probes(print);
     setIn(part, h1, h2);
     part.count += 1;
     part.fromSeq = Math.min(part.fromSeq, seq);
@@ -94,24 +109,39 @@ export class KeyFilter {
   /** False: the key was certainly never added. True: it perhaps was. */
   mayHave(key: string): boolean {
     if (this.parts.length === 0) return false;
-    const [h1, h2] = probes(key);
-    for (const part of this.parts) if (hasIn(part, h1, h2)) return true;
+    const print = keyPrint(key);
+    const sha = this.anySha256 ? sha256Print(key) : print;
+    for (const part of this.parts) {
+      const [h1, h2] = probes(part.sha256 ? sha : print);
+      if (hasIn(part, h1, h2)) return true;
+    }
     return false;
   }
 
   /** The seq ranges, newest first, in which the key's event may be: empty when it was certainly never added. */
   ranges(key: string): { fromSeq: number; toSeq: number }[] {
     if (this.parts.length === 0) return [];
-    const [h1, h2] = probes(key);
+    const print = keyPrint(key);
+    const sha = this.anySha256 ? sha256Print(key) : print;
     const out: { fromSeq: number; toSeq: number }[] = [];
     for (let i = this.parts.length - 1; i >= 0; i--) {
       const part = this.parts[i] as Part;
+      const [h1, h2] = probes(part.sha256 ? sha : print);
       if (hasIn(part, h1, h2)) out.push({ fromSeq: part.fromSeq, toSeq: part.toSeq });
     }
     return out;
   }
 
   toSnapshot(): KeyFilterSnapshot {
-    return { parts: this.parts.map((p) => ({ capacity: p.capacity, count: p.count, fromSeq: p.fromSeq, toSeq: p.toSeq, bits: Buffer.from(p.bits).toString('base64') })) };
+    return {
+      parts: this.parts.map((p) => ({
+        capacity: p.capacity,
+        count: p.count,
+        fromSeq: p.fromSeq,
+        toSeq: p.toSeq,
+        bits: Buffer.from(p.bits).toString('base64'),
+        ...(p.sha256 ? {} : { probe: 'print' as const }),
+      })),
+    };
   }
 }

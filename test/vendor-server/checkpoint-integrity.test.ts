@@ -1,7 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { sealCheckpoint, unsealCheckpoint } from '../../platform/storage/index.ts';
+import { keyPrint, sealCheckpoint, unsealCheckpoint } from '../../platform/storage/index.ts';
 import { initMall } from '../../mall-sync/init.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import type { RunningVendorServer } from '../../vendor-server/server.ts';
@@ -127,10 +127,13 @@ describe('vendor-server: checkpoint and journal integrity', function () {
   it('a resealed checkpoint whose key window names the wrong event raises the alarm, checked against digests, not a second copy', async () => {
     const file = await checkpointFile(store);
     const { header, stateText } = unsealCheckpoint(file, await readFile(file, 'utf8'));
-    const entry = /("keys":\[\["[^"]+",)(\d+)\]/;
-    const seq = Number(entry.exec(stateText)?.[2]);
-    expect(seq).to.be.greaterThan(0);
-    await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(entry, (_m, head: string) => `${head}${seq + 1}]`)));
+    // The window keeps each key's fingerprint: the first one is changed to another key's.
+    const column = /("window":\{"count":(\d+),"lo":")([A-Za-z0-9+/=]+)"/;
+    const found = column.exec(stateText);
+    expect(Number(found?.[2])).to.be.greaterThan(0);
+    const lo = Buffer.from(found?.[3] ?? '', 'base64');
+    lo.writeUInt32LE(keyPrint('t999:another-key').lo, 0);
+    await writeFile(file, sealCheckpoint(header.seq, header.hash, stateText.replace(column, (_m, head: string) => `${head}${lo.toString('base64')}"`)));
 
     const verify = await runCli(['verify', '--data-dir', store]);
     expect(verify.code).to.equal(1);

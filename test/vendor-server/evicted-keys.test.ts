@@ -100,4 +100,31 @@ describe('vendor-server: a retry whose key left the in-memory window is never ch
     for (let i = 0; i < 20_000; i += 97) expect(copy.mayHave(`t001:${i}`)).to.equal(true);
     expect(copy.size).to.equal(20_000);
   });
+
+  it('a key whose fingerprint names another key\'s event is refused, never answered with that event', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-keys-');
+    try {
+      const { opened, ledger } = await open(dir);
+      await ledger.upsertTokenType(op, { code: 'ACME', name: 'ACME token', kind: 'vendor', issuer: 'acme', faceValueMinor: 5, currency: 'EUR', acceptedBy: ['acme'] });
+      await ledger.upsertProduct(op, { code: GTIN, name: 'Pen', priceMinor: 450, tokenPrices: { ACME: 90 } });
+      const customer = await ledger.registerCustomer(op, { name: 'Ann' });
+      await ledger.recordAllotment(op, 'op:allot', { token: 'ACME', units: 10_000, reference: 'own tokens' });
+      await ledger.issueTokens(op, 'op:issue-1', { customerId: customer.id, token: 'ACME', units: 500, reason: 'reward' });
+      const sale = { key: 't001:sale-1', lines: [{ code: GTIN, qty: 1 }], card: customer.card, tenders: [{ token: 'ACME' }], cashTenderedMinor: 0 };
+      const sold = await ledger.commitSale(till, sale);
+      // As if 't001:sale-2' shared the 64-bit fingerprint of 't001:sale-1' (about once in
+      // 2^64 pairs): the window maps it to the first sale's event.
+      ledger.state.keys.set('t001:sale-2', sold.seq);
+      const seq = opened.journal.lastSeq;
+      const balances = JSON.stringify(ledger.state.balances);
+      const err = await rejection(ledger.commitSale(till, { ...sale, key: 't001:sale-2' }));
+      expect(err.code).to.equal('VND_ERR_IDEMPOTENCY_CONFLICT');
+      expect((await ledger.keyStatus('t001:sale-2')).state).to.equal('unknown');
+      expect(opened.journal.lastSeq).to.equal(seq);
+      expect(JSON.stringify(ledger.state.balances)).to.equal(balances);
+      await opened.journal.close();
+    } finally {
+      await cleanup();
+    }
+  });
 });

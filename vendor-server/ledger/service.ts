@@ -295,7 +295,10 @@ export class LedgerService {
   private async replay(key: string, hash: string, seq: number): Promise<void> {
     await this.settled(key);
     const event = await this.readEvent(seq);
-    if (event.bodyHash !== hash) {
+    // The window knows keys by fingerprint: the event itself says whether it was this key
+    // (another key with the same 64-bit fingerprint is refused as used, never answered
+    // with that event).
+    if (event.bodyHash !== hash || event.key !== key) {
       fail('VND_ERR_IDEMPOTENCY_CONFLICT', 'this request key was already used for a different request', { key });
     }
   }
@@ -715,6 +718,7 @@ export class LedgerService {
     const seq = this.seen(key) ?? (this.state.evicted.mayHave(key) ? await this.seenBefore(key) : null);
     if (seq === null) return { state: 'unknown' };
     const event = await this.readEvent(seq);
+    if (event.key !== key) return { state: 'unknown' };
     if (event.type === 'sale') return { state: 'committed', kind: 'sale', result: this.toSaleResult(event) };
     if (event.type === 'reversal') return { state: 'committed', kind: 'refund', result: await this.refundResult(event.seq) };
     return { state: 'unknown' };

@@ -8,7 +8,7 @@ import {
   type Product,
   type TokenType,
 } from '../../core/index.ts';
-import { KeyFilter, type KeyFilterSnapshot } from '../../platform/storage/index.ts';
+import { KeyFilter, KeyWindow, type KeyFilterSnapshot, type KeyWindowSnapshot } from '../../platform/storage/index.ts';
 import { applyCashierDay, cashierDayFrom, emptyCashierDay, planCashierDay, type CashierDayState } from '../cashier-day/state.ts';
 
 /**
@@ -95,9 +95,10 @@ export interface LedgerState {
   days: Record<string, DayTotals>;
   /**
    * Idempotency keys -> the seq of the event they produced, in insertion order, bounded
-   * by `keysMax` (oldest dropped first). The request's hash lives in that event.
+   * by `keysMax` (oldest dropped first), held off the heap by fingerprint
+   * (platform/storage/key-window.ts). The request's hash lives in that event.
    */
-  keys: Map<string, number>;
+  keys: KeyWindow;
   /** Every key dropped from `keys`: a retry of one is answered from the journal, never charged again. */
   evicted: KeyFilter;
   /** Shifts, the open day's totals and the closure chains (vendor-server/cashier-day). */
@@ -113,22 +114,6 @@ export interface LedgerState {
 export const CUSTOMER_RECENT_MAX = 50;
 export const KEYS_MAX_DEFAULT = 1_000_000;
 
-/**
- * One long-lived iterator per key map: a fresh `keys()` iterator would walk past every
- * entry deleted so far, making each eviction slower than the last. A Map iterator stays
- * valid across deletions and sees insertions at the end, which is exactly FIFO order.
- */
-const keyIterators = new WeakMap<Map<string, number>, Iterator<string>>();
-
-function oldestKeys(keys: Map<string, number>): Iterator<string> {
-  let it = keyIterators.get(keys);
-  if (it === undefined) {
-    it = keys.keys();
-    keyIterators.set(keys, it);
-  }
-  return it;
-}
-
 export function emptyState(vendorId: string, genesisHash: string): LedgerState {
   return {
     format: 1,
@@ -143,7 +128,7 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     customerSerial: 0,
     refunds: dict(),
     days: dict(),
-    keys: new Map(),
+    keys: new KeyWindow(),
     evicted: new KeyFilter(),
     cashierDay: emptyCashierDay(),
     catalogVersion: 0,
@@ -355,12 +340,8 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
   if (event.key !== null && event.bodyHash !== null) {
     state.keys.set(event.key, event.seq);
     if (state.keys.size > keysMax) {
-      const oldest = oldestKeys(state.keys).next();
-      if (oldest.done !== true) {
-        const seq = state.keys.get(oldest.value) as number;
-        state.keys.delete(oldest.value);
-        state.evicted.add(oldest.value, seq);
-      }
+      const oldest = state.keys.evictOldest();
+      if (oldest !== null) state.evicted.addPrint(oldest.print, oldest.seq);
     }
   }
   state.seq = event.seq;
@@ -369,7 +350,10 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 
 /** The checkpoint form of the state (plain JSON). */
 export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments'> {
-  keys: [string, number][];
+  /** The key window by fingerprint. */
+  window?: KeyWindowSnapshot;
+  /** The key window as the keys themselves, in checkpoints written before `window`. */
+  keys?: [string, number][];
   evicted: KeyFilterSnapshot;
   /** Absent in checkpoints written before the cashier's day existed. */
   cashierDay?: CashierDayState;
@@ -381,7 +365,8 @@ export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'c
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
-  return { ...state, keys: [...state.keys], evicted: state.evicted.toSnapshot() };
+  const { keys, ...rest } = state;
+  return { ...rest, window: keys.toSnapshot(), evicted: state.evicted.toSnapshot() };
 }
 
 /** A day of a checkpoint written before a total existed gets that total as zero. */
@@ -433,8 +418,9 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     cards[card] = c.id;
     if (c.card === card) c.card = card;
   }
+  const { keys, window, ...fields } = s;
   return {
-    ...s,
+    ...fields,
     balances,
     tokenTypes: nullProto(s.tokenTypes),
     products: nullProto(s.products),
@@ -442,7 +428,7 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     cards,
     refunds: nullProto(s.refunds),
     days,
-    keys: new Map(s.keys),
+    keys: window !== undefined ? KeyWindow.fromSnapshot(window) : KeyWindow.fromEntries(keys ?? []),
     evicted: new KeyFilter(s.evicted),
     cashierDay: cashierDayFrom(s.cashierDay, s.seq),
     // An older checkpoint does not say when the catalog last changed: its seq is a version

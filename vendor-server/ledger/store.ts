@@ -10,6 +10,8 @@ import {
   Checkpointer,
   DIR_MODE,
   GENESIS_HASH,
+  keyPrint,
+  keyPrintHex,
   Journal,
   JournalCorruptError,
   readCheckpoint,
@@ -288,15 +290,15 @@ function offlineTillsPrint(tills: LedgerState['offlineTills']): string {
 export function printState(state: LedgerState, sha256: string): CheckpointPrint {
   const fields = Object.create(null) as Record<PrintedField, string>;
   for (const field of PRINTED_FIELDS) fields[field] = fieldPrint(state[field]);
-  // The window is kept in seq order, which is how a ledger fills it; sorting makes the
-  // audit's single pass along the journal independent of that.
-  const window = [...state.keys].sort((a, b) => a[1] - b[1]);
-  const windowSeqs = new Float64Array(window.length);
+  // The window is in seq order (a ledger fills it in that order, and a window loaded
+  // from a checkpoint is sorted), which the audit's single pass along the journal needs.
+  const windowSeqs = new Float64Array(state.keys.size);
   const keys = new PieceDigest();
-  window.forEach(([key, seq], i) => {
-    windowSeqs[i] = seq;
-    keys.add(`${JSON.stringify(key)},`);
-  });
+  let i = 0;
+  for (const [print, seq] of state.keys.entries()) {
+    windowSeqs[i++] = seq;
+    keys.add(`${keyPrintHex(print)},`);
+  }
   return {
     seq: state.seq,
     hash: state.hash,
@@ -448,7 +450,7 @@ export async function auditLedger(
           if (seq !== rec.seq || typeof event.key !== 'string') {
             throw new LedgerDamageError(`checkpoint at seq ${checkpointSeq} does not match the journal: the checkpoint maps a request key to seq ${seq}, an event that carries no key`);
           }
-          windowKeys.add(`${JSON.stringify(event.key)},`);
+          windowKeys.add(`${keyPrintHex(keyPrint(event.key))},`);
         }
       }, checkpointSeq);
       lastHash = replayed.lastHash;
