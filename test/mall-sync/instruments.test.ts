@@ -1,8 +1,10 @@
 import { expect } from 'chai';
 import { calculateJwkThumbprint, type CryptoKey } from 'jose';
 import { instrumentCode, type InstrumentKind, type InstrumentUse } from '../../core/index.ts';
+import { auditArchive } from '../../mall-sync/audit.ts';
 import { signInstrument } from '../../platform/instruments.ts';
 import {
+  archiveOf,
   forEachStore,
   http,
   newKey,
@@ -223,6 +225,8 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     expect(await mall.admin.instrument(coupon.code)).to.deep.include({ kind: 'coupon', state: 'spent', remainingUnits: 0 });
     const used = await reserve(bobs, coupon, 5, 'bobs:res-coupon-01');
     expect(used.body.error.code).to.equal('MALL_ERR_INSTRUMENT_SPENT');
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
   async function sunnyCoupon(key: TestKey, serial: string, units: number): Promise<Issued> {
@@ -264,6 +268,9 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     const fingerprint = storeFingerprint(mall.mall);
     await mall.restart();
     expect(storeFingerprint(mall.mall)).to.equal(fingerprint);
+    // Anyone with the archive recomputes the same figures, double spends included.
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
   it('sells a certificate at a till from the float and lets only the seller void it before any use', async () => {
@@ -294,5 +301,7 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     acme.add('instrument.voided', [{ account: 'instruments', token: 'MALL', units: -40 }, { account: 'float', token: 'MALL', units: 40 }], { code: cert.code, token: 'MALL', units: 40, soldSeq: sold, reason: 'mistake', supervisor: 'sup', cashRefundMinor: 400 });
     expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
     expect(mall.mall.store.state.instruments.records[cert.code]?.voidSeq).to.be.a('number');
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 });
