@@ -1,7 +1,10 @@
 import { expect } from 'chai';
 import { calculateJwkThumbprint, type CryptoKey } from 'jose';
 import { instrumentCode, type InstrumentKind, type InstrumentUse } from '../../core/index.ts';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { auditArchive } from '../../mall-sync/audit.ts';
+import { reconcile } from '../../mall-sync/reconcile.ts';
 import { signInstrument } from '../../platform/instruments.ts';
 import {
   archiveOf,
@@ -11,7 +14,10 @@ import {
   P_JUICE,
   P_PEN,
   registerEconomy,
+  runMallCli,
   startMall,
+  tempDir,
+  initMallOn,
   storeFingerprint,
   verifyWithJwcrypto,
   vendorAuth,
@@ -268,6 +274,12 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     const fingerprint = storeFingerprint(mall.mall);
     await mall.restart();
     expect(storeFingerprint(mall.mall)).to.equal(fingerprint);
+    // Reconcile reports each double spend with its remedy, and the CSV carries the figures.
+    const rec = await reconcile(mall.dir, today(), today(), join(mall.dir, 'rec'));
+    expect(rec.problems.filter((p) => p.startsWith('DOUBLE SPEND bobs'))).to.have.length(2);
+    const csv = await readFile(join(mall.dir, 'rec', `bobs_${today()}_${today()}.csv`), 'utf8');
+    expect(csv.split('\n')[0]).to.match(/,instruments_double_spent,double_spend_charged_minor,double_spend_recovered_minor,double_spend_issuer_loss_minor$/);
+    expect(csv.trim().split('\n').at(-1)).to.match(/,2,400,0,0$/);
     // Anyone with the archive recomputes the same figures, double spends included.
     const audit = await auditArchive(await archiveOf(mall));
     expect(audit.ok, audit.differences.join('\n')).to.equal(true);
@@ -303,5 +315,37 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     expect(mall.mall.store.state.instruments.records[cert.code]?.voidSeq).to.be.a('number');
     const audit = await auditArchive(await archiveOf(mall));
     expect(audit.ok, audit.differences.join('\n')).to.equal(true);
+  });
+});
+
+describe('mall-sync: the instruments CLI', function () {
+  this.timeout(120_000);
+  it('sets the policy, issues certificates, shows and voids one, and registers a manufacturer\'s key', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await initMallOn(dir);
+      const run = async (args: string[]) => {
+        const r = await runMallCli([...args, '--data-dir', dir]);
+        expect(r.code, r.stderr).to.equal(0);
+        return JSON.parse(r.stdout);
+      };
+      const wrong = await runMallCli(['instruments', 'policy', '--offline-instrument-max-minor', '100', '--data-dir', dir]);
+      expect(wrong.code).to.not.equal(0);
+      expect(await run(['instruments', 'policy', '--offline-instrument-max-minor', '2000', '--offline-store-daily-max-minor', '9000', '--snapshot-max-age-hours', '12'])).to.deep.equal({ offlineInstrumentMaxMinor: 2000, offlineStoreDailyMaxMinor: 9000, snapshotMaxAgeHours: 12 });
+      await run(['token-type', '--file', JSON.stringify({ code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' })]);
+      const issued = await run(['instruments', 'issue', '--token', 'MALL', '--units', '50', '--expires', inDays(40).slice(0, 10), '--count', '3', '--key', 'issue:cli-000001']);
+      expect(issued.instruments).to.have.length(3);
+      expect(await run(['instruments', 'issue', '--token', 'MALL', '--units', '50', '--expires', inDays(40).slice(0, 10), '--count', '3', '--key', 'issue:cli-000001'])).to.deep.equal(issued);
+      const code = issued.instruments[0].code as string;
+      expect(await run(['instruments', 'status', '--code', code])).to.deep.include({ code, state: 'unsold', remainingUnits: 50 });
+      expect(await run(['instruments', 'void', '--code', code, '--reason', 'damaged'])).to.deep.include({ code, state: 'voided' });
+      await run(['party', '--id', 'sunny-foods', '--name', 'Sunny Foods', '--kind', 'manufacturer']);
+      const key = await newKey();
+      const added = await run(['manufacturer', 'add-key', '--id', 'sunny-foods', '--jwk', JSON.stringify(key.publicJwk)]);
+      expect(added).to.deep.include({ kid: key.kid, issuer: 'sunny-foods', kinds: ['coupon'] });
+      expect((await run(['instruments', 'keys'])).map((k: { issuer: string }) => k.issuer).sort()).to.deep.equal(['mall', 'sunny-foods']);
+    } finally {
+      await cleanup();
+    }
   });
 });
