@@ -285,6 +285,48 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
+  it('flags a sale that names another store\'s reservation, pays more than an instrument is worth, posts other units than its instruments, or takes an expired one; nothing of the instrument changes', async () => {
+    const [cert] = (await issue(100)) as [Issued];
+    const mine = await reserve(acme, cert, 10, 'acme:res-000001');
+    const id = mine.body.reservation.id as string;
+    const before = structuredClone(mall.mall.store.state.instruments);
+    const theirs = instrumentSale(bobs, [use(cert, 10, { reservation: id })]);
+    const tooMuch = instrumentSale(bobs, [use(cert, 101)]);
+    const wrongPostings = bobs.add('sale', [{ account: 'instruments', token: 'MALL', units: -5 }, { account: 'redeemed', token: 'MALL', units: 5 }], {
+      saleId: 'S0000000099',
+      customer: null,
+      currency: 'EUR',
+      lines: [{ lineNo: 1, gtin: P_PEN, name: 'Item', qty: 1, unitPriceMinor: 450, totalMinor: 450, unitTokenPrices: { MALL: 10 } }],
+      allocations: [{ lineNo: 1, token: 'MALL', units: 10, coversMinor: 450 }],
+      debits: { MALL: 10 },
+      totalMinor: 450,
+      cash: { dueMinor: 0, tenderedMinor: 0, changeMinor: 0 },
+      balancesAfter: null,
+      instruments: [{ ...use(cert, 10), remainingAfter: 90 }],
+    });
+    // Dated after the certificate expired (within the bounds of arrival: the mall's clock moves on too).
+    offsetMs = 31 * 86_400_000;
+    const expired = instrumentSale(bobs, [use(cert, 10)], { at: new Date(Date.now() + offsetMs).toISOString() });
+    const res = await bobs.push(mall);
+    expect(res.status, res.text).to.equal(200);
+    const flagged = res.ack.flagged as { eventSeq: number; reason: string }[];
+    expect(flagged.map((f) => f.eventSeq)).to.deep.equal([theirs, tooMuch, wrongPostings, expired]);
+    expect(flagged[0]?.reason).to.match(/is not one bobs made/);
+    expect(flagged[1]?.reason).to.match(/which is worth 100/);
+    expect(flagged[2]?.reason).to.match(/instruments postings in MALL are not the 10/);
+    expect(flagged[3]?.reason).to.match(/expired.*CORE_ERR_INSTRUMENT_EXPIRED/);
+    expect(res.ack.cleared).to.deep.equal({});
+    expect(mall.mall.store.state.instruments).to.deep.equal(before);
+    // A certificate sale of a forged certificate is flagged too.
+    const forger = await newKey();
+    const now = Math.floor(Date.now() / 1000) + Math.floor(offsetMs / 1000);
+    const fake = await signInstrument('gift', { i: 'mall', s: 'FAKE00000001', t: 'MALL', u: 40, a: now - 60, x: now + 86_400 }, { kid: (await mall.admin.instrumentKeys())[0]?.kid as string, privateKey: forger.privateKey });
+    const sold = bobs.add('instrument.sold', [{ account: 'float', token: 'MALL', units: -40 }, { account: 'instruments', token: 'MALL', units: 40 }], { instrument: fake, code: instrumentCode('mall', 'FAKE00000001'), token: 'MALL', units: 40, priceMinor: 400, currency: 'EUR', payment: { method: 'card', approvalRef: 'APPROVAL-1' } }, new Date(Date.now() + offsetMs).toISOString());
+    const res2 = await bobs.push(mall);
+    expect((res2.ack.flagged as { eventSeq: number; reason: string }[]).map((f) => [f.eventSeq, /CORE_ERR_INSTRUMENT_SIGNATURE/.test(f.reason)])).to.deep.equal([[sold, true]]);
+    expect(mall.mall.store.state.instruments).to.deep.equal(before);
+  });
+
   it('sells a certificate at a till from the float and lets only the seller void it before any use', async () => {
     const [cert] = (await issue(40)) as [Issued];
     const allot = await mall.admin.allot({ vendor: 'acme', token: 'MALL', units: 100, reference: 'float' });
