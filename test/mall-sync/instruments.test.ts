@@ -1,10 +1,13 @@
 import { expect } from 'chai';
 import { calculateJwkThumbprint, type CryptoKey } from 'jose';
 import { instrumentCode, type InstrumentKind, type InstrumentUse } from '../../core/index.ts';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { auditArchive } from '../../mall-sync/audit.ts';
 import { reconcile } from '../../mall-sync/reconcile.ts';
+import { migrateStore } from '../../mall-sync/migrate-store.ts';
+import { startTestMall } from '../helpers/mall.ts';
+import { freshDatabase } from '../helpers/postgres.ts';
 import { signInstrument } from '../../platform/instruments.ts';
 import {
   archiveOf,
@@ -388,6 +391,44 @@ describe('mall-sync: the instruments CLI', function () {
       expect((await run(['instruments', 'keys'])).map((k: { issuer: string }) => k.issuer).sort()).to.deep.equal(['mall', 'sunny-foods']);
     } finally {
       await cleanup();
+    }
+  });
+});
+
+describe('mall-sync: instruments move with an embedded mall to PostgreSQL', function () {
+  this.timeout(120_000);
+  it('keeps every instrument, reservation, double spend and figure', async () => {
+    const mall = await startMall();
+    let closed = false;
+    try {
+      const { acme, bobs } = await registerEconomy(mall, { reimbursementTollMinor: 0, royaltyBps: 0, royaltyBpsByToken: {} });
+      await mall.admin.setInstrumentPolicy(POLICY);
+      const [a, b] = (await mall.admin.issueInstruments({ key: 'issue:move-000001', token: 'MALL', units: 100, expiresAt: inDays(30), count: 2 })).instruments as [Issued, Issued];
+      const held = await vendorPost(mall, acme.keys, 'acme', RES('acme'), { key: 'acme:res-move-01', instrument: a.compact, units: 30 });
+      instrumentSale(acme, [use(a, 30, { reservation: held.body.reservation.id as string })]);
+      instrumentSale(acme, [use(b, 80)]);
+      expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
+      instrumentSale(bobs, [use(b, 50, { snapshotIssuedAt: inDays(-3) })]);
+      expect((await bobs.push(mall)).ack.flagged).to.deep.equal([]);
+      await vendorPost(mall, bobs.keys, 'bobs', RES('bobs'), { key: 'bobs:res-move-02', instrument: a.compact, units: 20 });
+      const instruments = structuredClone(mall.mall.store.state.instruments);
+      const positions = await mall.admin.positions();
+      await mall.mall.close();
+      closed = true;
+      await migrateStore(mall.dir, { databaseUrl: await freshDatabase() });
+      const moved = await startTestMall(mall.dir, 0);
+      try {
+        expect(moved.store.kind).to.equal('postgres');
+        expect(moved.store.state.instruments).to.deep.equal(instruments);
+        expect(moved.service.positions()).to.deep.equal(positions);
+        expect(moved.instruments.status(a.code)).to.deep.include({ remainingUnits: 50, heldUnits: 20 });
+        expect(moved.instruments.status(b.code)).to.deep.include({ doubleSpent: true, remainingUnits: 0 });
+      } finally {
+        await moved.close();
+      }
+    } finally {
+      if (!closed) await mall.mall.close();
+      await rm(mall.dir, { recursive: true, force: true });
     }
   });
 });
