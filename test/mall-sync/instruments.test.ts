@@ -221,6 +221,8 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     const back = await bobs.push(mall);
     expect(back.ack.flagged).to.deep.equal([]);
     expect((await mall.admin.instrument(cert.code)).remainingUnits).to.equal(100);
+    // The store's tallies are back where they were: what instruments paid never counted as its own circulation.
+    expect(mall.mall.store.state.vendors['bobs']?.tokens['MALL']).to.deep.include({ redeemedUnits: 0, instrumentRedeemedUnits: 0 });
 
     // A manufacturer's coupon: its key registered at the mall, the coupon signed outside it.
     const sunny = await newKey();
