@@ -171,6 +171,11 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     offsetMs = 31 * 86_400_000;
     const late = await reserve(acme, good as Issued, 10, 'acme:res-late-0001');
     expect([late.status, late.body.error.code]).to.deep.equal([409, 'CORE_ERR_INSTRUMENT_EXPIRED']);
+    // The mall starts again on what it holds, and the certificate is as it was.
+    const held = storeFingerprint(mall.mall);
+    await mall.restart();
+    expect(storeFingerprint(mall.mall)).to.equal(held);
+    expect((await mall.admin.instrument((good as Issued).code)).remainingUnits).to.equal(100);
   });
 
   it('reserves exactly once: a retried key gets the same answer, concurrent reservations never exceed the value, a release frees it', async () => {
