@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { fail } from './errors.ts';
 import { entityId, strictRecord, tokenCode } from './schemas.ts';
 import type { JournalEvent } from './events.ts';
+import type { InstrumentDirectory } from './instruments.ts';
 import type { TokenType } from './token-types.ts';
 
 /**
@@ -231,4 +232,10 @@ export interface SnapshotPayload {
   fees: FeeSchedule;
   vendors: { id: string; name: string; keys: SnapshotKey[] }[];
   allotments: SnapshotAllotment[];
+  /**
+   * Who may sign gift certificates and coupons, and what a store may accept offline
+   * (core/instruments.ts). Absent from snapshots of malls before instruments: a store
+   * then accepts none.
+   */
+  instruments?: InstrumentDirectory;
 }

@@ -30,6 +30,14 @@ export const CORE_ERRORS = {
   CORE_ERR_EXCHANGE_SAME_ISSUER: { status: 409, message: 'both token types have the same issuer: there is nothing to exchange' },
   CORE_ERR_EXCHANGE_CURRENCY: { status: 409, message: 'the two token types are valued in different currencies' },
   CORE_ERR_EXCHANGE_TOO_SMALL: { status: 409, message: 'too few tokens to buy one token of the other type after the service charge' },
+  // Bearer instruments (gift certificates and coupons): core/instruments.ts.
+  CORE_ERR_INSTRUMENT_MALFORMED: { status: 400, message: 'this gift certificate or coupon cannot be read' },
+  CORE_ERR_INSTRUMENT_KEY_UNKNOWN: { status: 409, message: 'this gift certificate or coupon is signed with a key the mall does not list' },
+  CORE_ERR_INSTRUMENT_SIGNATURE: { status: 409, message: 'this gift certificate or coupon does not carry a valid signature: it was altered or forged' },
+  CORE_ERR_INSTRUMENT_ISSUER: { status: 409, message: 'the key that signed this gift certificate or coupon may not issue it' },
+  CORE_ERR_INSTRUMENT_EXPIRED: { status: 409, message: 'this gift certificate or coupon has expired' },
+  CORE_ERR_INSTRUMENT_CODE: { status: 400, message: 'this is not a valid gift certificate or coupon code' },
+  CORE_ERR_INSTRUMENT_OFFLINE_LIMIT: { status: 409, message: 'the mall is unreachable, and this is more than a store may take from gift certificates and coupons offline' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export const VND_ERRORS = {
@@ -141,6 +149,14 @@ export const MALL_ERRORS = {
   MALL_ERR_WALLET_PIN_REQUIRED: { status: 403, message: 'the wallet PIN is needed' },
   MALL_ERR_WALLET_PIN: { status: 403, message: 'wrong wallet PIN' },
   MALL_ERR_WALLET_LOCKED: { status: 423, message: 'this wallet is locked after too many wrong PINs: the mall operator must unlock it' },
+  // Bearer instruments at the mall: mall-sync/instruments*.ts.
+  MALL_ERR_INSTRUMENT_UNKNOWN: { status: 404, message: 'the mall has no record of this gift certificate or coupon' },
+  MALL_ERR_INSTRUMENT_VOIDED: { status: 409, message: 'this gift certificate was voided' },
+  MALL_ERR_INSTRUMENT_SPENT: { status: 409, message: 'this coupon was already used, or nothing remains on this gift certificate' },
+  MALL_ERR_INSTRUMENT_INSUFFICIENT: { status: 409, message: 'less remains on this gift certificate than asked' },
+  MALL_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only an unsold certificate, or one this store sold and nobody redeemed, can be voided' },
+  MALL_ERR_RESERVATION_UNKNOWN: { status: 404, message: 'no such reservation for this store' },
+  MALL_ERR_RESERVATION_SPENT: { status: 409, message: 'the reservation was already captured, released or lapsed' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,5 +1,6 @@
 import type { CashMovedData, ClosureReport, NoSaleData, ReprintData, ShiftClosedData, ShiftOpenedData } from './cashier-day.ts';
 import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
+import type { InstrumentSoldData, InstrumentUse, InstrumentVoidedData } from './instruments.ts';
 import type { Posting } from './ledger.ts';
 import type { Allocation, PricedLine, Product } from './pricing.ts';
 import type { TokenType } from './token-types.ts';
@@ -40,6 +41,12 @@ export interface SaleData {
   earned?: Record<string, number>;
   /** Tokens paid from the customer's mall wallet, each under the mall's authorisation (captured by the batch). */
   wallet?: WalletUse[];
+  /**
+   * Gift certificates and coupons that paid part of the sale (core/instruments.ts
+   * InstrumentUse): counted in allocations and debits like tokens, posted from
+   * `instruments` to `redeemed`.
+   */
+  instruments?: InstrumentUse[];
 }
 
 /** Tokens taken from the mall wallet under one authorisation of the mall. */
@@ -156,6 +163,8 @@ export type JournalEvent = EventBase &
     | { type: 'issuance'; postings: Posting[]; data: IssuanceData }
     | { type: 'exchange'; postings: Posting[]; data: ExchangeData }
     | { type: 'wallet.moved'; postings: Posting[]; data: WalletMoveData }
+    | { type: 'instrument.sold'; postings: Posting[]; data: InstrumentSoldData }
+    | { type: 'instrument.voided'; postings: Posting[]; data: InstrumentVoidedData }
     | { type: 'customer.registered'; postings: []; data: CustomerData }
     | { type: 'product.upserted'; postings: []; data: Product }
     | { type: 'token-type.upserted'; postings: []; data: TokenType }
@@ -169,7 +178,7 @@ export type JournalEvent = EventBase &
   );
 
 export type EventType = JournalEvent['type'];
-export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved'];
+export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided'];
 /** The cashier's day: events without postings that the mall accepts and records as they are. */
 export const CASHIER_DAY_EVENT_TYPES: readonly EventType[] = ['shift.opened', 'cash.moved', 'shift.closed', 'drawer.no-sale', 'receipt.reprinted', 'period.closed'];
 

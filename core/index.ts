@@ -14,3 +14,4 @@ export * from './batch.ts';
 export * from './sale-check.ts';
 export * from './cashier-day.ts';
 export * from './economy.ts';
+export * from './instruments.ts';

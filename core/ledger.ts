@@ -7,6 +7,7 @@ import { add, checkSignedAmount } from './money.ts';
  *   `float`           the vendor's unspent allotments  (never negative)
  *   `redeemed`        tokens taken in at checkout, reimbursed by their issuer later
  *   `issuer:<party>`  the source of allotted tokens (negative: what the party issued here)
+ *   `instruments`     gift certificates sold here less instruments redeemed here (core/instruments.ts)
  * A transaction is a set of postings that sums to zero per token type.
  */
 export interface Posting {

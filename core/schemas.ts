@@ -362,7 +362,7 @@ export const keyId = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a key id is a 43-c
 /** A product's GTIN as the vendor records it: 8 to 14 digits. */
 export const productGtin = z.string().regex(/^[0-9]{8,14}$/, 'a GTIN is 8-14 digits');
 /** An account of a vendor's token ledger (core/ledger.ts). */
-export const ledgerAccount = z.string().regex(/^(?:float|redeemed|customer:[a-z0-9][a-z0-9-]{0,39}|issuer:[a-z0-9][a-z0-9-]{0,39})$/, 'an account is float, redeemed, customer:<id> or issuer:<id>');
+export const ledgerAccount = z.string().regex(/^(?:float|redeemed|instruments|customer:[a-z0-9][a-z0-9-]{0,39}|issuer:[a-z0-9][a-z0-9-]{0,39})$/, 'an account is float, redeemed, instruments, customer:<id> or issuer:<id>');
 /** A sale or refund id: `S` and the 10-digit journal seq. */
 export const saleIdCode = z.string().regex(/^S[0-9]{10}$/, 'a sale id is S and 10 digits');
 

@@ -225,6 +225,8 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       assert(own(state.customers, event.data.id) === undefined, `customer id ${event.data.id} unused`);
       break;
     case 'allotment':
+    case 'instrument.sold':
+    case 'instrument.voided':
     case 'product.upserted':
     case 'token-type.upserted':
       break;
@@ -305,6 +307,8 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       touchCustomer(state, event.data.customer, event.seq);
       break;
     case 'allotment':
+    case 'instrument.sold':
+    case 'instrument.voided':
       break;
     case 'customer.registered': {
       const c = event.data;
