@@ -1,8 +1,8 @@
-import express, { type Request, type Router } from 'express';
+import type { Express, Request, Router } from 'express';
 import { route } from '../platform/http.ts';
 import type { CustomerDataService } from './customer-data.ts';
 import { directoryEntry, walletCheck } from './directory.ts';
-import { pathParam, vendorParam } from './http-params.ts';
+import { pathParam, signedPostRoutes, vendorParam } from './http-params.ts';
 import type { MallStore } from './store/store.ts';
 import type { WalletService } from './wallet.ts';
 
@@ -25,25 +25,8 @@ export interface EconomyRouteDeps {
   caughtUp: () => Promise<void>;
 }
 
-const rawBodies = new WeakMap<object, Buffer>();
-
-export function mountEconomyRoutes(app: express.Express, admin: Router, deps: EconomyRouteDeps): void {
-  const body = express.json({
-    limit: ECONOMY_BODY_BYTES_MAX,
-    strict: true,
-    type: () => true,
-    verify: (req, _res, buf) => {
-      rawBodies.set(req, Buffer.from(buf));
-    },
-  });
-  const signedPost = async (req: Request): Promise<string> => {
-    const vendor = vendorParam(req);
-    const raw = rawBodies.get(req) ?? Buffer.alloc(0);
-    rawBodies.delete(req);
-    await deps.caughtUp();
-    await deps.vendorAuth(req, vendor, raw);
-    return vendor;
-  };
+export function mountEconomyRoutes(app: Express, admin: Router, deps: EconomyRouteDeps): void {
+  const { body, signedPost } = signedPostRoutes(ECONOMY_BODY_BYTES_MAX, deps);
 
   app.post(
     '/v1/vendors/:vendor/wallet/authorisations',

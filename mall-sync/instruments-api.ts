@@ -1,6 +1,6 @@
-import express, { type Request, type Router } from 'express';
+import type { Express, Request, Router } from 'express';
 import { route } from '../platform/http.ts';
-import { pathParam, vendorParam } from './http-params.ts';
+import { pathParam, signedPostRoutes, vendorParam } from './http-params.ts';
 import type { InstrumentService } from './instruments.ts';
 
 /**
@@ -16,26 +16,9 @@ export interface InstrumentRouteDeps {
   caughtUp: () => Promise<void>;
 }
 
-const rawBodies = new WeakMap<object, Buffer>();
-
-export function mountInstrumentRoutes(app: express.Express, admin: Router, deps: InstrumentRouteDeps): void {
+export function mountInstrumentRoutes(app: Express, admin: Router, deps: InstrumentRouteDeps): void {
   const { instruments } = deps;
-  const body = express.json({
-    limit: INSTRUMENT_BODY_BYTES_MAX,
-    strict: true,
-    type: () => true,
-    verify: (req, _res, buf) => {
-      rawBodies.set(req, Buffer.from(buf));
-    },
-  });
-  const signedPost = async (req: Request): Promise<string> => {
-    const vendor = vendorParam(req);
-    const raw = rawBodies.get(req) ?? Buffer.alloc(0);
-    rawBodies.delete(req);
-    await deps.caughtUp();
-    await deps.vendorAuth(req, vendor, raw);
-    return vendor;
-  };
+  const { body, signedPost } = signedPostRoutes(INSTRUMENT_BODY_BYTES_MAX, deps);
 
   app.post('/v1/vendors/:vendor/instruments/reservations', body, route(async (req) => instruments.reserve(await signedPost(req), req.body)));
   app.post(
