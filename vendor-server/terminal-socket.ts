@@ -35,6 +35,8 @@ import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
 import { paysFromWallet } from './economy/wallet.ts';
 import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
+import { AUCTION_EVENTS, registerAuctionEvents } from './auctions/socket.ts';
+import type { AuctionService } from './auctions/service.ts';
 
 interface SocketData {
   terminalId: string;
@@ -61,6 +63,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   ...OFFLINE_EVENTS,
   ...XCHG_EVENTS,
   ...SELL_EVENTS,
+  ...AUCTION_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -89,6 +92,8 @@ export interface TerminalGatewayDeps {
   offline: OfflineService;
   /** Exchange, mall wallet and customer data (vendor-server/economy). */
   xchg: XchgServices;
+  /** Auctions (vendor-server/auctions); absent: tills see no lots. */
+  auctions?: AuctionService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -358,6 +363,10 @@ export class TerminalGateway {
       logger,
     });
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
+    const auctions = this.deps.auctions;
+    if (auctions !== undefined) {
+      registerAuctionEvents({ on: (event, listener) => socket.on(event as 'lot:bid', listener as never), handle, terminalId, actor, needCashier, ledger, access, auctions, audit, logger });
+    }
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));
     socket.on('offline-sale:forward', handle('offline-sale:forward', (p) => this.deps.offline.forward(terminalId, p)));
