@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { io, type Socket } from 'socket.io-client';
-import { makeCardNumber, type Ack, type JournalEvent, type ReceiptData, type SaleAck } from '../../core/index.ts';
+import type { Socket } from 'socket.io-client';
+import { makeCardNumber, type JournalEvent, type ReceiptData, type SaleAck } from '../../core/index.ts';
 import type { BidAck, LotView } from '../../core/auctions.ts';
-import { GENESIS_HASH } from '../../platform/storage/index.ts';
-import { applyEvent, emptyState } from '../../vendor-server/ledger/state.ts';
 import { BOARD_PIN_FAILURES_MAX } from '../../vendor-server/auctions/board.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 import { until } from '../helpers/process.ts';
 import { fetchTls } from '../helpers/http.ts';
+import { boardCall, boardSocket, replayBalances } from './auction-helpers.ts';
 import { code, exportJournal, journalBytes, ledgerPicture } from './economy-helpers.ts';
 
 const PEN = '4006381333931';
@@ -17,22 +16,6 @@ const BULENT = { id: 'cust-000002', card: makeCardNumber(2) }; // 350 ACME
 const CHLOE = { id: 'cust-000003', card: makeCardNumber(3) }; // 500 ACME
 
 type Till = { terminalId: string; credential: string; socket: TerminalClient };
-
-/** The balances a replay of the exported journal gives, from nothing. */
-export function replayBalances(events: JournalEvent[], vendorId: string): Record<string, Record<string, number>> {
-  const state = emptyState(vendorId, GENESIS_HASH);
-  for (const e of events) applyEvent(state, e, `h${e.seq}`);
-  return state.balances;
-}
-
-/** A board socket: no credential, the `/board` namespace of the vendor server. */
-export function boardSocket(server: { url: string; caPem: string }): Socket {
-  return io(`${server.url}/board`, { ca: server.caPem, transports: ['websocket'], reconnection: false, forceNew: true });
-}
-
-export async function boardCall<T>(socket: Socket, event: string, payload: unknown): Promise<Ack<T>> {
-  return (await socket.timeout(30_000).emitWithAck(event, payload)) as Ack<T>;
-}
 
 describe('vendor server: auctions at a store', function () {
   this.timeout(120_000);
