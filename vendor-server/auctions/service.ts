@@ -37,6 +37,9 @@ import { customerBalances, own } from '../ledger/state.ts';
 
 /** The longest the close timer sleeps before looking again (a far close needs no 24-day timer). */
 export const CLOSE_CHECK_MS_MAX = 60_000;
+/** Pushes of one lot are at least this far apart; a change within it is pushed at its end. */
+export const PUSH_COALESCE_MS = 100;
+const PUSH_SLOTS_MAX = 1_000;
 /** How long after a failed close it is tried again. */
 export const CLOSE_RETRY_MS = 1_000;
 /** Lots listed by `list()`: the open ones and those closed within this long. */
@@ -69,6 +72,8 @@ export class AuctionService {
   private stopped = false;
   private closing: Promise<void> | null = null;
   private readonly listeners = new Set<(view: LotView) => void>();
+  /** Per lot, when it was last pushed and the trailing push waiting, if any. */
+  private readonly pushes = new Map<string, { lastMs: number; timer: NodeJS.Timeout | null }>();
 
   constructor(
     private readonly ledger: LedgerService,
@@ -292,6 +297,8 @@ export class AuctionService {
 
   stop(): void {
     this.stopped = true;
+    for (const slot of this.pushes.values()) if (slot.timer !== null) clearTimeout(slot.timer);
+    this.pushes.clear();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -321,6 +328,43 @@ export class AuctionService {
       ? event.data.lotId
       : event.type === 'sale' && event.data.lot !== undefined ? event.data.lot.lotId : null;
     if (lotId === null) return;
+    this.push(lotId);
+    if (event.type === 'lot.bid' && event.data.buyNow) void this.closeDue().catch(() => undefined);
+    else if (this.closing === null && (event.type === 'lot.opened' || event.type === 'lot.bid')) this.schedule();
+  }
+
+  /**
+   * Pushes a lot's view at once, unless it was pushed less than PUSH_COALESCE_MS ago:
+   * then once more at the end of that time, with the view as it is then. A lot bid on by
+   * many tills at once is pushed a bounded number of times a second, each push showing
+   * its latest state, and never later than PUSH_COALESCE_MS after a change.
+   */
+  private push(lotId: string): void {
+    const now = performance.now();
+    const slot = this.pushes.get(lotId);
+    if (slot !== undefined && (slot.timer !== null || now - slot.lastMs < PUSH_COALESCE_MS)) {
+      if (slot.timer === null) {
+        slot.timer = setTimeout(() => {
+          slot.timer = null;
+          slot.lastMs = performance.now();
+          this.emit(lotId);
+        }, PUSH_COALESCE_MS - (now - slot.lastMs));
+        slot.timer.unref();
+      }
+      return;
+    }
+    this.pushes.set(lotId, { lastMs: now, timer: null });
+    if (this.pushes.size > PUSH_SLOTS_MAX) {
+      for (const [id, s] of this.pushes) {
+        if (s.timer !== null || id === lotId) continue;
+        this.pushes.delete(id);
+        if (this.pushes.size <= PUSH_SLOTS_MAX / 2) break;
+      }
+    }
+    this.emit(lotId);
+  }
+
+  private emit(lotId: string): void {
     const view = this.view(lotId);
     for (const l of this.listeners) {
       try {
@@ -329,8 +373,6 @@ export class AuctionService {
         this.logger.error({ err }, 'a lot listener failed');
       }
     }
-    if (event.type === 'lot.bid' && event.data.buyNow) void this.closeDue().catch(() => undefined);
-    else if (this.closing === null && (event.type === 'lot.opened' || event.type === 'lot.bid')) this.schedule();
   }
 
   private async eventOf<T extends JournalEvent['type']>(seq: number, type: T): Promise<Extract<JournalEvent, { type: T }>> {
