@@ -9,6 +9,7 @@ import {
   type WireError,
 } from '../core/index.ts';
 import { renewAccessCredential, RenewRefused, type LinkCredentials } from './credential.ts';
+import type { LotView } from '../core/auctions.ts';
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'revoked' | 'unauthorised';
 
@@ -192,6 +193,15 @@ export class StoreLink {
     };
     this.socket.on('catalog:changed', handler);
     return () => this.socket.off('catalog:changed', handler);
+  }
+
+  /** A lot changed at the store (auctions): the store pushes its view once the change is durable. */
+  onLotUpdate(cb: (lot: LotView) => void): () => void {
+    const handler = (lot: LotView) => {
+      if (typeof lot?.lotId === 'string' && typeof lot.status === 'string') cb(lot);
+    };
+    this.socket.on('lot:update', handler);
+    return () => this.socket.off('lot:update', handler);
   }
 
   onStatus(cb: (s: LinkStatus) => void): () => void {
