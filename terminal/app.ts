@@ -325,6 +325,13 @@ export class TerminalApp {
       },
       say: (kind, text) => this.say(kind, text),
       changed: () => this.changed(),
+      printSale: async (receipt) => {
+        const server = this.link.status().server;
+        await this.opts.printQueue.enqueue(
+          toReceipt(receipt, { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? receipt.sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} }),
+        );
+        this.lastReceiptSaleId = receipt.sale.saleId;
+      },
     });
   }
 

@@ -1,6 +1,6 @@
-import { fail, formatUnits, type ClientToServerEvents, type CustomerView } from '../core/index.ts';
+import { fail, formatUnits, type ClientToServerEvents, type CustomerView, type ReceiptData } from '../core/index.ts';
 import type { BidAck, LotView } from '../core/auctions.ts';
-import type { StoreLink } from './store-link.ts';
+import { RemoteError, type StoreLink } from './store-link.ts';
 
 /**
  * Auctions at the till: the store's open lots with their high bids, kept current by the
@@ -37,6 +37,8 @@ export interface TillAuctionsDeps {
   needOnline: (offlineText: string) => void;
   say: (kind: 'info' | 'success' | 'error', text: string) => void;
   changed: () => void;
+  /** Prints the receipt of a sale this till's bid won (the store names the winning bid's till on the sale). */
+  printSale: (receipt: ReceiptData) => Promise<void>;
 }
 
 const OFFLINE_BID = 'the store server is unreachable: bids are held on the store server, so none can be placed now';
@@ -45,12 +47,15 @@ export class TillAuctions {
   private readonly lots = new Map<string, LotView>();
   private lastBid: AuctionsView['lastBid'] = null;
   private readonly unsubscribe: (() => void)[] = [];
+  /** Lots this till bid on since it started: their close is said here, and a won lot's receipt printed. */
+  private readonly bidOn = new Set<string>();
 
   constructor(private readonly deps: TillAuctionsDeps) {
     this.unsubscribe.push(
       deps.link.onLotUpdate((lot) => {
         this.keep(lot);
         deps.changed();
+        if (lot.status === 'closed' && this.bidOn.delete(lot.lotId)) void this.closed(lot);
       }),
     );
   }
@@ -103,6 +108,7 @@ export class TillAuctions {
     if (customer === null) fail('POS_ERR_COMMAND', 'scan the customer card first: a bid is the customer\'s');
     const lot = this.lots.get(lotId);
     const ack = await this.deps.sendKeyed<BidAck>('lot:bid', { lotId, card: customer.card, units }, pin === undefined ? {} : { customerPin: pin });
+    this.bidOn.add(lotId);
     const token = lot?.token ?? Object.keys(ack.balancesAfter)[0] ?? '';
     const text = `${customer.name} is the high bidder on ${lot?.title ?? lotId} at ${formatUnits(ack.units, token)}${ack.buyNow ? ': the buy-now price, the lot is theirs' : ''}; ${formatUnits(ack.units, token)} are held until the lot closes or they are outbid`;
     this.lastBid = { lotId, title: lot?.title ?? lotId, units: ack.units, token, closesAt: ack.closesAt, customer: customer.name, text };
@@ -110,6 +116,29 @@ export class TillAuctions {
     const fresh = await this.deps.link.request<CustomerView>('customer:lookup', { card: customer.card }).catch(() => null);
     if (fresh !== null) await this.deps.setCustomer(fresh);
     this.deps.say('success', text);
+  }
+
+  /**
+   * A lot this till bid on closed. Sold at this till's bid, the store made the sale as this
+   * till's: its receipt is fetched and printed. Won at another till's or the board's, it
+   * is only said.
+   */
+  private async closed(lot: LotView): Promise<void> {
+    const r = lot.result;
+    if (r === null || !r.sold || r.saleId === null) {
+      this.deps.say('info', `${lot.title} closed unsold: the tokens held for it went back`);
+      return;
+    }
+    const sold = `${lot.title} sold to card ${r.card ?? ''} for ${formatUnits(r.units ?? 0, lot.token)}`;
+    try {
+      const receipt = await this.deps.link.request<ReceiptData>('receipt:get', { saleId: r.saleId });
+      await this.deps.printSale(receipt);
+      this.deps.say('success', `${sold}: sale ${r.saleId}, receipt printed`);
+    } catch (err) {
+      // Another till's sale (or the board's) is not this till's to print.
+      if (err instanceof RemoteError && err.wire.code === 'VND_ERR_RECEIPT_FORBIDDEN') this.deps.say('info', `${sold}, at another till`);
+      else this.deps.say('info', `${sold}: sale ${r.saleId}; its receipt could not be fetched now: scan the sale's receipt number or reprint it at the store`);
+    }
   }
 
   close(): void {

@@ -85,4 +85,22 @@ describe('e2e: auctions on the cashier screen', function () {
     await page.locator(`[data-testid="lot-row"][data-lot="${lot.lotId}"][data-bids="3"]`).waitFor({ timeout: UI_WAIT_MS });
     expect(await high().textContent()).to.equal('30 ACME');
   });
+
+  it('prints the receipt at the till whose bid won, when the lot closes', async () => {
+    const sim = rig.terminal.printerSim;
+    if (sim === null) throw new Error('no printer simulator');
+    const printedBefore = sim.receipts().length;
+    const res = await rig.store.operator('POST', '/api/lots', { title: 'Signed ball', token: 'ACME', reserveUnits: 0, incrementUnits: 5, closesAt: new Date(Date.now() + 4_000).toISOString(), snipeWindowSeconds: 0 }, { 'idempotency-key': randomUUID() });
+    expect(res.status, res.text).to.equal(200);
+    const ball = res.body as LotView;
+    await page.locator(`[data-testid="btn-lot-bid"][data-lot="${ball.lotId}"]`).click();
+    await dialogOpen('dlg-bid');
+    await page.keyboard.press('Enter');
+    await dialogClosed('dlg-bid');
+    await expectText('message-text', /Signed ball sold to card .* for 5 ACME: sale S\d+, receipt printed/);
+    const deadline = Date.now() + UI_WAIT_MS;
+    while (sim.receipts().length === printedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const text = (sim.receipts().at(-1)?.lines ?? []).map((l) => l.text).join('\n');
+    expect(text).to.include('Signed ball');
+  });
 });
