@@ -426,8 +426,8 @@ export interface ServerToClientEvents {
   'catalog:changed': (info: { version: number }) => void;
   /** `code` says why: VND_ERR_TERMINAL_REVOKED, or VND_ERR_CREDENTIAL_REPLACED after a new pairing. */
   'terminal:revoked': (info: { terminalId: string; message: string; code: string }) => void;
-  /** A lot changed (listed, bid on, cancelled, closed), pushed once the change is durable. */
-  'lot:update': (lot: LotView) => void;
+  /** Lots changed (listed, bid on, cancelled, closed), pushed together once the changes are durable. */
+  'lots:update': (lots: LotView[]) => void;
 }
 
 /**
@@ -440,7 +440,7 @@ export interface BoardClientEvents {
 }
 
 export interface BoardServerEvents {
-  'lot:update': (lot: LotView) => void;
+  'lots:update': (lots: LotView[]) => void;
 }
 
 /** Limits both sides agree on. */

@@ -195,13 +195,14 @@ export class StoreLink {
     return () => this.socket.off('catalog:changed', handler);
   }
 
-  /** A lot changed at the store (auctions): the store pushes its view once the change is durable. */
+  /** Lots changed at the store (auctions): the store pushes their views once the changes are durable. */
   onLotUpdate(cb: (lot: LotView) => void): () => void {
-    const handler = (lot: LotView) => {
-      if (typeof lot?.lotId === 'string' && typeof lot.status === 'string') cb(lot);
+    const handler = (lots: LotView[]) => {
+      if (!Array.isArray(lots)) return;
+      for (const lot of lots) if (typeof lot?.lotId === 'string' && typeof lot.status === 'string') cb(lot);
     };
-    this.socket.on('lot:update', handler);
-    return () => this.socket.off('lot:update', handler);
+    this.socket.on('lots:update', handler);
+    return () => this.socket.off('lots:update', handler);
   }
 
   onStatus(cb: (s: LinkStatus) => void): () => void {

@@ -232,9 +232,9 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg, auctions });
   const io = gateway.io;
   const board = registerBoard(io, { ledger, access, auctions, logger, metrics });
-  auctions.subscribe((lot) => {
-    io.emit('lot:update', lot);
-    board.emit('lot:update', lot);
+  auctions.subscribe((lots) => {
+    io.emit('lots:update', lots);
+    board.emit('lots:update', lots);
   });
   catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();

@@ -33,7 +33,7 @@ const quick = process.argv.slice(2).includes('--quick');
 const MODE = quick ? { warmupMs: 1_000, measureMs: 4_000, limitMs: 180_000 } : { warmupMs: 2_000, measureMs: 10_000, limitMs: 600_000 };
 const CUSTOMERS = 100;
 const UNITS_PER_CUSTOMER = 1_000_000_000;
-const LOTS = 20;
+const LOTS = 100;
 const ACK_TIMEOUT_MS = 30_000;
 const START_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 60_000;
@@ -85,15 +85,18 @@ async function runBids(sockets: TerminalSocket[], terminals: BenchTerminal[], bo
   const minOf = new Map<string, number>(lots.map((id) => [id, 1]));
   /** lot -> the board's updates in arrival order: the high bid it showed, and when (highs only rise). */
   const updates = new Map<string, { units: number; at: number }[]>(lots.map((id) => [id, []]));
-  const onBoard = (v: LotView) => {
-    const list = updates.get(v.lotId);
-    if (list !== undefined && v.high !== null) list.push({ units: v.high.units, at: performance.now() });
+  const onBoard = (views: LotView[]) => {
+    const at = performance.now();
+    for (const v of views) {
+      const list = updates.get(v.lotId);
+      if (list !== undefined && v.high !== null) list.push({ units: v.high.units, at });
+    }
   };
-  board.on('lot:update', onBoard);
-  const learn = (v: LotView) => {
-    if (v.minBidUnits !== null && minOf.has(v.lotId)) minOf.set(v.lotId, Math.max(minOf.get(v.lotId) ?? 1, v.minBidUnits));
+  board.on('lots:update', onBoard);
+  const learn = (views: LotView[]) => {
+    for (const v of views) if (v.minBidUnits !== null && minOf.has(v.lotId)) minOf.set(v.lotId, Math.max(minOf.get(v.lotId) ?? 1, v.minBidUnits));
   };
-  for (const s of sockets) s.on('lot:update', learn);
+  for (const s of sockets) s.on('lots:update', learn);
 
   let accepted = 0;
   let refused = 0;
@@ -140,8 +143,8 @@ async function runBids(sockets: TerminalSocket[], terminals: BenchTerminal[], bo
   // The last pushes come at most a coalescing interval after the last bids.
   const settle = performance.now() + 2_000;
   while (performance.now() < settle && measured.some((m) => shownAt(m.lot, m.units) === undefined)) await new Promise((r) => setTimeout(r, 10));
-  board.off('lot:update', onBoard);
-  for (const s of sockets) s.off('lot:update', learn);
+  board.off('lots:update', onBoard);
+  for (const s of sockets) s.off('lots:update', learn);
   const boardMs: number[] = [];
   let missing = 0;
   for (const m of measured) {

@@ -60,7 +60,7 @@ describe('vendor server: auctions at a store', function () {
     const a0 = acme(ANNA.id);
     const b0 = acme(BULENT.id);
     const pushed: LotView[] = [];
-    till2.socket.on('lot:update', (v: LotView) => pushed.push(v));
+    till2.socket.on('lots:update', (vs: LotView[]) => pushed.push(...vs));
     const first = expectOk(await bid(lot.lotId, ANNA.card, 100));
     expect(first.units).to.equal(100);
     expect(acme(ANNA.id)).to.equal(a0 - 100);
@@ -78,7 +78,7 @@ describe('vendor server: auctions at a store', function () {
     expect(escrow(lot.lotId)).to.equal(130);
     const events = (await exportJournal(store)).filter((e) => e.type === 'lot.bid' && e.data.lotId === lot.lotId);
     expect(events.map((e) => e.type === 'lot.bid' && e.data.previous)).to.deep.equal([null, { customer: ANNA.id, units: 100 }, { customer: BULENT.id, units: 110 }]);
-    till2.socket.off('lot:update');
+    till2.socket.off('lots:update');
   });
 
   it('refuses a bid below the high bid plus the increment, changing nothing', async () => {
@@ -162,12 +162,13 @@ describe('vendor server: auctions at a store', function () {
     expectOk(await bid(lot.lotId, ANNA.card, 20));
     expectOk(await bid(lot.lotId, BULENT.card, 40, till2));
     const closed = new Promise<LotView>((resolve) => {
-      const on = (v: LotView) => {
-        if (v.lotId !== lot.lotId || v.status !== 'closed') return;
-        till2.socket.off('lot:update', on);
+      const on = (vs: LotView[]) => {
+        const v = vs.find((x) => x.lotId === lot.lotId && x.status === 'closed');
+        if (v === undefined) return;
+        till2.socket.off('lots:update', on);
         resolve(v);
       };
-      till2.socket.on('lot:update', on);
+      till2.socket.on('lots:update', on);
     });
     const v = await closed;
     expect(v.result?.sold).to.equal(true);
@@ -279,12 +280,13 @@ describe('vendor server: auctions at a store', function () {
     it('takes a bid with card and PIN, pushed to the board', async () => {
       const lot = await createLot({});
       const seen = new Promise<LotView>((resolve) => {
-        const on = (v: LotView) => {
-          if (v.lotId !== lot.lotId || v.high === null) return;
-          board.off('lot:update', on);
+        const on = (vs: LotView[]) => {
+          const v = vs.find((x) => x.lotId === lot.lotId && x.high !== null);
+          if (v === undefined) return;
+          board.off('lots:update', on);
           resolve(v);
         };
-        board.on('lot:update', on);
+        board.on('lots:update', on);
       });
       const ack = expectOk(await boardCall<BidAck>(board, 'board:bid', { key: `board:${randomUUID()}`, lotId: lot.lotId, card: ANNA.card, pin: '2468', units: 10 }));
       expect(ack.units).to.equal(10);

@@ -123,8 +123,8 @@ export const BOARD_JS = `'use strict';
     $('conn').textContent = 'reconnecting';
     $('conn').className = '';
   });
-  socket.on('lot:update', (lot) => {
-    keep(lot);
+  socket.on('lots:update', (changed) => {
+    for (const lot of changed) keep(lot);
     render();
   });
   setInterval(tick, 1000);

@@ -37,9 +37,8 @@ import { customerBalances, own } from '../ledger/state.ts';
 
 /** The longest the close timer sleeps before looking again (a far close needs no 24-day timer). */
 export const CLOSE_CHECK_MS_MAX = 60_000;
-/** Pushes of one lot are at least this far apart; a change within it is pushed at its end. */
-export const PUSH_COALESCE_MS = 100;
-const PUSH_SLOTS_MAX = 1_000;
+/** Pushes of lot changes are at least this far apart; changes within it go out together at its end. */
+export const PUSH_COALESCE_MS = 50;
 /** How long after a failed close it is tried again. */
 export const CLOSE_RETRY_MS = 1_000;
 /** Lots listed by `list()`: the open ones and those closed within this long. */
@@ -71,9 +70,11 @@ export class AuctionService {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private closing: Promise<void> | null = null;
-  private readonly listeners = new Set<(view: LotView) => void>();
-  /** Per lot, when it was last pushed and the trailing push waiting, if any. */
-  private readonly pushes = new Map<string, { lastMs: number; timer: NodeJS.Timeout | null }>();
+  private readonly listeners = new Set<(views: LotView[]) => void>();
+  /** Lots changed since the last push, the push waiting (if any) and when the last one went. */
+  private readonly dirty = new Set<string>();
+  private pushTimer: NodeJS.Timeout | null = null;
+  private lastPushMs = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly ledger: LedgerService,
@@ -106,8 +107,8 @@ export class AuctionService {
     return out;
   }
 
-  /** Calls `listener` with a lot's view after each of its changes is durable; returns the unsubscribe. */
-  subscribe(listener: (view: LotView) => void): () => void {
+  /** Calls `listener` with the views of lots changed (each change durable by then); returns the unsubscribe. */
+  subscribe(listener: (views: LotView[]) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -297,8 +298,9 @@ export class AuctionService {
 
   stop(): void {
     this.stopped = true;
-    for (const slot of this.pushes.values()) if (slot.timer !== null) clearTimeout(slot.timer);
-    this.pushes.clear();
+    if (this.pushTimer !== null) clearTimeout(this.pushTimer);
+    this.pushTimer = null;
+    this.dirty.clear();
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -334,41 +336,35 @@ export class AuctionService {
   }
 
   /**
-   * Pushes a lot's view at once, unless it was pushed less than PUSH_COALESCE_MS ago:
-   * then once more at the end of that time, with the view as it is then. A lot bid on by
-   * many tills at once is pushed a bounded number of times a second, each push showing
-   * its latest state, and never later than PUSH_COALESCE_MS after a change.
+   * Pushes the views of changed lots, all in one message: at once when nothing was pushed
+   * in the last PUSH_COALESCE_MS, else at the end of that time, each view as the lot is
+   * then. However many bids land, every till and board gets a bounded number of messages
+   * a second, each change shown no later than PUSH_COALESCE_MS after it.
    */
   private push(lotId: string): void {
-    const now = performance.now();
-    const slot = this.pushes.get(lotId);
-    if (slot !== undefined && (slot.timer !== null || now - slot.lastMs < PUSH_COALESCE_MS)) {
-      if (slot.timer === null) {
-        slot.timer = setTimeout(() => {
-          slot.timer = null;
-          slot.lastMs = performance.now();
-          this.emit(lotId);
-        }, PUSH_COALESCE_MS - (now - slot.lastMs));
-        slot.timer.unref();
-      }
+    this.dirty.add(lotId);
+    if (this.pushTimer !== null) return;
+    const wait = PUSH_COALESCE_MS - (performance.now() - this.lastPushMs);
+    if (wait <= 0) {
+      this.flush();
       return;
     }
-    this.pushes.set(lotId, { lastMs: now, timer: null });
-    if (this.pushes.size > PUSH_SLOTS_MAX) {
-      for (const [id, s] of this.pushes) {
-        if (s.timer !== null || id === lotId) continue;
-        this.pushes.delete(id);
-        if (this.pushes.size <= PUSH_SLOTS_MAX / 2) break;
-      }
-    }
-    this.emit(lotId);
+    this.pushTimer = setTimeout(() => {
+      this.pushTimer = null;
+      this.flush();
+    }, wait);
+    this.pushTimer.unref();
   }
 
-  private emit(lotId: string): void {
-    const view = this.view(lotId);
+  private flush(): void {
+    this.lastPushMs = performance.now();
+    const views: LotView[] = [];
+    for (const id of this.dirty) views.push(this.view(id));
+    this.dirty.clear();
+    if (views.length === 0) return;
     for (const l of this.listeners) {
       try {
-        l(view);
+        l(views);
       } catch (err) {
         this.logger.error({ err }, 'a lot listener failed');
       }

@@ -206,6 +206,11 @@ export type PostingPlan = readonly PlannedBalance[];
 
 const NO_POSTINGS: PostingPlan = Object.freeze([]);
 
+/** Whether a lot's high bid is the bid an event gives back (both none, or the same customer and units). */
+function sameHeld(high: LotState['high'], held: { customer: string; units: number } | null): boolean {
+  return high === null ? held === null : held !== null && high.customer === held.customer && high.units === held.units;
+}
+
 function openLot(state: LedgerState, id: string): LotState {
   const lot = own(state.lots, id);
   assert(lot !== undefined && lot.status === 'open', `lot ${id} is open`);
@@ -275,8 +280,7 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
     case 'lot.bid': {
       const lot = openLot(state, event.data.lotId);
       customerExists(state, event.data.customer);
-      const high = lot.high === null ? null : { customer: lot.high.customer, units: lot.high.units };
-      assert(JSON.stringify(high) === JSON.stringify(event.data.previous), `bid on ${event.data.lotId} releases the high bid`);
+      assert(sameHeld(lot.high, event.data.previous), `bid on ${event.data.lotId} releases the high bid`);
       break;
     }
     case 'lot.cancelled':
@@ -284,8 +288,7 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       break;
     case 'lot.closed': {
       const lot = openLot(state, event.data.lotId);
-      const high = lot.high === null ? null : { customer: lot.high.customer, units: lot.high.units };
-      assert(JSON.stringify(high) === JSON.stringify(event.data.released), `lot ${event.data.lotId} closed unsold releases the high bid`);
+      assert(sameHeld(lot.high, event.data.released), `lot ${event.data.lotId} closed unsold releases the high bid`);
       break;
     }
     default: {
