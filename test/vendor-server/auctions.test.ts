@@ -55,6 +55,43 @@ describe('vendor server: auctions at a store', function () {
     expect(product.gtin).to.equal(PEN);
   });
 
+  it('refuses a lot that cannot be listed with a typed error, changing nothing', async () => {
+    const before = await ledgerPicture(store);
+    const bytes = await journalBytes(store.dir);
+    const post = (body: Record<string, unknown>) => store.operator('POST', '/api/lots', { title: 'Lamp', token: 'ACME', reserveUnits: 0, incrementUnits: 10, closesAt: soon(3_600_000), ...body }, { 'idempotency-key': randomUUID() });
+    const cases: [Record<string, unknown>, string][] = [
+      [{ closesAt: soon(-1_000) }, 'VND_ERR_LOT_INVALID'],
+      [{ opensAt: soon(7_200_000) }, 'VND_ERR_LOT_INVALID'],
+      [{ closesAt: soon(100 * 24 * 3_600_000) }, 'VND_ERR_LOT_INVALID'],
+      [{ reserveUnits: 500, buyNowUnits: 100 }, 'VND_ERR_LOT_INVALID'],
+      [{ token: 'NOPE' }, 'CORE_ERR_TOKEN_UNKNOWN'],
+      [{ code: '4006381333932' }, 'CORE_ERR_CHECK_DIGIT'],
+      [{ incrementUnits: 0 }, 'CORE_ERR_VALIDATION'],
+      [{ reserveUnits: -1 }, 'CORE_ERR_VALIDATION'],
+      [{ reserveUnits: 1.5 }, 'CORE_ERR_VALIDATION'],
+      [{ title: '' }, 'CORE_ERR_VALIDATION'],
+      [{ snipeWindowSeconds: 100_000 }, 'CORE_ERR_VALIDATION'],
+      [{ extra: true }, 'CORE_ERR_VALIDATION'],
+    ];
+    for (const [body, want] of cases) {
+      const res = await post(body);
+      expect(res.body.error?.code, JSON.stringify(body)).to.equal(want);
+    }
+    const noKey = await store.operator('POST', '/api/lots', { title: 'Lamp', token: 'ACME', reserveUnits: 0, incrementUnits: 10, closesAt: soon(3_600_000) });
+    expect(noKey.body.error?.code).to.equal('VND_ERR_IDEMPOTENCY_KEY');
+    expect((await store.operator('GET', '/api/lots/__proto__')).body.error?.code).to.equal('CORE_ERR_VALIDATION');
+    expect((await store.operator('GET', '/api/lots/lot-999999')).body.error?.code).to.equal('VND_ERR_LOT_UNKNOWN');
+    // The same key and body lists one lot; another body under it is a conflict.
+    const key = randomUUID();
+    const body = { title: 'Kite', token: 'ACME', reserveUnits: 0, incrementUnits: 10, closesAt: soon(3_600_000) };
+    const first = await store.operator('POST', '/api/lots', body, { 'idempotency-key': key });
+    const again = await store.operator('POST', '/api/lots', body, { 'idempotency-key': key });
+    expect(again.body.lotId).to.equal(first.body.lotId);
+    expect((await store.operator('POST', '/api/lots', { ...body, title: 'Other' }, { 'idempotency-key': key })).body.error?.code).to.equal('VND_ERR_IDEMPOTENCY_CONFLICT');
+    expect(store.server.ledger.state.seq).to.equal(before.seq + 1);
+    expect((await journalBytes(store.dir)).startsWith(bytes)).to.equal(true);
+  });
+
   it('moves a bid into escrow and releases the outbid hold at once, pushing the change to every till', async () => {
     const lot = await createLot({});
     const a0 = acme(ANNA.id);
