@@ -184,7 +184,12 @@ export class AuctionService {
    * customer's PIN (VND_ERR_CUSTOMER_PIN_REQUIRED), as a payment at the till does.
    */
   bid(actor: Actor, input: BidInput, opts: { tokenValueLimitMinor?: number | null } = {}): Promise<BidAck> {
-    const card = parseCardNumber(input.card);
+    let card: string;
+    try {
+      card = parseCardNumber(input.card);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     let built: JournalEvent | null = null;
     return this.ledger.commitRequest(
       actor,
