@@ -100,6 +100,13 @@ export const VND_ERRORS = {
   VND_ERR_OFFLINE_LIMIT: { status: 409, message: 'the mall is unreachable and this exceeds what the store may do offline' },
   VND_ERR_LOYALTY_SPENT: { status: 409, message: 'the customer has already spent tokens this sale earned: a supervisor may refund it less their face value' },
   VND_ERR_WALLET_OFFLINE: { status: 503, message: 'the mall wallet cannot be reached now: take another tender' },
+  // Auctions (core/auctions.ts, vendor-server/auctions).
+  VND_ERR_LOT_UNKNOWN: { status: 404, message: 'there is no such lot in this store' },
+  VND_ERR_LOT_CLOSED: { status: 409, message: 'this lot takes no bids: it has closed, was cancelled or has not opened yet' },
+  VND_ERR_BID_TOO_LOW: { status: 409, message: 'the bid is below the least bid the lot takes (the high bid plus the increment)' },
+  VND_ERR_LOT_HAS_BIDS: { status: 409, message: 'a lot can be cancelled only before its first bid' },
+  VND_ERR_LOT_INVALID: { status: 400, message: 'the lot cannot be listed: check its token, times and prices' },
+  VND_ERR_LOT_SALE_FINAL: { status: 409, message: 'a lot sold at auction is not refunded at the till' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -3,6 +3,7 @@ import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { InstrumentSoldData, InstrumentUse, InstrumentVoidedData } from './instruments.ts';
 import type { Posting } from './ledger.ts';
 import type { Allocation, PricedLine, Product } from './pricing.ts';
+import type { LotBidData, LotCancelledData, LotClosedData, LotSpec, SaleLot } from './auctions.ts';
 import type { TokenType } from './token-types.ts';
 
 /**
@@ -47,6 +48,8 @@ export interface SaleData {
    * `instruments` to `redeemed`.
    */
   instruments?: InstrumentUse[];
+  /** The lot a sold auction lot's close made this sale of, paid from the lot's escrow (core/auctions.ts). */
+  lot?: SaleLot;
 }
 
 /** Tokens taken from the mall wallet under one authorisation of the mall. */
@@ -175,12 +178,20 @@ export type JournalEvent = EventBase &
     | { type: 'drawer.no-sale'; postings: []; data: NoSaleData }
     | { type: 'receipt.reprinted'; postings: []; data: ReprintData }
     | { type: 'period.closed'; postings: []; data: ClosureReport }
+    // Auctions (core/auctions.ts): a bid moves units into the lot's escrow; a sold lot's close is a `sale`.
+    | { type: 'lot.opened'; postings: []; data: LotSpec }
+    | { type: 'lot.bid'; postings: Posting[]; data: LotBidData }
+    | { type: 'lot.cancelled'; postings: []; data: LotCancelledData }
+    | { type: 'lot.closed'; postings: Posting[]; data: LotClosedData }
   );
 
 export type EventType = JournalEvent['type'];
 export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided'];
 /** The cashier's day: events without postings that the mall accepts and records as they are. */
 export const CASHIER_DAY_EVENT_TYPES: readonly EventType[] = ['shift.opened', 'cash.moved', 'shift.closed', 'drawer.no-sale', 'receipt.reprinted', 'period.closed'];
+
+/** Auction events other than the sale a sold lot becomes. */
+export const LOT_EVENT_TYPES: readonly EventType[] = ['lot.opened', 'lot.bid', 'lot.cancelled', 'lot.closed'];
 
 /** Distributes Omit over the union so each event type keeps its own data shape. */
 export type NewEvent = JournalEvent extends infer E ? (E extends JournalEvent ? Omit<E, 'prev'> : never) : never;

@@ -8,6 +8,7 @@ import { add, checkSignedAmount } from './money.ts';
  *   `redeemed`        tokens taken in at checkout, reimbursed by their issuer later
  *   `issuer:<party>`  the source of allotted tokens (negative: what the party issued here)
  *   `instruments`     gift certificates sold here less instruments redeemed here (core/instruments.ts)
+ *   `escrow:<lot>`    the high bid held on an auction lot (never negative; core/auctions.ts)
  * A transaction is a set of postings that sums to zero per token type.
  */
 export interface Posting {
@@ -28,7 +29,8 @@ export function issuerAccount(party: string): string {
 }
 
 export function mustStayNonNegative(account: string): boolean {
-  return account === FLOAT_ACCOUNT || account.startsWith('customer:');
+  // A lot's escrow holds its high bid: it can give back only what bids put in.
+  return account === FLOAT_ACCOUNT || account.startsWith('customer:') || account.startsWith('escrow:');
 }
 
 /** Read and write access to balances; the vendor server keeps them in its state. */

@@ -1,3 +1,4 @@
+import type { BidAck, LotView } from './auctions.ts';
 import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { WireError } from './errors.ts';
 import type { SaleData } from './events.ts';
@@ -418,6 +419,10 @@ export interface ClientToServerEvents {
   'wallet:pin': Handler<{ key: string; card: string; pin: string; oldPin?: string }, { card: string; pinSet: true }>;
   /** Asks the mall for a customer of another store (consent required; the mall charges this store a toll). */
   'customer:data-request': Handler<{ key: string; card: string }, CustomerDataView>;
+  /** Auctions (core/auctions.ts): the open lots and those closed in the last day. */
+  'lots:list': Handler<Record<string, never>, LotView[]>;
+  /** A bid for the customer whose card was scanned; idempotent by `key`; `customerPin` as for sale:commit. */
+  'lot:bid': Handler<{ key: string; lotId: string; card: string; units: number; customerPin?: string }, BidAck>;
 }
 
 export interface ServerToClientEvents {
@@ -426,6 +431,21 @@ export interface ServerToClientEvents {
   'catalog:changed': (info: { version: number }) => void;
   /** `code` says why: VND_ERR_TERMINAL_REVOKED, or VND_ERR_CREDENTIAL_REPLACED after a new pairing. */
   'terminal:revoked': (info: { terminalId: string; message: string; code: string }) => void;
+  /** Lots changed (listed, bid on, cancelled, closed), pushed together once the changes are durable. */
+  'lots:update': (lots: LotView[]) => void;
+}
+
+/**
+ * The bid board's socket.io namespace (`/board` on the vendor server): anyone may watch;
+ * a bid needs the customer's card and PIN.
+ */
+export interface BoardClientEvents {
+  'lots:list': Handler<Record<string, never>, LotView[]>;
+  'board:bid': Handler<{ key: string; lotId: string; card: string; pin: string; units: number }, BidAck>;
+}
+
+export interface BoardServerEvents {
+  'lots:update': (lots: LotView[]) => void;
 }
 
 /** Limits both sides agree on. */

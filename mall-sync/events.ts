@@ -170,6 +170,23 @@ export interface BatchIngestedData {
   economy?: BatchEconomy;
   /** What the batch changed of bearer instruments (instruments-state.ts); absent when nothing. */
   instruments?: InstrumentBatchEffects;
+  /** The auction lots the batch listed, bid on or closed, as they stand after it (lot id -> record); absent when none. */
+  lots?: Record<string, LotRecord>;
+}
+
+/**
+ * An auction lot of a vendor as the mall follows it from the batches: the escrow holds
+ * exactly the high bid while the lot is open, and a lot closes once, by its one sale or
+ * unsold (core/auctions.ts).
+ */
+export interface LotRecord {
+  token: string;
+  status: 'open' | 'closed' | 'cancelled';
+  high: { customer: string; units: number } | null;
+  /** The event that closed or cancelled the lot. */
+  closedBy: number | null;
+  /** The event seq of the sale a sold lot became. */
+  saleSeq: number | null;
 }
 
 /** A customer registration as the directory records it: name and contact only with the customer's consent. */

@@ -2,6 +2,8 @@ import { z } from 'zod';
 import {
   CASHIER_DAY_EVENT_TYPES,
   checkBalanced,
+  customerAccount,
+  LOT_EVENT_TYPES,
   checkSaleShape,
   entityId,
   FLOAT_ACCOUNT,
@@ -19,6 +21,7 @@ import {
   type JournalEvent,
   type TokenType,
 } from '../core/index.ts';
+import { bidPostings, escrowAccount, LOT_ID_PATTERN, releasePostings } from '../core/auctions.ts';
 import { exchangeClearing, redemptionClearing, reversalClearing } from './clearing.ts';
 import {
   customerRegisteredData,
@@ -32,10 +35,10 @@ import {
   useRecords,
   walletMoveData,
 } from './economy-judge.ts';
-import type { BatchEconomy, BatchIngestedData, ClearingRecord, FlaggedRecord, WalletEffect } from './events.ts';
+import type { BatchEconomy, BatchIngestedData, ClearingRecord, FlaggedRecord, LotRecord, WalletEffect } from './events.ts';
 import { foldInstrumentPostings, InstrumentCollector, type SaleInstruments } from './instruments-judge.ts';
 import type { InstrumentBatchEffects } from './instruments-state.ts';
-import { own } from './store/dict.ts';
+import { dict, own } from './store/dict.ts';
 import { feesAt, type MallState } from './store/state.ts';
 
 /**
@@ -75,7 +78,13 @@ import { feesAt, type MallState } from './store/state.ts';
  *    card registered at this vendor as that customer, tokens within what the vendor could
  *    hold); from-wallet needs this vendor's authorisation for that card, token and units;
  *  - customer.registered: the card and customer id are well-formed; the directory records
- *    name and contact only with the customer's consent.
+ *    name and contact only with the customer's consent;
+ *  - auctions (core/auctions.ts): a lot is listed once, in a token accepted here; a bid
+ *    moves exactly its units from the bidder into the lot's escrow and gives back exactly
+ *    the high bid the mall knows for it (so the escrow holds the high bid and nothing
+ *    else), and beats it; a lot closes once: by one sale from its escrow, of exactly the
+ *    high bid to the high bidder (then cleared as any sale), or unsold, giving the high
+ *    bid back; it is cancelled only before its first bid.
  * Tokens of another issuer leave a vendor's cards (sales, exchanges, moves to the wallet)
  * only up to what came in: the mall's allotments and moves from the wallet.
  */
@@ -109,6 +118,8 @@ export interface Judgement {
   allotmentsUsed: { id: string; eventSeq: number }[];
   /** The latest event time accepted from the vendor after this batch. */
   lastEventAt: string | null;
+  /** The lots this batch changed, as they stand after it. */
+  lots?: Record<string, LotRecord>;
 }
 
 /**
@@ -137,6 +148,7 @@ export function batchIngestedData(
     registrySeq: batch.registrySeq,
     ...(judgement.economy === undefined ? {} : { economy: judgement.economy }),
     ...(judgement.instruments === undefined ? {} : { instruments: judgement.instruments }),
+    ...(judgement.lots === undefined ? {} : { lots: judgement.lots }),
   };
 }
 
@@ -144,12 +156,33 @@ const posInt = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
 const reversalData = z.object({ saleSeq: posInt });
 const allotmentData = z.object({ token: tokenCode, units: posInt, issuer: entityId, reference: z.string().max(200) });
 const ALLOTMENT_ID = /^alt-[0-9]{6,12}$/;
+const lotIdSchema = z.string().regex(LOT_ID_PATTERN);
+const heldBid = z.strictObject({ customer: entityId, units: posInt });
+const lotOpenedData = z.object({ lotId: lotIdSchema, token: tokenCode });
+const lotBidData = z.object({ lotId: lotIdSchema, customer: entityId, units: posInt, previous: heldBid.nullable() });
+const lotCancelledData = z.object({ lotId: lotIdSchema });
+const lotClosedData = z.object({ lotId: lotIdSchema, outcome: z.literal('unsold'), released: heldBid.nullable() });
+const saleLotData = z.strictObject({ lotId: lotIdSchema, bidSeq: posInt });
+/** A lot's escrow account: checked as an account of core's shape, like `mall-wallet`. */
+const ESCROW_ACCOUNT = /^escrow:lot-[0-9]{6,9}$/;
+
+function sameHeld(a: { customer: string; units: number } | null, b: { customer: string; units: number } | null): boolean {
+  return a === null ? b === null : b !== null && a.customer === b.customer && a.units === b.units;
+}
+
+function heldText(h: { customer: string; units: number } | null, token: string): string {
+  return h === null ? 'nothing' : `${h.units} ${token} of customer ${h.customer}`;
+}
+
+function triples(postings: readonly { account: string; token: string; units: number }[]): [string, string, number][] {
+  return postings.map((p) => [p.account, p.token, p.units]);
+}
 
 /**
  * The cashier's day (shifts, cash moves, no-sales, reprints, Z and month/year closures)
  * is accepted as recorded: it moves no tokens, so any posting on it is flagged below.
  */
-const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
+const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES, ...LOT_EVENT_TYPES]);
 
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');
@@ -162,14 +195,23 @@ const ALLOWED_ACCOUNTS = new Map<string, (account: string) => boolean>([
   ['wallet.moved', (a) => customer(a) || a === WALLET_ACCOUNT],
   ['instrument.sold', (a) => a === FLOAT_ACCOUNT || a === INSTRUMENTS_ACCOUNT],
   ['instrument.voided', (a) => a === FLOAT_ACCOUNT || a === INSTRUMENTS_ACCOUNT],
+  // Which escrow: the one of the event's own lot, checked with its postings below.
+  ['lot.bid', (a) => customer(a) || ESCROW_ACCOUNT.test(a)],
+  ['lot.closed', (a) => customer(a) || ESCROW_ACCOUNT.test(a)],
 ]);
-/** A sale moves the float only for the loyalty tokens it says it earned, and `mall-wallet` only for wallet tokens it names. */
+/**
+ * A sale moves the float only for the loyalty tokens it says it earned, `mall-wallet` only
+ * for wallet tokens it names, `instruments` only when instruments paid it, and an escrow
+ * only that of the lot it sells.
+ */
 function saleAccounts(data: unknown): (account: string) => boolean {
-  const d = data as { earned?: unknown; wallet?: unknown; instruments?: unknown } | null;
+  const d = data as { earned?: unknown; wallet?: unknown; instruments?: unknown; lot?: { lotId?: unknown } } | null;
   const earns = typeof d === 'object' && d !== null && d.earned !== undefined;
   const pays = typeof d === 'object' && d !== null && d.wallet !== undefined;
   const bearer = typeof d === 'object' && d !== null && d.instruments !== undefined;
-  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT) || (bearer && a === INSTRUMENTS_ACCOUNT);
+  const lotId = typeof d === 'object' && d !== null && typeof d.lot === 'object' && d.lot !== null && typeof d.lot.lotId === 'string' ? d.lot.lotId : null;
+  const escrow = lotId === null ? null : escrowAccount(lotId);
+  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT) || (bearer && a === INSTRUMENTS_ACCOUNT) || (escrow !== null && a === escrow);
 }
 
 /** Stands in for the payer of a wallet-paid sale without a customer, for core's sale check only. */
@@ -222,6 +264,8 @@ export function judgeBatch(input: JudgeInput): Judgement {
   const inHere = new Map<string, number>();
   const economy = new EconomyCollector(state, vendor);
   const instruments = new InstrumentCollector(state, vendor, Date.parse(input.ingestedAt));
+  /** Lots this batch changed, as they stand after it. */
+  const lotsHere = new Map<string, LotRecord>();
   const isVendor = (id: string) => own(state.vendors, id) !== undefined;
   const vendorRecord = own(state.vendors, vendor);
   if (vendorRecord === undefined) throw new Error(`assertion failed: vendor ${vendor} registered before judging`);
@@ -260,6 +304,14 @@ export function judgeBatch(input: JudgeInput): Judgement {
     }
   };
   const bump = (m: Map<string, number>, token: string, n: number) => m.set(token, (m.get(token) ?? 0) + n);
+  const lotOf = (id: string): LotRecord | undefined => lotsHere.get(id) ?? (vendorRecord.lots === undefined ? undefined : own(vendorRecord.lots, id));
+  /** The open lot an event names; flagged when it was never listed or is closed already. */
+  const openLot = (id: string): LotRecord => {
+    const lot = lotOf(id);
+    if (lot === undefined) flag(`lot ${id} was never listed by ${vendor}`);
+    if (lot.status !== 'open') flag(`lot ${id} was already ${lot.status === 'cancelled' ? 'cancelled' : 'closed'} by event ${String(lot.closedBy)}`);
+    return lot;
+  };
   /** Checks the captures of an event's wallet uses; an alarm is raised even though the event is then flagged. */
   const captures = (uses: readonly { authorisation: string; token: string; units: number }[], card: string | null, seq: number): WalletEffect[] => {
     const effects: WalletEffect[] = [];
@@ -290,7 +342,9 @@ export function judgeBatch(input: JudgeInput): Judgement {
       if (!KNOWN_TYPES.has(e.type)) flag(`unknown event type ${String(e.type).slice(0, 40)}`);
       if (e.postings.length > 0) {
         // Core's account pattern predates the wallet: `mall-wallet` is checked as an account of the same shape.
-        const shape = salePostingsSchema.safeParse(e.postings.some((p) => p?.account === WALLET_ACCOUNT) ? e.postings.map((p) => (p.account === WALLET_ACCOUNT ? { ...p, account: REDEEMED_ACCOUNT } : p)) : e.postings);
+        // So are a lot's escrow accounts.
+        const stands = (a: unknown) => a === WALLET_ACCOUNT || (typeof a === 'string' && ESCROW_ACCOUNT.test(a));
+        const shape = salePostingsSchema.safeParse(e.postings.some((p) => stands(p?.account)) ? e.postings.map((p) => (stands(p.account) ? { ...p, account: REDEEMED_ACCOUNT } : p)) : e.postings);
         if (!shape.success) flag(`a posting is not valid at ${shape.error.issues[0]?.path.join('.') ?? '?'}: ${shape.error.issues[0]?.message ?? ''}`);
         const allowed = e.type === 'sale' ? saleAccounts(e.data) : (ALLOWED_ACCOUNTS.get(e.type) ?? (() => false));
         const stray = e.postings.find((p) => !allowed(p.account));
@@ -310,7 +364,25 @@ export function judgeBatch(input: JudgeInput): Judgement {
           let checked;
           let uses: { authorisation: string; token: string; units: number }[] = [];
           const walletUnits = new Map<string, number>();
-          if (!extra) checked = checkSaleShape(e.postings, e.data);
+          let sold: { id: string; lot: LotRecord } | null = null;
+          if (raw.lot !== undefined) {
+            // A lot's close: exactly its high bid, from its escrow, to its high bidder; once.
+            if (extra) flag('a lot\'s sale neither earns tokens nor is paid from the wallet');
+            const parsedLot = saleLotData.safeParse(raw.lot);
+            if (!parsedLot.success) flag(`the sale's lot is malformed at ${parsedLot.error.issues[0]?.path.join('.') ?? '?'}`);
+            const id = parsedLot.data.lotId;
+            const lot = openLot(id);
+            const high = lot.high;
+            if (high === null) flag(`lot ${id} has no bid to sell`);
+            if (raw.customer !== high.customer) flag(`lot ${id} is sold to customer ${String(raw.customer).slice(0, 40)}, its high bid is customer ${high.customer}'s`);
+            const escrow = escrowAccount(id);
+            if (!postsExactly(netPostings(e.postings), [[escrow, lot.token, 0 - high.units], [REDEEMED_ACCOUNT, lot.token, high.units]])) {
+              flag(`the sale of lot ${id} does not move the high bid of ${high.units} ${lot.token} from its escrow to ${REDEEMED_ACCOUNT}`);
+            }
+            const { lot: _lot, ...core } = raw;
+            checked = checkSaleShape(e.postings.map((p) => (p.account === escrow ? { ...p, account: customerAccount(high.customer) } : p)), core);
+            sold = { id, lot };
+          } else if (!extra) checked = checkSaleShape(e.postings, e.data);
           else {
             const parsed = saleEconomyData.safeParse(raw);
             if (!parsed.success) flag(`the sale's earned or wallet data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
@@ -371,6 +443,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
           }
           clearing.push(record);
           salesHere.set(e.seq, { kind: 'cleared', record });
+          if (sold !== null) lotsHere.set(sold.id, { ...sold.lot, status: 'closed', closedBy: e.seq, saleSeq: e.seq });
           for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n - (walletUnits.get(token) ?? 0) - (bearerUnits.get(token) ?? 0));
           economy.apply(effects);
           if (customerId !== null) economy.sale(customerId, 1, d.totalMinor, at);
@@ -511,6 +584,48 @@ export function judgeBatch(input: JudgeInput): Judgement {
           economy.moved(d.direction, d.token, d.units);
           break;
         }
+        case 'lot.opened': {
+          const parsed = lotOpenedData.safeParse(e.data);
+          if (!parsed.success) flag(`the lot data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          if (lotOf(d.lotId) !== undefined) flag(`lot ${d.lotId} was already listed`);
+          spendable(d.token, when, true);
+          lotsHere.set(d.lotId, { token: d.token, status: 'open', high: null, closedBy: null, saleSeq: null });
+          break;
+        }
+        case 'lot.bid': {
+          const parsed = lotBidData.safeParse(e.data);
+          if (!parsed.success) flag(`the bid data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          const lot = openLot(d.lotId);
+          if (!sameHeld(d.previous, lot.high)) flag(`the bid on lot ${d.lotId} gives back ${heldText(d.previous, lot.token)}, the escrow holds ${heldText(lot.high, lot.token)}`);
+          if (lot.high !== null && d.units <= lot.high.units) flag(`the bid of ${d.units} ${lot.token} on lot ${d.lotId} does not beat the high bid of ${lot.high.units}`);
+          if (!postsExactly(netPostings(e.postings), triples(bidPostings(d.lotId, lot.token, d.customer, d.units, d.previous)))) {
+            flag(`the bid's postings are not ${d.units} ${lot.token} from customer ${d.customer} into the escrow of lot ${d.lotId}, giving back ${heldText(d.previous, lot.token)}`);
+          }
+          lotsHere.set(d.lotId, { ...lot, high: { customer: d.customer, units: d.units } });
+          break;
+        }
+        case 'lot.cancelled': {
+          const parsed = lotCancelledData.safeParse(e.data);
+          if (!parsed.success) flag(`the lot data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const lot = openLot(parsed.data.lotId);
+          if (lot.high !== null) flag(`lot ${parsed.data.lotId} holds a bid: it is closed, not cancelled`);
+          lotsHere.set(parsed.data.lotId, { ...lot, status: 'cancelled', closedBy: e.seq });
+          break;
+        }
+        case 'lot.closed': {
+          const parsed = lotClosedData.safeParse(e.data);
+          if (!parsed.success) flag(`the lot data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
+          const d = parsed.data;
+          const lot = openLot(d.lotId);
+          if (!sameHeld(d.released, lot.high)) flag(`lot ${d.lotId} closes giving back ${heldText(d.released, lot.token)}, the escrow holds ${heldText(lot.high, lot.token)}`);
+          if (!postsExactly(netPostings(e.postings), d.released === null ? [] : triples(releasePostings(d.lotId, lot.token, d.released)))) {
+            flag(`the postings of lot ${d.lotId}'s close do not give back ${heldText(d.released, lot.token)}`);
+          }
+          lotsHere.set(d.lotId, { ...lot, status: 'closed', closedBy: e.seq });
+          break;
+        }
         case 'instrument.sold': {
           const sold = instruments.judgeSold(e.data, e.postings, e.seq, when, flag);
           // The float's tokens go into the certificate: another issuer's only up to what the mall allotted.
@@ -560,6 +675,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
     lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString(),
     ...(econ === undefined ? {} : { economy: econ }),
     ...(bearer === undefined ? {} : { instruments: bearer }),
+    ...(lotsHere.size === 0 ? {} : { lots: dict(Object.fromEntries(lotsHere)) }),
   };
 }
 

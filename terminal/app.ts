@@ -38,6 +38,7 @@ import type { TerminalCredential } from './credential.ts';
 import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
 import { ECONOMY_COMMANDS, OFFLINE_WALLET, TillEconomy, WALLET_UNREACHABLE, type EconomyCommand, type EconomyView } from './economy.ts';
 import type { EconomyReceiptContext } from './economy-receipts.ts';
+import { AUCTION_COMMANDS, TillAuctions, type AuctionCommand, type AuctionsView } from './auctions.ts';
 import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
@@ -77,6 +78,8 @@ export interface ScreenState {
   offline: OfflineView;
   /** Tokens between stores: an exchange quoted and waiting for confirmation, the last action's result. */
   economy: EconomyView;
+  /** Auctions: the store's lots and this till's last bid. */
+  auctions: AuctionsView;
   message: ScreenMessage | null;
   version: number;
 }
@@ -174,7 +177,8 @@ export type Command =
   | { type: 'login'; staffId: string; pin: string }
   | { type: 'logout' }
   | { type: 'dismiss' }
-  | EconomyCommand;
+  | EconomyCommand
+  | AuctionCommand;
 
 export interface TerminalAppOptions {
   dataDir: string;
@@ -272,6 +276,7 @@ export class TerminalApp {
   /** The cashier's sign-in sent again on a new connection; forwarding waits for it. */
   private relogin: Promise<void> = Promise.resolve();
   private readonly economy: TillEconomy;
+  private readonly auctions: TillAuctions;
 
   private constructor(
     private readonly opts: TerminalAppOptions,
@@ -303,6 +308,30 @@ export class TerminalApp {
       },
       say: (kind, text, code) => this.say(kind, text, code),
       changed: () => this.changed(),
+    });
+    this.auctions = new TillAuctions({
+      link: this.link,
+      sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret: Record<string, unknown> = {}) =>
+        this.sendKeyed<T>(this.pendingBidFile, event, body, secret, {}, 'the store server did not confirm the bid: bid again with the same amount; it is sent as the same request and counts once'),
+      customer: () => this.cart.customer,
+      setCustomer: async (c) => {
+        this.setCartCustomer(c);
+        await this.reprice();
+      },
+      needOnline: (offlineText) => {
+        this.guardIdle();
+        if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+        if (!this.link.connected) fail('POS_ERR_OFFLINE', offlineText);
+      },
+      say: (kind, text) => this.say(kind, text),
+      changed: () => this.changed(),
+      printSale: async (receipt) => {
+        const server = this.link.status().server;
+        await this.opts.printQueue.enqueue(
+          toReceipt(receipt, { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? receipt.sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} }),
+        );
+        this.lastReceiptSaleId = receipt.sale.saleId;
+      },
     });
   }
 
@@ -362,6 +391,10 @@ export class TerminalApp {
     return join(this.opts.dataDir, 'pending-cash-op.json');
   }
 
+  private get pendingBidFile(): string {
+    return join(this.opts.dataDir, 'pending-bid.json');
+  }
+
   private get pendingEconomyOpFile(): string {
     return join(this.opts.dataDir, 'pending-economy-op.json');
   }
@@ -404,6 +437,7 @@ export class TerminalApp {
       shift: this.shift,
       offline: this.offlineView(),
       economy: this.economy.view(),
+      auctions: this.auctions.view(),
       message: this.message,
       version: this.version,
     };
@@ -478,6 +512,7 @@ export class TerminalApp {
     }
     void this.reprice();
     void this.refreshShift();
+    this.auctions.refresh().catch(() => undefined);
   }
 
   // ---- the catalog copy and offline sales ------------------------------------------------
@@ -842,7 +877,8 @@ export class TerminalApp {
           this.changed();
           return;
         default:
-          if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd);
+          if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd as EconomyCommand);
+          if (AUCTION_COMMANDS.has(cmd.type)) return await this.auctions.command(cmd as AuctionCommand);
           fail('POS_ERR_COMMAND');
       }
     } catch (err) {
@@ -1338,6 +1374,7 @@ export class TerminalApp {
     this.closed = true;
     if (this.offlineTimer !== null) clearInterval(this.offlineTimer);
     for (const u of this.unsubscribe) u();
+    this.auctions.close();
     this.listeners.clear();
     this.link.close();
     await this.scanChain;

@@ -7,6 +7,7 @@ import express from 'express';
 import { Server } from 'socket.io';
 import { z } from 'zod';
 import { ERRORS, MallposError, parse } from '../core/index.ts';
+import { LOT_ID_PATTERN } from '../core/auctions.ts';
 import type { Command, ScreenState, TerminalApp } from './app.ts';
 import { createScreenGuard, type ScreenGuard } from './screen-guard.ts';
 
@@ -78,6 +79,10 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('walletMove'), direction: z.enum(['to-wallet', 'from-wallet']), token: tokenCode, units, pin: pin.optional(), newPin: pin.optional() }),
   z.strictObject({ type: z.literal('customerData'), card: cardCode }),
   z.strictObject({ type: z.literal('closeEconomy') }),
+  // Auctions (terminal/auctions.ts).
+  z.strictObject({ type: z.literal('bid'), lotId: z.string().regex(LOT_ID_PATTERN), units, pin: pin.optional() }),
+  z.strictObject({ type: z.literal('refreshLots') }),
+  z.strictObject({ type: z.literal('closeBid') }),
 ]);
 
 interface ScreenClientEvents {

@@ -9,6 +9,7 @@ import {
   type WireError,
 } from '../core/index.ts';
 import { renewAccessCredential, RenewRefused, type LinkCredentials } from './credential.ts';
+import type { LotView } from '../core/auctions.ts';
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'revoked' | 'unauthorised';
 
@@ -192,6 +193,16 @@ export class StoreLink {
     };
     this.socket.on('catalog:changed', handler);
     return () => this.socket.off('catalog:changed', handler);
+  }
+
+  /** Lots changed at the store (auctions): the store pushes their views once the changes are durable. */
+  onLotUpdate(cb: (lot: LotView) => void): () => void {
+    const handler = (lots: LotView[]) => {
+      if (!Array.isArray(lots)) return;
+      for (const lot of lots) if (typeof lot?.lotId === 'string' && typeof lot.status === 'string') cb(lot);
+    };
+    this.socket.on('lots:update', handler);
+    return () => this.socket.off('lots:update', handler);
   }
 
   onStatus(cb: (s: LinkStatus) => void): () => void {

@@ -10,6 +10,7 @@ import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
 import { fail } from '../core/index.ts';
 import { addCashierDayCommands } from './cashier-day/cli.ts';
+import { addAuctionCommands } from './auctions/cli.ts';
 import { ensureWebhookSecret, rotateWebhookSecret, WEBHOOK_SECRET_GRACE_MS } from './economy/webhook-secret.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
@@ -225,5 +226,6 @@ program
   });
 
 addCashierDayCommands(program, DEFAULT_DATA_DIR, die);
+addAuctionCommands(program, DEFAULT_DATA_DIR, die);
 
 await program.parseAsync(process.argv);

@@ -32,6 +32,8 @@ import type { TerminalGateway } from './terminal-socket.ts';
 import { unconfiguredStatus, type MallSync } from './sync/mall-sync-client.ts';
 import { toWireError } from './terminal-socket.ts';
 import { cashierDayReference, cashierDayRoutes } from './cashier-day/operator-routes.ts';
+import { lotCancelRequest, lotCreateRequest, lotId } from '../core/auctions.ts';
+import type { AuctionService } from './auctions/service.ts';
 
 export interface OperatorApiDeps {
   config: VendorConfig;
@@ -48,6 +50,8 @@ export interface OperatorApiDeps {
   startedAt: number;
   /** The ledger's integrity audit; damage makes /health say degraded. */
   integrity?: () => IntegrityStatus;
+  /** Auction lots (absent: no /api/lots). */
+  auctions?: AuctionService;
 }
 
 export const HTTP_BODY_BYTES_MAX = 64 * 1024;
@@ -87,6 +91,7 @@ export function eventCsvRows(e: JournalEvent): string[] {
     : e.type === 'customer.registered' ? e.data.id
     : e.type === 'product.upserted' ? e.data.gtin
     : e.type === 'token-type.upserted' ? e.data.code
+    : e.type === 'lot.opened' || e.type === 'lot.bid' || e.type === 'lot.cancelled' || e.type === 'lot.closed' ? e.data.lotId
     : cashierDayReference(e);
   const head = [e.seq, e.at, e.type, e.terminal, e.cashier, reference].map(csvField).join(',');
   if (e.postings.length === 0) return [`${head},,,`];
@@ -226,6 +231,13 @@ export function createOperatorApi(deps: OperatorApiDeps): express.Express {
   api.post('/allotments', route((req) => ledger.allotOwnTokens(op, keyOf(req), parse(allotmentRequest, req.body))));
   api.post('/issuances', route((req) => ledger.issueTokens(op, keyOf(req), parse(issuanceRequest, req.body))));
   api.get('/float', route(() => ledger.float()));
+  const auctions = deps.auctions;
+  if (auctions !== undefined) {
+    api.get('/lots', route(() => auctions.list()));
+    api.get('/lots/:id', route((req) => auctions.view(parse(lotId, param(req, 'id')))));
+    api.post('/lots', route((req) => auctions.create(op, keyOf(req), parse(lotCreateRequest, req.body))));
+    api.post('/lots/:id/cancel', route((req) => auctions.cancel(op, keyOf(req), parse(lotId, param(req, 'id')), parse(lotCancelRequest, req.body).reason)));
+  }
   api.get(
     '/totals',
     route((req) => {

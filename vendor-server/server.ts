@@ -2,7 +2,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { JWK } from 'jose';
-import { fail } from '../core/index.ts';
+import { fail, type JournalEvent } from '../core/index.ts';
 import { AccessStore } from './access.ts';
 import { closeServer, listen } from '../platform/http.ts';
 import { dataPaths, EXCHANGE_DEFAULTS, loadConfig, loadKeys, loadStoreTls, OFFLINE_DEFAULTS, type VendorConfig, type VendorKeys } from './config.ts';
@@ -23,6 +23,8 @@ import { ExchangeService } from './economy/exchange.ts';
 import type { XchgServices } from './economy/xchg-socket.ts';
 import { paymentWebhookRouter } from './economy/webhooks.ts';
 import { loyaltyEarner } from './economy/loyalty.ts';
+import { AuctionService } from './auctions/service.ts';
+import { boardRouter, registerBoard } from './auctions/board.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -56,6 +58,8 @@ export interface RunningVendorServer {
   sync: MallSync | null;
   /** The background check of the whole journal and the checkpoint started after start. */
   audit: IntegrityAudit;
+  /** Auction lots: listing, bids, the durable close timer. */
+  auctions: AuctionService;
   close(): Promise<void>;
 }
 
@@ -123,6 +127,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
 
   // Tills are told of a catalog change once the socket server exists.
   const catalogPush: { to: ((version: number) => void) | null } = { to: null };
+  // Lot changes go to the auctions once they are durable (pushes, the close timer).
+  const lotHook: { to: ((event: JournalEvent) => void) | null } = { to: null };
   const ledger = new LedgerService(
     { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
     state,
@@ -131,6 +137,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
       onCommitted: (event, ms) => {
         metrics.committed(event.type, ms);
         if (event.type === 'product.upserted') catalogPush.to?.(event.seq);
+        lotHook.to?.(event);
         opened.checkpoints.maybe().catch((err: unknown) => logger.error({ err }, 'checkpoint failed'));
       },
     },
@@ -189,6 +196,9 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     },
   });
 
+  const auctions = new AuctionService(ledger, logger);
+  lotHook.to = (event) => auctions.committed(event);
+
   const startedAt = Date.now();
   let gateway: TerminalGateway | null = null;
   const app = createOperatorApi({
@@ -203,6 +213,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     startedAt,
     sync: () => sync,
     integrity: () => audit.status,
+    auctions,
     gateway: () => {
       if (gateway === null) throw new Error('assertion failed: gateway started');
       return gateway;
@@ -214,10 +225,17 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(terminalAuthRouter({ config, keys, access, logger, caPem: tls.caPem }));
   // Online purchases: signed by the payment provider, read as raw bytes before any JSON parser.
   root.use(paymentWebhookRouter({ dataDir: opts.dataDir, ledger, logger, metrics }));
+  // The bid board page: read-only to anyone, like /health.
+  root.use(boardRouter());
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg });
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg, auctions });
   const io = gateway.io;
+  const board = registerBoard(io, { ledger, access, auctions, logger, metrics });
+  auctions.subscribe((lots) => {
+    io.emit('lots:update', lots);
+    board.emit('lots:update', lots);
+  });
   catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();
 
@@ -234,11 +252,14 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   logger.info({ url, vendorId: config.vendorId }, 'vendor server listening');
   await lock.setUrl(url);
   audit.start();
+  // Lots whose close passed while the server was down close now; then the timer runs.
+  auctions.start();
 
   let closing: Promise<void> | null = null;
   const close = () => {
     closing ??= (async () => {
       ledger.stopAccepting();
+      auctions.stop();
       audit.stop();
       offline.stop();
       await sync?.stop();
@@ -253,5 +274,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, access, gateway, opened, logger, sync, audit, auctions, close };
 }

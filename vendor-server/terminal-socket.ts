@@ -38,6 +38,8 @@ import { paysFromWallet } from './economy/wallet.ts';
 import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
 import { receiptProofPayload } from '../core/receipt-proof.ts';
 import { signReceiptProof } from '../platform/receipt-proof.ts';
+import { AUCTION_EVENTS, registerAuctionEvents } from './auctions/socket.ts';
+import type { AuctionService } from './auctions/service.ts';
 
 interface SocketData {
   terminalId: string;
@@ -64,6 +66,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   ...OFFLINE_EVENTS,
   ...XCHG_EVENTS,
   ...SELL_EVENTS,
+  ...AUCTION_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -92,6 +95,8 @@ export interface TerminalGatewayDeps {
   offline: OfflineService;
   /** Exchange, mall wallet and customer data (vendor-server/economy). */
   xchg: XchgServices;
+  /** Auctions (vendor-server/auctions); absent: tills see no lots. */
+  auctions?: AuctionService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -362,6 +367,10 @@ export class TerminalGateway {
       logger,
     });
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
+    const auctions = this.deps.auctions;
+    if (auctions !== undefined) {
+      registerAuctionEvents({ on: (event, listener) => socket.on(event as 'lot:bid', listener as never), handle, terminalId, actor, needCashier, ledger, access, auctions, audit, logger });
+    }
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));
     socket.on('offline-sale:forward', handle('offline-sale:forward', (p) => this.deps.offline.forward(terminalId, p)));

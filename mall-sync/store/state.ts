@@ -11,6 +11,7 @@ import {
   type WalletPinFailedData,
   type WalletPinSetData,
   type FlaggedRecord,
+  type LotRecord,
   type GapDecisionData,
   type MallEvent,
   type PartyKind,
@@ -150,6 +151,8 @@ export interface VendorRecord {
   tokens: Record<string, TokenTally>;
   /** The net of the vendor's `mall-wallet` postings per token, as its batches showed them (flagged events included). */
   walletPostings: Record<string, number>;
+  /** The vendor's auction lots as its batches showed them (absent until its first lot). */
+  lots?: Record<string, LotRecord>;
 }
 
 export interface PartyRecord {
@@ -393,7 +396,7 @@ export function reviveMallState(raw: MallState): MallState {
   for (const [id, v] of Object.entries(raw.vendors ?? {})) {
     const tokens: Dict<TokenTally> = dict();
     for (const [code, t] of Object.entries(v.tokens ?? {})) tokens[code] = { ...emptyTally(), ...t };
-    vendors[id] = { ...v, lastEventAt: v.lastEventAt ?? null, gapDecision: v.gapDecision ?? null, reversedSales: dict(v.reversedSales), tokens, walletPostings: dict(v.walletPostings) };
+    vendors[id] = { ...v, lastEventAt: v.lastEventAt ?? null, gapDecision: v.gapDecision ?? null, reversedSales: dict(v.reversedSales), tokens, walletPostings: dict(v.walletPostings), ...(v.lots === undefined ? {} : { lots: dict(v.lots) }) };
   }
   const keys: Dict<KeyRecord> = dict();
   for (const [kid, k] of Object.entries(raw.keys ?? {})) keys[kid] = { ...k, retiredAtSeq: k.retiredAtSeq ?? null };
@@ -679,6 +682,10 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       if (v.flagged.length > FLAGGED_KEPT_PER_VENDOR) v.flagged.splice(0, v.flagged.length - FLAGGED_KEPT_PER_VENDOR);
       if (b.economy !== undefined) applyEconomy(state, v, b.seq, b.hash, b.kid, event.at, b.economy);
       if (b.instruments !== undefined) applyInstruments(state, v, b.seq, b.hash, b.kid, event.at, b.instruments);
+      if (b.lots !== undefined) {
+        const lots = (v.lots ??= dict());
+        for (const id of Object.keys(b.lots)) lots[id] = b.lots[id] as LotRecord;
+      }
       for (const u of b.allotmentsUsed) {
         const a = state.allotments[u.id];
         assert(a !== undefined && a.vendor === b.vendor && a.used === null, `allotment ${u.id} taken once by ${b.vendor}`);

@@ -10,6 +10,7 @@
 import { changeQty, complete, dismiss, moveSelection, removeCustomer, reprint, voidSelected } from './actions.js';
 import { openCancel, openCash, openCashMove, openDialog, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId, isEditable } from './dom.js';
+import { openBid } from './auctions.js';
 import { openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
 import { showLocal, ui } from './state.js';
 
@@ -49,6 +50,7 @@ function onKeyDown(e) {
   if (plain && e.shiftKey && e.key === 'F6') return handled(), openWallet();
   if (plain && e.shiftKey && e.key === 'F8') return handled(), openWalletPay();
   if (plain && e.shiftKey && e.key === 'F9') return handled(), openCustomerData();
+  if (plain && !e.shiftKey && e.key === 'F1') return handled(), openBid();
   if (plain && e.key === 'F2' && !e.shiftKey) return handled(), openQty();
   if (plain && e.key === 'F4' && !e.shiftKey) return handled(), openTokens();
   if (plain && e.key === 'F4' && e.shiftKey) return handled(), removeCustomer();

@@ -6,6 +6,7 @@
 import { removeCustomer, selectLine, setLineQty, setTenders, toggleTender, voidLine } from './actions.js';
 import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError, showShiftResult } from './dialogs.js';
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
+import { renderAuctions } from './auctions.js';
 import { renderEconomy } from './economy.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
@@ -40,6 +41,7 @@ export function render() {
   renderWaiting(s);
   showShiftResult(s.shift.closed);
   renderEconomy(s);
+  renderAuctions(s);
 
   const active = document.activeElement;
   if ((active === null || active === document.body) && openDialog() === null) byTestId('scan-input').focus();

@@ -9,6 +9,7 @@
  *               and the cashier's day: shifts with a count, paid in/out, no sale, X and Z reports
  *   economy.js  customers and tokens between stores: new customer, sell tokens, exchange,
  *               the mall wallet, paying from it, another store's customer data
+ *   auctions.js the store's open lots with their high bids, and the bid dialog
  *   keyboard.js function keys, line keys and the keyboard-wedge scanner
  *   format.js   amounts, times and messages as text (the one money formatter)
  *   dom.js      element building and regions redrawn only on change
@@ -19,6 +20,7 @@
 import { dismiss, changeQty, complete, logout, reprint, scan, voidSelected } from './actions.js';
 import { installDialogs, openCancel, openCash, openCashMove, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId } from './dom.js';
+import { installAuctions, openBid } from './auctions.js';
 import { installEconomy, openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
 import { installKeyboard } from './keyboard.js';
 import { render, renderMessage } from './render.js';
@@ -28,6 +30,7 @@ import { setRenderer } from './state.js';
 setRenderer(render, renderMessage);
 installDialogs();
 installEconomy();
+installAuctions();
 
 const onClick = (testid, fn) => byTestId(testid).addEventListener('click', fn);
 onClick('btn-qty-dec', () => changeQty(-1));
@@ -55,6 +58,7 @@ onClick('btn-exchange', openExchange);
 onClick('btn-wallet', openWallet);
 onClick('btn-wallet-pay', openWalletPay);
 onClick('btn-customer-data', openCustomerData);
+onClick('btn-bid', () => openBid());
 
 byTestId('scan-form').addEventListener('submit', (e) => {
   e.preventDefault();

@@ -15,7 +15,7 @@ interface Target {
 }
 
 /** One request to the running store's operator API, trusting only the store's own authority. */
-async function operatorCall(o: Target, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<unknown> {
+export async function operatorCall(o: Target, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<unknown> {
   const token = process.env[OPERATOR_TOKEN_ENV];
   if (token === undefined || token === '') fail('VND_ERR_UNAUTHENTICATED', `set ${OPERATOR_TOKEN_ENV} to the operator credential "vendor-server init" printed`);
   const dataDir = resolve(o.dataDir);

@@ -644,6 +644,8 @@ export class LedgerService {
     if (saleSeq > this.state.seq) fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
     const sale = await this.readEvent(saleSeq);
     if (sale.type !== 'sale') fail('VND_ERR_SALE_UNKNOWN', `no sale ${saleId} in this store`);
+    // Its tokens were paid from the lot's escrow, which a reversal cannot refill.
+    if (sale.data.lot !== undefined) fail('VND_ERR_LOT_SALE_FINAL', `sale ${saleId} is lot ${sale.data.lot.lotId} sold at auction: it is not refunded at the till`);
     // Reading the sale awaited I/O: everything from here to the append is synchronous.
     const again = this.seen(input.key);
     if (again !== null) {

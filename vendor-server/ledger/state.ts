@@ -9,6 +9,7 @@ import {
   type TokenType,
 } from '../../core/index.ts';
 import { KeyFilter, KeyWindow, type KeyFilterSnapshot, type KeyWindowSnapshot } from '../../platform/storage/index.ts';
+import type { LotState } from '../../core/auctions.ts';
 import { applyCashierDay, cashierDayFrom, emptyCashierDay, planCashierDay, type CashierDayState } from '../cashier-day/state.ts';
 
 /**
@@ -109,6 +110,9 @@ export interface LedgerState {
   offlineTills: Record<string, { counter: number; seq: number }>;
   /** Card approval references of tokens sold at the till -> the seq of their issuance: one approval pays once. */
   cardPayments: Record<string, number>;
+  /** Auction lots by id (core/auctions.ts), and how many were ever listed. */
+  lots: Record<string, LotState>;
+  lotSerial: number;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -134,6 +138,8 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     catalogVersion: 0,
     offlineTills: dict(),
     cardPayments: dict(),
+    lots: dict(),
+    lotSerial: 0,
   };
 }
 
@@ -185,6 +191,17 @@ export type PostingPlan = readonly PlannedBalance[];
 
 const NO_POSTINGS: PostingPlan = Object.freeze([]);
 
+/** Whether a lot's high bid is the bid an event gives back (both none, or the same customer and units). */
+function sameHeld(high: LotState['high'], held: { customer: string; units: number } | null): boolean {
+  return high === null ? held === null : held !== null && high.customer === held.customer && high.units === held.units;
+}
+
+function openLot(state: LedgerState, id: string): LotState {
+  const lot = own(state.lots, id);
+  assert(lot !== undefined && lot.status === 'open', `lot ${id} is open`);
+  return lot;
+}
+
 function customerExists(state: LedgerState, id: string | null): void {
   assert(id === null || own(state.customers, id) !== undefined, `customer ${String(id)} exists`);
 }
@@ -202,6 +219,11 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
   switch (event.type) {
     case 'sale': {
       customerExists(state, event.data.customer);
+      const sold = event.data.lot;
+      if (sold !== undefined) {
+        const lot = openLot(state, sold.lotId);
+        assert(lot.high !== null && lot.high.seq === sold.bidSeq && lot.high.customer === event.data.customer, `lot ${sold.lotId} is sold to its high bid`);
+      }
       const off = event.data.offline;
       if (off !== undefined) {
         // Offline sales of a till arrive in counter order, each number once.
@@ -239,6 +261,23 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       assert(event.postings.length === 0, `a ${event.type} event has no postings`);
       planCashierDay(state.cashierDay, event);
       break;
+    case 'lot.opened':
+      assert(own(state.lots, event.data.lotId) === undefined, `lot id ${event.data.lotId} unused`);
+      break;
+    case 'lot.bid': {
+      const lot = openLot(state, event.data.lotId);
+      customerExists(state, event.data.customer);
+      assert(sameHeld(lot.high, event.data.previous), `bid on ${event.data.lotId} releases the high bid`);
+      break;
+    }
+    case 'lot.cancelled':
+      assert(openLot(state, event.data.lotId).high === null, `lot ${event.data.lotId} has no bid`);
+      break;
+    case 'lot.closed': {
+      const lot = openLot(state, event.data.lotId);
+      assert(sameHeld(lot.high, event.data.released), `lot ${event.data.lotId} closed unsold releases the high bid`);
+      break;
+    }
     default: {
       const never: never = event;
       assert(false, `unknown event type ${(never as { type: string }).type}`);
@@ -271,6 +310,12 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       for (const token of Object.keys(debits)) addTo(t.tokens, token, debits[token] as number);
       touchCustomer(state, event.data.customer, event.seq);
       if (event.data.offline !== undefined && event.terminal !== null) state.offlineTills[event.terminal] = { counter: event.data.offline.counter, seq: event.seq };
+      if (event.data.lot !== undefined) {
+        const lot = own(state.lots, event.data.lot.lotId) as LotState;
+        lot.status = 'closed';
+        lot.closedSeq = event.seq;
+        lot.saleId = event.data.saleId;
+      }
       break;
     }
     case 'reversal': {
@@ -333,6 +378,25 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     case 'receipt.reprinted':
     case 'period.closed':
       break;
+    case 'lot.opened':
+      state.lots[event.data.lotId] = { spec: event.data, status: 'open', closesAt: event.data.closesAt, high: null, bids: 0, closedSeq: null, saleId: null };
+      state.lotSerial += 1;
+      break;
+    case 'lot.bid': {
+      const lot = own(state.lots, event.data.lotId) as LotState;
+      lot.high = { customer: event.data.customer, units: event.data.units, seq: event.seq, terminal: event.terminal };
+      lot.bids += 1;
+      lot.closesAt = event.data.closesAt;
+      touchCustomer(state, event.data.customer, event.seq);
+      break;
+    }
+    case 'lot.cancelled':
+    case 'lot.closed': {
+      const lot = own(state.lots, event.data.lotId) as LotState;
+      lot.status = event.type === 'lot.cancelled' ? 'cancelled' : 'closed';
+      lot.closedSeq = event.seq;
+      break;
+    }
     default: {
       const never: never = event;
       assert(false, `unknown event type ${(never as { type: string }).type}`);
@@ -353,7 +417,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments' | 'lots' | 'lotSerial'> {
   /** The key window by fingerprint. */
   window?: KeyWindowSnapshot;
   /** The key window as the keys themselves, in checkpoints written before `window`. */
@@ -366,6 +430,9 @@ export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'c
   offlineTills?: Record<string, { counter: number; seq: number }>;
   /** Absent in checkpoints written before tokens were sold by card. */
   cardPayments?: Record<string, number>;
+  /** Absent in checkpoints written before auctions existed. */
+  lots?: Record<string, LotState>;
+  lotSerial?: number;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
@@ -440,5 +507,7 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     catalogVersion: s.catalogVersion ?? s.seq,
     offlineTills: dict(Object.entries(s.offlineTills ?? {})),
     cardPayments: dict(Object.entries(s.cardPayments ?? {})),
+    lots: dict(Object.entries(s.lots ?? {})),
+    lotSerial: s.lotSerial ?? 0,
   };
 }

@@ -189,6 +189,8 @@ export interface CheckpointPrint {
   fields: Record<PrintedField, string>;
   cashierDay: string | null;
   offlineTills: string;
+  /** The auction lots and their serial. */
+  lots: string;
   windowSeqs: Float64Array;
   windowKeys: string;
 }
@@ -286,6 +288,11 @@ function offlineTillsPrint(tills: LedgerState['offlineTills']): string {
   return d.hex();
 }
 
+/** The digest of the auction lots, in the order they were listed, with the lot serial. */
+function lotsPrint(state: Pick<LedgerState, 'lots' | 'lotSerial'>): string {
+  return fieldPrint([state.lotSerial, state.lots]);
+}
+
 /** The digests of a state; `sha256` names the checkpoint file the state was loaded from. */
 export function printState(state: LedgerState, sha256: string): CheckpointPrint {
   const fields = Object.create(null) as Record<PrintedField, string>;
@@ -307,6 +314,7 @@ export function printState(state: LedgerState, sha256: string): CheckpointPrint 
     fields,
     cashierDay: cashierDayPrint(state.cashierDay),
     offlineTills: offlineTillsPrint(state.offlineTills),
+    lots: lotsPrint(state),
     windowSeqs,
     windowKeys: keys.hex(),
   };
@@ -340,6 +348,8 @@ export function checkpointDifference(checkpoint: StateSnapshot, replayed: Ledger
   // The catalog version is not compared: a checkpoint loaded from one written before it
   // existed carries its seq instead, which a replay from seq 1 does not give.
   if (checkpoint.offlineTills !== undefined && !sameJson(checkpoint.offlineTills, replayed.offlineTills)) return 'the checkpoint\'s offline sale counters differ from what the journal gives';
+  // Auction lots (absent in checkpoints written before auctions, which had none).
+  if (!sameJson([checkpoint.lotSerial ?? 0, checkpoint.lots ?? {}], [replayed.lotSerial, replayed.lots])) return 'the checkpoint\'s auction lots differ from what the journal gives';
   // The cashier's day, but for the open day's running totals: a checkpoint written before
   // the cashier's day existed started them at its own seq, which a replay from seq 1 does
   // not (a Z's totals are checked against the journal by verify instead).
@@ -376,7 +386,8 @@ async function printDifference(print: CheckpointPrint, replayed: LedgerState, fi
   }
   const cashierDayDiffers = print.cashierDay !== null && cashierDayPrint(replayed.cashierDay) !== print.cashierDay;
   const offlineDiffers = offlineTillsPrint(replayed.offlineTills) !== print.offlineTills;
-  if (!balancesDiffer && field === undefined && !cashierDayDiffers && !offlineDiffers) return null;
+  const lotsDiffer = lotsPrint(replayed) !== print.lots;
+  if (!balancesDiffer && field === undefined && !cashierDayDiffers && !offlineDiffers && !lotsDiffer) return null;
   if (file !== null) {
     const loaded = await loadCheckpoint(file).catch(() => null);
     if (loaded !== null && loaded.header.sha256 === print.sha256) {
@@ -384,7 +395,7 @@ async function printDifference(print: CheckpointPrint, replayed: LedgerState, fi
       if (detail !== null) return detail;
     }
   }
-  const part = balancesDiffer ? 'balances' : field !== undefined ? field : cashierDayDiffers ? "cashier's day" : 'offline sale counters';
+  const part = balancesDiffer ? 'balances' : field !== undefined ? field : cashierDayDiffers ? "cashier's day" : offlineDiffers ? 'offline sale counters' : 'auction lots';
   return `the checkpoint's ${part} differ from what the journal gives`;
 }
 

@@ -1,0 +1,147 @@
+import { fail, formatUnits, type ClientToServerEvents, type CustomerView, type ReceiptData } from '../core/index.ts';
+import type { BidAck, LotView } from '../core/auctions.ts';
+import { RemoteError, type StoreLink } from './store-link.ts';
+
+/**
+ * Auctions at the till: the store's open lots with their high bids, kept current by the
+ * store's pushes, and a bid for the customer whose card is scanned. The store decides
+ * whether a bid stands; the till sends it under an idempotency key kept on disk until
+ * answered, and shows the customer's balances after it (the units bid are held, not spent).
+ */
+export type AuctionCommand =
+  /** `pin`: the customer's PIN, when the store asks for it above its limit. */
+  | { type: 'bid'; lotId: string; units: number; pin?: string }
+  | { type: 'refreshLots' }
+  | { type: 'closeBid' };
+
+const COMMAND_TYPES: Record<AuctionCommand['type'], true> = { bid: true, refreshLots: true, closeBid: true };
+export const AUCTION_COMMANDS: ReadonlySet<string> = new Set(Object.keys(COMMAND_TYPES));
+
+/** Lots the till keeps: the store lists at most this many. */
+const LOTS_KEPT_MAX = 100;
+
+export interface AuctionsView {
+  /** Open lots first (soonest to close first), then those closed lately. */
+  lots: LotView[];
+  /** The bid this till placed last, until the cashier closes it. */
+  lastBid: { lotId: string; title: string; units: number; token: string; closesAt: string; customer: string; text: string } | null;
+}
+
+export interface TillAuctionsDeps {
+  link: StoreLink;
+  /** Sends a money-moving request under a key kept on disk until answered; `secret` is sent but never written. */
+  sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret?: Record<string, unknown>) => Promise<T>;
+  /** The customer on the cart, card unmasked. */
+  customer: () => CustomerView | null;
+  setCustomer: (c: CustomerView) => Promise<void>;
+  needOnline: (offlineText: string) => void;
+  say: (kind: 'info' | 'success' | 'error', text: string) => void;
+  changed: () => void;
+  /** Prints the receipt of a sale this till's bid won (the store names the winning bid's till on the sale). */
+  printSale: (receipt: ReceiptData) => Promise<void>;
+}
+
+const OFFLINE_BID = 'the store server is unreachable: bids are held on the store server, so none can be placed now';
+
+export class TillAuctions {
+  private readonly lots = new Map<string, LotView>();
+  private lastBid: AuctionsView['lastBid'] = null;
+  private readonly unsubscribe: (() => void)[] = [];
+  /** Lots this till bid on since it started: their close is said here, and a won lot's receipt printed. */
+  private readonly bidOn = new Set<string>();
+
+  constructor(private readonly deps: TillAuctionsDeps) {
+    this.unsubscribe.push(
+      deps.link.onLotUpdate((lot) => {
+        this.keep(lot);
+        deps.changed();
+        if (lot.status === 'closed' && this.bidOn.delete(lot.lotId)) void this.closed(lot);
+      }),
+    );
+  }
+
+  /** A newer view of a lot replaces an older one: more bids, or closed, is newer. */
+  private keep(lot: LotView): void {
+    const old = this.lots.get(lot.lotId);
+    const rank = (l: LotView) => l.bids * 4 + (l.status === 'closed' || l.status === 'cancelled' ? 2 : 0);
+    if (old !== undefined && rank(old) > rank(lot)) return;
+    this.lots.set(lot.lotId, lot);
+    if (this.lots.size > LOTS_KEPT_MAX) {
+      for (const [id, l] of this.lots) {
+        if (l.status === 'open' || l.status === 'scheduled') continue;
+        this.lots.delete(id);
+        if (this.lots.size <= LOTS_KEPT_MAX) break;
+      }
+    }
+  }
+
+  /** Asks the store for its lots (on every connection): the pushes keep them current after that. */
+  async refresh(): Promise<void> {
+    if (!this.deps.link.connected) return;
+    const lots = await this.deps.link.request<LotView[]>('lots:list', {});
+    for (const lot of lots) this.keep(lot);
+    this.deps.changed();
+  }
+
+  view(): AuctionsView {
+    const order = (l: LotView) => (l.status === 'open' ? 0 : l.status === 'scheduled' ? 1 : 2);
+    const lots = [...this.lots.values()].sort((a, b) => order(a) - order(b) || Date.parse(a.closesAt) - Date.parse(b.closesAt));
+    return { lots, lastBid: this.lastBid };
+  }
+
+  async command(cmd: AuctionCommand): Promise<void> {
+    switch (cmd.type) {
+      case 'refreshLots':
+        return this.refresh();
+      case 'closeBid':
+        this.lastBid = null;
+        this.deps.changed();
+        return;
+      case 'bid':
+        return this.bid(cmd.lotId, cmd.units, cmd.pin);
+    }
+  }
+
+  private async bid(lotId: string, units: number, pin: string | undefined): Promise<void> {
+    this.deps.needOnline(OFFLINE_BID);
+    const customer = this.deps.customer();
+    if (customer === null) fail('POS_ERR_COMMAND', 'scan the customer card first: a bid is the customer\'s');
+    const lot = this.lots.get(lotId);
+    const ack = await this.deps.sendKeyed<BidAck>('lot:bid', { lotId, card: customer.card, units }, pin === undefined ? {} : { customerPin: pin });
+    this.bidOn.add(lotId);
+    const token = lot?.token ?? Object.keys(ack.balancesAfter)[0] ?? '';
+    const text = `${customer.name} is the high bidder on ${lot?.title ?? lotId} at ${formatUnits(ack.units, token)}${ack.buyNow ? ': the buy-now price, the lot is theirs' : ''}; ${formatUnits(ack.units, token)} are held until the lot closes or they are outbid`;
+    this.lastBid = { lotId, title: lot?.title ?? lotId, units: ack.units, token, closesAt: ack.closesAt, customer: customer.name, text };
+    // The balances after the hold: asked again rather than worked out here.
+    const fresh = await this.deps.link.request<CustomerView>('customer:lookup', { card: customer.card }).catch(() => null);
+    if (fresh !== null) await this.deps.setCustomer(fresh);
+    this.deps.say('success', text);
+  }
+
+  /**
+   * A lot this till bid on closed. Sold at this till's bid, the store made the sale as this
+   * till's: its receipt is fetched and printed. Won at another till's or the board's, it
+   * is only said.
+   */
+  private async closed(lot: LotView): Promise<void> {
+    const r = lot.result;
+    if (r === null || !r.sold || r.saleId === null) {
+      this.deps.say('info', `${lot.title} closed unsold: the tokens held for it went back`);
+      return;
+    }
+    const sold = `${lot.title} sold to card ${r.card ?? ''} for ${formatUnits(r.units ?? 0, lot.token)}`;
+    try {
+      const receipt = await this.deps.link.request<ReceiptData>('receipt:get', { saleId: r.saleId });
+      await this.deps.printSale(receipt);
+      this.deps.say('success', `${sold}: sale ${r.saleId}, receipt printed`);
+    } catch (err) {
+      // Another till's sale (or the board's) is not this till's to print.
+      if (err instanceof RemoteError && err.wire.code === 'VND_ERR_RECEIPT_FORBIDDEN') this.deps.say('info', `${sold}, at another till`);
+      else this.deps.say('info', `${sold}: sale ${r.saleId}; its receipt could not be fetched now: scan the sale's receipt number or reprint it at the store`);
+    }
+  }
+
+  close(): void {
+    for (const u of this.unsubscribe) u();
+  }
+}
