@@ -36,6 +36,8 @@ export interface StartOptions {
   mallUrl?: string;
   /** Sync tuning for tests. */
   syncOverrides?: Partial<typeof SYNC_DEFAULTS>;
+  /** The clock that says when auction lots close (tests move it rather than wait). */
+  auctionClock?: () => Date;
 }
 
 export interface RunningVendorServer {
@@ -196,7 +198,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     },
   });
 
-  const auctions = new AuctionService(ledger, logger);
+  const auctions = new AuctionService(ledger, logger, opts.auctionClock);
   lotHook.to = (event) => auctions.committed(event);
 
   const startedAt = Date.now();

@@ -18,6 +18,9 @@ const BULENT_CARD = makeCardNumber(2);
  */
 describe('e2e: auctions on the cashier screen', function () {
   this.timeout(180_000);
+  // The auction service's clock: the test moves it past a lot's close instead of waiting for it.
+  let aheadMs = 0;
+  const auctionClock = () => new Date(Date.now() + aheadMs);
   let rig: TerminalRig;
   let browser: Browser;
   let page: Page;
@@ -26,7 +29,7 @@ describe('e2e: auctions on the cashier screen', function () {
   const high = () => page.locator(`[data-testid="lot-row"][data-lot="${lot.lotId}"] [data-testid="lot-high"]`);
 
   before(async () => {
-    rig = await startTerminalRig();
+    rig = await startTerminalRig({ auctionClock });
     const res = await rig.store.operator('POST', '/api/lots', { title: 'Espresso machine', token: 'ACME', reserveUnits: 0, incrementUnits: 10, closesAt: new Date(Date.now() + 3_600_000).toISOString() }, { 'idempotency-key': randomUUID() });
     expect(res.status, res.text).to.equal(200);
     lot = res.body as LotView;
@@ -90,13 +93,16 @@ describe('e2e: auctions on the cashier screen', function () {
     const sim = rig.terminal.printerSim;
     if (sim === null) throw new Error('no printer simulator');
     const printedBefore = sim.receipts().length;
-    const res = await rig.store.operator('POST', '/api/lots', { title: 'Signed ball', token: 'ACME', reserveUnits: 0, incrementUnits: 5, closesAt: new Date(Date.now() + 4_000).toISOString(), snipeWindowSeconds: 0 }, { 'idempotency-key': randomUUID() });
+    const res = await rig.store.operator('POST', '/api/lots', { title: 'Signed ball', token: 'ACME', reserveUnits: 0, incrementUnits: 5, closesAt: new Date(auctionClock().getTime() + 60_000).toISOString(), snipeWindowSeconds: 0 }, { 'idempotency-key': randomUUID() });
     expect(res.status, res.text).to.equal(200);
     const ball = res.body as LotView;
     await page.locator(`[data-testid="btn-lot-bid"][data-lot="${ball.lotId}"]`).click();
     await dialogOpen('dlg-bid');
     await page.keyboard.press('Enter');
     await dialogClosed('dlg-bid');
+    // The lot's close time comes: the auction clock is moved past it rather than waited for.
+    aheadMs += 61_000;
+    await rig.store.server.auctions.closeDue();
     await expectText('message-text', /Signed ball sold to card .* for 5 ACME: sale S\d+, receipt printed/);
     const deadline = Date.now() + UI_WAIT_MS;
     while (sim.receipts().length === printedBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

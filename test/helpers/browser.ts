@@ -71,8 +71,8 @@ export interface TerminalRig {
  * simulated scanner (socat pty read by the real serialport binding) and the printer
  * simulator (ESC/POS over TCP), everything on ephemeral ports and temp directories.
  */
-export async function startTerminalRig(opts: { ackTimeoutMs?: number; terminal?: Partial<StartTerminalOptions> } = {}): Promise<TerminalRig> {
-  const store = await startDemoStore();
+export async function startTerminalRig(opts: { ackTimeoutMs?: number; terminal?: Partial<StartTerminalOptions>; auctionClock?: () => Date } = {}): Promise<TerminalRig> {
+  const store = await startDemoStore(opts.auctionClock === undefined ? {} : { auctionClock: opts.auctionClock });
   const dataDir = await mkdtemp(join(tmpdir(), 'mallpos-term-'));
   const scanDir = await mkdtemp(join(tmpdir(), 'mallpos-scan-'));
   let terminal: RunningTerminal | null = null;

@@ -40,7 +40,7 @@ export function terminalSocket(server: { url: string; caPem: string }, token?: s
 }
 
 /** A demo store on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startDemoStore(opts: { accessTtlSeconds?: number } = {}): Promise<DemoStore> {
+export async function startDemoStore(opts: { accessTtlSeconds?: number; auctionClock?: () => Date } = {}): Promise<DemoStore> {
   const { dir, cleanup } = await tempDir('mallpos-vendor-');
   const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
   if (opts.accessTtlSeconds !== undefined) await writeConfig(dir, { ...init.config, accessTtlSeconds: opts.accessTtlSeconds });
@@ -48,7 +48,7 @@ export async function startDemoStore(opts: { accessTtlSeconds?: number } = {}): 
   const store: DemoStore = {
     dir,
     init,
-    server: await startTestVendor(dir),
+    server: await startTestVendor(dir, opts.auctionClock === undefined ? {} : { auctionClock: opts.auctionClock }),
     operator(method, path, body, headers = {}) {
       return http(`${store.server.url}${path}`, method, body, { authorization: `Bearer ${init.operatorToken}`, ...headers });
     },

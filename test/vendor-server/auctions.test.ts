@@ -25,7 +25,14 @@ describe('vendor server: auctions at a store', function () {
   const key = (t: Till = till) => `${t.terminalId}:${randomUUID()}`;
   const acme = (customerId: string) => store.server.ledger.customerView(customerId).balances.find((b) => b.token === 'ACME')?.units ?? 0;
   const escrow = (lotId: string) => store.server.ledger.state.balances[`escrow:${lotId}`]?.['ACME'] ?? 0;
-  const soon = (ms: number) => new Date(Date.now() + ms).toISOString();
+  // The auction service's clock: a test moves it past a lot's close instead of waiting for it.
+  let aheadMs = 0;
+  const auctionClock = () => new Date(Date.now() + aheadMs);
+  const soon = (ms: number) => new Date(auctionClock().getTime() + ms).toISOString();
+  const passClose = async (lot: LotView) => {
+    aheadMs += Math.max(0, Date.parse(lot.closesAt) - auctionClock().getTime()) + 1_000;
+    await store.server.auctions.closeDue();
+  };
   const createLot = async (body: Record<string, unknown>): Promise<LotView> => {
     const res = await store.operator('POST', '/api/lots', { title: 'Espresso machine', token: 'ACME', reserveUnits: 0, incrementUnits: 10, closesAt: soon(3_600_000), ...body }, { 'idempotency-key': randomUUID() });
     expect(res.status, res.text).to.equal(200);
@@ -35,7 +42,7 @@ describe('vendor server: auctions at a store', function () {
   const view = (lotId: string) => store.server.auctions.view(lotId);
 
   before(async () => {
-    store = await startDemoStore();
+    store = await startDemoStore({ auctionClock });
     till = await store.openTill('Till 1');
     till2 = await store.openTill('Till 2');
   });
@@ -193,7 +200,7 @@ describe('vendor server: auctions at a store', function () {
   });
 
   it('closes a sold lot exactly once as a sale from escrow, releases nothing twice, and the winner\'s till prints its receipt', async () => {
-    const lot = await createLot({ closesAt: soon(4_000), snipeWindowSeconds: 0, reserveUnits: 30 });
+    const lot = await createLot({ snipeWindowSeconds: 0, reserveUnits: 30 });
     const a0 = acme(ANNA.id);
     const b0 = acme(BULENT.id);
     expectOk(await bid(lot.lotId, ANNA.card, 20));
@@ -207,6 +214,7 @@ describe('vendor server: auctions at a store', function () {
       };
       till2.socket.on('lots:update', on);
     });
+    await passClose(lot);
     const v = await closed;
     expect(v.result?.sold).to.equal(true);
     expect(v.result?.units).to.equal(40);
@@ -234,10 +242,11 @@ describe('vendor server: auctions at a store', function () {
   });
 
   it('closes a lot below its reserve unsold, giving the high bid back', async () => {
-    const lot = await createLot({ closesAt: soon(3_000), snipeWindowSeconds: 0, reserveUnits: 1_000 });
+    const lot = await createLot({ snipeWindowSeconds: 0, reserveUnits: 1_000 });
     const a0 = acme(ANNA.id);
     expectOk(await bid(lot.lotId, ANNA.card, 30));
     expect(acme(ANNA.id)).to.equal(a0 - 30);
+    await passClose(lot);
     await until('the unsold close', () => (view(lot.lotId).status === 'closed' ? true : undefined), 20_000);
     expect(view(lot.lotId).result).to.deep.equal({ sold: false, saleId: null, units: null, card: null });
     expect(acme(ANNA.id)).to.equal(a0);
@@ -254,13 +263,13 @@ describe('vendor server: auctions at a store', function () {
   });
 
   it('closes at once on start a lot whose close passed while the server was down, and the journal replays to the same balances', async () => {
-    const lot = await createLot({ closesAt: soon(3_000), snipeWindowSeconds: 0 });
+    const lot = await createLot({ snipeWindowSeconds: 0 });
     expectOk(await bid(lot.lotId, CHLOE.card, 10));
     // Stopped before the close, started after it.
     await store.server.close();
-    await until('the close time to pass', () => (Date.now() > Date.parse(lot.closesAt) + 100 ? true : undefined), 20_000);
+    aheadMs += Date.parse(lot.closesAt) - auctionClock().getTime() + 1_000;
     const { startTestVendor } = await import('../helpers/vendor.ts');
-    store.server = await startTestVendor(store.dir);
+    store.server = await startTestVendor(store.dir, { auctionClock });
     await until('the close on start', () => (store.server.auctions.view(lot.lotId).status === 'closed' ? true : undefined), 10_000);
     expect(store.server.auctions.view(lot.lotId).result?.sold).to.equal(true);
     till = await store.openTill('Till 1b');
