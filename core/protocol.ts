@@ -103,13 +103,15 @@ export interface CustomerDataView {
 }
 
 /** A committed sale as the terminal sees it: the journalled sale data, with the customer named. */
-export interface SaleResult extends Omit<SaleData, 'customer'> {
+export interface SaleResult extends Omit<SaleData, 'customer' | 'instruments'> {
   seq: number;
   at: string;
   terminal: string | null;
   cashier: string | null;
   customer: { id: string; name: string; card: string } | null;
   refunded: boolean;
+  /** Gift certificates and coupons that paid part of the sale, without their signed form (it is the bearer's). */
+  instruments?: InstrumentPaid[];
 }
 
 /**
@@ -129,6 +131,57 @@ export interface SaleAck {
   balancesAfter: Record<string, number> | null;
   /** Loyalty tokens the sale earned (token -> units), already in `balancesAfter`; absent when none. */
   earned?: Record<string, number>;
+  /** Gift certificates and coupons that paid part of the sale, and what remains on each. */
+  instruments?: InstrumentPaid[];
+}
+
+// ---- bearer instruments at the till (vendor-server/instruments) -----------------------------
+
+/** What one gift certificate or coupon paid in a sale, and what remains on it. */
+export interface InstrumentPaid {
+  code: string;
+  kind: 'gift' | 'coupon';
+  token: string;
+  units: number;
+  remainingAfter: number;
+  /** Taken while the store could not reach the mall, within the mall's offline policy. */
+  offline: boolean;
+}
+
+/** An instrument as `instrument:inquire` shows it: checked, with what remains on it. */
+export interface InstrumentView {
+  code: string;
+  kind: 'gift' | 'coupon';
+  issuer: string;
+  token: string;
+  tokenName: string;
+  faceUnits: number;
+  remainingUnits: number;
+  /** What remains, at the token's face value (minor units of `currency`). */
+  remainingMinor: number;
+  currency: string;
+  expiresAt: string;
+  /** Where `remainingUnits` comes from: the mall now, this store's own record, or the face value (never seen, mall unreachable). */
+  source: 'mall' | 'store' | 'face';
+  state: 'unsold' | 'live' | 'spent' | 'voided' | 'unknown';
+  /** The checked compact form, which the till tenders (a bearer credential: never printed or logged). */
+  instrument: string;
+  /** The mall is unreachable: the most this store may take from it in one sale now, in units. */
+  offlineMaxUnits: number | null;
+}
+
+/** A gift certificate sold at the till (`instrument:sell`), with its compact form to print. */
+export interface InstrumentSaleAck {
+  seq: number;
+  at: string;
+  code: string;
+  instrument: string;
+  token: string;
+  units: number;
+  priceMinor: number;
+  currency: string;
+  expiresAt: string;
+  payment: TokenPayment;
 }
 
 export interface RefundResult {
@@ -330,7 +383,7 @@ export interface ClientToServerEvents {
   'customer:lookup': Handler<{ card: string }, CustomerView>;
   'balance:inquiry': Handler<{ card: string }, CustomerView>;
   'cart:price': Handler<
-    { lines: { code: string; qty: number }[]; card?: string | null; tenders?: { token: string; units?: number }[] },
+    { lines: { code: string; qty: number }[]; card?: string | null; tenders?: { token: string; units?: number }[]; instruments?: { instrument: string; units?: number }[] },
     PricedCart
   >;
   'sale:commit': Handler<
@@ -345,6 +398,8 @@ export interface ClientToServerEvents {
       customerPin?: string;
       /** The customer's wallet PIN, for wallet tenders (checked by the mall); not part of the request's hash, never journalled. */
       walletPin?: string;
+      /** Gift certificates and coupons (compact form as scanned); `units` omitted: as much as the cart can take. */
+      instruments?: { instrument: string; units?: number }[];
     },
     SaleAck
   >;
@@ -413,6 +468,13 @@ export interface ClientToServerEvents {
   'wallet:pin': Handler<{ key: string; card: string; pin: string; oldPin?: string }, { card: string; pinSet: true }>;
   /** Asks the mall for a customer of another store (consent required; the mall charges this store a toll). */
   'customer:data-request': Handler<{ key: string; card: string }, CustomerDataView>;
+  /** Checks a gift certificate or coupon (its compact form, or its short code) and says what remains on it. */
+  'instrument:inquire': Handler<{ instrument: string } | { code: string }, InstrumentView>;
+  /** Sells a gift certificate this store signs for its own tokens, for cash or card at face value. */
+  'instrument:sell': Handler<
+    { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
+    InstrumentSaleAck
+  >;
 }
 
 export interface ServerToClientEvents {

@@ -23,6 +23,7 @@ import { ExchangeService } from './economy/exchange.ts';
 import type { XchgServices } from './economy/xchg-socket.ts';
 import { paymentWebhookRouter } from './economy/webhooks.ts';
 import { loyaltyEarner } from './economy/loyalty.ts';
+import { InstrumentService } from './instruments/service.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -216,7 +217,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(paymentWebhookRouter({ dataDir: opts.dataDir, ledger, logger, metrics }));
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg });
+  const instruments = new InstrumentService(ledger, () => mallRequests, () => sync, logger);
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg, instruments });
   const io = gateway.io;
   catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();

@@ -35,6 +35,8 @@ import { OFFLINE_EVENTS, type OfflineService } from './offline.ts';
 import { registerXchg, XCHG_EVENTS, type XchgServices } from './economy/xchg-socket.ts';
 import { paysFromWallet } from './economy/wallet.ts';
 import { registerSellEvents, SELL_EVENTS } from './economy/socket.ts';
+import { INSTRUMENT_EVENTS, registerInstruments } from './instruments/socket.ts';
+import { paysWithInstruments, type InstrumentService } from './instruments/service.ts';
 
 interface SocketData {
   terminalId: string;
@@ -61,6 +63,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   ...OFFLINE_EVENTS,
   ...XCHG_EVENTS,
   ...SELL_EVENTS,
+  ...INSTRUMENT_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -89,6 +92,8 @@ export interface TerminalGatewayDeps {
   offline: OfflineService;
   /** Exchange, mall wallet and customer data (vendor-server/economy). */
   xchg: XchgServices;
+  /** Gift certificates and coupons (vendor-server/instruments). */
+  instruments: InstrumentService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -232,6 +237,7 @@ export class TerminalGateway {
       handle('cart:price', (p) => {
         const req = parse(cartPriceRequest, p);
         const input = { lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] };
+        if (req.instruments !== undefined && req.instruments.length > 0) return this.deps.instruments.price({ ...input, instruments: req.instruments });
         return paysFromWallet(input) ? this.deps.xchg.wallet.price(input) : ledger.price(input);
       }),
     );
@@ -240,6 +246,7 @@ export class TerminalGateway {
     const commitSale = (req: SaleCommitRequest, tokenValueLimitMinor: number | null): Promise<SaleAck> => {
       const who = actor();
       const opts = { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) };
+      if (paysWithInstruments(req)) return this.deps.instruments.commitSale(who, { ...req, instruments: req.instruments ?? [] }, opts);
       if (paysFromWallet(req)) return this.deps.xchg.wallet.commitSale(who, req, opts);
       const committed = ledger.commitSaleAck(who, req, opts);
       if (!logger.isLevelEnabled('debug')) return committed;
@@ -356,6 +363,17 @@ export class TerminalGateway {
       wallet: this.deps.xchg.wallet,
       mall: this.deps.xchg.mall,
       logger,
+    });
+    registerInstruments({
+      on: (event, listener) => socket.on(event as 'instrument:inquire', listener as never),
+      handle,
+      terminalId,
+      actor,
+      needCashier,
+      logger,
+      instruments: this.deps.instruments,
+      keys: this.deps.keys,
+      precondition: (who) => cashierDay.requireShift(terminalId, who.cashier),
     });
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
