@@ -406,7 +406,10 @@ export class InstrumentService {
           try {
             answer = await mall.reserveInstrument({ key, instrument: o.instrument.compact, units: takes[i] as number }, o.instrument.code);
           } catch (err) {
-            if (isMallposError(err) && err.code === 'VND_ERR_MALL_UNREACHABLE') {
+            // A certificate a store signed is known to the mall only once the batch that
+            // sold it arrives: until then the mall cannot hold it, and the sale is judged as
+            // one made offline (within the policy). The mall's own unknown to it is refused.
+            if (isMallposError(err) && (err.code === 'VND_ERR_MALL_UNREACHABLE' || (err.code === 'MALL_ERR_INSTRUMENT_UNKNOWN' && o.instrument.issuer !== 'mall'))) {
               unreachable = true;
               break;
             }
