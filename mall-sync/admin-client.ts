@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { ERRORS, MallposError, type ErrorCode, type FeeSchedule, type TokenType } from '../core/index.ts';
+import { ERRORS, MallposError, type ErrorCode, type FeeSchedule, type InstrumentPolicy, type InstrumentStatus, type IssuedInstrument, type TokenType } from '../core/index.ts';
+import type { InstrumentKeyRecord } from './instruments-state.ts';
 import { createLogger } from '../platform/logger.ts';
 import { readFile } from 'node:fs/promises';
 import { loadMallConfig, mallPaths } from './config.ts';
@@ -159,6 +160,46 @@ export class MallAdminClient {
 
   mallKey(): Promise<{ kid: string; jwk: PublicJwk }> {
     return this.request('GET', '/v1/mall-key');
+  }
+
+  // ---- bearer instruments ----------------------------------------------------------
+
+  /** Issues mall gift certificates (idempotent by `key`). */
+  issueInstruments(input: { key: string; token: string; units: number; expiresAt: string; count?: number }): Promise<{ instruments: IssuedInstrument[] }> {
+    return this.request('POST', '/admin/instruments', { kind: 'gift', ...input });
+  }
+
+  instrument(code: string): Promise<InstrumentStatus> {
+    return this.request('GET', `/admin/instruments/${encodeURIComponent(code)}`);
+  }
+
+  doubleSpentInstruments(): Promise<InstrumentStatus[]> {
+    return this.request('GET', '/admin/instruments/double-spent');
+  }
+
+  voidInstrument(code: string, reason: string): Promise<InstrumentStatus> {
+    return this.request('POST', `/admin/instruments/${encodeURIComponent(code)}/void`, { reason });
+  }
+
+  instrumentPolicy(): Promise<InstrumentPolicy> {
+    return this.request('GET', '/admin/instrument-policy');
+  }
+
+  setInstrumentPolicy(policy: InstrumentPolicy): Promise<InstrumentPolicy> {
+    return this.request('PUT', '/admin/instrument-policy', policy);
+  }
+
+  instrumentKeys(): Promise<InstrumentKeyRecord[]> {
+    return this.request('GET', '/admin/instrument-keys');
+  }
+
+  /** Registers a manufacturer's coupon key (or another issuer's certificate key). */
+  addInstrumentKey(issuer: string, jwk: Record<string, unknown>): Promise<InstrumentKeyRecord> {
+    return this.request('POST', '/admin/instrument-keys', { issuer, jwk });
+  }
+
+  withdrawInstrumentKey(kid: string, reason?: string): Promise<InstrumentKeyRecord> {
+    return this.request('POST', `/admin/instrument-keys/${encodeURIComponent(kid)}/withdraw`, reason === undefined ? {} : { reason });
   }
 }
 

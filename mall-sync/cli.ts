@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -389,6 +390,132 @@ program
   .action(async (o: { dataDir: string }) => {
     try {
       print(await withMallAdmin(resolve(o.dataDir), (c: MallAdminClient) => c.positions()));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+function wholeMinor(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('a whole number of minor units, 0 or more');
+  return n;
+}
+
+const instruments = program.command('instruments').description('gift certificates and coupons: issue, status, void, double spends, the offline policy and the keys that sign them');
+instruments
+  .command('issue')
+  .description('issue mall gift certificates signed with the mall\'s instrument key; prints their short codes and compact forms (what the QR code carries)')
+  .option(...dataDirOption)
+  .option('--kind <kind>', 'gift (the mall issues gift certificates; coupons are signed by their manufacturer)', 'gift')
+  .requiredOption('--token <code>', 'a token type the mall issues')
+  .requiredOption('--units <n>', 'the value of each certificate in tokens', positiveInt)
+  .requiredOption('--expires <date>', 'when they expire (YYYY-MM-DD or an ISO time)')
+  .option('--count <n>', 'how many certificates', positiveInt, 1)
+  .option('--key <key>', 'idempotency key: run again with the same key to get the same certificates (default: a new one)')
+  .action(async (o: { dataDir: string; kind: string; token: string; units: number; expires: string; count: number; key?: string }) => {
+    try {
+      if (o.kind !== 'gift') throw new InvalidArgumentError('the mall issues gift certificates (--kind gift); a manufacturer signs its coupons with its own key');
+      const expiresAt = /^\d{4}-\d{2}-\d{2}$/.test(o.expires) ? `${o.expires}T23:59:59Z` : o.expires;
+      const key = o.key ?? `issue:${randomUUID()}`;
+      print({ key, ...(await withMallAdmin(resolve(o.dataDir), (c) => c.issueInstruments({ key, token: o.token, units: o.units, expiresAt, count: o.count }))) });
+    } catch (err) {
+      die(err);
+    }
+  });
+instruments
+  .command('status')
+  .description('an instrument\'s value, what remains, holds, state, who sold it and whether it was spent twice')
+  .option(...dataDirOption)
+  .requiredOption('--code <code>', 'its short code (ISSUER-SERIAL-NN)')
+  .action(async (o: { dataDir: string; code: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.instrument(o.code)));
+    } catch (err) {
+      die(err);
+    }
+  });
+instruments
+  .command('void')
+  .description('void a gift certificate nobody redeemed or holds (unsold stock, or one sold by mistake)')
+  .option(...dataDirOption)
+  .requiredOption('--code <code>', 'its short code')
+  .requiredOption('--reason <text>', 'why (kept with the void)')
+  .action(async (o: { dataDir: string; code: string; reason: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.voidInstrument(o.code, o.reason)));
+    } catch (err) {
+      die(err);
+    }
+  });
+instruments
+  .command('double-spent')
+  .description('instruments redeemed beyond their value by stores that could not see each other')
+  .option(...dataDirOption)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.doubleSpentInstruments()));
+    } catch (err) {
+      die(err);
+    }
+  });
+instruments
+  .command('policy')
+  .description('show the offline acceptance policy the snapshot publishes, or set it (all three values)')
+  .option(...dataDirOption)
+  .option('--offline-instrument-max-minor <n>', 'the most one sale may take from one instrument offline (minor units at face value)', wholeMinor)
+  .option('--offline-store-daily-max-minor <n>', 'the most a store may take from instruments offline in one day', wholeMinor)
+  .option('--snapshot-max-age-hours <n>', 'a store takes instruments offline only with a snapshot younger than this', positiveInt)
+  .action(async (o: { dataDir: string; offlineInstrumentMaxMinor?: number; offlineStoreDailyMaxMinor?: number; snapshotMaxAgeHours?: number }) => {
+    try {
+      const given = [o.offlineInstrumentMaxMinor, o.offlineStoreDailyMaxMinor, o.snapshotMaxAgeHours].filter((v) => v !== undefined).length;
+      if (given !== 0 && given !== 3) throw new InvalidArgumentError('set all three values of the policy, or none to show it');
+      print(
+        await withMallAdmin(resolve(o.dataDir), (c) =>
+          given === 0
+            ? c.instrumentPolicy()
+            : c.setInstrumentPolicy({ offlineInstrumentMaxMinor: o.offlineInstrumentMaxMinor as number, offlineStoreDailyMaxMinor: o.offlineStoreDailyMaxMinor as number, snapshotMaxAgeHours: o.snapshotMaxAgeHours as number }),
+        ),
+      );
+    } catch (err) {
+      die(err);
+    }
+  });
+instruments
+  .command('keys')
+  .description('the mall\'s and manufacturers\' instrument keys (vendors sign their own certificates with their registered keys)')
+  .option(...dataDirOption)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.instrumentKeys()));
+    } catch (err) {
+      die(err);
+    }
+  });
+
+const manufacturer = program.command('manufacturer').description('a manufacturer\'s coupon keys, published in the snapshot\'s key directory');
+manufacturer
+  .command('add-key')
+  .description('register the Ed25519 public key a manufacturer signs its coupons with')
+  .option(...dataDirOption)
+  .requiredOption('--id <id>', 'the manufacturer (a party of kind manufacturer)')
+  .requiredOption('--jwk <file|json|->', 'the public key')
+  .action(async (o: { dataDir: string; id: string; jwk: string }) => {
+    try {
+      const jwk = await readJwk(o.jwk);
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.addInstrumentKey(o.id, jwk)));
+    } catch (err) {
+      die(err);
+    }
+  });
+manufacturer
+  .command('withdraw-key')
+  .description('withdraw a key from the directory: every coupon it signed is refused from now on')
+  .option(...dataDirOption)
+  .requiredOption('--kid <kid>', 'the key id (JWK thumbprint)')
+  .option('--reason <text>', 'why')
+  .action(async (o: { dataDir: string; kid: string; reason?: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.withdrawInstrumentKey(o.kid, o.reason)));
     } catch (err) {
       die(err);
     }

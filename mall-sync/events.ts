@@ -1,4 +1,5 @@
-import type { FeeSchedule, FlattenedJws, TokenType } from '../core/index.ts';
+import type { FeeSchedule, FlattenedJws, InstrumentPolicy, TokenType } from '../core/index.ts';
+import type { InstrumentBatchEffects, InstrumentKeyAddedData, InstrumentReleasedData, InstrumentReservedData, InstrumentsIssuedData, InstrumentVoidedAtMallData } from './instruments-state.ts';
 import type { PublicSigningJwk } from '../platform/key-files.ts';
 
 /**
@@ -22,7 +23,8 @@ export function issuerPartyAccount(party: string): string {
   return `issuer:${party}`;
 }
 
-export type TransferKind = 'royalty' | 'reimbursement' | 'toll' | 'allotment' | 'compensation' | 'service-charge' | 'data-toll';
+/** `double-spend`: a store that took an instrument beyond the offline policy pays back the excess it was reimbursed. */
+export type TransferKind = 'royalty' | 'reimbursement' | 'toll' | 'allotment' | 'compensation' | 'service-charge' | 'data-toll' | 'double-spend';
 
 /**
  * One double-entry movement of fiat minor units: `from` owes `to` `amountMinor`.
@@ -61,6 +63,24 @@ export interface ClearingRecord {
   fromWallet?: Record<string, number>;
   /** The wallet authorisations a sale captured, with their cards (a reversal gives them back). */
   walletUses?: WalletUseRecord[];
+  /** The part of `tokens` paid by bearer instruments (absent: none): never in the vendor's circulation. */
+  fromInstruments?: Record<string, number>;
+  /** The instruments a sale used, as the mall honoured them (a reversal gives them back). */
+  instrumentUses?: InstrumentUseRecord[];
+}
+
+/** One instrument a sale used: what the mall honoured, and the excess beyond what remained on it. */
+export interface InstrumentUseRecord {
+  code: string;
+  token: string;
+  units: number;
+  honouredUnits: number;
+  excessUnits: number;
+  /** What the use took off the instrument's value (a coupon: all of it); a reversal gives it back. */
+  consumedUnits: number;
+  reservation: string | null;
+  /** Who bears the excess (null when there is none). */
+  lossBorneBy: 'issuer' | 'store' | null;
 }
 
 /** Wallet tokens a vendor event took under one authorisation. */
@@ -96,7 +116,8 @@ export type PartyKind = 'manufacturer' | 'issuer';
  */
 export interface AlarmData {
   id: string;
-  kind: 'fork' | 'wallet' | 'wallet-pin';
+  /** `double-spend`: an instrument redeemed beyond its value by stores that could not see each other (names the code and the stores). */
+  kind: 'fork' | 'wallet' | 'wallet-pin' | 'double-spend';
   vendor: string;
   batchSeq: number;
   storedHash: string;
@@ -106,6 +127,9 @@ export interface AlarmData {
   card?: string;
   authorisation?: string;
   eventSeq?: number;
+  /** The instrument's short code and every store that redeemed it (double spends). */
+  instrument?: string;
+  stores?: string[];
 }
 
 /**
@@ -144,6 +168,8 @@ export interface BatchIngestedData {
   registrySeq?: number;
   /** What the batch changed in the customer directory, the wallets and the issuance tally (economy.ts); absent when nothing. */
   economy?: BatchEconomy;
+  /** What the batch changed of bearer instruments (instruments-state.ts); absent when nothing. */
+  instruments?: InstrumentBatchEffects;
 }
 
 /** A customer registration as the directory records it: name and contact only with the customer's consent. */
@@ -296,6 +322,14 @@ export type MallEvent = MallEventBase &
     | { type: 'wallet.pin-reset'; data: { card: string; vendor: string } }
     /** The mall operator lifted a lock (or cleared the count). */
     | { type: 'wallet.unlocked'; data: { card: string } }
+    // Bearer instruments (instruments-state.ts).
+    | { type: 'instruments.key-added'; data: InstrumentKeyAddedData }
+    | { type: 'instruments.key-withdrawn'; data: { kid: string; reason: string } }
+    | { type: 'instruments.policy-set'; data: InstrumentPolicy }
+    | { type: 'instruments.issued'; data: InstrumentsIssuedData }
+    | { type: 'instruments.reserved'; data: InstrumentReservedData }
+    | { type: 'instruments.released'; data: InstrumentReleasedData }
+    | { type: 'instruments.voided'; data: InstrumentVoidedAtMallData }
   );
 
 export type MallEventType = MallEvent['type'];

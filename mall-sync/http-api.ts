@@ -7,6 +7,8 @@ import type { Logger } from '../platform/logger.ts';
 import { matchesHash, type MallConfig } from './config.ts';
 import type { CustomerDataService } from './customer-data.ts';
 import { mountEconomyRoutes } from './economy-api.ts';
+import { mountInstrumentRoutes } from './instruments-api.ts';
+import type { InstrumentService } from './instruments.ts';
 import { pathParam, vendorParam } from './http-params.ts';
 import type { BatchIngestor } from './ingest.ts';
 import type { MallMetrics } from './metrics.ts';
@@ -25,6 +27,7 @@ export interface MallApiDeps {
   startedAt: number;
   wallet: WalletService;
   customerData: CustomerDataService;
+  instruments: InstrumentService;
 }
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
@@ -252,6 +255,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
   admin.get('/statements', route(async (req) => ({ statements: await service.statements(query(req, 'from'), query(req, 'to')) })));
 
   mountEconomyRoutes(app, admin, { store, wallet: deps.wallet, customerData: deps.customerData, vendorAuth, caughtUp });
+  mountInstrumentRoutes(app, admin, { instruments: deps.instruments, vendorAuth, caughtUp });
   app.use('/admin', admin);
 
   app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));

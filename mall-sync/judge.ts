@@ -5,6 +5,7 @@ import {
   checkSaleShape,
   entityId,
   FLOAT_ACCOUNT,
+  INSTRUMENTS_ACCOUNT,
   isAcceptedAt,
   isExpired,
   isMallposError,
@@ -32,6 +33,8 @@ import {
   walletMoveData,
 } from './economy-judge.ts';
 import type { BatchEconomy, BatchIngestedData, ClearingRecord, FlaggedRecord, WalletEffect } from './events.ts';
+import { foldInstrumentPostings, InstrumentCollector, type SaleInstruments } from './instruments-judge.ts';
+import type { InstrumentBatchEffects } from './instruments-state.ts';
 import { own } from './store/dict.ts';
 import { feesAt, type MallState } from './store/state.ts';
 
@@ -100,6 +103,7 @@ export interface JudgeInput {
 
 export interface Judgement {
   economy?: BatchEconomy;
+  instruments?: InstrumentBatchEffects;
   clearing: ClearingRecord[];
   flagged: FlaggedRecord[];
   allotmentsUsed: { id: string; eventSeq: number }[];
@@ -132,6 +136,7 @@ export function batchIngestedData(
     lastEventAt: judgement.lastEventAt,
     registrySeq: batch.registrySeq,
     ...(judgement.economy === undefined ? {} : { economy: judgement.economy }),
+    ...(judgement.instruments === undefined ? {} : { instruments: judgement.instruments }),
   };
 }
 
@@ -144,24 +149,27 @@ const ALLOTMENT_ID = /^alt-[0-9]{6,12}$/;
  * The cashier's day (shifts, cash moves, no-sales, reprints, Z and month/year closures)
  * is accepted as recorded: it moves no tokens, so any posting on it is flagged below.
  */
-const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
+const KNOWN_TYPES = new Set<string>(['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided', 'customer.registered', 'product.upserted', 'token-type.upserted', ...CASHIER_DAY_EVENT_TYPES]);
 
 /** The accounts each event type may move (core/ledger.ts); anything else is not what the vendor's rules write. */
 const customer = (a: string) => a.startsWith('customer:');
 const ALLOWED_ACCOUNTS = new Map<string, (account: string) => boolean>([
   ['sale', (a) => a === REDEEMED_ACCOUNT || customer(a)],
-  ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
+  ['reversal', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT || a === INSTRUMENTS_ACCOUNT],
   ['allotment', (a) => a === FLOAT_ACCOUNT || a.startsWith('issuer:')],
   ['issuance', (a) => a === FLOAT_ACCOUNT || customer(a)],
   ['exchange', (a) => a === REDEEMED_ACCOUNT || customer(a) || a === FLOAT_ACCOUNT || a === WALLET_ACCOUNT],
   ['wallet.moved', (a) => customer(a) || a === WALLET_ACCOUNT],
+  ['instrument.sold', (a) => a === FLOAT_ACCOUNT || a === INSTRUMENTS_ACCOUNT],
+  ['instrument.voided', (a) => a === FLOAT_ACCOUNT || a === INSTRUMENTS_ACCOUNT],
 ]);
 /** A sale moves the float only for the loyalty tokens it says it earned, and `mall-wallet` only for wallet tokens it names. */
 function saleAccounts(data: unknown): (account: string) => boolean {
-  const d = data as { earned?: unknown; wallet?: unknown } | null;
+  const d = data as { earned?: unknown; wallet?: unknown; instruments?: unknown } | null;
   const earns = typeof d === 'object' && d !== null && d.earned !== undefined;
   const pays = typeof d === 'object' && d !== null && d.wallet !== undefined;
-  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT);
+  const bearer = typeof d === 'object' && d !== null && d.instruments !== undefined;
+  return (a) => a === REDEEMED_ACCOUNT || customer(a) || (earns && a === FLOAT_ACCOUNT) || (pays && a === WALLET_ACCOUNT) || (bearer && a === INSTRUMENTS_ACCOUNT);
 }
 
 /** Stands in for the payer of a wallet-paid sale without a customer, for core's sale check only. */
@@ -213,6 +221,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
   /** Units of each token moved from the wallet onto the vendor's cards in this batch. */
   const inHere = new Map<string, number>();
   const economy = new EconomyCollector(state, vendor);
+  const instruments = new InstrumentCollector(state, vendor, Date.parse(input.ingestedAt));
   const isVendor = (id: string) => own(state.vendors, id) !== undefined;
   const vendorRecord = own(state.vendors, vendor);
   if (vendorRecord === undefined) throw new Error(`assertion failed: vendor ${vendor} registered before judging`);
@@ -243,7 +252,9 @@ export function judgeBatch(input: JudgeInput): Judgement {
     const t = own(vendorRecord.tokens, token);
     const allotted = t?.allottedUnits ?? 0;
     const walletIn = (t?.walletInUnits ?? 0) + (inHere.get(token) ?? 0);
-    const out = (t?.redeemedUnits ?? 0) - (t?.walletRedeemedUnits ?? 0) + (t?.exchangedUnits ?? 0) + (t?.walletOutUnits ?? 0) + (outHere.get(token) ?? 0);
+    // Tokens paid by instruments never were on the vendor's cards; tokens put into certificates it sold left its float.
+    const out =
+      (t?.redeemedUnits ?? 0) - (t?.walletRedeemedUnits ?? 0) - (t?.instrumentRedeemedUnits ?? 0) + (t?.exchangedUnits ?? 0) + (t?.walletOutUnits ?? 0) + (t?.instrumentSoldUnits ?? 0) + (outHere.get(token) ?? 0);
     if (out + n > allotted + walletIn) {
       flag(`${what} ${n} ${token}, which would bring ${vendor}'s redemptions to ${out + n}, beyond the ${allotted + walletIn} the mall allotted to it${walletIn > 0 ? ' and customers moved in from the wallet' : ''}`);
     }
@@ -270,6 +281,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
     const judgedMs = Number.isNaN(atMs) ? arrivalMs : clamp(atMs, arrivalMs - EVENT_DELAY_MAX_MS, arrivalMs);
     const when = new Date(judgedMs);
     const at = when.toISOString();
+    instruments.begin();
     try {
       if (Number.isNaN(atMs)) flag('the event has no valid time');
       if (atMs > arrivalMs + EVENT_CLOCK_SKEW_MS) flag(`the event is dated ${e.at.slice(0, 40)}, after it reached the mall at ${input.ingestedAt}`);
@@ -293,7 +305,8 @@ export function judgeBatch(input: JudgeInput): Judgement {
       switch (e.type) {
         case 'sale': {
           const raw = e.data as unknown as Record<string, unknown>;
-          const extra = raw.earned !== undefined || raw.wallet !== undefined;
+          const extra = raw.earned !== undefined || raw.wallet !== undefined || raw.instruments !== undefined;
+          let bearer: SaleInstruments | null = null;
           let checked;
           let uses: { authorisation: string; token: string; units: number }[] = [];
           const walletUnits = new Map<string, number>();
@@ -306,16 +319,25 @@ export function judgeBatch(input: JudgeInput): Judgement {
             const earned = parsed.data.earned ?? {};
             for (const token of Object.keys(earned)) spendable(token, when, false);
             const customerId = typeof raw.customer === 'string' ? raw.customer : null;
+            if (raw.instruments !== undefined) bearer = instruments.judgeSale(raw.instruments, e.seq, when, at, flag);
             const split = splitSale(e.postings, customerId, earned, Object.fromEntries(walletUnits), WALLET_PAYER);
             if ('problem' in split) flag(`the sale does not add up: ${split.problem}`);
-            const { earned: _earned, wallet: _wallet, ...core } = raw;
-            checked = checkSaleShape(split.postings, customerId === null && uses.length > 0 ? { ...core, customer: WALLET_PAYER } : core);
+            let corePostings = split.postings;
+            if (bearer !== null) {
+              const folded = foldInstrumentPostings(split.postings, bearer.units, `customer:${customerId ?? WALLET_PAYER}`);
+              if ('problem' in folded) flag(`the sale does not add up: ${folded.problem}`);
+              corePostings = folded.postings;
+            }
+            const { earned: _earned, wallet: _wallet, instruments: _instruments, ...core } = raw;
+            checked = checkSaleShape(corePostings, customerId === null && (uses.length > 0 || bearer !== null) ? { ...core, customer: WALLET_PAYER } : core);
           }
           if (!checked.ok) flag(`the sale does not add up: ${checked.problem}`);
           const d = checked.data;
           const customerId = (e.data as { customer: string | null }).customer;
           const tokens = Object.keys(d.debits);
           for (const [token, w] of walletUnits) if ((own(d.debits, token) ?? 0) < w) flag(`the sale pays ${w} ${token} from the wallet but debits ${own(d.debits, token) ?? 0}`);
+          const bearerUnits = bearer?.units ?? new Map<string, number>();
+          for (const [token, n] of bearerUnits) if ((own(d.debits, token) ?? 0) < n + (walletUnits.get(token) ?? 0)) flag(`the sale pays ${n} ${token} by instruments but debits ${own(d.debits, token) ?? 0}`);
           if (tokens.length === 0) {
             // A cash-only sale moves no tokens: nothing for the mall to clear.
             salesHere.set(e.seq, { kind: 'none' });
@@ -333,7 +355,7 @@ export function judgeBatch(input: JudgeInput): Judgement {
           }
           // Tokens paid from the wallet never were on the vendor's cards.
           for (const token of tokens) {
-            const fromCard = (d.debits[token] as number) - (walletUnits.get(token) ?? 0);
+            const fromCard = (d.debits[token] as number) - (walletUnits.get(token) ?? 0) - (bearerUnits.get(token) ?? 0);
             if (fromCard > 0) withinCirculation(token, fromCard, 'the sale redeems');
           }
           const effects = captures(uses, null, e.seq);
@@ -342,9 +364,14 @@ export function judgeBatch(input: JudgeInput): Judgement {
             record.fromWallet = Object.fromEntries(walletUnits);
             record.walletUses = useRecords(state, uses);
           }
+          if (bearer !== null) {
+            record.fromInstruments = Object.fromEntries(bearerUnits);
+            record.instrumentUses = bearer.records;
+            record.transfers.push(...bearer.transfers);
+          }
           clearing.push(record);
           salesHere.set(e.seq, { kind: 'cleared', record });
-          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n - (walletUnits.get(token) ?? 0));
+          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n - (walletUnits.get(token) ?? 0) - (bearerUnits.get(token) ?? 0));
           economy.apply(effects);
           if (customerId !== null) economy.sale(customerId, 1, d.totalMinor, at);
           break;
@@ -374,10 +401,18 @@ export function judgeBatch(input: JudgeInput): Judgement {
             const back = e.postings.filter((p) => p.account === WALLET_ACCOUNT && p.token === token).reduce((n, p) => n + p.units, 0);
             if (back !== w) flag(`the reversal gives ${back} ${token} back to ${WALLET_ACCOUNT}, sale ${saleSeq} took ${w} from the wallet`);
           }
+          const fromInstruments = outcome.record.fromInstruments ?? {};
+          for (const token of new Set([...Object.keys(fromInstruments), ...e.postings.filter((p) => p.account === INSTRUMENTS_ACCOUNT).map((p) => p.token)])) {
+            const back = e.postings.filter((p) => p.account === INSTRUMENTS_ACCOUNT && p.token === token).reduce((n, p) => n + p.units, 0);
+            const took = own(fromInstruments, token) ?? 0;
+            if (back !== took) flag(`the reversal gives ${back} ${token} back to ${INSTRUMENTS_ACCOUNT}, sale ${saleSeq} took ${took} from instruments`);
+          }
           const record = reversalClearing(outcome.record, e.seq, at);
           clearing.push(record);
           reversedHere.set(saleSeq, e.seq);
-          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n + (own(fromWallet, token) ?? 0));
+          for (const [token, n] of Object.entries(record.tokens)) bump(outHere, token, n + (own(fromWallet, token) ?? 0) + (own(fromInstruments, token) ?? 0));
+          // Instruments the sale used get back what it took off them.
+          instruments.giveBack(outcome.record.instrumentUses ?? [], e.seq);
           // A wallet-paid sale refunded: the tokens go back to the wallets they came from.
           economy.apply((outcome.record.walletUses ?? []).map((u) => ({ kind: 'refund' as const, card: u.card, token: u.token, units: u.units, eventSeq: e.seq, authorisation: u.authorisation })));
           if (saleCustomer !== null) economy.sale(saleCustomer, -1, 0 - saleTotal, at);
@@ -476,6 +511,18 @@ export function judgeBatch(input: JudgeInput): Judgement {
           economy.moved(d.direction, d.token, d.units);
           break;
         }
+        case 'instrument.sold': {
+          const sold = instruments.judgeSold(e.data, e.postings, e.seq, when, flag);
+          // The float's tokens go into the certificate: another issuer's only up to what the mall allotted.
+          withinCirculation(sold.token, sold.units, 'the gift certificate sold takes');
+          bump(outHere, sold.token, sold.units);
+          break;
+        }
+        case 'instrument.voided': {
+          const back = instruments.judgeVoided(e.data, e.postings, e.seq, flag);
+          bump(outHere, back.token, 0 - back.units);
+          break;
+        }
         case 'customer.registered': {
           const parsed = customerRegisteredData.safeParse(e.data);
           if (!parsed.success) flag(`the customer data is malformed at ${parsed.error.issues[0]?.path.join('.') ?? '?'}`);
@@ -495,7 +542,9 @@ export function judgeBatch(input: JudgeInput): Judgement {
         default:
           break;
       }
+      instruments.commit();
     } catch (err) {
+      instruments.discard();
       // An amount out of range (CORE_ERR_OVERFLOW) is the event's problem, not the mall's.
       if (!(err instanceof Flag) && !isMallposError(err)) throw err;
       flagged.push({ vendor, batchSeq: input.batchSeq, eventSeq: e.seq, at, type: String(e.type).slice(0, 40), reason: err.message });
@@ -503,7 +552,15 @@ export function judgeBatch(input: JudgeInput): Judgement {
     }
   }
   const econ = economy.result();
-  return { clearing, flagged, allotmentsUsed, lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString(), ...(econ === undefined ? {} : { economy: econ }) };
+  const bearer = instruments.result();
+  return {
+    clearing,
+    flagged,
+    allotmentsUsed,
+    lastEventAt: lastAtMs === null ? null : new Date(lastAtMs).toISOString(),
+    ...(econ === undefined ? {} : { economy: econ }),
+    ...(bearer === undefined ? {} : { instruments: bearer }),
+  };
 }
 
 /** How the sale at `saleSeq` ended, read from the batch.ingested data that covered it. */

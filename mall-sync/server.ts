@@ -14,6 +14,7 @@ import { Observations } from './observations.ts';
 import { MallService } from './service.ts';
 import { CustomerDataService } from './customer-data.ts';
 import { WalletService, type RegistryChange } from './wallet.ts';
+import { InstrumentService, loadOrCreateInstrumentKey } from './instruments.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 
 export interface StartMallOptions {
@@ -40,6 +41,7 @@ export interface RunningMall {
   ingestor: BatchIngestor;
   wallet: WalletService;
   customerData: CustomerDataService;
+  instruments: InstrumentService;
   metrics: MallMetrics;
   logger: Logger;
   /** A token the admin API accepts, valid while this process runs (local CLI commands use it). */
@@ -131,11 +133,12 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       }
     });
     const customerData = new CustomerDataService(store, change, config.currency, clock);
+    const instruments = new InstrumentService(store, change, await loadOrCreateInstrumentKey(opts.dataDir), clock);
     // Holds that expired while the mall was down are released before it answers anyone.
     const expired = await wallet.expire();
     if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');
     const startedAt = Date.now();
-    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData });
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData, instruments });
     const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;
@@ -160,7 +163,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       })();
       return closing;
     };
-    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, wallet, customerData, metrics, logger, controlToken, close };
+    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, wallet, customerData, instruments, metrics, logger, controlToken, close };
   } catch (err) {
     await store?.close().catch(() => undefined);
     await lock?.release();

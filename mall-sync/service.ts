@@ -16,6 +16,7 @@ import {
 } from '../core/index.ts';
 import type { MallArchive } from './archive.ts';
 import { allotmentPurchase } from './clearing.ts';
+import { instrumentDirectory } from './instruments-state.ts';
 import { ed25519Thumbprint, type MallConfig, type MallKeys } from './config.ts';
 import { MALL_ACCOUNT, vendorAccount, type GapDecisionData, type NewMallEvent, type PartyKind, type PublicJwk } from './events.ts';
 import { signJson } from './jws.ts';
@@ -384,6 +385,8 @@ export class MallService {
       allotments: Object.values(this.state.allotments)
         .filter((a) => a.vendor === vendorId && a.used === null)
         .map((a) => ({ id: a.id, vendor: a.vendor, token: a.token, units: a.units, issuedAt: a.issuedAt, reference: a.reference })),
+      // Who may sign gift certificates and coupons, and what a store may accept offline.
+      instruments: instrumentDirectory(this.state.instruments, this.state.keys),
     };
   }
 

@@ -108,6 +108,10 @@ export function sumDays(a: DayTotals, b: DayTotals): DayTotals {
   out.dataTollMinor = add(out.dataTollMinor, b.dataTollMinor);
   addCounts(out.tokensIssued, b.tokensIssued);
   out.issuedCashMinor = add(out.issuedCashMinor, b.issuedCashMinor);
+  // Double spends of bearer instruments: present once a vendor has any.
+  for (const k of ['instrumentsDoubleSpent', 'doubleSpendChargedMinor', 'doubleSpendRecoveredMinor', 'doubleSpendIssuerLossMinor'] as const) {
+    if (a[k] !== undefined || b[k] !== undefined) out[k] = add(a[k] ?? 0, b[k] ?? 0);
+  }
   return out;
 }
 

@@ -4,6 +4,7 @@ import { asciiJson } from '../../platform/storage/index.ts';
 import { MALL_EVENT_VERSION, type MallEvent, type NewMallEvent, type Transfer } from '../events.ts';
 import type { ObservationSink, VendorObservation } from '../observations.ts';
 import { projectEconomy } from './postgres-economy.ts';
+import { projectInstruments } from './postgres-instruments.ts';
 import { migrate } from './postgres-migrate.ts';
 import { applyMallEvent, emptyMallState, reviveMallState, type MallState } from './state.ts';
 import type { MallStore, StoreHealth, StoreReport } from './store.ts';
@@ -417,6 +418,7 @@ export class PostgresMallStore implements MallStore {
       if (full.type === 'batch.ingested') {
         await insertBatch(tx, full, hash, text);
         if (full.data.economy !== undefined) await projectEconomy(tx, full);
+        if (full.data.instruments !== undefined) await projectInstruments(tx, full);
       } else {
         await tx.query('INSERT INTO mall_events (seq, type, at, prev, hash, body) VALUES ($1, $2, $3, $4, $5, $6)', [seq, full.type, full.at, full.prev, hash, text]);
         await project(tx, full);
@@ -783,6 +785,15 @@ async function project(tx: pg.PoolClient, e: MallEvent): Promise<void> {
     case 'wallet.closed':
     case 'customer-data.requested':
       await projectEconomy(tx, e);
+      break;
+    case 'instruments.key-added':
+    case 'instruments.key-withdrawn':
+    case 'instruments.policy-set':
+    case 'instruments.issued':
+    case 'instruments.reserved':
+    case 'instruments.released':
+    case 'instruments.voided':
+      await projectInstruments(tx, e);
       break;
     case 'wallet.pin-set':
     case 'wallet.pin-failed':

@@ -3,6 +3,7 @@ import { dict, own, type Dict } from './dict.ts';
 import {
   type AlarmData,
   type BatchEconomy,
+  type BatchIngestedData,
   type ClearingRecord,
   type CustomerDataRequestedData,
   type WalletAuthorisedData,
@@ -16,6 +17,7 @@ import {
   type PublicJwk,
   type Transfer,
 } from '../events.ts';
+import { applyInstrumentBatch, applyInstrumentEvent, emptyInstrumentsState, reviveInstrumentsState, type InstrumentRecord, type InstrumentsState } from '../instruments-state.ts';
 
 /**
  * The mall's materialised state: what its journal's events add up to. Rebuilt on start
@@ -55,6 +57,10 @@ export interface TokenTally {
   /** Tokens moved from cards here into the wallet, and from the wallet onto cards here. */
   walletOutUnits?: number;
   walletInUnits?: number;
+  /** Tokens paid here by bearer instruments (never in the vendor's circulation). */
+  instrumentRedeemedUnits?: number;
+  /** Tokens the vendor's float put into gift certificates it sold, less those voided. */
+  instrumentSoldUnits?: number;
 }
 
 /** A card in the mall's customer directory (claims 2, 41): its home store and where else it is registered. */
@@ -210,6 +216,14 @@ export interface DayTotals {
   /** Tokens the vendor issued to customers (claim 35), and the fiat they paid for them. */
   tokensIssued: Record<string, number>;
   issuedCashMinor: number;
+  /** Redemptions at the vendor that took an instrument beyond what remained on it (double spends). */
+  instrumentsDoubleSpent?: number;
+  /** Charged back to the vendor for double spends it took beyond the offline policy. */
+  doubleSpendChargedMinor?: number;
+  /** Recovered by the vendor, as issuer, from stores that took its instruments beyond the policy. */
+  doubleSpendRecoveredMinor?: number;
+  /** Borne by the vendor, as issuer, for double spends of its instruments within the policy. */
+  doubleSpendIssuerLossMinor?: number;
 }
 
 export interface MallState {
@@ -253,6 +267,8 @@ export interface MallState {
   /** The audit trail of customer data requests (the most recent, bounded; the journal holds all). */
   dataRequests: CustomerDataRequestRecord[];
   dataRequestSerial: number;
+  /** Bearer instruments: keys, policy, instruments and reservations (instruments-state.ts). */
+  instruments: InstrumentsState;
 }
 
 /** How far back the state keeps data requests; the journal keeps every one. */
@@ -300,6 +316,7 @@ export function emptyMallState(): MallState {
     requestKeys: dict(),
     dataRequests: [],
     dataRequestSerial: 0,
+    instruments: emptyInstrumentsState(),
   };
 }
 
@@ -405,6 +422,7 @@ export function reviveMallState(raw: MallState): MallState {
     requestKeys: dict(raw.requestKeys),
     dataRequests: raw.dataRequests ?? [],
     dataRequestSerial: raw.dataRequestSerial ?? 0,
+    instruments: reviveInstrumentsState(raw.instruments),
   };
 }
 
@@ -458,6 +476,7 @@ function transferOnDay(state: MallState, t: Transfer, at: string, day: string | 
     else if (t.kind === 'compensation') d.compensationPayableMinor = add(d.compensationPayableMinor, t.amountMinor);
     else if (t.kind === 'service-charge') d.serviceChargeMinor = add(d.serviceChargeMinor, t.amountMinor);
     else if (t.kind === 'data-toll') d.dataTollMinor = add(d.dataTollMinor, t.amountMinor);
+    else if (t.kind === 'double-spend') d.doubleSpendChargedMinor = add(d.doubleSpendChargedMinor ?? 0, t.amountMinor);
     else d.allotmentPurchasesMinor = add(d.allotmentPurchasesMinor, t.amountMinor);
     d.netMinor = sub(d.netMinor, t.amountMinor);
   }
@@ -466,6 +485,7 @@ function transferOnDay(state: MallState, t: Transfer, at: string, day: string | 
     const d = dayTotals(state, payee, (day ??= utcDay(at)));
     if (t.kind === 'reimbursement') d.reimbursementReceivableMinor = add(d.reimbursementReceivableMinor, t.amountMinor);
     else if (t.kind === 'compensation') d.compensationReceivableMinor = add(d.compensationReceivableMinor, t.amountMinor);
+    else if (t.kind === 'double-spend') d.doubleSpendRecoveredMinor = add(d.doubleSpendRecoveredMinor ?? 0, t.amountMinor);
     d.netMinor = add(d.netMinor, t.amountMinor);
   }
 }
@@ -482,6 +502,8 @@ export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<Mall
   'wallet.authorised', 'wallet.closed', 'customer-data.requested',
   // Wallet PINs and their wrong-PIN counts decide which holds the mall grants; kept in the same history.
   'wallet.pin-set', 'wallet.pin-failed', 'wallet.pin-reset', 'wallet.unlocked',
+  // Instrument keys, the policy, issues, reservations and voids decide how later batches are judged.
+  'instruments.key-added', 'instruments.key-withdrawn', 'instruments.policy-set', 'instruments.issued', 'instruments.reserved', 'instruments.released', 'instruments.voided',
 ]);
 
 /** Applies what the mall cleared for one vendor event. */
@@ -518,6 +540,10 @@ export function applyClearing(state: MallState, vendor: VendorRecord, c: Clearin
   for (const [token, units] of Object.entries(c.fromWallet ?? {})) {
     const t = tally(vendor, token);
     t.walletRedeemedUnits = add(t.walletRedeemedUnits ?? 0, units);
+  }
+  for (const [token, units] of Object.entries(c.fromInstruments ?? {})) {
+    const t = tally(vendor, token);
+    t.instrumentRedeemedUnits = add(t.instrumentRedeemedUnits ?? 0, units);
   }
   for (const t of c.transfers) transferOnDay(state, t, c.at, day);
 }
@@ -652,6 +678,7 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       }
       if (v.flagged.length > FLAGGED_KEPT_PER_VENDOR) v.flagged.splice(0, v.flagged.length - FLAGGED_KEPT_PER_VENDOR);
       if (b.economy !== undefined) applyEconomy(state, v, b.seq, b.hash, b.kid, event.at, b.economy);
+      if (b.instruments !== undefined) applyInstruments(state, v, b.seq, b.hash, b.kid, event.at, b.instruments);
       for (const u of b.allotmentsUsed) {
         const a = state.allotments[u.id];
         assert(a !== undefined && a.vendor === b.vendor && a.used === null, `allotment ${u.id} taken once by ${b.vendor}`);
@@ -687,6 +714,15 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
       p.failedBy = dict();
       break;
     }
+    case 'instruments.key-added':
+    case 'instruments.key-withdrawn':
+    case 'instruments.policy-set':
+    case 'instruments.issued':
+    case 'instruments.reserved':
+    case 'instruments.released':
+    case 'instruments.voided':
+      applyInstrumentEvent(state.instruments, state.requestKeys, event);
+      break;
     case 'wallet.unlocked': {
       const p = own(state.walletPins, event.data.card);
       assert(p !== undefined, `the wallet of ${event.data.card} has a PIN to unlock`);
@@ -871,6 +907,40 @@ function applyEconomy(state: MallState, v: VendorRecord, batchSeq: number, batch
   }
   for (const a of e.alarms) {
     recordAlarm(state, { ...a, id: `alarm-${String(state.alarmSerial + 1).padStart(6, '0')}`, batchSeq, storedHash: batchHash, receivedHash: batchHash, kid }, at);
+  }
+}
+
+/** Applies what a batch did to instruments, with its tallies, statement figures and double-spend alarms. */
+function applyInstruments(state: MallState, v: VendorRecord, batchSeq: number, batchHash: string, kid: string, at: string, e: NonNullable<BatchIngestedData['instruments']>): void {
+  applyInstrumentBatch(state.instruments, v.id, e, (a) => {
+    recordAlarm(
+      state,
+      { id: `alarm-${String(state.alarmSerial + 1).padStart(6, '0')}`, kind: 'double-spend', vendor: v.id, batchSeq, storedHash: batchHash, receivedHash: batchHash, kid, eventSeq: a.eventSeq, instrument: a.code, stores: [...a.stores], message: a.message },
+      at,
+    );
+  });
+  const rec = (code: string): InstrumentRecord => {
+    const r = own(state.instruments.records, code);
+    assert(r !== undefined, `instrument ${code} is recorded`);
+    return r;
+  };
+  for (const s of e.sold) {
+    const t = tally(v, rec(s.code).token);
+    t.instrumentSoldUnits = add(t.instrumentSoldUnits ?? 0, rec(s.code).faceUnits);
+  }
+  for (const x of e.voids) {
+    const t = tally(v, rec(x.code).token);
+    t.instrumentSoldUnits = sub(t.instrumentSoldUnits ?? 0, rec(x.code).faceUnits);
+  }
+  for (const u of e.uses) {
+    if (u.excessUnits === 0) continue;
+    const d = dayOf(state, v.id, u.at);
+    d.instrumentsDoubleSpent = (d.instrumentsDoubleSpent ?? 0) + 1;
+    const issuer = rec(u.code).issuer;
+    if (u.lossBorneBy === 'issuer' && own(state.vendors, issuer) !== undefined) {
+      const di = dayOf(state, issuer, u.at);
+      di.doubleSpendIssuerLossMinor = add(di.doubleSpendIssuerLossMinor ?? 0, u.lossMinor);
+    }
   }
 }
 

@@ -2,6 +2,7 @@ import { sql as initial } from './0001-initial.ts';
 import { sql as economy } from './0002-economy.ts';
 import { sql as transfersWithoutEventTrigger } from './0003-transfers-without-event-trigger.ts';
 import { sql as walFlush } from './0004-wal-flush.ts';
+import { sql as instruments } from './0005-instruments.ts';
 
 /**
  * The PostgreSQL schema's migrations, in order. A migration is never edited once
@@ -12,4 +13,5 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
   { version: 2, name: 'economy', sql: economy },
   { version: 3, name: 'transfers without event trigger', sql: transfersWithoutEventTrigger },
   { version: 4, name: 'wal flush', sql: walFlush },
+  { version: 5, name: 'instruments', sql: instruments },
 ];
