@@ -41,6 +41,7 @@ import type { EconomyReceiptContext } from './economy-receipts.ts';
 import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
+import { certificateSlip, instrumentScan, remainingText, TillInstruments, type InstrumentScan, type InstrumentsView } from './instruments.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
 
 export interface ScreenMessage {
@@ -77,6 +78,8 @@ export interface ScreenState {
   offline: OfflineView;
   /** Tokens between stores: an exchange quoted and waiting for confirmation, the last action's result. */
   economy: EconomyView;
+  /** The gift certificate or coupon last scanned, and what remains on it. */
+  instruments: InstrumentsView;
   message: ScreenMessage | null;
   version: number;
 }
@@ -117,7 +120,7 @@ interface SalePins {
 
 export interface PendingSale {
   key: string;
-  body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number };
+  body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number; instruments?: { instrument: string }[] };
   startedAt: string;
 }
 
@@ -174,6 +177,11 @@ export type Command =
   | { type: 'login'; staffId: string; pin: string }
   | { type: 'logout' }
   | { type: 'dismiss' }
+  /** The gift certificate or coupon shown pays part of the sale; or comes off it; or its panel closes. */
+  | { type: 'instrumentPay'; code: string }
+  | { type: 'instrumentRemove'; code: string }
+  | { type: 'instrumentClose' }
+  | { type: 'sellCertificate'; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
   | EconomyCommand;
 
 export interface TerminalAppOptions {
@@ -224,6 +232,7 @@ const STOP_BEFORE_OFFLINE_PRINT_ENV = 'MALLPOS_TERMINAL_STOP_BEFORE_OFFLINE_PRIN
 
 const OFFLINE_CUSTOMER = 'the store server is unreachable: customer cards cannot be used now, because balances are kept on the store server; nothing was charged, the cart is kept: sell for cash';
 const OFFLINE_TOKENS = 'the store server is unreachable: tokens cannot be taken now, because balances are kept on the store server; nothing was charged, the cart is kept: take cash';
+const OFFLINE_INSTRUMENT = 'the store server is unreachable: gift certificates and coupons are checked by the store server; nothing was charged, the cart is kept: take cash';
 const OFFLINE_REFUND = 'the store server is unreachable: refunds need the store server, which keeps the sales and balances; refund when it is back';
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -272,6 +281,7 @@ export class TerminalApp {
   /** The cashier's sign-in sent again on a new connection; forwarding waits for it. */
   private relogin: Promise<void> = Promise.resolve();
   private readonly economy: TillEconomy;
+  private readonly instruments: TillInstruments;
 
   private constructor(
     private readonly opts: TerminalAppOptions,
@@ -279,6 +289,7 @@ export class TerminalApp {
     private readonly offline: OfflineSales,
   ) {
     this.link = new StoreLink(opts.credential.server, opts.credential, opts.ackTimeoutMs);
+    this.instruments = new TillInstruments({ link: this.link, currency: () => this.link.status().server?.currency ?? 'EUR', inCart: (code) => this.cart.instruments.some((i) => i.code === code) });
     this.economy = new TillEconomy({
       link: this.link,
       printQueue: opts.printQueue,
@@ -404,6 +415,7 @@ export class TerminalApp {
       shift: this.shift,
       offline: this.offlineView(),
       economy: this.economy.view(),
+      instruments: this.instruments.view(),
       message: this.message,
       version: this.version,
     };
@@ -620,6 +632,7 @@ export class TerminalApp {
     if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
     if (this.cart.customer !== null) fail('POS_ERR_OFFLINE', OFFLINE_CUSTOMER);
     if (this.cart.tenders.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
+    if (this.cart.instruments.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_INSTRUMENT);
     const limits = this.catalog.limits;
     const currency = this.catalog.currency;
     if (limits === null || currency === null) fail('POS_ERR_OFFLINE', 'the store server is unreachable and this till has no copy of the store catalog yet, so it cannot sell: the till stops; the cart is kept, nothing was charged');
@@ -674,6 +687,11 @@ export class TerminalApp {
   private async handleScan(raw: string): Promise<void> {
     try {
       if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
+      const instrument = instrumentScan(raw);
+      if (instrument !== null) {
+        await this.scanInstrument(instrument);
+        return;
+      }
       const scan = parseScan(raw);
       if (scan.kind === 'product') {
         const cached = this.products.get(scan.gtin);
@@ -720,6 +738,26 @@ export class TerminalApp {
     }
   }
 
+  /**
+   * A gift certificate or coupon scanned: the store checks it and says what remains. With
+   * a sale under way it pays part of it at once (the cashier can take it off again).
+   */
+  private async scanInstrument(scan: InstrumentScan): Promise<void> {
+    if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+    if (!this.link.connected) fail('POS_ERR_OFFLINE', OFFLINE_INSTRUMENT);
+    const view = await this.instruments.inquire(scan);
+    const what = view.kind === 'gift' ? 'gift certificate' : 'coupon';
+    const left = `${formatUnits(view.remainingUnits, view.token)} (${formatMinor(view.remainingMinor, view.currency)})`;
+    const usable = view.remainingUnits > 0 && view.state !== 'voided' && view.state !== 'spent';
+    if (this.cart.lines.length > 0 && usable && this.completing === null) {
+      this.cart = carts.addInstrument(this.cart, this.instruments.cartEntry(view.code));
+      this.say('info', `${what} ${view.code}: ${left} remain; it pays this sale`);
+      await this.reprice();
+      return;
+    }
+    this.say(usable ? 'info' : 'error', usable ? `${what} ${view.code}: ${left} remain` : view.kind === 'coupon' ? `coupon ${view.code} was already used` : `nothing remains on ${what} ${view.code}`);
+  }
+
   private priceText(p: ProductView): string {
     const tokens = Object.entries(p.tokenPrices).map(([t, u]) => `${u} ${t}`);
     return [...tokens, formatMinor(p.priceMinor, p.currency)].join(' or ');
@@ -740,6 +778,7 @@ export class TerminalApp {
         card: this.cart.customer?.card ?? null,
         // The store prices wallet tokens as tendered; the mall is asked only at commit.
         tenders: this.cart.tenders,
+        ...(this.cart.instruments.length > 0 ? { instruments: this.instruments.tenders(this.cart.instruments) } : {}),
       });
       if (version !== this.priceVersion) return;
       this.priced = priced;
@@ -778,6 +817,7 @@ export class TerminalApp {
         case 'cancelSale':
           this.guardIdle();
           this.cart = carts.emptyCart();
+          this.instruments.forget([]);
           this.economy.customerChanged(null);
           this.say('info', 'sale cancelled: nothing was charged');
           return await this.reprice();
@@ -841,6 +881,24 @@ export class TerminalApp {
           this.message = null;
           this.changed();
           return;
+        case 'instrumentPay':
+          this.guardIdle();
+          this.cart = carts.addInstrument(this.cart, this.instruments.cartEntry(cmd.code));
+          this.say('info', `${cmd.code} pays this sale`);
+          return await this.reprice();
+        case 'instrumentRemove':
+          this.guardIdle();
+          this.cart = carts.removeInstrument(this.cart, cmd.code);
+          this.instruments.forget(this.cart.instruments);
+          this.say('info', `${cmd.code} taken off the sale`);
+          return await this.reprice();
+        case 'instrumentClose':
+          this.instruments.close();
+          this.instruments.forget(this.cart.instruments);
+          this.changed();
+          return;
+        case 'sellCertificate':
+          return await this.sellCertificate(cmd);
         default:
           if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd);
           fail('POS_ERR_COMMAND');
@@ -907,6 +965,7 @@ export class TerminalApp {
         card: this.cart.customer?.card ?? null,
         tenders: this.cart.tenders,
         cashTenderedMinor: this.cart.cashTenderedMinor,
+        ...(this.cart.instruments.length > 0 ? { instruments: this.instruments.tenders(this.cart.instruments) } : {}),
       },
       startedAt: new Date().toISOString(),
     };
@@ -1094,6 +1153,8 @@ export class TerminalApp {
     if (sale !== null) this.lastReceiptSaleId = sale.saleId;
     void this.refreshShift();
     this.cart = carts.emptyCart();
+    this.instruments.close();
+    this.instruments.forget([]);
     this.priced = null;
     this.pricingError = null;
     const change = ack.cash.changeMinor > 0 ? `, change ${formatMinor(ack.cash.changeMinor, ack.currency)}` : '';
@@ -1104,7 +1165,8 @@ export class TerminalApp {
     }
     const earned = Object.entries(ack.earned ?? {}).filter(([, units]) => units > 0);
     const earnedText = earned.length > 0 ? `; earned ${earned.map(([token, units]) => formatUnits(units, token)).join(' and ')}` : '';
-    this.say('success', `sale ${ack.saleId} complete${change}${earnedText}`);
+    const instrumentText = ack.instruments === undefined || ack.instruments.length === 0 ? '' : `; ${remainingText(ack.instruments)}`;
+    this.say('success', `sale ${ack.saleId} complete${change}${earnedText}${instrumentText}`);
     await kicking;
     const printed = await printing;
     if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
@@ -1215,6 +1277,26 @@ export class TerminalApp {
       cashierName: this.cashier?.name ?? '-',
       currency: server?.currency ?? 'EUR',
     };
+  }
+
+  /**
+   * Sells a gift certificate the store signs for its own tokens, for cash (the drawer
+   * opens) or card, under a key kept on disk until answered; its slip carries the QR code.
+   */
+  private async sellCertificate(cmd: Extract<Command, { type: 'sellCertificate' }>): Promise<void> {
+    if (!Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
+    const ack = await this.instruments.sell(
+      (event, body) => this.sendKeyed(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: sell it again; it is sent as the same request and counts once'),
+      { token: cmd.token, units: cmd.units, payment: cmd.payment },
+    );
+    const money = formatMinor(ack.priceMinor, ack.currency);
+    const p = ack.payment;
+    this.say('success', `gift certificate ${ack.code} sold: ${formatUnits(ack.units, ack.token)} for ${money}${p.method === 'cash' && p.changeMinor > 0 ? `, change ${formatMinor(p.changeMinor, ack.currency)}` : ''}`);
+    if (p.method === 'cash') await this.openDrawer();
+    const ctx = this.economyReceiptContext();
+    const printed = await certificateSlip(ack, { store: ctx.store, terminal: ctx.terminalName, cashier: ctx.cashierName }, this.opts.printQueue);
+    this.lastReceiptSaleId = null;
+    if (!printed.ok) this.say('error', `gift certificate ${ack.code} sold; its slip was not printed: ${printed.message ?? 'the printer failed'}`);
   }
 
   private economyReceiptContext(): EconomyReceiptContext {

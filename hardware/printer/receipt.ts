@@ -73,7 +73,8 @@ export const receiptLimits = {
   tendersMax: 16,
   balancesMax: 16,
   footerLinesMax: 8,
-  qrCharsMax: 256,
+  // A gift certificate's QR carries its signed form, about 300 characters (at most 1024).
+  qrCharsMax: 1024,
   barcodeCharsMax: 24,
   qtyAbsMax: 1_000_000,
   nameLinesMax: 3,

@@ -7,6 +7,7 @@ import { removeCustomer, selectLine, setLineQty, setTenders, toggleTender, voidL
 import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showError, showShiftResult } from './dialogs.js';
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
 import { renderEconomy } from './economy.js';
+import { renderInstruments } from './instruments.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
 
@@ -34,6 +35,7 @@ export function render() {
   renderCustomer(s);
   renderTotals(s);
   renderPayment(s);
+  renderInstruments(s);
   renderLastSale(s);
   renderControls(s);
   renderRefund(s);

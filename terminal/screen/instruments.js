@@ -1,0 +1,54 @@
+/**
+ * Gift certificates and coupons on the cashier screen: the one last scanned (checked by
+ * the store, with what remains on it, where that figure comes from, and the offline limit
+ * when the mall cannot be reached), and those paying the sale, each of which can be taken
+ * off again. The terminal keeps the signed forms; the page only sees codes and amounts.
+ */
+import { byTestId, h, region } from './dom.js';
+import { send } from './socket.js';
+import { editable } from './state.js';
+
+export function renderInstruments(s) {
+  const box = byTestId('instruments');
+  const shown = s.instruments?.shown ?? null;
+  const inCart = s.cart.instruments ?? [];
+  box.hidden = shown === null && inCart.length === 0;
+  const canEdit = editable();
+  const sig = JSON.stringify([shown, inCart, canEdit, s.cart.lines.length]);
+  region(box, sig, () => {
+    const out = [h('h2', {}, 'Gift certificates and coupons')];
+    if (shown !== null) {
+      const usable = shown.remainingUnits > 0 && shown.state !== 'spent' && shown.state !== 'voided';
+      out.push(
+        h('div', { class: 'instrument', testid: 'instrument-view', data: { code: shown.code, state: shown.state } },
+          h('div', { class: 'row strong' }, h('span', { class: 'k', testid: 'instrument-title' }, shown.title), h('span', { class: 'v', testid: 'instrument-code' }, shown.code)),
+          h('div', { class: 'row' }, h('span', { class: 'k' }, 'Remaining'), h('span', { class: 'v num', testid: 'instrument-remaining' }, shown.remaining)),
+          h('div', { class: 'row' }, h('span', { class: 'k' }, 'Worth when issued'), h('span', { class: 'v num', testid: 'instrument-face' }, shown.face)),
+          h('div', { class: 'row' }, h('span', { class: 'k' }, 'Valid until'), h('span', { class: 'v', testid: 'instrument-expires' }, shown.expires)),
+          h('p', { class: 'sub', testid: 'instrument-source' }, `Remaining ${shown.source}.`),
+          shown.offlineLimit === null ? null : h('p', { class: 'sub warn', testid: 'instrument-offline' }, shown.offlineLimit),
+          h('div', { class: 'buttons' },
+            !shown.inCart && usable && s.cart.lines.length > 0
+              ? h('button', { type: 'button', class: 'small edit primary', testid: 'btn-instrument-pay', disabled: !canEdit, onclick: () => void send({ type: 'instrumentPay', code: shown.code }) }, 'Pay with it')
+              : null,
+            h('button', { type: 'button', class: 'small', testid: 'btn-instrument-close', onclick: () => void send({ type: 'instrumentClose' }) }, 'Close'),
+          ),
+        ),
+      );
+    }
+    if (inCart.length > 0) {
+      out.push(
+        h('ul', { class: 'instrument-tenders', testid: 'cart-instruments' },
+          inCart.map((i) =>
+            h('li', { testid: 'cart-instrument', data: { code: i.code } },
+              h('span', {}, `${i.kind === 'gift' ? 'Gift certificate' : 'Coupon'} ${i.code} pays this sale`),
+              ' ',
+              h('button', { type: 'button', class: 'small edit', testid: 'btn-instrument-remove', data: { code: i.code }, disabled: !canEdit, onclick: () => void send({ type: 'instrumentRemove', code: i.code }) }, 'Take off'),
+            ),
+          ),
+        ),
+      );
+    }
+    return out;
+  });
+}
