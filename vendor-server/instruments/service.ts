@@ -286,7 +286,9 @@ export class InstrumentService {
   private judge(offered: Offered[], mallRemaining: (number | null)[] | null, offline: boolean): void {
     for (const [i, o] of offered.entries()) {
       let remaining = this.remainingHere(o.instrument);
-      const fromMall = mallRemaining?.[i] ?? (offline ? null : (this.mallHints.get(o.instrument.code) ?? null));
+      // A hint of nothing left is not used: the mall's reservation then refuses with its own reason.
+      const hinted = offline ? null : (this.mallHints.get(o.instrument.code) ?? null);
+      const fromMall = mallRemaining?.[i] ?? (hinted !== null && hinted > 0 ? hinted : null);
       if (fromMall !== null) remaining = Math.min(remaining, fromMall);
       o.remaining = remaining;
       let available = remaining;
