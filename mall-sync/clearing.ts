@@ -84,6 +84,8 @@ export function reversalClearing(sale: ClearingRecord, eventSeq: number, at: str
     // `0 - x` rather than `-x`: a toll's 0 units must not become -0.
     transfers: sale.transfers.map((t) => ({ ...t, amountMinor: 0 - t.amountMinor, units: 0 - t.units })),
     ...(sale.fromWallet === undefined ? {} : { fromWallet: negated(sale.fromWallet) }),
+    // What instruments paid goes back to them, out of the vendor's instrument tally too.
+    ...(sale.fromInstruments === undefined ? {} : { fromInstruments: negated(sale.fromInstruments) }),
   };
 }
 

@@ -368,6 +368,8 @@ export class BatchIngestor {
     );
     await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
+    // A double spend of a bearer instrument is reported as it is recorded.
+    for (const a of judgement.instruments?.alarms ?? []) this.hooks.onAlarm?.(vendor.id, a.message);
     return { ackText: JSON.stringify(signedAck), ack, replayed: false };
   }
 

@@ -181,6 +181,7 @@ export const STATEMENT_CSV_HEADER = [
   'royalty_minor', 'toll_minor', 'reimbursement_receivable_minor', 'reimbursement_payable_minor', 'allotment_purchases_minor',
   'net_minor', 'flagged_events', 'exchanges', 'tokens_exchanged', 'compensation_receivable_minor', 'compensation_payable_minor',
   'service_charge_minor', 'data_toll_minor', 'tokens_issued', 'issued_cash_minor',
+  'instruments_double_spent', 'double_spend_charged_minor', 'double_spend_recovered_minor', 'double_spend_issuer_loss_minor',
 ].join(',');
 
 /** One row per day with activity, then a `total` row. Amounts are minor units; tokens as `CODE:units`. */
@@ -191,6 +192,7 @@ export function statementCsv(s: StatementPayload): string {
       d.royaltyMinor, d.tollMinor, d.reimbursementReceivableMinor, d.reimbursementPayableMinor, d.allotmentPurchasesMinor, d.netMinor, d.flaggedEvents,
       d.exchanges, tokenList(d.tokensExchanged), d.compensationReceivableMinor, d.compensationPayableMinor, d.serviceChargeMinor, d.dataTollMinor,
       tokenList(d.tokensIssued), d.issuedCashMinor,
+      d.instrumentsDoubleSpent ?? 0, d.doubleSpendChargedMinor ?? 0, d.doubleSpendRecoveredMinor ?? 0, d.doubleSpendIssuerLossMinor ?? 0,
     ].map(csvField).join(',');
   const lines = [STATEMENT_CSV_HEADER, ...s.days.map((d) => row(d.date, d)), row('total', s.totals)];
   return `${lines.join('\n')}\n`;
@@ -219,6 +221,13 @@ export function statementProblems(s: StatementPayload): { problems: string[]; de
   for (const a of s.completeness.alarms) {
     if (a.kind === 'wallet-pin') {
       problems.push(`WALLET PIN ALARM ${s.vendor}: ${a.message} (${a.at}). Remedy: ask the stores named why they sent wrong PINs; once the customer is known to hold the card, unlock it: mall-sync wallet unlock --card ${a.card ?? 'C...'}`);
+      continue;
+    }
+    if (a.kind === 'double-spend') {
+      problems.push(
+        `DOUBLE SPEND ${s.vendor}: ${a.message} (${a.at}). Remedy: the loss is already assigned by the published policy (the statements show it); ` +
+          `ask the stores named how the instrument was presented twice, and withdraw its key if it was copied at large`,
+      );
       continue;
     }
     if (a.kind === 'wallet') {

@@ -121,9 +121,9 @@ forEachStore('mall-sync CLI', function (store) {
       const base = join(out, `acme_${today}_${today}`);
       const csv = await readFile(`${base}.csv`, 'utf8');
       const lines = csv.trim().split('\n');
-      expect(lines[0]).to.equal('vendor,date,currency,transactions,refunds,tokens_redeemed,tokens_returned,gross_minor,refunded_minor,royalty_minor,toll_minor,reimbursement_receivable_minor,reimbursement_payable_minor,allotment_purchases_minor,net_minor,flagged_events,exchanges,tokens_exchanged,compensation_receivable_minor,compensation_payable_minor,service_charge_minor,data_toll_minor,tokens_issued,issued_cash_minor');
-      expect(lines[1]).to.equal(`acme,${today},EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000`);
-      expect(lines.at(-1)).to.equal('acme,total,EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000');
+      expect(lines[0]).to.equal('vendor,date,currency,transactions,refunds,tokens_redeemed,tokens_returned,gross_minor,refunded_minor,royalty_minor,toll_minor,reimbursement_receivable_minor,reimbursement_payable_minor,allotment_purchases_minor,net_minor,flagged_events,exchanges,tokens_exchanged,compensation_receivable_minor,compensation_payable_minor,service_charge_minor,data_toll_minor,tokens_issued,issued_cash_minor,instruments_double_spent,double_spend_charged_minor,double_spend_recovered_minor,double_spend_issuer_loss_minor');
+      expect(lines[1]).to.equal(`acme,${today},EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000,0,0,0,0`);
+      expect(lines.at(-1)).to.equal('acme,total,EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000,0,0,0,0');
       const json = JSON.parse(await readFile(`${base}.json`, 'utf8')) as StatementPayload;
       expect(json.totals.netMinor).to.equal(-561);
       const jws = JSON.parse(await readFile(`${base}.jws.json`, 'utf8'));

@@ -1,15 +1,26 @@
 import { expect } from 'chai';
 import { calculateJwkThumbprint, type CryptoKey } from 'jose';
 import { instrumentCode, type InstrumentKind, type InstrumentUse } from '../../core/index.ts';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { auditArchive } from '../../mall-sync/audit.ts';
+import { reconcile } from '../../mall-sync/reconcile.ts';
+import { migrateStore } from '../../mall-sync/migrate-store.ts';
+import { startTestMall } from '../helpers/mall.ts';
+import { freshDatabase } from '../helpers/postgres.ts';
 import { signInstrument } from '../../platform/instruments.ts';
 import {
+  archiveOf,
   forEachStore,
   http,
   newKey,
   P_JUICE,
   P_PEN,
   registerEconomy,
+  runMallCli,
   startMall,
+  tempDir,
+  initMallOn,
   storeFingerprint,
   verifyWithJwcrypto,
   vendorAuth,
@@ -160,6 +171,11 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     offsetMs = 31 * 86_400_000;
     const late = await reserve(acme, good as Issued, 10, 'acme:res-late-0001');
     expect([late.status, late.body.error.code]).to.deep.equal([409, 'CORE_ERR_INSTRUMENT_EXPIRED']);
+    // The mall starts again on what it holds, and the certificate is as it was.
+    const held = storeFingerprint(mall.mall);
+    await mall.restart();
+    expect(storeFingerprint(mall.mall)).to.equal(held);
+    expect((await mall.admin.instrument((good as Issued).code)).remainingUnits).to.equal(100);
   });
 
   it('reserves exactly once: a retried key gets the same answer, concurrent reservations never exceed the value, a release frees it', async () => {
@@ -210,6 +226,8 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     const back = await bobs.push(mall);
     expect(back.ack.flagged).to.deep.equal([]);
     expect((await mall.admin.instrument(cert.code)).remainingUnits).to.equal(100);
+    // The store's tallies are back where they were: what instruments paid never counted as its own circulation.
+    expect(mall.mall.store.state.vendors['bobs']?.tokens['MALL']).to.deep.include({ redeemedUnits: 0, instrumentRedeemedUnits: 0 });
 
     // A manufacturer's coupon: its key registered at the mall, the coupon signed outside it.
     const sunny = await newKey();
@@ -223,6 +241,8 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     expect(await mall.admin.instrument(coupon.code)).to.deep.include({ kind: 'coupon', state: 'spent', remainingUnits: 0 });
     const used = await reserve(bobs, coupon, 5, 'bobs:res-coupon-01');
     expect(used.body.error.code).to.equal('MALL_ERR_INSTRUMENT_SPENT');
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
   });
 
   async function sunnyCoupon(key: TestKey, serial: string, units: number): Promise<Issued> {
@@ -264,6 +284,57 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     const fingerprint = storeFingerprint(mall.mall);
     await mall.restart();
     expect(storeFingerprint(mall.mall)).to.equal(fingerprint);
+    // Reconcile reports each double spend with its remedy, and the CSV carries the figures.
+    const rec = await reconcile(mall.dir, today(), today(), join(mall.dir, 'rec'));
+    expect(rec.problems.filter((p) => p.startsWith('DOUBLE SPEND bobs'))).to.have.length(2);
+    const csv = await readFile(join(mall.dir, 'rec', `bobs_${today()}_${today()}.csv`), 'utf8');
+    expect(csv.split('\n')[0]).to.match(/,instruments_double_spent,double_spend_charged_minor,double_spend_recovered_minor,double_spend_issuer_loss_minor$/);
+    expect(csv.trim().split('\n').at(-1)).to.match(/,2,400,0,0$/);
+    // Anyone with the archive recomputes the same figures, double spends included.
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
+  });
+
+  it('flags a sale that names another store\'s reservation, pays more than an instrument is worth, posts other units than its instruments, or takes an expired one; nothing of the instrument changes', async () => {
+    const [cert] = (await issue(100)) as [Issued];
+    const mine = await reserve(acme, cert, 10, 'acme:res-000001');
+    const id = mine.body.reservation.id as string;
+    const before = structuredClone(mall.mall.store.state.instruments);
+    const theirs = instrumentSale(bobs, [use(cert, 10, { reservation: id })]);
+    const tooMuch = instrumentSale(bobs, [use(cert, 101)]);
+    const wrongPostings = bobs.add('sale', [{ account: 'instruments', token: 'MALL', units: -5 }, { account: 'redeemed', token: 'MALL', units: 5 }], {
+      saleId: 'S0000000099',
+      customer: null,
+      currency: 'EUR',
+      lines: [{ lineNo: 1, gtin: P_PEN, name: 'Item', qty: 1, unitPriceMinor: 450, totalMinor: 450, unitTokenPrices: { MALL: 10 } }],
+      allocations: [{ lineNo: 1, token: 'MALL', units: 10, coversMinor: 450 }],
+      debits: { MALL: 10 },
+      totalMinor: 450,
+      cash: { dueMinor: 0, tenderedMinor: 0, changeMinor: 0 },
+      balancesAfter: null,
+      instruments: [{ ...use(cert, 10), remainingAfter: 90 }],
+    });
+    // Dated after the certificate expired (within the bounds of arrival: the mall's clock moves on too).
+    offsetMs = 31 * 86_400_000;
+    const expired = instrumentSale(bobs, [use(cert, 10)], { at: new Date(Date.now() + offsetMs).toISOString() });
+    const res = await bobs.push(mall);
+    expect(res.status, res.text).to.equal(200);
+    const flagged = res.ack.flagged as { eventSeq: number; reason: string }[];
+    expect(flagged.map((f) => f.eventSeq)).to.deep.equal([theirs, tooMuch, wrongPostings, expired]);
+    expect(flagged[0]?.reason).to.match(/is not one bobs made/);
+    expect(flagged[1]?.reason).to.match(/which is worth 100/);
+    expect(flagged[2]?.reason).to.match(/instruments postings in MALL are not the 10/);
+    expect(flagged[3]?.reason).to.match(/expired.*CORE_ERR_INSTRUMENT_EXPIRED/);
+    expect(res.ack.cleared).to.deep.equal({});
+    expect(mall.mall.store.state.instruments).to.deep.equal(before);
+    // A certificate sale of a forged certificate is flagged too.
+    const forger = await newKey();
+    const now = Math.floor(Date.now() / 1000) + Math.floor(offsetMs / 1000);
+    const fake = await signInstrument('gift', { i: 'mall', s: 'FAKE00000001', t: 'MALL', u: 40, a: now - 60, x: now + 86_400 }, { kid: (await mall.admin.instrumentKeys())[0]?.kid as string, privateKey: forger.privateKey });
+    const sold = bobs.add('instrument.sold', [{ account: 'float', token: 'MALL', units: -40 }, { account: 'instruments', token: 'MALL', units: 40 }], { instrument: fake, code: instrumentCode('mall', 'FAKE00000001'), token: 'MALL', units: 40, priceMinor: 400, currency: 'EUR', payment: { method: 'card', approvalRef: 'APPROVAL-1' } }, new Date(Date.now() + offsetMs).toISOString());
+    const res2 = await bobs.push(mall);
+    expect((res2.ack.flagged as { eventSeq: number; reason: string }[]).map((f) => [f.eventSeq, /CORE_ERR_INSTRUMENT_SIGNATURE/.test(f.reason)])).to.deep.equal([[sold, true]]);
+    expect(mall.mall.store.state.instruments).to.deep.equal(before);
   });
 
   it('sells a certificate at a till from the float and lets only the seller void it before any use', async () => {
@@ -294,5 +365,77 @@ forEachStore('mall-sync: bearer instruments', (store) => {
     acme.add('instrument.voided', [{ account: 'instruments', token: 'MALL', units: -40 }, { account: 'float', token: 'MALL', units: 40 }], { code: cert.code, token: 'MALL', units: 40, soldSeq: sold, reason: 'mistake', supervisor: 'sup', cashRefundMinor: 400 });
     expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
     expect(mall.mall.store.state.instruments.records[cert.code]?.voidSeq).to.be.a('number');
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.ok, audit.differences.join('\n')).to.equal(true);
+  });
+});
+
+describe('mall-sync: the instruments CLI', function () {
+  this.timeout(120_000);
+  it('sets the policy, issues certificates, shows and voids one, and registers a manufacturer\'s key', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      await initMallOn(dir);
+      const run = async (args: string[]) => {
+        const r = await runMallCli([...args, '--data-dir', dir]);
+        expect(r.code, r.stderr).to.equal(0);
+        return JSON.parse(r.stdout);
+      };
+      const wrong = await runMallCli(['instruments', 'policy', '--offline-instrument-max-minor', '100', '--data-dir', dir]);
+      expect(wrong.code).to.not.equal(0);
+      expect(await run(['instruments', 'policy', '--offline-instrument-max-minor', '2000', '--offline-store-daily-max-minor', '9000', '--snapshot-max-age-hours', '12'])).to.deep.equal({ offlineInstrumentMaxMinor: 2000, offlineStoreDailyMaxMinor: 9000, snapshotMaxAgeHours: 12 });
+      await run(['token-type', '--file', JSON.stringify({ code: 'MALL', name: 'Mall token', kind: 'mall', issuer: 'mall', faceValueMinor: 10, currency: 'EUR', acceptedBy: '*' })]);
+      const issued = await run(['instruments', 'issue', '--token', 'MALL', '--units', '50', '--expires', inDays(40).slice(0, 10), '--count', '3', '--key', 'issue:cli-000001']);
+      expect(issued.instruments).to.have.length(3);
+      expect(await run(['instruments', 'issue', '--token', 'MALL', '--units', '50', '--expires', inDays(40).slice(0, 10), '--count', '3', '--key', 'issue:cli-000001'])).to.deep.equal(issued);
+      const code = issued.instruments[0].code as string;
+      expect(await run(['instruments', 'status', '--code', code])).to.deep.include({ code, state: 'unsold', remainingUnits: 50 });
+      expect(await run(['instruments', 'void', '--code', code, '--reason', 'damaged'])).to.deep.include({ code, state: 'voided' });
+      await run(['party', '--id', 'sunny-foods', '--name', 'Sunny Foods', '--kind', 'manufacturer']);
+      const key = await newKey();
+      const added = await run(['manufacturer', 'add-key', '--id', 'sunny-foods', '--jwk', JSON.stringify(key.publicJwk)]);
+      expect(added).to.deep.include({ kid: key.kid, issuer: 'sunny-foods', kinds: ['coupon'] });
+      expect((await run(['instruments', 'keys'])).map((k: { issuer: string }) => k.issuer).sort()).to.deep.equal(['mall', 'sunny-foods']);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('mall-sync: instruments move with an embedded mall to PostgreSQL', function () {
+  this.timeout(120_000);
+  it('keeps every instrument, reservation, double spend and figure', async () => {
+    const mall = await startMall();
+    let closed = false;
+    try {
+      const { acme, bobs } = await registerEconomy(mall, { reimbursementTollMinor: 0, royaltyBps: 0, royaltyBpsByToken: {} });
+      await mall.admin.setInstrumentPolicy(POLICY);
+      const [a, b] = (await mall.admin.issueInstruments({ key: 'issue:move-000001', token: 'MALL', units: 100, expiresAt: inDays(30), count: 2 })).instruments as [Issued, Issued];
+      const held = await vendorPost(mall, acme.keys, 'acme', RES('acme'), { key: 'acme:res-move-01', instrument: a.compact, units: 30 });
+      instrumentSale(acme, [use(a, 30, { reservation: held.body.reservation.id as string })]);
+      instrumentSale(acme, [use(b, 80)]);
+      expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
+      instrumentSale(bobs, [use(b, 50, { snapshotIssuedAt: inDays(-3) })]);
+      expect((await bobs.push(mall)).ack.flagged).to.deep.equal([]);
+      await vendorPost(mall, bobs.keys, 'bobs', RES('bobs'), { key: 'bobs:res-move-02', instrument: a.compact, units: 20 });
+      const instruments = structuredClone(mall.mall.store.state.instruments);
+      const positions = await mall.admin.positions();
+      await mall.mall.close();
+      closed = true;
+      await migrateStore(mall.dir, { databaseUrl: await freshDatabase() });
+      const moved = await startTestMall(mall.dir, 0);
+      try {
+        expect(moved.store.kind).to.equal('postgres');
+        expect(moved.store.state.instruments).to.deep.equal(instruments);
+        expect(moved.service.positions()).to.deep.equal(positions);
+        expect(moved.instruments.status(a.code)).to.deep.include({ remainingUnits: 50, heldUnits: 20 });
+        expect(moved.instruments.status(b.code)).to.deep.include({ doubleSpent: true, remainingUnits: 0 });
+      } finally {
+        await moved.close();
+      }
+    } finally {
+      if (!closed) await mall.mall.close();
+      await rm(mall.dir, { recursive: true, force: true });
+    }
   });
 });
