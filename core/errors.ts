@@ -101,7 +101,7 @@ export const VND_ERRORS = {
   VND_ERR_LOYALTY_SPENT: { status: 409, message: 'the customer has already spent tokens this sale earned: a supervisor may refund it less their face value' },
   VND_ERR_WALLET_OFFLINE: { status: 503, message: 'the mall wallet cannot be reached now: take another tender' },
   // Bearer instruments at the store: vendor-server/instruments.
-  VND_ERR_INSTRUMENT_DIRECTORY: { status: 503, message: 'the store has no key directory from the mall yet: gift certificates and coupons cannot be checked' },
+  VND_ERR_INSTRUMENT_DIRECTORY: { status: 409, message: 'the store has no key directory from the mall yet: gift certificates and coupons cannot be checked' },
   VND_ERR_INSTRUMENT_SPENT: { status: 409, message: 'this store has seen this coupon used, or nothing left on this gift certificate' },
   VND_ERR_INSTRUMENT_INSUFFICIENT: { status: 409, message: 'less remains on this gift certificate than asked' },
   VND_ERR_INSTRUMENT_NOT_FOR_SALE: { status: 409, message: 'this gift certificate cannot be sold here' },
