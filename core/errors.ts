@@ -105,6 +105,7 @@ export const VND_ERRORS = {
   VND_ERR_INSTRUMENT_SPENT: { status: 409, message: 'this store has seen this coupon used, or nothing left on this gift certificate' },
   VND_ERR_INSTRUMENT_INSUFFICIENT: { status: 409, message: 'less remains on this gift certificate than asked' },
   VND_ERR_INSTRUMENT_NOT_FOR_SALE: { status: 409, message: 'this gift certificate cannot be sold here' },
+  VND_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only a gift certificate this store sold, and nobody used, can be voided here' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

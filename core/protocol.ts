@@ -184,6 +184,18 @@ export interface InstrumentSaleAck {
   payment: TokenPayment;
 }
 
+/** A certificate this store sold taken back (`instrument:void`). */
+export interface InstrumentVoidAck {
+  seq: number;
+  at: string;
+  code: string;
+  token: string;
+  units: number;
+  /** The price handed back in cash (0 when it was paid by card: the card terminal refunds it). */
+  cashRefundMinor: number;
+  currency: string;
+}
+
 export interface RefundResult {
   refundId: string;
   seq: number;
@@ -470,6 +482,8 @@ export interface ClientToServerEvents {
   'customer:data-request': Handler<{ key: string; card: string }, CustomerDataView>;
   /** Checks a gift certificate or coupon (its compact form, or its short code) and says what remains on it. */
   'instrument:inquire': Handler<{ instrument: string } | { code: string }, InstrumentView>;
+  /** Takes back a gift certificate this store sold by mistake, never used (a supervisor's PIN; the mall agrees first). */
+  'instrument:void': Handler<{ key: string; code: string; reason: string; supervisor: { staffId: string; pin: string } }, InstrumentVoidAck>;
   /** Sells a gift certificate this store signs for its own tokens, for cash or card at face value. */
   'instrument:sell': Handler<
     { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },

@@ -374,6 +374,11 @@ export class TerminalGateway {
       instruments: this.deps.instruments,
       keys: this.deps.keys,
       precondition: (who) => cashierDay.requireShift(terminalId, who.cashier),
+      supervisor: async (staffId, pin) => {
+        const staff = await access.authenticateStaff(staffId, pin, { terminalId, audit });
+        if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not void a gift certificate: a supervisor must`);
+        return staff.id;
+      },
     });
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).

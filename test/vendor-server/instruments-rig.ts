@@ -62,6 +62,8 @@ export interface InstrumentMall {
   reserveCalls: number;
   down: boolean;
   snapshot(vendor: string): SnapshotPayload;
+  /** The mall learns of a certificate a store signed and sold, as from the batch that carries the sale. */
+  learn(issuer: string, code: string, compact: string, token: string, units: number): void;
   /** A mall gift certificate (or a Sunny coupon), signed now, known to the mall as sold. */
   issue(kind: InstrumentKind, units: number, opts?: { expiresInS?: number; serial?: string; issuedAgoS?: number }): Promise<{ code: string; compact: string }>;
   close(): Promise<void>;
@@ -150,6 +152,10 @@ export async function startInstrumentMall(dir: string, policy: InstrumentPolicy 
       m.instruments.set(code, { kind, issuer, serial, token, faceUnits: units, remainingUnits: units, heldUnits: 0, state: 'live', expiresAt: new Date(x * 1000).toISOString(), compact });
       return { code, compact };
     },
+    learn(issuer, code, compact, token, units) {
+      const serial = code.split('-').at(-2) ?? '';
+      m.instruments.set(code, { kind: 'gift', issuer, serial, token, faceUnits: units, remainingUnits: units, heldUnits: 0, state: 'live', expiresAt: new Date(Date.now() + 365 * 86_400_000).toISOString(), compact });
+    },
     close: () => Promise.resolve(),
   };
 
@@ -237,6 +243,20 @@ export async function startInstrumentMall(dir: string, policy: InstrumentPolicy 
         }
         res.state = 'released';
         return { reservation: { ...res, state: 'released' } };
+      });
+    }),
+  );
+  app.post(
+    '/v1/vendors/:vendor/instruments/:code/void',
+    route((req) => {
+      const vendor = vendorOf(req);
+      const body = req.body as { key: string; reason: string };
+      return once(vendor, body, () => {
+        const r = m.instruments.get(String(req.params['code']));
+        if (r === undefined) throw new Refusal('MALL_ERR_INSTRUMENT_UNKNOWN', 'the mall has no record of this gift certificate or coupon');
+        if (r.issuer !== vendor || r.remainingUnits !== r.faceUnits || r.heldUnits > 0 || r.state === 'voided') throw new Refusal('MALL_ERR_INSTRUMENT_NOT_VOIDABLE', 'only an unsold certificate, or one this store sold and nobody redeemed, can be voided');
+        r.state = 'voided';
+        return statusOf(r);
       });
     }),
   );

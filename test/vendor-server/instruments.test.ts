@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { generateKeyPair } from 'jose';
-import type { InstrumentSaleAck, InstrumentView, PricedCart, SaleAck } from '../../core/index.ts';
+import type { InstrumentSaleAck, InstrumentView, InstrumentVoidAck, PricedCart, SaleAck } from '../../core/index.ts';
 import { signInstrument, verifyInstrument } from '../../platform/instruments.ts';
 import type { RunningVendorServer } from '../../vendor-server/server.ts';
 import { pairTill } from '../helpers/xchg-store.ts';
@@ -30,7 +30,7 @@ describe('vendor-server: gift certificates and coupons', function () {
   const key = (t = till) => `${t.terminalId}:${randomUUID()}`;
   const picture = () => JSON.stringify({ seq: server.ledger.state.seq, balances: server.ledger.state.balances, instruments: server.ledger.state.instruments });
   const sale = (body: Record<string, unknown>, t = till) => call<SaleAck>(t.socket, 'sale:commit', { key: key(t), card: null, tenders: [], cashTenderedMinor: 0, ...body });
-  const refused = async (event: 'sale:commit' | 'instrument:inquire' | 'instrument:sell', body: Record<string, unknown>, code: string) => {
+  const refused = async (event: 'sale:commit' | 'instrument:inquire' | 'instrument:sell' | 'instrument:void', body: Record<string, unknown>, code: string) => {
     const before = picture();
     const ack = await call(till.socket, event, event === 'sale:commit' ? { key: key(), card: null, tenders: [], cashTenderedMinor: 0, ...body } : body);
     expect(ack.ok, JSON.stringify(ack)).to.equal(false);
@@ -222,6 +222,30 @@ describe('vendor-server: gift certificates and coupons', function () {
     expect(paid.instruments?.[0]).to.deep.include({ code: sold.code, units: 90, remainingAfter: 310, offline: true });
     expect(server.ledger.state.balances['instruments']?.['ACME']).to.equal(310);
     await refused('instrument:sell', { key: key(), token: 'MALL', units: 10, payment: { method: 'cash', tenderedMinor: 100 } }, 'VND_ERR_INSTRUMENT_NOT_FOR_SALE');
+  });
+
+  it('voids a certificate this store sold by mistake, with a supervisor and the mall\'s agreement; refuses a used one or a cashier\'s', async () => {
+    const floatBefore = server.ledger.state.balances['float']?.['ACME'] ?? 0;
+    const sold = expectOk(await call<InstrumentSaleAck>(till.socket, 'instrument:sell', { key: key(), token: 'ACME', units: 200, payment: { method: 'cash', tenderedMinor: 1_000 } }));
+    const code = sold.code;
+    // Its batch has reached the mall.
+    mall.learn('acme', code, sold.instrument, 'ACME', 200);
+    const body = { key: key(), code, reason: 'sold twice by mistake', supervisor: { staffId: 'ana', pin: '1234' } };
+    await refused('instrument:void', body, 'VND_ERR_SUPERVISOR_REQUIRED');
+    const voided = expectOk(await call<InstrumentVoidAck>(till.socket, 'instrument:void', { ...body, supervisor: { staffId: 'sam', pin: '9999' } }));
+    expect(voided).to.deep.include({ code, token: 'ACME', units: 200, cashRefundMinor: 1_000 });
+    expect(server.ledger.state.balances['float']?.['ACME']).to.equal(floatBefore);
+    expect(server.ledger.state.instruments[code]).to.deep.include({ voided: true, remainingUnits: 0 });
+    expect(mall.instruments.get(code)?.state).to.equal('voided');
+    // The retry: the same void.
+    expect(expectOk(await call<InstrumentVoidAck>(till.socket, 'instrument:void', { ...body, supervisor: { staffId: 'sam', pin: '9999' } })).seq).to.equal(voided.seq);
+    await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: sold.instrument }] }, 'VND_ERR_INSTRUMENT_SPENT');
+    // A certificate used here, or another store's, is not this store's to void.
+    const used = expectOk(await call<InstrumentSaleAck>(till.socket, 'instrument:sell', { key: key(), token: 'ACME', units: 200, payment: { method: 'card', approvalRef: 'APPR-77120' } }));
+    expectOk(await sale({ lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: used.instrument }] }));
+    await refused('instrument:void', { key: key(), code: used.code, reason: 'mistake', supervisor: { staffId: 'sam', pin: '9999' } }, 'VND_ERR_INSTRUMENT_NOT_VOIDABLE');
+    const foreign = await mall.issue('gift', 100);
+    await refused('instrument:void', { key: key(), code: foreign.code, reason: 'mistake', supervisor: { staffId: 'sam', pin: '9999' } }, 'VND_ERR_INSTRUMENT_NOT_VOIDABLE');
   });
 
   it('attack: a card tender and a certificate of one token, or one certificate twice, are refused', async () => {

@@ -260,6 +260,10 @@ export function applyCashierDay(cd: CashierDayState, e: JournalEvent): void {
         shift.changeGivenMinor += e.data.payment.changeMinor;
       }
       break;
+    case 'instrument.voided':
+      // A sold certificate taken back: its price came out of this till's drawer.
+      if (shift !== undefined) shift.cashRefundsMinor += e.data.cashRefundMinor;
+      break;
     case 'reversal':
       if (shift !== undefined) {
         shift.cashRefundsMinor += e.data.cashRefundMinor;

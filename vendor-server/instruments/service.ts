@@ -24,6 +24,7 @@ import {
   type InstrumentDirectory,
   type InstrumentPolicy,
   type InstrumentSaleAck,
+  type InstrumentVoidAck,
   type InstrumentUse,
   type InstrumentView,
   type NewEvent,
@@ -620,6 +621,81 @@ export class InstrumentService {
     );
   }
 
+  /**
+   * `instrument:void`: a certificate this store sold by mistake, never used, taken back
+   * with a supervisor's agreement. The mall agrees first (its void endpoint: nobody
+   * redeemed or holds it anywhere); then `instrument.voided` puts its units back into the
+   * float and hands the price back (in cash when it was paid in cash). A certificate sold
+   * moments ago reaches the mall with its batch first: the store pushes it and waits.
+   */
+  async void(actor: Actor, req: { key: string; code: string; reason: string; supervisorId: string }, precondition: () => void): Promise<InstrumentVoidAck> {
+    const { code } = parseInstrumentCode(req.code);
+    const body = { op: 'instrument.void', code, reason: req.reason, supervisor: req.supervisorId };
+    const answer = (seq: number) => this.voidAckOf(seq);
+    if (this.ledger.knowsKey(req.key)) return this.ledger.commitRequest(actor, req.key, body, () => fail('VND_ERR_INTERNAL', 'a known key is answered, never built'), answer);
+    const sold = this.voidable(code);
+    const mall = this.requests() ?? fail('VND_ERR_MALL_UNREACHABLE', 'this store is not linked to a mall: a certificate is voided only with the mall\'s agreement');
+    const mallKey = `iv.${digest('sha256', req.key, 'hex')}`;
+    try {
+      await mall.voidInstrument(code, { key: mallKey, reason: req.reason });
+    } catch (err) {
+      const sync = this.sync();
+      if (!isMallposError(err) || err.code !== 'MALL_ERR_INSTRUMENT_UNKNOWN' || sync === null) throw err;
+      sync.pushSoon();
+      await waitFor(() => sync.ackedEventSeq >= sold.seq, VOID_PUSH_WAIT_MS);
+      await mall.voidInstrument(code, { key: mallKey, reason: req.reason });
+    }
+    return this.ledger.commitRequest(
+      actor,
+      req.key,
+      body,
+      (base) => {
+        const s = this.voidable(code);
+        precondition();
+        const d = s.data;
+        const postings: Posting[] = [
+          { account: INSTRUMENTS_ACCOUNT, token: d.token, units: -d.units },
+          { account: FLOAT_ACCOUNT, token: d.token, units: d.units },
+        ];
+        const cashRefundMinor = d.payment.method === 'cash' ? d.priceMinor : 0;
+        return { ...base, type: 'instrument.voided', postings, data: { code, token: d.token, units: d.units, soldSeq: s.seq, reason: req.reason, supervisor: req.supervisorId, cashRefundMinor } } as NewEvent;
+      },
+      answer,
+    );
+  }
+
+  /** The sale of a certificate this store may void: sold here, never used, not voided. Synchronous, for the journal's check too. */
+  private voidable(code: string): { seq: number; data: { token: string; units: number; priceMinor: number; payment: TokenPayment } } {
+    const r = this.record(code);
+    if (r === undefined || r.soldSeq === null) fail('VND_ERR_INSTRUMENT_NOT_VOIDABLE', `${code} was not sold by this store`, { code });
+    if (r.voided) fail('VND_ERR_INSTRUMENT_NOT_VOIDABLE', `${code} was voided already`, { code });
+    if (r.redeemedUnits > 0) fail('VND_ERR_INSTRUMENT_NOT_VOIDABLE', `${code} was used here: ${formatUnits(r.redeemedUnits, r.token)} taken`, { code });
+    const sold = this.soldEvents.get(code);
+    if (sold === undefined || sold.seq !== r.soldSeq) fail('VND_ERR_INSTRUMENT_NOT_VOIDABLE', `read ${code}'s sale first`, { code });
+    return sold;
+  }
+
+  /** The sales of certificates read from the journal for a void (bounded by what is voided). */
+  private readonly soldEvents = new Map<string, { seq: number; data: { token: string; units: number; priceMinor: number; payment: TokenPayment } }>();
+
+  /** Reads a certificate's sale from the journal before a void is judged. */
+  async loadSale(code: string): Promise<void> {
+    const { code: c } = parseInstrumentCode(code);
+    const r = this.record(c);
+    if (r === undefined || r.soldSeq === null || this.soldEvents.get(c)?.seq === r.soldSeq) return;
+    const event = await this.ledger.readEvent(r.soldSeq);
+    if (event.type !== 'instrument.sold') return;
+    this.soldEvents.set(c, { seq: event.seq, data: { token: event.data.token, units: event.data.units, priceMinor: event.data.priceMinor, payment: event.data.payment } });
+    if (this.soldEvents.size > RELEASED_REMEMBERED_MAX) this.soldEvents.delete(this.soldEvents.keys().next().value as string);
+  }
+
+  private async voidAckOf(seq: number): Promise<InstrumentVoidAck> {
+    const event = await this.ledger.readEvent(seq);
+    if (event.type !== 'instrument.voided') fail('VND_ERR_IDEMPOTENCY_CONFLICT', 'this request key was already used for a different request');
+    const d = event.data;
+    return { seq: event.seq, at: event.at, code: d.code, token: d.token, units: d.units, cashRefundMinor: d.cashRefundMinor, currency: this.ledger.store.currency };
+  }
+
   private async saleAckOf(seq: number): Promise<InstrumentSaleAck> {
     const event = await this.ledger.readEvent(seq);
     if (event.type !== 'instrument.sold') fail('VND_ERR_IDEMPOTENCY_CONFLICT', 'this request key was already used for a different request');
@@ -627,6 +703,14 @@ export class InstrumentService {
     const payload = JSON.parse(Buffer.from(d.instrument.split('.')[1] ?? '', 'base64url').toString('utf8')) as { x: number };
     return { seq: event.seq, at: event.at, code: d.code, instrument: d.instrument, token: d.token, units: d.units, priceMinor: d.priceMinor, currency: d.currency, expiresAt: new Date(payload.x * 1000).toISOString(), payment: d.payment };
   }
+}
+
+/** How long a void waits for the batch that sold the certificate to reach the mall. */
+const VOID_PUSH_WAIT_MS = 5_000;
+
+async function waitFor(done: () => boolean, boundMs: number): Promise<void> {
+  const end = Date.now() + boundMs;
+  while (!done() && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
 }
 
 /** The store's time for a crash test to stop at (see vendor-server/economy/wallet.ts). */

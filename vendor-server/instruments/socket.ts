@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { amount, idempotencyKey, parse, tokenCode, type ClientToServerEvents, type InstrumentSaleAck, type InstrumentView } from '../../core/index.ts';
+import { amount, idempotencyKey, parse, pinCode, tokenCode, type ClientToServerEvents, type InstrumentSaleAck, type InstrumentView, type InstrumentVoidAck } from '../../core/index.ts';
 import { approvalRef, positiveUnits } from '../../core/economy-requests.ts';
 import type { VendorKeys } from '../config.ts';
 import { checkKeyOwner } from '../cashier-day/socket.ts';
@@ -8,7 +8,7 @@ import type { EconomyConnection } from '../economy/socket.ts';
 import type { InstrumentService } from './service.ts';
 
 /** The gift certificate and coupon events a terminal may send (a sale pays with them through `sale:commit`). */
-export const INSTRUMENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['instrument:inquire', 'instrument:sell'];
+export const INSTRUMENT_EVENTS: readonly (keyof ClientToServerEvents)[] = ['instrument:inquire', 'instrument:sell', 'instrument:void'];
 
 /** The compact form as scanned, or the short code as typed; anything else is refused before it is read. */
 export const instrumentInquireRequest = z.union([
@@ -26,11 +26,20 @@ export const instrumentSellRequest = z.strictObject({
   ]),
 });
 
+export const instrumentVoidRequest = z.strictObject({
+  key: idempotencyKey,
+  code: z.string().min(1).max(64),
+  reason: z.string().trim().min(1).max(200),
+  supervisor: z.strictObject({ staffId: z.string().min(1).max(40), pin: pinCode }),
+});
+
 export interface InstrumentSocketContext extends EconomyConnection {
   instruments: InstrumentService;
   keys: VendorKeys;
   /** The rule that a money event of this till needs an open shift (when the store asks for shifts). */
   precondition: (actor: Actor) => void;
+  /** A supervisor's id for their PIN, or the typed refusal (wrong PIN, locked, not a supervisor). */
+  supervisor: (staffId: string, pin: string) => Promise<string>;
 }
 
 /**
@@ -51,6 +60,20 @@ export function registerInstruments(ctx: InstrumentSocketContext): void {
       const ack = await instruments.sell(who, req, { kid: ctx.keys.kid, privateKey: ctx.keys.privateKey }, () => ctx.precondition(who));
       // The certificate itself is a bearer credential: only its short code is logged.
       logger.info({ terminal: terminalId, seq: ack.seq, code: ack.code, token: ack.token, units: ack.units, method: ack.payment.method }, 'gift certificate sold at the till');
+      return ack;
+    }),
+  );
+  on(
+    'instrument:void',
+    handle('instrument:void', async (p): Promise<InstrumentVoidAck> => {
+      const req = parse(instrumentVoidRequest, p);
+      checkKeyOwner(req.key, terminalId);
+      await ctx.needCashier(req.key);
+      const supervisorId = await ctx.supervisor(req.supervisor.staffId, req.supervisor.pin);
+      await instruments.loadSale(req.code);
+      const who = ctx.actor();
+      const ack = await instruments.void(who, { key: req.key, code: req.code, reason: req.reason, supervisorId }, () => ctx.precondition(who));
+      logger.info({ terminal: terminalId, seq: ack.seq, code: ack.code, supervisor: supervisorId }, 'gift certificate voided at the till');
       return ack;
     }),
   );

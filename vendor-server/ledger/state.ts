@@ -423,6 +423,12 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
     case 'instrument.voided': {
       const r = own(state.instruments, event.data.code);
       assert(r !== undefined, `instrument ${event.data.code} was sold here before it is voided`);
+      // The price handed back in cash leaves the drawer like a refund's.
+      if (event.data.cashRefundMinor > 0) {
+        const t = day(state, event.at);
+        t.cashRefundedMinor += event.data.cashRefundMinor;
+        t.cashMinor -= event.data.cashRefundMinor;
+      }
       r.remainingUnits = 0;
       r.voided = true;
       r.lastSeq = event.seq;

@@ -195,6 +195,11 @@ export class MallRequests {
     await this.post(`/instruments/reservations/${encodeURIComponent(id)}/release`, { key }, 'VND_ERR_MALL_UNREACHABLE');
   }
 
+  /** Asks the mall to void a certificate this store sold by mistake (nothing redeemed or held). */
+  async voidInstrument(code: string, body: { key: string; reason: string }): Promise<InstrumentStatus> {
+    return this.instrumentStatusOf(await this.post(`/instruments/${encodeURIComponent(code)}/void`, { key: body.key, reason: body.reason }, 'VND_ERR_MALL_UNREACHABLE'), code);
+  }
+
   async instrumentStatus(code: string): Promise<InstrumentStatus> {
     return this.instrumentStatusOf(await this.request('GET', `/instruments/${encodeURIComponent(code)}`, undefined, 'VND_ERR_MALL_UNREACHABLE'), code);
   }
