@@ -10,6 +10,7 @@ import {
   MallposError,
   parseScan,
   type CustomerView,
+  type InstrumentVoidAck,
   type PricedCart,
   type ProductView,
   type ReceiptData,
@@ -181,6 +182,7 @@ export type Command =
   | { type: 'instrumentPay'; code: string }
   | { type: 'instrumentRemove'; code: string }
   | { type: 'instrumentClose' }
+  | { type: 'instrumentVoid'; code: string; reason: string; staffId: string; pin: string }
   | { type: 'sellCertificate'; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
   | EconomyCommand;
 
@@ -899,6 +901,8 @@ export class TerminalApp {
           return;
         case 'sellCertificate':
           return await this.sellCertificate(cmd);
+        case 'instrumentVoid':
+          return await this.voidCertificate(cmd);
         default:
           if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd);
           fail('POS_ERR_COMMAND');
@@ -1297,6 +1301,21 @@ export class TerminalApp {
     const printed = await certificateSlip(ack, { store: ctx.store, terminal: ctx.terminalName, cashier: ctx.cashierName }, this.opts.printQueue);
     this.lastReceiptSaleId = null;
     if (!printed.ok) this.say('error', `gift certificate ${ack.code} sold; its slip was not printed: ${printed.message ?? 'the printer failed'}`);
+  }
+
+  /** Voids a certificate this store sold by mistake: a supervisor's PIN, sent once and never written; the drawer opens for a cash price. */
+  private async voidCertificate(cmd: Extract<Command, { type: 'instrumentVoid' }>): Promise<void> {
+    const ack = await this.sendKeyed<InstrumentVoidAck>(
+      this.pendingEconomyOpFile,
+      'instrument:void',
+      { code: cmd.code.toUpperCase(), reason: cmd.reason },
+      { supervisor: { staffId: cmd.staffId, pin: cmd.pin } },
+      { supervisor: cmd.staffId },
+      'the store server did not confirm the void: void it again; it is sent as the same request and counts once',
+    );
+    const refund = ack.cashRefundMinor > 0 ? `: hand back ${formatMinor(ack.cashRefundMinor, ack.currency)} in cash` : ': refund the card payment on the card terminal';
+    this.say('success', `gift certificate ${ack.code} voided${refund}`);
+    if (ack.cashRefundMinor > 0) await this.openDrawer();
   }
 
   private economyReceiptContext(): EconomyReceiptContext {

@@ -83,6 +83,7 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('instrumentPay'), code: z.string().min(1).max(64) }),
   z.strictObject({ type: z.literal('instrumentRemove'), code: z.string().min(1).max(64) }),
   z.strictObject({ type: z.literal('instrumentClose') }),
+  z.strictObject({ type: z.literal('instrumentVoid'), code: z.string().trim().min(1).max(64), reason, staffId, pin }),
   z.strictObject({
     type: z.literal('sellCertificate'),
     token: tokenCode,

@@ -4,9 +4,11 @@
  * when the mall cannot be reached), and those paying the sale, each of which can be taken
  * off again. The terminal keeps the signed forms; the page only sees codes and amounts.
  */
+import { openModal, registerSubmitters, sendFromDialog, showError } from './dialogs.js';
 import { byTestId, h, region } from './dom.js';
+import { formatMinor, parseMoney } from './format.js';
 import { send } from './socket.js';
-import { editable } from './state.js';
+import { currency, editable, ui } from './state.js';
 
 export function renderInstruments(s) {
   const box = byTestId('instruments');
@@ -52,3 +54,44 @@ export function renderInstruments(s) {
     return out;
   });
 }
+
+/** Opens the dialog that sells a gift certificate of the store's own tokens. */
+export function openSellCertificate() {
+  if (!editable()) return;
+  openModal('dlg-sell-certificate', (dlg) => {
+    const names = ui.state?.tokenNames ?? {};
+    const select = dlg.querySelector('select[name="token"]');
+    select.replaceChildren(...Object.keys(names).map((token) => h('option', { value: token }, `${token} · ${names[token]}`)));
+  });
+}
+
+export function openVoidCertificate() {
+  if (editable()) openModal('dlg-void-certificate');
+}
+
+registerSubmitters({
+  async sellCertificate(form) {
+    const units = Number(String(form.elements.units.value).trim());
+    if (!Number.isSafeInteger(units) || units < 1) return showError(form, 'units are a whole number, at least 1'), false;
+    const token = form.elements.token.value;
+    if (form.elements.method.value === 'card') {
+      const approvalRef = form.elements.approvalRef.value.trim();
+      if (approvalRef === '') return showError(form, 'type the approval reference the card terminal printed'), false;
+      return sendFromDialog(form, { type: 'sellCertificate', token, units, payment: { method: 'card', approvalRef } });
+    }
+    const tenderedMinor = parseMoney(form.elements.tendered.value, currency());
+    if (tenderedMinor === null) return showError(form, `type the cash received, e.g. ${formatMinor(2000, currency())}`), false;
+    return sendFromDialog(form, { type: 'sellCertificate', token, units, payment: { method: 'cash', tenderedMinor } });
+  },
+  async voidCertificate(form) {
+    const code = form.elements.code.value.trim();
+    const reason = form.elements.reason.value.trim();
+    const staffId = form.elements.staffId.value.trim();
+    const pin = form.elements.pin.value;
+    if (code === '' || reason === '' || staffId === '') return showError(form, 'type the certificate code, the reason and the supervisor'), false;
+    if (!/^\d{4,12}$/.test(pin)) return showError(form, 'a PIN is 4 to 12 digits'), false;
+    // The PIN leaves the page once, for this request; the field is emptied at once.
+    form.elements.pin.value = '';
+    return sendFromDialog(form, { type: 'instrumentVoid', code, reason, staffId, pin });
+  },
+});

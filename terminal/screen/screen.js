@@ -20,6 +20,7 @@ import { dismiss, changeQty, complete, logout, reprint, scan, voidSelected } fro
 import { installDialogs, openCancel, openCash, openCashMove, openModal, openNoSale, openQty, openShiftDialog, openTokens, openXReport, openZReport } from './dialogs.js';
 import { byTestId } from './dom.js';
 import { installEconomy, openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
+import { openSellCertificate, openVoidCertificate } from './instruments.js';
 import { installKeyboard } from './keyboard.js';
 import { render, renderMessage } from './render.js';
 import { connect } from './socket.js';
@@ -55,6 +56,8 @@ onClick('btn-exchange', openExchange);
 onClick('btn-wallet', openWallet);
 onClick('btn-wallet-pay', openWalletPay);
 onClick('btn-customer-data', openCustomerData);
+onClick('btn-sell-certificate', openSellCertificate);
+onClick('btn-void-certificate', openVoidCertificate);
 
 byTestId('scan-form').addEventListener('submit', (e) => {
   e.preventDefault();

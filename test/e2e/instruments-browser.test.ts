@@ -118,4 +118,48 @@ describe('e2e: a gift certificate on the cashier screen', function () {
     await tid('btn-instrument-close').click();
     await page.locator('[data-testid="instruments"]').waitFor({ state: 'hidden', timeout: UI_WAIT_MS });
   });
+
+  it('attack: an altered certificate typed by a wedge scanner is refused with its reason, and the cart and store are unchanged', async () => {
+    const [h, p, sig] = certificate.compact.split('.') as [string, string, string];
+    const payload = JSON.parse(Buffer.from(p, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const altered = `${h}.${Buffer.from(JSON.stringify({ ...payload, u: 50_000 })).toString('base64url')}.${sig}`;
+    const seq = server.ledger.state.seq;
+    await tid('scan-input').focus();
+    await page.keyboard.type(altered);
+    await page.keyboard.press('Enter');
+    await expectText('message', 'altered or forged');
+    expect(server.ledger.state.seq).to.equal(seq);
+    expect(await page.locator('[data-testid="instrument-view"]').count()).to.equal(0);
+  });
+
+  it('sells a gift certificate from its dialog, prints its QR code, then voids it with a supervisor', async () => {
+    const receipts = sim.receipts().length;
+    await tid('btn-sell-certificate').click();
+    await page.selectOption('[data-testid="certificate-token"]', 'ACME');
+    await page.fill('[data-testid="certificate-units"]', '400');
+    await page.fill('[data-testid="certificate-tendered"]', '25');
+    await tid('btn-certificate-sell-ok').click();
+    await expectText('message', 'sold: 400 ACME for €20.00, change €5.00');
+    const all = await sim.waitForReceipts(receipts + 1, UI_WAIT_MS);
+    const slip = all.at(-1);
+    const qr = slip?.qr[0] ?? '';
+    expect(printedText(slip)).to.include('GIFT CERTIFICATE');
+    const code = /Code (ACME-[0-9A-Z]+-\d{2})/.exec(printedText(slip))?.[1] ?? '';
+    expect(code).to.match(/^ACME-/);
+    // The printed QR code is the certificate: scanned back, the store checks it and shows it.
+    await screen.terminal.virtualScanner?.scan(qr, { chunks: 9 });
+    await expectText('instrument-code', code);
+    await expectText('instrument-remaining', '400 ACME');
+    await tid('btn-instrument-close').click();
+    // Its batch has reached the mall (the mall double learns of it so).
+    mall.learn('acme', code, qr, 'ACME', 400);
+    await tid('btn-void-certificate').click();
+    await page.fill('[data-testid="void-code"]', code);
+    await page.fill('[data-testid="void-reason"]', 'sold by mistake');
+    await page.fill('[data-testid="void-staff"]', 'sam');
+    await page.fill('[data-testid="void-pin"]', '9999');
+    await tid('btn-void-ok').click();
+    await expectText('message', `${code} voided: hand back €20.00 in cash`);
+    expect(server.ledger.state.instruments[code]?.voided).to.equal(true);
+  });
 });
