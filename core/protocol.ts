@@ -484,9 +484,10 @@ export interface ClientToServerEvents {
   'instrument:inquire': Handler<{ instrument: string } | { code: string }, InstrumentView>;
   /** Takes back a gift certificate this store sold by mistake, never used (a supervisor's PIN; the mall agrees first). */
   'instrument:void': Handler<{ key: string; code: string; reason: string; supervisor: { staffId: string; pin: string } }, InstrumentVoidAck>;
-  /** Sells a gift certificate this store signs for its own tokens, for cash or card at face value. */
+  /** Sells a gift certificate, for cash or card at face value: one this store signs for its own tokens, or one from the mall's stock. */
   'instrument:sell': Handler<
-    { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
+    | { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
+    | { key: string; instrument: string; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
     InstrumentSaleAck
   >;
 }

@@ -183,7 +183,8 @@ export type Command =
   | { type: 'instrumentRemove'; code: string }
   | { type: 'instrumentClose' }
   | { type: 'instrumentVoid'; code: string; reason: string; staffId: string; pin: string }
-  | { type: 'sellCertificate'; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
+  /** A new certificate of the store's own tokens (`token`, `units`), or the one shown from the mall's stock (`code`). */
+  | { type: 'sellCertificate'; token?: string; units?: number; code?: string; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
   | EconomyCommand;
 
 export interface TerminalAppOptions {
@@ -1288,11 +1289,18 @@ export class TerminalApp {
    * opens) or card, under a key kept on disk until answered; its slip carries the QR code.
    */
   private async sellCertificate(cmd: Extract<Command, { type: 'sellCertificate' }>): Promise<void> {
-    if (!Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
+    let what: Record<string, unknown>;
+    if (cmd.code !== undefined) {
+      what = { instrument: this.instruments.formOf(cmd.code) };
+    } else {
+      if (cmd.token === undefined || cmd.units === undefined || !Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
+      what = { token: cmd.token, units: cmd.units };
+    }
     const ack = await this.instruments.sell(
       (event, body) => this.sendKeyed(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: sell it again; it is sent as the same request and counts once'),
-      { token: cmd.token, units: cmd.units, payment: cmd.payment },
+      { ...what, payment: cmd.payment },
     );
+    if (cmd.code !== undefined) this.instruments.close();
     const money = formatMinor(ack.priceMinor, ack.currency);
     const p = ack.payment;
     this.say('success', `gift certificate ${ack.code} sold: ${formatUnits(ack.units, ack.token)} for ${money}${p.method === 'cash' && p.changeMinor > 0 ? `, change ${formatMinor(p.changeMinor, ack.currency)}` : ''}`);

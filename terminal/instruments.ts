@@ -126,8 +126,16 @@ export class TillInstruments {
     for (const code of [...this.forms.keys()]) if (!keep.some((i) => i.code === code) && this.shown?.view.code !== code) this.forms.delete(code);
   }
 
-  /** Sells a gift certificate the store signs for its own tokens; the till prints it with its QR code. */
-  async sell(sendKeyed: <T>(event: 'instrument:sell', body: Record<string, unknown>) => Promise<T>, req: { token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }): Promise<InstrumentSaleAck> {
+  /** The signed form of an instrument scanned and shown or in the cart. */
+  formOf(code: string): string {
+    return this.forms.get(code) ?? fail('POS_ERR_COMMAND', `scan ${code} again`);
+  }
+
+  /**
+   * Sells a gift certificate: one the store signs for its own tokens (token, units), or
+   * one from the mall's stock (its signed form); the till prints it with its QR code.
+   */
+  async sell(sendKeyed: <T>(event: 'instrument:sell', body: Record<string, unknown>) => Promise<T>, req: Record<string, unknown>): Promise<InstrumentSaleAck> {
     return sendKeyed<InstrumentSaleAck>('instrument:sell', req);
   }
 }

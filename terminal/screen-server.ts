@@ -84,10 +84,12 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('instrumentRemove'), code: z.string().min(1).max(64) }),
   z.strictObject({ type: z.literal('instrumentClose') }),
   z.strictObject({ type: z.literal('instrumentVoid'), code: z.string().trim().min(1).max(64), reason, staffId, pin }),
+  // A new certificate of the store's own tokens (token, units), or the one shown from the mall's stock (code).
   z.strictObject({
     type: z.literal('sellCertificate'),
-    token: tokenCode,
-    units,
+    token: tokenCode.optional(),
+    units: units.optional(),
+    code: z.string().trim().min(1).max(64).optional(),
     payment: z.discriminatedUnion('method', [
       z.strictObject({ method: z.literal('cash'), tenderedMinor: minor }),
       z.strictObject({ method: z.literal('card'), approvalRef: z.string().trim().min(1).max(40) }),

@@ -33,6 +33,7 @@ export function renderInstruments(s) {
             !shown.inCart && usable && s.cart.lines.length > 0
               ? h('button', { type: 'button', class: 'small edit primary', testid: 'btn-instrument-pay', disabled: !canEdit, onclick: () => void send({ type: 'instrumentPay', code: shown.code }) }, 'Pay with it')
               : null,
+            shown.state === 'unsold' ? h('button', { type: 'button', class: 'small edit', testid: 'btn-instrument-sell', disabled: !canEdit, onclick: () => openSellCertificate(shown) }, 'Sell it') : null,
             h('button', { type: 'button', class: 'small', testid: 'btn-instrument-close', onclick: () => void send({ type: 'instrumentClose' }) }, 'Close'),
           ),
         ),
@@ -55,13 +56,23 @@ export function renderInstruments(s) {
   });
 }
 
-/** Opens the dialog that sells a gift certificate of the store's own tokens. */
-export function openSellCertificate() {
+/**
+ * Opens the dialog that sells a gift certificate: a new one of the store's own tokens, or
+ * (`stock`, the certificate shown) one from the mall's stock, whose value is its own.
+ */
+export function openSellCertificate(stock) {
   if (!editable()) return;
+  const fromStock = stock !== undefined && stock !== null && typeof stock === 'object' && typeof stock.code === 'string';
   openModal('dlg-sell-certificate', (dlg) => {
     const names = ui.state?.tokenNames ?? {};
     const select = dlg.querySelector('select[name="token"]');
     select.replaceChildren(...Object.keys(names).map((token) => h('option', { value: token }, `${token} · ${names[token]}`)));
+    dlg.querySelector('[data-role="new-certificate"]').hidden = fromStock;
+    dlg.querySelector('input[name="units"]').required = !fromStock;
+    const stockLine = dlg.querySelector('[data-role="stock"]');
+    stockLine.hidden = !fromStock;
+    stockLine.textContent = fromStock ? `${stock.code}: ${stock.face}` : '';
+    dlg.querySelector('input[name="code"]').value = fromStock ? stock.code : '';
   });
 }
 
@@ -71,17 +82,18 @@ export function openVoidCertificate() {
 
 registerSubmitters({
   async sellCertificate(form) {
+    const code = form.elements.code.value;
     const units = Number(String(form.elements.units.value).trim());
-    if (!Number.isSafeInteger(units) || units < 1) return showError(form, 'units are a whole number, at least 1'), false;
-    const token = form.elements.token.value;
+    if (code === '' && (!Number.isSafeInteger(units) || units < 1)) return showError(form, 'units are a whole number, at least 1'), false;
+    const what = code === '' ? { token: form.elements.token.value, units } : { code };
     if (form.elements.method.value === 'card') {
       const approvalRef = form.elements.approvalRef.value.trim();
       if (approvalRef === '') return showError(form, 'type the approval reference the card terminal printed'), false;
-      return sendFromDialog(form, { type: 'sellCertificate', token, units, payment: { method: 'card', approvalRef } });
+      return sendFromDialog(form, { type: 'sellCertificate', ...what, payment: { method: 'card', approvalRef } });
     }
     const tenderedMinor = parseMoney(form.elements.tendered.value, currency());
     if (tenderedMinor === null) return showError(form, `type the cash received, e.g. ${formatMinor(2000, currency())}`), false;
-    return sendFromDialog(form, { type: 'sellCertificate', token, units, payment: { method: 'cash', tenderedMinor } });
+    return sendFromDialog(form, { type: 'sellCertificate', ...what, payment: { method: 'cash', tenderedMinor } });
   },
   async voidCertificate(form) {
     const code = form.elements.code.value.trim();

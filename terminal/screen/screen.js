@@ -56,7 +56,7 @@ onClick('btn-exchange', openExchange);
 onClick('btn-wallet', openWallet);
 onClick('btn-wallet-pay', openWalletPay);
 onClick('btn-customer-data', openCustomerData);
-onClick('btn-sell-certificate', openSellCertificate);
+onClick('btn-sell-certificate', () => openSellCertificate(null));
 onClick('btn-void-certificate', openVoidCertificate);
 
 byTestId('scan-form').addEventListener('submit', (e) => {

@@ -162,4 +162,20 @@ describe('e2e: a gift certificate on the cashier screen', function () {
     await expectText('message', `${code} voided: hand back €20.00 in cash`);
     expect(server.ledger.state.instruments[code]?.voided).to.equal(true);
   });
+
+  it('sells a mall certificate from stock: scanned, shown as unsold, sold from its panel', async () => {
+    const stock = await mall.issue('gift', 300);
+    (mall.instruments.get(stock.code) as { state: string }).state = 'unsold';
+    const receipts = sim.receipts().length;
+    await screen.terminal.virtualScanner?.scan(stock.compact, { chunks: 5 });
+    await expectText('instrument-code', stock.code);
+    await tid('btn-instrument-sell').click();
+    await expectText('certificate-stock', `${stock.code}: 300 MALL`);
+    await page.fill('[data-testid="certificate-tendered"]', '30');
+    await tid('btn-certificate-sell-ok').click();
+    await expectText('message', `${stock.code} sold: 300 MALL for €30.00`);
+    const all = await sim.waitForReceipts(receipts + 1, UI_WAIT_MS);
+    expect(all.at(-1)?.qr).to.deep.equal([stock.compact]);
+    expect(server.ledger.state.instruments[stock.code]?.soldSeq).to.be.a('number');
+  });
 });

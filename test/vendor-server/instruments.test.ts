@@ -248,6 +248,26 @@ describe('vendor-server: gift certificates and coupons', function () {
     await refused('instrument:void', { key: key(), code: foreign.code, reason: 'mistake', supervisor: { staffId: 'sam', pin: '9999' } }, 'VND_ERR_INSTRUMENT_NOT_VOIDABLE');
   });
 
+  it('sells a mall certificate from stock only while the mall says it is unsold; its tokens come from the float', async () => {
+    const stock = await mall.issue('gift', 250);
+    const record = mall.instruments.get(stock.code);
+    if (record === undefined) throw new Error('not issued');
+    record.state = 'unsold';
+    const floatBefore = server.ledger.state.balances['float']?.['MALL'] ?? 0;
+    const sold = expectOk(await call<InstrumentSaleAck>(till.socket, 'instrument:sell', { key: key(), instrument: stock.compact, payment: { method: 'card', approvalRef: 'APPR-STOCK-1' } }));
+    expect(sold).to.deep.include({ code: stock.code, token: 'MALL', units: 250, priceMinor: 2_500, instrument: stock.compact });
+    expect(server.ledger.state.balances['float']?.['MALL']).to.equal(floatBefore - 250);
+    expect(server.ledger.state.instruments[stock.code]).to.deep.include({ soldSeq: sold.seq, remainingUnits: 250 });
+    // Sold once: again here, or a certificate the mall knows as live, or while the mall cannot say, is refused.
+    await refused('instrument:sell', { key: key(), instrument: stock.compact, payment: { method: 'cash', tenderedMinor: 2_500 } }, 'VND_ERR_INSTRUMENT_NOT_FOR_SALE');
+    const live = await mall.issue('gift', 100);
+    await refused('instrument:sell', { key: key(), instrument: live.compact, payment: { method: 'cash', tenderedMinor: 1_000 } }, 'VND_ERR_INSTRUMENT_NOT_FOR_SALE');
+    mall.down = true;
+    const later = await mall.issue('gift', 100);
+    (mall.instruments.get(later.code) as { state: string }).state = 'unsold';
+    await refused('instrument:sell', { key: key(), instrument: later.compact, payment: { method: 'cash', tenderedMinor: 1_000 } }, 'VND_ERR_MALL_UNREACHABLE');
+  });
+
   it('attack: a card tender and a certificate of one token, or one certificate twice, are refused', async () => {
     const { compact } = await mall.issue('gift', 100);
     await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact }, { instrument: compact }] }, 'CORE_ERR_VALIDATION');

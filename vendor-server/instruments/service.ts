@@ -578,20 +578,15 @@ export class InstrumentService {
    * the journal, and the journalled event holds it: a retry of the same key answers the
    * same certificate, never a second one. Postings: float -> instruments.
    */
-  async sell(actor: Actor, req: { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }, signing: { kid: string; privateKey: CryptoKey }, precondition: () => void): Promise<InstrumentSaleAck> {
-    const body = { op: 'instrument.sell', token: req.token, units: req.units, payment: req.payment };
+  async sell(
+    actor: Actor,
+    req: { key: string; token?: string | undefined; units?: number | undefined; instrument?: string | undefined; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
+    signing: { kid: string; privateKey: CryptoKey },
+    precondition: () => void,
+  ): Promise<InstrumentSaleAck> {
+    const body = req.instrument === undefined ? { op: 'instrument.sell', token: req.token, units: req.units, payment: req.payment } : { op: 'instrument.sell', instrument: req.instrument, payment: req.payment };
     if (this.ledger.knowsKey(req.key)) return this.ledger.commitRequest(actor, req.key, body, () => fail('VND_ERR_INTERNAL', 'a known key is answered, never built'), (seq) => this.saleAckOf(seq));
-    const vendor = this.ledger.store.vendorId;
-    const tt = this.ledger.tokenTypes.get(req.token) ?? fail('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${req.token.slice(0, 20)}`);
-    if (tt.issuer !== vendor || tt.kind === 'manufacturer') fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `this store signs gift certificates for its own tokens only, and ${tt.code} tokens are issued by ${tt.issuer}`, { token: tt.code });
-    checkSpendable(tt, vendor, this.clock());
-    const key = this.snapshot().instruments.keys.find((k) => k.kid === signing.kid && k.issuer === vendor && k.kinds.includes('gift'));
-    if (key === undefined) fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', 'the mall\'s key directory does not list this store\'s key for gift certificates yet: other stores could not check one', { kid: signing.kid });
-    if (req.units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
-    const nowS = Math.floor(this.clock().getTime() / 1000);
-    const claims = { i: vendor, s: this.newSerial(), t: tt.code, u: req.units, a: nowS, x: nowS + STORE_CERTIFICATE_LIFE_DAYS * 86_400 };
-    const compact = await signInstrument('gift', claims, signing);
-    const code = instrumentCode(vendor, claims.s);
+    const { tt, units, compact, code } = req.instrument === undefined ? await this.signNew(req.token, req.units, signing) : await this.fromStock(req.instrument);
     if (req.payment.method === 'card' && own(this.ledger.state.cardPayments, req.payment.approvalRef) !== undefined) {
       fail('VND_ERR_PAYMENT_REUSED', `card approval ${req.payment.approvalRef} already paid for another purchase`, { approvalRef: req.payment.approvalRef });
     }
@@ -600,25 +595,59 @@ export class InstrumentService {
       req.key,
       body,
       (base) => {
-        const priceMinor = instrumentValueMinor(tt, req.units);
+        const priceMinor = instrumentValueMinor(tt, units);
         let payment: TokenPayment;
         if (req.payment.method === 'cash') {
           const { changeMinor } = settleCash(priceMinor, req.payment.tenderedMinor, (m) => formatMinor(m, tt.currency));
           payment = { method: 'cash', tenderedMinor: req.payment.tenderedMinor, changeMinor };
         } else {
+          // Another request may have used the approval while this one was signed or checked.
+          if (own(this.ledger.state.cardPayments, req.payment.approvalRef) !== undefined) fail('VND_ERR_PAYMENT_REUSED', `card approval ${req.payment.approvalRef} already paid for another purchase`, { approvalRef: req.payment.approvalRef });
           payment = { method: 'card', approvalRef: req.payment.approvalRef };
         }
+        if (this.record(code) !== undefined) fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `${code} was sold or used at this store already`, { code });
         precondition();
         const postings: Posting[] = [
-          { account: FLOAT_ACCOUNT, token: tt.code, units: -req.units },
-          { account: INSTRUMENTS_ACCOUNT, token: tt.code, units: req.units },
+          { account: FLOAT_ACCOUNT, token: tt.code, units: -units },
+          { account: INSTRUMENTS_ACCOUNT, token: tt.code, units: units },
         ];
         // The float must hold the tokens the certificate is worth: checked before the append.
         planPostings(bookOf(this.ledger.state), postings);
-        return { ...base, type: 'instrument.sold', postings, data: { instrument: compact, code, token: tt.code, units: req.units, priceMinor, currency: tt.currency, payment } } as NewEvent;
+        return { ...base, type: 'instrument.sold', postings, data: { instrument: compact, code, token: tt.code, units: units, priceMinor, currency: tt.currency, payment } } as NewEvent;
       },
       (seq) => this.saleAckOf(seq),
     );
+  }
+
+  /** A new certificate of this store's own tokens, signed with its key (which the mall lists). */
+  private async signNew(token: string | undefined, units: number | undefined, signing: { kid: string; privateKey: CryptoKey }): Promise<{ tt: TokenType; units: number; compact: string; code: string }> {
+    if (token === undefined || units === undefined) fail('CORE_ERR_VALIDATION', 'name the token and units of the certificate, or scan one from stock');
+    const vendor = this.ledger.store.vendorId;
+    const tt = this.ledger.tokenTypes.get(token) ?? fail('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${token.slice(0, 20)}`);
+    if (tt.issuer !== vendor || tt.kind === 'manufacturer') fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `this store signs gift certificates for its own tokens only, and ${tt.code} tokens are issued by ${tt.issuer}`, { token: tt.code });
+    checkSpendable(tt, vendor, this.clock());
+    const key = this.snapshot().instruments.keys.find((k) => k.kid === signing.kid && k.issuer === vendor && k.kinds.includes('gift'));
+    if (key === undefined) fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', 'the mall\'s key directory does not list this store\'s key for gift certificates yet: other stores could not check one', { kid: signing.kid });
+    if (units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
+    const nowS = Math.floor(this.clock().getTime() / 1000);
+    const claims = { i: vendor, s: this.newSerial(), t: tt.code, u: units, a: nowS, x: nowS + STORE_CERTIFICATE_LIFE_DAYS * 86_400 };
+    return { tt, units, compact: await signInstrument('gift', claims, signing), code: instrumentCode(vendor, claims.s) };
+  }
+
+  /**
+   * A pre-printed certificate of another issuer (the mall's stock), checked and sold as it
+   * is: only while the mall can say nobody sold or used it yet. The store's float gives
+   * the tokens it is worth.
+   */
+  private async fromStock(compact: string): Promise<{ tt: TokenType; units: number; compact: string; code: string }> {
+    const instrument = await this.verify(compact);
+    if (instrument.kind !== 'gift') fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `${instrument.code} is a coupon: coupons are not sold`, { code: instrument.code });
+    if (this.record(instrument.code) !== undefined) fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `${instrument.code} was sold or used at this store already`, { code: instrument.code });
+    const mall = this.requests() ?? fail('VND_ERR_MALL_UNREACHABLE', 'this store is not linked to a mall: certificates from stock are sold only while the mall can say they are unsold');
+    const status = await mall.instrumentStatus(instrument.code);
+    if (status.state !== 'unsold') fail('VND_ERR_INSTRUMENT_NOT_FOR_SALE', `${instrument.code} is not unsold stock at the mall (${status.state})`, { code: instrument.code, state: status.state });
+    const tt = this.ledger.tokenTypes.get(instrument.token) ?? fail('CORE_ERR_TOKEN_UNKNOWN', `unknown token type ${instrument.token}`);
+    return { tt, units: instrument.units, compact: instrument.compact, code: instrument.code };
   }
 
   /**

@@ -16,15 +16,16 @@ export const instrumentInquireRequest = z.union([
   z.strictObject({ code: z.string().min(1).max(64) }),
 ]);
 
-export const instrumentSellRequest = z.strictObject({
-  key: idempotencyKey,
-  token: tokenCode,
-  units: positiveUnits('units', 'a gift certificate is worth at least one token'),
-  payment: z.discriminatedUnion('method', [
-    z.strictObject({ method: z.literal('cash'), tenderedMinor: amount('cash tendered') }),
-    z.strictObject({ method: z.literal('card'), approvalRef }),
-  ]),
-});
+const certificatePayment = z.discriminatedUnion('method', [
+  z.strictObject({ method: z.literal('cash'), tenderedMinor: amount('cash tendered') }),
+  z.strictObject({ method: z.literal('card'), approvalRef }),
+]);
+
+/** A new certificate of the store's own tokens (token and units), or one from the mall's stock (its compact form). */
+export const instrumentSellRequest = z.union([
+  z.strictObject({ key: idempotencyKey, token: tokenCode, units: positiveUnits('units', 'a gift certificate is worth at least one token'), payment: certificatePayment }),
+  z.strictObject({ key: idempotencyKey, instrument: z.string().min(1).max(1024), payment: certificatePayment }),
+]);
 
 export const instrumentVoidRequest = z.strictObject({
   key: idempotencyKey,
