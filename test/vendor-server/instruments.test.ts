@@ -268,6 +268,25 @@ describe('vendor-server: gift certificates and coupons', function () {
     await refused('instrument:sell', { key: key(), instrument: later.compact, payment: { method: 'cash', tenderedMinor: 1_000 } }, 'VND_ERR_MALL_UNREACHABLE');
   });
 
+  it('a refund of a sale paid by a coupon and a certificate gives their units back: the coupon may be used again', async () => {
+    mall.down = true;
+    const coupon = await mall.issue('coupon', 40);
+    const gift = await mall.issue('gift', 100);
+    const paid = expectOk(await sale({ lines: [{ code: MUESLI, qty: 1 }, { code: PEN, qty: 1 }], instruments: [{ instrument: coupon.compact }, { instrument: gift.compact }] }));
+    expect(paid.instruments?.map((i) => [i.code, i.units, i.remainingAfter])).to.deep.equal([
+      [coupon.code, 40, 0],
+      [gift.code, 45, 55],
+    ]);
+    const balances = JSON.stringify(server.ledger.state.balances['instruments']);
+    const refund = await call<{ refundId: string }>(till.socket, 'sale:refund', { key: key(), saleId: paid.saleId, reason: 'returned', supervisor: { staffId: 'sam', pin: '9999' } });
+    expect(refund.ok, JSON.stringify(refund)).to.equal(true);
+    expect(server.ledger.state.instruments[coupon.code]).to.deep.include({ redeemedUnits: 0, remainingUnits: 40 });
+    expect(server.ledger.state.instruments[gift.code]).to.deep.include({ redeemedUnits: 0, remainingUnits: 100 });
+    expect(JSON.stringify(server.ledger.state.balances['instruments'])).to.not.equal(balances);
+    const again = expectOk(await sale({ lines: [{ code: MUESLI, qty: 1 }], instruments: [{ instrument: coupon.compact }] }));
+    expect(again.instruments?.[0]).to.deep.include({ code: coupon.code, units: 40, remainingAfter: 0 });
+  });
+
   it('attack: a card tender and a certificate of one token, or one certificate twice, are refused', async () => {
     const { compact } = await mall.issue('gift', 100);
     await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact }, { instrument: compact }] }, 'CORE_ERR_VALIDATION');
