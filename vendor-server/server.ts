@@ -50,6 +50,8 @@ export interface RunningVendorServer {
   offline: OfflineService;
   /** Exchange, mall wallet and customer-data requests. */
   xchg: XchgServices;
+  /** Gift certificates and coupons. */
+  instruments: InstrumentService;
   access: AccessStore;
   gateway: TerminalGateway;
   opened: OpenedLedger;
@@ -255,5 +257,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, access, gateway, opened, logger, sync, audit, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, instruments, access, gateway, opened, logger, sync, audit, close };
 }

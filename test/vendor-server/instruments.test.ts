@@ -46,6 +46,8 @@ describe('vendor-server: gift certificates and coupons', function () {
     const vendorDir = join(root, 'vendor');
     const init = await linkInstrumentStore(vendorDir, mall);
     server = await startTestVendor(vendorDir, { syncOverrides: { backoffMaxMs: 1_000 } });
+    // The mall goes down and comes back between these tests: each asks it afresh.
+    server.instruments.mallRetryAfterMs = 0;
     const a = await pairTill(server.url, init.operatorToken, server.caPem, 'Till 1');
     const b = await pairTill(server.url, init.operatorToken, server.caPem, 'Till 2');
     till = a;
@@ -285,6 +287,26 @@ describe('vendor-server: gift certificates and coupons', function () {
     expect(JSON.stringify(server.ledger.state.balances['instruments'])).to.not.equal(balances);
     const again = expectOk(await sale({ lines: [{ code: MUESLI, qty: 1 }], instruments: [{ instrument: coupon.compact }] }));
     expect(again.instruments?.[0]).to.deep.include({ code: coupon.code, units: 40, remainingAfter: 0 });
+  });
+
+  it('a mall that does not answer is left alone for a while: the next scans and sales are judged offline at once', async () => {
+    const { compact } = await mall.issue('gift', 300);
+    server.instruments.mallRetryAfterMs = 60_000;
+    try {
+      mall.down = true;
+      expect(expectOk(await call<InstrumentView>(till.socket, 'instrument:inquire', { instrument: compact })).source).to.equal('face');
+      // Back, but not asked again within the pause.
+      mall.down = false;
+      const calls = mall.reserveCalls;
+      expect(expectOk(await call<InstrumentView>(till.socket, 'instrument:inquire', { instrument: compact })).source).to.equal('face');
+      const ack = expectOk(await sale({ lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact }] }));
+      expect(ack.instruments?.[0]).to.deep.include({ offline: true });
+      expect(mall.reserveCalls).to.equal(calls);
+    } finally {
+      server.instruments.mallRetryAfterMs = 0;
+    }
+    // The pause over: the mall is asked again.
+    expect(expectOk(await call<InstrumentView>(till.socket, 'instrument:inquire', { instrument: compact })).source).to.equal('mall');
   });
 
   it('attack: a card tender and a certificate of one token, or one certificate twice, are refused', async () => {

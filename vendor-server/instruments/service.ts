@@ -108,9 +108,19 @@ export function paysWithInstruments(input: { instruments?: unknown[] | undefined
 
 /** How many of the mall's latest figures a process keeps as hints. */
 const MALL_HINTS_MAX = 10_000;
+/**
+ * After the mall did not answer, inquiries and sales judge instruments offline for this
+ * long without asking it again: a mall that is down costs one request timeout, not one
+ * per scan with a customer waiting.
+ */
+export const MALL_RETRY_AFTER_MS_DEFAULT = 10_000;
 
 export class InstrumentService {
   private readonly released = new Set<string>();
+  /** How long the mall is left alone after it did not answer (MALL_RETRY_AFTER_MS_DEFAULT); tests set 0. */
+  mallRetryAfterMs = MALL_RETRY_AFTER_MS_DEFAULT;
+  /** When the mall last did not answer (a time in ms), or null once it answered since. */
+  private mallFailedAtMs: number | null = null;
   /**
    * What the mall last said remains on an instrument (code -> units), from an inquiry or
    * a refused reservation: an upper bound on what a sale asks it for, so that a till does
@@ -177,6 +187,16 @@ export class InstrumentService {
     return this.mall();
   }
 
+  /** The mall to ask during an inquiry or a sale, or null while it is taken as down after it did not answer. */
+  private mallToAsk(): MallRequests | null {
+    return this.mallFailedAtMs !== null && Date.now() < this.mallFailedAtMs + this.mallRetryAfterMs ? null : this.mall();
+  }
+
+  /** Notes how the mall answered: not at all (VND_ERR_MALL_UNREACHABLE) starts the pause, anything else ends it. */
+  private noteMall(err: unknown): void {
+    this.mallFailedAtMs = isMallposError(err) && err.code === 'VND_ERR_MALL_UNREACHABLE' ? Date.now() : null;
+  }
+
   private policy(): InstrumentPolicy {
     return this.snapshot().instruments.policy;
   }
@@ -204,12 +224,14 @@ export class InstrumentService {
       const { code } = parseInstrumentCode(req.code);
       this.snapshot();
       const local = this.record(code);
-      const mall = this.requests();
+      const mall = this.mallToAsk();
       if (mall !== null) {
         try {
           mallStatus = await mall.instrumentStatus(code);
           reached = true;
+          this.noteMall(null);
         } catch (err) {
+          this.noteMall(err);
           if (!isMallposError(err) || err.code !== 'VND_ERR_MALL_UNREACHABLE') throw err;
         }
       }
@@ -223,12 +245,14 @@ export class InstrumentService {
     }
     const instrument = await this.verify(compact);
     if (!reached) {
-      const mall = this.requests();
+      const mall = this.mallToAsk();
       if (mall !== null) {
         try {
           mallStatus = await mall.instrumentStatus(instrument.code);
           reached = true;
+          this.noteMall(null);
         } catch (err) {
+          this.noteMall(err);
           // The mall not knowing a certificate it did not issue (a store's, not yet in a batch) is no refusal.
           if (!isMallposError(err) || (err.code !== 'VND_ERR_MALL_UNREACHABLE' && err.code !== 'MALL_ERR_INSTRUMENT_UNKNOWN')) throw err;
           reached = err.code === 'MALL_ERR_INSTRUMENT_UNKNOWN';
@@ -392,7 +416,7 @@ export class InstrumentService {
     if (this.ledger.knowsKey(input.key)) return this.ack(await journal([], [], [], []));
 
     const offered = await this.offered(input);
-    const mall = this.requests();
+    const mall = this.mallToAsk();
     // Refused here, before anything is held: what the store's own record and the cart allow.
     this.judge(offered, null, false);
     const balances = () => (customerId === null ? null : customerBalances(this.ledger.state, customerId));
@@ -408,7 +432,9 @@ export class InstrumentService {
           let answer;
           try {
             answer = await mall.reserveInstrument({ key, instrument: o.instrument.compact, units: takes[i] as number }, o.instrument.code);
+            this.noteMall(null);
           } catch (err) {
+            this.noteMall(err);
             // A certificate a store signed is known to the mall only once the batch that
             // sold it arrives: until then the mall cannot hold it, and the sale is judged as
             // one made offline (within the policy). The mall's own unknown to it is refused.
