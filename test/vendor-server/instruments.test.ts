@@ -309,6 +309,25 @@ describe('vendor-server: gift certificates and coupons', function () {
     expect(expectOk(await call<InstrumentView>(till.socket, 'instrument:inquire', { instrument: compact })).source).to.equal('mall');
   });
 
+  it('attack: hostile shapes and names are refused at the edge, with nothing changed', async () => {
+    const { compact } = await mall.issue('gift', 100);
+    await refused('instrument:inquire', { code: '__proto__' }, 'CORE_ERR_INSTRUMENT_CODE');
+    await refused('instrument:inquire', { code: 'constructor-ABCDEF-00' }, 'CORE_ERR_INSTRUMENT_CODE');
+    await refused('instrument:inquire', { instrument: 'x'.repeat(1_025) }, 'CORE_ERR_VALIDATION');
+    await refused('instrument:inquire', { instrument: compact, code: 'MALL-G7K2M9Q4XB-24' }, 'CORE_ERR_VALIDATION');
+    await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: Array.from({ length: 9 }, () => ({ instrument: compact })) }, 'CORE_ERR_VALIDATION');
+    await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact, units: -5 }] }, 'CORE_ERR_AMOUNT');
+    // A "__proto__" key of its own, as JSON from a hostile client carries it.
+    const protoKey = JSON.parse(`{"instrument":${JSON.stringify(compact)},"__proto__":{"units":1}}`) as Record<string, unknown>;
+    await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [protoKey] }, 'CORE_ERR_VALIDATION');
+    await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact, extra: 1 }] }, 'CORE_ERR_VALIDATION');
+    // A header with more than it may carry (an embedded key) is not an instrument.
+    const [, p, sig] = compact.split('.') as [string, string, string];
+    const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: mall.mallInstrumentKey.kid, typ: 'mpgc', jwk: { kty: 'OKP' } })).toString('base64url');
+    await refused('instrument:inquire', { instrument: `${header}.${p}.${sig}` }, 'CORE_ERR_INSTRUMENT_MALFORMED');
+    expect(Object.getPrototypeOf(server.ledger.state.instruments)).to.equal(null);
+  });
+
   it('attack: a card tender and a certificate of one token, or one certificate twice, are refused', async () => {
     const { compact } = await mall.issue('gift', 100);
     await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: compact }, { instrument: compact }] }, 'CORE_ERR_VALIDATION');
