@@ -752,10 +752,15 @@ export class TerminalApp {
     const what = view.kind === 'gift' ? 'gift certificate' : 'coupon';
     const left = `${formatUnits(view.remainingUnits, view.token)} (${formatMinor(view.remainingMinor, view.currency)})`;
     const usable = view.remainingUnits > 0 && view.state !== 'voided' && view.state !== 'spent';
-    if (this.cart.lines.length > 0 && usable && this.completing === null) {
+    // A certificate the mall still holds as unsold stock is shown to be sold, not spent at once.
+    if (this.cart.lines.length > 0 && usable && view.state !== 'unsold' && this.completing === null) {
       this.cart = carts.addInstrument(this.cart, this.instruments.cartEntry(view.code));
       this.say('info', `${what} ${view.code}: ${left} remain; it pays this sale`);
       await this.reprice();
+      return;
+    }
+    if (view.state === 'unsold') {
+      this.say('info', `${what} ${view.code} is unsold stock of the mall, worth ${left}: sell it from its panel`);
       return;
     }
     this.say(usable ? 'info' : 'error', usable ? `${what} ${view.code}: ${left} remain` : view.kind === 'coupon' ? `coupon ${view.code} was already used` : `nothing remains on ${what} ${view.code}`);
