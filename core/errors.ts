@@ -107,6 +107,12 @@ export const VND_ERRORS = {
   VND_ERR_LOT_HAS_BIDS: { status: 409, message: 'a lot can be cancelled only before its first bid' },
   VND_ERR_LOT_INVALID: { status: 400, message: 'the lot cannot be listed: check its token, times and prices' },
   VND_ERR_LOT_SALE_FINAL: { status: 409, message: 'a lot sold at auction is not refunded at the till' },
+  // Bearer instruments at the store: vendor-server/instruments.
+  VND_ERR_INSTRUMENT_DIRECTORY: { status: 409, message: 'the store has no key directory from the mall yet: gift certificates and coupons cannot be checked' },
+  VND_ERR_INSTRUMENT_SPENT: { status: 409, message: 'this store has seen this coupon used, or nothing left on this gift certificate' },
+  VND_ERR_INSTRUMENT_INSUFFICIENT: { status: 409, message: 'less remains on this gift certificate than asked' },
+  VND_ERR_INSTRUMENT_NOT_FOR_SALE: { status: 409, message: 'this gift certificate cannot be sold here' },
+  VND_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only a gift certificate this store sold, and nobody used, can be voided here' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -104,13 +104,15 @@ export interface CustomerDataView {
 }
 
 /** A committed sale as the terminal sees it: the journalled sale data, with the customer named. */
-export interface SaleResult extends Omit<SaleData, 'customer'> {
+export interface SaleResult extends Omit<SaleData, 'customer' | 'instruments'> {
   seq: number;
   at: string;
   terminal: string | null;
   cashier: string | null;
   customer: { id: string; name: string; card: string } | null;
   refunded: boolean;
+  /** Gift certificates and coupons that paid part of the sale, without their signed form (it is the bearer's). */
+  instruments?: InstrumentPaid[];
 }
 
 /**
@@ -130,6 +132,69 @@ export interface SaleAck {
   balancesAfter: Record<string, number> | null;
   /** Loyalty tokens the sale earned (token -> units), already in `balancesAfter`; absent when none. */
   earned?: Record<string, number>;
+  /** Gift certificates and coupons that paid part of the sale, and what remains on each. */
+  instruments?: InstrumentPaid[];
+}
+
+// ---- bearer instruments at the till (vendor-server/instruments) -----------------------------
+
+/** What one gift certificate or coupon paid in a sale, and what remains on it. */
+export interface InstrumentPaid {
+  code: string;
+  kind: 'gift' | 'coupon';
+  token: string;
+  units: number;
+  remainingAfter: number;
+  /** Taken while the store could not reach the mall, within the mall's offline policy. */
+  offline: boolean;
+}
+
+/** An instrument as `instrument:inquire` shows it: checked, with what remains on it. */
+export interface InstrumentView {
+  code: string;
+  kind: 'gift' | 'coupon';
+  issuer: string;
+  token: string;
+  tokenName: string;
+  faceUnits: number;
+  remainingUnits: number;
+  /** What remains, at the token's face value (minor units of `currency`). */
+  remainingMinor: number;
+  currency: string;
+  expiresAt: string;
+  /** Where `remainingUnits` comes from: the mall now, this store's own record, or the face value (never seen, mall unreachable). */
+  source: 'mall' | 'store' | 'face';
+  state: 'unsold' | 'live' | 'spent' | 'voided' | 'unknown';
+  /** The checked compact form, which the till tenders (a bearer credential: never printed or logged). */
+  instrument: string;
+  /** The mall is unreachable: the most this store may take from it in one sale now, in units. */
+  offlineMaxUnits: number | null;
+}
+
+/** A gift certificate sold at the till (`instrument:sell`), with its compact form to print. */
+export interface InstrumentSaleAck {
+  seq: number;
+  at: string;
+  code: string;
+  instrument: string;
+  token: string;
+  units: number;
+  priceMinor: number;
+  currency: string;
+  expiresAt: string;
+  payment: TokenPayment;
+}
+
+/** A certificate this store sold taken back (`instrument:void`). */
+export interface InstrumentVoidAck {
+  seq: number;
+  at: string;
+  code: string;
+  token: string;
+  units: number;
+  /** The price handed back in cash (0 when it was paid by card: the card terminal refunds it). */
+  cashRefundMinor: number;
+  currency: string;
 }
 
 export interface RefundResult {
@@ -336,7 +401,7 @@ export interface ClientToServerEvents {
   'customer:lookup': Handler<{ card: string }, CustomerView>;
   'balance:inquiry': Handler<{ card: string }, CustomerView>;
   'cart:price': Handler<
-    { lines: { code: string; qty: number }[]; card?: string | null; tenders?: { token: string; units?: number }[] },
+    { lines: { code: string; qty: number }[]; card?: string | null; tenders?: { token: string; units?: number }[]; instruments?: { instrument: string; units?: number }[] },
     PricedCart
   >;
   'sale:commit': Handler<
@@ -351,6 +416,8 @@ export interface ClientToServerEvents {
       customerPin?: string;
       /** The customer's wallet PIN, for wallet tenders (checked by the mall); not part of the request's hash, never journalled. */
       walletPin?: string;
+      /** Gift certificates and coupons (compact form as scanned); `units` omitted: as much as the cart can take. */
+      instruments?: { instrument: string; units?: number }[];
     },
     SaleAck
   >;
@@ -423,6 +490,16 @@ export interface ClientToServerEvents {
   'lots:list': Handler<Record<string, never>, LotView[]>;
   /** A bid for the customer whose card was scanned; idempotent by `key`; `customerPin` as for sale:commit. */
   'lot:bid': Handler<{ key: string; lotId: string; card: string; units: number; customerPin?: string }, BidAck>;
+  /** Checks a gift certificate or coupon (its compact form, or its short code) and says what remains on it. */
+  'instrument:inquire': Handler<{ instrument: string } | { code: string }, InstrumentView>;
+  /** Takes back a gift certificate this store sold by mistake, never used (a supervisor's PIN; the mall agrees first). */
+  'instrument:void': Handler<{ key: string; code: string; reason: string; supervisor: { staffId: string; pin: string } }, InstrumentVoidAck>;
+  /** Sells a gift certificate, for cash or card at face value: one this store signs for its own tokens, or one from the mall's stock. */
+  'instrument:sell': Handler<
+    | { key: string; token: string; units: number; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
+    | { key: string; instrument: string; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
+    InstrumentSaleAck
+  >;
 }
 
 export interface ServerToClientEvents {

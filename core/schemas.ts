@@ -128,10 +128,22 @@ export const tokenTender = z.strictObject({
 export const productLookupRequest = z.strictObject({ code: scanCode });
 export const customerLookupRequest = z.strictObject({ card: scanCode });
 
+/**
+ * A gift certificate or coupon offered as a tender: its compact form as scanned (at most
+ * 1024 characters, core/instruments.ts), and the units to take, or as many as the cart can.
+ * A sale takes at most 8 (INSTRUMENT_USES_MAX).
+ */
+export const instrumentTender = z.strictObject({
+  instrument: z.string().min(1).max(1024),
+  units: amount('instrument units').optional(),
+});
+export const instrumentTenders = z.array(instrumentTender).max(8);
+
 export const cartPriceRequest = z.strictObject({
   lines: z.array(cartLine).min(1).max(CART_LINES_MAX),
   card: scanCode.nullable().optional(),
   tenders: z.array(tokenTender).max(TENDERS_MAX).optional(),
+  instruments: instrumentTenders.optional(),
 });
 
 export const saleCommitRequest = z.strictObject({
@@ -144,6 +156,8 @@ export const saleCommitRequest = z.strictObject({
   customerPin: pinCode.optional(),
   /** The customer's wallet PIN, for wallet tenders (the mall checks it); not part of the request's hash. */
   walletPin: pinCode.optional(),
+  /** Gift certificates and coupons paying part of the sale (vendor-server/instruments). */
+  instruments: instrumentTenders.optional(),
 });
 
 /** The till's catalog copy: the whole catalog, whatever version the till holds. */

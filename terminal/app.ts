@@ -10,6 +10,7 @@ import {
   MallposError,
   parseScan,
   type CustomerView,
+  type InstrumentVoidAck,
   type PricedCart,
   type ProductView,
   type ReceiptData,
@@ -42,6 +43,7 @@ import { AUCTION_COMMANDS, TillAuctions, type AuctionCommand, type AuctionsView 
 import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
 import { classifySaleRefusal } from './refusals.ts';
+import { certificateSlip, instrumentScan, remainingText, TillInstruments, type InstrumentScan, type InstrumentsView } from './instruments.ts';
 import { LinkDownError, RemoteError, StoreLink, wireOf, type LinkStatus } from './store-link.ts';
 
 export interface ScreenMessage {
@@ -80,6 +82,8 @@ export interface ScreenState {
   economy: EconomyView;
   /** Auctions: the store's lots and this till's last bid. */
   auctions: AuctionsView;
+  /** The gift certificate or coupon last scanned, and what remains on it. */
+  instruments: InstrumentsView;
   message: ScreenMessage | null;
   version: number;
 }
@@ -120,7 +124,7 @@ interface SalePins {
 
 export interface PendingSale {
   key: string;
-  body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number };
+  body: { lines: { code: string; qty: number }[]; card: string | null; tenders: TenderChoice[]; cashTenderedMinor: number; instruments?: { instrument: string }[] };
   startedAt: string;
 }
 
@@ -177,6 +181,13 @@ export type Command =
   | { type: 'login'; staffId: string; pin: string }
   | { type: 'logout' }
   | { type: 'dismiss' }
+  /** The gift certificate or coupon shown pays part of the sale; or comes off it; or its panel closes. */
+  | { type: 'instrumentPay'; code: string }
+  | { type: 'instrumentRemove'; code: string }
+  | { type: 'instrumentClose' }
+  | { type: 'instrumentVoid'; code: string; reason: string; staffId: string; pin: string }
+  /** A new certificate of the store's own tokens (`token`, `units`), or the one shown from the mall's stock (`code`). */
+  | { type: 'sellCertificate'; token?: string; units?: number; code?: string; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } }
   | EconomyCommand
   | AuctionCommand;
 
@@ -228,6 +239,7 @@ const STOP_BEFORE_OFFLINE_PRINT_ENV = 'MALLPOS_TERMINAL_STOP_BEFORE_OFFLINE_PRIN
 
 const OFFLINE_CUSTOMER = 'the store server is unreachable: customer cards cannot be used now, because balances are kept on the store server; nothing was charged, the cart is kept: sell for cash';
 const OFFLINE_TOKENS = 'the store server is unreachable: tokens cannot be taken now, because balances are kept on the store server; nothing was charged, the cart is kept: take cash';
+const OFFLINE_INSTRUMENT = 'the store server is unreachable: gift certificates and coupons are checked by the store server; nothing was charged, the cart is kept: take cash';
 const OFFLINE_REFUND = 'the store server is unreachable: refunds need the store server, which keeps the sales and balances; refund when it is back';
 const PRODUCT_CACHE_MAX = 500;
 const PRODUCT_CACHE_MS = 60_000;
@@ -277,6 +289,7 @@ export class TerminalApp {
   private relogin: Promise<void> = Promise.resolve();
   private readonly economy: TillEconomy;
   private readonly auctions: TillAuctions;
+  private readonly instruments: TillInstruments;
 
   private constructor(
     private readonly opts: TerminalAppOptions,
@@ -284,6 +297,7 @@ export class TerminalApp {
     private readonly offline: OfflineSales,
   ) {
     this.link = new StoreLink(opts.credential.server, opts.credential, opts.ackTimeoutMs);
+    this.instruments = new TillInstruments({ link: this.link, currency: () => this.link.status().server?.currency ?? 'EUR', inCart: (code) => this.cart.instruments.some((i) => i.code === code) });
     this.economy = new TillEconomy({
       link: this.link,
       printQueue: opts.printQueue,
@@ -438,6 +452,7 @@ export class TerminalApp {
       offline: this.offlineView(),
       economy: this.economy.view(),
       auctions: this.auctions.view(),
+      instruments: this.instruments.view(),
       message: this.message,
       version: this.version,
     };
@@ -655,6 +670,7 @@ export class TerminalApp {
     if (this.cart.lines.length === 0) fail('POS_ERR_CART_EMPTY');
     if (this.cart.customer !== null) fail('POS_ERR_OFFLINE', OFFLINE_CUSTOMER);
     if (this.cart.tenders.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_TOKENS);
+    if (this.cart.instruments.length > 0) fail('POS_ERR_OFFLINE', OFFLINE_INSTRUMENT);
     const limits = this.catalog.limits;
     const currency = this.catalog.currency;
     if (limits === null || currency === null) fail('POS_ERR_OFFLINE', 'the store server is unreachable and this till has no copy of the store catalog yet, so it cannot sell: the till stops; the cart is kept, nothing was charged');
@@ -709,6 +725,11 @@ export class TerminalApp {
   private async handleScan(raw: string): Promise<void> {
     try {
       if (this.completing !== null || this.offlineBusy) fail('POS_ERR_BUSY');
+      const instrument = instrumentScan(raw);
+      if (instrument !== null) {
+        await this.scanInstrument(instrument);
+        return;
+      }
       const scan = parseScan(raw);
       if (scan.kind === 'product') {
         const cached = this.products.get(scan.gtin);
@@ -755,6 +776,31 @@ export class TerminalApp {
     }
   }
 
+  /**
+   * A gift certificate or coupon scanned: the store checks it and says what remains. With
+   * a sale under way it pays part of it at once (the cashier can take it off again).
+   */
+  private async scanInstrument(scan: InstrumentScan): Promise<void> {
+    if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+    if (!this.link.connected) fail('POS_ERR_OFFLINE', OFFLINE_INSTRUMENT);
+    const view = await this.instruments.inquire(scan);
+    const what = view.kind === 'gift' ? 'gift certificate' : 'coupon';
+    const left = `${formatUnits(view.remainingUnits, view.token)} (${formatMinor(view.remainingMinor, view.currency)})`;
+    const usable = view.remainingUnits > 0 && view.state !== 'voided' && view.state !== 'spent';
+    // A certificate the mall still holds as unsold stock is shown to be sold, not spent at once.
+    if (this.cart.lines.length > 0 && usable && view.state !== 'unsold' && this.completing === null) {
+      this.cart = carts.addInstrument(this.cart, this.instruments.cartEntry(view.code));
+      this.say('info', `${what} ${view.code}: ${left} remain; it pays this sale`);
+      await this.reprice();
+      return;
+    }
+    if (view.state === 'unsold') {
+      this.say('info', `${what} ${view.code} is unsold stock of the mall, worth ${left}: sell it from its panel`);
+      return;
+    }
+    this.say(usable ? 'info' : 'error', usable ? `${what} ${view.code}: ${left} remain` : view.kind === 'coupon' ? `coupon ${view.code} was already used` : `nothing remains on ${what} ${view.code}`);
+  }
+
   private priceText(p: ProductView): string {
     const tokens = Object.entries(p.tokenPrices).map(([t, u]) => `${u} ${t}`);
     return [...tokens, formatMinor(p.priceMinor, p.currency)].join(' or ');
@@ -775,6 +821,7 @@ export class TerminalApp {
         card: this.cart.customer?.card ?? null,
         // The store prices wallet tokens as tendered; the mall is asked only at commit.
         tenders: this.cart.tenders,
+        ...(this.cart.instruments.length > 0 ? { instruments: this.instruments.tenders(this.cart.instruments) } : {}),
       });
       if (version !== this.priceVersion) return;
       this.priced = priced;
@@ -813,6 +860,7 @@ export class TerminalApp {
         case 'cancelSale':
           this.guardIdle();
           this.cart = carts.emptyCart();
+          this.instruments.forget([]);
           this.economy.customerChanged(null);
           this.say('info', 'sale cancelled: nothing was charged');
           return await this.reprice();
@@ -876,6 +924,26 @@ export class TerminalApp {
           this.message = null;
           this.changed();
           return;
+        case 'instrumentPay':
+          this.guardIdle();
+          this.cart = carts.addInstrument(this.cart, this.instruments.cartEntry(cmd.code));
+          this.say('info', `${cmd.code} pays this sale`);
+          return await this.reprice();
+        case 'instrumentRemove':
+          this.guardIdle();
+          this.cart = carts.removeInstrument(this.cart, cmd.code);
+          this.instruments.forget(this.cart.instruments);
+          this.say('info', `${cmd.code} taken off the sale`);
+          return await this.reprice();
+        case 'instrumentClose':
+          this.instruments.close();
+          this.instruments.forget(this.cart.instruments);
+          this.changed();
+          return;
+        case 'sellCertificate':
+          return await this.sellCertificate(cmd);
+        case 'instrumentVoid':
+          return await this.voidCertificate(cmd);
         default:
           if (ECONOMY_COMMANDS.has(cmd.type)) return await this.economy.command(cmd as EconomyCommand);
           if (AUCTION_COMMANDS.has(cmd.type)) return await this.auctions.command(cmd as AuctionCommand);
@@ -943,6 +1011,7 @@ export class TerminalApp {
         card: this.cart.customer?.card ?? null,
         tenders: this.cart.tenders,
         cashTenderedMinor: this.cart.cashTenderedMinor,
+        ...(this.cart.instruments.length > 0 ? { instruments: this.instruments.tenders(this.cart.instruments) } : {}),
       },
       startedAt: new Date().toISOString(),
     };
@@ -1132,6 +1201,8 @@ export class TerminalApp {
     if (sale !== null) this.lastReceiptSaleId = sale.saleId;
     void this.refreshShift();
     this.cart = carts.emptyCart();
+    this.instruments.close();
+    this.instruments.forget([]);
     this.priced = null;
     this.pricingError = null;
     const change = ack.cash.changeMinor > 0 ? `, change ${formatMinor(ack.cash.changeMinor, ack.currency)}` : '';
@@ -1142,7 +1213,8 @@ export class TerminalApp {
     }
     const earned = Object.entries(ack.earned ?? {}).filter(([, units]) => units > 0);
     const earnedText = earned.length > 0 ? `; earned ${earned.map(([token, units]) => formatUnits(units, token)).join(' and ')}` : '';
-    this.say('success', `sale ${ack.saleId} complete${change}${earnedText}`);
+    const instrumentText = ack.instruments === undefined || ack.instruments.length === 0 ? '' : `; ${remainingText(ack.instruments)}`;
+    this.say('success', `sale ${ack.saleId} complete${change}${earnedText}${instrumentText}`);
     await kicking;
     const printed = await printing;
     if (!printed.ok) this.say('error', `sale ${ack.saleId} complete; receipt not printed: ${printed.message}`);
@@ -1253,6 +1325,48 @@ export class TerminalApp {
       cashierName: this.cashier?.name ?? '-',
       currency: server?.currency ?? 'EUR',
     };
+  }
+
+  /**
+   * Sells a gift certificate the store signs for its own tokens, for cash (the drawer
+   * opens) or card, under a key kept on disk until answered; its slip carries the QR code.
+   */
+  private async sellCertificate(cmd: Extract<Command, { type: 'sellCertificate' }>): Promise<void> {
+    let what: Record<string, unknown>;
+    if (cmd.code !== undefined) {
+      what = { instrument: this.instruments.formOf(cmd.code) };
+    } else {
+      if (cmd.token === undefined || cmd.units === undefined || !Number.isSafeInteger(cmd.units) || cmd.units < 1) fail('CORE_ERR_AMOUNT', 'a gift certificate is worth at least one token');
+      what = { token: cmd.token, units: cmd.units };
+    }
+    const ack = await this.instruments.sell(
+      (event, body) => this.sendKeyed(this.pendingEconomyOpFile, event, body, {}, {}, 'the store server did not confirm it: sell it again; it is sent as the same request and counts once'),
+      { ...what, payment: cmd.payment },
+    );
+    if (cmd.code !== undefined) this.instruments.close();
+    const money = formatMinor(ack.priceMinor, ack.currency);
+    const p = ack.payment;
+    this.say('success', `gift certificate ${ack.code} sold: ${formatUnits(ack.units, ack.token)} for ${money}${p.method === 'cash' && p.changeMinor > 0 ? `, change ${formatMinor(p.changeMinor, ack.currency)}` : ''}`);
+    if (p.method === 'cash') await this.openDrawer();
+    const ctx = this.economyReceiptContext();
+    const printed = await certificateSlip(ack, { store: ctx.store, terminal: ctx.terminalName, cashier: ctx.cashierName }, this.opts.printQueue);
+    this.lastReceiptSaleId = null;
+    if (!printed.ok) this.say('error', `gift certificate ${ack.code} sold; its slip was not printed: ${printed.message ?? 'the printer failed'}`);
+  }
+
+  /** Voids a certificate this store sold by mistake: a supervisor's PIN, sent once and never written; the drawer opens for a cash price. */
+  private async voidCertificate(cmd: Extract<Command, { type: 'instrumentVoid' }>): Promise<void> {
+    const ack = await this.sendKeyed<InstrumentVoidAck>(
+      this.pendingEconomyOpFile,
+      'instrument:void',
+      { code: cmd.code.toUpperCase(), reason: cmd.reason },
+      { supervisor: { staffId: cmd.staffId, pin: cmd.pin } },
+      { supervisor: cmd.staffId },
+      'the store server did not confirm the void: void it again; it is sent as the same request and counts once',
+    );
+    const refund = ack.cashRefundMinor > 0 ? `: hand back ${formatMinor(ack.cashRefundMinor, ack.currency)} in cash` : ': refund the card payment on the card terminal';
+    this.say('success', `gift certificate ${ack.code} voided${refund}`);
+    if (ack.cashRefundMinor > 0) await this.openDrawer();
   }
 
   private economyReceiptContext(): EconomyReceiptContext {

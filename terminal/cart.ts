@@ -22,16 +22,43 @@ export interface TenderChoice {
   source?: 'wallet';
 }
 
+/**
+ * A gift certificate or coupon paying part of the sale, as the screen shows it: its short
+ * code and what remained when it was scanned. Its signed form (a bearer credential) stays
+ * in the terminal (terminal/instruments.ts), never on the screen.
+ */
+export interface CartInstrument {
+  code: string;
+  kind: 'gift' | 'coupon';
+  token: string;
+  remainingUnits: number;
+}
+
 export interface Cart {
   lines: CartLine[];
   nextLineNo: number;
   customer: CustomerView | null;
   tenders: TenderChoice[];
   cashTenderedMinor: number;
+  /** Gift certificates and coupons, in the order scanned: they pay before the card's tokens. */
+  instruments: CartInstrument[];
 }
 
+/** A sale takes at most this many gift certificates and coupons (the store's INSTRUMENT_USES_MAX). */
+export const CART_INSTRUMENTS_MAX = 8;
+
 export function emptyCart(): Cart {
-  return { lines: [], nextLineNo: 1, customer: null, tenders: [], cashTenderedMinor: 0 };
+  return { lines: [], nextLineNo: 1, customer: null, tenders: [], cashTenderedMinor: 0, instruments: [] };
+}
+
+export function addInstrument(cart: Cart, instrument: CartInstrument): Cart {
+  if (cart.instruments.some((i) => i.code === instrument.code)) return cart;
+  if (cart.instruments.length >= CART_INSTRUMENTS_MAX) fail('CORE_ERR_VALIDATION', `a sale takes at most ${CART_INSTRUMENTS_MAX} gift certificates and coupons`);
+  return { ...cart, instruments: [...cart.instruments, instrument] };
+}
+
+export function removeInstrument(cart: Cart, code: string): Cart {
+  return { ...cart, instruments: cart.instruments.filter((i) => i.code !== code) };
 }
 
 /** A scanned product: a new line, or one more of the last line when it is the same product. */

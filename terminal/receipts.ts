@@ -20,7 +20,13 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
       total: a !== undefined ? (a.coversMinor === l.totalMinor ? formatUnits(a.units, a.token) : `${formatUnits(a.units, a.token)} + ${money(l.totalMinor - a.coversMinor)}`) : money(l.totalMinor),
     };
   });
-  const tenders = Object.entries(sale.debits).map(([token, units]) => ({ label: tokenLabel(token), amount: formatUnits(units, token) }));
+  const paidBy = sale.instruments ?? [];
+  // Tokens a gift certificate or coupon paid are named for it, not for the customer's card.
+  const tenderLabel = (token: string) => {
+    const by = paidBy.find((p) => p.token === token);
+    return by === undefined ? tokenLabel(token) : by.kind === 'gift' ? 'Gift certificate' : 'Coupon';
+  };
+  const tenders = Object.entries(sale.debits).map(([token, units]) => ({ label: tenderLabel(token), amount: formatUnits(units, token) }));
   if (sale.cash.dueMinor > 0) tenders.push({ label: 'Cash', amount: money(sale.cash.dueMinor) });
   const balancesSource = data.refund?.balancesAfter ?? sale.balancesAfter ?? {};
   const footer: string[] = [];
@@ -37,6 +43,17 @@ export function toReceipt(data: ReceiptData, opts: { kind: Receipt['kind']; term
   const sections: ReceiptSection[] = [];
   const fromWallet = sale.wallet ?? [];
   if (fromWallet.length > 0) sections.push({ title: 'From the mall wallet', rows: fromWallet.map((w) => ({ label: tokenLabel(w.token), amount: formatUnits(w.units, w.token) })) });
+  // Each gift certificate or coupon: what it paid and what remains on it (a coupon is used once).
+  for (const p of paidBy) {
+    sections.push({
+      title: `${p.kind === 'gift' ? 'Gift certificate' : 'Coupon'} ${p.code}`,
+      rows: [
+        { label: 'Paid', amount: formatUnits(p.units, p.token) },
+        p.kind === 'gift' ? { label: 'Remaining', amount: formatUnits(p.remainingAfter, p.token) } : { label: 'Remaining', amount: 'used' },
+        ...(p.offline ? [{ label: 'Taken offline', amount: 'yes' }] : []),
+      ],
+    });
+  }
   const earned = Object.entries(sale.earned ?? {}).filter(([, units]) => units > 0);
   if (earned.length > 0) {
     sections.push({

@@ -42,6 +42,23 @@ const DEFINITE_SALE_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>([
   // A locked wallet, or one without a PIN, refuses every hold: typing a PIN cannot help.
   'MALL_ERR_WALLET_LOCKED',
   'MALL_ERR_WALLET_PIN_NOT_SET',
+  // Gift certificates and coupons: checked, reserved at the mall or judged by the offline
+  // policy before the sale is journalled, and a key the store knows is answered before any
+  // of that; so each of these means nothing is committed under the key.
+  'CORE_ERR_INSTRUMENT_MALFORMED',
+  'CORE_ERR_INSTRUMENT_KEY_UNKNOWN',
+  'CORE_ERR_INSTRUMENT_SIGNATURE',
+  'CORE_ERR_INSTRUMENT_ISSUER',
+  'CORE_ERR_INSTRUMENT_EXPIRED',
+  'CORE_ERR_INSTRUMENT_OFFLINE_LIMIT',
+  'VND_ERR_INSTRUMENT_DIRECTORY',
+  'VND_ERR_INSTRUMENT_SPENT',
+  'VND_ERR_INSTRUMENT_INSUFFICIENT',
+  'MALL_ERR_INSTRUMENT_UNKNOWN',
+  'MALL_ERR_INSTRUMENT_VOIDED',
+  'MALL_ERR_INSTRUMENT_SPENT',
+  'MALL_ERR_INSTRUMENT_INSUFFICIENT',
+  'MALL_ERR_RESERVATION_SPENT',
 ]);
 
 /**

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PrintQueue, PrinterSimulator, ThermalReceiptPrinter, type Columns, type DrawerPulse } from '../hardware/printer/index.ts';
 import { SerialScanner, socatAvailable, VirtualScanner, VIRTUAL_SCANNER_DIR_DEFAULT, type Scanner } from '../hardware/scanner/index.ts';
 import { TerminalApp } from './app.ts';
+import { SCANNER_LINE_BYTES_MAX } from './instruments.ts';
 import { DrawerWatch } from './drawer-watch.ts';
 import { loadCredential } from './credential.ts';
 import { DataDirLock } from '../platform/lock.ts';
@@ -62,9 +63,10 @@ export async function startTerminal(opts: StartTerminalOptions): Promise<Running
       virtualScanner = await VirtualScanner.create({ dir: opts.scannerSimDir ?? VIRTUAL_SCANNER_DIR_DEFAULT });
       const vs = virtualScanner;
       cleanups.push(() => vs.close());
-      scanner = new SerialScanner({ path: virtualScanner.devicePath });
+      scanner = new SerialScanner({ path: virtualScanner.devicePath, lineBytesMax: SCANNER_LINE_BYTES_MAX });
     } else if (opts.scanner !== 'none') {
-      scanner = new SerialScanner({ path: opts.scanner, ...(opts.scannerBaudRate === undefined ? {} : { baudRate: opts.scannerBaudRate }) });
+      // Lines as long as a gift certificate's QR code: its signed form arrives in many chunks.
+      scanner = new SerialScanner({ path: opts.scanner, lineBytesMax: SCANNER_LINE_BYTES_MAX, ...(opts.scannerBaudRate === undefined ? {} : { baudRate: opts.scannerBaudRate }) });
     }
 
     let printerSim: PrinterSimulator | null = null;

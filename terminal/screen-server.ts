@@ -30,7 +30,8 @@ const count = z.union([
 
 /** Commands the page may send; everything else is refused. */
 export const commandSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('scan'), code: z.string().min(1).max(64) }),
+  // As long as a gift certificate's signed form (terminal/instruments.ts), typed by a keyboard wedge.
+  z.strictObject({ type: z.literal('scan'), code: z.string().min(1).max(1024) }),
   z.strictObject({ type: z.literal('setQty'), lineNo: z.number().int().min(1), qty: z.number().int().min(1).max(9_999) }),
   z.strictObject({ type: z.literal('voidLine'), lineNo: z.number().int().min(1) }),
   z.strictObject({ type: z.literal('cancelSale') }),
@@ -83,6 +84,22 @@ export const commandSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('bid'), lotId: z.string().regex(LOT_ID_PATTERN), units, pin: pin.optional() }),
   z.strictObject({ type: z.literal('refreshLots') }),
   z.strictObject({ type: z.literal('closeBid') }),
+  // Gift certificates and coupons (terminal/instruments.ts).
+  z.strictObject({ type: z.literal('instrumentPay'), code: z.string().min(1).max(64) }),
+  z.strictObject({ type: z.literal('instrumentRemove'), code: z.string().min(1).max(64) }),
+  z.strictObject({ type: z.literal('instrumentClose') }),
+  z.strictObject({ type: z.literal('instrumentVoid'), code: z.string().trim().min(1).max(64), reason, staffId, pin }),
+  // A new certificate of the store's own tokens (token, units), or the one shown from the mall's stock (code).
+  z.strictObject({
+    type: z.literal('sellCertificate'),
+    token: tokenCode.optional(),
+    units: units.optional(),
+    code: z.string().trim().min(1).max(64).optional(),
+    payment: z.discriminatedUnion('method', [
+      z.strictObject({ method: z.literal('cash'), tenderedMinor: minor }),
+      z.strictObject({ method: z.literal('card'), approvalRef: z.string().trim().min(1).max(40) }),
+    ]),
+  }),
 ]);
 
 interface ScreenClientEvents {

@@ -25,6 +25,7 @@ import { paymentWebhookRouter } from './economy/webhooks.ts';
 import { loyaltyEarner } from './economy/loyalty.ts';
 import { AuctionService } from './auctions/service.ts';
 import { boardRouter, registerBoard } from './auctions/board.ts';
+import { InstrumentService } from './instruments/service.ts';
 
 export interface StartOptions {
   dataDir: string;
@@ -53,6 +54,8 @@ export interface RunningVendorServer {
   offline: OfflineService;
   /** Exchange, mall wallet and customer-data requests. */
   xchg: XchgServices;
+  /** Gift certificates and coupons. */
+  instruments: InstrumentService;
   access: AccessStore;
   gateway: TerminalGateway;
   opened: OpenedLedger;
@@ -231,7 +234,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   root.use(boardRouter());
   root.use(app);
   const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, root);
-  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg, auctions });
+  const instruments = new InstrumentService(ledger, () => mallRequests, () => sync, logger);
+  gateway = new TerminalGateway(http, { ledger, access, keys, logger, metrics, sync: () => sync, cashierDay, offline, xchg, auctions, instruments });
   const io = gateway.io;
   const board = registerBoard(io, { ledger, access, auctions, logger, metrics });
   auctions.subscribe((lots) => {
@@ -276,5 +280,5 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     return closing;
   };
 
-  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, access, gateway, opened, logger, sync, audit, auctions, close };
+  return { url, port, caPem: tls.caPem, config, keys, ledger, cashierDay, offline, xchg, instruments, access, gateway, opened, logger, sync, audit, auctions, close };
 }

@@ -40,6 +40,8 @@ import { receiptProofPayload } from '../core/receipt-proof.ts';
 import { signReceiptProof } from '../platform/receipt-proof.ts';
 import { AUCTION_EVENTS, registerAuctionEvents } from './auctions/socket.ts';
 import type { AuctionService } from './auctions/service.ts';
+import { INSTRUMENT_EVENTS, registerInstruments } from './instruments/socket.ts';
+import { paysWithInstruments, type InstrumentService } from './instruments/service.ts';
 
 interface SocketData {
   terminalId: string;
@@ -67,6 +69,7 @@ export const TERMINAL_EVENTS: ReadonlySet<string> = new Set<keyof ClientToServer
   ...XCHG_EVENTS,
   ...SELL_EVENTS,
   ...AUCTION_EVENTS,
+  ...INSTRUMENT_EVENTS,
 ]);
 
 const AUDIT_MESSAGES: Record<PinAuditEntry['event'], string> = {
@@ -97,6 +100,8 @@ export interface TerminalGatewayDeps {
   xchg: XchgServices;
   /** Auctions (vendor-server/auctions); absent: tills see no lots. */
   auctions?: AuctionService;
+  /** Gift certificates and coupons (vendor-server/instruments). */
+  instruments: InstrumentService;
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
@@ -240,6 +245,7 @@ export class TerminalGateway {
       handle('cart:price', (p) => {
         const req = parse(cartPriceRequest, p);
         const input = { lines: req.lines, card: req.card ?? null, tenders: req.tenders ?? [] };
+        if (req.instruments !== undefined && req.instruments.length > 0) return this.deps.instruments.price({ ...input, instruments: req.instruments });
         return paysFromWallet(input) ? this.deps.xchg.wallet.price(input) : ledger.price(input);
       }),
     );
@@ -248,6 +254,7 @@ export class TerminalGateway {
     const commitSale = (req: SaleCommitRequest, tokenValueLimitMinor: number | null): Promise<SaleAck> => {
       const who = actor();
       const opts = { tokenValueLimitMinor, precondition: () => cashierDay.requireShift(terminalId, who.cashier) };
+      if (paysWithInstruments(req)) return this.deps.instruments.commitSale(who, { ...req, instruments: req.instruments ?? [] }, opts);
       if (paysFromWallet(req)) return this.deps.xchg.wallet.commitSale(who, req, opts);
       const committed = ledger.commitSaleAck(who, req, opts);
       if (!logger.isLevelEnabled('debug')) return committed;
@@ -365,6 +372,22 @@ export class TerminalGateway {
       wallet: this.deps.xchg.wallet,
       mall: this.deps.xchg.mall,
       logger,
+    });
+    registerInstruments({
+      on: (event, listener) => socket.on(event as 'instrument:inquire', listener as never),
+      handle,
+      terminalId,
+      actor,
+      needCashier,
+      logger,
+      instruments: this.deps.instruments,
+      keys: this.deps.keys,
+      precondition: (who) => cashierDay.requireShift(terminalId, who.cashier),
+      supervisor: async (staffId, pin) => {
+        const staff = await access.authenticateStaff(staffId, pin, { terminalId, audit });
+        if (staff.role !== 'supervisor') fail('VND_ERR_SUPERVISOR_REQUIRED', `${staff.name} may not void a gift certificate: a supervisor must`);
+        return staff.id;
+      },
     });
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     const auctions = this.deps.auctions;

@@ -73,8 +73,9 @@ export const receiptLimits = {
   tendersMax: 16,
   balancesMax: 16,
   footerLinesMax: 8,
-  // A signed receipt proof is about 540 characters; 1,024 is a version 25 QR code at
-  // correction M, still 3 dots a module on 58 mm paper (thermal-printer.ts qrCellDots).
+  // A signed receipt proof is about 540 characters and a gift certificate's signed form
+  // about 300; 1,024 is a version 25 QR code at correction M, still 3 dots a module on
+  // 58 mm paper (thermal-printer.ts qrCellDots).
   qrCharsMax: 1_024,
   barcodeCharsMax: 24,
   qtyAbsMax: 1_000_000,

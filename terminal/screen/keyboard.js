@@ -14,7 +14,8 @@ import { openBid } from './auctions.js';
 import { openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
 import { showLocal, ui } from './state.js';
 
-const SCAN_CODE_LENGTH_MAX = 64;
+/** As long as a gift certificate's signed form, which a keyboard-wedge scanner types from its QR code. */
+const SCAN_CODE_LENGTH_MAX = 1024;
 
 function isCodeCharacter(e) {
   return e.key.length === 1 && e.key !== ' ' && e.key !== '+' && e.key !== '-' && !e.ctrlKey && !e.altKey && !e.metaKey;

@@ -8,6 +8,7 @@ import { clearError, closeDialogs, openDialog, openModal, showCustomerPin, showE
 import { $, byTestId, findByFocusKey, focusKey, h, region } from './dom.js';
 import { renderAuctions } from './auctions.js';
 import { renderEconomy } from './economy.js';
+import { renderInstruments } from './instruments.js';
 import { formatAge, formatMinor, formatUnits as units, localTime, sentence } from './format.js';
 import { currency, currentPricing, editable, money, QTY_MAX, selectedLine, ui } from './state.js';
 
@@ -35,6 +36,7 @@ export function render() {
   renderCustomer(s);
   renderTotals(s);
   renderPayment(s);
+  renderInstruments(s);
   renderLastSale(s);
   renderControls(s);
   renderRefund(s);

@@ -22,6 +22,7 @@ import { installDialogs, openCancel, openCash, openCashMove, openModal, openNoSa
 import { byTestId } from './dom.js';
 import { installAuctions, openBid } from './auctions.js';
 import { installEconomy, openCustomerData, openExchange, openRegister, openSellTokens, openWallet, openWalletPay } from './economy.js';
+import { openSellCertificate, openVoidCertificate } from './instruments.js';
 import { installKeyboard } from './keyboard.js';
 import { render, renderMessage } from './render.js';
 import { connect } from './socket.js';
@@ -59,6 +60,8 @@ onClick('btn-wallet', openWallet);
 onClick('btn-wallet-pay', openWalletPay);
 onClick('btn-customer-data', openCustomerData);
 onClick('btn-bid', () => openBid());
+onClick('btn-sell-certificate', () => openSellCertificate(null));
+onClick('btn-void-certificate', openVoidCertificate);
 
 byTestId('scan-form').addEventListener('submit', (e) => {
   e.preventDefault();

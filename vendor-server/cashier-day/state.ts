@@ -253,6 +253,17 @@ export function applyCashierDay(cd: CashierDayState, e: JournalEvent): void {
         addToTotals(shift.totals, e, shift.openSeq);
       }
       break;
+    case 'instrument.sold':
+      // A gift certificate sold for cash at this till: the cash went into its drawer, the change came out.
+      if (shift !== undefined && e.data.payment.method === 'cash') {
+        shift.cashSalesMinor += e.data.payment.tenderedMinor;
+        shift.changeGivenMinor += e.data.payment.changeMinor;
+      }
+      break;
+    case 'instrument.voided':
+      // A sold certificate taken back: its price came out of this till's drawer.
+      if (shift !== undefined) shift.cashRefundsMinor += e.data.cashRefundMinor;
+      break;
     case 'reversal':
       if (shift !== undefined) {
         shift.cashRefundsMinor += e.data.cashRefundMinor;

@@ -29,6 +29,8 @@ import {
   type CustomerData,
   type CustomerView,
   type EventBase,
+  type InstrumentPaid,
+  type InstrumentUse,
   type JournalEvent,
   type KeyStatus,
   type NewEvent,
@@ -553,6 +555,7 @@ export class LedgerService {
     };
     if (d.earned !== undefined) result.earned = d.earned;
     if (d.wallet !== undefined) result.wallet = d.wallet;
+    if (d.instruments !== undefined) result.instruments = instrumentsPaid(d.instruments);
     return result;
   }
 
@@ -900,7 +903,13 @@ export function saleAckOf(event: JournalEvent): SaleAck {
     balancesAfter: d.balancesAfter,
   };
   if (d.earned !== undefined) ack.earned = d.earned;
+  if (d.instruments !== undefined) ack.instruments = instrumentsPaid(d.instruments);
   return ack;
+}
+
+/** What gift certificates and coupons paid in a sale, without their signed form: that is the bearer's. */
+export function instrumentsPaid(uses: readonly InstrumentUse[]): InstrumentPaid[] {
+  return uses.map((u) => ({ code: u.code, kind: u.kind, token: u.token, units: u.units, remainingAfter: u.remainingAfter, offline: u.reservation === null }));
 }
 
 /**

@@ -2,8 +2,10 @@ import {
   assert,
   customerAccount,
   planBalances,
+  policyDay,
   RecordBook,
   type PlannedBalance,
+  type InstrumentKind,
   type JournalEvent,
   type Product,
   type TokenType,
@@ -113,6 +115,33 @@ export interface LedgerState {
   /** Auction lots by id (core/auctions.ts), and how many were ever listed. */
   lots: Record<string, LotState>;
   lotSerial: number;
+  /** Bearer instruments seen here, by short code (vendor-server/instruments). */
+  instruments: Record<string, InstrumentRecord>;
+  /** Sale seq -> what each instrument paid in it: a refund gives those units back to them. */
+  instrumentSales: Record<string, { code: string; units: number; remainingBefore: number }[]>;
+  /** UTC day -> value taken from instruments offline that day (minor units at face value): the policy's daily limit. */
+  instrumentsOfflineDay: Record<string, number>;
+}
+
+/**
+ * What this store knows of a bearer instrument it has seen (sold or redeemed here): the
+ * durable spent set. `remainingUnits` is what remained after the last event here that
+ * touched it: the mall's own figure when the sale was reserved online, this store's when
+ * it was taken offline. A second spend this store has seen is refused from it, across
+ * terminals and restarts, since it is rebuilt from the journal like every balance.
+ */
+export interface InstrumentRecord {
+  kind: InstrumentKind;
+  token: string;
+  /** Units this store took from it in sales, net of refunds. */
+  redeemedUnits: number;
+  remainingUnits: number;
+  /** The compact form as seen, so a till with only the short code can still have it verified. */
+  compact: string;
+  /** The seq of the `instrument.sold` event when this store sold it. */
+  soldSeq: number | null;
+  voided: boolean;
+  lastSeq: number;
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
@@ -140,6 +169,9 @@ export function emptyState(vendorId: string, genesisHash: string): LedgerState {
     cardPayments: dict(),
     lots: dict(),
     lotSerial: 0,
+    instruments: dict(),
+    instrumentSales: dict(),
+    instrumentsOfflineDay: dict(),
   };
 }
 
@@ -183,6 +215,49 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
     for (let i = 0; i < CUSTOMER_RECENT_MAX - 1; i++) recent[i] = recent[i + from] as number;
     recent.length = CUSTOMER_RECENT_MAX;
     recent[CUSTOMER_RECENT_MAX - 1] = seq;
+  }
+}
+
+/**
+ * A sale's instruments: the spent set moves on (what remains after this sale, what this
+ * store took), and a use without a reservation counts towards the day's offline value.
+ */
+function applyInstrumentUses(state: LedgerState, seq: number, at: string, uses: NonNullable<Extract<JournalEvent, { type: 'sale' }>['data']['instruments']>): void {
+  const paid: { code: string; units: number; remainingBefore: number }[] = [];
+  for (const u of uses) {
+    const r = own(state.instruments, u.code);
+    const remainingBefore = r === undefined ? u.remainingAfter + u.units : r.remainingUnits;
+    if (r === undefined) {
+      state.instruments[u.code] = { kind: u.kind, token: u.token, redeemedUnits: u.units, remainingUnits: u.remainingAfter, compact: u.instrument, soldSeq: null, voided: false, lastSeq: seq };
+    } else {
+      r.redeemedUnits += u.units;
+      r.remainingUnits = u.remainingAfter;
+      r.lastSeq = seq;
+    }
+    paid.push({ code: u.code, units: u.units, remainingBefore });
+    if (u.reservation === null) {
+      const tt = own(state.tokenTypes, u.token);
+      assert(tt !== undefined, `token type ${u.token} of instrument ${u.code} is known`);
+      const day = policyDay(at);
+      state.instrumentsOfflineDay[day] = (own(state.instrumentsOfflineDay, day) ?? 0) + u.units * tt.faceValueMinor;
+    }
+  }
+  state.instrumentSales[String(seq)] = paid;
+}
+
+/**
+ * A refunded sale's instruments get back what it took from them: a coupon is unused
+ * again, a certificate holds what it held before the sale.
+ */
+function restoreInstruments(state: LedgerState, saleSeq: number, seq: number): void {
+  const paid = own(state.instrumentSales, String(saleSeq));
+  if (paid === undefined) return;
+  for (const p of paid) {
+    const r = own(state.instruments, p.code);
+    assert(r !== undefined, `instrument ${p.code} of sale ${saleSeq} is known`);
+    r.redeemedUnits -= p.units;
+    r.remainingUnits += p.units;
+    r.lastSeq = seq;
   }
 }
 
@@ -246,9 +321,15 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
       assert(own(state.cards, event.data.card) === undefined, `card ${event.data.card} unused`);
       assert(own(state.customers, event.data.id) === undefined, `customer id ${event.data.id} unused`);
       break;
-    case 'allotment':
     case 'instrument.sold':
-    case 'instrument.voided':
+      assert((own(state.instruments, event.data.code)?.soldSeq ?? null) === null, `instrument ${event.data.code} is sold here once`);
+      break;
+    case 'instrument.voided': {
+      const r = own(state.instruments, event.data.code);
+      assert(r !== undefined && r.soldSeq === event.data.soldSeq && !r.voided, `instrument ${event.data.code} was sold here and not voided`);
+      break;
+    }
+    case 'allotment':
     case 'product.upserted':
     case 'token-type.upserted':
       break;
@@ -316,10 +397,12 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
         lot.closedSeq = event.seq;
         lot.saleId = event.data.saleId;
       }
+      if (event.data.instruments !== undefined) applyInstrumentUses(state, event.seq, event.at, event.data.instruments);
       break;
     }
     case 'reversal': {
       state.refunds[String(event.data.saleSeq)] = event.seq;
+      restoreInstruments(state, event.data.saleSeq, event.seq);
       const t = day(state, event.at);
       t.refunds += 1;
       t.cashRefundedMinor += event.data.cashRefundMinor;
@@ -352,9 +435,35 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       touchCustomer(state, event.data.customer, event.seq);
       break;
     case 'allotment':
-    case 'instrument.sold':
-    case 'instrument.voided':
       break;
+    case 'instrument.sold': {
+      const d = event.data;
+      // A certificate sold for cash or card counts like tokens sold: the cash reaches the drawer.
+      const t = day(state, event.at);
+      t.tokenPurchases += 1;
+      if (d.payment.method === 'cash') {
+        t.cashTokenPurchasesMinor += d.priceMinor;
+        t.cashMinor += d.priceMinor;
+      } else {
+        t.cardTokenPurchasesMinor += d.priceMinor;
+      }
+      state.instruments[d.code] = { kind: 'gift', token: d.token, redeemedUnits: 0, remainingUnits: d.units, compact: d.instrument, soldSeq: event.seq, voided: false, lastSeq: event.seq };
+      break;
+    }
+    case 'instrument.voided': {
+      const r = own(state.instruments, event.data.code);
+      assert(r !== undefined, `instrument ${event.data.code} was sold here before it is voided`);
+      // The price handed back in cash leaves the drawer like a refund's.
+      if (event.data.cashRefundMinor > 0) {
+        const t = day(state, event.at);
+        t.cashRefundedMinor += event.data.cashRefundMinor;
+        t.cashMinor -= event.data.cashRefundMinor;
+      }
+      r.remainingUnits = 0;
+      r.voided = true;
+      r.lastSeq = event.seq;
+      break;
+    }
     case 'customer.registered': {
       const c = event.data;
       const record: CustomerRecord = { id: c.id, card: c.card, name: c.name, registeredAt: event.at, recent: [] };
@@ -417,7 +526,7 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
 }
 
 /** The checkpoint form of the state (plain JSON). */
-export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments' | 'lots' | 'lotSerial'> {
+export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'cashierDay' | 'catalogVersion' | 'offlineTills' | 'cardPayments' | 'lots' | 'lotSerial' | 'instruments' | 'instrumentSales' | 'instrumentsOfflineDay'> {
   /** The key window by fingerprint. */
   window?: KeyWindowSnapshot;
   /** The key window as the keys themselves, in checkpoints written before `window`. */
@@ -433,6 +542,10 @@ export interface StateSnapshot extends Omit<LedgerState, 'keys' | 'evicted' | 'c
   /** Absent in checkpoints written before auctions existed. */
   lots?: Record<string, LotState>;
   lotSerial?: number;
+  /** Absent in checkpoints written before stores took bearer instruments. */
+  instruments?: Record<string, InstrumentRecord>;
+  instrumentSales?: Record<string, { code: string; units: number; remainingBefore: number }[]>;
+  instrumentsOfflineDay?: Record<string, number>;
 }
 
 export function toSnapshot(state: LedgerState): StateSnapshot {
@@ -509,5 +622,8 @@ export function fromSnapshot(s: StateSnapshot): LedgerState {
     cardPayments: dict(Object.entries(s.cardPayments ?? {})),
     lots: dict(Object.entries(s.lots ?? {})),
     lotSerial: s.lotSerial ?? 0,
+    instruments: dict(Object.entries(s.instruments ?? {})),
+    instrumentSales: dict(Object.entries(s.instrumentSales ?? {})),
+    instrumentsOfflineDay: dict(Object.entries(s.instrumentsOfflineDay ?? {})),
   };
 }

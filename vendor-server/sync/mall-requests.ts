@@ -1,5 +1,17 @@
 import { SignJWT } from 'jose';
-import { ERRORS, MallposError, sha256Hex, TOKEN_CODE_PATTERN, type CustomerDataView, type ErrorCode } from '../../core/index.ts';
+import {
+  ERRORS,
+  INSTRUMENT_KINDS,
+  MallposError,
+  RESERVATION_PATTERN,
+  sha256Hex,
+  TOKEN_CODE_PATTERN,
+  type CustomerDataView,
+  type ErrorCode,
+  type InstrumentReservation,
+  type InstrumentReserveAnswer,
+  type InstrumentStatus,
+} from '../../core/index.ts';
 import type { VendorKeys } from '../config.ts';
 import { isCertificateError, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
 
@@ -165,6 +177,65 @@ export class MallRequests {
     };
     if (view.card !== body.card) throw bad();
     return view;
+  }
+
+  // ---- bearer instruments (docs/PROTOCOL.md "Bearer instruments") -----------------------------
+
+  /** Holds `units` of an instrument for a sale of this store; idempotent by `key`. */
+  async reserveInstrument(body: { key: string; instrument: string; units: number }, code: string): Promise<InstrumentReserveAnswer> {
+    const res = await this.post('/instruments/reservations', { key: body.key, instrument: body.instrument, units: body.units }, 'VND_ERR_MALL_UNREACHABLE');
+    const r = isRecord(res) ? res['reservation'] : undefined;
+    const bad = () => new MallposError('VND_ERR_MALL_UNREACHABLE', 'the mall answered the reservation with something else than the reservation asked for');
+    if (!isRecord(r) || typeof r['id'] !== 'string' || !RESERVATION_PATTERN.test(r['id']) || r['code'] !== code || r['units'] !== body.units || typeof r['token'] !== 'string' || typeof r['expiresAt'] !== 'string') throw bad();
+    const reservation: InstrumentReservation = { id: r['id'], code, token: r['token'], units: body.units, state: 'held', expiresAt: r['expiresAt'] };
+    return { reservation, instrument: this.instrumentStatusOf(isRecord(res) ? res['instrument'] : undefined, code) };
+  }
+
+  async releaseReservation(id: string, key: string): Promise<void> {
+    await this.post(`/instruments/reservations/${encodeURIComponent(id)}/release`, { key }, 'VND_ERR_MALL_UNREACHABLE');
+  }
+
+  /** Asks the mall to void a certificate this store sold by mistake (nothing redeemed or held). */
+  async voidInstrument(code: string, body: { key: string; reason: string }): Promise<InstrumentStatus> {
+    return this.instrumentStatusOf(await this.post(`/instruments/${encodeURIComponent(code)}/void`, { key: body.key, reason: body.reason }, 'VND_ERR_MALL_UNREACHABLE'), code);
+  }
+
+  async instrumentStatus(code: string): Promise<InstrumentStatus> {
+    return this.instrumentStatusOf(await this.request('GET', `/instruments/${encodeURIComponent(code)}`, undefined, 'VND_ERR_MALL_UNREACHABLE'), code);
+  }
+
+  /** What the mall says of an instrument, checked field by field: it must be the one asked about. */
+  private instrumentStatusOf(v: unknown, code: string): InstrumentStatus {
+    const bad = () => new MallposError('VND_ERR_MALL_UNREACHABLE', 'the mall answered with another instrument than the one asked about');
+    if (!isRecord(v) || v['code'] !== code) throw bad();
+    const str = (x: unknown, max = 200): string => {
+      if (typeof x !== 'string' || x.length > max) throw bad();
+      return x;
+    };
+    const units = (x: unknown): number => {
+      if (!isUnits(x)) throw bad();
+      return x;
+    };
+    const kind = v['kind'];
+    const state = v['state'];
+    if (typeof kind !== 'string' || !(INSTRUMENT_KINDS as readonly string[]).includes(kind)) throw bad();
+    if (state !== 'unsold' && state !== 'live' && state !== 'spent' && state !== 'voided') throw bad();
+    return {
+      code,
+      issuer: str(v['issuer'], 40),
+      serial: str(v['serial'], 20),
+      kind: kind as InstrumentStatus['kind'],
+      token: str(v['token'], 20),
+      faceUnits: units(v['faceUnits']),
+      remainingUnits: units(v['remainingUnits']),
+      heldUnits: units(v['heldUnits']),
+      state,
+      expiresAt: str(v['expiresAt'], 40),
+      soldBy: v['soldBy'] === null || v['soldBy'] === undefined ? null : str(v['soldBy'], 40),
+      doubleSpent: v['doubleSpent'] === true,
+      compact: v['compact'] === null || v['compact'] === undefined ? null : str(v['compact'], 1024),
+      asOf: str(v['asOf'], 40),
+    };
   }
 
   private wallet(v: unknown, card: string): MallWallet {
