@@ -244,6 +244,9 @@ describe('vendor-server: gift certificates and coupons', function () {
     await refused('sale:commit', { lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: sold.instrument }] }, 'VND_ERR_INSTRUMENT_SPENT');
     // A certificate used here, or another store's, is not this store's to void.
     const used = expectOk(await call<InstrumentSaleAck>(till.socket, 'instrument:sell', { key: key(), token: 'ACME', units: 200, payment: { method: 'card', approvalRef: 'APPR-77120' } }));
+    // Its card approval paid for it: it pays for no other certificate, and (the same list) no tokens sold at the till.
+    expect(server.ledger.state.cardPayments['APPR-77120']).to.equal(used.seq);
+    await refused('instrument:sell', { key: key(), token: 'ACME', units: 10, payment: { method: 'card', approvalRef: 'APPR-77120' } }, 'VND_ERR_PAYMENT_REUSED');
     expectOk(await sale({ lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: used.instrument }] }));
     await refused('instrument:void', { key: key(), code: used.code, reason: 'mistake', supervisor: { staffId: 'sam', pin: '9999' } }, 'VND_ERR_INSTRUMENT_NOT_VOIDABLE');
     const foreign = await mall.issue('gift', 100);

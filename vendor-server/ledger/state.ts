@@ -447,6 +447,8 @@ export function applyEvent(state: LedgerState, event: JournalEvent, hash: string
       } else {
         t.cardTokenPurchasesMinor += d.priceMinor;
       }
+      // One card approval pays once, for tokens or for a certificate.
+      if (d.payment.method === 'card') state.cardPayments[d.payment.approvalRef] = event.seq;
       state.instruments[d.code] = { kind: 'gift', token: d.token, redeemedUnits: 0, remainingUnits: d.units, compact: d.instrument, soldSeq: event.seq, voided: false, lastSeq: event.seq };
       break;
     }
