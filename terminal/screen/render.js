@@ -469,6 +469,8 @@ function renderWaiting(s) {
   const signInFor = waiting?.for === 'cashier' && s.cashier === null ? s.completing.key : null;
   if (signInFor !== null && ui.signInAskedFor !== signInFor) {
     ui.signInAskedFor = signInFor;
+    // The sale waits for a cashier: the sign-in comes before any other dialog left open.
+    if (!byTestId('dlg-signin').open) closeDialogs();
     openModal('dlg-signin');
   }
 }

@@ -88,7 +88,7 @@ describe('core/pricing', () => {
     });
 
     it('takes no price or total from the request: the request schemas have no such field and refuse one', () => {
-      expect(Object.keys(saleCommitRequest.shape).sort()).to.deep.equal(['card', 'cashTenderedMinor', 'customerPin', 'key', 'lines', 'tenders', 'walletPin']);
+      expect(Object.keys(saleCommitRequest.shape).sort()).to.deep.equal(['card', 'cashTenderedMinor', 'customerPin', 'instruments', 'key', 'lines', 'tenders', 'walletPin']);
       expect(Object.keys(cartLine.shape).sort()).to.deep.equal(['code', 'qty']);
       const valid = { key: 'term-1:0f6c2d9e-7f0a-4a43-9b1e-3c2d1e0f9a8b', lines: [{ code: COFFEE.gtin, qty: 2 }], card: null, tenders: [], cashTenderedMinor: 1000 };
       expect(parse(saleCommitRequest, valid)).to.deep.equal(valid);
