@@ -311,3 +311,16 @@ export function lotView(lot: LotState, nowMs: number, cardOf: (customer: string)
         : null,
   };
 }
+
+/**
+ * Mall-wide lots: the mall lists them in mall tokens, every member store forwards bids,
+ * and the escrow is a hold on the bidder's mall wallet. Their ids differ from a store's
+ * lots so that a till never confuses the two.
+ */
+export const MALL_LOT_ID_PATTERN = /^mlot-[0-9]{6,9}$/;
+export const mallLotId = z.string().regex(MALL_LOT_ID_PATTERN, 'a mall lot id is mlot- and 6 to 9 digits');
+
+export function makeMallLotId(serial: number): string {
+  assert(Number.isSafeInteger(serial) && serial >= 1 && serial < 1e9, 'mall lot serial in range');
+  return `mlot-${String(serial).padStart(6, '0')}`;
+}

@@ -164,6 +164,11 @@ export const MALL_ERRORS = {
   MALL_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only an unsold certificate, or one this store sold and nobody redeemed, can be voided' },
   MALL_ERR_RESERVATION_UNKNOWN: { status: 404, message: 'no such reservation for this store' },
   MALL_ERR_RESERVATION_SPENT: { status: 409, message: 'the reservation was already captured, released or lapsed' },
+  // Mall-wide lots (mall-sync/lots.ts).
+  MALL_ERR_LOT_UNKNOWN: { status: 404, message: 'the mall has no such lot' },
+  MALL_ERR_LOT_CLOSED: { status: 409, message: 'this mall lot takes no bids: it has closed, was cancelled or has not opened yet' },
+  MALL_ERR_BID_TOO_LOW: { status: 409, message: 'the bid is below the least the mall lot takes now' },
+  MALL_ERR_LOT_INVALID: { status: 400, message: 'the mall lot cannot be listed: check its token (a mall token), times and prices' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
