@@ -1,8 +1,9 @@
 import { expect } from 'chai';
+import { auditArchive } from '../../mall-sync/audit.ts';
 import type { MallEvent } from '../../mall-sync/events.ts';
 import type { MallStore } from '../../mall-sync/store/store.ts';
 import { until } from '../helpers/process.ts';
-import { forEachStore, http, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, http, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 /**
  * Mall-wide lots: two stores forward bids for their customers on one lot in mall tokens;
@@ -129,6 +130,10 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     expect(check.ok, JSON.stringify(check.problems)).to.equal(true);
     expect(check.positionsSumMinor).to.equal(0);
     expect(check.tokens).to.deep.include({ token: 'MALL', walletsUnits: 200, storePostingsUnits: 200 });
+    // The archive's audit replays the lot's events with the batches and agrees.
+    const audit = await auditArchive(await archiveOf(mall));
+    expect(audit.differences).to.deep.equal([]);
+    expect(audit.ok).to.equal(true);
   });
 
   it('closes a lot whose time passed while the mall was down exactly once at start, releasing a bid below the reserve', async () => {
