@@ -3,7 +3,7 @@ import { auditArchive } from '../../mall-sync/audit.ts';
 import type { MallEvent } from '../../mall-sync/events.ts';
 import type { MallStore } from '../../mall-sync/store/store.ts';
 import { until } from '../helpers/process.ts';
-import { archiveOf, forEachStore, http, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, http, runMallCli, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
 
 /**
  * Mall-wide lots: two stores forward bids for their customers on one lot in mall tokens;
@@ -185,10 +185,16 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     expect(bad.body).to.deep.equal([]);
     const notMall = await fetchAdmin('POST', '/admin/lots', { key: 'lot:acme-000001', title: 'Pen', token: 'ACME', reserveUnits: 0, incrementUnits: 1, closesAt: new Date(nowMs + 60_000).toISOString() });
     expect([notMall.status, notMall.body.error.code]).to.deep.equal([400, 'MALL_ERR_LOT_INVALID']);
-    const lot = await createLot();
+    // The operator's CLI lists and cancels (through the running mall, or on PostgreSQL a process of its own on the same database).
+    const created = await runMallCli(['lot', 'create', '--data-dir', mall.dir, '--title', 'Brass lamp', '--token', 'MALL', '--reserve', '30', '--increment', '5', '--opens', new Date(nowMs).toISOString(), '--closes', new Date(nowMs + 3_600_000).toISOString()]);
+    expect(created.code, created.stderr).to.equal(0);
+    const lot = (JSON.parse(created.stdout) as { lotId: string }).lotId;
     expect((await bid(acme, lot, 'acme:bid-000001', 'C1', 20, PIN1)).status).to.equal(200);
-    const cancelled = await fetchAdmin('POST', `/admin/lots/${lot}/cancel`, { reason: 'withdrawn by the owner' });
-    expect(cancelled.body).to.deep.include({ status: 'cancelled', cancelReason: 'withdrawn by the owner' });
+    const cancelled = await runMallCli(['lot', 'cancel', '--data-dir', mall.dir, '--lot', lot, '--reason', 'withdrawn by the owner']);
+    expect(cancelled.code, cancelled.stderr).to.equal(0);
+    expect(JSON.parse(cancelled.stdout)).to.deep.include({ status: 'cancelled', cancelReason: 'withdrawn by the owner' });
+    const shown = await runMallCli(['lot', 'show', '--data-dir', mall.dir, '--lot', lot]);
+    expect(JSON.parse(shown.stdout)).to.deep.include({ lotId: lot, status: 'cancelled', bids: 1, highCard: 'C1' });
     expect(await wallet('C1')).to.deep.include({ held: {} });
     const late = await bid(bobs, lot, 'bobs:bid-000001', 'C2', 25, PIN2);
     expect([late.status, late.body.error.code]).to.deep.equal([409, 'MALL_ERR_LOT_CLOSED']);
