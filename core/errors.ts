@@ -107,6 +107,7 @@ export const VND_ERRORS = {
   VND_ERR_LOT_HAS_BIDS: { status: 409, message: 'a lot can be cancelled only before its first bid' },
   VND_ERR_LOT_INVALID: { status: 400, message: 'the lot cannot be listed: check its token, times and prices' },
   VND_ERR_LOT_SALE_FINAL: { status: 409, message: 'a lot sold at auction is not refunded at the till' },
+  VND_ERR_MALL_LOT_OFFLINE: { status: 503, message: 'mall lots are online only: the mall cannot be reached now, so this store cannot bid on them' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

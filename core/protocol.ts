@@ -1,4 +1,4 @@
-import type { BidAck, LotView } from './auctions.ts';
+import type { BidAck, LotView, MallLotBidAnswer, MallLotReceipt, MallLotView } from './auctions.ts';
 import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { WireError } from './errors.ts';
 import type { SaleData } from './events.ts';
@@ -423,6 +423,12 @@ export interface ClientToServerEvents {
   'lots:list': Handler<Record<string, never>, LotView[]>;
   /** A bid for the customer whose card was scanned; idempotent by `key`; `customerPin` as for sale:commit. */
   'lot:bid': Handler<{ key: string; lotId: string; card: string; units: number; customerPin?: string }, BidAck>;
+  /** The mall's lots (online only: VND_ERR_MALL_LOT_OFFLINE when the mall cannot be reached). */
+  'mall-lots:list': Handler<Record<string, never>, MallLotView[]>;
+  /** One mall lot; `receipt` once this store's customer won it (what the store prints at pickup). */
+  'mall-lot:get': Handler<{ lotId: string }, MallLotView & { receipt: MallLotReceipt | null }>;
+  /** A bid forwarded to the mall, held in the customer's mall wallet; needs the wallet PIN; idempotent by `key`. */
+  'mall-lot:bid': Handler<{ key: string; lotId: string; card: string; units: number; walletPin?: string }, MallLotBidAnswer>;
 }
 
 export interface ServerToClientEvents {

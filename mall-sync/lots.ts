@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { bodyHash, fail, idempotencyKey, isMallposError, maskCard, MallposError, pinCode, text, tokenCode } from '../core/index.ts';
-import { checkBid, LOT_DURATION_MS_MAX, MALL_LOT_ID_PATTERN, makeMallLotId, minimumBid, SNIPE_EXTEND_S_DEFAULT, SNIPE_S_MAX, SNIPE_WINDOW_S_DEFAULT, type LotState } from '../core/auctions.ts';
+import { checkBid, LOT_DURATION_MS_MAX, MALL_LOT_ID_PATTERN, makeMallLotId, minimumBid, SNIPE_EXTEND_S_DEFAULT, SNIPE_S_MAX, SNIPE_WINDOW_S_DEFAULT, type LotState, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../core/auctions.ts';
 import { cardSchema, posInt } from './economy-judge.ts';
 import type { NewMallEvent } from './events.ts';
 import type { MallLotBidder, MallLotRecord, MallLotSpec } from './lots-state.ts';
@@ -8,7 +8,7 @@ import { parseAdmin } from './schemas.ts';
 import { own } from './store/dict.ts';
 import { heldUnits, walletUnits, type MallState } from './store/state.ts';
 import type { MallStore } from './store/store.ts';
-import { storedAnswer, walletView, type RegistryChange, type WalletBalancesView, type WalletService } from './wallet.ts';
+import { storedAnswer, walletView, type RegistryChange, type WalletService } from './wallet.ts';
 
 /**
  * Mall-wide lots (claims 24 and 39 across the mall): the operator lists a lot in mall
@@ -56,23 +56,6 @@ export const mallLotBidRequest = z.strictObject({
 /** How often the close timer looks for lots that are due. */
 export const LOT_CLOSE_SWEEP_MS = 1_000;
 
-/** A mall lot as stores (and their tills) see it: bidders by masked card only. */
-export interface MallLotView {
-  lotId: string;
-  mall: true;
-  title: string;
-  token: string;
-  incrementUnits: number;
-  opensAt: string;
-  closesAt: string;
-  status: 'scheduled' | 'open' | 'closed' | 'cancelled';
-  high: { units: number; card: string; vendor: string } | null;
-  bids: number;
-  minBidUnits: number | null;
-  reserveMet: boolean;
-  result: { sold: boolean; saleId: string | null; units: number | null; card: string | null; vendor: string | null; closedAt: string | null } | null;
-}
-
 /** What the operator sees: the view with the reserve and the bidders' full cards. */
 export interface MallLotDetail extends MallLotView {
   reserveUnits: number;
@@ -81,33 +64,6 @@ export interface MallLotDetail extends MallLotView {
   highCard: string | null;
   cancelReason: string | null;
   closedSeq: number | null;
-}
-
-/**
- * What the winner's store prints when the customer picks the lot up: the mall's record of
- * the sale, read back from the mall (only by the store the winning bid came through).
- */
-export interface MallLotReceipt {
-  saleId: string;
-  lotId: string;
-  title: string;
-  token: string;
-  units: number;
-  card: string;
-  vendor: string;
-  closedAt: string;
-  closedSeq: number;
-}
-
-export interface MallLotBidAnswer {
-  lotId: string;
-  card: string;
-  units: number;
-  at: string;
-  closesAt: string;
-  /** The least the next bid may be. */
-  nextMinBidUnits: number;
-  wallet: WalletBalancesView;
 }
 
 /** The store lots' rules read a lot in their own shape: the mall lot seen through it. */
