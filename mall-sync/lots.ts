@@ -5,6 +5,7 @@ import { cardSchema, posInt } from './economy-judge.ts';
 import type { NewMallEvent } from './events.ts';
 import type { MallLotBidder, MallLotRecord, MallLotSpec } from './lots-state.ts';
 import { parseAdmin } from './schemas.ts';
+import { mallStopHere } from './stop-at.ts';
 import { own } from './store/dict.ts';
 import { heldUnits, walletUnits, type MallState } from './store/state.ts';
 import type { MallStore } from './store/store.ts';
@@ -308,7 +309,13 @@ export class MallLotService {
         }
         return { type: 'mall-lot.closed', at: now.toISOString(), data: { lotId, outcome: 'unsold', winner: null, released: high, saleId: null } };
       });
-      return { events, result: () => ids.length };
+      return {
+        events,
+        result: () => {
+          mallStopHere('mall-lot-close-durable');
+          return ids.length;
+        },
+      };
     });
   }
 
