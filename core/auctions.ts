@@ -358,6 +358,9 @@ export interface MallLotReceipt {
   closedSeq: number;
 }
 
+/** The `typ` of the mall's signature over a sold mall lot's receipt (flattened JWS, EdDSA, the mall key). */
+export const MALL_LOT_RECEIPT_TYP = 'mallpos-mall-lot-receipt+jws';
+
 export interface MallLotBidAnswer {
   lotId: string;
   card: string;

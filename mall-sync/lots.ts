@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { bodyHash, fail, idempotencyKey, isMallposError, maskCard, MallposError, pinCode, text, tokenCode } from '../core/index.ts';
-import { checkBid, LOT_DURATION_MS_MAX, MALL_LOT_ID_PATTERN, makeMallLotId, minimumBid, SNIPE_EXTEND_S_DEFAULT, SNIPE_S_MAX, SNIPE_WINDOW_S_DEFAULT, type LotState, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../core/auctions.ts';
+import { bodyHash, type FlattenedJws, fail, idempotencyKey, isMallposError, maskCard, MallposError, pinCode, text, tokenCode } from '../core/index.ts';
+import { checkBid, LOT_DURATION_MS_MAX, MALL_LOT_ID_PATTERN, makeMallLotId, minimumBid, SNIPE_EXTEND_S_DEFAULT, SNIPE_S_MAX, SNIPE_WINDOW_S_DEFAULT, MALL_LOT_RECEIPT_TYP, type LotState, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../core/auctions.ts';
 import { cardSchema, posInt } from './economy-judge.ts';
 import type { NewMallEvent } from './events.ts';
 import type { MallLotBidder, MallLotRecord, MallLotSpec } from './lots-state.ts';
@@ -138,6 +138,8 @@ export class MallLotService {
     private readonly store: MallStore,
     private readonly change: RegistryChange,
     private readonly wallet: WalletService,
+    /** Signs a JSON value with the mall key (the winner's receipt). */
+    private readonly sign: (value: unknown, typ: string) => Promise<FlattenedJws>,
     private readonly clock: () => Date = () => new Date(),
   ) {}
 
@@ -226,16 +228,18 @@ export class MallLotService {
       .map((id) => mallLotView(this.lot(id), now));
   }
 
-  /** A lot as a store sees it; the store the winning bid came through also gets the receipt. */
-  viewFor(vendor: string, id: string): MallLotView & { receipt: MallLotReceipt | null } {
+  /**
+   * A lot as a store sees it; the store the winning bid came through also gets the
+   * receipt, signed with the mall key (anyone with the mall's public key can check it).
+   */
+  async viewFor(vendor: string, id: string): Promise<MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }> {
     const lot = this.lot(id);
     const view = mallLotView(lot, this.clock().getTime());
-    const won = lot.status === 'closed' && lot.saleId !== null && lot.high !== null && lot.high.vendor === vendor && lot.closedAt !== null && lot.closedSeq !== null;
     const receipt: MallLotReceipt | null =
-      won && lot.high !== null && lot.saleId !== null && lot.closedAt !== null && lot.closedSeq !== null
+      lot.status === 'closed' && lot.high !== null && lot.high.vendor === vendor && lot.saleId !== null && lot.closedAt !== null && lot.closedSeq !== null
         ? { saleId: lot.saleId, lotId: id, title: lot.spec.title, token: lot.spec.token, units: lot.high.units, card: lot.high.card, vendor, closedAt: lot.closedAt, closedSeq: lot.closedSeq }
         : null;
-    return { ...view, receipt };
+    return { ...view, receipt, receiptJws: receipt === null ? null : await this.sign(receipt, MALL_LOT_RECEIPT_TYP) };
   }
 
   bid(vendor: string, id: string, body: unknown): Promise<MallLotBidAnswer> {

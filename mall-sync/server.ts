@@ -16,6 +16,7 @@ import { CustomerDataService } from './customer-data.ts';
 import { WalletService, type RegistryChange } from './wallet.ts';
 import { InstrumentService, loadOrCreateInstrumentKey } from './instruments.ts';
 import { MallLotService } from './lots.ts';
+import { signJson } from './jws.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 import { fileBatchBodies, postgresBatchBodies, ReceiptVerifier, type BatchBodyReader } from './receipt-verify.ts';
 
@@ -144,7 +145,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     const expired = await wallet.expire();
     if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');
     // Mall lots whose close time passed while the mall was down close before it answers anyone.
-    const lots = new MallLotService(store, change, wallet, clock);
+    const lots = new MallLotService(store, change, wallet, (value, typ) => signJson(value, keys.privateKey, keys.kid, typ), clock);
     const closedLots = await lots.closeDue();
     if (closedLots > 0) logger.info({ closed: closedLots }, 'mall lots closed after their time');
     const startedAt = Date.now();

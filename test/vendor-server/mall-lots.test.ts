@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import { isMallposError } from '../../core/index.ts';
+import type { JWK } from 'jose';
+import { isMallposError, type FlattenedJws } from '../../core/index.ts';
+import { MALL_LOT_RECEIPT_TYP } from '../../core/auctions.ts';
+import { verifyJson } from '../../mall-sync/jws.ts';
 import { MallLotForwarder } from '../../vendor-server/auctions/mall-lots.ts';
 import type { VendorKeys } from '../../vendor-server/config.ts';
 import { MALL_REQUEST_DEFAULTS, MallRequests } from '../../vendor-server/sync/mall-requests.ts';
@@ -81,7 +84,14 @@ describe('vendor-server: forwarding bids on mall lots', function () {
     const won = await atAcme.lot({ lotId: lot.lotId });
     expect(won.result).to.deep.include({ sold: true, units: 20, vendor: 'acme' });
     expect(won.receipt).to.deep.include({ lotId: lot.lotId, title: 'Station clock', token: 'MALL', units: 20, card: 'C1', vendor: 'acme' });
-    expect((await atBobs.lot({ lotId: lot.lotId })).receipt).to.equal(null);
+    // The receipt is signed with the mall key: the payload is the receipt, checked with the mall's public key.
+    expect(won.receiptJws).to.not.equal(null);
+    const signed = await verifyJson<unknown>(won.receiptJws as FlattenedJws, mall.mall.keys.publicJwk as unknown as JWK, MALL_LOT_RECEIPT_TYP);
+    expect(signed).to.deep.equal(won.receipt);
+    const tampered = { ...(won.receiptJws as FlattenedJws), payload: Buffer.from(JSON.stringify({ ...won.receipt, units: 1 })).toString('base64url') };
+    expect(await verifyJson(tampered, mall.mall.keys.publicJwk as unknown as JWK, MALL_LOT_RECEIPT_TYP).then(() => 'verified', () => 'refused')).to.equal('refused');
+    const lost = await atBobs.lot({ lotId: lot.lotId });
+    expect([lost.receipt, lost.receiptJws]).to.deep.equal([null, null]);
     expect(await refusedWith(atBobs.bid({ key: 't002:bid-000004', lotId: lot.lotId, card: 'C2', units: 30, walletPin: PIN2 }))).to.equal('MALL_ERR_LOT_CLOSED');
     expect((await mall.admin.walletCheck()).ok).to.equal(true);
   });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fail, idempotencyKey, MallposError, parse, pinCode, scanCode, tokenCode } from '../../core/index.ts';
+import { fail, flattenedJwsSchema, type FlattenedJws, idempotencyKey, MallposError, parse, pinCode, scanCode, tokenCode } from '../../core/index.ts';
 import { MALL_LOT_ID_PATTERN, mallLotId, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../../core/auctions.ts';
 import type { MallRequests } from '../sync/mall-requests.ts';
 
@@ -82,12 +82,12 @@ export class MallLotForwarder {
     return answer.lots.slice(-MALL_LOTS_SHOWN_MAX) as MallLotView[];
   }
 
-  /** A lot and, when this store's customer won it, the mall's record of the sale to print at pickup. */
-  async lot(payload: unknown): Promise<MallLotView & { receipt: MallLotReceipt | null }> {
+  /** A lot and, when this store's customer won it, the mall's record of the sale to print at pickup, with the mall's signature over it. */
+  async lot(payload: unknown): Promise<MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }> {
     const { lotId } = parse(mallLotRequest, payload);
-    const answer = checked(viewSchema.extend({ receipt: receiptSchema.nullable() }), await this.client().mallLot(lotId), 'the lot request');
+    const answer = checked(viewSchema.extend({ receipt: receiptSchema.nullable(), receiptJws: flattenedJwsSchema.nullable() }), await this.client().mallLot(lotId), 'the lot request');
     if (answer.lotId !== lotId) throw new MallposError('VND_ERR_MALL_LOT_OFFLINE', 'the mall answered with another lot than the one asked for');
-    return answer as MallLotView & { receipt: MallLotReceipt | null };
+    return answer as MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null };
   }
 
   async bid(req: z.output<typeof mallLotBidRequest>): Promise<MallLotBidAnswer> {

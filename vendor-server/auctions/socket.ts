@@ -1,4 +1,4 @@
-import { parse } from '../../core/index.ts';
+import { parse, type FlattenedJws } from '../../core/index.ts';
 import { lotBidRequest, type BidAck, type LotView, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../../core/auctions.ts';
 import type { AccessStore, PinAuditEntry } from '../access.ts';
 import type { Actor, LedgerService } from '../ledger/service.ts';
@@ -57,7 +57,7 @@ export function registerAuctionEvents(deps: AuctionSocketDeps): void {
   );
   // Mall lots: the mall checks the card's wallet PIN and holds the bid in the wallet; the store keeps nothing.
   deps.on('mall-lots:list', deps.handle<MallLotView[]>('mall-lots:list', () => deps.mallLots.list()));
-  deps.on('mall-lot:get', deps.handle<MallLotView & { receipt: MallLotReceipt | null }>('mall-lot:get', (p) => deps.mallLots.lot(p)));
+  deps.on('mall-lot:get', deps.handle<MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }>('mall-lot:get', (p) => deps.mallLots.lot(p)));
   deps.on(
     'mall-lot:bid',
     deps.handle<MallLotBidAnswer>('mall-lot:bid', async (p) => {
