@@ -257,14 +257,14 @@ export class MallLotService {
       if (lot === undefined) throw new Error('assertion failed: a checked lot exists');
       const { token } = lot.spec;
       // A bidder raising their own bid needs only the difference: the old hold is released in the same event.
-      const own_ = lot.high !== null && lot.high.card === input.card ? lot.high.units : 0;
-      const available = walletUnits(this.state, input.card, token) - heldUnits(this.state, input.card, token) + own_;
+      const ownHeld = lot.high !== null && lot.high.card === input.card ? lot.high.units : 0;
+      const available = walletUnits(this.state, input.card, token) - heldUnits(this.state, input.card, token) + ownHeld;
       if (available < input.units) {
         fail('MALL_ERR_WALLET_INSUFFICIENT', `the wallet of card ${input.card} has ${available} ${token} available, ${input.units} bid`, { card: input.card, token, availableUnits: available });
       }
       const previous: MallLotBidder | null = lot.high === null ? null : { card: lot.high.card, vendor: lot.high.vendor, units: lot.high.units };
       const after = walletView(this.state, input.card, now.toISOString());
-      after.held[token] = (own(after.held, token) ?? 0) + input.units - own_;
+      after.held[token] = (own(after.held, token) ?? 0) + input.units - ownHeld;
       const answer: MallLotBidAnswer = {
         lotId: id,
         card: input.card,
