@@ -3,7 +3,7 @@ import { auditArchive } from '../../mall-sync/audit.ts';
 import type { MallEvent } from '../../mall-sync/events.ts';
 import type { MallStore } from '../../mall-sync/store/store.ts';
 import { until } from '../helpers/process.ts';
-import { archiveOf, forEachStore, http, runMallCli, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, http, runMallCli, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, vendorPostToken, type MallRig, type RawVendor } from './helpers.ts';
 
 /**
  * Mall-wide lots: two stores forward bids for their customers on one lot in mall tokens;
@@ -195,6 +195,18 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     expect([poor.status, poor.body.error.code]).to.deep.equal([409, 'MALL_ERR_WALLET_INSUFFICIENT']);
     const unknown = await bid(bobs, 'mlot-000404', 'bobs:bid-000003', 'C2', 30, PIN2);
     expect([unknown.status, unknown.body.error.code]).to.deep.equal([404, 'MALL_ERR_LOT_UNKNOWN']);
+    // A token signed for one body does not carry another (its `bh` claim), nor does another store's key.
+    const path = `/v1/vendors/bobs/lots/${lot}/bids`;
+    const signedFor = await vendorPostToken(bobs.keys, 'bobs', JSON.stringify({ key: 'bobs:bid-000005', card: 'C2', units: 25, pin: PIN2 }));
+    const swapped = await vendorPost(mall, bobs.keys, 'bobs', path, { key: 'bobs:bid-000005', card: 'C2', units: 95, pin: PIN2 }, signedFor);
+    expect(swapped.status).to.equal(401);
+    const impostor = await vendorPost(mall, acme.keys, 'bobs', path, { key: 'bobs:bid-000006', card: 'C2', units: 25, pin: PIN2 });
+    expect(impostor.status).to.equal(401);
+    // Malformed bodies: validation errors, prototype keys included.
+    for (const body of [{ key: 'bobs:bid-000007', card: 'C2', units: 0, pin: PIN2 }, { key: 'bobs:bid-000007', card: 'C2', units: 1.5, pin: PIN2 }, { key: 'bobs:bid-000007', card: 'C2', units: 25, pin: PIN2, extra: 1 }, JSON.parse('{"key":"bobs:bid-000007","card":"C2","units":25,"__proto__":{"pin":"1"}}')]) {
+      const r = await vendorPost(mall, bobs.keys, 'bobs', path, body);
+      expect([r.status, r.body.error.code], JSON.stringify(body)).to.deep.equal([400, 'MALL_ERR_VALIDATION']);
+    }
     expect(storeFingerprint(mall.mall)).to.equal(before);
     // A wrong PIN is counted (the wallet's PIN rules), and nothing else changes.
     const wrong = await bid(bobs, lot, 'bobs:bid-000004', 'C2', 25, '0000');
