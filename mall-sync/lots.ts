@@ -56,6 +56,14 @@ export const mallLotBidRequest = z.strictObject({
 
 /** How often the close timer looks for lots that are due. */
 export const LOT_CLOSE_SWEEP_MS = 1_000;
+/**
+ * Lots a store is shown (the open ones, then those closed in the last day, newest first),
+ * and lots open at once: each is in every store's answer, which a store reads only up to
+ * a bounded size.
+ */
+export const MALL_LOTS_LISTED_MAX = 100;
+export const MALL_LOTS_OPEN_MAX = 100;
+const RECENT_LOT_MS = 24 * 3_600_000;
 
 /** What the operator sees: the view with the reserve and the bidders' full cards. */
 export interface MallLotDetail extends MallLotView {
@@ -172,6 +180,7 @@ export class MallLotService {
       const closesAt = new Date(input.closesAt).toISOString();
       if (Date.parse(closesAt) <= Math.max(now.getTime(), Date.parse(opensAt))) fail('MALL_ERR_LOT_INVALID', 'a mall lot closes after it opens and after now', { closesAt });
       if (Date.parse(closesAt) - now.getTime() > LOT_DURATION_MS_MAX) fail('MALL_ERR_LOT_INVALID', 'a mall lot closes within 90 days', { closesAt });
+      if (Object.keys(this.state.mallLots.open).length >= MALL_LOTS_OPEN_MAX) fail('MALL_ERR_LOT_INVALID', `at most ${MALL_LOTS_OPEN_MAX} mall lots are open at once`);
       const lotId = makeMallLotId(this.state.mallLots.serial + 1);
       const spec: MallLotSpec = {
         lotId,
@@ -221,11 +230,17 @@ export class MallLotService {
 
   // ---- the stores ----------------------------------------------------------------------
 
+  /** The open lots and those closed in the last day, newest first, bounded. */
   views(): MallLotView[] {
     const now = this.clock().getTime();
-    return Object.keys(this.state.mallLots.lots)
-      .sort()
-      .map((id) => mallLotView(this.lot(id), now));
+    const ids = Object.keys(this.state.mallLots.lots).sort();
+    const out: MallLotView[] = [];
+    for (let i = ids.length - 1; i >= 0 && out.length < MALL_LOTS_LISTED_MAX; i--) {
+      const lot = this.lot(ids[i] as string);
+      if (lot.status !== 'open' && (lot.closedAt === null || now - Date.parse(lot.closedAt) > RECENT_LOT_MS)) continue;
+      out.push(mallLotView(lot, now));
+    }
+    return out;
   }
 
   /**

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { auditArchive } from '../../mall-sync/audit.ts';
+import { MALL_LOTS_LISTED_MAX, MALL_LOTS_OPEN_MAX } from '../../mall-sync/lots.ts';
+import { MALL_ANSWER_BYTES_MAX } from '../../vendor-server/sync/mall-requests.ts';
 import type { MallEvent } from '../../mall-sync/events.ts';
 import type { MallStore } from '../../mall-sync/store/store.ts';
 import { until } from '../helpers/process.ts';
@@ -215,6 +217,25 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     expect(await wallet('C1')).to.deep.include({ held: { MALL: 20 } });
     expect(await wallet('C2')).to.deep.include({ held: {} });
     expect(await mallEvents(mall.mall.store, 'mall-lot.bid')).to.have.length(1);
+  });
+
+  it('bounds the lots open at once and those a store is shown: closed ones drop off after a day', async () => {
+    for (let i = 1; i <= MALL_LOTS_OPEN_MAX; i++) await createLot({ key: `lot:many-${String(i).padStart(6, '0')}`, title: `Lot ${i}` });
+    const before = storeFingerprint(mall.mall);
+    const over = await fetchAdmin('POST', '/admin/lots', { key: 'lot:many-over', title: 'One more', token: 'MALL', reserveUnits: 0, incrementUnits: 1, closesAt: new Date(nowMs + 60_000).toISOString() });
+    expect([over.status, over.body.error.code]).to.deep.equal([400, 'MALL_ERR_LOT_INVALID']);
+    expect(storeFingerprint(mall.mall)).to.equal(before);
+    const shown = async () => (await mall.get('/v1/vendors/bobs/lots', await vendorAuth(bobs.keys, 'bobs'))).body.lots as { lotId: string; status: string }[];
+    const open = await shown();
+    expect(open).to.have.length(MALL_LOTS_LISTED_MAX);
+    // With titles at their longest, the answer stays within what a store reads of the mall's answers.
+    expect(JSON.stringify({ lots: open.map((l) => ({ ...l, title: 'x'.repeat(80) })) }).length).to.be.below(MALL_ANSWER_BYTES_MAX);
+    expect(open[0]?.lotId, 'newest first').to.equal(`mlot-${String(MALL_LOTS_OPEN_MAX).padStart(6, '0')}`);
+    nowMs += 3_600_001;
+    await mall.mall.lots.closeDue();
+    expect((await shown()).every((l) => l.status === 'closed')).to.equal(true);
+    nowMs += 24 * 3_600_000 + 1;
+    expect(await shown()).to.deep.equal([]);
   });
 
   it('lists only in mall tokens, cancels with the hold released, and refuses bids on a cancelled lot', async () => {
