@@ -311,3 +311,64 @@ export function lotView(lot: LotState, nowMs: number, cardOf: (customer: string)
         : null,
   };
 }
+
+/**
+ * Mall-wide lots: the mall lists them in mall tokens, every member store forwards bids,
+ * and the escrow is a hold on the bidder's mall wallet. Their ids differ from a store's
+ * lots so that a till never confuses the two.
+ */
+export const MALL_LOT_ID_PATTERN = /^mlot-[0-9]{6,9}$/;
+export const mallLotId = z.string().regex(MALL_LOT_ID_PATTERN, 'a mall lot id is mlot- and 6 to 9 digits');
+
+export function makeMallLotId(serial: number): string {
+  assert(Number.isSafeInteger(serial) && serial >= 1 && serial < 1e9, 'mall lot serial in range');
+  return `mlot-${String(serial).padStart(6, '0')}`;
+}
+
+/** A mall lot as stores (and their tills) see it: bidders by masked card only. */
+export interface MallLotView {
+  lotId: string;
+  mall: true;
+  title: string;
+  token: string;
+  incrementUnits: number;
+  opensAt: string;
+  closesAt: string;
+  status: 'scheduled' | 'open' | 'closed' | 'cancelled';
+  high: { units: number; card: string; vendor: string } | null;
+  bids: number;
+  minBidUnits: number | null;
+  reserveMet: boolean;
+  result: { sold: boolean; saleId: string | null; units: number | null; card: string | null; vendor: string | null; closedAt: string | null } | null;
+}
+
+/**
+ * What the winner's store prints when the customer picks the lot up: the mall's record of
+ * the sale, read back from the mall (only by the store the winning bid came through).
+ */
+export interface MallLotReceipt {
+  saleId: string;
+  lotId: string;
+  title: string;
+  token: string;
+  units: number;
+  card: string;
+  vendor: string;
+  closedAt: string;
+  closedSeq: number;
+}
+
+/** The `typ` of the mall's signature over a sold mall lot's receipt (flattened JWS, EdDSA, the mall key). */
+export const MALL_LOT_RECEIPT_TYP = 'mallpos-mall-lot-receipt+jws';
+
+export interface MallLotBidAnswer {
+  lotId: string;
+  card: string;
+  units: number;
+  at: string;
+  closesAt: string;
+  /** The least the next bid may be. */
+  nextMinBidUnits: number;
+  wallet: { card: string; balances: Record<string, number>; held: Record<string, number>; asOf: string };
+}
+

@@ -113,6 +113,7 @@ export const VND_ERRORS = {
   VND_ERR_INSTRUMENT_INSUFFICIENT: { status: 409, message: 'less remains on this gift certificate than asked' },
   VND_ERR_INSTRUMENT_NOT_FOR_SALE: { status: 409, message: 'this gift certificate cannot be sold here' },
   VND_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only a gift certificate this store sold, and nobody used, can be voided here' },
+  VND_ERR_MALL_LOT_OFFLINE: { status: 503, message: 'mall lots are online only: the mall cannot be reached now, so this store cannot bid on them' },
   VND_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 
@@ -170,6 +171,11 @@ export const MALL_ERRORS = {
   MALL_ERR_INSTRUMENT_NOT_VOIDABLE: { status: 409, message: 'only an unsold certificate, or one this store sold and nobody redeemed, can be voided' },
   MALL_ERR_RESERVATION_UNKNOWN: { status: 404, message: 'no such reservation for this store' },
   MALL_ERR_RESERVATION_SPENT: { status: 409, message: 'the reservation was already captured, released or lapsed' },
+  // Mall-wide lots (mall-sync/lots.ts).
+  MALL_ERR_LOT_UNKNOWN: { status: 404, message: 'the mall has no such lot' },
+  MALL_ERR_LOT_CLOSED: { status: 409, message: 'this mall lot takes no bids: it has closed, was cancelled or has not opened yet' },
+  MALL_ERR_BID_TOO_LOW: { status: 409, message: 'the bid is below the least the mall lot takes now' },
+  MALL_ERR_LOT_INVALID: { status: 400, message: 'the mall lot cannot be listed: check its token (a mall token), times and prices' },
   MALL_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

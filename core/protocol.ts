@@ -1,4 +1,5 @@
-import type { BidAck, LotView } from './auctions.ts';
+import type { BidAck, LotView, MallLotBidAnswer, MallLotReceipt, MallLotView } from './auctions.ts';
+import type { FlattenedJws } from './batch.ts';
 import type { ExchangeQuote, TokenPayment, TokenSource } from './economy.ts';
 import type { WireError } from './errors.ts';
 import type { SaleData } from './events.ts';
@@ -500,6 +501,12 @@ export interface ClientToServerEvents {
     | { key: string; instrument: string; payment: { method: 'cash'; tenderedMinor: number } | { method: 'card'; approvalRef: string } },
     InstrumentSaleAck
   >;
+  /** The mall's lots (online only: VND_ERR_MALL_LOT_OFFLINE when the mall cannot be reached). */
+  'mall-lots:list': Handler<Record<string, never>, MallLotView[]>;
+  /** One mall lot; `receipt` once this store's customer won it (what the store prints at pickup). */
+  'mall-lot:get': Handler<{ lotId: string }, MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }>;
+  /** A bid forwarded to the mall, held in the customer's mall wallet; needs the wallet PIN; idempotent by `key`. */
+  'mall-lot:bid': Handler<{ key: string; lotId: string; card: string; units: number; walletPin?: string }, MallLotBidAnswer>;
 }
 
 export interface ServerToClientEvents {

@@ -13,6 +13,7 @@ import type { AlarmRecord, AllotmentRecord, CustomerDataRequestRecord, GapDecisi
 import type { DirectoryView, WalletCheck } from './directory.ts';
 import type { FlaggedRecord } from './events.ts';
 import type { WalletPinStatus } from './wallet.ts';
+import type { MallLotDetail } from './lots.ts';
 
 /**
  * A typed client of the mall's admin API (and its public read endpoints), for the CLI,
@@ -160,6 +161,25 @@ export class MallAdminClient {
 
   mallKey(): Promise<{ kid: string; jwk: PublicJwk }> {
     return this.request('GET', '/v1/mall-key');
+  }
+
+  // ---- mall-wide lots ---------------------------------------------------------------
+
+  /** Lists a lot in mall tokens; the same key and body answer the same lot. */
+  createLot(input: Record<string, unknown>): Promise<MallLotDetail> {
+    return this.request('POST', '/admin/lots', input);
+  }
+
+  lots(): Promise<MallLotDetail[]> {
+    return this.request('GET', '/admin/lots');
+  }
+
+  lot(id: string): Promise<MallLotDetail> {
+    return this.request('GET', `/admin/lots/${encodeURIComponent(id)}`);
+  }
+
+  cancelLot(id: string, reason: string): Promise<MallLotDetail> {
+    return this.request('POST', `/admin/lots/${encodeURIComponent(id)}/cancel`, { reason });
   }
 
   // ---- bearer instruments ----------------------------------------------------------

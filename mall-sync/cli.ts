@@ -23,6 +23,12 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function wholeUnits(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('a whole number, not negative');
+  return n;
+}
+
 function print(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }
@@ -439,6 +445,75 @@ function wholeMinor(value: string): number {
   if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('a whole number of minor units, 0 or more');
   return n;
 }
+
+const lot = program.command('lot').description('mall-wide lots in mall tokens: list one, see them, cancel one; stores forward their customers\' bids');
+lot
+  .command('create')
+  .description('list a lot in mall tokens, open to the customers of every store; prints the lot')
+  .option(...dataDirOption)
+  .requiredOption('--title <text>', 'what is sold (printed on the winner\'s receipt)')
+  .requiredOption('--token <code>', 'a mall token (kind mall)')
+  .requiredOption('--closes <time>', 'when it closes (an ISO time); late bids move it on')
+  .option('--opens <time>', 'when it opens (default: now)')
+  .option('--reserve <n>', 'the least it sells for, in tokens (default 0)', wholeUnits, 0)
+  .option('--increment <n>', 'how much each bid beats the one before by', positiveInt, 1)
+  .option('--snipe-window <s>', 'a bid this many seconds before the close moves it on', wholeUnits)
+  .option('--extend <s>', 'how far after such a bid the close moves', wholeUnits)
+  .option('--key <key>', 'idempotency key: run again with the same key to get the same lot (default: a new one)')
+  .action(async (o: { dataDir: string; title: string; token: string; closes: string; opens?: string; reserve: number; increment: number; snipeWindow?: number; extend?: number; key?: string }) => {
+    try {
+      const body = {
+        key: o.key ?? `lot:${randomUUID()}`,
+        title: o.title,
+        token: o.token,
+        reserveUnits: o.reserve,
+        incrementUnits: o.increment,
+        closesAt: o.closes,
+        ...(o.opens === undefined ? {} : { opensAt: o.opens }),
+        ...(o.snipeWindow === undefined ? {} : { snipeWindowSeconds: o.snipeWindow }),
+        ...(o.extend === undefined ? {} : { extendSeconds: o.extend }),
+      };
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.createLot(body)));
+    } catch (err) {
+      die(err);
+    }
+  });
+lot
+  .command('list')
+  .description('every mall lot with its high bid, status and result')
+  .option(...dataDirOption)
+  .action(async (o: { dataDir: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.lots()));
+    } catch (err) {
+      die(err);
+    }
+  });
+lot
+  .command('show')
+  .description('one mall lot: reserve, high bidder\'s card and store, result')
+  .option(...dataDirOption)
+  .requiredOption('--lot <id>', 'the lot (mlot-...)')
+  .action(async (o: { dataDir: string; lot: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.lot(o.lot)));
+    } catch (err) {
+      die(err);
+    }
+  });
+lot
+  .command('cancel')
+  .description('cancel an open mall lot: the high bid\'s hold goes back to its wallet')
+  .option(...dataDirOption)
+  .requiredOption('--lot <id>', 'the lot (mlot-...)')
+  .requiredOption('--reason <text>', 'why (kept with the lot)')
+  .action(async (o: { dataDir: string; lot: string; reason: string }) => {
+    try {
+      print(await withMallAdmin(resolve(o.dataDir), (c) => c.cancelLot(o.lot, o.reason)));
+    } catch (err) {
+      die(err);
+    }
+  });
 
 const instruments = program.command('instruments').description('gift certificates and coupons: issue, status, void, double spends, the offline policy and the keys that sign them');
 instruments

@@ -24,7 +24,7 @@ export function directoryEntry(state: Readonly<MallState>, card: string): Direct
 export interface WalletCheck {
   ok: boolean;
   positionsSumMinor: number;
-  /** Per token: units in all wallets, and the sum over stores of their `mall-wallet` postings. */
+  /** Per token: units in all wallets (with those mall lots sold from them), and the sum over stores of their `mall-wallet` postings. */
   tokens: { token: string; walletsUnits: number; storePostingsUnits: number }[];
   problems: string[];
 }
@@ -32,6 +32,8 @@ export interface WalletCheck {
 export function walletCheck(state: Readonly<MallState>): WalletCheck {
   const wallets = new Map<string, number>();
   for (const byToken of Object.values(state.wallets)) for (const [t, n] of Object.entries(byToken)) wallets.set(t, (wallets.get(t) ?? 0) + n);
+  // Units a mall lot sold left the wallets at the mall, not through a store: they count as still accounted for.
+  for (const [t, n] of Object.entries(state.mallLots.soldUnits)) wallets.set(t, (wallets.get(t) ?? 0) + n);
   const postings = new Map<string, number>();
   for (const v of Object.values(state.vendors)) for (const [t, n] of Object.entries(v.walletPostings)) postings.set(t, (postings.get(t) ?? 0) + n);
   const tokens = [...new Set([...wallets.keys(), ...postings.keys()])].sort().map((token) => ({ token, walletsUnits: wallets.get(token) ?? 0, storePostingsUnits: postings.get(token) ?? 0 }));

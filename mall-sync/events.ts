@@ -1,3 +1,4 @@
+import type { MallLotBidData, MallLotCancelledData, MallLotClosedData, MallLotOpenedData } from './lots-state.ts';
 import type { FeeSchedule, FlattenedJws, InstrumentPolicy, TokenType } from '../core/index.ts';
 import type { InstrumentBatchEffects, InstrumentKeyAddedData, InstrumentReleasedData, InstrumentReservedData, InstrumentsIssuedData, InstrumentVoidedAtMallData } from './instruments-state.ts';
 import type { PublicSigningJwk } from '../platform/key-files.ts';
@@ -347,6 +348,11 @@ export type MallEvent = MallEventBase &
     | { type: 'instruments.reserved'; data: InstrumentReservedData }
     | { type: 'instruments.released'; data: InstrumentReleasedData }
     | { type: 'instruments.voided'; data: InstrumentVoidedAtMallData }
+    // Mall-wide lots (lots-state.ts).
+    | { type: 'mall-lot.opened'; data: MallLotOpenedData }
+    | { type: 'mall-lot.bid'; data: MallLotBidData }
+    | { type: 'mall-lot.cancelled'; data: MallLotCancelledData }
+    | { type: 'mall-lot.closed'; data: MallLotClosedData }
   );
 
 export type MallEventType = MallEvent['type'];

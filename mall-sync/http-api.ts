@@ -8,6 +8,8 @@ import { matchesHash, type MallConfig } from './config.ts';
 import type { CustomerDataService } from './customer-data.ts';
 import { mountEconomyRoutes } from './economy-api.ts';
 import { mountInstrumentRoutes } from './instruments-api.ts';
+import { mountLotRoutes } from './lots-api.ts';
+import type { MallLotService } from './lots.ts';
 import type { InstrumentService } from './instruments.ts';
 import { pathParam, vendorParam } from './http-params.ts';
 import type { BatchIngestor } from './ingest.ts';
@@ -32,6 +34,7 @@ export interface MallApiDeps {
   /** Checks receipts' signed proofs (public: POST /v1/receipts/verify, GET /receipts). */
   receipts: ReceiptVerifier;
   instruments: InstrumentService;
+  lots: MallLotService;
 }
 
 /** Bodies of the admin API are small (a token type with 10,000 GTINs fits). */
@@ -265,6 +268,7 @@ export function createMallApi(deps: MallApiDeps): express.Express {
 
   mountEconomyRoutes(app, admin, { store, wallet: deps.wallet, customerData: deps.customerData, vendorAuth, caughtUp });
   mountInstrumentRoutes(app, admin, { instruments: deps.instruments, vendorAuth, caughtUp });
+  mountLotRoutes(app, admin, { lots: deps.lots, vendorAuth, caughtUp });
   app.use('/admin', admin);
 
   app.use((_req, _res, next) => next(new MallposError('MALL_ERR_NOT_FOUND', 'no such endpoint')));

@@ -15,6 +15,8 @@ import { MallService } from './service.ts';
 import { CustomerDataService } from './customer-data.ts';
 import { WalletService, type RegistryChange } from './wallet.ts';
 import { InstrumentService, loadOrCreateInstrumentKey } from './instruments.ts';
+import { MallLotService } from './lots.ts';
+import { signJson } from './jws.ts';
 import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
 import { fileBatchBodies, postgresBatchBodies, ReceiptVerifier, type BatchBodyReader } from './receipt-verify.ts';
 
@@ -43,6 +45,7 @@ export interface RunningMall {
   wallet: WalletService;
   customerData: CustomerDataService;
   instruments: InstrumentService;
+  lots: MallLotService;
   metrics: MallMetrics;
   logger: Logger;
   /** A token the admin API accepts, valid while this process runs (local CLI commands use it). */
@@ -141,9 +144,13 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     // Holds that expired while the mall was down are released before it answers anyone.
     const expired = await wallet.expire();
     if (expired > 0) logger.info({ expired }, 'wallet authorisations released after their time');
+    // Mall lots whose close time passed while the mall was down close before it answers anyone.
+    const lots = new MallLotService(store, change, wallet, (value, typ) => signJson(value, keys.privateKey, keys.kid, typ), clock);
+    const closedLots = await lots.closeDue();
+    if (closedLots > 0) logger.info({ closed: closedLots }, 'mall lots closed after their time');
     const startedAt = Date.now();
     const receipts = new ReceiptVerifier(store, batchBodies);
-    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData, receipts, instruments });
+    const app = createMallApi({ config, service, ingestor, metrics, logger, controlToken, startedAt, wallet, customerData, receipts, instruments, lots });
     const http = createServer({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' }, app);
     // Slow clients must not hold sockets forever.
     http.requestTimeout = 60_000;
@@ -155,6 +162,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     await lock?.setUrl(url);
     logger.info({ url, kid: keys.kid }, 'mall-sync listening');
     wallet.startTimer((err) => logger.error({ err }, 'wallet authorisation expiry failed'));
+    lots.startTimer((err) => logger.error({ err }, 'mall lot close failed'));
 
     const opened = store;
     let closing: Promise<void> | null = null;
@@ -162,13 +170,14 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
       closing ??= (async () => {
         await closeServer(http);
         await wallet.stop();
+        await lots.stop();
         await opened.close();
         await lock?.release();
         logger.info('mall-sync stopped');
       })();
       return closing;
     };
-    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, wallet, customerData, instruments, metrics, logger, controlToken, close };
+    return { url, port, caPem: tls.caPem, config, keys, store: opened, service, ingestor, wallet, customerData, instruments, lots, metrics, logger, controlToken, close };
   } catch (err) {
     await store?.close().catch(() => undefined);
     await lock?.release();

@@ -125,6 +125,7 @@ export class MallService {
         const first = this.state.registrySeq + 1;
         for (const [i, e] of events.entries()) await this.archive?.registry(first + i, e);
         if (events.some((e) => e.type === 'wallet.authorised')) mallStopHere('wallet-authorise-archived');
+        if (events.some((e) => e.type === 'mall-lot.closed')) mallStopHere('mall-lot-close-archived');
         assert(this.state.registrySeq === first - 1, 'registry changes run one at a time');
         const commits = events.map((e) => this.store.commit(e));
         await Promise.all(commits);

@@ -272,6 +272,35 @@ export class WalletService {
   }
 
   /**
+   * A change that holds a card's wallet units for another service (a mall lot's bid):
+   * the same PIN rules as a hold, wrong PINs counted. `replay` answers a retried key
+   * without a PIN check; `plan` runs inside the change once the PIN is right.
+   */
+  pinnedChange<T>(vendor: string, card: string, pin: string | undefined, replay: () => unknown, plan: () => { events: NewMallEvent[]; result: () => T }): Promise<T> {
+    return this.withPinCheck(
+      () => (replay() !== null ? Promise.resolve(null) : this.checkPin(card, pin)),
+      (checked) => {
+        const prior = replay();
+        if (prior !== null) return { events: [], result: () => prior as T };
+        const decision = this.pinDecision(vendor, card, pin, checked);
+        if (decision.refusal !== null) return { events: decision.events, result: this.refuse(card, vendor, decision.refusal) };
+        try {
+          const made = plan();
+          return { events: [...decision.events, ...made.events], result: made.result };
+        } catch (err) {
+          if (decision.events.length === 0 || !isMallposError(err)) throw err;
+          return {
+            events: decision.events,
+            result: () => {
+              throw err;
+            },
+          };
+        }
+      },
+    );
+  }
+
+  /**
    * Sets a card's wallet PIN: the first one while the wallet has none, a new one with the
    * old one. A wrong old PIN counts as a wrong PIN (the change is no way around the count),
    * and a locked wallet's PIN is not changed. Answers `{card, pinSet: true}`.

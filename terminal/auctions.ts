@@ -1,5 +1,5 @@
 import { fail, formatUnits, type ClientToServerEvents, type CustomerView, type ReceiptData } from '../core/index.ts';
-import type { BidAck, LotView } from '../core/auctions.ts';
+import { MALL_LOT_ID_PATTERN, type BidAck, type LotView, type MallLotBidAnswer, type MallLotView } from '../core/auctions.ts';
 import { RemoteError, type StoreLink } from './store-link.ts';
 
 /**
@@ -20,9 +20,33 @@ export const AUCTION_COMMANDS: ReadonlySet<string> = new Set(Object.keys(COMMAND
 /** Lots the till keeps: the store lists at most this many. */
 const LOTS_KEPT_MAX = 100;
 
+/** A lot on the till's panel: the store's, or the mall's (`mall: true`, fetched from the store, which asks the mall). */
+export type TillLot = LotView & { mall?: true };
+
+/** The mall's view of its lot in the shape of the panel's lots, marked as the mall's. */
+export function mallLotAsTillLot(l: MallLotView): TillLot {
+  return {
+    lotId: l.lotId,
+    mall: true,
+    title: l.title,
+    gtin: '',
+    token: l.token,
+    incrementUnits: l.incrementUnits,
+    buyNowUnits: null,
+    opensAt: l.opensAt,
+    closesAt: l.closesAt,
+    status: l.status,
+    high: l.high === null ? null : { units: l.high.units, card: l.high.card },
+    bids: l.bids,
+    minBidUnits: l.minBidUnits,
+    reserveMet: l.reserveMet,
+    result: l.result === null ? null : { sold: l.result.sold, saleId: l.result.saleId, units: l.result.units, card: l.result.card },
+  };
+}
+
 export interface AuctionsView {
   /** Open lots first (soonest to close first), then those closed lately. */
-  lots: LotView[];
+  lots: TillLot[];
   /** The bid this till placed last, until the cashier closes it. */
   lastBid: { lotId: string; title: string; units: number; token: string; closesAt: string; customer: string; text: string } | null;
 }
@@ -44,7 +68,7 @@ export interface TillAuctionsDeps {
 const OFFLINE_BID = 'the store server is unreachable: bids are held on the store server, so none can be placed now';
 
 export class TillAuctions {
-  private readonly lots = new Map<string, LotView>();
+  private readonly lots = new Map<string, TillLot>();
   private lastBid: AuctionsView['lastBid'] = null;
   private readonly unsubscribe: (() => void)[] = [];
   /** Lots this till bid on since it started: their close is said here, and a won lot's receipt printed. */
@@ -61,9 +85,9 @@ export class TillAuctions {
   }
 
   /** A newer view of a lot replaces an older one: more bids, or closed, is newer. */
-  private keep(lot: LotView): void {
+  private keep(lot: TillLot): void {
     const old = this.lots.get(lot.lotId);
-    const rank = (l: LotView) => l.bids * 4 + (l.status === 'closed' || l.status === 'cancelled' ? 2 : 0);
+    const rank = (l: TillLot) => l.bids * 4 + (l.status === 'closed' || l.status === 'cancelled' ? 2 : 0);
     if (old !== undefined && rank(old) > rank(lot)) return;
     this.lots.set(lot.lotId, lot);
     if (this.lots.size > LOTS_KEPT_MAX) {
@@ -80,7 +104,34 @@ export class TillAuctions {
     if (!this.deps.link.connected) return;
     const lots = await this.deps.link.request<LotView[]>('lots:list', {});
     for (const lot of lots) this.keep(lot);
+    // The store's lots are shown at once; the mall's follow when the mall has answered.
     this.deps.changed();
+    await this.refreshMall();
+    this.deps.changed();
+  }
+
+  /**
+   * The mall's lots, through the store (online only: when the mall cannot be reached the
+   * panel keeps what it had). A mall lot this till bid on that has closed is said here.
+   */
+  private async refreshMall(): Promise<void> {
+    const mallLots = await this.deps.link.request<MallLotView[]>('mall-lots:list', {}).catch(() => null);
+    if (mallLots === null || !Array.isArray(mallLots)) return;
+    for (const l of mallLots) {
+      const lot = mallLotAsTillLot(l);
+      this.keep(lot);
+      if ((lot.status === 'closed' || lot.status === 'cancelled') && this.bidOn.delete(lot.lotId)) this.mallClosed(l);
+    }
+  }
+
+  private mallClosed(l: MallLotView): void {
+    const r = l.result;
+    if (r === null || !r.sold) {
+      this.deps.say('info', `the mall's lot ${l.title} closed without a sale to this store's bid: the tokens held in the wallet went back`);
+      return;
+    }
+    const where = r.vendor === null ? '' : ` through store ${r.vendor}`;
+    this.deps.say('success', `the mall's lot ${l.title} sold to card ${r.card ?? ''} for ${formatUnits(r.units ?? 0, l.token)}${where}: mall sale ${r.saleId ?? ''}, the winner's store prints its receipt at pickup`);
   }
 
   view(): AuctionsView {
@@ -107,6 +158,7 @@ export class TillAuctions {
     const customer = this.deps.customer();
     if (customer === null) fail('POS_ERR_COMMAND', 'scan the customer card first: a bid is the customer\'s');
     const lot = this.lots.get(lotId);
+    if (MALL_LOT_ID_PATTERN.test(lotId)) return this.mallBid(lotId, lot, customer, units, pin);
     const ack = await this.deps.sendKeyed<BidAck>('lot:bid', { lotId, card: customer.card, units }, pin === undefined ? {} : { customerPin: pin });
     this.bidOn.add(lotId);
     const token = lot?.token ?? Object.keys(ack.balancesAfter)[0] ?? '';
@@ -115,6 +167,18 @@ export class TillAuctions {
     // The balances after the hold: asked again rather than worked out here.
     const fresh = await this.deps.link.request<CustomerView>('customer:lookup', { card: customer.card }).catch(() => null);
     if (fresh !== null) await this.deps.setCustomer(fresh);
+    this.deps.say('success', text);
+  }
+
+  /** A bid on a mall lot: the store forwards it; the mall holds it in the customer's mall wallet, with the wallet PIN. */
+  private async mallBid(lotId: string, lot: TillLot | undefined, customer: CustomerView, units: number, pin: string | undefined): Promise<void> {
+    const ack = await this.deps.sendKeyed<MallLotBidAnswer>('mall-lot:bid', { lotId, card: customer.card, units }, pin === undefined ? {} : { walletPin: pin });
+    this.bidOn.add(lotId);
+    const token = lot?.token ?? '';
+    const text = `${customer.name} is the high bidder on the mall's ${lot?.title ?? lotId} at ${formatUnits(ack.units, token)}; ${formatUnits(ack.units, token)} are held in their mall wallet until the lot closes or they are outbid`;
+    this.lastBid = { lotId, title: lot?.title ?? lotId, units: ack.units, token, closesAt: ack.closesAt, customer: customer.name, text };
+    await this.refreshMall();
+    this.deps.changed();
     this.deps.say('success', text);
   }
 

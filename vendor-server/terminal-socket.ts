@@ -42,6 +42,7 @@ import { AUCTION_EVENTS, registerAuctionEvents } from './auctions/socket.ts';
 import type { AuctionService } from './auctions/service.ts';
 import { INSTRUMENT_EVENTS, registerInstruments } from './instruments/socket.ts';
 import { paysWithInstruments, type InstrumentService } from './instruments/service.ts';
+import { MallLotForwarder } from './auctions/mall-lots.ts';
 
 interface SocketData {
   terminalId: string;
@@ -392,7 +393,7 @@ export class TerminalGateway {
     registerSellEvents({ on: (event, listener) => socket.on(event as 'tokens:sell', listener as never), handle, terminalId, actor, needCashier, ledger, cashierDay, logger });
     const auctions = this.deps.auctions;
     if (auctions !== undefined) {
-      registerAuctionEvents({ on: (event, listener) => socket.on(event as 'lot:bid', listener as never), handle, terminalId, actor, needCashier, ledger, access, auctions, audit, logger });
+      registerAuctionEvents({ on: (event, listener) => socket.on(event as 'lot:bid', listener as never), handle, terminalId, actor, needCashier, ledger, access, auctions, mallLots: new MallLotForwarder(this.deps.xchg.mall), audit, logger });
     }
     // Offline selling: forwards need no signed-in cashier (each names the one who sold).
     socket.on('catalog:get', handle('catalog:get', (p) => this.deps.offline.catalog(p)));

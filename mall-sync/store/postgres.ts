@@ -795,6 +795,13 @@ async function project(tx: pg.PoolClient, e: MallEvent): Promise<void> {
     case 'instruments.voided':
       await projectInstruments(tx, e);
       break;
+    case 'mall-lot.opened':
+    case 'mall-lot.bid':
+    case 'mall-lot.cancelled':
+    case 'mall-lot.closed':
+      // Mall lots live in the event log only (every worker's state replays it); the
+      // registry's write lock and the re-check inside it make each change once.
+      break;
     case 'wallet.pin-set':
     case 'wallet.pin-failed':
     case 'wallet.pin-reset':

@@ -18,6 +18,7 @@ import {
   type PublicJwk,
   type Transfer,
 } from '../events.ts';
+import { applyMallLotEvent, emptyMallLotsState, reviveMallLotsState, type MallLotsState } from '../lots-state.ts';
 import { applyInstrumentBatch, applyInstrumentEvent, emptyInstrumentsState, reviveInstrumentsState, type InstrumentRecord, type InstrumentsState } from '../instruments-state.ts';
 
 /**
@@ -272,6 +273,8 @@ export interface MallState {
   dataRequestSerial: number;
   /** Bearer instruments: keys, policy, instruments and reservations (instruments-state.ts). */
   instruments: InstrumentsState;
+  /** Mall-wide lots (lots-state.ts). */
+  mallLots: MallLotsState;
 }
 
 /** How far back the state keeps data requests; the journal keeps every one. */
@@ -320,6 +323,7 @@ export function emptyMallState(): MallState {
     dataRequests: [],
     dataRequestSerial: 0,
     instruments: emptyInstrumentsState(),
+    mallLots: emptyMallLotsState(),
   };
 }
 
@@ -426,6 +430,7 @@ export function reviveMallState(raw: MallState): MallState {
     dataRequests: raw.dataRequests ?? [],
     dataRequestSerial: raw.dataRequestSerial ?? 0,
     instruments: reviveInstrumentsState(raw.instruments),
+    mallLots: reviveMallLotsState(raw.mallLots as MallLotsState | undefined),
   };
 }
 
@@ -507,6 +512,8 @@ export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<Mall
   'wallet.pin-set', 'wallet.pin-failed', 'wallet.pin-reset', 'wallet.unlocked',
   // Instrument keys, the policy, issues, reservations and voids decide how later batches are judged.
   'instruments.key-added', 'instruments.key-withdrawn', 'instruments.policy-set', 'instruments.issued', 'instruments.reserved', 'instruments.released', 'instruments.voided',
+  // Mall lots hold wallet units and take them at close: later holds and batches are judged against that.
+  'mall-lot.opened', 'mall-lot.bid', 'mall-lot.cancelled', 'mall-lot.closed',
 ]);
 
 /** Applies what the mall cleared for one vendor event. */
@@ -729,6 +736,12 @@ export function applyMallEvent(state: MallState, event: MallEvent, hash: string)
     case 'instruments.released':
     case 'instruments.voided':
       applyInstrumentEvent(state.instruments, state.requestKeys, event);
+      break;
+    case 'mall-lot.opened':
+    case 'mall-lot.bid':
+    case 'mall-lot.cancelled':
+    case 'mall-lot.closed':
+      applyMallLotEvent(state.mallLots, state, event);
       break;
     case 'wallet.unlocked': {
       const p = own(state.walletPins, event.data.card);

@@ -56,8 +56,9 @@ export function renderAuctions(s) {
   region(root, sig, () => [
     h('h2', {}, 'Auctions'),
     ...lots.map((l) =>
-      h('div', { class: 'lot', testid: 'lot-row', data: { lot: l.lotId, bids: String(l.bids) } },
-        h('span', { class: 'lot-title' }, l.title),
+      h('div', { class: 'lot', testid: 'lot-row', data: { lot: l.lotId, bids: String(l.bids), mall: l.mall === true ? 'yes' : 'no' } },
+        // The mall's lots are marked: their bids are held in the customer's mall wallet and need its PIN.
+        h('span', { class: 'lot-title' }, l.mall === true ? `Mall · ${l.title}` : l.title),
         h('strong', { testid: 'lot-high' }, l.high === null ? 'no bids' : units(l.high.units, l.token)),
         h('span', { class: 'lot-left' }, timeLeft(l)),
         h('button', { type: 'button', class: 'small edit', testid: 'btn-lot-bid', data: { lot: l.lotId }, onclick: () => openBid(l.lotId) }, 'Bid'),

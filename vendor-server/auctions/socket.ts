@@ -1,13 +1,14 @@
-import { parse } from '../../core/index.ts';
-import { lotBidRequest, type BidAck, type LotView } from '../../core/auctions.ts';
+import { parse, type FlattenedJws } from '../../core/index.ts';
+import { lotBidRequest, type BidAck, type LotView, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../../core/auctions.ts';
 import type { AccessStore, PinAuditEntry } from '../access.ts';
 import type { Actor, LedgerService } from '../ledger/service.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { checkKeyOwner } from '../cashier-day/socket.ts';
 import type { AuctionService } from './service.ts';
+import { mallLotBidRequest, type MallLotForwarder } from './mall-lots.ts';
 
 /** The auction events a till may send. */
-export const AUCTION_EVENTS = ['lots:list', 'lot:bid'] as const;
+export const AUCTION_EVENTS = ['lots:list', 'lot:bid', 'mall-lots:list', 'mall-lot:get', 'mall-lot:bid'] as const;
 
 export interface AuctionSocketDeps {
   on: (event: (typeof AUCTION_EVENTS)[number], listener: (...args: unknown[]) => void) => void;
@@ -18,6 +19,8 @@ export interface AuctionSocketDeps {
   ledger: LedgerService;
   access: AccessStore;
   auctions: AuctionService;
+  /** Mall-wide lots, forwarded to the mall while it answers. */
+  mallLots: MallLotForwarder;
   audit: (entry: PinAuditEntry) => void;
   logger: Logger;
 }
@@ -49,6 +52,20 @@ export function registerAuctionEvents(deps: AuctionSocketDeps): void {
       }
       const ack = await auctions.bid(deps.actor(), input);
       deps.logger.info({ terminal: terminalId, lotId: ack.lotId, seq: ack.seq, units: ack.units }, 'bid placed');
+      return ack;
+    }),
+  );
+  // Mall lots: the mall checks the card's wallet PIN and holds the bid in the wallet; the store keeps nothing.
+  deps.on('mall-lots:list', deps.handle<MallLotView[]>('mall-lots:list', () => deps.mallLots.list()));
+  deps.on('mall-lot:get', deps.handle<MallLotView & { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }>('mall-lot:get', (p) => deps.mallLots.lot(p)));
+  deps.on(
+    'mall-lot:bid',
+    deps.handle<MallLotBidAnswer>('mall-lot:bid', async (p) => {
+      const req = parse(mallLotBidRequest, p);
+      checkKeyOwner(req.key, terminalId, keyPrefix);
+      await deps.needCashier(req.key);
+      const ack = await deps.mallLots.bid(req);
+      deps.logger.info({ terminal: terminalId, lotId: ack.lotId, units: ack.units }, 'mall lot bid forwarded');
       return ack;
     }),
   );

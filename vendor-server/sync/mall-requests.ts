@@ -21,8 +21,9 @@ import { isCertificateError, tlsRequest, type TlsResponse } from '../../platform
  * carries a short-lived JWT signed with the vendor key, as the snapshot request does; a
  * POST's JWT also carries `bh`, the sha256 hex of the raw body, so a token seen in transit
  * cannot be replayed with another body. The mall's refusals keep their code and message;
- * a mall that cannot be reached is VND_ERR_WALLET_OFFLINE for the wallet and
- * VND_ERR_MALL_UNREACHABLE for the data request, both at once (short timeouts).
+ * a mall that cannot be reached is VND_ERR_WALLET_OFFLINE for the wallet,
+ * VND_ERR_MALL_LOT_OFFLINE for mall lots and VND_ERR_MALL_UNREACHABLE for the data
+ * request, all at once (short timeouts).
  */
 export interface MallRequestOptions {
   mallUrl: string;
@@ -60,7 +61,7 @@ export interface MallWallet {
   locked?: boolean;
 }
 
-type Unreachable = 'VND_ERR_WALLET_OFFLINE' | 'VND_ERR_MALL_UNREACHABLE';
+type Unreachable = 'VND_ERR_WALLET_OFFLINE' | 'VND_ERR_MALL_UNREACHABLE' | 'VND_ERR_MALL_LOT_OFFLINE';
 
 const AUTH_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
@@ -236,6 +237,23 @@ export class MallRequests {
       compact: v['compact'] === null || v['compact'] === undefined ? null : str(v['compact'], 1024),
       asOf: str(v['asOf'], 40),
     };
+  }
+
+  // ---- mall-wide auction lots --------------------------------------------------------------
+
+  /** The mall's lots, as the mall answered (checked by the caller, vendor-server/auctions/mall-lots.ts). */
+  mallLots(): Promise<unknown> {
+    return this.request('GET', '/lots', undefined, 'VND_ERR_MALL_LOT_OFFLINE');
+  }
+
+  /** One mall lot, with the receipt when this store's customer won it. */
+  mallLot(lotId: string): Promise<unknown> {
+    return this.request('GET', `/lots/${encodeURIComponent(lotId)}`, undefined, 'VND_ERR_MALL_LOT_OFFLINE');
+  }
+
+  /** Forwards a customer's bid on a mall lot; `pin` is the wallet PIN, sent, never kept. */
+  mallLotBid(lotId: string, body: { key: string; card: string; units: number; pin?: string | undefined }): Promise<unknown> {
+    return this.post(`/lots/${encodeURIComponent(lotId)}/bids`, { key: body.key, card: body.card, units: body.units, ...(body.pin === undefined ? {} : { pin: body.pin }) }, 'VND_ERR_MALL_LOT_OFFLINE');
   }
 
   private wallet(v: unknown, card: string): MallWallet {
