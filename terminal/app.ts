@@ -38,7 +38,7 @@ import type { Cart, TenderChoice } from './cart.ts';
 import type { TerminalCredential } from './credential.ts';
 import type { DrawerStatus, DrawerWatch } from './drawer-watch.ts';
 import { ECONOMY_COMMANDS, OFFLINE_WALLET, TillEconomy, WALLET_UNREACHABLE, type EconomyCommand, type EconomyView } from './economy.ts';
-import type { EconomyReceiptContext } from './economy-receipts.ts';
+import { mallLotReceipt, type EconomyReceiptContext } from './economy-receipts.ts';
 import { AUCTION_COMMANDS, TillAuctions, type AuctionCommand, type AuctionsView } from './auctions.ts';
 import { toOfflineReceipt, toReceipt } from './receipts.ts';
 import { shiftCloseReceipt, xReportReceipt, zReportReceipt, type ReportContext } from './reports.ts';
@@ -345,6 +345,9 @@ export class TerminalApp {
           toReceipt(receipt, { kind: 'sale', terminalName: this.opts.credential.name, cashierName: this.cashier?.name ?? receipt.sale.cashier ?? '-', tokenNames: server?.tokenNames ?? {} }),
         );
         this.lastReceiptSaleId = receipt.sale.saleId;
+      },
+      printMallLot: async (receipt, jws) => {
+        await this.opts.printQueue.enqueue(mallLotReceipt(receipt, jws, this.economyReceiptContext()));
       },
     });
   }

@@ -1,5 +1,5 @@
-import { fail, formatUnits, type ClientToServerEvents, type CustomerView, type ReceiptData } from '../core/index.ts';
-import { MALL_LOT_ID_PATTERN, type BidAck, type LotView, type MallLotBidAnswer, type MallLotView } from '../core/auctions.ts';
+import { fail, formatUnits, type ClientToServerEvents, type CustomerView, type FlattenedJws, type ReceiptData } from '../core/index.ts';
+import { MALL_LOT_ID_PATTERN, type BidAck, type LotView, type MallLotBidAnswer, type MallLotReceipt, type MallLotView } from '../core/auctions.ts';
 import { RemoteError, type StoreLink } from './store-link.ts';
 
 /**
@@ -62,7 +62,8 @@ export interface TillAuctionsDeps {
   say: (kind: 'info' | 'success' | 'error', text: string) => void;
   changed: () => void;
   /** Prints the receipt of a sale this till's bid won (the store names the winning bid's till on the sale). */
-  printSale: (receipt: ReceiptData) => Promise<void>;
+  printSale: (receipt: ReceiptData) => Promise<void>;  /** Prints the receipt of a mall lot this till's bid won, signed by the mall. */
+  printMallLot: (receipt: MallLotReceipt, jws: FlattenedJws | null) => Promise<void>;
 }
 
 const OFFLINE_BID = 'the store server is unreachable: bids are held on the store server, so none can be placed now';
@@ -120,18 +121,35 @@ export class TillAuctions {
     for (const l of mallLots) {
       const lot = mallLotAsTillLot(l);
       this.keep(lot);
-      if ((lot.status === 'closed' || lot.status === 'cancelled') && this.bidOn.delete(lot.lotId)) this.mallClosed(l);
+      if ((lot.status === 'closed' || lot.status === 'cancelled') && this.bidOn.delete(lot.lotId)) await this.mallClosed(l);
     }
   }
 
-  private mallClosed(l: MallLotView): void {
+  /**
+   * A mall lot this till bid on has closed. Sold through this store (the mall hands its
+   * signed receipt only to the winner's store), the receipt is printed here.
+   */
+  private async mallClosed(l: MallLotView): Promise<void> {
     const r = l.result;
     if (r === null || !r.sold) {
       this.deps.say('info', `the mall's lot ${l.title} closed without a sale to this store's bid: the tokens held in the wallet went back`);
       return;
     }
     const where = r.vendor === null ? '' : ` through store ${r.vendor}`;
-    this.deps.say('success', `the mall's lot ${l.title} sold to card ${r.card ?? ''} for ${formatUnits(r.units ?? 0, l.token)}${where}: mall sale ${r.saleId ?? ''}, the winner's store prints its receipt at pickup`);
+    const sold = `the mall's lot ${l.title} sold to card ${r.card ?? ''} for ${formatUnits(r.units ?? 0, l.token)}${where}: mall sale ${r.saleId ?? ''}`;
+    let got: { receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null };
+    try {
+      got = await this.deps.link.request<{ receipt: MallLotReceipt | null; receiptJws: FlattenedJws | null }>('mall-lot:get', { lotId: l.lotId });
+    } catch {
+      this.deps.say('info', `${sold}; its receipt could not be fetched now: ask for it again when the mall can be reached`);
+      return;
+    }
+    if (got.receipt === null) {
+      this.deps.say('success', `${sold}, won through another store`);
+      return;
+    }
+    await this.deps.printMallLot(got.receipt, got.receiptJws);
+    this.deps.say('success', `${sold}, receipt printed`);
   }
 
   view(): AuctionsView {

@@ -4,11 +4,13 @@ import {
   maskCard,
   type CustomerView,
   type ExchangeAck,
+  type FlattenedJws,
   type TokenBalance,
   type TokenSaleAck,
   type WalletMoveAck,
   type WalletView,
 } from '../core/index.ts';
+import type { MallLotReceipt } from '../core/auctions.ts';
 import { receiptLimits, type Receipt, type ReceiptSection } from '../hardware/printer/index.ts';
 
 /**
@@ -163,5 +165,25 @@ export function registrationSlip(customer: CustomerView, ctx: EconomyReceiptCont
     ],
     footer: [fit(`Welcome, ${customer.name}`), 'Show this barcode to pay with tokens', 'Keep it safe: it works like cash'],
     barcode: customer.card,
+  });
+}
+
+/**
+ * The receipt of a mall lot won through this store, printed at the till whose bid won:
+ * what was won, the mall tokens taken from the winner's mall wallet, and in the QR code
+ * the mall's signature over the sale (a compact JWS anyone can check with the mall's
+ * public key).
+ */
+export function mallLotReceipt(r: MallLotReceipt, jws: FlattenedJws | null, ctx: EconomyReceiptContext): Receipt {
+  const qr = jws === null ? null : `${jws.protected}.${jws.payload}.${jws.signature}`;
+  return base(ctx, {
+    saleId: r.saleId,
+    idLabel: 'Mall sale',
+    at: r.closedAt,
+    kind: 'report',
+    title: 'WON AT THE MALL AUCTION',
+    sections: [{ title: fit(r.title), rows: [{ label: 'From the mall wallet', amount: formatUnits(r.units, r.token) }] }],
+    footer: [fit(`Card ${maskCard(r.card)}`), fit(`Mall lot ${r.lotId}, sold by the mall`)],
+    ...(qr === null || qr.length > receiptLimits.qrCharsMax ? {} : { qr }),
   });
 }

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { CustomerView } from '../../core/index.ts';
-import type { MallLotView } from '../../core/auctions.ts';
+import type { MallLotReceipt, MallLotView } from '../../core/auctions.ts';
+import { mallLotReceipt } from '../../terminal/economy-receipts.ts';
 import { TillAuctions } from '../../terminal/auctions.ts';
 import { RemoteError, type StoreLink } from '../../terminal/store-link.ts';
 
@@ -31,6 +32,8 @@ function mallLot(over: Partial<MallLotView> = {}): MallLotView {
 
 describe('terminal: mall lots on the lots panel', () => {
   let mallLots: MallLotView[] | 'offline';
+  let won: { receipt: MallLotReceipt | null; receiptJws: { protected: string; payload: string; signature: string } | null };
+  const printed: { receipt: MallLotReceipt; jws: unknown }[] = [];
   const sent: { event: string; body: Record<string, unknown>; secret: Record<string, unknown> | undefined }[] = [];
   const said: string[] = [];
   const customer = { card: 'C0000000018', name: 'Ann' } as CustomerView;
@@ -43,6 +46,7 @@ describe('terminal: mall lots on the lots panel', () => {
         if (mallLots === 'offline') return Promise.reject(new RemoteError({ code: 'VND_ERR_MALL_LOT_OFFLINE', message: 'the mall cannot be reached' }));
         return Promise.resolve(mallLots);
       }
+      if (event === 'mall-lot:get') return Promise.resolve(won);
       return Promise.reject(new Error(`unexpected ${event}`));
     },
   } as unknown as StoreLink;
@@ -59,11 +63,17 @@ describe('terminal: mall lots on the lots panel', () => {
       say: (_kind, text) => said.push(text),
       changed: () => undefined,
       printSale: () => Promise.resolve(),
+      printMallLot: (receipt, jws) => {
+        printed.push({ receipt, jws });
+        return Promise.resolve();
+      },
     });
 
   beforeEach(() => {
     sent.length = 0;
     said.length = 0;
+    printed.length = 0;
+    won = { receipt: null, receiptJws: null };
   });
 
   it('shows the mall lots marked as the mall\'s, and sends a bid on one as mall-lot:bid with the wallet PIN as a secret', async () => {
@@ -76,8 +86,35 @@ describe('terminal: mall lots on the lots panel', () => {
     expect(said.at(-1)).to.match(/high bidder on the mall's Brass lamp/);
     // The lot closes at the mall, sold to this till's customer: said on the next fetch.
     mallLots = [mallLot({ status: 'closed', bids: 1, minBidUnits: null, result: { sold: true, saleId: 'mls-000001', units: 10, card: 'C••••••0018', vendor: 'acme', closedAt: '2026-12-01T12:00:00.000Z' } })];
+    const receipt: MallLotReceipt = { saleId: 'mls-000001', lotId: 'mlot-000001', title: 'Brass lamp', token: 'MALL', units: 10, card: 'C0000000018', vendor: 'acme', closedAt: '2026-12-01T12:00:00.000Z', closedSeq: 42 };
+    won = { receipt, receiptJws: { protected: 'eyJhbGciOiJFZERTQSJ9', payload: 'eyJzYWxlSWQiOiJtbHMtMDAwMDAxIn0', signature: 'c2ln' } };
     await t.command({ type: 'refreshLots' });
-    expect(said.at(-1)).to.match(/sold to card .* mall sale mls-000001/);
+    expect(said.at(-1)).to.match(/sold to card .* mall sale mls-000001, receipt printed/);
+    // The winner's store got the mall's signed receipt: the till whose bid won prints it, once.
+    expect(printed).to.deep.equal([{ receipt, jws: won.receiptJws }]);
+    await t.command({ type: 'refreshLots' });
+    expect(printed).to.have.length(1);
+  });
+
+  it('says a mall lot won through another store, printing nothing', async () => {
+    mallLots = [mallLot()];
+    const t = till();
+    await t.command({ type: 'refreshLots' });
+    await t.command({ type: 'bid', lotId: 'mlot-000001', units: 10, pin: '2580' });
+    mallLots = [mallLot({ status: 'closed', bids: 2, minBidUnits: null, result: { sold: true, saleId: 'mls-000002', units: 15, card: 'C••••••0026', vendor: 'bella', closedAt: '2026-12-01T12:00:00.000Z' } })];
+    await t.command({ type: 'refreshLots' });
+    expect(said.at(-1)).to.match(/through store bella: mall sale mls-000002, won through another store/);
+    expect(printed).to.deep.equal([]);
+  });
+
+  it('prints a mall lot receipt with the card masked and the mall\'s signature as the QR code', () => {
+    const r: MallLotReceipt = { saleId: 'mls-000001', lotId: 'mlot-000001', title: 'Brass lamp', token: 'MALL', units: 10, card: 'C0000000018', vendor: 'acme', closedAt: '2026-12-01T12:00:00.000Z', closedSeq: 42 };
+    const slip = mallLotReceipt(r, { protected: 'aaa', payload: 'bbb', signature: 'ccc' }, { store: { name: 'ACME', address: [] }, terminalName: 'Till 1', cashierName: 'Ana', tokenNames: {} });
+    expect(slip.qr).to.equal('aaa.bbb.ccc');
+    expect(slip.saleId).to.equal('mls-000001');
+    const text = JSON.stringify(slip);
+    expect(text).to.include('Brass lamp').and.include('•••018');
+    expect(text).to.not.include('C0000000018');
   });
 
   it('keeps the store\'s lots when the mall cannot be reached', async () => {
