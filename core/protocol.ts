@@ -517,6 +517,8 @@ export interface ServerToClientEvents {
   'terminal:revoked': (info: { terminalId: string; message: string; code: string }) => void;
   /** Lots changed (listed, bid on, cancelled, closed), pushed together once the changes are durable. */
   'lots:update': (lots: LotView[]) => void;
+  /** The mall's lots, pushed when they changed (the store asks the mall every few seconds while tills are connected). */
+  'mall-lots:update': (lots: MallLotView[]) => void;
 }
 
 /**

@@ -82,6 +82,9 @@ export class TillAuctions {
         deps.changed();
         if (lot.status === 'closed' && this.bidOn.delete(lot.lotId)) void this.closed(lot);
       }),
+      deps.link.onMallLotsUpdate((lots) => {
+        void this.takeMall(lots).then(() => deps.changed());
+      }),
     );
   }
 
@@ -118,6 +121,11 @@ export class TillAuctions {
   private async refreshMall(): Promise<void> {
     const mallLots = await this.deps.link.request<MallLotView[]>('mall-lots:list', {}).catch(() => null);
     if (mallLots === null || !Array.isArray(mallLots)) return;
+    await this.takeMall(mallLots);
+  }
+
+  /** The mall's lots as fetched or pushed: kept for the panel; the close of one this till bid on is said. */
+  private async takeMall(mallLots: MallLotView[]): Promise<void> {
     for (const l of mallLots) {
       const lot = mallLotAsTillLot(l);
       this.keep(lot);

@@ -9,7 +9,7 @@ import {
   type WireError,
 } from '../core/index.ts';
 import { renewAccessCredential, RenewRefused, type LinkCredentials } from './credential.ts';
-import type { LotView } from '../core/auctions.ts';
+import type { LotView, MallLotView } from '../core/auctions.ts';
 
 export type LinkState = 'connecting' | 'connected' | 'offline' | 'revoked' | 'unauthorised';
 
@@ -203,6 +203,16 @@ export class StoreLink {
     };
     this.socket.on('lots:update', handler);
     return () => this.socket.off('lots:update', handler);
+  }
+
+  /** The mall's lots, pushed by the store when they changed. */
+  onMallLotsUpdate(cb: (lots: MallLotView[]) => void): () => void {
+    const handler = (lots: MallLotView[]) => {
+      if (!Array.isArray(lots)) return;
+      cb(lots.filter((lot) => typeof lot?.lotId === 'string' && typeof lot.status === 'string'));
+    };
+    this.socket.on('mall-lots:update', handler);
+    return () => this.socket.off('mall-lots:update', handler);
   }
 
   onStatus(cb: (s: LinkStatus) => void): () => void {

@@ -244,6 +244,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   });
   catalogPush.to = (version) => io.emit('catalog:changed', { version });
   gateway.startStatusBroadcast();
+  gateway.startMallLotsWatch();
 
   const host = opts.host ?? config.host;
   try {

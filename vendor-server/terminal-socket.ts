@@ -106,6 +106,8 @@ export interface TerminalGatewayDeps {
 }
 
 export const STATUS_BROADCAST_MS = 5_000;
+/** How often the store asks the mall for its lots while tills are connected, to push changes to them. */
+export const MALL_LOTS_WATCH_MS = 2_000;
 
 export function toWireError(err: unknown, logger: Logger): WireError {
   if (err instanceof MallposError) return err.toWire();
@@ -422,6 +424,38 @@ export class TerminalGateway {
   }
 
   private broadcast: NodeJS.Timeout | null = null;
+  private mallLotsWatch: NodeJS.Timeout | null = null;
+  private lastMallLots = '';
+
+  /**
+   * Keeps the tills' lots panels current with the mall's lots: while a till is connected,
+   * the store asks the mall for them every few seconds (one request per store, however many
+   * tills) and pushes them when they changed. A mall out of reach leaves the tills with
+   * what they had.
+   */
+  startMallLotsWatch(everyMs = MALL_LOTS_WATCH_MS): void {
+    const forwarder = new MallLotForwarder(this.deps.xchg.mall);
+    let asking = false;
+    this.mallLotsWatch = setInterval(() => {
+      if (asking || this.io.of('/').sockets.size === 0) return;
+      asking = true;
+      forwarder
+        .list()
+        .then(
+          (lots) => {
+            const text = JSON.stringify(lots);
+            if (text === this.lastMallLots) return;
+            this.lastMallLots = text;
+            this.io.emit('mall-lots:update', lots);
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          asking = false;
+        });
+    }, everyMs);
+    this.mallLotsWatch.unref();
+  }
 
   /** Keeps every terminal's status bar current (sync backlog, store state). */
   startStatusBroadcast(everyMs = STATUS_BROADCAST_MS): void {
@@ -479,6 +513,7 @@ export class TerminalGateway {
 
   close(): Promise<void> {
     if (this.broadcast !== null) clearInterval(this.broadcast);
+    if (this.mallLotsWatch !== null) clearInterval(this.mallLotsWatch);
     return new Promise((resolve) => {
       this.io.close(() => resolve());
     });

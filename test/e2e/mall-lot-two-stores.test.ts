@@ -101,12 +101,16 @@ describe('e2e: a mall lot with bids from two stores (child processes)', function
     }
     const bid = (c: typeof zoe, units: number, pin: string | undefined = c.pin) =>
       call<MallLotBidAnswer>(c.store.till.socket, 'mall-lot:bid', { key: key(c.store.till.terminalId), lotId: lot.lotId, card: c.card, units, ...(pin === undefined ? {} : { walletPin: pin }) });
+    // Store A's tills hear of bids placed through store B: A asks the mall and pushes what changed.
+    const pushedToA: MallLotView[][] = [];
+    a.till.socket.on('mall-lots:update', (lots: MallLotView[]) => pushedToA.push(lots));
     expect(expectOk(await bid(zoe, 20)).wallet.held).to.deep.equal({ MALL: 20 });
     const wrongPin = await bid(yan, 25, '000000');
     expect(wrongPin.ok ? null : wrongPin.error.code).to.equal('MALL_ERR_WALLET_PIN');
     const low = await bid(yan, 24);
     expect(low.ok ? null : low.error.code).to.equal('MALL_ERR_BID_TOO_LOW');
     expect(expectOk(await bid(yan, 25)).wallet.held).to.deep.equal({ MALL: 25 });
+    await until('store A pushed the high bid placed through store B', () => (pushedToA.some((lots) => lots.some((l) => l.lotId === lot.lotId && l.high?.units === 25)) ? true : undefined), 30_000);
     // Outbid: Zoe's hold is released at once.
     expect((await walletOf(zoe.card)).held).to.deep.equal({});
     expectOk(await bid(zoe, 30));

@@ -4,6 +4,7 @@ import type { MallLotReceipt, MallLotView } from '../../core/auctions.ts';
 import { mallLotReceipt } from '../../terminal/economy-receipts.ts';
 import { TillAuctions } from '../../terminal/auctions.ts';
 import { RemoteError, type StoreLink } from '../../terminal/store-link.ts';
+import { until } from '../helpers/process.ts';
 
 /**
  * The till's lots panel with the mall's lots: fetched through the store beside the
@@ -34,12 +35,17 @@ describe('terminal: mall lots on the lots panel', () => {
   let mallLots: MallLotView[] | 'offline';
   let won: { receipt: MallLotReceipt | null; receiptJws: { protected: string; payload: string; signature: string } | null };
   const printed: { receipt: MallLotReceipt; jws: unknown }[] = [];
+  let pushMall: (lots: MallLotView[]) => void = () => undefined;
   const sent: { event: string; body: Record<string, unknown>; secret: Record<string, unknown> | undefined }[] = [];
   const said: string[] = [];
   const customer = { card: 'C0000000018', name: 'Ann' } as CustomerView;
   const link = {
     connected: true,
     onLotUpdate: () => () => undefined,
+    onMallLotsUpdate: (cb: (lots: MallLotView[]) => void) => {
+      pushMall = cb;
+      return () => undefined;
+    },
     request: (event: string) => {
       if (event === 'lots:list') return Promise.resolve([]);
       if (event === 'mall-lots:list') {
@@ -115,6 +121,20 @@ describe('terminal: mall lots on the lots panel', () => {
     const text = JSON.stringify(slip);
     expect(text).to.include('Brass lamp').and.include('•••018');
     expect(text).to.not.include('C0000000018');
+  });
+
+  it('takes the mall lots the store pushes: a new high bid shows, and a lot this till won is printed', async () => {
+    mallLots = [mallLot()];
+    const t = till();
+    await t.command({ type: 'refreshLots' });
+    await t.command({ type: 'bid', lotId: 'mlot-000001', units: 10, pin: '2580' });
+    pushMall([mallLot({ bids: 2, high: { units: 15, card: 'C••••••0026', vendor: 'bella' }, minBidUnits: 20 })]);
+    await until('the pushed high bid', () => (t.view().lots[0]?.high?.units === 15 ? true : undefined), 5_000);
+    const receipt: MallLotReceipt = { saleId: 'mls-000003', lotId: 'mlot-000001', title: 'Brass lamp', token: 'MALL', units: 20, card: 'C0000000018', vendor: 'acme', closedAt: '2026-12-01T12:00:00.000Z', closedSeq: 50 };
+    won = { receipt, receiptJws: null };
+    pushMall([mallLot({ status: 'closed', bids: 3, minBidUnits: null, result: { sold: true, saleId: 'mls-000003', units: 20, card: 'C••••••0018', vendor: 'acme', closedAt: '2026-12-01T12:00:00.000Z' } })]);
+    await until('the won lot printed', () => (printed.length === 1 ? true : undefined), 5_000);
+    expect(printed[0]?.receipt).to.deep.equal(receipt);
   });
 
   it('keeps the store\'s lots when the mall cannot be reached', async () => {
