@@ -337,7 +337,9 @@ export class AuctionService {
     if (lotId === null) return;
     this.push(lotId);
     if (event.type === 'lot.bid' && event.data.buyNow) void this.closeDue().catch(() => undefined);
-    else if (this.closing === null && (event.type === 'lot.opened' || event.type === 'lot.bid')) this.schedule();
+    // Only a new lot can close before the timer wakes: a bid can only move a close later
+    // (anti-sniping), and a timer waking before any close is due just sleeps again.
+    else if (this.closing === null && event.type === 'lot.opened') this.schedule();
   }
 
   /**

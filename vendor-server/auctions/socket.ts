@@ -51,7 +51,8 @@ export function registerAuctionEvents(deps: AuctionSocketDeps): void {
         }
       }
       const ack = await auctions.bid(deps.actor(), input);
-      deps.logger.info({ terminal: terminalId, lotId: ack.lotId, seq: ack.seq, units: ack.units }, 'bid placed');
+      // Every bid is in the journal; the log names one only when asked for detail.
+      deps.logger.debug({ terminal: terminalId, lotId: ack.lotId, seq: ack.seq, units: ack.units }, 'bid placed');
       return ack;
     }),
   );
