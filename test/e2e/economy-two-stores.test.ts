@@ -3,19 +3,16 @@ import { bytesUnder } from '../helpers/file-bytes.ts';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { bpsOf, type Ack, type CustomerDataView, type CustomerView, type ExchangeAck, type ExchangeView, type SaleAck, type TokenSaleAck, type WalletMoveAck } from '../../core/index.ts';
-import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { auditArchive } from '../../mall-sync/audit.ts';
-import { initMall } from '../../mall-sync/init.ts';
-import { loadConfig, loadKeys, writeConfig } from '../../vendor-server/config.ts';
 import { readWebhookSecrets } from '../../vendor-server/economy/webhook-secret.ts';
 import { webhookSignature } from '../../vendor-server/economy/webhooks.ts';
-import { DEMO_CUSTOMERS, DEMO_PROFILES, demoOwnTokenType, demoTokenTypes, initVendor, type DemoProfileName } from '../../vendor-server/init.ts';
+import { DEMO_CUSTOMERS, DEMO_PROFILES, type DemoProfileName } from '../../vendor-server/init.ts';
 import { http } from '../helpers/http.ts';
-import { pinMall, TEST_FEES } from '../helpers/mall.ts';
-import { killHard, spawnMall, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
+import { TEST_FEES } from '../helpers/mall.ts';
+import { until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
-import { pairTill } from '../helpers/xchg-store.ts';
-import { call, expectOk, type TerminalClient } from '../helpers/vendor.ts';
+import { openChildStore, startChildMall, type ChildStore } from '../helpers/child-stores.ts';
+import { call, expectOk } from '../helpers/vendor.ts';
 
 const BREAD = '5901234123457'; // ACME Market: €2.89 or 58 ACME
 const PEN = '4006381333931'; // ACME Market: €4.50
@@ -26,13 +23,7 @@ const key = (terminalId: string) => `${terminalId}:${randomUUID()}`;
 /** The wallet PIN Zoe chooses with her first deposit. */
 const ZOE_PIN = '362514907788';
 
-interface Store {
-  id: string;
-  dir: string;
-  operatorToken: string;
-  server: ChildServer & { caPem: string };
-  till: { terminalId: string; socket: TerminalClient };
-}
+type Store = ChildStore;
 
 /**
  * A mall and two stores, each a real child process (mall-sync serve, vendor-server
@@ -50,36 +41,16 @@ describe('e2e: tokens between two stores of one mall (child processes)', functio
   it('a customer joins at A, buys and earns A tokens, exchanges them at B, spends at B, buys online, pays from the wallet; statements agree to the minor unit', async () => {
     const { dir, cleanup } = await tempDir('mallpos-economy-');
     cleanups.push(cleanup);
-    const mallDir = join(dir, 'mall');
-    const mallInit = await initMall({ dataDir: mallDir });
-    const mall = await spawnMall(mallDir);
-    cleanups.unshift(() => killHard(mall.child));
-    const admin = new MallAdminClient(mall.url, mallInit.adminToken, mall.caPem);
-    await admin.addParty({ id: 'sunny-foods', name: 'Sunny Foods', kind: 'manufacturer' });
+    const m = await startChildMall(dir, cleanups);
+    const mall = m.server;
+    const mallDir = m.dir;
+    const admin = m.admin;
     await admin.setFees(TEST_FEES);
-
-    const openStore = async (profile: DemoProfileName): Promise<Store> => {
-      const storeDir = join(dir, profile);
-      const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile });
-      await admin.registerVendor({ id: init.config.vendorId, name: init.config.storeName, jwk: (await loadKeys(storeDir)).publicJwk as Record<string, unknown> });
-      const types = profile === 'acme' ? demoTokenTypes('acme') : [demoOwnTokenType('bella')];
-      for (const tt of types) await admin.upsertTokenType(tt);
-      await admin.allot({ vendor: init.config.vendorId, token: 'MALL', units: 10_000, reference: 'opening float' });
-      await pinMall(storeDir, mallDir, mall.url);
-      const config = await loadConfig(storeDir);
-      await writeConfig(storeDir, {
-        ...config,
-        mall: { ...(config.mall as NonNullable<typeof config.mall>), batchAgeMs: 100 },
+    const openStore = (profile: DemoProfileName): Promise<Store> =>
+      openChildStore(m, dir, profile, cleanups, {
         // ACME rewards cash: 2 ACME for every whole euro paid in cash, at most 50 a sale.
         ...(profile === 'acme' ? { loyalty: { token: 'ACME', rules: [{ kind: 'per-amount' as const, everyMinor: 100, units: 2 }], capPerSale: 50 } } : {}),
       });
-      const server = await spawnVendorServer(storeDir);
-      cleanups.unshift(() => killHard(server.child));
-      const till = await pairTill(server.url, init.operatorToken, server.caPem);
-      cleanups.unshift(async () => void till.socket.close());
-      expectOk(await call(till.socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
-      return { id: init.config.vendorId, dir: storeDir, operatorToken: init.operatorToken, server, till };
-    };
     const a = await openStore('acme');
     const b = await openStore('bella');
     const ask = async <T>(s: Store, event: Parameters<typeof call>[1], payload: Record<string, unknown>): Promise<T> =>

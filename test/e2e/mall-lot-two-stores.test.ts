@@ -3,28 +3,20 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Ack, CustomerView, FlattenedJws, TokenSaleAck, WalletMoveAck } from '../../core/index.ts';
 import type { MallLotBidAnswer, MallLotReceipt, MallLotView } from '../../core/auctions.ts';
-import { MallAdminClient } from '../../mall-sync/admin-client.ts';
 import { auditArchive } from '../../mall-sync/audit.ts';
-import { initMall } from '../../mall-sync/init.ts';
-import { loadConfig, loadKeys, writeConfig } from '../../vendor-server/config.ts';
-import { demoOwnTokenType, demoTokenTypes, initVendor, type DemoProfileName } from '../../vendor-server/init.ts';
+import type { DemoProfileName } from '../../vendor-server/init.ts';
 import { http } from '../helpers/http.ts';
-import { pinMall, TEST_FEES } from '../helpers/mall.ts';
-import { killHard, spawnMall, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
+import { TEST_FEES } from '../helpers/mall.ts';
+import { killHard, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
-import { pairTill } from '../helpers/xchg-store.ts';
-import { call, expectOk, type TerminalClient } from '../helpers/vendor.ts';
+import { openChildStore, startChildMall, type ChildStore } from '../helpers/child-stores.ts';
+import { call, expectOk } from '../helpers/vendor.ts';
 
 const key = (terminalId: string) => `${terminalId}:${randomUUID()}`;
 /** Long enough for both stores' bids before the close, on a loaded machine. */
 const CLOSE_AFTER_MS = 20_000;
 
-interface Store {
-  id: string;
-  operatorToken: string;
-  server: ChildServer & { caPem: string };
-  till: { terminalId: string; socket: TerminalClient };
-}
+type Store = ChildStore;
 
 /**
  * A mall lot across two stores, each a real child process (mall-sync serve, vendor-server
@@ -45,31 +37,12 @@ describe('e2e: a mall lot with bids from two stores (child processes)', function
   it('takes bids from both stores, closes on the mall\'s timer, gives the winner\'s store the receipt, and refuses bids once the mall is down', async () => {
     const { dir, cleanup } = await tempDir('mallpos-mall-lot-');
     cleanups.push(cleanup);
-    const mallDir = join(dir, 'mall');
-    const mallInit = await initMall({ dataDir: mallDir });
-    const mall = await spawnMall(mallDir);
-    cleanups.unshift(() => killHard(mall.child));
-    const admin = new MallAdminClient(mall.url, mallInit.adminToken, mall.caPem);
-    await admin.addParty({ id: 'sunny-foods', name: 'Sunny Foods', kind: 'manufacturer' });
+    const m = await startChildMall(dir, cleanups);
+    const mall = m.server;
+    const mallDir = m.dir;
+    const admin = m.admin;
     await admin.setFees(TEST_FEES);
-
-    const openStore = async (profile: DemoProfileName): Promise<Store> => {
-      const storeDir = join(dir, profile);
-      const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile });
-      await admin.registerVendor({ id: init.config.vendorId, name: init.config.storeName, jwk: (await loadKeys(storeDir)).publicJwk as Record<string, unknown> });
-      const types = profile === 'acme' ? demoTokenTypes('acme') : [demoOwnTokenType('bella')];
-      for (const tt of types) await admin.upsertTokenType(tt);
-      await admin.allot({ vendor: init.config.vendorId, token: 'MALL', units: 10_000, reference: 'opening float' });
-      await pinMall(storeDir, mallDir, mall.url);
-      const config = await loadConfig(storeDir);
-      await writeConfig(storeDir, { ...config, mall: { ...(config.mall as NonNullable<typeof config.mall>), batchAgeMs: 100 } });
-      const server = await spawnVendorServer(storeDir);
-      cleanups.unshift(() => killHard(server.child));
-      const till = await pairTill(server.url, init.operatorToken, server.caPem);
-      cleanups.unshift(async () => void till.socket.close());
-      expectOk(await call(till.socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
-      return { id: init.config.vendorId, operatorToken: init.operatorToken, server, till };
-    };
+    const openStore = (profile: DemoProfileName): Promise<Store> => openChildStore(m, dir, profile, cleanups);
     const a = await openStore('acme');
     const b = await openStore('bella');
     const ask = async <T>(s: Store, event: Parameters<typeof call>[1], payload: Record<string, unknown>): Promise<T> => expectOk((await call(s.till.socket, event, payload)) as Ack<T>);
