@@ -584,3 +584,27 @@ export async function registerEconomy(mall: Pick<MallRig, 'admin'>, fees: Partia
   await mall.admin.setFees({ ...SCENARIO_FEES, exchangeServiceBps: 100, customerDataTollMinor: 25, ...fees });
   return { acme, bobs };
 }
+
+/**
+ * Two customers of acme with 100 MALL each in the mall wallet and a wallet PIN each (C1
+ * with `pins[0]`, C2 with `pins[1]`), and C2 registered at bobs too: the bidders of the
+ * mall-lot tests. acme bought its 500 MALL from the mall. Throws when the mall refuses a step.
+ */
+export async function fundBidders(mall: MallRig, acme: RawVendor, bobs: RawVendor, pins: readonly [string, string]): Promise<void> {
+  const allot = await mall.admin.allot({ vendor: 'acme', token: 'MALL', units: 500, reference: 'float' });
+  acme.add('allotment', [{ account: 'issuer:mall', token: 'MALL', units: -500 }, { account: 'float', token: 'MALL', units: 500 }], { token: 'MALL', units: 500, issuer: 'mall', reference: allot.id });
+  for (const [c, card] of [['c1', 'C1'], ['c2', 'C2']] as const) {
+    acme.register(c, card);
+    acme.issue(c, 'MALL', 100, 10);
+    acme.move(c, card, 'to-wallet', 'MALL', 100);
+  }
+  const pushed = await acme.push(mall);
+  if (pushed.ack.flagged.length !== 0) throw new Error(`the mall flagged acme's set-up: ${JSON.stringify(pushed.ack.flagged)}`);
+  bobs.register('b2', 'C2');
+  const bobsPushed = await bobs.push(mall);
+  if (bobsPushed.status !== 200) throw new Error(`bobs' set-up: HTTP ${bobsPushed.status}`);
+  for (const [key, card, pin] of [['acme:pin-1', 'C1', pins[0]], ['acme:pin-2', 'C2', pins[1]]] as const) {
+    const set = await vendorPost(mall, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key, card, pin });
+    if (set.status !== 200) throw new Error(`wallet PIN of ${card}: HTTP ${set.status} ${set.text}`);
+  }
+}

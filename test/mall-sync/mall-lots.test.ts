@@ -5,7 +5,7 @@ import { MALL_ANSWER_BYTES_MAX } from '../../vendor-server/sync/mall-requests.ts
 import type { MallEvent } from '../../mall-sync/events.ts';
 import type { MallStore } from '../../mall-sync/store/store.ts';
 import { until } from '../helpers/process.ts';
-import { archiveOf, forEachStore, http, runMallCli, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, vendorPostToken, type MallRig, type RawVendor } from './helpers.ts';
+import { archiveOf, forEachStore, fundBidders, http, runMallCli, registerEconomy, startMall, storeFingerprint, vendorAuth, vendorPost, vendorPostToken, type MallRig, type RawVendor } from './helpers.ts';
 
 /**
  * Mall-wide lots: two stores forward bids for their customers on one lot in mall tokens;
@@ -42,20 +42,7 @@ forEachStore('mall-sync: mall-wide lots', function (store) {
     mall = await startMall({ store, clock });
     ({ acme, bobs } = await registerEconomy(mall));
     // acme bought 500 MALL from the mall; its customers C1 and C2 each put 100 MALL into the wallet.
-    const allot = await mall.admin.allot({ vendor: 'acme', token: 'MALL', units: 500, reference: 'float' });
-    acme.add('allotment', [{ account: 'issuer:mall', token: 'MALL', units: -500 }, { account: 'float', token: 'MALL', units: 500 }], { token: 'MALL', units: 500, issuer: 'mall', reference: allot.id });
-    for (const [c, card] of [['c1', 'C1'], ['c2', 'C2']] as const) {
-      acme.register(c, card);
-      acme.issue(c, 'MALL', 100, 10);
-      acme.move(c, card, 'to-wallet', 'MALL', 100);
-    }
-    expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
-    bobs.register('b2', 'C2');
-    expect((await bobs.push(mall)).status).to.equal(200);
-    for (const [key, card, pin] of [['acme:pin-1', 'C1', PIN1], ['acme:pin-2', 'C2', PIN2]] as const) {
-      const set = await vendorPost(mall, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key, card, pin });
-      expect(set.status, set.text).to.equal(200);
-    }
+    await fundBidders(mall, acme, bobs, [PIN1, PIN2]);
   });
   afterEach(async () => {
     await mall?.close();

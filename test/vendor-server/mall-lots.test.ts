@@ -7,7 +7,7 @@ import { verifyJson } from '../../mall-sync/jws.ts';
 import { MallLotForwarder } from '../../vendor-server/auctions/mall-lots.ts';
 import type { VendorKeys } from '../../vendor-server/config.ts';
 import { MALL_REQUEST_DEFAULTS, MallRequests } from '../../vendor-server/sync/mall-requests.ts';
-import { registerEconomy, startMall, vendorPost, type MallRig, type RawVendor } from '../mall-sync/helpers.ts';
+import { fundBidders, registerEconomy, startMall, type MallRig, type RawVendor } from '../mall-sync/helpers.ts';
 import { call, startDemoStore, type DemoStore } from '../helpers/vendor.ts';
 
 /**
@@ -42,19 +42,7 @@ describe('vendor-server: forwarding bids on mall lots', function () {
   before(async () => {
     mall = await startMall({ clock });
     ({ acme, bobs } = await registerEconomy(mall));
-    const allot = await mall.admin.allot({ vendor: 'acme', token: 'MALL', units: 500, reference: 'float' });
-    acme.add('allotment', [{ account: 'issuer:mall', token: 'MALL', units: -500 }, { account: 'float', token: 'MALL', units: 500 }], { token: 'MALL', units: 500, issuer: 'mall', reference: allot.id });
-    for (const [c, card] of [['c1', 'C1'], ['c2', 'C2']] as const) {
-      acme.register(c, card);
-      acme.issue(c, 'MALL', 100, 10);
-      acme.move(c, card, 'to-wallet', 'MALL', 100);
-    }
-    expect((await acme.push(mall)).ack.flagged).to.deep.equal([]);
-    bobs.register('b2', 'C2');
-    expect((await bobs.push(mall)).status).to.equal(200);
-    for (const [key, card, pin] of [['acme:pin-1', 'C1', PIN1], ['acme:pin-2', 'C2', PIN2]] as const) {
-      expect((await vendorPost(mall, acme.keys, 'acme', '/v1/vendors/acme/wallet/pin', { key, card, pin })).status).to.equal(200);
-    }
+    await fundBidders(mall, acme, bobs, [PIN1, PIN2]);
   });
   after(async () => {
     await mall?.close();
