@@ -304,15 +304,8 @@ export class TerminalApp {
       sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret: Record<string, unknown> = {}) =>
         this.sendKeyed<T>(this.pendingEconomyOpFile, event, body, secret, {}, 'the store server did not confirm it: do the same again; it is sent as the same request and counts once'),
       customer: () => this.cart.customer,
-      setCustomer: async (c) => {
-        this.setCartCustomer(c);
-        await this.reprice();
-      },
-      needOnline: (offlineText) => {
-        this.guardIdle();
-        if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
-        if (!this.link.connected) fail('POS_ERR_OFFLINE', offlineText);
-      },
+      setCustomer: (c) => this.takeCustomer(c),
+      needOnline: (offlineText) => this.needOnline(offlineText),
       receiptContext: () => this.economyReceiptContext(),
       currency: () => this.link.status().server?.currency ?? 'EUR',
       openDrawer: () => this.openDrawer(),
@@ -328,15 +321,8 @@ export class TerminalApp {
       sendKeyed: <T>(event: keyof ClientToServerEvents, body: Record<string, unknown>, secret: Record<string, unknown> = {}) =>
         this.sendKeyed<T>(this.pendingBidFile, event, body, secret, {}, 'the store server did not confirm the bid: bid again with the same amount; it is sent as the same request and counts once'),
       customer: () => this.cart.customer,
-      setCustomer: async (c) => {
-        this.setCartCustomer(c);
-        await this.reprice();
-      },
-      needOnline: (offlineText) => {
-        this.guardIdle();
-        if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
-        if (!this.link.connected) fail('POS_ERR_OFFLINE', offlineText);
-      },
+      setCustomer: (c) => this.takeCustomer(c),
+      needOnline: (offlineText) => this.needOnline(offlineText),
       say: (kind, text) => this.say(kind, text),
       changed: () => this.changed(),
       printSale: async (receipt) => {
@@ -350,6 +336,19 @@ export class TerminalApp {
         await this.opts.printQueue.enqueue(mallLotReceipt(receipt, jws, this.economyReceiptContext()));
       },
     });
+  }
+
+  /** A customer the store answered for (economy, auctions): on the cart, the cart priced for them. */
+  private async takeCustomer(c: CustomerView): Promise<void> {
+    this.setCartCustomer(c);
+    await this.reprice();
+  }
+
+  /** Refuses, with `offlineText`, a request that needs the store server while it cannot be reached. */
+  private needOnline(offlineText: string): void {
+    this.guardIdle();
+    if (this.unpaired()) fail('POS_ERR_NOT_PAIRED', PAIR_AGAIN);
+    if (!this.link.connected) fail('POS_ERR_OFFLINE', offlineText);
   }
 
   static async open(opts: TerminalAppOptions): Promise<TerminalApp> {
