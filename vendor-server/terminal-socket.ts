@@ -176,6 +176,10 @@ export class TerminalGateway {
     let signInSettled: Promise<unknown> = Promise.resolve();
     // Sign-ins not settled yet: with none, a sale need not wait a turn for signInSettled.
     let signInsPending = 0;
+    // Sign-ins and sign-outs take effect in the order they arrived: a sign-out that arrives
+    // while an earlier sign-in's PIN is still being checked wins over it (a till that signed
+    // in again after a reconnect and is then signed out stays signed out).
+    let cashierTurn = 0;
     // A retry of a key already used moves no money: it gets the original outcome (or a
     // conflict) whoever is signed in, so a terminal restarted in the middle of a sale
     // learns that it went through instead of being told that nothing was charged.
@@ -341,10 +345,16 @@ export class TerminalGateway {
             signInsPending -= 1;
           },
         );
+        const turn = (cashierTurn += 1);
         const staff = await attempt;
-        socket.data.cashier = { staffId: staff.id, name: staff.name, role: staff.role };
+        const cashier = { staffId: staff.id, name: staff.name, role: staff.role };
+        if (turn !== cashierTurn) {
+          logger.info({ terminal: terminalId, staff: staff.id }, 'cashier sign-in overtaken by a later sign-in or sign-out');
+          fail('VND_ERR_CASHIER_REQUIRED', 'a sign-out or another sign-in on this till came after this sign-in: sign in again');
+        }
+        socket.data.cashier = cashier;
         logger.info({ terminal: terminalId, staff: staff.id }, 'cashier signed in');
-        return socket.data.cashier;
+        return cashier;
       }),
     );
     registerCashierDay({
@@ -405,6 +415,7 @@ export class TerminalGateway {
       'cashier:logout',
       handle('cashier:logout', (p) => {
         parse(cashierLogoutRequest, p);
+        cashierTurn += 1;
         socket.data.cashier = null;
         return null;
       }),

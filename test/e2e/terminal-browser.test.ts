@@ -50,6 +50,17 @@ describe('e2e: cashier screen in headless chromium', function () {
     );
   };
 
+  /** Waits for a dialog to open; when it does not, says what the till and the page were doing. */
+  const dialogOpens = async (testid: string) => {
+    try {
+      await page.locator(`[data-testid="${testid}"][open]`).waitFor({ timeout: UI_WAIT_MS });
+    } catch (err) {
+      const s = the().terminal.app.state();
+      const seen = { message: s.message, completing: s.completing, cashier: s.cashier, server: s.status.server.state, lastSale: s.lastSale?.saleId ?? null, openDialogs: await page.evaluate(() => Array.from(document.querySelectorAll('dialog[open]'), (d) => d.getAttribute('data-testid'))) };
+      throw new Error(`${testid} did not open: ${JSON.stringify(seen)}`, { cause: err });
+    }
+  };
+
   before(async () => {
     rig = await startTerminalRig();
     browser = await launchBrowser();
@@ -264,7 +275,7 @@ describe('e2e: cashier screen in headless chromium', function () {
 
     await page.keyboard.press('F9');
     // The sale waits for a cashier: the sign-in dialog opens by itself; nothing is charged.
-    await page.locator('[data-testid="dlg-signin"][open]').waitFor({ timeout: UI_WAIT_MS });
+    await dialogOpens('dlg-signin');
     const key = the().terminal.app.state().completing?.key ?? '';
     expect(the().terminal.app.state().completing?.waiting?.for).to.equal('cashier');
     await expectText('completing-text', 'A cashier must sign in');

@@ -187,6 +187,24 @@ describe('vendor server: people at the till', function () {
       expect(expectOk(await call<SaleResult>(socket, 'sale:commit', sale())).cashier).to.equal('ana');
     });
 
+    it('a sign-out sent right behind a sign-in wins: the till stays signed out and a sale is refused', async () => {
+      const { socket, terminalId } = await till('Till quick sign-out');
+      const sale = { key: `${terminalId}:${randomUUID()}`, lines: [{ code: PEN, qty: 1 }], card: null, tenders: [], cashTenderedMinor: 500 };
+      // As a till does after a reconnect: it signs its cashier in again, and the cashier signs
+      // out while that PIN is still being checked. The sign-out arrived last, so it holds.
+      const before = fingerprint(store);
+      const [signIn, signOut] = await Promise.all([call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }), call(socket, 'cashier:logout', {})]);
+      expect(codeOf(signIn)).to.equal('VND_ERR_CASHIER_REQUIRED');
+      expectOk(signOut);
+      expect(codeOf(await call(socket, 'sale:commit', sale))).to.equal('VND_ERR_CASHIER_REQUIRED');
+      expect(fingerprint(store)).to.equal(before);
+      // Of two sign-ins in flight, the later one is the cashier.
+      const [first, second] = await Promise.all([call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }), call(socket, 'cashier:login', { staffId: 'sam', pin: '9999' })]);
+      expect(codeOf(first)).to.equal('VND_ERR_CASHIER_REQUIRED');
+      expectOk(second);
+      expect(expectOk(await call<SaleResult>(socket, 'sale:commit', sale)).cashier).to.equal('sam');
+    });
+
     it('a refund needs a supervisor\'s PIN besides the signed-in cashier', async () => {
       const { socket, terminalId } = await till('Till refund');
       expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
