@@ -1496,5 +1496,7 @@ export class TerminalApp {
     await this.scanChain;
     await this.offlinePrints;
     await this.syncing?.catch(() => undefined);
+    // A write of the outage clock (or of a sale's mark) under way lands before the till is closed.
+    await this.offline.settled();
   }
 }

@@ -75,6 +75,11 @@ export class OfflineSales {
     return run;
   }
 
+  /** Resolves once every change asked for so far is on disk (or has failed). */
+  async settled(): Promise<void> {
+    await this.chain;
+  }
+
   entries(): readonly OfflineSaleEntry[] {
     return this.state.sales;
   }

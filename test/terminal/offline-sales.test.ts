@@ -107,6 +107,17 @@ describe('terminal: offline sales store', () => {
     expect(reopened.refusal(LIMITS, 100, now + 700_000)).to.match(/unreachable for 700 s/);
   });
 
+  it('says when every change asked for is on disk, so a closing till leaves no write behind it', async () => {
+    const now = Date.parse('2026-11-30T20:00:00.000Z');
+    const sales = await OfflineSales.open(dir, 'till-1');
+    // Not awaited, as the till's clock tick asks for it.
+    void sales.contact(now);
+    void sales.contact(now + 5_000);
+    await sales.settled();
+    const onDisk = JSON.parse(await readFile(join(dir, 'offline-sales.json'), 'utf8')) as { lastContactAt: string };
+    expect(onDisk.lastContactAt).to.equal(new Date(now + 5_000).toISOString());
+  });
+
   it('refuses a file of another terminal or with sales out of order rather than reuse numbers', async () => {
     const sales = await OfflineSales.open(dir, 'till-1');
     await sales.contact();
