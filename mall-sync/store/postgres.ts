@@ -149,8 +149,8 @@ export class PostgresMallStore implements MallStore {
   private mutex: Promise<unknown> = Promise.resolve();
   /** Changes waiting for the next transaction. */
   private readonly queued: { fn: () => Promise<unknown>; resolve: (value: unknown) => void; reject: (err: unknown) => void }[] = [];
-  private checkpointSeq: number;
   private checkpointing: Promise<void> | null = null;
+  private checkpointWanted = false;
   private readonly checkpointEvery: number;
 
   private constructor(
@@ -160,7 +160,6 @@ export class PostgresMallStore implements MallStore {
     opts: PostgresStoreOptions,
   ) {
     this.current = state;
-    this.checkpointSeq = report.checkpointSeq;
     this.checkpointEvery = opts.checkpointEveryEvents ?? 10_000;
   }
 
@@ -323,6 +322,8 @@ export class PostgresMallStore implements MallStore {
       // before that flush (makeDurable, below).
       await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
       await this.fresh(client);
+      // The events this group writes, from here on, are this worker's own.
+      const ownFrom = this.current.seq + 1;
       this.tx = client;
       this.writes = Promise.resolve();
       this.writeFailed = null;
@@ -345,7 +346,7 @@ export class PostgresMallStore implements MallStore {
       await client.query('COMMIT');
       this.appliedInTx = 0;
       this.committedSeq = this.current.seq;
-      this.maybeCheckpoint();
+      this.maybeCheckpoint(ownFrom, this.current.seq);
     } catch (err) {
       // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
       await this.writes;
@@ -540,12 +541,31 @@ export class PostgresMallStore implements MallStore {
     }
   }
 
-  private maybeCheckpoint(): void {
-    if (this.current.seq - this.checkpointSeq < this.checkpointEvery || this.checkpointing !== null) return;
+  /**
+   * A checkpoint is written by the worker that committed the event at a multiple of
+   * `checkpointEvery` (the group `from`..`to` of its own events holds one), so the
+   * workers on one database write one checkpoint per interval between them, not one
+   * each: a second worker would otherwise double the cost of checkpoints per event.
+   * One asked for while another is being written follows it.
+   */
+  private maybeCheckpoint(from: number, to: number): void {
+    if (to < from || Math.floor(to / this.checkpointEvery) === Math.floor((from - 1) / this.checkpointEvery)) return;
+    this.startCheckpoint();
+  }
+
+  private startCheckpoint(): void {
+    if (this.checkpointing !== null) {
+      this.checkpointWanted = true;
+      return;
+    }
     this.checkpointing = this.writeCheckpoint()
       .catch(() => undefined)
       .finally(() => {
         this.checkpointing = null;
+        if (this.checkpointWanted && !this.closed) {
+          this.checkpointWanted = false;
+          this.startCheckpoint();
+        }
       });
   }
 
@@ -554,9 +574,13 @@ export class PostgresMallStore implements MallStore {
     const seq = this.current.seq;
     if (seq === 0 || this.stale || this.tx !== null) return;
     const text = asciiJson(this.current);
-    this.checkpointSeq = seq;
     await this.pool.query('INSERT INTO mall_checkpoints (seq, state) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING', [seq, text]);
     await this.pool.query('DELETE FROM mall_checkpoints WHERE seq < (SELECT min(seq) FROM (SELECT seq FROM mall_checkpoints ORDER BY seq DESC LIMIT 2) AS kept)');
+  }
+
+  /** Resolves once the checkpoints asked for so far are written (or have failed). */
+  async checkpointsSettled(): Promise<void> {
+    while (this.checkpointing !== null) await this.checkpointing;
   }
 
   checkpoint(): Promise<void> {
