@@ -138,6 +138,8 @@ export class PostgresMallStore implements MallStore {
   private writeFailed: unknown = null;
   private appliedInTx = 0;
   private stale = false;
+  /** The last group found events of other workers to catch up with. */
+  private othersWrote = false;
   private closed = false;
   /** The highest seq of the cache known to be on the database's disk (0: not known). */
   private durableSeq = 0;
@@ -205,7 +207,12 @@ export class PostgresMallStore implements MallStore {
     let checkTail = tail && state.seq > 0;
     for (;;) {
       const from = checkTail ? state.seq : state.seq + 1;
-      const { rows } = await db.query<EventRow>({ name: 'mall_catch_up', text: 'SELECT seq, hash, body FROM mall_events WHERE seq >= $1 ORDER BY seq LIMIT $2', values: [from, CATCH_UP_ROWS] });
+      // The state's own last event is read for its hash only: its body stays in the database.
+      const { rows } = await db.query<EventRow>({
+        name: 'mall_catch_up',
+        text: 'SELECT seq, hash, CASE WHEN seq = $3 THEN NULL ELSE body END AS body FROM mall_events WHERE seq >= $1 ORDER BY seq LIMIT $2',
+        values: [from, CATCH_UP_ROWS, checkTail ? state.seq : 0],
+      });
       let i = 0;
       if (checkTail) {
         const own = rows[0];
@@ -232,14 +239,17 @@ export class PostgresMallStore implements MallStore {
     return next;
   }
 
-  /** Rebuilds the cache from the database when a failed transaction left it ahead, then catches up. */
-  private async fresh(db: pg.Pool | pg.PoolClient): Promise<void> {
+  /**
+   * Rebuilds the cache from the database when a failed transaction left it ahead, then
+   * catches up. Resolves to the number of events applied (other workers' events).
+   */
+  private async fresh(db: pg.Pool | pg.PoolClient): Promise<number> {
     if (!this.stale) {
       try {
-        await PostgresMallStore.catchUp(db, this.current, true);
+        const applied = await PostgresMallStore.catchUp(db, this.current, true);
         // Called between changes: everything in the cache is committed.
         this.committedSeq = Math.max(this.committedSeq, this.current.seq);
-        return;
+        return applied;
       } catch (err) {
         if (!(err instanceof CacheAhead)) throw err;
         this.stale = true;
@@ -250,8 +260,9 @@ export class PostgresMallStore implements MallStore {
     this.stale = false;
     // What the rebuilt cache holds was read, not necessarily flushed: the next answer flushes first.
     this.durableSeq = 0;
-    await PostgresMallStore.catchUp(db, this.current);
+    const applied = await PostgresMallStore.catchUp(db, this.current);
     this.committedSeq = this.current.seq;
+    return applied;
   }
 
   /**
@@ -320,8 +331,12 @@ export class PostgresMallStore implements MallStore {
       // record is in the WAL, not on the disk, so the next writer (this worker's next
       // group or another worker) goes on while the WAL is flushed. Nothing is answered
       // before that flush (makeDurable, below).
+      // When other workers write too, most of what they wrote since this worker's last
+      // group is read and applied first, without the lock, so that the lock is held only
+      // for the little that comes in meanwhile (and the others write while this one reads).
+      const before = this.othersWrote ? await this.fresh(client) : 0;
       await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-      await this.fresh(client);
+      this.othersWrote = before + (await this.fresh(client)) > 0;
       // The events this group writes, from here on, are this worker's own.
       const ownFrom = this.current.seq + 1;
       this.tx = client;
