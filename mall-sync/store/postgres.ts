@@ -28,7 +28,9 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * committed since this worker's seq and applies them, then lets the caller check and
  * judge against the now current state, sign the ack, and insert; COMMIT releases the
  * lock. Changes that queue up meanwhile in the same worker share the next transaction
- * (group commit: one lock, one catch-up, one WAL flush for all of them). The COMMIT is
+ * (group commit: one lock, one catch-up, one WAL flush for all of them). A worker whose
+ * last group found other workers' events first catches up without the lock, so that under
+ * the lock it reads only what they committed in the meantime. The COMMIT is
  * asynchronous (synchronous_commit off for that transaction): the lock is released as
  * soon as the commit record is in the WAL, so the next writer, in this worker or another,
  * judges while the WAL goes to the disk; the group is answered only after a small
