@@ -23,7 +23,8 @@ const UNREACHABLE_MALL = 'https://127.0.0.1:9';
 /** Starts in-process, synced with an unreachable mall, with its log kept. */
 async function start(store: string): Promise<{ server: RunningVendorServer; log: () => string }> {
   const { logger, text } = capturedLogger();
-  const server = await startTestVendor(store, { logger, mallUrl: UNREACHABLE_MALL });
+  // The tests wait for the audit's verdict: at normal priority, so that a saturated machine does not starve it.
+  const server = await startTestVendor(store, { logger, mallUrl: UNREACHABLE_MALL, auditNice: 0 });
   return { server, log: text };
 }
 

@@ -10,20 +10,22 @@ import { auditStoredLedger, LOWEST_PRIORITY, type AuditJob, type AuditReport } f
  * exits, crashes or is killed (SIGKILL included) never leaves an audit behind.
  */
 
+const job = JSON.parse(process.argv[2] ?? '') as AuditJob;
+const nice = job.nice ?? LOWEST_PRIORITY;
+
 // The parent lowers this process's main thread, but V8 and libuv start threads of their
 // own before that, and Linux gives each thread its own nice value: every thread there is
 // now is lowered too; threads started later inherit the main thread's.
 try {
-  for (const tid of readdirSync('/proc/self/task')) setPriority(Number(tid), LOWEST_PRIORITY);
+  for (const tid of readdirSync('/proc/self/task')) setPriority(Number(tid), nice);
 } catch {
-  setPriority(LOWEST_PRIORITY);
+  setPriority(nice);
 }
 
 process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
 
-const job = JSON.parse(process.argv[2] ?? '') as AuditJob;
 let report: AuditReport;
 try {
   report = { ok: true, result: await auditStoredLedger(job) };
