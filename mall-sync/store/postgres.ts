@@ -328,15 +328,15 @@ export class PostgresMallStore implements MallStore {
     client.on('error', onError);
     const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
     try {
+      // When other workers write too, most of what they wrote since this worker's last
+      // group is read and applied first, without the lock, so that the lock is held only
+      // for the little that comes in meanwhile (and the others write while this one reads).
+      const before = this.othersWrote ? await this.fresh(client) : 0;
       // One round trip: the transaction, its commit mode and the mall's write lock.
       // synchronous_commit off: COMMIT returns, and releases the lock, once the commit
       // record is in the WAL, not on the disk, so the next writer (this worker's next
       // group or another worker) goes on while the WAL is flushed. Nothing is answered
       // before that flush (makeDurable, below).
-      // When other workers write too, most of what they wrote since this worker's last
-      // group is read and applied first, without the lock, so that the lock is held only
-      // for the little that comes in meanwhile (and the others write while this one reads).
-      const before = this.othersWrote ? await this.fresh(client) : 0;
       await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
       this.othersWrote = before + (await this.fresh(client)) > 0;
       // The events this group writes, from here on, are this worker's own.
