@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { Browser, Page } from 'playwright-core';
-import { launchBrowser, openScreen, startTerminalRig, type TerminalRig } from '../helpers/browser.ts';
+import { launchBrowser, openScreen, startTerminalRig, tillSummary, waitDialogOpen, type TerminalRig } from '../helpers/browser.ts';
 
 const PEN = { code: '4006381333931', name: 'Stabilo pen, 4 colours' };
 const MUESLI = { code: '9001001000014', name: 'Müsli Classic 750 g' };
@@ -51,15 +51,7 @@ describe('e2e: cashier screen in headless chromium', function () {
   };
 
   /** Waits for a dialog to open; when it does not, says what the till and the page were doing. */
-  const dialogOpens = async (testid: string) => {
-    try {
-      await page.locator(`[data-testid="${testid}"][open]`).waitFor({ timeout: UI_WAIT_MS });
-    } catch (err) {
-      const s = the().terminal.app.state();
-      const seen = { message: s.message, completing: s.completing, cashier: s.cashier, server: s.status.server.state, lastSale: s.lastSale?.saleId ?? null, openDialogs: await page.evaluate(() => Array.from(document.querySelectorAll('dialog[open]'), (d) => d.getAttribute('data-testid'))) };
-      throw new Error(`${testid} did not open: ${JSON.stringify(seen)}`, { cause: err });
-    }
-  };
+  const dialogOpens = (testid: string) => waitDialogOpen(page, testid, UI_WAIT_MS, () => tillSummary(the().terminal));
 
   before(async () => {
     rig = await startTerminalRig();

@@ -3,7 +3,7 @@ import type { Page } from 'playwright-core';
 import { makeCardNumber } from '../../core/index.ts';
 import type { PrinterSimulator } from '../../hardware/printer/index.ts';
 import type { RunningTerminal } from '../../terminal/run.ts';
-import { printedText as printed, screenQueries, startStandInScreen, type StandInScreen } from '../helpers/browser.ts';
+import { printedText as printed, screenQueries, tillSummary, startStandInScreen, type StandInScreen } from '../helpers/browser.ts';
 import { ANNA_CARD, ANNA_WALLET_PIN, PEN, startEconomyDouble, type EconomyDouble } from '../helpers/economy-store-double.ts';
 
 const UI_WAIT_MS = 30_000;
@@ -24,7 +24,7 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
   let screen: StandInScreen;
   let page: Page;
 
-  const { tid, expectText, dialogOpen, dialogClosed } = screenQueries(() => page, UI_WAIT_MS);
+  const { tid, expectText, dialogOpen, dialogClosed } = screenQueries(() => page, UI_WAIT_MS, () => tillSummary(screen.terminal));
   /** The "after" cell of one token's row in a result table. */
   const afterCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="after"]`).innerText();
   const beforeCell = (table: string, token: string) => page.locator(`[data-testid="${table}-row"][data-token="${token}"] [data-testid="before"]`).innerText();

@@ -134,15 +134,35 @@ export async function expectTestIdText(page: Page, id: string, text: string | Re
   );
 }
 
+/** What a till was doing, for a failure's message: its message, waiting sale, cashier and link. */
+export function tillSummary(terminal: RunningTerminal): unknown {
+  const s = terminal.app.state();
+  return { message: s.message, completing: s.completing, cashier: s.cashier, server: s.status.server.state, lastSale: s.lastSale?.saleId ?? null };
+}
+
+/**
+ * Waits for a dialog to open; when it does not, the error says which dialogs the page has
+ * open and, given `explain`, what the till was doing.
+ */
+export async function waitDialogOpen(page: Page, id: string, timeoutMs: number, explain?: () => unknown): Promise<void> {
+  try {
+    await page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: timeoutMs });
+  } catch (err) {
+    const openDialogs = await page.evaluate(() => Array.from(document.querySelectorAll('dialog[open]'), (d) => d.getAttribute('data-testid'))).catch(() => null);
+    throw new Error(`${id} did not open: ${JSON.stringify({ openDialogs, till: explain?.() ?? null })}`, { cause: err });
+  }
+}
+
 /**
  * Lookups a cashier-screen test makes on its page, each waiting up to `timeoutMs`. The page
  * is read at each call, since a `before` hook opens it after the suite declares these.
+ * `explain` says what the till was doing when a dialog does not open.
  */
-export function screenQueries(page: () => Page, timeoutMs: number) {
+export function screenQueries(page: () => Page, timeoutMs: number, explain?: () => unknown) {
   return {
     tid: (id: string) => page().locator(`[data-testid="${id}"]`),
     expectText: (id: string, text: string | RegExp) => expectTestIdText(page(), id, text, timeoutMs),
-    dialogOpen: (id: string) => page().locator(`[data-testid="${id}"][open]`).waitFor({ timeout: timeoutMs }),
+    dialogOpen: (id: string) => waitDialogOpen(page(), id, timeoutMs, explain),
     dialogClosed: (id: string) => page().locator(`[data-testid="${id}"]:not([open])`).waitFor({ state: 'attached', timeout: timeoutMs }),
   };
 }
