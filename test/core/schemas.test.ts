@@ -453,7 +453,7 @@ describe('core/schemas', () => {
     const mutated = fc.tuple(valid, fc.constantFrom('key', 'lines', 'card', 'tenders', 'cashTenderedMinor', 'customerPin', 'extra', 'line.code', 'line.qty', 'line.extra', 'tender.token', 'tender.units', 'tender.extra', 'drop'), odd).map(([req, where, value]) => {
       const r = JSON.parse(JSON.stringify(req)) as Record<string, unknown> & { lines: Record<string, unknown>[]; tenders: Record<string, unknown>[] };
       const [head, field] = where.split('.') as [string, string | undefined];
-      if (where === 'drop') delete r[String(value) === 'card' ? 'card' : 'key'];
+      if (where === 'drop') delete r[value === 'card' ? 'card' : 'key'];
       else if (field === undefined) r[head] = value;
       else if (head === 'line') (r.lines[0] as Record<string, unknown>)[field] = value;
       else if (r.tenders[0] !== undefined) r.tenders[0][field] = value;
