@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { z } from 'zod';
 import { assert } from './errors.ts';
-import type { JournalEvent } from './events.ts';
+import type { StateEvent } from './events.ts';
 import { add, checkAmount, mul } from './money.ts';
 import type { CashCount, PeriodTotals, ZReport } from './protocol.ts';
 import { amount, entityId, idempotencyKey, scanCode, staffCredential, text } from './schemas.ts';
@@ -209,7 +209,7 @@ function cashierRow(t: PeriodTotals, cashier: string | null): { salesCount: numb
  * `byTender` counts what sales and cash token sales took (refunds are in `refundsMinor`);
  * `byTokenType` is net of refunds.
  */
-export function addToTotals(t: PeriodTotals, e: JournalEvent, periodFromSeq: number): void {
+export function addToTotals(t: PeriodTotals, e: StateEvent, periodFromSeq: number): void {
   switch (e.type) {
     case 'sale': {
       const d = e.data;

@@ -185,6 +185,16 @@ export type JournalEvent = EventBase &
     | { type: 'lot.closed'; postings: Posting[]; data: LotClosedData }
   );
 
+/**
+ * An event as the vendor's state is folded from it: a sale without its priced lines and
+ * their allocations, which only receipts, the mall and reports read. The functions that
+ * fold events into state take this type, so they cannot come to depend on those parts,
+ * and a replay may leave them unparsed (vendor-server/ledger/replay-parse.ts).
+ */
+export type StateEvent = JournalEvent extends infer E
+  ? E extends { type: 'sale'; data: SaleData } ? Omit<E, 'data'> & { data: Omit<SaleData, 'lines' | 'allocations'> } : E
+  : never;
+
 export type EventType = JournalEvent['type'];
 export const MONEY_EVENT_TYPES: readonly EventType[] = ['sale', 'reversal', 'allotment', 'issuance', 'exchange', 'wallet.moved', 'instrument.sold', 'instrument.voided'];
 /** The cashier's day: events without postings that the mall accepts and records as they are. */

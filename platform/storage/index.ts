@@ -11,3 +11,4 @@ export { KeyFilter } from './key-filter.ts';
 export type { KeyFilterSnapshot } from './key-filter.ts';
 export { KeyWindow, keyPrint, keyPrintHex } from './key-window.ts';
 export type { KeyPrint, KeyWindowSnapshot } from './key-window.ts';
+export type { EventParser } from './journal-format.ts';

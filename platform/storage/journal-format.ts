@@ -61,6 +61,13 @@ export const TEXT_KEEP = 1;
 export const TEXT_PARSE = 2;
 export type TextMode = typeof TEXT_NONE | typeof TEXT_KEEP | typeof TEXT_PARSE;
 
+/**
+ * Turns the event bytes buf[start, end) of a verified line into the event a replay hands
+ * on, in place of JSON.parse of the whole text: a reader that needs only part of each
+ * event can leave the rest unparsed. It throws a SyntaxError on text it cannot read.
+ */
+export type EventParser = (buf: Buffer, start: number, end: number) => unknown;
+
 function corrupt(segment: string, offset: number, seq: number | undefined, reason: JournalCorruptReason, detail: string): never {
   throw new JournalCorruptError({ segment, offset, seq, reason, detail });
 }
@@ -81,6 +88,9 @@ export class LineCheck {
    * is used.
    */
   hashing = true;
+
+  /** parser: how TEXT_PARSE turns the event into an object (null: JSON.parse of its text, kept in `text`; else `text` stays ''). */
+  constructor(private readonly parser: EventParser | null = null) {}
 
   /**
    * Checks buf[start, end), a line without its newline, found at `offset` in `segment`.
@@ -141,11 +151,12 @@ export class LineCheck {
     this.hash = hash;
     this.prev = prev;
     if (mode === TEXT_NONE) return;
-    this.text = buf.toString('utf8', evStart, evEnd);
+    const parser = mode === TEXT_PARSE ? this.parser : null;
+    this.text = parser === null ? buf.toString('utf8', evStart, evEnd) : '';
     if (mode === TEXT_KEEP) return;
     let event: unknown;
     try {
-      event = JSON.parse(this.text);
+      event = parser === null ? JSON.parse(this.text) : parser(buf, evStart, evEnd);
     } catch (err) {
       corrupt(segment, offset, at, 'malformed', `event is not valid JSON (${(err as Error).message})`);
     }

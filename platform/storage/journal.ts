@@ -2,7 +2,7 @@ import { mkdir, open } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { DIR_MODE, fsyncDir } from './durable-file.ts';
 import { JournalBacklogError, JournalCorruptError } from './errors.ts';
-import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type TextMode } from './journal-format.ts';
+import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type EventParser, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
 import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
@@ -292,11 +292,14 @@ export class Journal {
    * in order, after verifying each line's hash and its link to the one before; the event
    * before fromSeq must hash to expectedPrev (GENESIS_HASH for fromSeq 1). fromSeq may be
    * toSeq + 1, which replays nothing but still checks expectedPrev against that event.
+   * With `parse`, each event is what it returns for the event's bytes (its record's text is
+   * then ''); the line is verified exactly as without it.
    */
   async replay<E = unknown>(
     fromSeq: number, expectedPrev: string,
     onEvent: (rec: JournalRecord, event: E) => void,
     toSeq = this.tailSeq,
+    parse: EventParser | null = null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     this.assertReadable();
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new RangeError(`journal replay: fromSeq ${fromSeq} is not a positive integer`);
@@ -324,9 +327,9 @@ export class Journal {
     const consumer = onEvent as (rec: JournalRecord, event: unknown) => void;
     const min = this.limits.replayThreadMin;
     if (min > 0 && toSeq - fromSeq + 1 >= min && this.segmentOf(fromSeq) < this.segmentOf(toSeq)) {
-      return this.scanTwoThreads(fromSeq, toSeq, expectedPrev, consumer);
+      return this.scanTwoThreads(fromSeq, toSeq, expectedPrev, consumer, parse);
     }
-    return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, consumer);
+    return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, consumer, parse);
   }
 
   /** Checks the whole chain from seq 1 to the last durable seq, parsing every event. */
@@ -496,20 +499,20 @@ export class Journal {
   /** Verifies fromSeq..toSeq line by line; onEvent, when given, gets each record and parsed event. */
   private async scan(
     fromSeq: number, toSeq: number, expectedPrev: string, mode: TextMode,
-    onEvent: ((rec: JournalRecord, event: unknown) => void) | null,
+    onEvent: ((rec: JournalRecord, event: unknown) => void) | null, parse: EventParser | null = null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     const k = this.segmentOf(fromSeq);
     const offset = (await this.indexOf(k)).at(fromSeq - (this.segments[k] as Segment).firstSeq);
-    const lastHash = await this.scanFrom(k, offset, fromSeq, toSeq, expectedPrev, mode, onEvent);
+    const lastHash = await this.scanFrom(k, offset, fromSeq, toSeq, expectedPrev, mode, onEvent, parse);
     return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
   }
 
   /** scan() from line `fromSeq`, found at `offset` in segment k; returns the hash of toSeq. */
   private async scanFrom(
     k: number, offset: number, fromSeq: number, toSeq: number, expectedPrev: string, mode: TextMode,
-    onEvent: ((rec: JournalRecord, event: unknown) => void) | null,
+    onEvent: ((rec: JournalRecord, event: unknown) => void) | null, parse: EventParser | null,
   ): Promise<string> {
-    const check = new LineCheck();
+    const check = new LineCheck(parse);
     let seq = fromSeq;
     let prev = expectedPrev;
     while (seq <= toSeq) {
@@ -560,7 +563,7 @@ export class Journal {
    */
   private async scanTwoThreads(
     fromSeq: number, toSeq: number, expectedPrev: string,
-    onEvent: (rec: JournalRecord, event: unknown) => void,
+    onEvent: (rec: JournalRecord, event: unknown) => void, parse: EventParser | null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     const k0 = this.segmentOf(fromSeq);
     const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
@@ -570,13 +573,13 @@ export class Journal {
       const next = this.segments[k + 1];
       const lines = Math.min(next === undefined ? toSeq + 1 : next.firstSeq, toSeq + 1) - seq;
       // A segment table out of order is the sequential scan's to report.
-      if (seg === undefined || lines < 1) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent);
+      if (seg === undefined || lines < 1) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent, parse);
       ranges.push({ path: seg.path, start: k === k0 ? offset0 : 0, end: seg.durableBytes, lines });
       seq += lines;
     }
     const verifier = new ChainVerifier(ranges, this.limits.lineBytesMax, READ_CHUNK_BYTES);
     try {
-      const check = new LineCheck();
+      const check = new LineCheck(parse);
       check.hashing = false;
       const recs: JournalRecord[] = [];
       const events: unknown[] = [];
@@ -632,7 +635,7 @@ export class Journal {
       } catch (err) {
         if (err instanceof ConsumerError) throw err.thrown;
         await verifier.stop();
-        const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent);
+        const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent, parse);
         return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
       }
       return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };

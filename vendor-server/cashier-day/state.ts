@@ -9,6 +9,7 @@ import {
   type CashCount,
   type ClosureReport,
   type JournalEvent,
+  type StateEvent,
   type PeriodTotals,
   type ShiftView,
 } from '../../core/index.ts';
@@ -182,7 +183,7 @@ export function reprintsOf(cd: CashierDayState, saleSeq: number): number {
  * Checks that a cashier's-day event can be applied, changing nothing: the journal only
  * ever holds events that passed it, so a failure is an assertion.
  */
-export function planCashierDay(cd: CashierDayState, e: JournalEvent): void {
+export function planCashierDay(cd: CashierDayState, e: StateEvent): void {
   switch (e.type) {
     case 'shift.opened':
       assert(e.terminal !== null && e.cashier !== null, `shift ${e.data.shiftId} names its till and cashier`);
@@ -226,7 +227,7 @@ function dropOldShifts(cd: CashierDayState): void {
 }
 
 /** Applies one journalled event to the cashier's day (every event: sales count too). */
-export function applyCashierDay(cd: CashierDayState, e: JournalEvent): void {
+export function applyCashierDay(cd: CashierDayState, e: StateEvent): void {
   if (e.type === 'period.closed') {
     applyClosure(cd, e.seq, e.at, e.data);
     return;

@@ -7,6 +7,7 @@ import {
   type PlannedBalance,
   type InstrumentKind,
   type JournalEvent,
+  type StateEvent,
   type Product,
   type TokenType,
 } from '../../core/index.ts';
@@ -288,7 +289,7 @@ function customerExists(state: LedgerState, id: string | null): void {
  * sale the event names must exist, a card must be free, a sale refunded once, and no
  * balance that must stay non-negative may go below zero.
  */
-export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan {
+export function planEvent(state: LedgerState, event: StateEvent): PostingPlan {
   assert(event.seq === state.seq + 1, `event seq ${event.seq} follows ${state.seq}`);
   assert(event.vendor === state.vendorId, `event vendor ${event.vendor} is ${state.vendorId}`);
   switch (event.type) {
@@ -372,7 +373,7 @@ export function planEvent(state: LedgerState, event: JournalEvent): PostingPlan 
  * any failure here means the journal and the rules disagree: an assertion, not a
  * typed error.
  */
-export function applyEvent(state: LedgerState, event: JournalEvent, hash: string, keysMax = KEYS_MAX_DEFAULT, plan?: PostingPlan): void {
+export function applyEvent(state: LedgerState, event: StateEvent, hash: string, keysMax = KEYS_MAX_DEFAULT, plan?: PostingPlan): void {
   // The ledger planned exactly this event against this state a moment ago (no yield in
   // between), so the planned balances are the result; replay plans here.
   const planned = plan ?? planEvent(state, event);

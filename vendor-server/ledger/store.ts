@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { setPriority } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fail, type JournalEvent } from '../../core/index.ts';
+import { fail, type JournalEvent, type StateEvent } from '../../core/index.ts';
 import {
   asciiJson,
   Checkpointer,
@@ -24,6 +24,7 @@ import {
 } from '../../platform/storage/index.ts';
 import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
 import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
+import { parseStateEvent } from './replay-parse.ts';
 
 export interface OpenLedgerOptions {
   dataDir: string;
@@ -141,9 +142,10 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
     await journal.close().catch(() => undefined);
     throw err;
   }
-  const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: JournalEvent) => {
+  // Replayed as the state sees events (replay-parse.ts); the audit parses every byte.
+  const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
-  });
+  }, undefined, parseStateEvent);
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,
