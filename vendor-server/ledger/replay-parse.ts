@@ -19,9 +19,9 @@ import type { StateEvent } from '../../core/index.ts';
  *   a key, so the comma and the bracket before it are structure; a line holds no array
  *   followed by such a key, so it is the end of the lines;
  * - `],"debits":` likewise ends the allocations.
- * The text between is left out. Only a sale is read this way: whatever is not a sale, or
- * a sale whose text does not hold the three markers in order, is parsed whole, and so is
- * a cut text that does not parse, or parses to something other than a sale.
+ * The text between is left out. Only a sale is read this way (no other event holds lines):
+ * a text without the three markers in order is parsed whole, and so is a cut text that
+ * does not parse, or parses to something other than a sale.
  *
  * What is left out is not read at all, so lines that are not JSON do not stop a start;
  * the integrity audit, which parses every line whole, reports them. Either way a line's
@@ -29,19 +29,18 @@ import type { StateEvent } from '../../core/index.ts';
  */
 
 const LINES = Buffer.from('"lines":[', 'latin1');
-const ALLOCATIONS = Buffer.from('],"allocations":[', 'latin1');
-const DEBITS = Buffer.from('],"debits":', 'latin1');
-// The event text opens {"seq":N,"prev":"<64 hex>", and a sale's type comes before its data.
-const SALE = Buffer.from('"type":"sale","postings":[', 'latin1');
+// What follows the `]` that closes the lines, and the one that closes the allocations.
+const AFTER_LINES = Buffer.from(',"allocations":[', 'latin1');
+const AFTER_ALLOCATIONS = Buffer.from(',"debits":', 'latin1');
+const CLOSE_BRACKET = 0x5d;
 
 /** Parses the event text buf[start, end) into what the ledger's state needs of it. */
 export function parseStateEvent(buf: Buffer, start: number, end: number): StateEvent {
   const text = buf.subarray(start, end);
-  const sale = text.indexOf(SALE);
-  if (sale !== -1) {
-    const lines = text.indexOf(LINES, sale + SALE.length);
-    const allocations = lines === -1 ? -1 : text.indexOf(ALLOCATIONS, lines + LINES.length);
-    const debits = allocations === -1 ? -1 : text.indexOf(DEBITS, allocations + ALLOCATIONS.length);
+  const lines = text.indexOf(LINES);
+  if (lines !== -1) {
+    const allocations = bracketBefore(text, lines + LINES.length, AFTER_LINES);
+    const debits = allocations === -1 ? -1 : bracketBefore(text, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
     if (debits !== -1) {
       // Up to the lines' key, then from the debits' key on: `..."currency":"EUR","debits":{…}…`.
       const event = parseOrNull(text.toString('utf8', 0, lines) + text.toString('utf8', debits + 2));
@@ -49,6 +48,20 @@ export function parseStateEvent(buf: Buffer, start: number, end: number): StateE
     }
   }
   return JSON.parse(text.toString('utf8')) as StateEvent;
+}
+
+/**
+ * The first `]` at or after `from` that `tail` follows, or -1: found byte by byte with
+ * the native search for one byte (a `]` is rare in a sale's text), then compared here.
+ */
+function bracketBefore(text: Buffer, from: number, tail: Buffer): number {
+  for (let at = text.indexOf(CLOSE_BRACKET, from); at !== -1; at = text.indexOf(CLOSE_BRACKET, at + 1)) {
+    if (at + 1 + tail.length > text.length) return -1;
+    let i = 0;
+    while (i < tail.length && text[at + 1 + i] === tail[i]) i++;
+    if (i === tail.length) return at;
+  }
+  return -1;
 }
 
 function parseOrNull(text: string): StateEvent | null {

@@ -146,6 +146,8 @@ export interface InstrumentRecord {
 }
 
 export const CUSTOMER_RECENT_MAX = 50;
+/** Lists shorter than this grow by an exact-size copy (touchCustomer). */
+const RECENT_EXACT_MAX = 8;
 export const KEYS_MAX_DEFAULT = 1_000_000;
 
 export function emptyState(vendorId: string, genesisHash: string): LedgerState {
@@ -205,10 +207,15 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
   const c = own(state.customers, customerId);
   assert(c !== undefined, `customer ${customerId} exists`);
   const recent = c.recent;
-  if (recent.length < CUSTOMER_RECENT_MAX) {
+  if (recent.length < RECENT_EXACT_MAX) {
     // A new array of the exact size: one grown by push keeps a dozen spare slots, which
     // for a store of many customers with a few events each is most of what they take.
     c.recent = recent.concat(seq);
+  } else if (recent.length < CUSTOMER_RECENT_MAX) {
+    // A longer list grows in place: copying it whole for every event cost a replay more
+    // than anything else it does per customer. Once full, it is cut to its exact size.
+    recent.push(seq);
+    if (recent.length === CUSTOMER_RECENT_MAX) c.recent = recent.slice();
   } else {
     // A full list moves along in place, by a plain loop: Array.prototype.copyWithin takes
     // the generic path, property by property, and cost 20 times as much.
