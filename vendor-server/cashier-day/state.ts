@@ -8,10 +8,9 @@ import {
   totalsFrom,
   type CashCount,
   type ClosureReport,
-  type JournalEvent,
-  type StateEvent,
   type PeriodTotals,
   type ShiftView,
+  type StateEvent,
 } from '../../core/index.ts';
 
 /**
