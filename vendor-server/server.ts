@@ -45,6 +45,8 @@ export interface StartOptions {
    * other work saturates the CPUs sets 0: at nice 19 the audit would wait for them.
    */
   auditNice?: number;
+  /** Journals of at most this many events are audited in the server's process (default AUDIT_IN_PROCESS_MAX; 0: always its own process). */
+  auditInProcessMax?: number;
 }
 
 export interface RunningVendorServer {
@@ -199,6 +201,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
     vendorId: config.vendorId,
     ledgerDir: dataPaths(opts.dataDir).ledgerDir,
     ...(opts.auditNice === undefined ? {} : { nice: opts.auditNice }),
+    ...(opts.auditInProcessMax === undefined ? {} : { inProcessMax: opts.auditInProcessMax }),
     onOk: (r, ms) => logger.info({ throughSeq: r.lastSeq, checkpointSeq: r.checkpointSeq, ms: Math.round(ms) }, 'ledger integrity confirmed: journal chain and checkpoint'),
     onDamage: (detail) => {
       metrics.ledgerIntact.set(0);
@@ -282,6 +285,8 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
       await journal.flushed();
       await opened.checkpoints.close();
       await journal.close();
+      // An audit in this process ends by itself in milliseconds; a process of its own was killed.
+      await audit.done();
       await lock.release();
       logger.info('vendor server stopped');
     })();

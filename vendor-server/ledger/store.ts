@@ -540,6 +540,13 @@ export type AuditReport = { ok: true; result: AuditResult } | { ok: false; detai
 export const LOWEST_PRIORITY = 19;
 
 /**
+ * Journals of at most this many events are audited in the server's process: a replay of
+ * them takes some tens of milliseconds, in pieces between reads, where starting a process
+ * costs a few hundred milliseconds of CPU.
+ */
+export const AUDIT_IN_PROCESS_MAX = 2_000;
+
+/**
  * The audit of a ledger directory from its files alone, for a process other than the one
  * serving it: the checkpoint on disk (its seal checked and its digests taken, then the
  * state dropped) against a replay of the journal from seq 1, through `job.toSeq` or the
@@ -614,6 +621,11 @@ const STDERR_KEPT = 2048;
  * would get a scheduling group of its own (Linux autogroups), where nice 19 counts for
  * nothing against the server. It ends when its stdin closes, so it never outlives the
  * server, and is killed by stop().
+ *
+ * A journal of at most `inProcessMax` events (AUDIT_IN_PROCESS_MAX) is audited in the
+ * server's own process instead: its replay takes milliseconds, less than starting a
+ * process would, and neither priority nor memory is at stake. A new store, or one just
+ * restored from a small backup, starts without a second process.
  */
 export class IntegrityAudit {
   readonly status: IntegrityStatus;
@@ -630,6 +642,8 @@ export class IntegrityAudit {
       onDamage: (detail: string) => void;
       /** The audit process's nice value: LOWEST_PRIORITY unless a test needs the verdict while the machine is saturated. */
       nice?: number;
+      /** Journals of at most this many events are audited in this process (default AUDIT_IN_PROCESS_MAX; 0: always a process of its own). */
+      inProcessMax?: number;
     },
   ) {
     this.status = { state: 'checking', detail: null, throughSeq: opened.journal.durableSeq };
@@ -637,6 +651,15 @@ export class IntegrityAudit {
 
   start(): void {
     const started = performance.now();
+    if (this.status.throughSeq <= (this.opts.inProcessMax ?? AUDIT_IN_PROCESS_MAX)) {
+      // The same audit as the process runs (audit-process.ts), awaited here.
+      const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq };
+      this.running = auditStoredLedger(job).then(
+        (result) => this.report({ ok: true, result }, started),
+        (err: unknown) => this.report({ ok: false, detail: err instanceof Error ? err.message : String(err) }, started),
+      );
+      return;
+    }
     const nice = this.opts.nice ?? LOWEST_PRIORITY;
     const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq, ...(nice === LOWEST_PRIORITY ? {} : { nice }) };
     const command = auditCommand(job);
@@ -660,22 +683,26 @@ export class IntegrityAudit {
         ended = true;
         this.child = null;
         resolve();
-        if (this.stopped) return;
         const report = parseReport(out);
-        if (report?.ok === true) {
-          this.status.state = 'ok';
-          this.opts.onOk(report.result, performance.now() - started);
-          return;
-        }
-        this.status.state = 'damaged';
-        this.status.detail =
-          report !== null ? report.detail
-          : `the integrity audit could not finish: ${spawnError?.message ?? `its process ended (${signal ?? `exit code ${String(code)}`}) without a result`}${err.trim() === '' ? '' : `: ${err.trim()}`}`;
-        this.opts.onDamage(this.status.detail);
+        const failure = `the integrity audit could not finish: ${spawnError?.message ?? `its process ended (${signal ?? `exit code ${String(code)}`}) without a result`}${err.trim() === '' ? '' : `: ${err.trim()}`}`;
+        this.report(report ?? { ok: false, detail: failure }, started);
       };
       child.on('error', (e) => end(null, null, e));
       child.on('close', (code, signal) => end(code, signal));
     });
+  }
+
+  /** Takes the audit's verdict, unless the server stopped meanwhile (a shutdown is not damage). */
+  private report(report: AuditReport, started: number): void {
+    if (this.stopped) return;
+    if (report.ok) {
+      this.status.state = 'ok';
+      this.opts.onOk(report.result, performance.now() - started);
+      return;
+    }
+    this.status.state = 'damaged';
+    this.status.detail = report.detail;
+    this.opts.onDamage(this.status.detail);
   }
 
   /** Resolves when the audit finished (tests). */
