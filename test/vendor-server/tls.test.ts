@@ -78,7 +78,9 @@ describe('vendor server: TLS and terminal credentials', function () {
   });
 
   describe('credential lifetime', () => {
-    const TTL_S = 2;
+    // The link renews after two thirds of a lifetime: the last third (1.3 s) is the time a
+    // busy machine has to answer the renewal before the socket is cut off.
+    const TTL_S = 4;
     let store: DemoStore;
     before(async () => {
       store = await startDemoStore({ accessTtlSeconds: TTL_S });
@@ -175,7 +177,7 @@ describe('vendor server: TLS and terminal credentials', function () {
           if (s.state !== 'connected') drops += 1;
         });
         const end = Date.parse(paired.expiresAt) + 2 * TTL_S * 1000;
-        await until('three lifetimes', () => (Date.now() > end && link.accessExpiresAtMs > end - TTL_S * 1000 ? true : undefined), 20_000);
+        await until('three lifetimes', () => (Date.now() > end && link.accessExpiresAtMs > end - TTL_S * 1000 ? true : undefined), 60_000);
         expect(drops, 'no reconnect was needed').to.equal(0);
         expect(await link.request('product:lookup', { code: PEN })).to.have.property('name');
         await store.operator('POST', `/api/terminals/${paired.terminalId}/revoke`);
