@@ -39,6 +39,8 @@ export interface SimulatorStats {
   statusQueries: number;
   /** Jobs that arrived while the printer could not print, and so were not printed. */
   discarded: number;
+  /** Status queries received and not yet answered (holdStatus). */
+  statusHeld: number;
 }
 
 /**
@@ -104,7 +106,7 @@ export class PrinterSimulator {
   private state: SimulatorState = 'ready';
   private readonly printed: DecodedReceipt[] = [];
   private readonly listeners = new Set<(r: DecodedReceipt) => void>();
-  private readonly counters: SimulatorStats = { connections: 0, statusQueries: 0, discarded: 0 };
+  private readonly counters: Omit<SimulatorStats, 'statusHeld'> = { connections: 0, statusQueries: 0, discarded: 0 };
   private readonly emulation: Emulation;
   private readonly receiptsMax: number;
   private readonly connectionBytesMax: number;
@@ -114,6 +116,8 @@ export class PrinterSimulator {
   private drawerTimer: NodeJS.Timeout | undefined;
   private readonly kicks: ReceivedDrawerKick[] = [];
   private readonly kickListeners = new Set<(k: ReceivedDrawerKick) => void>();
+  /** Status answers held back while the printer is busy (holdStatus), in order. */
+  private held: (() => void)[] | null = null;
 
   constructor(private readonly options: PrinterSimulatorOptions = {}) {
     this.emulation = options.emulation ?? 'epson';
@@ -183,7 +187,7 @@ export class PrinterSimulator {
   }
 
   stats(): SimulatorStats {
-    return { ...this.counters };
+    return { ...this.counters, statusHeld: this.held?.length ?? 0 };
   }
 
   clear(): void {
@@ -338,7 +342,27 @@ export class PrinterSimulator {
     socket.on('error', () => undefined);
   }
 
+  /**
+   * A printer busy with something else: status queries are answered only when the
+   * returned function is called (in the order they came), so a job waits for its status
+   * check as long as the test wants, or until the client's own timeout.
+   */
+  holdStatus(): () => void {
+    if (this.held !== null) throw new Error('status answers are already held');
+    const held: (() => void)[] = [];
+    this.held = held;
+    return () => {
+      if (this.held !== held) return;
+      this.held = null;
+      for (const answer of held) answer();
+    };
+  }
+
   private answer(socket: net.Socket, command: 'dle-eot' | 'gs-r', n: number): void {
+    if (this.held !== null) {
+      this.held.push(() => this.answer(socket, command, n));
+      return;
+    }
     this.counters.statusQueries++;
     if (this.emulation !== 'epson') return;
     const byte = command === 'dle-eot' ? epsonStatusWithDrawer(this.state, n, this.drawerIsOpen) : gsrStatusByte(this.state, n, this.drawerIsOpen);

@@ -345,8 +345,19 @@ export function installDialogs() {
       e.preventDefault();
       clearError(form);
       const run = submitters[form.dataset.action];
-      const close = await run(form);
-      if (close !== false) form.closest('dialog').close();
+      // The answer can come long after the dialog closed for another reason (a result
+      // shown, a receipt still printing) and was opened again: that opening is not closed.
+      const dlg = form.closest('dialog');
+      let closedMeanwhile = false;
+      const onClose = () => (closedMeanwhile = true);
+      dlg.addEventListener('close', onClose);
+      let close;
+      try {
+        close = await run(form);
+      } finally {
+        dlg.removeEventListener('close', onClose);
+      }
+      if (close !== false && !closedMeanwhile) dlg.close();
     });
   }
   for (const btn of document.querySelectorAll('dialog [data-close]')) {

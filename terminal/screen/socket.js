@@ -49,9 +49,18 @@ async function reloadIfSecretStale() {
  * commands. Resolves once the state the command left is drawn, so a caller can read
  * its outcome (the terminal's message) from `ui.state`.
  */
+/** Commands sent and not yet answered, on the page's body as `data-commands` (a busy cursor, tests). */
+let commands = 0;
+function pending(change) {
+  commands += change;
+  document.body.dataset.commands = String(commands);
+}
+
 export function send(cmd) {
+  pending(1);
   return new Promise((resolve) => {
     socket.timeout(COMMAND_ACK_TIMEOUT_MS).emit('command', cmd, (err, res) => {
+      pending(-1);
       if (err) {
         if (cmd.type !== 'complete') showLocal('error', 'the terminal program did not answer: try again');
         resolve(false);

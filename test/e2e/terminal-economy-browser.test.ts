@@ -151,6 +151,10 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
     await tid('wallet-new-pin').focus();
     await tapPin('dlg-wallet', '975318642097');
     await page.fill('[data-testid="wallet-new-pin-again"]', '975318642097');
+    // The printer is busy: the move is answered only once its slip has printed, after the
+    // cashier has closed the result and opened the wallet dialog again.
+    const receipts = sim.receipts().length;
+    const release = sim.holdStatus();
     await tid('btn-wallet-move-ok').click();
     await dialogOpen('dlg-economy-result');
     await expectText('economy-result-title', 'Moved to the mall wallet');
@@ -161,6 +165,11 @@ describe('e2e: tokens between stores on the cashier screen (against a stand-in s
 
     await tid('btn-wallet').click();
     await dialogOpen('dlg-wallet');
+    release();
+    await sim.waitForReceipts(receipts + 1, UI_WAIT_MS);
+    await page.locator('body[data-commands="0"]').waitFor({ timeout: UI_WAIT_MS });
+    // The answer to the earlier move does not close the dialog opened since.
+    expect(await tid('dlg-wallet').getAttribute('open')).to.not.equal(null);
     await tid('wallet-from').check();
     await page.selectOption('[data-testid="wallet-token"]', 'ACME');
     await page.fill('[data-testid="wallet-units"]', '1');

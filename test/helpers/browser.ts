@@ -137,7 +137,7 @@ export async function expectTestIdText(page: Page, id: string, text: string | Re
 /** What a till was doing, for a failure's message: its message, waiting sale, cashier and link. */
 export function tillSummary(terminal: RunningTerminal): unknown {
   const s = terminal.app.state();
-  return { message: s.message, completing: s.completing, cashier: s.cashier, server: s.status.server.state, lastSale: s.lastSale?.saleId ?? null };
+  return { message: s.message, completing: s.completing, cashier: s.cashier, server: s.status.server.state, lastSale: s.lastSale?.saleId ?? null, customer: s.cart.customer?.id ?? null, economyResult: s.economy.result?.title ?? null };
 }
 
 /**
@@ -149,7 +149,9 @@ export async function waitDialogOpen(page: Page, id: string, timeoutMs: number, 
     await page.locator(`[data-testid="${id}"][open]`).waitFor({ timeout: timeoutMs });
   } catch (err) {
     const openDialogs = await page.evaluate(() => Array.from(document.querySelectorAll('dialog[open]'), (d) => d.getAttribute('data-testid'))).catch(() => null);
-    throw new Error(`${id} did not open: ${JSON.stringify({ openDialogs, till: explain?.() ?? null })}`, { cause: err });
+    // What the page itself says: a refusal the page made on its own (no customer, say) is shown only there.
+    const pageMessage = await page.locator('[data-testid="message-text"]').innerText({ timeout: 1_000 }).catch(() => null);
+    throw new Error(`${id} did not open: ${JSON.stringify({ openDialogs, pageMessage, till: explain?.() ?? null })}`, { cause: err });
   }
 }
 

@@ -89,6 +89,21 @@ describe('hardware/printer PrinterSimulator', function () {
     expect([...(await exchange(sim.port, Buffer.from([0x1d, 0x72, 0x01]), 1))]).to.deep.equal([0x0f]);
   });
 
+  it('holds status answers while busy and gives them, in order, when released', async () => {
+    const release = sim.holdStatus();
+    expect(() => sim.holdStatus()).to.throw('already held');
+    const answer = exchange(sim.port, Buffer.from([0x10, 0x04, 1, 0x10, 0x04, 2]), 2);
+    await until('both queries received', () => sim.stats().statusHeld === 2);
+    expect(sim.stats().statusQueries).to.equal(0);
+    sim.setState('paper-out');
+    release();
+    // Answered as the printer is when released, in the order asked.
+    expect([...(await answer)]).to.deep.equal([0x1a, 0x32]);
+    expect(sim.stats()).to.include({ statusQueries: 2, statusHeld: 0 });
+    release();
+    expect([...(await exchange(sim.port, Buffer.from([0x10, 0x04, 1]), 1))]).to.deep.equal([0x1a]);
+  });
+
   it('records a job, decodes it and writes it out as text', async () => {
     const seen: string[] = [];
     const off = sim.onReceipt((r) => seen.push(r.lines[0]?.text ?? ''));
