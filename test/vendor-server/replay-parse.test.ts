@@ -1,5 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { withGs1CheckDigit, type JournalEvent } from '../../core/index.ts';
@@ -9,7 +10,7 @@ import { initVendor } from '../../vendor-server/init.ts';
 import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
 import { applyEvent, emptyState, toSnapshot } from '../../vendor-server/ledger/state.ts';
-import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
+import { ledgerPaths, openLedger, verifyLedger } from '../../vendor-server/ledger/store.ts';
 import { tempDir } from '../helpers/vendor.ts';
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
@@ -151,6 +152,25 @@ describe('vendor-server: the replay reads sales without their lines', () => {
     } finally {
       await opened.journal.close();
     }
+  });
+
+  it('attack: lines that are not JSON under a rewritten hash do not stop a start, and the audit reports them', async () => {
+    // The last sale's lines broken, its hash made again to match: only a full parse tells.
+    const paths = ledgerPaths(dataPaths(dir).ledgerDir);
+    const segment = join(paths.journalDir, (await readdir(paths.journalDir)).sort().at(-1) as string);
+    const lines = (await readFile(segment, 'utf8')).split('\n');
+    const last = lines.length - 2;
+    const event = (lines[last] as string).slice('{"h":"'.length + 64 + '","e":'.length, -1);
+    const broken = event.replace('"unitPriceMinor":', '"unitPriceMinor":,');
+    expect(broken).to.not.equal(event);
+    lines[last] = `{"h":"${createHash('sha256').update(broken).digest('hex')}","e":${broken}}`;
+    await writeFile(segment, lines.join('\n'));
+    const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId, readOnly: true });
+    const seq = opened.state.seq;
+    await opened.journal.close();
+    const err = await verifyLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId }).then(() => null, (e: unknown) => e);
+    expect(err).to.be.instanceOf(JournalCorruptError);
+    expect(err).to.deep.include({ seq, reason: 'malformed' });
   });
 
   it('reports a line the parser cannot read as a malformed line, at its seq', async () => {
