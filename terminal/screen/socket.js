@@ -44,11 +44,6 @@ async function reloadIfSecretStale() {
   window.location.reload();
 }
 
-/**
- * Sends a command; the terminal pushes the resulting state, the ack only reports bad
- * commands. Resolves once the state the command left is drawn, so a caller can read
- * its outcome (the terminal's message) from `ui.state`.
- */
 /** Commands sent and not yet answered, on the page's body as `data-commands` (a busy cursor, tests). */
 let commands = 0;
 function pending(change) {
@@ -56,11 +51,20 @@ function pending(change) {
   document.body.dataset.commands = String(commands);
 }
 
+/**
+ * Sends a command; the terminal pushes the resulting state, the ack only reports bad
+ * commands. Resolves once the state the command left is drawn, so a caller can read
+ * its outcome (the terminal's message) from `ui.state`.
+ */
 export function send(cmd) {
   pending(1);
-  return new Promise((resolve) => {
-    socket.timeout(COMMAND_ACK_TIMEOUT_MS).emit('command', cmd, (err, res) => {
+  return new Promise((answered) => {
+    // Counted until the caller has its outcome, not just the ack.
+    const resolve = (ok) => {
       pending(-1);
+      answered(ok);
+    };
+    socket.timeout(COMMAND_ACK_TIMEOUT_MS).emit('command', cmd, (err, res) => {
       if (err) {
         if (cmd.type !== 'complete') showLocal('error', 'the terminal program did not answer: try again');
         resolve(false);

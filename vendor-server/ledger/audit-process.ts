@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { auditStoredLedger, LOWEST_PRIORITY, type AuditJob, type AuditReport } from './store.ts';
+import { auditReport, LOWEST_PRIORITY, type AuditJob } from './store.ts';
 
 /**
  * The integrity audit's own process (started by IntegrityAudit in store.ts): it replays
@@ -26,10 +26,5 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
 
-let report: AuditReport;
-try {
-  report = { ok: true, result: await auditStoredLedger(job) };
-} catch (err) {
-  report = { ok: false, detail: err instanceof Error ? err.message : String(err) };
-}
+const report = await auditReport(job);
 process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));

@@ -563,6 +563,15 @@ export async function auditStoredLedger(job: AuditJob): Promise<AuditResult> {
   }
 }
 
+/** auditStoredLedger's result or failure as the report the audit gives, in its process or the server's. */
+export async function auditReport(job: AuditJob): Promise<AuditReport> {
+  try {
+    return { ok: true, result: await auditStoredLedger(job) };
+  } catch (err) {
+    return { ok: false, detail: err instanceof Error ? err.message : String(err) };
+  }
+}
+
 /**
  * Node options the audit process must not repeat: a profile or a debugger belongs to the
  * server (a second profile in the same directory would be taken for the server's). Those
@@ -644,10 +653,7 @@ export class IntegrityAudit {
     if (this.status.throughSeq <= (this.opts.inProcessMax ?? AUDIT_IN_PROCESS_MAX)) {
       // The same audit as the process runs (audit-process.ts), awaited here.
       const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq };
-      this.running = auditStoredLedger(job).then(
-        (result) => this.report({ ok: true, result }, started),
-        (err: unknown) => this.report({ ok: false, detail: err instanceof Error ? err.message : String(err) }, started),
-      );
+      this.running = auditReport(job).then((report) => this.report(report, started));
       return;
     }
     const nice = this.opts.nice ?? LOWEST_PRIORITY;
@@ -673,9 +679,13 @@ export class IntegrityAudit {
         ended = true;
         this.child = null;
         resolve();
-        const report = parseReport(out);
-        const failure = `the integrity audit could not finish: ${spawnError?.message ?? `its process ended (${signal ?? `exit code ${String(code)}`}) without a result`}${err.trim() === '' ? '' : `: ${err.trim()}`}`;
-        this.report(report ?? { ok: false, detail: failure }, started);
+        this.report(
+          parseReport(out) ?? {
+            ok: false,
+            detail: `the integrity audit could not finish: ${spawnError?.message ?? `its process ended (${signal ?? `exit code ${String(code)}`}) without a result`}${err.trim() === '' ? '' : `: ${err.trim()}`}`,
+          },
+          started,
+        );
       };
       child.on('error', (e) => end(null, null, e));
       child.on('close', (code, signal) => end(code, signal));
