@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 /**
- * Compiles the TypeScript sources to dist/ (tsc with tsconfig.build.json) and copies the
- * files served as they are (the cashier screen) next to the code that serves them. The
- * executables run dist/, so that production does not carry the tsx loader.
+ * Compiles the TypeScript sources to dist/ (tsc with tsconfig.build.json), copies the
+ * files served as they are (the cashier screen) next to the code that serves them, and
+ * bundles each program into one file (esbuild). The executables run those bundles, so
+ * that production carries neither the tsx loader nor the cost of loading some 800
+ * modules one by one: a process starts in about two thirds of the CPU time it took from
+ * the separate files, which every start, every CLI command and every audit pays.
  *
  *   node bin/build.js             always build (npm run build, npm's prepare on npm ci)
  *   node bin/build.js --if-stale  build only when a source is newer than the last build
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -21,8 +25,19 @@ const SOURCE_DIRS = ['core', 'platform', 'vendor-server', 'terminal', 'mall-sync
 const CONFIG_FILES = ['tsconfig.json', 'tsconfig.build.json', 'package-lock.json'];
 /** Folders of files a browser loads as they are; copied without their TypeScript, if any. */
 const ASSET_DIRS = ['terminal/screen'];
-/** The compiled entry points; a build missing any of them is not a build. */
-const ENTRIES = ['vendor-server/cli.js', 'terminal/cli.js', 'mall-sync/cli.js', 'bin/demo.js'];
+/**
+ * The programs, each bundled from its compiled entry point into `<entry>.bundle.js` next
+ * to it: the three executables, the demo, and the vendor server's audit process.
+ */
+export const BUNDLED = ['vendor-server/cli.js', 'terminal/cli.js', 'mall-sync/cli.js', 'bin/demo.js', 'vendor-server/ledger/audit-process.js'];
+/** What a build must have made; a build missing any of them is not a build. */
+const ENTRIES = BUNDLED.flatMap((entry) => [entry, bundleOf(entry)]);
+/**
+ * Left out of the bundles and loaded from node_modules at run time: native addons and
+ * their loaders (found through the package's own directory), and optional packages that
+ * are not installed.
+ */
+const EXTERNAL = ['@serialport/bindings-cpp', 'pg-native', 'better-sqlite3'];
 /** Written last, so that its time says when a complete build finished. */
 const STAMP = join(DIST, '.built');
 const BUILD_INFO = join(DIST, '.tsbuildinfo');
@@ -54,8 +69,67 @@ export function staleReason() {
   return null;
 }
 
-/** Builds dist/; throws an Error with a one-line message when tsc fails or is not installed. */
-export function build() {
+/** The bundle of a compiled entry point: `dist/x/cli.js` -> `dist/x/cli.bundle.js`. */
+export function bundleOf(entry) {
+  return entry.replace(/\.js$/, '.bundle.js');
+}
+
+/**
+ * A module's own location, wherever its code ends up. A bundle holds the code of many
+ * files in one, but what that code finds relative to itself (the cashier screen's files,
+ * the audit process's script, a package's data) is next to its original file, which
+ * stays where it was: so `import.meta.url` in an ES module, and `__dirname` and
+ * `__filename` in a CommonJS one, are given as that file's.
+ */
+const ownLocation = {
+  name: 'own-location',
+  setup(b) {
+    b.onLoad({ filter: /\.(c|m)?js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      if (text.includes('import.meta')) {
+        return { contents: text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)), loader: 'js' };
+      }
+      if (text.includes('__dirname') || text.includes('__filename')) {
+        return { contents: `var __dirname = ${JSON.stringify(dirname(args.path))}, __filename = ${JSON.stringify(args.path)};\n${text}`, loader: 'js' };
+      }
+      return undefined;
+    });
+  },
+};
+
+/** Bundles every program of BUNDLED from its compiled files in dist/. */
+async function bundle() {
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    throw new Error('esbuild is not installed: run "npm ci" (with dev dependencies) to build dist/');
+  }
+  await Promise.all(
+    BUNDLED.map((entry) =>
+      esbuild.build({
+        entryPoints: [join(DIST, entry)],
+        outfile: join(DIST, bundleOf(entry)),
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node20',
+        external: EXTERNAL,
+        // The bundled CommonJS packages call require() for Node's modules and the external ones.
+        banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+        // Smaller text to read and parse at every start; names are kept, so stacks still say where.
+        minifyWhitespace: true,
+        minifySyntax: true,
+        legalComments: 'none',
+        logLevel: 'error',
+        plugins: [ownLocation],
+      }),
+    ),
+  );
+}
+
+/** Builds dist/; throws an Error with a one-line message when tsc, esbuild or the bundling fails or is not installed. */
+export async function build() {
   let tsc;
   try {
     tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
@@ -73,22 +147,27 @@ export function build() {
     mkdirSync(to, { recursive: true });
     cpSync(join(ROOT, dir), to, { recursive: true, filter: (src) => !src.endsWith('.ts') });
   }
+  try {
+    await bundle();
+  } catch (err) {
+    throw new Error(`bundling failed: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  }
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);
 }
 
 /** Builds dist/ when it is missing or older than a source; says why on stderr first. */
-export function buildIfStale(program = 'mallpos') {
+export async function buildIfStale(program = 'mallpos') {
   const reason = staleReason();
   if (reason === null) return false;
-  console.error(`${program}: ${reason}; compiling it (tsc) ...`);
-  build();
+  console.error(`${program}: ${reason}; compiling it (tsc, esbuild) ...`);
+  await build();
   return true;
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   try {
-    if (process.argv.includes('--if-stale')) buildIfStale();
-    else build();
+    if (process.argv.includes('--if-stale')) await buildIfStale();
+    else await build();
   } catch (err) {
     console.error(`build: ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);

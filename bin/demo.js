@@ -4,9 +4,9 @@ import { buildIfStale } from './build.js';
 import { runCompiled } from './compiled.js';
 
 try {
-  buildIfStale('mallpos demo');
+  await buildIfStale('mallpos demo');
 } catch (err) {
   console.error(`mallpos demo: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }
-await runCompiled('mallpos demo', 'bin/demo.js');
+await runCompiled('mallpos demo', 'bin/demo.bundle.js');

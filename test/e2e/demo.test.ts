@@ -145,6 +145,52 @@ describe('e2e: the executables run compiled JavaScript', function () {
     }
   });
 
+  it('run each program from one bundled file, which needs none of the compiled modules beside it', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-bundle-');
+    try {
+      // Each bundle alone in a folder where no compiled module can be found: a bundle that
+      // still imported one of them would fail here.
+      for (const [entry, says] of [
+        ['vendor-server/cli.bundle.js', 'mallpos vendor server'],
+        ['mall-sync/cli.bundle.js', 'reconcile'],
+        ['terminal/cli.bundle.js', 'pair'],
+      ] as const) {
+        const alone = join(dir, entry.replace('/', '-'));
+        await copyFile(join(ROOT, 'dist', entry), alone);
+        await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules')).catch(() => undefined);
+        const child = spawn(process.execPath, [alone, '--help'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+        const closed = exited(child);
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        expect(await closed, out).to.equal(0);
+        expect(out).to.include(says);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('audit a store in a process started from the audit bundle, which reports what it checked', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-audit-bundle-');
+    try {
+      const init = await runCli(['init', '--data-dir', dir, '--demo']);
+      expect(init.code, init.stderr).to.equal(0);
+      const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { vendorId: string };
+      const job = { dataDir: join(dir, 'ledger'), vendorId: config.vendorId, toSeq: 3, nice: 0 };
+      const child = spawn(process.execPath, [join(ROOT, 'dist', 'vendor-server', 'ledger', 'audit-process.bundle.js'), JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const closed = exited(child);
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      expect(await closed, out).to.equal(0);
+      const report = JSON.parse(out.trim()) as Record<string, unknown>;
+      expect(report, out).to.include({ ok: true });
+    } finally {
+      await cleanup();
+    }
+  });
+
   it('say in one line that dist/ is missing rather than fall back to the sources', async () => {
     const { dir, cleanup } = await tempDir('mallpos-nodist-');
     try {
@@ -158,7 +204,7 @@ describe('e2e: the executables run compiled JavaScript', function () {
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));
       expect(await closed).to.equal(1);
       expect(out.trim().split('\n'), out).to.have.length(1);
-      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.js is missing; build it with "npm run build"/);
+      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.bundle\.js is missing; build it with "npm run build"/);
     } finally {
       await cleanup();
     }

@@ -591,8 +591,11 @@ function auditExecArgv(): string[] {
   return out;
 }
 
-/** The audit process's script, next to this module and compiled with it (.ts under tsx, .js from dist/). */
-const AUDIT_SCRIPT = fileURLToPath(new URL(`./audit-process${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+/**
+ * The audit process's script, next to this module: its source under tsx; from dist/, the
+ * build's bundle of it (bin/build.js), which starts in less CPU time than its modules.
+ */
+const AUDIT_SCRIPT = fileURLToPath(new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './audit-process.ts' : './audit-process.bundle.js', import.meta.url));
 
 /** The command line of an audit process for a job. */
 export function auditCommand(job: AuditJob): { file: string; args: string[] } {
