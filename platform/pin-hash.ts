@@ -19,6 +19,16 @@ import { DIR_MODE, writeFileDurable } from './storage/index.ts';
  *
  * Hashes of the older form `scrypt$<salt>$<hash>` (no pepper) still verify, so existing
  * staff can sign in; setting a PIN stores the new form.
+ *
+ * A PIN that verified is remembered for a while (CONFIRMED_TTL_MS, at most CONFIRMED_MAX
+ * of them), by its stored hash and the PIN keyed with the pepper: the same PIN against the
+ * same stored hash is then confirmed without another scrypt. Tills sign in again and
+ * again in a shift (a reconnect after the network dropped, a break, the supervisor's
+ * override, a customer's PIN at each visit), and twenty tills signing in at once after a
+ * network blip would otherwise queue on the one scrypt thread for a second or two. It
+ * gives a guesser nothing: only successes are remembered, so every wrong PIN still costs
+ * a full scrypt and counts towards the lockout, and a changed PIN has another stored hash.
+ * What is kept is an HMAC under the pepper, which lives in this process's memory anyway.
  */
 
 const PEPPER_BYTES = 32;
@@ -26,6 +36,10 @@ const SCRYPT_N = 2 ** 14;
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const HASH_BYTES = 32;
+/** How long a verified PIN is remembered: about a shift. */
+export const CONFIRMED_TTL_MS = 8 * 60 * 60 * 1000;
+/** How many verified PINs are remembered at most; the oldest is forgotten first. */
+export const CONFIRMED_MAX = 1024;
 // scrypt needs 128 * N * r bytes; room for that with headroom.
 const SCRYPT_MAXMEM = 64 * 1024 * 1024;
 
@@ -38,6 +52,13 @@ function equalBytes(a: Buffer, b: Buffer): boolean {
 }
 
 export class PinHasher {
+  /** Stored hash + keyed PIN (hex) of the PINs that verified -> when, in insertion order. */
+  private readonly confirmed = new Map<string, number>();
+  /** The clock the remembered PINs expire by (a test sets its own). */
+  now: () => number = Date.now;
+  /** How many verified PINs are remembered at most. */
+  confirmedMax = CONFIRMED_MAX;
+
   private constructor(private readonly pepper: Buffer) {}
 
   /** Loads the pepper from `path`, creating it (owner-only, in an owner-only directory) the first time. */
@@ -71,6 +92,22 @@ export class PinHasher {
 
   /** Whether `pin` matches `stored`, compared in constant time; false for anything malformed. */
   async verify(pin: string, stored: string): Promise<boolean> {
+    const memo = `${stored}\u0000${this.keyed(pin).toString('hex')}`;
+    const at = this.confirmed.get(memo);
+    if (at !== undefined) {
+      if (this.now() - at < CONFIRMED_TTL_MS) return true;
+      this.confirmed.delete(memo);
+    }
+    const ok = await this.check(pin, stored);
+    if (ok) {
+      this.confirmed.delete(memo);
+      this.confirmed.set(memo, this.now());
+      if (this.confirmed.size > this.confirmedMax) this.confirmed.delete(this.confirmed.keys().next().value as string);
+    }
+    return ok;
+  }
+
+  private async check(pin: string, stored: string): Promise<boolean> {
     const parts = stored.split('$');
     if (parts[0] === 'scrypt-hmac' && parts.length === 6) {
       const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];

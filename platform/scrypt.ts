@@ -71,6 +71,11 @@ function scryptWorker(): Worker {
   return w;
 }
 
+/** How many scrypt calls this process has made: what a cache of their results saves shows here. */
+export function scryptCalls(): number {
+  return nextId - 1;
+}
+
 export function scryptQueued(password: Buffer | string, salt: Buffer, keyBytes: number, options: ScryptOptions): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
     const id = nextId++;

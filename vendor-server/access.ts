@@ -117,7 +117,11 @@ export function newPairingCode(): string {
   return code;
 }
 
-/** A PIN hash to check against when the staff id is unknown, so both take the same time. */
+/**
+ * A PIN hash to check against when the staff id is unknown, so both take the same time.
+ * Its PIN is random and never told: no guess verifies against it, so none is remembered
+ * (platform/pin-hash.ts) and answered faster than a guess at a real staff member's PIN.
+ */
 let decoyPinHash: Promise<string> | null = null;
 
 export class AccessStore {
@@ -434,7 +438,7 @@ export class AccessStore {
     const done = this.beginCheck(subjects) ?? refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
     let ok: boolean;
     try {
-      decoyPinHash ??= this.pins.hash('0000');
+      decoyPinHash ??= this.pins.hash(randomBytes(16).toString('hex'));
       ok = await this.pins.verify(pin, staff?.pinHash ?? (await decoyPinHash));
       ok = ok && staff !== undefined;
     } finally {

@@ -2,7 +2,8 @@ import { randomBytes, scryptSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { PinHasher } from '../../platform/pin-hash.ts';
+import { CONFIRMED_MAX, CONFIRMED_TTL_MS, PinHasher } from '../../platform/pin-hash.ts';
+import { scryptCalls } from '../../platform/scrypt.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 describe('platform/pin-hash: stored PIN hashes keyed with a pepper', function () {
@@ -31,6 +32,65 @@ describe('platform/pin-hash: stored PIN hashes keyed with a pepper', function ()
       expect(await pins.verify('1234', old)).to.equal(true);
       expect(await pins.verify('1235', old)).to.equal(false);
       expect(await pins.verify('1234', 'garbage')).to.equal(false);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('platform/pin-hash: a PIN that verified is remembered for a while', function () {
+  this.timeout(60_000);
+
+  it('confirms the same PIN against the same hash again without a scrypt, and every other attempt with one', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const pins = await PinHasher.open(join(dir, 'keys', 'pin-pepper.key'));
+      let clock = 1_000_000;
+      pins.now = () => clock;
+      const stored = await pins.hash('4711');
+      const calls = scryptCalls();
+      expect(await pins.verify('4711', stored)).to.equal(true);
+      expect(scryptCalls() - calls, 'the first check runs scrypt').to.equal(1);
+      expect(await pins.verify('4711', stored)).to.equal(true);
+      expect(scryptCalls() - calls, 'the second is remembered').to.equal(1);
+      // A guess is never remembered, not even right after the right PIN: each costs a scrypt.
+      for (const guess of ['4712', '0000', '4711 ', '']) expect(await pins.verify(guess, stored)).to.equal(false);
+      expect(scryptCalls() - calls).to.equal(5);
+      // Another hash of the same PIN (the PIN set again) is checked afresh; so is the old
+      // hash with another PIN, and the remembered one stays good for the right PIN only.
+      const again = await pins.hash('4711');
+      const before = scryptCalls();
+      expect(await pins.verify('4711', again)).to.equal(true);
+      expect(await pins.verify('9999', again)).to.equal(false);
+      expect(scryptCalls() - before).to.equal(2);
+      // Another store's pepper remembers nothing of this one's.
+      const other = await PinHasher.open(join(dir, 'other', 'pepper.key'));
+      expect(await other.verify('4711', stored)).to.equal(false);
+      // Once the time is up the PIN is checked again.
+      clock += CONFIRMED_TTL_MS;
+      const late = scryptCalls();
+      expect(await pins.verify('4711', stored)).to.equal(true);
+      expect(scryptCalls() - late).to.equal(1);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('remembers a bounded number of PINs, forgetting the oldest first', async () => {
+    expect(CONFIRMED_MAX).to.be.within(1, 100_000);
+    const { dir, cleanup } = await tempDir();
+    try {
+      const pins = await PinHasher.open(join(dir, 'keys', 'pin-pepper.key'));
+      pins.confirmedMax = 2;
+      const stored = await Promise.all(['1111', '2222', '3333'].map((pin) => pins.hash(pin)));
+      for (const [i, pin] of ['1111', '2222', '3333'].entries()) expect(await pins.verify(pin, stored[i] as string)).to.equal(true);
+      const calls = scryptCalls();
+      // The two newest are remembered; the oldest was forgotten and costs a scrypt again.
+      expect(await pins.verify('3333', stored[2] as string)).to.equal(true);
+      expect(await pins.verify('2222', stored[1] as string)).to.equal(true);
+      expect(scryptCalls() - calls).to.equal(0);
+      expect(await pins.verify('1111', stored[0] as string)).to.equal(true);
+      expect(scryptCalls() - calls).to.equal(1);
     } finally {
       await cleanup();
     }
