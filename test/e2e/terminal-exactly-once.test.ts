@@ -5,6 +5,7 @@ import { createServer, connect, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { PrinterSimulator } from '../../hardware/printer/index.ts';
+import { VirtualScanner } from '../../hardware/scanner/index.ts';
 import type { ScreenState } from '../../terminal/app.ts';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal } from '../../terminal/run.ts';
@@ -14,6 +15,7 @@ import { fetchTls } from '../helpers/http.ts';
 import { tempDir } from '../helpers/vendor.ts';
 import { screenSocket } from '../helpers/browser.ts';
 
+const BREAD = '5901234123457';
 const PEN = '4006381333931';
 const CARD = 'C0000000018';
 const CUSTOMER_ID = 'cust-000001';
@@ -404,6 +406,29 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(s.cart.lines).to.have.length(1);
     expect(await acmeBalance(store)).to.equal(before);
     expect(await stat(join(dir, 'pending-sale.json')).then(() => true, () => false)).to.equal(false);
+  });
+
+  it('reads barcodes from a serial port in the compiled terminal (its native serial binding, loaded from the bundle)', async () => {
+    const dir = await pairedTerminalDir();
+    // A socat pair of pseudo-terminals: the terminal opens one end as its scanner, the test writes into the other.
+    const scanner = await VirtualScanner.create({ dir: join(store.dir, 'scanner') });
+    cleanups.unshift(() => scanner.close());
+    const terminal = await spawnTerminal(['--data-dir', dir, '--scanner', scanner.devicePath, '--printer', `tcp://127.0.0.1:${printer.port}`, '--port', '0']);
+    cleanups.unshift(async () => killHard(terminal.child));
+    const page: ClientSocket = await screenSocket(terminal.url);
+    cleanups.unshift(async () => void page.disconnect());
+    let latest: ScreenState | null = null;
+    page.on('state', (s: ScreenState) => (latest = s));
+    await until('terminal online', () => ((latest as ScreenState | null)?.status.server.state === 'connected' ? true : undefined));
+    await scanner.scan(PEN);
+    await until('the pen in the cart', () => ((latest as ScreenState | null)?.cart.lines.length === 1 ? true : undefined));
+    await scanner.scan(BREAD);
+    const cart = await until('the pen and the bread in the cart', () => {
+      const lines = (latest as ScreenState | null)?.cart.lines ?? [];
+      return lines.length === 2 ? lines : undefined;
+    });
+    expect(cart.map((l) => l.code)).to.deep.equal([PEN, BREAD]);
+    expect(terminal.output()).to.not.match(/mock|keyboard/i);
   });
 
   it('finishes the sale once when the terminal is killed mid-completion and restarted', async () => {
