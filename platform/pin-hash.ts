@@ -92,29 +92,30 @@ export class PinHasher {
 
   /** Whether `pin` matches `stored`, compared in constant time; false for anything malformed. */
   async verify(pin: string, stored: string): Promise<boolean> {
-    const memo = `${stored}\u0000${this.keyed(pin).toString('hex')}`;
+    const keyed = this.keyed(pin);
+    const memo = `${stored}\u0000${keyed.toString('hex')}`;
     const at = this.confirmed.get(memo);
     if (at !== undefined) {
       if (this.now() - at < CONFIRMED_TTL_MS) return true;
       this.confirmed.delete(memo);
     }
-    const ok = await this.check(pin, stored);
+    const ok = await this.check(pin, keyed, stored);
     if (ok) {
-      this.confirmed.delete(memo);
       this.confirmed.set(memo, this.now());
       if (this.confirmed.size > this.confirmedMax) this.confirmed.delete(this.confirmed.keys().next().value as string);
     }
     return ok;
   }
 
-  private async check(pin: string, stored: string): Promise<boolean> {
+  /** The scrypt check itself; `keyed` is the PIN keyed with the pepper. */
+  private async check(pin: string, keyed: Buffer, stored: string): Promise<boolean> {
     const parts = stored.split('$');
     if (parts[0] === 'scrypt-hmac' && parts.length === 6) {
       const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
       // Only the parameters this code writes: a stored hash must not choose its own cost.
       if (n !== SCRYPT_N || r !== SCRYPT_R || p !== SCRYPT_P) return false;
       const expected = Buffer.from(parts[5] as string, 'hex');
-      const actual = await scryptAsync(this.keyed(pin), Buffer.from(parts[4] as string, 'hex'), n, r, p);
+      const actual = await scryptAsync(keyed, Buffer.from(parts[4] as string, 'hex'), n, r, p);
       return equalBytes(actual, expected);
     }
     if (parts[0] === 'scrypt' && parts.length === 3) {

@@ -96,6 +96,23 @@ describe('vendor server: people at the till', function () {
       expect(expectOk(await call<{ role: string }>(again.socket, 'cashier:login', { staffId: 'sam', pin: '9999' })).role).to.equal('supervisor');
     });
 
+    it('a PIN remembered from a sign-in a moment ago does not get past a lockout', async () => {
+      const { socket } = await till('Till remembered');
+      // Signed in with the right PIN: the server now remembers it (platform/pin-hash.ts).
+      expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+      const other = await till('Till guessing ana');
+      const locked = await until('the lockout', async () => {
+        const res = await call(other.socket, 'cashier:login', { staffId: 'ana', pin: '0000' });
+        return codeOf(res) === 'VND_ERR_STAFF_LOCKED' ? true : undefined;
+      });
+      expect(locked).to.equal(true);
+      // The remembered PIN is refused like any other while the lock holds, at either till.
+      expect(codeOf(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }))).to.equal('VND_ERR_STAFF_LOCKED');
+      expect(codeOf(await call(other.socket, 'cashier:login', { staffId: 'ana', pin: '1234' }))).to.equal('VND_ERR_STAFF_LOCKED');
+      expect((await store.operator('POST', '/api/staff/ana/unlock')).status).to.equal(200);
+      expectOk(await call(socket, 'cashier:login', { staffId: 'ana', pin: '1234' }));
+    });
+
     it('the same staff member signing in at two tills at once is not taken for guessing', async () => {
       const [a, b] = [await till('Till twin 1'), await till('Till twin 2')];
       const [x, y] = await Promise.all([call(a.socket, 'cashier:login', { staffId: 'ana', pin: '1234' }), call(b.socket, 'cashier:login', { staffId: 'ana', pin: '1234' })]);
