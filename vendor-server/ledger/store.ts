@@ -653,14 +653,14 @@ export class IntegrityAudit {
 
   start(): void {
     const started = performance.now();
-    if (this.status.throughSeq <= (this.opts.inProcessMax ?? AUDIT_IN_PROCESS_MAX)) {
+    const audited: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq };
+    if (audited.toSeq <= (this.opts.inProcessMax ?? AUDIT_IN_PROCESS_MAX)) {
       // The same audit as the process runs (audit-process.ts), awaited here.
-      const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq };
-      this.running = auditReport(job).then((report) => this.report(report, started));
+      this.running = auditReport(audited).then((report) => this.report(report, started));
       return;
     }
     const nice = this.opts.nice ?? LOWEST_PRIORITY;
-    const job: AuditJob = { dataDir: this.opts.ledgerDir, vendorId: this.opts.vendorId, toSeq: this.status.throughSeq, ...(nice === LOWEST_PRIORITY ? {} : { nice }) };
+    const job: AuditJob = nice === LOWEST_PRIORITY ? audited : { ...audited, nice };
     const command = auditCommand(job);
     const child = spawn(command.file, command.args, { stdio: ['pipe', 'pipe', 'pipe'] });
     this.child = child;
