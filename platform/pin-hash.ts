@@ -11,11 +11,17 @@ import { DIR_MODE, writeFileDurable } from './storage/index.ts';
  * (owner-only, apart from the access file) and never stored next to the hashes. A
  * readable access file alone then reveals nothing: each guess needs the pepper. With
  * both files no cost saves a 4-digit PIN (10,000 guesses at any per-guess cost a login
- * can afford take minutes), so the cost stays at scrypt N=2^14, r=8 (16 MiB, a few tens
- * of milliseconds) and the defence is the pepper's separate, owner-only file; the online
- * guessing that remains is for the lockout to stop.
+ * can afford take minutes), so the cost is moderate, scrypt N=2^14, r=8 (16 MiB, a few
+ * tens of milliseconds) unless the store sets another N, and the defence is the pepper's
+ * separate, owner-only file; the online guessing that remains is for the lockout to stop.
  *
  *     scrypt-hmac$<N>$<r>$<p>$<salt hex>$<hash hex>     scrypt(HMAC-SHA256(pepper, pin), salt)
+ *
+ * A store sets N (`pinHashCost` in its config) for the PINs it hashes from then on: a
+ * power of two from 2^10 (1 MiB, a few milliseconds: a till on slow hardware, a store
+ * whose tills sign in very often) to 2^15 (32 MiB). A stored hash verifies at any N in
+ * that range, so changing the setting locks nobody out; nothing outside it is computed,
+ * so a stored hash cannot make a sign-in cost more than the most a store may set.
  *
  * Hashes of the older form `scrypt$<salt>$<hash>` (no pepper) still verify, so existing
  * staff can sign in; setting a PIN stores the new form.
@@ -32,7 +38,10 @@ import { DIR_MODE, writeFileDurable } from './storage/index.ts';
  */
 
 const PEPPER_BYTES = 32;
-const SCRYPT_N = 2 ** 14;
+/** scrypt's N for a store that sets none. */
+export const PIN_HASH_COST_DEFAULT = 2 ** 14;
+export const PIN_HASH_COST_MIN = 2 ** 10;
+export const PIN_HASH_COST_MAX = 2 ** 15;
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const HASH_BYTES = 32;
@@ -47,6 +56,11 @@ function scryptAsync(input: Buffer | string, salt: Buffer, n: number, r: number,
   return scryptQueued(input, salt, HASH_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM });
 }
 
+/** Whether `n` is a cost a store may set and a stored hash may carry: a power of two from PIN_HASH_COST_MIN to PIN_HASH_COST_MAX. */
+export function isPinHashCost(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= PIN_HASH_COST_MIN && n <= PIN_HASH_COST_MAX && (n & (n - 1)) === 0;
+}
+
 function equalBytes(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
@@ -59,10 +73,18 @@ export class PinHasher {
   /** How many verified PINs are remembered at most. */
   confirmedMax = CONFIRMED_MAX;
 
-  private constructor(private readonly pepper: Buffer) {}
+  private constructor(
+    private readonly pepper: Buffer,
+    /** scrypt's N for the hashes this hasher makes. */
+    readonly cost: number,
+  ) {}
 
-  /** Loads the pepper from `path`, creating it (owner-only, in an owner-only directory) the first time. */
-  static async open(path: string): Promise<PinHasher> {
+  /**
+   * Loads the pepper from `path`, creating it (owner-only, in an owner-only directory) the
+   * first time. New hashes are made at scrypt N = `cost`.
+   */
+  static async open(path: string, cost = PIN_HASH_COST_DEFAULT): Promise<PinHasher> {
+    if (!isPinHashCost(cost)) throw new RangeError(`a PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}, not ${cost}`);
     let text: string | null = null;
     try {
       text = await readFile(path, 'utf8');
@@ -73,11 +95,11 @@ export class PinHasher {
       await mkdir(dirname(path), { recursive: true, mode: DIR_MODE });
       const pepper = randomBytes(PEPPER_BYTES);
       await writeFileDurable(path, `${pepper.toString('base64')}\n`);
-      return new PinHasher(pepper);
+      return new PinHasher(pepper, cost);
     }
     const pepper = Buffer.from(text.trim(), 'base64');
     if (pepper.length !== PEPPER_BYTES) throw new Error(`${path} does not hold a ${PEPPER_BYTES}-byte PIN pepper`);
-    return new PinHasher(pepper);
+    return new PinHasher(pepper, cost);
   }
 
   private keyed(pin: string): Buffer {
@@ -86,8 +108,8 @@ export class PinHasher {
 
   async hash(pin: string): Promise<string> {
     const salt = randomBytes(16);
-    const hash = await scryptAsync(this.keyed(pin), salt, SCRYPT_N, SCRYPT_R, SCRYPT_P);
-    return `scrypt-hmac$${SCRYPT_N}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString('hex')}$${hash.toString('hex')}`;
+    const hash = await scryptAsync(this.keyed(pin), salt, this.cost, SCRYPT_R, SCRYPT_P);
+    return `scrypt-hmac$${this.cost}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString('hex')}$${hash.toString('hex')}`;
   }
 
   /** Whether `pin` matches `stored`, compared in constant time; false for anything malformed. */
@@ -112,15 +134,15 @@ export class PinHasher {
     const parts = stored.split('$');
     if (parts[0] === 'scrypt-hmac' && parts.length === 6) {
       const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
-      // Only the parameters this code writes: a stored hash must not choose its own cost.
-      if (n !== SCRYPT_N || r !== SCRYPT_R || p !== SCRYPT_P) return false;
+      // Only parameters a store may set: a stored hash must not choose what a check costs.
+      if (!isPinHashCost(n) || r !== SCRYPT_R || p !== SCRYPT_P) return false;
       const expected = Buffer.from(parts[5] as string, 'hex');
       const actual = await scryptAsync(keyed, Buffer.from(parts[4] as string, 'hex'), n, r, p);
       return equalBytes(actual, expected);
     }
     if (parts[0] === 'scrypt' && parts.length === 3) {
       const expected = Buffer.from(parts[2] as string, 'hex');
-      const actual = await scryptAsync(pin, Buffer.from(parts[1] as string, 'hex'), 2 ** 14, 8, 1);
+      const actual = await scryptAsync(pin, Buffer.from(parts[1] as string, 'hex'), PIN_HASH_COST_DEFAULT, 8, 1);
       return equalBytes(actual, expected);
     }
     return false;

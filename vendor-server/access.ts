@@ -117,13 +117,6 @@ export function newPairingCode(): string {
   return code;
 }
 
-/**
- * A PIN hash to check against when the staff id is unknown, so both take the same time.
- * Its PIN is random and never told: no guess verifies against it, so none is remembered
- * (platform/pin-hash.ts) and answered faster than a guess at a real staff member's PIN.
- */
-let decoyPinHash: Promise<string> | null = null;
-
 export class AccessStore {
   pinPolicy: PinPolicy = { ...PIN_POLICY_DEFAULT };
   /**
@@ -152,20 +145,32 @@ export class AccessStore {
     };
   }
 
+  /**
+   * A PIN hash to check against when the staff id is unknown, so both take the same time
+   * (made at this store's cost). Its PIN is random and never told: no guess verifies
+   * against it, so none is remembered (platform/pin-hash.ts) and answered faster than a
+   * guess at a real staff member's PIN.
+   */
+  private decoyPinHash: Promise<string> | null = null;
+
   private constructor(
     private readonly db: Low<AccessData>,
     private readonly pins: PinHasher,
   ) {}
 
-  /** Opens the access file; the PIN pepper lives in the keys directory beside it unless `pepperFile` says otherwise. */
-  static async open(file: string, pepperFile = join(dirname(file), 'keys', 'pin-pepper.key')): Promise<AccessStore> {
+  /**
+   * Opens the access file. The PIN pepper lives in the keys directory beside it; PINs set
+   * from now on are hashed at scrypt N = `pinHashCost` (platform/pin-hash.ts).
+   */
+  static async open(file: string, pinHashCost?: number): Promise<AccessStore> {
+    const pepperFile = join(dirname(file), 'keys', 'pin-pepper.key');
     const db = new Low<AccessData>(new DurableJSONFile<AccessData>(file), { operators: [], terminals: {}, staff: {}, terminalSerial: 0 });
     await db.read();
     // Terminal and staff ids come from requests: look them up only among own entries.
     db.data.terminals = nullProto(db.data.terminals);
     db.data.staff = nullProto(db.data.staff);
     db.data.customerPins = nullProto(db.data.customerPins);
-    return new AccessStore(db, await PinHasher.open(pepperFile));
+    return new AccessStore(db, await PinHasher.open(pepperFile, pinHashCost));
   }
 
   get data(): AccessData {
@@ -438,8 +443,8 @@ export class AccessStore {
     const done = this.beginCheck(subjects) ?? refuse('VND_ERR_RATE_LIMITED', { retryAfterMs: 0 });
     let ok: boolean;
     try {
-      decoyPinHash ??= this.pins.hash(randomBytes(16).toString('hex'));
-      ok = await this.pins.verify(pin, staff?.pinHash ?? (await decoyPinHash));
+      this.decoyPinHash ??= this.pins.hash(randomBytes(16).toString('hex'));
+      ok = await this.pins.verify(pin, staff?.pinHash ?? (await this.decoyPinHash));
       ok = ok && staff !== undefined;
     } finally {
       done();

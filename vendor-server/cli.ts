@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { dataPaths, loadConfig, loadKeys, loadStoreTls, writeConfig } from './config.ts';
 import { spkiSha256, tlsRequest } from '../platform/tls.ts';
 import { initVendor } from './init.ts';
 import { backupStore, restoreStore, verifyBackup, verifyStore } from './backup.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
+import { isPinHashCost, PIN_HASH_COST_DEFAULT, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN } from '../platform/pin-hash.ts';
 import { startVendorServer } from './server.ts';
 import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
@@ -16,6 +17,12 @@ import { ensureWebhookSecret, rotateWebhookSecret, WEBHOOK_SECRET_GRACE_MS } fro
 const DEFAULT_DATA_DIR = './data/vendor-server';
 
 const die = dieWith('vendor-server');
+
+function pinHashCost(value: string): number {
+  const n = Number(value);
+  if (!isPinHashCost(n)) throw new InvalidArgumentError(`a PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}`);
+  return n;
+}
 
 const program = new Command()
   .name('vendor-server')
@@ -32,9 +39,14 @@ program
   .option('--host <host>', 'address to listen on (default 127.0.0.1)')
   .option('--demo', 'seed a demo store: products, customers with balances, float, staff')
   .option('--tls-name <name...>', 'host names or IP addresses terminals use to reach this store (localhost and 127.0.0.1 always)')
-  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[] }) => {
+  .option('--pin-hash-cost <n>', `scrypt's N for PIN hashes: a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX} (default ${PIN_HASH_COST_DEFAULT})`, pinHashCost)
+  .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[]; pinHashCost?: number }) => {
     try {
-      const r = await initVendor({ dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo, ...(o.tlsName === undefined ? {} : { tlsNames: o.tlsName }) });
+      const r = await initVendor({
+        dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo,
+        ...(o.tlsName === undefined ? {} : { tlsNames: o.tlsName }),
+        ...(o.pinHashCost === undefined ? {} : { pinHashCost: o.pinHashCost }),
+      });
       console.log(`Created vendor server "${r.config.storeName}" (vendor id ${r.config.vendorId}) in ${resolve(o.dataDir)}`);
       console.log(`Vendor key id (kid): ${r.kid}`);
       console.log(`Store certificate authority: ${dataPaths(resolve(o.dataDir)).tlsDir}/ca-cert.pem (SHA-256 of its key ${spkiSha256(r.caPem)}); terminals pin it when they pair`);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { fail, makeCardNumber, withGs1CheckDigit, type TokenType } from '../core/index.ts';
+import { isPinHashCost, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN } from '../platform/pin-hash.ts';
 import { AccessStore } from './access.ts';
 import { createKeys, createStoreTls, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
@@ -24,6 +25,8 @@ export interface InitOptions {
   host?: string;
   /** Extra host names and IP addresses for the store's TLS certificate. */
   tlsNames?: string[];
+  /** scrypt's N for the store's PIN hashes (config `pinHashCost`; absent: the default). */
+  pinHashCost?: number;
 }
 
 export interface InitResult {
@@ -48,9 +51,13 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   if (opts.port !== undefined) config.port = opts.port;
   if (opts.host !== undefined) config.host = opts.host;
   if (opts.demo === true) config.address = profile.address;
+  if (opts.pinHashCost !== undefined) {
+    if (!isPinHashCost(opts.pinHashCost)) fail('VND_ERR_CONFIG', `the PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}, not ${opts.pinHashCost}`);
+    config.pinHashCost = opts.pinHashCost;
+  }
   const keys = await createKeys(opts.dataDir);
   const caPem = await initStoreTls(opts.dataDir, config, opts.tlsNames);
-  const access = await AccessStore.open(dataPaths(opts.dataDir).access);
+  const access = await AccessStore.open(dataPaths(opts.dataDir).access, config.pinHashCost);
   const operatorToken = await access.addOperator();
   // The secret payment providers sign online purchases with (vendor-server webhook-secret shows it).
   await ensureWebhookSecret(opts.dataDir);

@@ -114,7 +114,7 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   const mall = pinnedMall(config, opts.mallUrl);
   const tls = await loadStoreTls(opts.dataDir, config);
   if (tls.reissued) logger.info({ names: tls.names }, 'TLS server certificate issued for the configured names');
-  const access = await AccessStore.open(dataPaths(opts.dataDir).access);
+  const access = await AccessStore.open(dataPaths(opts.dataDir).access, config.pinHashCost);
   const metrics = new VendorMetrics(opts.defaultMetrics ?? true);
 
   const opened = await openLedger({

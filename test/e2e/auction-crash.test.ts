@@ -8,6 +8,7 @@ import { killHard, operatorApi, pairTill, runCli, spawnVendorServer, until, type
 import { tempDir } from '../helpers/vendor.ts';
 import { OPERATOR_TOKEN_ENV } from '../../vendor-server/cashier-day/cli.ts';
 import { replayBalances } from '../vendor-server/auction-helpers.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const TILLS = 20;
 /** Bids each till makes on the shared lot: the load is sized by count, not by time. */
@@ -49,7 +50,7 @@ describe('e2e: auctions under concurrent bids and SIGKILL', function () {
 
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-auction-crash-'));
-    const init = await runCli(['init', '--data-dir', dir, '--demo']);
+    const init = await runCli(['init', '--data-dir', dir, '--demo', '--pin-hash-cost', String(TEST_PIN_HASH_COST)]);
     expect(init.code, init.stderr).to.equal(0);
     operatorToken = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
     // The CLI reads the operator credential from its environment, never its command line.

@@ -12,6 +12,7 @@ import { killHard, spawnMall, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
 import { connectTill, pairTill } from '../helpers/xchg-store.ts';
 import { call, expectOk, startTestVendor, type TerminalClient } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931'; // ACME Market: €4.50 or 45 MALL
 const STRUDEL = '9002001000042'; // Bella Café: €4.50 or 45 MALL
@@ -67,7 +68,7 @@ describe('e2e: one gift certificate spent at two offline stores (the real mall)'
     };
     const open = async (id: string, profile: DemoProfileName): Promise<Store> => {
       const storeDir = join(dir, id);
-      const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile, vendorId: id });
+      const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile, vendorId: id, pinHashCost: TEST_PIN_HASH_COST });
       await admin.registerVendor({ id, name: init.config.storeName, jwk: (await loadKeys(storeDir)).publicJwk as Record<string, unknown> });
       const types = profile === 'acme' ? demoTokenTypes('acme') : [demoOwnTokenType('bella')];
       if (id !== 'cora') for (const tt of types) await admin.upsertTokenType(tt);

@@ -14,6 +14,7 @@ import { fetchTls } from '../helpers/http.ts';
 import { pinMall, registerDemoVendor } from '../helpers/mall.ts';
 import { freePort, killHard, runBin, spawnMall, START_DEADLINE_MS, until } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931';
 const CARD = 'C0000000018';
@@ -49,7 +50,7 @@ describe('e2e: a printed receipt is verified by the mall', function () {
     const mallDir = join(dir, 'mall');
     const vendorDir = join(dir, 'vendor');
     const mallInit = await initMall({ dataDir: mallDir });
-    const vendorInit = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false });
+    const vendorInit = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
     await pinMall(vendorDir, mallDir, 'https://127.0.0.1:8700');
 
     const mall = await spawnMall(mallDir);

@@ -14,6 +14,7 @@ import { freePort, killHard, runCli, spawnTerminal, spawnVendorServer, START_DEA
 import { fetchTls } from '../helpers/http.ts';
 import { tempDir } from '../helpers/vendor.ts';
 import { screenSocket } from '../helpers/browser.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const BREAD = '5901234123457';
 const PEN = '4006381333931';
@@ -198,7 +199,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
 
   before(async () => {
     const { dir, cleanup } = await tempDir('mallpos-once-init-');
-    const init = await runCli(['init', '--data-dir', join(dir, 'vendor'), '--demo']);
+    const init = await runCli(['init', '--data-dir', join(dir, 'vendor'), '--demo', '--pin-hash-cost', String(TEST_PIN_HASH_COST)]);
     expect(init.code, init.stderr).to.equal(0);
     initialised = { dir: join(dir, 'vendor'), token: /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '', cleanup };
   });

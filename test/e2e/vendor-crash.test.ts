@@ -6,6 +6,7 @@ import { GENESIS_HASH } from '../../platform/storage/index.ts';
 import { authorityFor } from '../helpers/http.ts';
 import { killHard, operatorApi, pairTill, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const CLIENTS = 20;
 const ROUNDS = 20;
@@ -42,7 +43,7 @@ describe('e2e: vendor server survives SIGKILL at any moment', function () {
 
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-crash-'));
-    const init = await runCli(['init', '--data-dir', dir, '--demo']);
+    const init = await runCli(['init', '--data-dir', dir, '--demo', '--pin-hash-cost', String(TEST_PIN_HASH_COST)]);
     expect(init.code, init.stderr).to.equal(0);
     operatorToken = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
     expect(operatorToken).to.match(/^mpo_/);

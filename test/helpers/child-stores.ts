@@ -7,6 +7,7 @@ import { pinMall } from './mall.ts';
 import { killHard, spawnMall, spawnVendorServer, type ChildServer } from './process.ts';
 import { call, expectOk, type TerminalClient } from './vendor.ts';
 import { pairTill } from './xchg-store.ts';
+import { TEST_PIN_HASH_COST } from './pin-cost.ts';
 
 /**
  * A mall and demo stores as real child processes (mall-sync serve, vendor-server serve),
@@ -48,7 +49,7 @@ export async function startChildMall(dir: string, cleanups: Cleanups): Promise<C
  */
 export async function openChildStore(mall: ChildMall, dir: string, profile: DemoProfileName, cleanups: Cleanups, config: Partial<VendorConfig> = {}): Promise<ChildStore> {
   const storeDir = join(dir, profile);
-  const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile });
+  const init = await initVendor({ dataDir: storeDir, demo: true, mallFloat: true, demoProfile: profile, pinHashCost: TEST_PIN_HASH_COST });
   await mall.admin.registerVendor({ id: init.config.vendorId, name: init.config.storeName, jwk: (await loadKeys(storeDir)).publicJwk as Record<string, unknown> });
   const types = profile === 'acme' ? demoTokenTypes('acme') : [demoOwnTokenType('bella')];
   for (const tt of types) await mall.admin.upsertTokenType(tt);

@@ -10,6 +10,7 @@ import { trustAuthority } from './http.ts';
 import { demoTokenTypes, initVendor, type InitResult } from '../../vendor-server/init.ts';
 import { silentLogger } from './vendor.ts';
 import type { Logger } from '../../platform/logger.ts';
+import { TEST_PIN_HASH_COST } from './pin-cost.ts';
 
 export const TEST_FEES: FeeSchedule = {
   royaltyBps: 250,
@@ -47,7 +48,7 @@ export async function initMallAndVendor(dir: string): Promise<MallAndVendor> {
   const mallDir = join(dir, 'mall');
   const vendorDir = join(dir, 'vendor');
   const mall = await initMall({ dataDir: mallDir });
-  const vendorInit = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true });
+  const vendorInit = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true, pinHashCost: TEST_PIN_HASH_COST });
   await pinMall(vendorDir, mallDir, 'https://127.0.0.1:8700');
   return { mallDir, vendorDir, adminToken: mall.adminToken, mallCaPem: mall.caPem, vendorInit };
 }

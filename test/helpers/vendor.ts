@@ -6,6 +6,7 @@ import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
 import { fetchTls, http, trustAuthority, type HttpResult } from './http.ts';
 import { tempDir } from './temp.ts';
+import { TEST_PIN_HASH_COST } from './pin-cost.ts';
 
 export type TerminalClient = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -40,9 +41,9 @@ export function terminalSocket(server: { url: string; caPem: string }, token?: s
 }
 
 /** A demo store on a fresh data directory, listening on 127.0.0.1 with an ephemeral port. */
-export async function startDemoStore(opts: { accessTtlSeconds?: number; auctionClock?: () => Date } = {}): Promise<DemoStore> {
+export async function startDemoStore(opts: { accessTtlSeconds?: number; auctionClock?: () => Date; pinHashCost?: number } = {}): Promise<DemoStore> {
   const { dir, cleanup } = await tempDir('mallpos-vendor-');
-  const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
+  const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false, pinHashCost: opts.pinHashCost ?? TEST_PIN_HASH_COST });
   if (opts.accessTtlSeconds !== undefined) await writeConfig(dir, { ...init.config, accessTtlSeconds: opts.accessTtlSeconds });
   const sockets: TerminalClient[] = [];
   const store: DemoStore = {

@@ -9,6 +9,7 @@ import { fetchTls, http } from './http.ts';
 import { until } from './process.ts';
 import { call, expectOk, startTestVendor, terminalSocket, type TerminalClient } from './vendor.ts';
 import { startWalletMallDouble, type WalletMallDouble } from './wallet-mall-double.ts';
+import { TEST_PIN_HASH_COST } from './pin-cost.ts';
 
 /** A token of another store, which this store does not hold in its float. */
 export const BOLT: TokenType = { code: 'BOLT', name: 'Bolt token', kind: 'vendor', issuer: 'bolt', faceValueMinor: 7, currency: 'EUR', acceptedBy: ['bolt'] };
@@ -51,7 +52,7 @@ export async function connectTill(url: string, caPem: string, credential: string
 export async function startLinkedStore(root: string, opts: { exchange?: VendorConfig['exchange']; ttlMs?: number } = {}): Promise<LinkedStore> {
   const double = await startWalletMallDouble(join(root, 'mall'), opts.ttlMs === undefined ? {} : { ttlMs: opts.ttlMs });
   const vendorDir = join(root, 'vendor');
-  const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false });
+  const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
   const keys = await loadKeys(vendorDir);
   await double.addVendor('acme', 'ACME Market', keys.publicJwk as unknown as Record<string, unknown>);
   await double.addVendor('bolt', 'Bolt Hardware', keys.publicJwk as unknown as Record<string, unknown>);

@@ -30,6 +30,7 @@ import { dataPaths, loadKeys, type VendorKeys } from '../../vendor-server/config
 import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
 import { openLedger, type OpenedLedger } from '../../vendor-server/ledger/store.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 import { createLogger, type Logger } from '../../platform/logger.ts';
 import type { Journal } from '../../platform/storage/index.ts';
 
@@ -218,7 +219,7 @@ export interface VendorRig {
 /** A real vendor ledger (initVendor + openLedger + LedgerService) without a server. */
 export async function startVendor(vendorId = 'acme', demo = false): Promise<VendorRig> {
   const { dir, cleanup } = await tempDir('mallpos-vendor-');
-  await initVendor({ dataDir: dir, vendorId, storeName: `${vendorId} store`, demo });
+  await initVendor({ dataDir: dir, vendorId, storeName: `${vendorId} store`, demo, pinHashCost: TEST_PIN_HASH_COST });
   const keys = await loadKeys(dir);
   const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId });
   const ledger = new LedgerService({ vendorId, name: `${vendorId} store`, address: [], currency: 'EUR' }, opened.state, opened.journal);

@@ -36,6 +36,7 @@ import {
   type MallRig,
   type VendorRig,
 } from './helpers.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const HOUR = 3_600_000;
 const today = () => new Date().toISOString().slice(0, 10);
@@ -506,7 +507,7 @@ forEachStore('mall-sync: a vendor holding its own valid key cannot make the mall
     it('demo stores get their mall and manufacturer float from the mall only', async () => {
       const { dir, cleanup } = await tempDir('mallpos-demo-');
       try {
-        await initVendor({ dataDir: dir, demo: true });
+        await initVendor({ dataDir: dir, demo: true, pinHashCost: TEST_PIN_HASH_COST });
         const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: 'acme' });
         try {
           const allotments: string[] = [];

@@ -2,7 +2,7 @@ import { randomBytes, scryptSync } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { CONFIRMED_MAX, CONFIRMED_TTL_MS, PinHasher } from '../../platform/pin-hash.ts';
+import { CONFIRMED_MAX, CONFIRMED_TTL_MS, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN, PinHasher } from '../../platform/pin-hash.ts';
 import { scryptCalls } from '../../platform/scrypt.ts';
 import { tempDir } from '../helpers/temp.ts';
 
@@ -32,6 +32,42 @@ describe('platform/pin-hash: stored PIN hashes keyed with a pepper', function ()
       expect(await pins.verify('1234', old)).to.equal(true);
       expect(await pins.verify('1235', old)).to.equal(false);
       expect(await pins.verify('1234', 'garbage')).to.equal(false);
+    } finally {
+      await cleanup();
+    }
+  });
+});
+
+describe('platform/pin-hash: the cost a store sets', function () {
+  this.timeout(60_000);
+
+  it('hashes at the store\'s cost, verifies a hash of any cost a store may set, and computes nothing for another', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const pepperFile = join(dir, 'keys', 'pin-pepper.key');
+      const cheap = await PinHasher.open(pepperFile, PIN_HASH_COST_MIN);
+      const stored = await cheap.hash('4711');
+      expect(stored).to.match(/^scrypt-hmac\$1024\$8\$1\$[0-9a-f]{32}\$[0-9a-f]{64}$/);
+      // The setting changed either way: hashes made before still verify, so nobody is locked out.
+      const dear = await PinHasher.open(pepperFile, PIN_HASH_COST_MAX);
+      expect(await dear.verify('4711', stored)).to.equal(true);
+      expect(await dear.verify('4712', stored)).to.equal(false);
+      const defaultHash = await (await PinHasher.open(pepperFile)).hash('2468');
+      expect(defaultHash.startsWith('scrypt-hmac$16384$')).to.equal(true);
+      expect(await cheap.verify('2468', defaultHash)).to.equal(true);
+      // A stored hash naming a cost no store may set is refused without computing anything:
+      // it cannot make a check cost more than the most a store may set.
+      const calls = scryptCalls();
+      for (const n of ['65536', '1048576', '3000', '512', '0', '-1024', '1024.5', 'x']) {
+        expect(await dear.verify('4711', stored.replace('$1024$', `$${n}$`)), n).to.equal(false);
+      }
+      expect(scryptCalls()).to.equal(calls);
+      // Nor may a store set one.
+      for (const n of [1000, 512, 65536, 2 ** 20, 0, Number.NaN]) {
+        let thrown: unknown = null;
+        await PinHasher.open(pepperFile, n).catch((err: unknown) => (thrown = err));
+        expect(thrown, String(n)).to.be.instanceOf(RangeError);
+      }
     } finally {
       await cleanup();
     }

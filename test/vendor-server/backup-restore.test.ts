@@ -10,6 +10,7 @@ import { http } from '../helpers/http.ts';
 import { runCli, until } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { treeSnapshot } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 /** The state the journal in `ledgerDir` gives at `seq`, replayed from seq 1. */
 async function stateAt(ledgerDir: string, seq: number) {
@@ -35,7 +36,7 @@ describe('vendor-server: online backup and restore', function () {
 
   it('backs up while sales go on, restores elsewhere, and the restored store equals the original at the backup seq', async () => {
     const store = join(dir, 'store');
-    const init = await initVendor({ dataDir: store, demo: true });
+    const init = await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     // Small segments, so that the backup spans closed segments and a growing last one.
     const configPath = join(store, 'config.json');
     await writeFile(configPath, JSON.stringify({ ...JSON.parse(await readFile(configPath, 'utf8')), segmentBytesMax: 8192, checkpointEveryEvents: 40 }));
@@ -113,7 +114,7 @@ describe('vendor-server: online backup and restore', function () {
 
   it('refuses a tampered backup, an incomplete one, and a restore into a data directory in use', async () => {
     const store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true });
+    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     const made = await runCli(['backup', '--data-dir', store, '--to', join(dir, 'backup')]);
     expect(made.code, made.stderr).to.equal(0);
 

@@ -9,6 +9,7 @@ import { initVendor } from '../../vendor-server/init.ts';
 import { http } from '../helpers/http.ts';
 import { killHard, runCli, spawnVendorServer, until, type ChildServer } from '../helpers/process.ts';
 import { startDemoStore, tempDir, type DemoStore } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931';
 
@@ -150,7 +151,7 @@ describe('vendor server: a SIGKILL during the Z', function () {
 
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-z-kill-'));
-    const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
+    const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
     token = init.operatorToken;
   });
   after(async () => {

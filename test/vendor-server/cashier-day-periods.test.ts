@@ -8,6 +8,7 @@ import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService } from '../../vendor-server/ledger/service.ts';
 import { openLedger, type OpenedLedger } from '../../vendor-server/ledger/store.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931'; // 450 minor
 
@@ -25,7 +26,7 @@ describe('vendor server: business days, month and year closures', function () {
 
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-periods-'));
-    const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false });
+    const init = await initVendor({ dataDir: dir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
     opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: init.config.vendorId });
     ledger = new LedgerService({ vendorId: init.config.vendorId, name: init.config.storeName, address: [], currency: 'EUR' }, opened.state, opened.journal, {}, clock);
     // The store is one hour east of UTC.

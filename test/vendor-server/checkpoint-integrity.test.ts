@@ -10,6 +10,7 @@ import { http } from '../helpers/http.ts';
 import { pinMall } from '../helpers/mall.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger, treeSnapshot } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const CUSTOMER_ACME = /("customer:cust-000001":\{"ACME":)(\d+)/;
 
@@ -59,7 +60,7 @@ describe('vendor-server: checkpoint and journal integrity', function () {
   beforeEach(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-integrity-'));
     store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true });
+    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     await pinMall(store, mallDir, UNREACHABLE_MALL);
   });
   afterEach(async () => cleanup());

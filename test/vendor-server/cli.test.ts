@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { killHard, runBin, runCli, spawnVendorServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 /** The executables' help, and a clear message with a non-zero exit on each start-up problem. */
 describe('vendor-server and pos-terminal CLIs', function () {
@@ -12,7 +13,7 @@ describe('vendor-server and pos-terminal CLIs', function () {
   let cleanup: () => Promise<void>;
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-cli-'));
-    const init = await runCli(['init', '--data-dir', join(dir, 'store'), '--demo']);
+    const init = await runCli(['init', '--data-dir', join(dir, 'store'), '--demo', '--pin-hash-cost', String(TEST_PIN_HASH_COST)]);
     expect(init.code, init.stderr).to.equal(0);
     expect(init.stdout).to.match(/Operator credential \(shown only this once/);
     expect(init.stdout).to.match(/mpo_[A-Za-z0-9_-]{40,}/);
@@ -77,6 +78,31 @@ describe('vendor-server and pos-terminal CLIs', function () {
     expect(res.stderr).to.include('[VND_ERR_JOURNAL_CORRUPT]').and.include(segment).and.match(/byte \d+/).and.match(/hash/);
     const verify = await runCli(['verify', '--data-dir', copy]);
     expect(verify.code).to.equal(1);
+  });
+
+  it('hashes PINs at the cost init was given, refuses a cost a store may not set, and a config that sets one', async () => {
+    // The store made in before() was given the tests' cost: its demo staff are hashed at it.
+    const config = JSON.parse(await readFile(join(dir, 'store', 'config.json'), 'utf8')) as { pinHashCost?: number };
+    expect(config.pinHashCost).to.equal(TEST_PIN_HASH_COST);
+    const access = JSON.parse(await readFile(join(dir, 'store', 'access.json'), 'utf8')) as { staff: Record<string, { pinHash: string }> };
+    const hashes = Object.values(access.staff).map((s) => s.pinHash);
+    expect(hashes).to.have.length.greaterThan(0);
+    for (const h of hashes) expect(h.startsWith(`scrypt-hmac$${TEST_PIN_HASH_COST}$8$1$`), h).to.equal(true);
+    // A cost that is not a power of two, or beyond the range, is refused before anything is made.
+    for (const bad of ['1000', '512', '65536', 'lots']) {
+      const res = await runCli(['init', '--data-dir', join(dir, `cost-${bad}`), '--pin-hash-cost', bad]);
+      expect(res.code, bad).to.equal(1);
+      expect(res.stderr, bad).to.include('a PIN hash cost is a power of two from 1024 to 32768');
+      expect(await readdir(join(dir, `cost-${bad}`)).catch(() => null), bad).to.equal(null);
+    }
+    // A config edited to a cost no store may set does not start.
+    const copy = join(dir, 'badcost');
+    expect((await runCli(['init', '--data-dir', copy])).code).to.equal(0);
+    const text = await readFile(join(copy, 'config.json'), 'utf8');
+    await writeFile(join(copy, 'config.json'), JSON.stringify({ ...(JSON.parse(text) as object), pinHashCost: 5000 }));
+    const res = await runCli(['start', '--data-dir', copy, '--port', '0']);
+    expect(res.code).to.equal(1);
+    expect(res.stderr).to.include('pinHashCost').and.include('[VND_ERR_CONFIG]');
   });
 
   it('says when the vendor key is missing', async () => {

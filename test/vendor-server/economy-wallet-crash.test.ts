@@ -9,6 +9,7 @@ import { killHard, spawnVendorServer, until, type ChildServer } from '../helpers
 import { call, expectOk, tempDir, type TerminalClient } from '../helpers/vendor.ts';
 import { connectTill, pairTill } from '../helpers/xchg-store.ts';
 import { startWalletMallDouble, type WalletMallDouble } from '../helpers/wallet-mall-double.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931'; // 45 MALL
 const TTL_MS = 900_000;
@@ -36,7 +37,7 @@ describe('vendor-server: wallet payments survive a store crash', function () {
     ({ dir: root, cleanup } = await tempDir('mallpos-wallet-crash-'));
     double = await startWalletMallDouble(join(root, 'mall'), { ttlMs: TTL_MS });
     vendorDir = join(root, 'vendor');
-    init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false });
+    init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
     const keys = await loadKeys(vendorDir);
     await double.addVendor('acme', 'ACME Market', keys.publicJwk as unknown as Record<string, unknown>);
     double.tokenTypes = demoTokenTypes('acme');

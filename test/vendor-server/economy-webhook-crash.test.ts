@@ -5,6 +5,7 @@ import { webhookSignature } from '../../vendor-server/economy/webhooks.ts';
 import { http } from '../helpers/http.ts';
 import { killHard, runCli, spawnVendorServer, type ChildServer } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 /**
  * Acknowledged means durable: the vendor server as a child process is killed with SIGKILL
@@ -20,7 +21,7 @@ describe('vendor server: an online credit answered 200 survives SIGKILL', functi
 
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-webhook-crash-'));
-    const init = await runCli(['init', '--data-dir', dir, '--demo']);
+    const init = await runCli(['init', '--data-dir', dir, '--demo', '--pin-hash-cost', String(TEST_PIN_HASH_COST)]);
     expect(init.code, init.stderr).to.equal(0);
     operatorToken = /^\s+(mpo_\S+)$/m.exec(init.stdout)?.[1] ?? '';
   });

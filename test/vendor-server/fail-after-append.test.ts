@@ -8,6 +8,7 @@ import { openLedger } from '../../vendor-server/ledger/store.ts';
 import { startVendorServer } from '../../vendor-server/server.ts';
 import { ROOT } from '../helpers/process.ts';
 import { silentLogger, tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const FIXTURE = join(ROOT, 'test/vendor-server/fixtures/fail-after-append.ts');
 
@@ -31,7 +32,7 @@ describe('vendor server: a failure after a journal append stops the process', fu
   it('exits non-zero; the restart replays the event, applied once, and a retry gets the original sale', async () => {
     const { dir, cleanup } = await tempDir('mallpos-fatal-');
     try {
-      const init = await initVendor({ dataDir: dir, demo: true });
+      const init = await initVendor({ dataDir: dir, demo: true, pinHashCost: TEST_PIN_HASH_COST });
       const customer = init.demo?.customers[0];
       if (customer === undefined) throw new Error('demo customers');
       const key = 't001:7b0c8f5e-1d2a-4f7e-9a55-0c1e2d3f4a5b';
@@ -70,7 +71,7 @@ describe('vendor server: a failure after a journal append stops the process', fu
   it('a failure once the sale is durable (the commit hook throws) stops the ledger too: the sale is in the journal, nothing more is served', async () => {
     const { dir, cleanup } = await tempDir('mallpos-fatal-hook-');
     try {
-      const init = await initVendor({ dataDir: dir, demo: true });
+      const init = await initVendor({ dataDir: dir, demo: true, pinHashCost: TEST_PIN_HASH_COST });
       const customer = init.demo?.customers[0];
       if (customer === undefined) throw new Error('demo customers');
       const opened = await openLedger({ dataDir: join(dir, 'ledger'), vendorId: init.config.vendorId });

@@ -23,6 +23,7 @@ import { createSigningKey, type SigningKey } from '../../platform/key-files.ts';
 import { createTlsIdentity } from '../../platform/tls.ts';
 import { dataPaths, loadConfig, loadKeys, writeConfig } from '../../vendor-server/config.ts';
 import { demoTokenTypes, initVendor, type InitResult } from '../../vendor-server/init.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 /**
  * A store ready to take gift certificates and coupons: the demo store (ACME), linked to
@@ -286,7 +287,7 @@ export async function startInstrumentMall(dir: string, policy: InstrumentPolicy 
  * its first request even with the mall down.
  */
 export async function linkInstrumentStore(vendorDir: string, mall: InstrumentMall): Promise<InitResult> {
-  const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false });
+  const init = await initVendor({ dataDir: vendorDir, demo: true, mallFloat: false, pinHashCost: TEST_PIN_HASH_COST });
   const keys = await loadKeys(vendorDir);
   mall.storeKeys.set('acme', { ...keys.publicJwk, kid: keys.kid });
   const config = await loadConfig(vendorDir);

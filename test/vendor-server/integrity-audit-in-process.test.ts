@@ -7,6 +7,7 @@ import { AUDIT_IN_PROCESS_MAX } from '../../vendor-server/ledger/store.ts';
 import { until } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const CUSTOMER_ACME = /("customer:cust-000001":\{"ACME":)(\d+)/;
 
@@ -21,7 +22,7 @@ describe('vendor-server: a small journal is audited in the server process', func
 
   beforeEach(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-audit-small-'));
-    await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1' });
+    await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1', pinHashCost: TEST_PIN_HASH_COST });
   });
   afterEach(() => cleanup());
 

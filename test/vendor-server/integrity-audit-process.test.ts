@@ -11,6 +11,7 @@ import { auditCommand, auditStoredLedger, openLedger } from '../../vendor-server
 import { killHard, spawnVendorServer, until } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
 /** Enough events before the checkpoint that the audit is still replaying when the test looks. */
@@ -65,7 +66,7 @@ describe('vendor-server: the integrity audit runs in a process of its own', func
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-audit-process-'));
     store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true });
+    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     const config = await loadConfig(store);
     vendorId = config.vendorId;
     const opened = await openLedger({ dataDir: dataPaths(store).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });

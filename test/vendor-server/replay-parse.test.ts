@@ -12,6 +12,7 @@ import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts
 import { applyEvent, emptyState, toSnapshot } from '../../vendor-server/ledger/state.ts';
 import { ledgerPaths, openLedger, verifyLedger } from '../../vendor-server/ledger/store.ts';
 import { tempDir } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
 const TILL: Actor = { terminal: 't001', cashier: null };
@@ -40,7 +41,7 @@ function stateView(text: string): unknown {
 
 /** A demo store with sales of products named by `names` (and the demo catalog's), each sale's event text returned. */
 async function storeWithSales(dir: string, names: string[], salesEach: number): Promise<{ texts: string[]; vendorId: string }> {
-  await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1' });
+  await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1', pinHashCost: TEST_PIN_HASH_COST });
   const config = await loadConfig(dir);
   const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: config.vendorId });
   const ledger = new LedgerService(

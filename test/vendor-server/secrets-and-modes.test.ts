@@ -10,6 +10,7 @@ import { http } from '../helpers/http.ts';
 import { pinMall } from '../helpers/mall.ts';
 import { call, expectOk, startTestVendor, tempDir, terminalSocket, type TerminalClient } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 /** Every file and directory under root with its permission bits. */
 async function modes(root: string, dir = root, out: string[] = []): Promise<string[]> {
@@ -36,7 +37,7 @@ describe('vendor-server: files, keys and logs hold no secret for others', functi
     const secrets: string[] = [];
     try {
       const store = join(dir, 'store');
-      const init = await initVendor({ dataDir: store, demo: true });
+      const init = await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
       secrets.push(init.operatorToken);
       await pinMall(store, mallDir, mallUrl);
       const server = await startTestVendor(store, { logger, mallUrl });

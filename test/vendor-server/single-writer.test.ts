@@ -8,6 +8,7 @@ import { killHard, runCli, spawnVendorServer } from '../helpers/process.ts';
 import { silentLogger, startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { http } from '../helpers/http.ts';
 import { treeSnapshot } from './helpers-files.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 describe('vendor-server: one writer per data directory, and a read-only verify', function () {
   this.timeout(120_000);
@@ -21,7 +22,7 @@ describe('vendor-server: one writer per data directory, and a read-only verify',
 
   it('refuses a second start on the same data directory with a clear message, and takes over a stale lock after a kill', async () => {
     const store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true });
+    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     const first = await spawnVendorServer(store);
     try {
       const journalBefore = await treeSnapshot(join(store, 'ledger', 'journal'));
@@ -51,7 +52,7 @@ describe('vendor-server: one writer per data directory, and a read-only verify',
 
   it('verify on a live store under writes changes no byte of it and never cuts a line being written', async () => {
     const store = join(dir, 'store');
-    const init = await initVendor({ dataDir: store, demo: true });
+    const init = await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     const server = await startTestVendor(store);
     // A second server in the same process is refused as well.
     const twin = await startVendorServer({ dataDir: store, port: 0, host: '127.0.0.1', logger: silentLogger(), defaultMetrics: false }).then(
@@ -94,7 +95,7 @@ describe('vendor-server: one writer per data directory, and a read-only verify',
 
   it('verify on a stopped store with a torn tail reports it and changes nothing', async () => {
     const store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true });
+    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
     const journalDir = join(store, 'ledger', 'journal');
     const [segment] = (await readdir(journalDir)).sort().reverse();
     if (segment === undefined) throw new Error('a segment');

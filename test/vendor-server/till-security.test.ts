@@ -6,6 +6,7 @@ import { createLogger } from '../../platform/logger.ts';
 import { fetchTls } from '../helpers/http.ts';
 import { until } from '../helpers/process.ts';
 import { call, expectOk, startDemoStore, startTestVendor, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { PIN_HASH_COST_DEFAULT } from '../../platform/pin-hash.ts';
 
 const PEN = '4006381333931';
 
@@ -33,7 +34,8 @@ describe('vendor server: people at the till', function () {
   }
 
   before(async () => {
-    store = await startDemoStore();
+    // PIN checking is what these tests are about: the store hashes at the default cost.
+    store = await startDemoStore({ pinHashCost: PIN_HASH_COST_DEFAULT });
     await restartLogged();
   });
   after(async () => store.close());

@@ -14,6 +14,7 @@ import { registerDemoVendor, startTestMall, until } from '../helpers/mall.ts';
 import { runCli } from '../helpers/process.ts';
 import { startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { MallAdminClient } from '../../mall-sync/admin-client.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 async function refusal(run: () => Promise<unknown>): Promise<string> {
   try {
@@ -40,7 +41,7 @@ describe('vendor server: link-mall pins the mall\'s key and certificate', functi
     mallDir = join(dir, 'mall');
     vendorDir = join(dir, 'vendor');
     adminToken = (await initMall({ dataDir: mallDir })).adminToken;
-    await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true });
+    await initVendor({ dataDir: vendorDir, demo: true, mallFloat: true, pinHashCost: TEST_PIN_HASH_COST });
     mall = await startTestMall(mallDir);
     await writeFile(join(dir, 'mall-ca.pem'), mall.caPem);
     await writeFile(join(dir, 'mall-key.json'), JSON.stringify({ kid: mall.keys.kid, jwk: mall.keys.publicJwk }));

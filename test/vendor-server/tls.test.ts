@@ -9,6 +9,7 @@ import { initVendor } from '../../vendor-server/init.ts';
 import { StoreLink } from '../../terminal/store-link.ts';
 import { until } from '../helpers/process.ts';
 import { call, expectOk, silentLogger, startDemoStore, startTestVendor, tempDir, terminalSocket, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const PEN = '4006381333931';
 
@@ -28,7 +29,7 @@ describe('vendor server: TLS and terminal credentials', function () {
     let cleanup: () => Promise<void>;
     before(async () => {
       ({ dir, cleanup } = await tempDir('mallpos-tls-'));
-      await initVendor({ dataDir: dir, tlsNames: ['till-server.shop.lan', '10.1.2.3'] });
+      await initVendor({ dataDir: dir, tlsNames: ['till-server.shop.lan', '10.1.2.3'], pinHashCost: TEST_PIN_HASH_COST });
     });
     after(async () => cleanup());
 
@@ -202,7 +203,7 @@ describe('vendor server: TLS and terminal credentials', function () {
 
   it('a connection cannot be opened without TLS to the store authority', async () => {
     const { dir, cleanup } = await tempDir('mallpos-tls-ca-');
-    await initVendor({ dataDir: dir });
+    await initVendor({ dataDir: dir, pinHashCost: TEST_PIN_HASH_COST });
     const server = await startTestVendor(dir);
     try {
       const other = await createCertificateAuthority('Another store');
