@@ -97,6 +97,27 @@ const ownLocation = {
   },
 };
 
+/**
+ * zod's error messages in every language it speaks: the processes answer in English only
+ * (zod's default, which its schemas import directly), and the other locales' text, about
+ * a ninth of each bundle, would be read and compiled at every start. `z.locales` is left
+ * with English alone.
+ */
+const englishOnly = {
+  name: 'english-only',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => {
+      if (!/[\\/]zod[\\/]v4[\\/](classic|core)$/.test(args.resolveDir)) return undefined;
+      return { path: join(args.resolveDir, '..', 'locales', 'index.js'), namespace: 'english-only' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'english-only' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), 'en.js'))};`,
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
 /** Bundles every program of BUNDLED from its compiled files in dist/. */
 async function bundle() {
   let esbuild;
@@ -122,7 +143,7 @@ async function bundle() {
         minifySyntax: true,
         legalComments: 'none',
         logLevel: 'error',
-        plugins: [ownLocation],
+        plugins: [englishOnly, ownLocation],
       }),
     ),
   );
