@@ -45,7 +45,10 @@ const STEPS: [string, string][] = [
   ['runGroup', 'mall-sync/store/postgres.ts'],
   ['catchUp', 'mall-sync/store/postgres.ts'],
   ['insertBatch', 'mall-sync/store/postgres.ts'],
+  ['fresh', 'mall-sync/store/postgres.ts'],
+  ['makeDurable', 'mall-sync/store/postgres.ts'],
   ['parseMessage', 'pg-protocol'],
+  ['parseRow', 'pg/lib/result.js'],
   ['checkpoint', 'mall-sync/store/embedded.ts'],
   ['write', 'durable-file.ts'],
   ['(garbage collector)', ''],
@@ -110,8 +113,9 @@ export function summarise(profile: CpuProfile, top: number, skipMs: number): Pro
       if (frame === undefined) break;
       for (const [fn, path] of STEPS) {
         const key = `${fn}${path === '' ? '' : ` (${path})`}`;
-        // The mall children run the compiled dist/ (*.js), the bench itself the sources.
-        if (frame.functionName === fn && (frame.url.includes(path) || frame.url.includes(path.replace(/\.ts$/, '.js'))) && !seen.has(key)) {
+        // The mall children run the bundle (one file: matched by the function's name alone), the bench itself the sources.
+        const inFile = frame.url.endsWith('.bundle.js') || frame.url.includes(path) || frame.url.includes(path.replace(/\.ts$/, '.js'));
+        if (frame.functionName === fn && inFile && !seen.has(key)) {
           seen.add(key);
           steps.set(key, (steps.get(key) ?? 0) + us);
         }

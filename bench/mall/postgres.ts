@@ -253,10 +253,11 @@ async function throughput(vendors: SimVendor[]): Promise<Throughput> {
   // The registered, empty mall is the template of the cost measurement's databases.
   await adminQuery((cluster as PgCluster).url('postgres'), 'CREATE DATABASE mall_registered TEMPLATE mall');
   const workers: Child[] = [];
-  // With --profile, the embedded mall and the first worker of postgres_2 run under --cpu-prof.
+  // With --profile, the embedded mall, the worker of postgres_1 and the first worker of postgres_2 run under --cpu-prof.
   const profDir = (name: string) => join(root, `profile-${name}`);
   const profArgs = (name: string) => (profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir(name)}`] : []);
-  for (let i = 0; i < 7; i++) workers.push(await startWorker(`pg-worker-${i + 1}`, pgDir, undefined, i === 1 ? profArgs('postgres_2') : []));
+  const profiled: Record<number, string> = { 0: 'postgres_1', 1: 'postgres_2' };
+  for (let i = 0; i < 7; i++) workers.push(await startWorker(`pg-worker-${i + 1}`, pgDir, undefined, profiled[i] === undefined ? [] : profArgs(profiled[i] as string)));
   const groups: Record<'postgres_1' | 'postgres_2' | 'postgres_4', Child[]> = { postgres_1: workers.slice(0, 1), postgres_2: workers.slice(1, 3), postgres_4: workers.slice(3, 7) };
   const targets: Record<Name, Target> = {
     embedded: target('embedded', [embedded]),
@@ -294,7 +295,7 @@ async function throughput(vendors: SimVendor[]): Promise<Throughput> {
     for (const w of workers) await stopChild(w, STOP_GRACE_MS);
   }
   if (profile) {
-    for (const name of ['embedded', 'postgres_2'] as const) await reportProfile(name, profDir(name));
+    for (const name of ['embedded', 'postgres_1', 'postgres_2'] as const) await reportProfile(name, profDir(name));
   }
   const out = Object.fromEntries((Object.keys(results) as Name[]).map((n) => [n, median(results[n].map((m) => m.eventsPerS))])) as Record<Name, number>;
   // Each round's ratio compares measurements taken within a minute of each other; their median is the verdict.
