@@ -24,6 +24,27 @@ export class MallMetrics {
     registers: [this.registry],
   });
 
+  // The mall on PostgreSQL: its workers take turns at one write lock (mall-sync/store/postgres.ts).
+  readonly lockWait = new Histogram({
+    name: 'mallpos_mall_write_lock_wait_seconds',
+    help: 'PostgreSQL: from asking for the mall\'s write lock to holding it (the other workers\' groups ahead)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly lockHeld = new Histogram({
+    name: 'mallpos_mall_write_lock_held_seconds',
+    help: 'PostgreSQL: how long this worker held the mall\'s write lock for one group of changes (catch-up, judging, writes, commit)',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly groupChanges = new Histogram({
+    name: 'mallpos_mall_group_changes',
+    help: 'PostgreSQL: changes (batches, registry changes) committed together under one turn of the write lock',
+    buckets: [1, 2, 4, 8, 16, 32, 64],
+    registers: [this.registry],
+  });
+  readonly caughtUp = new Counter({ name: 'mallpos_mall_events_caught_up_total', help: 'PostgreSQL: mall events of other workers applied to this worker\'s state before its own changes', registers: [this.registry] });
+
   constructor(defaults = false) {
     if (defaults) collectDefaultMetrics({ register: this.registry });
   }

@@ -81,7 +81,17 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     let archive: MallArchive;
     let batchBodies: BatchBodyReader;
     if (config.store.kind === 'postgres') {
-      const pgStore = await PostgresMallStore.open({ url: databaseUrl(config), poolMax: config.store.poolMax, checkpointEveryEvents: config.checkpointEveryEvents });
+      const pgStore = await PostgresMallStore.open({
+        url: databaseUrl(config),
+        poolMax: config.store.poolMax,
+        checkpointEveryEvents: config.checkpointEveryEvents,
+        onGroup: (g) => {
+          metrics.lockWait.observe(g.lockWaitMs / 1000);
+          metrics.lockHeld.observe(g.lockHeldMs / 1000);
+          metrics.groupChanges.observe(g.changes);
+          metrics.caughtUp.inc(g.caughtUp);
+        },
+      });
       store = pgStore;
       observations = await Observations.open(pgStore.observationSink());
       archive = new DatabaseArchive(pgStore, keys);

@@ -201,12 +201,47 @@ interface Measured {
   cpuUsPerEvent: number;
 }
 
+/** The PostgreSQL workers' write-lock figures (mall-sync/metrics.ts), summed over `children`. */
+interface LockFigures {
+  heldS: number;
+  waitS: number;
+  groups: number;
+  changes: number;
+  caughtUp: number;
+}
+
+async function lockFigures(children: readonly Child[]): Promise<LockFigures> {
+  const sum: LockFigures = { heldS: 0, waitS: 0, groups: 0, changes: 0, caughtUp: 0 };
+  for (const c of children) {
+    const text = await (await fetchTls(`${c.url}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+    sum.heldS += value('mallpos_mall_write_lock_held_seconds_sum');
+    sum.waitS += value('mallpos_mall_write_lock_wait_seconds_sum');
+    sum.groups += value('mallpos_mall_write_lock_held_seconds_count');
+    sum.changes += value('mallpos_mall_group_changes_sum');
+    sum.caughtUp += value('mallpos_mall_events_caught_up_total');
+  }
+  return sum;
+}
+
 async function measure(t: Target, children: readonly Child[], round: readonly SignedBatch[][]): Promise<Measured> {
+  const onPostgres = t.name.startsWith('postgres');
+  const lock0 = onPostgres ? await lockFigures(children) : null;
   const cpu0 = await Promise.all(children.map((c) => cpuSeconds(c.pid)));
   const db0 = await databaseCpuSeconds();
   const sent = await drive(t, round.map(listSource), concurrency);
   const cpu = (await Promise.all(children.map((c) => cpuSeconds(c.pid)))).reduce((a, b, i) => a + b - (cpu0[i] as number), 0);
   const db = (await databaseCpuSeconds()) - db0;
+  if (lock0 !== null) {
+    // How much of the window the one write lock was held (the mall's serialised share), in how many turns.
+    const l = await lockFigures(children);
+    const groups = l.groups - lock0.groups;
+    log(
+      `  ${t.name.padEnd(10)} write lock held ${(((l.heldS - lock0.heldS) * 1000) / sent.ms * 100).toFixed(0)}% of the window, waited for ${(l.waitS - lock0.waitS).toFixed(2)} s in all; ` +
+        `${fmt(groups)} turns of ${((l.changes - lock0.changes) / Math.max(1, groups)).toFixed(1)} batches, ${((l.heldS - lock0.heldS) * 1000 / Math.max(1, groups)).toFixed(2)} ms each; ` +
+        `${fmt(l.caughtUp - lock0.caughtUp)} events of other workers caught up`,
+    );
+  }
   // The database's CPU counts only for the targets on PostgreSQL (the others do not touch it).
   const onDatabase = t.name.startsWith('postgres') || t.name === 'small' || t.name === 'large';
   const m = { events: sent.events, ms: sent.ms, eventsPerS: sent.events / (sent.ms / 1000), msPerEvent: sent.ms / sent.events, cpuUsPerEvent: ((cpu + (onDatabase ? db : 0)) * 1e6) / sent.events };

@@ -89,6 +89,20 @@ export interface PostgresStoreOptions {
   poolMax?: number;
   /** A checkpoint of the state is written after this many events. */
   checkpointEveryEvents?: number;
+  /** Called after each group of changes committed (for the metrics). */
+  onGroup?: (group: GroupReport) => void;
+}
+
+/** How one group of changes went through the mall's write lock. */
+export interface GroupReport {
+  /** Changes in the group. */
+  changes: number;
+  /** From asking for the write lock to holding it (the other workers' groups ahead of it). */
+  lockWaitMs: number;
+  /** From holding the lock to COMMIT returning: the mall's serialised work. */
+  lockHeldMs: number;
+  /** Events of other workers applied to this worker's state for the group, before and under the lock. */
+  caughtUp: number;
 }
 
 interface EventRow {
@@ -161,7 +175,7 @@ export class PostgresMallStore implements MallStore {
     readonly pool: pg.Pool,
     state: MallState,
     readonly report: StoreReport,
-    opts: PostgresStoreOptions,
+    private readonly opts: PostgresStoreOptions,
   ) {
     this.current = state;
     this.checkpointEvery = opts.checkpointEveryEvents ?? 10_000;
@@ -337,8 +351,11 @@ export class PostgresMallStore implements MallStore {
       // record is in the WAL, not on the disk, so the next writer (this worker's next
       // group or another worker) goes on while the WAL is flushed. Nothing is answered
       // before that flush (makeDurable, below).
+      const asked = performance.now();
       await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
-      this.othersWrote = before + (await this.fresh(client)) > 0;
+      const locked = performance.now();
+      const under = await this.fresh(client);
+      this.othersWrote = before + under > 0;
       // The events this group writes, from here on, are this worker's own.
       const ownFrom = this.current.seq + 1;
       this.tx = client;
@@ -364,6 +381,7 @@ export class PostgresMallStore implements MallStore {
       this.appliedInTx = 0;
       this.committedSeq = this.current.seq;
       this.maybeCheckpoint(ownFrom, this.current.seq);
+      this.opts.onGroup?.({ changes: group.length, lockWaitMs: locked - asked, lockHeldMs: performance.now() - locked, caughtUp: before + under });
     } catch (err) {
       // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
       await this.writes;

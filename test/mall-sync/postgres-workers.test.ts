@@ -160,5 +160,24 @@ describe('mall-sync on PostgreSQL: four workers, 250 vendors, every batch twice,
     // Every worker, the restarted one too, is healthy on the same database.
     const views = await Promise.all(workers.map(async (w) => (await http(`${w.url}/health`, 'GET')).body as { ok: boolean; batches: number; store: string }));
     for (const h of views) expect(h).to.include({ ok: true, store: 'postgres' });
+
+    // The workers that ran throughout show how they took turns at the write lock, and that they
+    // applied each other's events: a copy of every batch went to two of them.
+    const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN);
+    let caughtUp = 0;
+    let groupedChanges = 0;
+    for (const w of workers.slice(0, WORKERS - 1)) {
+      const text = (await http(`${w.url}/metrics`, 'GET')).text;
+      const held = metric(text, 'mallpos_mall_write_lock_held_seconds_count');
+      expect(held, text).to.be.greaterThan(0);
+      expect(metric(text, 'mallpos_mall_write_lock_wait_seconds_count')).to.equal(held);
+      expect(metric(text, 'mallpos_mall_write_lock_held_seconds_sum')).to.be.greaterThan(0);
+      expect(metric(text, 'mallpos_mall_group_changes_count')).to.equal(held);
+      expect(metric(text, 'mallpos_mall_group_changes_sum')).to.be.at.least(held);
+      groupedChanges += metric(text, 'mallpos_mall_group_changes_sum');
+      caughtUp += metric(text, 'mallpos_mall_events_caught_up_total');
+    }
+    expect(caughtUp).to.be.greaterThan(0);
+    expect(groupedChanges).to.be.greaterThan(0);
   });
 });
