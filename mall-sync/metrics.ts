@@ -37,6 +37,12 @@ export class MallMetrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  readonly lockPhase = new Counter({
+    name: 'mallpos_mall_write_lock_phase_seconds_total',
+    help: 'PostgreSQL: time this worker held the write lock, by phase: catch-up (other workers\' events), changes (checks, judging, acks), writes (waiting for the database to finish the statements), commit',
+    labelNames: ['phase'],
+    registers: [this.registry],
+  });
   readonly groupChanges = new Histogram({
     name: 'mallpos_mall_group_changes',
     help: 'PostgreSQL: changes (batches, registry changes) committed together under one turn of the write lock',

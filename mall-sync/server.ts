@@ -88,6 +88,10 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
         onGroup: (g) => {
           metrics.lockWait.observe(g.lockWaitMs / 1000);
           metrics.lockHeld.observe(g.lockHeldMs / 1000);
+          metrics.lockPhase.inc({ phase: 'catch-up' }, g.catchUpMs / 1000);
+          metrics.lockPhase.inc({ phase: 'changes' }, g.changesMs / 1000);
+          metrics.lockPhase.inc({ phase: 'writes' }, g.writesMs / 1000);
+          metrics.lockPhase.inc({ phase: 'commit' }, g.commitMs / 1000);
           metrics.groupChanges.observe(g.changes);
           metrics.caughtUp.inc(g.caughtUp);
         },

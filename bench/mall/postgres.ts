@@ -204,6 +204,8 @@ interface Measured {
 /** The PostgreSQL workers' write-lock figures (mall-sync/metrics.ts), summed over `children`. */
 interface LockFigures {
   heldS: number;
+  /** Held seconds by phase: catch-up, changes, writes, commit. */
+  phases: Record<string, number>;
   waitS: number;
   groups: number;
   changes: number;
@@ -211,11 +213,12 @@ interface LockFigures {
 }
 
 async function lockFigures(children: readonly Child[]): Promise<LockFigures> {
-  const sum: LockFigures = { heldS: 0, waitS: 0, groups: 0, changes: 0, caughtUp: 0 };
+  const sum: LockFigures = { heldS: 0, phases: { 'catch-up': 0, changes: 0, writes: 0, commit: 0 }, waitS: 0, groups: 0, changes: 0, caughtUp: 0 };
   for (const c of children) {
     const text = await (await fetchTls(`${c.url}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
     sum.heldS += value('mallpos_mall_write_lock_held_seconds_sum');
+    for (const phase of Object.keys(sum.phases)) sum.phases[phase] = (sum.phases[phase] ?? 0) + value(`mallpos_mall_write_lock_phase_seconds_total\\{phase="${phase}"\\}`);
     sum.waitS += value('mallpos_mall_write_lock_wait_seconds_sum');
     sum.groups += value('mallpos_mall_write_lock_held_seconds_count');
     sum.changes += value('mallpos_mall_group_changes_sum');
@@ -239,7 +242,8 @@ async function measure(t: Target, children: readonly Child[], round: readonly Si
     log(
       `  ${t.name.padEnd(10)} write lock held ${(((l.heldS - lock0.heldS) * 1000) / sent.ms * 100).toFixed(0)}% of the window, waited for ${(l.waitS - lock0.waitS).toFixed(2)} s in all; ` +
         `${fmt(groups)} turns of ${((l.changes - lock0.changes) / Math.max(1, groups)).toFixed(1)} batches, ${((l.heldS - lock0.heldS) * 1000 / Math.max(1, groups)).toFixed(2)} ms each; ` +
-        `${fmt(l.caughtUp - lock0.caughtUp)} events of other workers caught up`,
+        `${fmt(l.caughtUp - lock0.caughtUp)} events of other workers caught up; held by phase: ` +
+        Object.keys(l.phases).map((p) => `${p} ${(((l.phases[p] ?? 0) - (lock0.phases[p] ?? 0)) * 1000 / Math.max(1, groups)).toFixed(2)} ms`).join(', ') + ' a turn',
     );
   }
   // The database's CPU counts only for the targets on PostgreSQL (the others do not touch it).

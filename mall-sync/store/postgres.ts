@@ -99,8 +99,16 @@ export interface GroupReport {
   changes: number;
   /** From asking for the write lock to holding it (the other workers' groups ahead of it). */
   lockWaitMs: number;
-  /** From holding the lock to COMMIT returning: the mall's serialised work. */
+  /** From holding the lock to COMMIT returning: the mall's serialised work, in the four phases below. */
   lockHeldMs: number;
+  /** Under the lock: catching up with the events other workers committed meanwhile. */
+  catchUpMs: number;
+  /** Under the lock: the changes themselves (checks, judging, the signed ack, the cache), their statements sent as they go. */
+  changesMs: number;
+  /** Under the lock: waiting for the database to finish the group's statements. */
+  writesMs: number;
+  /** Under the lock: the COMMIT. */
+  commitMs: number;
   /** Events of other workers applied to this worker's state for the group, before and under the lock. */
   caughtUp: number;
 }
@@ -355,6 +363,7 @@ export class PostgresMallStore implements MallStore {
       await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit TO off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
       const locked = performance.now();
       const under = await this.fresh(client);
+      const caughtUpAt = performance.now();
       this.othersWrote = before + under > 0;
       // The events this group writes, from here on, are this worker's own.
       const ownFrom = this.current.seq + 1;
@@ -374,14 +383,26 @@ export class PostgresMallStore implements MallStore {
         }
         if (this.writeFailed !== null) throw this.writeFailed;
       }
+      const changedAt = performance.now();
       await this.writes;
       if (this.writeFailed !== null) throw this.writeFailed;
       this.tx = null;
+      const writtenAt = performance.now();
       await client.query('COMMIT');
+      const committedAt = performance.now();
       this.appliedInTx = 0;
       this.committedSeq = this.current.seq;
       this.maybeCheckpoint(ownFrom, this.current.seq);
-      this.opts.onGroup?.({ changes: group.length, lockWaitMs: locked - asked, lockHeldMs: performance.now() - locked, caughtUp: before + under });
+      this.opts.onGroup?.({
+        changes: group.length,
+        lockWaitMs: locked - asked,
+        lockHeldMs: committedAt - locked,
+        catchUpMs: caughtUpAt - locked,
+        changesMs: changedAt - caughtUpAt,
+        writesMs: writtenAt - changedAt,
+        commitMs: committedAt - writtenAt,
+        caughtUp: before + under,
+      });
     } catch (err) {
       // No statement of this group may reach the connection after the ROLLBACK (it would commit on its own).
       await this.writes;
