@@ -71,6 +71,12 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
            UNION ALL SELECT from_account, -amount_minor FROM mall_transfers) t GROUP BY account HAVING sum(minor) <> 0 ORDER BY account`,
       );
       expect(Object.fromEntries(ledger.rows.map((r) => [r.account, Number(r.minor)]))).to.deep.equal(positions.positions);
+      // The large values are compressed with lz4 (migration 6); the export below reads them back and audits them.
+      const methods = await db.query<{ table: string; method: string }>(
+        `SELECT c.relname AS table, a.attcompression AS method FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+          WHERE a.attname = 'body' AND c.relname IN ('mall_batch_bodies', 'mall_events') ORDER BY 1`,
+      );
+      expect(methods.rows).to.deep.equal([{ table: 'mall_batch_bodies', method: 'l' }, { table: 'mall_events', method: 'l' }]);
       // The stored acks are the very bytes the vendor received.
       const stored = await db.query<{ ack: unknown }>("SELECT ack FROM mall_batches WHERE vendor = 'acme' ORDER BY seq");
       expect(stored.rows.map((r) => JSON.stringify(r.ack))).to.deep.equal(acks.map((a) => JSON.stringify(JSON.parse(a))));

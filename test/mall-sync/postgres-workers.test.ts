@@ -171,7 +171,12 @@ describe('mall-sync on PostgreSQL: four workers, 250 vendors, every batch twice,
       const held = metric(text, 'mallpos_mall_write_lock_held_seconds_count');
       expect(held, text).to.be.greaterThan(0);
       expect(metric(text, 'mallpos_mall_write_lock_wait_seconds_count')).to.equal(held);
-      expect(metric(text, 'mallpos_mall_write_lock_held_seconds_sum')).to.be.greaterThan(0);
+      const heldS = metric(text, 'mallpos_mall_write_lock_held_seconds_sum');
+      expect(heldS).to.be.greaterThan(0);
+      // The phases add up to the time held.
+      const phases = ['catch-up', 'changes', 'writes', 'commit'].map((p) => metric(text, `mallpos_mall_write_lock_phase_seconds_total\\{phase="${p}"\\}`));
+      for (const p of phases) expect(p).to.be.at.least(0);
+      expect(phases.reduce((a, b) => a + b, 0)).to.be.closeTo(heldS, 1e-3);
       expect(metric(text, 'mallpos_mall_group_changes_count')).to.equal(held);
       expect(metric(text, 'mallpos_mall_group_changes_sum')).to.be.at.least(held);
       groupedChanges += metric(text, 'mallpos_mall_group_changes_sum');
