@@ -122,6 +122,8 @@ export class MallArchive {
 /** A database the archive can write to: inside a change, the change's own transaction. */
 export interface ArchiveDatabase {
   query(sql: string, params: unknown[]): Promise<unknown>;
+  /** Stores the signed batch as the vendor sent it, in the transaction of the batch's own rows. */
+  batchBody(vendor: string, seq: number, body: Buffer): Promise<void>;
   /** Every registry entry, batch with its ack, and statement, in the archive's layout order. */
   archiveRows(): AsyncIterable<{ kind: 'registry'; seq: number; jws: unknown } | { kind: 'batch'; vendor: string; seq: number; body: Buffer; ack: unknown } | { kind: 'statement'; vendor: string; from: string; to: string; issuedAt: string; jws: unknown }>;
 }
@@ -150,8 +152,8 @@ export class DatabaseArchive extends MallArchive {
   }
 
   override async batch(vendor: string, seq: number, body: string | Buffer): Promise<void> {
-    // The ack is stored with the batch row (mall_batches.ack), the body here.
-    await this.db.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [vendor, seq, typeof body === 'string' ? Buffer.from(body, 'utf8') : body]);
+    // The ack is stored with the batch row (mall_batches.ack), the body in mall_batch_bodies.
+    await this.db.batchBody(vendor, seq, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
   }
 
   override async statement(vendor: string, from: string, to: string, issuedAt: string, jws: FlattenedJws): Promise<void> {

@@ -173,6 +173,8 @@ export class PostgresMallStore implements MallStore {
   private readonly answering = new Set<Promise<void>>();
   /** One section at a time in this process: a change, a catch-up or a rebuild of the cache. */
   private mutex: Promise<unknown> = Promise.resolve();
+  /** Signed batch bodies of the current group, by vendor and batch seq, until their batch is written (batchBody). */
+  private readonly stagedBodies = new Map<string, Buffer>();
   /** Changes waiting for the next transaction. */
   private readonly queued: { fn: () => Promise<unknown>; resolve: (value: unknown) => void; reject: (err: unknown) => void }[] = [];
   private checkpointing: Promise<void> | null = null;
@@ -368,6 +370,7 @@ export class PostgresMallStore implements MallStore {
       // The events this group writes, from here on, are this worker's own.
       const ownFrom = this.current.seq + 1;
       this.tx = client;
+      this.stagedBodies.clear();
       this.writes = Promise.resolve();
       this.writeFailed = null;
       this.appliedInTx = 0;
@@ -473,7 +476,10 @@ export class PostgresMallStore implements MallStore {
     this.enqueue(tx, async () => {
       // A batch, the commonest event, is written in one statement (one round trip).
       if (full.type === 'batch.ingested') {
-        await insertBatch(tx, full, hash, text);
+        const slot = requestSlotOf(full.data.vendor, full.data.seq);
+        const body = this.stagedBodies.get(slot) ?? null;
+        this.stagedBodies.delete(slot);
+        await insertBatch(tx, full, hash, text, body);
         if (full.data.economy !== undefined) await projectEconomy(tx, full);
         if (full.data.instruments !== undefined) await projectInstruments(tx, full);
       } else {
@@ -531,6 +537,20 @@ export class PostgresMallStore implements MallStore {
         throw storeError(err);
       }
     });
+  }
+
+  /**
+   * The signed batch as the vendor sent it. Inside a change it is written by the statement
+   * that writes the batch's own rows (insertBatch), one round trip less for each batch
+   * under the write lock; the change commits that batch right after (ingest.ts), and a
+   * body the change did not use is dropped with its group.
+   */
+  async batchBody(vendor: string, seq: number, body: Buffer): Promise<void> {
+    if (this.tx !== null) {
+      this.stagedBodies.set(requestSlotOf(vendor, seq), body);
+      return;
+    }
+    await this.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [vendor, seq, body]);
   }
 
   /** A statement (no rows wanted): queued in the current change's transaction when there is one, else run on its own. */
@@ -699,7 +719,12 @@ export function transferRow(t: Transfer, n: number, vendorEventSeq: number | nul
  * clearing ledger, the positions, flagged events and allotments taken into the float.
  * Foreign keys between these rows are checked at the end of the statement.
  */
-async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.ingested' }, hash: string, text: string): Promise<void> {
+/** The key of a staged batch body. */
+function requestSlotOf(vendor: string, seq: number): string {
+  return `${vendor} ${seq}`;
+}
+
+async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.ingested' }, hash: string, text: string, body: Buffer | null): Promise<void> {
   const b = e.data;
   const transfers: TransferRow[] = [];
   for (const c of b.clearing) for (const t of c.transfers) transfers.push(transferRow(t, transfers.length, c.eventSeq, c.at));
@@ -733,6 +758,8 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
        UPDATE mall_allotments a SET used_batch_seq = $7, used_event_seq = u."eventSeq"
          FROM json_to_recordset($20::json) AS u(id text, "eventSeq" bigint)
         WHERE a.id = u.id AND a.vendor = $6 AND a.used_event_seq IS NULL
+     ), bb AS (
+       INSERT INTO mall_batch_bodies (vendor, seq, body) SELECT $6, $7::bigint, $21::bytea WHERE $21::bytea IS NOT NULL
      )
      SELECT count(*)::text AS moved FROM cur`,
     values: [
@@ -756,6 +783,7 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
       [...deltas.values()].map(String),
       JSON.stringify(b.flagged),
       JSON.stringify(b.allotmentsUsed),
+      body,
     ],
   });
   if (rows[0]?.moved !== '1') fail('MALL_ERR_STORE', `batch ${b.seq} of ${b.vendor} does not follow the vendor's last batch in the database`);
