@@ -476,7 +476,7 @@ export class PostgresMallStore implements MallStore {
     this.enqueue(tx, async () => {
       // A batch, the commonest event, is written in one statement (one round trip).
       if (full.type === 'batch.ingested') {
-        const slot = requestSlotOf(full.data.vendor, full.data.seq);
+        const slot = bodySlot(full.data.vendor, full.data.seq);
         const body = this.stagedBodies.get(slot) ?? null;
         this.stagedBodies.delete(slot);
         await insertBatch(tx, full, hash, text, body);
@@ -547,7 +547,7 @@ export class PostgresMallStore implements MallStore {
    */
   async batchBody(vendor: string, seq: number, body: Buffer): Promise<void> {
     if (this.tx !== null) {
-      this.stagedBodies.set(requestSlotOf(vendor, seq), body);
+      this.stagedBodies.set(bodySlot(vendor, seq), body);
       return;
     }
     await this.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [vendor, seq, body]);
@@ -712,18 +712,19 @@ export function transferRow(t: Transfer, n: number, vendorEventSeq: number | nul
   return { n, e: vendorEventSeq, k: t.kind, f: t.from, t: t.to, a: t.amountMinor, tok: t.token, u: t.units, at };
 }
 
+/** The key of a staged batch body. */
+function bodySlot(vendor: string, seq: number): string {
+  return `${vendor} ${seq}`;
+}
+
 /**
  * A batch.ingested event and all its rows in one statement: the event, the batch (its
  * primary key (vendor, seq) and the foreign key to the vendor's previous batch refuse a
  * duplicate or a gap), the vendor's cursor (moved only from the previous seq), the
- * clearing ledger, the positions, flagged events and allotments taken into the float.
+ * clearing ledger, the positions, flagged events and allotments taken into the float,
+ * and the signed batch as sent when the change staged it (`body`).
  * Foreign keys between these rows are checked at the end of the statement.
  */
-/** The key of a staged batch body. */
-function requestSlotOf(vendor: string, seq: number): string {
-  return `${vendor} ${seq}`;
-}
-
 async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.ingested' }, hash: string, text: string, body: Buffer | null): Promise<void> {
   const b = e.data;
   const transfers: TransferRow[] = [];
