@@ -42,6 +42,8 @@ const PEPPER_BYTES = 32;
 export const PIN_HASH_COST_DEFAULT = 2 ** 14;
 export const PIN_HASH_COST_MIN = 2 ** 10;
 export const PIN_HASH_COST_MAX = 2 ** 15;
+/** What a cost must be, for the messages that refuse one. */
+export const PIN_HASH_COST_RANGE = `a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}`;
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const HASH_BYTES = 32;
@@ -84,7 +86,7 @@ export class PinHasher {
    * first time. New hashes are made at scrypt N = `cost`.
    */
   static async open(path: string, cost = PIN_HASH_COST_DEFAULT): Promise<PinHasher> {
-    if (!isPinHashCost(cost)) throw new RangeError(`a PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}, not ${cost}`);
+    if (!isPinHashCost(cost)) throw new RangeError(`a PIN hash cost is ${PIN_HASH_COST_RANGE}, not ${cost}`);
     let text: string | null = null;
     try {
       text = await readFile(path, 'utf8');

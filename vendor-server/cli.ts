@@ -5,7 +5,7 @@ import { spkiSha256, tlsRequest } from '../platform/tls.ts';
 import { initVendor } from './init.ts';
 import { backupStore, restoreStore, verifyBackup, verifyStore } from './backup.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
-import { isPinHashCost, PIN_HASH_COST_DEFAULT, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN } from '../platform/pin-hash.ts';
+import { isPinHashCost, PIN_HASH_COST_DEFAULT, PIN_HASH_COST_RANGE } from '../platform/pin-hash.ts';
 import { startVendorServer } from './server.ts';
 import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
@@ -20,7 +20,7 @@ const die = dieWith('vendor-server');
 
 function pinHashCost(value: string): number {
   const n = Number(value);
-  if (!isPinHashCost(n)) throw new InvalidArgumentError(`a PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}`);
+  if (!isPinHashCost(n)) throw new InvalidArgumentError(`a PIN hash cost is ${PIN_HASH_COST_RANGE}`);
   return n;
 }
 
@@ -39,7 +39,7 @@ program
   .option('--host <host>', 'address to listen on (default 127.0.0.1)')
   .option('--demo', 'seed a demo store: products, customers with balances, float, staff')
   .option('--tls-name <name...>', 'host names or IP addresses terminals use to reach this store (localhost and 127.0.0.1 always)')
-  .option('--pin-hash-cost <n>', `scrypt's N for PIN hashes: a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX} (default ${PIN_HASH_COST_DEFAULT})`, pinHashCost)
+  .option('--pin-hash-cost <n>', `scrypt's N for PIN hashes: ${PIN_HASH_COST_RANGE} (default ${PIN_HASH_COST_DEFAULT})`, pinHashCost)
   .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[]; pinHashCost?: number }) => {
     try {
       const r = await initVendor({

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { entityId, personName, UTC_OFFSET_MINUTES_MAX } from '../core/index.ts';
 import { loyaltyProgramSchema } from '../core/economy-requests.ts';
 import { createSigningKey, loadJsonConfig, loadSigningKey, type SigningKey } from '../platform/key-files.ts';
-import { isPinHashCost, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN } from '../platform/pin-hash.ts';
+import { isPinHashCost, PIN_HASH_COST_RANGE } from '../platform/pin-hash.ts';
 import { writeFileDurable } from '../platform/storage/index.ts';
 import { createTlsIdentity, loadTlsIdentity, type TlsIdentity } from '../platform/tls.ts';
 
@@ -29,7 +29,7 @@ export const configSchema = z.strictObject({
   checkpointEveryMs: z.number().int().min(1000),
   idempotencyKeysMax: z.number().int().min(1000),
   /** scrypt's N for the staff and customer PINs set from now on (absent: 2^14; README: PINs). */
-  pinHashCost: z.number().int().refine(isPinHashCost, { message: `a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}` }).optional(),
+  pinHashCost: z.number().int().refine(isPinHashCost, { message: PIN_HASH_COST_RANGE }).optional(),
   /** Token payments worth more than this (minor units) need the PIN of a customer who set one. */
   customerPinAboveMinor: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   /** Whether a sale, refund or no-sale needs an open shift on its till (off when absent). */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { fail, makeCardNumber, withGs1CheckDigit, type TokenType } from '../core/index.ts';
-import { isPinHashCost, PIN_HASH_COST_MAX, PIN_HASH_COST_MIN } from '../platform/pin-hash.ts';
+import { isPinHashCost, PIN_HASH_COST_RANGE } from '../platform/pin-hash.ts';
 import { AccessStore } from './access.ts';
 import { createKeys, createStoreTls, dataPaths, defaultConfig, isInitialised, writeConfig, type VendorConfig } from './config.ts';
 import { LedgerService } from './ledger/service.ts';
@@ -52,7 +52,7 @@ export async function initVendor(opts: InitOptions): Promise<InitResult> {
   if (opts.host !== undefined) config.host = opts.host;
   if (opts.demo === true) config.address = profile.address;
   if (opts.pinHashCost !== undefined) {
-    if (!isPinHashCost(opts.pinHashCost)) fail('VND_ERR_CONFIG', `the PIN hash cost is a power of two from ${PIN_HASH_COST_MIN} to ${PIN_HASH_COST_MAX}, not ${opts.pinHashCost}`);
+    if (!isPinHashCost(opts.pinHashCost)) fail('VND_ERR_CONFIG', `the PIN hash cost is ${PIN_HASH_COST_RANGE}, not ${opts.pinHashCost}`);
     config.pinHashCost = opts.pinHashCost;
   }
   const keys = await createKeys(opts.dataDir);

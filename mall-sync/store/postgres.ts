@@ -543,7 +543,7 @@ export class PostgresMallStore implements MallStore {
    * The signed batch as the vendor sent it. Inside a change it is written by the statement
    * that writes the batch's own rows (insertBatch), one round trip less for each batch
    * under the write lock; the change commits that batch right after (ingest.ts), and a
-   * body the change did not use is dropped with its group.
+   * body no commit used is dropped when the next group begins.
    */
   async batchBody(vendor: string, seq: number, body: Buffer): Promise<void> {
     if (this.tx !== null) {
