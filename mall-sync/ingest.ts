@@ -23,7 +23,7 @@ import {
 import type { MallArchive } from './archive.ts';
 import { clearedByAccount } from './clearing.ts';
 import type { MallKeys } from './config.ts';
-import type { MallEvent, PublicJwk } from './events.ts';
+import type { BatchIngestedData, MallEvent, PublicJwk } from './events.ts';
 import { batchIndexOf, batchIngestedData, judgeBatch, saleOutcomeIn, type SaleOutcome } from './judge.ts';
 import { fromBase64url, utf8 } from './jws.ts';
 import type { Observations } from './observations.ts';
@@ -66,13 +66,27 @@ function malformed(message: string, details?: Record<string, unknown>): never {
 /**
  * The events of a batch checked before the store's exclusive section, against the
  * vendor's last event hash as this process knew it then: `result` or the typed `error`
- * verifyBatchEvents gave.
+ * verifyBatchEvents gave, and, when they passed, the batch judged and its ack signed.
  */
 interface VerifiedAhead {
   fromSeq: number;
   prev: string;
   result: VerifiedEvents | null;
   error: MallposError | null;
+  judged: Judged | null;
+}
+
+/** A batch judged and its ack signed, and what it was judged against. */
+interface Judged {
+  /** The store's judgingVersion() when it was judged. */
+  version: string | null;
+  /** The vendor's last batch then. */
+  lastBatchHash: string;
+  ack: AckPayload;
+  signedAck: FlattenedJws;
+  data: BatchIngestedData;
+  flagged: number;
+  alarms: string[];
 }
 
 /** Runs one task per vendor at a time; different vendors proceed in parallel. */
@@ -250,33 +264,87 @@ export class BatchIngestor {
 
     // 5. in order, one batch of a vendor at a time
     const hash = sha256Hex(payloadBytes);
-    return this.queue.run(payload.vendor, () => {
-      const ahead = this.verifyAhead(payload);
+    return this.queue.run(payload.vendor, async () => {
+      const ahead = await this.verifyAhead(payload, hash, kid);
       return this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key, ahead));
     });
   }
 
   /**
    * On a shared store the exclusive section is one lock for every mall process, so the
-   * work that needs no lock is done before it: hashing and parsing the batch's events
-   * (most of the CPU of a batch) against the vendor's last event hash as this process
-   * knows it. The per-vendor queue has already let this vendor's earlier batches in this
-   * process finish, so that hash is almost always still current; inside the section the
-   * result is used only when it was computed from the very hash the section sees, which
-   * gives exactly what verifyBatchEvents would give there. The embedded store's section
-   * is no lock, so it checks there as before.
+   * work that can be done before it is done before it, against the state as this process
+   * knows it: hashing and parsing the batch's events against the vendor's last event hash,
+   * then judging the batch and signing its ack (together most of the CPU of a batch). The
+   * per-vendor queue has already let this vendor's earlier batches in this process finish,
+   * so what they were done against is almost always still current. Inside the section
+   * each is used only when it was computed from what the section sees: the events checked
+   * from the very hash the vendor's chain ends on, the judgement made with the same last
+   * batch of the vendor and the same judgingVersion() (no event since that may change how
+   * the batch is judged: state.ts, changesJudging). That gives exactly what the section
+   * would compute itself, which it does otherwise. A batch with a reversal is judged in
+   * the section: judging it reads the earlier sale's batch from the store. The embedded
+   * store's section is no lock, so it does all of this there, as before.
    */
-  private verifyAhead(payload: BatchPayload): VerifiedAhead | null {
-    if (this.store.kind === 'embedded') return null;
+  private async verifyAhead(payload: BatchPayload, hash: string, kid: string): Promise<VerifiedAhead | null> {
+    if (this.store.judgingVersion() === null) return null;
     const v = own(this.store.state.vendors, payload.vendor);
     if (v === undefined || payload.seq !== v.lastSeq + 1 || payload.fromSeq !== v.lastEventSeq + 1) return null;
     const prev = v.lastEventHash;
+    let result: VerifiedEvents;
     try {
-      return { fromSeq: payload.fromSeq, prev, result: verifyBatchEvents(payload, prev), error: null };
+      result = verifyBatchEvents(payload, prev);
     } catch (err) {
       // Anything but a typed refusal is checked again inside the section, where it surfaces as before.
-      return isMallposError(err) ? { fromSeq: payload.fromSeq, prev, result: null, error: err } : null;
+      return isMallposError(err) ? { fromSeq: payload.fromSeq, prev, result: null, error: err, judged: null } : null;
     }
+    let judged: Judged | null = null;
+    if (payload.prevBatchHash === v.lastBatchHash && !result.events.some((e) => e.type === 'reversal')) {
+      try {
+        judged = await this.judgeAndSign(payload, hash, kid, result);
+      } catch {
+        // Judged again inside the section, where any failure surfaces as before.
+        judged = null;
+      }
+    }
+    return { fromSeq: payload.fromSeq, prev, result, error: null, judged };
+  }
+
+  /** Judges a batch whose events were verified, against the state as it is now, and signs its ack. */
+  private async judgeAndSign(payload: BatchPayload, hash: string, kid: string, verified: VerifiedEvents): Promise<Judged> {
+    const vendorId = payload.vendor;
+    const ingestedAt = this.clock().toISOString();
+    const earlierSales = await this.earlierSales(vendorId, verified.events, payload.fromSeq);
+    const state = this.store.state;
+    const vendor = own(state.vendors, vendorId);
+    // The queue keeps this vendor's state still while we awaited; check it anyway.
+    assert(vendor?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${vendorId} is still next`);
+    const version = this.store.judgingVersion();
+    const lastBatchHash = vendor.lastBatchHash;
+    const judgement = judgeBatch({ vendor: vendorId, batchSeq: payload.seq, ingestedAt, events: verified.events, state, earlierSales });
+    const registrySeq = state.registrySeq;
+    const ack: AckPayload = {
+      v: 1,
+      vendor: vendorId,
+      seq: payload.seq,
+      batchHash: hash,
+      lastEventSeq: payload.toSeq,
+      lastEventHash: verified.lastHash,
+      events: verified.events.length,
+      flagged: judgement.flagged.map((f) => ({ eventSeq: f.eventSeq, reason: f.reason })),
+      ingestedAt,
+      registrySeq,
+      cleared: clearedByAccount(judgement.clearing),
+    };
+    const signedAck = this.signAck(ack);
+    const data = batchIngestedData(
+      { vendor: vendorId, seq: payload.seq, hash, kid, fromSeq: payload.fromSeq, toSeq: payload.toSeq, createdAt: payload.createdAt, lastEventHash: verified.lastHash, ack: signedAck, registrySeq },
+      judgement,
+    );
+    return {
+      version, lastBatchHash, ack, signedAck, data,
+      flagged: judgement.flagged.length,
+      alarms: (judgement.instruments?.alarms ?? []).map((a) => a.message),
+    };
   }
 
   /** Notes a refusal of an authenticated batch for reconcile, then throws it. */
@@ -339,38 +407,18 @@ export class BatchIngestor {
       throw err;
     }
 
-    const ingestedAt = this.clock().toISOString();
-    const earlierSales = await this.earlierSales(vendor.id, verified.events, payload.fromSeq);
-    // The queue keeps this vendor's state still while we awaited; check it anyway.
-    assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next`);
-    const judgement = judgeBatch({ vendor: vendor.id, batchSeq: payload.seq, ingestedAt, events: verified.events, state: this.store.state, earlierSales });
-    const registrySeq = this.store.state.registrySeq;
-    const ack: AckPayload = {
-      v: 1,
-      vendor: vendor.id,
-      seq: payload.seq,
-      batchHash: hash,
-      lastEventSeq: payload.toSeq,
-      lastEventHash: verified.lastHash,
-      events: verified.events.length,
-      flagged: judgement.flagged.map((f) => ({ eventSeq: f.eventSeq, reason: f.reason })),
-      ingestedAt,
-      registrySeq,
-      cleared: clearedByAccount(judgement.clearing),
-    };
-    const signedAck = this.signAck(ack);
+    const early = ahead?.judged ?? null;
+    const judged = early !== null && verified === ahead?.result && early.version === this.store.judgingVersion() && early.lastBatchHash === vendor.lastBatchHash
+      ? early
+      : await this.judgeAndSign(payload, hash, kid, verified);
     // The signed batch and the ack are kept as evidence before the mall commits to them.
-    await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), signedAck);
+    await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), judged.signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
-    const data = batchIngestedData(
-      { vendor: vendor.id, seq: payload.seq, hash, kid, fromSeq: payload.fromSeq, toSeq: payload.toSeq, createdAt: payload.createdAt, lastEventHash: verified.lastHash, ack: signedAck, registrySeq },
-      judgement,
-    );
-    await this.store.commit({ type: 'batch.ingested', at: ingestedAt, data });
-    this.hooks.onIngested?.(vendor.id, verified.events.length, judgement.flagged.length);
+    await this.store.commit({ type: 'batch.ingested', at: judged.ack.ingestedAt, data: judged.data });
+    this.hooks.onIngested?.(vendor.id, verified.events.length, judged.flagged);
     // A double spend of a bearer instrument is reported as it is recorded.
-    for (const a of judgement.instruments?.alarms ?? []) this.hooks.onAlarm?.(vendor.id, a.message);
-    return { ackText: JSON.stringify(signedAck), ack, replayed: false };
+    for (const message of judged.alarms) this.hooks.onAlarm?.(vendor.id, message);
+    return { ackText: JSON.stringify(judged.signedAck), ack: judged.ack, replayed: false };
   }
 
   /**

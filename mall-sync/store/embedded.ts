@@ -106,6 +106,11 @@ export class EmbeddedMallStore implements MallStore {
     return fn();
   }
 
+  /** One process: batches are judged inside the change itself. */
+  judgingVersion(): null {
+    return null;
+  }
+
   health(): Promise<StoreHealth> {
     return Promise.resolve(this.closed ? { ok: false, detail: 'the mall store is closed' } : { ok: true, detail: null });
   }

@@ -6,7 +6,7 @@ import type { ObservationSink, VendorObservation } from '../observations.ts';
 import { projectEconomy } from './postgres-economy.ts';
 import { projectInstruments } from './postgres-instruments.ts';
 import { migrate } from './postgres-migrate.ts';
-import { applyMallEvent, emptyMallState, reviveMallState, type MallState } from './state.ts';
+import { applyMallEvent, changesJudging, emptyMallState, reviveMallState, type MallState } from './state.ts';
 import type { MallStore, StoreHealth, StoreReport } from './store.ts';
 
 /**
@@ -38,7 +38,11 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * the flush would put every worker's fsync in one queue, and two workers would ingest
  * less than one. Everything that needs no state (TLS, JSON, the Ed25519 signature, canonical
  * parsing, the vendor's event hash chain) happens before, outside the lock, so several
- * workers do useful work in parallel; only the judging and the insert are serialised.
+ * workers do useful work in parallel. So does judging a batch and signing its ack,
+ * against the cache as it is then (ingest.ts); under the lock that judgement is used only
+ * if the vendor's last batch and judgingVersion() (the last event that may change how a
+ * batch is judged) are still those it was made against, and made again otherwise. What is
+ * serialised is mostly the inserts.
  *
  * Isolation: READ COMMITTED, deliberately. Writers are serialised by the advisory lock,
  * not by snapshots: the catch-up SELECT runs after the lock is granted, and under READ
@@ -180,6 +184,8 @@ export class PostgresMallStore implements MallStore {
   private checkpointing: Promise<void> | null = null;
   private checkpointWanted = false;
   private readonly checkpointEvery: number;
+  /** judgingVersion(): seq and hash of the last event in the cache that changes judging (or of the cache's last event when it was loaded). */
+  private judging: string;
 
   private constructor(
     readonly pool: pg.Pool,
@@ -189,7 +195,16 @@ export class PostgresMallStore implements MallStore {
   ) {
     this.current = state;
     this.checkpointEvery = opts.checkpointEveryEvents ?? 10_000;
+    this.judging = `${state.seq}:${state.hash}`;
   }
+
+  judgingVersion(): string {
+    return this.judging;
+  }
+
+  private noteApplied = (event: MallEvent, hash: string): void => {
+    if (changesJudging(event)) this.judging = `${event.seq}:${hash}`;
+  };
 
   get state(): MallState {
     return this.current;
@@ -228,7 +243,7 @@ export class PostgresMallStore implements MallStore {
    * before the cache does (a commit that was visible but never reached the disk), and
    * a worker judging against such a cache would write after a hole.
    */
-  private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState, tail = false): Promise<number> {
+  private static async catchUp(db: pg.Pool | pg.PoolClient, state: MallState, tail = false, noteApplied?: (event: MallEvent, hash: string) => void): Promise<number> {
     let applied = 0;
     let checkTail = tail && state.seq > 0;
     for (;;) {
@@ -252,6 +267,7 @@ export class PostgresMallStore implements MallStore {
         assert(Number(row.seq) === state.seq + 1 && event.seq === state.seq + 1, `mall event ${row.seq} follows ${state.seq}`);
         if (event.prev !== state.hash) fail('MALL_ERR_STORE', `mall event ${row.seq} does not link to event ${state.seq}: the log was changed`);
         applyMallEvent(state, event, row.hash);
+        noteApplied?.(event, row.hash);
         applied += 1;
       }
       if (rows.length < CATCH_UP_ROWS) return applied;
@@ -272,7 +288,7 @@ export class PostgresMallStore implements MallStore {
   private async fresh(db: pg.Pool | pg.PoolClient): Promise<number> {
     if (!this.stale) {
       try {
-        const applied = await PostgresMallStore.catchUp(db, this.current, true);
+        const applied = await PostgresMallStore.catchUp(db, this.current, true, this.noteApplied);
         // Called between changes: everything in the cache is committed.
         this.committedSeq = Math.max(this.committedSeq, this.current.seq);
         return applied;
@@ -283,10 +299,11 @@ export class PostgresMallStore implements MallStore {
     }
     const { state } = await PostgresMallStore.load(this.pool);
     this.current = state;
+    this.judging = `${state.seq}:${state.hash}`;
     this.stale = false;
     // What the rebuilt cache holds was read, not necessarily flushed: the next answer flushes first.
     this.durableSeq = 0;
-    const applied = await PostgresMallStore.catchUp(db, this.current);
+    const applied = await PostgresMallStore.catchUp(db, this.current, false, this.noteApplied);
     this.committedSeq = this.current.seq;
     return applied;
   }
@@ -472,6 +489,7 @@ export class PostgresMallStore implements MallStore {
     // The object itself is applied, as the embedded store does: it is what `text` says.
     const full = fields as MallEvent;
     applyMallEvent(state, full, hash);
+    this.noteApplied(full, hash);
     this.appliedInTx += 1;
     this.enqueue(tx, async () => {
       // A batch, the commonest event, is written in one statement (one round trip).

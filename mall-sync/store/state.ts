@@ -502,6 +502,23 @@ export function tally(v: VendorRecord, token: string): TokenTally {
   return own(v.tokens, token) ?? (v.tokens[token] = emptyTally());
 }
 
+/**
+ * Whether a committed event may change how a batch of another vendor is judged
+ * (judge.ts). Every event does but a batch whose effects stay in its own vendor's record
+ * (its tallies, days, lots and customers' purchase summaries) and in the clearing ledger,
+ * none of which judging reads for another vendor: a batch that registers no card, moves
+ * nothing in or out of a wallet, raises no alarm, touches no instrument and takes no
+ * allotment. Registry changes and every other event count. A batch judged outside the
+ * write lock of a shared store is used under it only if no such event came in between
+ * (ingest.ts).
+ */
+export function changesJudging(event: MallEvent): boolean {
+  if (event.type !== 'batch.ingested') return true;
+  const b = event.data;
+  const e = b.economy;
+  return (e !== undefined && (e.customers.length > 0 || e.wallet.length > 0 || e.alarms.length > 0)) || b.instruments !== undefined || b.allotmentsUsed.length > 0;
+}
+
 /** The event types that change the registry; a batch is judged against the registry as of a count of them. */
 export const REGISTRY_EVENT_TYPES: ReadonlySet<MallEvent['type']> = new Set<MallEvent['type']>([
   'vendor.registered', 'key.added', 'key.retired', 'key.revoked', 'token-type.upserted', 'fees.set', 'party.added', 'allotment.issued', 'gap.decided',

@@ -61,6 +61,13 @@ export interface MallStore {
   read(seq: number): Promise<MallEvent>;
   /** Resolves once every event committed so far is durable and, for a shared store, in `state`. */
   flushed(): Promise<void>;
+  /**
+   * For a store shared by several processes: a token of the last event in `state` that
+   * may change how a vendor's batch is judged, other than that vendor's own batches
+   * (state.ts, changesJudging). A batch judged while the token and its vendor's record
+   * stay the same is judged the same. null for a store whose changes run in one process.
+   */
+  judgingVersion(): string | null;
   /** Whether the store can take changes now (the database is reachable). */
   health(): Promise<StoreHealth>;
   /** Writes a checkpoint of the state now (a no-op for stores that need none). */
