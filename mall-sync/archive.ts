@@ -106,6 +106,16 @@ export class MallArchive {
   }
 
   /** Keeps a batch (the request body exactly as received) and the ack the mall signed for it. */
+  /**
+   * Keeps a signed batch before the change that ingests it, where the archive can do so
+   * outside that change (a shared database, where the change holds the mall's write lock).
+   * Resolves to true when it did: batch() is then not called for it, the ack being kept
+   * with the batch's own rows. The files of this archive are written with the change.
+   */
+  batchAhead(_vendor: string, _seq: number, _hash: string, _body: string | Buffer): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
   async batch(vendor: string, seq: number, body: string | Buffer, ack: FlattenedJws): Promise<void> {
     const dir = this.paths.vendorDir(vendor);
     // Both files are durable before the batch is committed; they are written side by side.
@@ -124,6 +134,8 @@ export interface ArchiveDatabase {
   query(sql: string, params: unknown[]): Promise<unknown>;
   /** Stores the signed batch as the vendor sent it, in the transaction of the batch's own rows. */
   batchBody(vendor: string, seq: number, body: Buffer): Promise<void>;
+  /** Stores the signed batch as the vendor sent it before its batch is committed, keyed by its hash; false when it could not. */
+  batchBodyAhead(vendor: string, seq: number, hash: string, body: Buffer): Promise<boolean>;
   /** Every registry entry, batch with its ack, and statement, in the archive's layout order. */
   archiveRows(): AsyncIterable<{ kind: 'registry'; seq: number; jws: unknown } | { kind: 'batch'; vendor: string; seq: number; body: Buffer; ack: unknown } | { kind: 'statement'; vendor: string; from: string; to: string; issuedAt: string; jws: unknown }>;
 }
@@ -149,6 +161,10 @@ export class DatabaseArchive extends MallArchive {
   override async registry(seq: number, event: NewMallEvent): Promise<void> {
     const jws = await this.registryJws(seq, event);
     await this.db.query('INSERT INTO mall_registry_archive (registry_seq, jws) VALUES ($1, $2)', [seq, JSON.stringify(jws)]);
+  }
+
+  override batchAhead(vendor: string, seq: number, hash: string, body: string | Buffer): Promise<boolean> {
+    return this.db.batchBodyAhead(vendor, seq, hash, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
   }
 
   override async batch(vendor: string, seq: number, body: string | Buffer): Promise<void> {

@@ -59,6 +59,11 @@ const protectedHeader = z.object({
   crit: z.unknown().optional(),
 });
 
+/** A flattened JWS as JSON text, when the request's own bytes are not at hand. */
+function jwsText(jws: FlattenedJws): string {
+  return JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature });
+}
+
 function malformed(message: string, details?: Record<string, unknown>): never {
   throw new MallposError('MALL_ERR_MALFORMED', message, details);
 }
@@ -266,7 +271,9 @@ export class BatchIngestor {
     const hash = sha256Hex(payloadBytes);
     return this.queue.run(payload.vendor, async () => {
       const ahead = await this.verifyAhead(payload, hash, kid);
-      return this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key, ahead));
+      // A batch that is next and whose events verified is kept as sent before the section, where the archive can.
+      const kept = ahead !== null && ahead.result !== null && (await this.archive.batchAhead(payload.vendor, payload.seq, hash, raw ?? jwsText(jws)));
+      return this.store.exclusive(() => this.ingestInOrder(jws, raw, payload, hash, key, ahead, kept));
     });
   }
 
@@ -354,7 +361,7 @@ export class BatchIngestor {
     throw err;
   }
 
-  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, key: KeyRecord, ahead: VerifiedAhead | null = null): Promise<IngestResult> {
+  private async ingestInOrder(jws: FlattenedJws, raw: Buffer | undefined, payload: BatchPayload, hash: string, key: KeyRecord, ahead: VerifiedAhead | null, kept: boolean): Promise<IngestResult> {
     const vendor = own(this.store.state.vendors, payload.vendor);
     assert(vendor !== undefined, `vendor ${payload.vendor} registered`);
     const expectedSeq = vendor.lastSeq + 1;
@@ -412,7 +419,7 @@ export class BatchIngestor {
       ? early
       : await this.judgeAndSign(payload, hash, kid, verified);
     // The signed batch and the ack are kept as evidence before the mall commits to them.
-    await this.archive.batch(vendor.id, payload.seq, raw ?? JSON.stringify({ protected: jws.protected, payload: jws.payload, signature: jws.signature }), judged.signedAck);
+    if (!kept) await this.archive.batch(vendor.id, payload.seq, raw ?? jwsText(jws), judged.signedAck);
     assert(this.store.state.vendors[payload.vendor]?.lastSeq === payload.seq - 1, `batch ${payload.seq} of ${payload.vendor} is still next after signing`);
     await this.store.commit({ type: 'batch.ingested', at: judged.ack.ingestedAt, data: judged.data });
     this.hooks.onIngested?.(vendor.id, verified.events.length, judged.flagged);

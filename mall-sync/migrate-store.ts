@@ -62,9 +62,9 @@ export async function migrateStore(dataDir: string, opts: { databaseUrl?: string
             }
           }
           if (type === 'batch.ingested') {
-            const b = data as { vendor: string; seq: number };
+            const b = data as { vendor: string; seq: number; hash: string };
             const body = await readFile(archive.batchFile(b.vendor, b.seq)).catch(() => null);
-            if (body !== null) await into.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [b.vendor, b.seq, body]);
+            if (body !== null) await into.query('INSERT INTO mall_batch_bodies (vendor, seq, hash, body) VALUES ($1, $2, $3, $4)', [b.vendor, b.seq, b.hash, body]);
             batches += 1;
           }
         }

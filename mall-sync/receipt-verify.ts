@@ -86,7 +86,8 @@ export function fileBatchBodies(archiveDir: string): BatchBodyReader {
 /** A mall on PostgreSQL: the archive's batch bodies table. */
 export function postgresBatchBodies(pool: { query<R>(sql: string, params: unknown[]): Promise<{ rows: R[] }> }): BatchBodyReader {
   return async (vendor, seq) => {
-    const { rows } = await pool.query<{ body: Buffer }>('SELECT body FROM mall_batch_bodies WHERE vendor = $1 AND seq = $2', [vendor, seq]);
+    // The body of the batch committed under (vendor, seq): another may be kept beside it (migration 7).
+    const { rows } = await pool.query<{ body: Buffer }>('SELECT d.body FROM mall_batch_bodies d JOIN mall_batches b USING (vendor, seq, hash) WHERE d.vendor = $1 AND d.seq = $2', [vendor, seq]);
     return rows[0]?.body ?? null;
   };
 }

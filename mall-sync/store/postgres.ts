@@ -186,6 +186,8 @@ export class PostgresMallStore implements MallStore {
   private readonly checkpointEvery: number;
   /** judgingVersion(): seq and hash of the last event in the cache that changes judging (or of the cache's last event when it was loaded). */
   private judging: string;
+  /** Connections that write batch bodies before the write lock (batchBodyAhead), made on first use. */
+  private aheadPool: pg.Pool | null = null;
 
   private constructor(
     readonly pool: pg.Pool,
@@ -558,17 +560,47 @@ export class PostgresMallStore implements MallStore {
   }
 
   /**
-   * The signed batch as the vendor sent it. Inside a change it is written by the statement
-   * that writes the batch's own rows (insertBatch), one round trip less for each batch
-   * under the write lock; the change commits that batch right after (ingest.ts), and a
-   * body no commit used is dropped when the next group begins.
+   * The signed batch as the vendor sent it, for the batch being committed: written by the
+   * statement that writes the batch's own rows (insertBatch), one round trip less for each
+   * batch under the write lock; the change commits that batch right after (ingest.ts), and
+   * a body no commit used is dropped when the next group begins. Outside a change, for a
+   * batch already committed.
    */
   async batchBody(vendor: string, seq: number, body: Buffer): Promise<void> {
     if (this.tx !== null) {
       this.stagedBodies.set(bodySlot(vendor, seq), body);
       return;
     }
-    await this.query('INSERT INTO mall_batch_bodies (vendor, seq, body) VALUES ($1, $2, $3)', [vendor, seq, body]);
+    await this.query('INSERT INTO mall_batch_bodies (vendor, seq, hash, body) SELECT vendor, seq, hash, $3 FROM mall_batches WHERE vendor = $1 AND seq = $2 ON CONFLICT DO NOTHING', [vendor, seq, body]);
+  }
+
+  /**
+   * Writes the signed batch as the vendor sent it before the change that ingests it, on
+   * its own, so that the write lock is not held for it: the largest value a batch writes.
+   * Keyed by the batch's hash (migration 7): a body whose batch is never committed (it
+   * lost a race to another version of the same batch) stays as evidence and is not the
+   * committed batch's. Its commit is asynchronous (synchronous_commit off on these
+   * connections): its commit record precedes the record of the group that commits the
+   * batch, whose flush (makeDurable) comes before any answer, so it is on the disk by then.
+   * Resolves to false when it was not written (the database failed): the change then
+   * writes it under the lock as before, or fails as it would.
+   */
+  async batchBodyAhead(vendor: string, seq: number, hash: string, body: Buffer): Promise<boolean> {
+    if (this.closed) return false;
+    if (this.aheadPool === null) {
+      this.aheadPool = new pg.Pool({ connectionString: this.opts.url, max: 2, options: '-c synchronous_commit=off', connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000 });
+      this.aheadPool.on('error', () => undefined);
+    }
+    try {
+      await this.aheadPool.query({
+        name: 'mall_batch_body_ahead',
+        text: 'INSERT INTO mall_batch_bodies (vendor, seq, hash, body) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        values: [vendor, seq, hash, body],
+      });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** A statement (no rows wanted): queued in the current change's transaction when there is one, else run on its own. */
@@ -595,7 +627,7 @@ export class PostgresMallStore implements MallStore {
     let after = 0;
     for (;;) {
       const { rows } = await this.pool.query<{ vendor: string; seq: string; body: Buffer; ack: unknown; event_seq: string }>(
-        'SELECT b.vendor, b.seq, d.body, b.ack, b.event_seq FROM mall_batches b JOIN mall_batch_bodies d USING (vendor, seq) WHERE b.event_seq > $1 ORDER BY b.event_seq LIMIT 500',
+        'SELECT b.vendor, b.seq, d.body, b.ack, b.event_seq FROM mall_batches b JOIN mall_batch_bodies d USING (vendor, seq, hash) WHERE b.event_seq > $1 ORDER BY b.event_seq LIMIT 500',
         [after],
       );
       for (const r of rows) yield { kind: 'batch', vendor: r.vendor, seq: Number(r.seq), body: r.body, ack: r.ack };
@@ -688,7 +720,7 @@ export class PostgresMallStore implements MallStore {
     await this.checkpointing;
     await this.checkpoint().catch(() => undefined);
     this.closed = true;
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.aheadPool?.end()]);
   }
 }
 
@@ -778,7 +810,8 @@ async function insertBatch(tx: pg.PoolClient, e: MallEvent & { type: 'batch.inge
          FROM json_to_recordset($20::json) AS u(id text, "eventSeq" bigint)
         WHERE a.id = u.id AND a.vendor = $6 AND a.used_event_seq IS NULL
      ), bb AS (
-       INSERT INTO mall_batch_bodies (vendor, seq, body) SELECT $6, $7::bigint, $21::bytea WHERE $21::bytea IS NOT NULL
+       INSERT INTO mall_batch_bodies (vendor, seq, hash, body) SELECT $6, $7::bigint, $8, $21::bytea WHERE $21::bytea IS NOT NULL
+       ON CONFLICT DO NOTHING
      )
      SELECT count(*)::text AS moved FROM cur`,
     values: [

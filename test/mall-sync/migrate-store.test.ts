@@ -18,6 +18,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
   this.timeout(120_000);
   let mall: MallRig;
   let v: VendorRig;
+  let url = '';
 
   before(async () => {
     ({ mall, v } = await startScenario());
@@ -46,7 +47,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
     const acks = await Promise.all([1, 2, 3].map((seq) => readFile(join(mall.dir, 'archive', 'vendors', 'acme', `ack-${String(seq).padStart(10, '0')}.jws.json`), 'utf8')));
     await mall.mall.close();
 
-    const url = await freshDatabase();
+    url = await freshDatabase();
     const moved = await runMallCli(['migrate-store', '--data-dir', mall.dir, '--from', 'embedded', '--to', 'postgres', '--database-url', url]);
     expect(moved.code, moved.stderr).to.equal(0);
     expect(moved.stdout).to.match(/"batches": 3/);
@@ -102,5 +103,35 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
     expect(again.code).to.equal(1);
     expect(again.stderr).to.include('already keeps its data in PostgreSQL');
     mall.mall = { close: async () => undefined } as never;
+  });
+
+  it('upgrades a database of schema version 6: each kept batch body takes its batch\'s hash, and the archive still passes the audit', async () => {
+    expect(url).to.not.equal('');
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    try {
+      // The bodies table as versions 1 to 6 made it.
+      await db.query(`ALTER TABLE mall_batch_bodies DROP CONSTRAINT mall_batch_bodies_pkey;
+        ALTER TABLE mall_batch_bodies DROP COLUMN hash;
+        ALTER TABLE mall_batch_bodies ADD PRIMARY KEY (vendor, seq);
+        ALTER TABLE mall_batch_bodies ADD FOREIGN KEY (vendor, seq) REFERENCES mall_batches (vendor, seq) DEFERRABLE INITIALLY DEFERRED;
+        DELETE FROM mall_schema_versions WHERE version >= 7`);
+      const { dir: out, cleanup } = await tempDir('mallpos-export-');
+      try {
+        const exported = await runMallCli(['export-archive', '--data-dir', mall.dir, '--out', out]);
+        expect(exported.code, exported.stderr).to.equal(0);
+        const audit = await auditArchive(out);
+        expect(audit.differences).to.deep.equal([]);
+        expect(audit.batches).to.equal(3);
+      } finally {
+        await cleanup();
+      }
+      const versions = await db.query<{ v: number }>('SELECT max(version) AS v FROM mall_schema_versions');
+      expect(versions.rows[0]?.v).to.equal(7);
+      const joined = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM mall_batch_bodies d JOIN mall_batches b USING (vendor, seq, hash)');
+      expect(joined.rows[0]?.n).to.equal('3');
+    } finally {
+      await db.end();
+    }
   });
 });

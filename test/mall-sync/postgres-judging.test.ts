@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { postgresBatchBodies } from '../../mall-sync/receipt-verify.ts';
 import type { RunningMall } from '../../mall-sync/server.ts';
 import type { PostgresMallStore } from '../../mall-sync/store/postgres.ts';
 import { startTestMall } from '../helpers/mall.ts';
@@ -141,5 +142,35 @@ describe('mall-sync on PostgreSQL: a batch judged before the write lock', functi
     expect(res.body.ack).to.deep.equal((first as Json).ack);
     expect(res.body.replayed).to.equal(true);
     expect(a.store.state.vendors['acme']?.lastSeq).to.equal(cut.payload.seq);
+  });
+
+  it('attack: a fork sent to both workers at once: one version is committed, the other refused with an alarm, and the archive serves the committed one', async () => {
+    bobs.sale('b1', 'BOB', 23);
+    // Two versions of the same batch: the same events, another creation time, so other bytes under one seq.
+    // The losing version x sorts first by hash, so a reader that took the first body of the seq would serve it.
+    const y = await bobs.cut(new Date(Date.now() + 1_000).toISOString());
+    let x = await bobs.cut(new Date(Date.now() - 1_000).toISOString());
+    for (let ms = 2_000; x.hash >= y.hash; ms += 1_000) x = await bobs.cut(new Date(Date.now() - ms).toISOString());
+    expect(x.payload.seq).to.equal(y.payload.seq);
+    const mark = beforeNextSection(async () => {
+      const res = await http(`${b.url}/v1/batches`, 'POST', y.jws);
+      expect(res.status, res.text).to.equal(200);
+    });
+    const res = await http(`${a.url}/v1/batches`, 'POST', x.jws);
+    await mark;
+    expect(res.status, res.text).to.equal(409);
+    expect(res.body.error.code).to.equal('MALL_ERR_BATCH_FORK');
+    expect(a.store.state.alarms.some((al) => al.vendor === 'bobs' && al.batchSeq === x.payload.seq && al.receivedHash === x.hash)).to.equal(true);
+    const store = a.store as PostgresMallStore;
+    // Worker A kept the losing version before its section, as evidence beside the committed one.
+    const kept = await store.pool.query<{ hash: string }>('SELECT hash FROM mall_batch_bodies WHERE vendor = $1 AND seq = $2 ORDER BY hash', ['bobs', x.payload.seq]);
+    expect(kept.rows.map((r) => r.hash).sort()).to.deep.equal([x.hash, y.hash].sort());
+    // What the receipt check and the exported archive read is the committed version.
+    const body = await postgresBatchBodies(store.pool)('bobs', y.payload.seq);
+    expect(JSON.parse(String(body))).to.deep.equal(y.jws);
+    const archived = [];
+    for await (const row of store.archiveRows()) if (row.kind === 'batch' && row.vendor === 'bobs' && row.seq === y.payload.seq) archived.push(row);
+    expect(archived).to.have.length(1);
+    expect(JSON.parse(String(archived[0]?.body))).to.deep.equal(y.jws);
   });
 });

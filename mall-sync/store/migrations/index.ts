@@ -4,6 +4,7 @@ import { sql as transfersWithoutEventTrigger } from './0003-transfers-without-ev
 import { sql as walFlush } from './0004-wal-flush.ts';
 import { sql as instruments } from './0005-instruments.ts';
 import { sql as lz4Bodies } from './0006-lz4-bodies.ts';
+import { sql as batchBodiesAhead } from './0007-batch-bodies-ahead.ts';
 
 /**
  * The PostgreSQL schema's migrations, in order. A migration is never edited once
@@ -16,4 +17,5 @@ export const MIGRATIONS: readonly { version: number; name: string; sql: string }
   { version: 4, name: 'wal flush', sql: walFlush },
   { version: 5, name: 'instruments', sql: instruments },
   { version: 6, name: 'lz4 bodies', sql: lz4Bodies },
+  { version: 7, name: 'batch bodies ahead', sql: batchBodiesAhead },
 ];
