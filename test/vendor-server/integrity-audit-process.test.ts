@@ -92,6 +92,10 @@ describe('vendor-server: the integrity audit runs in a process of its own', func
     let audit: number | undefined;
     try {
       audit = await until('the audit process', () => auditChildOf(serverPid));
+      const found = audit;
+      // The server lowers it as it starts it, and it lowers the threads it started before that
+      // itself: seen from here, just after it appears, it may not have done so yet.
+      await until('the audit process at the lowest priority', () => (threadNices(found).every((n) => n === 19) ? true : undefined));
       // Held still, so it is certainly mid-audit when the server dies.
       process.kill(audit, 'SIGSTOP');
       const held = audit;
