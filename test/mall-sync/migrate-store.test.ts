@@ -9,6 +9,20 @@ import { opKey, P_PEN, pushAll, runMallCli, sell, startScenario, tempDir, type M
 
 const today = new Date().toISOString().slice(0, 10);
 
+/** Writes the mall's archive out of its database and audits it; the audit's differences must be none. */
+async function exportAndAudit(dataDir: string): Promise<Awaited<ReturnType<typeof auditArchive>>> {
+  const { dir: out, cleanup } = await tempDir('mallpos-export-');
+  try {
+    const exported = await runMallCli(['export-archive', '--data-dir', dataDir, '--out', out]);
+    expect(exported.code, exported.stderr).to.equal(0);
+    const audit = await auditArchive(out);
+    expect(audit.differences).to.deep.equal([]);
+    return audit;
+  } finally {
+    await cleanup();
+  }
+}
+
 interface Summary {
   vendors: { vendor: string; netMinor: number; transactions: number; lastBatchSeq: number }[];
   problems: string[];
@@ -86,17 +100,9 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
     }
 
     // The archive written out of the database passes the audit.
-    const { dir: out, cleanup } = await tempDir('mallpos-export-');
-    try {
-      const exported = await runMallCli(['export-archive', '--data-dir', mall.dir, '--out', out]);
-      expect(exported.code, exported.stderr).to.equal(0);
-      const audit = await auditArchive(out);
-      expect(audit.differences).to.deep.equal([]);
-      expect(audit.batches).to.equal(3);
-      expect(audit.positions).to.deep.equal(positions.positions);
-    } finally {
-      await cleanup();
-    }
+    const audit = await exportAndAudit(mall.dir);
+    expect(audit.batches).to.equal(3);
+    expect(audit.positions).to.deep.equal(positions.positions);
 
     // A second run finds the mall already moved.
     const again = await runMallCli(['migrate-store', '--data-dir', mall.dir, '--from', 'embedded', '--to', 'postgres', '--database-url', url]);
@@ -116,16 +122,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
         ALTER TABLE mall_batch_bodies ADD PRIMARY KEY (vendor, seq);
         ALTER TABLE mall_batch_bodies ADD FOREIGN KEY (vendor, seq) REFERENCES mall_batches (vendor, seq) DEFERRABLE INITIALLY DEFERRED;
         DELETE FROM mall_schema_versions WHERE version >= 7`);
-      const { dir: out, cleanup } = await tempDir('mallpos-export-');
-      try {
-        const exported = await runMallCli(['export-archive', '--data-dir', mall.dir, '--out', out]);
-        expect(exported.code, exported.stderr).to.equal(0);
-        const audit = await auditArchive(out);
-        expect(audit.differences).to.deep.equal([]);
-        expect(audit.batches).to.equal(3);
-      } finally {
-        await cleanup();
-      }
+      expect((await exportAndAudit(mall.dir)).batches).to.equal(3);
       const versions = await db.query<{ v: number }>('SELECT max(version) AS v FROM mall_schema_versions');
       expect(versions.rows[0]?.v).to.equal(7);
       const joined = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM mall_batch_bodies d JOIN mall_batches b USING (vendor, seq, hash)');
