@@ -432,9 +432,10 @@ export class BatchIngestor {
    * Signs an ack as jws.ts's signJson does (a flattened JWS, protected header
    * {alg, kid, typ}, the payload the ack's JSON text) but synchronously, with node's
    * one-shot Ed25519: Ed25519 signatures are deterministic, so the bytes are the same.
-   * It runs inside the store's exclusive section, which on PostgreSQL holds the mall's
-   * write lock: an await on the thread pool there would let this process's event loop
-   * serve other requests while every other worker waits for the lock.
+   * It can run inside the store's exclusive section (a batch judged again there), which on
+   * PostgreSQL holds the mall's write lock: an await on the thread pool there would let
+   * this process's event loop serve other requests while every other worker waits for
+   * the lock.
    */
   private signAck(ack: AckPayload): FlattenedJws {
     this.ackKey ??= KeyObject.from(this.mallKeys.privateKey);
