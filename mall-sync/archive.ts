@@ -105,7 +105,6 @@ export class MallArchive {
     await this.write(this.paths.registryFile(seq), this.paths.registryDir, `${JSON.stringify(jws)}\n`);
   }
 
-  /** Keeps a batch (the request body exactly as received) and the ack the mall signed for it. */
   /**
    * Keeps a signed batch before the change that ingests it, where the archive can do so
    * outside that change (a shared database, where the change holds the mall's write lock).
@@ -116,6 +115,7 @@ export class MallArchive {
     return Promise.resolve(false);
   }
 
+  /** Keeps a batch (the request body exactly as received) and the ack the mall signed for it. */
   async batch(vendor: string, seq: number, body: string | Buffer, ack: FlattenedJws): Promise<void> {
     const dir = this.paths.vendorDir(vendor);
     // Both files are durable before the batch is committed; they are written side by side.
@@ -127,6 +127,11 @@ export class MallArchive {
     const stamp = issuedAt.replace(/[^0-9]/g, '').slice(0, 17);
     await this.write(join(this.paths.statementsDir, `${vendor}_${from}_${to}_${stamp}.jws.json`), this.paths.statementsDir, `${JSON.stringify(jws)}\n`);
   }
+}
+
+/** A batch body as the bytes the database keeps. */
+function bytes(body: string | Buffer): Buffer {
+  return typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
 }
 
 /** A database the archive can write to: inside a change, the change's own transaction. */
@@ -164,12 +169,12 @@ export class DatabaseArchive extends MallArchive {
   }
 
   override batchAhead(vendor: string, seq: number, hash: string, body: string | Buffer): Promise<boolean> {
-    return this.db.batchBodyAhead(vendor, seq, hash, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+    return this.db.batchBodyAhead(vendor, seq, hash, bytes(body));
   }
 
   override async batch(vendor: string, seq: number, body: string | Buffer): Promise<void> {
     // The ack is stored with the batch row (mall_batches.ack), the body in mall_batch_bodies.
-    await this.db.batchBody(vendor, seq, typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+    await this.db.batchBody(vendor, seq, bytes(body));
   }
 
   override async statement(vendor: string, from: string, to: string, issuedAt: string, jws: FlattenedJws): Promise<void> {

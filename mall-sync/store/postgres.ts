@@ -71,6 +71,11 @@ import type { MallStore, StoreHealth, StoreReport } from './store.ts';
  * holding it is flushed.
  */
 
+/** judgingVersion()'s value: an event's seq and hash, which name it even across a rebuilt cache. */
+function judgingToken(seq: number, hash: string): string {
+  return `${seq}:${hash}`;
+}
+
 /** Advisory lock key of the mall's writers. */
 const WRITE_LOCK = 7_216_000;
 const CATCH_UP_ROWS = 500;
@@ -197,7 +202,7 @@ export class PostgresMallStore implements MallStore {
   ) {
     this.current = state;
     this.checkpointEvery = opts.checkpointEveryEvents ?? 10_000;
-    this.judging = `${state.seq}:${state.hash}`;
+    this.judging = judgingToken(state.seq, state.hash);
   }
 
   judgingVersion(): string {
@@ -205,7 +210,7 @@ export class PostgresMallStore implements MallStore {
   }
 
   private noteApplied = (event: MallEvent, hash: string): void => {
-    if (changesJudging(event)) this.judging = `${event.seq}:${hash}`;
+    if (changesJudging(event)) this.judging = judgingToken(event.seq, hash);
   };
 
   get state(): MallState {
@@ -301,7 +306,7 @@ export class PostgresMallStore implements MallStore {
     }
     const { state } = await PostgresMallStore.load(this.pool);
     this.current = state;
-    this.judging = `${state.seq}:${state.hash}`;
+    this.judging = judgingToken(state.seq, state.hash);
     this.stale = false;
     // What the rebuilt cache holds was read, not necessarily flushed: the next answer flushes first.
     this.durableSeq = 0;
