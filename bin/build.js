@@ -27,9 +27,10 @@ const CONFIG_FILES = ['tsconfig.json', 'tsconfig.build.json', 'package-lock.json
 const ASSET_DIRS = ['terminal/screen'];
 /**
  * The programs, each bundled from its compiled entry point into `<entry>.bundle.js` next
- * to it: the three executables, the demo, and the vendor server's audit process.
+ * to it: the three executables, the demo, the vendor server's audit process and the
+ * threads of its replay at start.
  */
-export const BUNDLED = ['vendor-server/cli.js', 'terminal/cli.js', 'mall-sync/cli.js', 'bin/demo.js', 'vendor-server/ledger/audit-process.js'];
+export const BUNDLED = ['vendor-server/cli.js', 'terminal/cli.js', 'mall-sync/cli.js', 'bin/demo.js', 'vendor-server/ledger/audit-process.js', 'vendor-server/ledger/replay-thread.js'];
 /** What a build must have made; a build missing any of them is not a build. */
 const ENTRIES = BUNDLED.flatMap((entry) => [entry, bundleOf(entry)]);
 /**

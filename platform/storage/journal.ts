@@ -5,6 +5,8 @@ import { JournalBacklogError, JournalCorruptError } from './errors.ts';
 import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type EventParser, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
+import type { EventUnpacker, ReplayCodec } from './replay-pack.ts';
+import { RANGE_BYTES, ReplayThreads, replayThreadsHooks, type ThreadRange } from './replay-threads.ts';
 import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
 import { buildIndex, ChunkReader, incompleteLine, newSegment, OffsetIndex, READ_CHUNK_BYTES, readFully, type Segment } from './segment-reader.ts';
 
@@ -50,6 +52,19 @@ export interface JournalOptions {
    * not pay the thread's start. Default 20 000; 0 never uses the thread.
    */
   replayThreadMin?: number;
+}
+
+/**
+ * A replay's events read, checked and parsed on several threads (replay-threads.ts):
+ * `script` is the module each thread runs (it calls serveReplayThread with the same
+ * codec), `threads` how many.
+ */
+export interface ReplayInParallel<E> {
+  script: URL;
+  codec: ReplayCodec<E>;
+  threads: number;
+  /** Bytes of a segment a thread takes at a time; default RANGE_BYTES. */
+  rangeBytes?: number;
 }
 
 export interface JournalRecord {
@@ -293,13 +308,16 @@ export class Journal {
    * before fromSeq must hash to expectedPrev (GENESIS_HASH for fromSeq 1). fromSeq may be
    * toSeq + 1, which replays nothing but still checks expectedPrev against that event.
    * With `parse`, each event is what it returns for the event's bytes (its record's text is
-   * then ''); the line is verified exactly as without it.
+   * then ''); the line is verified exactly as without it. With `parallel`, a replay long
+   * enough for threads (replayThreadMin) has its lines checked and parsed by the codec on
+   * those threads, and `parse` is the codec's parser; the consumer sees the same.
    */
   async replay<E = unknown>(
     fromSeq: number, expectedPrev: string,
     onEvent: (rec: JournalRecord, event: E) => void,
     toSeq = this.tailSeq,
     parse: EventParser | null = null,
+    parallel: ReplayInParallel<E> | null = null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     this.assertReadable();
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new RangeError(`journal replay: fromSeq ${fromSeq} is not a positive integer`);
@@ -327,6 +345,7 @@ export class Journal {
     const consumer = onEvent as (rec: JournalRecord, event: unknown) => void;
     const min = this.limits.replayThreadMin;
     if (min > 0 && toSeq - fromSeq + 1 >= min && this.segmentOf(fromSeq) < this.segmentOf(toSeq)) {
+      if (parallel !== null) return this.scanThreads(fromSeq, toSeq, expectedPrev, consumer, parallel as ReplayInParallel<unknown>);
       return this.scanTwoThreads(fromSeq, toSeq, expectedPrev, consumer, parse);
     }
     return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, consumer, parse);
@@ -565,18 +584,10 @@ export class Journal {
     fromSeq: number, toSeq: number, expectedPrev: string,
     onEvent: (rec: JournalRecord, event: unknown) => void, parse: EventParser | null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
-    const k0 = this.segmentOf(fromSeq);
-    const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
-    const ranges: VerifyRange[] = [];
-    for (let k = k0, seq = fromSeq; seq <= toSeq; k++) {
-      const seg = this.segments[k];
-      const next = this.segments[k + 1];
-      const lines = Math.min(next === undefined ? toSeq + 1 : next.firstSeq, toSeq + 1) - seq;
-      // A segment table out of order is the sequential scan's to report.
-      if (seg === undefined || lines < 1) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent, parse);
-      ranges.push({ path: seg.path, start: k === k0 ? offset0 : 0, end: seg.durableBytes, lines });
-      seq += lines;
-    }
+    const planned = await this.rangesOf(fromSeq, toSeq);
+    // A segment table out of order is the sequential scan's to report.
+    if (planned === null) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent, parse);
+    const { k0, offset0, ranges } = planned;
     const verifier = new ChainVerifier(ranges, this.limits.lineBytesMax, READ_CHUNK_BYTES);
     try {
       const check = new LineCheck(parse);
@@ -642,6 +653,112 @@ export class Journal {
     } finally {
       await verifier.stop();
     }
+  }
+
+  /** The ranges of segments fromSeq..toSeq covers, or null when the segment table does not add up. */
+  private async rangesOf(fromSeq: number, toSeq: number): Promise<{ k0: number; offset0: number; ranges: VerifyRange[] } | null> {
+    const k0 = this.segmentOf(fromSeq);
+    const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
+    const ranges: VerifyRange[] = [];
+    for (let k = k0, seq = fromSeq; seq <= toSeq; k++) {
+      const seg = this.segments[k];
+      const next = this.segments[k + 1];
+      const lines = Math.min(next === undefined ? toSeq + 1 : next.firstSeq, toSeq + 1) - seq;
+      if (seg === undefined || lines < 1) return null;
+      ranges.push({ path: seg.path, start: k === k0 ? offset0 : 0, end: seg.durableBytes, lines });
+      seq += lines;
+    }
+    return { k0, offset0, ranges };
+  }
+
+  /**
+   * scan() for a long replay, with the lines checked, parsed and packed by the codec on
+   * threads of their own (replay-threads.ts) and unpacked here, in order. On any problem
+   * but the consumer's own errors, the replay goes on with scanFrom() from the first event
+   * not yet handed on: the consumer sees exactly the events, and the caller exactly the
+   * error, of a sequential scan.
+   */
+  private async scanThreads(
+    fromSeq: number, toSeq: number, expectedPrev: string,
+    onEvent: (rec: JournalRecord, event: unknown) => void, parallel: ReplayInParallel<unknown>,
+  ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
+    const { codec } = parallel;
+    const planned = await this.rangesOf(fromSeq, toSeq);
+    // A segment table out of order is the sequential scan's to report.
+    if (planned === null) return this.scan(fromSeq, toSeq, expectedPrev, TEXT_PARSE, onEvent, codec.parse);
+    const { k0, offset0, ranges } = planned;
+    // Each segment's range is cut into pieces the threads take in turn.
+    const pieces: ThreadRange[][] = [];
+    const step = parallel.rangeBytes ?? RANGE_BYTES;
+    let r = 0;
+    for (let g = 0; g < ranges.length; g++) {
+      const range = ranges[g] as VerifyRange;
+      const seg = this.segments[k0 + g] as Segment;
+      const own: ThreadRange[] = [];
+      for (let start = range.start; start < range.end || own.length === 0; start += step) {
+        const bound = Math.min(start + step, range.end);
+        own.push({ r: r++, path: seg.path, name: seg.name, start, atLine: start === range.start, bound: bound === range.end ? Infinity : bound, end: range.end, lastSeq: toSeq });
+      }
+      pieces.push(own);
+    }
+    const threads = new ReplayThreads(parallel.script, pieces.flat(), parallel.threads, this.limits.lineBytesMax, READ_CHUNK_BYTES);
+    // The first event not yet handed on, where a fallback resumes.
+    let seq = fromSeq;
+    let prev = expectedPrev;
+    let k = k0;
+    let offset = offset0;
+    try {
+      for (let g = 0; g < ranges.length; g++, k++) {
+        const range = ranges[g] as VerifyRange;
+        const seg = this.segments[k] as Segment;
+        offset = range.start;
+        if (offset === 0 && seg.firstSeq !== seq) throw new Error('the segment does not start at the next seq');
+        const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+        let n = 0;
+        for (const piece of pieces[g] as ThreadRange[]) {
+          const slot = threads.slotOf(piece.r);
+          const u = threads.unpackers[slot] as EventUnpacker;
+          let linked = false;
+          for (let last = false; !last;) {
+            const chunk = await threads.next(slot);
+            last = chunk.last;
+            if (chunk.r !== piece.r) throw new Error(`replay thread ${slot} sent range ${chunk.r} out of order`);
+            if (chunk.count > 0) {
+              if (chunk.firstSeq !== seq || n + chunk.count > range.lines) throw new Error(`range ${piece.r} does not continue at seq ${seq}`);
+              if (!linked && chunk.firstPrev !== prev) throw new Error(`range ${piece.r} does not link to the event before it`);
+              linked = true;
+            }
+            u.load(chunk);
+            for (let i = 0; i < chunk.count; i++) {
+              const hash = u.str();
+              const event = u.num() === 1 ? codec.unpack(u, seq, prev) : u.json();
+              building?.push(chunk.offsets[i] as number);
+              onEventGuarded(onEvent, { seq, hash, prev, text: '' }, event);
+              prev = hash;
+              seq += 1;
+              offset = chunk.offsets[i + 1] as number;
+            }
+            n += chunk.count;
+            threads.taken(slot);
+          }
+        }
+        if (n !== range.lines) throw new Error(`the threads found ${n} lines where the segment holds ${range.lines}`);
+        if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
+          seg.index = building;
+          this.remember(seg);
+        }
+        offset = 0;
+      }
+    } catch (err) {
+      if (err instanceof ConsumerError) throw err.thrown;
+      await threads.stop();
+      replayThreadsHooks.onFallback?.(err as Error);
+      const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent, codec.parse);
+      return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
+    } finally {
+      await threads.stop();
+    }
+    return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };
   }
 
   private missing(seq: number): JournalCorruptError {

@@ -98,8 +98,11 @@ export class ChunkReader {
     private readonly segment: string,
     private readonly lineBytesMax: number,
     chunkBytes: number,
+    /** A buffer to read into, of at least chunkBytes (a reader that follows another may take over its `buf`). */
+    reuse: Buffer | null = null,
   ) {
-    this.buf = Buffer.allocUnsafe(Math.max(1, Math.min(chunkBytes, end - start)));
+    const size = Math.max(1, Math.min(chunkBytes, end - start));
+    this.buf = reuse !== null && reuse.length >= size ? reuse.subarray(0, size) : Buffer.allocUnsafe(size);
     this.view = this.buf.subarray(0, 0);
     this.bufAt = start;
     this.readAt = start;

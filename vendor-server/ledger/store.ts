@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { setPriority } from 'node:os';
+import { availableParallelism, setPriority } from 'node:os';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fail, type JournalEvent, type StateEvent } from '../../core/index.ts';
@@ -24,6 +24,7 @@ import {
 import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
 import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 import { parseStateEvent } from './replay-parse.ts';
+import { stateEventCodec } from './replay-codec.ts';
 
 export interface OpenLedgerOptions {
   dataDir: string;
@@ -37,7 +38,18 @@ export interface OpenLedgerOptions {
   readOnly?: boolean;
   /** Take the checkpoint's digests for an audit in this process (verify); a server's audit takes its own. */
   printCheckpoint?: boolean;
+  /** Threads that read and parse a long replay (replay-thread.ts); default: one per core, at most 4; 0 replays on this thread. */
+  replayThreads?: number;
+  /** The fewest events a replay takes threads for (Journal's replayThreadMin). */
+  replayThreadMin?: number;
 }
+
+/**
+ * The replay thread's script, next to this module: its source under tsx; from dist/, the
+ * build's bundle of it (bin/build.js).
+ */
+const REPLAY_SCRIPT = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './replay-thread.ts' : './replay-thread.bundle.js', import.meta.url);
+const REPLAY_THREADS_MAX = 4;
 
 export interface OpenedLedger {
   journal: Journal;
@@ -119,6 +131,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
     ...(opts.segmentBytesMax === undefined ? {} : { segmentBytesMax: opts.segmentBytesMax }),
     ...(opts.onFsync === undefined ? {} : { onFsync: opts.onFsync }),
     ...(opts.onFatal === undefined ? {} : { onFatal: opts.onFatal }),
+    ...(opts.replayThreadMin === undefined ? {} : { replayThreadMin: opts.replayThreadMin }),
     readOnly,
   });
   try {
@@ -141,10 +154,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
     await journal.close().catch(() => undefined);
     throw err;
   }
-  // Replayed as the state sees events (replay-parse.ts); the audit parses every byte.
+  // Replayed as the state sees events (replay-parse.ts), a long replay read and parsed on
+  // threads of its own (replay-codec.ts); the audit parses every byte.
+  const threads = opts.replayThreads ?? Math.min(REPLAY_THREADS_MAX, availableParallelism());
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
-  }, undefined, parseStateEvent);
+  }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads } : null);
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,

@@ -1,0 +1,187 @@
+import type { EventParser } from './journal-format.ts';
+
+/**
+ * How a replay thread hands parsed events to the replaying thread (replay-threads.ts).
+ *
+ * Handing over the objects themselves costs the receiving thread about what parsing
+ * them would: structured cloning rebuilds every object and string, and JSON text must be
+ * parsed again. A codec instead writes an event's fields into a few flat buffers that
+ * cross threads without copying, and rebuilds the event on the other side with object
+ * literals, much faster than either:
+ * - numbers go into a Float64Array, exactly as they were (a double holds any JSON number);
+ * - strings that recur (accounts, tokens, customers, terminals) become symbols: a number
+ *   into a table the thread extends as it meets new ones, so each such string crosses once
+ *   and the events rebuilt from it share one string, which the replaying thread then finds
+ *   quickly as a key in its state;
+ * - other strings go as UTF-8 bytes, read back as flat strings of their own (a slice of a
+ *   larger string would keep that whole string alive for as long as the state keeps it).
+ * An event the codec does not pack whole is handed over as JSON text.
+ */
+
+/** What a codec packs and unpacks: the events of one journal, on both sides of the threads. */
+export interface ReplayCodec<E> {
+  /** How the replay thread reads an event's bytes (the parser of a sequential replay). */
+  readonly parse: EventParser;
+  /**
+   * Writes the event with `p`, or returns false, having written nothing, for an event
+   * it does not pack exactly: the thread then sends it as JSON. What unpack() makes of
+   * what pack() wrote must equal the event.
+   */
+  pack(event: E, p: EventPacker): boolean;
+  /**
+   * Reads back, with the same calls in the same order, what pack() wrote. `seq` and
+   * `prev` are the line's, which the thread checked are the event's own `seq` and
+   * `prev`: a codec need not pack them.
+   */
+  unpack(u: EventUnpacker, seq: number, prev: string): E;
+}
+
+/** One chunk of packed events as it crosses to the replaying thread. */
+export interface Packed {
+  nums: Float64Array;
+  bytes: Uint8Array;
+  /** The symbols first used in this chunk, numbered on from those before. */
+  symbols: string[];
+  /** The events sent as JSON text, in order. */
+  texts: string[];
+}
+
+const NUMS_INITIAL = 16_384;
+const BYTES_INITIAL = 256 * 1024;
+
+/** The replay thread's side: fills one chunk at a time. */
+export class EventPacker {
+  private nums = new Float64Array(NUMS_INITIAL);
+  private n = 0;
+  private bytes = new Uint8Array(BYTES_INITIAL);
+  private b = 0;
+  private readonly table = new Map<string, number>();
+  private fresh: string[] = [];
+  private texts: string[] = [];
+
+  num(x: number): void {
+    if (this.n === this.nums.length) {
+      const grown = new Float64Array(this.nums.length * 2);
+      grown.set(this.nums);
+      this.nums = grown;
+    }
+    this.nums[this.n++] = x;
+  }
+
+  /** A string read back as a string of its own. */
+  str(s: string): void {
+    // UTF-8 takes at most three bytes for each UTF-16 unit.
+    if (this.b + s.length * 3 > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.b + s.length * 3));
+      grown.set(this.bytes.subarray(0, this.b));
+      this.bytes = grown;
+    }
+    const { written } = ENCODER.encodeInto(s, this.bytes.subarray(this.b));
+    this.b += written;
+    this.num(written);
+  }
+
+  /** A string that recurs (or null), read back as the one string of its symbol. */
+  sym(s: string | null): void {
+    if (s === null) {
+      this.num(-1);
+      return;
+    }
+    let i = this.table.get(s);
+    if (i === undefined) {
+      i = this.table.size;
+      this.table.set(s, i);
+      this.fresh.push(s);
+    }
+    this.num(i);
+  }
+
+  /** A value sent as JSON text. */
+  json(value: unknown): void {
+    this.texts.push(JSON.stringify(value));
+  }
+
+  /** Where the chunk ends now, to go back to if a codec gives up half way. */
+  mark(): { n: number; b: number } {
+    return { n: this.n, b: this.b };
+  }
+
+  rewind(m: { n: number; b: number }): void {
+    this.n = m.n;
+    this.b = m.b;
+  }
+
+  get empty(): boolean {
+    return this.n === 0 && this.texts.length === 0;
+  }
+
+  /** The chunk so far, in buffers of its own (to be transferred), and a fresh one begun. */
+  take(): Packed {
+    const out: Packed = { nums: this.nums.slice(0, this.n), bytes: this.bytes.slice(0, this.b), symbols: this.fresh, texts: this.texts };
+    this.n = 0;
+    this.b = 0;
+    this.fresh = [];
+    this.texts = [];
+    return out;
+  }
+}
+
+const ENCODER = new TextEncoder();
+
+/** The replaying thread's side, one per replay thread: its symbols accumulate across chunks. */
+export class EventUnpacker {
+  private readonly symbols: string[] = [];
+  private nums: Float64Array = new Float64Array(0);
+  private i = 0;
+  private bytes: Buffer = Buffer.alloc(0);
+  private b = 0;
+  private texts: string[] = [];
+  private t = 0;
+
+  load(p: Packed): void {
+    for (const s of p.symbols) this.symbols.push(s);
+    this.nums = p.nums;
+    this.i = 0;
+    this.bytes = Buffer.from(p.bytes.buffer, p.bytes.byteOffset, p.bytes.byteLength);
+    this.b = 0;
+    this.texts = p.texts;
+    this.t = 0;
+  }
+
+  num(): number {
+    const x = this.nums[this.i++];
+    if (x === undefined) throw new RangeError('a packed chunk ended early');
+    return x;
+  }
+
+  str(): string {
+    const len = this.num();
+    const end = this.b + len;
+    if (end > this.bytes.length) throw new RangeError('a packed chunk ended early');
+    const s = this.bytes.toString('utf8', this.b, end);
+    this.b = end;
+    return s;
+  }
+
+  /** The symbol's string; null for -1. */
+  sym(): string | null {
+    const i = this.num();
+    if (i === -1) return null;
+    const s = this.symbols[i];
+    if (s === undefined) throw new RangeError(`a packed chunk names symbol ${i}, which was never sent`);
+    return s;
+  }
+
+  /** A symbol that cannot be null. */
+  name(): string {
+    const s = this.sym();
+    if (s === null) throw new RangeError('a packed chunk has no string where one is needed');
+    return s;
+  }
+
+  json(): unknown {
+    const text = this.texts[this.t++];
+    if (text === undefined) throw new RangeError('a packed chunk ended early');
+    return JSON.parse(text);
+  }
+}

@@ -1,0 +1,306 @@
+import { readFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parentPort, Worker, workerData } from 'node:worker_threads';
+import { LineCheck, TEXT_PARSE } from './journal-format.ts';
+import { EventPacker, EventUnpacker, type Packed, type ReplayCodec } from './replay-pack.ts';
+import { ChunkReader } from './segment-reader.ts';
+
+/**
+ * A long replay read, checked and parsed by several threads at once, and folded by the
+ * replaying thread alone, in order.
+ *
+ * Each replay thread takes whole segments (the journal's ranges, dealt out in turn) and
+ * does for every line what a sequential replay does: frames it, checks its seq, its link
+ * to the line before and its hash against the bytes, and parses it with the codec's
+ * parser. It then packs the events (replay-pack.ts) and sends them in chunks. The
+ * replaying thread takes the chunks in journal order, checks that each range begins with
+ * a link to the hash the one before ended on, and hands the events to its consumer.
+ *
+ * The events handed on are the ones whose bytes were hashed: a thread reads each line
+ * once. Any problem (a line that fails a check, a thread that dies, a chunk that does not
+ * fit) only makes the replay go on sequentially from the first event not yet handed on,
+ * which reports it exactly as it always has; an error of the consumer ends the replay.
+ *
+ * A thread keeps at most AHEAD_CHUNKS chunks that the replaying thread has not taken,
+ * waiting on a shared counter, so memory stays bounded whichever side is slower.
+ */
+
+/** Lines a chunk carries at most: a message every few milliseconds of work. */
+export const CHUNK_LINES = 1024;
+/** Chunks a thread may have sent and not yet seen taken. */
+export const AHEAD_CHUNKS = 8;
+/**
+ * Bytes of a segment one thread takes at a time. Small enough that the threads take
+ * turns often, each only a few chunks ahead of the replaying thread; large enough that
+ * finding the first line of a range costs nothing.
+ */
+export const RANGE_BYTES = 4 * 1024 * 1024;
+const BOUND_SLACK_BYTES = 64 * 1024;
+
+/**
+ * One range a thread replays: the lines of a segment that begin in [start, bound). When
+ * `atLine` is false, start may fall inside a line: the range begins after the next
+ * newline at or after start - 1. Lines after seq `lastSeq` are not replayed.
+ */
+export interface ThreadRange {
+  /** Index of the range in the whole replay. */
+  r: number;
+  path: string;
+  name: string;
+  start: number;
+  atLine: boolean;
+  bound: number;
+  /** The segment's durable length: a range's last line may run past bound, never past this. */
+  end: number;
+  lastSeq: number;
+}
+
+interface ThreadPlan {
+  ranges: ThreadRange[];
+  lineBytesMax: number;
+  chunkBytes: number;
+  /** credits[slot]: chunks taken by the replaying thread; credits[threads]: 1 once stopped. */
+  credits: Int32Array;
+  slot: number;
+  stopAt: number;
+}
+
+/** A chunk as a replay thread sends it. */
+export interface Chunk extends Packed {
+  r: number;
+  /** The seq of the chunk's first line (0 when it has none). */
+  firstSeq: number;
+  count: number;
+  /** The prev of the range's first line, on the first chunk that has lines ('' on the others). */
+  firstPrev: string;
+  /** The file offset of each line, then the offset after the last. */
+  offsets: Float64Array;
+  /** Whether the range ends with this chunk. */
+  last: boolean;
+}
+
+interface Bad {
+  bad: string;
+}
+
+/** Lets a test watch (and stop) the replay threads as they start, and see why a replay went on without them. */
+export const replayThreadsHooks: { onStart: ((worker: Worker) => void) | null; onFallback: ((why: Error) => void) | null } = { onStart: null, onFallback: null };
+
+/**
+ * The replay threads of one replay, on the replaying thread's side. `script` is the
+ * module a thread runs: it calls serveReplayThread() with the codec.
+ */
+export class ReplayThreads {
+  readonly unpackers: EventUnpacker[] = [];
+  private readonly workers: Worker[] = [];
+  private readonly queues: Chunk[][] = [];
+  private readonly waiting: ({ resolve: (c: Chunk) => void; reject: (err: Error) => void } | null)[] = [];
+  private readonly ended: boolean[] = [];
+  private readonly credits: Int32Array;
+  private failure: Error | null = null;
+  private stopped = false;
+
+  constructor(script: URL, ranges: ThreadRange[], threads: number, lineBytesMax: number, chunkBytes: number) {
+    const count = Math.max(1, Math.min(threads, ranges.length));
+    this.credits = new Int32Array(new SharedArrayBuffer(4 * (count + 1)));
+    for (let slot = 0; slot < count; slot++) {
+      const plan: ThreadPlan = {
+        ranges: ranges.filter((_, i) => i % count === slot),
+        lineBytesMax, chunkBytes, credits: this.credits, slot, stopAt: count,
+      };
+      const worker = startThread(script, plan);
+      this.workers.push(worker);
+      this.queues.push([]);
+      this.waiting.push(null);
+      this.ended.push(false);
+      this.unpackers.push(new EventUnpacker());
+      worker.on('message', (m: Chunk | Bad) => {
+        if ('bad' in m) this.fail(new Error(`replay thread ${slot} found ${m.bad}`));
+        else this.deliver(slot, m);
+      });
+      worker.on('error', (err) => this.fail(err));
+      worker.on('exit', (code) => {
+        this.ended[slot] = true;
+        if (code !== 0) this.fail(new Error(`replay thread ${slot} exited with code ${code}`));
+        else this.rejectWaiting(slot, new Error(`replay thread ${slot} ended without sending a chunk it was waited for`));
+      });
+      replayThreadsHooks.onStart?.(worker);
+    }
+  }
+
+  /** The thread that replays range r. */
+  slotOf(r: number): number {
+    return r % this.workers.length;
+  }
+
+  /** The next chunk of a thread, in the order it sent them. */
+  next(slot: number): Promise<Chunk> {
+    const c = this.queues[slot]?.shift();
+    if (c !== undefined) return Promise.resolve(c);
+    if (this.failure !== null) return Promise.reject(this.failure);
+    if (this.ended[slot] === true) return Promise.reject(new Error(`replay thread ${slot} ended without sending a chunk it was waited for`));
+    return new Promise((resolve, reject) => {
+      this.waiting[slot] = { resolve, reject };
+    });
+  }
+
+  /** Tells a thread that one more of its chunks was taken. */
+  taken(slot: number): void {
+    Atomics.add(this.credits, slot, 1);
+    Atomics.notify(this.credits, slot);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    Atomics.store(this.credits, this.workers.length, 1);
+    for (let slot = 0; slot < this.workers.length; slot++) Atomics.notify(this.credits, slot);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  private deliver(slot: number, c: Chunk): void {
+    const w = this.waiting[slot];
+    if (w === null || w === undefined) {
+      this.queues[slot]?.push(c);
+      return;
+    }
+    this.waiting[slot] = null;
+    w.resolve(c);
+  }
+
+  private fail(err: Error): void {
+    if (this.stopped) return;
+    this.failure ??= err;
+    for (let slot = 0; slot < this.waiting.length; slot++) this.rejectWaiting(slot, this.failure);
+  }
+
+  private rejectWaiting(slot: number, err: Error): void {
+    const w = this.waiting[slot];
+    if (w === null || w === undefined) return;
+    this.waiting[slot] = null;
+    w.reject(err);
+  }
+}
+
+/**
+ * Starts a thread on the script. From the TypeScript sources, the thread first loads the
+ * same loader the process runs under (a thread does not inherit it); the build runs its
+ * bundled script as it is.
+ */
+function startThread(script: URL, plan: ThreadPlan): Worker {
+  if (extname(fileURLToPath(script)) !== '.ts') return new Worker(script, { workerData: plan });
+  const loader = tsxEsmApi();
+  const boot = `import(${JSON.stringify(loader)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
+  return new Worker(boot, { eval: true, workerData: plan });
+}
+
+/** The file URL of tsx's ESM API, found from its package's exports (the thread resolves nothing itself). */
+function tsxEsmApi(): string {
+  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
+  const exports = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
+  const api = exports['./esm/api']?.import.default;
+  if (api === undefined) throw new Error('tsx does not export ./esm/api');
+  return pathToFileURL(join(dirname(pkg), api)).href;
+}
+
+/**
+ * The thread's side: replays its ranges with the codec and sends the chunks. Problems
+ * are reported, not thrown: the replaying thread then goes on without the threads.
+ */
+export async function serveReplayThread<E>(codec: ReplayCodec<E>): Promise<void> {
+  const port = parentPort;
+  if (port === null) throw new Error('serveReplayThread runs on a replay thread');
+  const plan = workerData as ThreadPlan;
+  try {
+    await replayRanges(codec, plan, (chunk) => port.postMessage(chunk, [chunk.nums.buffer, chunk.bytes.buffer, chunk.offsets.buffer] as ArrayBuffer[]));
+  } catch (err) {
+    port.postMessage({ bad: err instanceof Error ? err.message : String(err) } satisfies Bad);
+  }
+}
+
+async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (chunk: Chunk) => void): Promise<void> {
+  const { credits, slot, stopAt } = plan;
+  const check = new LineCheck(codec.parse);
+  const packer = new EventPacker();
+  // The read buffer, kept from one range to the next.
+  let spare: Buffer | null = null;
+  let sent = 0;
+  for (const range of plan.ranges) {
+    let seq = 0;
+    let prev: string | null = null;
+    let firstSeq = 0;
+    let firstPrev = '';
+    let first = true;
+    const offsets = new Float64Array(CHUNK_LINES + 1);
+    let count = 0;
+    // The offset after the last line taken: where the next line begins.
+    let afterLast = range.atLine ? range.start : -1;
+    const flush = async (last: boolean): Promise<boolean> => {
+      offsets[count] = afterLast;
+      // Waits while the replaying thread has not taken enough of the chunks sent.
+      for (let took = Atomics.load(credits, slot); sent - took >= AHEAD_CHUNKS; took = Atomics.load(credits, slot)) {
+        if (Atomics.load(credits, stopAt) !== 0) return false;
+        Atomics.wait(credits, slot, took, 100);
+      }
+      send({ r: range.r, firstSeq, count, firstPrev: first && count > 0 ? firstPrev : '', offsets: offsets.subarray(0, count + 1).slice(), last, ...packer.take() });
+      sent += 1;
+      if (count > 0) first = false;
+      count = 0;
+      return true;
+    };
+    const handle = await open(range.path, 'r');
+    try {
+      const from = range.atLine ? range.start : range.start - 1;
+      // A range's bytes and a little more for the line that runs past its bound: read once.
+      const chunkBytes = range.bound === Infinity ? plan.chunkBytes : range.bound - from + BOUND_SLACK_BYTES;
+      const reader: ChunkReader = new ChunkReader(handle, from, range.end, range.name, plan.lineBytesMax, chunkBytes, spare);
+      let skip = !range.atLine;
+      let done = false;
+      while (!done && (await reader.fill())) {
+        for (let nl = reader.nextLine(); nl !== -1; nl = reader.nextLine()) {
+          const lineOffset = reader.lineOffset;
+          if (skip) {
+            // The end of the line that start fell in: the range's lines begin after it.
+            skip = false;
+            afterLast = lineOffset + nl + 1 - reader.lineStart;
+            continue;
+          }
+          if (lineOffset >= range.bound) {
+            done = true;
+            break;
+          }
+          check.check(reader.buf, reader.lineStart, nl, range.name, lineOffset, seq === 0 ? 0 : seq + 1, prev, TEXT_PARSE);
+          if (check.seq > range.lastSeq) {
+            done = true;
+            break;
+          }
+          if (prev === null) firstPrev = check.prev;
+          if (count === 0) firstSeq = check.seq;
+          offsets[count] = lineOffset;
+          packer.str(check.hash);
+          const mark = packer.mark();
+          packer.num(1);
+          if (!codec.pack(check.event as E, packer)) {
+            packer.rewind(mark);
+            packer.num(0);
+            packer.json(check.event);
+          }
+          prev = check.hash;
+          seq = check.seq;
+          afterLast = lineOffset + nl + 1 - reader.lineStart;
+          count += 1;
+          if (count === CHUNK_LINES && !(await flush(false))) return;
+        }
+      }
+      // A range that ends in a line cut short is the sequential scan's to report: the
+      // replaying thread finds its lines fewer than the segment must hold.
+      if (!(await flush(true))) return;
+      spare = reader.buf;
+    } finally {
+      await handle.close();
+    }
+  }
+}

@@ -1,0 +1,244 @@
+import { expect } from 'chai';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import { GENESIS_HASH, Journal, JournalCorruptError } from '../../../platform/storage/index.ts';
+import type { JournalRecord } from '../../../platform/storage/index.ts';
+import { replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
+import { testCodec } from './fixtures/replay-codec.ts';
+import { lineFor, parseSegment, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
+
+/**
+ * A long replay read, checked and parsed on several threads, its events packed by a
+ * codec. Whatever goes wrong on that path, the consumer must see exactly the events, and
+ * the caller exactly the error, of the sequential replay with the codec's parser.
+ */
+describe('platform/storage/journal replay on parsing threads', () => {
+  const EVENTS = 30_000;
+  const SEGMENT_BYTES = 2 * 1024 * 1024;
+  // Far smaller than a segment and no multiple of a line: most ranges begin inside a line.
+  const RANGE_BYTES = 100_003;
+  const SCRIPT = new URL('./fixtures/replay-thread.ts', import.meta.url);
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let threads: Worker[];
+  let fallbacks: string[];
+
+  before(async () => {
+    ({ dir, cleanup } = await tempDir());
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
+    for (let seq = 1; seq <= EVENTS; seq++) {
+      // Every seventh event is one the codec does not pack: it crosses as JSON.
+      const { durable } = journal.append(saleFields(seq, seq % 7 === 0 ? { refund: { of: seq - 1 } } : {}));
+      if (seq % 2000 === 0) await durable;
+    }
+    await journal.close();
+    expect((await segmentFiles(dir)).length).to.be.greaterThan(3);
+  });
+
+  after(async () => {
+    replayThreadsHooks.onStart = null;
+    await cleanup();
+  });
+
+  beforeEach(() => {
+    threads = [];
+    fallbacks = [];
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+    };
+    replayThreadsHooks.onFallback = (why) => {
+      fallbacks.push(why.message);
+    };
+  });
+
+  afterEach(() => {
+    replayThreadsHooks.onStart = null;
+    replayThreadsHooks.onFallback = null;
+  });
+
+  interface Outcome {
+    recs: JournalRecord[];
+    events: unknown[];
+    result: { count: number; lastSeq: number; lastHash: string } | null;
+    error: Error | null;
+  }
+
+  /** Opens the journal and replays it with the test codec: on `count` threads, or sequentially for 0. */
+  async function replay(count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number): Promise<Outcome> {
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const out: Outcome = { recs: [], events: [], result: null, error: null };
+    const parallel = count === 0 ? null : { script: SCRIPT, codec: testCodec, threads: count, rangeBytes: RANGE_BYTES };
+    try {
+      out.result = await journal.replay(fromSeq, expectedPrev, (rec, event) => {
+        out.recs.push(rec);
+        out.events.push(event);
+      }, toSeq, testCodec.parse, parallel);
+    } catch (err) {
+      out.error = err as Error;
+    } finally {
+      await journal.close();
+    }
+    return out;
+  }
+
+  function expectSameError(parallel: Error | null, sequential: Error | null): void {
+    expect(sequential).to.be.instanceOf(JournalCorruptError);
+    expect(parallel).to.be.instanceOf(JournalCorruptError);
+    expect((parallel as Error).message).to.equal((sequential as Error).message);
+    expect({ ...parallel }).to.deep.equal({ ...sequential });
+  }
+
+  /** Rewrites line `index` of segment `k` with `edit`, returning how to undo it. */
+  async function editLine(k: number, index: number, edit: (line: string) => string): Promise<() => Promise<void>> {
+    const path = join(dir, (await segmentFiles(dir))[k] as string);
+    const original = await readFile(path);
+    const target = parseSegment(original)[index];
+    if (target === undefined) throw new Error(`segment ${k} has no line ${index}`);
+    await writeFile(path, Buffer.concat([
+      original.subarray(0, target.offset),
+      Buffer.from(edit(`${target.line}\n`)),
+      original.subarray(target.offset + Buffer.byteLength(target.line) + 1),
+    ]));
+    return () => writeFile(path, original);
+  }
+
+  it('hands on exactly the events of the sequential replay, packed or not, from seq 1 and from the middle of a segment', async () => {
+    const sequential = await replay(0);
+    expect(threads).to.have.length(0);
+    expect(sequential.result?.count).to.equal(EVENTS);
+    for (const count of [1, 2, 3]) {
+      threads = [];
+      const parallel = await replay(count);
+      expect(threads).to.have.length(count);
+      expect(parallel.error).to.equal(null);
+      expect(parallel.result).to.deep.equal(sequential.result);
+      expect(parallel.recs).to.deep.equal(sequential.recs);
+      expect(parallel.events).to.deep.equal(sequential.events);
+      expect(fallbacks).to.deep.equal([]);
+    }
+    // The codec packed most events and left the others to JSON.
+    expect(sequential.events.filter((e) => Object.hasOwn(e as object, 'refund'))).to.have.length(Math.floor(EVENTS / 7));
+
+    const from = 13_333;
+    const partial = await replay(2, from, (sequential.recs[from - 2] as JournalRecord).hash);
+    expect(partial.result).to.deep.equal({ count: EVENTS - from + 1, lastSeq: EVENTS, lastHash: sequential.result?.lastHash });
+    expect(partial.recs).to.deep.equal(sequential.recs.slice(from - 1));
+    expect(partial.events).to.deep.equal(sequential.events.slice(from - 1));
+    expect(fallbacks).to.deep.equal([]);
+  });
+
+  it('stops at toSeq, in the middle of a segment', async () => {
+    const all = await replay(0);
+    const to = 21_111;
+    const parallel = await replay(2, 1, GENESIS_HASH, to);
+    expect(parallel.error).to.equal(null);
+    expect(parallel.result).to.deep.equal({ count: to, lastSeq: to, lastHash: (all.recs[to - 1] as JournalRecord).hash });
+    expect(parallel.recs).to.deep.equal(all.recs.slice(0, to));
+    expect(parallel.events).to.deep.equal(all.events.slice(0, to));
+    expect(fallbacks).to.deep.equal([]);
+  });
+
+  it('attack: a changed byte in the middle of the journal is reported exactly as the sequential replay reports it', async () => {
+    const before = await snapshot(dir);
+    const undo = await editLine(2, 3_000, (line) => line.replace('"qty":', '"qty":9'));
+    try {
+      const sequential = await replay(0);
+      const parallel = await replay(2);
+      expectSameError(parallel.error, sequential.error);
+      expect((parallel.error as JournalCorruptError).reason).to.equal('hash-mismatch');
+      expect(fallbacks).to.have.length(1);
+      expect(parallel.recs).to.deep.equal(sequential.recs);
+      expect(parallel.recs.length).to.equal(((parallel.error as JournalCorruptError).seq as number) - 1);
+    } finally {
+      await undo();
+    }
+    expect(await snapshot(dir)).to.deep.equal(before);
+  });
+
+  it('attack: a forged line with a recomputed hash is reported exactly as the sequential replay reports it', async () => {
+    const undo = await editLine(3, 1_000, (line) => {
+      const event = /"e":(.*)\}\n$/s.exec(line)?.[1] as string;
+      return lineFor(event.replace('"total":', '"total":1'));
+    });
+    try {
+      const sequential = await replay(0);
+      const parallel = await replay(2);
+      expectSameError(parallel.error, sequential.error);
+      expect((parallel.error as JournalCorruptError).reason).to.equal('chain-break');
+      expect(fallbacks).to.have.length(1);
+      expect(parallel.recs).to.deep.equal(sequential.recs);
+      expect(parallel.events).to.deep.equal(sequential.events);
+    } finally {
+      await undo();
+    }
+  });
+
+  it('attack: a line whose event repeats its seq key, under a valid hash, is reported as the sequential replay reports it', async () => {
+    // The event's bytes say seq 1 twice: a codec that packed the first key would pass it on.
+    const undo = await editLine(1, 500, (line) => {
+      const event = /"e":(.*)\}\n$/s.exec(line)?.[1] as string;
+      return lineFor(event.replace('"note":', '"seq":1,"note":'));
+    });
+    try {
+      const sequential = await replay(0);
+      const parallel = await replay(2);
+      expectSameError(parallel.error, sequential.error);
+      expect(parallel.recs).to.deep.equal(sequential.recs);
+    } finally {
+      await undo();
+    }
+  });
+
+  it('falls back and still replays everything when a thread dies at its start', async () => {
+    const sequential = await replay(0);
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+      if (threads.length === 2) void w.terminate();
+    };
+    const parallel = await replay(2);
+    expect(threads).to.have.length(2);
+    expect(fallbacks).to.have.length(1);
+    expect(parallel.error).to.equal(null);
+    expect(parallel.result).to.deep.equal(sequential.result);
+    expect(parallel.recs).to.deep.equal(sequential.recs);
+    expect(parallel.events).to.deep.equal(sequential.events);
+  });
+
+  it('falls back and hands on each event once when a thread dies after some chunks', async () => {
+    const sequential = await replay(0);
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+      let chunks = 0;
+      w.on('message', () => {
+        chunks += 1;
+        if (chunks === 5) void w.terminate();
+      });
+    };
+    const parallel = await replay(2);
+    expect(threads).to.have.length(2);
+    expect(fallbacks).to.have.length(1);
+    expect(parallel.error).to.equal(null);
+    expect(parallel.result).to.deep.equal(sequential.result);
+    expect(parallel.recs.map((r) => r.seq)).to.deep.equal(sequential.recs.map((r) => r.seq));
+    expect(parallel.events).to.deep.equal(sequential.events);
+  });
+
+  it('passes a consumer error through without replaying again, and stops its threads', async () => {
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const seen: number[] = [];
+    const exited: Promise<number>[] = [];
+    replayThreadsHooks.onStart = (w) => {
+      exited.push(new Promise((resolve) => w.once('exit', resolve)));
+    };
+    const err = await rejection(journal.replay(1, GENESIS_HASH, (rec) => {
+      seen.push(rec.seq);
+      if (rec.seq === 5_000) throw new Error('consumer refused seq 5000');
+    }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES }));
+    await journal.close();
+    expect(err.message).to.equal('consumer refused seq 5000');
+    expect(seen).to.deep.equal(Array.from({ length: 5_000 }, (_, i) => i + 1));
+    expect(exited).to.have.length(2);
+    await Promise.all(exited);
+  });
+});

@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { expect } from 'chai';
+import fc from 'fast-check';
+import { withGs1CheckDigit, type StateEvent } from '../../core/index.ts';
+import { EventPacker, EventUnpacker } from '../../platform/storage/replay-pack.ts';
+import { replayThreadsHooks } from '../../platform/storage/replay-threads.ts';
+import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
+import { initVendor } from '../../vendor-server/init.ts';
+import { stateEventCodec } from '../../vendor-server/ledger/replay-codec.ts';
+import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
+import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
+import { toSnapshot } from '../../vendor-server/ledger/state.ts';
+import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
+import { tempDir } from '../helpers/vendor.ts';
+
+const OPERATOR: Actor = { terminal: null, cashier: null };
+const TILL: Actor = { terminal: 't001', cashier: null };
+const SEGMENT_BYTES = 64 * 1024;
+
+/** Packs one event as a replay thread does and unpacks it as the replaying thread does; null when the codec leaves it to JSON. */
+function roundTrip(event: StateEvent): { packed: boolean; back: unknown } {
+  const p = new EventPacker();
+  if (!stateEventCodec.pack(event, p)) {
+    // A codec that gives up writes nothing.
+    expect(p.empty).to.equal(true);
+    return { packed: false, back: null };
+  }
+  const u = new EventUnpacker();
+  u.load(p.take());
+  return { packed: true, back: stateEventCodec.unpack(u, event.seq, event.prev) };
+}
+
+function parsed(text: string): StateEvent {
+  const buf = Buffer.from(text, 'utf8');
+  return parseStateEvent(buf, 0, buf.length);
+}
+
+describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
+  let dir: string;
+  let cleanup: () => Promise<void>;
+  let vendorId: string;
+  let texts: string[];
+
+  before(async () => {
+    ({ dir, cleanup } = await tempDir());
+    await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1', pinHashCost: TEST_PIN_HASH_COST });
+    const config = await loadConfig(dir);
+    vendorId = config.vendorId;
+    const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId, segmentBytesMax: SEGMENT_BYTES });
+    const ledger = new LedgerService(
+      { vendorId, name: config.storeName, address: config.address, currency: config.currency },
+      opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
+    );
+    texts = [];
+    try {
+      await ledger.recordAllotment(OPERATOR, `op:${randomUUID()}`, { token: 'ACME', units: 1_000_000, reference: 'test allotment' });
+      const code = withGs1CheckDigit('200000000001');
+      await ledger.upsertProduct(OPERATOR, { code, name: 'Müsli ✓ 🍞 "],"debits":', priceMinor: 250, tokenPrices: { ACME: 25 } });
+      const cards: string[] = [];
+      for (let c = 0; c < 40; c++) {
+        const customer = await ledger.registerCustomer(OPERATOR, { name: `Ana ${c} "ü"` });
+        await ledger.issueTokens(OPERATOR, `op:${randomUUID()}`, { customerId: customer.id, token: 'ACME', units: 10_000, reason: 'reward' });
+        cards.push(customer.card);
+      }
+      for (let k = 0; k < 600; k++) {
+        // Token sales to customers, and cash sales with no customer.
+        const byCard = k % 3 !== 0;
+        const sale = await ledger.commitSale(byCard ? TILL : OPERATOR, {
+          key: `t001:${randomUUID()}`,
+          lines: [{ code, qty: 1 + (k % 3) }, { code: '4006381333931', qty: 1 }],
+          card: byCard ? (cards[k % cards.length] as string) : null,
+          tenders: byCard ? [{ token: 'ACME' }] : [],
+          cashTenderedMinor: byCard ? 0 : 5_000,
+        });
+        texts.push((await opened.journal.read(sale.seq)).text);
+      }
+    } finally {
+      await opened.journal.close();
+    }
+  });
+  after(() => cleanup());
+
+  it('unpacks every sale the ledger wrote to the event its parse gives, keys in the same order', () => {
+    let cash = 0;
+    for (const text of texts) {
+      const event = parsed(text);
+      const { packed, back } = roundTrip(event);
+      expect(packed).to.equal(true);
+      expect(back).to.deep.equal(event);
+      expect(JSON.stringify(back)).to.equal(JSON.stringify(event));
+      if (event.type === 'sale' && event.data.customer === null) cash += 1;
+    }
+    expect(cash).to.equal(200);
+  });
+
+  it('unpacks any plain sale exactly, whatever its strings and numbers hold (property)', () => {
+    const base = parsed(texts[1] as string) as Extract<StateEvent, { type: 'sale' }>;
+    const name = fc.string({ unit: 'binary' }).filter((s) => s !== '__proto__');
+    const record = fc.dictionary(name, fc.double(), { maxKeys: 4 });
+    fc.assert(
+      fc.property(
+        fc.record({
+          terminal: fc.option(fc.string({ unit: 'binary' })), cashier: fc.option(fc.string({ unit: 'binary' })),
+          key: fc.option(fc.string({ unit: 'binary' })), at: fc.string({ unit: 'binary' }), v: fc.double(),
+          account: fc.string({ unit: 'binary' }), units: fc.double(), customer: fc.option(fc.string({ unit: 'binary' })),
+          debits: record, balancesAfter: fc.option(record), totalMinor: fc.integer(), due: fc.double(),
+        }),
+        (r) => {
+          const event = {
+            ...base, at: r.at, v: r.v, terminal: r.terminal, cashier: r.cashier, key: r.key,
+            postings: [{ account: r.account, token: 'ACME', units: r.units }, ...base.postings],
+            data: { ...base.data, customer: r.customer, debits: r.debits, totalMinor: r.totalMinor, cash: { ...base.data.cash, dueMinor: r.due }, balancesAfter: r.balancesAfter },
+          } as StateEvent;
+          const { packed, back } = roundTrip(event);
+          expect(packed).to.equal(true);
+          expect(back).to.deep.equal(event);
+          expect(Object.is((back as typeof event & { v: number }).v, event.v)).to.equal(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('leaves to JSON every event that is not a plain sale as the ledger writes it', () => {
+    const sale = parsed(texts[1] as string) as Extract<StateEvent, { type: 'sale' }>;
+    const { data, type, ...envelope } = sale;
+    const protoDebits = JSON.parse(`{"__proto__":5,"ACME":1}`) as Record<string, number>;
+    const others: unknown[] = [
+      { ...sale, data: { ...data, offline: { offlineId: 't001-1', counter: 1 } } },
+      { ...sale, data: { ...data, earned: { ACME: 1 } } },
+      { ...sale, extra: true },
+      // Keys in another order than the ledger writes them.
+      { type, ...envelope, data },
+      { ...sale, data: { ...data, debits: protoDebits } },
+      { ...sale, data: { ...data, cash: { ...data.cash, dueMinor: '0' } } },
+      { ...sale, postings: [{ ...sale.postings[0], memo: 'x' }] },
+      { ...sale, type: 'reversal' },
+      { ...sale, data: { ...data, lines: [] } },
+    ];
+    for (const e of others) expect(roundTrip(e as StateEvent).packed, JSON.stringify(e)).to.equal(false);
+  });
+
+  it('opens the store on parsing threads to the state a replay on one thread folds to', async () => {
+    const ledgerDir = dataPaths(dir).ledgerDir;
+    await rm(ledgerPaths(ledgerDir).checkpointFile, { force: true });
+    const fallbacks: Error[] = [];
+    let started = 0;
+    replayThreadsHooks.onFallback = (why) => fallbacks.push(why);
+    replayThreadsHooks.onStart = () => {
+      started += 1;
+    };
+    try {
+      const single = await openLedger({ dataDir: ledgerDir, vendorId, readOnly: true, replayThreads: 0, replayThreadMin: 1 });
+      await single.journal.close();
+      expect(started).to.equal(0);
+      const threaded = await openLedger({ dataDir: ledgerDir, vendorId, readOnly: true, replayThreads: 2, replayThreadMin: 1 });
+      await threaded.journal.close();
+      expect(started).to.equal(2);
+      expect(fallbacks).to.deep.equal([]);
+      expect(threaded.replayed).to.equal(single.replayed);
+      expect(threaded.state.seq).to.be.greaterThan(texts.length);
+      expect(JSON.stringify(toSnapshot(threaded.state))).to.equal(JSON.stringify(toSnapshot(single.state)));
+    } finally {
+      replayThreadsHooks.onFallback = null;
+      replayThreadsHooks.onStart = null;
+    }
+  });
+});
