@@ -47,9 +47,10 @@ export interface JournalOptions {
    */
   readOnly?: boolean;
   /**
-   * A replay of at least this many events that spans two or more segments checks the
-   * hashes on a second thread while this one parses (replay-worker.ts); shorter replays do
-   * not pay the thread's start. Default 20 000; 0 never uses the thread.
+   * A replay of at least this many events that spans two or more segments uses threads:
+   * with a codec, threads that read, check and parse the lines (replay-threads.ts);
+   * without one, a thread that checks the hashes while this one parses (replay-worker.ts).
+   * Shorter replays do not pay the threads' start. Default 20 000; 0 never uses them.
    */
   replayThreadMin?: number;
 }
