@@ -33,11 +33,12 @@ const LINES = Buffer.from('"lines":[', 'latin1');
 const AFTER_LINES = Buffer.from(',"allocations":[', 'latin1');
 const AFTER_ALLOCATIONS = Buffer.from(',"debits":', 'latin1');
 const CLOSE_BRACKET = 0x5d;
+const OPEN_BRACKET = 0x5b;
 
 /** Parses the event text buf[start, end) into what the ledger's state needs of it. */
 export function parseStateEvent(buf: Buffer, start: number, end: number): StateEvent {
   const text = buf.subarray(start, end);
-  const lines = text.indexOf(LINES);
+  const lines = linesKey(text);
   if (lines !== -1) {
     const allocations = bracketBefore(text, lines + LINES.length, AFTER_LINES);
     const debits = allocations === -1 ? -1 : bracketBefore(text, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
@@ -48,6 +49,21 @@ export function parseStateEvent(buf: Buffer, start: number, end: number): StateE
     }
   }
   return JSON.parse(text.toString('utf8')) as StateEvent;
+}
+
+/**
+ * Where `"lines":[` first occurs in text, or -1: found at the first `[` that the rest of
+ * the marker precedes, with the native search for one byte (a sale has few `[` before its
+ * lines), which costs a fraction of a search for the whole marker.
+ */
+function linesKey(text: Buffer): number {
+  const head = LINES.length - 1;
+  for (let at = text.indexOf(OPEN_BRACKET, head); at !== -1; at = text.indexOf(OPEN_BRACKET, at + 1)) {
+    let i = 0;
+    while (i < head && text[at - head + i] === LINES[i]) i++;
+    if (i === head) return at - head;
+  }
+  return -1;
 }
 
 /**
