@@ -38,7 +38,11 @@ export interface OpenLedgerOptions {
   readOnly?: boolean;
   /** Take the checkpoint's digests for an audit in this process (verify); a server's audit takes its own. */
   printCheckpoint?: boolean;
-  /** Threads that read and parse a long replay (replay-thread.ts); default: one per core, at most 4; 0 replays on this thread. */
+  /**
+   * Threads that read and parse a long replay (replay-thread.ts); default: one per core,
+   * at most 4, and none on a single core, where they would only add the cost of handing
+   * events over; 0 replays on this thread.
+   */
   replayThreads?: number;
   /** The fewest events a replay takes threads for (Journal's replayThreadMin). */
   replayThreadMin?: number;
@@ -156,7 +160,8 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   }
   // Replayed as the state sees events (replay-parse.ts), a long replay read and parsed on
   // threads of its own (replay-codec.ts); the audit parses every byte.
-  const threads = opts.replayThreads ?? Math.min(REPLAY_THREADS_MAX, availableParallelism());
+  const cores = availableParallelism();
+  const threads = opts.replayThreads ?? (cores < 2 ? 0 : Math.min(REPLAY_THREADS_MAX, cores));
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
   }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads } : null);
