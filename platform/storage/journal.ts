@@ -544,8 +544,7 @@ export class Journal {
           detail: `the file is named for seq ${seg.firstSeq} but the segment before it ends at seq ${seq - 1}`,
         });
       }
-      // Closed segments read from their start get their index built on the way.
-      const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+      const building = this.indexToBuild(k, offset);
       const handle = await open(seg.path, 'r');
       try {
         const reader = new ChunkReader(handle, offset, seg.durableBytes, seg.name, this.limits.lineBytesMax, READ_CHUNK_BYTES);
@@ -563,10 +562,7 @@ export class Journal {
       } finally {
         await handle.close();
       }
-      if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
-        seg.index = building;
-        this.remember(seg);
-      }
+      this.keepIndex(k, building);
       k += 1;
       offset = 0;
     }
@@ -606,7 +602,7 @@ export class Journal {
           const seg = this.segments[k] as Segment;
           offset = range.start;
           if (offset === 0 && seg.firstSeq !== seq) throw new Error('the segment does not start at the next seq');
-          const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+          const building = this.indexToBuild(k, offset);
           let n = 0;
           let lineSeq = seq;
           let linePrev = prev;
@@ -639,10 +635,7 @@ export class Journal {
           } finally {
             await handle.close();
           }
-          if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
-            seg.index = building;
-            this.remember(seg);
-          }
+          this.keepIndex(k, building);
         }
       } catch (err) {
         if (err instanceof ConsumerError) throw err.thrown;
@@ -654,6 +647,20 @@ export class Journal {
     } finally {
       await verifier.stop();
     }
+  }
+
+  /** A closed segment read from its start gets its index built on the way: the index to fill, or null. */
+  private indexToBuild(k: number, offset: number): OffsetIndex | null {
+    const seg = this.segments[k] as Segment;
+    return offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+  }
+
+  /** Keeps the index built while segment k was read, once it holds every line and none is kept yet. */
+  private keepIndex(k: number, building: OffsetIndex | null): void {
+    const seg = this.segments[k] as Segment;
+    if (building === null || building.count !== this.lineCount(k) || seg.index !== null) return;
+    seg.index = building;
+    this.remember(seg);
   }
 
   /** The ranges of segments fromSeq..toSeq covers, or null when the segment table does not add up. */
@@ -714,7 +721,7 @@ export class Journal {
         const seg = this.segments[k] as Segment;
         offset = range.start;
         if (offset === 0 && seg.firstSeq !== seq) throw new Error('the segment does not start at the next seq');
-        const building = offset === 0 && seg.index === null && k < this.segments.length - 1 ? new OffsetIndex(this.lineCount(k)) : null;
+        const building = this.indexToBuild(k, offset);
         let n = 0;
         for (const piece of pieces[g] as ThreadRange[]) {
           const slot = threads.slotOf(piece.r);
@@ -744,10 +751,7 @@ export class Journal {
           }
         }
         if (n !== range.lines) throw new Error(`the threads found ${n} lines where the segment holds ${range.lines}`);
-        if (building !== null && building.count === this.lineCount(k) && seg.index === null) {
-          seg.index = building;
-          this.remember(seg);
-        }
+        this.keepIndex(k, building);
         offset = 0;
       }
     } catch (err) {
