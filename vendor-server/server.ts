@@ -136,7 +136,10 @@ async function startLocked(opts: StartOptions, config: VendorConfig, lock: DataD
   if (opened.report.truncated !== undefined && opened.report.truncated !== null) {
     logger.warn({ torn: opened.report.truncated }, 'an incomplete last journal line was dropped: it was never acknowledged');
   }
-  logger.info({ seq: state.seq, checkpointSeq: opened.checkpointSeq, replayed: opened.replayed, ms: Math.round(opened.recoveryMs) }, 'ledger recovered');
+  if (opened.replayThreads.fallback !== null) {
+    logger.warn({ why: opened.replayThreads.fallback }, 'the replay went on without its threads, from where they stopped');
+  }
+  logger.info({ seq: state.seq, checkpointSeq: opened.checkpointSeq, replayed: opened.replayed, replayThreads: opened.replayThreads.started, ms: Math.round(opened.recoveryMs) }, 'ledger recovered');
 
   // Tills are told of a catalog change once the socket server exists.
   const catalogPush: { to: ((version: number) => void) | null } = { to: null };

@@ -66,6 +66,11 @@ export interface ReplayInParallel<E> {
   threads: number;
   /** Bytes of a segment a thread takes at a time; default RANGE_BYTES. */
   rangeBytes?: number;
+  /**
+   * Told, once a replay that started threads has handed on every event, how many it
+   * started and why it went on without them, if it did (null: it did not).
+   */
+  onDone?: (threads: number, fallback: Error | null) => void;
 }
 
 export interface JournalRecord {
@@ -759,10 +764,12 @@ export class Journal {
       await threads.stop();
       replayThreadsHooks.onFallback?.(err as Error);
       const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent, codec.parse);
+      parallel.onDone?.(threads.count, err as Error);
       return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
     } finally {
       await threads.stop();
     }
+    parallel.onDone?.(threads.count, null);
     return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash: prev };
   }
 

@@ -135,6 +135,11 @@ export class ReplayThreads {
     }
   }
 
+  /** How many threads were started. */
+  get count(): number {
+    return this.workers.length;
+  }
+
   /** The thread that replays range r. */
   slotOf(r: number): number {
     return r % this.workers.length;
@@ -190,15 +195,16 @@ export class ReplayThreads {
 }
 
 /**
- * Starts a thread on the script. From the TypeScript sources, the thread first loads the
- * same loader the process runs under (a thread does not inherit it); the build runs its
+ * Starts a thread on the script. From the TypeScript sources, the thread first registers
+ * the loader the process runs under (a thread does not inherit it); the build runs its
  * bundled script as it is.
  */
 function startThread(script: URL, plan: ThreadPlan): Worker {
-  if (extname(fileURLToPath(script)) !== '.ts') return new Worker(script, { workerData: plan });
+  // None of the process's Node options: a thread needs none, and some (--input-type, say) would stop it starting.
+  if (extname(fileURLToPath(script)) !== '.ts') return new Worker(script, { workerData: plan, execArgv: [] });
   const loader = tsxEsmApi();
   const boot = `import(${JSON.stringify(loader)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
-  return new Worker(boot, { eval: true, workerData: plan });
+  return new Worker(boot, { eval: true, workerData: plan, execArgv: [] });
 }
 
 /** The first n numbers of a, in a buffer of their own (set(), not slice(): see EventPacker.take). */

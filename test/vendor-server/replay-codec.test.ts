@@ -1,5 +1,9 @@
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { withGs1CheckDigit, type StateEvent } from '../../core/index.ts';
@@ -11,9 +15,12 @@ import { stateEventCodec } from '../../vendor-server/ledger/replay-codec.ts';
 import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
 import { toSnapshot } from '../../vendor-server/ledger/state.ts';
-import { ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
+import { checkpointText, ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
 import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
+import { ROOT } from '../helpers/process.ts';
 import { tempDir } from '../helpers/vendor.ts';
+
+const execFileAsync = promisify(execFile);
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
 const TILL: Actor = { terminal: 't001', cashier: null };
@@ -159,6 +166,8 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       await threaded.journal.close();
       expect(started).to.equal(2);
       expect(fallbacks).to.deep.equal([]);
+      expect(single.replayThreads).to.deep.equal({ started: 0, fallback: null });
+      expect(threaded.replayThreads).to.deep.equal({ started: 2, fallback: null });
       expect(threaded.replayed).to.equal(single.replayed);
       expect(threaded.state.seq).to.be.greaterThan(texts.length);
       expect(JSON.stringify(toSnapshot(threaded.state))).to.equal(JSON.stringify(toSnapshot(single.state)));
@@ -166,5 +175,24 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       replayThreadsHooks.onFallback = null;
       replayThreadsHooks.onStart = null;
     }
+  });
+
+  it('opens the store on the threads of the compiled build, which run its bundled thread script', async () => {
+    const ledgerDir = dataPaths(dir).ledgerDir;
+    await rm(ledgerPaths(ledgerDir).checkpointFile, { force: true });
+    const single = await openLedger({ dataDir: ledgerDir, vendorId, readOnly: true, replayThreads: 0 });
+    await single.journal.close();
+    // The server's own modules from dist/, as the executables load them.
+    const store = pathToFileURL(join(ROOT, 'dist', 'vendor-server', 'ledger', 'store.js')).href;
+    const script = `
+      const { openLedger, checkpointText } = await import(${JSON.stringify(store)});
+      const opened = await openLedger({ dataDir: ${JSON.stringify(ledgerDir)}, vendorId: ${JSON.stringify(vendorId)}, readOnly: true, replayThreads: 2, replayThreadMin: 1 });
+      await opened.journal.close();
+      console.log(JSON.stringify({ replayThreads: opened.replayThreads, state: checkpointText(opened.state) }));
+    `;
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
+    const out = JSON.parse(stdout) as { replayThreads: unknown; state: string };
+    expect(out.replayThreads).to.deep.equal({ started: 2, fallback: null });
+    expect(out.state).to.equal(checkpointText(single.state));
   });
 });

@@ -72,6 +72,8 @@ export interface OpenedLedger {
    */
   checkpointPrint: CheckpointPrint | null;
   recoveryMs: number;
+  /** Threads the replay at open read and parsed on (0: none), and why it went on without them, if it did. */
+  replayThreads: { started: number; fallback: string | null };
 }
 
 export function ledgerPaths(dataDir: string) {
@@ -162,14 +164,20 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   // threads of its own (replay-codec.ts); the audit parses every byte.
   const cores = availableParallelism();
   const threads = opts.replayThreads ?? (cores < 2 ? 0 : Math.min(REPLAY_THREADS_MAX, cores));
+  const replayThreads: OpenedLedger['replayThreads'] = { started: 0, fallback: null };
+  const onDone = (started: number, fallback: Error | null): void => {
+    replayThreads.started = started;
+    replayThreads.fallback = fallback?.message ?? null;
+  };
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
-  }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads } : null);
+  }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads, onDone } : null);
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,
     checkpoint: header, checkpointPrint,
     recoveryMs: performance.now() - started,
+    replayThreads,
   };
 }
 
