@@ -12,12 +12,14 @@ import { ChunkReader } from './segment-reader.ts';
  * A long replay read, checked and parsed by several threads at once, and folded by the
  * replaying thread alone, in order.
  *
- * Each replay thread takes whole segments (the journal's ranges, dealt out in turn) and
- * does for every line what a sequential replay does: frames it, checks its seq, its link
- * to the line before and its hash against the bytes, and parses it with the codec's
- * parser. It then packs the events (replay-pack.ts) and sends them in chunks. The
- * replaying thread takes the chunks in journal order, checks that each range begins with
- * a link to the hash the one before ended on, and hands the events to its consumer.
+ * The segments are cut into ranges of RANGE_BYTES, dealt out to the threads in turn; a
+ * range that begins inside a line begins at the next line. For every line of its ranges a
+ * thread does what a sequential replay does: frames it, checks its seq, its link to the
+ * line before and its hash against the bytes, and parses it with the codec's parser. It
+ * then packs the events (replay-pack.ts) and sends them in chunks. The replaying thread
+ * takes the chunks in journal order, checks that each range goes on at the next seq and
+ * links to the hash the one before ended on, that each segment yields the lines it must
+ * hold, and hands the events to its consumer.
  *
  * The events handed on are the ones whose bytes were hashed: a thread reads each line
  * once. Any problem (a line that fails a check, a thread that dies, a chunk that does not
