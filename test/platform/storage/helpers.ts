@@ -1,7 +1,9 @@
+import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { tempDir as makeTempDir } from '../../helpers/temp.ts';
 import { join } from 'node:path';
+import { JournalCorruptError } from '../../../platform/storage/index.ts';
 
 export const tempDir = () => makeTempDir('mallpos-storage-');
 
@@ -74,4 +76,26 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
     return err as Error;
   }
   throw new Error('expected the promise to reject');
+}
+
+/** Rewrites line `index` of segment `k` of the journal in `dir` with `edit`, returning how to undo it. */
+export async function editLine(dir: string, k: number, index: number, edit: (line: string) => string): Promise<() => Promise<void>> {
+  const path = join(dir, (await segmentFiles(dir))[k] as string);
+  const original = await readFile(path);
+  const target = parseSegment(original)[index];
+  if (target === undefined) throw new Error(`segment ${k} has no line ${index}`);
+  await writeFile(path, Buffer.concat([
+    original.subarray(0, target.offset),
+    Buffer.from(edit(`${target.line}\n`)),
+    original.subarray(target.offset + Buffer.byteLength(target.line) + 1),
+  ]));
+  return () => writeFile(path, original);
+}
+
+/** Expects a replay on threads to have failed exactly as the sequential replay did. */
+export function expectSameError(parallel: Error | null, sequential: Error | null): void {
+  expect(sequential).to.be.instanceOf(JournalCorruptError);
+  expect(parallel).to.be.instanceOf(JournalCorruptError);
+  expect((parallel as Error).message).to.equal((sequential as Error).message);
+  expect({ ...parallel }).to.deep.equal({ ...sequential });
 }

@@ -1,11 +1,11 @@
 import { expect } from 'chai';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal, JournalCorruptError } from '../../../platform/storage/index.ts';
 import type { JournalRecord } from '../../../platform/storage/index.ts';
 import { replayThreadHooks, VERDICT_LINES } from '../../../platform/storage/replay-worker.ts';
-import { lineFor, parseSegment, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
+import { editLine, expectSameError, lineFor, parseSegment, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
 /**
  * A long replay checks the hashes on a second thread. Whatever goes wrong on that path, a
@@ -74,30 +74,7 @@ describe('platform/storage/journal replay on two threads', () => {
     return out;
   }
 
-  function expectSameError(parallel: Error | null, sequential: Error | null): void {
-    expect(sequential).to.be.instanceOf(JournalCorruptError);
-    expect(parallel).to.be.instanceOf(JournalCorruptError);
-    const p = parallel as JournalCorruptError;
-    const s = sequential as JournalCorruptError;
-    expect(p.message).to.equal(s.message);
-    expect({ ...p }).to.deep.equal({ ...s });
-  }
 
-  /** Rewrites line `index` of segment `k` with `edit`, returning how to undo it. */
-  async function editLine(k: number, index: number, edit: (line: string) => string): Promise<() => Promise<void>> {
-    const path = join(dir, (await segmentFiles(dir))[k] as string);
-    const original = await readFile(path);
-    const lines = parseSegment(original);
-    const target = lines[index];
-    if (target === undefined) throw new Error(`segment ${k} has no line ${index}`);
-    const edited = Buffer.concat([
-      original.subarray(0, target.offset),
-      Buffer.from(edit(`${target.line}\n`)),
-      original.subarray(target.offset + Buffer.byteLength(target.line) + 1),
-    ]);
-    await writeFile(path, edited);
-    return () => writeFile(path, original);
-  }
 
   it('hands on exactly the events of the sequential replay, from seq 1 and from the middle of a segment', async () => {
     const sequential = await replay(0);
@@ -146,7 +123,7 @@ describe('platform/storage/journal replay on two threads', () => {
   it('detects a changed byte in the middle of the journal exactly as the sequential replay does', async () => {
     const before = await snapshot(dir);
     // The stored hash no longer matches: only the verifying thread can see it.
-    const undo = await editLine(2, VERDICT_LINES + 700, (line) => line.replace('"qty":', '"qty":9'));
+    const undo = await editLine(dir, 2, VERDICT_LINES + 700, (line) => line.replace('"qty":', '"qty":9'));
     try {
       const sequential = await replay(0);
       const parallel = await replay(1);
@@ -164,7 +141,7 @@ describe('platform/storage/journal replay on two threads', () => {
 
   it('detects a forged line with a recomputed hash exactly as the sequential replay does', async () => {
     // A forger who recomputes the line's hash breaks the link of the line after it.
-    const undo = await editLine(3, 1_000, (line) => {
+    const undo = await editLine(dir, 3, 1_000, (line) => {
       const event = /"e":(.*)\}\n$/s.exec(line)?.[1] as string;
       return lineFor(event.replace('"total":', '"total":1'));
     });

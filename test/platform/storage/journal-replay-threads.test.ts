@@ -1,12 +1,10 @@
 import { expect } from 'chai';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import { GENESIS_HASH, Journal, JournalCorruptError } from '../../../platform/storage/index.ts';
-import type { JournalRecord } from '../../../platform/storage/index.ts';
+import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
+import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
 import { replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
 import { testCodec } from './fixtures/replay-codec.ts';
-import { lineFor, parseSegment, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
+import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
 /**
  * A long replay read, checked and parsed on several threads, its events packed by a
@@ -82,26 +80,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
     return out;
   }
 
-  function expectSameError(parallel: Error | null, sequential: Error | null): void {
-    expect(sequential).to.be.instanceOf(JournalCorruptError);
-    expect(parallel).to.be.instanceOf(JournalCorruptError);
-    expect((parallel as Error).message).to.equal((sequential as Error).message);
-    expect({ ...parallel }).to.deep.equal({ ...sequential });
-  }
 
-  /** Rewrites line `index` of segment `k` with `edit`, returning how to undo it. */
-  async function editLine(k: number, index: number, edit: (line: string) => string): Promise<() => Promise<void>> {
-    const path = join(dir, (await segmentFiles(dir))[k] as string);
-    const original = await readFile(path);
-    const target = parseSegment(original)[index];
-    if (target === undefined) throw new Error(`segment ${k} has no line ${index}`);
-    await writeFile(path, Buffer.concat([
-      original.subarray(0, target.offset),
-      Buffer.from(edit(`${target.line}\n`)),
-      original.subarray(target.offset + Buffer.byteLength(target.line) + 1),
-    ]));
-    return () => writeFile(path, original);
-  }
 
   it('hands on exactly the events of the sequential replay, packed or not, from seq 1 and from the middle of a segment', async () => {
     const sequential = await replay(0);
@@ -141,7 +120,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
   it('attack: a changed byte in the middle of the journal is reported exactly as the sequential replay reports it', async () => {
     const before = await snapshot(dir);
-    const undo = await editLine(2, 3_000, (line) => line.replace('"qty":', '"qty":9'));
+    const undo = await editLine(dir, 2, 3_000, (line) => line.replace('"qty":', '"qty":9'));
     try {
       const sequential = await replay(0);
       const parallel = await replay(2);
@@ -157,7 +136,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('attack: a forged line with a recomputed hash is reported exactly as the sequential replay reports it', async () => {
-    const undo = await editLine(3, 1_000, (line) => {
+    const undo = await editLine(dir, 3, 1_000, (line) => {
       const event = /"e":(.*)\}\n$/s.exec(line)?.[1] as string;
       return lineFor(event.replace('"total":', '"total":1'));
     });
@@ -176,7 +155,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
   it('attack: a line whose event repeats its seq key, under a valid hash, is reported as the sequential replay reports it', async () => {
     // The event's bytes say seq 1 twice: a codec that packed the first key would pass it on.
-    const undo = await editLine(1, 500, (line) => {
+    const undo = await editLine(dir, 1, 500, (line) => {
       const event = /"e":(.*)\}\n$/s.exec(line)?.[1] as string;
       return lineFor(event.replace('"note":', '"seq":1,"note":'));
     });
