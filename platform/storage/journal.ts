@@ -6,7 +6,7 @@ import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NE
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
 import type { EventUnpacker, ReplayCodec } from './replay-pack.ts';
-import { RANGE_BYTES, ReplayThreads, replayThreadsHooks, type ThreadRange } from './replay-threads.ts';
+import { RANGE_BYTES, ReplayThreads, type ThreadRange } from './replay-threads.ts';
 import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
 import { buildIndex, ChunkReader, incompleteLine, newSegment, OffsetIndex, READ_CHUNK_BYTES, readFully, type Segment } from './segment-reader.ts';
 
@@ -67,8 +67,9 @@ export interface ReplayInParallel<E> {
   /** Bytes of a segment a thread takes at a time; default RANGE_BYTES. */
   rangeBytes?: number;
   /**
-   * Told, once a replay that started threads has handed on every event, how many it
-   * started and why it went on without them, if it did (null: it did not).
+   * Told once a replay is done with its threads: how many it started, and the problem
+   * that made it go on without them from there (null when they replayed everything).
+   * Not told when the consumer's own error ended the replay.
    */
   onDone?: (threads: number, fallback: Error | null) => void;
 }
@@ -347,6 +348,8 @@ export class Journal {
       }
       return { count: 0, lastSeq: toSeq, lastHash };
     }
+    // A replay reads its events one way, whether or not it takes threads.
+    assert(parallel === null || parse === parallel.codec.parse, 'a replay on threads parses with its codec\'s parser');
     // The event is whatever JSON the caller appended; E only names that shape for the caller.
     const consumer = onEvent as (rec: JournalRecord, event: unknown) => void;
     const min = this.limits.replayThreadMin;
@@ -762,9 +765,8 @@ export class Journal {
     } catch (err) {
       if (err instanceof ConsumerError) throw err.thrown;
       await threads.stop();
-      replayThreadsHooks.onFallback?.(err as Error);
-      const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent, codec.parse);
       parallel.onDone?.(threads.count, err as Error);
+      const lastHash = await this.scanFrom(k, offset, seq, toSeq, prev, TEXT_PARSE, onEvent, codec.parse);
       return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
     } finally {
       await threads.stop();

@@ -92,8 +92,8 @@ interface Bad {
   bad: string;
 }
 
-/** Lets a test watch (and stop) the replay threads as they start, and see why a replay went on without them. */
-export const replayThreadsHooks: { onStart: ((worker: Worker) => void) | null; onFallback: ((why: Error) => void) | null } = { onStart: null, onFallback: null };
+/** Lets a test watch (and stop) the replay threads as they start. */
+export const replayThreadsHooks: { onStart: ((worker: Worker) => void) | null } = { onStart: null };
 
 /**
  * The replay threads of one replay, on the replaying thread's side. `script` is the

@@ -45,14 +45,10 @@ describe('platform/storage/journal replay on parsing threads', () => {
     replayThreadsHooks.onStart = (w) => {
       threads.push(w);
     };
-    replayThreadsHooks.onFallback = (why) => {
-      fallbacks.push(why.message);
-    };
   });
 
   afterEach(() => {
     replayThreadsHooks.onStart = null;
-    replayThreadsHooks.onFallback = null;
   });
 
   interface Outcome {
@@ -66,7 +62,10 @@ describe('platform/storage/journal replay on parsing threads', () => {
   async function replay(count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number): Promise<Outcome> {
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
     const out: Outcome = { recs: [], events: [], result: null, error: null };
-    const parallel = count === 0 ? null : { script: SCRIPT, codec: testCodec, threads: count, rangeBytes: RANGE_BYTES };
+    const onDone = (_threads: number, why: Error | null): void => {
+      if (why !== null) fallbacks.push(why.message);
+    };
+    const parallel = count === 0 ? null : { script: SCRIPT, codec: testCodec, threads: count, rangeBytes: RANGE_BYTES, onDone };
     try {
       out.result = await journal.replay(fromSeq, expectedPrev, (rec, event) => {
         out.recs.push(rec);
