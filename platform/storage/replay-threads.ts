@@ -244,7 +244,7 @@ async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (c
   const { credits, slot, stopAt } = plan;
   const check = new LineCheck(codec.parse);
   const packer = new EventPacker();
-  // The read buffer, kept from one range to the next.
+  // The largest read buffer so far, kept from one range to the next.
   let spare: Buffer | null = null;
   let sent = 0;
   for (const range of plan.ranges) {
@@ -317,7 +317,8 @@ async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (c
       // A range that ends in a line cut short is the sequential scan's to report: the
       // replaying thread finds its lines fewer than the segment must hold.
       if (!(await flush(true))) return;
-      spare = reader.buf;
+      // The reader read into a part of spare, or into a buffer of its own when spare was too small.
+      if (spare === null || reader.buf.length > spare.length) spare = reader.buf;
     } finally {
       await handle.close();
     }
