@@ -151,6 +151,18 @@ export class LineCheck {
     this.hash = hash;
     this.prev = prev;
     if (mode === TEXT_NONE) return;
+    this.readEvent(buf, start, end, segment, offset, mode, atSeq);
+  }
+
+  /**
+   * Reads the event of the line check() last passed with TEXT_NONE, as check() would have
+   * with `mode`: for a caller that reads most events another way, and only some as text.
+   */
+  readEvent(buf: Buffer, start: number, end: number, segment: string, offset: number, mode: typeof TEXT_KEEP | typeof TEXT_PARSE, atSeq: number): void {
+    const at = atSeq === 0 ? undefined : atSeq;
+    const evStart = start + EVENT_AT;
+    const evEnd = end - 1;
+    const { seq, prev } = this;
     const parser = mode === TEXT_PARSE ? this.parser : null;
     this.text = parser === null ? buf.toString('utf8', evStart, evEnd) : '';
     if (mode === TEXT_KEEP) return;

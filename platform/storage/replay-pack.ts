@@ -29,6 +29,15 @@ export interface ReplayCodec<E> {
    */
   pack(event: E, p: EventPacker): boolean;
   /**
+   * Optional: packs the event straight from its bytes buf[start, end), without making it
+   * an object first, exactly as pack() packs what parse() makes of those bytes; or returns
+   * false for bytes it does not read this way (the thread then parses them and calls
+   * pack(), having taken back whatever this wrote). `seq` and `prev` are the line's, as
+   * checked: it must return false for an event whose own seq or prev would differ (one
+   * that repeats its seq key, say), which the parsed path reports as damage.
+   */
+  packText?(buf: Buffer, start: number, end: number, seq: number, prev: string, p: EventPacker): boolean;
+  /**
    * Reads back, with the same calls in the same order, what pack() wrote. `seq` and
    * `prev` are the line's, which the thread checked are the event's own `seq` and
    * `prev`: a codec need not pack them.
@@ -50,6 +59,10 @@ export interface Packed {
 const NUMS_INITIAL = 8192;
 const BYTES_INITIAL = 64 * 1024;
 
+// symAscii's cache: 4096 entries of strings up to 48 bytes (accounts, customers, terminals, tokens).
+const SYM_CACHE_BITS = 16;
+const SYM_CACHE_BYTES = 48;
+
 /** The replay thread's side: fills one chunk at a time. */
 export class EventPacker {
   private nums = new Float64Array(NUMS_INITIAL);
@@ -59,6 +72,10 @@ export class EventPacker {
   private readonly table = new Map<string, number>();
   private fresh: string[] = [];
   private texts: string[] = [];
+  // symAscii's cache, entry by entry: the symbol (-1: none yet), its length and its bytes.
+  private readonly cacheSymbol = new Int32Array(1 << SYM_CACHE_BITS).fill(-1);
+  private readonly cacheLength = new Uint8Array(1 << SYM_CACHE_BITS);
+  private readonly cacheBytes = new Uint8Array((1 << SYM_CACHE_BITS) * SYM_CACHE_BYTES);
 
   num(x: number): void {
     if (this.n === this.nums.length) {
@@ -80,6 +97,64 @@ export class EventPacker {
     const { written } = ENCODER.encodeInto(s, this.bytes.subarray(this.b));
     this.b += written;
     this.num(written);
+  }
+
+  /** The string of the ASCII bytes buf[start, end), as str() would write it, without making the string. */
+  ascii(buf: Uint8Array, start: number, end: number): void {
+    const len = end - start;
+    if (this.b + len > this.bytes.length) {
+      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.b + len));
+      grown.set(this.bytes.subarray(0, this.b));
+      this.bytes = grown;
+    }
+    // Byte by byte: these strings are short, and a subarray to set() from costs more.
+    const bytes = this.bytes;
+    const b = this.b;
+    for (let k = 0; k < len; k++) bytes[b + k] = buf[start + k] as number;
+    this.b = b + len;
+    this.num(len);
+  }
+
+  /**
+   * sym() of the string of the ASCII bytes buf[start, end), found by its bytes in a small
+   * cache before a string is made: making a string and looking it up in the symbol table
+   * cost a replay thread more than anything else it did per field.
+   */
+  symAscii(buf: Uint8Array, start: number, end: number): void {
+    const len = end - start;
+    if (len > SYM_CACHE_BYTES) {
+      this.sym(Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('latin1'));
+      return;
+    }
+    // FNV-1a over the bytes picks the entry.
+    let h = 0x811c9dc5;
+    for (let k = start; k < end; k++) h = Math.imul(h ^ (buf[k] as number), 0x01000193);
+    const entry = h >>> (32 - SYM_CACHE_BITS);
+    const at = entry * SYM_CACHE_BYTES;
+    const cached = this.cacheSymbol[entry] as number;
+    if (cached !== -1 && this.cacheLength[entry] === len) {
+      const bytes = this.cacheBytes;
+      let k = 0;
+      while (k < len && bytes[at + k] === buf[start + k]) k++;
+      if (k === len) {
+        this.num(cached);
+        return;
+      }
+    }
+    this.sym(Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('latin1'));
+    this.cacheSymbol[entry] = this.nums[this.n - 1] as number;
+    this.cacheLength[entry] = len;
+    this.cacheBytes.set(buf.subarray(start, end), at);
+  }
+
+  /** A number written now and given its value later with fill(), such as a count of what follows. */
+  slot(): number {
+    this.num(0);
+    return this.n - 1;
+  }
+
+  fill(slot: number, x: number): void {
+    this.nums[slot] = x;
   }
 
   /** A string that recurs (or null), read back as the one string of its symbol. */

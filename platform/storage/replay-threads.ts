@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
-import { LineCheck, TEXT_PARSE } from './journal-format.ts';
+import { EVENT_AT, HASH_AT, LineCheck, TEXT_NONE, TEXT_PARSE } from './journal-format.ts';
 import { EventPacker, EventUnpacker, type Packed, type ReplayCodec } from './replay-pack.ts';
 import { ChunkReader } from './segment-reader.ts';
 
@@ -291,7 +291,10 @@ async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (c
             done = true;
             break;
           }
-          check.check(reader.buf, reader.lineStart, nl, range.name, lineOffset, seq === 0 ? 0 : seq + 1, prev, TEXT_PARSE);
+          const { buf, lineStart } = reader;
+          const wanted = seq === 0 ? 0 : seq + 1;
+          // The event is read after the line is checked: from its bytes when the codec can, parsed when not.
+          check.check(buf, lineStart, nl, range.name, lineOffset, wanted, prev, TEXT_NONE);
           if (check.seq > range.lastSeq) {
             done = true;
             break;
@@ -299,13 +302,19 @@ async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (c
           if (prev === null) firstPrev = check.prev;
           if (count === 0) firstSeq = check.seq;
           offsets[count] = lineOffset;
-          packer.str(check.hash);
+          // The stored hash, which check() found to be the bytes' own.
+          packer.ascii(buf, lineStart + HASH_AT, lineStart + HASH_AT + 64);
           const mark = packer.mark();
           packer.num(1);
-          if (!codec.pack(check.event as E, packer)) {
+          if (codec.packText === undefined || !codec.packText(buf, lineStart + EVENT_AT, nl - 1, check.seq, check.prev, packer)) {
             packer.rewind(mark);
-            packer.num(0);
-            packer.json(check.event);
+            check.readEvent(buf, lineStart, nl, range.name, lineOffset, TEXT_PARSE, wanted);
+            packer.num(1);
+            if (!codec.pack(check.event as E, packer)) {
+              packer.rewind(mark);
+              packer.num(0);
+              packer.json(check.event);
+            }
           }
           prev = check.hash;
           seq = check.seq;

@@ -7,12 +7,13 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { withGs1CheckDigit, type StateEvent } from '../../core/index.ts';
-import { EventPacker, EventUnpacker } from '../../platform/storage/replay-pack.ts';
+import { EventPacker, EventUnpacker, type Packed } from '../../platform/storage/replay-pack.ts';
 import { replayThreadsHooks } from '../../platform/storage/replay-threads.ts';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { stateEventCodec } from '../../vendor-server/ledger/replay-codec.ts';
 import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
+import { packSaleText } from '../../vendor-server/ledger/replay-scan.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
 import { toSnapshot } from '../../vendor-server/ledger/state.ts';
 import { checkpointText, ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
@@ -42,6 +43,55 @@ function roundTrip(event: StateEvent): { packed: boolean; back: unknown } {
 function parsed(text: string): StateEvent {
   const buf = Buffer.from(text, 'utf8');
   return parseStateEvent(buf, 0, buf.length);
+}
+
+// Bytes around an event's text in the thread's buffer: the lines before and after it,
+// with the markers a sale is cut at, which the scan must not reach.
+const BEFORE = Buffer.from('{"h":"00","e":{"data":{"lines":[1],"allocations":[2],"debits":{}}}}\n', 'utf8');
+const AFTER = Buffer.from('\n"lines":[3],"allocations":[4],"debits":{"ACME":1},"totalMinor":0}}', 'utf8');
+
+/** What a replay thread packs straight from the text's bytes (null: it must parse them). */
+function packedFromText(text: string, seq: number, prev: string): Packed | null {
+  const buf = Buffer.concat([BEFORE, Buffer.from(text, 'utf8'), AFTER]);
+  const p = new EventPacker();
+  const ok = packSaleText(buf, BEFORE.length, buf.length - AFTER.length, seq, prev, p);
+  return ok ? p.take() : null;
+}
+
+/** What a replay thread packs after parsing the text (null: it sends it as JSON); throws what the parse throws. */
+function packedFromParse(text: string): Packed | null {
+  const p = new EventPacker();
+  return stateEventCodec.pack(parsed(text), p) ? p.take() : null;
+}
+
+/** The parts of a sale's text, each as its JSON text, so that a test can write what JSON.stringify never would. */
+interface SaleText {
+  v: string; vendor: string; at: string; terminal: string; cashier: string; key: string; bodyHash: string;
+  postings: [string, string, string][]; saleId: string; customer: string; currency: string;
+  debits: [string, string][]; total: string; due: string; tendered: string; change: string; after: [string, string][] | null;
+}
+
+const SEQ = 41;
+const PREV = 'ab'.repeat(32);
+
+function saleText(t: SaleText): string {
+  const record = (entries: [string, string][]): string => `{${entries.map(([k, v]) => `${k}:${v}`).join(',')}}`;
+  const postings = t.postings.map(([a, tok, u]) => `{"account":${a},"token":${tok},"units":${u}}`).join(',');
+  return `{"seq":${SEQ},"prev":"${PREV}","v":${t.v},"vendor":${t.vendor},"at":${t.at},"terminal":${t.terminal},"cashier":${t.cashier},`
+    + `"key":${t.key},"bodyHash":${t.bodyHash},"type":"sale","postings":[${postings}],"data":{"saleId":${t.saleId},"customer":${t.customer},`
+    + `"currency":${t.currency},"lines":[{"lineNo":1,"name":"x"}],"allocations":[{"lineNo":1}],"debits":${record(t.debits)},"totalMinor":${t.total},`
+    + `"cash":{"dueMinor":${t.due},"tenderedMinor":${t.tendered},"changeMinor":${t.change}},"balancesAfter":${t.after === null ? 'null' : record(t.after)}}}`;
+}
+
+/** Sales' texts from the given arbitraries of a string's and a number's JSON text. */
+function saleTexts(str: fc.Arbitrary<string>, num: fc.Arbitrary<string>): fc.Arbitrary<SaleText> {
+  const nullable = fc.oneof(str, fc.constant('null'));
+  const record = fc.array(fc.tuple(str, num), { maxLength: 4 });
+  return fc.record({
+    v: num, vendor: str, at: str, terminal: nullable, cashier: nullable, key: nullable, bodyHash: nullable,
+    postings: fc.array(fc.tuple(str, str, num), { maxLength: 4 }), saleId: str, customer: nullable, currency: str,
+    debits: record, total: num, due: num, tendered: num, change: num, after: fc.option(record),
+  });
 }
 
 describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
@@ -128,6 +178,87 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       ),
       { numRuns: 300 },
     );
+  });
+
+  it('packs every sale the ledger wrote straight from its bytes, as it packs the sale parsed', () => {
+    for (const text of texts) {
+      const event = parsed(text);
+      const fromText = packedFromText(text, event.seq, event.prev);
+      expect(fromText, text).to.not.equal(null);
+      expect(fromText).to.deep.equal(packedFromParse(text));
+      // Not for another line's seq or prev.
+      expect(packedFromText(text, event.seq + 1, event.prev)).to.equal(null);
+      expect(packedFromText(text, event.seq, PREV)).to.equal(null);
+    }
+  });
+
+  it('packs from the bytes any sale of plain strings and integers, as it packs it parsed (property)', () => {
+    const str = fc.stringMatching(/^[ !#-[\]-~]{0,24}$/).filter((s) => s !== '__proto__' && !/^[0-9]/.test(s)).map((s) => JSON.stringify(s));
+    const num = fc.oneof(fc.integer(), fc.integer({ min: -999_999_999_999_999, max: 999_999_999_999_999 }), fc.constant(-0)).map((n) => (Object.is(n, -0) ? '-0' : String(n)));
+    fc.assert(
+      fc.property(saleTexts(str, num), (t) => {
+        // Keys once each in a record, as JSON.stringify writes them.
+        const once = (entries: [string, string][]): [string, string][] => [...new Map(entries)];
+        const text = saleText({ ...t, debits: once(t.debits), after: t.after === null ? null : once(t.after) });
+        const fromText = packedFromText(text, SEQ, PREV);
+        expect(fromText, text).to.not.equal(null);
+        expect(fromText).to.deep.equal(packedFromParse(text));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('attack: packs from the bytes nothing that it would pack otherwise once parsed, whatever the text holds (property)', () => {
+    // Strings with quotes, escapes, controls and non-ASCII, keys JSON.parse orders or drops,
+    // numbers written every way JSON allows, and some it does not.
+    // Mostly plain values, so that most sales hold one or two of the others.
+    const str = fc.oneof(
+      { arbitrary: fc.stringMatching(/^[a-z0-9:-]{0,12}$/), weight: 30 },
+      { arbitrary: fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.constantFrom('__proto__', '0', '12', '1a', '', 'é', '\u0001', 'a\\b')), weight: 1 },
+    ).map((s) => JSON.stringify(s));
+    const num = fc.oneof(
+      { arbitrary: fc.integer().map(String), weight: 30 },
+      {
+        arbitrary: fc.oneof(
+          fc.double().map((n) => JSON.stringify(n)),
+          fc.constantFrom('-0', '0', '1e2', '1E2', '1.5', '1.0', '007', '-', '--1', '123456789012345', '1234567890123456', '-9007199254740993', '"1"', 'true', 'null'),
+        ),
+        weight: 1,
+      },
+    );
+    let fast = 0;
+    fc.assert(
+      fc.property(saleTexts(str, num), (t) => {
+        const text = saleText(t);
+        const fromText = packedFromText(text, SEQ, PREV);
+        if (fromText === null) return;
+        fast += 1;
+        expect(fromText, text).to.deep.equal(packedFromParse(text));
+      }),
+      { numRuns: 1000 },
+    );
+    expect(fast).to.be.greaterThan(100);
+  });
+
+  it('attack: a sale\'s text edited anywhere is packed from its bytes only as it would be once parsed (property)', () => {
+    let fast = 0;
+    const edits = ['', ' ', '"', '\\', ',', ':', '{', '}', '[', ']', '0', '9', '-', '.', 'e', 'é', 'null', '"seq":1,', '"__proto__":1,'];
+    fc.assert(
+      fc.property(fc.nat(texts.length - 1), fc.nat(), fc.nat(3), fc.constantFrom(...edits), (which, where, cut, insert) => {
+        const original = texts[which] as string;
+        const at = where % original.length;
+        const text = original.slice(0, at) + insert + original.slice(at + cut);
+        const event = parsed(original);
+        const fromText = packedFromText(text, event.seq, event.prev);
+        if (fromText === null) return;
+        fast += 1;
+        // What the scan took must parse, to the same packing.
+        expect(fromText, text).to.deep.equal(packedFromParse(text));
+      }),
+      { numRuns: 1500 },
+    );
+    // Many edits fall in the lines, which the scan skips, or change one value to another it reads.
+    expect(fast).to.be.greaterThan(300);
   });
 
   it('leaves to JSON every event that is not a plain sale as the ledger writes it', () => {

@@ -1,6 +1,7 @@
 import type { Posting, StateEvent } from '../../core/index.ts';
 import type { EventPacker, EventUnpacker, ReplayCodec } from '../../platform/storage/replay-pack.ts';
 import { parseStateEvent } from './replay-parse.ts';
+import { packSaleText } from './replay-scan.ts';
 
 /**
  * How the ledger's events cross from the replay threads to the thread that folds them
@@ -75,6 +76,7 @@ function unpackRecord(u: EventUnpacker, count: number): Record<string, number> {
 
 export const stateEventCodec: ReplayCodec<StateEvent> = {
   parse: parseStateEvent,
+  packText: packSaleText,
 
   pack(e: StateEvent, p: EventPacker): boolean {
     if (!plainSale(e)) return false;

@@ -37,18 +37,34 @@ const OPEN_BRACKET = 0x5b;
 
 /** Parses the event text buf[start, end) into what the ledger's state needs of it. */
 export function parseStateEvent(buf: Buffer, start: number, end: number): StateEvent {
+  const cut = saleCut(buf, start, end);
+  if (cut !== null) {
+    // Up to the lines' key, then from the debits' key on: `..."currency":"EUR","debits":{…}…`.
+    const event = parseOrNull(buf.toString('utf8', start, cut.head) + buf.toString('utf8', cut.tail, end));
+    if (event !== null && event.type === 'sale' && typeof event.data === 'object' && event.data !== null) return event;
+  }
+  return JSON.parse(buf.toString('utf8', start, end)) as StateEvent;
+}
+
+/** Where a sale's text is cut: buf[head, tail) holds its lines and allocations. */
+export interface SaleCut {
+  /** Where `"lines":[` begins. */
+  head: number;
+  /** Where `"debits":` begins. */
+  tail: number;
+}
+
+/** Where the text buf[start, end) is cut if it is a sale's, or null when it has no three markers in order. */
+export function saleCut(buf: Buffer, start: number, end: number): SaleCut | null {
+  // The searches run in a view of the text alone: in the whole buffer they could run on
+  // through every line after it.
   const text = buf.subarray(start, end);
   const lines = linesKey(text);
-  if (lines !== -1) {
-    const allocations = bracketBefore(text, lines + LINES.length, AFTER_LINES);
-    const debits = allocations === -1 ? -1 : bracketBefore(text, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
-    if (debits !== -1) {
-      // Up to the lines' key, then from the debits' key on: `..."currency":"EUR","debits":{…}…`.
-      const event = parseOrNull(text.toString('utf8', 0, lines) + text.toString('utf8', debits + 2));
-      if (event !== null && event.type === 'sale' && typeof event.data === 'object' && event.data !== null) return event;
-    }
-  }
-  return JSON.parse(text.toString('utf8')) as StateEvent;
+  if (lines === -1) return null;
+  const allocations = bracketBefore(text, lines + LINES.length, AFTER_LINES);
+  if (allocations === -1) return null;
+  const debits = bracketBefore(text, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
+  return debits === -1 ? null : { head: start + lines, tail: start + debits + 2 };
 }
 
 /**

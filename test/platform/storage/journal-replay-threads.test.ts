@@ -3,7 +3,7 @@ import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
 import { replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
-import { testCodec } from './fixtures/replay-codec.ts';
+import { parsedOnlyCodec, testCodec } from './fixtures/replay-codec.ts';
 import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
 /**
@@ -17,6 +17,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
   // Far smaller than a segment and no multiple of a line: most ranges begin inside a line.
   const RANGE_BYTES = 100_003;
   const SCRIPT = new URL('./fixtures/replay-thread.ts', import.meta.url);
+  const PARSED_SCRIPT = new URL('./fixtures/replay-thread-parsed.ts', import.meta.url);
   let dir: string;
   let cleanup: () => Promise<void>;
   let threads: Worker[];
@@ -59,13 +60,14 @@ describe('platform/storage/journal replay on parsing threads', () => {
   }
 
   /** Opens the journal and replays it with the test codec: on `count` threads, or sequentially for 0. */
-  async function replay(count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number): Promise<Outcome> {
+  async function replay(count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number, parsedOnly = false): Promise<Outcome> {
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
     const out: Outcome = { recs: [], events: [], result: null, error: null };
     const onDone = (_threads: number, why: Error | null): void => {
       if (why !== null) fallbacks.push(why.message);
     };
-    const parallel = count === 0 ? null : { script: SCRIPT, codec: testCodec, threads: count, rangeBytes: RANGE_BYTES, onDone };
+    const [script, codec] = parsedOnly ? [PARSED_SCRIPT, parsedOnlyCodec] : [SCRIPT, testCodec];
+    const parallel = count === 0 ? null : { script, codec, threads: count, rangeBytes: RANGE_BYTES, onDone };
     try {
       out.result = await journal.replay(fromSeq, expectedPrev, (rec, event) => {
         out.recs.push(rec);
@@ -97,6 +99,12 @@ describe('platform/storage/journal replay on parsing threads', () => {
     }
     // The codec packed most events and left the others to JSON.
     expect(sequential.events.filter((e) => Object.hasOwn(e as object, 'refund'))).to.have.length(Math.floor(EVENTS / 7));
+    // A codec that packs only parsed events: its threads parse every line.
+    const parsed = await replay(2, 1, GENESIS_HASH, undefined, true);
+    expect(parsed.error).to.equal(null);
+    expect(parsed.recs).to.deep.equal(sequential.recs);
+    expect(parsed.events).to.deep.equal(sequential.events);
+    expect(fallbacks).to.deep.equal([]);
 
     const from = 13_333;
     const partial = await replay(2, from, (sequential.recs[from - 2] as JournalRecord).hash);

@@ -1,0 +1,262 @@
+import type { EventPacker } from '../../platform/storage/replay-pack.ts';
+import { saleCut } from './replay-parse.ts';
+
+/**
+ * Packs a plain sale for the replay threads straight from its bytes (ReplayCodec.packText),
+ * without parsing it into objects first: parsing and then packing the objects cost a
+ * replay thread most of its time.
+ *
+ * The scan reads the text parseStateEvent would parse (the sale without its lines and
+ * allocations) against one template: the keys of a plain sale in the order the ledger
+ * writes them (replay-codec.ts), with no space anywhere. It writes what stateEventCodec.pack
+ * writes for the event JSON.parse makes of that text, and gives up (false) at anything
+ * where the two might differ, so that such a sale takes the parser's path:
+ * - a string with an escape, a control character or a byte outside ASCII (a string of
+ *   printable ASCII without `\` is its own bytes);
+ * - a number other than an integer of at most 15 digits (which is exactly its digits);
+ * - in a record of numbers: a key that begins with a digit (JSON.parse would order it
+ *   first), `__proto__`, or a key twice (JSON.parse keeps the last);
+ * - any other key, order, type or layout.
+ */
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const CLOSE_BRACKET = 0x5d;
+const MINUS = 0x2d;
+const ZERO = 0x30;
+const NINE = 0x39;
+const DIGITS_MAX = 15;
+
+const lit = (s: string): Buffer => Buffer.from(s, 'latin1');
+const SEQ = lit('{"seq":');
+const PREV = lit(',"prev":');
+const V = lit(',"v":');
+const VENDOR = lit(',"vendor":');
+const AT = lit(',"at":');
+const TERMINAL = lit(',"terminal":');
+const CASHIER = lit(',"cashier":');
+const KEY = lit(',"key":');
+const BODY_HASH = lit(',"bodyHash":');
+const TYPE_SALE_POSTINGS = lit(',"type":"sale","postings":[');
+const ACCOUNT = lit('{"account":');
+const TOKEN = lit(',"token":');
+const UNITS = lit(',"units":');
+const DATA_SALE_ID = lit('],"data":{"saleId":');
+const CUSTOMER = lit(',"customer":');
+const CURRENCY = lit(',"currency":');
+const DEBITS = lit('"debits":');
+const TOTAL = lit(',"totalMinor":');
+const DUE = lit(',"cash":{"dueMinor":');
+const TENDERED = lit(',"tenderedMinor":');
+const CHANGE = lit(',"changeMinor":');
+const BALANCES_AFTER = lit('},"balancesAfter":');
+const NULL = lit('null');
+const PROTO = lit('__proto__');
+const END = lit('}}');
+
+/** A cursor over the text: each read moves on past what it read, or fails and leaves it anywhere. */
+class Scan {
+  buf: Buffer = Buffer.alloc(0);
+  i = 0;
+  end = 0;
+  /** The last string read: its bytes are buf[a, b). */
+  a = 0;
+  b = 0;
+  /** The last number read. */
+  n = 0;
+
+  at(buf: Buffer, start: number, end: number): void {
+    this.buf = buf;
+    this.i = start;
+    this.end = end;
+  }
+
+  lit(l: Buffer): boolean {
+    const { buf, i } = this;
+    if (i + l.length > this.end) return false;
+    for (let k = 0; k < l.length; k++) if (buf[i + k] !== l[k]) return false;
+    this.i = i + l.length;
+    return true;
+  }
+
+  byte(c: number): boolean {
+    if (this.i >= this.end || this.buf[this.i] !== c) return false;
+    this.i += 1;
+    return true;
+  }
+
+  /** A string of printable ASCII without escapes. */
+  str(): boolean {
+    const { buf, end } = this;
+    let i = this.i;
+    if (i >= end || buf[i] !== QUOTE) return false;
+    const a = ++i;
+    for (;;) {
+      if (i >= end) return false;
+      const c = buf[i] as number;
+      if (c === QUOTE) break;
+      if (c < 0x20 || c > 0x7e || c === BACKSLASH) return false;
+      i += 1;
+    }
+    this.a = a;
+    this.b = i;
+    this.i = i + 1;
+    return true;
+  }
+
+  /** `null` (true, and nothing read) or a string as str() reads it. */
+  isNull(): boolean {
+    return this.lit(NULL);
+  }
+
+  /** An integer of at most DIGITS_MAX digits, without a fraction or an exponent. */
+  int(): boolean {
+    const { buf, end } = this;
+    let i = this.i;
+    const negative = i < end && buf[i] === MINUS;
+    if (negative) i += 1;
+    const first = i;
+    let n = 0;
+    while (i < end) {
+      const c = buf[i] as number;
+      if (c < ZERO || c > NINE) break;
+      n = n * 10 + (c - ZERO);
+      i += 1;
+    }
+    const digits = i - first;
+    if (digits === 0 || digits > DIGITS_MAX || (digits > 1 && buf[first] === ZERO)) return false;
+    // What follows must end the number: a comma or a closing brace in this template.
+    if (i >= end || (buf[i] !== COMMA && buf[i] !== CLOSE_BRACE)) return false;
+    this.n = negative ? -n : n;
+    this.i = i;
+    return true;
+  }
+}
+
+const scan = new Scan();
+// The keys of the record being read, to find one twice: records have a few keys.
+const keyStarts: number[] = [];
+const keyEnds: number[] = [];
+
+function sameBytes(buf: Buffer, a1: number, b1: number, a2: number, b2: number): boolean {
+  if (b1 - a1 !== b2 - a2) return false;
+  for (let k = 0; k < b1 - a1; k++) if (buf[a1 + k] !== buf[a2 + k]) return false;
+  return true;
+}
+
+/** Whether buf[a, b) holds the string `text`, all of whose characters are ASCII. */
+function isText(buf: Buffer, a: number, b: number, text: string): boolean {
+  if (b - a !== text.length) return false;
+  for (let k = 0; k < text.length; k++) if (buf[a + k] !== text.charCodeAt(k)) return false;
+  return true;
+}
+
+/** A record of numbers, packed as the codec's packRecord packs it. */
+function record(s: Scan, p: EventPacker): boolean {
+  if (!s.byte(OPEN_BRACE)) return false;
+  const count = p.slot();
+  keyStarts.length = 0;
+  keyEnds.length = 0;
+  if (s.byte(CLOSE_BRACE)) return true;
+  for (;;) {
+    if (!s.str()) return false;
+    const { a, b } = s;
+    if (a < b && (s.buf[a] as number) >= ZERO && (s.buf[a] as number) <= NINE) return false;
+    if (b - a === PROTO.length && s.buf.compare(PROTO, 0, PROTO.length, a, b) === 0) return false;
+    for (let k = 0; k < keyStarts.length; k++) if (sameBytes(s.buf, a, b, keyStarts[k] as number, keyEnds[k] as number)) return false;
+    keyStarts.push(a);
+    keyEnds.push(b);
+    p.symAscii(s.buf, s.a, s.b);
+    if (!s.byte(COLON) || !s.int()) return false;
+    p.num(s.n);
+    if (s.byte(CLOSE_BRACE)) break;
+    if (!s.byte(COMMA)) return false;
+  }
+  p.fill(count, keyStarts.length);
+  return true;
+}
+
+/** A string or null, packed as a symbol. */
+function symOrNull(s: Scan, p: EventPacker): boolean {
+  if (s.isNull()) p.sym(null);
+  else if (s.str()) p.symAscii(s.buf, s.a, s.b);
+  else return false;
+  return true;
+}
+
+/** A string or null, packed as the codec packs key and bodyHash: 0, or 1 and the string. */
+function strOrNull(s: Scan, p: EventPacker): boolean {
+  if (s.isNull()) p.num(0);
+  else if (s.str()) {
+    p.num(1);
+    p.ascii(s.buf, s.a, s.b);
+  } else return false;
+  return true;
+}
+
+/**
+ * Packs the sale buf[start, end) as stateEventCodec.pack packs parseStateEvent's event for
+ * it, or returns false (what it wrote is then the caller's to take back).
+ */
+export function packSaleText(buf: Buffer, start: number, end: number, seq: number, prev: string, p: EventPacker): boolean {
+  const cut = saleCut(buf, start, end);
+  if (cut === null) return false;
+  const s = scan;
+  // The head: the envelope, the postings, and the data up to its lines.
+  s.at(buf, start, cut.head);
+  if (!s.lit(SEQ) || !s.int() || s.n !== seq) return false;
+  if (!s.lit(PREV) || !s.str() || !isText(buf, s.a, s.b, prev)) return false;
+  if (!s.lit(V) || !s.int()) return false;
+  p.num(s.n);
+  if (!s.lit(VENDOR) || !s.str()) return false;
+  p.symAscii(s.buf, s.a, s.b);
+  if (!s.lit(AT) || !s.str()) return false;
+  p.ascii(buf, s.a, s.b);
+  if (!s.lit(TERMINAL) || !symOrNull(s, p)) return false;
+  if (!s.lit(CASHIER) || !symOrNull(s, p)) return false;
+  if (!s.lit(KEY) || !strOrNull(s, p)) return false;
+  if (!s.lit(BODY_HASH) || !strOrNull(s, p)) return false;
+  if (!s.lit(TYPE_SALE_POSTINGS)) return false;
+  const postings = p.slot();
+  let count = 0;
+  if (s.i < s.end && buf[s.i] !== CLOSE_BRACKET) {
+    for (;;) {
+      if (!s.lit(ACCOUNT) || !s.str()) return false;
+      p.symAscii(s.buf, s.a, s.b);
+      if (!s.lit(TOKEN) || !s.str()) return false;
+      p.symAscii(s.buf, s.a, s.b);
+      if (!s.lit(UNITS) || !s.int() || !s.byte(CLOSE_BRACE)) return false;
+      p.num(s.n);
+      count += 1;
+      if (!s.byte(COMMA)) break;
+    }
+  }
+  p.fill(postings, count);
+  if (!s.lit(DATA_SALE_ID) || !s.str()) return false;
+  p.ascii(buf, s.a, s.b);
+  if (!s.lit(CUSTOMER) || !symOrNull(s, p)) return false;
+  if (!s.lit(CURRENCY) || !s.str()) return false;
+  p.symAscii(s.buf, s.a, s.b);
+  // The head ends where the lines' key was cut away: at the comma before it.
+  if (!s.byte(COMMA) || s.i !== s.end) return false;
+
+  // The tail: from the debits on, to the end of the event.
+  s.at(buf, cut.tail, end);
+  if (!s.lit(DEBITS) || !record(s, p)) return false;
+  if (!s.lit(TOTAL) || !s.int()) return false;
+  p.num(s.n);
+  if (!s.lit(DUE) || !s.int()) return false;
+  p.num(s.n);
+  if (!s.lit(TENDERED) || !s.int()) return false;
+  p.num(s.n);
+  if (!s.lit(CHANGE) || !s.int()) return false;
+  p.num(s.n);
+  if (!s.lit(BALANCES_AFTER)) return false;
+  if (s.isNull()) p.num(-1);
+  else if (!record(s, p)) return false;
+  return s.lit(END) && s.i === s.end;
+}
