@@ -126,6 +126,22 @@ describe('core/ledger', () => {
       expect(e.message).to.match(/ACME sum to -10|MALL sum to 10/);
     });
 
+    it('accepts exactly the transactions whose postings sum to zero in every token, short or long (property)', () => {
+      const posting = fc.record({ account: fc.constantFrom('a', 'b', 'c'), token: fc.constantFrom('ACME', 'MALL', 'SUNNY'), units: fc.integer({ min: -3, max: 3 }).filter((u) => u !== 0) });
+      fc.assert(
+        // Half of them balanced by construction: each posting and its opposite, in another order.
+        fc.property(fc.array(posting, { minLength: 1, maxLength: 20 }), fc.boolean(), (some, mirrored) => {
+          const postings = mirrored ? [...some, ...some.map((p) => ({ ...p, units: -p.units })).reverse()] : some;
+          const totals = new Map<string, number>();
+          for (const p of postings) totals.set(p.token, (totals.get(p.token) ?? 0) + p.units);
+          const balanced = [...totals.values()].every((t) => t === 0);
+          if (balanced) checkBalanced(postings);
+          else expectCode(() => checkBalanced(postings), 'CORE_ERR_UNBALANCED');
+        }),
+        { numRuns: 500 },
+      );
+    });
+
     it('rejects fractional units with CORE_ERR_AMOUNT and unsafe units with CORE_ERR_OVERFLOW', () => {
       expectCode(
         () =>
