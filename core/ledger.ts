@@ -46,7 +46,8 @@ const SEARCH_POSTINGS_MAX = 16;
 export function checkBalanced(postings: readonly Posting[]): void {
   if (postings.length === 0) fail('CORE_ERR_UNBALANCED', 'a transaction needs postings');
   for (const p of postings) {
-    checkSignedAmount(p.units, `posting ${p.account}/${p.token}`);
+    // The field's name is made only for units that fail the check.
+    if (!Number.isSafeInteger(p.units)) checkSignedAmount(p.units, `posting ${p.account}/${p.token}`);
     if (p.units === 0) fail('CORE_ERR_UNBALANCED', 'a posting of zero units');
   }
   if (postings.length > SEARCH_POSTINGS_MAX) {

@@ -226,16 +226,19 @@ function dropOldShifts(cd: CashierDayState): void {
 }
 
 /** Applies one journalled event to the cashier's day (every event: sales count too). */
+function addToDay(p: PeriodScope, e: StateEvent): void {
+  if (p.day.fromAt === null) p.day.fromAt = e.at;
+  addToTotals(p.day.totals, e, p.day.fromSeq);
+}
+
 export function applyCashierDay(cd: CashierDayState, e: StateEvent): void {
   if (e.type === 'period.closed') {
     applyClosure(cd, e.seq, e.at, e.data);
     return;
   }
-  const scopes = e.terminal === null ? [cd.store] : [cd.store, scopeOf(cd, e.terminal, e.seq)];
-  for (const p of scopes) {
-    if (p.day.fromAt === null) p.day.fromAt = e.at;
-    addToTotals(p.day.totals, e, p.day.fromSeq);
-  }
+  // The store's day, and the till's (no array of the two: every event passes here).
+  addToDay(cd.store, e);
+  if (e.terminal !== null) addToDay(scopeOf(cd, e.terminal, e.seq), e);
   const shift = e.terminal === null ? undefined : openShiftOf(cd, e.terminal);
   switch (e.type) {
     case 'sale':
