@@ -88,7 +88,10 @@ export interface PlannedBalance {
  */
 export function planBalances(book: BalanceBook, postings: readonly Posting[]): PlannedBalance[] {
   checkBalanced(postings);
-  const next: PlannedBalance[] = [];
+  // Room for as many balances as postings, cut to those named below: an empty array grown
+  // by push() takes room for 17.
+  const next: PlannedBalance[] = new Array<PlannedBalance>(postings.length);
+  let named = 0;
   // A transaction names a few accounts, and a replay plans a million of them: searching
   // the few costs less than a key string and a Map each. A long list gets the Map.
   const byKey = postings.length > SEARCH_POSTINGS_MAX ? new Map<string, PlannedBalance>() : null;
@@ -96,7 +99,8 @@ export function planBalances(book: BalanceBook, postings: readonly Posting[]): P
     let planned: PlannedBalance | undefined;
     const key = byKey === null ? '' : `${p.account}\u0000${p.token}`;
     if (byKey === null) {
-      for (const b of next) {
+      for (let i = 0; i < named; i++) {
+        const b = next[i] as PlannedBalance;
         if (b.account === p.account && b.token === p.token) {
           planned = b;
           break;
@@ -110,9 +114,10 @@ export function planBalances(book: BalanceBook, postings: readonly Posting[]): P
       continue;
     }
     planned = { account: p.account, token: p.token, units: add(book.get(p.account, p.token), p.units) };
-    next.push(planned);
+    next[named++] = planned;
     byKey?.set(key, planned);
   }
+  next.length = named;
   for (const { account, token, units } of next) {
     if (units >= 0 || !mustStayNonNegative(account)) continue;
     const message = account === FLOAT_ACCOUNT
