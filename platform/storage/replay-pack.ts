@@ -59,9 +59,78 @@ export interface Packed {
 const NUMS_INITIAL = 8192;
 const BYTES_INITIAL = 64 * 1024;
 
-// symAscii's cache: 4096 entries of strings up to 48 bytes (accounts, customers, terminals, tokens).
-const SYM_CACHE_BITS = 16;
-const SYM_CACHE_BYTES = 48;
+/**
+ * The symbols of ASCII strings found by their bytes, without making the string: an
+ * open-addressing table over the symbols met so far, which keeps their bytes.
+ */
+class AsciiSymbols {
+  /** Slot -> entry + 1 (0: empty); twice the room of the entries at least. */
+  private slots = new Int32Array(4096);
+  private hashes = new Int32Array(1024);
+  private starts = new Int32Array(1024);
+  private lengths = new Int32Array(1024);
+  private symbols = new Int32Array(1024);
+  private count = 0;
+  private bytes = new Uint8Array(64 * 1024);
+  private used = 0;
+
+  /** The symbol of the bytes buf[start, end), or -1 when they are not known yet. */
+  find(buf: Uint8Array, start: number, end: number, h: number): number {
+    const mask = this.slots.length - 1;
+    const len = end - start;
+    for (let slot = h & mask; ; slot = (slot + 1) & mask) {
+      const e = (this.slots[slot] as number) - 1;
+      if (e === -1) return -1;
+      if (this.hashes[e] !== h || this.lengths[e] !== len) continue;
+      const bytes = this.bytes;
+      const at = this.starts[e] as number;
+      let k = 0;
+      while (k < len && bytes[at + k] === buf[start + k]) k++;
+      if (k === len) return this.symbols[e] as number;
+    }
+  }
+
+  add(buf: Uint8Array, start: number, end: number, h: number, symbol: number): void {
+    const len = end - start;
+    if (this.count === this.hashes.length) {
+      this.hashes = grown(this.hashes);
+      this.starts = grown(this.starts);
+      this.lengths = grown(this.lengths);
+      this.symbols = grown(this.symbols);
+    }
+    if (this.used + len > this.bytes.length) {
+      const bytes = new Uint8Array(Math.max(this.bytes.length * 2, this.used + len));
+      bytes.set(this.bytes.subarray(0, this.used));
+      this.bytes = bytes;
+    }
+    const e = this.count++;
+    this.hashes[e] = h;
+    this.starts[e] = this.used;
+    this.lengths[e] = len;
+    this.symbols[e] = symbol;
+    this.bytes.set(buf.subarray(start, end), this.used);
+    this.used += len;
+    if (this.count * 2 > this.slots.length) {
+      this.slots = new Int32Array(this.slots.length * 2);
+      for (let i = 0; i < this.count; i++) this.index(i);
+    } else {
+      this.index(e);
+    }
+  }
+
+  private index(e: number): void {
+    const mask = this.slots.length - 1;
+    let slot = (this.hashes[e] as number) & mask;
+    while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
+    this.slots[slot] = e + 1;
+  }
+}
+
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
+}
 
 /** The replay thread's side: fills one chunk at a time. */
 export class EventPacker {
@@ -72,10 +141,7 @@ export class EventPacker {
   private readonly table = new Map<string, number>();
   private fresh: string[] = [];
   private texts: string[] = [];
-  // symAscii's cache, entry by entry: the symbol (-1: none yet), its length and its bytes.
-  private readonly cacheSymbol = new Int32Array(1 << SYM_CACHE_BITS).fill(-1);
-  private readonly cacheLength = new Uint8Array(1 << SYM_CACHE_BITS);
-  private readonly cacheBytes = new Uint8Array((1 << SYM_CACHE_BITS) * SYM_CACHE_BYTES);
+  private readonly asciiSymbols = new AsciiSymbols();
 
   num(x: number): void {
     if (this.n === this.nums.length) {
@@ -116,35 +182,21 @@ export class EventPacker {
   }
 
   /**
-   * sym() of the string of the ASCII bytes buf[start, end), found by its bytes in a small
-   * cache before a string is made: making a string and looking it up in the symbol table
-   * cost a replay thread more than anything else it did per field.
+   * sym() of the string of the ASCII bytes buf[start, end), found by those bytes: making
+   * the string and looking it up cost a replay thread more than anything else it did per
+   * field. The string is made once, when the bytes are first met.
    */
   symAscii(buf: Uint8Array, start: number, end: number): void {
-    const len = end - start;
-    if (len > SYM_CACHE_BYTES) {
-      this.sym(Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('latin1'));
-      return;
-    }
-    // FNV-1a over the bytes picks the entry.
+    // FNV-1a over the bytes.
     let h = 0x811c9dc5;
     for (let k = start; k < end; k++) h = Math.imul(h ^ (buf[k] as number), 0x01000193);
-    const entry = h >>> (32 - SYM_CACHE_BITS);
-    const at = entry * SYM_CACHE_BYTES;
-    const cached = this.cacheSymbol[entry] as number;
-    if (cached !== -1 && this.cacheLength[entry] === len) {
-      const bytes = this.cacheBytes;
-      let k = 0;
-      while (k < len && bytes[at + k] === buf[start + k]) k++;
-      if (k === len) {
-        this.num(cached);
-        return;
-      }
+    const known = this.asciiSymbols.find(buf, start, end, h);
+    if (known !== -1) {
+      this.num(known);
+      return;
     }
-    this.sym(Buffer.from(buf.buffer, buf.byteOffset + start, len).toString('latin1'));
-    this.cacheSymbol[entry] = this.nums[this.n - 1] as number;
-    this.cacheLength[entry] = len;
-    this.cacheBytes.set(buf.subarray(start, end), at);
+    this.sym(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1'));
+    this.asciiSymbols.add(buf, start, end, h, this.nums[this.n - 1] as number);
   }
 
   /** A number written now and given its value later with fill(), such as a count of what follows. */
