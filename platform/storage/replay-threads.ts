@@ -15,8 +15,9 @@ import { ChunkReader } from './segment-reader.ts';
  * The segments are cut into ranges of RANGE_BYTES, dealt out to the threads in turn; a
  * range that begins inside a line begins at the next line. For every line of its ranges a
  * thread does what a sequential replay does: frames it, checks its seq, its link to the
- * line before and its hash against the bytes, and parses it with the codec's parser. It
- * then packs the events (replay-pack.ts) and sends them in chunks. The replaying thread
+ * line before and its hash against the bytes. It then packs the event (replay-pack.ts):
+ * straight from its bytes when the codec's packText can, else parsed with the codec's
+ * parser, and sends the events in chunks. The replaying thread
  * takes the chunks in journal order, checks that each range goes on at the next seq and
  * links to the hash the one before ended on, that each segment yields the lines it must
  * hold, and hands the events to its consumer.
