@@ -98,11 +98,7 @@ class AsciiSymbols {
       this.lengths = grown(this.lengths);
       this.symbols = grown(this.symbols);
     }
-    if (this.used + len > this.bytes.length) {
-      const bytes = new Uint8Array(Math.max(this.bytes.length * 2, this.used + len));
-      bytes.set(this.bytes.subarray(0, this.used));
-      this.bytes = bytes;
-    }
+    this.bytes = withRoom(this.bytes, this.used, len);
     const e = this.count++;
     this.hashes[e] = h;
     this.starts[e] = this.used;
@@ -124,6 +120,14 @@ class AsciiSymbols {
     while (this.slots[slot] !== 0) slot = (slot + 1) & mask;
     this.slots[slot] = e + 1;
   }
+}
+
+/** bytes, or a copy of its first `used` bytes in a buffer at least twice as large, so that `more` bytes fit after them. */
+function withRoom(bytes: Uint8Array<ArrayBuffer>, used: number, more: number): Uint8Array<ArrayBuffer> {
+  if (used + more <= bytes.length) return bytes;
+  const grownBytes = new Uint8Array(Math.max(bytes.length * 2, used + more));
+  grownBytes.set(bytes.subarray(0, used));
+  return grownBytes;
 }
 
 function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
@@ -155,11 +159,7 @@ export class EventPacker {
   /** A string read back as a string of its own. */
   str(s: string): void {
     // UTF-8 takes at most three bytes for each UTF-16 unit.
-    if (this.b + s.length * 3 > this.bytes.length) {
-      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.b + s.length * 3));
-      grown.set(this.bytes.subarray(0, this.b));
-      this.bytes = grown;
-    }
+    this.bytes = withRoom(this.bytes, this.b, s.length * 3);
     const { written } = ENCODER.encodeInto(s, this.bytes.subarray(this.b));
     this.b += written;
     this.num(written);
@@ -168,11 +168,7 @@ export class EventPacker {
   /** The string of the ASCII bytes buf[start, end), as str() would write it, without making the string. */
   ascii(buf: Uint8Array, start: number, end: number): void {
     const len = end - start;
-    if (this.b + len > this.bytes.length) {
-      const grown = new Uint8Array(Math.max(this.bytes.length * 2, this.b + len));
-      grown.set(this.bytes.subarray(0, this.b));
-      this.bytes = grown;
-    }
+    this.bytes = withRoom(this.bytes, this.b, len);
     // Byte by byte: these strings are short, and a subarray to set() from costs more.
     const bytes = this.bytes;
     const b = this.b;
