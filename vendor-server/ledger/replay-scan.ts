@@ -55,7 +55,6 @@ const TENDERED = lit(',"tenderedMinor":');
 const CHANGE = lit(',"changeMinor":');
 const BALANCES_AFTER = lit('},"balancesAfter":');
 const NULL = lit('null');
-const PROTO = lit('__proto__');
 const END = lit('}}');
 
 /** A cursor over the text: each read moves on past what it read, or fails and leaves it anywhere. */
@@ -166,7 +165,7 @@ function record(s: Scan, p: EventPacker): boolean {
     if (!s.str()) return false;
     const { a, b } = s;
     if (a < b && (s.buf[a] as number) >= ZERO && (s.buf[a] as number) <= NINE) return false;
-    if (b - a === PROTO.length && s.buf.compare(PROTO, 0, PROTO.length, a, b) === 0) return false;
+    if (isText(s.buf, a, b, '__proto__')) return false;
     for (let k = 0; k < keyStarts.length; k++) if (sameBytes(s.buf, a, b, keyStarts[k] as number, keyEnds[k] as number)) return false;
     keyStarts.push(a);
     keyEnds.push(b);
