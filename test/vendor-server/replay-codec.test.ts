@@ -240,6 +240,21 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
     expect(fast).to.be.greaterThan(100);
   });
 
+  it('attack: leaves to the parser a record of numbers with a __proto__ key, a key JSON.parse orders first, or a key twice', () => {
+    const plain: SaleText = {
+      v: '1', vendor: '"acme"', at: '"2026-12-01T10:00:00.000Z"', terminal: '"t001"', cashier: 'null', key: '"t001:k"', bodyHash: 'null',
+      postings: [['"customer:c1"', '"ACME"', '-5'], ['"redeemed"', '"ACME"', '5']], saleId: '"S1"', customer: '"c1"', currency: '"EUR"',
+      debits: [['"ACME"', '5']], total: '50', due: '0', tendered: '0', change: '0', after: [['"ACME"', '95']],
+    };
+    expect(packedFromText(saleText(plain), SEQ, PREV)).to.deep.equal(packedFromParse(saleText(plain)));
+    const hostile: [string, string][][] = [[['"__proto__"', '5']], [['"ACME"', '5'], ['"7"', '1']], [['"ACME"', '5'], ['"ACME"', '6']]];
+    for (const record of hostile) {
+      for (const text of [saleText({ ...plain, debits: record }), saleText({ ...plain, after: record })]) {
+        expect(packedFromText(text, SEQ, PREV), text).to.equal(null);
+      }
+    }
+  });
+
   it('attack: a sale\'s text edited anywhere is packed from its bytes only as it would be once parsed (property)', () => {
     let fast = 0;
     const edits = ['', ' ', '"', '\\', ',', ':', '{', '}', '[', ']', '0', '9', '-', '.', 'e', 'é', 'null', '"seq":1,', '"__proto__":1,'];
