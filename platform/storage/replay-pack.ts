@@ -55,6 +55,14 @@ export interface Packed {
   texts: string[];
 }
 
+/** A chunk written into buffers the receiver already holds: how much of each it fills. */
+export interface PackedInto {
+  n: number;
+  b: number;
+  symbols: string[];
+  texts: string[];
+}
+
 // Room for a chunk of CHUNK_LINES sales (replay-threads.ts) without growing.
 const NUMS_INITIAL = 8192;
 const BYTES_INITIAL = 64 * 1024;
@@ -237,6 +245,22 @@ export class EventPacker {
 
   get empty(): boolean {
     return this.n === 0 && this.texts.length === 0;
+  }
+
+  /**
+   * The chunk so far copied into `nums` and `bytes` (a page the replaying thread reads
+   * in place), and a fresh one begun; or null, with nothing changed, when it does not fit.
+   */
+  takeInto(nums: Float64Array, bytes: Uint8Array): PackedInto | null {
+    if (this.n > nums.length || this.b > bytes.length) return null;
+    nums.set(this.nums.subarray(0, this.n));
+    bytes.set(this.bytes.subarray(0, this.b));
+    const out: PackedInto = { n: this.n, b: this.b, symbols: this.fresh, texts: this.texts };
+    this.n = 0;
+    this.b = 0;
+    this.fresh = [];
+    this.texts = [];
+    return out;
   }
 
   /** The chunk so far, in buffers of its own (to be transferred), and a fresh one begun. */

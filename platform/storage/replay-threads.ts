@@ -5,7 +5,7 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parentPort, Worker, workerData } from 'node:worker_threads';
 import { EVENT_AT, HASH_AT, LineCheck, TEXT_NONE, TEXT_PARSE } from './journal-format.ts';
-import { EventPacker, EventUnpacker, type Packed, type ReplayCodec } from './replay-pack.ts';
+import { EventPacker, EventUnpacker, type Packed, type PackedInto, type ReplayCodec } from './replay-pack.ts';
 import { ChunkReader } from './segment-reader.ts';
 
 /**
@@ -28,7 +28,9 @@ import { ChunkReader } from './segment-reader.ts';
  * which reports it exactly as it always has; an error of the consumer ends the replay.
  *
  * A thread keeps at most AHEAD_CHUNKS chunks that the replaying thread has not taken,
- * waiting on a shared counter, so memory stays bounded whichever side is slower.
+ * waiting on a shared counter, so memory stays bounded whichever side is slower. It writes
+ * them into pages of memory the two threads share, which the replaying thread reads in
+ * place (Pages).
  */
 
 /**
@@ -46,6 +48,51 @@ export const AHEAD_CHUNKS = 24;
  */
 export const RANGE_BYTES = 4 * 1024 * 1024;
 const BOUND_SLACK_BYTES = 64 * 1024;
+
+/**
+ * What a page holds at most: room for a chunk of sales with some dozens of fields each.
+ * A chunk that does not fit crosses in buffers of its own.
+ */
+export const PAGE_NUMS = 16 * 1024;
+export const PAGE_BYTES = 128 * 1024;
+const PAGE_OFFSETS = CHUNK_LINES + 1;
+
+/**
+ * A thread's pages: AHEAD_CHUNKS places in memory both threads share, each for one chunk's
+ * numbers, bytes and line offsets. Chunk k goes into page k % AHEAD_CHUNKS, written only
+ * once the replaying thread has taken the chunk that was there before, which the credits
+ * say: a thread writes its next chunk only when fewer than AHEAD_CHUNKS are untaken.
+ * Buffers of their own for every chunk, allocated, transferred and collected, cost a
+ * thread about a microsecond a line.
+ */
+interface Pages {
+  nums: SharedArrayBuffer;
+  bytes: SharedArrayBuffer;
+  offsets: SharedArrayBuffer;
+}
+
+function newPages(): Pages {
+  return {
+    nums: new SharedArrayBuffer(AHEAD_CHUNKS * PAGE_NUMS * 8),
+    bytes: new SharedArrayBuffer(AHEAD_CHUNKS * PAGE_BYTES),
+    offsets: new SharedArrayBuffer(AHEAD_CHUNKS * PAGE_OFFSETS * 8),
+  };
+}
+
+/** Views of each page, made once on each side. */
+class PageViews {
+  readonly nums: Float64Array[] = [];
+  readonly bytes: Uint8Array[] = [];
+  readonly offsets: Float64Array[] = [];
+
+  constructor(pages: Pages) {
+    for (let k = 0; k < AHEAD_CHUNKS; k++) {
+      this.nums.push(new Float64Array(pages.nums, k * PAGE_NUMS * 8, PAGE_NUMS));
+      this.bytes.push(new Uint8Array(pages.bytes, k * PAGE_BYTES, PAGE_BYTES));
+      this.offsets.push(new Float64Array(pages.offsets, k * PAGE_OFFSETS * 8, PAGE_OFFSETS));
+    }
+  }
+}
 
 /**
  * One range a thread replays: the lines of a segment that begin in [start, bound). When
@@ -73,6 +120,7 @@ interface ThreadPlan {
   credits: Int32Array;
   slot: number;
   stopAt: number;
+  pages: Pages;
 }
 
 /** A chunk as a replay thread sends it. */
@@ -87,6 +135,21 @@ export interface Chunk extends Packed {
   offsets: Float64Array;
   /** Whether the range ends with this chunk. */
   last: boolean;
+}
+
+/**
+ * A chunk as a replay thread sends it: its line offsets in its page, and its numbers and
+ * bytes there too (n and b of them) unless it carries them in buffers of its own.
+ */
+interface Sent extends PackedInto {
+  r: number;
+  firstSeq: number;
+  count: number;
+  firstPrev: string;
+  last: boolean;
+  page: number;
+  nums?: Float64Array;
+  bytes?: Uint8Array;
 }
 
 interface Bad {
@@ -107,6 +170,7 @@ export class ReplayThreads {
   private readonly waiting: ({ resolve: (c: Chunk) => void; reject: (err: Error) => void } | null)[] = [];
   private readonly ended: boolean[] = [];
   private readonly credits: Int32Array;
+  private readonly views: PageViews[] = [];
   private failure: Error | null = null;
   private stopped = false;
 
@@ -114,19 +178,25 @@ export class ReplayThreads {
     const count = Math.max(1, Math.min(threads, ranges.length));
     this.credits = new Int32Array(new SharedArrayBuffer(4 * (count + 1)));
     for (let slot = 0; slot < count; slot++) {
+      const pages = newPages();
       const plan: ThreadPlan = {
         ranges: ranges.filter((_, i) => i % count === slot),
-        lineBytesMax, chunkBytes, credits: this.credits, slot, stopAt: count,
+        lineBytesMax, chunkBytes, credits: this.credits, slot, stopAt: count, pages,
       };
+      this.views.push(new PageViews(pages));
       const worker = startThread(script, plan);
       this.workers.push(worker);
       this.queues.push([]);
       this.waiting.push(null);
       this.ended.push(false);
       this.unpackers.push(new EventUnpacker());
-      worker.on('message', (m: Chunk | Bad) => {
+      worker.on('message', (m: Sent | Bad) => {
         if ('bad' in m) this.fail(new Error(`replay thread ${slot} found ${m.bad}`));
-        else this.deliver(slot, m);
+        else {
+          const c = this.chunkOf(slot, m);
+          if (c === null) this.fail(new Error(`replay thread ${slot} sent a chunk in page ${m.page}, which it does not have`));
+          else this.deliver(slot, c);
+        }
       });
       worker.on('error', (err) => this.fail(err));
       worker.on('exit', (code) => {
@@ -173,6 +243,19 @@ export class ReplayThreads {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
+  /** The chunk a thread sent, read where it lies; null when it names no page of the thread's. */
+  private chunkOf(slot: number, m: Sent): Chunk | null {
+    const v = this.views[slot] as PageViews;
+    const offsets = v.offsets[m.page];
+    const nums = m.nums ?? v.nums[m.page]?.subarray(0, m.n);
+    const bytes = m.bytes ?? v.bytes[m.page]?.subarray(0, m.b);
+    if (offsets === undefined || nums === undefined || bytes === undefined) return null;
+    return {
+      r: m.r, firstSeq: m.firstSeq, count: m.count, firstPrev: m.firstPrev, last: m.last,
+      offsets: offsets.subarray(0, m.count + 1), nums, bytes, symbols: m.symbols, texts: m.texts,
+    };
+  }
+
   private deliver(slot: number, c: Chunk): void {
     const w = this.waiting[slot];
     if (w === null || w === undefined) {
@@ -210,13 +293,6 @@ function startThread(script: URL, plan: ThreadPlan): Worker {
   return new Worker(boot, { eval: true, workerData: plan, execArgv: [] });
 }
 
-/** The first n numbers of a, in a buffer of their own (set(), not slice(): see EventPacker.take). */
-function copyOf(a: Float64Array, n: number): Float64Array {
-  const out = new Float64Array(n);
-  out.set(a.subarray(0, n));
-  return out;
-}
-
 /** The file URL of tsx's ESM API, found from its package's exports (the thread resolves nothing itself). */
 function tsxEsmApi(): string {
   const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
@@ -235,14 +311,15 @@ export async function serveReplayThread<E>(codec: ReplayCodec<E>): Promise<void>
   if (port === null) throw new Error('serveReplayThread runs on a replay thread');
   const plan = workerData as ThreadPlan;
   try {
-    await replayRanges(codec, plan, (chunk) => port.postMessage(chunk, [chunk.nums.buffer, chunk.bytes.buffer, chunk.offsets.buffer] as ArrayBuffer[]));
+    await replayRanges(codec, plan, (chunk, transfer) => port.postMessage(chunk, transfer));
   } catch (err) {
     port.postMessage({ bad: err instanceof Error ? err.message : String(err) } satisfies Bad);
   }
 }
 
-async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (chunk: Chunk) => void): Promise<void> {
+async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (chunk: Sent, transfer: ArrayBuffer[]) => void): Promise<void> {
   const { credits, slot, stopAt } = plan;
+  const pages = new PageViews(plan.pages);
   const check = new LineCheck(codec.parse);
   const packer = new EventPacker();
   // The largest read buffer so far, kept from one range to the next.
@@ -265,7 +342,16 @@ async function replayRanges<E>(codec: ReplayCodec<E>, plan: ThreadPlan, send: (c
         if (Atomics.load(credits, stopAt) !== 0) return false;
         Atomics.wait(credits, slot, took, 100);
       }
-      send({ r: range.r, firstSeq, count, firstPrev: first && count > 0 ? firstPrev : '', offsets: copyOf(offsets, count + 1), last, ...packer.take() });
+      // The page of this chunk: the one before there was taken, or the loop above would wait.
+      const page = sent % AHEAD_CHUNKS;
+      (pages.offsets[page] as Float64Array).set(offsets.subarray(0, count + 1));
+      const head = { r: range.r, firstSeq, count, firstPrev: first && count > 0 ? firstPrev : '', last, page };
+      const into = packer.takeInto(pages.nums[page] as Float64Array, pages.bytes[page] as Uint8Array);
+      if (into !== null) send({ ...head, ...into }, []);
+      else {
+        const own = packer.take();
+        send({ ...head, ...own, n: own.nums.length, b: own.bytes.length }, [own.nums.buffer, own.bytes.buffer] as ArrayBuffer[]);
+      }
       sent += 1;
       if (count > 0) first = false;
       count = 0;

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
-import { replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
+import { CHUNK_LINES, PAGE_BYTES, replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
 import { parsedOnlyCodec, testCodec } from './fixtures/replay-codec.ts';
 import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
@@ -210,6 +210,24 @@ describe('platform/storage/journal replay on parsing threads', () => {
     expect(parallel.events).to.deep.equal(sequential.events);
   });
 
+  it('reads every chunk before its thread writes another into the same page, however far ahead the threads run', async () => {
+    const sequential = await replay(0);
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const events: unknown[] = [];
+    const stall = new Int32Array(new SharedArrayBuffer(4));
+    try {
+      await journal.replay(1, GENESIS_HASH, (rec, event) => {
+        // Mid-chunk, the replaying thread stops a while: the threads meanwhile fill every
+        // page they may. One written too early would change the events still to be read.
+        if (rec.seq % 4_000 === 3) Atomics.wait(stall, 0, 0, 150);
+        events.push(event);
+      }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES });
+    } finally {
+      await journal.close();
+    }
+    expect(events).to.deep.equal(sequential.events);
+  });
+
   it('passes a consumer error through without replaying again, and stops its threads', async () => {
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
     const seen: number[] = [];
@@ -226,5 +244,60 @@ describe('platform/storage/journal replay on parsing threads', () => {
     expect(seen).to.deep.equal(Array.from({ length: 5_000 }, (_, i) => i + 1));
     expect(exited).to.have.length(2);
     await Promise.all(exited);
+  });
+});
+
+describe('platform/storage/journal replay on parsing threads: chunks larger than a page', () => {
+  const SCRIPT = new URL('./fixtures/replay-thread.ts', import.meta.url);
+  const SEGMENT_BYTES = 1024 * 1024;
+  let dir: string;
+  let cleanup: () => Promise<void>;
+
+  before(async () => {
+    ({ dir, cleanup } = await tempDir());
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
+    for (let seq = 1; seq <= 4_000; seq++) {
+      // Runs of events with notes long enough that 256 of them hold more bytes than a page.
+      const long = Math.floor(seq / 700) % 2 === 1;
+      journal.append({ ...saleFields(seq), note: long ? `${seq} ${'é☕'.repeat(200)}` : `${seq}` });
+    }
+    await journal.close();
+    expect(CHUNK_LINES * 200 * 5).to.be.greaterThan(PAGE_BYTES);
+    expect((await segmentFiles(dir)).length).to.be.greaterThan(1);
+  });
+
+  after(async () => {
+    await cleanup();
+  });
+
+  async function replayAll(parallel: boolean): Promise<{ events: unknown[]; fallback: Error | null; threads: number }> {
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const events: unknown[] = [];
+    let fallback: Error | null = null;
+    let threads = 0;
+    replayThreadsHooks.onStart = () => {
+      threads += 1;
+    };
+    const onDone = (_threads: number, why: Error | null): void => {
+      fallback = why;
+    };
+    try {
+      await journal.replay(1, GENESIS_HASH, (_rec, event) => {
+        events.push(event);
+      }, undefined, testCodec.parse, parallel ? { script: SCRIPT, codec: testCodec, threads: 2, onDone } : null);
+    } finally {
+      replayThreadsHooks.onStart = null;
+      await journal.close();
+    }
+    return { events, fallback, threads };
+  }
+
+  it('hands on the events of a chunk too large for its page, which crosses in buffers of its own', async () => {
+    const sequential = await replayAll(false);
+    const parallel = await replayAll(true);
+    expect(parallel.threads).to.equal(2);
+    expect(parallel.fallback).to.equal(null);
+    expect(parallel.events).to.have.length(4_000);
+    expect(parallel.events).to.deep.equal(sequential.events);
   });
 });
