@@ -40,22 +40,33 @@ function murmur(key: string, seed: number): number {
   let h = seed >>> 0;
   const n = key.length;
   let i = 0;
-  for (; i + 1 < n; i += 2) {
-    let k = (key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16)) >>> 0;
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (i < n) {
-    let k = key.charCodeAt(i);
-    k = Math.imul(k, 0xcc9e2d51);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, 0x1b873593);
-    h ^= k;
-  }
+  for (; i + 1 < n; i += 2) h = mixBlock(h, key.charCodeAt(i) | (key.charCodeAt(i + 1) << 16));
+  if (i < n) h ^= scramble(key.charCodeAt(i));
+  return finish(h, n);
+}
+
+/** murmur() of the string of the ASCII bytes buf[start, end), whose code units are those bytes. */
+function murmurAscii(buf: Uint8Array, start: number, end: number, seed: number): number {
+  let h = seed >>> 0;
+  let i = start;
+  for (; i + 1 < end; i += 2) h = mixBlock(h, (buf[i] as number) | ((buf[i + 1] as number) << 16));
+  if (i < end) h ^= scramble(buf[i] as number);
+  return finish(h, end - start);
+}
+
+function scramble(k: number): number {
+  k = Math.imul(k >>> 0, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  return Math.imul(k, 0x1b873593);
+}
+
+function mixBlock(h: number, k: number): number {
+  h ^= scramble(k);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function finish(h: number, n: number): number {
   h ^= n * 2;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
@@ -78,6 +89,21 @@ export function keyPrint(key: string): KeyPrint {
   lastPrint = { lo: murmur(key, SEED_LO), hi: murmur(key, SEED_HI) };
   lastKey = key;
   return lastPrint;
+}
+
+/** keyPrint() of the string of the ASCII bytes buf[start, end), from the bytes. */
+export function asciiKeyPrint(buf: Uint8Array, start: number, end: number): KeyPrint {
+  return { lo: murmurAscii(buf, start, end, SEED_LO), hi: murmurAscii(buf, start, end, SEED_HI) };
+}
+
+/**
+ * Remembers `print` as keyPrint(key), as if it had just been computed: a replay thread
+ * computes the prints of the keys it reads, and the replaying thread, which adds each to
+ * the window right after, need not hash them again. The print must be keyPrint(key).
+ */
+export function knownKeyPrint(key: string, print: KeyPrint): void {
+  lastKey = key;
+  lastPrint = print;
 }
 
 /** The fingerprint older key filters probe with: the first eight bytes of the key's sha256. */
@@ -111,6 +137,8 @@ export class KeyWindow {
   private count = 0;
   /** Open addressing, linear probing: slot + 1 of the ring, 0 for an empty bucket. Twice the ring's capacity. */
   private index: Uint32Array;
+  /** Whether the index holds the ring's entries; when not (deferIndex), the next lookup builds it. */
+  private indexed = true;
 
   constructor(capacity = FIRST_CAPACITY) {
     const c = Math.max(FIRST_CAPACITY, 2 ** Math.ceil(Math.log2(capacity)));
@@ -127,12 +155,14 @@ export class KeyWindow {
   /** The seq stored for the key's fingerprint (the newest, should two keys share one), or undefined. */
   get(key: string): number | undefined {
     const p = keyPrint(key);
+    this.ensureIndex();
     const slot = this.find(p.lo, p.hi);
     return slot === -1 ? undefined : (this.seqs[slot] as number);
   }
 
   has(key: string): boolean {
     const p = keyPrint(key);
+    this.ensureIndex();
     return this.find(p.lo, p.hi) !== -1;
   }
 
@@ -142,12 +172,23 @@ export class KeyWindow {
     this.push(p.lo, p.hi, seq);
   }
 
+  /**
+   * Until the next lookup, adds and evicts keys in the ring alone, and then builds the index
+   * in one pass: for a replay, which adds up to a million keys and looks up none. Kept as
+   * they come, their index cost a random write apiece, and a rebuild at every doubling.
+   */
+  deferIndex(): void {
+    if (!this.indexed) return;
+    this.indexed = false;
+    this.index = new Uint32Array(0);
+  }
+
   /** Takes the oldest entry out and returns it, or null when the window is empty. */
   evictOldest(): { print: KeyPrint; seq: number } | null {
     if (this.count === 0) return null;
     const slot = this.head;
     const out = { print: { lo: this.lo[slot] as number, hi: this.hi[slot] as number }, seq: this.seqs[slot] as number };
-    this.unindex(slot);
+    if (this.indexed) this.unindex(slot);
     this.head = (this.head + 1) & (this.lo.length - 1);
     this.count -= 1;
     return out;
@@ -210,7 +251,16 @@ export class KeyWindow {
     this.hi[slot] = hi;
     this.seqs[slot] = seq;
     this.count += 1;
-    this.indexSlot(slot);
+    if (this.indexed) this.indexSlot(slot);
+  }
+
+  /** Builds the index now if it was deferred, rather than at the next lookup. */
+  ensureIndex(): void {
+    if (this.indexed) return;
+    this.index = new Uint32Array(this.lo.length * 2);
+    const mask = this.lo.length - 1;
+    for (let i = 0; i < this.count; i++) this.indexSlot((this.head + i) & mask);
+    this.indexed = true;
   }
 
   private find(lo: number, hi: number): number {
@@ -268,6 +318,7 @@ export class KeyWindow {
     this.hi = hi;
     this.seqs = seqs;
     this.head = 0;
+    if (!this.indexed) return;
     this.index = new Uint32Array(c * 2);
     for (let i = 0; i < this.count; i++) this.indexSlot(i);
   }

@@ -1,4 +1,5 @@
 import type { Posting, StateEvent } from '../../core/index.ts';
+import { keyPrint, knownKeyPrint } from '../../platform/storage/key-window.ts';
 import type { EventPacker, EventUnpacker, ReplayCodec } from '../../platform/storage/replay-pack.ts';
 import { parseStateEvent } from './replay-parse.ts';
 import { packSaleText } from './replay-scan.ts';
@@ -11,7 +12,8 @@ import { packSaleText } from './replay-scan.ts';
  * A sale is packed only when it holds exactly the fields of a plain sale as the state
  * reads it (replay-parse.ts leaves out its lines and allocations), in the order the ledger
  * writes them, each of its type: then unpacking rebuilds an event equal to the parsed one,
- * with its keys in the same order. A sale with anything more (offline, loyalty, wallet,
+ * with its keys in the same order. A key crosses with its fingerprint (key-window.ts),
+ * computed here on the thread. A sale with anything more (offline, loyalty, wallet,
  * instruments, a lot) or anything unexpected crosses as JSON, which loses nothing either.
  */
 
@@ -90,6 +92,9 @@ export const stateEventCodec: ReplayCodec<StateEvent> = {
     else {
       p.num(1);
       p.str(e.key);
+      const print = keyPrint(e.key);
+      p.num(print.lo);
+      p.num(print.hi);
     }
     if (e.bodyHash === null) p.num(0);
     else {
@@ -122,7 +127,12 @@ export const stateEventCodec: ReplayCodec<StateEvent> = {
     const at = u.str();
     const terminal = u.sym();
     const cashier = u.sym();
-    const key = u.num() === 1 ? u.str() : null;
+    let key: string | null = null;
+    if (u.num() === 1) {
+      key = u.str();
+      // The key window, which adds the key next, finds its print made.
+      knownKeyPrint(key, { lo: u.num(), hi: u.num() });
+    }
     const bodyHash = u.num() === 1 ? u.str() : null;
     const postings: Posting[] = new Array<Posting>(u.num());
     for (let i = 0; i < postings.length; i++) postings[i] = { account: u.name(), token: u.name(), units: u.num() };

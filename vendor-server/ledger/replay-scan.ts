@@ -1,3 +1,4 @@
+import { asciiKeyPrint } from '../../platform/storage/key-window.ts';
 import type { EventPacker } from '../../platform/storage/replay-pack.ts';
 import { saleCut } from './replay-parse.ts';
 
@@ -187,12 +188,25 @@ function symOrNull(s: Scan, p: EventPacker): boolean {
   return true;
 }
 
-/** A string or null, packed as the codec packs key and bodyHash: 0, or 1 and the string. */
+/** A string or null, packed as the codec packs bodyHash: 0, or 1 and the string. */
 function strOrNull(s: Scan, p: EventPacker): boolean {
   if (s.isNull()) p.num(0);
   else if (s.str()) {
     p.num(1);
     p.ascii(s.buf, s.a, s.b);
+  } else return false;
+  return true;
+}
+
+/** A key or null, packed as the codec packs it: 0, or 1, the string and its fingerprint. */
+function keyOrNull(s: Scan, p: EventPacker): boolean {
+  if (s.isNull()) p.num(0);
+  else if (s.str()) {
+    p.num(1);
+    p.ascii(s.buf, s.a, s.b);
+    const print = asciiKeyPrint(s.buf, s.a, s.b);
+    p.num(print.lo);
+    p.num(print.hi);
   } else return false;
   return true;
 }
@@ -217,7 +231,7 @@ export function packSaleText(buf: Buffer, start: number, end: number, seq: numbe
   p.ascii(buf, s.a, s.b);
   if (!s.lit(TERMINAL) || !symOrNull(s, p)) return false;
   if (!s.lit(CASHIER) || !symOrNull(s, p)) return false;
-  if (!s.lit(KEY) || !strOrNull(s, p)) return false;
+  if (!s.lit(KEY) || !keyOrNull(s, p)) return false;
   if (!s.lit(BODY_HASH) || !strOrNull(s, p)) return false;
   if (!s.lit(TYPE_SALE_POSTINGS)) return false;
   const postings = p.slot();

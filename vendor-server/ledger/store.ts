@@ -169,9 +169,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
     replayThreads.started = started;
     replayThreads.fallback = fallback?.message ?? null;
   };
+  // The key window's index is built once, after the replay, not key by key.
+  state.keys.deferIndex();
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
   }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads, onDone } : null);
+  state.keys.ensureIndex();
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {
     journal, state, checkpoints, report, replayed: count, checkpointSeq,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { KeyFilter, KeyWindow, keyPrint, keyPrintHex } from '../../../platform/storage/index.ts';
+import { asciiKeyPrint, knownKeyPrint } from '../../../platform/storage/key-window.ts';
 import { applyEvent, emptyState, fromSnapshot, toSnapshot, type StateSnapshot } from '../../../vendor-server/ledger/state.ts';
 import { GENESIS_HASH } from '../../../platform/storage/index.ts';
 import { EVENT_VERSION, type JournalEvent } from '../../../core/index.ts';
@@ -24,10 +25,13 @@ const op = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('add' as const), key: fc.string({ minLength: 1, maxLength: 12 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('evict' as const) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('snapshot' as const) }) },
+  // Keys added and evicted with the index deferred, until a lookup builds it.
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('defer' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('lookup' as const), key: fc.string({ minLength: 1, maxLength: 12 }) }) },
 );
 
 describe('platform/storage: the key window off the heap', () => {
-  it('answers get, has and size like a Map in insertion order, through growth, eviction and snapshots', () => {
+  it('answers get, has and size like a Map in insertion order, through growth, eviction, snapshots and a deferred index', () => {
     fc.assert(
       fc.property(fc.array(op, { maxLength: 400 }), (ops) => {
         let w = new KeyWindow();
@@ -44,8 +48,13 @@ describe('platform/storage: the key window off the heap', () => {
             const a = w.evictOldest();
             const b = m.evictOldest();
             expect(a?.seq ?? null).to.equal(b);
-          } else {
+          } else if (o.kind === 'snapshot') {
             w = KeyWindow.fromSnapshot(JSON.parse(JSON.stringify(w.toSnapshot())));
+          } else if (o.kind === 'defer') {
+            w.deferIndex();
+          } else {
+            expect(w.has(o.key)).to.equal(m.map.has(o.key));
+            expect(w.get(o.key)).to.equal(m.map.get(o.key));
           }
           expect(w.size).to.equal(m.map.size);
         }
@@ -65,6 +74,38 @@ describe('platform/storage: the key window off the heap', () => {
     }
     expect(w.size).to.equal(n);
     for (let seq = 1; seq <= 4 * n; seq++) expect(w.get(`t001:${seq}`)).to.equal(seq > 3 * n ? seq : undefined);
+  });
+
+  it('with its index deferred, slides and grows in the ring alone and then finds exactly the last N keys', () => {
+    const n = 3_000;
+    const w = new KeyWindow();
+    for (let seq = 1; seq <= n; seq++) w.set(`t002:${seq}`, seq);
+    w.deferIndex();
+    // Through several doublings of the ring and a full turn of its oldest entry.
+    for (let seq = n + 1; seq <= 10 * n; seq++) {
+      w.set(`t002:${seq}`, seq);
+      if (w.size > 4 * n) w.evictOldest();
+    }
+    w.ensureIndex();
+    expect(w.size).to.equal(4 * n);
+    for (let seq = 1; seq <= 10 * n; seq++) expect(w.get(`t002:${seq}`)).to.equal(seq > 6 * n ? seq : undefined);
+  });
+
+  it('prints a key from its ASCII bytes exactly as from the string (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 80 }), fc.nat(16), (key, pad) => {
+        // Between bytes of other text, so a print that read past its key would differ.
+        const buf = Buffer.from(`${'x'.repeat(pad)}${key}yz`, 'latin1');
+        expect(asciiKeyPrint(buf, pad, pad + key.length)).to.deep.equal(keyPrint(key));
+      }),
+      { numRuns: 500 },
+    );
+    // The replay hands the print over with its key: the window then finds that key.
+    const w = new KeyWindow();
+    const key = 't003:0f4c6b3a-3b1e-4a55-9d3e-2c1b5a6f7e80';
+    knownKeyPrint(key, asciiKeyPrint(Buffer.from(key, 'latin1'), 0, key.length));
+    w.set(key, 1);
+    expect(w.get(`${key} `.trim())).to.equal(1);
   });
 
   it('grows while its oldest entry is not at the start of the ring', () => {
