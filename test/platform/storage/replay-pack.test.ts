@@ -33,6 +33,39 @@ function bothWays(strings: string[]): void {
 }
 
 describe('platform/storage: packing for the replay threads', () => {
+  it('reads back every string of a chunk, with numbers between, whether the chunk is all ASCII or not (property)', () => {
+    const ascii = fc.string({ unit: fc.integer({ min: 0, max: 0x7f }).map((c) => String.fromCharCode(c)), maxLength: 70 });
+    const item = fc.oneof(
+      fc.record({ ascii }),
+      { weight: 1, arbitrary: fc.record({ any: fc.string({ unit: 'binary', maxLength: 30 }) }) },
+      fc.record({ num: fc.integer() }),
+    );
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 60 }), fc.array(fc.array(item, { maxLength: 20 }), { maxLength: 3 }), (first, later) => {
+        const p = new EventPacker();
+        const u = new EventUnpacker();
+        // Chunk after chunk through one unpacker, as a replay reads them.
+        for (const items of [first, ...later]) {
+          for (const it of items) {
+            if ('num' in it) p.num(it.num);
+            else if ('any' in it) p.str(it.any);
+            else {
+              // The bytes of an ASCII string, as a thread packs them from a line.
+              const buf = Buffer.from(`"${it.ascii}"`, 'latin1');
+              p.ascii(buf, 1, buf.length - 1);
+            }
+          }
+          u.load(p.take());
+          for (const it of items) {
+            if ('num' in it) expect(u.num()).to.equal(it.num);
+            else expect(u.str()).to.equal('any' in it ? it.any : it.ascii);
+          }
+        }
+      }),
+      { numRuns: 400 },
+    );
+  });
+
   it('gives the bytes of an ASCII string the symbol sym() gives the string (property)', () => {
     const ascii = fc.stringMatching(/^[\x20-\x7e]{0,60}$/);
     fc.assert(
