@@ -417,7 +417,7 @@ export class Journal {
     let seq = fromSeq;
     let prev: string | null = null;
     let k = this.segmentOf(fromSeq);
-    let offset = (await this.indexOf(k)).at(fromSeq - (this.segments[k] as Segment).firstSeq);
+    let offset = await this.offsetOf(k, fromSeq);
     while (seq <= last) {
       const seg = this.segments[k];
       if (seg === undefined) throw this.missing(seq);
@@ -524,13 +524,23 @@ export class Journal {
     return index;
   }
 
+  /**
+   * Where the line of seq begins in segment k: 0 for its first line, without the offset
+   * index that a replay from the start of a segment would otherwise read the whole segment
+   * for (and then build anyway as it goes).
+   */
+  private async offsetOf(k: number, seq: number): Promise<number> {
+    const first = (this.segments[k] as Segment).firstSeq;
+    return seq === first ? 0 : (await this.indexOf(k)).at(seq - first);
+  }
+
   /** Verifies fromSeq..toSeq line by line; onEvent, when given, gets each record and parsed event. */
   private async scan(
     fromSeq: number, toSeq: number, expectedPrev: string, mode: TextMode,
     onEvent: ((rec: JournalRecord, event: unknown) => void) | null, parse: EventParser | null = null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     const k = this.segmentOf(fromSeq);
-    const offset = (await this.indexOf(k)).at(fromSeq - (this.segments[k] as Segment).firstSeq);
+    const offset = await this.offsetOf(k, fromSeq);
     const lastHash = await this.scanFrom(k, offset, fromSeq, toSeq, expectedPrev, mode, onEvent, parse);
     return { count: toSeq - fromSeq + 1, lastSeq: toSeq, lastHash };
   }
@@ -674,7 +684,7 @@ export class Journal {
   /** The ranges of segments fromSeq..toSeq covers, or null when the segment table does not add up. */
   private async rangesOf(fromSeq: number, toSeq: number): Promise<{ k0: number; offset0: number; ranges: VerifyRange[] } | null> {
     const k0 = this.segmentOf(fromSeq);
-    const offset0 = (await this.indexOf(k0)).at(fromSeq - (this.segments[k0] as Segment).firstSeq);
+    const offset0 = await this.offsetOf(k0, fromSeq);
     const ranges: VerifyRange[] = [];
     for (let k = k0, seq = fromSeq; seq <= toSeq; k++) {
       const seg = this.segments[k];
