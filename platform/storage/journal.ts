@@ -1,12 +1,12 @@
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, readdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { DIR_MODE, fsyncDir } from './durable-file.ts';
 import { JournalBacklogError, JournalCorruptError } from './errors.ts';
-import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, segmentName, TEXT_KEEP, TEXT_PARSE, type EventParser, type TextMode } from './journal-format.ts';
+import { assert, EVENT_AT, frameLine, GENESIS_HASH, LINE_OVERHEAD, LineCheck, NEWLINE, SEGMENT_NAME, segmentName, TEXT_KEEP, TEXT_PARSE, type EventParser, type TextMode } from './journal-format.ts';
 import { cutTornTail, recoverSegments, type TornTail } from './journal-recovery.ts';
 import { GroupCommitWriter } from './journal-writer.ts';
 import type { EventUnpacker, ReplayCodec } from './replay-pack.ts';
-import { RANGE_BYTES, ReplayThreads, type ThreadRange } from './replay-threads.ts';
+import { RANGE_BYTES, ReplayThreads, type ReplayThreadStarts, type ThreadRange } from './replay-threads.ts';
 import { ChainVerifier, VERDICT_LINES, type VerifyRange } from './replay-worker.ts';
 import { buildIndex, ChunkReader, incompleteLine, newSegment, OffsetIndex, READ_CHUNK_BYTES, readFully, type Segment } from './segment-reader.ts';
 
@@ -66,6 +66,8 @@ export interface ReplayInParallel<E> {
   threads: number;
   /** Bytes of a segment a thread takes at a time; default RANGE_BYTES. */
   rangeBytes?: number;
+  /** Threads of the script started ahead, taken first; stopped by the replay if it takes none. */
+  started?: ReplayThreadStarts;
   /**
    * Told once a replay is done with its threads: how many it started, and the problem
    * that made it go on without them from there (null when they replayed everything).
@@ -212,6 +214,27 @@ export class Journal {
    * and reported; anything else wrong throws JournalCorruptError and leaves the files
    * untouched.
    */
+  /**
+   * Whether a replay of the journal in `dir` from fromSeq will be long enough for threads
+   * (at least replayThreadMin events, over more than one segment), as far as the names of
+   * its segment files tell, before it is opened: for a caller that starts the threads
+   * ahead (ReplayThreadStarts). False when the directory does not exist.
+   */
+  static async replayLooksLong(dir: string, fromSeq: number, replayThreadMin = REPLAY_THREAD_MIN_DEFAULT): Promise<boolean> {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return false;
+    }
+    let lastFirst = 0;
+    for (const name of names) {
+      const first = Number(SEGMENT_NAME.exec(name)?.[1] ?? 0);
+      if (first > lastFirst) lastFirst = first;
+    }
+    return replayThreadMin > 0 && lastFirst - fromSeq >= replayThreadMin;
+  }
+
   static async open(opts: JournalOptions): Promise<{ journal: Journal; report: OpenReport }> {
     const limits = resolveLimits(opts);
     const dir = resolve(opts.dir);
@@ -325,6 +348,18 @@ export class Journal {
     toSeq = this.tailSeq,
     parse: EventParser | null = null,
     parallel: ReplayInParallel<E> | null = null,
+  ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
+    try {
+      return await this.replayFrom(fromSeq, expectedPrev, onEvent, toSeq, parse, parallel);
+    } finally {
+      // Threads started ahead that the replay did not take (a short replay, say).
+      await parallel?.started?.close();
+    }
+  }
+
+  private async replayFrom<E>(
+    fromSeq: number, expectedPrev: string, onEvent: (rec: JournalRecord, event: E) => void,
+    toSeq: number, parse: EventParser | null, parallel: ReplayInParallel<E> | null,
   ): Promise<{ count: number; lastSeq: number; lastHash: string }> {
     this.assertReadable();
     if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new RangeError(`journal replay: fromSeq ${fromSeq} is not a positive integer`);
@@ -727,7 +762,7 @@ export class Journal {
       }
       pieces.push(own);
     }
-    const threads = new ReplayThreads(parallel.script, pieces.flat(), parallel.threads, this.limits.lineBytesMax, READ_CHUNK_BYTES);
+    const threads = new ReplayThreads(parallel.script, pieces.flat(), parallel.threads, this.limits.lineBytesMax, READ_CHUNK_BYTES, parallel.started?.take() ?? null);
     // The first event not yet handed on, where a fallback resumes.
     let seq = fromSeq;
     let prev = expectedPrev;

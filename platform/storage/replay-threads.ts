@@ -3,7 +3,8 @@ import { open } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { parentPort, Worker, workerData } from 'node:worker_threads';
+import { once } from 'node:events';
+import { parentPort, Worker } from 'node:worker_threads';
 import { EVENT_AT, HASH_AT, LineCheck, TEXT_NONE, TEXT_PARSE } from './journal-format.ts';
 import { EventPacker, EventUnpacker, type Packed, type PackedInto, type ReplayCodec } from './replay-pack.ts';
 import { ChunkReader } from './segment-reader.ts';
@@ -159,6 +160,50 @@ interface Bad {
 /** Lets a test watch (and stop) the replay threads as they start. */
 export const replayThreadsHooks: { onStart: ((worker: Worker) => void) | null } = { onStart: null };
 
+/** A thread started before its replay was planned, and what became of it meanwhile. */
+interface Started {
+  worker: Worker;
+  /** Why it cannot serve: it failed or ended before it was handed its plan. */
+  failure: Error | null;
+}
+
+/**
+ * Replay threads started before their replay is planned: a thread takes some tens of
+ * milliseconds to start, which then pass while the journal is opened (its last segment
+ * verified) instead of before the first event. The replay that takes them hands each its
+ * plan; threads not taken are stopped with close().
+ */
+export class ReplayThreadStarts {
+  private started: Started[] | null;
+
+  constructor(readonly script: URL, count: number) {
+    this.started = [];
+    for (let i = 0; i < count; i++) {
+      const s: Started = { worker: startThread(script), failure: null };
+      s.worker.on('error', (err) => {
+        s.failure ??= err;
+      });
+      s.worker.on('exit', (code) => {
+        s.failure ??= new Error(`replay thread exited with code ${code} before its replay began`);
+      });
+      this.started.push(s);
+    }
+  }
+
+  /** The threads, for one replay (which stops them): null once taken or closed. */
+  take(): Started[] | null {
+    const taken = this.started;
+    this.started = null;
+    return taken;
+  }
+
+  /** Stops the threads if no replay took them. */
+  async close(): Promise<void> {
+    const left = this.take();
+    if (left !== null) await Promise.all(left.map((s) => s.worker.terminate()));
+  }
+}
+
 /**
  * The replay threads of one replay, on the replaying thread's side. `script` is the
  * module a thread runs: it calls serveReplayThread() with the codec.
@@ -174,9 +219,13 @@ export class ReplayThreads {
   private failure: Error | null = null;
   private stopped = false;
 
-  constructor(script: URL, ranges: ThreadRange[], threads: number, lineBytesMax: number, chunkBytes: number) {
+  /** `started`: threads started ahead (ReplayThreadStarts) of the same script, taken before any others are started. */
+  constructor(script: URL, ranges: ThreadRange[], threads: number, lineBytesMax: number, chunkBytes: number, started: Started[] | null = null) {
     const count = Math.max(1, Math.min(threads, ranges.length));
     this.credits = new Int32Array(new SharedArrayBuffer(4 * (count + 1)));
+    const ahead = started ?? [];
+    // Threads started ahead beyond what this replay uses.
+    for (const s of ahead.splice(count)) void s.worker.terminate();
     for (let slot = 0; slot < count; slot++) {
       const pages = newPages();
       const plan: ThreadPlan = {
@@ -184,7 +233,9 @@ export class ReplayThreads {
         lineBytesMax, chunkBytes, credits: this.credits, slot, stopAt: count, pages,
       };
       this.views.push(new PageViews(pages));
-      const worker = startThread(script, plan);
+      const s = ahead[slot];
+      const worker = s?.worker ?? startThread(script);
+      worker.postMessage(plan);
       this.workers.push(worker);
       this.queues.push([]);
       this.waiting.push(null);
@@ -204,7 +255,10 @@ export class ReplayThreads {
         if (code !== 0) this.fail(new Error(`replay thread ${slot} exited with code ${code}`));
         else this.rejectWaiting(slot, new Error(`replay thread ${slot} ended without sending a chunk it was waited for`));
       });
-      replayThreadsHooks.onStart?.(worker);
+      if (s !== undefined && s.failure !== null) {
+        this.ended[slot] = true;
+        this.fail(s.failure);
+      }
     }
   }
 
@@ -281,16 +335,21 @@ export class ReplayThreads {
 }
 
 /**
- * Starts a thread on the script. From the TypeScript sources, the thread first registers
- * the loader the process runs under (a thread does not inherit it); the build runs its
- * bundled script as it is.
+ * Starts a thread on the script; its plan follows as its first message. From the
+ * TypeScript sources, the thread first registers the loader the process runs under (a
+ * thread does not inherit it); the build runs its bundled script as it is.
  */
-function startThread(script: URL, plan: ThreadPlan): Worker {
+function startThread(script: URL): Worker {
   // None of the process's Node options: a thread needs none, and some (--input-type, say) would stop it starting.
-  if (extname(fileURLToPath(script)) !== '.ts') return new Worker(script, { workerData: plan, execArgv: [] });
-  const loader = tsxEsmApi();
-  const boot = `import(${JSON.stringify(loader)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
-  return new Worker(boot, { eval: true, workerData: plan, execArgv: [] });
+  let worker: Worker;
+  if (extname(fileURLToPath(script)) !== '.ts') worker = new Worker(script, { execArgv: [] });
+  else {
+    const loader = tsxEsmApi();
+    const boot = `import(${JSON.stringify(loader)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
+    worker = new Worker(boot, { eval: true, execArgv: [] });
+  }
+  replayThreadsHooks.onStart?.(worker);
+  return worker;
 }
 
 /** The file URL of tsx's ESM API, found from its package's exports (the thread resolves nothing itself). */
@@ -309,8 +368,8 @@ function tsxEsmApi(): string {
 export async function serveReplayThread<E>(codec: ReplayCodec<E>): Promise<void> {
   const port = parentPort;
   if (port === null) throw new Error('serveReplayThread runs on a replay thread');
-  const plan = workerData as ThreadPlan;
   try {
+    const [plan] = (await once(port, 'message')) as [ThreadPlan];
     await replayRanges(codec, plan, (chunk, transfer) => port.postMessage(chunk, transfer));
   } catch (err) {
     port.postMessage({ bad: err instanceof Error ? err.message : String(err) } satisfies Bad);

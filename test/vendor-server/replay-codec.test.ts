@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { cp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -316,6 +317,30 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       expect(JSON.stringify(toSnapshot(threaded.state))).to.equal(JSON.stringify(toSnapshot(single.state)));
     } finally {
       replayThreadsHooks.onStart = null;
+    }
+  });
+
+  it('stops the threads it started ahead of a long replay when the journal then fails to open', async () => {
+    const ledgerDir = dataPaths(dir).ledgerDir;
+    const copy = await tempDir();
+    try {
+      await cp(ledgerDir, copy.dir, { recursive: true });
+      await rm(ledgerPaths(copy.dir).checkpointFile, { force: true });
+      // Without its first segment the journal misses seq 1: opening it fails.
+      const journalDir = join(copy.dir, 'journal');
+      const first = (await readdir(journalDir)).filter((n) => n.endsWith('.jsonl')).sort()[0] as string;
+      await rm(join(journalDir, first));
+      const exited: Promise<unknown>[] = [];
+      replayThreadsHooks.onStart = (w) => {
+        exited.push(once(w, 'exit'));
+      };
+      const err = await openLedger({ dataDir: copy.dir, vendorId, readOnly: true, replayThreads: 2, replayThreadMin: 1 }).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message).to.match(/seq/);
+      expect(exited).to.have.length(2);
+      await Promise.all(exited);
+    } finally {
+      replayThreadsHooks.onStart = null;
+      await copy.cleanup();
     }
   });
 

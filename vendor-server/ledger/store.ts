@@ -21,6 +21,7 @@ import {
   type OpenReport,
   type TornTail,
 } from '../../platform/storage/index.ts';
+import { ReplayThreadStarts } from '../../platform/storage/replay-threads.ts';
 import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
 import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 import { parseStateEvent } from './replay-parse.ts';
@@ -132,6 +133,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   }
   const checkpointSeq = state.seq;
 
+  // A long replay's threads start now, while the journal is opened, rather than after.
+  const cores = availableParallelism();
+  const threads = opts.replayThreads ?? (cores < 2 ? 0 : Math.min(REPLAY_THREADS_MAX, cores));
+  const ahead = threads > 0 && (await Journal.replayLooksLong(paths.journalDir, state.seq + 1, opts.replayThreadMin))
+    ? new ReplayThreadStarts(REPLAY_SCRIPT, threads)
+    : null;
   const { journal, report } = await Journal.open({
     dir: paths.journalDir,
     ...(opts.segmentBytesMax === undefined ? {} : { segmentBytesMax: opts.segmentBytesMax }),
@@ -139,6 +146,9 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
     ...(opts.onFatal === undefined ? {} : { onFatal: opts.onFatal }),
     ...(opts.replayThreadMin === undefined ? {} : { replayThreadMin: opts.replayThreadMin }),
     readOnly,
+  }).catch(async (err: unknown) => {
+    await ahead?.close();
+    throw err;
   });
   try {
     if (journal.lastSeq < state.seq) {
@@ -157,13 +167,12 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
       }
     }
   } catch (err) {
+    await ahead?.close();
     await journal.close().catch(() => undefined);
     throw err;
   }
   // Replayed as the state sees events (replay-parse.ts), a long replay read and parsed on
   // threads of its own (replay-codec.ts); the audit parses every byte.
-  const cores = availableParallelism();
-  const threads = opts.replayThreads ?? (cores < 2 ? 0 : Math.min(REPLAY_THREADS_MAX, cores));
   const replayThreads: OpenedLedger['replayThreads'] = { started: 0, fallback: null };
   const onDone = (started: number, fallback: Error | null): void => {
     replayThreads.started = started;
@@ -173,7 +182,7 @@ export async function openLedger(opts: OpenLedgerOptions): Promise<OpenedLedger>
   state.keys.deferIndex();
   const { count } = await journal.replay(state.seq + 1, state.hash, (rec, event: StateEvent) => {
     applyEvent(state, event, rec.hash, opts.keysMax);
-  }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads, onDone } : null);
+  }, undefined, parseStateEvent, threads > 0 ? { script: REPLAY_SCRIPT, codec: stateEventCodec, threads, onDone, ...(ahead === null ? {} : { started: ahead }) } : null);
   state.keys.ensureIndex();
   const checkpoints = new Checkpointer(paths.checkpointFile, { seq: () => state.seq, serialize: () => checkpointText(state) }, journal, opts.checkpoint ?? CHECKPOINT_DEFAULTS, checkpointSeq);
   return {

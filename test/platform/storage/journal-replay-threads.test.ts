@@ -1,8 +1,9 @@
 import { expect } from 'chai';
+import { once } from 'node:events';
 import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
-import { CHUNK_LINES, PAGE_BYTES, replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
+import { CHUNK_LINES, PAGE_BYTES, ReplayThreadStarts, replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
 import { parsedOnlyCodec, testCodec } from './fixtures/replay-codec.ts';
 import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
@@ -225,6 +226,74 @@ describe('platform/storage/journal replay on parsing threads', () => {
     } finally {
       await journal.close();
     }
+    expect(events).to.deep.equal(sequential.events);
+  });
+
+  it('takes threads started ahead, and stops them when the replay is too short for threads', async () => {
+    const sequential = await replay(0);
+    const exited: Promise<unknown>[] = [];
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+      exited.push(once(w, 'exit'));
+    };
+    // A long replay takes the two threads started ahead and starts no other.
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    expect(await Journal.replayLooksLong(dir, 1, 1)).to.equal(true);
+    const started = new ReplayThreadStarts(SCRIPT, 2);
+    const events: unknown[] = [];
+    try {
+      await journal.replay(1, GENESIS_HASH, (_rec, event) => {
+        events.push(event);
+      }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES, started });
+    } finally {
+      await journal.close();
+    }
+    expect(threads).to.have.length(2);
+    expect(events).to.deep.equal(sequential.events);
+    await Promise.all(exited);
+    // A replay of a few events within one segment takes none: they are stopped.
+    const short = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const unused = new ReplayThreadStarts(SCRIPT, 2);
+    const few: unknown[] = [];
+    try {
+      await short.journal.replay(1, GENESIS_HASH, (_rec, event) => {
+        few.push(event);
+      }, 100, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, started: unused });
+    } finally {
+      await short.journal.close();
+    }
+    expect(few).to.deep.equal(sequential.events.slice(0, 100));
+    expect(threads).to.have.length(4);
+    await Promise.all(exited);
+  });
+
+  it('falls back and replays everything when a thread started ahead dies before its replay begins', async () => {
+    const sequential = await replay(0);
+    const exited: Promise<unknown>[] = [];
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+      exited.push(once(w, 'exit'));
+    };
+    const started = new ReplayThreadStarts(SCRIPT, 2);
+    await (threads[1] as Worker).terminate();
+    await exited[1];
+    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
+    const events: unknown[] = [];
+    let fallback: Error | null = null;
+    try {
+      await journal.replay(1, GENESIS_HASH, (_rec, event) => {
+        events.push(event);
+      }, undefined, testCodec.parse, {
+        script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES, started,
+        onDone: (_n, why) => {
+          fallback = why;
+        },
+      });
+    } finally {
+      await journal.close();
+    }
+    expect(fallback).to.be.instanceOf(Error);
+    expect(threads).to.have.length(2);
     expect(events).to.deep.equal(sequential.events);
   });
 
