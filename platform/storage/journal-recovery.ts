@@ -33,11 +33,12 @@ export interface Recovered {
  * Verifies every line of the last segment and builds its offset index. Bytes after the
  * last newline are reported, not judged: they can only be a torn, unacknowledged write.
  */
-async function scanTail(handle: FileHandle, seg: Segment, prevHash: string, lineBytesMax: number, check: LineCheck) {
+async function scanTail(handle: FileHandle, seg: Segment, lineBytesMax: number, check: LineCheck) {
   const index = new OffsetIndex(Math.ceil(seg.bytes / 256));
   const reader = new ChunkReader(handle, 0, seg.bytes, seg.name, lineBytesMax, READ_CHUNK_BYTES);
   let seq = seg.firstSeq;
-  let prev = prevHash;
+  // The first line's link to the segment before is checked with the others' (linkHead).
+  let prev: string | null = null;
   while (await reader.fill()) {
     for (let nl = reader.nextLine(); nl !== -1; nl = reader.nextLine()) {
       const offset = reader.lineOffset;
@@ -50,15 +51,19 @@ async function scanTail(handle: FileHandle, seg: Segment, prevHash: string, line
   return { index, lastSeq: seq - 1, lastHash: prev, tornOffset: reader.remainderOffset, tornBytes: reader.remainder };
 }
 
+type TailScan = Awaited<ReturnType<typeof scanTail>>;
+
+/** A segment's first line, as readHead found it: null when it has none (an empty last segment, or one holding only a torn line). */
+interface Head {
+  seq: number;
+  prev: string;
+}
+
 /**
- * Checks that a segment's first line is the event its file name promises and that it
- * links to the segment before it. An empty last segment, or one holding only a torn
- * line, has no first line to check.
+ * Checks that a segment's first line is the event its file name promises: what can be
+ * checked of it without the segment before (linkHead checks the rest).
  */
-async function checkHead(
-  handle: FileHandle, seg: Segment, isLast: boolean, prevSeq: number, prevHash: string,
-  lineBytesMax: number, check: LineCheck,
-): Promise<void> {
+async function readHead(handle: FileHandle, seg: Segment, isLast: boolean, lineBytesMax: number, check: LineCheck): Promise<Head | null> {
   if (seg.bytes === 0 && !isLast) {
     throw new JournalCorruptError({ segment: seg.name, offset: 0, seq: seg.firstSeq, reason: 'empty-segment', detail: 'only the last segment may be empty' });
   }
@@ -73,9 +78,16 @@ async function checkHead(
         detail: `the file is named for seq ${seg.firstSeq} but its first event is seq ${check.seq}`,
       });
     }
-  } else if (!isLast) {
+    return { seq: check.seq, prev: check.prev };
+  }
+  if (!isLast) {
     throw new JournalCorruptError({ segment: seg.name, offset: 0, seq: seg.firstSeq, reason: 'incomplete-line', detail: 'only the last segment may end without a newline' });
   }
+  return null;
+}
+
+/** Checks that a segment goes on from the one before it: at the next seq, its first line linked to that one's last. */
+function linkHead(seg: Segment, head: Head | null, prevSeq: number, prevHash: string): void {
   if (seg.firstSeq !== prevSeq + 1) {
     const missing = seg.firstSeq > prevSeq + 1;
     throw new JournalCorruptError({
@@ -85,10 +97,10 @@ async function checkHead(
         : `the segment starts at seq ${seg.firstSeq} but the one before it already reaches seq ${prevSeq}`,
     });
   }
-  if (nl !== -1 && check.prev !== prevHash) {
+  if (head !== null && head.prev !== prevHash) {
     throw new JournalCorruptError({
       segment: seg.name, offset: 0, seq: seg.firstSeq, reason: 'chain-break',
-      detail: `prev ${check.prev} is not the hash of the event before it (${prevHash})`,
+      detail: `prev ${head.prev} is not the hash of the event before it (${prevHash})`,
     });
   }
 }
@@ -137,37 +149,86 @@ async function listSegments(dir: string, missingIsEmpty: boolean): Promise<Segme
   return segments;
 }
 
+/** What reading a segment on its own found, or the error each part met. */
+interface SegmentRead {
+  head: { ok: Head | null } | { err: unknown };
+  end: { ok: { seq: number; hash: string } | TailScan } | { err: unknown };
+}
+
+/** Segments read at once while the journal is opened. */
+const READS_AT_ONCE = 8;
+
+/** Reads a segment on its own; never rejects: what goes wrong is in the result. `nextFirstSeq` is that of the segment after it (0 for the last). */
+async function readSegment(seg: Segment, nextFirstSeq: number, lineBytesMax: number): Promise<SegmentRead> {
+  const check = new LineCheck();
+  let handle: FileHandle;
+  try {
+    handle = await open(seg.path, 'r');
+  } catch (err) {
+    return { head: { err }, end: { err } };
+  }
+  let read: SegmentRead;
+  try {
+    const head = { ok: await readHead(handle, seg, nextFirstSeq === 0, lineBytesMax, check) };
+    try {
+      read = { head, end: { ok: nextFirstSeq === 0 ? await scanTail(handle, seg, lineBytesMax, check) : await checkLast(handle, seg, nextFirstSeq - 1, lineBytesMax, check) } };
+    } catch (err) {
+      read = { head, end: { err } };
+    }
+  } catch (err) {
+    read = { head: { err }, end: { err } };
+  }
+  try {
+    await handle.close();
+  } catch (err) {
+    if (!('err' in read.end)) read.end = { err };
+  }
+  return read;
+}
+
 /**
  * Finds the tail of the journal in `dir`, verifying what opening promises to verify.
  * Anything wrong with a complete line throws JournalCorruptError; the files are only read.
+ *
+ * The segments are read several at once, the last (whose every line is verified) first:
+ * what one segment holds does not depend on reading another, and read one after another
+ * they cost a wait for the disk each. How they link is checked after, in journal order,
+ * so the problem reported is the first one, as a reading in order finds it.
  */
 export async function recoverSegments(dir: string, lineBytesMax: number, missingIsEmpty = false): Promise<Recovered> {
   const segments = await listSegments(dir, missingIsEmpty);
+  const reads: Promise<SegmentRead>[] = new Array<Promise<SegmentRead>>(segments.length);
+  const last = segments.length - 1;
+  if (last >= 0) reads[last] = readSegment(segments[last] as Segment, 0, lineBytesMax);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let k = next++; k < last; k = next++) {
+      reads[k] = readSegment(segments[k] as Segment, (segments[k + 1] as Segment).firstSeq, lineBytesMax);
+      await reads[k];
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_AT_ONCE, Math.max(last, 0)) }, lane));
+
   let lastSeq = 0;
   let lastHash = GENESIS_HASH;
   let torn: TornTail | null = null;
   let tailIndex: OffsetIndex | null = null;
-  const check = new LineCheck();
   for (let k = 0; k < segments.length; k++) {
     const seg = segments[k] as Segment;
-    const isLast = k === segments.length - 1;
-    const handle = await open(seg.path, 'r');
-    try {
-      await checkHead(handle, seg, isLast, lastSeq, lastHash, lineBytesMax, check);
-      if (isLast) {
-        const tail = await scanTail(handle, seg, lastHash, lineBytesMax, check);
-        tailIndex = tail.index;
-        lastSeq = tail.lastSeq;
-        lastHash = tail.lastHash;
-        if (tail.tornBytes > 0) torn = { segment: seg.name, offset: tail.tornOffset, bytesDropped: tail.tornBytes };
-      } else {
-        const next = segments[k + 1] as Segment;
-        const last = await checkLast(handle, seg, next.firstSeq - 1, lineBytesMax, check);
-        lastSeq = last.seq;
-        lastHash = last.hash;
-      }
-    } finally {
-      await handle.close();
+    const read = await (reads[k] as Promise<SegmentRead>);
+    if ('err' in read.head) throw read.head.err;
+    linkHead(seg, read.head.ok, lastSeq, lastHash);
+    if ('err' in read.end) throw read.end.err;
+    const end = read.end.ok;
+    if ('index' in end) {
+      tailIndex = end.index;
+      lastSeq = end.lastSeq;
+      // A last segment without a complete line ends where the one before it did.
+      lastHash = end.lastHash ?? lastHash;
+      if (end.tornBytes > 0) torn = { segment: seg.name, offset: end.tornOffset, bytesDropped: end.tornBytes };
+    } else {
+      lastSeq = end.seq;
+      lastHash = end.hash;
     }
   }
   return { segments, lastSeq, lastHash, torn, tailIndex };

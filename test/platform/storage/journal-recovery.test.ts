@@ -273,6 +273,26 @@ describe('platform/storage/journal recovery', () => {
       await journal.close();
     });
 
+    it('attack: of problems in several segments, open reports the first in journal order, whichever is read first', async () => {
+      await writeEvents(97);
+      const names = await segmentFiles(dir);
+      expect(names.length).to.be.greaterThan(5);
+      // A damaged last line in segment 1, a missing segment 3, a damaged line in the last.
+      const closedLast = (await seqsOf(1)).at(-1) as number;
+      const segment1 = join(dir, names[1] as string);
+      const intact = await readFile(segment1);
+      const gapAt = (await seqsOf(3))[0] as number;
+      await rewriteLine(await innerSeq(-1), '{"hello":"world"}\n');
+      await rm(join(dir, names[3] as string));
+      const closed = await rewriteLine(closedLast, '{"hello":"world"}\n');
+      for (let round = 0; round < 3; round++) {
+        expect(await corruptError(openJournal())).to.include({ segment: closed.name, offset: closed.offset, reason: 'malformed' });
+      }
+      // Segment 1 whole again: the gap comes next, before the last segment's damage.
+      await writeFile(segment1, intact);
+      expect(await corruptError(openJournal())).to.include({ segment: names[4], seq: gapAt, reason: 'seq-gap' });
+    });
+
     it('a segment renamed out of place is a segment mismatch', async () => {
       await writeEvents(97);
       const names = await segmentFiles(dir);
