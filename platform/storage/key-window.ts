@@ -45,15 +45,6 @@ function murmur(key: string, seed: number): number {
   return finish(h, n);
 }
 
-/** murmur() of the string of the ASCII bytes buf[start, end), whose code units are those bytes. */
-function murmurAscii(buf: Uint8Array, start: number, end: number, seed: number): number {
-  let h = seed >>> 0;
-  let i = start;
-  for (; i + 1 < end; i += 2) h = mixBlock(h, (buf[i] as number) | ((buf[i + 1] as number) << 16));
-  if (i < end) h ^= scramble(buf[i] as number);
-  return finish(h, end - start);
-}
-
 function scramble(k: number): number {
   k = Math.imul(k >>> 0, 0xcc9e2d51);
   k = (k << 15) | (k >>> 17);
@@ -61,7 +52,11 @@ function scramble(k: number): number {
 }
 
 function mixBlock(h: number, k: number): number {
-  h ^= scramble(k);
+  return mixScrambled(h, scramble(k));
+}
+
+function mixScrambled(h: number, scrambled: number): number {
+  h ^= scrambled;
   h = (h << 13) | (h >>> 19);
   return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
@@ -91,9 +86,25 @@ export function keyPrint(key: string): KeyPrint {
   return lastPrint;
 }
 
-/** keyPrint() of the string of the ASCII bytes buf[start, end), from the bytes. */
+/**
+ * keyPrint() of the string of the ASCII bytes buf[start, end), whose code units are those
+ * bytes: both hashes in one pass, each block scrambled once.
+ */
 export function asciiKeyPrint(buf: Uint8Array, start: number, end: number): KeyPrint {
-  return { lo: murmurAscii(buf, start, end, SEED_LO), hi: murmurAscii(buf, start, end, SEED_HI) };
+  let lo = SEED_LO >>> 0;
+  let hi = SEED_HI >>> 0;
+  let i = start;
+  for (; i + 1 < end; i += 2) {
+    const k = scramble((buf[i] as number) | ((buf[i + 1] as number) << 16));
+    lo = mixScrambled(lo, k);
+    hi = mixScrambled(hi, k);
+  }
+  if (i < end) {
+    const k = scramble(buf[i] as number);
+    lo ^= k;
+    hi ^= k;
+  }
+  return { lo: finish(lo, end - start), hi: finish(hi, end - start) };
 }
 
 /**
