@@ -200,14 +200,14 @@ function strOrNull(s: Scan, p: EventPacker): boolean {
 
 /** A key or null, packed as the codec packs it: 0, or 1, the string and its fingerprint. */
 function keyOrNull(s: Scan, p: EventPacker): boolean {
-  if (s.isNull()) p.num(0);
-  else if (s.str()) {
-    p.num(1);
-    p.ascii(s.buf, s.a, s.b);
-    const print = asciiKeyPrint(s.buf, s.a, s.b);
-    p.num(print.lo);
-    p.num(print.hi);
-  } else return false;
+  if (s.isNull()) {
+    p.num(0);
+    return true;
+  }
+  if (!strOrNull(s, p)) return false;
+  const print = asciiKeyPrint(s.buf, s.a, s.b);
+  p.num(print.lo);
+  p.num(print.hi);
   return true;
 }
 
