@@ -80,7 +80,6 @@ export interface PlannedBalance {
   units: number;
 }
 
-
 /**
  * The balances after the postings, one per account and token they name, in the order
  * they are first named, or a typed error naming the shortfall. Nothing is written:

@@ -208,17 +208,11 @@ export class Journal {
   }
 
   /**
-   * Opens (creating if needed) the journal in opts.dir and finds its tail. Checks the
-   * segment table (names, first and last line of each segment, the chain across
-   * segments) and every line of the last segment. An incomplete final line is removed
-   * and reported; anything else wrong throws JournalCorruptError and leaves the files
-   * untouched.
-   */
-  /**
    * Whether a replay of the journal in `dir` from fromSeq will be long enough for threads
    * (at least replayThreadMin events, over more than one segment), as far as the names of
    * its segment files tell, before it is opened: for a caller that starts the threads
-   * ahead (ReplayThreadStarts). False when the directory does not exist.
+   * ahead (ReplayThreadStarts). The rule is replay()'s, with the last segment's first seq
+   * standing in for the journal's end. False when the directory does not exist.
    */
   static async replayLooksLong(dir: string, fromSeq: number, replayThreadMin = REPLAY_THREAD_MIN_DEFAULT): Promise<boolean> {
     let names: string[];
@@ -235,6 +229,13 @@ export class Journal {
     return replayThreadMin > 0 && lastFirst - fromSeq >= replayThreadMin;
   }
 
+  /**
+   * Opens (creating if needed) the journal in opts.dir and finds its tail. Checks the
+   * segment table (names, first and last line of each segment, the chain across
+   * segments) and every line of the last segment. An incomplete final line is removed
+   * and reported; anything else wrong throws JournalCorruptError and leaves the files
+   * untouched.
+   */
   static async open(opts: JournalOptions): Promise<{ journal: Journal; report: OpenReport }> {
     const limits = resolveLimits(opts);
     const dir = resolve(opts.dir);

@@ -168,7 +168,7 @@ export class EventPacker {
     this.nums[this.n++] = x;
   }
 
-  /** A string read back as a string of its own. */
+  /** A string, read back as a string equal to it (EventUnpacker.str). */
   str(s: string): void {
     // UTF-8 takes at most three bytes for each UTF-16 unit.
     this.bytes = withRoom(this.bytes, this.b, s.length * 3);

@@ -225,12 +225,13 @@ function dropOldShifts(cd: CashierDayState): void {
   }
 }
 
-/** Applies one journalled event to the cashier's day (every event: sales count too). */
+/** Counts one event into a scope's day, which begins with its first event. */
 function addToDay(p: PeriodScope, e: StateEvent): void {
   if (p.day.fromAt === null) p.day.fromAt = e.at;
   addToTotals(p.day.totals, e, p.day.fromSeq);
 }
 
+/** Applies one journalled event to the cashier's day (every event: sales count too). */
 export function applyCashierDay(cd: CashierDayState, e: StateEvent): void {
   if (e.type === 'period.closed') {
     applyClosure(cd, e.seq, e.at, e.data);
