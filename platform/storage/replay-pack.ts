@@ -269,17 +269,11 @@ export class EventPacker {
 
   /** The chunk so far, in buffers of its own (to be transferred), and a fresh one begun. */
   take(): Packed {
-    // Copied with set(): a Float64Array's slice() copies element by element, five times slower.
+    // Copied with set() (takeInto): a Float64Array's slice() copies element by element, five times slower.
     const nums = new Float64Array(this.n);
-    nums.set(this.nums.subarray(0, this.n));
     const bytes = new Uint8Array(this.b);
-    bytes.set(this.bytes.subarray(0, this.b));
-    const out: Packed = { nums, bytes, symbols: this.fresh, texts: this.texts };
-    this.n = 0;
-    this.b = 0;
-    this.fresh = [];
-    this.texts = [];
-    return out;
+    const { symbols, texts } = this.takeInto(nums, bytes) as PackedInto;
+    return { nums, bytes, symbols, texts };
   }
 }
 

@@ -124,30 +124,29 @@ interface ThreadPlan {
   pages: Pages;
 }
 
-/** A chunk as a replay thread sends it. */
-export interface Chunk extends Packed {
+/** Where a chunk stands in its range. */
+interface ChunkHead {
   r: number;
   /** The seq of the chunk's first line (0 when it has none). */
   firstSeq: number;
   count: number;
   /** The prev of the range's first line, on the first chunk that has lines ('' on the others). */
   firstPrev: string;
-  /** The file offset of each line, then the offset after the last. */
-  offsets: Float64Array;
   /** Whether the range ends with this chunk. */
   last: boolean;
+}
+
+/** A chunk as the replaying thread reads it. */
+export interface Chunk extends ChunkHead, Packed {
+  /** The file offset of each line, then the offset after the last. */
+  offsets: Float64Array;
 }
 
 /**
  * A chunk as a replay thread sends it: its line offsets in its page, and its numbers and
  * bytes there too (n and b of them) unless it carries them in buffers of its own.
  */
-interface Sent extends PackedInto {
-  r: number;
-  firstSeq: number;
-  count: number;
-  firstPrev: string;
-  last: boolean;
+interface Sent extends ChunkHead, PackedInto {
   page: number;
   nums?: Float64Array;
   bytes?: Uint8Array;
