@@ -60,17 +60,26 @@ describe('platform/storage/journal replay on parsing threads', () => {
     error: Error | null;
   }
 
-  /** Opens the journal and replays it with the test codec: on `count` threads, or sequentially for 0. */
-  async function replay(count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number, parsedOnly = false): Promise<Outcome> {
+  /**
+   * Opens the journal and replays it with the test codec: on `count` threads, or
+   * sequentially for 0; with threads started ahead, and a look at each record before it
+   * is kept, when given.
+   */
+  async function replay(
+    count: number, fromSeq = 1, expectedPrev = GENESIS_HASH, toSeq?: number, parsedOnly = false,
+    more: { started?: ReplayThreadStarts; onRecord?: (rec: JournalRecord) => void } = {},
+  ): Promise<Outcome> {
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
     const out: Outcome = { recs: [], events: [], result: null, error: null };
     const onDone = (_threads: number, why: Error | null): void => {
       if (why !== null) fallbacks.push(why.message);
     };
     const [script, codec] = parsedOnly ? [PARSED_SCRIPT, parsedOnlyCodec] : [SCRIPT, testCodec];
-    const parallel = count === 0 ? null : { script, codec, threads: count, rangeBytes: RANGE_BYTES, onDone };
+    const started = more.started === undefined ? {} : { started: more.started };
+    const parallel = count === 0 ? null : { script, codec, threads: count, rangeBytes: RANGE_BYTES, onDone, ...started };
     try {
       out.result = await journal.replay(fromSeq, expectedPrev, (rec, event) => {
+        more.onRecord?.(rec);
         out.recs.push(rec);
         out.events.push(event);
       }, toSeq, testCodec.parse, parallel);
@@ -213,20 +222,16 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
   it('reads every chunk before its thread writes another into the same page, however far ahead the threads run', async () => {
     const sequential = await replay(0);
-    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
-    const events: unknown[] = [];
     const stall = new Int32Array(new SharedArrayBuffer(4));
-    try {
-      await journal.replay(1, GENESIS_HASH, (rec, event) => {
+    const parallel = await replay(2, 1, GENESIS_HASH, undefined, false, {
+      onRecord: (rec) => {
         // Mid-chunk, the replaying thread stops a while: the threads meanwhile fill every
         // page they may. One written too early would change the events still to be read.
         if (rec.seq % 4_000 === 3) Atomics.wait(stall, 0, 0, 150);
-        events.push(event);
-      }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES });
-    } finally {
-      await journal.close();
-    }
-    expect(events).to.deep.equal(sequential.events);
+      },
+    });
+    expect(parallel.error).to.equal(null);
+    expect(parallel.events).to.deep.equal(sequential.events);
   });
 
   it('takes threads started ahead, and stops them when the replay is too short for threads', async () => {
@@ -237,32 +242,16 @@ describe('platform/storage/journal replay on parsing threads', () => {
       exited.push(once(w, 'exit'));
     };
     // A long replay takes the two threads started ahead and starts no other.
-    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
     expect(await Journal.replayLooksLong(dir, 1, 1)).to.equal(true);
-    const started = new ReplayThreadStarts(SCRIPT, 2);
-    const events: unknown[] = [];
-    try {
-      await journal.replay(1, GENESIS_HASH, (_rec, event) => {
-        events.push(event);
-      }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES, started });
-    } finally {
-      await journal.close();
-    }
+    const long = await replay(2, 1, GENESIS_HASH, undefined, false, { started: new ReplayThreadStarts(SCRIPT, 2) });
+    expect(long.error).to.equal(null);
     expect(threads).to.have.length(2);
-    expect(events).to.deep.equal(sequential.events);
+    expect(long.events).to.deep.equal(sequential.events);
     await Promise.all(exited);
     // A replay of a few events within one segment takes none: they are stopped.
-    const short = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
-    const unused = new ReplayThreadStarts(SCRIPT, 2);
-    const few: unknown[] = [];
-    try {
-      await short.journal.replay(1, GENESIS_HASH, (_rec, event) => {
-        few.push(event);
-      }, 100, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, started: unused });
-    } finally {
-      await short.journal.close();
-    }
-    expect(few).to.deep.equal(sequential.events.slice(0, 100));
+    const short = await replay(2, 1, GENESIS_HASH, 100, false, { started: new ReplayThreadStarts(SCRIPT, 2) });
+    expect(short.error).to.equal(null);
+    expect(short.events).to.deep.equal(sequential.events.slice(0, 100));
     expect(threads).to.have.length(4);
     await Promise.all(exited);
   });
@@ -277,24 +266,11 @@ describe('platform/storage/journal replay on parsing threads', () => {
     const started = new ReplayThreadStarts(SCRIPT, 2);
     await (threads[1] as Worker).terminate();
     await exited[1];
-    const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES, replayThreadMin: 1 });
-    const events: unknown[] = [];
-    let fallback: Error | null = null;
-    try {
-      await journal.replay(1, GENESIS_HASH, (_rec, event) => {
-        events.push(event);
-      }, undefined, testCodec.parse, {
-        script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES, started,
-        onDone: (_n, why) => {
-          fallback = why;
-        },
-      });
-    } finally {
-      await journal.close();
-    }
-    expect(fallback).to.be.instanceOf(Error);
+    const parallel = await replay(2, 1, GENESIS_HASH, undefined, false, { started });
+    expect(parallel.error).to.equal(null);
+    expect(fallbacks).to.have.length(1);
     expect(threads).to.have.length(2);
-    expect(events).to.deep.equal(sequential.events);
+    expect(parallel.events).to.deep.equal(sequential.events);
   });
 
   it('passes a consumer error through without replaying again, and stops its threads', async () => {
