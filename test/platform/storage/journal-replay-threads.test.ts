@@ -93,6 +93,16 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
 
 
+  /** Keeps each thread that starts in `threads`, and a promise of its exit in the list returned. */
+  function watchExits(): Promise<unknown>[] {
+    const exited: Promise<unknown>[] = [];
+    replayThreadsHooks.onStart = (w) => {
+      threads.push(w);
+      exited.push(once(w, 'exit'));
+    };
+    return exited;
+  }
+
   it('hands on exactly the events of the sequential replay, packed or not, from seq 1 and from the middle of a segment', async () => {
     const sequential = await replay(0);
     expect(threads).to.have.length(0);
@@ -236,11 +246,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
   it('takes threads started ahead, and stops them when the replay is too short for threads', async () => {
     const sequential = await replay(0);
-    const exited: Promise<unknown>[] = [];
-    replayThreadsHooks.onStart = (w) => {
-      threads.push(w);
-      exited.push(once(w, 'exit'));
-    };
+    const exited = watchExits();
     // A long replay takes the two threads started ahead and starts no other.
     expect(await Journal.replayLooksLong(dir, 1, 1)).to.equal(true);
     const long = await replay(2, 1, GENESIS_HASH, undefined, false, { started: new ReplayThreadStarts(SCRIPT, 2) });
@@ -258,11 +264,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
 
   it('falls back and replays everything when a thread started ahead dies before its replay begins', async () => {
     const sequential = await replay(0);
-    const exited: Promise<unknown>[] = [];
-    replayThreadsHooks.onStart = (w) => {
-      threads.push(w);
-      exited.push(once(w, 'exit'));
-    };
+    const exited = watchExits();
     const started = new ReplayThreadStarts(SCRIPT, 2);
     await (threads[1] as Worker).terminate();
     await exited[1];
