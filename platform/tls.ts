@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
 import { dirname, join } from 'node:path';
 import type * as X509 from '@peculiar/x509';
@@ -303,6 +303,12 @@ export interface TlsRequestOptions {
   timeoutMs?: number;
   /** Largest answer read, in bytes. */
   bodyBytesMax?: number;
+  /**
+   * A keep-alive agent whose connections (and TLS sessions) later requests to the same
+   * origin and authority reuse; without one, each request opens and closes its own
+   * connection.
+   */
+  agent?: HttpsAgent;
 }
 
 export interface TlsResponse {
@@ -341,7 +347,7 @@ export function tlsRequest(url: string, opts: TlsRequestOptions = {}): Promise<T
       {
         method: opts.method ?? 'GET',
         headers: { ...(opts.body === undefined ? {} : { 'content-length': String(Buffer.byteLength(opts.body)) }), ...opts.headers },
-        agent: false,
+        agent: opts.agent ?? false,
         ...(opts.insecure === true ? { rejectUnauthorized: false } : { ca: opts.ca, rejectUnauthorized: true }),
         timeout: opts.timeoutMs ?? 10_000,
       },

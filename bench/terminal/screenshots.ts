@@ -10,7 +10,7 @@
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { launchBrowser, openScreen, startTerminalRig, VIEWPORT_SMALL } from '../../test/helpers/browser.ts';
+import { closeSharedBrowser, launchBrowser, openScreen, startTerminalRig, VIEWPORT_SMALL } from '../../test/helpers/browser.ts';
 
 const outDir = process.argv[2] ?? join(tmpdir(), 'mallpos-screens');
 await mkdir(outDir, { recursive: true });
@@ -72,5 +72,6 @@ try {
   console.log(shots.join('\n'));
 } finally {
   await browser.close();
+  await closeSharedBrowser();
   await rig.close();
 }

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { makeCardNumber } from '../../core/index.ts';
 import type { BidAck, LotView } from '../../core/auctions.ts';
-import { launchBrowser } from '../helpers/browser.ts';
+import { launchBrowser, type TestBrowser } from '../helpers/browser.ts';
 import { call, expectOk, startDemoStore, type DemoStore, type TerminalClient } from '../helpers/vendor.ts';
 
 const ANNA = { id: 'cust-000001', card: makeCardNumber(1) };
@@ -18,7 +18,7 @@ const DEADLINE_MS = 30_000;
 describe('e2e: the bid board in a browser', function () {
   this.timeout(120_000);
   let store: DemoStore;
-  let browser: Browser;
+  let browser: TestBrowser;
   let page: Page;
   let till: { terminalId: string; socket: TerminalClient };
   let lot: LotView;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { expect } from 'chai';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { makeCardNumber } from '../../core/index.ts';
 import type { BidAck, LotView } from '../../core/auctions.ts';
-import { launchBrowser, openScreen, screenQueries, startTerminalRig, type TerminalRig } from '../helpers/browser.ts';
+import { launchBrowser, openScreen, screenQueries, startTerminalRig, type TerminalRig, type TestBrowser } from '../helpers/browser.ts';
 import { call, expectOk } from '../helpers/vendor.ts';
 
 const UI_WAIT_MS = 30_000;
@@ -22,7 +22,7 @@ describe('e2e: auctions on the cashier screen', function () {
   let aheadMs = 0;
   const auctionClock = () => new Date(Date.now() + aheadMs);
   let rig: TerminalRig;
-  let browser: Browser;
+  let browser: TestBrowser;
   let page: Page;
   let lot: LotView;
   const { tid, expectText, dialogOpen, dialogClosed } = screenQueries(() => page, UI_WAIT_MS);

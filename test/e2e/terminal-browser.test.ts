@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import type { Browser, Page } from 'playwright-core';
-import { launchBrowser, openScreen, startTerminalRig, tillSummary, waitDialogOpen, type TerminalRig } from '../helpers/browser.ts';
+import type { Page } from 'playwright-core';
+import { launchBrowser, openScreen, startTerminalRig, tillSummary, waitDialogOpen, type TerminalRig, type TestBrowser } from '../helpers/browser.ts';
 
 const PEN = { code: '4006381333931', name: 'Stabilo pen, 4 colours' };
 const MUESLI = { code: '9001001000014', name: 'Müsli Classic 750 g' };
@@ -17,7 +17,7 @@ const UI_WAIT_MS = 30_000;
 describe('e2e: cashier screen in headless chromium', function () {
   this.timeout(180_000);
   let rig: TerminalRig | null = null;
-  let browser: Browser | null = null;
+  let browser: TestBrowser | null = null;
   let page: Page;
   let firstSaleId = '';
 

@@ -1,9 +1,9 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { Socket } from 'socket.io-client';
-import { launchBrowser, openScreen, screenSocket, startTerminalRig, type TerminalRig } from '../helpers/browser.ts';
+import { launchBrowser, openScreen, screenSocket, startTerminalRig, type TerminalRig, type TestBrowser } from '../helpers/browser.ts';
 
 const PEN = { code: '4006381333931', name: 'Stabilo pen, 4 colours' };
 const ANNA = { card: 'C0000000018', name: 'Anna Berger', masked: 'C•••••••018' };
@@ -30,7 +30,7 @@ async function filesUnder(dir: string): Promise<{ path: string; text: string }[]
 describe('e2e: card numbers are masked on the cashier screen, receipts and the terminal disk', function () {
   this.timeout(60_000);
   let rig: TerminalRig | null = null;
-  let browser: Browser | null = null;
+  let browser: TestBrowser | null = null;
   let page: Page;
   let watcher: Socket | null = null;
   const pushed: string[] = [];

@@ -1,12 +1,12 @@
 import { request as httpRequest, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { io } from 'socket.io-client';
 import type { ScreenState } from '../../terminal/app.ts';
 import { createScreenGuard } from '../../terminal/screen-guard.ts';
 import { startScreen, type RunningScreen } from '../../terminal/screen-server.ts';
-import { launchBrowser, screenSocket, startTerminalRig, VIEWPORT_DESKTOP, waitFor, type TerminalRig } from '../helpers/browser.ts';
+import { launchBrowser, screenSocket, startTerminalRig, VIEWPORT_DESKTOP, waitFor, type TerminalRig, type TestBrowser } from '../helpers/browser.ts';
 
 const PEN = { code: '4006381333931', name: 'Stabilo pen, 4 colours' };
 const UI_WAIT_MS = 5_000;
@@ -102,7 +102,7 @@ async function socketWith(url: string, extraHeaders: Record<string, string>): Pr
 describe('e2e: only the cashier screen this terminal served can use it', function () {
   this.timeout(60_000);
   let rig: TerminalRig | null = null;
-  let browser: Browser | null = null;
+  let browser: TestBrowser | null = null;
   let context: BrowserContext;
   let screen: Page;
   let attacker: Server | null = null;

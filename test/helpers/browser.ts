@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { io, type Socket } from 'socket.io-client';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal, type StartTerminalOptions } from '../../terminal/run.ts';
@@ -25,19 +25,63 @@ const CHROMIUM_ARGS = [
   '--disable-backgrounding-occluded-windows',
 ];
 
+/** What a test does with a browser: pages and contexts of its own, closed together. */
+export type TestBrowser = Pick<Browser, 'newPage' | 'newContext' | 'close'>;
+
+/** This process's browser, launched at the first test that asks for one. */
+let shared: Promise<Browser> | null = null;
+
+function sharedBrowser(): Promise<Browser> {
+  if (shared === null) {
+    const launching = chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+    shared = launching;
+    // A launch that failed, or a browser that went away, is launched again by the next test.
+    launching.then((b) => b.once('disconnected', () => (shared = shared === launching ? null : shared)), () => (shared = shared === launching ? null : shared));
+  }
+  return shared;
+}
+
+/** Stops this process's shared browser, for a script that ends once its pages are done (the tests' processes need not). */
+export async function closeSharedBrowser(): Promise<void> {
+  const launching = shared;
+  shared = null;
+  await (await launching?.catch(() => null))?.close();
+}
+
 /**
- * Launches headless Debian chromium. Callers close it in an `after` hook; a browser
- * left open keeps mocha (and the bench) from exiting.
+ * Headless Debian chromium for a test. Launching chromium costs a few seconds of CPU, so
+ * the test files a process runs share one browser, each in contexts of its own: a
+ * context has its own cookies, storage and cache, as a fresh profile would. `close()`
+ * closes the contexts this test opened; the browser goes with the process (playwright
+ * stops what it launched when its process exits). A test that needs chromium started
+ * with other flags (`extraArgs`) gets a browser of its own, which `close()` stops.
  */
-export function launchBrowser(extraArgs: string[] = []): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
+export async function launchBrowser(extraArgs: string[] = []): Promise<TestBrowser> {
+  if (extraArgs.length > 0) return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
+  const browser = await sharedBrowser();
+  const contexts = new Set<BrowserContext>();
+  const own = async (options?: Parameters<Browser['newContext']>[0]): Promise<BrowserContext> => {
+    const context = await browser.newContext(options);
+    contexts.add(context);
+    context.once('close', () => contexts.delete(context));
+    return context;
+  };
+  return {
+    newContext: own,
+    async newPage(options) {
+      return (await own(options)).newPage();
+    },
+    async close() {
+      await Promise.all([...contexts].map((c) => c.close()));
+    },
+  };
 }
 
 export const VIEWPORT_DESKTOP = { width: 1024, height: 768 } as const;
 export const VIEWPORT_SMALL = { width: 390, height: 760 } as const;
 
 /** Opens the cashier screen and waits until it has drawn the terminal's first state. */
-export async function openScreen(browser: Browser, url: string, viewport: { width: number; height: number } = VIEWPORT_DESKTOP): Promise<Page> {
+export async function openScreen(browser: TestBrowser, url: string, viewport: { width: number; height: number } = VIEWPORT_DESKTOP): Promise<Page> {
   const page = await browser.newPage({ viewport });
   await page.goto(url);
   await page.waitForSelector('body[data-state-version]', { timeout: 30_000 });
@@ -198,7 +242,7 @@ export async function startStandInScreen(
 ): Promise<StandInScreen> {
   const dataDir = await mkdtemp(join(tmpdir(), opts.dirPrefix));
   let terminal: RunningTerminal | null = null;
-  let browser: Browser | null = null;
+  let browser: TestBrowser | null = null;
   const close = async () => {
     await browser?.close();
     await terminal?.close();
