@@ -4,6 +4,7 @@ import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
 import { CHUNK_LINES, PAGE_BYTES, ReplayThreadStarts, replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
+import { bundledThreadScript } from '../../helpers/thread-script.ts';
 import { parsedOnlyCodec, testCodec } from './fixtures/replay-codec.ts';
 import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
@@ -13,18 +14,22 @@ import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles
  * the caller exactly the error, of the sequential replay with the codec's parser.
  */
 describe('platform/storage/journal replay on parsing threads', () => {
-  const EVENTS = 30_000;
-  const SEGMENT_BYTES = 2 * 1024 * 1024;
+  const EVENTS = 15_000;
+  const SEGMENT_BYTES = 1024 * 1024;
   // Far smaller than a segment and no multiple of a line: most ranges begin inside a line.
   const RANGE_BYTES = 100_003;
-  const SCRIPT = new URL('./fixtures/replay-thread.ts', import.meta.url);
-  const PARSED_SCRIPT = new URL('./fixtures/replay-thread-parsed.ts', import.meta.url);
+  let threadScript: URL;
+  let parsedThreadScript: URL;
   let dir: string;
   let cleanup: () => Promise<void>;
   let threads: Worker[];
   let fallbacks: string[];
+  /** The sequential replay of the whole journal as written, which most tests compare with. */
+  let sequential: Outcome;
 
   before(async () => {
+    threadScript = await bundledThreadScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
+    parsedThreadScript = await bundledThreadScript(new URL('./fixtures/replay-thread-parsed.ts', import.meta.url));
     ({ dir, cleanup } = await tempDir());
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
     for (let seq = 1; seq <= EVENTS; seq++) {
@@ -34,6 +39,15 @@ describe('platform/storage/journal replay on parsing threads', () => {
     }
     await journal.close();
     expect((await segmentFiles(dir)).length).to.be.greaterThan(3);
+    let started = 0;
+    replayThreadsHooks.onStart = () => {
+      started += 1;
+    };
+    sequential = await replay(0);
+    replayThreadsHooks.onStart = null;
+    expect(started).to.equal(0);
+    expect(sequential.error).to.equal(null);
+    expect(sequential.result?.count).to.equal(EVENTS);
   });
 
   after(async () => {
@@ -74,7 +88,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
     const onDone = (_threads: number, why: Error | null): void => {
       if (why !== null) fallbacks.push(why.message);
     };
-    const [script, codec] = parsedOnly ? [PARSED_SCRIPT, parsedOnlyCodec] : [SCRIPT, testCodec];
+    const [script, codec] = parsedOnly ? [parsedThreadScript, parsedOnlyCodec] : [threadScript, testCodec];
     const started = more.started === undefined ? {} : { started: more.started };
     const parallel = count === 0 ? null : { script, codec, threads: count, rangeBytes: RANGE_BYTES, onDone, ...started };
     try {
@@ -104,9 +118,6 @@ describe('platform/storage/journal replay on parsing threads', () => {
   }
 
   it('hands on exactly the events of the sequential replay, packed or not, from seq 1 and from the middle of a segment', async () => {
-    const sequential = await replay(0);
-    expect(threads).to.have.length(0);
-    expect(sequential.result?.count).to.equal(EVENTS);
     for (const count of [1, 2, 3]) {
       threads = [];
       const parallel = await replay(count);
@@ -135,8 +146,8 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('stops at toSeq, in the middle of a segment', async () => {
-    const all = await replay(0);
-    const to = 21_111;
+    const all = sequential;
+    const to = 11_111;
     const parallel = await replay(2, 1, GENESIS_HASH, to);
     expect(parallel.error).to.equal(null);
     expect(parallel.result).to.deep.equal({ count: to, lastSeq: to, lastHash: (all.recs[to - 1] as JournalRecord).hash });
@@ -197,7 +208,6 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('falls back and still replays everything when a thread dies at its start', async () => {
-    const sequential = await replay(0);
     replayThreadsHooks.onStart = (w) => {
       threads.push(w);
       if (threads.length === 2) void w.terminate();
@@ -212,7 +222,6 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('falls back and hands on each event once when a thread dies after some chunks', async () => {
-    const sequential = await replay(0);
     replayThreadsHooks.onStart = (w) => {
       threads.push(w);
       let chunks = 0;
@@ -231,7 +240,6 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('reads every chunk before its thread writes another into the same page, however far ahead the threads run', async () => {
-    const sequential = await replay(0);
     const stall = new Int32Array(new SharedArrayBuffer(4));
     const parallel = await replay(2, 1, GENESIS_HASH, undefined, false, {
       onRecord: (rec) => {
@@ -245,17 +253,16 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('takes threads started ahead, and stops them when the replay is too short for threads', async () => {
-    const sequential = await replay(0);
     const exited = watchExits();
     // A long replay takes the two threads started ahead and starts no other.
     expect(await Journal.replayLooksLong(dir, 1, 1)).to.equal(true);
-    const long = await replay(2, 1, GENESIS_HASH, undefined, false, { started: new ReplayThreadStarts(SCRIPT, 2) });
+    const long = await replay(2, 1, GENESIS_HASH, undefined, false, { started: new ReplayThreadStarts(threadScript, 2) });
     expect(long.error).to.equal(null);
     expect(threads).to.have.length(2);
     expect(long.events).to.deep.equal(sequential.events);
     await Promise.all(exited);
     // A replay of a few events within one segment takes none: they are stopped.
-    const short = await replay(2, 1, GENESIS_HASH, 100, false, { started: new ReplayThreadStarts(SCRIPT, 2) });
+    const short = await replay(2, 1, GENESIS_HASH, 100, false, { started: new ReplayThreadStarts(threadScript, 2) });
     expect(short.error).to.equal(null);
     expect(short.events).to.deep.equal(sequential.events.slice(0, 100));
     expect(threads).to.have.length(4);
@@ -263,9 +270,8 @@ describe('platform/storage/journal replay on parsing threads', () => {
   });
 
   it('falls back and replays everything when a thread started ahead dies before its replay begins', async () => {
-    const sequential = await replay(0);
     const exited = watchExits();
-    const started = new ReplayThreadStarts(SCRIPT, 2);
+    const started = new ReplayThreadStarts(threadScript, 2);
     await (threads[1] as Worker).terminate();
     await exited[1];
     const parallel = await replay(2, 1, GENESIS_HASH, undefined, false, { started });
@@ -285,7 +291,7 @@ describe('platform/storage/journal replay on parsing threads', () => {
     const err = await rejection(journal.replay(1, GENESIS_HASH, (rec) => {
       seen.push(rec.seq);
       if (rec.seq === 5_000) throw new Error('consumer refused seq 5000');
-    }, undefined, testCodec.parse, { script: SCRIPT, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES }));
+    }, undefined, testCodec.parse, { script: threadScript, codec: testCodec, threads: 2, rangeBytes: RANGE_BYTES }));
     await journal.close();
     expect(err.message).to.equal('consumer refused seq 5000');
     expect(seen).to.deep.equal(Array.from({ length: 5_000 }, (_, i) => i + 1));
@@ -295,12 +301,13 @@ describe('platform/storage/journal replay on parsing threads', () => {
 });
 
 describe('platform/storage/journal replay on parsing threads: chunks larger than a page', () => {
-  const SCRIPT = new URL('./fixtures/replay-thread.ts', import.meta.url);
   const SEGMENT_BYTES = 1024 * 1024;
+  let threadScript: URL;
   let dir: string;
   let cleanup: () => Promise<void>;
 
   before(async () => {
+    threadScript = await bundledThreadScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
     ({ dir, cleanup } = await tempDir());
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
     for (let seq = 1; seq <= 4_000; seq++) {
@@ -331,7 +338,7 @@ describe('platform/storage/journal replay on parsing threads: chunks larger than
     try {
       await journal.replay(1, GENESIS_HASH, (_rec, event) => {
         events.push(event);
-      }, undefined, testCodec.parse, parallel ? { script: SCRIPT, codec: testCodec, threads: 2, onDone } : null);
+      }, undefined, testCodec.parse, parallel ? { script: threadScript, codec: testCodec, threads: 2, onDone } : null);
     } finally {
       replayThreadsHooks.onStart = null;
       await journal.close();
