@@ -32,7 +32,7 @@ function layerRule(folder) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'data/**', 'dist/**', 'coverage/**', '**/*.min.js'] },
+  { ignores: ['node_modules/**', 'data/**', 'dist/**', '.tmp/**', 'bench/results/**', 'coverage/**', '**/*.min.js'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
