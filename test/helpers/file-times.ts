@@ -13,16 +13,19 @@ export const TIMES_DIR = join(ROOT, '.tmp', 'test-times');
 
 let started = 0;
 let startedCpu = 0;
+let startedOwn = 0;
 
 /**
  * CPU milliseconds of this process and of its children that have ended (the servers and
- * CLIs a test starts), from /proc on Linux; elsewhere this process's own.
+ * CLIs a test starts), from /proc on Linux; elsewhere this process's own. `fieldsOf`
+ * [11, 12] counts this process alone: each file's record keeps both, so that a file whose
+ * cost is in the processes it starts can be told from one whose cost is its own.
  */
-function cpuMs(): number {
+function cpuMs(fieldsOf = [11, 12, 13, 14]): number {
   try {
     // Fields 14-17 of the line: utime, stime, cutime, cstime, in clock ticks (100 a second).
     const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
+    return fieldsOf.reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
   } catch {
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
@@ -38,6 +41,7 @@ export const mochaHooks = {
   beforeAll(): void {
     started = performance.now();
     startedCpu = cpuMs();
+    startedOwn = cpuMs([11, 12]);
   },
   afterAll(this: Mocha.Context): void {
     const files = new Set((this.test?.parent?.suites ?? []).map((s) => s.file).filter((f) => f !== undefined));
@@ -45,10 +49,11 @@ export const mochaHooks = {
     const file = relative(ROOT, [...files][0] as string);
     const ms = Math.round(performance.now() - started);
     const cpu = Math.round(cpuMs() - startedCpu);
+    const own = Math.round(cpuMs([11, 12]) - startedOwn);
     try {
       mkdirSync(TIMES_DIR, { recursive: true });
       const path = join(TIMES_DIR, `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`);
-      writeFileSync(`${path}.${process.pid}`, JSON.stringify({ file, ms, cpuMs: cpu }));
+      writeFileSync(`${path}.${process.pid}`, JSON.stringify({ file, ms, cpuMs: cpu, ownCpuMs: own }));
       renameSync(`${path}.${process.pid}`, path);
     } catch {
       // Only an ordering hint: a read-only checkout runs in the fallback order.

@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
+import { bundledScript } from '../../helpers/bundled-script.ts';
 import { segmentFiles, tempDir } from './helpers.ts';
 
-const writer = fileURLToPath(new URL('./fixtures/journal-writer.ts', import.meta.url));
 const projectRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const SEGMENT_BYTES = 16 * 1024;
 const ROUNDS = 10;
@@ -15,12 +15,12 @@ interface Round {
 }
 
 /**
- * Runs the writer until it has acknowledged a few events, then SIGKILLs it at a random
+ * Runs the writer (its script bundled) until it has acknowledged a few events, then SIGKILLs it at a random
  * moment and returns what it acknowledged.
  */
-function runAndKill(dir: string): Promise<Round> {
+function runAndKill(writer: string, dir: string): Promise<Round> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', writer, dir, String(SEGMENT_BYTES)], {
+    const child = spawn(process.execPath, [writer, dir, String(SEGMENT_BYTES)], {
       cwd: projectRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -70,12 +70,13 @@ describe('platform/storage/journal crash safety', function () {
   this.timeout(120_000);
 
   it(`keeps every acknowledged event through ${ROUNDS} SIGKILLs of a writer with 20 concurrent loops`, async () => {
+    const writer = fileURLToPath(await bundledScript(new URL('./fixtures/journal-writer.ts', import.meta.url)));
     const { dir, cleanup } = await tempDir();
     try {
       const everAcked = new Map<number, string>();
       let previousLast = 0;
       for (let round = 0; round < ROUNDS; round++) {
-        const { opened, acked } = await runAndKill(dir);
+        const { opened, acked } = await runAndKill(writer, dir);
         // The writer continued from where the last round's journal ended.
         expect(opened.lastSeq, `round ${round} reopened at the tail`).to.equal(previousLast);
         for (const [seq, hash] of acked) everAcked.set(seq, hash);

@@ -4,7 +4,7 @@ import type { Worker } from 'node:worker_threads';
 import { GENESIS_HASH, Journal } from '../../../platform/storage/index.ts';
 import type { JournalCorruptError, JournalRecord } from '../../../platform/storage/index.ts';
 import { CHUNK_LINES, PAGE_BYTES, ReplayThreadStarts, replayThreadsHooks } from '../../../platform/storage/replay-threads.ts';
-import { bundledThreadScript } from '../../helpers/thread-script.ts';
+import { bundledScript } from '../../helpers/bundled-script.ts';
 import { parsedOnlyCodec, testCodec } from './fixtures/replay-codec.ts';
 import { editLine, expectSameError, lineFor, rejection, saleFields, segmentFiles, snapshot, tempDir } from './helpers.ts';
 
@@ -28,8 +28,8 @@ describe('platform/storage/journal replay on parsing threads', () => {
   let sequential: Outcome;
 
   before(async () => {
-    threadScript = await bundledThreadScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
-    parsedThreadScript = await bundledThreadScript(new URL('./fixtures/replay-thread-parsed.ts', import.meta.url));
+    threadScript = await bundledScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
+    parsedThreadScript = await bundledScript(new URL('./fixtures/replay-thread-parsed.ts', import.meta.url));
     ({ dir, cleanup } = await tempDir());
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
     for (let seq = 1; seq <= EVENTS; seq++) {
@@ -307,7 +307,7 @@ describe('platform/storage/journal replay on parsing threads: chunks larger than
   let cleanup: () => Promise<void>;
 
   before(async () => {
-    threadScript = await bundledThreadScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
+    threadScript = await bundledScript(new URL('./fixtures/replay-thread.ts', import.meta.url));
     ({ dir, cleanup } = await tempDir());
     const { journal } = await Journal.open({ dir, segmentBytesMax: SEGMENT_BYTES });
     for (let seq = 1; seq <= 4_000; seq++) {

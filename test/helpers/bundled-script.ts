@@ -6,15 +6,16 @@ import { build } from 'esbuild';
 import { ROOT } from './process.ts';
 
 /**
- * A thread's TypeScript script bundled into one JavaScript file under `.tmp/`, as the
- * build bundles the programs' own thread scripts. A thread started on the `.ts` file
- * first loads tsx and compiles each module it imports, which costs several times what
- * its work costs in a test that starts dozens of threads; the bundle starts at once.
- * Tests that start few threads keep the `.ts` script, so that path stays tested too.
+ * A TypeScript script for a thread or a child process, bundled into one JavaScript file
+ * under `.tmp/`, as the build bundles the programs' own. Started on the `.ts` file, a
+ * thread or process first loads tsx and compiles each module it imports, which costs
+ * several times what its work costs in a test that starts dozens of them; the bundle
+ * starts at once. Tests that start few threads keep the `.ts` script, so that path stays
+ * tested too.
  */
-export async function bundledThreadScript(script: URL): Promise<URL> {
+export async function bundledScript(script: URL): Promise<URL> {
   const source = fileURLToPath(script);
-  const dir = join(ROOT, '.tmp', 'thread-scripts');
+  const dir = join(ROOT, '.tmp', 'bundled-scripts');
   mkdirSync(dir, { recursive: true });
   // One file per source and process: parallel test processes never write the same file.
   const outfile = join(dir, `${createHash('sha256').update(source).digest('hex').slice(0, 16)}-${process.pid}.mjs`);
