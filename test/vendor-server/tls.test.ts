@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { createCertificateAuthority, tlsRequest } from '../../platform/tls.ts';
@@ -59,6 +60,29 @@ describe('vendor server: TLS and terminal credentials', function () {
         });
         expect(plain).not.to.equal('HTTP 200');
       } finally {
+        await server.close();
+      }
+    });
+
+    it('carries requests over one kept-alive connection with an agent, and still checks the authority of each', async () => {
+      const server = await startTestVendor(dir);
+      let connections = 0;
+      const agent = new (class extends HttpsAgent {
+        override createConnection(...args: Parameters<HttpsAgent['createConnection']>): ReturnType<HttpsAgent['createConnection']> {
+          connections += 1;
+          return super.createConnection(...args);
+        }
+      })({ keepAlive: true });
+      try {
+        for (let i = 0; i < 3; i++) expect((await tlsRequest(`${server.url}/health`, { ca: server.caPem, agent })).status).to.equal(200);
+        expect(connections).to.equal(1);
+        // A request that trusts another authority does not ride the connection verified against the store's.
+        const other = await createCertificateAuthority('Another store');
+        const refused = await tlsRequest(`${server.url}/health`, { ca: other.certPem, agent }).then(() => 'answered', (err: { code?: string }) => err.code);
+        expect(refused).to.match(/CERT|SIGNATURE|UNABLE/);
+        expect(connections).to.equal(2);
+      } finally {
+        agent.destroy();
         await server.close();
       }
     });
