@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -12,13 +12,21 @@ import { ROOT } from './process.ts';
  * several times what its work costs in a test that starts dozens of them; the bundle
  * starts at once. Tests that start few threads keep the `.ts` script, so that path stays
  * tested too.
+ *
+ * The file is named by the hash of what it holds: parallel test processes that bundle
+ * the same script write the same file (each through a rename of its own), and the folder
+ * grows only when a source changes.
  */
 export async function bundledScript(script: URL): Promise<URL> {
-  const source = fileURLToPath(script);
+  const { outputFiles } = await build({ entryPoints: [fileURLToPath(script)], write: false, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' });
+  const code = outputFiles[0]?.contents;
+  if (code === undefined) throw new Error(`esbuild made nothing of ${script.href}`);
   const dir = join(ROOT, '.tmp', 'bundled-scripts');
-  mkdirSync(dir, { recursive: true });
-  // One file per source and process: parallel test processes never write the same file.
-  const outfile = join(dir, `${createHash('sha256').update(source).digest('hex').slice(0, 16)}-${process.pid}.mjs`);
-  await build({ entryPoints: [source], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' });
-  return pathToFileURL(outfile);
+  const path = join(dir, `${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`);
+  if (!existsSync(path)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${path}.${process.pid}`, code);
+    renameSync(`${path}.${process.pid}`, path);
+  }
+  return pathToFileURL(path);
 }

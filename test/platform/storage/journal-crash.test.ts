@@ -15,8 +15,8 @@ interface Round {
 }
 
 /**
- * Runs the writer (its script bundled) until it has acknowledged a few events, then SIGKILLs it at a random
- * moment and returns what it acknowledged.
+ * Runs the writer (its script bundled) until it has acknowledged a few events, then
+ * SIGKILLs it at a random moment and returns what it acknowledged.
  */
 function runAndKill(writer: string, dir: string): Promise<Round> {
   return new Promise((resolve, reject) => {

@@ -105,8 +105,6 @@ describe('platform/storage/journal replay on parsing threads', () => {
     return out;
   }
 
-
-
   /** Keeps each thread that starts in `threads`, and a promise of its exit in the list returned. */
   function watchExits(): Promise<unknown>[] {
     const exited: Promise<unknown>[] = [];
