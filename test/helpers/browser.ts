@@ -28,12 +28,16 @@ const CHROMIUM_ARGS = [
 /** What a test does with a browser: pages and contexts of its own, closed together. */
 export type TestBrowser = Pick<Browser, 'newPage' | 'newContext' | 'close'>;
 
+function launch(extraArgs: string[] = []): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
+}
+
 /** This process's browser, launched at the first test that asks for one. */
 let shared: Promise<Browser> | null = null;
 
 function sharedBrowser(): Promise<Browser> {
   if (shared === null) {
-    const launching = chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+    const launching = launch();
     shared = launching;
     // A launch that failed, or a browser that went away, is launched again by the next test.
     launching.then((b) => b.once('disconnected', () => (shared = shared === launching ? null : shared)), () => (shared = shared === launching ? null : shared));
@@ -57,7 +61,7 @@ export async function closeSharedBrowser(): Promise<void> {
  * with other flags (`extraArgs`) gets a browser of its own, which `close()` stops.
  */
 export async function launchBrowser(extraArgs: string[] = []): Promise<TestBrowser> {
-  if (extraArgs.length > 0) return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
+  if (extraArgs.length > 0) return launch(extraArgs);
   const browser = await sharedBrowser();
   const contexts = new Set<BrowserContext>();
   const own = async (options?: Parameters<Browser['newContext']>[0]): Promise<BrowserContext> => {

@@ -15,9 +15,22 @@ import { ROOT } from './process.ts';
  *
  * The file is named by the hash of what it holds: parallel test processes that bundle
  * the same script write the same file (each through a rename of its own), and the folder
- * grows only when a source changes.
+ * grows only when a source changes. A process bundles each script once.
  */
-export async function bundledScript(script: URL): Promise<URL> {
+export function bundledScript(script: URL): Promise<URL> {
+  let bundled = bundles.get(script.href);
+  if (bundled === undefined) {
+    bundled = bundle(script);
+    bundles.set(script.href, bundled);
+    // A failed bundling is tried again by the next caller.
+    bundled.catch(() => bundles.delete(script.href));
+  }
+  return bundled;
+}
+
+const bundles = new Map<string, Promise<URL>>();
+
+async function bundle(script: URL): Promise<URL> {
   const { outputFiles } = await build({ entryPoints: [fileURLToPath(script)], write: false, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' });
   const code = outputFiles[0]?.contents;
   if (code === undefined) throw new Error(`esbuild made nothing of ${script.href}`);

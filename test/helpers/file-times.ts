@@ -16,14 +16,21 @@ let startedCpu = 0;
 let startedOwn = 0;
 
 /**
- * CPU milliseconds of this process and of its children that have ended (the servers and
- * CLIs a test starts), from /proc on Linux; elsewhere this process's own. `fieldsOf`
- * [11, 12] counts this process alone: each file's record keeps both, so that a file whose
- * cost is in the processes it starts can be told from one whose cost is its own.
+ * Fields 14-17 of /proc/self/stat (counted from after the command's name): utime, stime,
+ * cutime, cstime, in clock ticks (100 a second). Each file's record keeps the CPU with
+ * the children and without, so that a file whose cost is in the processes it starts can
+ * be told from one whose cost is its own.
  */
-function cpuMs(fieldsOf = [11, 12, 13, 14]): number {
+const WITH_CHILDREN = [11, 12, 13, 14];
+const OWN = [11, 12];
+
+/**
+ * CPU milliseconds of this process and, with WITH_CHILDREN, of its children that have
+ * ended (the servers and CLIs a test starts), from /proc on Linux; elsewhere this
+ * process's own.
+ */
+function cpuMs(fieldsOf: number[]): number {
   try {
-    // Fields 14-17 of the line: utime, stime, cutime, cstime, in clock ticks (100 a second).
     const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]?.split(' ') ?? [];
     return fieldsOf.reduce((sum, i) => sum + Number(fields[i]), 0) * 10;
   } catch {
@@ -40,16 +47,16 @@ function cpuMs(fieldsOf = [11, 12, 13, 14]): number {
 export const mochaHooks = {
   beforeAll(): void {
     started = performance.now();
-    startedCpu = cpuMs();
-    startedOwn = cpuMs([11, 12]);
+    startedCpu = cpuMs(WITH_CHILDREN);
+    startedOwn = cpuMs(OWN);
   },
   afterAll(this: Mocha.Context): void {
     const files = new Set((this.test?.parent?.suites ?? []).map((s) => s.file).filter((f) => f !== undefined));
     if (files.size !== 1) return;
     const file = relative(ROOT, [...files][0] as string);
     const ms = Math.round(performance.now() - started);
-    const cpu = Math.round(cpuMs() - startedCpu);
-    const own = Math.round(cpuMs([11, 12]) - startedOwn);
+    const cpu = Math.round(cpuMs(WITH_CHILDREN) - startedCpu);
+    const own = Math.round(cpuMs(OWN) - startedOwn);
     try {
       mkdirSync(TIMES_DIR, { recursive: true });
       const path = join(TIMES_DIR, `${createHash('sha256').update(file).digest('hex').slice(0, 16)}.json`);
