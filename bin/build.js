@@ -119,7 +119,46 @@ const englishOnly = {
   },
 };
 
-/** Bundles every program of BUNDLED from its compiled files in dist/. */
+/**
+ * The tables of single- and double-byte character sets in express's copy of iconv-lite
+ * (about a sixth of each bundle), which it uses only to decode request bodies: the
+ * servers read JSON bodies, which body-parser accepts in UTF-8, -16 or -32 alone and
+ * refuses in any other charset before decoding, and those codecs are iconv-lite's own
+ * and stay. node-thermal-printer's own copy, which encodes receipts, keeps its tables.
+ */
+const unicodeBodiesOnly = {
+  name: 'unicode-bodies-only',
+  setup(b) {
+    const expressCopy = join(ROOT, 'node_modules', 'iconv-lite', 'encodings');
+    b.onResolve({ filter: /^\.\/(sbcs-data|sbcs-data-generated|dbcs-data)$/ }, (args) => {
+      if (args.resolveDir !== expressCopy) return undefined;
+      return { path: args.path, namespace: 'unicode-bodies-only' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'unicode-bodies-only' }, () => ({ contents: 'module.exports = {};', loader: 'js' }));
+  },
+};
+
+/**
+ * mime-db, the table of media types, is installed three times (express's copy and an older
+ * one each for socket.io and engine.io). Every bundled copy is the newest one, which
+ * knows every type the older ones know.
+ */
+const oneMimeDb = {
+  name: 'one-mime-db',
+  setup(b) {
+    const newest = createRequire(join(ROOT, 'package.json')).resolve('mime-db');
+    b.onResolve({ filter: /^mime-db$/ }, () => ({ path: newest }));
+  },
+};
+
+/** Where the bundles keep the code they share or load only when needed (the certificate library, the commands' own code). */
+export const CHUNKS = 'chunks';
+
+/**
+ * Bundles every program of BUNDLED from its compiled files in dist/, in one build: code
+ * that programs share, and code a program imports only when it needs it, go to chunks
+ * of their own in dist/chunks/, so that a process reads and compiles only what it runs.
+ */
 async function bundle() {
   let esbuild;
   try {
@@ -127,27 +166,26 @@ async function bundle() {
   } catch {
     throw new Error('esbuild is not installed: run "npm ci" (with dev dependencies) to build dist/');
   }
-  await Promise.all(
-    BUNDLED.map((entry) =>
-      esbuild.build({
-        entryPoints: [join(DIST, entry)],
-        outfile: join(DIST, bundleOf(entry)),
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: 'node20',
-        external: EXTERNAL,
-        // The bundled CommonJS packages call require() for Node's modules and the external ones.
-        banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
-        // Smaller text to read and parse at every start; names are kept, so stacks still say where.
-        minifyWhitespace: true,
-        minifySyntax: true,
-        legalComments: 'none',
-        logLevel: 'error',
-        plugins: [englishOnly, ownLocation],
-      }),
-    ),
-  );
+  rmSync(join(DIST, CHUNKS), { recursive: true, force: true });
+  await esbuild.build({
+    entryPoints: Object.fromEntries(BUNDLED.map((entry) => [bundleOf(entry).replace(/\.js$/, ''), join(DIST, entry)])),
+    outdir: DIST,
+    chunkNames: `${CHUNKS}/[name]-[hash]`,
+    bundle: true,
+    splitting: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    external: EXTERNAL,
+    // The bundled CommonJS packages call require() for Node's modules and the external ones.
+    banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
+    // Smaller text to read and parse at every start; names are kept, so stacks still say where.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+    logLevel: 'error',
+    plugins: [englishOnly, unicodeBodiesOnly, oneMimeDb, ownLocation],
+  });
 }
 
 /** Builds dist/; throws an Error with a one-line message when tsc, esbuild or the bundling fails or is not installed. */

@@ -7,7 +7,6 @@ import { loadMallConfig, mallPaths } from './config.ts';
 import { tlsPaths, tlsRequest, type TlsResponse } from '../platform/tls.ts';
 import type { PartyKind, PublicJwk } from './events.ts';
 import { liveOwner } from '../platform/lock.ts';
-import { startMallServer } from './server.ts';
 import type { Cursor, SignedStatement, VendorView } from './service.ts';
 import type { AlarmRecord, AllotmentRecord, CustomerDataRequestRecord, GapDecisionRecord, KeyRecord } from './store/index.ts';
 import type { DirectoryView, WalletCheck } from './directory.ts';
@@ -236,6 +235,8 @@ export async function withMallAdmin<T>(dataDir: string, fn: (client: MallAdminCl
     const caPem = await readFile(tlsPaths(mallPaths(dataDir).tlsDir).caCert, 'utf8');
     return fn(new MallAdminClient(owner.url, owner.controlToken, caPem));
   }
+  // The server is loaded only when no mall runs: a command to a running one needs only HTTPS.
+  const { startMallServer } = await import('./server.ts');
   const mall = await startMallServer({ dataDir, port: 0, host: '127.0.0.1', logger: createLogger({ level: 'silent', name: 'mall-sync' }), defaultMetrics: false });
   try {
     return await fn(new MallAdminClient(mall.url, mall.controlToken, mall.caPem));

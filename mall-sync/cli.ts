@@ -5,14 +5,13 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { JWK } from 'jose';
 import { MallposError, type FeeSchedule, type TokenType } from '../core/index.ts';
 import { MallAdminClient, withMallAdmin } from './admin-client.ts';
-import { auditArchive } from './audit.ts';
 import { DEFAULT_DATA_DIR } from './config.ts';
-import { initMall } from './init.ts';
-import { exportStoreArchive, migrateStore } from './migrate-store.ts';
 import { describeStatement, reconcile } from './reconcile.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
-import { startMallServer } from './server.ts';
 import type { ReceiptVerdict } from './receipt-verify.ts';
+
+// The server, a mall's creation, the move to PostgreSQL and the audit are imported by the
+// commands that run them, so that the others do not read and compile them at every run.
 
 /** Exit status when reconcile finds a gap or a tamper alarm. */
 export const EXIT_PROBLEMS = 2;
@@ -84,6 +83,7 @@ program
       if (o.store !== 'embedded' && o.store !== 'postgres') throw new InvalidArgumentError('--store is embedded or postgres');
       if (o.store === 'embedded' && o.databaseUrl !== undefined) throw new InvalidArgumentError('--database-url goes with --store postgres');
       const postgres = o.store === 'postgres' ? { databaseUrl: o.databaseUrl } : undefined;
+      const { initMall } = await import('./init.ts');
       const r = await initMall({ dataDir: resolve(o.dataDir), name: o.name, currency: o.currency, port: o.port, host: o.host, postgres });
       console.log(`Created mall "${r.config.name}" (${r.config.currency}) in ${resolve(o.dataDir)}`);
       console.log(`Mall key id (kid): ${r.kid}`);
@@ -107,6 +107,7 @@ program
   .action(async (o: { dataDir: string; port?: number; host?: string | boolean }) => {
     try {
       const host = o.host === true ? '0.0.0.0' : typeof o.host === 'string' ? o.host : undefined;
+      const { startMallServer } = await import('./server.ts');
       const mall = await startMallServer({ dataDir: resolve(o.dataDir), port: o.port, host });
       const stop = (signal: string) => {
         mall.logger.info({ signal }, 'stopping');
@@ -151,6 +152,7 @@ program
   .action(async (o: { dataDir: string; from: string; to: string; databaseUrl?: string }) => {
     try {
       if (o.from !== 'embedded' || o.to !== 'postgres') throw new InvalidArgumentError('a mall moves --from embedded --to postgres');
+      const { migrateStore } = await import('./migrate-store.ts');
       const r = await migrateStore(resolve(o.dataDir), { databaseUrl: o.databaseUrl });
       print(r);
       console.log(`Moved ${r.events} events (${r.batches} batches) into PostgreSQL; the config now says store postgres. Check with: mall-sync reconcile --data-dir ${o.dataDir} --from DAY --to DAY`);
@@ -166,6 +168,7 @@ program
   .requiredOption('--out <dir>', 'where to write it')
   .action(async (o: { dataDir: string; out: string }) => {
     try {
+      const { exportStoreArchive } = await import('./migrate-store.ts');
       print(await exportStoreArchive(resolve(o.dataDir), resolve(o.out)));
     } catch (err) {
       die(err);
@@ -275,6 +278,7 @@ program
     try {
       const pinned = o.mallKey === undefined ? undefined : ((await readJsonArg(o.mallKey, 'the mall key')) as { jwk?: Record<string, unknown> });
       const mallJwk = pinned === undefined ? undefined : ((pinned.jwk ?? pinned) as JWK);
+      const { auditArchive } = await import('./audit.ts');
       const r = await auditArchive(resolve(o.archive), mallJwk === undefined ? {} : { mallJwk });
       print({ ok: r.ok, registryEntries: r.registryEntries, batches: r.batches, statements: r.statements, positions: r.positions, differences: r.differences });
       if (!r.ok) {

@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { fail, isMallposError, sha256Hex } from '../core/index.ts';
 import { migrate } from './store/postgres-migrate.ts';
 import { createMallKeys, createMallTls, databaseUrl, defaultMallConfig, isInitialised, mallConfigSchema, newAdminToken, writeMallConfig, type MallConfig } from './config.ts';
@@ -54,6 +53,8 @@ export async function initMall(opts: InitMallOptions): Promise<InitMallResult> {
 
 /** Creates or upgrades the mall's schema in a PostgreSQL database, so that a wrong URL is found now. */
 export async function prepareDatabase(url: string): Promise<void> {
+  // The client is loaded only for a mall on PostgreSQL.
+  const { default: pg } = await import('pg');
   const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 10_000 });
   pool.on('error', () => undefined);
   try {

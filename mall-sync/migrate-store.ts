@@ -5,7 +5,8 @@ import { DataDirLock } from '../platform/lock.ts';
 import { archivePaths, exportArchive } from './archive.ts';
 import { databaseUrl, loadMallConfig, loadMallKeys, mallPaths, writeMallConfig } from './config.ts';
 import type { NewMallEvent } from './events.ts';
-import { EmbeddedMallStore, PostgresMallStore, positionsSum } from './store/index.ts';
+import { EmbeddedMallStore, positionsSum } from './store/index.ts';
+import { PostgresMallStore } from './store/postgres.ts';
 
 /** Events moved per transaction. */
 const EVENTS_PER_TRANSACTION = 500;

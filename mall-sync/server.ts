@@ -17,7 +17,7 @@ import { WalletService, type RegistryChange } from './wallet.ts';
 import { InstrumentService, loadOrCreateInstrumentKey } from './instruments.ts';
 import { MallLotService } from './lots.ts';
 import { signJson } from './jws.ts';
-import { EmbeddedMallStore, PostgresMallStore } from './store/index.ts';
+import { EmbeddedMallStore, type PostgresMallStore } from './store/index.ts';
 import { fileBatchBodies, postgresBatchBodies, ReceiptVerifier, type BatchBodyReader } from './receipt-verify.ts';
 
 export interface StartMallOptions {
@@ -81,6 +81,7 @@ export async function startMallServer(opts: StartMallOptions): Promise<RunningMa
     let archive: MallArchive;
     let batchBodies: BatchBodyReader;
     if (config.store.kind === 'postgres') {
+      const { PostgresMallStore } = await import('./store/postgres.ts');
       const pgStore = await PostgresMallStore.open({
         url: databaseUrl(config),
         poolMax: config.store.poolMax,

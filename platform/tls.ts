@@ -24,12 +24,14 @@ let x509Loading: Promise<X509Lib> | null = null;
  * @peculiar/x509 is loaded only where certificates are made (init, re-issue): it takes
  * most of a second to load, and servers and terminals that only read certificates (with
  * node:crypto) should not pay for it at every start. It needs the Reflect metadata API,
- * which Node does not have, loaded first.
+ * which Node does not have, loaded first. Imported as CommonJS (its build for Node, and
+ * what a bundle's chunk of it exports), its exports are the module's `default`.
  */
 function x509Lib(): Promise<X509Lib> {
   x509Loading ??= (async () => {
     await import('reflect-metadata');
-    const lib = await import('@peculiar/x509');
+    const imported = await import('@peculiar/x509');
+    const lib = (imported.default as X509Lib | undefined) ?? imported;
     lib.cryptoProvider.set(webcrypto as unknown as Crypto);
     return lib;
   })();

@@ -2,11 +2,13 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { pairTerminal } from './credential.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
-import { startTerminal } from './run.ts';
 import { MallposError } from '../core/index.ts';
 import { checkDrawerPulse } from '../hardware/printer/index.ts';
 
 const DEFAULT_DATA_DIR = './data/pos-terminal';
+
+// The terminal itself (screen server, scanner, printer) is imported by `start` alone, so that
+// `pair` does not read and compile it.
 
 const die = dieWith('pos-terminal', { stack: false });
 
@@ -66,6 +68,7 @@ program
       } catch (err) {
         throw new MallposError('POS_ERR_CONFIG', (err as Error).message);
       }
+      const { startTerminal } = await import('./run.ts');
       const t = await startTerminal({
         drawer: o.drawer ? { pulse, openLevel: o.drawerOpenLevel, openWarnMs: o.drawerWarnS * 1000 } : false,
         dataDir: resolve(o.dataDir),

@@ -2,11 +2,9 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { dataPaths, loadConfig, loadKeys, loadStoreTls, writeConfig } from './config.ts';
 import { spkiSha256, tlsRequest } from '../platform/tls.ts';
-import { initVendor } from './init.ts';
 import { backupStore, restoreStore, verifyBackup, verifyStore } from './backup.ts';
 import { dieWith, portNumber } from '../platform/cli.ts';
 import { isPinHashCost, PIN_HASH_COST_DEFAULT, PIN_HASH_COST_RANGE } from '../platform/pin-hash.ts';
-import { startVendorServer } from './server.ts';
 import { checkMallIdentity } from './sync/mall-sync-client.ts';
 import { readFile } from 'node:fs/promises';
 import { fail } from '../core/index.ts';
@@ -15,6 +13,9 @@ import { addAuctionCommands } from './auctions/cli.ts';
 import { ensureWebhookSecret, rotateWebhookSecret, WEBHOOK_SECRET_GRACE_MS } from './economy/webhook-secret.ts';
 
 const DEFAULT_DATA_DIR = './data/vendor-server';
+
+// The server and the store's creation are imported by the commands that run them, so that
+// the other commands do not read and compile the HTTP and socket.io stack at every run.
 
 const die = dieWith('vendor-server');
 
@@ -42,6 +43,7 @@ program
   .option('--pin-hash-cost <n>', `scrypt's N for PIN hashes: ${PIN_HASH_COST_RANGE} (default ${PIN_HASH_COST_DEFAULT})`, pinHashCost)
   .action(async (o: { dataDir: string; vendorId?: string; storeName?: string; port?: number; host?: string; demo?: boolean; tlsName?: string[]; pinHashCost?: number }) => {
     try {
+      const { initVendor } = await import('./init.ts');
       const r = await initVendor({
         dataDir: resolve(o.dataDir), vendorId: o.vendorId, storeName: o.storeName, port: o.port, host: o.host, demo: o.demo,
         ...(o.tlsName === undefined ? {} : { tlsNames: o.tlsName }),
@@ -76,6 +78,7 @@ program
   .action(async (o: { dataDir: string; port?: number; host?: string | boolean; mallUrl?: string }) => {
     try {
       const host = o.host === true ? '0.0.0.0' : typeof o.host === 'string' ? o.host : undefined;
+      const { startVendorServer } = await import('./server.ts');
       const server = await startVendorServer({ dataDir: resolve(o.dataDir), port: o.port, host, ...(o.mallUrl === undefined ? {} : { mallUrl: o.mallUrl }) });
       const stop = (signal: string) => {
         server.logger.info({ signal }, 'stopping');

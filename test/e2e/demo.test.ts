@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, symlink } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { expect } from 'chai';
 import { killHard, ROOT, runCli, spawnExecutable, spawnVendorServer, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
@@ -145,20 +145,24 @@ describe('e2e: the executables run compiled JavaScript', function () {
     }
   });
 
-  it('run each program from one bundled file, which needs none of the compiled modules beside it', async () => {
+  it('run each program from its bundle and the chunks of the build, which need none of the compiled modules beside them', async () => {
     const { dir, cleanup } = await tempDir('mallpos-bundle-');
     try {
-      // Each bundle alone in a folder where no compiled module can be found: a bundle that
-      // still imported one of them would fail here.
-      for (const [entry, says] of [
-        ['vendor-server/cli.bundle.js', 'mallpos vendor server'],
-        ['mall-sync/cli.bundle.js', 'reconcile'],
-        ['terminal/cli.bundle.js', 'pair'],
+      // The bundles and their chunks alone in a folder where no compiled module can be
+      // found: a bundle or chunk that still imported one of them would fail here. Each
+      // program runs a command that loads its code on demand (a store's and a mall's
+      // creation, with the certificate library), not only what it loads at start.
+      const copy = join(dir, 'dist');
+      await cp(join(ROOT, 'dist', 'chunks'), join(copy, 'chunks'), { recursive: true });
+      await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+      for (const [entry, args, says] of [
+        ['vendor-server/cli.bundle.js', ['init', '--data-dir', join(dir, 'store'), '--pin-hash-cost', '1024'], 'Created vendor server'],
+        ['mall-sync/cli.bundle.js', ['init', '--data-dir', join(dir, 'mall')], 'Created mall'],
+        ['terminal/cli.bundle.js', ['--help'], 'pair'],
       ] as const) {
-        const alone = join(dir, entry.replace('/', '-'));
-        await copyFile(join(ROOT, 'dist', entry), alone);
-        await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules')).catch(() => undefined);
-        const child = spawn(process.execPath, [alone, '--help'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+        await mkdir(dirname(join(copy, entry)), { recursive: true });
+        await copyFile(join(ROOT, 'dist', entry), join(copy, entry));
+        const child = spawn(process.execPath, [join(copy, entry), ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
         const closed = exited(child);
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
