@@ -11,7 +11,7 @@
  *   node bin/build.js --if-stale  build only when a source is newer than the last build
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -166,8 +166,8 @@ async function bundle() {
   } catch {
     throw new Error('esbuild is not installed: run "npm ci" (with dev dependencies) to build dist/');
   }
-  rmSync(join(DIST, CHUNKS), { recursive: true, force: true });
-  await esbuild.build({
+  const result = await esbuild.build({
+    write: false,
     entryPoints: Object.fromEntries(BUNDLED.map((entry) => [bundleOf(entry).replace(/\.js$/, ''), join(DIST, entry)])),
     outdir: DIST,
     chunkNames: `${CHUNKS}/[name]-[hash]`,
@@ -186,6 +186,19 @@ async function bundle() {
     logLevel: 'error',
     plugins: [englishOnly, unicodeBodiesOnly, oneMimeDb, ownLocation],
   });
+  // Each file is written beside its place and renamed into it, so that a program starting
+  // during a rebuild reads whole files; a chunk is named by its content, so one that did
+  // not change keeps its name. Chunks no program of this build imports are removed last.
+  mkdirSync(join(DIST, CHUNKS), { recursive: true });
+  for (const file of result.outputFiles) {
+    mkdirSync(dirname(file.path), { recursive: true });
+    writeFileSync(`${file.path}.${process.pid}.tmp`, file.contents);
+    renameSync(`${file.path}.${process.pid}.tmp`, file.path);
+  }
+  const built = new Set(result.outputFiles.map((f) => f.path));
+  for (const name of readdirSync(join(DIST, CHUNKS))) {
+    if (!built.has(join(DIST, CHUNKS, name))) rmSync(join(DIST, CHUNKS, name), { force: true });
+  }
 }
 
 /** Builds dist/; throws an Error with a one-line message when tsc, esbuild or the bundling fails or is not installed. */

@@ -26,4 +26,14 @@ describe('project: deep equality in the tests', () => {
     expect(() => expect({ a: 1 }).not.to.deep.equal({ a: 1 })).to.throw();
     expect([{ a: 1 }, { b: 2 }]).to.deep.include({ b: 2 });
   });
+
+  it('is the comparison of every test file, loaded with require() or with import()', async () => {
+    // Two distinct WeakMaps: equal to the strict comparison, which cannot look inside
+    // them, and unequal to chai's own. Each passes only where the helper is installed.
+    expect(new WeakMap()).to.deep.equal(new WeakMap());
+    // chai as a file loaded with import() sees it (a file that awaits at its top level).
+    const imported = await import('chai');
+    imported.expect(new WeakMap()).to.deep.equal(new WeakMap());
+    imported.expect(() => imported.expect([{ a: 1 }]).to.deep.equal([{ a: 2 }])).to.throw(/expected/);
+  });
 });
