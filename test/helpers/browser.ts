@@ -5,6 +5,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { io, type Socket } from 'socket.io-client';
 import { pairTerminal } from '../../terminal/credential.ts';
 import { startTerminal, type RunningTerminal, type StartTerminalOptions } from '../../terminal/run.ts';
+import { RUN_DIR_ENV, sharedInRun } from './run-shared.ts';
 import { startDemoStore, type DemoStore } from './vendor.ts';
 
 /** Debian's chromium; playwright-core ships no browser of its own. */
@@ -32,12 +33,37 @@ function launch(extraArgs: string[] = []): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_ARGS, ...extraArgs], timeout: 30_000 });
 }
 
-/** This process's browser, launched at the first test that asks for one. */
+/** How long a process waits for another to launch the run's browser: chromium on a busy machine. */
+const SHARED_LAUNCH_DEADLINE_MS = 120_000;
+
+/**
+ * The test run's browser: the first process of the run that needs one launches it as a
+ * server (`sharedInRun`), and every process connects to it. It stops with the process
+ * that launched it, which mocha ends with the others at the end of the run. A process
+ * that cannot reach it (it went away) launches a browser of its own. Without a run
+ * directory (a test file loaded some other way, a script) the process has its own.
+ */
+async function runBrowser(): Promise<Browser> {
+  const runDir = process.env[RUN_DIR_ENV];
+  if (runDir === undefined) return launch();
+  const { announced } = await sharedInRun(
+    runDir,
+    'chromium',
+    async () => {
+      const server = await chromium.launchServer({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+      return { wsEndpoint: server.wsEndpoint() };
+    },
+    SHARED_LAUNCH_DEADLINE_MS,
+  );
+  return chromium.connect(announced.wsEndpoint, { timeout: 30_000 }).catch(() => launch());
+}
+
+/** This process's browser (the run's, or its own), connected at the first test that asks for one. */
 let shared: Promise<Browser> | null = null;
 
 function sharedBrowser(): Promise<Browser> {
   if (shared === null) {
-    const launching = launch();
+    const launching = runBrowser();
     shared = launching;
     // A launch that failed, or a browser that went away, is launched again by the next test.
     launching.then((b) => b.once('disconnected', () => (shared = shared === launching ? null : shared)), () => (shared = shared === launching ? null : shared));
@@ -54,11 +80,11 @@ export async function closeSharedBrowser(): Promise<void> {
 
 /**
  * Headless Debian chromium for a test. Launching chromium costs a few seconds of CPU, so
- * the test files a process runs share one browser, each in contexts of its own: a
- * context has its own cookies, storage and cache, as a fresh profile would. `close()`
- * closes the contexts this test opened; the browser goes with the process (playwright
- * stops what it launched when its process exits). A test that needs chromium started
- * with other flags (`extraArgs`) gets a browser of its own, which `close()` stops.
+ * the test files of a run share one browser, each in contexts of its own: a context has
+ * its own cookies, storage and cache, as a fresh profile would. `close()` closes the
+ * contexts this test opened; the browser goes with the process that launched it
+ * (playwright stops what it launched when its process exits). A test that needs chromium
+ * started with other flags (`extraArgs`) gets a browser of its own, which `close()` stops.
  */
 export async function launchBrowser(extraArgs: string[] = []): Promise<TestBrowser> {
   if (extraArgs.length > 0) return launch(extraArgs);

@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { migrate } from '../../mall-sync/store/postgres-migrate.ts';
+import { announcement, RUN_DIR_ENV, sharedInRun } from './run-shared.ts';
 
 /**
  * A real PostgreSQL server for the tests: Debian's binaries (`initdb`, `pg_ctl`), a
@@ -135,15 +136,7 @@ export interface SharedPostgres {
   url(database: string): string;
 }
 
-/**
- * Set by the run's global setup (test/helpers/run-dir.ts): a directory of this test run,
- * the same for mocha's main process and its parallel workers. The shared cluster is
- * announced there, so that one cluster serves every worker.
- */
-export const RUN_DIR_ENV = 'MALLPOS_TEST_RUN_DIR';
-const CLAIM = 'postgres.claim';
-const READY = 'postgres.json';
-const FAILED = 'postgres.error';
+const NAME = 'postgres';
 /** How long a worker waits for another to bring the shared cluster up: initdb on a busy machine. */
 const SHARED_START_DEADLINE_MS = 180_000;
 
@@ -166,50 +159,29 @@ async function startTemplatedCluster(): Promise<PgCluster> {
 }
 
 /**
- * The run's shared cluster, with a template database that has the mall's schema. The
- * first process that needs it (it claims it with an atomic mkdir) starts it and writes
- * its directory to the run directory; the others wait for that. The main process stops
- * it at the end of the run (`stopSharedPostgres`). Without a run directory (a test file
- * loaded some other way) the process starts a cluster of its own, stopped at its exit.
+ * The run's shared cluster, with a template database that has the mall's schema: the
+ * first process that needs it starts it (`sharedInRun`); the main process stops it at the
+ * end of the run (`stopSharedPostgres`). Without a run directory (a test file loaded some
+ * other way) the process starts a cluster of its own, stopped at its exit.
  */
 function sharedCluster(): Promise<{ cluster: SharedPostgres; template: string }> {
   shared ??= (async () => {
     const runDir = process.env[RUN_DIR_ENV];
     if (runDir === undefined) return { cluster: await startTemplatedCluster(), template: TEMPLATE };
-    try {
-      mkdirSync(join(runDir, CLAIM));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      return { cluster: await announcedCluster(runDir), template: TEMPLATE };
-    }
-    try {
-      const cluster = await startTemplatedCluster();
-      // The run's main process stops it, not this one: a worker may end before the others.
-      running.delete(cluster);
-      const tmp = join(runDir, `${READY}.tmp`);
-      writeFileSync(tmp, JSON.stringify({ dir: cluster.dir }));
-      renameSync(tmp, join(runDir, READY));
-      return { cluster, template: TEMPLATE };
-    } catch (err) {
-      writeFileSync(join(runDir, FAILED), String((err as Error).stack ?? err));
-      throw err;
-    }
+    const { announced } = await sharedInRun(
+      runDir,
+      NAME,
+      async () => {
+        const cluster = await startTemplatedCluster();
+        // The run's main process stops it, not this one: a worker may end before the others.
+        running.delete(cluster);
+        return { dir: cluster.dir };
+      },
+      SHARED_START_DEADLINE_MS,
+    );
+    return { cluster: { dir: announced.dir, url: urlFor(announced.dir) }, template: TEMPLATE };
   })();
   return shared;
-}
-
-/** Waits for the process that claimed the shared cluster to announce it. */
-async function announcedCluster(runDir: string): Promise<SharedPostgres> {
-  const deadline = Date.now() + SHARED_START_DEADLINE_MS;
-  for (;;) {
-    if (existsSync(join(runDir, FAILED))) throw new Error(`the shared PostgreSQL cluster did not start: ${readFileSync(join(runDir, FAILED), 'utf8')}`);
-    if (existsSync(join(runDir, READY))) {
-      const { dir } = JSON.parse(readFileSync(join(runDir, READY), 'utf8')) as { dir: string };
-      return { dir, url: urlFor(dir) };
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${SHARED_START_DEADLINE_MS} ms waiting for the shared PostgreSQL cluster in ${runDir}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /**
@@ -217,7 +189,7 @@ async function announcedCluster(runDir: string): Promise<SharedPostgres> {
  * at the end of the run, or at its exit (`immediate`: no time to wait for a clean stop).
  */
 export function stopSharedPostgres(runDir: string, immediate = false): void {
-  const ready = join(runDir, READY);
+  const ready = announcement(runDir, NAME);
   if (!existsSync(ready)) return;
   const { dir } = JSON.parse(readFileSync(ready, 'utf8')) as { dir: string };
   const data = join(dir, 'data');

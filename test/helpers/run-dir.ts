@@ -1,13 +1,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { RUN_DIR_ENV, stopSharedPostgres } from './postgres.ts';
+import { stopSharedPostgres } from './postgres.ts';
+import { RUN_DIR_ENV } from './run-shared.ts';
 
 /**
  * Loaded by mocha before any test (`.mocharc.json`). The global setup runs once, in
  * mocha's main process, before the parallel workers are started, so they inherit the
  * run directory through the environment: what the whole run shares (the PostgreSQL
- * cluster) is announced there, and stopped here when the run ends.
+ * cluster, the browser) is announced there; the cluster is stopped here when the run ends.
  */
 let runDir: string | null = null;
 
