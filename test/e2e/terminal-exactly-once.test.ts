@@ -169,14 +169,9 @@ async function storeTls(store: Store): Promise<{ cert: string; key: string; ca: 
 
 const exists = (file: string) => stat(file).then(() => true, () => false);
 
-/** Restarts the store on its port with every token payment needing the PIN of a customer who set one. */
-async function requireCustomerPins(store: Store): Promise<void> {
-  await killHard(store.server.child);
-  const vendorDir = join(store.dir, 'vendor');
+/** Makes every token payment of a stopped store need the PIN of a customer who set one. */
+async function requireCustomerPins(vendorDir: string): Promise<void> {
   await writeConfig(vendorDir, { ...(await loadConfig(vendorDir)), customerPinAboveMinor: 0 });
-  store.server = await spawnVendorServer(vendorDir, START_DEADLINE_MS, store.port);
-  const set = await op(store, 'PUT', `/api/customers/${CUSTOMER_ID}/pin`, { pin: CUSTOMER_PIN });
-  expect(set.status, set.text).to.equal(200);
 }
 
 async function acmeBalance(store: Store): Promise<number> {
@@ -194,6 +189,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
   let store: Store;
   let cleanups: (() => Promise<void>)[] = [];
   let printer: PrinterSimulator;
+  /** Whether the tests' store is started with customer PINs required (the suite of those tests sets it). */
+  let pinsRequired = false;
   /** A store as `init --demo` leaves it, made once: each test starts on a copy of its own. */
   let initialised: { dir: string; token: string; cleanup: () => Promise<void> };
 
@@ -215,9 +212,14 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     await cp(initialised.dir, join(dir, 'vendor'), { recursive: true });
     const token = initialised.token;
     const port = await freePort();
+    if (pinsRequired) await requireCustomerPins(join(dir, 'vendor'));
     const server = await spawnVendorServer(join(dir, 'vendor'), START_DEADLINE_MS, port);
     store = { dir, port, token, server };
     cleanups.unshift(async () => killHard(store.server.child));
+    if (pinsRequired) {
+      const set = await op(store, 'PUT', `/api/customers/${CUSTOMER_ID}/pin`, { pin: CUSTOMER_PIN });
+      expect(set.status, set.text).to.equal(200);
+    }
     printer = new PrinterSimulator({ port: 0 });
     await printer.start();
     cleanups.unshift(() => printer.stop());
@@ -475,105 +477,6 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(receipts.length).to.be.at.least(1);
   });
 
-  it('asks for the customer PIN, refuses a wrong one, and charges once when the answer to the right one is lost', async () => {
-    await requireCustomerPins(store);
-    const proxy = await blackholeProxy(() => store.port);
-    cleanups.unshift(() => proxy.close());
-    const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
-    const dir = join(store.dir, 'terminal');
-    await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
-    cleanups.unshift(() => terminal.close());
-    const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
-    const before = await acmeBalance(store);
-
-    // Refused for the PIN: the sale waits with its key and body on disk, nothing charged.
-    await app.command({ type: 'complete' });
-    await app.whenIdle();
-    const key = app.state().completing?.key ?? '';
-    expect(key).to.match(/^t\d+:/);
-    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
-    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN_REQUIRED');
-    expect(app.state().cart.lines).to.have.length(1);
-    expect(await eventsWithKey(store, key)).to.equal(0);
-    const pendingFile = join(dir, 'pending-sale.json');
-    const onDisk = JSON.parse(await readFile(pendingFile, 'utf8')) as { key: string; body: Record<string, unknown> };
-    expect(onDisk.key).to.equal(key);
-
-    // A wrong PIN: refused, still waiting under the same key, nothing charged.
-    await app.command({ type: 'customerPin', pin: '1111' });
-    await app.whenIdle();
-    expect(app.state().completing?.key).to.equal(key);
-    expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN');
-    expect(await eventsWithKey(store, key)).to.equal(0);
-    expect(await acmeBalance(store)).to.equal(before);
-
-    // The right PIN reaches the server and is committed, but the answer is lost.
-    proxy.blackhole(true);
-    const paying = app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
-    await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
-    await until('the ack to time out', () => (app.state().message?.text.includes('waiting for the store server to confirm the sale') === true ? true : undefined));
-    expect(app.state().completing?.key).to.equal(key);
-    // While it waits, the PIN is on no file of the terminal's.
-    const waitingOnDisk = await readFile(pendingFile, 'utf8');
-    expect(waitingOnDisk).to.not.include(CUSTOMER_PIN).and.not.include('customerPin');
-    expect(JSON.parse(waitingOnDisk)).to.deep.equal(onDisk);
-    proxy.blackhole(false);
-    await paying;
-    await app.whenIdle();
-
-    const s: ScreenState = app.state();
-    expect(s.completing).to.equal(null);
-    expect(s.message?.kind, s.message?.text).to.equal('success');
-    expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
-    expect(await eventsWithKey(store, key)).to.equal(1);
-    expect(await acmeBalance(store)).to.equal(before - 90);
-    expect(await exists(pendingFile)).to.equal(false);
-    const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
-    expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
-  });
-
-  it('gives up a sale waiting for the customer PIN with nothing charged, the cart kept and the store still selling', async () => {
-    await requireCustomerPins(store);
-    const dir = await pairedTerminalDir();
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-    cleanups.unshift(() => terminal.close());
-    const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
-    const before = await acmeBalance(store);
-    await app.command({ type: 'complete' });
-    await app.whenIdle();
-    const key = app.state().completing?.key ?? '';
-    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
-
-    await app.command({ type: 'stopCompletion' });
-    const s: ScreenState = app.state();
-    expect(s.completing).to.equal(null);
-    expect(s.message?.text).to.include('nothing was charged');
-    expect(s.cart.lines).to.have.length(1);
-    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
-    expect(await eventsWithKey(store, key)).to.equal(0);
-    expect(await acmeBalance(store)).to.equal(before);
-
-    // The cart is paid in cash instead, under a new key.
-    await app.command({ type: 'setTenders', tenders: [] });
-    await app.command({ type: 'setCash', cashTenderedMinor: 500 });
-    await app.command({ type: 'complete' });
-    await app.whenIdle();
-    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
-    expect(app.state().lastSale?.cash.changeMinor).to.equal(50);
-    expect(await acmeBalance(store)).to.equal(before);
-  });
-
   it('waits for a cashier to sign in, then completes the same key once', async () => {
     const dir = await pairedTerminalDir();
     const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
@@ -662,44 +565,6 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await exists(refundFile)).to.equal(false);
   });
 
-  it('asks for the customer PIN again after a restart, under the same key, and charges once', async () => {
-    await requireCustomerPins(store);
-    const dir = await pairedTerminalDir();
-    const start = () => startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-    let terminal: RunningTerminal = await start();
-    cleanups.unshift(() => terminal.close());
-    await until('link', () => (terminal.app.link.connected ? true : undefined));
-    await terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await terminal.app.command({ type: 'scan', code: PEN });
-    await terminal.app.command({ type: 'scan', code: CARD });
-    await terminal.app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
-    const before = await acmeBalance(store);
-    await terminal.app.command({ type: 'complete' });
-    await terminal.app.whenIdle();
-    const key = terminal.app.state().completing?.key ?? '';
-    expect(terminal.app.state().completing?.waiting?.for).to.equal('customer-pin');
-
-    // The till stops while the customer is typing. Started again, it sends the same sale:
-    // the new connection has no cashier yet, then the PIN is asked for again.
-    await terminal.close();
-    terminal = await start();
-    const { app } = terminal;
-    await until('the sale waiting for a cashier', () => (app.state().completing?.waiting?.for === 'cashier' ? true : undefined));
-    expect(app.state().completing?.key).to.equal(key);
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'complete' });
-    await app.whenIdle();
-    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
-    expect(app.state().completing?.key).to.equal(key);
-    expect(await eventsWithKey(store, key)).to.equal(0);
-    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
-    await app.whenIdle();
-    expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
-    expect(await eventsWithKey(store, key)).to.equal(1);
-    expect(await acmeBalance(store)).to.equal(before - 90);
-    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
-  });
-
   it('keeps the key of a sale answered "paired again", and completes it once when sent again', async () => {
     // The server commits the sale; its answer arrives as VND_ERR_CREDENTIAL_REPLACED.
     const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_CREDENTIAL_REPLACED', message: 'this terminal was paired again' });
@@ -749,25 +614,167 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     expect(await acmeBalance(store)).to.equal(before);
   });
 
-  it('charges once when the answer to the customer PIN is replaced by an internal error', async () => {
-    await requireCustomerPins(store);
-    const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_INTERNAL', message: 'internal error in the store server' });
-    const before = await acmeBalance(store);
-    await app.command({ type: 'complete' });
-    await app.whenIdle();
-    const key = app.state().completing?.key ?? '';
-    expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+  describe('with every token payment needing the customer PIN of a customer who set one', () => {
+    before(() => {
+      pinsRequired = true;
+    });
+    after(() => {
+      pinsRequired = false;
+    });
 
-    // The sale with the PIN is committed; its answer arrives as an internal error, so the
-    // same key is sent again (with the PIN held in memory) and answered with the sale.
-    await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
-    await app.whenIdle();
-    expect(replaced()).to.equal(1);
-    const s: ScreenState = app.state();
-    expect(s.completing).to.equal(null);
-    expect(s.message?.kind, s.message?.text).to.equal('success');
-    expect(await eventsWithKey(store, key)).to.equal(1);
-    expect(await acmeBalance(store)).to.equal(before - 90);
-    expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    it('asks for the customer PIN, refuses a wrong one, and charges once when the answer to the right one is lost', async () => {
+      const proxy = await blackholeProxy(() => store.port);
+      cleanups.unshift(() => proxy.close());
+      const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
+      const dir = join(store.dir, 'terminal');
+      await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
+      const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
+      cleanups.unshift(() => terminal.close());
+      const { app } = terminal;
+      await until('link', () => (app.link.connected ? true : undefined));
+      await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+      await app.command({ type: 'scan', code: PEN });
+      await app.command({ type: 'scan', code: CARD });
+      await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+      const before = await acmeBalance(store);
+
+      // Refused for the PIN: the sale waits with its key and body on disk, nothing charged.
+      await app.command({ type: 'complete' });
+      await app.whenIdle();
+      const key = app.state().completing?.key ?? '';
+      expect(key).to.match(/^t\d+:/);
+      expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+      expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN_REQUIRED');
+      expect(app.state().cart.lines).to.have.length(1);
+      expect(await eventsWithKey(store, key)).to.equal(0);
+      const pendingFile = join(dir, 'pending-sale.json');
+      const onDisk = JSON.parse(await readFile(pendingFile, 'utf8')) as { key: string; body: Record<string, unknown> };
+      expect(onDisk.key).to.equal(key);
+
+      // A wrong PIN: refused, still waiting under the same key, nothing charged.
+      await app.command({ type: 'customerPin', pin: '1111' });
+      await app.whenIdle();
+      expect(app.state().completing?.key).to.equal(key);
+      expect(app.state().completing?.waiting?.code).to.equal('VND_ERR_CUSTOMER_PIN');
+      expect(await eventsWithKey(store, key)).to.equal(0);
+      expect(await acmeBalance(store)).to.equal(before);
+
+      // The right PIN reaches the server and is committed, but the answer is lost.
+      proxy.blackhole(true);
+      const paying = app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+      await until('server committed the sale', async () => ((await eventsWithKey(store, key)) === 1 ? true : undefined));
+      await until('the ack to time out', () => (app.state().message?.text.includes('waiting for the store server to confirm the sale') === true ? true : undefined));
+      expect(app.state().completing?.key).to.equal(key);
+      // While it waits, the PIN is on no file of the terminal's.
+      const waitingOnDisk = await readFile(pendingFile, 'utf8');
+      expect(waitingOnDisk).to.not.include(CUSTOMER_PIN).and.not.include('customerPin');
+      expect(JSON.parse(waitingOnDisk)).to.deep.equal(onDisk);
+      proxy.blackhole(false);
+      await paying;
+      await app.whenIdle();
+
+      const s: ScreenState = app.state();
+      expect(s.completing).to.equal(null);
+      expect(s.message?.kind, s.message?.text).to.equal('success');
+      expect(s.lastSale?.debits).to.deep.equal({ ACME: 90 });
+      expect(await eventsWithKey(store, key)).to.equal(1);
+      expect(await acmeBalance(store)).to.equal(before - 90);
+      expect(await exists(pendingFile)).to.equal(false);
+      const receipts = await printer.waitForReceipts(1, START_DEADLINE_MS);
+      expect(receipts.map((r) => r.lines.map((l) => l.text).join('\n')).join('\n')).to.include(s.lastSale?.saleId ?? 'none');
+    });
+
+    it('gives up a sale waiting for the customer PIN with nothing charged, the cart kept and the store still selling', async () => {
+      const dir = await pairedTerminalDir();
+      const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+      cleanups.unshift(() => terminal.close());
+      const { app } = terminal;
+      await until('link', () => (app.link.connected ? true : undefined));
+      await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+      await app.command({ type: 'scan', code: PEN });
+      await app.command({ type: 'scan', code: CARD });
+      await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+      const before = await acmeBalance(store);
+      await app.command({ type: 'complete' });
+      await app.whenIdle();
+      const key = app.state().completing?.key ?? '';
+      expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+      await app.command({ type: 'stopCompletion' });
+      const s: ScreenState = app.state();
+      expect(s.completing).to.equal(null);
+      expect(s.message?.text).to.include('nothing was charged');
+      expect(s.cart.lines).to.have.length(1);
+      expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+      expect(await eventsWithKey(store, key)).to.equal(0);
+      expect(await acmeBalance(store)).to.equal(before);
+
+      // The cart is paid in cash instead, under a new key.
+      await app.command({ type: 'setTenders', tenders: [] });
+      await app.command({ type: 'setCash', cashTenderedMinor: 500 });
+      await app.command({ type: 'complete' });
+      await app.whenIdle();
+      expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+      expect(app.state().lastSale?.cash.changeMinor).to.equal(50);
+      expect(await acmeBalance(store)).to.equal(before);
+    });
+
+    it('asks for the customer PIN again after a restart, under the same key, and charges once', async () => {
+      const dir = await pairedTerminalDir();
+      const start = () => startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
+      let terminal: RunningTerminal = await start();
+      cleanups.unshift(() => terminal.close());
+      await until('link', () => (terminal.app.link.connected ? true : undefined));
+      await terminal.app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+      await terminal.app.command({ type: 'scan', code: PEN });
+      await terminal.app.command({ type: 'scan', code: CARD });
+      await terminal.app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
+      const before = await acmeBalance(store);
+      await terminal.app.command({ type: 'complete' });
+      await terminal.app.whenIdle();
+      const key = terminal.app.state().completing?.key ?? '';
+      expect(terminal.app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+      // The till stops while the customer is typing. Started again, it sends the same sale:
+      // the new connection has no cashier yet, then the PIN is asked for again.
+      await terminal.close();
+      terminal = await start();
+      const { app } = terminal;
+      await until('the sale waiting for a cashier', () => (app.state().completing?.waiting?.for === 'cashier' ? true : undefined));
+      expect(app.state().completing?.key).to.equal(key);
+      await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
+      await app.command({ type: 'complete' });
+      await app.whenIdle();
+      expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+      expect(app.state().completing?.key).to.equal(key);
+      expect(await eventsWithKey(store, key)).to.equal(0);
+      await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+      await app.whenIdle();
+      expect(app.state().message?.kind, app.state().message?.text).to.equal('success');
+      expect(await eventsWithKey(store, key)).to.equal(1);
+      expect(await acmeBalance(store)).to.equal(before - 90);
+      expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    });
+
+    it('charges once when the answer to the customer PIN is replaced by an internal error', async () => {
+      const { app, dir, replaced } = await tillWithReplacedAnswer('saleId', { code: 'VND_ERR_INTERNAL', message: 'internal error in the store server' });
+      const before = await acmeBalance(store);
+      await app.command({ type: 'complete' });
+      await app.whenIdle();
+      const key = app.state().completing?.key ?? '';
+      expect(app.state().completing?.waiting?.for).to.equal('customer-pin');
+
+      // The sale with the PIN is committed; its answer arrives as an internal error, so the
+      // same key is sent again (with the PIN held in memory) and answered with the sale.
+      await app.command({ type: 'customerPin', pin: CUSTOMER_PIN });
+      await app.whenIdle();
+      expect(replaced()).to.equal(1);
+      const s: ScreenState = app.state();
+      expect(s.completing).to.equal(null);
+      expect(s.message?.kind, s.message?.text).to.equal('success');
+      expect(await eventsWithKey(store, key)).to.equal(1);
+      expect(await acmeBalance(store)).to.equal(before - 90);
+      expect(await exists(join(dir, 'pending-sale.json'))).to.equal(false);
+    });
   });
 });
