@@ -4,7 +4,7 @@ import type { InstrumentKeyRecord } from './instruments-state.ts';
 import { createLogger } from '../platform/logger.ts';
 import { readFile } from 'node:fs/promises';
 import { loadMallConfig, mallPaths } from './config.ts';
-import { tlsPaths, tlsRequest, type TlsResponse } from '../platform/tls.ts';
+import { keepAliveAgent, tlsPaths, tlsRequest, type TlsResponse } from '../platform/tls.ts';
 import type { PartyKind, PublicJwk } from './events.ts';
 import { liveOwner } from '../platform/lock.ts';
 import type { Cursor, SignedStatement, VendorView } from './service.ts';
@@ -19,6 +19,9 @@ import type { MallLotDetail } from './lots.ts';
  * tests and tools. Errors come back as MallposError with the mall's code.
  */
 export class MallAdminClient {
+  /** The client's connections to the mall, kept open between its requests. */
+  private readonly agent = keepAliveAgent();
+
   /** `caPem` is the mall's certificate authority: the only one this client trusts. */
   constructor(
     readonly url: string,
@@ -36,6 +39,7 @@ export class MallAdminClient {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         ca: this.caPem,
         timeoutMs: this.timeoutMs,
+        agent: this.agent,
       });
     } catch (err) {
       throw new MallposError('MALL_ERR_INTERNAL', `the mall at ${this.url} is unreachable: ${(err as Error).message}`);

@@ -1,6 +1,6 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual, webcrypto, X509Certificate } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
-import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { dirname, join } from 'node:path';
@@ -361,11 +361,43 @@ function contextTrusting(ca: string): SecureContext {
   return context;
 }
 
+/** How long an idle kept-alive connection is kept: well below a Node server's 5 s, so the client is the one that closes it. */
+export const KEEP_ALIVE_IDLE_MS = 1_000;
+
+/**
+ * An agent for `tlsRequest` that keeps connections open between requests to the same
+ * origin and authority: one TLS handshake per server rather than per request, on both
+ * sides. Idle connections close after KEEP_ALIVE_IDLE_MS and do not keep the process
+ * alive.
+ */
+export function keepAliveAgent(): HttpsAgent {
+  return new HttpsAgent({ keepAlive: true, timeout: KEEP_ALIVE_IDLE_MS });
+}
+
+/** Errors of a kept-alive connection that the server closed as the request went out. */
+const STALE_CONNECTION = new Set(['ECONNRESET', 'EPIPE']);
+
+/** A reset of a reused connection before any answer: `tlsRequest` sends the request again. */
+class StaleConnectionError extends TlsRequestError {}
+
 /**
  * One HTTPS request that trusts only `ca` (or nothing, with `insecure`). The answer is
- * read whole, up to `bodyBytesMax`.
+ * read whole, up to `bodyBytesMax`. A request that went out on a kept-alive connection
+ * which the server had closed meanwhile (reset before any answer) is sent once more, on
+ * a new connection: the server closed the connection without reading the request, or
+ * read it and answered nothing, and every request this project sends with an agent
+ * may be repeated (reads, and changes under an idempotency key or a sequence number).
  */
-export function tlsRequest(url: string, opts: TlsRequestOptions = {}): Promise<TlsResponse> {
+export async function tlsRequest(url: string, opts: TlsRequestOptions = {}): Promise<TlsResponse> {
+  try {
+    return await tlsRequestOnce(url, opts);
+  } catch (err) {
+    if (!(err instanceof StaleConnectionError)) throw err;
+    return tlsRequestOnce(url, opts);
+  }
+}
+
+function tlsRequestOnce(url: string, opts: TlsRequestOptions): Promise<TlsResponse> {
   const target = new URL(url);
   if (target.protocol !== 'https:') return Promise.reject(new TlsRequestError(`${target.origin} is not an https:// address`, 'ERR_NOT_HTTPS'));
   if (opts.insecure !== true && opts.ca === undefined) return Promise.reject(new TlsRequestError('no certificate authority to trust', 'ERR_NO_CA'));
@@ -407,7 +439,13 @@ export function tlsRequest(url: string, opts: TlsRequestOptions = {}): Promise<T
       },
     );
     req.on('timeout', () => req.destroy(new TlsRequestError(`${target.origin} did not answer in time`, 'ETIMEDOUT')));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof TlsRequestError ? err : new TlsRequestError(err.message, err.code)));
+    let answered = false;
+    req.once('response', () => (answered = true));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof TlsRequestError) reject(err);
+      else if (req.reusedSocket && !answered && STALE_CONNECTION.has(err.code ?? '')) reject(new StaleConnectionError(err.message, err.code));
+      else reject(new TlsRequestError(err.message, err.code));
+    });
     req.end(opts.body);
   });
 }

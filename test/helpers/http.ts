@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { Agent } from 'node:https';
 import { join } from 'node:path';
-import { tlsRequest } from '../../platform/tls.ts';
+import { keepAliveAgent, tlsRequest } from '../../platform/tls.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- response bodies are checked field by field in tests
 export type Json = any;
@@ -55,10 +54,9 @@ export interface TlsFetchResponse {
  * The connections of the tests' HTTPS requests, kept open between requests as a browser
  * or an API client keeps them: a test that sends thousands of requests pays a TLS
  * handshake per server, not per request. The agent keeps a pool per origin and trusted
- * authority, and closes a connection idle for a second, before a server's own keep-alive
- * timeout (5 s) could close it under a request on its way.
+ * authority (`keepAliveAgent`).
  */
-const keepAlive = new Agent({ keepAlive: true, timeout: 1_000 });
+const keepAlive = keepAliveAgent();
 
 /**
  * `fetch` for the project's HTTPS servers: trusts only the authority registered for the

@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
+import { Agent as HttpsAgent, createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { createCertificateAuthority, tlsRequest } from '../../platform/tls.ts';
+import { createCertificateAuthority, issueServerCertificate, keepAliveAgent, serverNames, tlsRequest } from '../../platform/tls.ts';
 import { loadConfig, writeConfig } from '../../vendor-server/config.ts';
 import { initVendor } from '../../vendor-server/init.ts';
 import { StoreLink } from '../../terminal/store-link.ts';
@@ -84,6 +85,43 @@ describe('vendor server: TLS and terminal credentials', function () {
       } finally {
         agent.destroy();
         await server.close();
+      }
+    });
+
+    it('sends a request once more on a new connection when the server had closed the kept-alive one, and never repeats one on a new connection', async () => {
+      const ca = await createCertificateAuthority('Closing server');
+      const cert = await issueServerCertificate(ca, serverNames([]));
+      // A server that answers the first request on a connection and drops the connection,
+      // without a word, when a second request arrives on it: as a server does that closed
+      // an idle connection just as the client sent on it. `/drop` is dropped on any connection.
+      const seen: string[] = [];
+      const requestsOn = new WeakMap<object, number>();
+      const server = createHttpsServer({ key: cert.keyPem, cert: cert.certPem, keepAliveTimeout: 60_000 }, (req, res) => {
+        const n = (requestsOn.get(req.socket) ?? 0) + 1;
+        requestsOn.set(req.socket, n);
+        seen.push(`${req.url} #${n}`);
+        if (n > 1 || req.url === '/drop') req.socket.destroy();
+        else res.end('ok');
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const agent = keepAliveAgent();
+      try {
+        expect((await tlsRequest(`${url}/a`, { ca: ca.certPem, agent })).text).to.equal('ok');
+        // On the kept connection, dropped; then once more on a new one, answered.
+        expect((await tlsRequest(`${url}/b`, { ca: ca.certPem, agent })).text).to.equal('ok');
+        expect(seen).to.deep.equal(['/a #1', '/b #2', '/b #1']);
+        // A connection dropped that was new is the server's answer: nothing is sent again.
+        agent.destroy();
+        const fresh = keepAliveAgent();
+        const dropped = await tlsRequest(`${url}/drop`, { ca: ca.certPem, agent: fresh }).then(() => 'answered', (err: { code?: string }) => err.code);
+        fresh.destroy();
+        expect(dropped).to.equal('ECONNRESET');
+        expect(seen.filter((r) => r.startsWith('/drop'))).to.deep.equal(['/drop #1']);
+      } finally {
+        agent.destroy();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
       }
     });
 

@@ -13,7 +13,7 @@ import {
   type InstrumentStatus,
 } from '../../core/index.ts';
 import type { VendorKeys } from '../config.ts';
-import { isCertificateError, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
+import { isCertificateError, keepAliveAgent, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
 
 /**
  * The store's client for the mall's vendor endpoints that answer at once: the mall wallet
@@ -100,12 +100,15 @@ export function vendorJwt(keys: VendorKeys, vendorId: string, expiresIn: string,
 }
 
 export class MallRequests {
+  /** The connections to the mall, kept open between requests: a wallet payment at the till waits for no TLS handshake. */
+  private readonly agent = keepAliveAgent();
+
   constructor(private readonly opts: MallRequestOptions) {}
 
   /** Whether the mall answers its health check now (one short probe). */
   async reachable(): Promise<boolean> {
     try {
-      const res = await tlsRequest(`${this.opts.mallUrl}/health`, { ca: this.opts.mallCaPem, timeoutMs: this.opts.probeTimeoutMs, bodyBytesMax: MALL_ANSWER_BYTES_MAX });
+      const res = await tlsRequest(`${this.opts.mallUrl}/health`, { ca: this.opts.mallCaPem, timeoutMs: this.opts.probeTimeoutMs, bodyBytesMax: MALL_ANSWER_BYTES_MAX, agent: this.agent });
       return res.ok;
     } catch {
       return false;
@@ -277,6 +280,7 @@ export class MallRequests {
         ca: this.opts.mallCaPem,
         timeoutMs: this.opts.requestTimeoutMs,
         bodyBytesMax: MALL_ANSWER_BYTES_MAX,
+        agent: this.agent,
       });
     } catch (err) {
       const why = isCertificateError(err) ? 'the mall does not present the certificate it was linked with' : 'the mall cannot be reached';

@@ -25,7 +25,7 @@ import type { LedgerService } from '../ledger/service.ts';
 import type { Logger } from '../../platform/logger.ts';
 import { DurableJSONFile, writeFileDurable } from '../../platform/storage/index.ts';
 import { ed25519Thumbprint, type PublicSigningJwk } from '../../platform/key-files.ts';
-import { isCertificateError, isSelfSignedAuthority, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
+import { isCertificateError, isSelfSignedAuthority, keepAliveAgent, tlsRequest, type TlsResponse } from '../../platform/tls.ts';
 import { vendorJwt } from './mall-requests.ts';
 
 export interface SyncOptions {
@@ -122,6 +122,8 @@ export class MallSync {
   private flagged = 0;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  /** The connections to the mall, kept open between batches, cursors and snapshots. */
+  private readonly agent = keepAliveAgent();
   private stopped = false;
   /** Why shipping to the mall was stopped (the ledger on disk failed its integrity check), or null. */
   private halted: string | null = null;
@@ -172,6 +174,7 @@ export class MallSync {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     await this.running;
+    this.agent.destroy();
   }
 
   /**
@@ -237,7 +240,7 @@ export class MallSync {
   private async fetchJson(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<unknown> {
     let res: TlsResponse;
     try {
-      res = await tlsRequest(`${this.opts.mallUrl}${path}`, { ...init, ca: this.opts.mallCaPem, timeoutMs: this.opts.requestTimeoutMs });
+      res = await tlsRequest(`${this.opts.mallUrl}${path}`, { ...init, ca: this.opts.mallCaPem, timeoutMs: this.opts.requestTimeoutMs, agent: this.agent });
     } catch (err) {
       const what = isCertificateError(err) ? 'the mall does not present the certificate it was linked with' : 'the mall is unreachable';
       throw new HttpError(0, 'NETWORK', `${what}: ${(err as Error).message}`);
