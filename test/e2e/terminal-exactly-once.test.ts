@@ -243,14 +243,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
     await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
-    cleanups.unshift(() => terminal.close());
+    const terminal = await tillWithPenForCard(dir, { ackTimeoutMs: 1_000 });
     const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
     expect(app.state().cart.lines).to.have.length(1);
     const before = await acmeBalance(store);
 
@@ -336,7 +330,17 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
     const dir = join(store.dir, 'terminal');
     await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
+    const { app } = await tillWithPenForCard(dir, opts);
+    return { app, dir, replaced: () => replaced };
+  }
+
+  /**
+   * Starts a terminal on a paired data directory, waits for its link to the store, signs
+   * Ana in and rings up the pen for the demo customer's card, paid in ACME: the cart the
+   * tests complete. The terminal is closed after the test.
+   */
+  async function tillWithPenForCard(dir: string, opts: { ackTimeoutMs?: number; watch?: (s: ScreenState) => void } = {}): Promise<RunningTerminal> {
+    const terminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ...(opts.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: opts.ackTimeoutMs }) });
     cleanups.unshift(() => terminal.close());
     const { app } = terminal;
     if (opts.watch !== undefined) app.onState(opts.watch);
@@ -345,7 +349,7 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
     await app.command({ type: 'scan', code: PEN });
     await app.command({ type: 'scan', code: CARD });
     await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
-    return { app, dir, replaced: () => replaced };
+    return terminal;
   }
 
   /**
@@ -591,14 +595,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
 
   it('says a revoked till must be paired again, keeps the cart and charges nothing', async () => {
     const dir = await pairedTerminalDir();
-    const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-    cleanups.unshift(() => terminal.close());
+    const terminal = await tillWithPenForCard(dir);
     const { app } = terminal;
-    await until('link', () => (app.link.connected ? true : undefined));
-    await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-    await app.command({ type: 'scan', code: PEN });
-    await app.command({ type: 'scan', code: CARD });
-    await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
     const before = await acmeBalance(store);
     const revoked = await op(store, 'POST', `/api/terminals/${terminal.app.state().terminal.id}/revoke`);
     expect(revoked.status, revoked.text).to.equal(200);
@@ -628,14 +626,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
       const created = JSON.parse((await op(store, 'POST', '/api/terminals', { name: 'Till 1' })).text) as { pairingCode: string };
       const dir = join(store.dir, 'terminal');
       await pairTerminal(dir, `https://127.0.0.1:${proxy.port}`, created.pairingCode);
-      const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0, ackTimeoutMs: 1_000 });
-      cleanups.unshift(() => terminal.close());
+      const terminal = await tillWithPenForCard(dir, { ackTimeoutMs: 1_000 });
       const { app } = terminal;
-      await until('link', () => (app.link.connected ? true : undefined));
-      await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-      await app.command({ type: 'scan', code: PEN });
-      await app.command({ type: 'scan', code: CARD });
-      await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
       const before = await acmeBalance(store);
 
       // Refused for the PIN: the sale waits with its key and body on disk, nothing charged.
@@ -686,14 +678,8 @@ describe('e2e: completing a sale is exactly once across crashes', function () {
 
     it('gives up a sale waiting for the customer PIN with nothing charged, the cart kept and the store still selling', async () => {
       const dir = await pairedTerminalDir();
-      const terminal: RunningTerminal = await startTerminal({ dataDir: dir, scanner: 'none', printer: `tcp://127.0.0.1:${printer.port}`, port: 0 });
-      cleanups.unshift(() => terminal.close());
+      const terminal = await tillWithPenForCard(dir);
       const { app } = terminal;
-      await until('link', () => (app.link.connected ? true : undefined));
-      await app.command({ type: 'login', staffId: 'ana', pin: '1234' });
-      await app.command({ type: 'scan', code: PEN });
-      await app.command({ type: 'scan', code: CARD });
-      await app.command({ type: 'setTenders', tenders: [{ token: 'ACME' }] });
       const before = await acmeBalance(store);
       await app.command({ type: 'complete' });
       await app.whenIdle();
