@@ -154,7 +154,7 @@ const oneMimeDb = {
 };
 
 /** Where the bundles keep the code they share or load only when needed (the certificate library, the commands' own code). */
-export const CHUNKS = 'chunks';
+const CHUNKS = 'chunks';
 
 /**
  * Bundles every program of BUNDLED from its compiled files in dist/, in one build: code

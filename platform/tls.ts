@@ -362,7 +362,7 @@ function contextTrusting(ca: string): SecureContext {
 }
 
 /** How long an idle kept-alive connection is kept: well below a Node server's 5 s, so the client is the one that closes it. */
-export const KEEP_ALIVE_IDLE_MS = 1_000;
+const KEEP_ALIVE_IDLE_MS = 1_000;
 
 /**
  * An agent for `tlsRequest` that keeps connections open between requests to the same
