@@ -2,12 +2,11 @@
 /**
  * Compiles the TypeScript sources to dist/ (tsc with tsconfig.build.json), copies the
  * files served as they are (the cashier screen) next to the code that serves them, and
- * bundles the programs (esbuild): each into its own file and the chunks it shares with
- * the others or imports only when needed. The executables run those bundles, so that
- * production carries neither the tsx loader nor the cost of loading some 800 modules one
- * by one, and a command reads only the code it runs: a process starts in about a third
- * of the CPU time it took from the separate files, which every start, every CLI command
- * and every audit pays.
+ * bundles each program (esbuild) into one CommonJS script. The executables run those
+ * scripts with V8's cache of their compiled code (bin/compiled.js), so that production
+ * carries neither the tsx loader nor the cost of loading some 800 modules one by one, and
+ * a process does not compile again what the last run of its command compiled: every
+ * start, every CLI command and every audit pays that cost.
  *
  *   node bin/build.js             always build (npm run build, npm's prepare on npm ci)
  *   node bin/build.js --if-stale  build only when a source is newer than the last build
@@ -17,6 +16,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSyn
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { CODE_CACHE_DIR } from './compiled.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -28,7 +28,7 @@ const CONFIG_FILES = ['tsconfig.json', 'tsconfig.build.json', 'package-lock.json
 /** Folders of files a browser loads as they are; copied without their TypeScript, if any. */
 const ASSET_DIRS = ['terminal/screen'];
 /**
- * The programs, each bundled from its compiled entry point into `<entry>.bundle.js` next
+ * The programs, each bundled from its compiled entry point into `<entry>.bundle.cjs` next
  * to it: the three executables, the demo, the vendor server's audit process and the
  * threads of its replay at start.
  */
@@ -72,9 +72,9 @@ export function staleReason() {
   return null;
 }
 
-/** The bundle of a compiled entry point: `dist/x/cli.js` -> `dist/x/cli.bundle.js`. */
+/** The bundle of a compiled entry point: `dist/x/cli.js` -> `dist/x/cli.bundle.cjs`. */
 export function bundleOf(entry) {
-  return entry.replace(/\.js$/, '.bundle.js');
+  return entry.replace(/\.js$/, '.bundle.cjs');
 }
 
 /**
@@ -153,13 +153,12 @@ const oneMimeDb = {
   },
 };
 
-/** Where the bundles keep the code they share or load only when needed (the certificate library, the commands' own code). */
-const CHUNKS = 'chunks';
-
 /**
- * Bundles every program of BUNDLED from its compiled files in dist/, in one build: code
- * that programs share, and code a program imports only when it needs it, go to chunks
- * of their own in dist/chunks/, so that a process reads and compiles only what it runs.
+ * Bundles every program of BUNDLED from its compiled files in dist/, each into one
+ * CommonJS script: V8 keeps a cache of the code it compiled only for scripts, not for ES
+ * modules (Node 20), and the executables load their script with that cache. Code a
+ * command imports only when it runs (a server, the certificate library) is in the script
+ * but neither run nor compiled until then.
  */
 async function bundle() {
   let esbuild;
@@ -170,17 +169,14 @@ async function bundle() {
   }
   const result = await esbuild.build({
     write: false,
-    entryPoints: Object.fromEntries(BUNDLED.map((entry) => [bundleOf(entry).replace(/\.js$/, ''), join(DIST, entry)])),
+    entryPoints: Object.fromEntries(BUNDLED.map((entry) => [bundleOf(entry).replace(/\.cjs$/, ''), join(DIST, entry)])),
     outdir: DIST,
-    chunkNames: `${CHUNKS}/[name]-[hash]`,
+    outExtension: { '.js': '.cjs' },
     bundle: true,
-    splitting: true,
     platform: 'node',
-    format: 'esm',
+    format: 'cjs',
     target: 'node20',
     external: EXTERNAL,
-    // The bundled CommonJS packages call require() for Node's modules and the external ones.
-    banner: { js: "import { createRequire as __bundleRequire } from 'node:module'; const require = __bundleRequire(import.meta.url);" },
     // Smaller text to read and parse at every start; names are kept, so stacks still say where.
     minifyWhitespace: true,
     minifySyntax: true,
@@ -189,18 +185,13 @@ async function bundle() {
     plugins: [englishOnly, unicodeBodiesOnly, oneMimeDb, ownLocation],
   });
   // Each file is written beside its place and renamed into it, so that a program starting
-  // during a rebuild reads whole files; a chunk is named by its content, so one that did
-  // not change keeps its name. Chunks no program of this build imports are removed last.
-  mkdirSync(join(DIST, CHUNKS), { recursive: true });
+  // during a rebuild reads a whole file. The code caches of the scripts replaced go with them.
   for (const file of result.outputFiles) {
     mkdirSync(dirname(file.path), { recursive: true });
     writeFileSync(`${file.path}.${process.pid}.tmp`, file.contents);
     renameSync(`${file.path}.${process.pid}.tmp`, file.path);
   }
-  const built = new Set(result.outputFiles.map((f) => f.path));
-  for (const name of readdirSync(join(DIST, CHUNKS))) {
-    if (!built.has(join(DIST, CHUNKS, name))) rmSync(join(DIST, CHUNKS, name), { force: true });
-  }
+  rmSync(CODE_CACHE_DIR, { recursive: true, force: true });
 }
 
 /** Builds dist/; throws an Error with a one-line message when tsc, esbuild or the bundling fails or is not installed. */

@@ -9,4 +9,4 @@ try {
   console.error(`mallpos demo: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 }
-await runCompiled('mallpos demo', 'bin/demo.bundle.js');
+runCompiled('mallpos demo', 'bin/demo.bundle.cjs');

@@ -2,4 +2,4 @@
 // V8 flags live on the line above, not in a wrapper process, so that a signal sent to this pid (SIGKILL included) reaches the server itself.
 import { runCompiled } from './compiled.js';
 
-await runCompiled('mall-sync', 'mall-sync/cli.bundle.js');
+runCompiled('mall-sync', 'mall-sync/cli.bundle.cjs');

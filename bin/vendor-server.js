@@ -5,4 +5,4 @@
 // --optimize-for-size would lower the peak as well, but it also shrinks the young generation to about 1 MB, which costs a scavenge every few dozen sales: several times the CPU per sale.
 import { runCompiled } from './compiled.js';
 
-await runCompiled('vendor-server', 'vendor-server/cli.bundle.js');
+runCompiled('vendor-server', 'vendor-server/cli.bundle.cjs');

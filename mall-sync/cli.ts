@@ -639,4 +639,5 @@ manufacturer
     }
   });
 
-await program.parseAsync(process.argv);
+// Not awaited at the top level: the build makes this program a CommonJS script (bin/build.js).
+void program.parseAsync(process.argv);

@@ -93,4 +93,5 @@ program
     }
   });
 
-await program.parseAsync(process.argv);
+// Not awaited at the top level: the build makes this program a CommonJS script (bin/build.js).
+void program.parseAsync(process.argv);

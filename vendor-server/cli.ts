@@ -243,4 +243,5 @@ program
 addCashierDayCommands(program, DEFAULT_DATA_DIR, die);
 addAuctionCommands(program, DEFAULT_DATA_DIR, die);
 
-await program.parseAsync(process.argv);
+// Not awaited at the top level: the build makes this program a CommonJS script (bin/build.js).
+void program.parseAsync(process.argv);

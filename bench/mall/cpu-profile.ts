@@ -114,7 +114,7 @@ export function summarise(profile: CpuProfile, top: number, skipMs: number): Pro
       for (const [fn, path] of STEPS) {
         const key = `${fn}${path === '' ? '' : ` (${path})`}`;
         // The mall children run the bundle (one file: matched by the function's name alone), the bench itself the sources.
-        const inFile = frame.url.endsWith('.bundle.js') || frame.url.includes(path) || frame.url.includes(path.replace(/\.ts$/, '.js'));
+        const inFile = frame.url.endsWith('.bundle.cjs') || frame.url.includes(path) || frame.url.includes(path.replace(/\.ts$/, '.js'));
         if (frame.functionName === fn && inFile && !seen.has(key)) {
           seen.add(key);
           steps.set(key, (steps.get(key) ?? 0) + us);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, cp, mkdir, readFile, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { expect } from 'chai';
@@ -145,20 +145,19 @@ describe('e2e: the executables run compiled JavaScript', function () {
     }
   });
 
-  it('run each program from its bundle and the chunks of the build, which need none of the compiled modules beside them', async () => {
+  it('run each program from its bundle alone, which needs none of the compiled modules beside it', async () => {
     const { dir, cleanup } = await tempDir('mallpos-bundle-');
     try {
-      // The bundles and their chunks alone in a folder where no compiled module can be
-      // found: a bundle or chunk that still imported one of them would fail here. Each
-      // program runs a command that loads its code on demand (a store's and a mall's
-      // creation, with the certificate library), not only what it loads at start.
+      // Each bundle alone in a folder where no compiled module can be found: a bundle that
+      // still required one of them would fail here. Each program runs a command that loads
+      // code on demand (a store's and a mall's creation, with the certificate library), not
+      // only what it loads at start.
       const copy = join(dir, 'dist');
-      await cp(join(ROOT, 'dist', 'chunks'), join(copy, 'chunks'), { recursive: true });
       await symlink(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
       for (const [entry, args, says] of [
-        ['vendor-server/cli.bundle.js', ['init', '--data-dir', join(dir, 'store'), '--pin-hash-cost', '1024'], 'Created vendor server'],
-        ['mall-sync/cli.bundle.js', ['init', '--data-dir', join(dir, 'mall')], 'Created mall'],
-        ['terminal/cli.bundle.js', ['--help'], 'pair'],
+        ['vendor-server/cli.bundle.cjs', ['init', '--data-dir', join(dir, 'store'), '--pin-hash-cost', '1024'], 'Created vendor server'],
+        ['mall-sync/cli.bundle.cjs', ['init', '--data-dir', join(dir, 'mall')], 'Created mall'],
+        ['terminal/cli.bundle.cjs', ['--help'], 'pair'],
       ] as const) {
         await mkdir(dirname(join(copy, entry)), { recursive: true });
         await copyFile(join(ROOT, 'dist', entry), join(copy, entry));
@@ -182,7 +181,7 @@ describe('e2e: the executables run compiled JavaScript', function () {
       expect(init.code, init.stderr).to.equal(0);
       const config = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')) as { vendorId: string };
       const job = { dataDir: join(dir, 'ledger'), vendorId: config.vendorId, toSeq: 3, nice: 0 };
-      const child = spawn(process.execPath, [join(ROOT, 'dist', 'vendor-server', 'ledger', 'audit-process.bundle.js'), JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [join(ROOT, 'dist', 'vendor-server', 'ledger', 'audit-process.bundle.cjs'), JSON.stringify(job)], { stdio: ['pipe', 'pipe', 'pipe'] });
       const closed = exited(child);
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -208,7 +207,7 @@ describe('e2e: the executables run compiled JavaScript', function () {
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));
       expect(await closed).to.equal(1);
       expect(out.trim().split('\n'), out).to.have.length(1);
-      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.bundle\.js is missing; build it with "npm run build"/);
+      expect(out).to.match(/^vendor-server: dist\/vendor-server\/cli\.bundle\.cjs is missing; build it with "npm run build"/);
     } finally {
       await cleanup();
     }

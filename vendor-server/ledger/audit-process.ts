@@ -26,5 +26,4 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.on('error', () => process.exit(0));
 process.stdin.resume();
 
-const report = await auditReport(job);
-process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));
+void auditReport(job).then((report) => process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0)));

@@ -5,4 +5,4 @@ import { stateEventCodec } from './replay-codec.ts';
  * A thread of the ledger's replay at start (platform/storage/replay-threads.ts): reads,
  * checks and parses its share of the journal and packs the events with the ledger's codec.
  */
-await serveReplayThread(stateEventCodec);
+void serveReplayThread(stateEventCodec);

@@ -53,7 +53,7 @@ export interface OpenLedgerOptions {
  * The replay thread's script, next to this module: its source under tsx; from dist/, the
  * build's bundle of it (bin/build.js).
  */
-const REPLAY_SCRIPT = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './replay-thread.ts' : './replay-thread.bundle.js', import.meta.url);
+const REPLAY_SCRIPT = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './replay-thread.ts' : './replay-thread.bundle.cjs', import.meta.url);
 const REPLAY_THREADS_MAX = 4;
 
 export interface OpenedLedger {
@@ -635,7 +635,7 @@ function auditExecArgv(): string[] {
  * The audit process's script, next to this module: its source under tsx; from dist/, the
  * build's bundle of it (bin/build.js), which starts in less CPU time than its modules.
  */
-const AUDIT_SCRIPT = fileURLToPath(new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './audit-process.ts' : './audit-process.bundle.js', import.meta.url));
+const AUDIT_SCRIPT = fileURLToPath(new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './audit-process.ts' : './audit-process.bundle.cjs', import.meta.url));
 
 /** The command line of an audit process for a job. */
 export function auditCommand(job: AuditJob): { file: string; args: string[] } {
