@@ -55,7 +55,7 @@ function cachePath(cacheDir, file, source) {
 }
 
 /**
- * A cache file's code and the commands whose runs it holds, or null when it is missing,
+ * A cache file's code, its hash and the commands whose runs it holds, or null when it is missing,
  * torn or changed: V8 checks that a cache is of its version, flags and a script of the
  * same length, not its content, so the file carries the SHA-256 of its code, and code
  * that does not match it is never given to V8.
@@ -78,7 +78,7 @@ function readCache(path) {
   }
   const data = bytes.subarray(second + 1);
   if (typeof header?.sha256 !== 'string' || !Array.isArray(header.commands) || header.sha256 !== sha256(data)) return null;
-  return { data, commands: header.commands.filter(isRecord) };
+  return { data, sha256: header.sha256, commands: header.commands.filter(isRecord) };
 }
 
 /**
@@ -86,7 +86,9 @@ function readCache(path) {
  * cache of the code compiled for it by earlier runs of the same command, and records a
  * cache when there was none, V8 refused it, or it did not hold this command: once the
  * process has run for SAVE_AFTER_MS, or as it exits if sooner. A cache holds what every
- * command recorded in it had compiled, so a few runs of each command fill it.
+ * command recorded in it had compiled, so a few runs of each command fill it. A process
+ * does not replace a cache another wrote since it started: it did not load that one's
+ * code, and its next run adds to it instead.
  *
  * A cache that cannot be read or written only makes that start slower. Returns what
  * happened to the cache: 'used', 'refused' (by V8) or 'none' (missing or not intact).
@@ -110,6 +112,7 @@ export function runScript(file, { cacheDir, command }) {
       if (saved) return;
       saved = true;
       try {
+        if ((readCache(path)?.sha256 ?? null) !== (cache?.sha256 ?? null)) return;
         const data = script.createCachedData();
         const header = JSON.stringify({ commands: [...new Set([...commands, ...(record === null ? [] : [record])])].sort(), sha256: sha256(data) });
         mkdirSync(cacheDir, { recursive: true });
