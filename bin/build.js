@@ -16,8 +16,8 @@ import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSyn
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { CODE_CACHE_DIR } from './compiled.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CODE_CACHE_DIR } from './compiled.js';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 export const DIST = join(ROOT, 'dist');

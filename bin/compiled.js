@@ -55,10 +55,10 @@ function cachePath(cacheDir, file, source) {
 }
 
 /**
- * A cache file's code, its hash and the commands whose runs it holds, or null when it is missing,
- * torn or changed: V8 checks that a cache is of its version, flags and a script of the
- * same length, not its content, so the file carries the SHA-256 of its code, and code
- * that does not match it is never given to V8.
+ * A cache file's code, its hash and the commands whose runs it holds, or null when it is
+ * missing, torn or changed: V8 checks that a cache is of its version, flags and a script
+ * of the same length, not its content, so the file carries the SHA-256 of its code, and
+ * code that does not match it is never given to V8.
  */
 function readCache(path) {
   let bytes;
