@@ -27,7 +27,7 @@ import {
   type VendorRig,
 } from './helpers.ts';
 
-const today = new Date().toISOString().slice(0, 10);
+const today = () => new Date().toISOString().slice(0, 10);
 
 forEachStore('mall-sync CLI', function (store) {
   this.timeout(60_000);
@@ -115,14 +115,14 @@ forEachStore('mall-sync CLI', function (store) {
       v.batcher.accept(b1);
 
       const out = join(dir, 'out');
-      const ok = await runMallCli(['reconcile', '--data-dir', dir, '--from', today, '--to', today, '--out', out]);
+      const ok = await runMallCli(['reconcile', '--data-dir', dir, '--from', today(), '--to', today(), '--out', out]);
       expect(ok.code, ok.stderr).to.equal(0);
       expect(ok.stdout).to.match(/acme: net -€5\.61 \(1 transactions, 0 refunds, gross €4\.50, royalty €0\.11\); last batch 1/);
-      const base = join(out, `acme_${today}_${today}`);
+      const base = join(out, `acme_${today()}_${today()}`);
       const csv = await readFile(`${base}.csv`, 'utf8');
       const lines = csv.trim().split('\n');
       expect(lines[0]).to.equal('vendor,date,currency,transactions,refunds,tokens_redeemed,tokens_returned,gross_minor,refunded_minor,royalty_minor,toll_minor,reimbursement_receivable_minor,reimbursement_payable_minor,allotment_purchases_minor,net_minor,flagged_events,exchanges,tokens_exchanged,compensation_receivable_minor,compensation_payable_minor,service_charge_minor,data_toll_minor,tokens_issued,issued_cash_minor,instruments_double_spent,double_spend_charged_minor,double_spend_recovered_minor,double_spend_issuer_loss_minor');
-      expect(lines[1]).to.equal(`acme,${today},EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000,0,0,0,0`);
+      expect(lines[1]).to.equal(`acme,${today()},EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000,0,0,0,0`);
       expect(lines.at(-1)).to.equal('acme,total,EUR,1,0,MALL:45,,450,0,11,0,450,0,1000,-561,0,0,,0,0,0,0,MALL:100,1000,0,0,0,0');
       const json = JSON.parse(await readFile(`${base}.json`, 'utf8')) as StatementPayload;
       expect(json.totals.netMinor).to.equal(-561);
@@ -144,7 +144,7 @@ forEachStore('mall-sync CLI', function (store) {
       const b3 = (await v.batcher.cut()) as BatchCut;
       Object.assign(v.batcher, saved);
       expect((await post(b3)).body.error.code).to.equal('MALL_ERR_BATCH_GAP');
-      const gap = await runMallCli(['reconcile', '--data-dir', dir, '--from', today, '--to', today, '--out', out]);
+      const gap = await runMallCli(['reconcile', '--data-dir', dir, '--from', today(), '--to', today(), '--out', out]);
       expect(gap.code).to.equal(2);
       expect(gap.stderr).to.match(/GAP acme: the mall has batches up to 1 but saw batch 3 .*batch 2 onwards is missing/);
       expect(JSON.parse(await readFile(join(out, 'reconcile.json'), 'utf8')).problems).to.have.length(1);
@@ -156,16 +156,16 @@ forEachStore('mall-sync CLI', function (store) {
       // No mall running: reconcile opens the store itself.
       await mall.close();
       mall = null;
-      const alone = await runMallCli(['reconcile', '--data-dir', dir, '--from', today, '--to', today]);
+      const alone = await runMallCli(['reconcile', '--data-dir', dir, '--from', today(), '--to', today()]);
       expect(alone.code, alone.stderr).to.equal(0);
-      expect(alone.stdout).to.include(`statements written to ${join(dir, 'statements', `${today}_${today}`)}`);
+      expect(alone.stdout).to.include(`statements written to ${join(dir, 'statements', `${today()}_${today()}`)}`);
       expect(alone.stdout).to.match(/acme: net .* \(3 transactions/);
 
       // A fork of batch 1: a tamper alarm, and reconcile says so.
       mall = await startTestMall(dir);
       const fork = (await new Batcher(v.opened.journal, 'acme', v.keys).cut(b1.payload.toSeq, '2020-02-02T00:00:00.000Z')) as BatchCut;
       expect((await post(fork)).body.error.code).to.equal('MALL_ERR_BATCH_FORK');
-      const alarm = await runMallCli(['reconcile', '--data-dir', dir, '--from', today, '--to', today]);
+      const alarm = await runMallCli(['reconcile', '--data-dir', dir, '--from', today(), '--to', today()]);
       expect(alarm.code).to.equal(2);
       expect(alarm.stderr).to.match(/FORK ALARM acme: vendor acme sent a different batch 1/);
     } finally {
@@ -174,7 +174,7 @@ forEachStore('mall-sync CLI', function (store) {
   });
 
   it('refuses a bad range and a revoked key through the CLI', async () => {
-    const range = await runMallCli(['reconcile', '--data-dir', dir, '--from', '2026-02-30', '--to', today]);
+    const range = await runMallCli(['reconcile', '--data-dir', dir, '--from', '2026-02-30', '--to', today()]);
     expect(range.code).to.equal(1);
     expect(range.stderr).to.include('from must be a date as YYYY-MM-DD [MALL_ERR_VALIDATION]');
     const revoke = await runMallCli(['vendor', 'key-revoke', '--data-dir', dir, '--id', 'acme', '--kid', v.keys.kid, '--reason', 'rotated out']);

@@ -7,7 +7,7 @@ import { loadMallConfig } from '../../mall-sync/config.ts';
 import { freshDatabase } from '../helpers/postgres.ts';
 import { opKey, P_PEN, pushAll, runMallCli, sell, startScenario, tempDir, type MallRig, type VendorRig } from './helpers.ts';
 
-const today = new Date().toISOString().slice(0, 10);
+const today = () => new Date().toISOString().slice(0, 10);
 
 /** Writes the mall's archive out of its database and audits it; the audit's differences must be none. */
 async function exportAndAudit(dataDir: string): Promise<Awaited<ReturnType<typeof auditArchive>>> {
@@ -53,7 +53,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
   });
 
   it('moves journal, registry, acks and archive; reconcile, positions and the audit agree afterwards, and the database sums to zero', async () => {
-    const before = await runMallCli(['reconcile', '--data-dir', mall.dir, '--from', today, '--to', today, '--out', join(mall.dir, 'before')]).then(async (r) => {
+    const before = await runMallCli(['reconcile', '--data-dir', mall.dir, '--from', today(), '--to', today(), '--out', join(mall.dir, 'before')]).then(async (r) => {
       expect(r.code, r.stderr).to.equal(0);
       return JSON.parse(await readFile(join(mall.dir, 'before', 'reconcile.json'), 'utf8')) as Summary;
     });
@@ -68,7 +68,7 @@ describe('mall-sync migrate-store: an embedded mall moves to PostgreSQL with the
     expect((await loadMallConfig(mall.dir)).store).to.deep.include({ kind: 'postgres', databaseUrl: url });
 
     // The same statements and positions, now from PostgreSQL.
-    const after = await runMallCli(['reconcile', '--data-dir', mall.dir, '--from', today, '--to', today, '--out', join(mall.dir, 'after')]);
+    const after = await runMallCli(['reconcile', '--data-dir', mall.dir, '--from', today(), '--to', today(), '--out', join(mall.dir, 'after')]);
     expect(after.code, after.stderr).to.equal(0);
     const summary = JSON.parse(await readFile(join(mall.dir, 'after', 'reconcile.json'), 'utf8')) as Summary;
     expect(summary.vendors).to.deep.equal(before.vendors);
