@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -15,15 +15,15 @@ export const CODE_CACHE_DIR = fileURLToPath(new URL('../dist/.code-cache/', impo
 const SAVE_AFTER_MS = 2000;
 /** The first line of a cache file. */
 const MAGIC = 'mallpos-code-cache 1';
-/** Commands recorded in one cache file at most; a name outside the pattern is never recorded. */
+/** Commands recorded in one cache file at most. */
 const MAX_COMMANDS = 64;
-const COMMAND = /^[a-z][a-z0-9-]{0,39}$/;
-/** A command as a cache records it: its name, '-' for none (--help, say), null for one not to record. */
-const recordOf = (command) => (command === '' ? '-' : COMMAND.test(command) ? command : null);
-/** A command name as a cache file may hold it. */
-const isRecord = (c) => c === '-' || (typeof c === 'string' && COMMAND.test(c));
+/** A command as a cache file holds it: its name, or '-' for a run without one (--help, say). */
+const RECORD = /^(?:-|[a-z][a-z0-9-]{0,39})$/;
+const isRecord = (c) => typeof c === 'string' && RECORD.test(c);
+/** What a cache records of a command: its record, or null for a name outside the pattern. */
+const recordOf = (command) => (command === '' ? '-' : isRecord(command) ? command : null);
 
-const sha256 = (data) => createHash('sha256').update(data).digest('hex');
+const sha256 = (data) => hash('sha256', data, 'hex');
 
 /**
  * Runs a compiled program from dist/. When it is not there (a checkout that skipped
@@ -39,7 +39,7 @@ export function runCompiled(program, entry) {
 }
 
 /** The command a process runs: its first argument that is not an option ('' for none). */
-export function commandOf(argv) {
+function commandOf(argv) {
   return argv.slice(2).find((a) => !a.startsWith('-')) ?? '';
 }
 
