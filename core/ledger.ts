@@ -116,7 +116,9 @@ export function planBalances(book: BalanceBook, postings: readonly Posting[]): P
     next[named++] = planned;
     byKey?.set(key, planned);
   }
-  next.length = named;
+  // Cut only when postings named a balance twice: setting an array's length, even to what
+  // it is, is a call into the runtime, and every event passes here.
+  if (named < next.length) next.length = named;
   for (const { account, token, units } of next) {
     if (units >= 0 || !mustStayNonNegative(account)) continue;
     const message = account === FLOAT_ACCOUNT

@@ -37,8 +37,10 @@ export interface ReplayCodec<E> {
    * an object first, exactly as pack() packs what parse() makes of those bytes; or returns
    * false for bytes it does not read this way (the thread then parses them and calls
    * pack(), having taken back whatever this wrote). `seq` and `prev` are the line's, as
-   * checked: it must return false for an event whose own seq or prev would differ (one
-   * that repeats its seq key, say), which the parsed path reports as damage.
+   * the line check found them at the start of the text: prev is the 64 characters after
+   * `"prev":"` there, which the codec need not compare again. It must return false for an
+   * event whose own seq or prev would differ all the same (one that repeats its seq or prev
+   * key, say), which the parsed path reports as damage.
    */
   packText?(buf: Buffer, start: number, end: number, seq: number, prev: string, p: EventPacker): boolean;
   /**

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { cp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { withGs1CheckDigit, type StateEvent } from '../../core/index.ts';
+import { EVENT_AT, LineCheck, TEXT_NONE } from '../../platform/storage/journal-format.ts';
 import { EventPacker, EventUnpacker, type Packed } from '../../platform/storage/replay-pack.ts';
 import { replayThreadsHooks } from '../../platform/storage/replay-threads.ts';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
@@ -51,11 +52,25 @@ function parsed(text: string): StateEvent {
 const BEFORE = Buffer.from('{"h":"00","e":{"data":{"lines":[1],"allocations":[2],"debits":{}}}}\n', 'utf8');
 const AFTER = Buffer.from('\n"lines":[3],"allocations":[4],"debits":{"ACME":1},"totalMinor":0}}', 'utf8');
 
-/** What a replay thread packs straight from the text's bytes (null: it must parse them). */
+/**
+ * What a replay thread packs straight from the bytes of a journal line holding the text,
+ * as it does once the line check passed the line as the one after `prev` (null: the
+ * check refused the line, or the thread must parse the text). The line's hash is the
+ * text's own, as a disk rewritten with care would have it.
+ */
 function packedFromText(text: string, seq: number, prev: string): Packed | null {
-  const buf = Buffer.concat([BEFORE, Buffer.from(text, 'utf8'), AFTER]);
+  const event = Buffer.from(text, 'utf8');
+  const line = Buffer.concat([Buffer.from(`{"h":"${hash('sha256', event, 'hex')}","e":`, 'latin1'), event, Buffer.from('}', 'latin1')]);
+  const buf = Buffer.concat([BEFORE, line, AFTER]);
+  const end = BEFORE.length + line.length;
+  const check = new LineCheck();
+  try {
+    check.check(buf, BEFORE.length, end, 'test.jsonl', 0, seq, prev, TEXT_NONE);
+  } catch {
+    return null;
+  }
   const p = new EventPacker();
-  const ok = packSaleText(buf, BEFORE.length, buf.length - AFTER.length, seq, prev, p);
+  const ok = packSaleText(buf, BEFORE.length + EVENT_AT, end - 1, check.seq, check.prev, p);
   return ok ? p.take() : null;
 }
 
@@ -187,9 +202,13 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       const fromText = packedFromText(text, event.seq, event.prev);
       expect(fromText, text).to.not.equal(null);
       expect(fromText).to.deep.equal(packedFromParse(text));
-      // Not for another line's seq or prev.
+      // Not as another line's seq or prev.
       expect(packedFromText(text, event.seq + 1, event.prev)).to.equal(null);
       expect(packedFromText(text, event.seq, PREV)).to.equal(null);
+      // The scan skips the prev the line check compared: the sale of another line's
+      // prev is packed as that line's, with only its own fields.
+      const otherPrev = text.replace(`"prev":"${event.prev}"`, `"prev":"${PREV}"`);
+      expect(packedFromText(otherPrev, event.seq, PREV)).to.deep.equal(fromText);
     }
   });
 

@@ -1,6 +1,6 @@
 import { asciiKeyPrint } from '../../platform/storage/key-window.ts';
 import type { EventPacker } from '../../platform/storage/replay-pack.ts';
-import { saleCut } from './replay-parse.ts';
+import { AFTER_ALLOCATIONS, AFTER_LINES, bracketBefore } from './replay-parse.ts';
 
 /**
  * Packs a plain sale for the replay threads straight from its bytes (ReplayCodec.packText),
@@ -34,7 +34,7 @@ const DIGITS_MAX = 15;
 
 const lit = (s: string): Buffer => Buffer.from(s, 'latin1');
 const SEQ = lit('{"seq":');
-const PREV = lit(',"prev":');
+const PREV_OPEN = lit(',"prev":"');
 const V = lit(',"v":');
 const VENDOR = lit(',"vendor":');
 const AT = lit(',"at":');
@@ -49,6 +49,7 @@ const UNITS = lit(',"units":');
 const DATA_SALE_ID = lit('],"data":{"saleId":');
 const CUSTOMER = lit(',"customer":');
 const CURRENCY = lit(',"currency":');
+const LINES = lit(',"lines":[');
 const DEBITS = lit('"debits":');
 const TOTAL = lit(',"totalMinor":');
 const DUE = lit(',"cash":{"dueMinor":');
@@ -138,9 +139,11 @@ class Scan {
 }
 
 const scan = new Scan();
-// The keys of the record being read, to find one twice: records have a few keys.
-const keyStarts: number[] = [];
-const keyEnds: number[] = [];
+// The keys of the record being read, to find one twice: records have a few keys, and a
+// record with more than these takes the parser's path.
+const RECORD_KEYS_MAX = 64;
+const keyStarts = new Int32Array(RECORD_KEYS_MAX);
+const keyEnds = new Int32Array(RECORD_KEYS_MAX);
 
 function sameBytes(buf: Buffer, a1: number, b1: number, a2: number, b2: number): boolean {
   if (b1 - a1 !== b2 - a2) return false;
@@ -159,24 +162,24 @@ function isText(buf: Buffer, a: number, b: number, text: string): boolean {
 function record(s: Scan, p: EventPacker): boolean {
   if (!s.byte(OPEN_BRACE)) return false;
   const count = p.slot();
-  keyStarts.length = 0;
-  keyEnds.length = 0;
   if (s.byte(CLOSE_BRACE)) return true;
+  let keys = 0;
   for (;;) {
-    if (!s.str()) return false;
+    if (!s.str() || keys === RECORD_KEYS_MAX) return false;
     const { a, b } = s;
     if (a < b && (s.buf[a] as number) >= ZERO && (s.buf[a] as number) <= NINE) return false;
     if (isText(s.buf, a, b, '__proto__')) return false;
-    for (let k = 0; k < keyStarts.length; k++) if (sameBytes(s.buf, a, b, keyStarts[k] as number, keyEnds[k] as number)) return false;
-    keyStarts.push(a);
-    keyEnds.push(b);
+    for (let k = 0; k < keys; k++) if (sameBytes(s.buf, a, b, keyStarts[k] as number, keyEnds[k] as number)) return false;
+    keyStarts[keys] = a;
+    keyEnds[keys] = b;
+    keys += 1;
     p.symAscii(s.buf, s.a, s.b);
     if (!s.byte(COLON) || !s.int()) return false;
     p.num(s.n);
     if (s.byte(CLOSE_BRACE)) break;
     if (!s.byte(COMMA)) return false;
   }
-  p.fill(count, keyStarts.length);
+  p.fill(count, keys);
   return true;
 }
 
@@ -213,16 +216,22 @@ function keyOrNull(s: Scan, p: EventPacker): boolean {
 
 /**
  * Packs the sale buf[start, end) as stateEventCodec.pack packs parseStateEvent's event for
- * it, or returns false (what it wrote is then the caller's to take back).
+ * it, or returns false (what it wrote is then the caller's to take back). `prev` is the
+ * line's as the caller checked it: the 64 bytes after `"prev":"` at the start of the text
+ * (LineCheck), so they are skipped here rather than compared again.
+ *
+ * One pass from the start: the head up to the sale's lines, then the tail from its debits
+ * on. The lines' key follows the currency in every sale the ledger writes, and nothing
+ * before it can hold `"lines":[` (every string of the head is plain ASCII, without a quote),
+ * so the text left out is the one parseStateEvent cuts away (replay-parse.ts).
  */
-export function packSaleText(buf: Buffer, start: number, end: number, seq: number, prev: string, p: EventPacker): boolean {
-  const cut = saleCut(buf, start, end);
-  if (cut === null) return false;
+export function packSaleText(buf: Buffer, start: number, end: number, seq: number, _prev: string, p: EventPacker): boolean {
   const s = scan;
   // The head: the envelope, the postings, and the data up to its lines.
-  s.at(buf, start, cut.head);
+  s.at(buf, start, end);
   if (!s.lit(SEQ) || !s.int() || s.n !== seq) return false;
-  if (!s.lit(PREV) || !s.str() || !isText(buf, s.a, s.b, prev)) return false;
+  if (!s.lit(PREV_OPEN) || s.i + 65 > end || buf[s.i + 64] !== QUOTE) return false;
+  s.i += 65;
   if (!s.lit(V) || !s.int()) return false;
   p.num(s.n);
   if (!s.lit(VENDOR) || !s.str()) return false;
@@ -254,11 +263,13 @@ export function packSaleText(buf: Buffer, start: number, end: number, seq: numbe
   if (!s.lit(CUSTOMER) || !symOrNull(s, p)) return false;
   if (!s.lit(CURRENCY) || !s.str()) return false;
   p.symAscii(s.buf, s.a, s.b);
-  // The head ends where the lines' key was cut away: at the comma before it.
-  if (!s.byte(COMMA) || s.i !== s.end) return false;
-
-  // The tail: from the debits on, to the end of the event.
-  s.at(buf, cut.tail, end);
+  if (!s.lit(LINES)) return false;
+  // The lines and their allocations are not read: the tail begins at the debits.
+  const allocations = bracketBefore(buf, s.i, end, AFTER_LINES);
+  if (allocations === -1) return false;
+  const debits = bracketBefore(buf, allocations + 1 + AFTER_LINES.length, end, AFTER_ALLOCATIONS);
+  if (debits === -1) return false;
+  s.i = debits + 2;
   if (!s.lit(DEBITS) || !record(s, p)) return false;
   if (!s.lit(TOTAL) || !s.int()) return false;
   p.num(s.n);

@@ -222,7 +222,9 @@ function touchCustomer(state: LedgerState, customerId: string | null, seq: numbe
     // the generic path, property by property, and cost 20 times as much.
     const from = recent.length - CUSTOMER_RECENT_MAX + 1;
     for (let i = 0; i < CUSTOMER_RECENT_MAX - 1; i++) recent[i] = recent[i + from] as number;
-    recent.length = CUSTOMER_RECENT_MAX;
+    // Cut only when it held more than the most kept: setting an array's length, even to
+    // what it is, is a call into the runtime.
+    if (recent.length !== CUSTOMER_RECENT_MAX) recent.length = CUSTOMER_RECENT_MAX;
     recent[CUSTOMER_RECENT_MAX - 1] = seq;
   }
 }
