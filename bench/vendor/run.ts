@@ -65,6 +65,8 @@ const RECOVERY_TIMEOUT_MS = 180_000;
 /** The longest wait for the large store's integrity audit before its cost is measured. */
 const AUDIT_WAIT_MS = 180_000;
 const STOP_GRACE_MS = 120_000;
+/** Starts of the large store without its checkpoint; the median is reported. */
+const WORST_CASE_STARTS = 3;
 
 const t0 = performance.now();
 function log(text: string): void {
@@ -361,21 +363,27 @@ async function largeJournal(root: string, bootMs: number) {
   log(`  large store stopped in ${(closed.ms / 1000).toFixed(2)} s (writes its closing checkpoint)`);
 
   // The worst case: no checkpoint at all, so start-up replays and verifies every event.
-  await rm(ledgerPaths(join(large.dir, 'ledger')).checkpointFile, { force: true });
-  const warm = await spawnMallpos('mallpos-large-again', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
-  const warmLog = recoveredLine(warm);
-  log(
-    `  recovery without any checkpoint (worst case): listening ${(warm.startMs / 1000).toFixed(2)} s after spawn; ` +
-      `openLedger ${(warmLog.ms / 1000).toFixed(2)} s replaying ${warmLog.replayed} events; peak RSS ${(await peakRssMb(warm.pid))?.toFixed(0) ?? '?'} MB`,
-  );
-  await stopChild(warm, STOP_GRACE_MS);
+  // Started several times, each without the checkpoint the stop before wrote: one start
+  // on a shared machine can take a fifth more or less than the next.
+  const worstCaseS: number[] = [];
+  for (let run = 1; run <= WORST_CASE_STARTS; run++) {
+    await rm(ledgerPaths(join(large.dir, 'ledger')).checkpointFile, { force: true });
+    const warm = await spawnMallpos('mallpos-large-again', large.dir, { timeoutMs: RECOVERY_TIMEOUT_MS });
+    const warmLog = recoveredLine(warm);
+    worstCaseS.push(warm.startMs / 1000);
+    log(
+      `  recovery without any checkpoint (worst case), start ${run} of ${WORST_CASE_STARTS}: listening ${(warm.startMs / 1000).toFixed(2)} s after spawn; ` +
+        `openLedger ${(warmLog.ms / 1000).toFixed(2)} s replaying ${warmLog.replayed} events; peak RSS ${(await peakRssMb(warm.pid))?.toFixed(0) ?? '?'} MB`,
+    );
+    await stopChild(warm, STOP_GRACE_MS);
+  }
 
   const [smallRs, largeRs] = [...results.values()] as [LoadResult[], LoadResult[]];
   const smallCost = median(smallRs.map((r) => r.msPerSale));
   const largeCost = median(largeRs.map((r) => r.msPerSale));
   log(`  cost per sale (window / sales, ${TERMINALS} terminals): small ${smallCost.toFixed(4)} ms, large ${largeCost.toFixed(4)} ms, ratio ${(largeCost / smallCost).toFixed(3)}`);
   await Promise.all([rm(small.dir, { recursive: true, force: true }), rm(large.dir, { recursive: true, force: true })]);
-  return { ratio: largeCost / smallCost, recoveryS: cold.startMs / 1000, events: large.events, worstCaseS: warm.startMs / 1000 };
+  return { ratio: largeCost / smallCost, recoveryS: cold.startMs / 1000, events: large.events, worstCaseS: median(worstCaseS) };
 }
 
 // ---- peak RSS with many customers --------------------------------------------------
