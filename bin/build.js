@@ -15,7 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { CODE_CACHE_DIR } from './compiled.js';
 
@@ -83,22 +83,48 @@ export function bundleOf(entry) {
  * the audit process's script, a package's data) is next to its original file, which
  * stays where it was: so `import.meta.url` in an ES module, and `__dirname` and
  * `__filename` in a CommonJS one, are given as that file's.
+ *
+ * Found at run time from the project's folder, which each bundle finds from its own
+ * place (PROJECT_ROOT_VAR, set by withProjectRoot): a checkout moved or copied elsewhere
+ * after its build runs its own files, never those of the folder it was built in.
  */
 const ownLocation = {
   name: 'own-location',
   setup(b) {
     b.onLoad({ filter: /\.(c|m)?js$/ }, async (args) => {
       const text = await readFile(args.path, 'utf8');
+      const file = `require("node:path").join(${PROJECT_ROOT_VAR}, ${JSON.stringify(fromRoot(args.path))})`;
       if (text.includes('import.meta')) {
-        return { contents: text.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)), loader: 'js' };
+        return { contents: text.replaceAll('import.meta.url', `require("node:url").pathToFileURL(${file}).href`), loader: 'js' };
       }
       if (text.includes('__dirname') || text.includes('__filename')) {
-        return { contents: `var __dirname = ${JSON.stringify(dirname(args.path))}, __filename = ${JSON.stringify(args.path)};\n${text}`, loader: 'js' };
+        const dir = `require("node:path").join(${PROJECT_ROOT_VAR}, ${JSON.stringify(fromRoot(dirname(args.path)))})`;
+        return { contents: `var __dirname = ${dir}, __filename = ${file};\n${text}`, loader: 'js' };
       }
       return undefined;
     });
   },
 };
+
+/** The project's folder in a bundle: set from the bundle's own place as it starts. */
+const PROJECT_ROOT_VAR = '__mallposRoot';
+
+/** A path inside the project as the path from its folder, with forward slashes. */
+function fromRoot(path) {
+  return relative(ROOT, path).split(sep).join('/');
+}
+
+/**
+ * The bundle's text, starting by finding the project's folder from the bundle's own
+ * (`__dirname` of the script: the executables, a worker thread and a child process all
+ * run it as a CommonJS script), after the "use strict" that must stay first.
+ */
+function withProjectRoot(text, bundlePath) {
+  const up = relative(dirname(bundlePath), ROOT).split(sep).join('/') || '.';
+  const declaration = `var ${PROJECT_ROOT_VAR}=require("node:path").join(__dirname,${JSON.stringify(up)});`;
+  const strict = '"use strict";';
+  return text.startsWith(strict) ? `${strict}${declaration}${text.slice(strict.length)}` : `${declaration}${text}`;
+}
 
 /**
  * zod's error messages in every language it speaks: the processes answer in English only
@@ -188,7 +214,7 @@ async function bundle() {
   // during a rebuild reads a whole file. The code caches of the scripts replaced go with them.
   for (const file of result.outputFiles) {
     mkdirSync(dirname(file.path), { recursive: true });
-    writeFileSync(`${file.path}.${process.pid}.tmp`, file.contents);
+    writeFileSync(`${file.path}.${process.pid}.tmp`, file.path.endsWith('.cjs') ? withProjectRoot(file.text, file.path) : file.contents);
     renameSync(`${file.path}.${process.pid}.tmp`, file.path);
   }
   rmSync(CODE_CACHE_DIR, { recursive: true, force: true });

@@ -1,8 +1,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, readFile, symlink } from 'node:fs/promises';
+import { access, copyFile, cp, mkdir, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { expect } from 'chai';
+import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
+import { initVendor } from '../../vendor-server/init.ts';
+import { LedgerService } from '../../vendor-server/ledger/service.ts';
+import { AUDIT_IN_PROCESS_MAX, openLedger } from '../../vendor-server/ledger/store.ts';
+import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 import { killHard, ROOT, runCli, spawnExecutable, spawnVendorServer, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
 
@@ -189,6 +194,54 @@ describe('e2e: the executables run compiled JavaScript', function () {
       expect(await closed, out).to.equal(0);
       const report = JSON.parse(out.trim()) as Record<string, unknown>;
       expect(report, out).to.include({ ok: true });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it('run their own files from a checkout copied elsewhere after its build, never the files of the folder it was built in', async () => {
+    const { dir, cleanup } = await tempDir('mallpos-moved-');
+    try {
+      // The built checkout copied to another folder, with its dependencies beside it.
+      const moved = join(dir, 'mallpos');
+      await mkdir(moved);
+      for (const part of ['bin', 'dist', 'package.json']) await cp(join(ROOT, part), join(moved, part), { recursive: true });
+      await symlink(join(ROOT, 'node_modules'), join(moved, 'node_modules'));
+      // The copy's audit script notes that it ran, then audits as before. The server finds
+      // the script next to its own code: a path kept from the build would run the original.
+      const audit = join(moved, 'dist', 'vendor-server', 'ledger', 'audit-process.bundle.cjs');
+      const marker = join(dir, 'audit ran from the copy');
+      await rename(audit, `${audit}.original.cjs`);
+      await writeFile(audit, `require('node:fs').writeFileSync(${JSON.stringify(marker)}, '');\nrequire('./audit-process.bundle.cjs.original.cjs');\n`);
+
+      // A store with more events than are audited in the server's own process.
+      const store = join(dir, 'store');
+      await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
+      const config = await loadConfig(store);
+      const opened = await openLedger({ dataDir: dataPaths(store).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });
+      const ledger = new LedgerService(
+        { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
+        opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
+      );
+      const customerId = Object.keys(opened.state.customers)[0] as string;
+      const issued: Promise<unknown>[] = [];
+      for (let i = 0; i <= AUDIT_IN_PROCESS_MAX; i++) issued.push(ledger.issueTokens({ terminal: null, cashier: null }, `op:moved-${i}`, { customerId, token: 'ACME', units: 1, reason: 'reward' }));
+      await Promise.all(issued);
+      await opened.journal.close();
+
+      const server = spawn(join(moved, 'bin', 'vendor-server.js'), ['start', '--data-dir', store, '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      server.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      server.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      try {
+        await until('the audit after start to confirm the ledger', () => {
+          if (server.exitCode !== null) throw new Error(`the server exited with ${server.exitCode}:\n${out}`);
+          return out.includes('ledger integrity confirmed') ? true : undefined;
+        });
+        await access(marker);
+      } finally {
+        await killHard(server);
+      }
     } finally {
       await cleanup();
     }
