@@ -69,6 +69,9 @@ export interface PackedInto {
   texts: string[];
 }
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
 // Room for a chunk of CHUNK_LINES sales (replay-threads.ts) without growing.
 const NUMS_INITIAL = 8192;
 const BYTES_INITIAL = 64 * 1024;
@@ -189,6 +192,32 @@ export class EventPacker {
     for (let k = 0; k < len; k++) bytes[b + k] = buf[start + k] as number;
     this.b = b + len;
     this.num(len);
+  }
+
+  /**
+   * ascii() of the JSON string whose opening quote is at buf[from], when it holds only
+   * printable ASCII without an escape (its bytes are then the string), found and copied in
+   * one pass. Returns the index after its closing quote; or -1, having written nothing, for
+   * any other string, or one that does not close before `end`.
+   */
+  asciiString(buf: Uint8Array, from: number, end: number): number {
+    if (from >= end || buf[from] !== QUOTE) return -1;
+    this.bytes = withRoom(this.bytes, this.b, end - from);
+    const bytes = this.bytes;
+    const at = this.b - from - 1;
+    let i = from + 1;
+    for (;;) {
+      if (i >= end) return -1;
+      const c = buf[i] as number;
+      if (c === QUOTE) break;
+      if (c < 0x20 || c > 0x7e || c === BACKSLASH) return -1;
+      bytes[at + i] = c;
+      i += 1;
+    }
+    const len = i - from - 1;
+    this.b += len;
+    this.num(len);
+    return i + 1;
   }
 
   /**

@@ -32,7 +32,25 @@ const ZERO = 0x30;
 const NINE = 0x39;
 const DIGITS_MAX = 15;
 
-const lit = (s: string): Buffer => Buffer.from(s, 'latin1');
+/**
+ * A fixed piece of the template, compared four bytes at a time (as little-endian 32-bit
+ * words read through a DataView), then byte by byte for the rest: half the cost of a
+ * comparison byte by byte, and a sale has some thirty of them.
+ */
+class Literal {
+  readonly bytes: Buffer;
+  readonly words: Int32Array;
+  readonly length: number;
+
+  constructor(text: string) {
+    this.bytes = Buffer.from(text, 'latin1');
+    this.length = this.bytes.length;
+    this.words = new Int32Array(this.length >> 2);
+    for (let k = 0; k < this.words.length; k++) this.words[k] = this.bytes.readInt32LE(4 * k);
+  }
+}
+
+const lit = (s: string): Literal => new Literal(s);
 const SEQ = lit('{"seq":');
 const PREV_OPEN = lit(',"prev":"');
 const V = lit(',"v":');
@@ -62,6 +80,8 @@ const END = lit('}}');
 /** A cursor over the text: each read moves on past what it read, or fails and leaves it anywhere. */
 class Scan {
   buf: Buffer = Buffer.alloc(0);
+  /** The same bytes, to read words from. */
+  view: DataView = new DataView(new ArrayBuffer(0));
   i = 0;
   end = 0;
   /** The last string read: its bytes are buf[a, b). */
@@ -71,16 +91,22 @@ class Scan {
   n = 0;
 
   at(buf: Buffer, start: number, end: number): void {
+    // A thread reads its lines from one buffer after another; the view follows it.
+    if (buf !== this.buf) this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     this.buf = buf;
     this.i = start;
     this.end = end;
   }
 
-  lit(l: Buffer): boolean {
-    const { buf, i } = this;
-    if (i + l.length > this.end) return false;
-    for (let k = 0; k < l.length; k++) if (buf[i + k] !== l[k]) return false;
-    this.i = i + l.length;
+  lit(l: Literal): boolean {
+    const { view, i } = this;
+    const length = l.length;
+    if (i + length > this.end) return false;
+    const words = l.words;
+    for (let k = 0; k < words.length; k++) if (view.getInt32(i + 4 * k, true) !== words[k]) return false;
+    const bytes = l.bytes;
+    for (let k = words.length * 4; k < length; k++) if (this.buf[i + k] !== bytes[k]) return false;
+    this.i = i + length;
     return true;
   }
 
@@ -106,6 +132,16 @@ class Scan {
     this.a = a;
     this.b = i;
     this.i = i + 1;
+    return true;
+  }
+
+  /** A string as str() reads it, written with p.ascii() as it is read. */
+  strTo(p: EventPacker): boolean {
+    const next = p.asciiString(this.buf, this.i, this.end);
+    if (next === -1) return false;
+    this.a = this.i + 1;
+    this.b = next - 1;
+    this.i = next;
     return true;
   }
 
@@ -194,10 +230,10 @@ function symOrNull(s: Scan, p: EventPacker): boolean {
 /** A string or null, packed as the codec packs bodyHash: 0, or 1 and the string. */
 function strOrNull(s: Scan, p: EventPacker): boolean {
   if (s.isNull()) p.num(0);
-  else if (s.str()) {
+  else {
     p.num(1);
-    p.ascii(s.buf, s.a, s.b);
-  } else return false;
+    if (!s.strTo(p)) return false;
+  }
   return true;
 }
 
@@ -236,8 +272,7 @@ export function packSaleText(buf: Buffer, start: number, end: number, seq: numbe
   p.num(s.n);
   if (!s.lit(VENDOR) || !s.str()) return false;
   p.symAscii(s.buf, s.a, s.b);
-  if (!s.lit(AT) || !s.str()) return false;
-  p.ascii(buf, s.a, s.b);
+  if (!s.lit(AT) || !s.strTo(p)) return false;
   if (!s.lit(TERMINAL) || !symOrNull(s, p)) return false;
   if (!s.lit(CASHIER) || !symOrNull(s, p)) return false;
   if (!s.lit(KEY) || !keyOrNull(s, p)) return false;
@@ -258,8 +293,7 @@ export function packSaleText(buf: Buffer, start: number, end: number, seq: numbe
     }
   }
   p.fill(postings, count);
-  if (!s.lit(DATA_SALE_ID) || !s.str()) return false;
-  p.ascii(buf, s.a, s.b);
+  if (!s.lit(DATA_SALE_ID) || !s.strTo(p)) return false;
   if (!s.lit(CUSTOMER) || !symOrNull(s, p)) return false;
   if (!s.lit(CURRENCY) || !s.str()) return false;
   p.symAscii(s.buf, s.a, s.b);

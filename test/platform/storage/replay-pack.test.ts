@@ -78,6 +78,34 @@ describe('platform/storage: packing for the replay threads', () => {
     );
   });
 
+  it('copies a JSON string of printable ASCII from its bytes as ascii() does, and no other string (property)', () => {
+    // Any text after a quote: a string JSON.parse reads, one with escapes, control or
+    // non-ASCII characters, or one that does not close before the end it is given.
+    const text = fc.string({ unit: fc.oneof(fc.constantFrom('"', '\\', '\n', '\u007f', 'é', '\u0000'), fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c))), maxLength: 40 });
+    fc.assert(
+      fc.property(text, fc.nat(45), (body, cut) => {
+        const buf = Buffer.from(`x"${body}`, 'utf8');
+        const end = Math.min(buf.length, 2 + cut);
+        const p = new EventPacker();
+        p.num(7);
+        const next = p.asciiString(buf, 1, end);
+        const close = buf.indexOf(0x22, 2);
+        const plain = close !== -1 && close < end && /^[\x20-\x7e]*$/.test(body.slice(0, close - 2)) && !body.slice(0, close - 2).includes('\\');
+        if (!plain) {
+          expect(next).to.equal(-1);
+          expect(p.take()).to.deep.equal({ nums: new Float64Array([7]), bytes: new Uint8Array(0), symbols: [], texts: [] });
+          return;
+        }
+        expect(next).to.equal(close + 1);
+        const u = new EventUnpacker();
+        u.load(p.take());
+        expect(u.num()).to.equal(7);
+        expect(u.str()).to.equal(JSON.parse(buf.toString('latin1', 1, close + 1)));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('tells apart two names of one length whose bytes hash alike', () => {
     // FNV-1a, which finds a name's bytes, gives these two one hash.
     bothWays(['cust-0317786', 'cust-1056240', 'cust-1056240', 'cust-0317786']);
