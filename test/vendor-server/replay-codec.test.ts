@@ -260,7 +260,7 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
     expect(fast).to.be.greaterThan(100);
   });
 
-  it('attack: leaves to the parser a record of numbers with a __proto__ key, a key JSON.parse orders first, or a key twice', () => {
+  it('attack: leaves to the parser a record of numbers with a __proto__ key, a key JSON.parse orders first, a key twice, or too many keys', () => {
     const plain: SaleText = {
       v: '1', vendor: '"acme"', at: '"2026-12-01T10:00:00.000Z"', terminal: '"t001"', cashier: 'null', key: '"t001:k"', bodyHash: 'null',
       postings: [['"customer:c1"', '"ACME"', '-5'], ['"redeemed"', '"ACME"', '5']], saleId: '"S1"', customer: '"c1"', currency: '"EUR"',
@@ -272,6 +272,15 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
       for (const text of [saleText({ ...plain, debits: record }), saleText({ ...plain, after: record })]) {
         expect(packedFromText(text, SEQ, PREV), text).to.equal(null);
       }
+    }
+    // A record of more keys than the scan keeps track of is left to the parser too, which
+    // packs it whole: 64 keys are read from the bytes, 65 are not.
+    for (const [keys, fast] of [[64, true], [65, false]] as const) {
+      const many: [string, string][] = Array.from({ length: keys }, (_, k) => [`"T${k}"`, String(k)]);
+      const text = saleText({ ...plain, after: many });
+      expect(packedFromText(text, SEQ, PREV) !== null, `${keys} keys`).to.equal(fast);
+      expect(packedFromParse(text), `${keys} keys`).to.not.equal(null);
+      if (fast) expect(packedFromText(text, SEQ, PREV)).to.deep.equal(packedFromParse(text));
     }
   });
 
