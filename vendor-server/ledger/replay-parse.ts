@@ -61,9 +61,9 @@ export function saleCut(buf: Buffer, start: number, end: number): SaleCut | null
   const text = buf.subarray(start, end);
   const lines = linesKey(text);
   if (lines === -1) return null;
-  const allocations = bracketBefore(text, lines + LINES.length, text.length, AFTER_LINES);
+  const allocations = bracketBefore(text, lines + LINES.length, AFTER_LINES);
   if (allocations === -1) return null;
-  const debits = bracketBefore(text, allocations + 1 + AFTER_LINES.length, text.length, AFTER_ALLOCATIONS);
+  const debits = bracketBefore(text, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
   return debits === -1 ? null : { head: start + lines, tail: start + debits + 2 };
 }
 
@@ -83,16 +83,14 @@ function linesKey(text: Buffer): number {
 }
 
 /**
- * The first `]` in buf[from, end) that `tail` follows within it, or -1: found byte by byte
- * with the native search for one byte (a `]` is rare in a sale's text), then compared here.
- * The search may look past `end`, up to the next `]` of the buffer; what it finds there is
- * not taken.
+ * The first `]` at or after `from` that `tail` follows, or -1: found byte by byte with
+ * the native search for one byte (a `]` is rare in a sale's text), then compared here.
  */
-export function bracketBefore(buf: Buffer, from: number, end: number, tail: Buffer): number {
-  for (let at = buf.indexOf(CLOSE_BRACKET, from); at !== -1 && at < end; at = buf.indexOf(CLOSE_BRACKET, at + 1)) {
-    if (at + 1 + tail.length > end) return -1;
+export function bracketBefore(text: Buffer, from: number, tail: Buffer): number {
+  for (let at = text.indexOf(CLOSE_BRACKET, from); at !== -1; at = text.indexOf(CLOSE_BRACKET, at + 1)) {
+    if (at + 1 + tail.length > text.length) return -1;
     let i = 0;
-    while (i < tail.length && buf[at + 1 + i] === tail[i]) i++;
+    while (i < tail.length && text[at + 1 + i] === tail[i]) i++;
     if (i === tail.length) return at;
   }
   return -1;

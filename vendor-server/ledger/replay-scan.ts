@@ -299,11 +299,15 @@ export function packSaleText(buf: Buffer, start: number, end: number, seq: numbe
   p.symAscii(s.buf, s.a, s.b);
   if (!s.lit(LINES)) return false;
   // The lines and their allocations are not read: the tail begins at the debits.
-  const allocations = bracketBefore(buf, s.i, end, AFTER_LINES);
+  // Searched in a view of the rest of the text alone: in the whole buffer a search could
+  // run on through the lines after it.
+  const from = s.i;
+  const rest = buf.subarray(from, end);
+  const allocations = bracketBefore(rest, 0, AFTER_LINES);
   if (allocations === -1) return false;
-  const debits = bracketBefore(buf, allocations + 1 + AFTER_LINES.length, end, AFTER_ALLOCATIONS);
+  const debits = bracketBefore(rest, allocations + 1 + AFTER_LINES.length, AFTER_ALLOCATIONS);
   if (debits === -1) return false;
-  s.i = debits + 2;
+  s.i = from + debits + 2;
   if (!s.lit(DEBITS) || !record(s, p)) return false;
   if (!s.lit(TOTAL) || !s.int()) return false;
   p.num(s.n);
