@@ -111,7 +111,11 @@ const PROJECT_ROOT_VAR = '__mallposRoot';
 
 /** A path inside the project as the path from its folder, with forward slashes. */
 function fromRoot(path) {
-  return relative(ROOT, path).split(sep).join('/');
+  return slashed(relative(ROOT, path));
+}
+
+function slashed(path) {
+  return path.split(sep).join('/');
 }
 
 /**
@@ -120,7 +124,7 @@ function fromRoot(path) {
  * run it as a CommonJS script), after the "use strict" that must stay first.
  */
 function withProjectRoot(text, bundlePath) {
-  const up = relative(dirname(bundlePath), ROOT).split(sep).join('/') || '.';
+  const up = slashed(relative(dirname(bundlePath), ROOT)) || '.';
   const declaration = `var ${PROJECT_ROOT_VAR}=require("node:path").join(__dirname,${JSON.stringify(up)});`;
   const strict = '"use strict";';
   return text.startsWith(strict) ? `${strict}${declaration}${text.slice(strict.length)}` : `${declaration}${text}`;
@@ -214,7 +218,7 @@ async function bundle() {
   // during a rebuild reads a whole file. The code caches of the scripts replaced go with them.
   for (const file of result.outputFiles) {
     mkdirSync(dirname(file.path), { recursive: true });
-    writeFileSync(`${file.path}.${process.pid}.tmp`, file.path.endsWith('.cjs') ? withProjectRoot(file.text, file.path) : file.contents);
+    writeFileSync(`${file.path}.${process.pid}.tmp`, withProjectRoot(file.text, file.path));
     renameSync(`${file.path}.${process.pid}.tmp`, file.path);
   }
   rmSync(CODE_CACHE_DIR, { recursive: true, force: true });

@@ -3,13 +3,10 @@ import { access, copyFile, cp, mkdir, readFile, rename, symlink, writeFile } fro
 import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { expect } from 'chai';
-import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
-import { initVendor } from '../../vendor-server/init.ts';
-import { LedgerService } from '../../vendor-server/ledger/service.ts';
-import { AUDIT_IN_PROCESS_MAX, openLedger } from '../../vendor-server/ledger/store.ts';
-import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
+import { AUDIT_IN_PROCESS_MAX } from '../../vendor-server/ledger/store.ts';
 import { killHard, ROOT, runCli, spawnExecutable, spawnVendorServer, until } from '../helpers/process.ts';
 import { tempDir } from '../helpers/temp.ts';
+import { openDemoLedger } from '../helpers/vendor.ts';
 
 /** Where the demo is told to put everything, so it runs beside another copy and on any free ports. */
 function demoEnv(root: string, nodeOnlyPath: string, ports: { mall?: number } = {}): NodeJS.ProcessEnv {
@@ -216,13 +213,7 @@ describe('e2e: the executables run compiled JavaScript', function () {
 
       // A store with more events than are audited in the server's own process.
       const store = join(dir, 'store');
-      await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
-      const config = await loadConfig(store);
-      const opened = await openLedger({ dataDir: dataPaths(store).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });
-      const ledger = new LedgerService(
-        { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
-        opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
-      );
+      const { opened, ledger } = await openDemoLedger(store);
       const customerId = Object.keys(opened.state.customers)[0] as string;
       const issued: Promise<unknown>[] = [];
       for (let i = 0; i <= AUDIT_IN_PROCESS_MAX; i++) issued.push(ledger.issueTokens({ terminal: null, cashier: null }, `op:moved-${i}`, { customerId, token: 'ACME', units: 1, reason: 'reward' }));

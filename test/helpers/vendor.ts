@@ -1,7 +1,9 @@
 import { io, type Socket } from 'socket.io-client';
 import type { Ack, ClientToServerEvents, ServerToClientEvents } from '../../core/index.ts';
-import { writeConfig } from '../../vendor-server/config.ts';
-import { initVendor, type InitResult } from '../../vendor-server/init.ts';
+import { dataPaths, loadConfig, writeConfig, type VendorConfig } from '../../vendor-server/config.ts';
+import { initVendor, type InitOptions, type InitResult } from '../../vendor-server/init.ts';
+import { LedgerService } from '../../vendor-server/ledger/service.ts';
+import { openLedger, type OpenedLedger, type OpenLedgerOptions } from '../../vendor-server/ledger/store.ts';
 import { createLogger } from '../../platform/logger.ts';
 import { startVendorServer, type RunningVendorServer } from '../../vendor-server/server.ts';
 import { fetchTls, http, trustAuthority, type HttpResult } from './http.ts';
@@ -13,6 +15,25 @@ export type TerminalClient = Socket<ServerToClientEvents, ClientToServerEvents>;
 export { tempDir };
 
 export const silentLogger = () => createLogger({ level: 'silent' });
+
+/**
+ * A demo store made in `dir`, its ledger opened in this process and served by a ledger
+ * service as the server's, from the store's config: for tests that write events without
+ * a server. The caller closes `opened.journal`.
+ */
+export async function openDemoLedger(
+  dir: string,
+  opts: { init?: Partial<InitOptions>; ledger?: Partial<OpenLedgerOptions> } = {},
+): Promise<{ config: VendorConfig; opened: OpenedLedger; ledger: LedgerService }> {
+  await initVendor({ dataDir: dir, demo: true, pinHashCost: TEST_PIN_HASH_COST, ...opts.init });
+  const config = await loadConfig(dir);
+  const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax, ...opts.ledger });
+  const ledger = new LedgerService(
+    { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
+    opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
+  );
+  return { config, opened, ledger };
+}
 
 export interface DemoStore {
   dir: string;

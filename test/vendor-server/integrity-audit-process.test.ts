@@ -5,13 +5,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
-import { initVendor } from '../../vendor-server/init.ts';
 import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
 import { auditCommand, auditStoredLedger, openLedger } from '../../vendor-server/ledger/store.ts';
 import { killHard, spawnVendorServer, until } from '../helpers/process.ts';
-import { startTestVendor, tempDir } from '../helpers/vendor.ts';
+import { openDemoLedger, startTestVendor, tempDir } from '../helpers/vendor.ts';
 import { capturedLogger } from './helpers-files.ts';
-import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
 /** Enough events before the checkpoint that the audit is still replaying when the test looks. */
@@ -66,14 +64,8 @@ describe('vendor-server: the integrity audit runs in a process of its own', func
   before(async () => {
     ({ dir, cleanup } = await tempDir('mallpos-audit-process-'));
     store = join(dir, 'store');
-    await initVendor({ dataDir: store, demo: true, pinHashCost: TEST_PIN_HASH_COST });
-    const config = await loadConfig(store);
+    const { config, opened, ledger } = await openDemoLedger(store);
     vendorId = config.vendorId;
-    const opened = await openLedger({ dataDir: dataPaths(store).ledgerDir, vendorId: config.vendorId, keysMax: config.idempotencyKeysMax });
-    const ledger = new LedgerService(
-      { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
-      opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
-    );
     const customerId = Object.keys(opened.state.customers)[0] as string;
     for (let from = 0; from < ISSUANCES; from += 2000) {
       const wave: Promise<unknown>[] = [];

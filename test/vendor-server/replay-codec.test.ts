@@ -11,17 +11,15 @@ import { withGs1CheckDigit, type StateEvent } from '../../core/index.ts';
 import { EVENT_AT, LineCheck, TEXT_NONE } from '../../platform/storage/journal-format.ts';
 import { EventPacker, EventUnpacker, type Packed } from '../../platform/storage/replay-pack.ts';
 import { replayThreadsHooks } from '../../platform/storage/replay-threads.ts';
-import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
-import { initVendor } from '../../vendor-server/init.ts';
+import { dataPaths } from '../../vendor-server/config.ts';
 import { stateEventCodec } from '../../vendor-server/ledger/replay-codec.ts';
 import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
 import { packSaleText } from '../../vendor-server/ledger/replay-scan.ts';
-import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
+import type { Actor } from '../../vendor-server/ledger/service.ts';
 import { toSnapshot } from '../../vendor-server/ledger/state.ts';
 import { checkpointText, ledgerPaths, openLedger } from '../../vendor-server/ledger/store.ts';
-import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
 import { ROOT } from '../helpers/process.ts';
-import { tempDir } from '../helpers/vendor.ts';
+import { openDemoLedger, tempDir } from '../helpers/vendor.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -118,14 +116,8 @@ describe('vendor-server: the replay threads pack the ledger\'s sales', () => {
 
   before(async () => {
     ({ dir, cleanup } = await tempDir());
-    await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1', pinHashCost: TEST_PIN_HASH_COST });
-    const config = await loadConfig(dir);
+    const { config, opened, ledger } = await openDemoLedger(dir, { init: { host: '127.0.0.1' }, ledger: { segmentBytesMax: SEGMENT_BYTES } });
     vendorId = config.vendorId;
-    const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId, segmentBytesMax: SEGMENT_BYTES });
-    const ledger = new LedgerService(
-      { vendorId, name: config.storeName, address: config.address, currency: config.currency },
-      opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
-    );
     texts = [];
     try {
       await ledger.recordAllotment(OPERATOR, `op:${randomUUID()}`, { token: 'ACME', units: 1_000_000, reference: 'test allotment' });

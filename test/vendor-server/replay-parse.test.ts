@@ -5,14 +5,12 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { withGs1CheckDigit, type JournalEvent } from '../../core/index.ts';
 import { GENESIS_HASH, JournalCorruptError } from '../../platform/storage/index.ts';
-import { dataPaths, loadConfig } from '../../vendor-server/config.ts';
-import { initVendor } from '../../vendor-server/init.ts';
+import { dataPaths } from '../../vendor-server/config.ts';
 import { parseStateEvent } from '../../vendor-server/ledger/replay-parse.ts';
-import { LedgerService, type Actor } from '../../vendor-server/ledger/service.ts';
+import type { Actor } from '../../vendor-server/ledger/service.ts';
 import { applyEvent, emptyState, toSnapshot } from '../../vendor-server/ledger/state.ts';
 import { ledgerPaths, openLedger, verifyLedger } from '../../vendor-server/ledger/store.ts';
-import { tempDir } from '../helpers/vendor.ts';
-import { TEST_PIN_HASH_COST } from '../helpers/pin-cost.ts';
+import { openDemoLedger, tempDir } from '../helpers/vendor.ts';
 
 const OPERATOR: Actor = { terminal: null, cashier: null };
 const TILL: Actor = { terminal: 't001', cashier: null };
@@ -41,13 +39,7 @@ function stateView(text: string): unknown {
 
 /** A demo store with sales of products named by `names` (and the demo catalog's), each sale's event text returned. */
 async function storeWithSales(dir: string, names: string[], salesEach: number): Promise<{ texts: string[]; vendorId: string }> {
-  await initVendor({ dataDir: dir, demo: true, host: '127.0.0.1', pinHashCost: TEST_PIN_HASH_COST });
-  const config = await loadConfig(dir);
-  const opened = await openLedger({ dataDir: dataPaths(dir).ledgerDir, vendorId: config.vendorId });
-  const ledger = new LedgerService(
-    { vendorId: config.vendorId, name: config.storeName, address: config.address, currency: config.currency },
-    opened.state, opened.journal, {}, undefined, config.idempotencyKeysMax,
-  );
+  const { config, opened, ledger } = await openDemoLedger(dir, { init: { host: '127.0.0.1' } });
   try {
     await ledger.recordAllotment(OPERATOR, `op:${randomUUID()}`, { token: 'ACME', units: 1_000_000, reference: 'test allotment' });
     const customer = await ledger.registerCustomer(OPERATOR, { name: 'Ana "],"debits":' });
