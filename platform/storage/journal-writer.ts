@@ -140,28 +140,53 @@ export class GroupCommitWriter {
     return batch;
   }
 
-  /** Writes batches one at a time; lines appended meanwhile form the next batch. */
+  /**
+   * Writes batches one at a time; lines appended meanwhile form the next batch. When a
+   * write returns and lines are waiting, their write is issued before the callers of the
+   * batch just made durable run: acknowledging a batch (an ack sent per sale) takes a
+   * while, and the disk would sit idle through it. Writes stay in order, one at a time.
+   */
   private async flushLoop(): Promise<void> {
+    let durable: Batch | null = null;
     try {
       // One turn of the event loop lets every request that arrived together join the batch.
       await nextTurn();
-      while (this.staging !== null && this.staging.len > 0 && this.fatal === null) {
-        const batch = this.staging;
-        this.staging = null;
-        this.inFlight = batch;
-        await this.writeBatch(batch);
-        this.inFlight = null;
+      for (;;) {
+        let batch = this.takeStaged();
+        if (batch === null && durable !== null) {
+          durable.resolve();
+          durable = null;
+          // Let the callers just acknowledged queue their next appends before the next flush.
+          await nextTurn();
+          batch = this.takeStaged();
+        }
+        if (batch === null) break;
+        const written = this.writeBatch(batch);
+        durable?.resolve();
+        durable = null;
+        await written;
         this.syncedSeq = batch.lastSeq;
         if (batch.buf.length <= STAGING_BYTES_KEEP_MAX) this.spare = batch.buf;
-        batch.resolve();
-        // Let the callers just acknowledged queue their next appends before the next flush.
-        await nextTurn();
+        durable = batch;
       }
     } catch (err) {
       this.fail(err instanceof Error ? err : new Error(String(err)));
     } finally {
+      this.inFlight = null;
       this.loop = null;
     }
+  }
+
+  /** The staged batch, now in flight, or null when nothing is staged or the writer failed. */
+  private takeStaged(): Batch | null {
+    const batch = this.staging;
+    if (batch === null || batch.len === 0 || this.fatal !== null) {
+      this.inFlight = null;
+      return null;
+    }
+    this.staging = null;
+    this.inFlight = batch;
+    return batch;
   }
 
   private async writeBatch(batch: Batch): Promise<void> {
@@ -171,7 +196,7 @@ export class GroupCommitWriter {
       const end = next === undefined ? batch.len : next.start;
       const lines = (next === undefined ? batch.lastSeq + 1 : next.firstSeq) - cut.firstSeq;
       const seg = cut.segment;
-      const handle = await this.handleFor(seg);
+      const handle = this.writeSegment === seg && this.writeHandle !== null ? this.writeHandle : await this.handleFor(seg);
       const t0 = performance.now();
       await writeFully(handle, batch.buf, cut.start, end - cut.start, seg.durableBytes);
       // With O_DSYNC the write returned only once its data was on the disk, as

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { constants } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GENESIS_HASH, Journal, JournalBacklogError, segmentName } from '../../../platform/storage/index.ts';
 import type { AppendResult, JournalRecord } from '../../../platform/storage/index.ts';
@@ -254,6 +254,45 @@ describe('platform/storage/journal', () => {
       expect(fsyncs).to.be.at.most(40);
       expect((await journal.verifyAll()).count).to.equal(200);
       await journal.close();
+    });
+
+    it('issues the next batch\'s write before the callers of the batch just written run, and never two writes at once', async () => {
+      const { journal } = await Journal.open({ dir });
+      // Every write the journal's file handles make, from here on, and how many run at once.
+      const probe = await open(join(dir, 'probe'), 'w');
+      const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => Promise<unknown> };
+      await probe.close();
+      const write = proto.write;
+      const log: string[] = [];
+      let writing = 0;
+      let most = 0;
+      proto.write = async function (this: unknown, ...args: unknown[]) {
+        writing += 1;
+        most = Math.max(most, writing);
+        log.push('write');
+        try {
+          return await write.apply(this, args);
+        } finally {
+          writing -= 1;
+        }
+      };
+      try {
+        const first = journal.append(saleFields(1));
+        const acked = [first.durable.then(() => log.push('acked 1'))];
+        while (!log.includes('write')) await new Promise((r) => setImmediate(r));
+        // Appended while the first line's write runs: it is the next batch.
+        const second = journal.append(saleFields(2));
+        acked.push(second.durable.then(() => log.push('acked 2')));
+        await Promise.all(acked);
+        expect(log).to.deep.equal(['write', 'write', 'acked 1', 'acked 2']);
+        expect(most, 'writes at once').to.equal(1);
+        await journal.close();
+      } finally {
+        proto.write = write;
+      }
+      const { journal: reopened } = await Journal.open({ dir, readOnly: true });
+      expect(reopened.lastSeq).to.equal(2);
+      await reopened.close();
     });
 
     it('writes segments through O_DSYNC descriptors, so a line is on the disk when its write returns, before durable resolves', async () => {
