@@ -136,7 +136,7 @@ describe('e2e: the executables run compiled JavaScript', function () {
       const server = await spawnVendorServer(dir);
       const pid = server.child.pid as number;
       const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-      expect(argv).to.include('--max-semi-space-size=4');
+      expect(argv).to.include('--max-semi-space-size=16');
       expect(argv.some((a) => a.endsWith('bin/vendor-server.js'))).to.equal(true);
       expect(argv.join(' '), 'no TypeScript loader in production').to.not.match(/tsx/);
       expect(await accepts(server.url)).to.equal(true);

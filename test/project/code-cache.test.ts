@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/temp.ts';
 
 const COMPILED = pathToFileURL(join(ROOT, 'bin', 'compiled.js')).href;
 /** The V8 flags of the vendor server's #! line: a cache made under them is refused without them. */
-const SERVER_FLAGS = ['--max-semi-space-size=4', '--heap-growing-percent=10'];
+const SERVER_FLAGS = ['--max-semi-space-size=16', '--heap-growing-percent=10'];
 
 /**
  * A script of the kind the build makes: CommonJS, some functions, one line of output. Told
