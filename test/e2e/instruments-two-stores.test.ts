@@ -108,10 +108,16 @@ describe('e2e: one gift certificate spent at two offline stores (the real mall)'
     const paid = expectOk(await call<SaleAck>(cora.till.socket, 'sale:commit', { key: `${cora.till.terminalId}:${randomUUID()}`, card: null, tenders: [], lines: [{ code: PEN, qty: 1 }], instruments: [{ instrument: other.compact }], cashTenderedMinor: 0 }));
     expect(paid.instruments?.[0]).to.deep.include({ code: other.code, units: 45, remainingAfter: 155, offline: false });
     const sold = expectOk(await call<InstrumentSaleAck>(acme.till.socket, 'instrument:sell', { key: `${acme.till.terminalId}:${randomUUID()}`, token: 'ACME', units: 400, payment: { method: 'cash', tenderedMinor: 2_000 } }));
+    let seen: unknown = null;
     await until('the online sale and the certificate sold at the mall', async () => {
       const [o, s] = [await admin.instrument(other.code), await admin.instrument(sold.code).catch(() => null)];
+      seen = { other: o, sold: s };
       return o.remainingUnits === 155 && o.heldUnits === 0 && s?.soldBy === 'acme' ? true : undefined;
-    }, 60_000);
+    }, 60_000).catch(async (err: Error) => {
+      // What the mall and the stores' sync said last, for whoever reads a timeout.
+      const sync = { acme: await acme.server.sync?.status(), cora: await cora.server.sync?.status() };
+      throw new Error(`${err.message}; the mall's instruments: ${JSON.stringify(seen)}; the stores' sync: ${JSON.stringify(sync)}`);
+    });
     expect(await admin.instrument(sold.code)).to.deep.include({ issuer: 'acme', state: 'live', remainingUnits: 400 });
     expect((await acme.server.sync?.status())?.flaggedEvents, 'the mall flagged none of ACME\'s events').to.equal(0);
 
