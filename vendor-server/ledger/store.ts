@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { availableParallelism, setPriority } from 'node:os';
-import { extname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fail, type JournalEvent, type StateEvent } from '../../core/index.ts';
 import {
@@ -22,6 +22,7 @@ import {
   type TornTail,
 } from '../../platform/storage/index.ts';
 import { ReplayThreadStarts } from '../../platform/storage/replay-threads.ts';
+import { scriptBeside } from '../../platform/threads.ts';
 import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
 import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 import { parseStateEvent } from './replay-parse.ts';
@@ -53,7 +54,7 @@ export interface OpenLedgerOptions {
  * The replay thread's script, next to this module: its source under tsx; from dist/, the
  * build's bundle of it (bin/build.js).
  */
-const REPLAY_SCRIPT = new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './replay-thread.ts' : './replay-thread.bundle.cjs', import.meta.url);
+const REPLAY_SCRIPT = scriptBeside(import.meta.url, 'replay-thread');
 const REPLAY_THREADS_MAX = 4;
 
 export interface OpenedLedger {
@@ -635,7 +636,7 @@ function auditExecArgv(): string[] {
  * The audit process's script, next to this module: its source under tsx; from dist/, the
  * build's bundle of it (bin/build.js), which starts in less CPU time than its modules.
  */
-const AUDIT_SCRIPT = fileURLToPath(new URL(extname(fileURLToPath(import.meta.url)) === '.ts' ? './audit-process.ts' : './audit-process.bundle.cjs', import.meta.url));
+const AUDIT_SCRIPT = fileURLToPath(scriptBeside(import.meta.url, 'audit-process'));
 
 /** The command line of an audit process for a job. */
 export function auditCommand(job: AuditJob): { file: string; args: string[] } {
