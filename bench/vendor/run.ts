@@ -47,8 +47,8 @@ interface Mode {
 
 const MODE: Mode = quick
   ? {
-      warmupMs: 1_000, rewarmMs: 300, measureMs: 4_000, runs: 1, customers: 100,
-      smallEvents: 1_000, largeEvents: 100_000, ratioRuns: 1, ratioMeasureMs: 3_000,
+      warmupMs: 1_000, rewarmMs: 300, measureMs: 2_000, runs: 3, customers: 100,
+      smallEvents: 1_000, largeEvents: 100_000, ratioRuns: 2, ratioMeasureMs: 2_000,
       rssCustomers: 100_000, rssLoadMs: 2_000, reconnectWaitMs: 15_000, limitMs: 300_000,
     }
   : {
