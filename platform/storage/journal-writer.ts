@@ -196,6 +196,7 @@ export class GroupCommitWriter {
       const end = next === undefined ? batch.len : next.start;
       const lines = (next === undefined ? batch.lastSeq + 1 : next.firstSeq) - cut.firstSeq;
       const seg = cut.segment;
+      // The open file is taken without an await, so that the write is issued before this function first yields.
       const handle = this.writeSegment === seg && this.writeHandle !== null ? this.writeHandle : await this.handleFor(seg);
       const t0 = performance.now();
       await writeFully(handle, batch.buf, cut.start, end - cut.start, seg.durableBytes);
