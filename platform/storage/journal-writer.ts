@@ -197,7 +197,7 @@ export class GroupCommitWriter {
       const lines = (next === undefined ? batch.lastSeq + 1 : next.firstSeq) - cut.firstSeq;
       const seg = cut.segment;
       // The open file is taken without an await, so that the write is issued before this function first yields.
-      const handle = this.writeSegment === seg && this.writeHandle !== null ? this.writeHandle : await this.handleFor(seg);
+      const handle = this.writeSegment === seg && this.writeHandle !== null ? this.writeHandle : await this.openFor(seg);
       const t0 = performance.now();
       await writeFully(handle, batch.buf, cut.start, end - cut.start, seg.durableBytes);
       // With O_DSYNC the write returned only once its data was on the disk, as
@@ -208,9 +208,8 @@ export class GroupCommitWriter {
     }
   }
 
-  /** The write handle for seg; a previous segment is already synced when the next one starts. */
-  private async handleFor(seg: Segment): Promise<FileHandle> {
-    if (this.writeSegment === seg && this.writeHandle !== null) return this.writeHandle;
+  /** Opens the write handle for seg, closing the previous segment's: its lines are already synced. */
+  private async openFor(seg: Segment): Promise<FileHandle> {
     const old = this.writeHandle;
     this.writeHandle = null;
     this.writeSegment = null;

@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { once } from 'node:events';
-import { parentPort, type Worker } from 'node:worker_threads';
-import { startThread } from '../threads.ts';
+import { parentPort, Worker } from 'node:worker_threads';
 import { EVENT_AT, HASH_AT, LineCheck, TEXT_NONE, TEXT_PARSE } from './journal-format.ts';
 import { EventPacker, EventUnpacker, type Packed, type PackedInto, type ReplayCodec } from './replay-pack.ts';
 import { ChunkReader } from './segment-reader.ts';
@@ -175,7 +178,7 @@ export class ReplayThreadStarts {
   constructor(readonly script: URL, count: number) {
     this.started = [];
     for (let i = 0; i < count; i++) {
-      const s: Started = { worker: startReplayThread(script), failure: null };
+      const s: Started = { worker: startThread(script), failure: null };
       s.worker.on('error', (err) => {
         s.failure ??= err;
       });
@@ -230,7 +233,7 @@ export class ReplayThreads {
       };
       this.views.push(new PageViews(pages));
       const s = ahead[slot];
-      const worker = s?.worker ?? startReplayThread(script);
+      const worker = s?.worker ?? startThread(script);
       worker.postMessage(plan);
       this.workers.push(worker);
       this.queues.push([]);
@@ -330,11 +333,31 @@ export class ReplayThreads {
   }
 }
 
-/** Starts a thread on the script; its plan follows as its first message. */
-function startReplayThread(script: URL): Worker {
-  const worker = startThread(script);
+/**
+ * Starts a thread on the script; its plan follows as its first message. From the
+ * TypeScript sources, the thread first registers the loader the process runs under (a
+ * thread does not inherit it); the build runs its bundled script as it is.
+ */
+function startThread(script: URL): Worker {
+  // None of the process's Node options: a thread needs none, and some (--input-type, say) would stop it starting.
+  let worker: Worker;
+  if (extname(fileURLToPath(script)) !== '.ts') worker = new Worker(script, { execArgv: [] });
+  else {
+    const loader = tsxEsmApi();
+    const boot = `import(${JSON.stringify(loader)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); })`;
+    worker = new Worker(boot, { eval: true, execArgv: [] });
+  }
   replayThreadsHooks.onStart?.(worker);
   return worker;
+}
+
+/** The file URL of tsx's ESM API, found from its package's exports (the thread resolves nothing itself). */
+function tsxEsmApi(): string {
+  const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
+  const exports = (JSON.parse(readFileSync(pkg, 'utf8')) as { exports: Record<string, { import: { default: string } }> }).exports;
+  const api = exports['./esm/api']?.import.default;
+  if (api === undefined) throw new Error('tsx does not export ./esm/api');
+  return pathToFileURL(join(dirname(pkg), api)).href;
 }
 
 /**

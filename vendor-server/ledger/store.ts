@@ -22,7 +22,7 @@ import {
   type TornTail,
 } from '../../platform/storage/index.ts';
 import { ReplayThreadStarts } from '../../platform/storage/replay-threads.ts';
-import { scriptBeside } from '../../platform/threads.ts';
+import { scriptBeside } from '../../platform/scripts.ts';
 import type { CashierDayState, PeriodScope } from '../cashier-day/state.ts';
 import { applyEvent, emptyState, fromSnapshot, own, toSnapshot, type LedgerState, type StateSnapshot } from './state.ts';
 import { parseStateEvent } from './replay-parse.ts';
